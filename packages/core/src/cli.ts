@@ -1,0 +1,113 @@
+import yargs, { type Argv, type Options as YargsOption } from 'yargs';
+import { configOptions, resolveConfig, type ResolvedConfig } from './config.js';
+import type { ConfigKey } from './config-schema.js';
+import { EXIT_OK, EXIT_USAGE, exitCodeOf, ImgpipeError, messageOf } from './errors.js';
+import { createLogger, type Logger } from './log.js';
+
+export interface CliIo {
+  stdin: NodeJS.ReadStream | NodeJS.ReadableStream;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+export interface CliContext extends CliIo {
+  log: Logger;
+  /** The resolved configuration (flags > env > --config file > defaults). */
+  settings: ResolvedConfig;
+}
+
+export interface ToolCli {
+  /** The binary's name. */
+  name: string;
+  summary: string;
+  /** Configuration keys this tool exposes as flags. */
+  configKeys: readonly ConfigKey[];
+  /** The tool's own flags (not configuration keys). */
+  options?: Record<string, YargsOption>;
+  examples?: readonly [command: string, description: string][];
+  /** Extra yargs set-up: positional args, checks, epilogue. */
+  configure?: (argv: Argv) => Argv;
+  /** Does the work; returns the exit code (0 when omitted). Load heavy modules here, not at the top. */
+  run(args: Record<string, unknown>, context: CliContext): Promise<number | void>;
+}
+
+const SHARED_OPTIONS: Record<string, YargsOption> = {
+  config: { type: 'string', describe: 'YAML config file (sections project, data, aws, train); env IMGPIPE_CONFIG' },
+  quiet: { type: 'boolean', alias: 'q', describe: 'Only warnings and errors on stderr' },
+};
+
+/**
+ * Parse the command line, resolve config and run the tool. This is the one place that catches errors:
+ * it prints one line (the stack too with --debug) and returns the exit code.
+ */
+export async function runCli(tool: ToolCli, argv: string[] = process.argv.slice(2), io: Partial<CliIo> = {}): Promise<number> {
+  const full: CliIo = {
+    stdin: io.stdin ?? process.stdin,
+    stdout: io.stdout ?? process.stdout,
+    stderr: io.stderr ?? process.stderr,
+    env: io.env ?? process.env,
+    cwd: io.cwd ?? process.cwd(),
+  };
+  let usageFailure: string | undefined;
+  let parser: Argv = yargs(argv)
+    .scriptName(tool.name)
+    .usage(`$0 [options]\n\n${tool.summary}`)
+    .options(SHARED_OPTIONS)
+    .options(configOptions(tool.configKeys))
+    .options(tool.options ?? {})
+    .strict()
+    .parserConfiguration({ 'camel-case-expansion': false })
+    .help()
+    .alias('help', 'h')
+    .version(false)
+    .wrap(Math.min(110, process.stderr.columns ?? 110))
+    .exitProcess(false)
+    .fail((message, error) => {
+      usageFailure = message ?? messageOf(error);
+    });
+  for (const [command, description] of tool.examples ?? []) parser = parser.example(command, description);
+  if (tool.configure) parser = tool.configure(parser);
+
+  let output = '';
+  const args = (await parser.parseAsync(argv, {}, (_err, _argv, text) => {
+    output = text;
+  })) as Record<string, unknown>;
+  if (usageFailure !== undefined) {
+    full.stderr.write(`${tool.name}: ${usageFailure}\nRun '${tool.name} --help' for the options.\n`);
+    return EXIT_USAGE;
+  }
+  if (output) {
+    // --help (yargs prints help text through this callback rather than stdout when exitProcess is off).
+    full.stdout.write(`${output}\n`);
+    return EXIT_OK;
+  }
+  if (args.help) return EXIT_OK;
+
+  const debug = Boolean(args.debug);
+  const log = createLogger({ name: tool.name, quiet: Boolean(args.quiet), debug, stream: full.stderr });
+  try {
+    const settings = await resolveConfig({ flags: args, env: full.env, configPath: args.config as string | undefined });
+    const code = await tool.run(args, { ...full, log: createLogger({ name: tool.name, quiet: Boolean(args.quiet), debug: debug || settings.config.project.debug_logs, stream: full.stderr }), settings });
+    return code ?? EXIT_OK;
+  } catch (error) {
+    log.error(describeError(error));
+    if (debug || !(error instanceof ImgpipeError)) full.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+    return exitCodeOf(error);
+  }
+}
+
+function describeError(error: unknown): string {
+  const cause = (error as { cause?: unknown })?.cause;
+  const base = messageOf(error);
+  if (cause === undefined || !(error instanceof ImgpipeError)) return base;
+  const causeText = messageOf(cause);
+  return base.includes(causeText) ? base : `${base} (cause: ${causeText})`;
+}
+
+/** The entry of a bin: run and exit with the tool's code, after stdout has drained. */
+export async function main(tool: ToolCli): Promise<void> {
+  const code = await runCli(tool);
+  process.exitCode = code;
+}

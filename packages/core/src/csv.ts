@@ -1,0 +1,119 @@
+import { createReadStream } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import { parse } from 'csv-parse';
+import { stringify, type Stringifier } from 'csv-stringify';
+import { InputError } from './errors.js';
+
+export type CsvRow = Record<string, string>;
+
+/** One data line of a CSV: either a row keyed by the header, or why the line could not be read. */
+export type CsvRecord = { line: number; row: CsvRow; error?: undefined } | { line: number; row?: undefined; error: string };
+
+export interface ReadCsvOptions {
+  /** Names the input in messages: a path, "stdin" or an s3:// URI. */
+  source: string;
+  /** Columns that must be in the header; a missing one is an InputError naming it. */
+  required?: readonly string[];
+}
+
+export interface CsvTable {
+  columns: string[];
+  records: AsyncIterable<CsvRecord>;
+}
+
+/**
+ * Stream a CSV with a header. Lines with the wrong number of fields are yielded as errors (with their line
+ * number) rather than ending the stream, so batch tools can keep the good rows and report the bad ones.
+ * csv-parse does the parsing: quoting, embedded newlines and BOMs are its job, not ours.
+ */
+export async function readCsv(input: Readable, { source, required = [] }: ReadCsvOptions): Promise<CsvTable> {
+  const parser = input.pipe(
+    parse({ bom: true, relax_column_count: true, skip_empty_lines: true, info: true, trim: false }),
+  );
+  input.on('error', (error) => parser.destroy(error));
+  const iterator = parser[Symbol.asyncIterator]() as AsyncIterator<{ record: string[]; info: { lines: number } }>;
+  const first = await iterator.next().catch((error: unknown) => {
+    throw new InputError(`${source}: cannot parse CSV: ${(error as Error).message}`, { cause: error });
+  });
+  if (first.done) throw new InputError(`${source}: the CSV is empty; expected a header line`);
+  const columns = first.value.record.map((name) => name.trim());
+  const missing = required.filter((name) => !columns.includes(name));
+  if (missing.length > 0) {
+    throw new InputError(
+      `${source}: missing column${missing.length > 1 ? 's' : ''} ${missing.map((m) => `'${m}'`).join(', ')} ` +
+        `in header (found: ${columns.join(',')})`,
+    );
+  }
+  async function* records(): AsyncGenerator<CsvRecord> {
+    while (true) {
+      let next: IteratorResult<{ record: string[]; info: { lines: number } }>;
+      try {
+        next = await iterator.next();
+      } catch (error) {
+        throw new InputError(`${source}: cannot parse CSV: ${(error as Error).message}`, { cause: error });
+      }
+      if (next.done) return;
+      const { record, info } = next.value;
+      if (record.length !== columns.length) {
+        yield { line: info.lines, error: `expected ${columns.length} fields, found ${record.length}` };
+        continue;
+      }
+      const row: CsvRow = {};
+      columns.forEach((name, index) => (row[name] = record[index] ?? ''));
+      yield { line: info.lines, row };
+    }
+  }
+  return { columns, records: records() };
+}
+
+export function readCsvFile(path: string, options: Omit<ReadCsvOptions, 'source'> & { source?: string } = {}): Promise<CsvTable> {
+  return readCsv(createReadStream(path), { source: options.source ?? path, ...(options.required ? { required: options.required } : {}) });
+}
+
+/** Read a whole (small) CSV into memory, failing on the first bad line. */
+export async function readCsvRows(input: Readable, options: ReadCsvOptions): Promise<{ columns: string[]; rows: CsvRow[] }> {
+  const { columns, records } = await readCsv(input, options);
+  const rows: CsvRow[] = [];
+  for await (const record of records) {
+    if (record.error !== undefined) throw new InputError(`${options.source}: line ${record.line}: ${record.error}`);
+    rows.push(record.row);
+  }
+  return { columns, rows };
+}
+
+export interface CsvWriter {
+  write(row: Record<string, unknown>): Promise<void>;
+  end(): Promise<void>;
+}
+
+/** A streaming CSV writer (csv-stringify) with a fixed header, honouring back-pressure. */
+export function createCsvWriter(output: Writable, columns: readonly string[]): CsvWriter {
+  const stringifier: Stringifier = stringify({ header: true, columns: [...columns], cast: { boolean: (v) => String(v) } });
+  stringifier.pipe(output, { end: false });
+  let failure: unknown;
+  stringifier.on('error', (error) => (failure = error));
+  return {
+    async write(row) {
+      if (failure) throw failure;
+      if (!stringifier.write(row)) await new Promise((resolve) => stringifier.once('drain', resolve));
+    },
+    async end() {
+      await new Promise<void>((resolve, reject) => {
+        stringifier.once('error', reject);
+        stringifier.once('end', resolve);
+        stringifier.end();
+        stringifier.resume();
+      });
+      if (failure) throw failure;
+    },
+  };
+}
+
+/** A whole CSV as a string, for small files written atomically. */
+export function csvString(columns: readonly string[], rows: readonly Record<string, unknown>[]): Promise<string> {
+  return new Promise((resolve, reject) =>
+    stringify([...rows], { header: true, columns: [...columns], cast: { boolean: (v) => String(v) } }, (error, text) =>
+      error ? reject(error) : resolve(text ?? ''),
+    ),
+  );
+}

@@ -1,0 +1,1 @@
+export { downloadS3Cli } from './cli.js';

@@ -1,0 +1,1 @@
+export { evalModelCli } from './cli.js';

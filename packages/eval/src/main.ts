@@ -1,0 +1,4 @@
+import { main } from '@imgpipe/core';
+import { evalModelCli } from './cli.js';
+
+await main(evalModelCli);

@@ -1,0 +1,1 @@
+export { prepDataCli } from './cli.js';

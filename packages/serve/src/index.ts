@@ -1,0 +1,1 @@
+export { serveCli } from './cli.js';

@@ -1,0 +1,4 @@
+import { main } from '@imgpipe/core';
+import { serveCli } from './cli.js';
+
+await main(serveCli);

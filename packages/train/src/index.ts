@@ -1,0 +1,1 @@
+export { trainCli } from './cli.js';

@@ -1,0 +1,4 @@
+import { main } from '@imgpipe/core';
+import { trainCli } from './cli.js';
+
+await main(trainCli);

@@ -1,0 +1,1 @@
+export { uploadS3Cli } from './cli.js';
