@@ -7,3 +7,4 @@ export * from './pointer.js';
 export * from './config-schema.js';
 export * from './config.js';
 export * from './cli.js';
+export * from './bench.js';
