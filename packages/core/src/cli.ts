@@ -51,6 +51,7 @@ export async function runCli(tool: ToolCli, argv: string[] = process.argv.slice(
     cwd: io.cwd ?? process.cwd(),
   };
   let usageFailure: string | undefined;
+  argv = joinDashValues(argv);
   let parser: Argv = yargs(argv)
     .scriptName(tool.name)
     .usage(`$0 [options]\n\n${tool.summary}`)
@@ -96,6 +97,16 @@ export async function runCli(tool: ToolCli, argv: string[] = process.argv.slice(
     if (debug || !(error instanceof ImgpipeError)) full.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
     return exitCodeOf(error);
   }
+}
+
+/** yargs reads a lone '-' as a positional, not as an option's value: keep `--csv -` (stdin) as `--csv=-`. */
+function joinDashValues(argv: string[]): string[] {
+  const end = argv.indexOf('--');
+  return argv.flatMap((arg, i) => {
+    if (arg === '-' && i > 0 && (end < 0 || i < end) && /^--[^=]+$/.test(argv[i - 1]!) && argv[i - 1] !== '--') return [];
+    if (argv[i + 1] === '-' && (end < 0 || i < end) && /^--[^=]+$/.test(arg) && arg !== '--') return [`${arg}=-`];
+    return [arg];
+  });
 }
 
 function describeError(error: unknown): string {

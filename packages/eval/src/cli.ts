@@ -1,10 +1,63 @@
-import { UsageError, type ToolCli } from '@imgpipe/core';
+import { resolve } from 'node:path';
+import { parseDevice, resolveInputPointer, UsageError, writePointer, type ToolCli } from '@imgpipe/core';
+
+function optionalNumber(value: unknown, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (typeof value === 'boolean' || String(value).trim() === '' || !Number.isFinite(n)) throw new UsageError(`expected ${flag} to be a number, got '${String(value)}'`);
+  return n;
+}
 
 export const evalModelCli: ToolCli = {
   name: 'eval-model',
-  summary: "Evaluate a run's best model on the test split.",
-  configKeys: [],
-  async run() {
-    throw new UsageError('eval-model is not built yet (issue #4); only --help works for now');
+  summary:
+    "Evaluate a run's best model on the test split of its dataset (which train never saw): writes eval.json, predictions.csv, " +
+    'plots/*.png and report.html in the run directory, adds test metrics to model/card.json and results.csv, and prints ' +
+    'the run pointer with test_accuracy and test_loss.',
+  configKeys: ['train.device', 'data.batch_size'],
+  options: {
+    run: { type: 'string', describe: 'Run directory written by train (default: the run pointer on stdin)' },
+    model: { type: 'string', describe: 'Model directory to evaluate instead of <run>/model' },
+    data: { type: 'string', describe: 'Dataset directory (default: the one the run or the model card names)' },
+    out: { type: 'string', describe: "Where eval files go when --model is not inside a run directory" },
+    'min-accuracy': { type: 'string', describe: 'Quality gate: exit 1 when test accuracy is below this (0..1), after writing eval.json' },
+    worst: { type: 'string', default: '16', describe: 'How many of the most confidently wrong test images to list and draw' },
+  },
+  examples: [
+    ['train --data prep/ --out runs/ | eval-model --min-accuracy 0.9 | upload-s3', 'evaluate the run train just made; stop the pipe below 90%'],
+    ['eval-model --run runs/20261127-0512-ab12', 'evaluate a run directory'],
+    ['eval-model --model model/ --data prep/ --out eval/', 'evaluate a model directory on a dataset'],
+  ],
+  async run(args, context) {
+    const worst = optionalNumber(args.worst, '--worst') ?? 16;
+    if (!Number.isInteger(worst) || worst < 0) throw new UsageError(`expected --worst to be a non-negative integer, got '${String(args.worst)}'`);
+    const minAccuracy = optionalNumber(args['min-accuracy'], '--min-accuracy');
+    if (args.out !== undefined && args.model === undefined) throw new UsageError('--out goes with --model (with a run, the files are written in the run directory)');
+    let runDir = args.run as string | undefined;
+    let modelDir = args.model as string | undefined;
+    if (!modelDir) {
+      const pointer = await resolveInputPointer({ flag: runDir, flagName: '--run (or --model DIR --data DIR)', kinds: ['run', 'model'], stdin: context.stdin as NodeJS.ReadStream });
+      if (typeof pointer.path !== 'string') throw new UsageError(`the ${pointer.kind} pointer on stdin has no path`);
+      if (pointer.kind === 'model') modelDir = pointer.path;
+      else {
+        runDir = pointer.path;
+        if (typeof pointer.best === 'string') modelDir = pointer.best;
+      }
+    }
+    const { runEvalModel } = await import('./eval-model.js');
+    const { config } = context.settings;
+    const path = (value: unknown) => (typeof value === 'string' ? resolve(context.cwd, value) : undefined);
+    const outcome = await runEvalModel({
+      runDir: path(runDir),
+      modelDir: path(modelDir),
+      dataDir: path(args.data),
+      outDir: path(args.out),
+      device: parseDevice(config.train.device),
+      batchSize: config.data.batch_size,
+      worst,
+      minAccuracy,
+      log: context.log,
+    });
+    writePointer(context.stdout, outcome.pointer);
   },
 };

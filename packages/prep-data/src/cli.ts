@@ -1,10 +1,96 @@
-import { UsageError, type ToolCli } from '@imgpipe/core';
+import { UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/core';
 
 export const prepDataCli: ToolCli = {
   name: 'prep-data',
-  summary: 'Decode, resize and split images into a dataset directory.',
-  configKeys: [],
-  async run() {
-    throw new UsageError('prep-data is not built yet (issue #6); only --help works for now');
+  summary:
+    'Decode, resize and split the images of a CSV (with local_image, as download-s3 prints it) into a dataset ' +
+    'directory: per split one uint8 NHWC pixel file and a CSV of its rows, manifest.json and rejected.csv. ' +
+    'Prints one JSON pointer line on stdout.',
+  configKeys: ['project.debug_logs', 'data.images_csv', 'data.img_dimensions', 'data.train_pct', 'data.val_pct', 'data.test_pct', 'data.seed'],
+  options: {
+    out: { type: 'string', default: 'prep', describe: 'Dataset directory to write (built beside it, then renamed into place)' },
+    fit: { type: 'string', choices: ['fill', 'cover'], default: 'fill', describe: 'fill: stretch to a square (the seed); cover: centre-crop' },
+    'split-by': {
+      type: 'string',
+      choices: ['random', 'hash'],
+      default: 'random',
+      describe: 'random: seeded, stratified, exact per-class counts; hash: by a hash of each key, stable when rows are added',
+    },
+    seed: { type: 'string', describe: 'Same as --split-seed' },
+    'max-pixels': { type: 'string', describe: 'Reject images whose header declares more pixels (default 268402689)' },
+    'max-rejected': { type: 'string', describe: 'Fail (exit 2) when more images than this are rejected (default: no limit)' },
+    force: { type: 'boolean', default: false, describe: 'Rebuild even when --out already holds this dataset; replace a non-dataset --out' },
+    concurrency: { type: 'string', describe: 'Images decoded at once (default: the number of cores)' },
+  },
+  examples: [
+    ['download-s3 --csv s3://bucket/images.csv --dest data/ | $0 --out prep/', 'Prepare what download-s3 fetched'],
+    ['$0 --csv images.csv --img-dimensions 224 --train-pct 0.8 --val-pct 0.1 --test-pct 0.1', 'From a CSV file'],
+    ['$0 --csv images.csv --split-by hash --out prep/', 'Splits that stay put when rows are appended (cron)'],
+  ],
+  async run(args, context) {
+    const options = await cliOptions(args, context);
+    const { runPrepData } = await import('./prep.js');
+    const result = await runPrepData(options);
+    writePointer(context.stdout, result.pointer);
   },
 };
+
+async function cliOptions(args: Record<string, unknown>, context: CliContext) {
+  const { config, origin } = context.settings;
+  const data = config.data;
+  const seed = args.seed === undefined ? data.seed : integer(args.seed, '--seed', 0);
+  const csvFlag = origin['data.images_csv'] === 'flag' ? data.images_csv : undefined;
+  const { csv, csvSource } = await readInput(csvFlag, data.images_csv, context);
+  return {
+    csv,
+    csvSource,
+    out: String(args.out),
+    cwd: context.cwd,
+    size: data.img_dimensions,
+    fit: args.fit as 'fill' | 'cover',
+    fractions: { train: data.train_pct, val: data.val_pct, test: data.test_pct },
+    seed,
+    splitBy: args['split-by'] as 'random' | 'hash',
+    ...(args['max-pixels'] === undefined ? {} : { maxPixels: integer(args['max-pixels'], '--max-pixels', 1) }),
+    ...(args['max-rejected'] === undefined ? {} : { maxRejected: integer(args['max-rejected'], '--max-rejected', 0) }),
+    force: Boolean(args.force),
+    ...(args.concurrency === undefined ? {} : { concurrency: integer(args.concurrency, '--concurrency', 1) }),
+    log: context.log,
+    stderr: context.stderr,
+    quiet: context.log.quiet,
+  };
+}
+
+/**
+ * The CSV comes from --csv when given on the command line; otherwise from stdin when something is piped (so a
+ * config file's data.images_csv, which names download-s3's S3 input, does not hide the pipe); otherwise from the
+ * configured path.
+ */
+async function readInput(flag: string | undefined, configured: string, context: CliContext): Promise<{ csv: Buffer; csvSource: string }> {
+  const stdin = context.stdin as NodeJS.ReadableStream & { isTTY?: boolean };
+  const fromStdin = flag === '-' || (flag === undefined && (!stdin.isTTY || configured === '' || configured === '-'));
+  if (fromStdin) {
+    if (stdin.isTTY) throw new UsageError('no input: pass --csv FILE or pipe the images CSV (from download-s3) on stdin');
+    const chunks: Buffer[] = [];
+    for await (const chunk of stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+    return { csv: Buffer.concat(chunks), csvSource: 'stdin' };
+  }
+  const path = flag ?? configured;
+  if (path.startsWith('s3://')) {
+    throw new UsageError(`--csv ${path}: prep-data reads a local CSV with local_image; run download-s3 --csv ${path} --dest DIR and pipe it in`);
+  }
+  const { readFile } = await import('node:fs/promises');
+  const { resolve } = await import('node:path');
+  try {
+    return { csv: await readFile(resolve(context.cwd, path)), csvSource: path };
+  } catch (error) {
+    throw new UsageError(`--csv ${path}: cannot read the file (${(error as NodeJS.ErrnoException).code ?? error})`, { cause: error });
+  }
+}
+
+function integer(value: unknown, flag: string, min: number): number {
+  const text = String(value).trim();
+  const number = /^-?\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(number) || number < min) throw new UsageError(`expected ${flag} to be an integer >= ${min}, got '${String(value)}'`);
+  return number;
+}

@@ -1,10 +1,101 @@
-import { UsageError, type ToolCli } from '@imgpipe/core';
+import { UsageError, type CliContext, type ToolCli } from '@imgpipe/core';
+
+const positiveInt = (args: Record<string, unknown>, flag: string, min = 1): number => {
+  const value = Number(args[flag]);
+  if (!Number.isInteger(value) || value < min) {
+    throw new UsageError(`expected --${flag} to be an integer >= ${min}, got '${String(args[flag])}'`);
+  }
+  return value;
+};
 
 export const serveCli: ToolCli = {
   name: 'serve',
-  summary: 'Serve a model directory over HTTP.',
-  configKeys: [],
-  async run() {
-    throw new UsageError('serve is not built yet (issue #5); only --help works for now');
+  summary:
+    'Serve a model directory over HTTP: the seed\'s POST / (and /predict) JSON route, the Open Inference Protocol (KServe V2) ' +
+    'REST routes, and Prometheus /metrics, with dynamic batching. Prints {"kind":"server","url":...} on stdout when ready; ' +
+    'SIGTERM or SIGINT stops it gracefully.',
+  configKeys: ['train.device', 'aws.endpoint', 'aws.aws_default_region', 'aws.aws_access_key_id', 'aws.aws_secret_access_key'],
+  options: {
+    model: { type: 'string', demandOption: true, describe: 'Model directory, or s3://bucket/prefix/model (downloaded once at start)' },
+    host: { type: 'string', default: '127.0.0.1', describe: 'Address to listen on (0.0.0.0 for every interface, e.g. in a container)' },
+    port: { type: 'number', default: 8080, describe: 'Port; 0 picks a free one (the URL is printed on stdout and stderr)' },
+    'max-batch': { type: 'number', default: 32, describe: 'Most images per model call; 1 turns dynamic batching off' },
+    'max-delay-ms': { type: 'number', default: 5, describe: 'How long the first waiting image may wait for others to fill a batch' },
+    'max-queue': { type: 'number', default: 256, describe: 'Most images admitted at once; beyond it requests get 503 with Retry-After' },
+    'max-body': { type: 'string', default: '32mb', describe: 'Largest request body (bytes, or with k/m/g); larger ones get 413' },
+    'max-pixels': { type: 'number', default: 40_000_000, describe: 'Largest image in decoded pixels (width x height); larger ones (decompression bombs) get 400' },
+    echo: { type: 'string', choices: ['annotated', 'raw'], default: 'annotated', describe: 'The "encoded" image sent back: with the label drawn on it, or unchanged' },
+    'json-logs': { type: 'boolean', default: false, describe: 'Log one JSON object per line on stderr (per request and per server event)' },
+    name: { type: 'string', describe: 'Model name in the V2 routes (/v2/models/{name}); default: the card\'s name or project, else the directory\'s (its parent\'s for a run\'s model/)' },
+    'shutdown-timeout': { type: 'number', default: 30, describe: 'Seconds to wait for requests in flight on SIGTERM before closing their connections' },
+  },
+  examples: [
+    ['serve --model runs/20261127-0512-ab12/model --port 8080', 'Serve a trained model on 127.0.0.1:8080'],
+    ['serve --model s3://bucket/results/model --host 0.0.0.0 --json-logs', 'Serve a published model in a container'],
+    [
+      'curl -s localhost:8080/predict -d "{\\"data\\":[{\\"path\\":\\"x.jpg\\",\\"encoded\\":\\"$(base64 -w0 x.jpg)\\"}]}"',
+      'Classify one image with the seed\'s request format',
+    ],
+  ],
+  async run(args: Record<string, unknown>, context: CliContext) {
+    const { parseByteSize } = await import('./body.js');
+    const { parseDevice } = await import('@imgpipe/core');
+    const port = positiveInt(args, 'port', 0);
+    if (port > 65535) throw new UsageError(`expected --port to be at most 65535, got ${port}`);
+    const maxDelayMs = Number(args['max-delay-ms']);
+    if (!(maxDelayMs >= 0)) throw new UsageError(`expected --max-delay-ms to be a number >= 0, got '${String(args['max-delay-ms'])}'`);
+    const shutdownSeconds = Number(args['shutdown-timeout']);
+    if (!(shutdownSeconds >= 0)) throw new UsageError(`expected --shutdown-timeout to be seconds >= 0, got '${String(args['shutdown-timeout'])}'`);
+    const name = args.name as string | undefined;
+    if (name !== undefined && !/^[\w.-]+$/.test(name)) {
+      throw new UsageError(`expected --name to be letters, digits, '.', '_' or '-' (it goes in URLs), got '${name}'`);
+    }
+    const { config } = context.settings;
+    const device = parseDevice(config.train.device);
+    const model = String(args.model);
+
+    const { runServe } = await import('./serve.js');
+    const { createJsonLogger } = await import('./access-log.js');
+    const jsonLogs = Boolean(args['json-logs']);
+    const log = jsonLogs ? createJsonLogger({ name: 'serve', stream: context.stderr, quiet: context.log.quiet, debug: context.log.verbose }) : context.log;
+    const { createModelLoader } = await import('./model-loader.js');
+    const stop = new AbortController();
+    const onSignal = (signal: NodeJS.Signals) => {
+      log.info(`${signal}: stopping (no new connections; finishing requests in flight)`);
+      stop.abort();
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+    try {
+      const handle = await runServe({
+        model,
+        host: String(args.host),
+        port,
+        maxBatch: positiveInt(args, 'max-batch'),
+        maxDelayMs,
+        maxQueue: positiveInt(args, 'max-queue'),
+        maxBody: parseByteSize(String(args['max-body']), '--max-body'),
+        maxPixels: positiveInt(args, 'max-pixels'),
+        echo: args.echo as 'annotated' | 'raw',
+        jsonLogs,
+        name,
+        graceMs: shutdownSeconds * 1000,
+        load: createModelLoader({ device, aws: config.aws, log, maxPixels: positiveInt(args, 'max-pixels') }),
+        stdout: context.stdout,
+        stderr: context.stderr,
+        log,
+        quiet: Boolean(args.quiet),
+        signal: stop.signal,
+      });
+      if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
+      await handle.close();
+      return 0;
+    } catch (error) {
+      if (stop.signal.aborted) return 0; // stopped while loading: a requested stop, not a failure
+      throw error;
+    } finally {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    }
   },
 };

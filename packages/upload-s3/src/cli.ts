@@ -1,10 +1,54 @@
-import { UsageError, type ToolCli } from '@imgpipe/core';
+import type { Readable } from 'node:stream';
+import { InputError, isS3Uri, parseS3Uri, resolveInputPointer, UsageError, type ToolCli } from '@imgpipe/core';
+
+function positiveInt(value: unknown, flag: string, min = 1): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`expected --${flag} to be an integer >= ${min}, got '${String(value)}'`);
+  return n;
+}
 
 export const uploadS3Cli: ToolCli = {
   name: 'upload-s3',
-  summary: 'Upload results.csv, the model and a loader snippet to S3.',
-  configKeys: [],
-  async run() {
-    throw new UsageError('upload-s3 is not built yet (issue #3); only --help works for now');
+  summary:
+    'Upload a run to s3://BUCKET/PREFIX/: results.csv, the model directory unchanged, the evaluation report and ' +
+    'plots when present, and load_model.mjs (a loader snippet). Objects already there with the same content are ' +
+    'skipped. Prints one JSON pointer line listing the uploaded URIs.',
+  configKeys: ['aws.bucket_name', 'aws.results_upload_path', 'aws.endpoint', 'aws.aws_default_region'],
+  options: {
+    run: { type: 'string', describe: 'The run directory (or a model directory); default: the run pointer on stdin' },
+    concurrency: { type: 'number', default: 8, describe: 'Uploads in flight' },
+    retries: { type: 'number', default: 5, describe: 'Retries per object on throttling, 5xx, resets and timeouts' },
+    'part-size': { type: 'number', default: 8, describe: 'Multipart part size in MiB (5 to 10); larger files go up in parts' },
+  },
+  examples: [
+    ['train --data prep/ | eval-model | upload-s3 --bucket my-bucket --prefix results/', 'publish the evaluated run of a pipeline'],
+    ['upload-s3 --run runs/20261127-0512-ab12 --prefix s3://my-bucket/models/cats/', 'publish a run directory'],
+    ['node load_model.mjs model/ cat.jpg', 'then, after downloading the prefix: classify an image with the snippet'],
+  ],
+  async run(args, context) {
+    const { config } = context.settings;
+    const concurrency = positiveInt(args.concurrency, 'concurrency');
+    const retries = positiveInt(args.retries, 'retries', 0);
+    const partMiB = Number(args['part-size']);
+    if (!(partMiB >= 5 && partMiB <= 10)) throw new UsageError(`expected --part-size to be between 5 and 10 (MiB), got '${String(args['part-size'])}'`);
+    let bucket = config.aws.bucket_name;
+    let prefix = config.aws.results_upload_path;
+    if (isS3Uri(prefix)) ({ bucket, key: prefix } = parseS3Uri(prefix, '--prefix'));
+    if (!bucket) throw new UsageError('no bucket: pass --bucket NAME (aws.bucket_name) or --prefix s3://bucket/prefix/');
+    const pointer = await resolveInputPointer({
+      flag: typeof args.run === 'string' ? args.run : undefined,
+      flagName: '--run DIR',
+      kinds: ['run', 'eval', 'model'],
+      stdin: context.stdin as Readable & { isTTY?: boolean },
+    });
+    const dir = typeof pointer.run === 'string' ? pointer.run : pointer.path;
+    if (typeof dir !== 'string' || !dir) throw new InputError(`the ${pointer.kind} pointer on stdin names no path`);
+    const [{ runUploadS3 }, { createS3Client }] = await Promise.all([import('./upload.js'), import('@imgpipe/core')]);
+    const client = createS3Client(config.aws, { concurrency, maxAttempts: 1 });
+    try {
+      await runUploadS3({ dir, client, bucket, prefix, concurrency, retries, partSize: partMiB * 1024 * 1024, stdout: context.stdout, stderr: context.stderr, cwd: context.cwd, log: context.log });
+    } finally {
+      client.destroy();
+    }
   },
 };

@@ -1,0 +1,165 @@
+import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import type { LayersModel } from '@tensorflow/tfjs';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { BackboneInfo } from './backbone.js';
+import type { Device } from './device.js';
+import { InputError, UsageError } from './errors.js';
+import { replaceDirectory, tempPathFor, writeJsonAtomic } from './files.js';
+import { silentLogger, type Logger } from './log.js';
+import type { PreprocessSpec } from './preprocess.js';
+
+/**
+ * The model directory: card.json, backbone/ (an ONNX file or a TF.js model) and head/ (a TF.js layers model).
+ * train writes it, eval-model, serve and the upload snippet load it.
+ */
+export const MODEL_FORMAT = 'imgpipe-model/1';
+
+export interface ModelCard {
+  format: typeof MODEL_FORMAT;
+  labels: string[];
+  input: { size: number; channels: 3; fit: 'fill' | 'cover' };
+  preprocess: PreprocessSpec;
+  /** `path` is relative to the model directory, e.g. 'backbone/model.onnx' or 'backbone/model.json'. */
+  backbone: BackboneInfo & { path: string };
+  head: { path: 'head/model.json'; layer_size: number; dropout: number; lr: number; epochs: number; batch_size: number };
+  /** val_accuracy, val_loss, train_loss, train_accuracy; eval-model adds test_*. */
+  metrics: Record<string, number>;
+  dataset: { manifest_sha256: string; path?: string };
+  created: string;
+  versions: Record<string, string>;
+  /** Anything else a tool records (trial id, run path). */
+  [key: string]: unknown;
+}
+
+export interface LoadedModel {
+  dir: string;
+  card: ModelCard;
+  labels: string[];
+  inputSize: number;
+  /** count images of inputSize^2 RGB uint8 NHWC in; count*labels.length softmax probabilities out. */
+  predict(pixels: Uint8Array, count: number): Promise<Float32Array>;
+  dispose(): Promise<void>;
+}
+
+export async function readModelCard(dir: string): Promise<ModelCard> {
+  const path = join(dir, 'card.json');
+  let card: ModelCard;
+  try {
+    card = JSON.parse(await readFile(path, 'utf8')) as ModelCard;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new InputError(
+      code === 'ENOENT' ? `${path} not found: ${dir} is not a model directory (pass the run's model/ with --model)` : `${path}: not valid JSON (${(error as Error).message})`,
+      { cause: error },
+    );
+  }
+  const problems: string[] = [];
+  if (card.format !== MODEL_FORMAT) problems.push(`format is ${JSON.stringify(card.format)}, expected '${MODEL_FORMAT}'`);
+  if (!Array.isArray(card.labels) || card.labels.length < 2) problems.push('labels must list at least 2 classes');
+  if (!card.input || !Number.isInteger(card.input.size) || card.input.size <= 0) problems.push('input.size must be a positive integer');
+  if (!card.backbone || typeof card.backbone.path !== 'string') problems.push('backbone.path is missing');
+  if (!card.head || typeof card.head.path !== 'string') problems.push('head.path is missing');
+  if (!card.preprocess || typeof card.preprocess.name !== 'string') problems.push('preprocess is missing');
+  if (problems.length) throw new InputError(`${path}: ${problems.join('; ')}`);
+  return card;
+}
+
+export interface SaveModelDirOptions {
+  card: ModelCard;
+  /** The backbone's files (Backbone.files): copied flat into backbone/. */
+  backboneFiles: string[];
+  /** The head, saved as head/model.json + head/weights.bin. */
+  head: LayersModel;
+}
+
+/**
+ * Write a model directory atomically: everything is built in a sibling temp directory, then renamed over `dir`.
+ * card.backbone.path is set from the first backbone file; card.head.path is 'head/model.json'.
+ */
+export async function saveModelDir(dir: string, options: SaveModelDirOptions): Promise<ModelCard> {
+  const { fileSaveHandler } = await import('./tfjs-io.js');
+  const finalDir = resolve(dir);
+  const temp = tempPathFor(finalDir);
+  try {
+    await mkdir(join(temp, 'backbone'), { recursive: true });
+    if (options.backboneFiles.length === 0) throw new Error('saveModelDir: no backbone files');
+    for (const file of options.backboneFiles) await copyFile(file, join(temp, 'backbone', basename(file)));
+    await options.head.save(fileSaveHandler(join(temp, 'head')));
+    const card: ModelCard = {
+      ...options.card,
+      backbone: { ...options.card.backbone, path: `backbone/${basename(options.backboneFiles[0]!)}` },
+      head: { ...options.card.head, path: 'head/model.json' },
+    };
+    await writeJsonAtomic(join(temp, 'card.json'), card);
+    await replaceDirectory(temp, finalDir);
+    return card;
+  } catch (error) {
+    await rm(temp, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+export interface LoadModelOptions {
+  device: Device;
+  log?: Logger;
+  s3?: S3Client;
+  /** Download cache for a model given as s3:// (when supported) or a backbone given by URL. */
+  cacheDir?: string;
+}
+
+/** Load a model directory: the backbone through the engines, the head with TF.js on the same device. */
+export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): Promise<LoadedModel> {
+  const log = options.log ?? silentLogger;
+  if (dirOrS3Uri.startsWith('s3://')) {
+    throw new UsageError(`loading a model from ${dirOrS3Uri} is not supported yet: copy it first (aws s3 cp --recursive ${dirOrS3Uri} model/) and pass the directory`);
+  }
+  const dir = resolve(dirOrS3Uri);
+  const card = await readModelCard(dir);
+  const [{ loadTf }, { loadBackbone }, { fileLoadHandler }] = await Promise.all([import('./tf.js'), import('./backbone.js'), import('./tfjs-io.js')]);
+  const { tf } = await loadTf(options.device, log);
+  const headPath = join(dir, card.head.path);
+  let head: LayersModel;
+  try {
+    head = await tf.loadLayersModel(fileLoadHandler(tf.io, headPath));
+  } catch (error) {
+    if (error instanceof InputError) throw error;
+    throw new InputError(`${headPath}: cannot load the head as a TF.js layers model (${(error as Error).message})`, { cause: error });
+  }
+  const backbone = await loadBackbone(join(dir, card.backbone.path), {
+    device: options.device,
+    featureLayer: card.backbone.feature_layer,
+    preprocess: card.preprocess.name,
+    inputSize: card.input.size,
+    log,
+    ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+  });
+  const size = card.input.size;
+  const classes = card.labels.length;
+  return {
+    dir,
+    card,
+    labels: card.labels,
+    inputSize: size,
+    async predict(pixels, count) {
+      if (pixels.length !== count * size * size * 3) {
+        throw new InputError(`expected ${count} images of ${size}x${size}x3 (${count * size * size * 3} bytes), got ${pixels.length} bytes`);
+      }
+      if (count === 0) return new Float32Array(0);
+      const features = await backbone.extract(pixels, count);
+      const dim = features.length / count;
+      const probs = tf.tidy(() => head.predict(tf.tensor2d(features, [count, dim])) as import('@tensorflow/tfjs').Tensor);
+      try {
+        const out = (await probs.data()) as Float32Array;
+        if (out.length !== count * classes) throw new InputError(`${headPath}: the head gives ${out.length / count} outputs, the card lists ${classes} labels`);
+        return out;
+      } finally {
+        probs.dispose();
+      }
+    },
+    async dispose() {
+      head.dispose();
+      await backbone.dispose();
+    },
+  };
+}

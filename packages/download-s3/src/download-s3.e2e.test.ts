@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { execa } from 'execa';
+import { sha256, uploadObject } from '@imgpipe/core';
+import { makeTempDir, startS3Server, type S3Server, type TempDir } from '@imgpipe/test-utils';
+
+// The real bin, which imports dist/: run `npx tsc -b` first.
+const BIN = fileURLToPath(new URL('../bin/download-s3.js', import.meta.url));
+
+describe('download-s3 (the bin, end to end)', () => {
+  let server: S3Server;
+  let temp: TempDir;
+  const run = (args: string[], input?: string) =>
+    execa('node', [BIN, ...args], { cwd: temp.path, env: { ...server.env, NODE_NO_WARNINGS: '1' }, reject: false, ...(input === undefined ? {} : { input }) });
+
+  before(async () => {
+    server = await startS3Server();
+    temp = await makeTempDir();
+    await server.createBucket('e2e');
+    const lines = ['bucket,s3_image,category,label'];
+    for (let i = 0; i < 20; i++) {
+      await uploadObject(server.client, 'e2e', `img/${i}.jpg`, { bytes: `image ${i} `.repeat(i + 1) });
+      lines.push(`e2e,img/${i}.jpg,${i % 2 ? 'dog' : 'cat'},${i % 2}`);
+    }
+    await uploadObject(server.client, 'e2e', 'images.csv', { bytes: `${lines.join('\n')}\n` });
+    await uploadObject(server.client, 'e2e', 'broken.csv', { bytes: `${lines.slice(0, 3).join('\n')}\ne2e,img/none.jpg,cat,0\n` });
+  });
+  after(async () => {
+    await server.close();
+    await temp.remove();
+  });
+
+  it('answers --help and rejects a bad flag value with exit 2', async () => {
+    const help = await run(['--help']);
+    assert.equal(help.exitCode, 0);
+    assert.match(help.stdout, /--concurrency/);
+    assert.match(help.stdout, /--no-download-data|--download-data/);
+    const bad = await run(['--csv', 'x.csv', '--concurrency', '0']);
+    assert.equal(bad.exitCode, 2);
+    assert.match(bad.stderr, /expected --concurrency to be an integer >= 1/);
+  });
+
+  it('downloads a CSV on S3 into --dest and prints the CSV with local_image', async () => {
+    const result = await run(['--csv', 's3://e2e/images.csv', '--dest', 'data', '--concurrency', '4']);
+    assert.equal(result.exitCode, 0, result.stderr);
+    const lines = result.stdout.trim().split('\n');
+    assert.equal(lines[0], 'bucket,s3_image,category,label,local_image');
+    assert.equal(lines.length, 21);
+    assert.equal(lines[6], `e2e,img/5.jpg,dog,1,${join('data', 'img', '5.jpg')}`);
+    assert.equal(sha256(await readFile(join(temp.path, 'data', 'img', '5.jpg'))), sha256('image 5 '.repeat(6)));
+    assert.match(result.stderr, /20 ok, 0 skipped/);
+    const again = await run(['--csv', 's3://e2e/images.csv', '--dest', 'data']);
+    assert.equal(again.exitCode, 0);
+    assert.match(again.stderr, /0 ok, 20 skipped/);
+    const toFile = await run(['--csv', 's3://e2e/images.csv', '--dest', 'data', '--out', 'local.csv']);
+    assert.equal(toFile.exitCode, 0);
+    assert.equal(toFile.stdout, '', '--out: nothing on stdout');
+    assert.equal((await readFile(join(temp.path, 'local.csv'), 'utf8')).trim(), result.stdout.trim());
+  });
+
+  it('exits non-zero naming a missing key, still writing the good rows', async () => {
+    const piped = await run(['--dest', 'data3'], 'bucket,s3_image,category,label\ne2e,img/1.jpg,dog,1\ne2e,img/gone.jpg,cat,0\n');
+    assert.equal(piped.exitCode, 2, 'CSV piped on stdin, one key missing');
+    assert.match(piped.stderr, /stdin: line 3: download s3:\/\/e2e\/img\/gone\.jpg: no such key/);
+    assert.equal(piped.stdout, `bucket,s3_image,category,label,local_image\ne2e,img/1.jpg,dog,1,${join('data3', 'img', '1.jpg')}`, 'execa strips the final newline');
+    const viaS3 = await run(['--csv', 's3://e2e/broken.csv', '--dest', 'data2', '--failures', 'failed.csv']);
+    assert.equal(viaS3.exitCode, 2);
+    assert.match(viaS3.stderr, /line 4: download s3:\/\/e2e\/img\/none\.jpg: no such key/);
+    assert.equal(viaS3.stdout.trim().split('\n').length, 3, 'header and the two good rows');
+    assert.match(await readFile(join(temp.path, 'failed.csv'), 'utf8'), /^line,bucket,s3_image,local_image,error\n4,e2e,img\/none\.jpg,/);
+  });
+});

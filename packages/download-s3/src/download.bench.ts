@@ -1,0 +1,67 @@
+// Download throughput against the local S3 server: objects/s and MB/s for many small objects at each concurrency.
+// Usage: node --conditions=imgpipe-source --import tsx packages/download-s3/src/download.bench.ts
+//          [--count 2000] [--size 4096] [--concurrency 1,16] [--latency-ms 0,20]   (or IMGPIPE_BENCH_FILTER=download pnpm bench)
+// The server runs in this process on loopback, so with no latency both sides compete for the same cores and the
+// figure measures per-object CPU cost. --latency-ms adds a per-request delay through a loopback proxy, a stand-in
+// for S3's time to first byte (tens of ms for small objects), which is what concurrency exists to hide.
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { createS3Client, csvString, silentLogger, uploadObject, writeBenchResults, type BenchResult } from '@imgpipe/core';
+import { makeTempDir, startFaultyProxy, startS3Server, testAwsConfig } from '@imgpipe/test-utils';
+import { runDownloadS3 } from './download.js';
+
+const { values } = parseArgs({
+  options: { count: { type: 'string', default: '2000' }, size: { type: 'string', default: '4096' }, concurrency: { type: 'string', default: '1,16' }, 'latency-ms': { type: 'string', default: '0,20' } },
+  strict: false,
+});
+const count = Number(values.count);
+const size = Number(values.size);
+const levels = String(values.concurrency).split(',').map(Number);
+const latencies = String(values['latency-ms']).split(',').map(Number);
+
+const server = await startS3Server();
+const temp = await makeTempDir('imgpipe-bench-');
+try {
+  await server.createBucket('bench');
+  const keys = Array.from({ length: count }, (_, i) => `bench/${String(i).padStart(6, '0')}.jpg`);
+  let next = 0;
+  await Promise.all(Array.from({ length: 16 }, async () => {
+    for (let i = next++; i < count; i = next++) await uploadObject(server.client, 'bench', keys[i]!, { bytes: randomBytes(size) });
+  }));
+  const csv = join(temp.path, 'images.csv');
+  await writeFile(csv, await csvString(['bucket', 's3_image', 'category', 'label'], keys.map((k) => ({ bucket: 'bench', s3_image: k, category: 'cat', label: 0 }))));
+  const results: BenchResult[] = [];
+  for (const latency of latencies) {
+    const proxy = latency > 0 ? await startFaultyProxy(server.endpoint, { latencyMs: latency }) : undefined;
+    const tag = latency > 0 ? `_lat${latency}ms` : '';
+    const rates = new Map<number, number>();
+    for (const concurrency of levels) {
+      const client = createS3Client(proxy ? testAwsConfig(proxy.endpoint) : server.aws, { concurrency, maxAttempts: 1 });
+      const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+      const started = process.hrtime.bigint();
+      const summary = await runDownloadS3({
+        csv, dest: join(temp.path, `c${concurrency}${tag}`), download: true, client, concurrency,
+        stdin: Readable.from([]), stdout: sink, cwd: temp.path, log: silentLogger,
+      });
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      client.destroy();
+      if (summary.ok !== count) throw new Error(`expected ${count} downloads, got ${summary.ok} (${summary.failed} failed)`);
+      const params = { concurrency, objects: count, object_bytes: size, latency_ms: latency, server: 'fauxqs in-process on loopback' };
+      rates.set(concurrency, count / seconds);
+      results.push({ name: `objects_per_s_c${concurrency}${tag}`, unit: 'objects/s', value: count / seconds, params });
+      results.push({ name: `mb_per_s_c${concurrency}${tag}`, unit: 'MB/s', value: summary.bytes / 1e6 / seconds, params });
+    }
+    await proxy?.close();
+    const [low, high] = [Math.min(...levels), Math.max(...levels)];
+    if (rates.has(low) && rates.has(high) && low !== high) {
+      results.push({ name: `speedup_c${high}_vs_c${low}${tag}`, unit: 'x', value: rates.get(high)! / rates.get(low)!, params: { objects: count, object_bytes: size, latency_ms: latency } });
+    }
+  }
+  await writeBenchResults('download-s3', results);
+} finally {
+  await server.close();
+  await temp.remove();
+}

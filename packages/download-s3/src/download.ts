@@ -1,0 +1,271 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import pLimit from 'p-limit';
+import {
+  createCsvWriter,
+  createProgress,
+  csvString,
+  downloadObject,
+  exitCodeOf,
+  EXIT_FAILED,
+  EXIT_OK,
+  EXIT_USAGE,
+  headObject,
+  InputError,
+  isS3Uri,
+  isSystemicS3Error,
+  localFileMatches,
+  messageOf,
+  openAtomicWriter,
+  openObjectStream,
+  parseS3Uri,
+  readCsv,
+  safeLocalPath,
+  UsageError,
+  writeFileAtomic,
+  type CsvRow,
+  type Logger,
+  type ProgressEvent,
+  type S3Client,
+} from '@imgpipe/core';
+
+export interface DownloadS3Options {
+  /** The images CSV: a path, '-' for `stdin`, or s3://bucket/key.csv. */
+  csv: string;
+  /** Directory the images land in, at their key's path. */
+  dest: string;
+  /** false: no downloads; rows must already carry local_image, whose files are checked. */
+  download: boolean;
+  /** Needed when downloading or when the CSV is on S3. */
+  client?: S3Client;
+  /** Used for rows whose bucket column is empty (aws.bucket_name). */
+  defaultBucket?: string;
+  concurrency?: number;
+  retries?: number;
+  /** Failed rows tolerated before the exit code turns non-zero. */
+  maxFailures?: number;
+  /** Write the failed rows (line, bucket, s3_image, local_image, error) to this CSV. */
+  failuresPath?: string;
+  /** Write the CSV here (atomically) instead of `stdout`. */
+  outPath?: string;
+  /** Abort and retry a body that delivers nothing for this many ms. */
+  stallMs?: number;
+  stdin: Readable;
+  stdout: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+  cwd: string;
+  log: Logger;
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+export type RowStatus = 'ok' | 'skipped' | 'failed';
+
+/** One record per CSV data line, for success and failure alike. */
+export interface RowResult {
+  line: number;
+  bucket: string;
+  key: string;
+  /** local_image as written to the output CSV. */
+  path: string;
+  status: RowStatus;
+  bytes: number;
+  error?: string;
+  /** The failure is the input's fault (bad line, unsafe or missing key, missing file): exit 2 rather than 1. */
+  inputError?: boolean;
+  row?: CsvRow;
+}
+
+export interface DownloadSummary {
+  rows: RowResult[];
+  ok: number;
+  skipped: number;
+  failed: number;
+  bytes: number;
+  seconds: number;
+  exitCode: number;
+}
+
+const FAILURE_COLUMNS = ['line', 'bucket', 's3_image', 'local_image', 'error'] as const;
+const SHOWN_FAILURES = 20;
+
+/**
+ * Download every image of an images CSV into `dest` (bounded concurrency, retries, skip what is already there)
+ * and write the CSV with a `local_image` column, in input order, leaving out rows that failed. Failed rows are
+ * reported on stderr and in `failuresPath`; the exit code is non-zero when more than `maxFailures` failed.
+ */
+export async function runDownloadS3(options: DownloadS3Options): Promise<DownloadSummary> {
+  const started = Date.now();
+  const { log, download } = options;
+  const concurrency = options.concurrency ?? 16;
+  const input = await openCsvInput(options);
+  const table = await readCsv(input.stream, {
+    source: input.name,
+    required: download ? (options.defaultBucket ? ['s3_image'] : ['bucket', 's3_image']) : ['local_image'],
+  });
+  const columns = table.columns.includes('local_image') ? table.columns : [...table.columns, 'local_image'];
+  const records = [];
+  for await (const record of table.records) records.push(record);
+
+  let bytes = 0;
+  let counts = { ok: 0, skipped: 0, failed: 0 };
+  const progress = createProgress({
+    label: download ? 'download' : 'check',
+    total: records.length,
+    unit: 'files',
+    quiet: log.quiet,
+    ...(options.stderr ? { stream: options.stderr } : {}),
+    ...(options.onProgress ? { onEvent: options.onProgress } : {}),
+  });
+  const detail = () => {
+    const seconds = Math.max(0.001, (Date.now() - started) / 1000);
+    return `${(bytes / 1e6).toFixed(1)} MB ${(bytes / 1e6 / seconds).toFixed(1)} MB/s, ${counts.skipped} skipped, ${counts.failed} failed`;
+  };
+  const finish = (result: RowResult): RowResult => {
+    counts[result.status] += 1;
+    progress.increment(1, detail());
+    return result;
+  };
+
+  const limit = pLimit(concurrency);
+  // An error that every request would hit (bad credentials, unreachable endpoint) stops the whole run.
+  let fatal: unknown;
+  const stopOnSystemic = (result: RowResult & { cause?: unknown }): RowResult => {
+    if (result.cause !== undefined && isSystemicS3Error(result.cause)) fatal ??= result.cause;
+    delete result.cause;
+    return result;
+  };
+  const byObject = new Map<string, Promise<RowResult>>();
+  const byPath = new Map<string, string>();
+  const jobs = records.map((record): Promise<RowResult> => {
+    if (record.error !== undefined) {
+      return Promise.resolve(finish({ line: record.line, bucket: '', key: '', path: '', status: 'failed', bytes: 0, error: record.error, inputError: true }));
+    }
+    const row = record.row;
+    if (!download) return limit(async () => finish({ ...(await checkLocal(row, record.line, options)), row }));
+    let bucket = row.bucket || options.defaultBucket || '';
+    let key = row.s3_image ?? '';
+    const base = { line: record.line, bucket, key, path: '', bytes: 0, row };
+    try {
+      if (isS3Uri(key)) ({ bucket, key } = parseS3Uri(key, 's3_image'));
+      if (!bucket) throw new InputError('no bucket (the bucket column is empty; set it, or pass --bucket)');
+      const path = safeLocalPath(options.dest, key);
+      const id = `${bucket}/${key}`;
+      const other = byPath.get(path);
+      if (other !== undefined && other !== id) throw new InputError(`s3://${id} and s3://${other} would both land at ${path}`);
+      byPath.set(path, id);
+      const same = byObject.get(id);
+      if (same) {
+        // The same object listed twice: fetched once, both rows get its result.
+        return same.then((first) => finish({ ...first, line: record.line, row, bytes: 0, status: first.status === 'failed' ? 'failed' : 'skipped' }));
+      }
+      const job = limit(async () => {
+        if (fatal !== undefined) throw fatal;
+        return stopOnSystemic(await fetchOne(bucket, key, path, base, options, (n) => (bytes += n)));
+      }).then(finish);
+      job.catch(() => undefined); // awaited in order below; this keeps an early rejection from counting as unhandled
+      byObject.set(id, job);
+      return job;
+    } catch (error) {
+      return Promise.resolve(finish({ ...base, bucket, key, status: 'failed', error: messageOf(error), inputError: exitCodeOf(error) === EXIT_USAGE }));
+    }
+  });
+
+  const results: RowResult[] = [];
+  const output = options.outPath ? await openAtomicWriter(resolve(options.cwd, options.outPath)) : undefined;
+  try {
+    const writer = createCsvWriter(output ? output.stream : (options.stdout as Writable), columns);
+    for (const job of jobs) {
+      const result = await job;
+      if (fatal !== undefined) throw fatal;
+      results.push(result);
+      if (result.status !== 'failed' && result.row) await writer.write({ ...result.row, local_image: result.path });
+    }
+    await writer.end();
+    await output?.commit();
+  } catch (error) {
+    await output?.abort();
+    throw error;
+  } finally {
+    progress.finish(detail());
+  }
+
+  const failures = results.filter((r) => r.status === 'failed');
+  for (const failure of failures.slice(0, SHOWN_FAILURES)) log.warn('%s: line %d: %s', input.name, failure.line, failure.error);
+  if (failures.length > SHOWN_FAILURES) {
+    log.warn('... and %d more failed rows%s', failures.length - SHOWN_FAILURES, options.failuresPath ? ` (all in ${options.failuresPath})` : ' (pass --failures FILE to list them all)');
+  }
+  if (options.failuresPath) {
+    const text = await csvString(FAILURE_COLUMNS, failures.map((f) => ({ line: f.line, bucket: f.bucket, s3_image: f.key, local_image: f.path, error: f.error })));
+    await writeFileAtomic(resolve(options.cwd, options.failuresPath), text);
+  }
+  const seconds = (Date.now() - started) / 1000;
+  const maxFailures = options.maxFailures ?? 0;
+  log.info(
+    '%s: %d ok, %d skipped (already there), %d failed; %s MB in %ss',
+    download ? 'downloaded' : 'checked',
+    counts.ok,
+    counts.skipped,
+    counts.failed,
+    (bytes / 1e6).toFixed(1),
+    seconds.toFixed(1),
+  );
+  let exitCode = EXIT_OK;
+  if (failures.length > maxFailures) {
+    exitCode = failures.every((f) => f.inputError) ? EXIT_USAGE : EXIT_FAILED;
+    log.error('%d of %d rows failed (--max-failures %d); the rows that succeeded were written out', failures.length, results.length, maxFailures);
+  }
+  return { rows: results, ...counts, bytes, seconds, exitCode };
+}
+
+async function openCsvInput(options: DownloadS3Options): Promise<{ stream: Readable; name: string }> {
+  const csv = options.csv;
+  if (csv === '-') return { stream: options.stdin, name: 'stdin' };
+  if (isS3Uri(csv)) {
+    const { bucket, key } = parseS3Uri(csv, '--csv');
+    if (!options.client) throw new UsageError(`--csv ${csv}: reading a CSV from S3 needs an S3 client`);
+    return { stream: await openObjectStream(options.client, bucket, key), name: csv };
+  }
+  const path = resolve(options.cwd, csv);
+  const info = await stat(path).catch(() => undefined);
+  if (!info?.isFile()) throw new UsageError(`--csv ${csv}: no such file (pass a CSV path, '-' for stdin, or s3://bucket/key.csv)`);
+  return { stream: createReadStream(path), name: csv };
+}
+
+async function fetchOne(
+  bucket: string,
+  key: string,
+  path: string,
+  base: Omit<RowResult, 'status'>,
+  options: DownloadS3Options,
+  onBytes: (n: number) => void,
+): Promise<RowResult & { cause?: unknown }> {
+  const client = options.client;
+  if (!client) throw new UsageError('downloading needs an S3 client');
+  const full = resolve(options.cwd, path);
+  const retry = { retries: options.retries ?? 5, log: options.log };
+  try {
+    // Only a file already present costs a HEAD: first runs make one request per object.
+    if (await stat(full).then((s) => s.isFile(), () => false)) {
+      const head = await headObject(client, bucket, key, retry);
+      if (!head) throw new InputError(`download s3://${bucket}/${key}: no such key (check the key, or the CSV row naming it)`);
+      if (await localFileMatches(full, head)) return { ...base, bucket, key, path, status: 'skipped', bytes: 0 };
+    }
+    const got = await downloadObject(client, bucket, key, full, { ...retry, onBytes, ...(options.stallMs ? { stallMs: options.stallMs } : {}) });
+    return { ...base, bucket, key, path, status: 'ok', bytes: got.bytes };
+  } catch (error) {
+    return { ...base, bucket, key, path, status: 'failed', error: messageOf(error), inputError: exitCodeOf(error) === EXIT_USAGE, cause: error };
+  }
+}
+
+async function checkLocal(row: CsvRow, line: number, options: DownloadS3Options): Promise<RowResult> {
+  const path = row.local_image ?? '';
+  const base = { line, bucket: row.bucket ?? '', key: row.s3_image ?? '', path, bytes: 0 };
+  if (!path) return { ...base, status: 'failed', error: `empty local_image (with --no-download-data every row must name its file)`, inputError: true };
+  const info = await stat(resolve(options.cwd, path)).catch(() => undefined);
+  if (!info?.isFile()) {
+    return { ...base, status: 'failed', error: `local_image '${path}' does not exist (download it, or drop --no-download-data)`, inputError: true };
+  }
+  return { ...base, status: 'ok', bytes: info.size };
+}

@@ -1,0 +1,25 @@
+import { createProgress, type Dataset, type LoadedModel, type Logger, type ProgressEvent, type SplitName } from '@imgpipe/core';
+
+/** Probabilities of every image of a split (count x classes, row-major), predicted in batches with progress. */
+export async function predictSplit(options: {
+  model: LoadedModel;
+  dataset: Dataset;
+  split: SplitName;
+  batchSize: number;
+  log: Logger;
+  onProgress?: ((event: ProgressEvent) => void) | undefined;
+}): Promise<Float32Array> {
+  const { model, dataset, split, batchSize, log } = options;
+  const count = dataset.manifest.splits[split].count;
+  const classes = model.labels.length;
+  const out = new Float32Array(count * classes);
+  const progress = createProgress({ label: `eval ${split}`, total: count, unit: 'images', quiet: log.quiet, onEvent: options.onProgress });
+  for (let start = 0; start < count; start += batchSize) {
+    const n = Math.min(batchSize, count - start);
+    const pixels = await dataset.readPixels(split, start, n);
+    out.set(await model.predict(pixels, n), start * classes);
+    progress.update(start + n);
+  }
+  progress.finish();
+  return out;
+}

@@ -1,0 +1,65 @@
+import type { FileHandle } from 'node:fs/promises';
+import { decodeToTensor, ImageRejected, type DecodeOptions, type RejectReason } from '@imgpipe/core';
+
+export type DecodeOutcome = { ok: true; pixels: Uint8Array } | { ok: false; reason: RejectReason; detail: string; cause?: string };
+
+/**
+ * Map `fn` over `items` with at most `concurrency` calls running and at most `window` results waiting, yielding
+ * results in input order: decoding runs in parallel while the output stays deterministic and memory stays bounded.
+ */
+export async function* orderedMap<T, R>(items: readonly T[], fn: (item: T, index: number) => Promise<R>, concurrency: number, window = concurrency * 4): AsyncGenerator<R> {
+  const limit = semaphore(Math.max(1, concurrency));
+  const pending: Promise<R>[] = [];
+  let next = 0;
+  const fill = () => {
+    while (next < items.length && pending.length < Math.max(window, concurrency)) {
+      const index = next++;
+      const started = limit(() => fn(items[index]!, index));
+      started.catch(() => undefined); // awaited in order below; avoid an unhandled rejection meanwhile
+      pending.push(started);
+    }
+  };
+  fill();
+  while (pending.length > 0) {
+    const result = await pending.shift()!;
+    fill();
+    yield result;
+  }
+}
+
+/** A minimal concurrency limiter (p-limit's job, without adding it to this package). */
+function semaphore(size: number): <R>(task: () => Promise<R>) => Promise<R> {
+  let running = 0;
+  const queue: (() => void)[] = [];
+  return async (task) => {
+    // A finishing task hands its slot straight to the next waiter, so the count never overshoots.
+    if (running >= size) await new Promise<void>((resolve) => queue.push(resolve));
+    else running += 1;
+    try {
+      return await task();
+    } finally {
+      const next = queue.shift();
+      if (next) next();
+      else running -= 1;
+    }
+  };
+}
+
+/** Decode one image; a rejection becomes an outcome, anything else (a bug, out of memory) propagates. */
+export async function decodeOutcome(path: string, options: DecodeOptions): Promise<DecodeOutcome> {
+  try {
+    return { ok: true, pixels: await decodeToTensor(path, options) };
+  } catch (error) {
+    if (error instanceof ImageRejected) return { ok: false, reason: error.reason, detail: error.detail, ...(error.cause instanceof Error ? { cause: error.cause.message } : {}) };
+    throw error;
+  }
+}
+
+/** Append bytes at the handle's current end, looping over short writes. */
+export async function writeAll(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await handle.write(data, offset, data.length - offset, position + offset);
+    offset += bytesWritten;
+  }
+}

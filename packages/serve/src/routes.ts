@@ -1,0 +1,117 @@
+import type { IncomingMessage } from 'node:http';
+import type { EchoMode } from './annotate.js';
+import type { Classifier } from './classifier.js';
+import { PROMETHEUS_CONTENT_TYPE, type Registry } from './metrics.js';
+import { checkModelName, ready } from './route-common.js';
+import { predictSeed } from './route-predict.js';
+import { inferV2, modelMetadata, readiness } from './route-v2.js';
+
+/** What a route answers; the server writes it. */
+export interface Reply {
+  status: number;
+  body: unknown;
+  /** Sent as is when a string (metrics), JSON otherwise. */
+  contentType?: string;
+  headers?: Record<string, string>;
+  /** Images classified, for the request log. */
+  images?: number;
+}
+
+export interface RouteContext {
+  request: IncomingMessage;
+  /** Path parameters, e.g. {name} of /v2/models/{name}/infer. */
+  params: Record<string, string>;
+}
+
+export interface AppState {
+  /** Set once the model is loaded and warmed up. */
+  classifier: Classifier | undefined;
+  modelName: string;
+  modelVersion: string | undefined;
+  shuttingDown: boolean;
+  maxBody: number;
+  maxQueue: number;
+  maxPixels: number;
+  echo: EchoMode;
+  registry: Registry;
+  serverVersion: string;
+}
+
+export interface Route {
+  method: 'GET' | 'POST';
+  /** A path with {param} segments. */
+  pattern: string;
+  handle(context: RouteContext, state: AppState): Promise<Reply>;
+}
+
+export const ROUTES: readonly Route[] = [
+  { method: 'POST', pattern: '/', handle: predictSeed },
+  { method: 'POST', pattern: '/predict', handle: predictSeed },
+  { method: 'GET', pattern: '/v2/health/live', handle: async () => ({ status: 200, body: { live: true } }) },
+  { method: 'GET', pattern: '/v2/health/ready', handle: readiness },
+  {
+    method: 'GET',
+    pattern: '/v2',
+    handle: async (_c, state) => ({ status: 200, body: { name: 'imgpipe-serve', version: state.serverVersion, extensions: [] } }),
+  },
+  {
+    method: 'GET',
+    pattern: '/v2/models/{name}',
+    handle: async ({ params }, state) => {
+      checkModelName(state, params.name);
+      return { status: 200, body: modelMetadata(state, ready(state)) };
+    },
+  },
+  {
+    method: 'GET',
+    pattern: '/v2/models/{name}/ready',
+    handle: async (context, state) => {
+      checkModelName(state, context.params.name);
+      return readiness(context, state);
+    },
+  },
+  { method: 'POST', pattern: '/v2/models/{name}/infer', handle: inferV2 },
+  {
+    method: 'GET',
+    pattern: '/metrics',
+    handle: async (_c, state) => ({ status: 200, body: state.registry.render(), contentType: PROMETHEUS_CONTENT_TYPE }),
+  },
+];
+
+export interface RouteMatch {
+  route: Route | undefined;
+  /** The pattern for metrics and logs ('unknown' when nothing matched, so labels stay bounded). */
+  label: string;
+  params: Record<string, string>;
+  /** Methods the path allows, when it matched with another method (405). */
+  allowed: string[];
+}
+
+export function matchRoute(method: string, pathname: string, routes: readonly Route[] = ROUTES): RouteMatch {
+  const segments = pathname.split('/');
+  const allowed: string[] = [];
+  let label = 'unknown';
+  for (const route of routes) {
+    const parts = route.pattern.split('/');
+    if (parts.length !== segments.length) continue;
+    const params: Record<string, string> = {};
+    const ok = parts.every((part, i) => {
+      const segment = segments[i]!;
+      if (part.startsWith('{') && part.endsWith('}')) {
+        if (segment === '') return false;
+        try {
+          params[part.slice(1, -1)] = decodeURIComponent(segment);
+        } catch {
+          return false;
+        }
+        return true;
+      }
+      return part === segment;
+    });
+    if (!ok) continue;
+    if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { route, label: route.pattern, params, allowed: [] };
+    allowed.push(route.method);
+    label = route.pattern;
+  }
+  return { route: undefined, label, params: {}, allowed };
+}

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { makeTempDir, startS3Server, uploadDirectory, type TempDir } from '@imgpipe/test-utils';
+import { metric, request, seedBody, v2Body } from './test-client.js';
+import { buildTestModelDir, testImage } from './test-model.js';
+
+// The real bin (bin/serve.js imports dist/main.js: run `npx tsc -b` first).
+const BIN = fileURLToPath(new URL('../bin/serve.js', import.meta.url));
+
+function start(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as string | null }));
+  const lines = createInterface({ input: child.stdout });
+  const firstLine = new Promise<string>((resolve, reject) => {
+    lines.once('line', resolve);
+    void exited.then(({ code }) => reject(new Error(`serve exited with ${code} before printing its URL:\n${stderr}`)));
+  });
+  firstLine.catch(() => undefined); // tests that expect an early exit never read it
+  return { child, firstLine, exited, stderr: () => stderr };
+}
+
+describe('serve bin (end to end)', () => {
+  let temp: TempDir;
+  let modelDir: string;
+  before(async () => {
+    temp = await makeTempDir('imgpipe-serve-e2e-');
+    modelDir = await buildTestModelDir(temp.path);
+  });
+  after(() => temp?.remove());
+
+  it('serves, logs JSON per request, and exits 0 on SIGTERM with a request in flight', async () => {
+    const server = start(['--model', modelDir, '--port', '0', '--device', 'wasm', '--json-logs', '--name', 'pets', '--max-delay-ms', '5000']);
+    try {
+      const pointer = JSON.parse(await server.firstLine);
+      assert.equal(pointer.kind, 'server');
+      assert.match(pointer.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+      assert.equal((await request(pointer.url, '/v2/health/ready')).status, 200);
+      const image = await testImage(3);
+      const reply = await request(pointer.url, '/predict', { body: seedBody([{ path: 'x.png', bytes: image }]) });
+      assert.equal(reply.status, 200);
+      assert.ok(['cat', 'dog'].includes(reply.body['x.png'].pred));
+      // A request waits up to 5 s for its batch to fill; SIGTERM arrives meanwhile and the answer still comes
+      // (at once: shutting down flushes the batcher).
+      const inFlight = request(pointer.url, '/v2/models/pets/infer', { body: v2Body([image]) });
+      while ((metric((await request(pointer.url, '/metrics')).body, 'imgpipe_serve_queue_depth') ?? 0) < 1) await new Promise((r) => setTimeout(r, 10));
+      const stopped = performance.now();
+      server.child.kill('SIGTERM');
+      assert.equal((await inFlight).status, 200);
+      assert.deepEqual(await server.exited, { code: 0, signal: null });
+      assert.ok(performance.now() - stopped < 4000, 'the batch ran at shutdown rather than after --max-delay-ms');
+      const lines = server.stderr().split('\n').filter(Boolean);
+      assert.deepEqual(lines.filter((l) => !l.startsWith('{')), [], 'with --json-logs every stderr line is JSON');
+      const events = lines.map((l) => JSON.parse(l));
+      assert.ok(events.some((e) => e.msg === 'request' && e.path === '/predict' && e.status === 200 && e.images === 1));
+      assert.ok(events.some((e) => e.msg === 'ready'));
+      assert.ok(events.some((e) => e.msg === 'stopped'));
+      assert.ok(events.some((e) => e.level === 'info' && /SIGTERM/.test(e.msg)), 'logger lines are JSON too');
+    } finally {
+      server.child.kill('SIGKILL');
+    }
+  });
+
+  it('serves a model from s3:// (downloaded at start, removed at exit)', async () => {
+    const s3 = await startS3Server();
+    try {
+      await s3.createBucket('models');
+      await uploadDirectory(s3.client, 'models', 'results/model', modelDir);
+      const server = start(['--model', 's3://models/results/model', '--port', '0', '--device', 'wasm'], s3.env);
+      try {
+        const pointer = JSON.parse(await server.firstLine);
+        assert.equal(pointer.name, 'results', 'default name: the parent of model/');
+        const reply = await request(pointer.url, '/predict', { body: seedBody([{ path: 'x.png', bytes: await testImage(1) }]) });
+        assert.equal(reply.status, 200);
+        server.child.kill('SIGINT');
+        assert.deepEqual(await server.exited, { code: 0, signal: null });
+      } finally {
+        server.child.kill('SIGKILL');
+      }
+      const missing = start(['--model', 's3://models/nothing-here', '--port', '0', '--device', 'wasm'], s3.env);
+      assert.equal((await missing.exited).code, 2);
+      assert.match(missing.stderr(), /no objects under that prefix/);
+    } finally {
+      await s3.close();
+    }
+  });
+
+  it('exits 2 naming the problem for a directory that is not a model', async () => {
+    const server = start(['--model', temp.path, '--port', '0', '--device', 'wasm']);
+    const { code } = await server.exited;
+    assert.equal(code, 2);
+    assert.match(server.stderr(), /card\.json not found/);
+  });
+
+  it('exits 2 for a bad flag value', async () => {
+    const server = start(['--model', modelDir, '--max-batch', '0']);
+    assert.equal((await server.exited).code, 2);
+    assert.match(server.stderr(), /--max-batch to be an integer >= 1/);
+  });
+});

@@ -1,0 +1,171 @@
+import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import { FailureError, messageOf, writePointer, type Logger } from '@imgpipe/core';
+import { createAccessLog, createEventLog } from './access-log.js';
+import type { EchoMode } from './annotate.js';
+import { createClassifier, type ClassifierModel, type ImageDecoder } from './classifier.js';
+import type { AppState } from './routes.js';
+import { createHttpApp } from './server.js';
+import { createServeMetrics, type ServeMetrics } from './serve-metrics.js';
+
+/** A model ready to serve: the classifier's needs plus what the V2 metadata and shutdown use. */
+export interface ServedModel extends ClassifierModel {
+  /** Name for the V2 protocol when --name is not given (the card's or the directory's name). */
+  name: string;
+  version?: string;
+  /** The same decode and resize as training (core decodeToTensor with the card's size and fit). */
+  decode: ImageDecoder;
+  /** tf.memory().numTensors of the engine, exported in /metrics. */
+  numTensors(): number;
+  dispose(): Promise<void>;
+}
+
+export type ModelLoader = (spec: string) => Promise<ServedModel>;
+
+export interface ServeOptions {
+  /** A model directory or s3://bucket/prefix/model. */
+  model: string;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  maxBatch: number;
+  maxDelayMs: number;
+  maxQueue: number;
+  maxBody: number;
+  /** Largest decoded image, in pixels; bigger ones (decompression bombs) get 400. */
+  maxPixels: number;
+  echo: EchoMode;
+  jsonLogs: boolean;
+  /** Model name for the V2 protocol; default from the loaded model. */
+  name?: string | undefined;
+  /** How long a shutdown waits for requests in flight before cutting connections. */
+  graceMs: number;
+  /** Loads the model (tests and the CLI pass core's loadModel wrapped by loadServedModel). */
+  load: ModelLoader;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  log: Logger;
+  quiet?: boolean;
+  serverVersion?: string;
+  /** Aborting it (SIGTERM, SIGINT) stops the server gracefully, during loading too. */
+  signal?: AbortSignal;
+}
+
+export interface ServeHandle {
+  /** http://host:port/ */
+  url: string;
+  port: number;
+  model: ServedModel;
+  metrics: ServeMetrics;
+  state: AppState;
+  /** Graceful stop: no new connections, in-flight requests answered, model disposed. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/**
+ * Start serving: listen first (so liveness probes answer while the model loads), load the model, warm it up
+ * with one prediction, then mark ready and print `{"kind":"server","url":...}` on stdout. Resolves with a
+ * handle once ready; on a load failure the server is closed and the error thrown.
+ */
+export async function runServe(options: ServeOptions): Promise<ServeHandle> {
+  const event = createEventLog({ json: options.jsonLogs, log: options.log, stream: options.stderr });
+  let model: ServedModel | undefined;
+  const metrics = createServeMetrics({
+    queueDepth: () => state.classifier?.queueDepth ?? 0,
+    inFlight: () => app.inFlight(),
+    ready: () => Boolean(state.classifier) && !state.shuttingDown,
+    numTensors: () => model?.numTensors() ?? 0,
+  });
+  const state: AppState = {
+    classifier: undefined,
+    modelName: options.name ?? '',
+    modelVersion: undefined,
+    shuttingDown: false,
+    maxBody: options.maxBody,
+    maxQueue: options.maxQueue,
+    maxPixels: options.maxPixels,
+    echo: options.echo,
+    registry: metrics.registry,
+    serverVersion: options.serverVersion ?? '0.1.0',
+  };
+  const app = createHttpApp({
+    state,
+    metrics,
+    log: options.log,
+    accessLog: createAccessLog({ json: options.jsonLogs, log: options.log, stream: options.stderr, quiet: Boolean(options.quiet) }),
+  });
+
+  app.server.listen(options.port, options.host);
+  await Promise.race([
+    once(app.server, 'listening'),
+    once(app.server, 'error').then(([error]) => {
+      throw new FailureError(`cannot listen on ${options.host}:${options.port}: ${messageOf(error)} (--host, --port)`, { cause: error });
+    }),
+  ]);
+  const address = app.server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}/`;
+  event('listening', { url, ready: false });
+
+  let disposed = false;
+  const disposeModel = async () => {
+    if (model && !disposed) {
+      disposed = true;
+      await model.dispose();
+    }
+  };
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      event('shutting down', { in_flight: app.inFlight() });
+      state.classifier?.flush();
+      await app.close(options.graceMs);
+      await state.classifier?.whenIdle();
+      await disposeModel();
+      event('stopped');
+    })());
+
+  options.signal?.addEventListener('abort', () => void close(), { once: true });
+  if (options.signal?.aborted) void close();
+
+  try {
+    const started = performance.now();
+    model = await options.load(options.model);
+    state.modelName = options.name ?? model.name;
+    state.modelVersion = model.version;
+    const classifier = createClassifier({
+      model,
+      decode: model.decode,
+      maxBatch: options.maxBatch,
+      maxDelayMs: options.maxDelayMs,
+      maxQueue: options.maxQueue,
+      onBatch(size, seconds, error) {
+        metrics.batchSize.observe(size);
+        metrics.batchSeconds.observe(seconds);
+        if (!error) {
+          metrics.images.inc({}, size);
+          metrics.imageRate.add(size);
+        }
+      },
+    });
+    // Warm-up: one prediction through the real path, so the first request does not pay for compilation.
+    await model.predict(new Uint8Array(model.inputSize * model.inputSize * 3), 1);
+    if (state.shuttingDown) throw new FailureError('stopped before the model was ready');
+    state.classifier = classifier;
+    event('ready', {
+      url,
+      model: state.modelName,
+      labels: model.labels,
+      input_size: model.inputSize,
+      seconds: Number(((performance.now() - started) / 1000).toFixed(2)),
+      max_batch: options.maxBatch,
+      max_delay_ms: options.maxDelayMs,
+    });
+  } catch (error) {
+    await close();
+    await disposeModel(); // loaded after a stop began: close() ran before there was a model to dispose
+    throw error;
+  }
+  writePointer(options.stdout, { kind: 'server', url, model: options.model, name: state.modelName });
+  return { url, port: address.port, model, metrics, state, close };
+}

@@ -1,0 +1,90 @@
+// Test-only (excluded from the build by tsconfig): a tiny model directory for the serve tests, built from
+// a TF.js conv backbone and a dense head with seeded weights, saved through core's saveModelDir so that
+// loadModel reads it exactly as it reads a trained one.
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { buildLayersHead, loadBackbone, loadTf, saveModelDir, type ModelCard } from '@imgpipe/core';
+import { buildTinyConvBackbone } from '@imgpipe/test-utils';
+
+export const TEST_LABELS = ['cat', 'dog'];
+export const TEST_SIZE = 32;
+
+function seeded(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
+  };
+}
+
+/**
+ * Build <dir>/model: test-utils' tiny conv backbone (ONNX by default, run by ONNX Runtime in this thread;
+ * 32x32, features = its global pool) and a dense head 8 -> 16 -> classes with seeded weights.
+ */
+export async function buildTestModelDir(
+  dir: string,
+  options: { labels?: string[]; seed?: number; format?: 'onnx' | 'tfjs-layers'; size?: number; channels?: [number, number]; backbone?: string; featureLayer?: string } = {},
+): Promise<string> {
+  const labels = options.labels ?? TEST_LABELS;
+  const random = seeded(options.seed ?? 7);
+  const { tf } = await loadTf('wasm');
+  const fill = (n: number, scale: number) => Float32Array.from({ length: n }, () => random() * scale);
+  const size = options.size ?? TEST_SIZE;
+  let backbone;
+  if (options.backbone) {
+    backbone = await loadBackbone(options.backbone, { device: 'wasm', inputSize: size, workers: 1, preprocess: 'torch', ...(options.featureLayer ? { featureLayer: options.featureLayer } : {}) });
+  } else {
+    const tiny = await buildTinyConvBackbone({
+      dir: join(dir, 'tiny-backbone'),
+      inputSize: size,
+      seed: options.seed ?? 7,
+      format: options.format ?? 'onnx',
+      ...(options.channels ? { channels: options.channels } : {}),
+    });
+    backbone = await loadBackbone(tiny.path, { device: 'wasm', featureLayer: tiny.featureLayer, preprocess: 'torch', inputSize: size, workers: 1 });
+  }
+  const dim = backbone.info.feature_dim;
+  const weights = {
+    w1: tf.tensor2d(fill(dim * 16, 2), [dim, 16]),
+    b1: tf.tensor1d(fill(16, 0.5)),
+    w2: tf.tensor2d(fill(16 * labels.length, 4), [16, labels.length]),
+    b2: tf.tensor1d(fill(labels.length, 0.5)),
+  };
+  const head = buildLayersHead(tf, { inputDim: dim, classes: labels.length, layer_size: 16, dropout: 0 }, weights);
+  tf.dispose(Object.values(weights));
+  const modelDir = join(dir, 'model');
+  const card: ModelCard = {
+    format: 'imgpipe-model/1',
+    labels,
+    input: { size: backbone.info.input_size, channels: 3, fit: 'fill' },
+    preprocess: backbone.info.preprocess,
+    backbone: { ...backbone.info, path: '' },
+    head: { path: 'head/model.json', layer_size: 16, dropout: 0, lr: 0.01, epochs: 1, batch_size: 8 },
+    metrics: {},
+    dataset: { manifest_sha256: 'test' },
+    created: new Date().toISOString(),
+    versions: {},
+  };
+  await saveModelDir(modelDir, { card, backboneFiles: backbone.files, head });
+  head.dispose();
+  await backbone.dispose();
+  return modelDir;
+}
+
+/** A PNG of w x h pixels: a colour gradient that depends on `seed`, so images classify differently. */
+export async function testImage(seed: number, width = 40, height = 30, format: 'png' | 'jpeg' = 'png'): Promise<Buffer> {
+  const pixels = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      const i = (y * width + x) * 3;
+      pixels[i] = ((x * 255) / width + seed * 37) % 256;
+      pixels[i + 1] = ((y * 255) / height + seed * 91) % 256;
+      pixels[i + 2] = (((x + y) * 128) / (width + height) + seed * 53) % 256;
+    }
+  }
+  const image = sharp(pixels, { raw: { width, height, channels: 3 } });
+  return format === 'png' ? image.png().toBuffer() : image.jpeg({ quality: 95 }).toBuffer();
+}

@@ -1,0 +1,60 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
+import type { RejectReason, Rng } from '@imgpipe/core';
+import { drawImage } from './shapes.js';
+
+export interface BadImage {
+  /** Path relative to the set's directory. */
+  file: string;
+  /** What core's decodeToTensor must say about it. */
+  reason: RejectReason;
+}
+
+/** The bad-file fixtures, written under dir/sub: each one is a way a real image set goes wrong. */
+export async function writeBadImages(dir: string, sub: string, rng: Rng): Promise<BadImage[]> {
+  await mkdir(join(dir, sub), { recursive: true });
+  const jpeg = await drawImage(rng, 0, 120, 90);
+  const files: [string, Uint8Array | string, RejectReason][] = [
+    [`${sub}/truncated.jpg`, jpeg.subarray(0, Math.floor(jpeg.length / 2)), 'unreadable'],
+    [`${sub}/notes.jpg`, 'This is a text file that someone named .jpg\n', 'not-an-image'],
+    [`${sub}/empty.jpg`, new Uint8Array(0), 'empty'],
+    [`${sub}/bomb.png`, bombPng(50_000, 50_000), 'decompression-bomb'],
+  ];
+  for (const [file, data] of files) await writeFile(join(dir, file), data);
+  return files.map(([file, , reason]) => ({ file, reason }));
+}
+
+/** A small PNG whose header declares width x height RGB pixels (a decompression bomb as far as headers go). */
+export function bombPng(width: number, height: number): Buffer {
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; // bit depth
+  header[9] = 2; // colour type: RGB
+  const data = deflateSync(Buffer.alloc((width * 3 + 1) * 16));
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', header),
+    pngChunk('IDAT', data),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+function pngChunk(type: string, data: Buffer): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([length, body, crc]);
+}
+
+function crc32(bytes: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? 0xedb88320 ^ (crc >>> 1) : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}

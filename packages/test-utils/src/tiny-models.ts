@@ -1,0 +1,248 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { fileSaveHandler } from '@imgpipe/core';
+import { writeTinyGraphModel } from './tiny-graph-model.js';
+import onnxProto from 'onnx-proto';
+
+const { onnx } = onnxProto;
+
+/**
+ * Tiny backbones for tests, the same conv net in both formats with the same weights:
+ *   input (size x size x 3) -> conv1 3x3 same, relu -> conv2 3x3 stride 2 valid, relu -> global average pool
+ *   ('features') -> dense ('logits', the model's output).
+ * TF.js: a layers model (NHWC) saved through core's file IO handler (no tfjs-node). ONNX: a graph (NCHW, like a
+ * torch export) written with onnx-proto, whose 'features' value is not a graph output.
+ */
+export interface TinyConvWeights {
+  channels: [number, number];
+  classes: number;
+  /** HWIO, as TF.js stores conv kernels. */
+  conv1: { kernel: Float32Array; bias: Float32Array };
+  conv2: { kernel: Float32Array; bias: Float32Array };
+  /** [in, out], as TF.js stores dense kernels. */
+  dense: { kernel: Float32Array; bias: Float32Array };
+}
+
+export interface TinyBackbone {
+  format: 'onnx' | 'tfjs-layers' | 'tfjs-graph';
+  /** model.onnx or model.json */
+  path: string;
+  dir: string;
+  inputSize: number;
+  weights: TinyConvWeights;
+  /** The global-pool output: a layer name (TF.js) or value name (ONNX). */
+  featureLayer: string;
+  outputName: string;
+  featureDim: number;
+}
+
+export interface TinyConvOptions {
+  dir: string;
+  inputSize?: number;
+  seed?: number;
+  format: 'onnx' | 'tfjs-layers' | 'tfjs-graph';
+  channels?: [number, number];
+  classes?: number;
+  /** ONNX only: fix the batch dimension (as some exports do) instead of a symbolic 'n'. */
+  fixedBatch?: number;
+}
+
+/**
+ * Building a model here writes weights through tf's default backend (cpu in Node without tfjs-node), whose first
+ * write prints a "Hi, looks like you are running TensorFlow.js in Node.js" banner meant for apps: not for tests.
+ */
+export function quietCpuBackend(): void {
+  const backend = tf.getBackend() as string | undefined; // undefined until the first op picks one (cpu here)
+  if (backend === undefined || backend === 'cpu') tf.env().set('IS_TEST', true);
+}
+
+/** mulberry32: small, seeded, good enough for test weights. */
+export function tinyRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function tinyConvWeights(seed = 1, channels: [number, number] = [4, 8], classes = 3): TinyConvWeights {
+  const rand = tinyRandom(seed);
+  const fill = (n: number, scale: number) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
+  const [c1, c2] = channels;
+  return {
+    channels,
+    classes,
+    conv1: { kernel: fill(3 * 3 * 3 * c1, 0.5), bias: fill(c1, 0.1) },
+    conv2: { kernel: fill(3 * 3 * c1 * c2, 0.3), bias: fill(c2, 0.1) },
+    dense: { kernel: fill(c2 * classes, 0.5), bias: fill(classes, 0.1) },
+  };
+}
+
+export async function buildTinyConvBackbone(options: TinyConvOptions): Promise<TinyBackbone> {
+  const { dir, inputSize = 16, seed = 1, format } = options;
+  const weights = tinyConvWeights(seed, options.channels, options.classes);
+  await mkdir(dir, { recursive: true });
+  const common = { dir, inputSize, weights, featureDim: weights.channels[1], outputName: 'logits' };
+  if (format === 'tfjs-layers') {
+    await saveTinyTfjs(dir, inputSize, weights);
+    return { ...common, format, path: join(dir, 'model.json'), featureLayer: 'features' };
+  }
+  if (format === 'tfjs-graph') {
+    await writeTinyGraphModel(dir, inputSize, weights);
+    return { ...common, format, path: join(dir, 'model.json'), featureLayer: 'features' };
+  }
+  const path = join(dir, 'model.onnx');
+  await writeFile(path, tinyConvOnnx(inputSize, weights, options.fixedBatch));
+  return { ...common, format, path, featureLayer: 'features' };
+}
+
+async function saveTinyTfjs(dir: string, inputSize: number, w: TinyConvWeights): Promise<void> {
+  quietCpuBackend();
+  const [c1, c2] = w.channels;
+  const input = tf.input({ shape: [inputSize, inputSize, 3], name: 'input' });
+  const conv1 = tf.layers.conv2d({ name: 'conv1', filters: c1, kernelSize: 3, padding: 'same', activation: 'relu' });
+  const conv2 = tf.layers.conv2d({ name: 'conv2', filters: c2, kernelSize: 3, strides: 2, padding: 'valid', activation: 'relu' });
+  const pool = tf.layers.globalAveragePooling2d({ name: 'features' });
+  const dense = tf.layers.dense({ name: 'logits', units: w.classes });
+  const output = dense.apply(pool.apply(conv2.apply(conv1.apply(input)))) as tf.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: output, name: 'tiny_conv' });
+  const tensors = [
+    tf.tensor4d(w.conv1.kernel, [3, 3, 3, c1]),
+    tf.tensor1d(w.conv1.bias),
+    tf.tensor4d(w.conv2.kernel, [3, 3, c1, c2]),
+    tf.tensor1d(w.conv2.bias),
+    tf.tensor2d(w.dense.kernel, [c2, w.classes]),
+    tf.tensor1d(w.dense.bias),
+  ];
+  model.setWeights(tensors);
+  tf.dispose(tensors);
+  await model.save(fileSaveHandler(dir));
+  model.dispose();
+}
+
+/** HWIO -> OIHW */
+export function hwioToOihw(kernel: Float32Array, kh: number, kw: number, cin: number, cout: number): Float32Array {
+  const out = new Float32Array(kernel.length);
+  for (let h = 0; h < kh; h++)
+    for (let x = 0; x < kw; x++)
+      for (let i = 0; i < cin; i++)
+        for (let o = 0; o < cout; o++) out[((o * cin + i) * kh + h) * kw + x] = kernel[((h * kw + x) * cin + i) * cout + o]!;
+  return out;
+}
+
+export function transpose2d(m: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(m.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = m[r * cols + c]!;
+  return out;
+}
+
+function floatTensor(name: string, dims: number[], data: Float32Array) {
+  return onnx.TensorProto.create({
+    name,
+    dims,
+    dataType: onnx.TensorProto.DataType.FLOAT,
+    rawData: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)),
+  });
+}
+
+export const ints = (name: string, values: number[]) => onnx.AttributeProto.create({ name, ints: values, type: onnx.AttributeProto.AttributeType.INTS });
+export const int = (name: string, value: number) => onnx.AttributeProto.create({ name, i: value, type: onnx.AttributeProto.AttributeType.INT });
+
+export type OnnxNodeSpec = { op: string; inputs: string[]; outputs: string[]; attrs?: ReturnType<typeof ints>[]; name?: string };
+
+/** An ONNX model: one float input [n, ...dims], the given nodes and initializers, float outputs. */
+export function onnxModel(options: {
+  input: string;
+  inputDims: (number | string)[];
+  outputs: string[];
+  nodes: OnnxNodeSpec[];
+  initializers: { name: string; dims: number[]; data: Float32Array }[];
+  opset?: number;
+  name?: string;
+}): Uint8Array {
+  const shape = { dim: options.inputDims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) };
+  const model = onnx.ModelProto.create({
+    irVersion: 7,
+    producerName: 'imgpipe-test-utils',
+    opsetImport: [{ domain: '', version: options.opset ?? 13 }],
+    graph: {
+      name: options.name ?? 'graph',
+      input: [{ name: options.input, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape } } }],
+      output: options.outputs.map((name) => ({ name, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } })),
+      initializer: options.initializers.map((t) => floatTensor(t.name, t.dims, t.data)),
+      node: options.nodes.map((n, i) => ({ name: n.name ?? `${n.op}_${i}`, opType: n.op, input: n.inputs, output: n.outputs, attribute: n.attrs ?? [] })),
+    },
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
+
+export function tinyConvOnnx(inputSize: number, w: TinyConvWeights, fixedBatch?: number): Uint8Array {
+  const [c1, c2] = w.channels;
+  return onnxModel({
+    name: 'tiny_conv',
+    input: 'input',
+    inputDims: [fixedBatch ?? 'n', 3, inputSize, inputSize],
+    outputs: ['logits'],
+    initializers: [
+      { name: 'conv1.weight', dims: [c1, 3, 3, 3], data: hwioToOihw(w.conv1.kernel, 3, 3, 3, c1) },
+      { name: 'conv1.bias', dims: [c1], data: w.conv1.bias },
+      { name: 'conv2.weight', dims: [c2, c1, 3, 3], data: hwioToOihw(w.conv2.kernel, 3, 3, c1, c2) },
+      { name: 'conv2.bias', dims: [c2], data: w.conv2.bias },
+      { name: 'fc.weight', dims: [w.classes, c2], data: transpose2d(w.dense.kernel, c2, w.classes) },
+      { name: 'fc.bias', dims: [w.classes], data: w.dense.bias },
+    ],
+    nodes: [
+      { op: 'Conv', inputs: ['input', 'conv1.weight', 'conv1.bias'], outputs: ['conv1'], attrs: [ints('kernel_shape', [3, 3]), ints('pads', [1, 1, 1, 1])] },
+      { op: 'Relu', inputs: ['conv1'], outputs: ['relu1'] },
+      { op: 'Conv', inputs: ['relu1', 'conv2.weight', 'conv2.bias'], outputs: ['conv2'], attrs: [ints('kernel_shape', [3, 3]), ints('strides', [2, 2])] },
+      { op: 'Relu', inputs: ['conv2'], outputs: ['relu2'] },
+      { op: 'GlobalAveragePool', inputs: ['relu2'], outputs: ['pool'] },
+      { op: 'Flatten', inputs: ['pool'], outputs: ['features'], attrs: [int('axis', 1)] },
+      { op: 'Gemm', inputs: ['features', 'fc.weight', 'fc.bias'], outputs: ['logits'], attrs: [int('transB', 1)] },
+    ],
+  });
+}
+
+/**
+ * The tiny net's features computed directly in plain loops (no engine), from float NHWC input: the independent
+ * reference both engines are checked against.
+ */
+export function tinyConvReference(w: TinyConvWeights, input: Float32Array, count: number, size: number): Float32Array {
+  const [c1, c2] = w.channels;
+  const out = new Float32Array(count * c2);
+  const size2 = Math.floor((size - 3) / 2) + 1;
+  const a = new Float64Array(size * size * c1);
+  for (let n = 0; n < count; n++) {
+    const img = input.subarray(n * size * size * 3, (n + 1) * size * size * 3);
+    for (let y = 0; y < size; y++)
+      for (let x = 0; x < size; x++)
+        for (let o = 0; o < c1; o++) {
+          let sum = w.conv1.bias[o]!;
+          for (let ky = 0; ky < 3; ky++)
+            for (let kx = 0; kx < 3; kx++) {
+              const yy = y + ky - 1;
+              const xx = x + kx - 1;
+              if (yy < 0 || xx < 0 || yy >= size || xx >= size) continue;
+              for (let i = 0; i < 3; i++) sum += img[(yy * size + xx) * 3 + i]! * w.conv1.kernel[((ky * 3 + kx) * 3 + i) * c1 + o]!;
+            }
+          a[(y * size + x) * c1 + o] = Math.max(0, sum);
+        }
+    for (let o = 0; o < c2; o++) {
+      let total = 0;
+      for (let y = 0; y < size2; y++)
+        for (let x = 0; x < size2; x++) {
+          let sum = w.conv2.bias[o]!;
+          for (let ky = 0; ky < 3; ky++)
+            for (let kx = 0; kx < 3; kx++)
+              for (let i = 0; i < c1; i++) sum += a[((2 * y + ky) * size + 2 * x + kx) * c1 + i]! * w.conv2.kernel[((ky * 3 + kx) * c1 + i) * c2 + o]!;
+          total += Math.max(0, sum);
+        }
+      out[n * c2 + o] = total / (size2 * size2);
+    }
+  }
+  return out;
+}
