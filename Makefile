@@ -1,18 +1,78 @@
 # imgpipe: `make demo` runs the whole pipeline on generated data; `make test` runs every test.
+#
+# The pipeline, one target per stage; each writes files, so `make` reruns only the stale stages:
+#   download  -> $(WORK)/images.csv     download-s3 (the images CSV plus local_image; images under $(WORK)/data)
+#   prep      -> $(WORK)/prep.json      prep-data   (dataset pointer; the dataset is $(WORK)/prep/)
+#   train     -> $(WORK)/run.json       train       (run pointer; runs under $(WORK)/runs/)
+#   evaluate  -> $(WORK)/eval.json      eval-model --min-accuracy $(MIN_ACCURACY) (the gate: below it, make stops)
+#   upload    -> $(WORK)/upload.json    upload-s3   (the s3:// URIs of results.csv, the model, the snippet)
+#   all = upload; serve = serve the evaluated model on $(PORT).
+# Each stage passes the previous stage's pointer on stdin, as in the shell pipe (scripts/pipeline.sh).
+# Staleness is by content: $(WORK)/.stamps/<stage> records the sha256 of the stage's input files, the config
+# sections it reads, the S3 endpoint and its options (scripts/stamp.mjs), and is rewritten only when that
+# changes. So a second `make all` does no work; changing train.lr in the config reruns train, eval and upload.
+# The download stage cannot see new objects on S3: `make refresh` re-downloads (skipping files already there)
+# and reruns whatever that changed.
+#
+#   CONFIG=config.yaml make all          # against a real bucket and the config's backbone (default resnet50)
+#   make all CSV=s3://bucket/images.csv BUCKET=bucket PREFIX=results/ MIN_ACCURACY=0.95
+#   make train TRAIN_FLAGS='--lr 0.001,0.01 --epochs 5'
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
 PNPM ?= $(shell command -v pnpm >/dev/null 2>&1 && echo pnpm || echo "npx --yes pnpm@10")
 
-.PHONY: install build test bench demo clean typecheck
+# ---- pipeline settings: make VAR=value, or the environment
+CONFIG ?=
+WORK ?= out
+CSV ?=
+BUCKET ?=
+PREFIX ?=
+MIN_ACCURACY ?= 0.9
+IMG ?=
+BACKBONE ?=
+FEATURE_LAYER ?=
+DEVICE ?=
+PREP_FLAGS ?=
+TRAIN_FLAGS ?=
+PORT ?= 8080
+# The demo's generated data and backbone (make demo-data demo-backbone; scripts/demo.mjs sets these)
+DEMO_COUNT ?= 400
+DEMO_SEED ?= 42
+DEMO_BUCKET ?= imgpipe-demo
+# SKIP_BUILD=1: the stages use the bins as built (the tests set it)
+SKIP_BUILD ?=
 
+BIN := node_modules/.bin
+STAMP := node scripts/stamp.mjs
+S := $(WORK)/.stamps
+CFG := $(if $(CONFIG),--config $(CONFIG))
+cfgstamp = $(if $(CONFIG),--config $(CONFIG) --sections $(1))
+IMG_FLAG := $(if $(IMG),--img-dimensions $(IMG))
+DEVICE_FLAG := $(if $(DEVICE),--device $(DEVICE))
+TRAIN_ARGS := $(if $(BACKBONE),--backbone $(BACKBONE)) $(if $(FEATURE_LAYER),--feature-layer $(FEATURE_LAYER)) $(DEVICE_FLAG) $(TRAIN_FLAGS)
+UPLOAD_ARGS := $(if $(BUCKET),--bucket $(BUCKET)) $(if $(PREFIX),--prefix $(PREFIX))
+BUILT := node_modules/.imgpipe-built
+STAGE_DEPS := $(if $(SKIP_BUILD),,$(BUILT))
+# A stage's recipe writes its pointer to a temp name and renames it: an interrupted stage leaves no final file.
+finish = mv -f $@.tmp $@
+
+.PHONY: all install build test bench demo clean typecheck serve refresh download prep train evaluate upload demo-data demo-backbone FORCE
+
+all: $(WORK)/upload.json
+
+# ---- install and build
 node_modules/.modules.yaml: package.json pnpm-lock.yaml packages/*/package.json
 	ONNXRUNTIME_NODE_INSTALL=skip $(PNPM) install --frozen-lockfile
 	@touch $@
 
 install: node_modules/.modules.yaml
 
-build: install
+$(BUILT): node_modules/.modules.yaml tsconfig.json tsconfig.base.json $(wildcard packages/*/tsconfig.json) $(shell find packages/*/src -name '*.ts' 2>/dev/null)
 	$(PNPM) run build
+	@touch $@
+
+build: $(BUILT)
 
 typecheck: build
 	$(PNPM) exec tsc -p tsconfig.test.json
@@ -24,7 +84,67 @@ bench: build
 	$(PNPM) run bench
 
 demo: build
-	node scripts/demo.mjs
+	node scripts/demo.mjs $(if $(CONFIG),--config $(CONFIG))
+
+# ---- the pipeline stages
+download: $(WORK)/images.csv
+prep: $(WORK)/prep.json
+train: $(WORK)/run.json
+evaluate: $(WORK)/eval.json
+upload: $(WORK)/upload.json
+
+$(S)/download: FORCE
+	@$(STAMP) $@ $(call cfgstamp,data,aws) --env S3_ENDPOINT --env AWS_PROFILE -- $(CSV) $(WORK)/data
+$(WORK)/images.csv: $(S)/download | $(STAGE_DEPS)
+	@if [[ -z "$(CSV)$(CONFIG)" ]]; then echo "make: set CSV=s3://bucket/images.csv or CONFIG=config.yaml (data.images_csv)" >&2; exit 2; fi
+	$(BIN)/download-s3 $(CFG) $(if $(CSV),--csv $(CSV)) --dest $(WORK)/data --out $@ </dev/null
+
+$(S)/prep: FORCE | $(WORK)/images.csv
+	@$(STAMP) $@ --file $(WORK)/images.csv $(call cfgstamp,data) -- $(IMG_FLAG) $(PREP_FLAGS)
+$(WORK)/prep.json: $(S)/prep | $(STAGE_DEPS)
+	$(BIN)/prep-data $(CFG) --out $(WORK)/prep $(IMG_FLAG) $(PREP_FLAGS) < $(WORK)/images.csv > $@.tmp
+	@$(finish)
+
+$(S)/train: FORCE | $(WORK)/prep.json $(filter $(WORK)/backbone/model.onnx,$(BACKBONE))
+	@$(STAMP) $@ --file $(WORK)/prep/manifest.json $(if $(BACKBONE),--file $(BACKBONE)) $(call cfgstamp,project,data,train) -- $(TRAIN_ARGS)
+$(WORK)/run.json: $(S)/train | $(STAGE_DEPS)
+	$(BIN)/train $(CFG) --out $(WORK)/runs $(TRAIN_ARGS) < $(WORK)/prep.json > $@.tmp
+	@$(finish)
+
+$(S)/eval: FORCE | $(WORK)/run.json
+	@$(STAMP) $@ --file $(WORK)/run.json $(call cfgstamp,data,train) -- $(MIN_ACCURACY) $(DEVICE_FLAG)
+$(WORK)/eval.json: $(S)/eval | $(STAGE_DEPS)
+	$(BIN)/eval-model $(CFG) $(DEVICE_FLAG) --min-accuracy $(MIN_ACCURACY) < $(WORK)/run.json > $@.tmp
+	@$(finish)
+
+$(S)/upload: FORCE | $(WORK)/eval.json
+	@$(STAMP) $@ --file $(WORK)/eval.json $(call cfgstamp,aws) --env S3_ENDPOINT --env AWS_PROFILE -- $(UPLOAD_ARGS)
+$(WORK)/upload.json: $(S)/upload | $(STAGE_DEPS)
+	$(BIN)/upload-s3 $(CFG) $(UPLOAD_ARGS) < $(WORK)/eval.json > $@.tmp
+	@$(finish)
+
+refresh:
+	rm -f $(S)/download
+	$(MAKE) --no-print-directory all
+
+serve: $(WORK)/eval.json
+	$(BIN)/serve $(CFG) $(DEVICE_FLAG) --port $(PORT) --model "$$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).best' $(WORK)/run.json)"
+
+# ---- the demo's generated images and backbone (no network needed)
+demo-data: $(WORK)/images/images.csv
+demo-backbone: $(WORK)/backbone/model.onnx
+
+$(S)/demo-data: FORCE
+	@$(STAMP) $@ --file scripts/make-demo-data.mjs -- $(DEMO_COUNT) $(DEMO_SEED) $(DEMO_BUCKET)
+$(WORK)/images/images.csv: $(S)/demo-data | $(STAGE_DEPS)
+	node scripts/make-demo-data.mjs --dir $(WORK)/images --count $(DEMO_COUNT) --seed $(DEMO_SEED) --bucket $(DEMO_BUCKET) --prefix images
+
+$(S)/demo-backbone: FORCE
+	@$(STAMP) $@ --file scripts/demo-backbone.mjs -- $(IMG)
+$(WORK)/backbone/model.onnx: $(S)/demo-backbone | $(STAGE_DEPS)
+	node scripts/demo-backbone.mjs --dir $(WORK)/backbone --size $(or $(IMG),64) >/dev/null
+
+FORCE:
 
 clean:
-	rm -rf packages/*/dist packages/*/tsconfig.tsbuildinfo bench-results
+	rm -rf packages/*/dist packages/*/tsconfig.tsbuildinfo bench-results $(BUILT) demo $(WORK)

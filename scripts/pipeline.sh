@@ -1,39 +1,87 @@
 #!/usr/bin/env bash
 # The whole pipeline as one shell pipe, for cron:
-#   download-s3 | prep-data | train | eval-model --min-accuracy X | upload-s3
+#   download-s3 | prep-data | train | eval-model [--min-accuracy X] | upload-s3
 #
-# Usage: scripts/pipeline.sh [--config FILE] [--csv URI] [--work DIR] [--min-accuracy X] [--log FILE] [-- train flags...]
+# Usage: scripts/pipeline.sh [--config FILE] [--csv URI] [--work DIR] [--bucket B] [--prefix P]
+#                            [--min-accuracy X] [--log FILE] [-- train flags...]
 #   cron:  15 3 * * *  cd /srv/imgpipe && scripts/pipeline.sh --config config.yaml --min-accuracy 0.9
 #
-# A lock (flock on WORK/.pipeline.lock) keeps two runs from overlapping; everything the stages print on
-# stderr goes to the log file (default WORK/pipeline.log). Exit codes name the stage that failed:
-#   0 ok, 10 download-s3, 11 prep-data, 12 train, 13 eval-model (incl. the --min-accuracy gate),
-#   14 upload-s3, 2 bad usage, 75 another run holds the lock.
+# Under --work (default pipeline-work/): data/ (images), prep/ (dataset), runs/ (one run per day), pipeline.log,
+# last-upload.json (upload-s3's pointer: the s3:// URIs; written only when every stage succeeded).
+# A lock (flock on WORK/.pipeline.lock) keeps two runs from overlapping; everything the stages print on stderr
+# goes to the log file (default WORK/pipeline.log). SIGINT/SIGTERM stop every stage; an interrupted train is
+# finished by the next run (train resumes an unfinished run of the same command). Exit codes name the stage:
+#   0 ok, 10 download-s3, 11 prep-data, 12 train, 13 eval-model (incl. the --min-accuracy gate: nothing is
+#   uploaded), 14 upload-s3, 2 bad usage, 75 another run holds the lock (EX_TEMPFAIL), 130/143 interrupted.
 set -euo pipefail
 
+args=("$@")
 work=pipeline-work
 config=""
 csv=""
+bucket=""
+prefix=""
 min_accuracy=""
 log=""
 train_args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --config|--csv|--work|--bucket|--prefix|--min-accuracy|--log)
+      [[ $# -ge 2 ]] || { echo "pipeline.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;&
     --config) config="$2"; shift 2 ;;
     --csv) csv="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
+    --bucket) bucket="$2"; shift 2 ;;
+    --prefix) prefix="$2"; shift 2 ;;
     --min-accuracy) min_accuracy="$2"; shift 2 ;;
     --log) log="$2"; shift 2 ;;
     --) shift; train_args=("$@"); break ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "pipeline.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+if [[ -n "$config" && ! -f "$config" ]]; then echo "pipeline.sh: --config $config: no such file" >&2; exit 2; fi
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$here/node_modules/.bin"
 mkdir -p "$work"
 log="${log:-$work/pipeline.log}"
+
+# The stages, run by the inner copy of this script in a session of its own (see below).
+run_stages() {
+  local common=() csv_args=() gate=() upload_args=()
+  [[ -n "$config" ]] && common+=(--config "$config")
+  [[ -n "$csv" ]] && csv_args+=(--csv "$csv")
+  [[ -n "$min_accuracy" ]] && gate+=(--min-accuracy "$min_accuracy")
+  [[ -n "$bucket" ]] && upload_args+=(--bucket "$bucket")
+  [[ -n "$prefix" ]] && upload_args+=(--prefix "$prefix")
+  local result="$work/last-upload.json"
+  set +e
+  "$bin/download-s3" "${common[@]}" "${csv_args[@]}" --dest "$work/data" 2>>"$log" </dev/null \
+    | "$bin/prep-data" "${common[@]}" --out "$work/prep" 2>>"$log" \
+    | "$bin/train" "${common[@]}" --out "$work/runs" "${train_args[@]}" 2>>"$log" \
+    | "$bin/eval-model" "${common[@]}" "${gate[@]}" 2>>"$log" \
+    | "$bin/upload-s3" "${common[@]}" "${upload_args[@]}" 2>>"$log" >"$result.tmp"
+  local codes=("${PIPESTATUS[@]}")
+  set -e
+  local stages=(download-s3 prep-data train eval-model upload-s3)
+  for i in "${!codes[@]}"; do
+    if [[ "${codes[$i]}" -ne 0 ]]; then
+      rm -f "$result.tmp"
+      echo "== $(date -u +%FT%TZ) ${stages[$i]} failed with exit ${codes[$i]}" >>"$log"
+      echo "pipeline.sh: ${stages[$i]} failed (exit ${codes[$i]}); see $log" >&2
+      return $((10 + i))
+    fi
+  done
+  mv -f "$result.tmp" "$result"
+  echo "== $(date -u +%FT%TZ) pipeline done: $(cat "$result")" >>"$log"
+  echo "pipeline.sh: done; uploaded: $(cat "$result")" >&2
+}
+
+if [[ "${IMGPIPE_PIPELINE_INNER:-}" == 1 ]]; then
+  run_stages
+  exit
+fi
 
 exec 9>"$work/.pipeline.lock"
 if ! flock -n 9; then
@@ -41,34 +89,26 @@ if ! flock -n 9; then
   exit 75
 fi
 
-common=()
-[[ -n "$config" ]] && common+=(--config "$config")
-csv_args=()
-[[ -n "$csv" ]] && csv_args+=(--csv "$csv")
-gate=()
-[[ -n "$min_accuracy" ]] && gate+=(--min-accuracy "$min_accuracy")
-
 echo "pipeline.sh: run started $(date -u +%FT%TZ), logging to $log" >&2
-{
-  echo "== $(date -u +%FT%TZ) pipeline start (pid $$)"
-} >>"$log"
+echo "== $(date -u +%FT%TZ) pipeline start (pid $$)" >>"$log"
 
+# The stages run in their own session, so that a signal to this script (cron's kill, systemd stop, Ctrl-C)
+# reaches every stage at once: bash would otherwise only act on it after the pipe ends. The stages inherit the
+# lock's descriptor, so even stages that outlive this script keep a new run from starting.
+IMGPIPE_PIPELINE_INNER=1 setsid "$0" "${args[@]}" &
+inner=$!
+stop() {
+  local signal="$1" code="$2"
+  echo "== $(date -u +%FT%TZ) interrupted by SIG$signal; stopping the stages" >>"$log"
+  echo "pipeline.sh: SIG$signal: stopping the stages" >&2
+  kill -TERM -- "-$inner" 2>/dev/null || true
+  wait "$inner" 2>/dev/null || true
+  exit "$code"
+}
+trap 'stop INT 130' INT
+trap 'stop TERM 143' TERM
+trap 'stop HUP 129' HUP
 set +e
-"$bin/download-s3" "${common[@]}" "${csv_args[@]}" --dest "$work/data" 2>>"$log" \
-  | "$bin/prep-data" "${common[@]}" --out "$work/prep" 2>>"$log" \
-  | "$bin/train" "${common[@]}" --out "$work/runs" "${train_args[@]}" 2>>"$log" \
-  | "$bin/eval-model" "${common[@]}" "${gate[@]}" 2>>"$log" \
-  | "$bin/upload-s3" "${common[@]}" 2>>"$log" >"$work/last-upload.json"
-codes=("${PIPESTATUS[@]}")
-set -e
-
-stages=(download-s3 prep-data train eval-model upload-s3)
-for i in "${!codes[@]}"; do
-  if [[ "${codes[$i]}" -ne 0 ]]; then
-    echo "== $(date -u +%FT%TZ) ${stages[$i]} failed with exit ${codes[$i]}" >>"$log"
-    echo "pipeline.sh: ${stages[$i]} failed (exit ${codes[$i]}); see $log" >&2
-    exit $((10 + i))
-  fi
-done
-echo "== $(date -u +%FT%TZ) pipeline done: $(cat "$work/last-upload.json")" >>"$log"
-echo "pipeline.sh: done; uploaded: $(cat "$work/last-upload.json")" >&2
+wait "$inner"
+status=$?
+exit "$status"

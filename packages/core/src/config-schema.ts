@@ -25,7 +25,7 @@ export const DEVICES = ['auto', 'cpu', 'wasm', 'webgpu', 'cuda'] as const;
 
 export const CONFIG_SCHEMA = {
   'project.name': { type: 'string', default: 'dogs-vs-cats', doc: 'Name recorded in run.json and model cards.', flag: 'project-name' },
-  'project.debug_logs': { type: 'bool', default: false, doc: 'Verbose logs and stack traces (same as --debug).', flag: 'debug' },
+  'project.debug_logs': { type: 'bool', default: false, doc: 'Verbose logs and stack traces.', flag: 'debug' },
 
   'data.download_path': { type: 'string', default: 'data/', doc: 'Where download-s3 puts images (--dest).', flag: 'dest', aliases: ['download-path'] },
   'data.download_data': { type: 'bool', default: true, doc: 'Download from S3; false: rows must already carry local_image.' },

@@ -80,7 +80,7 @@ describe('extractFeatures', () => {
     assert.ok(max < 1e-4, `max diff ${max}`);
   });
 
-  it('TF.js in this thread: tf.memory().numTensors is the same before and after extraction', async () => {
+  it('TF.js in this thread: numTensors is stable, and 2 wasm workers give the same features', async () => {
     const { loadTf } = await import('./tf.js');
     const { tf } = await loadTf('wasm');
     const tfjsModel = await buildTinyConvBackbone({ dir: join(temp.path, 'tfjs-1'), inputSize: SIZE, seed: 5, format: 'tfjs-layers' });
@@ -90,6 +90,10 @@ describe('extractFeatures', () => {
       const result = await extractFeatures({ dataset, split: 'train', backbone: inProcess, batchSize: 4, cache: false });
       assert.equal(result.count, 23);
       assert.equal(tf.memory().numTensors, before);
+      // The pool of 2 real worker threads (started from these .ts sources through tsx) gives the same features.
+      assert.equal(tfjs.concurrency, 2);
+      const pooled = await extractFeatures({ dataset, split: 'train', backbone: tfjs, batchSize: 4, cache: false });
+      assert.deepEqual(pooled.features, result.features, 'worker pool = single thread');
     } finally {
       await inProcess.dispose();
     }

@@ -50,13 +50,18 @@ for (const format of ['onnx', 'tfjs-layers'] as const) {
     head.dispose();
     await backbone.dispose();
 
-    const model = await loadModel(modelDir, { device: 'wasm' });
+    // Two wasm workers for a TF.js backbone: concurrency says so, and concurrent predictions match too.
+    const model = await loadModel(modelDir, { device: 'wasm', workers: 2 });
+    assert.equal(model.concurrency, format === 'onnx' ? 1 : 2);
     const before = tf.memory().numTensors;
     const probs = await model.predict(pixels, count);
     assert.equal(tf.memory().numTensors, before, 'predict leaks no tensors');
     assert.equal(probs.length, count * 3);
     for (let i = 0; i < probs.length; i++) assert.ok(Math.abs(probs[i]! - expected[i]!) < 1e-5, `prob ${i}: ${probs[i]} vs ${expected[i]}`);
     for (let n = 0; n < count; n++) assert.ok(Math.abs(probs[3 * n]! + probs[3 * n + 1]! + probs[3 * n + 2]! - 1) < 1e-5);
+    const split = 2 * size * size * 3;
+    const [a, b] = await Promise.all([model.predict(pixels.subarray(0, split), 2), model.predict(pixels.subarray(split), count - 2)]);
+    assert.deepEqual([...a, ...b], [...probs], 'concurrent predictions give the same probabilities');
     await assert.rejects(model.predict(pixels.subarray(1), count), InputError);
     await model.dispose();
   });

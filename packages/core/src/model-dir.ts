@@ -37,6 +37,8 @@ export interface LoadedModel {
   card: ModelCard;
   labels: string[];
   inputSize: number;
+  /** How many predict() calls can usefully run at once: the backbone's (workers of a TF.js wasm pool; 1 otherwise). */
+  concurrency: number;
   /** count images of inputSize^2 RGB uint8 NHWC in; count*labels.length softmax probabilities out. */
   predict(pixels: Uint8Array, count: number): Promise<Float32Array>;
   dispose(): Promise<void>;
@@ -106,6 +108,8 @@ export interface LoadModelOptions {
   s3?: S3Client;
   /** Download cache for a model given as s3:// (when supported) or a backbone given by URL. */
   cacheDir?: string;
+  /** TF.js backbone on WebAssembly: worker threads (default: one per core); sets `concurrency`. */
+  workers?: number;
 }
 
 /** Load a model directory: the backbone through the engines, the head with TF.js on the same device. */
@@ -133,6 +137,10 @@ export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): 
     inputSize: card.input.size,
     log,
     ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+    ...(options.workers !== undefined ? { workers: options.workers } : {}),
+  }).catch((error: unknown) => {
+    head.dispose();
+    throw error;
   });
   const size = card.input.size;
   const classes = card.labels.length;
@@ -141,6 +149,7 @@ export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): 
     card,
     labels: card.labels,
     inputSize: size,
+    concurrency: backbone.concurrency,
     async predict(pixels, count) {
       if (pixels.length !== count * size * size * 3) {
         throw new InputError(`expected ${count} images of ${size}x${size}x3 (${count * size * size * 3} bytes), got ${pixels.length} bytes`);

@@ -145,21 +145,39 @@ export async function downloadObject(client: S3Client, bucket: string, key: stri
   try {
     return await withS3Retries(
       async () => {
+        // One watchdog covers both the wait for the response and the body: no progress for stallMs aborts.
         const controller = new AbortController();
-        const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: controller.signal });
-        const body = response.Body as Readable | undefined;
-        if (!body) throw new BodyError('empty response body', 'TruncatedBody');
-        if (body.errored || body.destroyed) throw new BodyError(`connection lost before the body: ${body.errored?.message ?? 'closed'}`, 'TruncatedBody');
-        const expected = response.ContentLength;
-        let received = 0;
         let last = Date.now();
+        let stalled = false;
+        let body: Readable | undefined;
         const watchdog = setInterval(() => {
           if (Date.now() - last < stallMs) return;
+          stalled = true;
           controller.abort();
-          body.destroy(new BodyError(`no data for ${stallMs} ms`, 'StalledBody'));
+          body?.destroy(new BodyError(`no data for ${stallMs} ms`, 'StalledBody'));
         }, Math.min(1_000, Math.max(50, stallMs / 4)));
+        let response;
+        try {
+          response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: controller.signal });
+        } catch (error) {
+          clearInterval(watchdog);
+          throw stalled ? new BodyError(`no response for ${stallMs} ms`, 'StalledBody') : error;
+        }
+        last = Date.now();
+        body = response.Body as Readable | undefined;
+        if (!body) {
+          clearInterval(watchdog);
+          throw new BodyError('empty response body', 'TruncatedBody');
+        }
+        if (body.errored || body.destroyed) {
+          clearInterval(watchdog);
+          throw new BodyError(`connection lost before the body: ${body.errored?.message ?? 'closed'}`, 'TruncatedBody');
+        }
+        const stream = body;
+        const expected = response.ContentLength;
+        let received = 0;
         async function* counted(): AsyncGenerator<Buffer> {
-          for await (const chunk of body as AsyncIterable<Buffer>) {
+          for await (const chunk of stream as AsyncIterable<Buffer>) {
             received += chunk.length;
             last = Date.now();
             options.onBytes?.(chunk.length);
@@ -173,7 +191,7 @@ export async function downloadObject(client: S3Client, bucket: string, key: stri
           await streamToFileAtomic(Readable.from(counted(), { objectMode: false }), path);
         } finally {
           clearInterval(watchdog);
-          if (!body.destroyed) body.destroy();
+          if (!stream.destroyed) stream.destroy();
         }
         return { bytes: received, etag: unquoteEtag(response.ETag), retries };
       },

@@ -56,6 +56,8 @@ export function createS3Client(aws: ImgpipeConfig['aws'], options: S3ClientOptio
       httpsAgent: new HttpsAgent(agentOptions),
       connectionTimeout: options.connectionTimeoutMs ?? 10_000,
       requestTimeout: options.requestTimeoutMs ?? 60_000,
+      // Without this the handler only warns and a request whose answer never comes hangs forever.
+      throwOnRequestTimeout: true,
     }),
   });
 }

@@ -20,7 +20,15 @@ export const trainCli: ToolCli = {
     parallel: { type: 'string', describe: 'Trials trained at once (default: 1 on cpu/wasm, 3 on webgpu/cuda)' },
     'max-failed-trials': { type: 'string', describe: 'Stop the sweep (exit 1) when more trials than this fail (NaN loss, out of memory); default: no limit' },
     resume: { type: 'string', describe: 'Finish this interrupted run directory: its finished trials are kept, the rest run (an unfinished run of the same command under --out is found without it)' },
-    'fine-tune': { type: 'boolean', default: false, describe: 'Unfreeze the backbone after the sweep (much slower; not supported yet: exits with a usage error)' },
+    'fine-tune': {
+      type: 'string',
+      describe:
+        'After the sweep, train a TF.js layers backbone end to end with the best head: all = every backbone weight (the default ' +
+        'when the flag has no value), bn = only its BatchNormalization layers. MUCH slower than the sweep (the backbone runs ' +
+        'forward and backward on every training image, each epoch); kept only if val accuracy does not drop. ONNX backbones: usage error',
+    },
+    'fine-tune-epochs': { type: 'string', default: '2', describe: 'Epochs of --fine-tune' },
+    'fine-tune-lr': { type: 'string', describe: 'Adam learning rate of --fine-tune; default: the best trial\'s lr / 10' },
     'feature-layer': { type: 'string', describe: 'Backbone layer (TF.js) or value (ONNX) whose output are the features; default: the backbone\'s pooled output' },
     preprocess: { type: 'string', choices: ['torch', 'tf', 'caffe', 'none'], describe: 'Pixel normalisation the backbone expects; default: what the backbone records' },
     'cache-dir': { type: 'string', describe: 'Cache for backbones and features (default $IMGPIPE_CACHE_DIR or ~/.cache/imgpipe)' },
@@ -31,6 +39,7 @@ export const trainCli: ToolCli = {
     ['$0 --data prep/ --lr 0.001,0.01 --layer-size 256 --dropout 0.3,0.5 --epochs 3,5', 'A custom grid'],
     ['$0 --data prep/ --strategy random --hyper-param-runs 4 --seed 7', 'Four random distinct combinations'],
     ['$0 --data prep/ --resume runs/20261127-0512-ab12', 'Finish an interrupted sweep'],
+    ['$0 --data prep/ --backbone mobilenet/model.json --fine-tune bn --fine-tune-epochs 1', 'Then fine-tune a TF.js backbone\'s BatchNorm layers (slow)'],
     ['$0 --list-devices', 'Which devices work here'],
   ],
   configure: (argv) =>
@@ -74,6 +83,23 @@ function integer(raw: unknown, flag: string, min: number): number {
   return value;
 }
 
+function fineTuneOptions(args: Record<string, unknown>): Pick<TrainOptions, 'fineTune'> {
+  const raw = args['fine-tune'];
+  if (raw === undefined || raw === 'none' || raw === 'false') {
+    if (args['fine-tune-lr'] !== undefined) throw new UsageError('--fine-tune-lr needs --fine-tune all|bn');
+    return {};
+  }
+  const mode = raw === '' || raw === 'true' ? 'all' : String(raw);
+  if (mode !== 'all' && mode !== 'bn') throw new UsageError(`expected --fine-tune to be all, bn or none, got '${String(raw)}'`);
+  const epochs = integer(args['fine-tune-epochs'], '--fine-tune-epochs', 1);
+  let lr: number | undefined;
+  if (args['fine-tune-lr'] !== undefined) {
+    lr = Number(args['fine-tune-lr']);
+    if (args['fine-tune-lr'] === '' || !(lr > 0 && Number.isFinite(lr))) throw new UsageError(`expected --fine-tune-lr to be a positive number, got '${String(args['fine-tune-lr'])}'`);
+  }
+  return { fineTune: { mode, epochs, ...(lr === undefined ? {} : { lr }) } };
+}
+
 async function trainOptions(args: Record<string, unknown>, context: CliContext): Promise<TrainOptions> {
   const { config } = context.settings;
   const { train, data } = config;
@@ -110,7 +136,7 @@ async function trainOptions(args: Record<string, unknown>, context: CliContext):
     ...(args.patience === undefined ? {} : { patience: integer(args.patience, '--patience', 1) }),
     ...(args.parallel === undefined ? {} : { parallel: integer(args.parallel, '--parallel', 1) }),
     ...(args['max-failed-trials'] === undefined ? {} : { maxFailedTrials: integer(args['max-failed-trials'], '--max-failed-trials', 0) }),
-    fineTune: Boolean(args['fine-tune']),
+    ...fineTuneOptions(args),
     projectName: config.project.name,
     log: context.log,
     // Test hooks for the end-to-end tests: fail these trial ids as a crash would; pause after each epoch.

@@ -129,7 +129,7 @@ test('a failing trial (crash or NaN loss) is recorded with its reason and the ot
   assert.equal(jsonl.filter((l) => l.includes('"event":"trial"')).length, 2, 'the third trial never started');
 });
 
-test('--resume finishes a stopped run; with other settings, and --fine-tune, it is a usage error', async () => {
+test('--resume finishes a stopped run; with other settings, and --fine-tune of an ONNX backbone, it is a usage error', async () => {
   const out = join(temp.path, 'runs-resume');
   const space = { ...base.space, lr: [0.01], layer_size: [4, 8, 16] };
   await assert.rejects(runTrain({ ...base, out, space, failTrials: new Set(['t001', 't002']), maxFailedTrials: 0 }), FailureError);
@@ -142,7 +142,13 @@ test('--resume finishes a stopped run; with other settings, and --fine-tune, it 
   assert.deepEqual(jsonl.filter((l) => l.event === 'trial').map((l) => l.trial), ['t001', 't002', 't003']);
 
   await assert.rejects(runTrain({ ...base, out, space, seed: 1, resume: resumed.runDir }), (e: Error) => e instanceof UsageError && /other settings/.test(e.message));
-  await assert.rejects(train({ fineTune: true }), (e: Error) => e instanceof UsageError && /--fine-tune/.test(e.message));
+  // An ONNX backbone cannot be fine-tuned: a usage error before the sweep starts (no trial runs).
+  const onnxOut = join(temp.path, 'runs-fine-tune-onnx');
+  await assert.rejects(
+    runTrain({ ...base, out: onnxOut, fineTune: { mode: 'all', epochs: 1 } }),
+    (e: Error) => e instanceof UsageError && /--fine-tune needs a TF\.js layers backbone.*ONNX/.test(e.message),
+  );
+  assert.deepEqual(await readdir(onnxOut).catch(() => []), []);
 });
 
 test('--patience stops a trial once val loss stops falling and keeps (and saves) its best epoch', async () => {

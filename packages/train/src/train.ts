@@ -10,6 +10,7 @@ import {
   formatSeconds,
   loadBackbone,
   loadTf,
+  messageOf,
   openDataset,
   replaceDirectory,
   saveModelDir,
@@ -26,6 +27,7 @@ import {
   type ProgressEvent,
   type Tf,
 } from '@imgpipe/core';
+import { checkFineTunable, fineTune, type FineTuneResult, type FineTuneSettings } from './fine-tune.js';
 import { findUnfinishedRun, newRunDir, readFinishedTrials, readRunJson, RUN_FORMAT, TrialLog, writeRunJson, writeTrialTables, type RunJson } from './run-dir.js';
 import { describeParams, planTrials, type SearchSpace, type Strategy, type Trial } from './sweep.js';
 import { isBetter, pickBest, runTrial, type LayersModelLike, type TrialFeatures, type TrialRecord } from './trial.js';
@@ -54,7 +56,8 @@ export interface TrainOptions {
   parallel?: number;
   /** Stop the sweep (exit 1) once more trials than this have failed; default: no limit. */
   maxFailedTrials?: number;
-  fineTune?: boolean;
+  /** After the sweep, train a TF.js layers backbone (all of it, or its BatchNormalization layers) with the best head. */
+  fineTune?: FineTuneSettings;
   projectName?: string;
   log?: Logger;
   onProgress?: (event: ProgressEvent) => void;
@@ -72,6 +75,7 @@ export interface TrainResult {
 }
 
 const BEST_HEAD = '.best-head';
+const FINE_TUNE_DIR = '.fine-tune';
 
 async function packageVersion(): Promise<string> {
   try {
@@ -86,9 +90,9 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
   const log = options.log ?? silentLogger;
   const started = performance.now();
   if (options.fineTune) {
-    throw new UsageError(
-      '--fine-tune is not supported in this version for any backbone (ONNX backbones cannot be trained in Node, and unfreezing TF.js layers backbones is not implemented yet); drop --fine-tune to train heads on frozen, cached features',
-    );
+    const { epochs, lr } = options.fineTune;
+    if (!Number.isInteger(epochs) || epochs < 1) throw new UsageError(`expected --fine-tune-epochs to be an integer >= 1, got ${epochs}`);
+    if (lr !== undefined && !(lr > 0 && Number.isFinite(lr))) throw new UsageError(`expected --fine-tune-lr to be a positive number, got ${lr}`);
   }
   const dataset = await openDataset(resolve(options.dataDir));
   const { manifest } = dataset;
@@ -151,6 +155,13 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
   });
   const backboneInfo: BackboneInfo = backbone.info;
   const backboneFiles = backbone.files;
+  if (options.fineTune) {
+    // Before the sweep: an ONNX or graph backbone cannot be fine-tuned, and nobody should wait for the sweep to learn that.
+    await checkFineTunable(backboneInfo, backboneFiles[0]!, options.fineTune.mode).catch(async (error: unknown) => {
+      await backbone.dispose();
+      throw error;
+    });
+  }
   const versions = { node: process.version, tfjs: tf.version.tfjs, imgpipe_train: await packageVersion() };
   const run: RunJson = {
     format: RUN_FORMAT,
@@ -168,6 +179,7 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
       max_failed_trials: options.maxFailedTrials ?? null,
       extract_batch_size: options.extractBatchSize,
       trials: trials.length,
+      fine_tune: options.fineTune ? { mode: options.fineTune.mode, epochs: options.fineTune.epochs, lr: options.fineTune.lr ?? 'best lr / 10' } : null,
     },
     seed: options.seed,
     device: { requested: options.device, head: device, tfjs_backend: backend, backbone: backbone.device },
@@ -301,9 +313,64 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
     if (again.status !== 'ok') throw new FailureError(`retraining ${winner.trial} failed: ${again.reason}`);
   }
   const modelDir = join(runDir, 'model');
-  await writeModel(tf, runDir, modelDir, { winner, manifest, datasetDir: dataset.dir, manifestSha256: dataset.manifestSha256, backboneInfo, backboneFiles, versions });
+  const context = { winner, manifest, datasetDir: dataset.dir, manifestSha256: dataset.manifestSha256, backboneInfo, backboneFiles, versions, headModelJson: join(runDir, BEST_HEAD, 'model.json') };
+  let fineTuneRecord: FineTuneRecord | undefined;
+  if (options.fineTune) {
+    const settings = options.fineTune;
+    const lr = settings.lr ?? winner.params.lr / 10;
+    const outDir = join(runDir, FINE_TUNE_DIR);
+    await rm(outDir, { recursive: true, force: true });
+    let tuned: FineTuneResult;
+    try {
+      tuned = await fineTune({
+        tf,
+        dataset,
+        backboneModelJson: backboneFiles[0]!,
+        backboneInfo,
+        headModelJson: context.headModelJson,
+        mode: settings.mode,
+        epochs: settings.epochs,
+        lr,
+        batchSize: winner.params.batch_size,
+        seed: winner.seed,
+        outDir,
+        log,
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      });
+    } catch (error) {
+      await rm(outDir, { recursive: true, force: true });
+      await writeRunJson(runDir, { ...run, status: 'failed', timings, finished: new Date().toISOString() });
+      throw error instanceof UsageError ? error : new FailureError(`fine-tuning ${winner.trial} failed: ${messageOf(error)}; the sweep's results are in ${runDir} (rerun without --fine-tune to write its model)`, { cause: error });
+    }
+    // Kept only when validation accuracy does not drop (the sweep's number is on the same val split).
+    const kept = tuned.val_accuracy >= winner.val_accuracy;
+    const { backboneFiles: _files, headModelJson: _head, backboneSha256, ...rest } = tuned;
+    fineTuneRecord = {
+      ...rest,
+      kept: kept ? 'fine-tuned' : 'sweep',
+      before: { val_accuracy: winner.val_accuracy, val_loss: winner.val_loss, train_accuracy: winner.train_accuracy, train_loss: winner.train_loss },
+      after: { val_accuracy: tuned.val_accuracy, val_loss: tuned.val_loss, train_accuracy: tuned.train_accuracy, train_loss: tuned.train_loss },
+      backbone_sha256: backboneSha256,
+    };
+    log.info(
+      `fine-tuning: val_accuracy ${winner.val_accuracy.toFixed(4)} -> ${tuned.val_accuracy.toFixed(4)} in ${tuned.seconds.toFixed(1)}s; keeping the ${kept ? 'fine-tuned model' : "sweep's model (fine-tuning lowered val accuracy)"}`,
+    );
+    if (kept) {
+      Object.assign(context, { backboneFiles: tuned.backboneFiles, headModelJson: tuned.headModelJson, backboneInfo: { ...backboneInfo, sha256: backboneSha256 } });
+    }
+  }
+  await writeModel(tf, modelDir, { ...context, ...(fineTuneRecord ? { fineTune: fineTuneRecord } : {}) });
   await rm(join(runDir, BEST_HEAD), { recursive: true, force: true });
-  const done = { ...run, status: 'done' as const, timings: { ...timings, total_seconds: (performance.now() - started) / 1000 }, best: { trial: winner.trial, params: winner.params, val_accuracy: winner.val_accuracy, val_loss: winner.val_loss }, failed_trials: failures, finished: new Date().toISOString() };
+  await rm(join(runDir, FINE_TUNE_DIR), { recursive: true, force: true });
+  const done = {
+    ...run,
+    status: 'done' as const,
+    timings: { ...timings, ...(fineTuneRecord ? { fine_tune_seconds: fineTuneRecord.seconds } : {}), total_seconds: (performance.now() - started) / 1000 },
+    best: { trial: winner.trial, params: winner.params, val_accuracy: winner.val_accuracy, val_loss: winner.val_loss },
+    ...(fineTuneRecord ? { fine_tune: fineTuneRecord } : {}),
+    failed_trials: failures,
+    finished: new Date().toISOString(),
+  };
   await writeRunJson(runDir, done);
   log.info(`best ${winner.trial} (${describeParams(winner.params)}): val_accuracy ${winner.val_accuracy.toFixed(4)} val_loss ${winner.val_loss.toFixed(4)}; features ${featureSeconds.toFixed(1)}s${featuresFromCache ? ' (cache)' : ''}, heads ${headSeconds.toFixed(1)}s`);
   if (failures > 0) log.warn(`${failures} of ${all.length} trials failed; see ${join(runDir, 'trials.csv')}`);
@@ -324,9 +391,16 @@ async function saveBestHead(runDir: string, model: LayersModelLike, record: Tria
   }
 }
 
+/** What --fine-tune did, in run.json and card.json: both results, and which model was kept. */
+export type FineTuneRecord = Omit<FineTuneResult, 'backboneFiles' | 'headModelJson' | 'backboneSha256'> & {
+  kept: 'fine-tuned' | 'sweep';
+  before: { val_accuracy: number; val_loss: number; train_accuracy: number; train_loss: number };
+  after: { val_accuracy: number; val_loss: number; train_accuracy: number; train_loss: number };
+  backbone_sha256: string;
+};
+
 async function writeModel(
   tf: Tf,
-  runDir: string,
   modelDir: string,
   context: {
     winner: TrialRecord;
@@ -336,10 +410,13 @@ async function writeModel(
     backboneInfo: BackboneInfo;
     backboneFiles: string[];
     versions: Record<string, string>;
+    headModelJson: string;
+    fineTune?: FineTuneRecord;
   },
 ): Promise<void> {
   const { winner, manifest, backboneInfo } = context;
-  const head = await tf.loadLayersModel(fileLoadHandler(tf.io, join(runDir, BEST_HEAD, 'model.json')));
+  const tuned = context.fineTune?.kept === 'fine-tuned' ? context.fineTune.after : undefined;
+  const head = await tf.loadLayersModel(fileLoadHandler(tf.io, context.headModelJson));
   const card: ModelCard = {
     format: 'imgpipe-model/1',
     labels: manifest.classes,
@@ -348,10 +425,10 @@ async function writeModel(
     backbone: { ...backboneInfo, path: '' },
     head: { path: 'head/model.json', layer_size: winner.params.layer_size, dropout: winner.params.dropout, lr: winner.params.lr, epochs: winner.params.epochs, batch_size: winner.params.batch_size },
     metrics: {
-      train_loss: winner.train_loss,
-      train_accuracy: winner.train_accuracy,
-      val_loss: winner.val_loss,
-      val_accuracy: winner.val_accuracy,
+      train_loss: tuned?.train_loss ?? winner.train_loss,
+      train_accuracy: tuned?.train_accuracy ?? winner.train_accuracy,
+      val_loss: tuned?.val_loss ?? winner.val_loss,
+      val_accuracy: tuned?.val_accuracy ?? winner.val_accuracy,
       epochs_run: winner.epochs_run,
       best_epoch: winner.best_epoch,
     },
@@ -360,6 +437,7 @@ async function writeModel(
     versions: context.versions,
     trial: winner.trial,
     seed: winner.seed,
+    ...(context.fineTune ? { fine_tune: context.fineTune } : {}),
   };
   try {
     await saveModelDir(modelDir, { card, backboneFiles: context.backboneFiles, head });

@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileLoadHandler, fileSaveHandler, Head, loadBackbone, loadModel, loadTf, openDataset, readModelCard, UsageError, type Tf } from '@imgpipe/core';
+import { buildTinyConvBackbone, makeTempDir, type TempDir, type TinyBackbone } from '@imgpipe/test-utils';
+import { checkFineTunable, fineTune } from './fine-tune.js';
+import { TEST_SIZE, writeLearnableDataset } from './test-dataset.js';
+import { runTrain } from './train.js';
+
+let temp: TempDir;
+let dataDir: string;
+let tiny: TinyBackbone;
+let tf: Tf;
+
+before(async () => {
+  temp = await makeTempDir('imgpipe-fine-tune-');
+  dataDir = await writeLearnableDataset(join(temp.path, 'data'), { train: 48, val: 24, test: 4 });
+  tiny = await buildTinyConvBackbone({ dir: join(temp.path, 'tiny'), inputSize: TEST_SIZE, format: 'tfjs-layers', seed: 1 });
+  ({ tf } = await loadTf('wasm'));
+  // test-utils sets tf's IS_TEST flag (to mute a banner) while building models; that flag also turns on tfjs's
+  // per-kernel data-id check, which misreads the tensors fusedMatMul's custom gradient saves for backprop as a leak.
+  // Leaks are checked here with tf.memory().numTensors instead.
+  tf.env().set('IS_TEST', false);
+});
+after(() => temp.remove());
+
+/** Each layer's weights of a saved layers model, by layer name. */
+async function weightsByLayer(modelJson: string): Promise<Map<string, number[][]>> {
+  const model = await tf.loadLayersModel(fileLoadHandler(tf.io, modelJson));
+  const out = new Map(model.layers.map((l) => [l.name, l.getWeights().map((w) => [...w.dataSync()])]));
+  model.dispose();
+  return out;
+}
+
+/** Accuracy of a model directory on the val split, through loadModel (the way eval-model and serve use it). */
+async function reloadedValAccuracy(modelDir: string): Promise<number> {
+  const dataset = await openDataset(dataDir);
+  const count = dataset.manifest.splits.val.count;
+  const labels = await dataset.labels('val');
+  const model = await loadModel(modelDir, { device: 'wasm', workers: 1 });
+  const probs = await model.predict(await dataset.readPixels('val', 0, count), count);
+  await model.dispose();
+  let correct = 0;
+  for (let i = 0; i < count; i++) if ((probs[2 * i + 1]! > probs[2 * i]! ? 1 : 0) === labels[i]) correct++;
+  return correct / count;
+}
+
+test('train --fine-tune all: run.json and the card record both results; the kept model reloads with its val accuracy', async () => {
+  const tensors = tf.memory().numTensors;
+  const result = await runTrain({
+    dataDir,
+    out: join(temp.path, 'runs'),
+    backbone: tiny.path,
+    featureLayer: 'features',
+    preprocess: 'torch',
+    cacheDir: join(temp.path, 'cache'),
+    space: { lr: [0.01], layer_size: [16], dropout: [0], batch_size: [8], epochs: [2] },
+    strategy: 'grid',
+    runs: 0,
+    seed: 42,
+    device: 'wasm',
+    extractBatchSize: 16,
+    fineTune: { mode: 'all', epochs: 2 },
+  });
+  assert.equal(tf.memory().numTensors, tensors, 'no tensors left after sweep and fine-tuning');
+  assert.deepEqual((await readdir(result.runDir)).sort(), ['model', 'results.csv', 'run.json', 'trials.csv', 'trials.jsonl'], 'no temporary directories left');
+  const run = JSON.parse(await readFile(join(result.runDir, 'run.json'), 'utf8'));
+  const record = run.fine_tune;
+  assert.equal(record.mode, 'all');
+  assert.equal(record.lr, 0.001, 'default lr: best lr / 10');
+  assert.equal(record.history.length, 2);
+  assert.ok(record.trained_parameters > 8 * 16, 'backbone weights are trained too');
+  assert.equal(record.before.val_accuracy, result.best.val_accuracy);
+  assert.equal(record.after.val_accuracy, record.history[1].val_accuracy);
+  assert.equal(record.kept, record.after.val_accuracy >= record.before.val_accuracy ? 'fine-tuned' : 'sweep');
+  assert.ok(run.timings.fine_tune_seconds > 0);
+
+  const card = await readModelCard(result.modelDir);
+  assert.deepEqual(card.fine_tune, record);
+  const original = await weightsByLayer(tiny.path);
+  const saved = await weightsByLayer(join(result.modelDir, 'backbone', 'model.json'));
+  if (record.kept === 'fine-tuned') {
+    assert.equal(card.metrics.val_accuracy, record.after.val_accuracy);
+    assert.equal(card.backbone.sha256, record.backbone_sha256);
+    assert.notEqual(card.backbone.sha256, run.backbone.sha256);
+    assert.notDeepEqual(saved.get('conv1'), original.get('conv1'), 'the saved backbone is the fine-tuned one');
+  } else {
+    assert.equal(card.metrics.val_accuracy, record.before.val_accuracy);
+    assert.deepEqual(saved.get('conv1'), original.get('conv1'), 'the saved backbone is the original');
+  }
+  assert.equal(await reloadedValAccuracy(result.modelDir), card.metrics.val_accuracy, 'the reloaded model gives the logged val accuracy');
+});
+
+test('fineTune changes the backbone weights (all) or only BatchNormalization ones (bn), and leaks no tensors', async () => {
+  // A tiny backbone with BatchNormalization: conv -> bn -> relu -> global pool ('features').
+  const bnDir = join(temp.path, 'bn-backbone');
+  const input = tf.input({ shape: [TEST_SIZE, TEST_SIZE, 3] });
+  const conv = tf.layers.conv2d({ name: 'conv', filters: 6, kernelSize: 3, strides: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) });
+  const bn = tf.layers.batchNormalization({ name: 'bn' });
+  const pool = tf.layers.globalAveragePooling2d({ name: 'features' });
+  const relu = tf.layers.activation({ activation: 'relu' });
+  const net = tf.model({ inputs: input, outputs: pool.apply(relu.apply(bn.apply(conv.apply(input)))) as ReturnType<Tf['input']> });
+  await net.save(fileSaveHandler(bnDir));
+  net.dispose();
+
+  const dataset = await openDataset(dataDir);
+  for (const [mode, path] of [['all', tiny.path], ['bn', join(bnDir, 'model.json')]] as const) {
+    const backbone = await loadBackbone(path, { device: 'wasm', featureLayer: 'features', preprocess: 'torch', workers: 1 });
+    await checkFineTunable(backbone.info, backbone.files[0]!, mode);
+    const head = new Head(tf, { inputDim: backbone.info.feature_dim, classes: 2, layer_size: 8, dropout: 0.5, lr: 0.01, batch_size: 8, seed: 1 });
+    const headModel = head.toLayersModel();
+    const headDir = join(temp.path, `head-${mode}`);
+    await headModel.save(fileSaveHandler(headDir));
+    headModel.dispose();
+    head.dispose();
+    const tensors = tf.memory().numTensors;
+    const outDir = join(temp.path, `tuned-${mode}`);
+    const tuned = await fineTune({
+      tf,
+      dataset,
+      backboneModelJson: path,
+      backboneInfo: backbone.info,
+      headModelJson: join(headDir, 'model.json'),
+      mode,
+      epochs: 1,
+      lr: 0.01,
+      batchSize: 8,
+      seed: 3,
+      outDir,
+    });
+    await backbone.dispose();
+    assert.equal(tf.memory().numTensors, tensors, `${mode}: no tensors left`);
+    assert.equal(tuned.history.length, 1);
+    assert.ok(Number.isFinite(tuned.val_loss) && tuned.val_accuracy >= 0 && tuned.val_accuracy <= 1);
+    assert.notEqual(tuned.backboneSha256, backbone.info.sha256);
+    const before = await weightsByLayer(path);
+    const after = await weightsByLayer(tuned.backboneFiles[0]!);
+    if (mode === 'all') {
+      assert.notDeepEqual(after.get('conv1'), before.get('conv1'), 'conv1 trained');
+      assert.notDeepEqual(after.get('conv2'), before.get('conv2'), 'conv2 trained');
+      assert.deepEqual(after.get('logits'), before.get('logits'), 'a layer past the feature layer is untouched');
+    } else {
+      assert.deepEqual(after.get('conv'), before.get('conv'), 'bn: the conv is frozen');
+      const [gammaBefore, betaBefore] = before.get('bn')!;
+      const [gammaAfter, betaAfter] = after.get('bn')!;
+      assert.notDeepEqual(gammaAfter, gammaBefore, 'bn: gamma trained');
+      assert.notDeepEqual(betaAfter, betaBefore, 'bn: beta trained');
+      // Saved as loaded: every layer trainable again.
+      const json = JSON.parse(await readFile(tuned.backboneFiles[0]!, 'utf8'));
+      assert.ok(!JSON.stringify(json.modelTopology).includes('"trainable":false'));
+    }
+    // The head was trained too.
+    assert.notDeepEqual((await weightsByLayer(tuned.headModelJson)).get('hidden'), (await weightsByLayer(join(headDir, 'model.json'))).get('hidden'));
+  }
+  // bn on a backbone without BatchNormalization is a usage error naming the alternative.
+  const plain = await loadBackbone(tiny.path, { device: 'wasm', featureLayer: 'features', preprocess: 'torch', workers: 1 });
+  await assert.rejects(checkFineTunable(plain.info, plain.files[0]!, 'bn'), (e: Error) => e instanceof UsageError && /--fine-tune all/.test(e.message));
+  await plain.dispose();
+});
