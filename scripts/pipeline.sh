@@ -7,7 +7,8 @@
 #   cron:  15 3 * * *  cd /srv/imgpipe && scripts/pipeline.sh --config config.yaml --min-accuracy 0.9
 #
 # Under --work (default pipeline-work/): data/ (images), prep/ (dataset), runs/ (one run per day), pipeline.log,
-# last-upload.json (upload-s3's pointer: the s3:// URIs; written only when every stage succeeded).
+# last-upload.json (upload-s3's pointer: the s3:// URIs; written only when every stage succeeded), logs/ (each
+# stage's stderr of the last run).
 # A lock (flock on WORK/.pipeline.lock) keeps two runs from overlapping; everything the stages print on stderr
 # goes to the log file (default WORK/pipeline.log). SIGINT/SIGTERM stop every stage; an interrupted train is
 # finished by the next run (train resumes an unfinished run of the same command). Exit codes name the stage:
@@ -55,24 +56,41 @@ run_stages() {
   [[ -n "$min_accuracy" ]] && gate+=(--min-accuracy "$min_accuracy")
   [[ -n "$bucket" ]] && upload_args+=(--bucket "$bucket")
   [[ -n "$prefix" ]] && upload_args+=(--prefix "$prefix")
-  local result="$work/last-upload.json"
+  local result="$work/last-upload.json" logs="$work/logs"
+  local stages=(download-s3 prep-data train eval-model upload-s3)
+  mkdir -p "$logs"
+  # Each stage's stderr goes to its own file (tail -f it while it runs), appended to the log when the pipe ends.
+  local err=()
+  for i in "${!stages[@]}"; do err+=("$logs/$((i + 1))-${stages[$i]}.log"); done
   set +e
-  "$bin/download-s3" "${common[@]}" "${csv_args[@]}" --dest "$work/data" 2>>"$log" </dev/null \
-    | "$bin/prep-data" "${common[@]}" --out "$work/prep" 2>>"$log" \
-    | "$bin/train" "${common[@]}" --out "$work/runs" "${train_args[@]}" 2>>"$log" \
-    | "$bin/eval-model" "${common[@]}" "${gate[@]}" 2>>"$log" \
-    | "$bin/upload-s3" "${common[@]}" "${upload_args[@]}" 2>>"$log" >"$result.tmp"
+  "$bin/download-s3" "${common[@]}" "${csv_args[@]}" --dest "$work/data" 2>"${err[0]}" </dev/null \
+    | "$bin/prep-data" "${common[@]}" --out "$work/prep" 2>"${err[1]}" \
+    | "$bin/train" "${common[@]}" --out "$work/runs" "${train_args[@]}" 2>"${err[2]}" \
+    | "$bin/eval-model" "${common[@]}" "${gate[@]}" 2>"${err[3]}" \
+    | "$bin/upload-s3" "${common[@]}" "${upload_args[@]}" 2>"${err[4]}" >"$result.tmp"
   local codes=("${PIPESTATUS[@]}")
   set -e
-  local stages=(download-s3 prep-data train eval-model upload-s3)
+  for i in "${!stages[@]}"; do
+    { echo "-- ${stages[$i]} (exit ${codes[$i]})"; cat "${err[$i]}"; } >>"$log"
+  done
+  # The stage that failed first: a stage whose reader died (EPIPE, SIGPIPE) and a stage whose writer died (no
+  # input) fail too, so prefer a failed stage that neither lost its reader nor got cut off from its input.
+  local failed=-1
   for i in "${!codes[@]}"; do
-    if [[ "${codes[$i]}" -ne 0 ]]; then
-      rm -f "$result.tmp"
-      echo "== $(date -u +%FT%TZ) ${stages[$i]} failed with exit ${codes[$i]}" >>"$log"
-      echo "pipeline.sh: ${stages[$i]} failed (exit ${codes[$i]}); see $log" >&2
-      return $((10 + i))
+    [[ "${codes[$i]}" -ne 0 ]] || continue
+    [[ $failed -ge 0 ]] || failed=$i
+    if [[ "${codes[$i]}" -ne 141 ]] && ! grep -q 'EPIPE' "${err[$i]}" \
+      && ! { [[ $i -gt 0 && "${codes[$((i - 1))]}" -ne 0 ]] && grep -q 'got nothing\|no input\|empty' "${err[$i]}"; }; then
+      failed=$i
+      break
     fi
   done
+  if [[ $failed -ge 0 ]]; then
+    rm -f "$result.tmp"
+    echo "== $(date -u +%FT%TZ) ${stages[$failed]} failed with exit ${codes[$failed]}" >>"$log"
+    echo "pipeline.sh: ${stages[$failed]} failed (exit ${codes[$failed]}): $(grep "^${stages[$failed]}: " "${err[$failed]}" | tail -1); see $log" >&2
+    return $((10 + failed))
+  fi
   mv -f "$result.tmp" "$result"
   echo "== $(date -u +%FT%TZ) pipeline done: $(cat "$result")" >>"$log"
   echo "pipeline.sh: done; uploaded: $(cat "$result")" >&2
@@ -103,6 +121,7 @@ stop() {
   echo "pipeline.sh: SIG$signal: stopping the stages" >&2
   kill -TERM -- "-$inner" 2>/dev/null || true
   wait "$inner" 2>/dev/null || true
+  rm -f "$work/last-upload.json.tmp"
   exit "$code"
 }
 trap 'stop INT 130' INT

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { buildTinyConvBackbone, makeTempDir, tinyConvReference, tinyRandom, type TempDir, type TinyBackbone } from '@imgpipe/test-utils';
+import { buildTinyConvBackbone, makeTempDir, tinyConvReference, type TempDir, type TinyBackbone } from '@imgpipe/test-utils';
 import { loadBackbone, type Backbone } from './backbone.js';
 import { UsageError } from './errors.js';
 import { loadTf } from './tf.js';
+import { createRng } from './random.js';
 
 const SIZE = 16;
 const COUNT = 5;
@@ -35,7 +36,7 @@ describe('backbones: the same conv net in ONNX and TF.js', () => {
     temp = await makeTempDir('imgpipe-backbone-');
     onnxModel = await buildTinyConvBackbone({ dir: join(temp.path, 'onnx'), inputSize: SIZE, seed: 3, format: 'onnx' });
     tfjsModel = await buildTinyConvBackbone({ dir: join(temp.path, 'tfjs'), inputSize: SIZE, seed: 3, format: 'tfjs-layers' });
-    const rand = tinyRandom(11);
+    const rand = createRng(11);
     pixels = Uint8Array.from({ length: COUNT * SIZE * SIZE * 3 }, () => Math.floor(rand() * 256));
     reference = tinyConvReference(onnxModel.weights, torchInput(pixels), COUNT, SIZE);
     // The reference is not trivially zero: ReLU + pooling leave real signal in every image.

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { format } from 'node:util';
 import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { createS3Client, csvString, FailureError, InputError, readCsvRows, sha256, silentLogger, uploadObject } from '@imgpipe/core';
-import { makeTempDir, seededRandom, startFaultyProxy, startS3Server, testAwsConfig, type S3Server, type TempDir } from '@imgpipe/test-utils';
+import { createRng, createS3Client, csvString, FailureError, InputError, readCsvRows, sha256, silentLogger, uploadObject } from '@imgpipe/core';
+import { makeTempDir, startFaultyProxy, startS3Server, testAwsConfig, type S3Server, type TempDir } from '@imgpipe/test-utils';
 import { runDownloadS3, type DownloadS3Options } from './download.js';
 
 const COUNT = 2_000;
@@ -14,7 +14,7 @@ const BUCKET = 'imgs';
 
 /** Small deterministic "images" (content does not matter to the downloader, bytes do). */
 function objectBytes(i: number): Buffer {
-  const random = seededRandom(1000 + i);
+  const random = createRng(1000 + i);
   const length = 200 + Math.floor(random() * 1800);
   return Buffer.from(Array.from({ length }, () => Math.floor(random() * 256)));
 }

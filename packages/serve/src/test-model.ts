@@ -3,22 +3,11 @@
 // loadModel reads it exactly as it reads a trained one.
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { buildLayersHead, loadBackbone, loadTf, saveModelDir, type ModelCard } from '@imgpipe/core';
+import { buildLayersHead, createRng, loadBackbone, loadTf, saveModelDir, type ModelCard } from '@imgpipe/core';
 import { buildTinyConvBackbone } from '@imgpipe/test-utils';
 
 export const TEST_LABELS = ['cat', 'dog'];
 export const TEST_SIZE = 32;
-
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
-}
 
 /**
  * Build <dir>/model: test-utils' tiny conv backbone (ONNX by default, run by ONNX Runtime in this thread;
@@ -29,7 +18,8 @@ export async function buildTestModelDir(
   options: { labels?: string[]; seed?: number; format?: 'onnx' | 'tfjs-layers'; size?: number; channels?: [number, number]; backbone?: string; featureLayer?: string } = {},
 ): Promise<string> {
   const labels = options.labels ?? TEST_LABELS;
-  const random = seeded(options.seed ?? 7);
+  const rng = createRng(options.seed ?? 7);
+  const random = () => rng() - 0.5;
   const { tf } = await loadTf('wasm');
   const fill = (n: number, scale: number) => Float32Array.from({ length: n }, () => random() * scale);
   const size = options.size ?? TEST_SIZE;

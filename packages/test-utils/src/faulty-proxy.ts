@@ -1,4 +1,5 @@
 import { createConnection, createServer, type Socket } from 'node:net';
+import { createRng } from '@imgpipe/core';
 
 export interface FaultOptions {
   /** Share of server->client chunks after which the connection is cut mid-response (half the chunk sent). */
@@ -29,18 +30,6 @@ export interface FaultyProxy {
   close(): Promise<void>;
 }
 
-/** mulberry32: a small seeded PRNG giving floats in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const SLOW_DOWN_BODY =
   '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>';
 
@@ -53,7 +42,7 @@ const SLOW_DOWN_BODY =
 export async function startFaultyProxy(target: string, options: FaultOptions = {}): Promise<FaultyProxy> {
   const { dropShare = 0, error503Share = 0, stallShare = 0, latencyMs = 0, seed = 1 } = options;
   const url = new URL(target);
-  const random = seededRandom(seed);
+  const random = createRng(seed);
   const counts: FaultCounts = { connections: 0, dropped: 0, errors503: 0, stalled: 0 };
   const sockets = new Set<Socket>();
   let healed = false;

@@ -1,8 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { fileSaveHandler } from '@imgpipe/core';
-import { hwioToOihw, int, ints, onnxModel, quietCpuBackend, tinyRandom, transpose2d, type OnnxNodeSpec } from './tiny-models.js';
+import { createRng, fileSaveHandler } from '@imgpipe/core';
+import { hwioToOihw, int, ints, onnxModel, quietCpuBackend, transpose2d, type OnnxNodeSpec } from './tiny-models.js';
 
 /**
  * ResNet50 (keras.applications' v1 layout: the stride on the first 1x1 conv of a stage) with random weights, in
@@ -65,7 +65,7 @@ export function resnet50Ops(classes = 1000): Op[] {
 
 /** He-scaled uniform weights (HWIO kernels, [in, out] dense), deterministic per seed. */
 function randomWeights(ops: Op[], seed: number): Map<string, { kernel: Float32Array; bias: Float32Array }> {
-  const rand = tinyRandom(seed);
+  const rand = createRng(seed);
   const weights = new Map<string, { kernel: Float32Array; bias: Float32Array }>();
   for (const op of ops) {
     if (op.op === 'conv' || op.op === 'dense') {

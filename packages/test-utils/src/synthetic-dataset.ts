@@ -1,7 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sha256, writeJsonAtomic } from '@imgpipe/core';
-import { tinyRandom } from './tiny-models.js';
+import { createRng, sha256, writeJsonAtomic } from '@imgpipe/core';
 
 /**
  * A dataset directory in prep-data's layout (manifest.json, <split>.u8, <split>.csv) with random pixels, for
@@ -15,7 +14,7 @@ export async function writeSyntheticDataset(options: {
   classes?: string[];
 }): Promise<string> {
   const { dir, size, counts, seed = 7, classes = ['cat', 'dog'] } = options;
-  const rand = tinyRandom(seed);
+  const rand = createRng(seed);
   await mkdir(dir, { recursive: true });
   const splits: Record<string, unknown> = {};
   for (const split of ['train', 'val', 'test'] as const) {

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { fileSaveHandler } from '@imgpipe/core';
+import { createRng, fileSaveHandler } from '@imgpipe/core';
 import { writeTinyGraphModel } from './tiny-graph-model.js';
 import onnxProto from 'onnx-proto';
 
@@ -57,20 +57,8 @@ export function quietCpuBackend(): void {
   if (backend === undefined || backend === 'cpu') tf.env().set('IS_TEST', true);
 }
 
-/** mulberry32: small, seeded, good enough for test weights. */
-export function tinyRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function tinyConvWeights(seed = 1, channels: [number, number] = [4, 8], classes = 3): TinyConvWeights {
-  const rand = tinyRandom(seed);
+  const rand = createRng(seed);
   const fill = (n: number, scale: number) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
   const [c1, c2] = channels;
   return {

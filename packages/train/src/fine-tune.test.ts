@@ -78,6 +78,7 @@ test('train --fine-tune all: run.json and the card record both results; the kept
 
   const card = await readModelCard(result.modelDir);
   assert.deepEqual(card.fine_tune, record);
+  console.error(`fine-tune kept: ${record.kept} (${record.before.val_accuracy} -> ${record.after.val_accuracy})`);
   const original = await weightsByLayer(tiny.path);
   const saved = await weightsByLayer(join(result.modelDir, 'backbone', 'model.json'));
   if (record.kept === 'fine-tuned') {
@@ -114,6 +115,7 @@ test('fineTune changes the backbone weights (all) or only BatchNormalization one
     await headModel.save(fileSaveHandler(headDir));
     headModel.dispose();
     head.dispose();
+    await backbone.dispose();
     const tensors = tf.memory().numTensors;
     const outDir = join(temp.path, `tuned-${mode}`);
     const tuned = await fineTune({
@@ -129,7 +131,6 @@ test('fineTune changes the backbone weights (all) or only BatchNormalization one
       seed: 3,
       outDir,
     });
-    await backbone.dispose();
     assert.equal(tf.memory().numTensors, tensors, `${mode}: no tensors left`);
     assert.equal(tuned.history.length, 1);
     assert.ok(Number.isFinite(tuned.val_loss) && tuned.val_accuracy >= 0 && tuned.val_accuracy <= 1);

@@ -119,7 +119,38 @@ async function readRows(dataset: Dataset, split: SplitName, rows: ArrayLike<numb
   return out;
 }
 
+/** Gradient kernels of conv and pooling layers; TF.js WebAssembly lacks some (Conv2DBackpropFilter, depthwise ones). */
+const GRADIENT_KERNELS = [
+  'Conv2DBackpropFilter',
+  'Conv2DBackpropInput',
+  'DepthwiseConv2dNativeBackpropFilter',
+  'DepthwiseConv2dNativeBackpropInput',
+  'MaxPoolGrad',
+  'AvgPoolGrad',
+];
+
+/**
+ * Fine-tune on the active backend when it has every gradient kernel; else (TF.js WebAssembly) on TF.js's plain
+ * JavaScript cpu backend, which has them all, and back afterwards.
+ */
 export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
+  const { tf, log = silentLogger } = options;
+  const backend = tf.getBackend();
+  const missing = GRADIENT_KERNELS.filter((name) => !tf.getKernel(name, backend));
+  if (missing.length === 0) return fineTuneHere(options);
+  log.info(`fine-tuning on TF.js's JavaScript cpu backend: TF.js ${backend} has no ${missing.join(', ')} kernels (much slower; --device webgpu or cuda train on the GPU)`);
+  const prod = tf.env().getBool('PROD');
+  tf.env().set('PROD', true); // no "install tfjs-node" banner from the cpu backend: the line above says what runs
+  try {
+    if (!(await tf.setBackend('cpu'))) throw new Error('the TF.js cpu backend failed to initialise');
+    return await fineTuneHere(options);
+  } finally {
+    await tf.setBackend(backend);
+    tf.env().set('PROD', prod);
+  }
+}
+
+async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
   const { tf, dataset, backboneInfo: info, mode, epochs, lr, batchSize, log = silentLogger } = options;
   const started = performance.now();
   const size = info.input_size;
