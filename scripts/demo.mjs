@@ -40,7 +40,7 @@ const demoVars = {
   SKIP_BUILD: '1',
 };
 const makeVars = config ? { WORK: work, CONFIG: config, MIN_ACCURACY: '0.9', SKIP_BUILD: '1' } : demoVars;
-const baseEnv = { ...process.env, IMGPIPE_CACHE_DIR: process.env.IMGPIPE_CACHE_DIR ?? resolve(work, 'cache') };
+const baseEnv = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, IMGPIPE_CACHE_DIR: process.env.IMGPIPE_CACHE_DIR ?? resolve(work, 'cache') };
 if (!config) baseEnv.IMGPIPE_NO_WEBGPU = baseEnv.IMGPIPE_NO_WEBGPU ?? '1';
 
 let stopping = false;

@@ -16,13 +16,16 @@ export interface LoggerOptions {
   quiet?: boolean;
   debug?: boolean;
   stream?: NodeJS.WritableStream;
+  /** One JSON object per line ({time, level, name, msg}) instead of plain text, so every line parses. */
+  json?: boolean;
 }
 
 /** Logs go to stderr, prefixed with the tool's name; stdout is for data only. */
-export function createLogger({ name, quiet = false, debug = false, stream = process.stderr }: LoggerOptions): Logger {
+export function createLogger({ name, quiet = false, debug = false, stream = process.stderr, json = false }: LoggerOptions): Logger {
   const write = (level: LogLevel, message: string, args: unknown[]) => {
-    const tag = level === 'info' ? '' : `${level}: `;
-    stream.write(`${name}: ${tag}${format(message, ...args)}\n`);
+    const msg = format(message, ...args);
+    if (json) stream.write(`${JSON.stringify({ time: new Date().toISOString(), level, name, msg })}\n`);
+    else stream.write(`${name}: ${level === 'info' ? '' : `${level}: `}${msg}\n`);
   };
   return {
     quiet,

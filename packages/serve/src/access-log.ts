@@ -1,4 +1,3 @@
-import { format } from 'node:util';
 import type { Logger } from '@imgpipe/core';
 
 export interface AccessRecord {
@@ -45,17 +44,3 @@ export function createEventLog(options: { json: boolean; log: Logger; stream: No
   };
 }
 
-/** A Logger writing one JSON object per line (for --json-logs), so every stderr line parses. */
-export function createJsonLogger(options: { name: string; stream: NodeJS.WritableStream; quiet?: boolean; debug?: boolean }): Logger {
-  const { name, stream, quiet = false, debug = false } = options;
-  const write = (level: string, message: string, args: unknown[]) =>
-    stream.write(`${JSON.stringify({ time: new Date().toISOString(), level, name, msg: format(message, ...args) })}\n`);
-  return {
-    quiet,
-    verbose: debug,
-    debug: (message, ...args) => debug && write('debug', message, args),
-    info: (message, ...args) => !quiet && write('info', message, args),
-    warn: (message, ...args) => write('warn', message, args),
-    error: (message, ...args) => write('error', message, args),
-  };
-}

@@ -1,4 +1,4 @@
-import { UsageError, type CliContext, type ToolCli } from '@imgpipe/core';
+import { createLogger, UsageError, type CliContext, type ToolCli } from '@imgpipe/core';
 
 const positiveInt = (args: Record<string, unknown>, flag: string, min = 1): number => {
   const value = Number(args[flag]);
@@ -55,9 +55,8 @@ export const serveCli: ToolCli = {
     const model = String(args.model);
 
     const { runServe } = await import('./serve.js');
-    const { createJsonLogger } = await import('./access-log.js');
     const jsonLogs = Boolean(args['json-logs']);
-    const log = jsonLogs ? createJsonLogger({ name: 'serve', stream: context.stderr, quiet: context.log.quiet, debug: context.log.verbose }) : context.log;
+    const log = jsonLogs ? createLogger({ name: 'serve', stream: context.stderr, quiet: context.log.quiet, debug: context.log.verbose, json: true }) : context.log;
     const { createModelLoader } = await import('./model-loader.js');
     const stop = new AbortController();
     const onSignal = (signal: NodeJS.Signals) => {

@@ -78,18 +78,14 @@ test('train --fine-tune all: run.json and the card record both results; the kept
 
   const card = await readModelCard(result.modelDir);
   assert.deepEqual(card.fine_tune, record);
-  console.error(`fine-tune kept: ${record.kept} (${record.before.val_accuracy} -> ${record.after.val_accuracy})`);
+  // Deterministic here (no dropout, seeded order): fine-tuning raises val accuracy (0.958 -> 1), so it is kept.
+  assert.equal(record.kept, 'fine-tuned');
+  assert.equal(card.metrics.val_accuracy, record.after.val_accuracy);
+  assert.equal(card.backbone.sha256, record.backbone_sha256);
+  assert.notEqual(card.backbone.sha256, run.backbone.sha256);
   const original = await weightsByLayer(tiny.path);
   const saved = await weightsByLayer(join(result.modelDir, 'backbone', 'model.json'));
-  if (record.kept === 'fine-tuned') {
-    assert.equal(card.metrics.val_accuracy, record.after.val_accuracy);
-    assert.equal(card.backbone.sha256, record.backbone_sha256);
-    assert.notEqual(card.backbone.sha256, run.backbone.sha256);
-    assert.notDeepEqual(saved.get('conv1'), original.get('conv1'), 'the saved backbone is the fine-tuned one');
-  } else {
-    assert.equal(card.metrics.val_accuracy, record.before.val_accuracy);
-    assert.deepEqual(saved.get('conv1'), original.get('conv1'), 'the saved backbone is the original');
-  }
+  assert.notDeepEqual(saved.get('conv1'), original.get('conv1'), 'the saved backbone is the fine-tuned one');
   assert.equal(await reloadedValAccuracy(result.modelDir), card.metrics.val_accuracy, 'the reloaded model gives the logged val accuracy');
 });
 
