@@ -108,6 +108,7 @@ async function main() {
 
 function printSummary({ runPointer, evalPointer, upload, endpoint }) {
   step('5/5', 'summary');
+  const again = config ? `CONFIG=${config} make demo` : 'make demo';
   const runDir = runPointer.path;
   const evaluation = readJson(join(runDir, 'eval.json'));
   const accuracy = evalPointer.test_accuracy ?? evaluation.test_accuracy;
@@ -123,8 +124,8 @@ function printSummary({ runPointer, evalPointer, upload, endpoint }) {
     `  loader        ${upload.snippet}`,
     '',
     'rerun:',
-    `  make demo                              reruns only stale stages (stamps in ${work}/.stamps/)`,
-    `  rm ${work}/.stamps/train && make demo    forces train and everything after it (same for download, prep, eval, upload)`,
+    `  ${again}    reruns only the stale stages (stamps in ${work}/.stamps/)`,
+    `  rm ${work}/.stamps/train && ${again}    forces train and the stages after it (same for download, prep, eval, upload)`,
     `  ${bin('train')} --data ${work}/prep --out ${work}/runs ${config ? `--config ${config}` : `--backbone ${demoVars.BACKBONE} --feature-layer features --device wasm ${demoVars.TRAIN_FLAGS}`}`,
     `  ${bin('eval-model')} --run ${runDir} --min-accuracy 0.9${config ? ` --config ${config}` : ' --device wasm'}`,
     `  ${bin('serve')} --model ${runPointer.best} --port 8080${config ? ` --config ${config}` : ' --device wasm'}`,

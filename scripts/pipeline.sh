@@ -121,6 +121,13 @@ stop() {
   echo "pipeline.sh: SIG$signal: stopping the stages" >&2
   kill -TERM -- "-$inner" 2>/dev/null || true
   wait "$inner" 2>/dev/null || true
+  # The stages may take a moment to stop (a tool finishing its atomic rename); SIGKILL after 20 s.
+  local waited=0
+  while kill -0 -- "-$inner" 2>/dev/null; do
+    if [[ $waited -ge 200 ]]; then kill -KILL -- "-$inner" 2>/dev/null || true; fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
   rm -f "$work/last-upload.json.tmp"
   exit "$code"
 }

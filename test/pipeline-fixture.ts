@@ -3,20 +3,26 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { listObjects, readObjectBytes } from '@imgpipe/core';
-import { buildTinyConvBackbone, generateImageSet, makeTempDir, startS3Server, TINY_IMAGE_SIZES, uploadDirectory, type S3Server, type TempDir, type TinyBackbone } from '@imgpipe/test-utils';
+import { csvString, listObjects, readObjectBytes, uploadObject } from '@imgpipe/core';
+import { buildTinyConvBackbone, generateImageSet, makeTempDir, type ImageSet, startS3Server, TINY_IMAGE_SIZES, uploadDirectory, type S3Server, type TempDir, type TinyBackbone } from '@imgpipe/test-utils';
+
+// The AWS SDK warns once per process on Node < 22; the tests run on Node 20 on purpose.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 export const REPO = fileURLToPath(new URL('..', import.meta.url));
 export const BIN = join(REPO, 'node_modules', '.bin');
 export const PIPELINE = join(REPO, 'scripts', 'pipeline.sh');
 export const BUCKET = 'pipeline-test';
 export const CSV_URI = `s3://${BUCKET}/images/images.csv`;
+/** The same images with labels that do not depend on the image (half of each class each way): nothing can be learnt. */
+export const NOISE_CSV_URI = `s3://${BUCKET}/images/noise.csv`;
 export const SIZE = 24;
 
 export interface PipelineFixture {
   temp: TempDir;
   server: S3Server;
   backbone: TinyBackbone;
+  set: ImageSet;
   /** S3 endpoint and test credentials, a feature cache in the temp dir, prep-data's image size, no WebGPU probe. */
   env: Record<string, string>;
   /** train flags for the tiny backbone: a 2x2 sweep that takes a second. */
@@ -33,11 +39,15 @@ export async function startPipelineFixture(name: string, count = 48): Promise<Pi
   await server.createBucket(BUCKET);
   const set = await generateImageSet({ dir: join(temp.path, 'images'), count, seed: 8, sizes: TINY_IMAGE_SIZES, bucket: BUCKET, prefix: 'images', localImage: false });
   await uploadDirectory(server.client, BUCKET, 'images', set.dir);
+  const classes = ['cat', 'dog'];
+  const noise = set.images.map((row, i) => ({ ...row, label: Math.floor(i / 2) % 2, category: classes[Math.floor(i / 2) % 2] }));
+  await uploadObject(server.client, BUCKET, 'images/noise.csv', { bytes: await csvString(['bucket', 's3_image', 'category', 'label'], noise as unknown as Record<string, unknown>[]) });
   const backbone = await buildTinyConvBackbone({ dir: join(temp.path, 'backbone'), inputSize: SIZE, format: 'onnx', channels: [8, 16], seed: 3 });
   return {
     temp,
     server,
     backbone,
+    set,
     env: {
       ...server.env,
       IMGPIPE_NO_WEBGPU: '1',

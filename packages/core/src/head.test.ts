@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import type { Tensor1D, Tensor2D } from '@tensorflow/tfjs';
 import { makeTempDir } from '@imgpipe/test-utils';
 import { loadTf } from './tf.js';
-import { createFeatureSet, Head, headGradients, type HeadWeights } from './head.js';
+import { createFeatureSet, Head, HeadAdam, headGradients, type HeadWeights } from './head.js';
 import { createRng } from './random.js';
 import { fileLoadHandler } from './tfjs-io.js';
 
@@ -93,4 +93,28 @@ test('a head learns separable clusters, is seeded, leaks no tensors, and saves a
   second.head.dispose();
   assert.deepEqual(second.epochs, first.epochs, 'same seed, same metrics');
   assert.equal(tf.memory().numTensors, before, 'tensors after the second trial');
+});
+
+test('HeadAdam (bias correction folded into scalars) matches tf.train.adam step for step', () => {
+  const rng = createRng(3);
+  const start = randomArray(24, rng);
+  const ours = tf.variable(tf.tensor2d(start, [4, 6]));
+  const theirs = tf.variable(tf.tensor2d(start, [4, 6]));
+  const before = tf.memory().numTensors;
+  const adam = new HeadAdam(tf, [ours], 0.01);
+  const reference = tf.train.adam(0.01);
+  for (let step = 0; step < 6; step++) {
+    const g = tf.tensor2d(randomArray(24, rng, step === 3 ? 1e-4 : 1), [4, 6]);
+    tf.tidy(() => adam.apply([g]));
+    reference.applyGradients([{ name: theirs.name, tensor: g }]);
+    g.dispose();
+  }
+  const moved = tf.tidy(() => tf.max(tf.abs(tf.sub(ours, tf.tensor2d(start, [4, 6])))).dataSync()[0]!);
+  assert.ok(moved > 0.03, `the weights moved (${moved}), so the comparison is not vacuous`);
+  const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(ours, theirs))).dataSync()[0]!);
+  assert.ok(diff < 1e-6, `max difference ${diff}`);
+  adam.dispose();
+  reference.dispose();
+  assert.equal(tf.memory().numTensors, before, 'both optimisers free their moments');
+  tf.dispose([ours, theirs]);
 });

@@ -63,6 +63,8 @@ async function useWasm(): Promise<LoadedTf> {
   if (!wasmRegistered) {
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
     wasm.setWasmPaths(wasmDir());
+    // Gradient kernels wasm lacks (for --fine-tune of conv backbones).
+    (await import('./wasm-grad-kernels.js')).registerWasmGradKernels(tf);
     wasmRegistered = true;
   }
   if (!(await tf.setBackend('wasm'))) throw new UsageError('the TF.js WebAssembly backend failed to initialise (--device wasm)');

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
+import { PassThrough } from 'node:stream';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileLoadHandler, fileSaveHandler, Head, loadBackbone, loadModel, loadTf, openDataset, readModelCard, UsageError, type Tf } from '@imgpipe/core';
+import { createLogger, fileLoadHandler, fileSaveHandler, Head, loadBackbone, loadModel, loadTf, openDataset, readModelCard, UsageError, type Tf } from '@imgpipe/core';
 import { buildTinyConvBackbone, makeTempDir, type TempDir, type TinyBackbone } from '@imgpipe/test-utils';
 import { checkFineTunable, fineTune } from './fine-tune.js';
 import { TEST_SIZE, writeLearnableDataset } from './test-dataset.js';
@@ -114,7 +115,11 @@ test('fineTune changes the backbone weights (all) or only BatchNormalization one
     await backbone.dispose();
     const tensors = tf.memory().numTensors;
     const outDir = join(temp.path, `tuned-${mode}`);
+    const lines: string[] = [];
+    const stream = new PassThrough();
+    stream.on('data', (chunk: Buffer) => lines.push(String(chunk)));
     const tuned = await fineTune({
+      log: createLogger({ name: 'train', stream }),
       tf,
       dataset,
       backboneModelJson: path,
@@ -128,6 +133,10 @@ test('fineTune changes the backbone weights (all) or only BatchNormalization one
       outDir,
     });
     assert.equal(tf.memory().numTensors, tensors, `${mode}: no tensors left`);
+    assert.equal(tf.getBackend(), 'wasm');
+    assert.ok(lines.some((l) => l.includes('fine-tuning')), 'it logs what it trains');
+    // Conv2D's filter gradient comes from core's wasm kernel: no fallback to the JavaScript cpu backend.
+    assert.ok(!lines.some((l) => l.includes('cpu backend')), lines.join(''));
     assert.equal(tuned.history.length, 1);
     assert.ok(Number.isFinite(tuned.val_loss) && tuned.val_accuracy >= 0 && tuned.val_accuracy <= 1);
     assert.notEqual(tuned.backboneSha256, backbone.info.sha256);

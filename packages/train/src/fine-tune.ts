@@ -119,24 +119,26 @@ async function readRows(dataset: Dataset, split: SplitName, rows: ArrayLike<numb
   return out;
 }
 
-/** Gradient kernels of conv and pooling layers; TF.js WebAssembly lacks some (Conv2DBackpropFilter, depthwise ones). */
-const GRADIENT_KERNELS = [
-  'Conv2DBackpropFilter',
-  'Conv2DBackpropInput',
-  'DepthwiseConv2dNativeBackpropFilter',
-  'DepthwiseConv2dNativeBackpropInput',
-  'MaxPoolGrad',
-  'AvgPoolGrad',
-];
+/** The gradient kernels that layers of these classes need; TF.js WebAssembly lacks the depthwise ones. */
+const GRADIENT_KERNELS: Record<string, string[]> = {
+  Conv2D: ['Conv2DBackpropFilter', 'Conv2DBackpropInput'],
+  DepthwiseConv2D: ['DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput'],
+  SeparableConv2D: ['DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput', 'Conv2DBackpropFilter', 'Conv2DBackpropInput'],
+  MaxPooling2D: ['MaxPoolGrad'],
+  AveragePooling2D: ['AvgPoolGrad'],
+};
 
 /**
- * Fine-tune on the active backend when it has every gradient kernel; else (TF.js WebAssembly) on TF.js's plain
- * JavaScript cpu backend, which has them all, and back afterwards.
+ * Fine-tune on the active backend when it has every gradient kernel the backbone's layers need (core registers
+ * Conv2DBackpropFilter for wasm); else (depthwise convs on wasm) on TF.js's plain JavaScript cpu backend, which
+ * has them all, and back afterwards.
  */
 export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
   const { tf, log = silentLogger } = options;
   const backend = tf.getBackend();
-  const missing = GRADIENT_KERNELS.filter((name) => !tf.getKernel(name, backend));
+  const topology = JSON.stringify((await readModelJson(options.backboneModelJson)).modelTopology);
+  const classes = Object.keys(GRADIENT_KERNELS).filter((name) => topology.includes(`"class_name":"${name}"`));
+  const missing = [...new Set(classes.flatMap((name) => GRADIENT_KERNELS[name]!))].filter((name) => !tf.getKernel(name, backend));
   if (missing.length === 0) return fineTuneHere(options);
   log.info(`fine-tuning on TF.js's JavaScript cpu backend: TF.js ${backend} has no ${missing.join(', ')} kernels (much slower; --device webgpu or cuda train on the GPU)`);
   const prod = tf.env().getBool('PROD');
