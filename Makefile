@@ -57,7 +57,7 @@ STAGE_DEPS := $(if $(SKIP_BUILD),,$(BUILT))
 # A stage's recipe writes its pointer to a temp name and renames it: an interrupted stage leaves no final file.
 finish = mv -f $@.tmp $@
 
-.PHONY: all install build test bench demo clean typecheck serve refresh download prep train evaluate upload demo-data demo-backbone FORCE
+.PHONY: all install build test bench demo clean typecheck serve refresh download prep train evaluate upload demo-data demo-backbone demo-trained-backbone FORCE
 
 all: $(WORK)/upload.json
 
@@ -105,7 +105,7 @@ $(WORK)/prep.json: $(S)/prep | $(STAGE_DEPS)
 	$(BIN)/prep-data $(CFG) --out $(WORK)/prep $(IMG_FLAG) $(PREP_FLAGS) < $(WORK)/images.csv > $@.tmp
 	@$(finish)
 
-$(S)/train: FORCE | $(WORK)/prep.json $(filter $(WORK)/backbone/model.onnx,$(BACKBONE))
+$(S)/train: FORCE | $(WORK)/prep.json $(filter $(WORK)/backbone/model.onnx $(WORK)/backbone-trained/model.json,$(BACKBONE))
 	@$(STAMP) $@ --file $(WORK)/prep/manifest.json $(if $(BACKBONE),--file $(BACKBONE)) $(call cfgstamp,project,data,train) -- $(TRAIN_ARGS)
 $(WORK)/run.json: $(S)/train | $(STAGE_DEPS)
 	$(BIN)/train $(CFG) --out $(WORK)/runs $(TRAIN_ARGS) < $(WORK)/prep.json > $@.tmp
@@ -133,6 +133,7 @@ serve: $(WORK)/eval.json
 # ---- the demo's generated images and backbone (no network needed)
 demo-data: $(WORK)/images/images.csv
 demo-backbone: $(WORK)/backbone/model.onnx
+demo-trained-backbone: $(WORK)/backbone-trained/model.json
 
 $(S)/demo-data: FORCE
 	@$(STAMP) $@ --file scripts/make-demo-data.mjs -- $(DEMO_COUNT) $(DEMO_SEED) $(DEMO_BUCKET)
@@ -143,6 +144,12 @@ $(S)/demo-backbone: FORCE
 	@$(STAMP) $@ --file scripts/demo-backbone.mjs -- $(IMG)
 $(WORK)/backbone/model.onnx: $(S)/demo-backbone | $(STAGE_DEPS)
 	node scripts/demo-backbone.mjs --dir $(WORK)/backbone --size $(or $(IMG),64) >/dev/null
+
+# The demo's fallback when random weights do not pass the gate: a small conv net trained on the train split only.
+$(S)/demo-trained-backbone: FORCE | $(WORK)/prep.json
+	@$(STAMP) $@ --file scripts/demo-backbone.mjs --file $(WORK)/prep/manifest.json
+$(WORK)/backbone-trained/model.json: $(S)/demo-trained-backbone | $(STAGE_DEPS)
+	node scripts/demo-backbone.mjs --dir $(WORK)/backbone-trained --train-on $(WORK)/prep >/dev/null
 
 FORCE:
 
