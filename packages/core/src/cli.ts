@@ -117,8 +117,17 @@ function describeError(error: unknown): string {
   return base.includes(causeText) ? base : `${base} (cause: ${causeText})`;
 }
 
+/** What a shell reports for a process killed by SIGPIPE (128 + 13), as for `yes | head`. */
+export const EXIT_BROKEN_PIPE = 141;
+
 /** The entry of a bin: run and exit with the tool's code, after stdout has drained. */
 export async function main(tool: ToolCli): Promise<void> {
+  // The reader of our stdout went away (`download-s3 ... | head`, or the next stage failed): stop quietly, as
+  // Unix tools do on SIGPIPE, instead of dying with an unhandled EPIPE stack trace.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(EXIT_BROKEN_PIPE);
+  });
   const code = await runCli(tool);
   process.exitCode = code;
 }
