@@ -20,7 +20,7 @@ export const prepDataCli: ToolCli = {
     'max-pixels': { type: 'string', describe: 'Reject images whose header declares more pixels (default 268402689)' },
     'max-rejected': { type: 'string', describe: 'Fail (exit 2) when more images than this are rejected (default: no limit)' },
     force: { type: 'boolean', default: false, describe: 'Rebuild even when --out already holds this dataset; replace a non-dataset --out' },
-    concurrency: { type: 'string', describe: 'Images decoded at once (default: the number of cores)' },
+    concurrency: { type: 'string', describe: 'Images decoded at once (default: twice the number of cores)' },
   },
   examples: [
     ['download-s3 --csv s3://bucket/images.csv --dest data/ | $0 --out prep/', 'Prepare what download-s3 fetched'],

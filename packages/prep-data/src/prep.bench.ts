@@ -35,7 +35,7 @@ try {
     const csv = await readFile(join(dir, 'images.csv'));
     const paths = csv.toString('utf8').trim().split('\n').slice(1).map((line) => line.split(',').at(-1)!);
     await tuneImageEngine({ cache: false });
-    for (const inFlight of [1, 2]) {
+    for (const inFlight of [1, 2, 4]) {
       const params = { image: `${width}x${height}`, size, in_flight: inFlight, count, cores: availableParallelism() };
       let cpu = process.cpuUsage();
       let started = performance.now();

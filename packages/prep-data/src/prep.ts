@@ -77,7 +77,9 @@ export async function runPrepData(options: PrepDataOptions): Promise<PrepDataRes
   const fit = options.fit ?? 'fill';
   const method = options.splitBy ?? 'random';
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
-  const concurrency = options.concurrency ?? availableParallelism();
+  // Two decodes per core: while one image's decode waits on the main thread (ordering, hashing, writing), the
+  // other keeps the core busy (measured: 435 -> 525 images/s on 2 cores for 500x375 JPEGs).
+  const concurrency = options.concurrency ?? 2 * availableParallelism();
   const { size, fractions, seed, out } = options;
   checkFractions(fractions);
   if (!Number.isInteger(size) || size < 1) throw new UsageError(`expected --img-dimensions to be a positive integer, got ${size}`);
