@@ -1,20 +1,24 @@
 // Download throughput against the local S3 server: objects/s and MB/s for many small objects at each concurrency.
 // Usage: node --conditions=imgpipe-source --import tsx packages/download-s3/src/download.bench.ts
-//          [--count 2000] [--size 4096] [--concurrency 1,16] [--latency-ms 0,20]   (or IMGPIPE_BENCH_FILTER=download pnpm bench)
-// The server runs in this process on loopback, so with no latency both sides compete for the same cores and the
-// figure measures per-object CPU cost. --latency-ms adds a per-request delay through a loopback proxy, a stand-in
+//          [--count 2000] [--size 4096] [--concurrency 1,16] [--latency-ms 0,20] [--server process|in-process]
+//        (or IMGPIPE_BENCH_FILTER=download pnpm bench)
+// By default the server runs in its own process (scripts/s3-server.mjs, needs `npx tsc -b`), as a real store would;
+// with --server in-process both sides share one event loop and the figure measures per-object CPU cost. --latency-ms adds a per-request delay through a loopback proxy, a stand-in
 // for S3's time to first byte (tens of ms for small objects), which is what concurrency exists to hide.
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { createS3Client, csvString, silentLogger, uploadObject, writeBenchResults, type BenchResult } from '@imgpipe/core';
+import { createBucket, createS3Client, csvString, silentLogger, uploadObject, writeBenchResults, type BenchResult } from '@imgpipe/core';
 import { makeTempDir, startFaultyProxy, startS3Server, testAwsConfig } from '@imgpipe/test-utils';
 import { runDownloadS3 } from './download.js';
 
 const { values } = parseArgs({
-  options: { count: { type: 'string', default: '2000' }, size: { type: 'string', default: '4096' }, concurrency: { type: 'string', default: '1,16' }, 'latency-ms': { type: 'string', default: '0,20' } },
+  options: { count: { type: 'string', default: '2000' }, size: { type: 'string', default: '4096' }, concurrency: { type: 'string', default: '1,16' }, 'latency-ms': { type: 'string', default: '0,20' }, server: { type: 'string', default: 'process' } },
   strict: false,
 });
 const count = Number(values.count);
@@ -22,14 +26,26 @@ const size = Number(values.size);
 const levels = String(values.concurrency).split(',').map(Number);
 const latencies = String(values['latency-ms']).split(',').map(Number);
 
-const server = await startS3Server();
+/** The local S3 server, in this process or in a child process that dies with this one. */
+async function startServer(mode: string): Promise<{ endpoint: string; close(): Promise<void> }> {
+  if (mode === 'in-process') return startS3Server();
+  const child = spawn(process.execPath, ['scripts/s3-server.mjs', '--stdin-lifeline'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
+  const { endpoint } = JSON.parse(line) as { endpoint: string };
+  return { endpoint, close: async () => void child.stdin!.end() };
+}
+
+const serverMode = String(values.server);
+const server = await startServer(serverMode);
+const serverAws = testAwsConfig(server.endpoint);
+const setupClient = createS3Client(serverAws, { concurrency: 16 });
 const temp = await makeTempDir('imgpipe-bench-');
 try {
-  await server.createBucket('bench');
+  await createBucket(setupClient, 'bench');
   const keys = Array.from({ length: count }, (_, i) => `bench/${String(i).padStart(6, '0')}.jpg`);
   let next = 0;
   await Promise.all(Array.from({ length: 16 }, async () => {
-    for (let i = next++; i < count; i = next++) await uploadObject(server.client, 'bench', keys[i]!, { bytes: randomBytes(size) });
+    for (let i = next++; i < count; i = next++) await uploadObject(setupClient, 'bench', keys[i]!, { bytes: randomBytes(size) });
   }));
   const csv = join(temp.path, 'images.csv');
   await writeFile(csv, await csvString(['bucket', 's3_image', 'category', 'label'], keys.map((k) => ({ bucket: 'bench', s3_image: k, category: 'cat', label: 0 }))));
@@ -39,7 +55,7 @@ try {
     const tag = latency > 0 ? `_lat${latency}ms` : '';
     const rates = new Map<number, number>();
     for (const concurrency of levels) {
-      const client = createS3Client(proxy ? testAwsConfig(proxy.endpoint) : server.aws, { concurrency, maxAttempts: 1 });
+      const client = createS3Client(testAwsConfig(proxy?.endpoint ?? server.endpoint), { concurrency, maxAttempts: 1 });
       const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
       const started = process.hrtime.bigint();
       const summary = await runDownloadS3({
@@ -49,7 +65,7 @@ try {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       client.destroy();
       if (summary.ok !== count) throw new Error(`expected ${count} downloads, got ${summary.ok} (${summary.failed} failed)`);
-      const params = { concurrency, objects: count, object_bytes: size, latency_ms: latency, server: 'fauxqs in-process on loopback' };
+      const params = { concurrency, objects: count, object_bytes: size, latency_ms: latency, server: `fauxqs on loopback, ${serverMode === 'in-process' ? 'same process' : 'own process'}` };
       rates.set(concurrency, count / seconds);
       results.push({ name: `objects_per_s_c${concurrency}${tag}`, unit: 'objects/s', value: count / seconds, params });
       results.push({ name: `mb_per_s_c${concurrency}${tag}`, unit: 'MB/s', value: summary.bytes / 1e6 / seconds, params });
@@ -62,6 +78,7 @@ try {
   }
   await writeBenchResults('download-s3', results);
 } finally {
+  setupClient.destroy();
   await server.close();
   await temp.remove();
 }
