@@ -20,6 +20,7 @@ import {
   type SplitName,
   type Tf,
 } from '@imgpipe/core';
+import type { EpochRecord } from './trial.js';
 
 // Types through core's Tf: this package does not depend on @tensorflow/tfjs itself.
 type LayersModel = Awaited<ReturnType<Tf['loadLayersModel']>>;
@@ -40,14 +41,8 @@ export interface FineTuneSettings {
   lr?: number;
 }
 
-export interface FineTuneEpoch {
-  epoch: number;
-  train_loss: number;
-  train_accuracy: number;
-  val_loss: number;
-  val_accuracy: number;
-  seconds: number;
-}
+/** A fine-tune epoch is recorded like a trial's epoch. */
+export type FineTuneEpoch = EpochRecord;
 
 export interface FineTuneOptions {
   tf: Tf;

@@ -1,7 +1,7 @@
 import { Head, messageOf, type FeatureSet, type HeadSnapshot, type Tf } from '@imgpipe/core';
+import type { Trial, TrialParams } from './sweep.js';
 
 export type LayersModelLike = ReturnType<Head['toLayersModel']>;
-import type { Trial, TrialParams } from './sweep.js';
 
 export interface EpochRecord {
   epoch: number;
