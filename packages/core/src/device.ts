@@ -53,5 +53,11 @@ export function formatDeviceList(list: readonly DeviceStatus[]): string {
 export async function listDevices(): Promise<DeviceStatus[]> {
   const { probeTfDevices } = await import('./tf.js');
   const { ortDeviceStatus } = await import('./onnx.js');
-  return [...(await probeTfDevices()), ...(await ortDeviceStatus())];
+  const tfRows = await probeTfDevices();
+  const tfWebgpu = tfRows.find((row) => row.device === 'webgpu');
+  // ONNX Runtime's bundled WebGPU provider needs the same GPU adapter that the Dawn probe just looked for.
+  const ortRows = (await ortDeviceStatus()).map((row) =>
+    row.device === 'webgpu' && row.available && tfWebgpu && !tfWebgpu.available ? { ...row, available: false, detail: tfWebgpu.detail } : row,
+  );
+  return [...tfRows, ...ortRows];
 }
