@@ -1,0 +1,37 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { isMd5Etag } from './s3-objects.js';
+
+export interface FileDigest {
+  size: number;
+  md5: string;
+  sha256: string;
+}
+
+/** Size, MD5 (to compare with single-part ETags) and sha256 of a file, in one pass. */
+export async function digestFile(path: string): Promise<FileDigest> {
+  const md5 = createHash('md5');
+  const sha = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
+    md5.update(chunk);
+    sha.update(chunk);
+    size += chunk.length;
+  }
+  return { size, md5: md5.digest('hex'), sha256: sha.digest('hex') };
+}
+
+/**
+ * Whether a local file already holds an object: same size, and the same MD5 when the ETag is one
+ * (multipart ETags are not content hashes, so size and a `sha256` metadata entry are what can be compared).
+ */
+export async function localFileMatches(path: string, object: { size: number; etag: string; metadata?: Record<string, string> }): Promise<boolean> {
+  const info = await stat(path).catch(() => undefined);
+  if (!info?.isFile() || info.size !== object.size) return false;
+  const sha = object.metadata?.sha256;
+  if (!isMd5Etag(object.etag) && !sha) return true;
+  const digest = await digestFile(path);
+  if (sha) return digest.sha256 === sha;
+  return digest.md5 === object.etag.toLowerCase();
+}
