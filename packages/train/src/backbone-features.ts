@@ -1,0 +1,56 @@
+import { createFeatureSet, extractFeatures, loadBackbone, type Backbone, type Dataset, type Logger } from '@imgpipe/core';
+import { checkFineTunable } from './fine-tune.js';
+import type { TrainOptions } from './train.js';
+import type { TrialFeatures } from './trial.js';
+
+export interface SplitFeatures {
+  features: TrialFeatures;
+  /** Seconds of both backbone passes (0 from the cache). */
+  seconds: number;
+  fromCache: boolean;
+}
+
+/** The backbone, checked for --fine-tune before the sweep: an ONNX or graph backbone cannot be fine-tuned, and nobody should wait for the sweep to learn that. */
+export async function openBackbone(options: TrainOptions, inputSize: number, log: Logger): Promise<Backbone> {
+  const backbone = await loadBackbone(options.backbone, {
+    device: options.device,
+    log,
+    inputSize,
+    ...(options.featureLayer ? { featureLayer: options.featureLayer } : {}),
+    ...(options.preprocess ? { preprocess: options.preprocess } : {}),
+    ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+  });
+  if (options.fineTune) {
+    await checkFineTunable(backbone.info, backbone.files[0]!, options.fineTune.mode).catch(async (error: unknown) => {
+      await backbone.dispose();
+      throw error;
+    });
+  }
+  return backbone;
+}
+
+/** Features: one backbone pass per split (train, val), from the cache when it has them; disposes the backbone. */
+export async function extractSplitFeatures(dataset: Dataset, backbone: Backbone, options: TrainOptions, log: Logger): Promise<SplitFeatures> {
+  const classes = dataset.manifest.classes.length;
+  let seconds = 0;
+  let fromCache = true;
+  try {
+    const sets = [];
+    for (const split of ['train', 'val'] as const) {
+      const extracted = await extractFeatures({
+        dataset,
+        split,
+        backbone,
+        batchSize: options.extractBatchSize,
+        log,
+        ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+      });
+      seconds += extracted.seconds;
+      fromCache &&= extracted.fromCache;
+      sets.push(createFeatureSet(extracted.features, await dataset.labels(split), extracted.dim, classes));
+    }
+    return { features: { train: sets[0]!, val: sets[1]!, dim: backbone.info.feature_dim, classes }, seconds, fromCache };
+  } finally {
+    await backbone.dispose();
+  }
+}

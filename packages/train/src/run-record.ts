@@ -1,0 +1,74 @@
+import { readFile } from 'node:fs/promises';
+import type { Backbone, ConcreteDevice, Dataset, Tf } from '@imgpipe/core';
+import { RUN_FORMAT, writeRunJson, type RunJson } from './run-dir.js';
+import type { TrainOptions } from './train.js';
+
+/** run.json's timings: the sweep's, and fine-tuning's when it ran. */
+export interface RunTimings {
+  feature_extraction_seconds: number;
+  features_from_cache: boolean;
+  head_training_seconds: number;
+  total_seconds: number;
+  fine_tune_seconds?: number;
+}
+
+async function packageVersion(): Promise<string> {
+  try {
+    return (JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Versions recorded in run.json and the model card. */
+export async function runVersions(tf: Tf): Promise<Record<string, string>> {
+  return { node: process.version, tfjs: tf.version.tfjs, imgpipe_train: await packageVersion() };
+}
+
+/** run.json of a starting (or resumed) run: status 'running', what it was asked, and what it runs on. */
+export function startedRunJson(
+  options: TrainOptions,
+  run: {
+    runDir: string;
+    key: string;
+    previous: RunJson | undefined;
+    trials: number;
+    device: ConcreteDevice;
+    backend: string;
+    backbone: Backbone;
+    dataset: Dataset;
+    versions: Record<string, string>;
+  },
+): RunJson {
+  const { previous, dataset, backbone } = run;
+  const { manifest } = dataset;
+  return {
+    format: RUN_FORMAT,
+    id: run.runDir.split('/').pop()!,
+    status: 'running',
+    key: run.key,
+    project: options.projectName ?? null,
+    created: (previous?.created as string | undefined) ?? new Date().toISOString(),
+    resumed: previous ? [...((previous.resumed as string[] | undefined) ?? []), new Date().toISOString()] : [],
+    params: {
+      strategy: options.strategy,
+      hyper_param_runs: options.runs,
+      search_space: options.space,
+      patience: options.patience ?? null,
+      max_failed_trials: options.maxFailedTrials ?? null,
+      extract_batch_size: options.extractBatchSize,
+      trials: run.trials,
+      fine_tune: options.fineTune ? { mode: options.fineTune.mode, epochs: options.fineTune.epochs, lr: options.fineTune.lr ?? 'best lr / 10' } : null,
+    },
+    seed: options.seed,
+    device: { requested: options.device, head: run.device, tfjs_backend: run.backend, backbone: backbone.device },
+    backbone: { spec: options.backbone, ...backbone.info },
+    dataset: { path: dataset.dir, manifest_sha256: dataset.manifestSha256, classes: manifest.classes, image_size: manifest.image_size, counts: { train: manifest.splits.train.count, val: manifest.splits.val.count } },
+    versions: run.versions,
+  };
+}
+
+/** Mark the run failed in run.json, with the timings so far. */
+export function writeFailedRun(runDir: string, run: RunJson, timings: RunTimings): Promise<void> {
+  return writeRunJson(runDir, { ...run, status: 'failed', timings, finished: new Date().toISOString() });
+}

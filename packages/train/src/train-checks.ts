@@ -1,0 +1,15 @@
+import { UsageError, type Dataset } from '@imgpipe/core';
+import type { FineTuneSettings } from './fine-tune.js';
+
+/** --fine-tune-epochs and --fine-tune-lr, checked before anything is loaded. */
+export function checkFineTuneSettings({ epochs, lr }: FineTuneSettings): void {
+  if (!Number.isInteger(epochs) || epochs < 1) throw new UsageError(`expected --fine-tune-epochs to be an integer >= 1, got ${epochs}`);
+  if (lr !== undefined && !(lr > 0 && Number.isFinite(lr))) throw new UsageError(`expected --fine-tune-lr to be a positive number, got ${lr}`);
+}
+
+/** A sweep needs training images, and validation images to pick the best trial on. */
+export function checkSplits(dataset: Dataset): void {
+  const { splits } = dataset.manifest;
+  if (splits.train.count === 0) throw new UsageError(`dataset ${dataset.dir} has no training images; rerun prep-data with a larger --train-pct`);
+  if (splits.val.count === 0) throw new UsageError(`dataset ${dataset.dir} has no validation images, and the best trial is picked on validation; rerun prep-data with --val-pct > 0`);
+}
