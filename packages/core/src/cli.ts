@@ -1,7 +1,7 @@
 import yargs, { type Argv, type Options as YargsOption } from 'yargs';
 import { configOptions, resolveConfig, type ResolvedConfig } from './config.js';
 import type { ConfigKey } from './config-schema.js';
-import { EXIT_OK, EXIT_USAGE, exitCodeOf, ImgpipeError, messageOf } from './errors.js';
+import { EXIT_OK, EXIT_USAGE, exitCodeOf, ImgpipeError, messageOf, UsageError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 
 export interface CliIo {
@@ -115,6 +115,15 @@ function describeError(error: unknown): string {
   if (cause === undefined || !(error instanceof ImgpipeError)) return base;
   const causeText = messageOf(cause);
   return base.includes(causeText) ? base : `${base} (cause: ${causeText})`;
+}
+
+/** An integer flag (`args[name]`, as yargs parsed it) of at least `min`, or a UsageError naming the flag. */
+export function integerFlag(args: Record<string, unknown>, name: string, min = 1): number {
+  const value = args[name];
+  const text = String(value).trim();
+  const number = /^-?\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(number) || number < min) throw new UsageError(`expected --${name} to be an integer >= ${min}, got '${String(value)}'`);
+  return number;
 }
 
 /** What a shell reports for a process killed by SIGPIPE (128 + 13), as for `yes | head`. */

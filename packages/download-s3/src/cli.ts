@@ -1,11 +1,4 @@
-import { UsageError, type ToolCli } from '@imgpipe/core';
-
-/** A positive integer flag, or a UsageError naming it. */
-export function positiveInt(value: unknown, flag: string, min = 1): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`expected --${flag} to be an integer >= ${min}, got '${String(value)}'`);
-  return n;
-}
+import { integerFlag, UsageError, type ToolCli } from '@imgpipe/core';
 
 export const downloadS3Cli: ToolCli = {
   name: 'download-s3',
@@ -30,9 +23,9 @@ export const downloadS3Cli: ToolCli = {
     const { config } = context.settings;
     const csv = config.data.images_csv || (isTty(context.stdin) ? '' : '-');
     if (!csv) throw new UsageError("no input: pass --csv FILE, --csv - (stdin) or --csv s3://bucket/key.csv, or pipe the CSV in");
-    const concurrency = positiveInt(args.concurrency, 'concurrency');
-    const retries = positiveInt(args.retries, 'retries', 0);
-    const maxFailures = positiveInt(args['max-failures'], 'max-failures', 0);
+    const concurrency = integerFlag(args, 'concurrency');
+    const retries = integerFlag(args, 'retries', 0);
+    const maxFailures = integerFlag(args, 'max-failures', 0);
     const stallSeconds = Number(args['stall-timeout']);
     if (!(stallSeconds > 0)) throw new UsageError(`expected --stall-timeout to be a positive number of seconds, got '${String(args['stall-timeout'])}'`);
     const [{ runDownloadS3 }, { createS3Client }] = await Promise.all([import('./download.js'), import('@imgpipe/core')]);

@@ -1,4 +1,4 @@
-import { UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/core';
+import { integerFlag, UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/core';
 
 export const prepDataCli: ToolCli = {
   name: 'prep-data',
@@ -38,7 +38,7 @@ export const prepDataCli: ToolCli = {
 async function cliOptions(args: Record<string, unknown>, context: CliContext) {
   const { config, origin } = context.settings;
   const data = config.data;
-  const seed = args.seed === undefined ? data.seed : integer(args.seed, '--seed', 0);
+  const seed = args.seed === undefined ? data.seed : integerFlag(args, 'seed', 0);
   const csvFlag = origin['data.images_csv'] === 'flag' ? data.images_csv : undefined;
   const { csv, csvSource } = await readInput(csvFlag, data.images_csv, context);
   return {
@@ -51,10 +51,10 @@ async function cliOptions(args: Record<string, unknown>, context: CliContext) {
     fractions: { train: data.train_pct, val: data.val_pct, test: data.test_pct },
     seed,
     splitBy: args['split-by'] as 'random' | 'hash',
-    ...(args['max-pixels'] === undefined ? {} : { maxPixels: integer(args['max-pixels'], '--max-pixels', 1) }),
-    ...(args['max-rejected'] === undefined ? {} : { maxRejected: integer(args['max-rejected'], '--max-rejected', 0) }),
+    ...(args['max-pixels'] === undefined ? {} : { maxPixels: integerFlag(args, 'max-pixels', 1) }),
+    ...(args['max-rejected'] === undefined ? {} : { maxRejected: integerFlag(args, 'max-rejected', 0) }),
     force: Boolean(args.force),
-    ...(args.concurrency === undefined ? {} : { concurrency: integer(args.concurrency, '--concurrency', 1) }),
+    ...(args.concurrency === undefined ? {} : { concurrency: integerFlag(args, 'concurrency', 1) }),
     log: context.log,
     stderr: context.stderr,
     quiet: context.log.quiet,
@@ -88,9 +88,3 @@ async function readInput(flag: string | undefined, configured: string, context: 
   }
 }
 
-function integer(value: unknown, flag: string, min: number): number {
-  const text = String(value).trim();
-  const number = /^-?\d+$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(number) || number < min) throw new UsageError(`expected ${flag} to be an integer >= ${min}, got '${String(value)}'`);
-  return number;
-}

@@ -1,12 +1,4 @@
-import { createLogger, UsageError, type CliContext, type ToolCli } from '@imgpipe/core';
-
-const positiveInt = (args: Record<string, unknown>, flag: string, min = 1): number => {
-  const value = Number(args[flag]);
-  if (!Number.isInteger(value) || value < min) {
-    throw new UsageError(`expected --${flag} to be an integer >= ${min}, got '${String(args[flag])}'`);
-  }
-  return value;
-};
+import { createLogger, integerFlag, UsageError, type CliContext, type ToolCli } from '@imgpipe/core';
 
 export const serveCli: ToolCli = {
   name: 'serve',
@@ -40,7 +32,7 @@ export const serveCli: ToolCli = {
   async run(args: Record<string, unknown>, context: CliContext) {
     const { parseByteSize } = await import('./body.js');
     const { parseDevice } = await import('@imgpipe/core');
-    const port = positiveInt(args, 'port', 0);
+    const port = integerFlag(args, 'port', 0);
     if (port > 65535) throw new UsageError(`expected --port to be at most 65535, got ${port}`);
     const maxDelayMs = Number(args['max-delay-ms']);
     if (!(maxDelayMs >= 0)) throw new UsageError(`expected --max-delay-ms to be a number >= 0, got '${String(args['max-delay-ms'])}'`);
@@ -70,16 +62,16 @@ export const serveCli: ToolCli = {
         model,
         host: String(args.host),
         port,
-        maxBatch: positiveInt(args, 'max-batch'),
+        maxBatch: integerFlag(args, 'max-batch'),
         maxDelayMs,
-        maxQueue: positiveInt(args, 'max-queue'),
+        maxQueue: integerFlag(args, 'max-queue'),
         maxBody: parseByteSize(String(args['max-body']), '--max-body'),
-        maxPixels: positiveInt(args, 'max-pixels'),
+        maxPixels: integerFlag(args, 'max-pixels'),
         echo: args.echo as 'annotated' | 'raw',
         jsonLogs,
         name,
         graceMs: shutdownSeconds * 1000,
-        load: createModelLoader({ device, aws: config.aws, log, maxPixels: positiveInt(args, 'max-pixels') }),
+        load: createModelLoader({ device, aws: config.aws, log, maxPixels: integerFlag(args, 'max-pixels') }),
         stdout: context.stdout,
         stderr: context.stderr,
         log,

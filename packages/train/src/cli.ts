@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/core';
+import { integerFlag, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/core';
 import type { TrainOptions } from './train.js';
 
 /** Flags that may be lists although their config keys hold one value: the list is kept aside, the first value configures. */
@@ -77,12 +77,6 @@ function list(raw: unknown, flag: string, kind: 'int' | 'number', check: (n: num
   return numbers;
 }
 
-function integer(raw: unknown, flag: string, min: number): number {
-  const value = Number(raw);
-  if (raw === '' || !Number.isInteger(value) || value < min) throw new UsageError(`expected ${flag} to be an integer >= ${min}, got '${String(raw)}'`);
-  return value;
-}
-
 function fineTuneOptions(args: Record<string, unknown>): Pick<TrainOptions, 'fineTune'> {
   const raw = args['fine-tune'];
   if (raw === undefined || raw === 'none' || raw === 'false') {
@@ -91,7 +85,7 @@ function fineTuneOptions(args: Record<string, unknown>): Pick<TrainOptions, 'fin
   }
   const mode = raw === '' || raw === 'true' ? 'all' : String(raw);
   if (mode !== 'all' && mode !== 'bn') throw new UsageError(`expected --fine-tune to be all, bn or none, got '${String(raw)}'`);
-  const epochs = integer(args['fine-tune-epochs'], '--fine-tune-epochs', 1);
+  const epochs = integerFlag(args, 'fine-tune-epochs', 1);
   let lr: number | undefined;
   if (args['fine-tune-lr'] !== undefined) {
     lr = Number(args['fine-tune-lr']);
@@ -133,9 +127,9 @@ async function trainOptions(args: Record<string, unknown>, context: CliContext):
     ...(args.preprocess ? { preprocess: String(args.preprocess) } : {}),
     ...(args['cache-dir'] ? { cacheDir: resolve(context.cwd, String(args['cache-dir'])) } : {}),
     extractBatchSize: batchSizes[0]!,
-    ...(args.patience === undefined ? {} : { patience: integer(args.patience, '--patience', 1) }),
-    ...(args.parallel === undefined ? {} : { parallel: integer(args.parallel, '--parallel', 1) }),
-    ...(args['max-failed-trials'] === undefined ? {} : { maxFailedTrials: integer(args['max-failed-trials'], '--max-failed-trials', 0) }),
+    ...(args.patience === undefined ? {} : { patience: integerFlag(args, 'patience', 1) }),
+    ...(args.parallel === undefined ? {} : { parallel: integerFlag(args, 'parallel', 1) }),
+    ...(args['max-failed-trials'] === undefined ? {} : { maxFailedTrials: integerFlag(args, 'max-failed-trials', 0) }),
     ...fineTuneOptions(args),
     projectName: config.project.name,
     log: context.log,

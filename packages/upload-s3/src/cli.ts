@@ -1,11 +1,5 @@
 import type { Readable } from 'node:stream';
-import { InputError, isS3Uri, parseS3Uri, resolveInputPointer, UsageError, type ToolCli } from '@imgpipe/core';
-
-function positiveInt(value: unknown, flag: string, min = 1): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`expected --${flag} to be an integer >= ${min}, got '${String(value)}'`);
-  return n;
-}
+import { integerFlag, InputError, isS3Uri, parseS3Uri, resolveInputPointer, UsageError, type ToolCli } from '@imgpipe/core';
 
 export const uploadS3Cli: ToolCli = {
   name: 'upload-s3',
@@ -27,8 +21,8 @@ export const uploadS3Cli: ToolCli = {
   ],
   async run(args, context) {
     const { config } = context.settings;
-    const concurrency = positiveInt(args.concurrency, 'concurrency');
-    const retries = positiveInt(args.retries, 'retries', 0);
+    const concurrency = integerFlag(args, 'concurrency');
+    const retries = integerFlag(args, 'retries', 0);
     const partMiB = Number(args['part-size']);
     if (!(partMiB >= 5 && partMiB <= 10)) throw new UsageError(`expected --part-size to be between 5 and 10 (MiB), got '${String(args['part-size'])}'`);
     let bucket = config.aws.bucket_name;
