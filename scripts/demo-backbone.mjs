@@ -59,7 +59,7 @@ if (values['train-on']) {
 
 /** Trains avgpool-conv8-pool-conv16-pool-conv16-GAP('features')-softmax on the train split; returns the last train accuracy. */
 async function trainBackbone(datasetDir, dir, epochs) {
-  const { fileSaveHandler, loadTf, openDataset } = await import('@imgpipe/core');
+  const [{ fileSaveHandler, loadTf }, { openDataset }] = await Promise.all([import('@imgpipe/engines'), import('@imgpipe/kit')]);
   // WebAssembly, with core's conv gradient kernels (wasm-grad-kernels.ts) registered by loadTf.
   const { tf } = await loadTf('wasm');
   const dataset = await openDataset(datasetDir);

@@ -60,7 +60,7 @@ if (!values.upload || !existsSync(csvPath)) {
 }
 
 if (values.upload) {
-  const { createS3Client, createBucket } = await import('@imgpipe/core');
+  const { createS3Client, createBucket } = await import('@imgpipe/s3');
   const { uploadDirectory } = await import('@imgpipe/test-utils');
   const aws = {
     bucket_name: values.bucket,

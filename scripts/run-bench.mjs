@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `pnpm bench`: runs every *.bench.ts under packages/*/src one after another (never in parallel: they time
+// `pnpm bench`: runs every *.bench.ts under packages/*/src and bench/ one after another (never in parallel: they time
 // things), each writing bench-results/<suite>.json. Extra arguments are passed to each benchmark
 // (e.g. `pnpm bench -- --device webgpu`); IMGPIPE_BENCH_FILTER=word runs only the matching files.
 import { spawnSync } from 'node:child_process';
@@ -7,11 +7,11 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 const filter = process.env.IMGPIPE_BENCH_FILTER;
-const files = readdirSync('packages')
-  .flatMap((pkg) => {
-    const src = join('packages', pkg, 'src');
+const sourceDirs = [...readdirSync('packages').map((pkg) => join('packages', pkg, 'src')), 'bench'];
+const files = sourceDirs
+  .flatMap((dir) => {
     try {
-      return readdirSync(src, { recursive: true }).map((f) => join(src, String(f)));
+      return readdirSync(dir, { recursive: true }).map((f) => join(dir, String(f)));
     } catch {
       return [];
     }

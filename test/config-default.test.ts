@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
-import { CONFIG_SCHEMA, resolveConfig, type ConfigKey } from '@imgpipe/core';
+import { CONFIG_SCHEMA, resolveConfig, type ConfigKey } from '@imgpipe/kit';
 
 describe('config-default.yaml', () => {
   it('documents every key with its default, and nothing else', async () => {

@@ -3,22 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  createS3Client,
-  describeS3Error,
-  downloadObject,
-  downloadPrefix,
-  FailureError,
-  headObject,
-  InputError,
-  listObjects,
-  parseS3Uri,
-  readObjectBytes,
-  safeLocalPath,
-  sha256,
-  uploadObject,
-  UsageError,
-} from '@imgpipe/core';
+import { createS3Client, describeS3Error, downloadObject, downloadPrefix, headObject, listObjects, parseS3Uri, readObjectBytes, safeLocalPath, uploadObject } from '@imgpipe/s3';
+import { FailureError, InputError, sha256, UsageError } from '@imgpipe/kit';
 import { makeTempDir, startFaultyProxy, startS3Server, testAwsConfig, uploadDirectory, type S3Server, type TempDir } from '@imgpipe/test-utils';
 
 describe('core S3 client against the local server', () => {

@@ -50,7 +50,7 @@ test('--trained-backbone: a small conv net trained on the training split only be
   assert.match(result.stderr, /backbone\s+\S+backbone-trained\/model\.json \(a small conv net trained on the training split only\)/);
   const summary = JSON.parse(result.stdout.trim()) as { test_accuracy: number; model: string };
   assert.ok(summary.test_accuracy > 0.9, String(summary.test_accuracy));
-  const { readModelCard } = await import('@imgpipe/core');
+  const { readModelCard } = await import('@imgpipe/kit');
   const card = await readModelCard(summary.model);
   assert.equal(card.backbone.format, 'tfjs-layers');
   assert.equal(card.backbone.feature_layer, 'features');

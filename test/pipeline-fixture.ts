@@ -3,7 +3,8 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { csvString, listObjects, readObjectBytes, uploadObject } from '@imgpipe/core';
+import { csvString } from '@imgpipe/kit';
+import { listObjects, readObjectBytes, uploadObject } from '@imgpipe/s3';
 import { buildTinyConvBackbone, generateImageSet, makeTempDir, type ImageSet, startS3Server, TINY_IMAGE_SIZES, uploadDirectory, type S3Server, type TempDir, type TinyBackbone } from '@imgpipe/test-utils';
 
 // The AWS SDK warns once per process on Node < 22; the tests run on Node 20 on purpose.

@@ -5,7 +5,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { loadModel, openDataset, readModelCard } from '@imgpipe/core';
+import { loadModel } from '@imgpipe/engines';
+import { openDataset, readModelCard } from '@imgpipe/kit';
 import { buildTinyConvBackbone, generateImageSet, makeTempDir, TINY_IMAGE_SIZES, type TempDir } from '@imgpipe/test-utils';
 import { execa } from 'execa';
 

@@ -1,4 +1,4 @@
-import { integerFlag, UsageError, type ToolCli } from '@imgpipe/core';
+import { integerFlag, UsageError, type ToolCli } from '@imgpipe/kit';
 
 export const downloadS3Cli: ToolCli = {
   name: 'download-s3',
@@ -28,7 +28,7 @@ export const downloadS3Cli: ToolCli = {
     const maxFailures = integerFlag(args, 'max-failures', 0);
     const stallSeconds = Number(args['stall-timeout']);
     if (!(stallSeconds > 0)) throw new UsageError(`expected --stall-timeout to be a positive number of seconds, got '${String(args['stall-timeout'])}'`);
-    const [{ runDownloadS3 }, { createS3Client }] = await Promise.all([import('./download.js'), import('@imgpipe/core')]);
+    const [{ runDownloadS3 }, { createS3Client }] = await Promise.all([import('./download.js'), import('@imgpipe/s3')]);
     const needsS3 = config.data.download_data || csv.startsWith('s3://');
     const client = needsS3 ? createS3Client(config.aws, { concurrency, maxAttempts: 1 }) : undefined;
     try {

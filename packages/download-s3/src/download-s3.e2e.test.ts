@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
-import { sha256, uploadObject } from '@imgpipe/core';
+import { sha256 } from '@imgpipe/kit';
+import { uploadObject } from '@imgpipe/s3';
 import { makeTempDir, startS3Server, type S3Server, type TempDir } from '@imgpipe/test-utils';
 
 // The real bin, which imports dist/: run `npx tsc -b` first.

@@ -13,8 +13,9 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { createBucket, createS3Client, csvString, silentLogger, uploadObject, writeBenchResults, type BenchResult } from '@imgpipe/core';
-import { makeTempDir, startFaultyProxy, startS3Server, testAwsConfig } from '@imgpipe/test-utils';
+import { createBucket, createS3Client, uploadObject } from '@imgpipe/s3';
+import { csvString, silentLogger } from '@imgpipe/kit';
+import { writeBenchResults, type BenchResult, makeTempDir, startFaultyProxy, startS3Server, testAwsConfig } from '@imgpipe/test-utils';
 import { runDownloadS3 } from './download.js';
 
 const { values } = parseArgs({

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { format } from 'node:util';
 import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { createRng, createS3Client, csvString, FailureError, InputError, readCsvRows, sha256, silentLogger, uploadObject } from '@imgpipe/core';
+import { createRng, csvString, FailureError, InputError, readCsvRows, sha256, silentLogger } from '@imgpipe/kit';
+import { createS3Client, uploadObject } from '@imgpipe/s3';
 import { makeTempDir, startFaultyProxy, startS3Server, testAwsConfig, type S3Server, type TempDir } from '@imgpipe/test-utils';
 import { runDownloadS3, type DownloadS3Options } from './download.js';
 

@@ -3,33 +3,8 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import pLimit from 'p-limit';
-import {
-  createCsvWriter,
-  createProgress,
-  csvString,
-  downloadObject,
-  exitCodeOf,
-  EXIT_FAILED,
-  EXIT_OK,
-  EXIT_USAGE,
-  headObject,
-  InputError,
-  isS3Uri,
-  isSystemicS3Error,
-  localFileMatches,
-  messageOf,
-  openAtomicWriter,
-  openObjectStream,
-  parseS3Uri,
-  readCsv,
-  safeLocalPath,
-  UsageError,
-  writeFileAtomic,
-  type CsvRow,
-  type Logger,
-  type ProgressEvent,
-  type S3Client,
-} from '@imgpipe/core';
+import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent } from '@imgpipe/kit';
+import { downloadObject, headObject, isS3Uri, isSystemicS3Error, localFileMatches, openObjectStream, parseS3Uri, safeLocalPath, type S3Client } from '@imgpipe/s3';
 
 export interface DownloadS3Options {
   /** The images CSV: a path, '-' for `stdin`, or s3://bucket/key.csv. */

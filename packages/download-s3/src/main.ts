@@ -1,4 +1,4 @@
-import { main } from '@imgpipe/core';
+import { main } from '@imgpipe/kit';
 import { downloadS3Cli } from './cli.js';
 
 await main(downloadS3Cli);

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
-import { parseDevice, resolveInputPointer, UsageError, writePointer, type ToolCli } from '@imgpipe/core';
+import { parseDevice } from '@imgpipe/engines';
+import { resolveInputPointer, UsageError, writePointer, type ToolCli } from '@imgpipe/kit';
 
 function optionalNumber(value: unknown, flag: string): number | undefined {
   if (value === undefined) return undefined;

@@ -1,21 +1,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import {
-  exists,
-  FailureError,
-  InputError,
-  loadModel,
-  openDataset,
-  readModelCard,
-  silentLogger,
-  UsageError,
-  writeFileAtomic,
-  writeJsonAtomic,
-  type Device,
-  type Logger,
-  type Pointer,
-  type ProgressEvent,
-} from '@imgpipe/core';
+import { exists, FailureError, InputError, openDataset, readModelCard, silentLogger, UsageError, writeFileAtomic, writeJsonAtomic, type Logger, type Pointer, type ProgressEvent } from '@imgpipe/kit';
+import { loadModel, type Device } from '@imgpipe/engines';
 import { EVAL_FORMAT, PLOT_FILES, type EvalResult, type WorstItem } from './eval-result.js';
 import { computeMetrics, formatFloat32, worstMistakes } from './metrics.js';
 import { modelWeightsSha256 } from './model-hash.js';

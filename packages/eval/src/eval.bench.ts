@@ -4,8 +4,9 @@
 // Usage: IMGPIPE_BENCH_FILTER=eval node scripts/run-bench.mjs [--count 2000] [--size 224] [--rows 200000]
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Head, loadBackbone, loadTf, MODEL_FORMAT, openDataset, saveModelDir, writeBenchResults, type BenchResult } from '@imgpipe/core';
-import { buildTinyConvBackbone, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { Head, loadBackbone, loadTf, saveModelDir } from '@imgpipe/engines';
+import { MODEL_FORMAT, openDataset } from '@imgpipe/kit';
+import { writeBenchResults, type BenchResult, buildTinyConvBackbone, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
 import { runEvalModel } from './eval-model.js';
 import { computeMetrics, worstMistakes } from './metrics.js';
 import { contactSheetSvg } from './plot-contact-sheet.js';

@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { sha256, sha256File } from '@imgpipe/core';
+import { sha256, sha256File } from '@imgpipe/kit';
 
 /**
  * The identity of a model directory's weights: sha256 over "<relative path> <sha256>" lines of every file except

@@ -1,4 +1,5 @@
-import { createProgress, type Dataset, type LoadedModel, type Logger, type ProgressEvent, type SplitName } from '@imgpipe/core';
+import { createProgress, type Dataset, type Logger, type ProgressEvent, type SplitName } from '@imgpipe/kit';
+import type { LoadedModel } from '@imgpipe/engines';
 
 /** Probabilities of every image of a split (count x classes, row-major), predicted in batches with progress. */
 export async function predictSplit(options: {

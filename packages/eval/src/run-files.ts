@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { csvString, exists, InputError, readCsvRows, writeFileAtomic, writeJsonAtomic, type DatasetRow, type Logger } from '@imgpipe/core';
+import { csvString, exists, InputError, readCsvRows, writeFileAtomic, writeJsonAtomic, type DatasetRow, type Logger } from '@imgpipe/kit';
 import { argmaxRows, formatFloat32 } from './metrics.js';
 
 export const PREDICTIONS_FILE = 'predictions.csv';

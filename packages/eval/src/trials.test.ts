@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { InputError, silentLogger } from '@imgpipe/core';
+import { InputError, silentLogger } from '@imgpipe/kit';
 import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { EVAL_FORMAT, type EvalResult } from './eval-result.js';
 import { renderReport } from './report.js';

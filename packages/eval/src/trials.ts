@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { InputError, readCsvRows } from '@imgpipe/core';
+import { InputError, readCsvRows } from '@imgpipe/kit';
 import type { EpochPoint } from './plot-curves.js';
 
 /** One trial of a run, as eval-model needs it: read back from train's trials.jsonl. */

@@ -1,4 +1,4 @@
-import { integerFlag, UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/core';
+import { integerFlag, UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/kit';
 
 export const prepDataCli: ToolCli = {
   name: 'prep-data',

@@ -1,5 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
-import { decodeToTensor, ImageRejected, type DecodeOptions, type RejectReason } from '@imgpipe/core';
+import { decodeToTensor, ImageRejected, type DecodeOptions, type RejectReason } from '@imgpipe/images';
 
 export type DecodeOutcome = { ok: true; pixels: Uint8Array } | { ok: false; reason: RejectReason; detail: string; cause?: string };
 

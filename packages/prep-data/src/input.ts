@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { InputError, readCsv, type CsvRow } from '@imgpipe/core';
+import { InputError, readCsv, type CsvRow } from '@imgpipe/kit';
 
 /** The images CSV as prep-data needs it: one item per row, the classes, and the rows already known to be unusable. */
 export const REQUIRED_COLUMNS = ['category', 'label', 'local_image'] as const;

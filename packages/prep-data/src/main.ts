@@ -1,4 +1,4 @@
-import { main } from '@imgpipe/core';
+import { main } from '@imgpipe/kit';
 import { prepDataCli } from './cli.js';
 
 await main(prepDataCli);

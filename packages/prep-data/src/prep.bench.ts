@@ -8,8 +8,9 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { decodeToTensor, exists, tuneImageEngine, writeBenchResults, type BenchResult } from '@imgpipe/core';
-import { generateImageSet, makeTempDir } from '@imgpipe/test-utils';
+import { decodeToTensor, tuneImageEngine } from '@imgpipe/images';
+import { exists } from '@imgpipe/kit';
+import { writeBenchResults, type BenchResult, generateImageSet, makeTempDir } from '@imgpipe/test-utils';
 import { orderedMap } from './decode-pass.js';
 import { runPrepData } from './prep.js';
 

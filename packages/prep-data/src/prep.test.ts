@@ -3,19 +3,9 @@ import { readdir, readFile, stat, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, test } from 'node:test';
-import {
-  csvString,
-  decodeToTensor,
-  InputError,
-  openDataset,
-  runCli,
-  sha256,
-  splitCounts,
-  SPLIT_NAMES,
-  UsageError,
-  type ProgressEvent,
-  type SplitFractions,
-} from '@imgpipe/core';
+import { csvString, InputError, openDataset, runCli, sha256, UsageError, type ProgressEvent, SPLIT_NAMES, type SplitFractions } from '@imgpipe/kit';
+import { decodeToTensor } from '@imgpipe/images';
+import { splitCounts } from './split.js';
 import { generateImageSet, makeTempDir, TINY_IMAGE_SIZES, type ImageSet, type ImageSetRow, type TempDir } from '@imgpipe/test-utils';
 import { prepDataCli } from './cli.js';
 import { runPrepData, type PrepDataOptions } from './prep.js';

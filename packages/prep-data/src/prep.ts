@@ -1,35 +1,9 @@
 import { availableParallelism } from 'node:os';
 import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import {
-  assignSplits,
-  checkFractions,
-  createProgress,
-  csvString,
-  DATASET_FORMAT,
-  DEFAULT_MAX_PIXELS,
-  imageEngineVersions,
-  imagePipelineInfo,
-  InputError,
-  MANIFEST_FILE,
-  openDataset,
-  REJECTED_FILE,
-  replaceDirectory,
-  sha256,
-  silentLogger,
-  tempPathFor,
-  tuneImageEngine,
-  UsageError,
-  type DatasetManifest,
-  type Fit,
-  type Logger,
-  type Pointer,
-  type ProgressEvent,
-  type SplitFractions,
-  type SplitFiles,
-  type SplitMethod,
-  type SplitName,
-} from '@imgpipe/core';
+import { assignSplits, checkFractions } from './split.js';
+import { type SplitFractions, type SplitMethod, type SplitName, createProgress, csvString, DATASET_FORMAT, InputError, MANIFEST_FILE, openDataset, REJECTED_FILE, replaceDirectory, sha256, silentLogger, tempPathFor, UsageError, type DatasetManifest, type Logger, type Pointer, type ProgressEvent, type SplitFiles, type Fit } from '@imgpipe/kit';
+import { DEFAULT_MAX_PIXELS, imageEngineVersions, imagePipelineInfo, tuneImageEngine } from '@imgpipe/images';
 import { decodeOutcome, orderedMap } from './decode-pass.js';
 import { parsePrepInput } from './input.js';
 import { regroup, SplitWriter, type Placed } from './write-splits.js';

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { REJECTED_FILE, type DatasetManifest, type Logger } from '@imgpipe/core';
+import { REJECTED_FILE, type DatasetManifest, type Logger } from '@imgpipe/kit';
 import type { PrepItem } from './input.js';
 
 /** rejected.csv rows and the summary lines on stderr. */

@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { csvString, DATASET_ROW_COLUMNS, SPLIT_NAMES, type SplitFiles, type SplitName } from '@imgpipe/core';
+import { csvString, DATASET_ROW_COLUMNS, type SplitFiles, SPLIT_NAMES, type SplitName } from '@imgpipe/kit';
 import { writeAll } from './decode-pass.js';
 import type { PrepItem } from './input.js';
 

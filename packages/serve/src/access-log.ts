@@ -1,4 +1,4 @@
-import type { Logger } from '@imgpipe/core';
+import type { Logger } from '@imgpipe/kit';
 
 export interface AccessRecord {
   method: string;

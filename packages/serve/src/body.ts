@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { UsageError } from '@imgpipe/core';
+import { UsageError } from '@imgpipe/kit';
 import { HttpError } from './http-error.js';
 
 const bytesRead = new WeakMap<IncomingMessage, number>();

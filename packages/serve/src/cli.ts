@@ -1,4 +1,4 @@
-import { createLogger, integerFlag, UsageError, type CliContext, type ToolCli } from '@imgpipe/core';
+import { createLogger, integerFlag, UsageError, type CliContext, type ToolCli } from '@imgpipe/kit';
 
 export const serveCli: ToolCli = {
   name: 'serve',
@@ -31,7 +31,7 @@ export const serveCli: ToolCli = {
   ],
   async run(args: Record<string, unknown>, context: CliContext) {
     const { parseByteSize } = await import('./body.js');
-    const { parseDevice } = await import('@imgpipe/core');
+    const { parseDevice } = await import('@imgpipe/engines');
     const port = integerFlag(args, 'port', 0);
     if (port > 65535) throw new UsageError(`expected --port to be at most 65535, got ${port}`);
     const maxDelayMs = Number(args['max-delay-ms']);

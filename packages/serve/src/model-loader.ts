@@ -1,21 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import {
-  createS3Client,
-  decodeToTensor,
-  downloadPrefix,
-  InputError,
-  isS3Uri,
-  loadModel,
-  loadTf,
-  parseS3Uri,
-  silentLogger,
-  type Device,
-  type ImgpipeConfig,
-  type LoadedModel,
-  type Logger,
-} from '@imgpipe/core';
+import { createS3Client, downloadPrefix, isS3Uri, parseS3Uri } from '@imgpipe/s3';
+import { decodeToTensor } from '@imgpipe/images';
+import { InputError, silentLogger, type ImgpipeConfig, type Logger } from '@imgpipe/kit';
+import { loadModel, type LoadedModel, loadTf, type Device } from '@imgpipe/engines';
 import type { ModelLoader, ServedModel } from './serve.js';
 
 export interface ModelLoaderOptions {

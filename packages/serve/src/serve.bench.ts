@@ -10,9 +10,10 @@
 import { Worker } from 'node:worker_threads';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { createLogger, loadModel, parseDevice, silentLogger, writeBenchResults, type BenchResult } from '@imgpipe/core';
+import { createLogger, silentLogger } from '@imgpipe/kit';
+import { loadModel, parseDevice } from '@imgpipe/engines';
+import { writeBenchResults, type BenchResult, buildResnet50Backbones, makeTempDir } from '@imgpipe/test-utils';
 import { join } from 'node:path';
-import { buildResnet50Backbones, makeTempDir } from '@imgpipe/test-utils';
 import { createModelLoader } from './model-loader.js';
 import { runServe } from './serve.js';
 import { buildTestModelDir } from './test-model.js';

@@ -3,7 +3,9 @@ import { connect } from 'node:net';
 import { basename } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { createLogger, decodeToTensor, loadModel, type LoadedModel } from '@imgpipe/core';
+import { createLogger } from '@imgpipe/kit';
+import { loadModel, type LoadedModel } from '@imgpipe/engines';
+import { decodeToTensor } from '@imgpipe/images';
 import { bombPng, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 
 import { createModelLoader } from './model-loader.js';

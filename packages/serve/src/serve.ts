@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
-import { FailureError, messageOf, writePointer, type Logger } from '@imgpipe/core';
+import { FailureError, messageOf, writePointer, type Logger } from '@imgpipe/kit';
 import { createAccessLog, createEventLog } from './access-log.js';
 import type { EchoMode } from './annotate.js';
 import { createClassifier, type ClassifierModel, type ImageDecoder } from './classifier.js';

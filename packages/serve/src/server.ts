@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { messageOf, type Logger } from '@imgpipe/core';
+import { messageOf, type Logger } from '@imgpipe/kit';
 import type { AccessLog } from './access-log.js';
 import { bodyBytes } from './body.js';
 import { HttpError, UnavailableError } from './http-error.js';

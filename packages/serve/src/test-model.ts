@@ -3,7 +3,8 @@
 // loadModel reads it exactly as it reads a trained one.
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { buildLayersHead, createRng, loadBackbone, loadTf, saveModelDir, type ModelCard } from '@imgpipe/core';
+import { buildLayersHead, loadBackbone, loadTf, saveModelDir } from '@imgpipe/engines';
+import { createRng, type ModelCard } from '@imgpipe/kit';
 import { buildTinyConvBackbone } from '@imgpipe/test-utils';
 
 export const TEST_LABELS = ['cat', 'dog'];

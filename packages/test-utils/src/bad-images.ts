@@ -1,7 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
-import type { RejectReason, Rng } from '@imgpipe/core';
+import type { RejectReason } from '@imgpipe/images';
+import type { Rng } from '@imgpipe/kit';
 import { drawImage } from './shapes.js';
 
 export interface BadImage {

@@ -1,5 +1,5 @@
 import { createConnection, createServer, type Socket } from 'node:net';
-import { createRng } from '@imgpipe/core';
+import { createRng } from '@imgpipe/kit';
 
 export interface FaultOptions {
   /** Share of server->client chunks after which the connection is cut mid-response (half the chunk sent). */

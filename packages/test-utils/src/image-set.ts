@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { createRng, csvString, joinKey } from '@imgpipe/core';
+import { createRng, csvString } from '@imgpipe/kit';
+import { joinKey } from '@imgpipe/s3';
 import { writeBadImages, type BadImage } from './bad-images.js';
 import { drawImage } from './shapes.js';
 

@@ -1,6 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { contentTypeOf, createBucket, createS3Client, joinKey, uploadObject, CONFIG_SCHEMA, type ImgpipeConfig, type S3Client } from '@imgpipe/core';
+import { contentTypeOf, createBucket, createS3Client, joinKey, uploadObject, type S3Client } from '@imgpipe/s3';
+import { CONFIG_SCHEMA, type ImgpipeConfig } from '@imgpipe/kit';
 import { buildApp } from 'fauxqs';
 
 export const TEST_ACCESS_KEY_ID = 'imgpipe-test';

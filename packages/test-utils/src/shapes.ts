@@ -1,4 +1,4 @@
-import type { Rng } from '@imgpipe/core';
+import type { Rng } from '@imgpipe/kit';
 import sharp from 'sharp';
 
 /**

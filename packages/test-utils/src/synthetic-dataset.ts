@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createRng, sha256, writeJsonAtomic } from '@imgpipe/core';
+import { createRng, sha256, writeJsonAtomic } from '@imgpipe/kit';
 
 /**
  * A dataset directory in prep-data's layout (manifest.json, <split>.u8, <split>.csv) with random pixels, for

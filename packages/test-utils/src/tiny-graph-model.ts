@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeJsonAtomic } from '@imgpipe/core';
+import { writeJsonAtomic } from '@imgpipe/kit';
 import type { TinyConvWeights } from './tiny-models.js';
 
 /**

@@ -1,7 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { createRng, fileSaveHandler } from '@imgpipe/core';
+import { createRng } from '@imgpipe/kit';
+import { fileSaveHandler } from '@imgpipe/engines';
 import { writeTinyGraphModel } from './tiny-graph-model.js';
 import onnxProto from 'onnx-proto';
 

@@ -1,4 +1,5 @@
-import { createFeatureSet, extractFeatures, loadBackbone, type Backbone, type Dataset, type Logger } from '@imgpipe/core';
+import { createFeatureSet, extractFeatures, loadBackbone, type Backbone } from '@imgpipe/engines';
+import type { Dataset, Logger } from '@imgpipe/kit';
 import { checkFineTunable } from './fine-tune.js';
 import type { TrainOptions } from './train.js';
 import type { TrialFeatures } from './trial.js';

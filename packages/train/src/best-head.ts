@@ -1,6 +1,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FailureError, fileSaveHandler, replaceDirectory, tempPathFor, writeJsonAtomic, type Logger, type Tf } from '@imgpipe/core';
+import { FailureError, replaceDirectory, tempPathFor, writeJsonAtomic, type Logger } from '@imgpipe/kit';
+import { fileSaveHandler, type Tf } from '@imgpipe/engines';
 import type { Trial } from './sweep.js';
 import { runTrial, type LayersModelLike, type TrialFeatures, type TrialRecord } from './trial.js';
 

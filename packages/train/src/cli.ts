@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { integerFlag, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/core';
+import { integerFlag, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/kit';
 import type { TrainOptions } from './train.js';
 
 /** Flags that may be lists although their config keys hold one value: the list is kept aside, the first value configures. */
@@ -57,7 +57,7 @@ export const trainCli: ToolCli = {
       }),
   async run(args, context) {
     if (args['list-devices']) {
-      const { formatDeviceList, listDevices } = await import('@imgpipe/core');
+      const { formatDeviceList, listDevices } = await import('@imgpipe/engines');
       context.stdout.write(formatDeviceList(await listDevices()));
       return;
     }

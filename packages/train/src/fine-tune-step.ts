@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FailureError, messageOf, UsageError, type BackboneInfo, type Dataset, type Logger, type ProgressEvent, type Tf } from '@imgpipe/core';
+import { FailureError, messageOf, UsageError, type Dataset, type Logger, type ProgressEvent, type BackboneInfo } from '@imgpipe/kit';
+import type { Tf } from '@imgpipe/engines';
 import { fineTune, type FineTuneResult, type FineTuneSettings } from './fine-tune.js';
 import type { RunJson } from './run-dir.js';
 import { writeFailedRun, type RunTimings } from './run-record.js';

@@ -6,8 +6,9 @@
 //        [--device wasm] [--cpu-backend]   (--cpu-backend: the same on TF.js's JavaScript cpu backend)
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { fileSaveHandler, Head, loadBackbone, loadTf, openDataset, parseDevice, writeBenchResults } from '@imgpipe/core';
-import { buildResnet50Backbones, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { fileSaveHandler, Head, loadBackbone, loadTf, parseDevice } from '@imgpipe/engines';
+import { openDataset } from '@imgpipe/kit';
+import { writeBenchResults, buildResnet50Backbones, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
 import { fineTune } from './fine-tune.js';
 
 const { values } = parseArgs({

@@ -1,25 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import {
-  createProgress,
-  createRng,
-  deriveSeed,
-  fileLoadHandler,
-  fileSaveHandler,
-  preprocessPixels,
-  readModelJson,
-  sha256,
-  shuffleInPlace,
-  silentLogger,
-  UsageError,
-  weightPaths,
-  type BackboneInfo,
-  type Dataset,
-  type Logger,
-  type ProgressEvent,
-  type SplitName,
-  type Tf,
-} from '@imgpipe/core';
+import { createProgress, createRng, deriveSeed, sha256, shuffleInPlace, silentLogger, UsageError, type Dataset, type Logger, type ProgressEvent, type BackboneInfo, type SplitName } from '@imgpipe/kit';
+import { fileLoadHandler, fileSaveHandler, preprocessPixels, readModelJson, weightPaths, type Tf } from '@imgpipe/engines';
 import type { EpochRecord } from './trial.js';
 
 // Types through core's Tf: this package does not depend on @tensorflow/tfjs itself.

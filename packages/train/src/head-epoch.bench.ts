@@ -5,7 +5,9 @@
 // Usage: IMGPIPE_BENCH_FILTER=head-epoch node scripts/run-bench.mjs [--count 20000] [--dim 2048]
 //        [--layer-sizes 256,512,1024] [--batch 32] [--epochs 1] [--device wasm] [--fit] [--fit-count 2000]
 import { parseArgs } from 'node:util';
-import { createFeatureSet, createRng, Head, loadTf, parseDevice, writeBenchResults, type BenchResult } from '@imgpipe/core';
+import { createFeatureSet, Head, loadTf, parseDevice } from '@imgpipe/engines';
+import { createRng } from '@imgpipe/kit';
+import { writeBenchResults, type BenchResult } from '@imgpipe/test-utils';
 
 const { values } = parseArgs({
   options: {

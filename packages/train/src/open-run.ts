@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { sha256, UsageError, type Dataset, type Logger } from '@imgpipe/core';
+import { sha256, UsageError, type Dataset, type Logger } from '@imgpipe/kit';
 import { findUnfinishedRun, newRunDir, readFinishedTrials, readRunJson, type RunJson } from './run-dir.js';
 import type { Trial } from './sweep.js';
 import type { TrialRecord } from './trial.js';

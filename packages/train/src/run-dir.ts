@@ -1,6 +1,6 @@
 import { appendFile, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { csvString, exists, writeFileAtomic, writeJsonAtomic } from '@imgpipe/core';
+import { csvString, exists, writeFileAtomic, writeJsonAtomic } from '@imgpipe/kit';
 import type { EpochRecord, TrialRecord } from './trial.js';
 
 /**

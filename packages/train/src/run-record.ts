@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import type { Backbone, ConcreteDevice, Dataset, Tf } from '@imgpipe/core';
+import type { Backbone, ConcreteDevice, Tf } from '@imgpipe/engines';
+import type { Dataset } from '@imgpipe/kit';
 import { RUN_FORMAT, writeRunJson, type RunJson } from './run-dir.js';
 import type { TrainOptions } from './train.js';
 

@@ -1,4 +1,5 @@
-import { createProgress, formatSeconds, type ConcreteDevice, type Logger, type Tf } from '@imgpipe/core';
+import { createProgress, formatSeconds, type Logger } from '@imgpipe/kit';
+import type { ConcreteDevice, Tf } from '@imgpipe/engines';
 import { saveBestHead } from './best-head.js';
 import { TrialLog, writeTrialTables } from './run-dir.js';
 import { describeParams, type Trial } from './sweep.js';

@@ -7,8 +7,9 @@
 //        [--device wasm]
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createLogger, parseDevice, writeBenchResults, type BenchResult } from '@imgpipe/core';
-import { buildResnet50Backbones, buildTinyConvBackbone, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { createLogger } from '@imgpipe/kit';
+import { parseDevice } from '@imgpipe/engines';
+import { writeBenchResults, type BenchResult, buildResnet50Backbones, buildTinyConvBackbone, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
 import { runTrain } from './train.js';
 
 const { values } = parseArgs({

@@ -1,4 +1,4 @@
-import { createRng, deriveSeed, shuffleInPlace, UsageError } from '@imgpipe/core';
+import { createRng, deriveSeed, shuffleInPlace, UsageError } from '@imgpipe/kit';
 
 /** One point of the search space: the seed's hyper-parameters. */
 export interface TrialParams {

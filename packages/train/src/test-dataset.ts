@@ -1,7 +1,7 @@
 // Test-only (excluded from the build): a small learnable dataset in prep-data's layout and a tiny backbone.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createRng, sha256, writeJsonAtomic } from '@imgpipe/core';
+import { createRng, sha256, writeJsonAtomic } from '@imgpipe/kit';
 import { buildTinyConvBackbone, writeSyntheticDataset } from '@imgpipe/test-utils';
 
 export const TEST_SIZE = 16;

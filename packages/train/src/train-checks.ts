@@ -1,4 +1,4 @@
-import { UsageError, type Dataset } from '@imgpipe/core';
+import { UsageError, type Dataset } from '@imgpipe/kit';
 import type { FineTuneSettings } from './fine-tune.js';
 
 /** --fine-tune-epochs and --fine-tune-lr, checked before anything is loaded. */

@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { FailureError, loadTf, openDataset, silentLogger, type Device, type Logger, type Pointer, type ProgressEvent } from '@imgpipe/core';
+import { FailureError, openDataset, silentLogger, type Logger, type Pointer, type ProgressEvent } from '@imgpipe/kit';
+import { loadTf, type Device } from '@imgpipe/engines';
 import { extractSplitFeatures, openBackbone } from './backbone-features.js';
 import { BEST_HEAD, ensureBestHead } from './best-head.js';
 import { FINE_TUNE_DIR, fineTuneBest } from './fine-tune-step.js';

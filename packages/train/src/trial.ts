@@ -1,4 +1,5 @@
-import { Head, messageOf, type FeatureSet, type HeadSnapshot, type Tf } from '@imgpipe/core';
+import { Head, type FeatureSet, type HeadSnapshot, type Tf } from '@imgpipe/engines';
+import { messageOf } from '@imgpipe/kit';
 import type { Trial, TrialParams } from './sweep.js';
 
 export type LayersModelLike = ReturnType<Head['toLayersModel']>;

@@ -1,4 +1,5 @@
-import { fileLoadHandler, saveModelDir, type BackboneInfo, type DatasetManifest, type ModelCard, type Tf } from '@imgpipe/core';
+import { fileLoadHandler, saveModelDir, type Tf } from '@imgpipe/engines';
+import type { BackboneInfo, DatasetManifest, ModelCard } from '@imgpipe/kit';
 import type { FineTuneRecord } from './fine-tune-step.js';
 import type { TrialRecord } from './trial.js';
 

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
-import { integerFlag, InputError, isS3Uri, parseS3Uri, resolveInputPointer, UsageError, type ToolCli } from '@imgpipe/core';
+import { integerFlag, InputError, resolveInputPointer, UsageError, type ToolCli } from '@imgpipe/kit';
+import { isS3Uri, parseS3Uri } from '@imgpipe/s3';
 
 export const uploadS3Cli: ToolCli = {
   name: 'upload-s3',
@@ -37,7 +38,7 @@ export const uploadS3Cli: ToolCli = {
     });
     const dir = typeof pointer.run === 'string' ? pointer.run : pointer.path;
     if (typeof dir !== 'string' || !dir) throw new InputError(`the ${pointer.kind} pointer on stdin names no path`);
-    const [{ runUploadS3 }, { createS3Client }] = await Promise.all([import('./upload.js'), import('@imgpipe/core')]);
+    const [{ runUploadS3 }, { createS3Client }] = await Promise.all([import('./upload.js'), import('@imgpipe/s3')]);
     const client = createS3Client(config.aws, { concurrency, maxAttempts: 1 });
     try {
       await runUploadS3({ dir, client, bucket, prefix, concurrency, retries, partSize: partMiB * 1024 * 1024, stdout: context.stdout, stderr: context.stderr, cwd: context.cwd, log: context.log });

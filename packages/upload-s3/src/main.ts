@@ -1,4 +1,4 @@
-import { main } from '@imgpipe/core';
+import { main } from '@imgpipe/kit';
 import { uploadS3Cli } from './cli.js';
 
 await main(uploadS3Cli);

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
-import { listObjects, writeJsonAtomic } from '@imgpipe/core';
+import { listObjects } from '@imgpipe/s3';
+import { writeJsonAtomic } from '@imgpipe/kit';
 import { makeTempDir, startS3Server, type S3Server, type TempDir } from '@imgpipe/test-utils';
 
 // The real bin, which imports dist/: run `npx tsc -b` first.

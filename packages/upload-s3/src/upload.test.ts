@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
-import { downloadPrefix, headObject, listObjects, readObjectBytes, sha256, silentLogger, writeJsonAtomic } from '@imgpipe/core';
+import { downloadPrefix, headObject, listObjects, readObjectBytes } from '@imgpipe/s3';
+import { sha256, silentLogger, writeJsonAtomic } from '@imgpipe/kit';
 import { makeTempDir, onnxModel, startS3Server, type S3Server, type TempDir } from '@imgpipe/test-utils';
 import { runUploadS3, type UploadS3Options } from './upload.js';
 
@@ -14,8 +15,8 @@ const SIZE = 8;
 const LABELS = ['cat', 'dog'];
 const HEAD_KERNEL = [0.9, -0.4, -0.7, 0.5, 0.3, 0.8]; // [3 features, 2 classes], row-major
 const HEAD_BIAS = [0.05, -0.1];
-// Where the snippet finds its runtime dependencies in this repository (pnpm links them under core).
-const CORE_MODULES = fileURLToPath(new URL('../../core/node_modules/', import.meta.url));
+// The snippet's runtime dependencies are this package's devDependencies (a user installs them beside the snippet).
+const SNIPPET_MODULES = fileURLToPath(new URL('../node_modules/', import.meta.url));
 
 interface Preprocess { name: string; scale: number; mean: number[]; std: number[]; channel_order: 'RGB' | 'BGR' }
 const TORCH_BGR: Preprocess = { name: 'torch', scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], channel_order: 'BGR' };
@@ -226,7 +227,7 @@ describe('runUploadS3 against the local S3 server', () => {
     // A directory whose node_modules hold the runtime dependencies, as a user would install them.
     for (const name of ['onnxruntime-node', '@tensorflow/tfjs', 'sharp']) {
       await mkdir(dirname(join(fetched, 'node_modules', name)), { recursive: true });
-      await symlink(join(CORE_MODULES, name), join(fetched, 'node_modules', name), 'dir');
+      await symlink(join(SNIPPET_MODULES, name), join(fetched, 'node_modules', name), 'dir');
     }
     const pixels = new Uint8Array(SIZE * SIZE * 3);
     for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 37 + (i % 3) * 60) % 256;

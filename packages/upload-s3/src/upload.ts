@@ -2,22 +2,8 @@ import { createHash } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
-import {
-  contentTypeOf,
-  createProgress,
-  digestFile,
-  formatS3Uri,
-  headObject,
-  InputError,
-  isMd5Etag,
-  joinKey,
-  sha256,
-  uploadObject,
-  writePointer,
-  type Logger,
-  type Pointer,
-  type S3Client,
-} from '@imgpipe/core';
+import { contentTypeOf, digestFile, formatS3Uri, headObject, isMd5Etag, joinKey, uploadObject, type S3Client } from '@imgpipe/s3';
+import { createProgress, InputError, sha256, writePointer, type Logger, type Pointer } from '@imgpipe/kit';
 import { LOAD_MODEL_SNIPPET, SNIPPET_NAME } from './snippet.js';
 
 export interface UploadS3Options {

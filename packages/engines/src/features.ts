@@ -1,0 +1,144 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Backbone } from './backbone.js';
+import { resolveCacheDir } from './cache-dir.js';
+import { type Dataset, UsageError, sha256, writeFileAtomic, writeJsonAtomic, silentLogger, type Logger, createProgress, type ProgressEvent, type SplitName } from '@imgpipe/kit';
+
+export interface ExtractFeaturesOptions {
+  dataset: Dataset;
+  split: SplitName;
+  backbone: Backbone;
+  batchSize: number;
+  /** Cache root (features go in <cacheDir>/features/); default $IMGPIPE_CACHE_DIR or ~/.cache/imgpipe. */
+  cacheDir?: string;
+  /** false: neither read nor write the cache. */
+  cache?: boolean;
+  log?: Logger;
+  /** Progress events (tests); the bar or lines go to stderr unless the log is quiet. */
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+export interface ExtractedFeatures {
+  /** count*dim, row i = image i of the split, in the split's order. */
+  features: Float32Array;
+  count: number;
+  dim: number;
+  fromCache: boolean;
+  seconds: number;
+  /** The cache key (sha256 of backbone, feature layer, preprocessing, split pixels). */
+  key: string;
+}
+
+/** What the cached features depend on; any change gives a new key. */
+export function featureCacheKey(backbone: Backbone, pixelsSha256: string): string {
+  const { sha256: model, feature_layer, preprocess, input_size, layout } = backbone.info;
+  return sha256(JSON.stringify({ format: 'imgpipe-features/1', model, feature_layer, preprocess, input_size, layout, pixels: pixelsSha256 }));
+}
+
+interface CacheMeta {
+  format: 'imgpipe-features/1';
+  key: string;
+  count: number;
+  dim: number;
+  backbone: string;
+  feature_layer: string;
+  split: string;
+  dataset: string;
+  created: string;
+}
+
+/**
+ * Features of one dataset split through a backbone: batched, up to backbone.concurrency batches in flight (the
+ * TF.js wasm worker pool), progress and images/s on stderr. Cached on disk under the key above: the second run
+ * reads the cache. The .f32 file is written first and the .json (the marker) last, both atomically.
+ */
+export async function extractFeatures(options: ExtractFeaturesOptions): Promise<ExtractedFeatures> {
+  const { dataset, split, backbone, batchSize, log = silentLogger } = options;
+  const started = performance.now();
+  const meta = dataset.manifest.splits[split];
+  const { count } = meta;
+  const size = dataset.manifest.image_size;
+  if (size !== backbone.info.input_size) {
+    throw new UsageError(
+      `dataset ${dataset.dir} holds ${size}x${size} images but backbone ${backbone.info.name} expects ${backbone.info.input_size}x${backbone.info.input_size}; run prep-data with --img-dimensions ${backbone.info.input_size}, or pick another --backbone`,
+    );
+  }
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError(`expected --batch-size to be a positive integer, got ${batchSize}`);
+  const key = featureCacheKey(backbone, meta.pixels.sha256);
+  const dir = join(resolveCacheDir(options.cacheDir), 'features');
+  const dataPath = join(dir, `${key}.f32`);
+  const metaPath = join(dir, `${key}.json`);
+  const dim = backbone.info.feature_dim;
+
+  if (options.cache !== false) {
+    const cached = await readCache(dataPath, metaPath, count, dim);
+    if (cached) {
+      const seconds = (performance.now() - started) / 1000;
+      log.info(`features ${split}: ${count} x ${dim} from cache ${dataPath}`);
+      return { features: cached, count, dim, fromCache: true, seconds, key };
+    }
+  }
+
+  const features = new Float32Array(count * dim);
+  const progress = createProgress({ label: `features ${split}`, total: count, unit: 'images', quiet: log.quiet, onEvent: options.onProgress });
+  const batches = Math.ceil(count / batchSize);
+  let nextBatch = 0;
+  let done = 0;
+  const claim = () => (nextBatch < batches ? nextBatch++ : undefined);
+  const read = (b: number) => {
+    const start = b * batchSize;
+    const n = Math.min(batchSize, count - start);
+    return dataset.readPixels(split, start, n).then((pixels) => ({ start, n, pixels }));
+  };
+  // Each lane reads its next batch while the current one runs, so disk reads overlap inference.
+  const lane = async () => {
+    let b = claim();
+    let pending = b === undefined ? undefined : read(b);
+    while (pending) {
+      const { start, n, pixels } = await pending;
+      b = claim();
+      pending = b === undefined ? undefined : read(b);
+      const out = await backbone.extract(pixels, n);
+      if (out.length !== n * dim) throw new Error(`backbone returned ${out.length} values for ${n} images of ${dim} features`);
+      features.set(out, start * dim);
+      done += n;
+      const seconds = (performance.now() - started) / 1000;
+      progress.update(done, `${(done / seconds).toFixed(1)} images/s`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(backbone.concurrency, batches)) }, lane));
+  const seconds = (performance.now() - started) / 1000;
+  progress.finish(`${(count / Math.max(seconds, 1e-9)).toFixed(1)} images/s`);
+  log.info(`features ${split}: ${count} images in ${seconds.toFixed(1)}s, ${(count / Math.max(seconds, 1e-9)).toFixed(1)} images/s (${backbone.info.name}, ${backbone.info.format} on ${backbone.device})`);
+
+  if (options.cache !== false) {
+    await writeFileAtomic(dataPath, new Uint8Array(features.buffer, features.byteOffset, features.byteLength));
+    const record: CacheMeta = {
+      format: 'imgpipe-features/1',
+      key,
+      count,
+      dim,
+      backbone: backbone.info.name,
+      feature_layer: backbone.info.feature_layer,
+      split,
+      dataset: dataset.dir,
+      created: new Date().toISOString(),
+    };
+    await writeJsonAtomic(metaPath, record);
+  }
+  return { features, count, dim, fromCache: false, seconds, key };
+}
+
+async function readCache(dataPath: string, metaPath: string, count: number, dim: number): Promise<Float32Array | undefined> {
+  try {
+    const meta = JSON.parse(await readFile(metaPath, 'utf8')) as CacheMeta;
+    if (meta.count !== count || meta.dim !== dim) return undefined;
+    const bytes = await readFile(dataPath);
+    if (bytes.length !== count * dim * 4) return undefined;
+    const out = new Float32Array(count * dim);
+    new Uint8Array(out.buffer).set(bytes);
+    return out;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,122 @@
+import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import type { LayersModel } from '@tensorflow/tfjs';
+import { InputError, UsageError, readModelCard, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard } from '@imgpipe/kit';
+import type { Device } from './device.js';
+
+export interface LoadedModel {
+  dir: string;
+  card: ModelCard;
+  labels: string[];
+  inputSize: number;
+  /** How many predict() calls can usefully run at once: the backbone's (workers of a TF.js wasm pool; 1 otherwise). */
+  concurrency: number;
+  /** count images of inputSize^2 RGB uint8 NHWC in; count*labels.length softmax probabilities out. */
+  predict(pixels: Uint8Array, count: number): Promise<Float32Array>;
+  dispose(): Promise<void>;
+}
+
+export interface SaveModelDirOptions {
+  card: ModelCard;
+  /** The backbone's files (Backbone.files): copied flat into backbone/. */
+  backboneFiles: string[];
+  /** The head, saved as head/model.json + head/weights.bin. */
+  head: LayersModel;
+}
+
+/**
+ * Write a model directory atomically: everything is built in a sibling temp directory, then renamed over `dir`.
+ * card.backbone.path is set from the first backbone file; card.head.path is 'head/model.json'.
+ */
+export async function saveModelDir(dir: string, options: SaveModelDirOptions): Promise<ModelCard> {
+  const { fileSaveHandler } = await import('@imgpipe/engines');
+  const finalDir = resolve(dir);
+  const temp = tempPathFor(finalDir);
+  try {
+    await mkdir(join(temp, 'backbone'), { recursive: true });
+    if (options.backboneFiles.length === 0) throw new Error('saveModelDir: no backbone files');
+    for (const file of options.backboneFiles) await copyFile(file, join(temp, 'backbone', basename(file)));
+    await options.head.save(fileSaveHandler(join(temp, 'head')));
+    const card: ModelCard = {
+      ...options.card,
+      backbone: { ...options.card.backbone, path: `backbone/${basename(options.backboneFiles[0]!)}` },
+      head: { ...options.card.head, path: 'head/model.json' },
+    };
+    await writeJsonAtomic(join(temp, 'card.json'), card);
+    await replaceDirectory(temp, finalDir);
+    return card;
+  } catch (error) {
+    await rm(temp, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+export interface LoadModelOptions {
+  device: Device;
+  log?: Logger;
+  /** Download cache for a model given as s3:// (when supported) or a backbone given by URL. */
+  cacheDir?: string;
+  /** TF.js backbone on WebAssembly: worker threads (default: one per core); sets `concurrency`. */
+  workers?: number;
+}
+
+/** Load a model directory: the backbone through the engines, the head with TF.js on the same device. */
+export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): Promise<LoadedModel> {
+  const log = options.log ?? silentLogger;
+  if (dirOrS3Uri.startsWith('s3://')) {
+    throw new UsageError(`loading a model from ${dirOrS3Uri} is not supported yet: copy it first (aws s3 cp --recursive ${dirOrS3Uri} model/) and pass the directory`);
+  }
+  const dir = resolve(dirOrS3Uri);
+  const card = await readModelCard(dir);
+  const [{ loadTf }, { loadBackbone }, { fileLoadHandler }] = await Promise.all([import('@imgpipe/engines'), import('@imgpipe/engines'), import('@imgpipe/engines')]);
+  const { tf } = await loadTf(options.device, log);
+  const headPath = join(dir, card.head.path);
+  let head: LayersModel;
+  try {
+    head = await tf.loadLayersModel(fileLoadHandler(tf.io, headPath));
+  } catch (error) {
+    if (error instanceof InputError) throw error;
+    throw new InputError(`${headPath}: cannot load the head as a TF.js layers model (${(error as Error).message})`, { cause: error });
+  }
+  const backbone = await loadBackbone(join(dir, card.backbone.path), {
+    device: options.device,
+    featureLayer: card.backbone.feature_layer,
+    preprocess: card.preprocess.name,
+    inputSize: card.input.size,
+    log,
+    ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+    ...(options.workers !== undefined ? { workers: options.workers } : {}),
+  }).catch((error: unknown) => {
+    head.dispose();
+    throw error;
+  });
+  const size = card.input.size;
+  const classes = card.labels.length;
+  return {
+    dir,
+    card,
+    labels: card.labels,
+    inputSize: size,
+    concurrency: backbone.concurrency,
+    async predict(pixels, count) {
+      if (pixels.length !== count * size * size * 3) {
+        throw new InputError(`expected ${count} images of ${size}x${size}x3 (${count * size * size * 3} bytes), got ${pixels.length} bytes`);
+      }
+      if (count === 0) return new Float32Array(0);
+      const features = await backbone.extract(pixels, count);
+      const dim = features.length / count;
+      const probs = tf.tidy(() => head.predict(tf.tensor2d(features, [count, dim])) as import('@tensorflow/tfjs').Tensor);
+      try {
+        const out = (await probs.data()) as Float32Array;
+        if (out.length !== count * classes) throw new InputError(`${headPath}: the head gives ${out.length / count} outputs, the card lists ${classes} labels`);
+        return out;
+      } finally {
+        probs.dispose();
+      }
+    },
+    async dispose() {
+      head.dispose();
+      await backbone.dispose();
+    },
+  };
+}

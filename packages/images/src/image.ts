@@ -1,0 +1,146 @@
+import { stat } from 'node:fs/promises';
+import type Sharp from 'sharp';
+import { InputError, type Fit } from '@imgpipe/kit';
+
+/**
+ * The only importer of sharp in core: decode any common image (JPEG, PNG, WebP, GIF first frame, TIFF first page),
+ * honour EXIF orientation, convert any colour space / alpha / grayscale / 16-bit input to 3-channel 8-bit sRGB,
+ * resize to a square and return raw uint8 NHWC pixels. prep-data and serve both decode through `decodeToTensor`,
+ * so training and serving see the same pixels.
+ */
+
+export interface DecodeOptions {
+  size: number;
+  /** fill: stretch to size x size (the seed's way); cover: scale the short side to size, centre-crop the long one. */
+  fit: Fit;
+  /** Largest width x height accepted (from the header, before decoding); default DEFAULT_MAX_PIXELS. */
+  maxPixels?: number;
+}
+
+/** sharp's own default limit (0x3FFF squared): about 268 megapixels. */
+export const DEFAULT_MAX_PIXELS = 0x3fff * 0x3fff;
+
+/**
+ * Declared pixels per byte of file above which an over-limit image is called a decompression bomb rather than just
+ * too large. Real photos hold 1-20 pixels per byte; even a flat-colour PNG stays near deflate's limit (about 1,000:1
+ * on 3-byte pixels), so 4,096 separates honest large images from headers that promise far more than the file holds.
+ */
+export const BOMB_PIXELS_PER_BYTE = 4096;
+
+/** Colour transparent pixels are flattened onto (white), recorded in dataset manifests. */
+export const ALPHA_BACKGROUND = { r: 255, g: 255, b: 255 } as const;
+
+export type RejectReason = 'missing' | 'empty' | 'not-an-image' | 'unreadable' | 'too-large' | 'decompression-bomb';
+export const REJECT_REASONS: readonly RejectReason[] = ['missing', 'empty', 'not-an-image', 'unreadable', 'too-large', 'decompression-bomb'];
+
+/** An input that cannot become pixels; `reason` is one of REJECT_REASONS (exit 2 when it ends a tool). */
+export class ImageRejected extends InputError {
+  readonly reason: RejectReason;
+  readonly source: string;
+  /** The message without the source and reason, e.g. for a rejected.csv column. */
+  readonly detail: string;
+  constructor(reason: RejectReason, source: string, detail: string, options?: { cause?: unknown }) {
+    super(`${source}: ${reason}: ${detail}`, options);
+    this.reason = reason;
+    this.source = source;
+    this.detail = detail;
+  }
+}
+
+// sharp (libvips) loads on first use, so a tool's --help and usage errors stay instant.
+let sharpModule: Promise<typeof Sharp> | undefined;
+function loadSharp(): Promise<typeof Sharp> {
+  sharpModule ??= import('sharp').then((module) => module.default);
+  return sharpModule;
+}
+
+/** What the pipeline does, for manifests and model cards: two decoders that differ here give different pixels. */
+export async function imagePipelineInfo(): Promise<Record<string, string | number | boolean>> {
+  const sharp = await loadSharp();
+  return {
+    decoder: `sharp ${sharp.versions.sharp ?? '?'} (libvips ${sharp.versions.vips})`,
+    exif_orientation: true,
+    colourspace: 'srgb',
+    alpha_background: `rgb(${ALPHA_BACKGROUND.r},${ALPHA_BACKGROUND.g},${ALPHA_BACKGROUND.b})`,
+    kernel: 'lanczos3',
+    first_frame_only: true,
+    fail_on: 'truncated',
+  };
+}
+
+export async function imageEngineVersions(): Promise<Record<string, string>> {
+  const sharp = await loadSharp();
+  return { sharp: sharp.versions.sharp ?? 'unknown', vips: sharp.versions.vips };
+}
+
+/**
+ * Tune sharp for many one-off decodes: its operation cache only helps repeated work on the same input, so a batch
+ * tool turns it off to keep memory flat. `threads` is libvips' per-image thread count, left at sharp's default
+ * (1 on glibc Linux without jemalloc, else the core count): parallelism comes from several decodes in flight.
+ */
+export async function tuneImageEngine(options: { cache?: boolean; threads?: number }): Promise<void> {
+  const sharp = await loadSharp();
+  if (options.cache !== undefined) sharp.cache(options.cache);
+  if (options.threads !== undefined) sharp.concurrency(options.threads);
+}
+
+/** Decode, EXIF-rotate, convert to sRGB and resize: size*size*3 bytes, rows top to bottom, RGB interleaved. */
+export async function decodeToTensor(input: Buffer | string, options: DecodeOptions): Promise<Uint8Array> {
+  const { size, fit } = options;
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const source = typeof input === 'string' ? input : 'image';
+  const bytes = await inputBytes(input, source);
+  if (bytes === 0) throw new ImageRejected('empty', source, 'the file is empty (0 bytes)');
+  const sharp = await loadSharp();
+  try {
+    const { data, info } = await sharp(input, { limitInputPixels: maxPixels, failOn: 'truncated', sequentialRead: true })
+      .rotate()
+      .flatten({ background: ALPHA_BACKGROUND })
+      .toColourspace('srgb')
+      .resize(size, size, { fit: fit === 'fill' ? 'fill' : 'cover', position: 'centre' })
+      .removeAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || info.width !== size || info.height !== size || data.length !== size * size * 3) {
+      throw new ImageRejected('unreadable', source, `decoded to ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
+    }
+    return new Uint8Array(data.buffer, data.byteOffset, data.length);
+  } catch (error) {
+    if (error instanceof ImageRejected) throw error;
+    throw await classify(sharp, error, input, source, bytes, maxPixels);
+  }
+}
+
+async function inputBytes(input: Buffer | string, source: string): Promise<number> {
+  if (typeof input !== 'string') return input.length;
+  try {
+    const info = await stat(input);
+    if (!info.isFile()) throw new ImageRejected('not-an-image', source, 'not a regular file');
+    return info.size;
+  } catch (error) {
+    if (error instanceof ImageRejected) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new ImageRejected('missing', source, 'no such file (check the local_image column or --dest)', { cause: error });
+    throw new ImageRejected('unreadable', source, `cannot read the file (${code ?? String(error)})`, { cause: error });
+  }
+}
+
+async function classify(sharp: typeof Sharp, error: unknown, input: Buffer | string, source: string, bytes: number, maxPixels: number): Promise<ImageRejected> {
+  const message = (error as Error)?.message ?? String(error);
+  if (/unsupported image format/i.test(message)) {
+    return new ImageRejected('not-an-image', source, 'not an image sharp can read (JPEG, PNG, WebP, GIF, TIFF, AVIF)', { cause: error });
+  }
+  if (/pixel limit/i.test(message)) {
+    const meta = await sharp(input, { limitInputPixels: false }).metadata().catch(() => undefined);
+    const pixels = meta?.width && meta.height ? meta.width * meta.height : undefined;
+    const dims = meta?.width && meta.height ? `${meta.width}x${meta.height}` : 'its header';
+    if (pixels !== undefined && pixels / bytes > BOMB_PIXELS_PER_BYTE) {
+      return new ImageRejected('decompression-bomb', source, `declares ${dims} pixels in only ${bytes} bytes`, { cause: error });
+    }
+    return new ImageRejected('too-large', source, `${dims} is over the limit of ${maxPixels} pixels (raise --max-pixels)`, { cause: error });
+  }
+  // libvips keeps one error buffer for all threads, so with several decodes in flight its text can belong to
+  // another image or be empty: a fixed detail keeps rejected.csv deterministic; the original stays as `cause`.
+  const detail = 'cannot decode: truncated or corrupt image data';
+  return new ImageRejected('unreadable', source, detail, { cause: error });
+}

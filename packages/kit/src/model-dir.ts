@@ -1,0 +1,74 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InputError } from './errors.js';
+
+/**
+ * The model directory: card.json, backbone/ (an ONNX file or a TF.js model) and head/ (a TF.js layers model).
+ * train writes it, eval-model, serve and the upload snippet load it.
+ */
+export const MODEL_FORMAT = 'imgpipe-model/1';
+
+export interface ModelCard {
+  format: typeof MODEL_FORMAT;
+  labels: string[];
+  input: { size: number; channels: 3; fit: 'fill' | 'cover' };
+  preprocess: PreprocessSpec;
+  /** `path` is relative to the model directory, e.g. 'backbone/model.onnx' or 'backbone/model.json'. */
+  backbone: BackboneInfo & { path: string };
+  head: { path: 'head/model.json'; layer_size: number; dropout: number; lr: number; epochs: number; batch_size: number };
+  /** val_accuracy, val_loss, train_loss, train_accuracy; eval-model adds test_*. */
+  metrics: Record<string, number>;
+  dataset: { manifest_sha256: string; path?: string };
+  created: string;
+  versions: Record<string, string>;
+  /** Anything else a tool records (trial id, run path). */
+  [key: string]: unknown;
+}
+
+/** How uint8 RGB pixels become the model's float input: value = (pixel * scale - mean[c]) / std[c]. */
+export interface PreprocessSpec {
+  name: 'torch' | 'tf' | 'caffe' | 'none';
+  scale: number;
+  mean: [number, number, number];
+  std: [number, number, number];
+  /** Channel order the model expects; pixels on disk are always RGB. */
+  channel_order: 'RGB' | 'BGR';
+}
+
+/** What a backbone is, recorded in the model card. */
+export interface BackboneInfo {
+  name: string;
+  format: 'onnx' | 'tfjs-layers' | 'tfjs-graph';
+  /** Where it came from: a built-in name's URL, a path or a URL. */
+  source: string;
+  /** sha256 of the model file (ONNX) or of model.json and its weight files in order (TF.js). */
+  sha256: string;
+  input_size: number;
+  layout: 'NHWC' | 'NCHW';
+  preprocess: PreprocessSpec;
+  feature_layer: string;
+  feature_dim: number;
+}
+
+export async function readModelCard(dir: string): Promise<ModelCard> {
+  const path = join(dir, 'card.json');
+  let card: ModelCard;
+  try {
+    card = JSON.parse(await readFile(path, 'utf8')) as ModelCard;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new InputError(
+      code === 'ENOENT' ? `${path} not found: ${dir} is not a model directory (pass the run's model/ with --model)` : `${path}: not valid JSON (${(error as Error).message})`,
+      { cause: error },
+    );
+  }
+  const problems: string[] = [];
+  if (card.format !== MODEL_FORMAT) problems.push(`format is ${JSON.stringify(card.format)}, expected '${MODEL_FORMAT}'`);
+  if (!Array.isArray(card.labels) || card.labels.length < 2) problems.push('labels must list at least 2 classes');
+  if (!card.input || !Number.isInteger(card.input.size) || card.input.size <= 0) problems.push('input.size must be a positive integer');
+  if (!card.backbone || typeof card.backbone.path !== 'string') problems.push('backbone.path is missing');
+  if (!card.head || typeof card.head.path !== 'string') problems.push('head.path is missing');
+  if (!card.preprocess || typeof card.preprocess.name !== 'string') problems.push('preprocess is missing');
+  if (problems.length) throw new InputError(`${path}: ${problems.join('; ')}`);
+  return card;
+}

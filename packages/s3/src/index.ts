@@ -1,0 +1,5 @@
+export * from './file-digest.js';
+export * from './s3.js';
+export * from './s3-download.js';
+export * from './s3-objects.js';
+export * from './s3-upload.js';

@@ -1,0 +1,175 @@
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import pLimit from 'p-limit';
+import { InputError, streamToFileAtomic } from '@imgpipe/kit';
+import { describeS3Error, withS3Retries, type RetryOptions } from './s3.js';
+import { listObjects, unquoteEtag } from './s3-objects.js';
+
+/** A retryable error for a body that stopped arriving or ended short. */
+class BodyError extends Error {
+  constructor(message: string, readonly code: 'StalledBody' | 'TruncatedBody') {
+    super(message);
+    this.name = code;
+  }
+}
+
+export interface DownloadOptions extends RetryOptions {
+  /** Abort and retry a body that delivers nothing for this long (ms). Default 30 s. */
+  stallMs?: number;
+  /** Called with each chunk's size as it lands (counts bytes of failed attempts too). */
+  onBytes?: (bytes: number) => void;
+}
+
+export interface DownloadResult {
+  bytes: number;
+  etag: string;
+  /** Attempts that failed and were retried. */
+  retries: number;
+}
+
+/**
+ * Download one object to `path`: streamed into a temp file beside it and renamed into place only when the whole
+ * body arrived (its length checked against Content-Length). Resets, 5xx, throttling, a stalled or a short body
+ * are retried with backoff; the final error names the object and the fix.
+ */
+export async function downloadObject(client: S3Client, bucket: string, key: string, path: string, options: DownloadOptions = {}): Promise<DownloadResult> {
+  const stallMs = options.stallMs ?? 30_000;
+  let retries = 0;
+  try {
+    return await withS3Retries(
+      async () => {
+        // One watchdog covers both the wait for the response and the body: no progress for stallMs aborts.
+        const controller = new AbortController();
+        let last = Date.now();
+        let stalled = false;
+        let body: Readable | undefined;
+        const watchdog = setInterval(() => {
+          if (Date.now() - last < stallMs) return;
+          stalled = true;
+          controller.abort();
+          body?.destroy(new BodyError(`no data for ${stallMs} ms`, 'StalledBody'));
+        }, Math.min(1_000, Math.max(50, stallMs / 4)));
+        let response;
+        try {
+          response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: controller.signal });
+        } catch (error) {
+          clearInterval(watchdog);
+          throw stalled ? new BodyError(`no response for ${stallMs} ms`, 'StalledBody') : error;
+        }
+        last = Date.now();
+        body = response.Body as Readable | undefined;
+        if (!body) {
+          clearInterval(watchdog);
+          throw new BodyError('empty response body', 'TruncatedBody');
+        }
+        if (body.errored || body.destroyed) {
+          clearInterval(watchdog);
+          throw new BodyError(`connection lost before the body: ${body.errored?.message ?? 'closed'}`, 'TruncatedBody');
+        }
+        const stream = body;
+        const expected = response.ContentLength;
+        let received = 0;
+        async function* counted(): AsyncGenerator<Buffer> {
+          for await (const chunk of stream as AsyncIterable<Buffer>) {
+            received += chunk.length;
+            last = Date.now();
+            options.onBytes?.(chunk.length);
+            yield chunk;
+          }
+          if (expected !== undefined && received !== expected) {
+            throw new BodyError(`body ended after ${received} of ${expected} bytes`, 'TruncatedBody');
+          }
+        }
+        try {
+          await streamToFileAtomic(Readable.from(counted(), { objectMode: false }), path);
+        } finally {
+          clearInterval(watchdog);
+          if (!stream.destroyed) stream.destroy();
+        }
+        return { bytes: received, etag: unquoteEtag(response.ETag), retries };
+      },
+      {
+        ...options,
+        what: options.what ?? `download s3://${bucket}/${key}`,
+        onRetry: (error, attempt) => {
+          retries = attempt;
+          options.onRetry?.(error, attempt);
+        },
+      },
+    );
+  } catch (error) {
+    throw describeS3Error(error, { bucket, key, action: 'download' });
+  }
+}
+
+/** A whole (small) object in memory, with retries. */
+export async function readObjectBytes(client: S3Client, bucket: string, key: string, options: RetryOptions = {}): Promise<Buffer> {
+  try {
+    return await withS3Retries(
+      async () => {
+        const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+        const bytes = Buffer.from(await response.Body!.transformToByteArray());
+        if (response.ContentLength !== undefined && bytes.length !== response.ContentLength) {
+          throw new BodyError(`body ended after ${bytes.length} of ${response.ContentLength} bytes`, 'TruncatedBody');
+        }
+        return bytes;
+      },
+      { ...options, what: `read s3://${bucket}/${key}` },
+    );
+  } catch (error) {
+    throw describeS3Error(error, { bucket, key, action: 'read' });
+  }
+}
+
+/** An object as a stream (e.g. an images CSV), without retries once the body has started. */
+export async function openObjectStream(client: S3Client, bucket: string, key: string, options: RetryOptions = {}): Promise<Readable> {
+  try {
+    const response = await withS3Retries(() => client.send(new GetObjectCommand({ Bucket: bucket, Key: key })), {
+      ...options,
+      what: `read s3://${bucket}/${key}`,
+    });
+    return response.Body as Readable;
+  } catch (error) {
+    throw describeS3Error(error, { bucket, key, action: 'read' });
+  }
+}
+
+/**
+ * The local path for a key under `dest`, or an InputError when the key could escape it: `..` segments, absolute
+ * paths, drive letters, backslashes used as separators, NUL bytes, or a key naming a directory.
+ */
+export function safeLocalPath(dest: string, key: string): string {
+  const refuse = (why: string) => new InputError(`key '${key.replace(/\0/g, '\\0')}' ${why}; refusing to write it`);
+  if (key === '') throw refuse('is empty');
+  if (key.includes('\0')) throw refuse('contains a NUL byte');
+  if (key.startsWith('/') || key.startsWith('\\') || isAbsolute(key) || /^[a-zA-Z]:/.test(key)) throw refuse(`is an absolute path`);
+  const segments = key.split(/[\\/]/);
+  if (segments.some((segment) => segment === '..')) throw refuse(`has a '..' segment that would leave --dest`);
+  if (key.endsWith('/') || key.endsWith('\\')) throw refuse('names a directory, not a file');
+  const kept = segments.filter((segment) => segment !== '' && segment !== '.');
+  if (kept.length === 0) throw refuse('names no file');
+  const root = resolve(dest);
+  const full = resolve(root, ...kept);
+  const rel = relative(root, full);
+  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) throw refuse('resolves outside --dest');
+  return join(dest, ...kept);
+}
+
+/** Download every object under `prefix` into `dest`, keeping the key's path below the prefix. */
+export async function downloadPrefix(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  dest: string,
+  options: DownloadOptions & { concurrency?: number } = {},
+): Promise<{ key: string; path: string; bytes: number }[]> {
+  const limit = pLimit(options.concurrency ?? 8);
+  const base = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
+  const jobs: Promise<{ key: string; path: string; bytes: number }>[] = [];
+  for await (const object of listObjects(client, bucket, { ...options, prefix: base })) {
+    const path = safeLocalPath(dest, object.key.slice(base.length));
+    jobs.push(limit(async () => ({ key: object.key, path, bytes: (await downloadObject(client, bucket, object.key, path, options)).bytes })));
+  }
+  return Promise.all(jobs);
+}
