@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { LoadBackboneOptions, ResolvedBackbone } from './backbone.js';
+import type { LoadBackboneOptions, ResolvedBackbone } from './backbone-types.js';
 import { downloadToFile } from './backbone-fetch.js';
 import { resolveCacheDir } from './cache-dir.js';
 import { FailureError, messageOf, exists, type Logger } from '@imgpipe/kit';

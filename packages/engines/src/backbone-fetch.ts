@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { LoadBackboneOptions, ResolvedBackbone } from './backbone.js';
+import type { LoadBackboneOptions, ResolvedBackbone } from './backbone-types.js';
 import { resolveCacheDir } from './cache-dir.js';
 import { FailureError, InputError, messageOf, exists, sha256, tempPathFor, type Logger, createProgress } from '@imgpipe/kit';
 import { decodeOnnx } from './onnx-graph.js';

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { Backbone, LoadBackboneOptions, ResolvedBackbone } from './backbone.js';
+import type { Backbone, LoadBackboneOptions, ResolvedBackbone } from './backbone-types.js';
 import { InputError, sha256, type Logger } from '@imgpipe/kit';
 import { createOnnxSession, loadOrt } from './onnx.js';
 import { decodeOnnx, exposeOutput, globalPoolOutput, graphInput, graphOutputs, metadataProp } from './onnx-graph.js';

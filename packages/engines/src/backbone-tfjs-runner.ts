@@ -2,7 +2,7 @@ import type { io, LayersModel, GraphModel, SymbolicTensor, Tensor } from '@tenso
 import { InputError, UsageError } from '@imgpipe/kit';
 import type { PreprocessSpec } from '@imgpipe/kit';
 import { preprocessPixels } from './preprocess.js';
-import type { Tf } from './tf.js';
+import type { Tf } from './tf-type.js';
 import { fileLoadHandler, readModelJson } from './tfjs-io.js';
 
 /** A TF.js model (layers or graph) cut at its feature layer, run on whatever backend tf has: used in-process and in workers. */

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { Backbone, LoadBackboneOptions, ResolvedBackbone } from './backbone.js';
+import type { Backbone, LoadBackboneOptions, ResolvedBackbone } from './backbone-types.js';
 import { openTfjsRunner, tfjsFormatOf } from './backbone-tfjs-runner.js';
 import type { WorkerInit, WorkerReply } from './backbone-tfjs-worker.js';
 import { cpuThreads } from './device.js';

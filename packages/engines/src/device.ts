@@ -37,26 +37,3 @@ export const INSTALL_HINTS = {
     "reinstall onnxruntime-node with its CUDA parts (ONNXRUNTIME_NODE_INSTALL_CUDA=v12 npm rebuild onnxruntime-node; needs an NVIDIA driver, CUDA 12 and cuDNN 9), or use --device webgpu",
   webgpu: 'needs a GPU with a working Vulkan (Linux), Metal (macOS) or D3D12 (Windows) driver for Dawn (the webgpu package)',
 } as const;
-
-/** One line per device and engine: available or not, and why. */
-export function formatDeviceList(list: readonly DeviceStatus[]): string {
-  const width = Math.max(...list.map((d) => d.device.length), 6);
-  const engineWidth = Math.max(...list.map((d) => d.engine.length), 6);
-  const lines = list.map(
-    (d) => `${d.device.padEnd(width)}  ${d.engine.padEnd(engineWidth)}  ${(d.available ? 'yes' : 'no').padEnd(9)}  ${d.detail}`,
-  );
-  return [`${'device'.padEnd(width)}  ${'engine'.padEnd(engineWidth)}  available  detail`, ...lines].join('\n') + '\n';
-}
-
-/** Every device for both engines, available or not and why (probes optional packages and GPU adapters). */
-export async function listDevices(): Promise<DeviceStatus[]> {
-  const { probeTfDevices } = await import('./tf.js');
-  const { ortDeviceStatus } = await import('./onnx.js');
-  const tfRows = await probeTfDevices();
-  const tfWebgpu = tfRows.find((row) => row.device === 'webgpu');
-  // ONNX Runtime's bundled WebGPU provider needs the same GPU adapter that the Dawn probe just looked for.
-  const ortRows = (await ortDeviceStatus()).map((row) =>
-    row.device === 'webgpu' && row.available && tfWebgpu && !tfWebgpu.available ? { ...row, available: false, detail: tfWebgpu.detail } : row,
-  );
-  return [...tfRows, ...ortRows];
-}

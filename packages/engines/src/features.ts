@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Backbone } from './backbone.js';
+import type { Backbone } from './backbone-types.js';
 import { resolveCacheDir } from './cache-dir.js';
 import { type Dataset, UsageError, sha256, writeFileAtomic, writeJsonAtomic, silentLogger, type Logger, createProgress, type ProgressEvent, type SplitName } from '@imgpipe/kit';
 

@@ -1,6 +1,6 @@
 import type { LayersModel, Rank, Scalar, Tensor, Tensor1D, Tensor2D, Variable } from '@tensorflow/tfjs';
 import { createRng, deriveSeed, shuffleInPlace, type Rng } from '@imgpipe/kit';
-import type { Tf } from './tf.js';
+import type { Tf } from './tf-type.js';
 
 /**
  * The seed's classifier head on cached features: Dense(layer_size, relu) -> Dropout(dropout) -> Dense(classes,

@@ -1,6 +1,7 @@
 export * from './head.js';
 export * from './model-load.js';
 export * from './device.js';
+export * from './device-list.js';
 export * from './tf.js';
 export * from './preprocess.js';
 export * from './backbone.js';

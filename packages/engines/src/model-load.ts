@@ -29,7 +29,7 @@ export interface SaveModelDirOptions {
  * card.backbone.path is set from the first backbone file; card.head.path is 'head/model.json'.
  */
 export async function saveModelDir(dir: string, options: SaveModelDirOptions): Promise<ModelCard> {
-  const { fileSaveHandler } = await import('@imgpipe/engines');
+  const { fileSaveHandler } = await import('./tfjs-io.js');
   const finalDir = resolve(dir);
   const temp = tempPathFor(finalDir);
   try {
@@ -68,7 +68,7 @@ export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): 
   }
   const dir = resolve(dirOrS3Uri);
   const card = await readModelCard(dir);
-  const [{ loadTf }, { loadBackbone }, { fileLoadHandler }] = await Promise.all([import('@imgpipe/engines'), import('@imgpipe/engines'), import('@imgpipe/engines')]);
+  const [{ loadTf }, { loadBackbone }, { fileLoadHandler }] = await Promise.all([import('./tf.js'), import('./backbone.js'), import('./tfjs-io.js')]);
   const { tf } = await loadTf(options.device, log);
   const headPath = join(dir, card.head.path);
   let head: LayersModel;

@@ -9,7 +9,9 @@ import { messageOf, UsageError, silentLogger, type Logger } from '@imgpipe/kit';
  * backend for the device, and returns tf. The native packages (@tensorflow/tfjs-node, -gpu) are optional: they are
  * imported with a non-literal specifier only when a user installed them.
  */
-export type Tf = typeof import('@tensorflow/tfjs');
+import type { Tf } from './tf-type.js';
+
+export type { Tf } from './tf-type.js';
 
 export interface LoadedTf {
   tf: Tf;

@@ -1,5 +1,5 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
-import type { Tf } from './tf.js';
+import type { Tf } from './tf-type.js';
 
 /**
  * Conv gradient kernels for TF.js WebAssembly, as convolutions its XNNPACK Conv2D runs, so that --fine-tune trains

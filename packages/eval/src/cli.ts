@@ -2,27 +2,21 @@ import { resolve } from 'node:path';
 import { parseDevice } from '@imgpipe/engines';
 import { resolveInputPointer, UsageError, writePointer, type ToolCli } from '@imgpipe/kit';
 
-function optionalNumber(value: unknown, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (typeof value === 'boolean' || String(value).trim() === '' || !Number.isFinite(n)) throw new UsageError(`expected ${flag} to be a number, got '${String(value)}'`);
-  return n;
-}
-
 export const evalModelCli: ToolCli = {
   name: 'eval-model',
   summary:
     "Evaluate a run's best model on the test split of its dataset (which train never saw): writes eval.json, predictions.csv, " +
     'plots/*.png and report.html in the run directory, adds test metrics to model/card.json and results.csv, and prints ' +
     'the run pointer with test_accuracy and test_loss.',
+  packageJson: new URL('../package.json', import.meta.url),
   configKeys: ['train.device', 'data.batch_size'],
   options: {
     run: { type: 'string', describe: 'Run directory written by train (default: the run pointer on stdin)' },
     model: { type: 'string', describe: 'Model directory to evaluate instead of <run>/model' },
     data: { type: 'string', describe: 'Dataset directory (default: the one the run or the model card names)' },
     out: { type: 'string', describe: "Where eval files go when --model is not inside a run directory" },
-    'min-accuracy': { type: 'string', describe: 'Quality gate: exit 1 when test accuracy is below this (0..1), after writing eval.json' },
-    worst: { type: 'string', default: '16', describe: 'How many of the most confidently wrong test images to list and draw' },
+    'min-accuracy': { value: { type: 'number', min: 0, max: 1 }, describe: 'Quality gate: exit 1 when test accuracy is below this, after writing eval.json' },
+    worst: { value: { type: 'int', min: 0 }, default: 16, describe: 'How many of the most confidently wrong test images to list and draw' },
   },
   examples: [
     ['train --data prep/ --out runs/ | eval-model --min-accuracy 0.9 | upload-s3', 'evaluate the run train just made; stop the pipe below 90%'],
@@ -30,9 +24,8 @@ export const evalModelCli: ToolCli = {
     ['eval-model --model model/ --data prep/ --out eval/', 'evaluate a model directory on a dataset'],
   ],
   async run(args, context) {
-    const worst = optionalNumber(args.worst, '--worst') ?? 16;
-    if (!Number.isInteger(worst) || worst < 0) throw new UsageError(`expected --worst to be a non-negative integer, got '${String(args.worst)}'`);
-    const minAccuracy = optionalNumber(args['min-accuracy'], '--min-accuracy');
+    const worst = args.worst as number;
+    const minAccuracy = args['min-accuracy'] as number | undefined;
     if (args.out !== undefined && args.model === undefined) throw new UsageError('--out goes with --model (with a run, the files are written in the run directory)');
     let runDir = args.run as string | undefined;
     let modelDir = args.model as string | undefined;

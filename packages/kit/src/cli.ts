@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import yargs, { type Argv, type Options as YargsOption } from 'yargs';
 import { configOptions, resolveConfig, type ResolvedConfig } from './config.js';
 import type { ConfigKey } from './config-schema.js';
 import { EXIT_OK, EXIT_USAGE, exitCodeOf, ImgpipeError, messageOf, UsageError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
+import { describeValue, parseValue, type ValueSpec } from './values.js';
 
 export interface CliIo {
   stdin: NodeJS.ReadStream | NodeJS.ReadableStream;
@@ -18,14 +20,22 @@ export interface CliContext extends CliIo {
   settings: ResolvedConfig;
 }
 
+/**
+ * A tool's own flag: a yargs option, and for typed values a `value` spec. Such a flag is read as the user's text
+ * and parsed by kit's one value parser (the same as configuration keys), so errors echo what the user typed.
+ */
+export type ToolOption = YargsOption & { value?: ValueSpec };
+
 export interface ToolCli {
   /** The binary's name. */
   name: string;
   summary: string;
-  /** Configuration keys this tool exposes as flags. */
+  /** The tool package's package.json (new URL('../package.json', import.meta.url)): --version reads it. */
+  packageJson: URL;
+  /** Configuration keys this tool reads (each is a flag too, secrets excepted); no other key is read or validated. */
   configKeys: readonly ConfigKey[];
   /** The tool's own flags (not configuration keys). */
-  options?: Record<string, YargsOption>;
+  options?: Record<string, ToolOption>;
   examples?: readonly [command: string, description: string][];
   /** Extra yargs set-up: positional args, checks, epilogue. */
   configure?: (argv: Argv) => Argv;
@@ -37,6 +47,14 @@ const SHARED_OPTIONS: Record<string, YargsOption> = {
   config: { type: 'string', describe: 'YAML config file (sections project, data, aws, train); env IMGPIPE_CONFIG' },
   quiet: { type: 'boolean', alias: 'q', describe: 'Only warnings and errors on stderr' },
 };
+
+/** Read by every tool: --project-name and --debug. */
+const SHARED_KEYS: readonly ConfigKey[] = ['project.name', 'project.debug_logs'];
+
+/** The `version` field of a package.json. */
+export function packageVersion(packageJson: URL): string {
+  return (JSON.parse(readFileSync(packageJson, 'utf8')) as { version?: string }).version ?? 'unknown';
+}
 
 /**
  * Parse the command line, resolve config and run the tool. This is the one place that catches errors:
@@ -52,17 +70,18 @@ export async function runCli(tool: ToolCli, argv: string[] = process.argv.slice(
   };
   let usageFailure: string | undefined;
   argv = joinDashValues(argv);
+  const configKeys = [...new Set([...SHARED_KEYS, ...tool.configKeys])];
   let parser: Argv = yargs(argv)
     .scriptName(tool.name)
     .usage(`$0 [options]\n\n${tool.summary}`)
     .options(SHARED_OPTIONS)
-    .options(configOptions(tool.configKeys))
-    .options(tool.options ?? {})
+    .options(configOptions(configKeys))
+    .options(yargsOptions(tool.options ?? {}))
     .strict()
     .parserConfiguration({ 'camel-case-expansion': false })
     .help()
     .alias('help', 'h')
-    .version(false)
+    .version(packageVersion(tool.packageJson))
     .wrap(Math.min(110, process.stderr.columns ?? 110))
     .exitProcess(false)
     .fail((message, error) => {
@@ -75,6 +94,7 @@ export async function runCli(tool: ToolCli, argv: string[] = process.argv.slice(
   const args = (await parser.parseAsync(argv, {}, (_err, _argv, text) => {
     output = text;
   })) as Record<string, unknown>;
+  usageFailure ??= parseTypedFlags(tool.options ?? {}, args);
   if (usageFailure !== undefined) {
     full.stderr.write(`${tool.name}: ${usageFailure}\nRun '${tool.name} --help' for the options.\n`);
     return EXIT_USAGE;
@@ -84,12 +104,12 @@ export async function runCli(tool: ToolCli, argv: string[] = process.argv.slice(
     full.stdout.write(`${output}\n`);
     return EXIT_OK;
   }
-  if (args.help) return EXIT_OK;
+  if (args.help || args.version) return EXIT_OK;
 
   const debug = Boolean(args.debug);
   const log = createLogger({ name: tool.name, quiet: Boolean(args.quiet), debug, stream: full.stderr });
   try {
-    const settings = await resolveConfig({ flags: args, env: full.env, configPath: args.config as string | undefined });
+    const settings = await resolveConfig({ flags: args, env: full.env, configPath: args.config as string | undefined, keys: configKeys });
     const code = await tool.run(args, { ...full, log: createLogger({ name: tool.name, quiet: Boolean(args.quiet), debug: debug || settings.config.project.debug_logs, stream: full.stderr }), settings });
     return code ?? EXIT_OK;
   } catch (error) {
@@ -117,13 +137,27 @@ function describeError(error: unknown): string {
   return base.includes(causeText) ? base : `${base} (cause: ${causeText})`;
 }
 
-/** An integer flag (`args[name]`, as yargs parsed it) of at least `min`, or a UsageError naming the flag. */
-export function integerFlag(args: Record<string, unknown>, name: string, min = 1): number {
-  const value = args[name];
-  const text = String(value).trim();
-  const number = /^-?\d+$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(number) || number < min) throw new UsageError(`expected --${name} to be an integer >= ${min}, got '${String(value)}'`);
-  return number;
+/** Typed flags are declared as strings to yargs (so the user's text is kept) and described with their kind. */
+function yargsOptions(options: Record<string, ToolOption>): Record<string, YargsOption> {
+  return Object.fromEntries(
+    Object.entries(options).map(([name, { value, ...option }]) => {
+      if (!value || value.type === 'bool') return [name, option];
+      const describe = `${option.describe ?? ''} [${describeValue(value)}]`.trim();
+      return [name, { ...option, type: 'string', describe, ...(option.default === undefined ? {} : { default: String(option.default) }) }];
+    }),
+  );
+}
+
+/** Parse every typed flag in place; all problems at once, one per line, or undefined. */
+function parseTypedFlags(options: Record<string, ToolOption>, args: Record<string, unknown>): string | undefined {
+  const problems: string[] = [];
+  for (const [name, { value }] of Object.entries(options)) {
+    if (!value || args[name] === undefined) continue;
+    const parsed = parseValue(args[name], value, `--${name}`);
+    if ('problem' in parsed) problems.push(parsed.problem);
+    else args[name] = parsed.value;
+  }
+  return problems.length > 0 ? problems.join('\n') : undefined;
 }
 
 /** What a shell reports for a process killed by SIGPIPE (128 + 13), as for `yes | head`. */

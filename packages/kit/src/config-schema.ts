@@ -1,23 +1,18 @@
+import type { ValueSpec, ValueType } from './values.js';
+
 /**
  * Every configuration key: the seed's sections and keys, plus the few imgpipe adds. This table drives the
  * defaults, the YAML validation, the environment variables (IMGPIPE_<SECTION>_<KEY>) and the kebab-case flags.
  */
-export type ValueType = 'string' | 'int' | 'number' | 'bool' | 'int[]' | 'number[]';
-
-export interface KeySpec {
-  type: ValueType;
+export interface KeySpec extends ValueSpec {
   default: string | number | boolean | number[];
   doc: string;
   /** The command-line flag, when it is not the leaf key in kebab-case. */
   flag?: string;
   aliases?: string[];
-  choices?: readonly string[];
-  /** Lower bound (inclusive unless `exclusiveMin`) for numbers and list items. */
-  min?: number;
-  exclusiveMin?: boolean;
-  max?: number;
   /** Standard environment variables read after IMGPIPE_<SECTION>_<KEY>. */
   env?: string[];
+  /** Never a command-line flag (it would show in `ps`): environment, config file or the AWS chain only. */
   secret?: boolean;
 }
 

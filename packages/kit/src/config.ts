@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import type { Options as YargsOption } from 'yargs';
 import { UsageError } from './errors.js';
+import { parseValue } from './values.js';
 import {
   CONFIG_SCHEMA,
   envNameOf,
@@ -29,6 +30,11 @@ export interface ConfigSources {
   env?: NodeJS.ProcessEnv;
   /** --config FILE; IMGPIPE_CONFIG in env is used when absent. */
   configPath?: string | undefined;
+  /**
+   * The keys the tool reads (default: all). Only these are taken from flags, environment and file and validated;
+   * the others keep their defaults, so a variable meant for one tool never stops another.
+   */
+  keys?: readonly ConfigKey[];
 }
 
 const KEYS = Object.keys(CONFIG_SCHEMA) as ConfigKey[];
@@ -38,6 +44,7 @@ export function configOptions(keys: readonly ConfigKey[]): Record<string, YargsO
   const options: Record<string, YargsOption> = {};
   for (const key of keys) {
     const spec = specOf(key);
+    if (spec.secret) continue;
     const isList = spec.type.endsWith('[]');
     const shown = isList ? (spec.default as number[]).join(',') : String(spec.default);
     options[flagOf(key)] = {
@@ -64,9 +71,15 @@ export async function resolveConfig(sources: ConfigSources = {}): Promise<Resolv
 
   const values = new Map<ConfigKey, unknown>();
   const origin = {} as Record<ConfigKey, ConfigOrigin>;
+  const reads = new Set(sources.keys ?? KEYS);
   for (const key of KEYS) {
     const spec = specOf(key);
     const flag = flagOf(key);
+    if (!reads.has(key)) {
+      values.set(key, spec.default);
+      origin[key] = 'default';
+      continue;
+    }
     const envName = [envNameOf(key), ...(spec.env ?? [])].find((name) => env[name] !== undefined && env[name] !== '');
     let raw: unknown;
     let label: string;
@@ -81,9 +94,9 @@ export async function resolveConfig(sources: ConfigSources = {}): Promise<Resolv
       origin[key] = 'default';
       continue;
     }
-    const parsed = coerce(raw, spec, label);
-    if (typeof parsed === 'string' && parsed.startsWith('\0')) problems.push(parsed.slice(1));
-    else values.set(key, parsed);
+    const parsed = parseValue(raw, spec, label);
+    if ('problem' in parsed) problems.push(parsed.problem);
+    else values.set(key, parsed.value);
   }
   if (problems.length > 0) {
     throw new UsageError(`invalid configuration:\n  ${problems.join('\n  ')}`);
@@ -134,64 +147,6 @@ function flattenFile(file: Record<string, unknown>, path: string, problems: stri
     }
   }
   return values;
-}
-
-/** Returns the typed value, or a problem string prefixed with NUL. */
-function coerce(raw: unknown, spec: KeySpec, label: string): unknown {
-  const fail = (expected: string) => `\0expected ${label} to be ${expected}, got ${JSON.stringify(raw)}`;
-  switch (spec.type) {
-    case 'string': {
-      if (typeof raw !== 'string' && typeof raw !== 'number') return fail('a string');
-      const value = String(raw);
-      if (spec.choices && !spec.choices.includes(value)) return fail(`one of ${spec.choices.join(', ')}`);
-      return value;
-    }
-    case 'bool': {
-      if (typeof raw === 'boolean') return raw;
-      const text = String(raw).toLowerCase();
-      if (['true', '1', 'yes', 'on'].includes(text)) return true;
-      if (['false', '0', 'no', 'off'].includes(text)) return false;
-      return fail('true or false');
-    }
-    case 'int':
-    case 'number': {
-      const value = toNumber(raw);
-      const kind = spec.type === 'int' ? 'an integer' : 'a number';
-      if (value === undefined || (spec.type === 'int' && !Number.isInteger(value))) return fail(kind + bounds(spec));
-      return inBounds(value, spec) ? value : fail(kind + bounds(spec));
-    }
-    case 'int[]':
-    case 'number[]': {
-      const items = Array.isArray(raw) ? raw : typeof raw === 'number' ? [raw] : typeof raw === 'string' ? raw.split(',') : undefined;
-      const kind = spec.type === 'int[]' ? 'integers' : 'numbers';
-      const expected = `a comma-separated list of ${kind}${bounds(spec)}`;
-      if (!items || items.length === 0) return fail(expected);
-      const values = items.map(toNumber);
-      const ok = values.every(
-        (value) => value !== undefined && (spec.type === 'number[]' || Number.isInteger(value)) && inBounds(value, spec),
-      );
-      return ok ? values : fail(expected);
-    }
-  }
-}
-
-function toNumber(raw: unknown): number | undefined {
-  if (typeof raw === 'number') return Number.isFinite(raw) ? raw : undefined;
-  if (typeof raw !== 'string' || raw.trim() === '') return undefined;
-  const value = Number(raw.trim());
-  return Number.isFinite(value) ? value : undefined;
-}
-
-function inBounds(value: number, spec: KeySpec): boolean {
-  if (spec.min !== undefined && (spec.exclusiveMin ? value <= spec.min : value < spec.min)) return false;
-  return spec.max === undefined || value <= spec.max;
-}
-
-function bounds(spec: KeySpec): string {
-  const low = spec.min === undefined ? '' : `${spec.exclusiveMin ? '>' : '>='} ${spec.min}`;
-  const high = spec.max === undefined ? '' : `<= ${spec.max}`;
-  const both = [low, high].filter(Boolean).join(' and ');
-  return both ? ` (${both})` : '';
 }
 
 function toSections(values: Map<ConfigKey, unknown>): ImgpipeConfig {

@@ -1,4 +1,4 @@
-import { integerFlag, UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/kit';
+import { UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/kit';
 
 export const prepDataCli: ToolCli = {
   name: 'prep-data',
@@ -6,7 +6,8 @@ export const prepDataCli: ToolCli = {
     'Decode, resize and split the images of a CSV (with local_image, as download-s3 prints it) into a dataset ' +
     'directory: per split one uint8 NHWC pixel file and a CSV of its rows, manifest.json and rejected.csv. ' +
     'Prints one JSON pointer line on stdout.',
-  configKeys: ['project.debug_logs', 'data.images_csv', 'data.img_dimensions', 'data.train_pct', 'data.val_pct', 'data.test_pct', 'data.seed'],
+  packageJson: new URL('../package.json', import.meta.url),
+  configKeys: ['data.images_csv', 'data.img_dimensions', 'data.train_pct', 'data.val_pct', 'data.test_pct', 'data.seed'],
   options: {
     out: { type: 'string', default: 'prep', describe: 'Dataset directory to write (built beside it, then renamed into place)' },
     fit: { type: 'string', choices: ['fill', 'cover'], default: 'fill', describe: 'fill: stretch to a square (the seed); cover: centre-crop' },
@@ -16,11 +17,11 @@ export const prepDataCli: ToolCli = {
       default: 'random',
       describe: 'random: seeded, stratified, exact per-class counts; hash: by a hash of each key, stable when rows are added',
     },
-    seed: { type: 'string', describe: 'Same as --split-seed' },
-    'max-pixels': { type: 'string', describe: 'Reject images whose header declares more pixels (default 268402689)' },
-    'max-rejected': { type: 'string', describe: 'Fail (exit 2) when more images than this are rejected (default: no limit)' },
+    seed: { value: { type: 'int', min: 0 }, describe: 'Same as --split-seed' },
+    'max-pixels': { value: { type: 'int', min: 1 }, describe: 'Reject images whose header declares more pixels (default 268402689)' },
+    'max-rejected': { value: { type: 'int', min: 0 }, describe: 'Fail (exit 2) when more images than this are rejected (default: no limit)' },
     force: { type: 'boolean', default: false, describe: 'Rebuild even when --out already holds this dataset; replace a non-dataset --out' },
-    concurrency: { type: 'string', describe: 'Images decoded at once (default: twice the number of cores)' },
+    concurrency: { value: { type: 'int', min: 1 }, describe: 'Images decoded at once (default: twice the number of cores)' },
   },
   examples: [
     ['download-s3 --csv s3://bucket/images.csv --dest data/ | $0 --out prep/', 'Prepare what download-s3 fetched'],
@@ -38,7 +39,7 @@ export const prepDataCli: ToolCli = {
 async function cliOptions(args: Record<string, unknown>, context: CliContext) {
   const { config, origin } = context.settings;
   const data = config.data;
-  const seed = args.seed === undefined ? data.seed : integerFlag(args, 'seed', 0);
+  const seed = (args.seed as number | undefined) ?? data.seed;
   const csvFlag = origin['data.images_csv'] === 'flag' ? data.images_csv : undefined;
   const { csv, csvSource } = await readInput(csvFlag, data.images_csv, context);
   return {
@@ -51,10 +52,10 @@ async function cliOptions(args: Record<string, unknown>, context: CliContext) {
     fractions: { train: data.train_pct, val: data.val_pct, test: data.test_pct },
     seed,
     splitBy: args['split-by'] as 'random' | 'hash',
-    ...(args['max-pixels'] === undefined ? {} : { maxPixels: integerFlag(args, 'max-pixels', 1) }),
-    ...(args['max-rejected'] === undefined ? {} : { maxRejected: integerFlag(args, 'max-rejected', 0) }),
+    ...(args['max-pixels'] === undefined ? {} : { maxPixels: args['max-pixels'] as number }),
+    ...(args['max-rejected'] === undefined ? {} : { maxRejected: args['max-rejected'] as number }),
     force: Boolean(args.force),
-    ...(args.concurrency === undefined ? {} : { concurrency: integerFlag(args, 'concurrency', 1) }),
+    ...(args.concurrency === undefined ? {} : { concurrency: args.concurrency as number }),
     log: context.log,
     stderr: context.stderr,
     quiet: context.log.quiet,

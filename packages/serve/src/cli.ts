@@ -1,4 +1,4 @@
-import { createLogger, integerFlag, UsageError, type CliContext, type ToolCli } from '@imgpipe/kit';
+import { createLogger, UsageError, type CliContext, type ToolCli } from '@imgpipe/kit';
 
 export const serveCli: ToolCli = {
   name: 'serve',
@@ -6,20 +6,21 @@ export const serveCli: ToolCli = {
     'Serve a model directory over HTTP: the seed\'s POST / (and /predict) JSON route, the Open Inference Protocol (KServe V2) ' +
     'REST routes, and Prometheus /metrics, with dynamic batching. Prints {"kind":"server","url":...} on stdout when ready; ' +
     'SIGTERM or SIGINT stops it gracefully.',
+  packageJson: new URL('../package.json', import.meta.url),
   configKeys: ['train.device', 'aws.endpoint', 'aws.aws_default_region', 'aws.aws_access_key_id', 'aws.aws_secret_access_key'],
   options: {
     model: { type: 'string', demandOption: true, describe: 'Model directory, or s3://bucket/prefix/model (downloaded once at start)' },
     host: { type: 'string', default: '127.0.0.1', describe: 'Address to listen on (0.0.0.0 for every interface, e.g. in a container)' },
-    port: { type: 'number', default: 8080, describe: 'Port; 0 picks a free one (the URL is printed on stdout and stderr)' },
-    'max-batch': { type: 'number', default: 32, describe: 'Most images per model call; 1 turns dynamic batching off' },
-    'max-delay-ms': { type: 'number', default: 5, describe: 'How long the first waiting image may wait for others to fill a batch' },
-    'max-queue': { type: 'number', default: 256, describe: 'Most images admitted at once; beyond it requests get 503 with Retry-After' },
+    port: { value: { type: 'int', min: 0, max: 65535 }, default: 8080, describe: 'Port; 0 picks a free one (the URL is printed on stdout and stderr)' },
+    'max-batch': { value: { type: 'int', min: 1 }, default: 32, describe: 'Most images per model call; 1 turns dynamic batching off' },
+    'max-delay-ms': { value: { type: 'number', min: 0 }, default: 5, describe: 'How long the first waiting image may wait for others to fill a batch' },
+    'max-queue': { value: { type: 'int', min: 1 }, default: 256, describe: 'Most images admitted at once; beyond it requests get 503 with Retry-After' },
     'max-body': { type: 'string', default: '32mb', describe: 'Largest request body (bytes, or with k/m/g); larger ones get 413' },
-    'max-pixels': { type: 'number', default: 40_000_000, describe: 'Largest image in decoded pixels (width x height); larger ones (decompression bombs) get 400' },
+    'max-pixels': { value: { type: 'int', min: 1 }, default: 40_000_000, describe: 'Largest image in decoded pixels (width x height); larger ones (decompression bombs) get 400' },
     echo: { type: 'string', choices: ['annotated', 'raw'], default: 'annotated', describe: 'The "encoded" image sent back: with the label drawn on it, or unchanged' },
     'json-logs': { type: 'boolean', default: false, describe: 'Log one JSON object per line on stderr (per request and per server event)' },
     name: { type: 'string', describe: 'Model name in the V2 routes (/v2/models/{name}); default: the card\'s name or project, else the directory\'s (its parent\'s for a run\'s model/)' },
-    'shutdown-timeout': { type: 'number', default: 30, describe: 'Seconds to wait for requests in flight on SIGTERM before closing their connections' },
+    'shutdown-timeout': { value: { type: 'number', min: 0 }, default: 30, describe: 'Seconds to wait for requests in flight on SIGTERM before closing their connections' },
   },
   examples: [
     ['serve --model runs/20261127-0512-ab12/model --port 8080', 'Serve a trained model on 127.0.0.1:8080'],
@@ -32,12 +33,10 @@ export const serveCli: ToolCli = {
   async run(args: Record<string, unknown>, context: CliContext) {
     const { parseByteSize } = await import('./body.js');
     const { parseDevice } = await import('@imgpipe/engines');
-    const port = integerFlag(args, 'port', 0);
-    if (port > 65535) throw new UsageError(`expected --port to be at most 65535, got ${port}`);
-    const maxDelayMs = Number(args['max-delay-ms']);
-    if (!(maxDelayMs >= 0)) throw new UsageError(`expected --max-delay-ms to be a number >= 0, got '${String(args['max-delay-ms'])}'`);
-    const shutdownSeconds = Number(args['shutdown-timeout']);
-    if (!(shutdownSeconds >= 0)) throw new UsageError(`expected --shutdown-timeout to be seconds >= 0, got '${String(args['shutdown-timeout'])}'`);
+    const port = args.port as number;
+    const maxDelayMs = args['max-delay-ms'] as number;
+    const shutdownSeconds = args['shutdown-timeout'] as number;
+    const maxPixels = args['max-pixels'] as number;
     const name = args.name as string | undefined;
     if (name !== undefined && !/^[\w.-]+$/.test(name)) {
       throw new UsageError(`expected --name to be letters, digits, '.', '_' or '-' (it goes in URLs), got '${name}'`);
@@ -62,16 +61,16 @@ export const serveCli: ToolCli = {
         model,
         host: String(args.host),
         port,
-        maxBatch: integerFlag(args, 'max-batch'),
+        maxBatch: args['max-batch'] as number,
         maxDelayMs,
-        maxQueue: integerFlag(args, 'max-queue'),
+        maxQueue: args['max-queue'] as number,
         maxBody: parseByteSize(String(args['max-body']), '--max-body'),
-        maxPixels: integerFlag(args, 'max-pixels'),
+        maxPixels,
         echo: args.echo as 'annotated' | 'raw',
         jsonLogs,
         name,
         graceMs: shutdownSeconds * 1000,
-        load: createModelLoader({ device, aws: config.aws, log, maxPixels: integerFlag(args, 'max-pixels') }),
+        load: createModelLoader({ device, aws: config.aws, log, maxPixels }),
         stdout: context.stdout,
         stderr: context.stderr,
         log,

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { integerFlag, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/kit';
+import { parseValue, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli, type ValueSpec } from '@imgpipe/kit';
 import type { TrainOptions } from './train.js';
 
 /** Flags that may be lists although their config keys hold one value: the list is kept aside, the first value configures. */
@@ -11,14 +11,15 @@ export const trainCli: ToolCli = {
     'Sweep classifier heads over cached backbone features (the backbone runs once per image, not once per trial) ' +
     'and keep the best trial on the validation split. Writes a run directory (run.json, trials.jsonl, trials.csv, ' +
     'results.csv, model/) and prints one JSON pointer line on stdout.',
+  packageJson: new URL('../package.json', import.meta.url),
   configKeys: ['train.epochs', 'train.lr', 'train.layer_size', 'train.device', 'train.hyper_param_runs', 'train.strategy', 'train.backbone', 'train.seed', 'data.batch_size'],
   options: {
     data: { type: 'string', describe: 'Dataset directory (prep-data --out); default: the dataset pointer on stdin' },
     out: { type: 'string', default: 'runs/', describe: 'Directory that gets the new run directory' },
-    dropout: { type: 'string', default: '0.5', describe: 'Dropout rates to sweep, comma-separated, each in [0, 1)' },
-    patience: { type: 'string', describe: 'Early stopping: stop a trial after this many epochs without a lower val loss, keeping its best epoch' },
-    parallel: { type: 'string', describe: 'Trials trained at once (default: 1 on cpu/wasm, 3 on webgpu/cuda)' },
-    'max-failed-trials': { type: 'string', describe: 'Stop the sweep (exit 1) when more trials than this fail (NaN loss, out of memory); default: no limit' },
+    dropout: { value: { type: 'number[]', min: 0, max: 1, exclusiveMax: true }, default: '0.5', describe: 'Dropout rates to sweep, comma-separated' },
+    patience: { value: { type: 'int', min: 1 }, describe: 'Early stopping: stop a trial after this many epochs without a lower val loss, keeping its best epoch' },
+    parallel: { value: { type: 'int', min: 1 }, describe: 'Trials trained at once (default: 1 on cpu/wasm, 3 on webgpu/cuda)' },
+    'max-failed-trials': { value: { type: 'int', min: 0 }, describe: 'Stop the sweep (exit 1) when more trials than this fail (NaN loss, out of memory); default: no limit' },
     resume: { type: 'string', describe: 'Finish this interrupted run directory: its finished trials are kept, the rest run (an unfinished run of the same command under --out is found without it)' },
     'fine-tune': {
       type: 'string',
@@ -27,8 +28,8 @@ export const trainCli: ToolCli = {
         'when the flag has no value), bn = only its BatchNormalization layers. MUCH slower than the sweep (the backbone runs ' +
         'forward and backward on every training image, each epoch); kept only if val accuracy does not drop. ONNX backbones: usage error',
     },
-    'fine-tune-epochs': { type: 'string', default: '2', describe: 'Epochs of --fine-tune' },
-    'fine-tune-lr': { type: 'string', describe: 'Adam learning rate of --fine-tune; default: the best trial\'s lr / 10' },
+    'fine-tune-epochs': { value: { type: 'int', min: 1 }, default: 2, describe: 'Epochs of --fine-tune' },
+    'fine-tune-lr': { value: { type: 'number', min: 0, exclusiveMin: true }, describe: 'Adam learning rate of --fine-tune; default: the best trial\'s lr / 10' },
     'feature-layer': { type: 'string', describe: 'Backbone layer (TF.js) or value (ONNX) whose output are the features; default: the backbone\'s pooled output' },
     preprocess: { type: 'string', choices: ['torch', 'tf', 'caffe', 'none'], describe: 'Pixel normalisation the backbone expects; default: what the backbone records' },
     'cache-dir': { type: 'string', describe: 'Cache for backbones and features (default $IMGPIPE_CACHE_DIR or ~/.cache/imgpipe)' },
@@ -68,13 +69,12 @@ export const trainCli: ToolCli = {
   },
 };
 
-function list(raw: unknown, flag: string, kind: 'int' | 'number', check: (n: number) => boolean, expected: string): number[] {
-  const values = String(raw).split(',').map((v) => v.trim());
-  const numbers = values.map((v) => (v === '' ? Number.NaN : Number(v)));
-  if (numbers.length === 0 || numbers.some((n) => !Number.isFinite(n) || (kind === 'int' && !Number.isInteger(n)) || !check(n))) {
-    throw new UsageError(`expected ${flag} to be a comma-separated list of ${expected}, got '${String(raw)}'`);
-  }
-  return numbers;
+/** --epochs and --batch-size sweep lists although their config keys hold one value. */
+function list(raw: unknown, flag: string): number[] {
+  const spec: ValueSpec = { type: 'int[]', min: 1 };
+  const parsed = parseValue(raw, spec, flag);
+  if ('problem' in parsed) throw new UsageError(parsed.problem);
+  return parsed.value as number[];
 }
 
 function fineTuneOptions(args: Record<string, unknown>): Pick<TrainOptions, 'fineTune'> {
@@ -85,12 +85,8 @@ function fineTuneOptions(args: Record<string, unknown>): Pick<TrainOptions, 'fin
   }
   const mode = raw === '' || raw === 'true' ? 'all' : String(raw);
   if (mode !== 'all' && mode !== 'bn') throw new UsageError(`expected --fine-tune to be all, bn or none, got '${String(raw)}'`);
-  const epochs = integerFlag(args, 'fine-tune-epochs', 1);
-  let lr: number | undefined;
-  if (args['fine-tune-lr'] !== undefined) {
-    lr = Number(args['fine-tune-lr']);
-    if (args['fine-tune-lr'] === '' || !(lr > 0 && Number.isFinite(lr))) throw new UsageError(`expected --fine-tune-lr to be a positive number, got '${String(args['fine-tune-lr'])}'`);
-  }
+  const epochs = args['fine-tune-epochs'] as number;
+  const lr = args['fine-tune-lr'] as number | undefined;
   return { fineTune: { mode, epochs, ...(lr === undefined ? {} : { lr }) } };
 }
 
@@ -104,8 +100,8 @@ async function trainOptions(args: Record<string, unknown>, context: CliContext):
     stdin: context.stdin as NodeJS.ReadStream,
   });
   if (!pointer.path) throw new UsageError('the dataset pointer on stdin has no path; pass --data DIR');
-  const epochs = args['epochs-list'] === undefined ? [train.epochs] : list(args['epochs-list'], '--epochs', 'int', (n) => n >= 1, 'integers >= 1');
-  const batchSizes = args['batch-size-list'] === undefined ? [data.batch_size] : list(args['batch-size-list'], '--batch-size', 'int', (n) => n >= 1, 'integers >= 1');
+  const epochs = args['epochs-list'] === undefined ? [train.epochs] : list(args['epochs-list'], '--epochs');
+  const batchSizes = args['batch-size-list'] === undefined ? [data.batch_size] : list(args['batch-size-list'], '--batch-size');
   const env = context.env;
   return {
     dataDir: resolve(context.cwd, pointer.path),
@@ -114,7 +110,7 @@ async function trainOptions(args: Record<string, unknown>, context: CliContext):
     space: {
       lr: train.lr,
       layer_size: train.layer_size,
-      dropout: list(args.dropout, '--dropout', 'number', (n) => n >= 0 && n < 1, 'numbers in [0, 1)'),
+      dropout: args.dropout as number[],
       batch_size: batchSizes,
       epochs,
     },
@@ -127,9 +123,9 @@ async function trainOptions(args: Record<string, unknown>, context: CliContext):
     ...(args.preprocess ? { preprocess: String(args.preprocess) } : {}),
     ...(args['cache-dir'] ? { cacheDir: resolve(context.cwd, String(args['cache-dir'])) } : {}),
     extractBatchSize: batchSizes[0]!,
-    ...(args.patience === undefined ? {} : { patience: integerFlag(args, 'patience', 1) }),
-    ...(args.parallel === undefined ? {} : { parallel: integerFlag(args, 'parallel', 1) }),
-    ...(args['max-failed-trials'] === undefined ? {} : { maxFailedTrials: integerFlag(args, 'max-failed-trials', 0) }),
+    ...(args.patience === undefined ? {} : { patience: args.patience as number }),
+    ...(args.parallel === undefined ? {} : { parallel: args.parallel as number }),
+    ...(args['max-failed-trials'] === undefined ? {} : { maxFailedTrials: args['max-failed-trials'] as number }),
     ...fineTuneOptions(args),
     projectName: config.project.name,
     log: context.log,

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { integerFlag, InputError, resolveInputPointer, UsageError, type ToolCli } from '@imgpipe/kit';
+import { InputError, resolveInputPointer, UsageError, type ToolCli } from '@imgpipe/kit';
 import { isS3Uri, parseS3Uri } from '@imgpipe/s3';
 
 export const uploadS3Cli: ToolCli = {
@@ -8,12 +8,13 @@ export const uploadS3Cli: ToolCli = {
     'Upload a run to s3://BUCKET/PREFIX/: results.csv, the model directory unchanged, the evaluation report and ' +
     'plots when present, and load_model.mjs (a loader snippet). Objects already there with the same content are ' +
     'skipped. Prints one JSON pointer line listing the uploaded URIs.',
-  configKeys: ['aws.bucket_name', 'aws.results_upload_path', 'aws.endpoint', 'aws.aws_default_region'],
+  packageJson: new URL('../package.json', import.meta.url),
+  configKeys: ['aws.bucket_name', 'aws.results_upload_path', 'aws.endpoint', 'aws.aws_default_region', 'aws.aws_access_key_id', 'aws.aws_secret_access_key'],
   options: {
     run: { type: 'string', describe: 'The run directory (or a model directory); default: the run pointer on stdin' },
-    concurrency: { type: 'number', default: 8, describe: 'Uploads in flight' },
-    retries: { type: 'number', default: 5, describe: 'Retries per object on throttling, 5xx, resets and timeouts' },
-    'part-size': { type: 'number', default: 8, describe: 'Multipart part size in MiB (5 to 10); larger files go up in parts' },
+    concurrency: { value: { type: 'int', min: 1 }, default: 8, describe: 'Uploads in flight' },
+    retries: { value: { type: 'int', min: 0 }, default: 5, describe: 'Retries per object on throttling, 5xx, resets and timeouts' },
+    'part-size': { value: { type: 'number', min: 5, max: 10 }, default: 8, describe: 'Multipart part size in MiB; larger files go up in parts' },
   },
   examples: [
     ['train --data prep/ | eval-model | upload-s3 --bucket my-bucket --prefix results/', 'publish the evaluated run of a pipeline'],
@@ -22,10 +23,9 @@ export const uploadS3Cli: ToolCli = {
   ],
   async run(args, context) {
     const { config } = context.settings;
-    const concurrency = integerFlag(args, 'concurrency');
-    const retries = integerFlag(args, 'retries', 0);
-    const partMiB = Number(args['part-size']);
-    if (!(partMiB >= 5 && partMiB <= 10)) throw new UsageError(`expected --part-size to be between 5 and 10 (MiB), got '${String(args['part-size'])}'`);
+    const concurrency = args.concurrency as number;
+    const retries = args.retries as number;
+    const partMiB = args['part-size'] as number;
     let bucket = config.aws.bucket_name;
     let prefix = config.aws.results_upload_path;
     if (isS3Uri(prefix)) ({ bucket, key: prefix } = parseS3Uri(prefix, '--prefix'));

@@ -1,0 +1,2 @@
+/** The TensorFlow.js namespace as loadTf returns it. */
+export type Tf = typeof import('@tensorflow/tfjs');
