@@ -260,7 +260,7 @@ test('e2e: the real bin reads the run pointer on stdin and prints the run pointe
 
   const gate = await execa('node', [BIN, '--run', runDir, '--device', 'wasm', '--min-accuracy', '1.01'], { cwd: temp.path, reject: false });
   assert.equal(gate.exitCode, 2, gate.stderr);
-  assert.match(gate.stderr, /--min-accuracy to be a number from 0 to 1/);
+  assert.match(gate.stderr, /expected --min-accuracy to be a number >= 0 and <= 1, got '1.01'/);
   const none = await execa('node', [BIN], { cwd: temp.path, input: '', reject: false });
   assert.equal(none.exitCode, 2);
   assert.match(none.stderr, /expected a JSON pointer line/);

@@ -1,4 +1,6 @@
-import type { io, LayersModel, GraphModel, SymbolicTensor, Tensor } from '@tensorflow/tfjs';
+import type { io, Tensor } from '@tensorflow/tfjs-core';
+import type { GraphModel } from '@tensorflow/tfjs-converter';
+import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { InputError, UsageError } from '@imgpipe/kit';
 import type { PreprocessSpec } from '@imgpipe/kit';
 import { preprocessPixels } from './preprocess.js';

@@ -1,3 +1,4 @@
+import { existsSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { DEVICES, UsageError } from '@imgpipe/kit';
 
@@ -35,5 +36,19 @@ export const INSTALL_HINTS = {
     'install @tensorflow/tfjs-node-gpu@4.22.0 next to imgpipe (npm i @tensorflow/tfjs-node-gpu@4.22.0; needs an NVIDIA driver, CUDA 11.8 and cuDNN 8.6, and downloads libtensorflow)',
   ortCuda:
     "reinstall onnxruntime-node with its CUDA parts (ONNXRUNTIME_NODE_INSTALL_CUDA=v12 npm rebuild onnxruntime-node; needs an NVIDIA driver, CUDA 12 and cuDNN 9), or use --device webgpu",
-  webgpu: 'needs a GPU with a working Vulkan (Linux), Metal (macOS) or D3D12 (Windows) driver for Dawn (the webgpu package)',
+  webgpu: 'needs a GPU with a working Vulkan (Linux), Metal (macOS) or D3D12 (Windows) driver',
+  tfjsWebgpu: 'install webgpu@0.6.2 and @tensorflow/tfjs-backend-webgpu@4.22.0 next to imgpipe (npm i webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0)',
 } as const;
+
+/**
+ * Why `auto` should not try WebGPU here, or undefined. On Linux a GPU shows as a DRM render node or an NVIDIA
+ * device; without one, probing Dawn only prints native Vulkan warnings, so `auto` does not probe at all.
+ * IMGPIPE_NO_WEBGPU=1 opts out everywhere.
+ */
+export function webgpuUnlikely(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.IMGPIPE_NO_WEBGPU) return 'IMGPIPE_NO_WEBGPU is set';
+  if (process.platform !== 'linux') return undefined;
+  const renderNode = existsSync('/dev/dri') && readdirSync('/dev/dri').some((name) => name.startsWith('renderD'));
+  if (renderNode || existsSync('/dev/nvidia0') || existsSync('/dev/dxg')) return undefined;
+  return 'no GPU device (/dev/dri/renderD*, /dev/nvidia0)';
+}

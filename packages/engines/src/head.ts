@@ -1,4 +1,5 @@
-import type { LayersModel, Rank, Scalar, Tensor, Tensor1D, Tensor2D, Variable } from '@tensorflow/tfjs';
+import type { Rank, Scalar, Tensor, Tensor1D, Tensor2D, Variable } from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { createRng, deriveSeed, shuffleInPlace, type Rng } from '@imgpipe/kit';
 import type { Tf } from './tf-type.js';
 

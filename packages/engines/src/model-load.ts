@@ -1,6 +1,6 @@
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import type { LayersModel } from '@tensorflow/tfjs';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { InputError, UsageError, readModelCard, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard } from '@imgpipe/kit';
 import type { Device } from './device.js';
 
@@ -105,7 +105,7 @@ export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): 
       if (count === 0) return new Float32Array(0);
       const features = await backbone.extract(pixels, count);
       const dim = features.length / count;
-      const probs = tf.tidy(() => head.predict(tf.tensor2d(features, [count, dim])) as import('@tensorflow/tfjs').Tensor);
+      const probs = tf.tidy(() => head.predict(tf.tensor2d(features, [count, dim])) as import('@tensorflow/tfjs-core').Tensor);
       try {
         const out = (await probs.data()) as Float32Array;
         if (out.length !== count * classes) throw new InputError(`${headPath}: the head gives ${out.length / count} outputs, the card lists ${classes} labels`);

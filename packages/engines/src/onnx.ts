@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { cpuThreads, INSTALL_HINTS, type ConcreteDevice, type Device, type DeviceStatus } from './device.js';
+import { cpuThreads, INSTALL_HINTS, webgpuUnlikely, type ConcreteDevice, type Device, type DeviceStatus } from './device.js';
 import { messageOf, UsageError, silentLogger, type Logger } from '@imgpipe/kit';
 
 /**
@@ -95,8 +95,9 @@ export async function createOnnxSession(model: Uint8Array, device: Device, log: 
       skipped.push('cuda: provider not installed');
       continue;
     }
-    if (candidate === 'webgpu' && process.env.IMGPIPE_NO_WEBGPU) {
-      skipped.push('webgpu: IMGPIPE_NO_WEBGPU is set');
+    const noGpu = candidate === 'webgpu' ? webgpuUnlikely() : undefined;
+    if (noGpu) {
+      skipped.push(`webgpu: ${noGpu}`);
       continue;
     }
     try {

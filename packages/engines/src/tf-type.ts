@@ -1,2 +1,2 @@
-/** The TensorFlow.js namespace as loadTf returns it. */
-export type Tf = typeof import('@tensorflow/tfjs');
+/** The TensorFlow.js namespace as loadTf returns it (core, layers and converter). */
+export type Tf = typeof import('./tfjs.js');

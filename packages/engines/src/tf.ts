@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { cpuThreads, INSTALL_HINTS, type ConcreteDevice, type Device, type DeviceStatus } from './device.js';
+import { cpuThreads, INSTALL_HINTS, webgpuUnlikely, type ConcreteDevice, type Device, type DeviceStatus } from './device.js';
 import { messageOf, UsageError, silentLogger, type Logger } from '@imgpipe/kit';
 
 /**
@@ -50,7 +50,7 @@ let webgpuRegistered = false;
 let webgpuError: string | undefined;
 
 async function baseTf(): Promise<Tf> {
-  tfModule ??= await import('@tensorflow/tfjs');
+  tfModule ??= await import('./tfjs.js');
   return tfModule;
 }
 
@@ -89,7 +89,9 @@ export async function setupWebgpu(): Promise<string | undefined> {
   if (webgpuRegistered) return undefined;
   if (webgpuError) return webgpuError;
   try {
-    const dawn = (await import('webgpu')) as unknown as { create(flags: string[]): GPU; globals: object };
+    const webgpu = await importOptional('webgpu');
+    if (!webgpu.module) return (webgpuError = `${webgpu.error}; ${INSTALL_HINTS.tfjsWebgpu}`);
+    const dawn = webgpu.module as { create(flags: string[]): GPU; globals: object };
     const g = globalThis as Record<string, unknown>;
     Object.assign(globalThis, dawn.globals);
     if (!(g.navigator as { gpu?: unknown } | undefined)?.gpu) {
@@ -98,7 +100,8 @@ export async function setupWebgpu(): Promise<string | undefined> {
     const adapter = await withTimeout((g.navigator as { gpu: GPU }).gpu.requestAdapter(), 20_000);
     if (!adapter) return (webgpuError = `no WebGPU adapter found; ${INSTALL_HINTS.webgpu}`);
     await baseTf();
-    await import('@tensorflow/tfjs-backend-webgpu');
+    const backend = await importOptional('@tensorflow/tfjs-backend-webgpu');
+    if (!backend.module) return (webgpuError = `${backend.error}; ${INSTALL_HINTS.tfjsWebgpu}`);
     webgpuRegistered = true;
     return undefined;
   } catch (error) {
@@ -174,7 +177,7 @@ async function resolveTf(device: Device, log: Logger): Promise<LoadedTf> {
       for (const [name, attempt] of [
         ['cuda', () => useNative('@tensorflow/tfjs-node-gpu', 'cuda')],
         ['cpu (tfjs-node)', () => useNative('@tensorflow/tfjs-node', 'cpu')],
-        ['webgpu', () => (process.env.IMGPIPE_NO_WEBGPU ? Promise.resolve('IMGPIPE_NO_WEBGPU is set') : useWebgpu())],
+        ['webgpu', () => Promise.resolve(webgpuUnlikely() ?? useWebgpu())],
       ] as const) {
         const loaded = await attempt();
         if (typeof loaded !== 'string') {

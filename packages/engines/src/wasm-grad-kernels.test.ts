@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Tensor4D } from '@tensorflow/tfjs';
+import type { Tensor4D } from '@tensorflow/tfjs-core';
 import { createRng } from '@imgpipe/kit';
 import { loadTf } from './tf.js';
 

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { assignSplits, checkFractions } from './split.js';
-import { type SplitFractions, type SplitMethod, type SplitName, createProgress, csvString, DATASET_FORMAT, InputError, MANIFEST_FILE, openDataset, REJECTED_FILE, replaceDirectory, sha256, silentLogger, tempPathFor, UsageError, type DatasetManifest, type Logger, type Pointer, type ProgressEvent, type SplitFiles, type Fit } from '@imgpipe/kit';
+import { type SplitFractions, type SplitMethod, type SplitName, createProgress, csvString, packageVersion, DATASET_FORMAT, InputError, MANIFEST_FILE, openDataset, REJECTED_FILE, replaceDirectory, sha256, silentLogger, tempPathFor, UsageError, type DatasetManifest, type Logger, type Pointer, type ProgressEvent, type SplitFiles, type Fit } from '@imgpipe/kit';
 import { DEFAULT_MAX_PIXELS, imageEngineVersions, imagePipelineInfo, tuneImageEngine } from '@imgpipe/images';
 import { decodeOutcome, orderedMap } from './decode-pass.js';
 import { parsePrepInput } from './input.js';
@@ -194,8 +194,7 @@ async function existingDataset(dir: string, out: string, force: boolean): Promis
 let versionCache: Record<string, string> | undefined;
 async function versions(): Promise<Record<string, string>> {
   if (!versionCache) {
-    const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
-    versionCache = { '@imgpipe/prep-data': pkg.version ?? 'unknown', node: process.version, ...(await imageEngineVersions()) };
+    versionCache = { '@imgpipe/prep-data': packageVersion(new URL('../package.json', import.meta.url)), node: process.version, ...(await imageEngineVersions()) };
   }
   return versionCache;
 }

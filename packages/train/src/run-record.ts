@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import type { Backbone, ConcreteDevice, Tf } from '@imgpipe/engines';
-import type { Dataset } from '@imgpipe/kit';
+import { packageVersion, type Dataset } from '@imgpipe/kit';
 import { RUN_FORMAT, writeRunJson, type RunJson } from './run-dir.js';
 import type { TrainOptions } from './train.js';
 
@@ -13,17 +12,10 @@ export interface RunTimings {
   fine_tune_seconds?: number;
 }
 
-async function packageVersion(): Promise<string> {
-  try {
-    return (JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
 
 /** Versions recorded in run.json and the model card. */
 export async function runVersions(tf: Tf): Promise<Record<string, string>> {
-  return { node: process.version, tfjs: tf.version.tfjs, imgpipe_train: await packageVersion() };
+  return { node: process.version, tfjs: tf.version_core, imgpipe_train: packageVersion(new URL('../package.json', import.meta.url)) };
 }
 
 /** run.json of a starting (or resumed) run: status 'running', what it was asked, and what it runs on. */
