@@ -26,3 +26,4 @@ export * from './features.js';
 export * from './image.js';
 export * from './split.js';
 export * from './dataset.js';
+export * from './stylesheet.js';

@@ -7,6 +7,7 @@ import {
   loadModel,
   openDataset,
   readModelCard,
+  readStylesheet,
   silentLogger,
   UsageError,
   writeFileAtomic,
@@ -196,7 +197,7 @@ export async function runEvalModel(options: EvalModelOptions): Promise<EvalModel
     files: { predictions: PREDICTIONS_FILE, report: REPORT_FILE, plots },
   };
   await writeJsonAtomic(join(outDir, EVAL_FILE), result);
-  await writeFileAtomic(join(outDir, REPORT_FILE), renderReport(result, trials, `Evaluation of ${basename(outDir)}`));
+  await writeFileAtomic(join(outDir, REPORT_FILE), renderReport(result, trials, `Evaluation of ${basename(outDir)}`, await readStylesheet()));
   await attachCardMetrics(modelDir, { test_loss: metrics.test_loss, test_accuracy: metrics.test_accuracy });
   await updateResults(outDir, bestTrial, metrics, log);
 
