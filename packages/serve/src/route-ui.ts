@@ -28,6 +28,12 @@ export async function page({ request }: RouteContext, state: AppState): Promise<
   return fileReply(request, state.ui.assets.page, { vary: 'Accept' });
 }
 
+/** GET /favicon.ico: none, said without an error, so browsers viewing the report or JSON log nothing. */
+export async function favicon(context: RouteContext, state: AppState): Promise<Reply> {
+  uiOf(state);
+  return { status: 204, body: Buffer.alloc(0), contentType: 'image/x-icon', headers: { 'cache-control': 'max-age=86400' } };
+}
+
 /** GET /ui/{file}: only the page's own files, by exact name. */
 export async function uiFile({ request, params }: RouteContext, state: AppState): Promise<Reply> {
   const { files } = uiOf(state).assets;

@@ -5,7 +5,7 @@ import { PROMETHEUS_CONTENT_TYPE, type Registry } from './metrics.js';
 import { checkModelName, ready } from './route-common.js';
 import { predictSeed } from './route-predict.js';
 import { inferV2, modelMetadata, readiness } from './route-v2.js';
-import { page, uiFile, uiModel, uiReport, uiReportPlot } from './route-ui.js';
+import { favicon, page, uiFile, uiModel, uiReport, uiReportPlot } from './route-ui.js';
 import type { UiState } from './ui-assets.js';
 
 /** What a route answers; the server writes it. */
@@ -82,6 +82,7 @@ export const ROUTES: readonly Route[] = [
   },
   // The page (route-ui.ts): GET / for browsers, its files, the model card, the run's report.
   { method: 'GET', pattern: '/', handle: page },
+  { method: 'GET', pattern: '/favicon.ico', handle: favicon },
   { method: 'GET', pattern: '/ui/model', handle: uiModel },
   { method: 'GET', pattern: '/ui/{file}', handle: uiFile },
   { method: 'GET', pattern: '/ui/report/report.html', handle: uiReport },

@@ -35,7 +35,7 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, className = '', ...ch
 const byId = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const percent = (p: number) => `${(p * 100).toFixed(1)} %`;
-const megabytes = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+const size = (bytes: number) => (bytes < 1024 * 1024 ? `${Math.round(bytes / 1024)} KB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`);
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 function setStatus(text: string, bad = false): void {
@@ -150,7 +150,7 @@ class ResultCard {
     // Base64 in JSON: 4 bytes per 3, plus the envelope.
     const encodedSize = Math.ceil(file.size / 3) * 4 + 200;
     if (encodedSize > model.max_body) {
-      this.refuse(`Too large: ${megabytes(file.size)}; this server takes images up to about ${megabytes((model.max_body - 200) * 0.75)}.`, `request bodies over ${model.max_body} bytes are refused (serve --max-body)`);
+      this.refuse(`Too large: ${size(file.size)}; this server takes images up to about ${size((model.max_body - 200) * 0.75)}.`, `request bodies over ${model.max_body} bytes are refused (serve --max-body)`);
       return;
     }
     this.show('pending', el('p', 'muted', 'Classifying…'));
