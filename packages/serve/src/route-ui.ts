@@ -20,12 +20,15 @@ function fileReply(request: IncomingMessage, file: StaticFile, headers: Record<s
   return { status: fresh ? 304 : 200, body: fresh ? Buffer.alloc(0) : file.body, contentType: file.contentType, headers: all };
 }
 
-/** GET /: the page for browsers (Accept: text/html); anything else gets what it got before the page existed. */
+/**
+ * GET /: the page for browsers (Accept: text/html), 404 for them with --no-ui; other clients get what they got
+ * before the page existed (405, use POST).
+ */
 export async function page({ request }: RouteContext, state: AppState): Promise<Reply> {
-  if (!state.ui || !/\btext\/html\b/.test(request.headers.accept ?? '')) {
+  if (!/\btext\/html\b/.test(request.headers.accept ?? '')) {
     throw new HttpError(405, `${request.method} is not allowed on /; use POST`, { headers: { allow: 'POST', vary: 'Accept' } });
   }
-  return fileReply(request, state.ui.assets.page, { vary: 'Accept' });
+  return fileReply(request, uiOf(state).assets.page, { vary: 'Accept' });
 }
 
 /** GET /favicon.ico: none, said without an error, so browsers viewing the report or JSON log nothing. */

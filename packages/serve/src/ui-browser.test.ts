@@ -158,6 +158,16 @@ describe('serve: the page in headless Chromium', () => {
     t.diagnostic(`first load: ${sizes.length} responses, ${bytes} bytes over the wire; interactive ${interactive.toFixed(0)} ms after goto, ${inPage} ms on the page's clock`);
     assert.equal(sizes.length, 4, 'the page, its stylesheet, its script and the model card');
     assert.ok(bytes < 40_000, `the page stays small: ${bytes} bytes`);
+    // A second load: the browser revalidates its copies by ETag (304s), so only headers and the card travel.
+    wire.length = 0;
+    const again = performance.now();
+    await page.reload();
+    await page.locator('html[data-ready]').waitFor();
+    const interactiveAgain = performance.now() - again;
+    await page.waitForLoadState('networkidle');
+    const bytesAgain = (await Promise.all(wire)).reduce((a, b) => a + b, 0);
+    t.diagnostic(`reload: ${bytesAgain} bytes over the wire; interactive ${interactiveAgain.toFixed(0)} ms after reload, ${await page.locator('html').getAttribute('data-ready')} ms on the page's clock`);
+    assert.ok(bytesAgain < bytes / 2, `revalidated, not downloaded again: ${bytesAgain} bytes`);
 
     // The model card.
     const card = Object.fromEntries(

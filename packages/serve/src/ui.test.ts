@@ -168,7 +168,7 @@ describe('serve: the page for browsers (HTTP level)', () => {
     }
   });
 
-  it('turns the page off with ui: false (404, GET / as before)', async () => {
+  it('turns the page off with ui: false (404; GET / for programs as before)', async () => {
     const off = await runServe(options(modelDir, false));
     try {
       for (const path of ['/ui/app.js', '/ui/style.css', '/ui/model', '/ui/report/report.html']) {
@@ -177,8 +177,11 @@ describe('serve: the page for browsers (HTTP level)', () => {
         assert.match(reply.body.error, /--no-ui/, path);
       }
       const root = await fetch(off.url, { headers: html });
-      assert.equal(root.status, 405);
-      assert.equal(root.headers.get('allow'), 'POST');
+      assert.equal(root.status, 404);
+      assert.match(((await root.json()) as { error: string }).error, /the page is off \(serve --no-ui\)/);
+      const program = await request(off.url, '/');
+      assert.equal(program.status, 405);
+      assert.equal(program.headers.get('allow'), 'POST');
     } finally {
       await off.close();
     }
@@ -190,7 +193,7 @@ describe('serve: the page for browsers (HTTP level)', () => {
       const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
       const { url } = JSON.parse(line) as { url: string };
       assert.equal((await request(url, '/ui/app.js')).status, 404);
-      assert.equal((await fetch(url, { headers: html })).status, 405);
+      assert.equal((await fetch(url, { headers: html })).status, 404);
       assert.equal((await request(url, '/v2/health/ready')).status, 200);
     } finally {
       child.kill('SIGTERM');
