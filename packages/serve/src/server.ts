@@ -107,7 +107,7 @@ export function createHttpApp({ state, metrics, accessLog, log }: HttpAppOptions
   /** Write the reply; returns the body's size (0 when nothing could be sent). */
   function send(request: IncomingMessage, response: ServerResponse, reply: Reply): number {
     if (response.headersSent || response.destroyed) return 0;
-    const text = typeof reply.body === 'string' && reply.contentType ? reply.body : JSON.stringify(reply.body);
+    const text = Buffer.isBuffer(reply.body) ? '' : typeof reply.body === 'string' && reply.contentType ? reply.body : JSON.stringify(reply.body);
     const body = Buffer.isBuffer(reply.body) ? reply.body : Buffer.from(text, 'utf8');
     const headers: Record<string, string | number> = {
       'content-type': reply.contentType ?? 'application/json; charset=utf-8',
