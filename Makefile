@@ -68,7 +68,7 @@ node_modules/.modules.yaml: package.json pnpm-lock.yaml packages/*/package.json
 
 install: node_modules/.modules.yaml
 
-$(BUILT): node_modules/.modules.yaml tsconfig.json tsconfig.base.json $(wildcard packages/*/tsconfig.json) $(shell find packages/*/src -name '*.ts' 2>/dev/null)
+$(BUILT): node_modules/.modules.yaml tsconfig.json tsconfig.base.json $(wildcard packages/*/tsconfig.json packages/*/ui/tsconfig.json) $(shell find packages/*/src packages/*/ui -name '*.ts' 2>/dev/null)
 	$(PNPM) run build
 	@touch $@
 

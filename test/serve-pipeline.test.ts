@@ -2,6 +2,7 @@
 // The server's probabilities must equal loadModel's on the very pixels prep-data stored for the test split, so
 // serving and training decode images identically.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -74,6 +75,7 @@ describe('serve a model trained by the pipeline', () => {
       stdout: quiet,
       stderr: quiet,
       log: silentLogger,
+      ui: true,
     });
   });
 
@@ -121,5 +123,29 @@ describe('serve a model trained by the pipeline', () => {
     });
     const outputs = ((await v2.json()) as { outputs: { name: string; data: number[] }[] }).outputs;
     assert.deepEqual(outputs[0]!.data, Array.from(want));
+  });
+
+  it('serves the report eval-model wrote into the run, read-only, with its plots and its inline stylesheet allowed', async () => {
+    // The test above ran eval-model on the run while serve was up: the page links the report from then on.
+    const card = (await (await fetch(new URL('/ui/model', server.url))).json()) as { links: { report: string | null } };
+    assert.equal(card.links.report, 'ui/report/report.html');
+    const response = await fetch(new URL(card.links.report, server.url));
+    assert.equal(response.status, 200);
+    const html = await response.text();
+    assert.equal(html, await readFile(join(runDir, 'report.html'), 'utf8'));
+    const style = /<style>([\s\S]*?)<\/style>/.exec(html)![1]!;
+    const csp = response.headers.get('content-security-policy')!;
+    assert.ok(csp.includes(`style-src 'sha256-${createHash('sha256').update(style).digest('base64')}'`), csp);
+    assert.match(csp, /default-src 'none'/);
+    const plots = [...html.matchAll(/src="(plots\/[^"]+)"/g)].map((m) => m[1]!);
+    assert.ok(plots.length >= 2, `the report shows plots: ${plots.join(', ')}`);
+    for (const plot of plots) {
+      const png = await fetch(new URL(`ui/report/${plot}`, server.url));
+      assert.equal(png.headers.get('content-type'), 'image/png', plot);
+      assert.deepEqual(Buffer.from(await png.arrayBuffer()), await readFile(join(runDir, plot)), plot);
+    }
+    for (const other of ['eval.json', 'predictions.csv', 'run.json', 'plots/../eval.json']) {
+      assert.equal((await fetch(new URL(`ui/report/${other}`, server.url))).status, 404, other);
+    }
   });
 });

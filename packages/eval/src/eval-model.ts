@@ -1,6 +1,6 @@
 import { readFile, rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { exists, FailureError, InputError, openDataset, readModelCard, silentLogger, UsageError, writeFileAtomic, writeJsonAtomic, type Logger, type Pointer, type ProgressEvent } from '@imgpipe/kit';
+import { exists, FailureError, InputError, openDataset, readModelCard, readStylesheet, silentLogger, UsageError, writeFileAtomic, writeJsonAtomic, type Logger, type Pointer, type ProgressEvent } from '@imgpipe/kit';
 import { loadModel, type Device } from '@imgpipe/engines';
 import { EVAL_FORMAT, PLOT_FILES, type EvalResult, type WorstItem } from './eval-result.js';
 import { computeMetrics, formatFloat32, worstMistakes } from './metrics.js';
@@ -182,7 +182,7 @@ export async function runEvalModel(options: EvalModelOptions): Promise<EvalModel
     files: { predictions: PREDICTIONS_FILE, report: REPORT_FILE, plots },
   };
   await writeJsonAtomic(join(outDir, EVAL_FILE), result);
-  await writeFileAtomic(join(outDir, REPORT_FILE), renderReport(result, trials, `Evaluation of ${basename(outDir)}`));
+  await writeFileAtomic(join(outDir, REPORT_FILE), renderReport(result, trials, `Evaluation of ${basename(outDir)}`, await readStylesheet()));
   await attachCardMetrics(modelDir, { test_loss: metrics.test_loss, test_accuracy: metrics.test_accuracy });
   await updateResults(outDir, bestTrial, metrics, log);
 

@@ -15,9 +15,11 @@ function table(head: string[], rows: string[][], rowClass: (i: number) => string
 
 /**
  * report.html: a static page (no scripts, no network) next to eval.json, showing the test metrics, the plots by
- * relative path, the trial table with the best trial marked, and the worst mistakes.
+ * relative path, the trial table with the best trial marked, and the worst mistakes. `stylesheet` (core's
+ * readStylesheet(), the look serve's page shares) goes in a style block, so the report is one file that reads the
+ * same opened from disk, from S3 or through serve; links are relative, so the run directory can move.
  */
-export function renderReport(result: EvalResult, trials: readonly TrialSummary[], title: string): string {
+export function renderReport(result: EvalResult, trials: readonly TrialSummary[], title: string, stylesheet: string): string {
   const best = result.model.trial;
   const wrong = result.count - result.confusion_matrix.reduce((sum, row, i) => sum + (row[i] ?? 0), 0);
   const paramKeys = [...new Set(trials.flatMap((t) => Object.keys(t.params)))];
@@ -47,18 +49,10 @@ export function renderReport(result: EvalResult, trials: readonly TrialSummary[]
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(title)}</title>
 <style>
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1000px; color: #222; }
-table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
-th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; font-variant-numeric: tabular-nums; }
-th { background: #f2f2f2; }
-tr.best td { background: #e8f6f0; }
-.muted { color: #777; font-size: 0.85em; }
-.bad { color: #c0392b; }
-figure { margin: 1rem 0; }
-img { max-width: 100%; border: 1px solid #ddd; }
-</style>
+${stylesheet}</style>
 </head>
 <body>
 <h1>${esc(title)}</h1>

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { InputError, silentLogger } from '@imgpipe/kit';
+import { InputError, readStylesheet, silentLogger } from '@imgpipe/kit';
 import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { EVAL_FORMAT, type EvalResult } from './eval-result.js';
 import { renderReport } from './report.js';
@@ -44,7 +44,7 @@ test('updateResults fills the trial row and adds missing columns; attachCardMetr
   assert.deepEqual(JSON.parse(await readFile(join(dir, 'card.json'), 'utf8')), { format: 'x', metrics: { val_accuracy: 0.75, test_accuracy: 0.8, test_loss: 0.1 }, trial: 't002' });
 });
 
-test('report.html escapes what it shows and marks a failed gate', () => {
+test('report.html escapes what it shows and marks a failed gate', async () => {
   const result: EvalResult = {
     format: EVAL_FORMAT,
     split: 'test',
@@ -62,13 +62,15 @@ test('report.html escapes what it shows and marks a failed gate', () => {
     gate: { min_accuracy: 0.9, passed: false },
     files: { predictions: 'predictions.csv', report: 'report.html', plots: { confusion_matrix: 'plots/confusion-matrix.png' } },
   };
-  const html = renderReport(result, [], 'Evaluation of <run>');
+  const html = renderReport(result, [], 'Evaluation of <run>', await readStylesheet());
   assert.ok(!html.includes('<script>') && !html.includes('<cat>') && !html.includes('<run>'));
   assert.ok(html.includes('&lt;script&gt;alert(1)&lt;/script&gt;'));
   assert.match(html, /<strong class="bad">failed<\/strong>: accuracy &ge; 0.9/);
   assert.ok(html.includes('src="plots/confusion-matrix.png"'));
   assert.ok(!html.includes('learning-curves.png'), 'only the plots that were written');
   assert.match(html, /No trials.jsonl in this run/);
+  assert.ok(html.includes(`<style>\n${await readStylesheet()}</style>`), 'the shared stylesheet, inlined');
+  assert.ok(!/(src|href)="(\/|[a-z]+:)/.test(html), 'no absolute URLs: the report opens from a file, S3 or serve');
 });
 
 test('without trials.jsonl, the trial table comes from trials.csv (no history)', async () => {

@@ -11,3 +11,4 @@ export * from './pointer.js';
 export * from './progress.js';
 export * from './random.js';
 export * from './values.js';
+export * from './stylesheet.js';

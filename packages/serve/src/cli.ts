@@ -20,6 +20,7 @@ export const serveCli: ToolCli = {
     echo: { type: 'string', choices: ['annotated', 'raw'], default: 'annotated', describe: 'The "encoded" image sent back: with the label drawn on it, or unchanged' },
     'json-logs': { type: 'boolean', default: false, describe: 'Log one JSON object per line on stderr (per request and per server event)' },
     name: { type: 'string', describe: 'Model name in the V2 routes (/v2/models/{name}); default: the card\'s name or project, else the directory\'s (its parent\'s for a run\'s model/)' },
+    ui: { type: 'boolean', default: true, describe: 'Serve a page at GET / for browsers (drop an image, see the answer); --no-ui turns it off' },
     'shutdown-timeout': { value: { type: 'number', min: 0 }, default: 30, describe: 'Seconds to wait for requests in flight on SIGTERM before closing their connections' },
   },
   examples: [
@@ -76,6 +77,7 @@ export const serveCli: ToolCli = {
         log,
         quiet: Boolean(args.quiet),
         signal: stop.signal,
+        ui: Boolean(args.ui),
       });
       if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
       await handle.close();

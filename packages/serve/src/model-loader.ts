@@ -1,6 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { createS3Client, downloadPrefix, isS3Uri, parseS3Uri } from '@imgpipe/s3';
 import { decodeToTensor } from '@imgpipe/images';
 import { InputError, silentLogger, type ImgpipeConfig, type Logger } from '@imgpipe/kit';
@@ -37,7 +37,7 @@ export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
       const loaded = await loadModel(dir, { device: options.device, log });
       const { tf } = await loadTf(options.device, silentLogger);
       const cleanup = tempDir;
-      return servedModel(loaded, { name: modelNameFor(spec), maxPixels: options.maxPixels, numTensors: () => tf.memory().numTensors, cleanup: cleanup ? () => rm(cleanup, { recursive: true, force: true }) : undefined });
+      return servedModel(loaded, { name: modelNameFor(spec), maxPixels: options.maxPixels, numTensors: () => tf.memory().numTensors, cleanup: cleanup ? () => rm(cleanup, { recursive: true, force: true }) : undefined, local: !cleanup });
     } catch (error) {
       if (tempDir) await rm(tempDir, { recursive: true, force: true });
       throw error;
@@ -48,7 +48,7 @@ export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
 /** Wrap a loaded model for serving: decoder from its card, a name, tf's tensor count. */
 export function servedModel(
   loaded: LoadedModel,
-  options: { name: string; maxPixels: number; numTensors: () => number; cleanup?: (() => Promise<void>) | undefined },
+  options: { name: string; maxPixels: number; numTensors: () => number; cleanup?: (() => Promise<void>) | undefined; local?: boolean },
 ): ServedModel {
   const { size, fit } = loaded.card.input;
   return {
@@ -56,6 +56,8 @@ export function servedModel(
     version: undefined,
     labels: loaded.labels,
     inputSize: loaded.inputSize,
+    card: loaded.card,
+    dir: options.local ? resolve(loaded.dir) : undefined,
     // A TF.js backbone on WebAssembly runs in a pool of worker threads: one batch per worker keeps every core
     // busy. LoadedModel exposes it as `concurrency` when the model-dir code does; 1 otherwise (ONNX Runtime
     // already uses every core for one call).

@@ -5,12 +5,14 @@ import { PROMETHEUS_CONTENT_TYPE, type Registry } from './metrics.js';
 import { checkModelName, ready } from './route-common.js';
 import { predictSeed } from './route-predict.js';
 import { inferV2, modelMetadata, readiness } from './route-v2.js';
+import { favicon, page, uiFile, uiModel, uiReport, uiReportPlot } from './route-ui.js';
+import type { UiState } from './ui-assets.js';
 
 /** What a route answers; the server writes it. */
 export interface Reply {
   status: number;
   body: unknown;
-  /** Sent as is when a string (metrics), JSON otherwise. */
+  /** Sent as is when a string (metrics) or a Buffer (the page's files), JSON otherwise. */
   contentType?: string;
   headers?: Record<string, string>;
   /** Images classified, for the request log. */
@@ -35,6 +37,8 @@ export interface AppState {
   echo: EchoMode;
   registry: Registry;
   serverVersion: string;
+  /** The page for browsers; undefined with --no-ui. */
+  ui?: UiState | undefined;
 }
 
 export interface Route {
@@ -76,6 +80,13 @@ export const ROUTES: readonly Route[] = [
     pattern: '/metrics',
     handle: async (_c, state) => ({ status: 200, body: state.registry.render(), contentType: PROMETHEUS_CONTENT_TYPE }),
   },
+  // The page (route-ui.ts): GET / for browsers, its files, the model card, the run's report.
+  { method: 'GET', pattern: '/', handle: page },
+  { method: 'GET', pattern: '/favicon.ico', handle: favicon },
+  { method: 'GET', pattern: '/ui/model', handle: uiModel },
+  { method: 'GET', pattern: '/ui/{file}', handle: uiFile },
+  { method: 'GET', pattern: '/ui/report/report.html', handle: uiReport },
+  { method: 'GET', pattern: '/ui/report/plots/{file}', handle: uiReportPlot },
 ];
 
 export interface RouteMatch {

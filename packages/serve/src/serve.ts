@@ -1,12 +1,13 @@
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
-import { FailureError, messageOf, writePointer, type Logger } from '@imgpipe/kit';
+import { FailureError, messageOf, writePointer, type Logger, type ModelCard } from '@imgpipe/kit';
 import { createAccessLog, createEventLog } from './access-log.js';
 import type { EchoMode } from './annotate.js';
 import { createClassifier, type ClassifierModel, type ImageDecoder } from './classifier.js';
 import type { AppState } from './routes.js';
 import { createHttpApp } from './server.js';
 import { createServeMetrics, type ServeMetrics } from './serve-metrics.js';
+import { loadUiAssets } from './ui-assets.js';
 
 /** A model ready to serve: the classifier's needs plus what the V2 metadata and shutdown use. */
 export interface ServedModel extends ClassifierModel {
@@ -15,6 +16,10 @@ export interface ServedModel extends ClassifierModel {
   version?: string;
   /** The same decode and resize as training (core decodeToTensor with the card's size and fit). */
   decode: ImageDecoder;
+  /** card.json, for the page's model card. */
+  card?: ModelCard | undefined;
+  /** The local model directory (not for s3://), where the page looks for the run's report. */
+  dir?: string | undefined;
   /** tf.memory().numTensors of the engine, exported in /metrics. */
   numTensors(): number;
   dispose(): Promise<void>;
@@ -49,6 +54,8 @@ export interface ServeOptions {
   serverVersion?: string;
   /** Aborting it (SIGTERM, SIGINT) stops the server gracefully, during loading too. */
   signal?: AbortSignal;
+  /** Serve the page for browsers at GET / (the CLI's default; --no-ui turns it off). */
+  ui?: boolean;
 }
 
 export interface ServeHandle {
@@ -87,6 +94,7 @@ export async function runServe(options: ServeOptions): Promise<ServeHandle> {
     echo: options.echo,
     registry: metrics.registry,
     serverVersion: options.serverVersion ?? '0.1.0',
+    ui: options.ui ? { assets: await loadUiAssets() } : undefined,
   };
   const app = createHttpApp({
     state,
@@ -133,6 +141,7 @@ export async function runServe(options: ServeOptions): Promise<ServeHandle> {
     model = await options.load(options.model);
     state.modelName = options.name ?? model.name;
     state.modelVersion = model.version;
+    if (state.ui) state.ui.model = { card: model.card, dir: model.dir };
     const classifier = createClassifier({
       model,
       decode: model.decode,

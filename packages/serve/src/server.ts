@@ -5,6 +5,7 @@ import { bodyBytes } from './body.js';
 import { HttpError, UnavailableError } from './http-error.js';
 import { matchRoute, type AppState, type Reply } from './routes.js';
 import type { ServeMetrics } from './serve-metrics.js';
+import { SECURITY_HEADERS } from './security-headers.js';
 
 export interface HttpApp {
   server: Server;
@@ -64,6 +65,7 @@ export function createHttpApp({ state, metrics, accessLog, log }: HttpAppOptions
 
     void respond(request, match).then((reply) => {
       images = reply.images ?? 0;
+      reply.headers = { 'server-timing': `total;dur=${(performance.now() - started).toFixed(1)}`, ...reply.headers };
       try {
         bytesOut = send(request, response, reply);
       } catch (error) {
@@ -105,11 +107,12 @@ export function createHttpApp({ state, metrics, accessLog, log }: HttpAppOptions
   /** Write the reply; returns the body's size (0 when nothing could be sent). */
   function send(request: IncomingMessage, response: ServerResponse, reply: Reply): number {
     if (response.headersSent || response.destroyed) return 0;
-    const text = typeof reply.body === 'string' && reply.contentType ? reply.body : JSON.stringify(reply.body);
-    const body = Buffer.from(text, 'utf8');
+    const text = Buffer.isBuffer(reply.body) ? '' : typeof reply.body === 'string' && reply.contentType ? reply.body : JSON.stringify(reply.body);
+    const body = Buffer.isBuffer(reply.body) ? reply.body : Buffer.from(text, 'utf8');
     const headers: Record<string, string | number> = {
       'content-type': reply.contentType ?? 'application/json; charset=utf-8',
       'content-length': body.length,
+      ...SECURITY_HEADERS,
       ...reply.headers,
     };
     // While shutting down, or when the request body was not read (errors before reading it), close the
