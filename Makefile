@@ -57,7 +57,7 @@ STAGE_DEPS := $(if $(SKIP_BUILD),,$(BUILT))
 # A stage's recipe writes its pointer to a temp name and renames it: an interrupted stage leaves no final file.
 finish = mv -f $@.tmp $@
 
-.PHONY: all install build test bench demo clean typecheck serve refresh download prep train evaluate upload demo-data demo-backbone demo-trained-backbone FORCE
+.PHONY: all install build test bench demo clean typecheck lint serve refresh download prep train evaluate upload demo-data demo-backbone demo-trained-backbone FORCE
 
 all: $(WORK)/upload.json
 
@@ -77,7 +77,13 @@ build: $(BUILT)
 typecheck: build
 	$(PNPM) exec tsc -p tsconfig.test.json
 
-test: build typecheck
+# Biome's recommended rules (non-null assertions allowed: with noUncheckedIndexedAccess they mark checked indexes),
+# and no import cycles between files (dpdm, type-only imports included).
+lint: install
+	$(PNPM) exec biome lint --error-on-warnings .
+	$(PNPM) exec dpdm --no-tree --no-warning --no-progress --exit-code circular:1 --exclude 'dist|node_modules' 'packages/*/src/**/*.ts' 'packages/*/ui/**/*.ts'
+
+test: build typecheck lint
 	$(PNPM) run test
 
 bench: build

@@ -84,7 +84,7 @@ export async function runDownloadS3(options: DownloadS3Options): Promise<Downloa
   for await (const record of table.records) records.push(record);
 
   let bytes = 0;
-  let counts = { ok: 0, skipped: 0, failed: 0 };
+  const counts = { ok: 0, skipped: 0, failed: 0 };
   const progress = createProgress({
     label: download ? 'download' : 'check',
     total: records.length,
