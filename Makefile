@@ -43,7 +43,8 @@ DEMO_BUCKET ?= imgpipe-demo
 # SKIP_BUILD=1: the stages use the bins as built (the tests set it)
 SKIP_BUILD ?=
 
-BIN := node_modules/.bin
+# IMGPIPE_BIN_DIR: where the stage binaries are (default: this checkout's node_modules/.bin)
+BIN := $(or $(IMGPIPE_BIN_DIR),node_modules/.bin)
 STAMP := node scripts/stamp.mjs
 S := $(WORK)/.stamps
 CFG := $(if $(CONFIG),--config $(CONFIG))

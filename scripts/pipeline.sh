@@ -44,7 +44,7 @@ done
 if [[ -n "$config" && ! -f "$config" ]]; then echo "pipeline.sh: --config $config: no such file" >&2; exit 2; fi
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
-bin="$here/node_modules/.bin"
+bin="${IMGPIPE_BIN_DIR:-$here/node_modules/.bin}"
 mkdir -p "$work"
 log="${log:-$work/pipeline.log}"
 

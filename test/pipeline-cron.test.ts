@@ -9,7 +9,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { listFilesRecursive } from '@imgpipe/test-utils';
-import { BUCKET, CSV_URI, NOISE_CSV_URI, PIPELINE, REPO, runCommand, startPipelineFixture, type PipelineFixture } from './pipeline-fixture.js';
+import { BUCKET, CSV_URI, hookedBinDir, NOISE_CSV_URI, PIPELINE, REPO, runCommand, startPipelineFixture, type PipelineFixture } from './pipeline-fixture.js';
 
 let fixture: PipelineFixture;
 before(async () => {
@@ -65,13 +65,15 @@ test('below --min-accuracy eval-model stops the pipe: exit 13, nothing uploaded,
 
 test('SIGTERM during train stops every stage and leaves no half-written artifact; the next run resumes and publishes', async () => {
   const work = join(fixture.temp.path, 'killed');
-  // Each epoch waits 400 ms (train's test hook), so the kill lands inside the sweep.
-  const child = spawn('bash', pipelineArgs(work, 'killed/'), { cwd: REPO, env: { ...process.env, ...fixture.env, IMGPIPE_TEST_EPOCH_DELAY_MS: '400' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Each epoch waits 400 ms (a test hook injected into train), so the kill lands inside the sweep.
+  const bin = await hookedBinDir(join(fixture.temp.path, 'hooked-bin'));
+  const child = spawn('bash', pipelineArgs(work, 'killed/'), { cwd: REPO, env: { ...process.env, ...fixture.env, IMGPIPE_BIN_DIR: bin, IMGPIPE_TEST_EPOCH_DELAY_MS: '400' }, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const trainLog = join(work, 'logs', '3-train.log');
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 180_000;
   while (!(existsSync(trainLog) && /trial 1\/4 t001:/.test(await readFile(trainLog, 'utf8')))) {
-    assert.ok(Date.now() < deadline, 'train never started a trial');
+    const log = existsSync(trainLog) ? await readFile(trainLog, 'utf8') : '(no train log)';
+    assert.ok(Date.now() < deadline && child.exitCode === null, `train never started a trial: ${log}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   child.kill('SIGTERM');

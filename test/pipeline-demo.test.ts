@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
-import { REPO, runCommand } from './pipeline-fixture.js';
+import { hookedBinDir, REPO, runCommand } from './pipeline-fixture.js';
 
 let temp: TempDir;
 before(async () => {
@@ -62,7 +62,7 @@ test('Ctrl-C stops the demo and the S3 server it started', async () => {
   // A process group of its own, like a terminal's foreground job: SIGINT goes to every process in it.
   const child = spawn(process.execPath, ['scripts/demo.mjs', '--work', work], {
     cwd: REPO,
-    env: { ...process.env, IMGPIPE_NO_WEBGPU: '1', IMGPIPE_TEST_EPOCH_DELAY_MS: '300' },
+    env: { ...process.env, IMGPIPE_NO_WEBGPU: '1', IMGPIPE_BIN_DIR: await hookedBinDir(join(temp.path, 'hooked-bin')), IMGPIPE_TEST_EPOCH_DELAY_MS: '300' },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });

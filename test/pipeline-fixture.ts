@@ -102,3 +102,21 @@ export function parseSimpleCsv(text: string): Record<string, string>[] {
   const columns = header!.split(',');
   return lines.map((line) => Object.fromEntries(line.split(',').map((cell, i) => [columns[i]!, cell])));
 }
+
+/**
+ * A directory of the stage binaries (IMGPIPE_BIN_DIR for the Makefile and scripts/pipeline.sh) whose `train` is
+ * packages/train/src/test-train-bin.ts: the real train with test hooks injected from IMGPIPE_TEST_* variables.
+ */
+export async function hookedBinDir(dir: string): Promise<string> {
+  const { chmod, mkdir, writeFile } = await import('node:fs/promises');
+  await mkdir(dir, { recursive: true });
+  const script = async (name: string, command: string) => {
+    await writeFile(join(dir, name), `#!/bin/sh\nexec ${command} "$@"\n`);
+    await chmod(join(dir, name), 0o755);
+  };
+  // pnpm's bin shims find their package relative to their own path, so wrap them rather than link them.
+  for (const tool of ['download-s3', 'prep-data', 'eval-model', 'upload-s3', 'serve']) await script(tool, `"${join(REPO, 'node_modules', '.bin', tool)}"`);
+  const entry = join(REPO, 'packages', 'train', 'src', 'test-train-bin.ts');
+  await script('train', `"${process.execPath}" --conditions=imgpipe-source --import "${import.meta.resolve('tsx')}" "${entry}"`);
+  return dir;
+}

@@ -5,69 +5,76 @@ import type { TrainOptions } from './train.js';
 /** Flags that may be lists although their config keys hold one value: the list is kept aside, the first value configures. */
 const LIST_FLAGS = ['epochs', 'batch-size'] as const;
 
-export const trainCli: ToolCli = {
-  name: 'train',
-  summary:
-    'Sweep classifier heads over cached backbone features (the backbone runs once per image, not once per trial) ' +
-    'and keep the best trial on the validation split. Writes a run directory (run.json, trials.jsonl, trials.csv, ' +
-    'results.csv, model/) and prints one JSON pointer line on stdout.',
-  packageJson: new URL('../package.json', import.meta.url),
-  configKeys: ['train.epochs', 'train.lr', 'train.layer_size', 'train.device', 'train.hyper_param_runs', 'train.strategy', 'train.backbone', 'train.seed', 'data.batch_size'],
-  options: {
-    data: { type: 'string', describe: 'Dataset directory (prep-data --out); default: the dataset pointer on stdin' },
-    out: { type: 'string', default: 'runs/', describe: 'Directory that gets the new run directory' },
-    dropout: { value: { type: 'number[]', min: 0, max: 1, exclusiveMax: true }, default: '0.5', describe: 'Dropout rates to sweep, comma-separated' },
-    patience: { value: { type: 'int', min: 1 }, describe: 'Early stopping: stop a trial after this many epochs without a lower val loss, keeping its best epoch' },
-    parallel: { value: { type: 'int', min: 1 }, describe: 'Trials trained at once (default: 1 on cpu/wasm, 3 on webgpu/cuda)' },
-    'max-failed-trials': { value: { type: 'int', min: 0 }, describe: 'Stop the sweep (exit 1) when more trials than this fail (NaN loss, out of memory); default: no limit' },
-    resume: { type: 'string', describe: 'Finish this interrupted run directory: its finished trials are kept, the rest run (an unfinished run of the same command under --out is found without it)' },
-    'fine-tune': {
-      type: 'string',
-      describe:
-        'After the sweep, train a TF.js layers backbone end to end with the best head: all = every backbone weight (the default ' +
-        'when the flag has no value), bn = only its BatchNormalization layers. MUCH slower than the sweep (the backbone runs ' +
-        'forward and backward on every training image, each epoch); kept only if val accuracy does not drop. ONNX backbones: usage error',
+/** What tests inject into a real train process (see test-train-bin.ts); never read from the environment here. */
+export type TrainTestHooks = Pick<TrainOptions, 'failTrials' | 'epochDelayMs'>;
+
+export const trainCli: ToolCli = createTrainCli();
+
+export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
+  return {
+    name: 'train',
+    summary:
+      'Sweep classifier heads over cached backbone features (the backbone runs once per image, not once per trial) ' +
+      'and keep the best trial on the validation split. Writes a run directory (run.json, trials.jsonl, trials.csv, ' +
+      'results.csv, model/) and prints one JSON pointer line on stdout.',
+    packageJson: new URL('../package.json', import.meta.url),
+    configKeys: ['train.epochs', 'train.lr', 'train.layer_size', 'train.device', 'train.hyper_param_runs', 'train.strategy', 'train.backbone', 'train.seed', 'data.batch_size'],
+    options: {
+      data: { type: 'string', describe: 'Dataset directory (prep-data --out); default: the dataset pointer on stdin' },
+      out: { type: 'string', default: 'runs/', describe: 'Directory that gets the new run directory' },
+      dropout: { value: { type: 'number[]', min: 0, max: 1, exclusiveMax: true }, default: '0.5', describe: 'Dropout rates to sweep, comma-separated' },
+      patience: { value: { type: 'int', min: 1 }, describe: 'Early stopping: stop a trial after this many epochs without a lower val loss, keeping its best epoch' },
+      parallel: { value: { type: 'int', min: 1 }, describe: 'Trials trained at once (default: 1 on cpu/wasm, 3 on webgpu/cuda)' },
+      'max-failed-trials': { value: { type: 'int', min: 0 }, describe: 'Stop the sweep (exit 1) when more trials than this fail (NaN loss, out of memory); default: no limit' },
+      resume: { type: 'string', describe: 'Finish this interrupted run directory: its finished trials are kept, the rest run (an unfinished run of the same command under --out is found without it)' },
+      'fine-tune': {
+        type: 'string',
+        describe:
+          'After the sweep, train a TF.js layers backbone end to end with the best head: all = every backbone weight (the default ' +
+          'when the flag has no value), bn = only its BatchNormalization layers. MUCH slower than the sweep (the backbone runs ' +
+          'forward and backward on every training image, each epoch); kept only if val accuracy does not drop. ONNX backbones: usage error',
+      },
+      'fine-tune-epochs': { value: { type: 'int', min: 1 }, default: 2, describe: 'Epochs of --fine-tune' },
+      'fine-tune-lr': { value: { type: 'number', min: 0, exclusiveMin: true }, describe: 'Adam learning rate of --fine-tune; default: the best trial\'s lr / 10' },
+      'feature-layer': { type: 'string', describe: 'Backbone layer (TF.js) or value (ONNX) whose output are the features; default: the backbone\'s pooled output' },
+      preprocess: { type: 'string', choices: ['torch', 'tf', 'caffe', 'none'], describe: 'Pixel normalisation the backbone expects; default: what the backbone records' },
+      'cache-dir': { type: 'string', describe: 'Cache for backbones and features (default $IMGPIPE_CACHE_DIR or ~/.cache/imgpipe)' },
+      'list-devices': { type: 'boolean', default: false, describe: 'Print the devices and whether each is available, then exit' },
     },
-    'fine-tune-epochs': { value: { type: 'int', min: 1 }, default: 2, describe: 'Epochs of --fine-tune' },
-    'fine-tune-lr': { value: { type: 'number', min: 0, exclusiveMin: true }, describe: 'Adam learning rate of --fine-tune; default: the best trial\'s lr / 10' },
-    'feature-layer': { type: 'string', describe: 'Backbone layer (TF.js) or value (ONNX) whose output are the features; default: the backbone\'s pooled output' },
-    preprocess: { type: 'string', choices: ['torch', 'tf', 'caffe', 'none'], describe: 'Pixel normalisation the backbone expects; default: what the backbone records' },
-    'cache-dir': { type: 'string', describe: 'Cache for backbones and features (default $IMGPIPE_CACHE_DIR or ~/.cache/imgpipe)' },
-    'list-devices': { type: 'boolean', default: false, describe: 'Print the devices and whether each is available, then exit' },
-  },
-  examples: [
-    ['prep-data --csv images.csv --out prep/ | $0 --out runs/', 'The seed\'s 3x3 grid (lr x layer size) on the prepared dataset'],
-    ['$0 --data prep/ --lr 0.001,0.01 --layer-size 256 --dropout 0.3,0.5 --epochs 3,5', 'A custom grid'],
-    ['$0 --data prep/ --strategy random --hyper-param-runs 4 --seed 7', 'Four random distinct combinations'],
-    ['$0 --data prep/ --resume runs/20261127-0512-ab12', 'Finish an interrupted sweep'],
-    ['$0 --data prep/ --backbone mobilenet/model.json --fine-tune bn --fine-tune-epochs 1', 'Then fine-tune a TF.js backbone\'s BatchNorm layers (slow)'],
-    ['$0 --list-devices', 'Which devices work here'],
-  ],
-  configure: (argv) =>
-    argv
-      .describe('epochs', 'Epochs per trial; a comma-separated list sweeps them. [train.epochs; default: 3]')
-      .describe('batch-size', 'Head batch size; a comma-separated list sweeps them (the first is also the feature-extraction batch). [data.batch_size; default: 32]')
-      .middleware((args) => {
-        for (const flag of LIST_FLAGS) {
-          const value = args[flag];
-          if (typeof value === 'string' && value.includes(',')) {
-            args[`${flag}-list`] = value;
-            args[flag] = value.split(',')[0]!.trim();
+    examples: [
+      ['prep-data --csv images.csv --out prep/ | $0 --out runs/', 'The seed\'s 3x3 grid (lr x layer size) on the prepared dataset'],
+      ['$0 --data prep/ --lr 0.001,0.01 --layer-size 256 --dropout 0.3,0.5 --epochs 3,5', 'A custom grid'],
+      ['$0 --data prep/ --strategy random --hyper-param-runs 4 --seed 7', 'Four random distinct combinations'],
+      ['$0 --data prep/ --resume runs/20261127-0512-ab12', 'Finish an interrupted sweep'],
+      ['$0 --data prep/ --backbone mobilenet/model.json --fine-tune bn --fine-tune-epochs 1', 'Then fine-tune a TF.js backbone\'s BatchNorm layers (slow)'],
+      ['$0 --list-devices', 'Which devices work here'],
+    ],
+    configure: (argv) =>
+      argv
+        .describe('epochs', 'Epochs per trial; a comma-separated list sweeps them. [train.epochs; default: 3]')
+        .describe('batch-size', 'Head batch size; a comma-separated list sweeps them (the first is also the feature-extraction batch). [data.batch_size; default: 32]')
+        .middleware((args) => {
+          for (const flag of LIST_FLAGS) {
+            const value = args[flag];
+            if (typeof value === 'string' && value.includes(',')) {
+              args[`${flag}-list`] = value;
+              args[flag] = value.split(',')[0]!.trim();
+            }
           }
-        }
-      }),
-  async run(args, context) {
-    if (args['list-devices']) {
-      const { formatDeviceList, listDevices } = await import('@imgpipe/engines');
-      context.stdout.write(formatDeviceList(await listDevices()));
-      return;
-    }
-    const options = await trainOptions(args, context);
-    const { runTrain } = await import('./train.js');
-    const result = await runTrain(options);
-    writePointer(context.stdout, result.pointer);
-  },
-};
+        }),
+    async run(args, context) {
+      if (args['list-devices']) {
+        const { formatDeviceList, listDevices } = await import('@imgpipe/engines');
+        context.stdout.write(formatDeviceList(await listDevices()));
+        return;
+      }
+      const options = { ...(await trainOptions(args, context)), ...hooks };
+      const { runTrain } = await import('./train.js');
+      const result = await runTrain(options);
+      writePointer(context.stdout, result.pointer);
+    },
+  };
+}
 
 /** --epochs and --batch-size sweep lists although their config keys hold one value. */
 function list(raw: unknown, flag: string): number[] {
@@ -102,7 +109,6 @@ async function trainOptions(args: Record<string, unknown>, context: CliContext):
   if (!pointer.path) throw new UsageError('the dataset pointer on stdin has no path; pass --data DIR');
   const epochs = args['epochs-list'] === undefined ? [train.epochs] : list(args['epochs-list'], '--epochs');
   const batchSizes = args['batch-size-list'] === undefined ? [data.batch_size] : list(args['batch-size-list'], '--batch-size');
-  const env = context.env;
   return {
     dataDir: resolve(context.cwd, pointer.path),
     out: resolve(context.cwd, String(args.out)),
@@ -129,8 +135,5 @@ async function trainOptions(args: Record<string, unknown>, context: CliContext):
     ...fineTuneOptions(args),
     projectName: config.project.name,
     log: context.log,
-    // Test hooks for the end-to-end tests: fail these trial ids as a crash would; pause after each epoch.
-    ...(env.IMGPIPE_TEST_FAIL_TRIALS ? { failTrials: new Set(env.IMGPIPE_TEST_FAIL_TRIALS.split(',')) } : {}),
-    ...(env.IMGPIPE_TEST_EPOCH_DELAY_MS ? { epochDelayMs: Number(env.IMGPIPE_TEST_EPOCH_DELAY_MS) } : {}),
   };
 }

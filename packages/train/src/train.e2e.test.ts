@@ -1,6 +1,6 @@
-// End-to-end: the real bin (packages/train/bin/train.js -> dist/main.js; run `npx tsc -b` first).
-// Test hooks read by the bin: IMGPIPE_TEST_EPOCH_DELAY_MS (pause after each epoch, so the kill lands mid-sweep)
-// and IMGPIPE_TEST_FAIL_TRIALS (trial ids that fail as a crash would).
+// End-to-end: the real bin (packages/train/bin/train.js -> dist/main.js; run `npx tsc -b` first), and where a test
+// needs a trial to fail or a sweep slow enough to kill, the same CLI with test hooks injected (test-train-bin.ts:
+// IMGPIPE_TEST_EPOCH_DELAY_MS pauses after each epoch, IMGPIPE_TEST_FAIL_TRIALS fails trial ids as a crash would).
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -27,8 +27,11 @@ before(async () => {
 });
 after(() => temp.remove());
 
-function trainBin(args: string[], env: Record<string, string> = {}) {
-  return execa(process.execPath, [BIN, ...args], { env: { IMGPIPE_NO_WEBGPU: '1', ...env }, reject: false });
+const HOOKED_BIN = fileURLToPath(new URL('./test-train-bin.ts', import.meta.url));
+
+function trainBin(args: string[], hooks: Record<string, string> = {}) {
+  const entry = Object.keys(hooks).length ? ['--conditions=imgpipe-source', '--import', import.meta.resolve('tsx'), HOOKED_BIN] : [BIN];
+  return execa(process.execPath, [...entry, ...args], { env: { IMGPIPE_NO_WEBGPU: '1', ...hooks }, reject: false });
 }
 
 async function trialsWithoutTimes(runDir: string): Promise<string[][]> {

@@ -64,7 +64,7 @@ export async function runTrial(tf: Tf, features: TrialFeatures, trial: Trial, op
     let sinceBest = 0;
     for (let epoch = 1; epoch <= params.epochs; epoch++) {
       const epochStart = performance.now();
-      if (options.injectFailure && epoch === 1) throw new Error('injected failure (IMGPIPE_TEST_FAIL_TRIALS)');
+      if (options.injectFailure && epoch === 1) throw new Error('injected failure (a test hook)');
       const train = await head.trainEpoch(features.train, options.onBatch);
       if (!Number.isFinite(train.loss)) throw new Error(`training loss is ${train.loss} in epoch ${epoch} (lr ${params.lr} too high?)`);
       const val = await head.evaluate(features.val);
