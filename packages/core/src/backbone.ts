@@ -19,6 +19,11 @@ export interface BackboneInfo {
   preprocess: PreprocessSpec;
   feature_layer: string;
   feature_dim: number;
+  /** What runs it: ONNX Runtime or TF.js (absent in cards written before this was recorded). */
+  engine?: 'onnxruntime' | 'tfjs';
+  /** Set when the files are an ONNX conversion of a TF.js layers model; source_sha256 is that model's sha256. */
+  converted_from?: 'tfjs-layers';
+  source_sha256?: string;
 }
 
 /** A loaded backbone: uint8 RGB NHWC pixels in, float32 features out. */
@@ -50,6 +55,8 @@ export interface LoadBackboneOptions {
   workers?: number;
   /** Show download progress (default: unless log is quiet). */
   progress?: boolean;
+  /** TF.js layers models run on ONNX Runtime, converted, when every layer converts (default); false keeps TF.js (fine-tuning). */
+  convertTfjs?: boolean;
 }
 
 /** Where a spec points after built-ins and URLs are resolved to local files. */
@@ -76,6 +83,9 @@ export async function loadBackbone(spec: string, options: LoadBackboneOptions): 
     const { loadOnnxBackbone } = await import('./backbone-onnx.js');
     return loadOnnxBackbone(resolved, { ...options, log });
   }
+  const { loadTfjsOnOnnx } = await import('./backbone-tfjs-onnx.js');
+  const converted = await loadTfjsOnOnnx(resolved, { ...options, log });
+  if (converted) return converted;
   const { loadTfjsBackbone } = await import('./backbone-tfjs.js');
   return loadTfjsBackbone(resolved, { ...options, log });
 }
