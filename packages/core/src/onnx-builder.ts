@@ -25,6 +25,11 @@ export class OnnxGraphBuilder {
   private readonly initializers: TensorProto[] = [];
   private readonly names = new Set<string>();
 
+  /** The nodes so far, in order (for passes over the finished graph). */
+  get graphNodes(): readonly NodeProto[] {
+    return this.nodes;
+  }
+
   /** A value name not used yet, derived from base. */
   unique(base: string): string {
     let name = base;

@@ -106,6 +106,9 @@ function depthwise(ctx: ConvertContext, layer: LayerSpec, x: Value, bias?: Float
 
 export const depthwiseConv2d: LayerConverter = (ctx, layer, inputs) => {
   const x = spatialInput(layer, inputs);
+  if (pair(layer.config.dilation_rate, 1).some((d) => d !== 1)) {
+    unsupported(layer, 'has a dilation_rate, which TF.js ignores in this layer: it stays on TF.js to keep the features TF.js gives');
+  }
   const bias = useBias(layer) ? ctx.weight(layer, 'bias').data : undefined;
   return applyActivation(ctx, layer, depthwise(ctx, layer, x, bias));
 };

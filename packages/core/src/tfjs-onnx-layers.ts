@@ -62,7 +62,7 @@ const flatten: LayerConverter = (ctx, layer, inputs) => {
 
 const reshape: LayerConverter = (ctx, layer, inputs) => {
   const x = single(layer, inputs);
-  const target = [...((layer.config.target_shape ?? []) as number[])];
+  const target = ((layer.config.target_shape ?? []) as (number | null)[]).map((d) => d ?? -1);
   const total = x.shape.reduce((a, b) => a * b, 1);
   const known = target.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
   const shape = target.map((d) => (d === -1 ? total / known : d));

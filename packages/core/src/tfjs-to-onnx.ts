@@ -73,6 +73,7 @@ export function convertTfjsLayers(json: io.ModelJSON, weightData: Uint8Array, op
     return value;
   };
   const out = valueOf(feature);
+  keepPadsBeforePools(g);
   const last = out.shape.length === 3 ? 'Transpose' : 'Identity';
   g.node(last, [out.name], { output: featureLayer, ...(last === 'Transpose' ? { attrs: { perm: TO_NHWC } } : {}) });
   const bytes = g.encode({
@@ -82,6 +83,21 @@ export function convertTfjsLayers(json: io.ModelJSON, weightData: Uint8Array, op
     metadata: { 'imgpipe.converted_from': 'tfjs-layers', 'imgpipe.converter_version': String(CONVERTER_VERSION), ...options.metadata },
   });
   return { bytes, featureLayer, inputName, inputSize, featureShape: out.shape };
+}
+
+/**
+ * ONNX Runtime folds a zero Pad into a following MaxPool's or AveragePool's pads, which leave the padding out of the
+ * max and the mean, where TF's ZeroPadding2D makes real zeros. A pad value of -0.0 (equal to 0, but not all-zero
+ * bytes, which is what the fusion checks) keeps those Pads; Pads before a Conv still fold, correctly.
+ */
+function keepPadsBeforePools(g: OnnxGraphBuilder): void {
+  const nodes = g.graphNodes;
+  for (const pad of nodes.filter((n) => n.opType === 'Pad')) {
+    const output = pad.output![0]!;
+    if (nodes.some((n) => (n.opType === 'MaxPool' || n.opType === 'AveragePool') && n.input?.includes(output))) {
+      pad.input!.push(g.scalar(`${output}:value`, -0));
+    }
+  }
 }
 
 function callOf(layer: LayerSpec, node: number): TensorRef[] {
