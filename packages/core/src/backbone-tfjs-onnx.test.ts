@@ -124,6 +124,19 @@ describe('TF.js layers backbones on ONNX Runtime through loadBackbone', () => {
     await assert.rejects(readdir(join(cacheDir, 'converted')), { code: 'ENOENT' });
   });
 
+  it('--device cuda / webgpu: ONNX Runtime first; where it cannot, TF.js on that device, else an error saying why', async () => {
+    // No GPU, no ONNX Runtime CUDA provider and no tfjs-node-gpu here: both engines refuse, and the log says so.
+    for (const device of ['cuda', 'webgpu'] as const) {
+      const { log, text } = capturingLog();
+      await assert.rejects(loadBackbone(mobilenet.path, { device, featureLayer: 'global_pool', cacheDir: join(temp.path, 'cache-g'), log }), (error: Error) => {
+        assert.ok(error instanceof UsageError, error.message);
+        assert.match(error.message, new RegExp(`--device ${device} is not available`));
+        return true;
+      });
+      assert.match(text(), device === 'cuda' ? /CUDA provider is not installed, so the TF\.js layers model runs on TF\.js/ : /webgpu.*the TF\.js layers model runs on TF\.js/);
+    }
+  });
+
   it('a layer outside the list (Conv2DTranspose) keeps the model on TF.js and the log names it; a cut before it converts', async () => {
     quietCpuBackend();
     const input = tf.input({ shape: [12, 12, 3] });
