@@ -28,12 +28,55 @@ export interface LayersTopology {
 
 type RawLayer = { class_name: string; config: Record<string, unknown>; name?: string; inbound_nodes?: unknown[] };
 
+/** A model used as a layer of another (Teachable Machine's models): inlined, its name kept as a pass-through layer. */
+export const NESTED_MODEL = 'NestedModel';
+const MODEL_CLASSES = new Set(['Sequential', 'Model', 'Functional']);
+
 export function readTopology(json: io.ModelJSON, source: string): LayersTopology {
   const topology = json.modelTopology as { model_config?: unknown; class_name?: string; config?: unknown };
   const model = (topology.model_config ?? topology) as { class_name?: string; config?: unknown };
+  return inlineNested(readModel(model, source));
+}
+
+function readModel(model: { class_name?: string; config?: unknown }, source: string): LayersTopology {
   if (model.class_name === 'Sequential') return sequential(model.config, source);
   if (model.class_name === 'Model' || model.class_name === 'Functional') return functional(model.config as Record<string, unknown>, source);
   throw new InputError(`${source}: unknown layers model class '${String(model.class_name)}'`);
+}
+
+/**
+ * Replace each model-as-a-layer called once on one tensor by its layers, wired to that tensor; the model's name
+ * stays as a pass-through to its output (TF.js numbers a nested model's calls from 1: every reference means its output).
+ */
+function inlineNested(top: LayersTopology): LayersTopology {
+  const aliases = new Set<string>();
+  for (const layer of [...top.layers.values()]) {
+    if (!MODEL_CLASSES.has(layer.className) || layer.inbound.length !== 1 || layer.inbound[0]!.length !== 1) continue;
+    const sub = inlineNested(readModel({ class_name: layer.className, config: layer.config }, layer.name));
+    if (sub.inputs.length !== 1 || sub.outputs.length !== 1) continue;
+    const subInput = sub.inputs[0]!.layer;
+    const outer = layer.inbound[0]![0]!;
+    if ([...sub.layers.keys()].some((name) => name !== subInput && top.layers.has(name))) continue;
+    for (const inner of sub.layers.values()) {
+      if (inner.name === subInput) continue;
+      inner.inbound = inner.inbound.map((call) => call.map((ref) => (ref.layer === subInput ? outer : ref)));
+      top.layers.set(inner.name, inner);
+    }
+    top.layers.set(layer.name, { name: layer.name, className: NESTED_MODEL, config: {}, inbound: [[sub.outputs[0]!]] });
+    aliases.add(layer.name);
+  }
+  const fix = (ref: TensorRef) => (aliases.has(ref.layer) ? { ...ref, node: 0 } : ref);
+  for (const layer of top.layers.values()) layer.inbound = layer.inbound.map((call) => call.map(fix));
+  return { ...top, outputs: top.outputs.map(fix) };
+}
+
+/** The batch input shape of a Sequential's first layer, looking inside a nested model. */
+function batchInputShape(layer: RawLayer): unknown {
+  const own = layer.config.batch_input_shape ?? layer.config.batch_shape;
+  if (own || !MODEL_CLASSES.has(layer.class_name)) return own;
+  const inner = (Array.isArray(layer.config) ? layer.config : (layer.config.layers as RawLayer[] | undefined)) ?? [];
+  const first = inner.find((l) => l.class_name === 'InputLayer') ?? inner[0];
+  return first ? batchInputShape(first) : undefined;
 }
 
 function sequential(config: unknown, source: string): LayersTopology {
@@ -45,7 +88,7 @@ function sequential(config: unknown, source: string): LayersTopology {
   if (first.class_name === 'InputLayer') {
     previous = nameOf(first);
   } else {
-    const shape = first.config.batch_input_shape ?? first.config.batch_shape;
+    const shape = batchInputShape(first);
     if (!Array.isArray(shape)) throw new InputError(`${source}: the first layer of the Sequential model has no batch_input_shape`);
     previous = `${nameOf(first)}_input`;
     layers.set(previous, { name: previous, className: 'InputLayer', config: { batch_input_shape: shape }, inbound: [] });

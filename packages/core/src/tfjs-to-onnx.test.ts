@@ -24,7 +24,9 @@ interface Case {
   name: string;
   size: number;
   build?: Build;
-  sequential?: (size: number) => tf.layers.Layer[];
+  sequential?: (size: number) => (tf.layers.Layer | tf.LayersModel)[];
+  /** Default: the model's output. */
+  featureLayer?: string;
 }
 
 const CASES: Case[] = [
@@ -139,6 +141,23 @@ const CASES: Case[] = [
       L.dense({ units: 3 }),
     ],
   },
+  {
+    name: 'a Sequential model nested in a Sequential one, as Teachable Machine saves them, cut at the nested model',
+    size: 10,
+    featureLayer: 'nested_backbone',
+    sequential: (size) => [
+      tf.sequential({ name: 'nested_backbone', layers: [L.conv2d({ inputShape: [size, size, 3], filters: 4, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu6' }), L.globalAveragePooling2d({})] }),
+      tf.sequential({ layers: [L.dense({ inputShape: [4], units: 3, activation: 'softmax' })] }),
+    ],
+  },
+  {
+    name: 'a Sequential model called inside a functional one',
+    size: 9,
+    build: (x) => {
+      const inner = tf.sequential({ layers: [L.conv2d({ inputShape: [9, 9, 3], filters: 3, kernelSize: 3, padding: 'same' }), L.reLU({ maxValue: 6 })] });
+      return ap(L.add({}), [ap(inner, x), ap(L.conv2d({ filters: 3, kernelSize: 1 }), x)]);
+    },
+  },
 ];
 
 function maxDiff(a: Float32Array, b: Float32Array): number {
@@ -152,7 +171,7 @@ async function saveModel(dir: string, c: Case, seed: number): Promise<string> {
   quietCpuBackend();
   let model: tf.LayersModel;
   if (c.sequential) {
-    model = tf.sequential({ layers: c.sequential(c.size) });
+    model = tf.sequential({ layers: c.sequential(c.size) as tf.layers.Layer[] });
   } else {
     const input = tf.input({ shape: [c.size, c.size, 3] });
     model = tf.model({ inputs: input, outputs: c.build!(input) });
@@ -164,13 +183,14 @@ async function saveModel(dir: string, c: Case, seed: number): Promise<string> {
 }
 
 /** Features of the converted model (ONNX Runtime cpu) and of TF.js on wasm, for random pixels. */
-async function bothEngines(path: string, size: number, cacheDir: string, seed: number) {
+async function bothEngines(path: string, size: number, cacheDir: string, seed: number, featureLayer?: string) {
   const rand = createRng(seed);
   const pixels = Uint8Array.from({ length: COUNT * size * size * 3 }, () => Math.floor(rand() * 256));
   const lines: string[] = [];
   const log = createLogger({ name: 'test', stream: { write: (line: string) => lines.push(line) > 0 } as unknown as NodeJS.WritableStream });
-  const onnx = await loadBackbone(path, { device: 'cpu', preprocess: 'tf', cacheDir, log });
-  const tfjs = await loadBackbone(path, { device: 'wasm', preprocess: 'tf', workers: 1, cacheDir });
+  const cut = featureLayer ? { featureLayer } : {};
+  const onnx = await loadBackbone(path, { device: 'cpu', preprocess: 'tf', cacheDir, log, ...cut });
+  const tfjs = await loadBackbone(path, { device: 'wasm', preprocess: 'tf', workers: 1, cacheDir, ...cut });
   try {
     return { onnx: await onnx.extract(pixels, COUNT), tfjs: await tfjs.extract(pixels, COUNT), onnxInfo: onnx.info, tfjsInfo: tfjs.info, log: lines.join('') };
   } finally {
@@ -197,11 +217,12 @@ describe('TF.js layers -> ONNX: each layer gives the features TF.js gives', () =
       const text = JSON.stringify(json.modelTopology);
       for (const m of text.matchAll(/"class_name":"(\w+)"/g)) classesSeen.add(m[1]!);
       for (const m of text.matchAll(/"activation":"(\w+)"/g)) activationsSeen.add(m[1]!.replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase());
-      const { onnx, tfjs, onnxInfo, tfjsInfo, log } = await bothEngines(path, c.size, join(temp.path, 'cache'), i);
+      const { onnx, tfjs, onnxInfo, tfjsInfo, log } = await bothEngines(path, c.size, join(temp.path, 'cache'), i, c.featureLayer);
       assert.equal(onnxInfo.engine, 'onnxruntime', log);
       assert.equal(onnxInfo.converted_from, 'tfjs-layers');
       assert.equal(tfjsInfo.engine, 'tfjs');
       assert.equal(onnxInfo.feature_dim, tfjsInfo.feature_dim);
+      assert.equal(onnxInfo.feature_layer, tfjsInfo.feature_layer);
       assert.ok(tfjs.some((v) => Math.abs(v) > 1e-3), 'the reference has signal');
       const diff = maxDiff(onnx, tfjs);
       assert.ok(diff <= TOLERANCE, `max abs difference ${diff}`);

@@ -3,7 +3,7 @@ import { InputError, UsageError } from './errors.js';
 import { OnnxGraphBuilder } from './onnx-builder.js';
 import { TO_NCHW, TO_NHWC, UnsupportedLayerError, type ConvertContext, type Value } from './tfjs-onnx-context.js';
 import { LAYER_CONVERTERS } from './tfjs-onnx-layers.js';
-import { readTopology, type LayerSpec, type LayersTopology, type TensorRef } from './tfjs-layers-topology.js';
+import { NESTED_MODEL, readTopology, type LayerSpec, type LayersTopology, type TensorRef } from './tfjs-layers-topology.js';
 import { decodeWeights } from './tfjs-weights.js';
 
 /**
@@ -68,7 +68,8 @@ export function convertTfjsLayers(json: io.ModelJSON, weightData: Uint8Array, op
     if (known) return known;
     const layer = topology.layers.get(ref.layer)!;
     if (ref.tensor !== 0) throw new UnsupportedLayerError(layer.name, layer.className, `is used through its output ${ref.tensor} (one output per layer converts)`);
-    const value = layer.className === 'InputLayer' ? input : LAYER_CONVERTERS[layer.className]!(ctx, layer, callOf(layer, ref.node).map(valueOf));
+    const inputs = () => callOf(layer, ref.node).map(valueOf);
+    const value = layer.className === 'InputLayer' ? input : layer.className === NESTED_MODEL ? inputs()[0]! : LAYER_CONVERTERS[layer.className]!(ctx, layer, inputs());
     values.set(key, value);
     return value;
   };
@@ -133,7 +134,7 @@ function checkSupported(topology: LayersTopology, from: TensorRef): void {
     const layer = topology.layers.get(ref.layer);
     if (!layer) throw new InputError(`the model's topology refers to a layer '${ref.layer}' it does not define`);
     if (layer.className === 'InputLayer') continue;
-    if (!Object.hasOwn(LAYER_CONVERTERS, layer.className)) missing.push(layer);
+    if (!Object.hasOwn(LAYER_CONVERTERS, layer.className) && layer.className !== NESTED_MODEL) missing.push(layer);
     stack.push(...(layer.inbound[ref.node] ?? []));
   }
   if (missing.length === 0) return;
