@@ -3,7 +3,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { buildMobilenetV1, makeTempDir, quietCpuBackend, randomizeWeights, type MobilenetFiles, type TempDir } from '@imgpipe/test-utils';
+import { buildMobilenetV1, buildTinyConvBackbone, makeTempDir, quietCpuBackend, randomizeWeights, tinyConvReference, type MobilenetFiles, type TempDir } from '@imgpipe/test-utils';
 import { loadBackbone, type Backbone, type LoadBackboneOptions } from './backbone.js';
 import { UsageError } from './errors.js';
 import { Head } from './head.js';
@@ -52,6 +52,20 @@ describe('TF.js layers backbones on ONNX Runtime through loadBackbone', () => {
   after(async () => {
     for (const b of open) await b.dispose();
     await temp.remove();
+  });
+
+  it("test-utils' tiny TF.js model: converted features equal TF.js's and the plain-loop reference within 1e-4", async () => {
+    const tiny = await buildTinyConvBackbone({ dir: join(temp.path, 'tiny'), inputSize: 16, seed: 3, format: 'tfjs-layers' });
+    const rand = createRng(8);
+    const small = Uint8Array.from({ length: COUNT * 16 * 16 * 3 }, () => Math.floor(rand() * 256));
+    const options = { featureLayer: tiny.featureLayer, preprocess: 'tf', cacheDir: join(temp.path, 'cache-tiny') };
+    const onnx = await load(tiny.path, { ...options, device: 'cpu' });
+    const tfjs = await load(tiny.path, { ...options, device: 'wasm', workers: 1 });
+    assert.equal(onnx.info.engine, 'onnxruntime');
+    const [a, b] = [await onnx.extract(small, COUNT), await tfjs.extract(small, COUNT)];
+    const reference = tinyConvReference(tiny.weights, Float32Array.from(small, (p) => p / 127.5 - 1), COUNT, 16);
+    assert.ok(maxDiff(a, b) <= TOLERANCE, `vs TF.js: max abs difference ${maxDiff(a, b)}`);
+    assert.ok(maxDiff(a, reference) <= TOLERANCE, `vs reference: max abs difference ${maxDiff(a, reference)}`);
   });
 
   it('MobileNet v1 shaped, global-pool features: the same as TF.js within 1e-4, recorded as converted', async () => {
