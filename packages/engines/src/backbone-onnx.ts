@@ -68,6 +68,7 @@ export async function loadOnnxBackbone(resolved: ResolvedBackbone, options: Load
       preprocess,
       feature_layer: featureLayer,
       feature_dim: probe.length,
+      engine: 'onnxruntime',
     },
     files: [resolved.path],
     device,

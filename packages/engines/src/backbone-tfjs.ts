@@ -29,7 +29,7 @@ export async function loadTfjsBackbone(resolved: ResolvedBackbone, options: Load
 
   const loaded = await loadTf(options.device, log);
   const workers = loaded.backend === 'wasm' ? Math.max(1, options.workers ?? cpuThreads()) : 1;
-  const base = { name: resolved.name, format: tfjsFormatOf(json), source: resolved.source, sha256: hash, layout: 'NHWC' as const, preprocess };
+  const base = { name: resolved.name, format: tfjsFormatOf(json), source: resolved.source, sha256: hash, layout: 'NHWC' as const, preprocess, engine: 'tfjs' as const };
 
   if (workers === 1) {
     const runner = await openTfjsRunner(loaded.tf, resolved.path, { featureLayer, preprocess, inputSize: options.inputSize });

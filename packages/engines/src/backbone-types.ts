@@ -30,6 +30,8 @@ export interface LoadBackboneOptions {
   workers?: number;
   /** Show download progress (default: unless log is quiet). */
   progress?: boolean;
+  /** TF.js layers models run on ONNX Runtime, converted, when every layer converts (default); false keeps TF.js (fine-tuning). */
+  convertTfjs?: boolean;
 }
 
 /** Where a spec points after built-ins and URLs are resolved to local files. */

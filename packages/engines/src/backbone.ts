@@ -17,6 +17,9 @@ export async function loadBackbone(spec: string, options: LoadBackboneOptions): 
     const { loadOnnxBackbone } = await import('./backbone-onnx.js');
     return loadOnnxBackbone(resolved, { ...options, log });
   }
+  const { loadTfjsOnOnnx } = await import('./backbone-tfjs-onnx.js');
+  const converted = await loadTfjsOnOnnx(resolved, { ...options, log });
+  if (converted) return converted;
   const { loadTfjsBackbone } = await import('./backbone-tfjs.js');
   return loadTfjsBackbone(resolved, { ...options, log });
 }

@@ -48,6 +48,11 @@ export interface BackboneInfo {
   preprocess: PreprocessSpec;
   feature_layer: string;
   feature_dim: number;
+  /** What runs it: ONNX Runtime or TF.js (absent in cards written before this was recorded). */
+  engine?: 'onnxruntime' | 'tfjs';
+  /** Set when the files are an ONNX conversion of a TF.js layers model; source_sha256 is that model's sha256. */
+  converted_from?: 'tfjs-layers';
+  source_sha256?: string;
 }
 
 export async function readModelCard(dir: string): Promise<ModelCard> {

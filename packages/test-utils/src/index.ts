@@ -7,3 +7,5 @@ export * from './bad-images.js';
 export * from './resnet50-model.js';
 export * from './synthetic-dataset.js';
 export * from './bench.js';
+export * from './random-weights.js';
+export * from './mobilenet-model.js';

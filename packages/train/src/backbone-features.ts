@@ -20,6 +20,7 @@ export async function openBackbone(options: TrainOptions, inputSize: number, log
     ...(options.featureLayer ? { featureLayer: options.featureLayer } : {}),
     ...(options.preprocess ? { preprocess: options.preprocess } : {}),
     ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+    ...(options.fineTune ? { convertTfjs: false } : {}), // fine-tuning trains the TF.js model itself
   });
   if (options.fineTune) {
     await checkFineTunable(backbone.info, backbone.files[0]!, options.fineTune.mode).catch(async (error: unknown) => {

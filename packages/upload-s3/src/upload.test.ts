@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
 import { downloadPrefix, headObject, listObjects, readObjectBytes } from '@imgpipe/s3';
 import { sha256, silentLogger, writeJsonAtomic } from '@imgpipe/kit';
+import { loadBackbone } from '@imgpipe/engines';
 import { makeTempDir, onnxModel, startS3Server, type S3Server, type TempDir } from '@imgpipe/test-utils';
 import { runUploadS3, type UploadS3Options } from './upload.js';
 
@@ -84,7 +85,7 @@ async function writeLayersModel(dir: string, layers: object[], weights: { name: 
   });
 }
 
-async function writeModelDir(dir: string, format: 'onnx' | 'tfjs-layers'): Promise<Preprocess> {
+async function writeModelDir(dir: string, format: 'onnx' | 'tfjs-layers' | 'converted'): Promise<Preprocess> {
   const preprocess = format === 'onnx' ? TORCH_BGR : TF_RGB;
   let backbonePath: string;
   let layout: 'NCHW' | 'NHWC';
@@ -113,6 +114,16 @@ async function writeModelDir(dir: string, format: 'onnx' | 'tfjs-layers'): Promi
     backbonePath = 'backbone/model.json';
     await writeLayersModel(join(dir, 'backbone'), [{ class_name: 'GlobalAveragePooling2D', config: { name: 'features', trainable: true, batch_input_shape: [null, SIZE, SIZE, 3], dtype: 'float32', data_format: 'channels_last' } }], []);
   }
+  if (format === 'converted') {
+    // What train saves for a TF.js layers backbone that ran on ONNX Runtime: the converted ONNX file (NHWC input).
+    const converted = await loadBackbone(join(dir, backbonePath), { device: 'cpu', featureLayer: 'features', preprocess: 'tf', cacheDir: join(dir, 'cache') });
+    await converted.dispose();
+    backbonePath = 'backbone/model.onnx';
+    await copyFile(converted.files[0]!, join(dir, backbonePath));
+    await rm(join(dir, 'cache'), { recursive: true });
+    await rm(join(dir, 'backbone', 'model.json'));
+    await rm(join(dir, 'backbone', 'weights.bin'));
+  }
   await writeLayersModel(
     join(dir, 'head'),
     [
@@ -137,8 +148,8 @@ async function writeModelDir(dir: string, format: 'onnx' | 'tfjs-layers'): Promi
     input: { size: SIZE, channels: 3, fit: 'fill' },
     preprocess: preprocessSpec,
     backbone: {
-      name: `tiny-${format}`, format, source: 'test', sha256: '', input_size: SIZE, layout, preprocess: preprocessSpec,
-      feature_layer: 'features', feature_dim: 3, path: backbonePath,
+      name: `tiny-${format}`, format: format === 'converted' ? 'onnx' : format, source: 'test', sha256: '', input_size: SIZE, layout, preprocess: preprocessSpec,
+      feature_layer: 'features', feature_dim: 3, path: backbonePath, ...(format === 'converted' ? { converted_from: 'tfjs-layers' } : {}),
     },
     head: { path: 'head/model.json', layer_size: 0, dropout: 0, lr: 0.01, epochs: 1, batch_size: 1 },
     metrics: { val_accuracy: 0.5 },
@@ -238,7 +249,11 @@ describe('runUploadS3 against the local S3 server', () => {
     assert.deepEqual(JSON.parse(info.stdout).labels, LABELS);
 
     const tfjsModel = join(fetched, 'model-tfjs');
-    const cases: [string, Preprocess][] = [['model', TORCH_BGR], ['model-tfjs', await writeModelDir(tfjsModel, 'tfjs-layers')]];
+    const cases: [string, Preprocess][] = [
+      ['model', TORCH_BGR],
+      ['model-tfjs', await writeModelDir(tfjsModel, 'tfjs-layers')],
+      ['model-converted', await writeModelDir(join(fetched, 'model-converted'), 'converted')],
+    ];
     for (const [dir, spec] of cases) {
       const result = await execa('node', ['load_model.mjs', dir, 'image.png'], { cwd: fetched, reject: false });
       assert.equal(result.exitCode, 0, result.stderr);
