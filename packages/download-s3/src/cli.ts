@@ -1,4 +1,5 @@
 import { integerFlag, UsageError, type ToolCli } from '@imgpipe/core';
+import { parseShard } from './shard.js';
 
 export const downloadS3Cli: ToolCli = {
   name: 'download-s3',
@@ -12,12 +13,14 @@ export const downloadS3Cli: ToolCli = {
     'max-failures': { type: 'number', default: 0, describe: 'Failed rows tolerated before the exit code is non-zero' },
     failures: { type: 'string', describe: 'Write the failed rows with their reasons to this CSV' },
     out: { type: 'string', alias: 'o', describe: 'Write the CSV to this file (atomically) instead of stdout' },
+    shard: { type: 'string', describe: 'Only rows I, I+N, I+2N, ... (0-based data rows): shard I of N, so N machines share one download; stdout has only those rows' },
     'stall-timeout': { type: 'number', default: 30, describe: 'Seconds without body data before a download is aborted and retried' },
   },
   examples: [
     ['download-s3 --csv s3://my-bucket/images.csv --dest data/ > images-local.csv', 'download the images a CSV on S3 lists'],
     ['download-s3 --csv images.csv --dest data/ --endpoint http://127.0.0.1:9000', 'from an S3-compatible store'],
     ['download-s3 --csv images-local.csv --no-download-data', 'only check that every local_image exists'],
+    ['download-s3 --csv s3://my-bucket/images.csv --dest data/ --shard 0/4 > part-0.csv', 'the first of four machines sharing a download'],
   ],
   async run(args, context) {
     const { config } = context.settings;
@@ -26,6 +29,7 @@ export const downloadS3Cli: ToolCli = {
     const concurrency = integerFlag(args, 'concurrency');
     const retries = integerFlag(args, 'retries', 0);
     const maxFailures = integerFlag(args, 'max-failures', 0);
+    const shard = args.shard === undefined ? undefined : parseShard(String(args.shard));
     const stallSeconds = Number(args['stall-timeout']);
     if (!(stallSeconds > 0)) throw new UsageError(`expected --stall-timeout to be a positive number of seconds, got '${String(args['stall-timeout'])}'`);
     const [{ runDownloadS3 }, { createS3Client }] = await Promise.all([import('./download.js'), import('@imgpipe/core')]);
@@ -42,6 +46,7 @@ export const downloadS3Cli: ToolCli = {
         retries,
         maxFailures,
         stallMs: stallSeconds * 1000,
+        ...(shard ? { shard } : {}),
         ...(typeof args.failures === 'string' ? { failuresPath: args.failures } : {}),
         ...(typeof args.out === 'string' ? { outPath: args.out } : {}),
         stdin: context.stdin as import('node:stream').Readable,
