@@ -132,6 +132,20 @@ describe('deploy/k8s manifests (validated offline; not run on a cluster)', () =>
     assert.throws(() => checkInvocation('self-test', ['train', '--no-such-flag']), /not in `train --help`/);
   });
 
+  it('the README documents every manifest, and every train task they run', async () => {
+    const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+    for (const file of await readdir(K8S)) assert.ok(readme.includes(`\`${file}\``), `README.md does not name deploy/k8s/${file}`);
+    assert.match(readme, /not run on a cluster/);
+    for (const { file, doc } of docs) {
+      for (const container of containersOf(doc)) {
+        for (const [tool, ...words] of invocations([...(container.command ?? []), ...(container.args ?? [])].map(String))) {
+          const task = words[words.indexOf('--task') + 1];
+          if (tool === 'train' && words.includes('--task') && !task!.includes('{{')) assert.ok(readme.includes(`train --task ${task}`), `${file}: README.md does not show train --task ${task}`);
+        }
+      }
+    }
+  });
+
   it('the Dockerfile is multi-stage, installs production dependencies only, and runs as a non-root user', async () => {
     const text = await readFile(join(K8S, 'Dockerfile'), 'utf8');
     assert.equal(text.match(/^FROM /gm)?.length, 2);

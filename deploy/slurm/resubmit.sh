@@ -4,8 +4,8 @@
 #   deploy/slurm/resubmit.sh RUN trial K[,K...]     the trials, then finish and eval
 #   deploy/slurm/resubmit.sh RUN extract K[,K...]   the shards, then every trial (finished ones return at once), finish, eval
 #   deploy/slurm/resubmit.sh RUN finish             finish, then eval
-# Find the failed tasks with: grep -L '' RUN/slurm/logs/*, sacct -j JOB, or the error `train --task finish` prints
-# ("trials 2,5 of RUN are not done"). Prints {"kind":"slurm-sweep","path":RUN,"jobs":{...}} on stdout.
+# Which tasks are not done: `train --task finish --run RUN` names them ("trials 2,5 of RUN are not done"); a done
+# trial K has RUN/trials/tNNN.json (NNN = K+1), a done shard RUN/features/shard-K.json; logs: RUN/slurm/logs/. Prints {"kind":"slurm-sweep","path":RUN,"jobs":{...}} on stdout.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
