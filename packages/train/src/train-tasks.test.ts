@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
 import { FailureError, silentLogger, UsageError } from '@imgpipe/core';
 import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { extractShard } from './task-extract.js';
@@ -97,4 +99,33 @@ test('the sweep as tasks (plan, extract shards, trials, finish) gives the same t
   assert.equal((await stat(join(runDir, 'model', 'card.json'))).mtimeMs, modelWritten.mtimeMs, 'a finished run is not finished again');
   const leftovers = (await readdir(runDir, { recursive: true })).filter((f) => f.endsWith('.tmp'));
   assert.deepEqual(leftovers, [], 'no temp files left');
+});
+
+test('the bin: task usage errors exit 2 naming the flag; a rerun task says it has nothing to do', async () => {
+  const bin = fileURLToPath(new URL('../bin/train.js', import.meta.url));
+  const train = (args: string[]) => execa(process.execPath, [bin, ...args], { env: { IMGPIPE_NO_WEBGPU: '1' }, reject: false });
+  const { runDir } = await planRun({ ...base, out: join(temp.path, 'bin'), shards: 2, runId: 'r' }, silentLogger);
+  const cases: [string[], RegExp][] = [
+    [['--task', 'trial'], /--task trial needs --run DIR/],
+    [['--task', 'extract', '--run', runDir], /--task extract needs --index K/],
+    [['--task', 'extract', '--run', runDir, '--index', '2'], /expected --index to be one of the plan's 2 extraction shards, 0\.\.1, got 2/],
+    [['--task', 'trial', '--run', temp.path, '--index', '0'], /no plan\.json there/],
+    [['--task', 'plan', '--data', base.dataDir, '--run', runDir], /--run and --index go with the other tasks/],
+    [['--task', 'nonsense'], /Invalid values/],
+  ];
+  for (const [args, message] of cases) {
+    const result = await train(args);
+    assert.equal(result.exitCode, 2, `${args.join(' ')}: ${result.stderr}`);
+    assert.match(result.stderr, message);
+  }
+  const plan = await train(['--task', 'plan', '--data', base.dataDir, '--out', join(temp.path, 'bin'), '--run-id', 'r', '--shards', '2',
+    '--backbone', base.backbone, '--feature-layer', base.featureLayer!, '--preprocess', base.preprocess!, '--cache-dir', base.cacheDir!, '--device', 'wasm',
+    '--lr', '0.001,0.01,0.05', '--layer-size', '4,16', '--dropout', '0.5', '--batch-size', '16', '--epochs', '2', '--seed', '42']);
+  assert.equal(plan.exitCode, 0, plan.stderr);
+  assert.deepEqual(JSON.parse(plan.stdout), { kind: 'run', path: runDir, plan: join(runDir, 'plan.json'), shards: 2, trials: 6 });
+  assert.match(plan.stderr, /already planned/);
+  const first = await train(['--task', 'extract', '--run', runDir, '--index', '1']);
+  assert.equal(first.exitCode, 0, first.stderr);
+  const again = await train(['--task', 'extract', '--run', runDir, '--index', '1']);
+  assert.match(again.stderr, /extraction shard 1: already done; nothing to do/);
 });
