@@ -104,6 +104,12 @@ export async function startSlurmCluster(options: { cpus?: number } = {}): Promis
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    // Jobs still queued or running (a test that failed half-way) are cancelled first, so no job outlives the cluster.
+    const jobs = (await command('squeue', ['-h', '-o', '%A']).catch(() => '')).split('\n').filter(Boolean);
+    if (jobs.length > 0) {
+      await command('scancel', jobs).catch(() => '');
+      await waitFor(async () => (await command('squeue', ['-h', '-o', '%A']).catch(() => '')).trim() === '', 20_000, 'the jobs to end').catch(() => undefined);
+    }
     // slurmd first (it ends the jobs' step daemons), then the controller, then munge.
     for (const child of [...children].reverse()) await stopChild(child);
     await temp.remove();
