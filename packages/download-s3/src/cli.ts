@@ -1,4 +1,5 @@
 import { UsageError, type ToolCli } from '@imgpipe/kit';
+import { parseShard } from './shard.js';
 
 export const downloadS3Cli: ToolCli = {
   name: 'download-s3',
@@ -13,18 +14,21 @@ export const downloadS3Cli: ToolCli = {
     'max-failures': { value: { type: 'int', min: 0 }, default: 0, describe: 'Failed rows tolerated before the exit code is non-zero' },
     failures: { type: 'string', describe: 'Write the failed rows with their reasons to this CSV' },
     out: { type: 'string', alias: 'o', describe: 'Write the CSV to this file (atomically) instead of stdout' },
+    shard: { type: 'string', describe: 'Only rows I, I+N, I+2N, ... (0-based data rows): shard I of N, so N machines share one download; stdout has only those rows' },
     'stall-timeout': { value: { type: 'number', min: 0, exclusiveMin: true }, default: 30, describe: 'Seconds without body data before a download is aborted and retried' },
   },
   examples: [
     ['download-s3 --csv s3://my-bucket/images.csv --dest data/ > images-local.csv', 'download the images a CSV on S3 lists'],
     ['download-s3 --csv images.csv --dest data/ --endpoint http://127.0.0.1:9000', 'from an S3-compatible store'],
     ['download-s3 --csv images-local.csv --no-download-data', 'only check that every local_image exists'],
+    ['download-s3 --csv s3://my-bucket/images.csv --dest data/ --shard 0/4 > part-0.csv', 'the first of four machines sharing a download'],
   ],
   async run(args, context) {
     const { config } = context.settings;
     const csv = config.data.images_csv || (isTty(context.stdin) ? '' : '-');
     if (!csv) throw new UsageError("no input: pass --csv FILE, --csv - (stdin) or --csv s3://bucket/key.csv, or pipe the CSV in");
     const concurrency = args.concurrency as number;
+    const shard = args.shard === undefined ? undefined : parseShard(String(args.shard));
     const stallSeconds = args['stall-timeout'] as number;
     const [{ runDownloadS3 }, { createS3Client }] = await Promise.all([import('./download.js'), import('@imgpipe/s3')]);
     const needsS3 = config.data.download_data || csv.startsWith('s3://');
@@ -40,6 +44,7 @@ export const downloadS3Cli: ToolCli = {
         retries: args.retries as number,
         maxFailures: args['max-failures'] as number,
         stallMs: stallSeconds * 1000,
+        ...(shard ? { shard } : {}),
         ...(typeof args.failures === 'string' ? { failuresPath: args.failures } : {}),
         ...(typeof args.out === 'string' ? { outPath: args.out } : {}),
         stdin: context.stdin as import('node:stream').Readable,

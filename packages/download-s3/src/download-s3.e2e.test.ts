@@ -44,6 +44,28 @@ describe('download-s3 (the bin, end to end)', () => {
     assert.match(bad.stderr, /expected --concurrency to be an integer >= 1/);
   });
 
+  it('--shard I/N downloads and prints only rows I, I+N, ...; the shards together are the whole CSV', async () => {
+    const rows = new Map<string, string>();
+    for (let i = 0; i < 3; i++) {
+      const result = await run(['--csv', 's3://e2e/images.csv', '--dest', `sharded-${i}`, '--shard', `${i}/3`]);
+      assert.equal(result.exitCode, 0, result.stderr);
+      const lines = result.stdout.trim().split('\n');
+      assert.equal(lines[0], 'bucket,s3_image,category,label,local_image');
+      const expected = Array.from({ length: 20 }, (_, n) => n).filter((n) => n % 3 === i);
+      assert.deepEqual(lines.slice(1).map((l) => l.split(',')[1]), expected.map((n) => `img/${n}.jpg`));
+      assert.match(result.stderr, new RegExp(`${expected.length} ok, 0 skipped`));
+      for (const n of expected) assert.equal(sha256(await readFile(join(temp.path, `sharded-${i}`, 'img', `${n}.jpg`))), sha256(`image ${n} `.repeat(n + 1)));
+      await assert.rejects(readFile(join(temp.path, `sharded-${i}`, 'img', `${(i + 1) % 3}.jpg`)), 'another shard\'s image is not downloaded');
+      for (const line of lines.slice(1)) rows.set(line.split(',')[1]!, line);
+    }
+    assert.equal(rows.size, 20);
+    for (const bad of ['3/3', '1', '-1/2', 'a/b', '0/0']) {
+      const result = await run(['--csv', 's3://e2e/images.csv', '--dest', 'data', `--shard=${bad}`]);
+      assert.equal(result.exitCode, 2, bad);
+      assert.match(result.stderr, /expected --shard to be I\/N/);
+    }
+  });
+
   it('downloads a CSV on S3 into --dest and prints the CSV with local_image', async () => {
     const result = await run(['--csv', 's3://e2e/images.csv', '--dest', 'data', '--concurrency', '4']);
     assert.equal(result.exitCode, 0, result.stderr);

@@ -5,6 +5,7 @@ import type { Readable, Writable } from 'node:stream';
 import pLimit from 'p-limit';
 import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent } from '@imgpipe/kit';
 import { downloadObject, headObject, isS3Uri, isSystemicS3Error, localFileMatches, openObjectStream, parseS3Uri, safeLocalPath, type S3Client } from '@imgpipe/s3';
+import { inShard, type Shard } from './shard.js';
 
 export interface DownloadS3Options {
   /** The images CSV: a path, '-' for `stdin`, or s3://bucket/key.csv. */
@@ -25,6 +26,8 @@ export interface DownloadS3Options {
   failuresPath?: string;
   /** Write the CSV here (atomically) instead of `stdout`. */
   outPath?: string;
+  /** Only this shard's rows: data rows whose 0-based index mod `count` is `index` (--shard I/N). */
+  shard?: Shard;
   /** Abort and retry a body that delivers nothing for this many ms. */
   stallMs?: number;
   stdin: Readable;
@@ -81,7 +84,8 @@ export async function runDownloadS3(options: DownloadS3Options): Promise<Downloa
   });
   const columns = table.columns.includes('local_image') ? table.columns : [...table.columns, 'local_image'];
   const records = [];
-  for await (const record of table.records) records.push(record);
+  let row = 0;
+  for await (const record of table.records) if (inShard(row++, options.shard)) records.push(record);
 
   let bytes = 0;
   const counts = { ok: 0, skipped: 0, failed: 0 };

@@ -9,3 +9,4 @@ export * from './synthetic-dataset.js';
 export * from './bench.js';
 export * from './random-weights.js';
 export * from './mobilenet-model.js';
+export * from './slurm-cluster.js';

@@ -11,8 +11,11 @@ export interface SplitFeatures {
   fromCache: boolean;
 }
 
+/** What opening the backbone reads of the train options. */
+export type BackboneOptions = Pick<TrainOptions, 'backbone' | 'device' | 'featureLayer' | 'preprocess' | 'cacheDir' | 'fineTune'>;
+
 /** The backbone, checked for --fine-tune before the sweep: an ONNX or graph backbone cannot be fine-tuned, and nobody should wait for the sweep to learn that. */
-export async function openBackbone(options: TrainOptions, inputSize: number, log: Logger): Promise<Backbone> {
+export async function openBackbone(options: BackboneOptions, inputSize: number, log: Logger): Promise<Backbone> {
   const backbone = await loadBackbone(options.backbone, {
     device: options.device,
     log,

@@ -9,8 +9,12 @@ import { runTrial, type LayersModelLike, type TrialFeatures, type TrialRecord } 
 export const BEST_HEAD = '.best-head';
 
 /** The best head so far, in <run>/.best-head (replaced atomically), with the trial it belongs to. */
-export async function saveBestHead(runDir: string, model: LayersModelLike, record: TrialRecord): Promise<void> {
-  const final = join(runDir, BEST_HEAD);
+export function saveBestHead(runDir: string, model: LayersModelLike, record: TrialRecord): Promise<void> {
+  return saveHeadDir(join(runDir, BEST_HEAD), model, record);
+}
+
+/** A trained head as a TF.js model directory (plus trial.json), replaced atomically. */
+export async function saveHeadDir(final: string, model: LayersModelLike, record: TrialRecord): Promise<void> {
   const temp = tempPathFor(final);
   try {
     await model.save(fileSaveHandler(temp));

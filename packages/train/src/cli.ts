@@ -40,6 +40,18 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
       preprocess: { type: 'string', choices: ['torch', 'tf', 'caffe', 'none'], describe: 'Pixel normalisation the backbone expects; default: what the backbone records' },
       'cache-dir': { type: 'string', describe: 'Cache for backbones and features (default $IMGPIPE_CACHE_DIR or ~/.cache/imgpipe)' },
       'list-devices': { type: 'boolean', default: false, describe: 'Print the devices and whether each is available, then exit' },
+      task: {
+        type: 'string',
+        choices: ['plan', 'extract', 'trial', 'finish'],
+        describe:
+          'Run the sweep as separate tasks over a shared run directory (Slurm job arrays, Kubernetes Indexed Jobs): plan (takes ' +
+          'the sweep flags, writes <out>/<run>/plan.json, prints the run pointer), extract --index K, trial --index K, finish ' +
+          '(writes model/ and prints the pointer a plain train prints). Each task is idempotent; see docs/scale-out.md',
+      },
+      run: { type: 'string', describe: 'The planned run directory (--task extract, trial, finish)' },
+      index: { value: { type: 'int', min: 0 }, describe: 'Which extraction shard or trial, from 0 (--task extract, trial; e.g. $SLURM_ARRAY_TASK_ID, $JOB_COMPLETION_INDEX)' },
+      shards: { value: { type: 'int', min: 1 }, default: 1, describe: 'Number of extraction shards (tasks) the plan cuts the train and val images into (--task plan)' },
+      'run-id': { type: 'string', describe: 'Name of the run directory under --out (--task plan); default: a new timestamped one' },
     },
     examples: [
       ['prep-data --csv images.csv --out prep/ | $0 --out runs/', 'The seed\'s 3x3 grid (lr x layer size) on the prepared dataset'],
@@ -48,6 +60,8 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
       ['$0 --data prep/ --resume runs/20261127-0512-ab12', 'Finish an interrupted sweep'],
       ['$0 --data prep/ --backbone mobilenet/model.json --fine-tune bn --fine-tune-epochs 1', 'Then fine-tune a TF.js backbone\'s BatchNorm layers (slow)'],
       ['$0 --list-devices', 'Which devices work here'],
+      ['$0 --task plan --data prep/ --out runs/ --run-id sweep1 --shards 4', 'Plan a sweep as tasks (then: extract 0..3, each trial, finish)'],
+      ['$0 --task trial --run runs/sweep1 --index 2', 'Train the third trial of a planned run'],
     ],
     configure: (argv) =>
       argv
@@ -66,6 +80,11 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
       if (args['list-devices']) {
         const { formatDeviceList, listDevices } = await import('@imgpipe/engines');
         context.stdout.write(formatDeviceList(await listDevices()));
+        return;
+      }
+      if (args.task !== undefined) {
+        const { runTaskCommand } = await import('./task-command.js');
+        await runTaskCommand(args, context, () => trainOptions(args, context), hooks);
         return;
       }
       const options = { ...(await trainOptions(args, context)), ...hooks };
