@@ -106,7 +106,8 @@ test('saveModelDir lists every file in card.json and saves the ONNX backbone wit
     assert.equal(file.size, bytes.length, file.path);
     assert.equal(file.sha256, sha256(bytes), file.path);
   }
-  const ort = createRequire(import.meta.resolve('@imgpipe/engines').replace('file://', ''))('onnxruntime-node') as typeof import('onnxruntime-node');
+  type Session = { outputNames: readonly string[]; release(): Promise<void> };
+  const ort = createRequire(import.meta.resolve('@imgpipe/engines').replace('file://', ''))('onnxruntime-node') as { InferenceSession: { create(path: string): Promise<Session> } };
   const session = await ort.InferenceSession.create(join(modelDir, 'backbone', 'model.onnx'));
   assert.ok(session.outputNames.includes(card.backbone.feature_layer), `outputs ${session.outputNames.join(', ')}`);
   const original = await ort.InferenceSession.create(tinyPath);
@@ -127,7 +128,7 @@ test('loadModel refuses a model directory with a changed, missing, extra or link
     ['same size, changed bytes', async (t) => {
       const path = join(t, 'head', 'weights.bin');
       const bytes = await readFile(path);
-      bytes[3] ^= 0xff;
+      bytes[3] = bytes[3]! ^ 0xff;
       await writeFile(path, bytes);
     }, /head\/weights\.bin: sha256 .* differs/],
     ['truncated', async (t) => {

@@ -8,6 +8,7 @@ export * from './files.js';
 export * from './log.js';
 export * from './model-dir.js';
 export * from './model-files.js';
+export * from './publication.js';
 export * from './pointer.js';
 export * from './progress.js';
 export * from './random.js';
