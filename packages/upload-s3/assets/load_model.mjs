@@ -331,7 +331,9 @@ async function loadBackbone(tf, dir, card) {
           out.dispose();
         }
       },
-      dispose: async () => loaded.dispose(),
+      dispose: async () => {
+        loaded.dispose();
+      },
     };
   }
   throw new Error(dir + '/card.json: unknown backbone.format ' + card.backbone.format);

@@ -1,7 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import pLimit from 'p-limit';
-import { contentTypeOf, digestFile, formatS3Uri, headObject, joinKey, readPublication, uploadObject, type S3Client } from '@imgpipe/s3';
+import { contentTypeOf, copyObject, digestFile, formatS3Uri, headObject, joinKey, readPublication, uploadObject, type S3Client } from '@imgpipe/s3';
 import {
   createProgress, InputError, PUBLICATION_FILE, PUBLICATION_FORMAT, PUBLICATION_OBJECTS_DIR, publicationId, sha256, writePointer,
   type Logger, type Pointer, type PublicationManifest, type PublicationObject,
@@ -34,7 +34,8 @@ export interface UploadItem {
   name: string;
   key: string;
   uri: string;
-  status: 'uploaded' | 'skipped';
+  /** uploaded: sent; copied: copied on the server from the current publication; skipped: already in place. */
+  status: 'uploaded' | 'copied' | 'skipped';
   bytes: number;
 }
 
@@ -113,6 +114,9 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
   const stale = await abortUploadsUnder(client, bucket, joinKey(prefix, PUBLICATION_OBJECTS_DIR) + '/', retry);
   if (stale > 0) log.info('aborted %d stale multipart upload(s) under %s%s', stale, base, PUBLICATION_OBJECTS_DIR);
 
+  // Objects the current publication already holds are copied on the server instead of sent again.
+  const current = await readPublication(client, bucket, prefix, retry).catch(() => undefined);
+  const published = new Map((current?.objects ?? []).map((o) => [`${o.size} ${o.sha256}`, joinKey(prefix, o.key)]));
   const totalBytes = sources.reduce((sum, s) => sum + s.size, 0);
   const progress = createProgress({ label: 'upload', total: sources.length, unit: 'files', quiet: log.quiet, ...(options.stderr ? { stream: options.stderr } : {}) });
   const limit = pLimit(options.concurrency ?? 8);
@@ -128,15 +132,23 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
           progress.increment(1);
           return { name: source.name, key, uri, status: 'skipped', bytes: 0 };
         }
-        await uploadObject(client, bucket, key, source.source, {
-          ...retry,
-          contentType: contentTypeOf(source.name),
-          metadata: { sha256: source.sha256 },
-          ...(options.partSize ? { partSize: options.partSize } : {}),
-        });
+        const from = published.get(`${source.size} ${source.sha256}`);
+        const copied = from !== undefined && (await copyObject(client, bucket, from, key, retry).then(() => true, () => false));
+        if (!copied) {
+          await uploadObject(client, bucket, key, source.source, {
+            ...retry,
+            contentType: contentTypeOf(source.name),
+            metadata: { sha256: source.sha256 },
+            ...(options.partSize ? { partSize: options.partSize } : {}),
+          });
+        }
         const check = await headObject(client, bucket, key, retry);
         if (check?.size !== source.size || check.metadata.sha256 !== source.sha256) {
           throw new Error(`${uri}: after upload it holds ${check?.size ?? 'no'} bytes (sha256 ${check?.metadata.sha256 ?? 'none'}), expected ${source.size} (${source.sha256})`);
+        }
+        if (copied) {
+          progress.increment(1);
+          return { name: source.name, key, uri, status: 'copied', bytes: 0 };
         }
         sent += source.size;
         progress.increment(1, `${(sent / 1e6).toFixed(1)} MB`);
@@ -153,7 +165,6 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
   progress.finish(`${(sent / 1e6).toFixed(1)} of ${(totalBytes / 1e6).toFixed(1)} MB sent`);
 
   const objects: PublicationObject[] = sources.map((s) => ({ name: s.name, key: objectsDir + s.name, size: s.size, sha256: s.sha256 }));
-  const current = await readPublication(client, bucket, prefix, retry).catch(() => undefined);
   let manifest: PublicationManifest;
   if (current?.id === id) {
     manifest = current;
@@ -165,7 +176,8 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
   }
   const removed = await removeLeftovers(client, bucket, prefix, manifest, retry);
   const uploaded = items.filter((i) => i.status === 'uploaded').length;
-  log.info('publication %s under %s: %d uploaded, %d already there, %d old objects removed', id, base, uploaded, items.length - uploaded, removed);
+  const copied = items.filter((i) => i.status === 'copied').length;
+  log.info('publication %s under %s: %d uploaded, %d copied, %d already there, %d old objects removed', id, base, uploaded, copied, items.length - uploaded - copied, removed);
   const root = `${base}${objectsDir}`;
   const pointer: Pointer = {
     kind: 'upload',
@@ -177,7 +189,8 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
     ...(sources.some((s) => s.name === 'results.csv') ? { results: `${root}results.csv` } : {}),
     snippet: `${root}${SNIPPET_NAME}`,
     uploaded,
-    skipped: items.length - uploaded,
+    copied,
+    skipped: items.length - uploaded - copied,
     objects: items.map((i) => i.uri),
   };
   writePointer(options.stdout, pointer);
