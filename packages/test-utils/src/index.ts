@@ -7,3 +7,4 @@ export * from './bad-images.js';
 export * from './resnet50-model.js';
 export * from './synthetic-dataset.js';
 export * from './bench.js';
+export * from './publish.js';
