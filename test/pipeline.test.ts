@@ -28,29 +28,34 @@ test('download-s3 | prep-data | train | eval-model | upload-s3 in bash publishes
   // One pointer line on stdout: upload-s3's.
   const lines = result.stdout.trim().split('\n');
   assert.equal(lines.length, 1, result.stdout);
-  const pointer = JSON.parse(lines[0]!) as { kind: string; uri: string; path: string; model: string; results: string };
+  const pointer = JSON.parse(lines[0]!) as { kind: string; uri: string; path: string; model: string; results: string; id: string; manifest: string };
   assert.equal(pointer.kind, 'upload');
   assert.equal(pointer.uri, `s3://${BUCKET}/results/`);
-  assert.equal(pointer.model, `s3://${BUCKET}/results/model/`);
+  assert.equal(pointer.manifest, `s3://${BUCKET}/results/publication.json`);
+  // The publication's objects live under results/p/<id>/, listed by results/publication.json (written last).
+  const root = `results/p/${pointer.id}/`;
+  assert.equal(pointer.model, `s3://${BUCKET}/${root}model/`);
 
-  // The bucket holds the run's results, the model directory and the loader snippet.
+  // The bucket holds the run's results, the model directory and the loader snippet, all listed in the manifest.
   const keys = await fixture.keys('results/');
+  const manifest = JSON.parse(await fixture.read('results/publication.json')) as { objects: { key: string }[] };
+  assert.deepEqual(keys.sort(), ['results/publication.json', ...manifest.objects.map((o) => `results/${o.key}`)].sort());
   for (const key of ['results.csv', 'eval.json', 'report.html', 'load_model.mjs', 'model/card.json', 'model/head/model.json', 'model/head/weights.bin', 'model/backbone/model.onnx']) {
-    assert.ok(keys.includes(`results/${key}`), `results/${key} missing from ${keys.join(', ')}`);
+    assert.ok(keys.includes(root + key), `${root}${key} missing from ${keys.join(', ')}`);
   }
   // Every file of the run's model directory went up byte for byte.
   const runDir = pointer.path;
   for (const key of ['model/card.json', 'model/head/model.json']) {
-    assert.equal(await fixture.read(`results/${key}`), await readFile(join(runDir, key), 'utf8'), key);
+    assert.equal(await fixture.read(root + key), await readFile(join(runDir, key), 'utf8'), key);
   }
   // results.csv in the bucket: one row per trial of the 2x2 sweep, with the test accuracy eval-model measured on
   // the best model, which the gate let through.
-  const evaluation = JSON.parse(await fixture.read('results/eval.json')) as { test_accuracy: number; count: number };
+  const evaluation = JSON.parse(await fixture.read(`${root}eval.json`)) as { test_accuracy: number; count: number };
   assert.ok(evaluation.test_accuracy >= 0.75, `test accuracy ${evaluation.test_accuracy}`);
   assert.equal(evaluation.count, 16);
-  const rows = parseSimpleCsv(await fixture.read('results/results.csv'));
+  const rows = parseSimpleCsv(await fixture.read(`${root}results.csv`));
   assert.equal(rows.length, 4);
-  const card = JSON.parse(await fixture.read('results/model/card.json')) as { labels: string[]; metrics: Record<string, number> };
+  const card = JSON.parse(await fixture.read(`${root}model/card.json`)) as { labels: string[]; metrics: Record<string, number> };
   assert.deepEqual(card.labels, ['cat', 'dog']);
   assert.equal(card.metrics.test_accuracy, evaluation.test_accuracy);
   assert.ok(rows.some((row) => Number(row.test_accuracy) === evaluation.test_accuracy), JSON.stringify(rows));

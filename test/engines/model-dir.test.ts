@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { readdir, writeFile } from 'node:fs/promises';
+import { cp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Tensor2D } from '@tensorflow/tfjs';
 import { buildTinyConvBackbone, makeTempDir } from '@imgpipe/test-utils';
 import { loadBackbone, Head, loadModel, saveModelDir, loadTf } from '@imgpipe/engines';
-import { InputError, readModelCard, type ModelCard, createRng } from '@imgpipe/kit';
+import { InputError, listModelFiles, readModelCard, sha256, type ModelCard, createRng } from '@imgpipe/kit';
 
 const { tf } = await loadTf('wasm');
 
@@ -68,4 +69,106 @@ test('readModelCard names the file and what is wrong', async () => {
   await assert.rejects(readModelCard(dir.path), (error: Error) => error instanceof InputError && error.message.includes('card.json not found'));
   await writeFile(join(dir.path, 'card.json'), JSON.stringify({ format: 'other', labels: ['a'] }));
   await assert.rejects(readModelCard(dir.path), (error: Error) => error instanceof InputError && /format is "other".*labels must list/.test(error.message));
+});
+
+// ---- a model directory is verified as a whole when loaded (issue 13) ---------------------------------------
+
+/** A saved ONNX model directory to copy and damage, one copy per case. */
+async function savedOnnxModel(root: string): Promise<{ modelDir: string; tinyPath: string }> {
+  const size = 16;
+  const tiny = await buildTinyConvBackbone({ dir: join(root, 'tiny'), inputSize: size, format: 'onnx', seed: 4 });
+  const backbone = await loadBackbone(tiny.path, { device: 'wasm', featureLayer: tiny.featureLayer, preprocess: 'torch', inputSize: size });
+  const head = new Head(tf, { inputDim: backbone.info.feature_dim, classes: 2, layer_size: 4, dropout: 0, lr: 0.01, batch_size: 4, seed: 1 });
+  const layers = head.toLayersModel();
+  const modelDir = join(root, 'model');
+  await saveModelDir(modelDir, {
+    card: {
+      format: 'imgpipe-model/1', labels: ['cat', 'dog'], input: { size, channels: 3, fit: 'fill' }, preprocess: backbone.info.preprocess,
+      backbone: { ...backbone.info, path: '' }, head: { path: 'head/model.json', layer_size: 0, dropout: 0, lr: 0.01, epochs: 1, batch_size: 4 },
+      metrics: {}, dataset: { manifest_sha256: 'abc' }, created: new Date().toISOString(), versions: {},
+    },
+    backboneFiles: backbone.files,
+    head: layers,
+  });
+  layers.dispose();
+  head.dispose();
+  await backbone.dispose();
+  return { modelDir, tinyPath: tiny.path };
+}
+
+test('saveModelDir lists every file in card.json and saves the ONNX backbone with its feature output exposed', async () => {
+  await using dir = await makeTempDir();
+  const { modelDir, tinyPath } = await savedOnnxModel(dir.path);
+  const card = await readModelCard(modelDir);
+  assert.deepEqual(card.files?.map((f) => f.path), ['backbone/model.onnx', 'head/model.json', 'head/weights.bin']);
+  for (const file of card.files!) {
+    const bytes = await readFile(join(modelDir, file.path));
+    assert.equal(file.size, bytes.length, file.path);
+    assert.equal(file.sha256, sha256(bytes), file.path);
+  }
+  type Session = { outputNames: readonly string[]; release(): Promise<void> };
+  const ort = createRequire(import.meta.resolve('@imgpipe/engines').replace('file://', ''))('onnxruntime-node') as { InferenceSession: { create(path: string): Promise<Session> } };
+  const session = await ort.InferenceSession.create(join(modelDir, 'backbone', 'model.onnx'));
+  assert.ok(session.outputNames.includes(card.backbone.feature_layer), `outputs ${session.outputNames.join(', ')}`);
+  const original = await ort.InferenceSession.create(tinyPath);
+  assert.ok(!original.outputNames.includes(card.backbone.feature_layer), 'the source model did not expose it');
+  await session.release();
+  await original.release();
+});
+
+test('loadModel refuses a model directory with a changed, missing, extra or linked file, a path leaving it, or a wrong input size', async () => {
+  await using dir = await makeTempDir();
+  const { modelDir } = await savedOnnxModel(dir.path);
+  const editCard = async (target: string, edit: (card: ModelCard) => void) => {
+    const card = JSON.parse(await readFile(join(target, 'card.json'), 'utf8')) as ModelCard;
+    edit(card);
+    await writeFile(join(target, 'card.json'), JSON.stringify(card));
+  };
+  const cases: [string, (target: string) => Promise<void>, RegExp][] = [
+    ['same size, changed bytes', async (t) => {
+      const path = join(t, 'head', 'weights.bin');
+      const bytes = await readFile(path);
+      bytes[3] = bytes[3]! ^ 0xff;
+      await writeFile(path, bytes);
+    }, /head\/weights\.bin: sha256 .* differs/],
+    ['truncated', async (t) => {
+      const path = join(t, 'backbone', 'model.onnx');
+      await writeFile(path, (await readFile(path)).subarray(0, 100));
+    }, /backbone\/model\.onnx: 100 bytes, .* lists/],
+    ['missing', (t) => rm(join(t, 'head', 'weights.bin')), /head\/weights\.bin: missing/],
+    ['extra', (t) => writeFile(join(t, 'backbone', 'extra.onnx'), 'x'), /backbone\/extra\.onnx: not listed/],
+    ['a symlink leaving it', async (t) => {
+      const outside = join(dir.path, 'outside.onnx');
+      await cp(join(t, 'backbone', 'model.onnx'), outside);
+      await rm(join(t, 'backbone', 'model.onnx'));
+      await symlink(outside, join(t, 'backbone', 'model.onnx'));
+    }, /backbone\/model\.onnx: a symbolic link/],
+    ['backbone.path outside', async (t) => {
+      await cp(join(t, 'backbone', 'model.onnx'), join(dir.path, 'elsewhere.onnx'));
+      await editCard(t, (card) => (card.backbone.path = '../elsewhere.onnx'));
+    }, /backbone\.path "\.\.\/elsewhere\.onnx" points outside/],
+    ['backbone.path absolute', async (t) => editCard(t, (card) => (card.backbone.path = join(t, 'backbone', 'model.onnx'))), /backbone\.path .* points outside/],
+    ['a weights path leaving it', async (t) => {
+      const json = JSON.parse(await readFile(join(t, 'head', 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
+      await cp(join(t, 'head', 'weights.bin'), join(dir.path, 'weights.bin'));
+      json.weightsManifest[0]!.paths = ['../../weights.bin'];
+      await writeFile(join(t, 'head', 'model.json'), JSON.stringify(json));
+      const files = await listModelFiles(t);
+      await editCard(t, (card) => (card.files = files));
+    }, /head\/model\.json: weights path "\.\.\/\.\.\/weights\.bin" points outside/],
+    ['input size edited', (t) => editCard(t, (card) => (card.input.size = 32)), /input\.size is 32 but the backbone was recorded with input_size 16/],
+    ['no files list', (t) => editCard(t, (card) => delete card.files), /card\.json: lists no files/],
+  ];
+  for (const [name, damage, expected] of cases) {
+    const target = join(dir.path, name.replace(/\W+/g, '-'));
+    await cp(modelDir, target, { recursive: true });
+    await damage(target);
+    await assert.rejects(loadModel(target, { device: 'wasm' }), (error: Error) => {
+      assert.ok(error instanceof InputError, `${name}: ${error.stack}`);
+      assert.match(error.message, expected, name);
+      return true;
+    }, name);
+  }
+  const model = await loadModel(modelDir, { device: 'wasm' });
+  await model.dispose();
 });

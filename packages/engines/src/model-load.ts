@@ -1,7 +1,7 @@
-import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { InputError, UsageError, readModelCard, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard } from '@imgpipe/kit';
+import { InputError, UsageError, listModelFiles, openModelDir, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard } from '@imgpipe/kit';
 import type { Device } from './device.js';
 
 export interface LoadedModel {
@@ -26,7 +26,9 @@ export interface SaveModelDirOptions {
 
 /**
  * Write a model directory atomically: everything is built in a sibling temp directory, then renamed over `dir`.
- * card.backbone.path is set from the first backbone file; card.head.path is 'head/model.json'.
+ * card.backbone.path is set from the first backbone file; card.head.path is 'head/model.json'; card.files lists
+ * every file with its size and sha256. An ONNX backbone is saved with its feature layer already a graph output,
+ * so loaders run it as it is.
  */
 export async function saveModelDir(dir: string, options: SaveModelDirOptions): Promise<ModelCard> {
   const { fileSaveHandler } = await import('./tfjs-io.js');
@@ -36,11 +38,14 @@ export async function saveModelDir(dir: string, options: SaveModelDirOptions): P
     await mkdir(join(temp, 'backbone'), { recursive: true });
     if (options.backboneFiles.length === 0) throw new Error('saveModelDir: no backbone files');
     for (const file of options.backboneFiles) await copyFile(file, join(temp, 'backbone', basename(file)));
+    const backbonePath = `backbone/${basename(options.backboneFiles[0]!)}`;
+    if (options.card.backbone.format === 'onnx') await exposeFeatureOutput(join(temp, backbonePath), options.card.backbone.feature_layer);
     await options.head.save(fileSaveHandler(join(temp, 'head')));
     const card: ModelCard = {
       ...options.card,
-      backbone: { ...options.card.backbone, path: `backbone/${basename(options.backboneFiles[0]!)}` },
+      backbone: { ...options.card.backbone, path: backbonePath },
       head: { ...options.card.head, path: 'head/model.json' },
+      files: await listModelFiles(temp),
     };
     await writeJsonAtomic(join(temp, 'card.json'), card);
     await replaceDirectory(temp, finalDir);
@@ -49,6 +54,14 @@ export async function saveModelDir(dir: string, options: SaveModelDirOptions): P
     await rm(temp, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** Rewrite an ONNX file so that `featureLayer` is a graph output (left as it is when it already is one). */
+async function exposeFeatureOutput(path: string, featureLayer: string): Promise<void> {
+  const { decodeOnnx, exposeOutput } = await import('./onnx-graph.js');
+  const bytes = new Uint8Array(await readFile(path));
+  const exposed = exposeOutput(decodeOnnx(bytes, path), bytes, featureLayer, path);
+  if (exposed !== bytes) await writeFile(path, exposed);
 }
 
 export interface LoadModelOptions {
@@ -67,7 +80,7 @@ export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): 
     throw new UsageError(`loading a model from ${dirOrS3Uri} is not supported yet: copy it first (aws s3 cp --recursive ${dirOrS3Uri} model/) and pass the directory`);
   }
   const dir = resolve(dirOrS3Uri);
-  const card = await readModelCard(dir);
+  const card = await openModelDir(dir);
   const [{ loadTf }, { loadBackbone }, { fileLoadHandler }] = await Promise.all([import('./tf.js'), import('./backbone.js'), import('./tfjs-io.js')]);
   const { tf } = await loadTf(options.device, log);
   const headPath = join(dir, card.head.path);
@@ -90,6 +103,11 @@ export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): 
     head.dispose();
     throw error;
   });
+  if (backbone.info.input_size !== card.input.size) {
+    head.dispose();
+    await backbone.dispose();
+    throw new InputError(`${join(dir, 'card.json')}: input.size is ${card.input.size} but ${join(dir, card.backbone.path)} takes ${backbone.info.input_size}x${backbone.info.input_size} images`);
+  }
   const size = card.input.size;
   const classes = card.labels.length;
   return {

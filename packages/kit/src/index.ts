@@ -7,6 +7,8 @@ export * from './errors.js';
 export * from './files.js';
 export * from './log.js';
 export * from './model-dir.js';
+export * from './model-files.js';
+export * from './publication.js';
 export * from './pointer.js';
 export * from './progress.js';
 export * from './random.js';

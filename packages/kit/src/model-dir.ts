@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from './errors.js';
+import { checkModelFiles, type ModelFileEntry } from './model-files.js';
 
 /**
  * The model directory: card.json, backbone/ (an ONNX file or a TF.js model) and head/ (a TF.js layers model).
@@ -21,6 +22,8 @@ export interface ModelCard {
   dataset: { manifest_sha256: string; path?: string };
   created: string;
   versions: Record<string, string>;
+  /** Every file of the directory but card.json, with its size and sha256 (saveModelDir fills it; loaders refuse a card without). */
+  files?: ModelFileEntry[];
   /** Anything else a tool records (trial id, run path). */
   [key: string]: unknown;
 }
@@ -75,5 +78,20 @@ export async function readModelCard(dir: string): Promise<ModelCard> {
   if (!card.head || typeof card.head.path !== 'string') problems.push('head.path is missing');
   if (!card.preprocess || typeof card.preprocess.name !== 'string') problems.push('preprocess is missing');
   if (problems.length) throw new InputError(`${path}: ${problems.join('; ')}`);
+  return card;
+}
+
+/**
+ * Read card.json and verify the directory as a whole: every file it lists, by size and sha256; no file missing,
+ * added or behind a link; backbone, head and weight paths inside the directory and listed; the card's input size
+ * the backbone's. Returns the card. InputError naming the file on any mismatch.
+ */
+export async function openModelDir(dir: string): Promise<ModelCard> {
+  const card = await readModelCard(dir);
+  const path = join(dir, 'card.json');
+  if (card.backbone.input_size !== undefined && card.backbone.input_size !== card.input.size) {
+    throw new InputError(`${path}: input.size is ${card.input.size} but the backbone was recorded with input_size ${card.backbone.input_size}; the card was edited or belongs to another model`);
+  }
+  await checkModelFiles(dir, card);
   return card;
 }

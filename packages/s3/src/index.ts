@@ -3,3 +3,5 @@ export * from './s3.js';
 export * from './s3-download.js';
 export * from './s3-objects.js';
 export * from './s3-upload.js';
+export * from './s3-multipart.js';
+export * from './s3-publication.js';

@@ -1,4 +1,5 @@
 import {
+  CopyObjectCommand,
   CreateBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -95,5 +96,17 @@ export async function headObject(client: S3Client, bucket: string, key: string, 
     const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
     if (e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404) return undefined;
     throw describeS3Error(error, { bucket, key, action: 'head' });
+  }
+}
+
+/** Copy an object within a bucket on the server (metadata and content type kept); up to 5 GB. */
+export async function copyObject(client: S3Client, bucket: string, fromKey: string, toKey: string, options: RetryOptions = {}): Promise<void> {
+  try {
+    await withS3Retries(
+      () => client.send(new CopyObjectCommand({ Bucket: bucket, Key: toKey, CopySource: `${bucket}/${fromKey.split('/').map(encodeURIComponent).join('/')}` })),
+      { ...options, what: `copy s3://${bucket}/${fromKey} to ${toKey}` },
+    );
+  } catch (error) {
+    throw describeS3Error(error, { bucket, key: fromKey, action: 'copy' });
   }
 }

@@ -3,6 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { abortMultipartUpload } from './s3-multipart.js';
 import { describeS3Error, withS3Retries, type RetryOptions } from './s3.js';
 import { unquoteEtag } from './s3-objects.js';
 
@@ -50,6 +51,7 @@ export interface UploadResult {
 /**
  * Upload a file (a path) or bytes through @aws-sdk/lib-storage: one PUT up to the part size, multipart above it
  * (an upload that fails is aborted, so no parts are left behind). Retried as a whole on retryable errors.
+ * `signal` (e.g. SIGINT) stops the upload and aborts its multipart upload.
  */
 export async function uploadObject(
   client: S3Client,
@@ -79,8 +81,20 @@ export async function uploadObject(
             ...(options.metadata ? { Metadata: options.metadata } : {}),
           },
         });
-        const result = await upload.done();
-        return { bytes: size, etag: unquoteEtag(result.ETag), multipart: size > partSize };
+        const stop = () => void upload.abort();
+        options.signal?.throwIfAborted();
+        options.signal?.addEventListener('abort', stop, { once: true });
+        try {
+          const result = await upload.done();
+          return { bytes: size, etag: unquoteEtag(result.ETag), multipart: size > partSize };
+        } catch (error) {
+          // lib-storage leaves the multipart upload open when aborted from outside: abort it here.
+          const uploadId = (upload as unknown as { uploadId?: string }).uploadId;
+          if (uploadId) await abortMultipartUpload(client, bucket, key, uploadId, { retries: 2 }).catch(() => undefined);
+          throw error;
+        } finally {
+          options.signal?.removeEventListener('abort', stop);
+        }
       },
       { ...options, what: options.what ?? `upload s3://${bucket}/${key}` },
     );

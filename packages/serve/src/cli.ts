@@ -9,7 +9,7 @@ export const serveCli: ToolCli = {
   packageJson: new URL('../package.json', import.meta.url),
   configKeys: ['train.device', 'aws.endpoint', 'aws.aws_default_region', 'aws.aws_access_key_id', 'aws.aws_secret_access_key'],
   options: {
-    model: { type: 'string', demandOption: true, describe: 'Model directory, or s3://bucket/prefix/model (downloaded once at start)' },
+    model: { type: 'string', demandOption: true, describe: 'Model directory, or a publication s3://bucket/prefix/ (or …/prefix/model): what its publication.json lists, verified, downloaded once at start' },
     host: { type: 'string', default: '127.0.0.1', describe: 'Address to listen on (0.0.0.0 for every interface, e.g. in a container)' },
     port: { value: { type: 'int', min: 0, max: 65535 }, default: 8080, describe: 'Port; 0 picks a free one (the URL is printed on stdout and stderr)' },
     'max-batch': { value: { type: 'int', min: 1 }, default: 32, describe: 'Most images per model call; 1 turns dynamic batching off' },
@@ -25,7 +25,7 @@ export const serveCli: ToolCli = {
   },
   examples: [
     ['serve --model runs/20261127-0512-ab12/model --port 8080', 'Serve a trained model on 127.0.0.1:8080'],
-    ['serve --model s3://bucket/results/model --host 0.0.0.0 --json-logs', 'Serve a published model in a container'],
+    ['serve --model s3://bucket/results/ --host 0.0.0.0 --json-logs', 'Serve a published model in a container'],
     [
       'curl -s localhost:8080/predict -d "{\\"data\\":[{\\"path\\":\\"x.jpg\\",\\"encoded\\":\\"$(base64 -w0 x.jpg)\\"}]}"',
       'Classify one image with the seed\'s request format',

@@ -1,6 +1,6 @@
 export { serveCli } from './cli.js';
 export { runServe, type ServeOptions, type ServeHandle, type ServedModel, type ModelLoader } from './serve.js';
-export { createModelLoader, servedModel, modelNameFor, type ModelLoaderOptions } from './model-loader.js';
+export { createModelLoader, downloadPublishedModel, servedModel, modelNameFor, type ModelLoaderOptions } from './model-loader.js';
 export { Batcher, type BatcherOptions } from './batcher.js';
 export { createClassifier, type Classifier, type ClassifierModel, type Prediction } from './classifier.js';
 export { annotateImage, type EchoMode } from './annotate.js';

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { createS3Client, downloadPrefix, isS3Uri, parseS3Uri } from '@imgpipe/s3';
+import { createS3Client, downloadPublication, isS3Uri, parseS3Uri, readPublication, type S3Client } from '@imgpipe/s3';
 import { decodeToTensor } from '@imgpipe/images';
 import { InputError, silentLogger, type ImgpipeConfig, type Logger } from '@imgpipe/kit';
 import { loadModel, type LoadedModel, loadTf, type Device } from '@imgpipe/engines';
@@ -15,9 +15,9 @@ export interface ModelLoaderOptions {
 }
 
 /**
- * Loads a model directory (or s3://bucket/prefix/model, downloaded once into a temp dir removed at shutdown)
- * with core's loadModel, and decodes requests with core's decodeToTensor using the card's size and fit: the
- * same pixels training saw.
+ * Loads a model directory, or the model of a publication (s3://bucket/prefix/, or …/prefix/model: what its
+ * publication.json lists, verified, downloaded once into a temp dir removed at shutdown), with loadModel (which
+ * verifies the directory as a whole), and decodes requests with decodeToTensor using the card's size and fit.
  */
 export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
   const log = options.log ?? silentLogger;
@@ -26,13 +26,14 @@ export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
     let dir = spec;
     try {
       if (isS3Uri(spec)) {
-        const { bucket, key } = parseS3Uri(spec, '--model');
         tempDir = await mkdtemp(join(tmpdir(), 'imgpipe-serve-model-'));
         log.info(`downloading ${spec}`);
         const client = createS3Client(options.aws);
-        const files = await downloadPrefix(client, bucket, key, tempDir).finally(() => client.destroy());
-        if (files.length === 0) throw new InputError(`--model ${spec}: no objects under that prefix (expected card.json, backbone/, head/)`);
-        dir = tempDir;
+        try {
+          dir = await downloadPublishedModel(client, spec, join(tempDir, 'model'));
+        } finally {
+          client.destroy();
+        }
       }
       const loaded = await loadModel(dir, { device: options.device, log });
       const { tf } = await loadTf(options.device, silentLogger);
@@ -43,6 +44,22 @@ export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
       throw error;
     }
   };
+}
+
+/**
+ * The model of the publication at `spec` (s3://bucket/prefix/ or s3://bucket/prefix/model) into `dest`: only what
+ * prefix/publication.json lists, each object checked against its size and sha256.
+ */
+export async function downloadPublishedModel(client: S3Client, spec: string, dest: string): Promise<string> {
+  const { bucket, key } = parseS3Uri(spec, '--model');
+  const prefix = key.replace(/\/+$/, '');
+  const candidates = [prefix, ...(basename(prefix) === 'model' ? [dirname(prefix) === '.' ? '' : dirname(prefix)] : [])];
+  for (const candidate of candidates) {
+    if (!(await readPublication(client, bucket, candidate))) continue;
+    await downloadPublication(client, bucket, candidate, dest, { dir: 'model/' });
+    return dest;
+  }
+  throw new InputError(`--model ${spec}: no publication.json there${candidates.length > 1 ? ' or one level up' : ''}; publish the run with upload-s3 --prefix, or copy a model directory and pass it`);
 }
 
 /** Wrap a loaded model for serving: decoder from its card, a name, tf's tensor count. */

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { makeTempDir, startS3Server, uploadDirectory, type TempDir } from '@imgpipe/test-utils';
+import { makeTempDir, publishModelDir, startS3Server, uploadDirectory, type TempDir } from '@imgpipe/test-utils';
 import { metric, request, seedBody, v2Body } from './test-client.js';
 import { buildTestModelDir, testImage } from './test-model.js';
 
@@ -66,11 +66,11 @@ describe('serve bin (end to end)', () => {
     }
   });
 
-  it('serves a model from s3:// (downloaded at start, removed at exit)', async () => {
+  it('serves a published model from s3:// (what publication.json lists, verified; downloaded at start, removed at exit)', async () => {
     const s3 = await startS3Server();
     try {
       await s3.createBucket('models');
-      await uploadDirectory(s3.client, 'models', 'results/model', modelDir);
+      await publishModelDir(s3.client, 'models', 'results', modelDir);
       const server = start(['--model', 's3://models/results/model', '--port', '0', '--device', 'wasm'], s3.env);
       try {
         const pointer = JSON.parse(await server.firstLine);
@@ -84,7 +84,12 @@ describe('serve bin (end to end)', () => {
       }
       const missing = start(['--model', 's3://models/nothing-here', '--port', '0', '--device', 'wasm'], s3.env);
       assert.equal((await missing.exited).code, 2);
-      assert.match(missing.stderr(), /no objects under that prefix/);
+      assert.match(missing.stderr(), /no publication\.json there/);
+      // A model copied without a publication is not trusted from S3.
+      await uploadDirectory(s3.client, 'models', 'raw/model', modelDir);
+      const raw = start(['--model', 's3://models/raw/model', '--port', '0', '--device', 'wasm'], s3.env);
+      assert.equal((await raw.exited).code, 2);
+      assert.match(raw.stderr(), /no publication\.json there or one level up/);
     } finally {
       await s3.close();
     }

@@ -10,3 +10,4 @@ export * from './bench.js';
 export * from './random-weights.js';
 export * from './mobilenet-model.js';
 export * from './slurm-cluster.js';
+export * from './publish.js';

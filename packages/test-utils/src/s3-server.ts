@@ -3,6 +3,7 @@ import { join, relative, sep } from 'node:path';
 import { contentTypeOf, createBucket, createS3Client, joinKey, uploadObject, type S3Client } from '@imgpipe/s3';
 import { CONFIG_SCHEMA, type ImgpipeConfig } from '@imgpipe/kit';
 import { buildApp } from 'fauxqs';
+import { addListMultipartUploads } from './s3-multipart-list.js';
 
 export const TEST_ACCESS_KEY_ID = 'imgpipe-test';
 export const TEST_SECRET_ACCESS_KEY = 'imgpipe-test-secret';
@@ -37,10 +38,12 @@ export function testAwsConfig(endpoint: string): ImgpipeConfig['aws'] {
 /**
  * A local S3-compatible server (fauxqs, objects in memory) on 127.0.0.1 and a free port. It is built with
  * `buildApp` and bound to loopback only: fauxqs's CLI and startFauxqs() listen on every interface with no auth.
- * fauxqs refuses request bodies over 11 MiB, so multipart parts must stay at or under 10 MiB.
+ * fauxqs refuses request bodies over 11 MiB, so multipart parts must stay at or under 10 MiB. ListMultipartUploads,
+ * which fauxqs lacks, is added by s3-multipart-list.ts.
  */
 export async function startS3Server(): Promise<S3Server> {
   const app = buildApp({ logger: false });
+  addListMultipartUploads(app);
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('fauxqs: no TCP address after listen');

@@ -5,9 +5,11 @@ import { isS3Uri, parseS3Uri } from '@imgpipe/s3';
 export const uploadS3Cli: ToolCli = {
   name: 'upload-s3',
   summary:
-    'Upload a run to s3://BUCKET/PREFIX/: results.csv, the model directory unchanged, the evaluation report and ' +
-    'plots when present, and load_model.mjs (a loader snippet). Objects already there with the same content are ' +
-    'skipped. Prints one JSON pointer line listing the uploaded URIs.',
+    'Publish a run to s3://BUCKET/PREFIX/ atomically: results.csv, the model directory unchanged, the evaluation ' +
+    'report and plots when present, and load_model.mjs (a loader snippet) go under PREFIX/p/<id>/, then ' +
+    'PREFIX/publication.json, written last, lists them with sizes and sha256; older publications are removed after. ' +
+    'Readers trust only that manifest. Objects already there with the same content are skipped. SIGINT/SIGTERM ' +
+    'abort the multipart uploads in flight and exit 130/143. Prints one JSON pointer line.',
   packageJson: new URL('../package.json', import.meta.url),
   configKeys: ['aws.bucket_name', 'aws.results_upload_path', 'aws.endpoint', 'aws.aws_default_region', 'aws.aws_access_key_id', 'aws.aws_secret_access_key'],
   options: {
@@ -40,10 +42,24 @@ export const uploadS3Cli: ToolCli = {
     if (typeof dir !== 'string' || !dir) throw new InputError(`the ${pointer.kind} pointer on stdin names no path`);
     const [{ runUploadS3 }, { createS3Client }] = await Promise.all([import('./upload.js'), import('@imgpipe/s3')]);
     const client = createS3Client(config.aws, { concurrency, maxAttempts: 1 });
+    const stop = new AbortController();
+    const onSignal = (signal: NodeJS.Signals) => {
+      context.log.warn(`${signal}: aborting the uploads in flight; no manifest is written`);
+      stop.abort(signal);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
     try {
-      await runUploadS3({ dir, client, bucket, prefix, concurrency, retries, partSize: partMiB * 1024 * 1024, stdout: context.stdout, stderr: context.stderr, cwd: context.cwd, log: context.log });
+      await runUploadS3({ dir, client, bucket, prefix, concurrency, retries, partSize: partMiB * 1024 * 1024, stdout: context.stdout, stderr: context.stderr, cwd: context.cwd, log: context.log, signal: stop.signal });
+    } catch (error) {
+      if (!stop.signal.aborted) throw error;
     } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
       client.destroy();
     }
+    // The shell's convention for a process ended by a signal: 128 + its number.
+    if (stop.signal.aborted) return stop.signal.reason === 'SIGINT' ? 130 : 143;
+    return 0;
   },
 };

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
-import { listObjects } from '@imgpipe/s3';
+import { headObject, listMultipartUploads, listObjects } from '@imgpipe/s3';
 import { writeJsonAtomic } from '@imgpipe/kit';
-import { makeTempDir, startS3Server, type S3Server, type TempDir } from '@imgpipe/test-utils';
+import { makeTempDir, startFaultyProxy, startS3Server, type S3Server, type TempDir } from '@imgpipe/test-utils';
 
 // The real bin, which imports dist/: run `npx tsc -b` first.
 const BIN = fileURLToPath(new URL('../bin/upload-s3.js', import.meta.url));
@@ -35,17 +37,45 @@ describe('upload-s3 (the bin, end to end)', () => {
   it('publishes a run named by a pointer on stdin, then by --run, and prints one pointer line', async () => {
     const piped = await run(['--bucket', 'pub', '--prefix', 'results/'], `${JSON.stringify({ kind: 'run', path: 'runs/r', best: 'runs/r/model' })}\n`);
     assert.equal(piped.exitCode, 0, piped.stderr);
-    const pointer = JSON.parse(piped.stdout) as { kind: string; uploaded: number; objects: string[] };
+    const pointer = JSON.parse(piped.stdout) as { kind: string; id: string; uploaded: number; objects: string[] };
     assert.equal(pointer.kind, 'upload');
     assert.equal(pointer.uploaded, 4);
     const keys: string[] = [];
     for await (const object of listObjects(server.client, 'pub', { prefix: 'results/' })) keys.push(object.key);
-    assert.deepEqual(keys.sort(), ['results/load_model.mjs', 'results/model/card.json', 'results/model/head/model.json', 'results/results.csv']);
+    const root = `results/p/${pointer.id}/`;
+    assert.deepEqual(keys.sort(), ['results/publication.json', ...['load_model.mjs', 'model/card.json', 'model/head/model.json', 'results.csv'].map((n) => root + n)].sort());
 
     const again = await run(['--run', 'runs/r', '--prefix', 's3://pub/results/']);
     assert.equal(again.exitCode, 0, again.stderr);
     assert.equal((JSON.parse(again.stdout) as { uploaded: number }).uploaded, 0);
     assert.match(again.stderr, /4 already there/);
+  });
+
+  it('SIGINT aborts the multipart upload in flight, writes no manifest and exits 130', async () => {
+    // A 24 MB file goes up in 5 MiB parts; a proxy adding latency to every chunk keeps it in flight long enough.
+    await mkdir(join(temp.path, 'runs', 'big', 'model', 'head'), { recursive: true });
+    await writeJsonAtomic(join(temp.path, 'runs', 'big', 'model', 'card.json'), { format: 'imgpipe-model/1', labels: ['cat', 'dog'] });
+    await mkdir(join(temp.path, 'runs', 'big', 'plots'));
+    await writeFile(join(temp.path, 'runs', 'big', 'plots', 'big.png'), randomBytes(24 * 1024 * 1024));
+    const proxy = await startFaultyProxy(server.endpoint, { latencyMs: 20 });
+    try {
+      const child = execa('node', [BIN, '--run', 'runs/big', '--prefix', 's3://pub/big/', '--part-size', '5'], {
+        cwd: temp.path, env: { ...server.env, S3_ENDPOINT: proxy.endpoint, NODE_NO_WARNINGS: '1' }, reject: false,
+      });
+      const deadline = Date.now() + 60_000;
+      while ((await listMultipartUploads(server.client, 'pub', 'big/')).length === 0) {
+        assert.ok(Date.now() < deadline, 'a multipart upload started');
+        await sleep(50);
+      }
+      child.kill('SIGINT');
+      const result = await child;
+      assert.equal(result.exitCode, 130, result.stderr);
+      assert.match(result.stderr, /SIGINT: aborting/);
+      assert.deepEqual(await listMultipartUploads(server.client, 'pub', 'big/'), [], 'no multipart upload left');
+      assert.equal(await headObject(server.client, 'pub', 'big/publication.json'), undefined, 'nothing committed');
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('exits 2 naming what is missing', async () => {

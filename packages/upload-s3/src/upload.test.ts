@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
-import { downloadPrefix, headObject, listObjects, readObjectBytes } from '@imgpipe/s3';
-import { sha256, silentLogger, writeJsonAtomic } from '@imgpipe/kit';
+import { downloadPrefix, headObject, listMultipartUploads, listObjects, readObjectBytes, uploadObject } from '@imgpipe/s3';
+import { listModelFiles, sha256, silentLogger, writeJsonAtomic, type PublicationManifest } from '@imgpipe/kit';
 import { loadBackbone } from '@imgpipe/engines';
 import { makeTempDir, onnxModel, startS3Server, type S3Server, type TempDir } from '@imgpipe/test-utils';
 import { runUploadS3, type UploadS3Options } from './upload.js';
@@ -100,7 +100,7 @@ async function writeModelDir(dir: string, format: 'onnx' | 'tfjs-layers' | 'conv
       onnxModel({
         input: 'input',
         inputDims: ['n', 3, SIZE, SIZE],
-        outputs: ['negated'],
+        outputs: ['negated', 'features'], // as imgpipe saves it: the feature layer exposed after the original output
         initializers: [],
         nodes: [
           { op: 'GlobalAveragePool', inputs: ['input'], outputs: ['pool'] },
@@ -156,6 +156,7 @@ async function writeModelDir(dir: string, format: 'onnx' | 'tfjs-layers' | 'conv
     dataset: { manifest_sha256: 'test' },
     created: new Date(0).toISOString(),
     versions: {},
+    files: await listModelFiles(dir),
   });
   return preprocess;
 }
@@ -194,47 +195,83 @@ describe('runUploadS3 against the local S3 server', () => {
     await temp.remove();
   });
 
-  it('uploads results, the model unchanged, the report and the snippet; a second run sends nothing', async () => {
+  const listKeys = async (prefix: string) => {
+    const keys: string[] = [];
+    for await (const object of listObjects(server.client, 'results', { prefix })) keys.push(object.key);
+    return keys.sort();
+  };
+  const NAMES = [
+    'eval.json', 'load_model.mjs', 'model/backbone/model.onnx', 'model/card.json', 'model/head/model.json', 'model/head/weights.bin',
+    'plots/confusion.png', 'report.html', 'results.csv',
+  ];
+
+  it('publishes under p/<id>/ and commits with publication.json written last; a second run sends nothing', async () => {
     const out = capture();
     const first = await runUploadS3(options({ stdout: out.stream }));
     const lines = out.text().trim().split('\n');
     assert.equal(lines.length, 1, 'one pointer line');
-    const pointer = JSON.parse(lines[0]!) as { kind: string; objects: string[]; uploaded: number; snippet: string; model: string };
+    const pointer = JSON.parse(lines[0]!) as { kind: string; id: string; objects: string[]; uploaded: number; snippet: string; model: string; manifest: string };
     assert.equal(pointer.kind, 'upload');
-    assert.equal(pointer.snippet, 's3://results/runs/r1/load_model.mjs');
-    assert.equal(pointer.model, 's3://results/runs/r1/model/');
-    const expected = [
-      'eval.json', 'load_model.mjs', 'model/backbone/model.onnx', 'model/card.json', 'model/head/model.json', 'model/head/weights.bin',
-      'plots/confusion.png', 'report.html', 'results.csv',
-    ].map((name) => `runs/r1/${name}`);
-    assert.deepEqual([...pointer.objects].sort(), expected.map((k) => `s3://results/${k}`));
-    assert.equal(pointer.uploaded, expected.length);
-    const listed: string[] = [];
-    for await (const object of listObjects(server.client, 'results', { prefix: 'runs/r1/' })) listed.push(object.key);
-    assert.deepEqual(listed.sort(), expected);
-    for (const key of expected.filter((k) => !k.endsWith('load_model.mjs'))) {
-      const local = join(runDir, key.slice('runs/r1/'.length));
-      assert.equal(sha256(await readObjectBytes(server.client, 'results', key)), sha256(await readFile(local)), key);
+    const root = `runs/r1/p/${pointer.id}/`;
+    assert.equal(pointer.manifest, 's3://results/runs/r1/publication.json');
+    assert.equal(pointer.snippet, `s3://results/${root}load_model.mjs`);
+    assert.equal(pointer.model, `s3://results/${root}model/`);
+    assert.deepEqual([...pointer.objects].sort(), NAMES.map((n) => `s3://results/${root}${n}`));
+    assert.equal(pointer.uploaded, NAMES.length);
+    assert.deepEqual(await listKeys('runs/r1/'), ['runs/r1/publication.json', ...NAMES.map((n) => root + n)].sort());
+    const manifest = JSON.parse((await readObjectBytes(server.client, 'results', 'runs/r1/publication.json')).toString()) as PublicationManifest;
+    assert.equal(manifest.format, 'imgpipe-publication/1');
+    assert.equal(manifest.id, pointer.id);
+    assert.equal(manifest.run, 'run');
+    assert.deepEqual(manifest.objects.map((o) => o.name).sort(), NAMES);
+    for (const object of manifest.objects) {
+      const bytes = await readObjectBytes(server.client, 'results', `runs/r1/${object.key}`);
+      assert.equal(object.size, bytes.length, object.name);
+      assert.equal(object.sha256, sha256(bytes), object.name);
+      if (object.name !== 'load_model.mjs') assert.equal(object.sha256, sha256(await readFile(join(runDir, object.name))), object.name);
     }
-    assert.equal((await headObject(server.client, 'results', 'runs/r1/model/card.json'))?.contentType, 'application/json');
-    assert.match((await headObject(server.client, 'results', 'runs/r1/load_model.mjs'))?.contentType ?? '', /^text\/javascript/);
-    assert.match((await headObject(server.client, 'results', 'runs/r1/results.csv'))?.contentType ?? '', /^text\/csv/);
+    assert.equal((await headObject(server.client, 'results', `${root}model/card.json`))?.contentType, 'application/json');
+    assert.match((await headObject(server.client, 'results', `${root}load_model.mjs`))?.contentType ?? '', /^text\/javascript/);
     assert.equal(first.items.every((i) => i.status === 'uploaded'), true);
 
     const second = await runUploadS3(options());
     assert.equal(second.pointer.uploaded, 0, 'nothing sent again');
-    assert.equal(second.pointer.skipped, expected.length);
+    assert.equal(second.pointer.skipped, NAMES.length);
+    assert.equal(second.manifest.created, manifest.created, 'the manifest is not rewritten');
 
+    // A changed file makes a new publication: the rest is copied on the server, and the old one is removed.
     await writeFile(join(runDir, 'results.csv'), 'layer_size,lr\n1,0.1\n');
     const third = await runUploadS3(options());
     assert.deepEqual(third.items.filter((i) => i.status === 'uploaded').map((i) => i.name), ['results.csv']);
-    assert.equal((await readObjectBytes(server.client, 'results', 'runs/r1/results.csv')).toString(), 'layer_size,lr\n1,0.1\n');
+    assert.equal(third.pointer.copied, NAMES.length - 1);
+    const newRoot = `runs/r1/p/${third.manifest.id}/`;
+    assert.notEqual(newRoot, root);
+    assert.deepEqual(await listKeys('runs/r1/'), ['runs/r1/publication.json', ...NAMES.map((n) => newRoot + n)].sort(), 'nothing of the old publication left');
+    assert.equal((await readObjectBytes(server.client, 'results', `${newRoot}results.csv`)).toString(), 'layer_size,lr\n1,0.1\n');
   });
 
-  it('the uploaded snippet loads the model and predicts what the model computes (ONNX and TF.js backbones)', async () => {
-    await runUploadS3(options({ prefix: 'runs/snippet' }));
+  it('removes what older publications left (the flat layout too) after the commit, and aborts stale multipart uploads', async () => {
+    const prefix = 'runs/old/';
+    for (const name of ['results.csv', 'model/card.json', 'plots/old.png', 'load_model.mjs', 'p/0123456789abcdef/model/card.json']) {
+      await uploadObject(server.client, 'results', prefix + name, { bytes: 'old' });
+    }
+    await uploadObject(server.client, 'results', `${prefix}notes.txt`, { bytes: 'not ours' });
+    // A multipart upload a killed publisher left (fauxqs needs no signature, so plain HTTP starts one).
+    const started = await fetch(`${server.endpoint}/results/${prefix}p/0123456789abcdef/model/backbone/model.onnx?uploads`, { method: 'POST' });
+    assert.equal(started.status, 200);
+    assert.equal((await listMultipartUploads(server.client, 'results', prefix)).length, 1);
+
+    const result = await runUploadS3(options({ prefix }));
+    assert.deepEqual((await listMultipartUploads(server.client, 'results', prefix)).length, 0, 'the stale multipart upload is aborted');
+    const root = `${prefix}p/${result.manifest.id}/`;
+    assert.deepEqual(await listKeys(prefix), [`${prefix}notes.txt`, `${prefix}publication.json`, ...NAMES.map((n) => root + n)].sort());
+  });
+
+  it('the uploaded snippet loads the model (a publication downloaded or by URL, a model dir) and predicts what the model computes', async () => {
+    const { manifest } = await runUploadS3(options({ prefix: 'runs/snippet' }));
     const fetched = join(temp.path, 'fetched');
     await downloadPrefix(server.client, 'results', 'runs/snippet/', fetched);
+    await cp(join(fetched, 'p', manifest.id, 'load_model.mjs'), join(fetched, 'load_model.mjs'));
     // A directory whose node_modules hold the runtime dependencies, as a user would install them.
     for (const name of ['onnxruntime-node', '@tensorflow/tfjs', 'sharp']) {
       await mkdir(dirname(join(fetched, 'node_modules', name)), { recursive: true });
@@ -244,16 +281,13 @@ describe('runUploadS3 against the local S3 server', () => {
     for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 37 + (i % 3) * 60) % 256;
     await writeFile(join(fetched, 'image.png'), png(pixels, SIZE));
 
-    const info = await execa('node', ['load_model.mjs', 'model'], { cwd: fetched, reject: false });
+    const info = await execa('node', ['load_model.mjs', `p/${manifest.id}/model`], { cwd: fetched, reject: false });
     assert.equal(info.exitCode, 0, info.stderr);
     assert.deepEqual(JSON.parse(info.stdout).labels, LABELS);
 
     const tfjsModel = join(fetched, 'model-tfjs');
-    const cases: [string, Preprocess][] = [
-      ['model', TORCH_BGR],
-      ['model-tfjs', await writeModelDir(tfjsModel, 'tfjs-layers')],
-      ['model-converted', await writeModelDir(join(fetched, 'model-converted'), 'converted')],
-    ];
+    const url = `${server.endpoint}/results/runs/snippet/`;
+    const cases: [string, Preprocess][] = [['.', TORCH_BGR], [url, TORCH_BGR], ['model-tfjs', await writeModelDir(tfjsModel, 'tfjs-layers')], ['model-converted', await writeModelDir(join(fetched, 'model-converted'), 'converted')]];
     for (const [dir, spec] of cases) {
       const result = await execa('node', ['load_model.mjs', dir, 'image.png'], { cwd: fetched, reject: false });
       assert.equal(result.exitCode, 0, result.stderr);

@@ -1,10 +1,14 @@
-import { createHash } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import pLimit from 'p-limit';
-import { contentTypeOf, digestFile, formatS3Uri, headObject, isMd5Etag, joinKey, uploadObject, type S3Client } from '@imgpipe/s3';
-import { createProgress, InputError, sha256, writePointer, type Logger, type Pointer } from '@imgpipe/kit';
-import { LOAD_MODEL_SNIPPET, SNIPPET_NAME } from './snippet.js';
+import { contentTypeOf, copyObject, digestFile, formatS3Uri, headObject, joinKey, readPublication, uploadObject, type S3Client } from '@imgpipe/s3';
+import {
+  createProgress, InputError, PUBLICATION_FILE, PUBLICATION_FORMAT, PUBLICATION_OBJECTS_DIR, publicationId, sha256, writePointer,
+  type Logger, type Pointer, type PublicationManifest, type PublicationObject,
+} from '@imgpipe/kit';
+import { abortUploadsUnder, removeLeftovers } from './leftovers.js';
+import { RUN_DIRS, RUN_FILES, SNIPPET_NAME } from './layout.js';
+import { readSnippet } from './snippet.js';
 
 export interface UploadS3Options {
   /** A run directory (results.csv, model/, eval files) or a model directory (card.json). */
@@ -21,6 +25,8 @@ export interface UploadS3Options {
   stderr?: NodeJS.WritableStream;
   cwd: string;
   log: Logger;
+  /** Aborting it (SIGINT, SIGTERM) stops the uploads, aborts their multipart uploads and writes no manifest. */
+  signal?: AbortSignal;
 }
 
 export interface UploadItem {
@@ -28,18 +34,18 @@ export interface UploadItem {
   name: string;
   key: string;
   uri: string;
-  status: 'uploaded' | 'skipped';
+  /** uploaded: sent; copied: copied on the server from the current publication; skipped: already in place. */
+  status: 'uploaded' | 'copied' | 'skipped';
   bytes: number;
 }
 
 export interface UploadSummary {
   items: UploadItem[];
+  manifest: PublicationManifest;
   pointer: Pointer;
 }
 
-/** Files of a run directory worth publishing besides model/ (each only when present). */
-const RUN_FILES = ['results.csv', 'eval.json', 'report.html', 'predictions.csv', 'run.json', 'trials.csv', 'trials.jsonl'];
-const RUN_DIRS = ['plots'];
+
 
 async function isFile(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isFile(), () => false);
@@ -61,7 +67,7 @@ export async function planUpload(dir: string): Promise<{ local: string; name: st
   if (await isFile(join(dir, 'model', 'card.json'))) {
     const plan: { local: string; name: string }[] = [];
     for (const file of RUN_FILES) if (await isFile(join(dir, file))) plan.push({ local: join(dir, file), name: file });
-    for (const sub of ['model', ...RUN_DIRS]) {
+    for (const sub of RUN_DIRS) {
       for (const file of await filesUnder(join(dir, sub))) plan.push({ local: join(dir, sub, file), name: `${sub}/${file}` });
     }
     return plan;
@@ -72,75 +78,121 @@ export async function planUpload(dir: string): Promise<{ local: string; name: st
   throw new InputError(`${dir}: neither a run directory (no model/card.json) nor a model directory (no card.json); pass --run DIR of a trained run`);
 }
 
+interface Source {
+  name: string;
+  source: { path: string } | { bytes: Uint8Array };
+  size: number;
+  sha256: string;
+}
+
+async function digestSources(dir: string): Promise<Source[]> {
+  const plan = await planUpload(dir);
+  const snippet = await readSnippet();
+  const files = await Promise.all(plan.map(async (p) => ({ name: p.name, source: { path: p.local }, ...(await digestFile(p.local)) })));
+  return [...files, { name: SNIPPET_NAME, source: { bytes: snippet }, size: snippet.length, sha256: sha256(snippet) }];
+}
+
 /**
- * Publish a run to s3://bucket/prefix/: results.csv, model/ unchanged, evaluation files and plots when present,
- * and load_model.mjs. An object already there with the same content (sha256 metadata, or size and MD5 ETag) is
- * not sent again. Prints one JSON pointer line listing every object's URI.
+ * Publish a run to s3://bucket/prefix/ atomically: every object (results.csv, model/ unchanged, evaluation files
+ * and plots when present, load_model.mjs) goes under prefix/p/<id>/ (id: a hash of the content, so an unchanged
+ * object of an interrupted or repeated publication is not sent again), each is checked by HEAD, then ONE manifest,
+ * prefix/publication.json, is written: the commit. Only then are older publications' objects removed. Readers
+ * trust only the manifest, so they see the old publication or the new one, never a mix.
  */
 export async function runUploadS3(options: UploadS3Options): Promise<UploadSummary> {
-  const { client, bucket, log } = options;
+  const { client, bucket, log, signal } = options;
   const dir = resolve(options.cwd, options.dir);
-  const prefix = options.prefix.replace(/^\/+/, '');
-  const plan = await planUpload(dir);
-  if (!plan.some((p) => p.name === 'results.csv') && plan.some((p) => p.name === 'model/card.json')) {
-    log.warn('%s has no results.csv; uploading the rest', options.dir);
-  }
-  const snippet = Buffer.from(LOAD_MODEL_SNIPPET, 'utf8');
-  const sources: { name: string; source: { path: string } | { bytes: Uint8Array } }[] = [
-    ...plan.map((p) => ({ name: p.name, source: { path: p.local } })),
-    { name: SNIPPET_NAME, source: { bytes: snippet } },
-  ];
-  const totalBytes = (await Promise.all(plan.map((p) => stat(p.local).then((s) => s.size)))).reduce((a, b) => a + b, snippet.length);
+  const prefix = options.prefix.replace(/^\/+/, '').replace(/\/*$/, '/').replace(/^\/$/, '');
+  const sources = await digestSources(dir);
+  if (!sources.some((p) => p.name === 'results.csv')) log.warn('%s has no results.csv; uploading the rest', options.dir);
+  const id = publicationId(sources);
+  const objectsDir = `${PUBLICATION_OBJECTS_DIR}${id}/`;
+  const retry = { retries: options.retries ?? 5, log, ...(signal ? { signal } : {}) };
+  const base = formatS3Uri(bucket, prefix);
+
+  // Multipart uploads left by a publisher that was killed (ours: nothing else writes under prefix/p/).
+  const stale = await abortUploadsUnder(client, bucket, joinKey(prefix, PUBLICATION_OBJECTS_DIR) + '/', retry);
+  if (stale > 0) log.info('aborted %d stale multipart upload(s) under %s%s', stale, base, PUBLICATION_OBJECTS_DIR);
+
+  // Objects the current publication already holds are copied on the server instead of sent again.
+  const current = await readPublication(client, bucket, prefix, retry).catch(() => undefined);
+  const published = new Map((current?.objects ?? []).map((o) => [`${o.size} ${o.sha256}`, joinKey(prefix, o.key)]));
+  const totalBytes = sources.reduce((sum, s) => sum + s.size, 0);
   const progress = createProgress({ label: 'upload', total: sources.length, unit: 'files', quiet: log.quiet, ...(options.stderr ? { stream: options.stderr } : {}) });
-  const retry = { retries: options.retries ?? 5, log };
   const limit = pLimit(options.concurrency ?? 8);
   let sent = 0;
-  const items = await Promise.all(
-    sources.map(({ name, source }) =>
+  const settled = await Promise.allSettled(
+    sources.map((source) =>
       limit(async (): Promise<UploadItem> => {
-        const key = joinKey(prefix, name);
+        signal?.throwIfAborted();
+        const key = joinKey(prefix, objectsDir + source.name);
         const uri = formatS3Uri(bucket, key);
-        const digest =
-          'path' in source
-            ? await digestFile(source.path)
-            : { size: source.bytes.length, md5: createHash('md5').update(source.bytes).digest('hex'), sha256: sha256(source.bytes) };
         const existing = await headObject(client, bucket, key, retry);
-        const same =
-          existing !== undefined &&
-          existing.size === digest.size &&
-          (existing.metadata.sha256 === digest.sha256 || (isMd5Etag(existing.etag) && existing.etag.toLowerCase() === digest.md5));
-        if (same) {
+        if (existing?.size === source.size && existing.metadata.sha256 === source.sha256) {
           progress.increment(1);
-          return { name, key, uri, status: 'skipped', bytes: 0 };
+          return { name: source.name, key, uri, status: 'skipped', bytes: 0 };
         }
-        await uploadObject(client, bucket, key, source, {
-          ...retry,
-          contentType: contentTypeOf(name),
-          metadata: { sha256: digest.sha256 },
-          ...(options.partSize ? { partSize: options.partSize } : {}),
-        });
-        sent += digest.size;
+        const from = published.get(`${source.size} ${source.sha256}`);
+        const copied = from !== undefined && (await copyObject(client, bucket, from, key, retry).then(() => true, () => false));
+        if (!copied) {
+          await uploadObject(client, bucket, key, source.source, {
+            ...retry,
+            contentType: contentTypeOf(source.name),
+            metadata: { sha256: source.sha256 },
+            ...(options.partSize ? { partSize: options.partSize } : {}),
+          });
+        }
+        const check = await headObject(client, bucket, key, retry);
+        if (check?.size !== source.size || check.metadata.sha256 !== source.sha256) {
+          throw new Error(`${uri}: after upload it holds ${check?.size ?? 'no'} bytes (sha256 ${check?.metadata.sha256 ?? 'none'}), expected ${source.size} (${source.sha256})`);
+        }
+        if (copied) {
+          progress.increment(1);
+          return { name: source.name, key, uri, status: 'copied', bytes: 0 };
+        }
+        sent += source.size;
         progress.increment(1, `${(sent / 1e6).toFixed(1)} MB`);
-        return { name, key, uri, status: 'uploaded', bytes: digest.size };
+        return { name: source.name, key, uri, status: 'uploaded', bytes: source.size };
       }),
     ),
   );
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed || signal?.aborted) {
+    if (signal?.aborted) await abortUploadsUnder(client, bucket, joinKey(prefix, objectsDir) + '/', { retries: 2 }).catch(() => 0);
+    throw signal?.aborted ? signal.reason : failed!.reason;
+  }
+  const items = settled.map((r) => (r as PromiseFulfilledResult<UploadItem>).value);
   progress.finish(`${(sent / 1e6).toFixed(1)} of ${(totalBytes / 1e6).toFixed(1)} MB sent`);
+
+  const objects: PublicationObject[] = sources.map((s) => ({ name: s.name, key: objectsDir + s.name, size: s.size, sha256: s.sha256 }));
+  let manifest: PublicationManifest;
+  if (current?.id === id) {
+    manifest = current;
+  } else {
+    manifest = { format: PUBLICATION_FORMAT, id, run: basename(dir), created: new Date().toISOString(), objects };
+    signal?.throwIfAborted();
+    // The commit: from here on readers see this publication.
+    await uploadObject(client, bucket, joinKey(prefix, PUBLICATION_FILE), { bytes: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`) }, { ...retry, contentType: 'application/json' });
+  }
+  const removed = await removeLeftovers(client, bucket, prefix, manifest, retry);
   const uploaded = items.filter((i) => i.status === 'uploaded').length;
-  log.info('%d objects under %s: %d uploaded, %d already there', items.length, formatS3Uri(bucket, prefix), uploaded, items.length - uploaded);
-  const base = formatS3Uri(bucket, prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`);
-  const uriOf = (name: string) => items.find((i) => i.name === name)?.uri;
+  const copied = items.filter((i) => i.status === 'copied').length;
+  log.info('publication %s under %s: %d uploaded, %d copied, %d already there, %d old objects removed', id, base, uploaded, copied, items.length - uploaded - copied, removed);
+  const root = `${base}${objectsDir}`;
   const pointer: Pointer = {
     kind: 'upload',
     uri: base,
     path: options.dir,
-    model: `${base}model/`,
-    ...(uriOf('results.csv') ? { results: uriOf('results.csv') } : {}),
-    snippet: uriOf(SNIPPET_NAME),
+    manifest: `${base}${PUBLICATION_FILE}`,
+    id,
+    model: `${root}model/`,
+    ...(sources.some((s) => s.name === 'results.csv') ? { results: `${root}results.csv` } : {}),
+    snippet: `${root}${SNIPPET_NAME}`,
     uploaded,
-    skipped: items.length - uploaded,
+    copied,
+    skipped: items.length - uploaded - copied,
     objects: items.map((i) => i.uri),
   };
   writePointer(options.stdout, pointer);
-  return { items, pointer };
+  return { items, manifest, pointer };
 }
