@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Backbone, LoadBackboneOptions, ResolvedBackbone } from './backbone.js';
+import type { Backbone, LoadBackboneOptions, ResolvedBackbone } from './backbone-types.js';
 import { loadOnnxBackbone } from './backbone-onnx.js';
 import { tfjsFormatOf } from './backbone-tfjs-runner.js';
 import { resolveCacheDir } from './cache-dir.js';

@@ -1,7 +1,23 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '@imgpipe/kit';
-import type { TinyConvWeights } from './tiny-models.js';
+
+/**
+ * Tiny backbones for tests, the same conv net in both formats with the same weights:
+ *   input (size x size x 3) -> conv1 3x3 same, relu -> conv2 3x3 stride 2 valid, relu -> global average pool
+ *   ('features') -> dense ('logits', the model's output).
+ * TF.js: a layers model (NHWC) saved through core's file IO handler (no tfjs-node). ONNX: a graph (NCHW, like a
+ * torch export) written with onnx-proto, whose 'features' value is not a graph output.
+ */
+export interface TinyConvWeights {
+  channels: [number, number];
+  classes: number;
+  /** HWIO, as TF.js stores conv kernels. */
+  conv1: { kernel: Float32Array; bias: Float32Array };
+  conv2: { kernel: Float32Array; bias: Float32Array };
+  /** [in, out], as TF.js stores dense kernels. */
+  dense: { kernel: Float32Array; bias: Float32Array };
+}
 
 /**
  * The same net as a TF.js graph model (what tensorflowjs_converter writes for a SavedModel), written by hand:

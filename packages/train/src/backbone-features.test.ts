@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { silentLogger } from '@imgpipe/kit';
 import { buildTinyConvBackbone, makeTempDir } from '@imgpipe/test-utils';
 import { openBackbone } from './backbone-features.js';
-import type { TrainOptions } from './train.js';
+import type { TrainOptions } from './train-options.js';
 
 test('a TF.js layers backbone runs converted on ONNX Runtime, except under --fine-tune, which trains the TF.js model', async () => {
   await using temp = await makeTempDir('imgpipe-open-backbone-');

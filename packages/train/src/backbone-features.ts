@@ -1,7 +1,7 @@
 import { createFeatureSet, extractFeatures, loadBackbone, type Backbone } from '@imgpipe/engines';
 import type { Dataset, Logger } from '@imgpipe/kit';
 import { checkFineTunable } from './fine-tune.js';
-import type { TrainOptions } from './train.js';
+import type { TrainOptions } from './train-options.js';
 import type { TrialFeatures } from './trial.js';
 
 export interface SplitFeatures {

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { parseValue, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli, type ValueSpec } from '@imgpipe/kit';
-import type { TrainOptions } from './train.js';
+import type { TrainOptions } from './train-options.js';
 
 /** Flags that may be lists although their config keys hold one value: the list is kept aside, the first value configures. */
 const LIST_FLAGS = ['epochs', 'batch-size'] as const;

@@ -3,7 +3,7 @@ import { sha256, UsageError, type Dataset, type Logger } from '@imgpipe/kit';
 import { findUnfinishedRun, newRunDir, readFinishedTrials, readRunJson, type RunJson } from './run-dir.js';
 import type { Trial } from './sweep.js';
 import type { TrialRecord } from './trial.js';
-import type { TrainOptions } from './train.js';
+import type { TrainOptions } from './train-options.js';
 
 export interface OpenedRun {
   runDir: string;

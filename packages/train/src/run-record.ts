@@ -1,7 +1,7 @@
 import type { Backbone, ConcreteDevice, Tf } from '@imgpipe/engines';
 import { packageVersion, type Dataset } from '@imgpipe/kit';
 import { RUN_FORMAT, writeRunJson, type RunJson } from './run-dir.js';
-import type { TrainOptions } from './train.js';
+import type { TrainOptions } from './train-options.js';
 
 /** run.json's timings: the sweep's, and fine-tuning's when it ran. */
 export interface RunTimings {

@@ -3,7 +3,7 @@ import type { ConcreteDevice, Tf } from '@imgpipe/engines';
 import { saveBestHead } from './best-head.js';
 import { TrialLog, writeTrialTables } from './run-dir.js';
 import { describeParams, type Trial } from './sweep.js';
-import type { TrainOptions } from './train.js';
+import type { TrainOptions } from './train-options.js';
 import { isBetter, pickBest, runTrial, type LayersModelLike, type TrialFeatures, type TrialRecord } from './trial.js';
 
 export interface SweepInput {

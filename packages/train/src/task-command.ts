@@ -4,7 +4,7 @@ import { extractShard } from './task-extract.js';
 import { finishRun } from './task-finish.js';
 import { planPointer, planRun, readPlan } from './task-plan.js';
 import { runTrialTask } from './task-trial.js';
-import type { TrainOptions } from './train.js';
+import type { TrainOptions } from './train-options.js';
 
 /** Test hooks a test injects into trial tasks (see cli.ts createTrainCli). */
 type TrialHooks = Pick<TrainOptions, 'failTrials' | 'epochDelayMs'>;

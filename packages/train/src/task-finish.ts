@@ -9,7 +9,7 @@ import { describeParams } from './sweep.js';
 import { shardTimingFile } from './task-extract.js';
 import type { RunPlan } from './task-plan.js';
 import { readTrialRecord, trialHeadDir } from './task-trial.js';
-import type { TrainOptions } from './train.js';
+import type { TrainOptions } from './train-options.js';
 import { pickBest, type TrialRecord } from './trial.js';
 import { writeModel } from './write-model.js';
 

@@ -6,7 +6,7 @@ import { runKey } from './open-run.js';
 import { findUnfinishedRun, newRunDir, readRunJson, RUN_FORMAT, writeRunJson } from './run-dir.js';
 import { planTrials, type Trial } from './sweep.js';
 import { checkSplits } from './train-checks.js';
-import type { TrainOptions } from './train.js';
+import type { TrainOptions } from './train-options.js';
 
 /**
  * plan.json: everything the later tasks (extract, trial, finish) need, so each of them takes only --run DIR and

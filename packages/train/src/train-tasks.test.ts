@@ -11,7 +11,8 @@ import { finishRun } from './task-finish.js';
 import { planRun, planShards, readPlan } from './task-plan.js';
 import { runTrialTask, trialFile } from './task-trial.js';
 import { tinyBackbone, writeLearnableDataset } from './test-dataset.js';
-import { runTrain, type TrainOptions } from './train.js';
+import { runTrain } from './train.js';
+import type { TrainOptions } from './train-options.js';
 
 let temp: TempDir;
 let base: TrainOptions;

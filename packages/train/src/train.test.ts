@@ -5,7 +5,8 @@ import { after, before, test } from 'node:test';
 import { FailureError, openDataset, readModelCard, UsageError } from '@imgpipe/kit';
 import { loadModel, loadTf } from '@imgpipe/engines';
 import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
-import { runTrain, type TrainOptions } from './train.js';
+import { runTrain } from './train.js';
+import type { TrainOptions } from './train-options.js';
 import { tinyBackbone, writeLearnableDataset } from './test-dataset.js';
 
 let temp: TempDir;

@@ -13,43 +13,11 @@ import { describeParams, planTrials, type SearchSpace, type Strategy } from './s
 import { runSweep } from './sweep-loop.js';
 import { checkFineTuneSettings, checkSplits } from './train-checks.js';
 import { pickBest, type TrialRecord } from './trial.js';
+import type { TrainOptions } from './train-options.js';
 import { writeModel } from './write-model.js';
 
 export type { FineTuneRecord } from './fine-tune-step.js';
-
-export interface TrainOptions {
-  /** The dataset directory (prep-data's output). */
-  dataDir: string;
-  /** Parent of the run directory. */
-  out: string;
-  /** Continue this run directory (skips its finished trials). */
-  resume?: string;
-  space: SearchSpace;
-  strategy: Strategy;
-  /** Random search budget; 0: every combination. */
-  runs: number;
-  seed: number;
-  device: Device;
-  backbone: string;
-  featureLayer?: string;
-  preprocess?: string;
-  cacheDir?: string;
-  /** Batch size of feature extraction (data.batch_size). */
-  extractBatchSize: number;
-  patience?: number;
-  /** Trials trained at once; default 1 on CPU/wasm, 3 on GPUs. */
-  parallel?: number;
-  /** Stop the sweep (exit 1) once more trials than this have failed; default: no limit. */
-  maxFailedTrials?: number;
-  /** After the sweep, train a TF.js layers backbone (all of it, or its BatchNormalization layers) with the best head. */
-  fineTune?: FineTuneSettings;
-  projectName?: string;
-  log?: Logger;
-  onProgress?: (event: ProgressEvent) => void;
-  /** Test hooks: trial ids that fail as a crash would, and a pause after each epoch. */
-  failTrials?: ReadonlySet<string>;
-  epochDelayMs?: number;
-}
+export type { TrainOptions } from './train-options.js';
 
 export interface TrainResult {
   runDir: string;
