@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { bombPng, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import sharp from 'sharp';
-import { decodeToTensor, ImageRejected, type RejectReason } from '@imgpipe/images';
+import { decodeToTensor, ImageRejected, READ_WHOLE_MAX_BYTES, type RejectReason } from '@imgpipe/images';
 
 let temp: TempDir;
 before(async () => (temp = await makeTempDir('imgpipe-image-')));
@@ -185,4 +186,27 @@ test('bad inputs are rejected with a typed reason', async () => {
   await assert.rejects(decodeToTensor(Buffer.alloc(0), { size: 8, fit: 'fill' }), { reason: 'empty' });
   await assert.rejects(decodeToTensor(bombPng(40_000, 40_000), { size: 8, fit: 'fill' }), { reason: 'decompression-bomb' });
   assert.equal((await decodeToTensor(join(temp.path, 'big.jpg'), { size: 8, fit: 'fill', maxPixels: 60_000 })).length, 8 * 8 * 3);
+});
+
+test('a file is decoded the same whether read whole or, past READ_WHOLE_MAX_BYTES, from disk; non-files are rejected', async () => {
+  const jpeg = await sharp(knownPixels(120, 90), { raw: { width: 120, height: 90, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  const small = join(temp.path, 'whole.jpg');
+  const large = join(temp.path, 'padded.jpg');
+  await writeFile(small, jpeg);
+  await writeFile(large, jpeg);
+  // Bytes after a JPEG's end marker are ignored by decoders; a sparse extension makes the file large without writing it.
+  const handle = await open(large, 'r+');
+  await handle.truncate(READ_WHOLE_MAX_BYTES + 1);
+  await handle.close();
+  const fromMemory = await decodeToTensor(small, { size: 24, fit: 'fill' });
+  assert.deepEqual(await decodeToTensor(large, { size: 24, fit: 'fill' }), fromMemory);
+  assert.deepEqual(await decodeToTensor(jpeg, { size: 24, fit: 'fill' }), fromMemory);
+
+  const dir = join(temp.path, 'a-directory.jpg');
+  await mkdir(dir);
+  await assert.rejects(decodeToTensor(dir, { size: 8, fit: 'fill' }), { reason: 'not-an-image' });
+  // A FIFO with no writer must be rejected, not wait forever for one.
+  const fifo = join(temp.path, 'fifo.jpg');
+  execFileSync('mkfifo', [fifo]);
+  await assert.rejects(decodeToTensor(fifo, { size: 8, fit: 'fill' }), { reason: 'not-an-image' });
 });

@@ -1,30 +1,84 @@
-// prep-data throughput: images/s for generated JPEGs of about 500x375 and 1024x768 resized to --size (224), with
-// 1 and 2 images in flight. "decode" is decodeToTensor alone (sharp's share); "whole run" is runPrepData end to end
-// (CSV, decode, pixel file, split copy, CSVs, manifest, rename). Generated images are kept under the OS temp dir
-// (imgpipe-bench-images-*) so reruns skip generation; --fresh regenerates. Each figure also comes as CPU ms per
-// image, which stays meaningful on a busy machine where images/s does not.
-// Usage: IMGPIPE_BENCH_FILTER=prep node scripts/run-bench.mjs [--count 2000] [--size 224] [--fresh]
+// prep-data against the seed's single-threaded PIL loop (`Image.open(p).convert('RGB').resize((224, 224), BILINEAR)`
+// then tobytes), on the same files in the same run: 2,000 generated photo-like JPEGs (gradients, shapes, noise, q90)
+// of 500x375 and 2,000 of 1024x768. Both are whole processes, spawned and timed by wall clock: the prep-data bin
+// (start-up, CSV, decode, pixel files, hashes, manifest) and Debian's python3 with python3-pil. They alternate for
+// --runs rounds; the best wall time of each gives the ratio (PIL seconds / prep-data seconds: above 1 means prep-data
+// is faster). CPU seconds per process come from /proc (children's user+sys), a figure that holds up better than wall
+// time when other work shares the cores. Without PIL the benchmark says so and reports prep-data only.
+// --in-process adds decodeToTensor alone at 1, 2 and 4 images in flight (sharp's share, CPU ms per image).
+// Generated images stay under the OS temp dir (imgpipe-bench-images-*) so reruns skip generation; --fresh regenerates.
+// Needs `pnpm run build` (the bin runs dist/).
+// Usage: IMGPIPE_BENCH_FILTER=prep node scripts/run-bench.mjs [--count 2000] [--runs 3] [--python /usr/bin/python3] [--in-process] [--fresh]
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
-import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { decodeToTensor, tuneImageEngine } from '@imgpipe/images';
 import { exists } from '@imgpipe/kit';
 import { writeBenchResults, type BenchResult, generateImageSet, makeTempDir } from '@imgpipe/test-utils';
 import { orderedMap } from './decode-pass.js';
-import { runPrepData } from './prep.js';
 
-const { values } = parseArgs({ options: { count: { type: 'string', default: '2000' }, size: { type: 'string', default: '224' }, fresh: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: {
+    count: { type: 'string', default: '2000' },
+    runs: { type: 'string', default: '3' },
+    python: { type: 'string', default: '/usr/bin/python3' },
+    'in-process': { type: 'boolean', default: false },
+    fresh: { type: 'boolean', default: false },
+  },
+});
 const count = Number(values.count);
-const size = Number(values.size);
+const runs = Number(values.runs);
+const size = 224;
+const bin = fileURLToPath(new URL('../bin/prep-data.js', import.meta.url));
+if (!(await exists(fileURLToPath(new URL('../dist/main.js', import.meta.url))))) throw new Error('prep-data is not built: run pnpm run build first');
+
+const PIL_LOOP = `
+import sys
+from PIL import Image
+paths = open(sys.argv[1]).read().split('\\n')
+for p in paths:
+    data = Image.open(p).convert('RGB').resize((${size}, ${size}), Image.BILINEAR).tobytes()
+    assert len(data) == ${size * size * 3}
+`;
+const pil = spawnSync(values.python, ['-c', 'import PIL; print(PIL.__version__)'], { encoding: 'utf8' });
+const pilVersion = pil.status === 0 ? pil.stdout.trim() : undefined;
+if (!pilVersion) {
+  process.stderr.write(`PIL is not available from ${values.python} (${(pil.error?.message ?? pil.stderr).trim()}): reporting prep-data only; apt-get install python3-pil\n`);
+}
+
+/** Children's CPU seconds so far (user + sys of waited-for children, from /proc; USER_HZ is 100 on Linux). */
+function childCpuSeconds(): number | undefined {
+  try {
+    const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[13]) + Number(fields[14])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Run a command to completion; wall seconds and CPU seconds. Its stderr is kept for the error message. */
+async function timed(command: string, args: string[]): Promise<{ wall: number; cpu: number | undefined }> {
+  const cpuBefore = childCpuSeconds();
+  const started = performance.now();
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const code = await new Promise<number | null>((resolve, reject) => child.on('error', reject).on('close', resolve));
+  if (code !== 0) throw new Error(`${command} ${args.join(' ')} exited with ${code}: ${stderr.trim()}`);
+  const wall = (performance.now() - started) / 1000;
+  const cpuAfter = childCpuSeconds();
+  return { wall, cpu: cpuBefore === undefined || cpuAfter === undefined ? undefined : cpuAfter - cpuBefore };
+}
+
 const results: BenchResult[] = [];
-// CPU time (all threads, libvips included) per image: a figure that holds up when other work shares the cores.
-const cpuMs = (since: NodeJS.CpuUsage) => {
-  const used = process.cpuUsage(since);
-  return (used.user + used.system) / 1000;
-};
-const out = await makeTempDir('imgpipe-prep-bench-');
+const work = await makeTempDir('imgpipe-prep-bench-');
 try {
+  const pilScript = join(work.path, 'pil_loop.py');
+  await writeFile(pilScript, PIL_LOOP);
   for (const [width, height] of [[500, 375], [1024, 768]] as const) {
     const dir = join(tmpdir(), `imgpipe-bench-images-${width}x${height}-${count}`);
     if (values.fresh) await rm(dir, { recursive: true, force: true });
@@ -33,39 +87,55 @@ try {
       await generateImageSet({ dir, count, seed: 1, sizes: [[width, height]], quality: 90 });
       process.stderr.write(`generated ${count} ${width}x${height} JPEGs in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
     }
-    const csv = await readFile(join(dir, 'images.csv'));
-    const paths = csv.toString('utf8').trim().split('\n').slice(1).map((line) => line.split(',').at(-1)!);
-    await tuneImageEngine({ cache: false });
-    for (const inFlight of [1, 2, 4]) {
-      const params = { image: `${width}x${height}`, size, in_flight: inFlight, count, cores: availableParallelism() };
-      let cpu = process.cpuUsage();
-      let started = performance.now();
-      for await (const pixels of orderedMap(paths, (path) => decodeToTensor(path, { size, fit: 'fill' }), inFlight)) {
-        if (pixels.length !== size * size * 3) throw new Error('bad decode');
-      }
-      results.push({ name: `decode ${width}x${height} -> ${size}, ${inFlight} in flight`, unit: 'images/s', value: count / ((performance.now() - started) / 1000), params });
-      results.push({ name: `decode ${width}x${height} -> ${size}, ${inFlight} in flight, CPU`, unit: 'cpu-ms/image', value: cpuMs(cpu) / count, params });
+    const csvPath = join(dir, 'images.csv');
+    const paths = (await readFile(csvPath, 'utf8')).trim().split('\n').slice(1).map((line) => line.split(',').at(-1)!);
+    const listPath = join(work.path, `paths-${width}x${height}.txt`);
+    await writeFile(listPath, paths.join('\n'));
+    const image = `${width}x${height}`;
+    const params = { image, size, count, cores: availableParallelism(), runs, ...(pilVersion ? { pil: pilVersion } : { pil: 'missing' }) };
 
-      cpu = process.cpuUsage();
-      started = performance.now();
-      const result = await runPrepData({
-        csv,
-        csvSource: 'bench.csv',
-        out: join(out.path, `prep-${width}-${inFlight}`),
-        size,
-        fractions: { train: 0.7, val: 0.15, test: 0.15 },
-        seed: 42,
-        concurrency: inFlight,
-        quiet: true,
-      });
-      const seconds = (performance.now() - started) / 1000;
-      if (result.manifest.rejected !== 0) throw new Error('unexpected rejects');
-      results.push({ name: `whole run ${width}x${height} -> ${size}, ${inFlight} in flight`, unit: 'images/s', value: count / seconds, params });
-      results.push({ name: `whole run ${width}x${height} -> ${size}, ${inFlight} in flight, CPU`, unit: 'cpu-ms/image', value: cpuMs(cpu) / count, params });
-      await rm(join(out.path, `prep-${width}-${inFlight}`), { recursive: true, force: true });
+    const prep: { wall: number; cpu: number | undefined }[] = [];
+    const reference: { wall: number; cpu: number | undefined }[] = [];
+    for (let run = 0; run < runs; run++) {
+      const out = join(work.path, `prep-${image}`);
+      prep.push(await timed(process.execPath, [bin, '--csv', csvPath, '--out', out, '--img-dimensions', String(size), '--quiet']));
+      await rm(out, { recursive: true, force: true });
+      if (pilVersion) reference.push(await timed(values.python, [pilScript, listPath]));
+      process.stderr.write(`${image} run ${run + 1}: prep-data ${prep.at(-1)!.wall.toFixed(2)}s${pilVersion ? `, PIL ${reference.at(-1)!.wall.toFixed(2)}s` : ''}\n`);
+    }
+    const best = (list: { wall: number; cpu: number | undefined }[]) => Math.min(...list.map((r) => r.wall));
+    const bestCpu = (list: { wall: number; cpu: number | undefined }[]) => (list.every((r) => r.cpu !== undefined) ? Math.min(...list.map((r) => r.cpu!)) : undefined);
+    const report = (who: string, list: { wall: number; cpu: number | undefined }[]) => {
+      results.push({ name: `${who} ${image} -> ${size}, whole process, best of ${runs}`, unit: 'images/s', value: count / best(list), params: { ...params, wall_s: list.map((r) => r.wall) } });
+      const cpu = bestCpu(list);
+      if (cpu !== undefined) results.push({ name: `${who} ${image} -> ${size}, whole process, CPU`, unit: 'cpu-ms/image', value: (cpu * 1000) / count, params: { ...params, cpu_s: list.map((r) => r.cpu) } });
+    };
+    report('prep-data', prep);
+    if (pilVersion) {
+      report('PIL single-threaded', reference);
+      results.push({ name: `prep-data vs PIL ${image} -> ${size}, wall-time ratio (PIL s / prep-data s)`, unit: 'x', value: best(reference) / best(prep), params });
+      const [pilCpu, prepCpu] = [bestCpu(reference), bestCpu(prep)];
+      if (pilCpu !== undefined && prepCpu !== undefined) {
+        results.push({ name: `prep-data vs PIL ${image} -> ${size}, CPU-time ratio (PIL cpu-s / prep-data cpu-s)`, unit: 'x', value: pilCpu / prepCpu, params });
+      }
+    }
+
+    if (values['in-process']) {
+      await tuneImageEngine({ cache: false });
+      for (const inFlight of [1, 2, 4]) {
+        const cpu = process.cpuUsage();
+        const started = performance.now();
+        for await (const pixels of orderedMap(paths, (path) => decodeToTensor(path, { size, fit: 'fill' }), inFlight)) {
+          if (pixels.length !== size * size * 3) throw new Error('bad decode');
+        }
+        const used = process.cpuUsage(cpu);
+        const inProcess = { ...params, in_flight: inFlight };
+        results.push({ name: `decodeToTensor ${image} -> ${size}, ${inFlight} in flight`, unit: 'images/s', value: count / ((performance.now() - started) / 1000), params: inProcess });
+        results.push({ name: `decodeToTensor ${image} -> ${size}, ${inFlight} in flight, CPU`, unit: 'cpu-ms/image', value: (used.user + used.system) / 1000 / count, params: inProcess });
+      }
     }
   }
   await writeBenchResults('prep-data', results);
 } finally {
-  await out.remove();
+  await work.remove();
 }
