@@ -33,6 +33,10 @@ export interface LoadBackboneOptions {
   workers?: number;
   /** Show download progress (default: unless log is quiet). */
   progress?: boolean;
+  /** Largest file a download may bring, in bytes; default $IMGPIPE_MAX_DOWNLOAD_BYTES or 2 GiB. */
+  maxDownloadBytes?: number;
+  /** A download that connects or delivers nothing for this long (ms) fails; default $IMGPIPE_DOWNLOAD_TIMEOUT_MS or 30 s. */
+  downloadTimeoutMs?: number;
 }
 
 /** Where a spec points after built-ins and URLs are resolved to local files. */

@@ -1,7 +1,7 @@
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { LayersModel } from '@tensorflow/tfjs';
-import { InputError, UsageError, readModelCard, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard } from '@imgpipe/kit';
+import { InputError, UsageError, readModelCard, safeJoin, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard } from '@imgpipe/kit';
 import type { Device } from './device.js';
 
 export interface LoadedModel {
@@ -70,7 +70,7 @@ export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): 
   const card = await readModelCard(dir);
   const [{ loadTf }, { loadBackbone }, { fileLoadHandler }] = await Promise.all([import('@imgpipe/engines'), import('@imgpipe/engines'), import('@imgpipe/engines')]);
   const { tf } = await loadTf(options.device, log);
-  const headPath = join(dir, card.head.path);
+  const headPath = safeJoin(dir, card.head.path, `${join(dir, 'card.json')}: head.path`);
   let head: LayersModel;
   try {
     head = await tf.loadLayersModel(fileLoadHandler(tf.io, headPath));
@@ -78,7 +78,7 @@ export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): 
     if (error instanceof InputError) throw error;
     throw new InputError(`${headPath}: cannot load the head as a TF.js layers model (${(error as Error).message})`, { cause: error });
   }
-  const backbone = await loadBackbone(join(dir, card.backbone.path), {
+  const backbone = await loadBackbone(safeJoin(dir, card.backbone.path, `${join(dir, 'card.json')}: backbone.path`), {
     device: options.device,
     featureLayer: card.backbone.feature_layer,
     preprocess: card.preprocess.name,

@@ -10,3 +10,4 @@ export * from './model-dir.js';
 export * from './pointer.js';
 export * from './progress.js';
 export * from './random.js';
+export * from './safe-path.js';
