@@ -19,6 +19,12 @@ export const serveCli: ToolCli = {
     echo: { type: 'string', choices: ['annotated', 'raw'], default: 'annotated', describe: 'The "encoded" image sent back: with the label drawn on it, or unchanged' },
     'json-logs': { type: 'boolean', default: false, describe: 'Log one JSON object per line on stderr (per request and per server event)' },
     name: { type: 'string', describe: 'Model name in the V2 routes (/v2/models/{name}); default: the card\'s name or project, else the directory\'s (its parent\'s for a run\'s model/)' },
+    'max-images': { type: 'number', default: 64, describe: 'Most images in one request; more get 400 (split the request)' },
+    'max-request-pixels': { type: 'number', default: 256_000_000, describe: 'Most decoded pixels (from the headers) summed over one request\'s images; more get 400' },
+    'max-inflight-bytes': { type: 'string', default: '256mb', describe: 'Request bodies held at once across requests (bytes, or with k/m/g); beyond it 503 with Retry-After, before reading the body' },
+    formats: { type: 'string', default: 'jpeg,png,webp,gif,tiff', describe: 'Image formats accepted, checked by their signature before decoding; others (SVG, AVIF, ...) get 415' },
+    'decode-timeout': { type: 'number', default: 10, describe: 'Seconds one image may take to decode (or annotate) before it is given up with 400' },
+    'max-echo-pixels': { type: 'number', default: 4_000_000, describe: 'Largest annotated echo in pixels; bigger images come back scaled down to fit' },
     'shutdown-timeout': { type: 'number', default: 30, describe: 'Seconds to wait for requests in flight on SIGTERM before closing their connections' },
   },
   examples: [
@@ -42,6 +48,15 @@ export const serveCli: ToolCli = {
     if (name !== undefined && !/^[\w.-]+$/.test(name)) {
       throw new UsageError(`expected --name to be letters, digits, '.', '_' or '-' (it goes in URLs), got '${name}'`);
     }
+    const { parseImageFormats } = await import('@imgpipe/images');
+    let formats;
+    try {
+      formats = parseImageFormats(String(args.formats));
+    } catch (error) {
+      throw new UsageError(`expected --formats to be ${(error as Error).message.replace(/^expected /, '')}`);
+    }
+    const decodeTimeoutSeconds = Number(args['decode-timeout']);
+    if (!(decodeTimeoutSeconds > 0)) throw new UsageError(`expected --decode-timeout to be seconds > 0, got '${String(args['decode-timeout'])}'`);
     const { config } = context.settings;
     const device = parseDevice(config.train.device);
     const model = String(args.model);
@@ -54,6 +69,12 @@ export const serveCli: ToolCli = {
     const onSignal = (signal: NodeJS.Signals) => {
       log.info(`${signal}: stopping (no new connections; finishing requests in flight)`);
       stop.abort();
+      // Decodes cannot be cancelled and keep the process alive: whatever is still running after the timeout
+      // (and a second to answer and log), the process exits.
+      setTimeout(() => {
+        log.warn(`still busy ${shutdownSeconds} s after ${signal} (--shutdown-timeout); exiting anyway`);
+        process.exit(process.exitCode ?? 0);
+      }, shutdownSeconds * 1000 + 1000).unref();
     };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
@@ -68,10 +89,16 @@ export const serveCli: ToolCli = {
         maxBody: parseByteSize(String(args['max-body']), '--max-body'),
         maxPixels: integerFlag(args, 'max-pixels'),
         echo: args.echo as 'annotated' | 'raw',
+        maxImages: integerFlag(args, 'max-images'),
+        maxRequestPixels: integerFlag(args, 'max-request-pixels'),
+        maxInflightBytes: parseByteSize(String(args['max-inflight-bytes']), '--max-inflight-bytes'),
+        maxEchoPixels: integerFlag(args, 'max-echo-pixels'),
+        decodeTimeoutSeconds,
+        formats,
         jsonLogs,
         name,
         graceMs: shutdownSeconds * 1000,
-        load: createModelLoader({ device, aws: config.aws, log, maxPixels: integerFlag(args, 'max-pixels') }),
+        load: createModelLoader({ device, aws: config.aws, log, maxPixels: integerFlag(args, 'max-pixels'), decodeTimeoutSeconds }),
         stdout: context.stdout,
         stderr: context.stderr,
         log,

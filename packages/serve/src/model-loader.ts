@@ -12,6 +12,8 @@ export interface ModelLoaderOptions {
   aws: ImgpipeConfig['aws'];
   log?: Logger;
   maxPixels: number;
+  /** Per decode, where libvips can stop (serve --decode-timeout). */
+  decodeTimeoutSeconds?: number;
 }
 
 /**
@@ -37,7 +39,7 @@ export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
       const loaded = await loadModel(dir, { device: options.device, log });
       const { tf } = await loadTf(options.device, silentLogger);
       const cleanup = tempDir;
-      return servedModel(loaded, { name: modelNameFor(spec), maxPixels: options.maxPixels, numTensors: () => tf.memory().numTensors, cleanup: cleanup ? () => rm(cleanup, { recursive: true, force: true }) : undefined });
+      return servedModel(loaded, { name: modelNameFor(spec), maxPixels: options.maxPixels, decodeTimeoutSeconds: options.decodeTimeoutSeconds, numTensors: () => tf.memory().numTensors, cleanup: cleanup ? () => rm(cleanup, { recursive: true, force: true }) : undefined });
     } catch (error) {
       if (tempDir) await rm(tempDir, { recursive: true, force: true });
       throw error;
@@ -48,7 +50,7 @@ export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
 /** Wrap a loaded model for serving: decoder from its card, a name, tf's tensor count. */
 export function servedModel(
   loaded: LoadedModel,
-  options: { name: string; maxPixels: number; numTensors: () => number; cleanup?: (() => Promise<void>) | undefined },
+  options: { name: string; maxPixels: number; decodeTimeoutSeconds?: number | undefined; numTensors: () => number; cleanup?: (() => Promise<void>) | undefined },
 ): ServedModel {
   const { size, fit } = loaded.card.input;
   return {
@@ -61,7 +63,7 @@ export function servedModel(
     // already uses every core for one call).
     concurrency: typeof (loaded as { concurrency?: unknown }).concurrency === 'number' ? (loaded as unknown as { concurrency: number }).concurrency : 1,
     predict: (pixels, count) => loaded.predict(pixels, count),
-    decode: (bytes) => decodeToTensor(bytes, { size, fit, maxPixels: options.maxPixels }),
+    decode: (bytes) => decodeToTensor(bytes, { size, fit, maxPixels: options.maxPixels, ...(options.decodeTimeoutSeconds ? { timeoutSeconds: options.decodeTimeoutSeconds } : {}) }),
     numTensors: options.numTensors,
     async dispose() {
       await loaded.dispose();
