@@ -32,6 +32,8 @@ export interface ClassifierOptions {
   /** Checked before decoding: formats by signature, pixels per request from the headers. */
   formats?: readonly ImageFormat[];
   maxRequestPixels?: number;
+  /** An image over this (decompression bombs) is left to the decoder to reject with its own reason. */
+  maxImagePixels?: number;
   /** Decodes of one request running at once, so a big request cannot fill the thread pool (default 2). */
   decodeConcurrency?: number;
   /** Advice for the operator about a rejected image (a flag to raise): logged, never sent to the client. */
@@ -104,7 +106,8 @@ export function createClassifier(options: ClassifierOptions): Classifier {
     let total = 0;
     for (const item of items) {
       const size = await imageDimensions(item.bytes);
-      total += size ? size.width * size.height : 0;
+      const pixels = size ? size.width * size.height : 0;
+      if (pixels <= (options.maxImagePixels ?? Infinity)) total += pixels;
       if (total > limit) {
         options.onHint?.(item.name, 'raise --max-request-pixels');
         throw new HttpError(400, `the images of this request hold more than ${limit} pixels in all (at ${item.name}); send fewer or smaller images`, { details: { reason: 'too-many-pixels' } });

@@ -160,6 +160,7 @@ export async function runServe(options: ServeOptions): Promise<ServeHandle> {
       maxQueue: options.maxQueue,
       formats: limits.formats,
       maxRequestPixels: limits.maxRequestPixels,
+      maxImagePixels: options.maxPixels,
       onHint: (item, hint) => options.log.warn(`rejected ${item}: ${hint} to accept such images`),
       onBatch(size, seconds, error) {
         metrics.batchSize.observe(size);
