@@ -135,7 +135,7 @@ describe('backbone downloads facing a hostile server', () => {
     assert.equal((await readFile(`${file}.sha256`, 'utf8')).trim(), sha256(onnx));
     assert.equal(first.info.sha256, sha256(onnx), 'the card records the same hash');
     const tampered = Buffer.from(onnx);
-    tampered[tampered.length - 1] ^= 0xff;
+    tampered[tampered.length - 1] = tampered.at(-1)! ^ 0xff;
     await writeFile(file, tampered);
     await assert.rejects(loadBackbone(url, { device: 'cpu', cacheDir, progress: false }), (error: Error) => error instanceof FailureError && /does not match/.test(error.message));
   });

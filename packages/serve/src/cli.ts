@@ -69,11 +69,12 @@ export const serveCli: ToolCli = {
     const onSignal = (signal: NodeJS.Signals) => {
       log.info(`${signal}: stopping (no new connections; finishing requests in flight)`);
       stop.abort();
-      // Decodes cannot be cancelled and keep the process alive: whatever is still running after the timeout
-      // (and a second to answer and log), the process exits.
+      // Decodes cannot be cancelled, and exit() itself waits for them (libuv joins its thread pool), so whatever
+      // still runs a second after the timeout, the process ends by the signal it was sent, its default action.
       setTimeout(() => {
-        log.warn(`still busy ${shutdownSeconds} s after ${signal} (--shutdown-timeout); exiting anyway`);
-        process.exit(process.exitCode ?? 0);
+        log.warn(`still busy ${shutdownSeconds} s after ${signal} (--shutdown-timeout); ending now`);
+        process.removeAllListeners(signal);
+        process.kill(process.pid, signal);
       }, shutdownSeconds * 1000 + 1000).unref();
     };
     process.once('SIGTERM', onSignal);
