@@ -62,8 +62,9 @@ describe('backbones over http(s), cached', () => {
     assert.equal(first.info.feature_dim, 8);
     assert.equal(requests.filter((r) => r === '/models/tiny.onnx').length, 1);
     const files = await listFiles(cacheDir);
-    assert.equal(files.length, 1);
+    assert.equal(files.length, 2);
     assert.match(files[0]!, /^backbones\/[0-9a-f]{16}\/tiny\.onnx$/);
+    assert.equal(files[1], `${files[0]}.sha256`);
     const second = await loadBackbone(url, { device: 'cpu', featureLayer: 'features', preprocess: 'none', cacheDir, progress: false });
     assert.equal(requests.filter((r) => r === '/models/tiny.onnx').length, 1);
     assert.equal(second.info.sha256, first.info.sha256);
@@ -77,7 +78,7 @@ describe('backbones over http(s), cached', () => {
     assert.equal(backbone.info.format, 'tfjs-layers');
     assert.equal(backbone.info.feature_dim, 8);
     const files = await listFiles(cacheDir);
-    assert.deepEqual(files.map((f) => f.split('/').pop()), ['model.json', 'weights.bin']);
+    assert.deepEqual(files.map((f) => f.split('/').pop()), ['model.json', 'model.json.sha256', 'weights.bin', 'weights.bin.sha256']);
     await backbone.dispose();
   });
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { LoadBackboneOptions, ResolvedBackbone } from './backbone-types.js';
-import { downloadToFile } from './backbone-fetch.js';
+import { downloadToFile, verifyCached } from './backbone-fetch.js';
 import { resolveCacheDir } from './cache-dir.js';
 import { FailureError, messageOf, exists, type Logger } from '@imgpipe/kit';
 import { decodeOnnx } from './onnx-graph.js';
@@ -12,6 +12,12 @@ export interface BuiltinBackbone {
   /** Environment variable that overrides the URL (mirrors, air-gapped installs, tests). */
   urlEnv: string;
   preprocess: string;
+  /**
+   * sha256 of the published file, checked on download and on every load when set. resnet50's is not set yet: the
+   * Model Zoo stores it in Git LFS and no published checksum could be looked up from here; until it is pinned,
+   * the sha256 recorded at download (<file>.sha256) is what later loads are checked against.
+   */
+  sha256?: string;
 }
 
 /**
@@ -33,15 +39,18 @@ export function builtinPath(name: string, cacheDir?: string): string {
   return join(resolveCacheDir(cacheDir), 'backbones', BUILTIN_BACKBONES[name]!.file);
 }
 
-export async function resolveBuiltin(name: string, options: Pick<LoadBackboneOptions, 'cacheDir' | 'progress'> & { log: Logger }): Promise<ResolvedBackbone> {
+export async function resolveBuiltin(name: string, options: Pick<LoadBackboneOptions, 'cacheDir' | 'progress' | 'maxDownloadBytes' | 'downloadTimeoutMs'> & { log: Logger }): Promise<ResolvedBackbone> {
   const builtin = BUILTIN_BACKBONES[name]!;
   const path = builtinPath(name, options.cacheDir);
   const url = process.env[builtin.urlEnv] || builtin.url;
   const resolved: ResolvedBackbone = { name, source: url, path, format: 'onnx', preprocess: builtin.preprocess, poolFeatures: true };
-  if (await exists(path)) return resolved;
+  if (await exists(path)) {
+    await verifyCached(path, builtin.sha256);
+    return resolved;
+  }
   options.log.info(`backbone ${name}: downloading ${url} into ${path}`);
   try {
-    await downloadToFile(url, path, options, (bytes) => void decodeOnnx(bytes, url));
+    await downloadToFile(url, path, options, (bytes) => void decodeOnnx(bytes, url), builtin.sha256);
   } catch (error) {
     throw new FailureError(offlineHelp(name, path, url, messageOf(error)), { cause: error });
   }

@@ -17,7 +17,7 @@ import { readModelJson, weightPaths } from './tfjs-io.js';
 export async function loadTfjsBackbone(resolved: ResolvedBackbone, options: LoadBackboneOptions & { log: Logger }): Promise<Backbone> {
   const { log } = options;
   const json = await readModelJson(resolved.path);
-  const files = [resolved.path, ...weightPaths(json).map((p) => join(dirname(resolved.path), p))];
+  const files = [resolved.path, ...weightPaths(json, resolved.path).map((p) => join(dirname(resolved.path), p))];
   const hash = sha256(Buffer.concat(await Promise.all(files.map((f) => readFile(f).catch((error) => {
     throw new InputError(`cannot read ${f} of TF.js backbone ${resolved.path}`, { cause: error });
   })))));

@@ -30,6 +30,10 @@ export interface LoadBackboneOptions {
   workers?: number;
   /** Show download progress (default: unless log is quiet). */
   progress?: boolean;
+  /** Largest file a download may bring, in bytes; default $IMGPIPE_MAX_DOWNLOAD_BYTES or 2 GiB. */
+  maxDownloadBytes?: number;
+  /** A download that connects or delivers nothing for this long (ms) fails; default $IMGPIPE_DOWNLOAD_TIMEOUT_MS or 30 s. */
+  downloadTimeoutMs?: number;
   /** TF.js layers models run on ONNX Runtime, converted, when every layer converts (default); false keeps TF.js (fine-tuning). */
   convertTfjs?: boolean;
 }

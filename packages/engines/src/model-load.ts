@@ -1,7 +1,7 @@
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { InputError, UsageError, listModelFiles, openModelDir, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard } from '@imgpipe/kit';
+import { InputError, UsageError, listModelFiles, openModelDir, safeJoin, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard } from '@imgpipe/kit';
 import type { Device } from './device.js';
 
 export interface LoadedModel {
@@ -83,7 +83,7 @@ export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): 
   const card = await openModelDir(dir);
   const [{ loadTf }, { loadBackbone }, { fileLoadHandler }] = await Promise.all([import('./tf.js'), import('./backbone.js'), import('./tfjs-io.js')]);
   const { tf } = await loadTf(options.device, log);
-  const headPath = join(dir, card.head.path);
+  const headPath = safeJoin(dir, card.head.path, `${join(dir, 'card.json')}: head.path`);
   let head: LayersModel;
   try {
     head = await tf.loadLayersModel(fileLoadHandler(tf.io, headPath));
@@ -91,7 +91,7 @@ export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): 
     if (error instanceof InputError) throw error;
     throw new InputError(`${headPath}: cannot load the head as a TF.js layers model (${(error as Error).message})`, { cause: error });
   }
-  const backbone = await loadBackbone(join(dir, card.backbone.path), {
+  const backbone = await loadBackbone(safeJoin(dir, card.backbone.path, `${join(dir, 'card.json')}: backbone.path`), {
     device: options.device,
     featureLayer: card.backbone.feature_layer,
     preprocess: card.preprocess.name,

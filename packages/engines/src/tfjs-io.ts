@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { io } from '@tensorflow/tfjs-core';
-import { InputError, writeFileAtomic, writeJsonAtomic } from '@imgpipe/kit';
+import { InputError, safeJoin, writeFileAtomic, writeJsonAtomic } from '@imgpipe/kit';
 
 /**
  * TF.js models on disk without @tensorflow/tfjs-node: a load handler reading model.json and its weight files, and
@@ -29,9 +29,14 @@ export async function readModelJson(path: string): Promise<io.ModelJSON> {
   }
 }
 
-/** The weight files a model.json refers to, relative to its directory. */
-export function weightPaths(json: io.ModelJSON): string[] {
-  return json.weightsManifest.flatMap((group) => group.paths);
+/**
+ * The weight files a model.json refers to, relative to its directory; each must be a plain relative name inside
+ * it (kit's safeJoin), else an InputError naming `source`, before anything is read or written.
+ */
+export function weightPaths(json: io.ModelJSON, source = 'model.json'): string[] {
+  const paths = json.weightsManifest.flatMap((group) => (Array.isArray(group?.paths) ? group.paths : []));
+  for (const path of paths) safeJoin('.', path, `${source}: weightsManifest path`);
+  return paths;
 }
 
 export function fileLoadHandler(tfio: TfjsIo, modelJsonPath: string): io.IOHandler {
@@ -42,7 +47,7 @@ export function fileLoadHandler(tfio: TfjsIo, modelJsonPath: string): io.IOHandl
         const specs = manifest.flatMap((group) => group.weights);
         const buffers = await Promise.all(
           manifest.flatMap((group) => group.paths).map(async (p) => {
-            const file = join(dirname(modelJsonPath), p);
+            const file = safeJoin(dirname(modelJsonPath), p, `${modelJsonPath}: weightsManifest path`);
             const data = await readFile(file).catch((error) => {
               throw new InputError(`cannot read weights ${file} of TF.js model ${modelJsonPath}`, { cause: error });
             });

@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type Sharp from 'sharp';
 import { InputError, type Fit } from '@imgpipe/kit';
+import { sniffImageFormat, type ImageFormat } from './image-format.js';
 
 /**
  * The only importer of sharp in core: decode any common image (JPEG, PNG, WebP, GIF first frame, TIFF first page),
@@ -16,6 +17,10 @@ export interface DecodeOptions {
   fit: Fit;
   /** Largest width x height accepted (from the header, before decoding); default DEFAULT_MAX_PIXELS. */
   maxPixels?: number;
+  /** Accept only these formats, by the bytes' signature, checked before sharp sees them; default: what sharp reads. */
+  formats?: readonly ImageFormat[];
+  /** Give up on a decode that takes longer (libvips checks between stages); default: no limit. */
+  timeoutSeconds?: number;
 }
 
 /** sharp's own default limit (0x3FFF squared): about 268 megapixels. */
@@ -23,10 +28,11 @@ export const DEFAULT_MAX_PIXELS = 0x3fff * 0x3fff;
 
 /**
  * Declared pixels per byte of file above which an over-limit image is called a decompression bomb rather than just
- * too large. Real photos hold 1-20 pixels per byte; even a flat-colour PNG stays near deflate's limit (about 1,000:1
- * on 3-byte pixels), so 4,096 separates honest large images from headers that promise far more than the file holds.
+ * too large. Real photos hold 1-20 pixels per byte (a heavily compressed JPEG up to about 50); a PNG of zeros, the
+ * classic bomb, holds about 340 (deflate's 1,032:1 on 3-byte pixels), and a header promising more than its data holds
+ * far more: 128 separates the two.
  */
-export const BOMB_PIXELS_PER_BYTE = 4096;
+export const BOMB_PIXELS_PER_BYTE = 128;
 
 /**
  * Files up to this size are read into memory and decoded from there. Given a path, libvips maps the file once per
@@ -45,20 +51,23 @@ export const RESIZE_KERNEL = 'linear';
 /** Colour transparent pixels are flattened onto (white), recorded in dataset manifests. */
 export const ALPHA_BACKGROUND = { r: 255, g: 255, b: 255 } as const;
 
-export type RejectReason = 'missing' | 'empty' | 'not-an-image' | 'unreadable' | 'too-large' | 'decompression-bomb';
-export const REJECT_REASONS: readonly RejectReason[] = ['missing', 'empty', 'not-an-image', 'unreadable', 'too-large', 'decompression-bomb'];
+export type RejectReason = 'missing' | 'empty' | 'not-an-image' | 'unsupported-format' | 'unreadable' | 'too-large' | 'too-slow' | 'decompression-bomb';
+export const REJECT_REASONS: readonly RejectReason[] = ['missing', 'empty', 'not-an-image', 'unsupported-format', 'unreadable', 'too-large', 'too-slow', 'decompression-bomb'];
 
 /** An input that cannot become pixels; `reason` is one of REJECT_REASONS (exit 2 when it ends a tool). */
 export class ImageRejected extends InputError {
   readonly reason: RejectReason;
   readonly source: string;
-  /** The message without the source and reason, e.g. for a rejected.csv column. */
+  /** The message without the source and reason, e.g. for a rejected.csv column; says nothing about settings. */
   readonly detail: string;
-  constructor(reason: RejectReason, source: string, detail: string, options?: { cause?: unknown }) {
-    super(`${source}: ${reason}: ${detail}`, options);
+  /** Advice for whoever runs the tool (a flag to raise), kept apart so a server can log it rather than send it. */
+  readonly hint: string | undefined;
+  constructor(reason: RejectReason, source: string, detail: string, options?: { cause?: unknown; hint?: string }) {
+    super(`${source}: ${reason}: ${detail}${options?.hint ? ` (${options.hint})` : ''}`, options);
     this.reason = reason;
     this.source = source;
     this.detail = detail;
+    this.hint = options?.hint;
   }
 }
 
@@ -107,9 +116,12 @@ export async function decodeToTensor(input: Buffer | string, options: DecodeOpti
   const source = typeof input === 'string' ? input : 'image';
   const { data, bytes } = typeof input === 'string' ? await readInput(input) : { data: input, bytes: input.length };
   if (bytes === 0) throw new ImageRejected('empty', source, 'the file is empty (0 bytes)');
+  if (options.formats && typeof data !== 'string') checkFormat(data, options.formats, source);
   const sharp = await loadSharp();
   try {
-    const { data: pixels, info } = await sharp(data, { limitInputPixels: maxPixels, failOn: 'truncated', sequentialRead: true })
+    const image = sharp(data, { limitInputPixels: maxPixels, failOn: 'truncated', sequentialRead: true });
+    if (options.timeoutSeconds !== undefined) image.timeout({ seconds: Math.max(1, Math.ceil(options.timeoutSeconds)) });
+    const { data: pixels, info } = await image
       .rotate()
       .flatten({ background: ALPHA_BACKGROUND })
       .toColourspace('srgb')
@@ -125,6 +137,19 @@ export async function decodeToTensor(input: Buffer | string, options: DecodeOpti
     if (error instanceof ImageRejected) throw error;
     throw await classify(sharp, error, data, source, bytes, maxPixels);
   }
+}
+
+/** Refuse bytes whose signature is not one of `formats`, before any decoder sees them. */
+export function checkFormat(bytes: Uint8Array, formats: readonly ImageFormat[], source = 'image'): ImageFormat {
+  const format = sniffImageFormat(bytes);
+  if (format === undefined) {
+    const head = Buffer.from(bytes.subarray(0, 256)).toString('latin1');
+    const other = /^\s*(<\?xml|<svg|<!DOCTYPE svg)/i.test(head) || /<svg[\s>]/i.test(head) ? 'svg' : /^....ftyp(avif|avis|heic|heix|mif1)/s.test(head) ? 'avif/heif' : head.startsWith('%PDF') ? 'pdf' : undefined;
+    if (other) throw new ImageRejected('unsupported-format', source, `${other} is not accepted (accepted: ${formats.join(', ')})`);
+    throw new ImageRejected('not-an-image', source, `not an image in an accepted format (${formats.join(', ')})`);
+  }
+  if (!formats.includes(format)) throw new ImageRejected('unsupported-format', source, `${format} is not accepted (accepted: ${formats.join(', ')})`);
+  return format;
 }
 
 /** The file's bytes (or its path when over READ_WHOLE_MAX_BYTES) and its size; missing or odd files are rejected. */
@@ -166,10 +191,18 @@ async function classify(sharp: typeof Sharp, error: unknown, input: Buffer | str
     if (pixels !== undefined && pixels / bytes > BOMB_PIXELS_PER_BYTE) {
       return new ImageRejected('decompression-bomb', source, `declares ${dims} pixels in only ${bytes} bytes`, { cause: error });
     }
-    return new ImageRejected('too-large', source, `${dims} is over the limit of ${maxPixels} pixels (raise --max-pixels)`, { cause: error });
+    return new ImageRejected('too-large', source, `${dims} is over the limit of ${maxPixels} pixels`, { cause: error, hint: 'raise --max-pixels' });
   }
+  if (/timeout/i.test(message)) return new ImageRejected('too-slow', source, 'decoding took too long', { cause: error, hint: 'raise --decode-timeout' });
   // libvips keeps one error buffer for all threads, so with several decodes in flight its text can belong to
   // another image or be empty: a fixed detail keeps rejected.csv deterministic; the original stays as `cause`.
   const detail = 'cannot decode: truncated or corrupt image data';
   return new ImageRejected('unreadable', source, detail, { cause: error });
+}
+
+/** Width and height from the header alone (no pixel decoding), EXIF rotation ignored; undefined when unreadable. */
+export async function imageDimensions(bytes: Buffer): Promise<{ width: number; height: number } | undefined> {
+  const sharp = await loadSharp();
+  const meta = await sharp(bytes, { limitInputPixels: false }).metadata().catch(() => undefined);
+  return meta?.width && meta.height ? { width: meta.width, height: meta.height } : undefined;
 }

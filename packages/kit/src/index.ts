@@ -14,3 +14,4 @@ export * from './progress.js';
 export * from './random.js';
 export * from './values.js';
 export * from './stylesheet.js';
+export * from './safe-path.js';

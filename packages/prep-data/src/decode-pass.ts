@@ -50,7 +50,7 @@ export async function decodeOutcome(path: string, options: DecodeOptions): Promi
   try {
     return { ok: true, pixels: await decodeToTensor(path, options) };
   } catch (error) {
-    if (error instanceof ImageRejected) return { ok: false, reason: error.reason, detail: error.detail, ...(error.cause instanceof Error ? { cause: error.cause.message } : {}) };
+    if (error instanceof ImageRejected) return { ok: false, reason: error.reason, detail: error.hint ? `${error.detail} (${error.hint})` : error.detail, ...(error.cause instanceof Error ? { cause: error.cause.message } : {}) };
     throw error;
   }
 }

@@ -1,8 +1,7 @@
-import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
-import { InputError, streamToFileAtomic } from '@imgpipe/kit';
+import { safeJoin, streamToFileAtomic } from '@imgpipe/kit';
 import { describeS3Error, withS3Retries, type RetryOptions } from './s3.js';
 import { listObjects, unquoteEtag } from './s3-objects.js';
 
@@ -135,25 +134,9 @@ export async function openObjectStream(client: S3Client, bucket: string, key: st
   }
 }
 
-/**
- * The local path for a key under `dest`, or an InputError when the key could escape it: `..` segments, absolute
- * paths, drive letters, backslashes used as separators, NUL bytes, or a key naming a directory.
- */
+/** The local path for a key under `dest` (kit's safeJoin: an InputError when the key could escape it). */
 export function safeLocalPath(dest: string, key: string): string {
-  const refuse = (why: string) => new InputError(`key '${key.replace(/\0/g, '\\0')}' ${why}; refusing to write it`);
-  if (key === '') throw refuse('is empty');
-  if (key.includes('\0')) throw refuse('contains a NUL byte');
-  if (key.startsWith('/') || key.startsWith('\\') || isAbsolute(key) || /^[a-zA-Z]:/.test(key)) throw refuse(`is an absolute path`);
-  const segments = key.split(/[\\/]/);
-  if (segments.some((segment) => segment === '..')) throw refuse(`has a '..' segment that would leave --dest`);
-  if (key.endsWith('/') || key.endsWith('\\')) throw refuse('names a directory, not a file');
-  const kept = segments.filter((segment) => segment !== '' && segment !== '.');
-  if (kept.length === 0) throw refuse('names no file');
-  const root = resolve(dest);
-  const full = resolve(root, ...kept);
-  const rel = relative(root, full);
-  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) throw refuse('resolves outside --dest');
-  return join(dest, ...kept);
+  return safeJoin(dest, key, 'key');
 }
 
 /** Download every object under `prefix` into `dest`, keeping the key's path below the prefix. */

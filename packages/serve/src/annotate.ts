@@ -9,12 +9,21 @@ const escapeXml = (text: string) =>
  * The image sent back with the predicted label drawn on it: a dark banner across the top with
  * "label 98.1%" in white, composited by sharp from an SVG, in the input's format (JPEG stays JPEG,
  * PNG and WebP stay so, anything else becomes PNG). EXIF orientation is applied first, so the banner
- * sits at the top of the image as people see it.
+ * sits at the top of the image as people see it. Work is bounded: the pixel limit, a timeout, and an image over
+ * maxEchoPixels is scaled down first, so the echo is never larger than that.
  */
-export async function annotateImage(bytes: Buffer, label: string, probability: number, maxPixels: number): Promise<Buffer> {
-  const image = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'truncated' });
+export async function annotateImage(
+  bytes: Buffer,
+  label: string,
+  probability: number,
+  limits: { maxPixels: number; maxEchoPixels: number; timeoutSeconds: number },
+): Promise<Buffer> {
+  const image = sharp(bytes, { limitInputPixels: limits.maxPixels, failOn: 'truncated' }).timeout({ seconds: Math.max(1, Math.ceil(limits.timeoutSeconds)) });
   const { autoOrient, format } = await image.metadata();
-  const { width, height } = autoOrient;
+  // The echo is bounded: an image over maxEchoPixels comes back scaled down to fit.
+  const scale = Math.min(1, Math.sqrt(limits.maxEchoPixels / (autoOrient.width * autoOrient.height)));
+  const width = Math.max(1, Math.floor(autoOrient.width * scale));
+  const height = Math.max(1, Math.floor(autoOrient.height * scale));
   const bannerHeight = Math.max(12, Math.min(height, Math.round(Math.max(height, width / 4) * 0.12)));
   const caption = `${label} ${(probability * 100).toFixed(1)}%`;
   // Bold sans glyphs are about 0.65 em wide: shrink the font so the caption fits the width.
@@ -26,7 +35,8 @@ export async function annotateImage(bytes: Buffer, label: string, probability: n
       `<text x="${Math.round(fontSize * 0.3)}" y="${Math.round(bannerHeight * 0.78)}" font-family="DejaVu Sans, Arial, sans-serif" ` +
       `font-size="${fontSize}" font-weight="bold" fill="white">${text}</text></svg>`,
   );
-  const out = image.autoOrient().composite([{ input: svg, top: 0, left: 0 }]);
+  const oriented = image.autoOrient();
+  const out = (scale < 1 ? sharp(await oriented.resize(width, height, { fit: 'fill' }).toBuffer()) : oriented).composite([{ input: svg, top: 0, left: 0 }]);
   switch (format) {
     case 'jpeg':
       return out.jpeg({ quality: 90 }).toBuffer();

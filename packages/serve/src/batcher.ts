@@ -33,7 +33,9 @@ interface Waiting<I, O> {
  */
 export class Batcher<I, O> {
   readonly #options: BatcherOptions<I, O>;
-  readonly #queue: Waiting<I, O>[] = [];
+  /** One group per submitAll call (a request), in arrival order; batches take from the groups in turn. */
+  #groups: Waiting<I, O>[][] = [];
+  #queued = 0;
   #running = 0;
   #flushing = false;
   readonly #concurrency: number;
@@ -53,11 +55,11 @@ export class Batcher<I, O> {
 
   /** Items waiting for a batch. */
   get depth(): number {
-    return this.#queue.length;
+    return this.#queued;
   }
 
   get busy(): boolean {
-    return this.#running > 0 || this.#queue.length > 0;
+    return this.#running > 0 || this.#queued > 0;
   }
 
   /**
@@ -66,13 +68,16 @@ export class Batcher<I, O> {
    */
   submitAll(items: readonly I[]): Promise<O[]> {
     const { maxQueue } = this.#options;
-    if (this.#queue.length + items.length > maxQueue) {
-      return Promise.reject(new UnavailableError(`queue full: ${this.#queue.length} images waiting, limit ${maxQueue} (--max-queue); retry later`));
+    if (this.#queued + items.length > maxQueue) {
+      return Promise.reject(new UnavailableError(`queue full: ${this.#queued} images waiting, limit ${maxQueue} (--max-queue); retry later`));
     }
     const now = performance.now();
-    const outputs = items.map(
-      (item) => new Promise<O>((resolve, reject) => this.#queue.push({ item, enqueued: now, resolve, reject })),
-    );
+    const group: Waiting<I, O>[] = [];
+    const outputs = items.map((item) => new Promise<O>((resolve, reject) => group.push({ item, enqueued: now, resolve, reject })));
+    if (group.length > 0) {
+      this.#groups.push(group);
+      this.#queued += group.length;
+    }
     this.#schedule();
     return Promise.all(outputs);
   }
@@ -94,10 +99,10 @@ export class Batcher<I, O> {
   }
 
   #schedule(): void {
-    if (this.#running >= this.#concurrency || this.#queue.length === 0 || this.#immediate !== undefined) return;
+    if (this.#running >= this.#concurrency || this.#queued === 0 || this.#immediate !== undefined) return;
     const { maxBatch, maxDelayMs } = this.#options;
-    const waited = performance.now() - this.#queue[0]!.enqueued;
-    if (this.#flushing || this.#queue.length >= maxBatch || waited >= maxDelayMs) {
+    const waited = performance.now() - Math.min(...this.#groups.map((g) => g[0]!.enqueued));
+    if (this.#flushing || this.#queued >= maxBatch || waited >= maxDelayMs) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
       // setImmediate rather than a direct call: items submitted in the same tick join this batch.
@@ -107,12 +112,29 @@ export class Batcher<I, O> {
     }
   }
 
+  /**
+   * Up to `count` items, one from each waiting request in turn (oldest request first), so a request of 200
+   * images shares every batch with the small ones that arrive while it runs instead of holding the model.
+   */
+  #take(count: number): Waiting<I, O>[] {
+    const batch: Waiting<I, O>[] = [];
+    while (batch.length < count && this.#groups.length > 0) {
+      for (const group of this.#groups) {
+        if (batch.length >= count) break;
+        batch.push(group.shift()!);
+      }
+      this.#groups = this.#groups.filter((g) => g.length > 0);
+    }
+    this.#queued -= batch.length;
+    return batch;
+  }
+
   #runBatch(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#immediate = undefined;
-    if (this.#running >= this.#concurrency || this.#queue.length === 0) return;
-    const batch = this.#queue.splice(0, this.#options.maxBatch);
+    if (this.#running >= this.#concurrency || this.#queued === 0) return;
+    const batch = this.#take(this.#options.maxBatch);
     this.#running += 1;
     const started = performance.now();
     let outputs: Promise<O[]>;

@@ -1,8 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import { UsageError } from '@imgpipe/kit';
-import { HttpError } from './http-error.js';
+import { HttpError, UnavailableError } from './http-error.js';
 
 const bytesRead = new WeakMap<IncomingMessage, number>();
+
+/** How long a request body may deliver nothing before the connection is cut. */
+export const BODY_IDLE_MS = 10_000;
 
 /** Body bytes readBody consumed from a request (for the request log). */
 export function bodyBytes(request: IncomingMessage): number {
@@ -10,21 +13,64 @@ export function bodyBytes(request: IncomingMessage): number {
 }
 
 /**
- * Read a request body of at most `limit` bytes. A Content-Length over the limit is refused before reading;
- * a chunked body is counted as it arrives and refused as soon as it passes the limit (413 either way).
+ * Bytes of request bodies held at once, across requests: a body is admitted (its Content-Length reserved) before
+ * any of it is read, a chunked one as it arrives; the server releases a request's share once it is answered.
  */
-export async function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
+export class ByteBudget {
+  #used = 0;
+  readonly #held = new WeakMap<IncomingMessage, number>();
+  constructor(readonly limit: number) {}
+
+  get used(): number {
+    return this.#used;
+  }
+
+  /** Reserve `bytes` more for `request`, or throw 503 (Retry-After) when the budget cannot hold them. */
+  reserve(request: IncomingMessage, bytes: number): void {
+    if (this.#used + bytes > this.limit) {
+      throw new UnavailableError(`server busy: ${this.#used} bytes of request bodies in flight, limit ${this.limit} (--max-inflight-bytes); retry later`);
+    }
+    this.#used += bytes;
+    this.#held.set(request, (this.#held.get(request) ?? 0) + bytes);
+  }
+
+  release(request: IncomingMessage): void {
+    this.#used -= this.#held.get(request) ?? 0;
+    this.#held.delete(request);
+  }
+}
+
+/**
+ * Read a request body of at most `limit` bytes. A Content-Length over the limit is refused before reading;
+ * a chunked body is counted as it arrives and refused as soon as it passes the limit (413 either way). With a
+ * budget, the declared length is reserved before reading (503 when it does not fit), a chunked body's chunks as
+ * they come.
+ */
+export async function readBody(request: IncomingMessage, limit: number, budget?: ByteBudget): Promise<Buffer> {
   const tooLarge = (size: string) =>
     new HttpError(413, `request body ${size} is over the limit of ${limit} bytes (--max-body)`, { headers: { connection: 'close' } });
   const declared = Number(request.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) throw tooLarge(`of ${declared} bytes`);
+  const hasLength = request.headers['content-length'] !== undefined && Number.isFinite(declared);
+  if (hasLength && declared > limit) throw tooLarge(`of ${declared} bytes`);
+  if (budget && hasLength) budget.reserve(request, declared);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of request as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    bytesRead.set(request, size);
-    if (size > limit) throw tooLarge(`of more than ${limit} bytes`);
-    chunks.push(chunk);
+  // A body that stops arriving is cut after BODY_IDLE_MS, so a slow client cannot hold its share of the budget.
+  let last = performance.now();
+  const idle = setInterval(() => {
+    if (performance.now() - last > BODY_IDLE_MS) request.destroy(new HttpError(408, `request body stalled for ${BODY_IDLE_MS} ms`));
+  }, BODY_IDLE_MS / 4);
+  try {
+    for await (const chunk of request as AsyncIterable<Buffer>) {
+      last = performance.now();
+      size += chunk.length;
+      bytesRead.set(request, size);
+      if (size > limit) throw tooLarge(`of more than ${limit} bytes`);
+      if (budget && !hasLength) budget.reserve(request, chunk.length);
+      chunks.push(chunk);
+    }
+  } finally {
+    clearInterval(idle);
   }
   return Buffer.concat(chunks, size);
 }

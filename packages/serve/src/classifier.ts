@@ -1,6 +1,7 @@
 import { Batcher } from './batcher.js';
 import { HttpError, UnavailableError } from './http-error.js';
 import type { ImageItem } from './request.js';
+import { checkFormat, imageDimensions, ImageRejected, type ImageFormat } from '@imgpipe/images';
 
 /** What serve needs of a loaded model (core's LoadedModel has this shape). */
 export interface ClassifierModel {
@@ -28,6 +29,15 @@ export interface ClassifierOptions {
   maxBatch: number;
   maxDelayMs: number;
   maxQueue: number;
+  /** Checked before decoding: formats by signature, pixels per request from the headers. */
+  formats?: readonly ImageFormat[];
+  maxRequestPixels?: number;
+  /** An image over this (decompression bombs) is left to the decoder to reject with its own reason. */
+  maxImagePixels?: number;
+  /** Decodes of one request running at once, so a big request cannot fill the thread pool (default 2). */
+  decodeConcurrency?: number;
+  /** Advice for the operator about a rejected image (a flag to raise): logged, never sent to the client. */
+  onHint?(item: string, hint: string): void;
   onBatch?(size: number, seconds: number, error?: unknown): void;
 }
 
@@ -71,21 +81,62 @@ export function createClassifier(options: ClassifierOptions): Classifier {
   });
   let pending = 0;
 
-  async function decodeAll(items: readonly ImageItem[]): Promise<Uint8Array[]> {
-    const settled = await Promise.allSettled(items.map((item) => decode(item.bytes)));
-    return settled.map((result, i) => {
-      if (result.status === 'fulfilled') {
-        if (result.value.length !== area) throw new Error(`decoder returned ${result.value.length} bytes, expected ${area}`);
-        return result.value;
+  const perRequest = Math.max(1, options.decodeConcurrency ?? 2);
+
+  /** 400 (415 for a format not accepted) naming the item, with the reason code; operator hints go to onHint. */
+  function rejected(item: ImageItem, reason: unknown): HttpError {
+    const error = reason as { message?: string; reason?: unknown; detail?: unknown; hint?: unknown };
+    const text = error instanceof ImageRejected ? `${error.reason}: ${error.detail}` : String(error?.message ?? error);
+    if (typeof error?.hint === 'string') options.onHint?.(item.name, error.hint);
+    const code = typeof error?.reason === 'string' ? error.reason : undefined;
+    return new HttpError(code === 'unsupported-format' ? 415 : 400, `${item.name}: ${text}`, { item: item.name, details: code ? { reason: code } : {}, cause: reason });
+  }
+
+  /** Signatures and the request's total pixels from the headers, before any decoding. */
+  async function checkItems(items: readonly ImageItem[]): Promise<void> {
+    for (const item of items) {
+      try {
+        if (options.formats) checkFormat(item.bytes, options.formats, item.name);
+      } catch (error) {
+        throw rejected(item, error);
       }
-      const item = items[i]!;
-      const error = result.reason as { message?: string; reason?: unknown; source?: unknown };
-      // core's ImageRejected says "<source>: <reason>: <detail>"; the item's name replaces the source.
-      const message = String(error?.message ?? error);
-      const text = typeof error?.source === 'string' && message.startsWith(`${error.source}: `) ? message.slice(error.source.length + 2) : message;
-      const details = typeof error?.reason === 'string' ? { reason: error.reason } : {};
-      throw new HttpError(400, `${item.name}: ${text}`, { item: item.name, details, cause: result.reason });
-    });
+    }
+    const limit = options.maxRequestPixels;
+    if (limit === undefined) return;
+    let total = 0;
+    for (const item of items) {
+      const size = await imageDimensions(item.bytes);
+      const pixels = size ? size.width * size.height : 0;
+      if (pixels <= (options.maxImagePixels ?? Infinity)) total += pixels;
+      if (total > limit) {
+        options.onHint?.(item.name, 'raise --max-request-pixels');
+        throw new HttpError(400, `the images of this request hold more than ${limit} pixels in all (at ${item.name}); send fewer or smaller images`, { details: { reason: 'too-many-pixels' } });
+      }
+    }
+  }
+
+  /** Decode with at most `perRequest` at once, in order; the first bad item (by position) fails the request. */
+  async function decodeAll(items: readonly ImageItem[]): Promise<Uint8Array[]> {
+    const results: Uint8Array[] = new Array(items.length);
+    const failures: { index: number; reason: unknown }[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length && failures.length === 0) {
+        const index = next++;
+        try {
+          results[index] = await decode(items[index]!.bytes);
+        } catch (reason) {
+          failures.push({ index, reason });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(perRequest, items.length) }, worker));
+    if (failures.length > 0) {
+      const first = failures.reduce((a, b) => (b.index < a.index ? b : a));
+      throw rejected(items[first.index]!, first.reason);
+    }
+    for (const result of results) if (result.length !== area) throw new Error(`decoder returned ${result.length} bytes, expected ${area}`);
+    return results;
   }
 
   return {
@@ -102,6 +153,7 @@ export function createClassifier(options: ClassifierOptions): Classifier {
       }
       pending += items.length;
       try {
+        await checkItems(items);
         const pixels = await decodeAll(items);
         const probs = await batcher.submitAll(pixels);
         return probs.map((p) => {

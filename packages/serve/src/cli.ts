@@ -21,6 +21,12 @@ export const serveCli: ToolCli = {
     'json-logs': { type: 'boolean', default: false, describe: 'Log one JSON object per line on stderr (per request and per server event)' },
     name: { type: 'string', describe: 'Model name in the V2 routes (/v2/models/{name}); default: the card\'s name or project, else the directory\'s (its parent\'s for a run\'s model/)' },
     ui: { type: 'boolean', default: true, describe: 'Serve a page at GET / for browsers (drop an image, see the answer); --no-ui turns it off' },
+    'max-images': { value: { type: 'int', min: 1 }, default: 64, describe: 'Most images in one request; more get 400 (split the request)' },
+    'max-request-pixels': { value: { type: 'int', min: 1 }, default: 256_000_000, describe: 'Most decoded pixels (from the headers) summed over one request\'s images; more get 400' },
+    'max-inflight-bytes': { type: 'string', default: '256mb', describe: 'Request bodies held at once across requests (bytes, or with k/m/g); beyond it 503 with Retry-After, before reading the body' },
+    formats: { type: 'string', default: 'jpeg,png,webp,gif,tiff', describe: 'Image formats accepted, checked by their signature before decoding; others (SVG, AVIF, ...) get 415' },
+    'decode-timeout': { value: { type: 'number', min: 0, exclusiveMin: true }, default: 10, describe: 'Seconds one image may take to decode (or annotate) before it is given up with 400' },
+    'max-echo-pixels': { value: { type: 'int', min: 1 }, default: 4_000_000, describe: 'Largest annotated echo in pixels; bigger images come back scaled down to fit' },
     'shutdown-timeout': { value: { type: 'number', min: 0 }, default: 30, describe: 'Seconds to wait for requests in flight on SIGTERM before closing their connections' },
   },
   examples: [
@@ -42,6 +48,14 @@ export const serveCli: ToolCli = {
     if (name !== undefined && !/^[\w.-]+$/.test(name)) {
       throw new UsageError(`expected --name to be letters, digits, '.', '_' or '-' (it goes in URLs), got '${name}'`);
     }
+    const { parseImageFormats } = await import('@imgpipe/images');
+    let formats;
+    try {
+      formats = parseImageFormats(String(args.formats));
+    } catch (error) {
+      throw new UsageError(`expected --formats to be ${(error as Error).message.replace(/^expected /, '')}`);
+    }
+    const decodeTimeoutSeconds = args['decode-timeout'] as number;
     const { config } = context.settings;
     const device = parseDevice(config.train.device);
     const model = String(args.model);
@@ -54,6 +68,13 @@ export const serveCli: ToolCli = {
     const onSignal = (signal: NodeJS.Signals) => {
       log.info(`${signal}: stopping (no new connections; finishing requests in flight)`);
       stop.abort();
+      // Decodes cannot be cancelled, and exit() itself waits for them (libuv joins its thread pool), so whatever
+      // still runs a second after the timeout, the process ends by the signal it was sent, its default action.
+      setTimeout(() => {
+        log.warn(`still busy ${shutdownSeconds} s after ${signal} (--shutdown-timeout); ending now`);
+        process.removeAllListeners(signal);
+        process.kill(process.pid, signal);
+      }, shutdownSeconds * 1000 + 1000).unref();
     };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
@@ -68,10 +89,16 @@ export const serveCli: ToolCli = {
         maxBody: parseByteSize(String(args['max-body']), '--max-body'),
         maxPixels,
         echo: args.echo as 'annotated' | 'raw',
+        maxImages: args['max-images'] as number,
+        maxRequestPixels: args['max-request-pixels'] as number,
+        maxInflightBytes: parseByteSize(String(args['max-inflight-bytes']), '--max-inflight-bytes'),
+        maxEchoPixels: args['max-echo-pixels'] as number,
+        decodeTimeoutSeconds,
+        formats,
         jsonLogs,
         name,
         graceMs: shutdownSeconds * 1000,
-        load: createModelLoader({ device, aws: config.aws, log, maxPixels }),
+        load: createModelLoader({ device, aws: config.aws, log, maxPixels, decodeTimeoutSeconds }),
         stdout: context.stdout,
         stderr: context.stderr,
         log,

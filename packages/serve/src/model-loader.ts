@@ -12,6 +12,8 @@ export interface ModelLoaderOptions {
   aws: ImgpipeConfig['aws'];
   log?: Logger;
   maxPixels: number;
+  /** Per decode, where libvips can stop (serve --decode-timeout). */
+  decodeTimeoutSeconds?: number;
 }
 
 /**
@@ -38,7 +40,7 @@ export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
       const loaded = await loadModel(dir, { device: options.device, log });
       const { tf } = await loadTf(options.device, silentLogger);
       const cleanup = tempDir;
-      return servedModel(loaded, { name: modelNameFor(spec), maxPixels: options.maxPixels, numTensors: () => tf.memory().numTensors, cleanup: cleanup ? () => rm(cleanup, { recursive: true, force: true }) : undefined, local: !cleanup });
+      return servedModel(loaded, { name: modelNameFor(spec), maxPixels: options.maxPixels, decodeTimeoutSeconds: options.decodeTimeoutSeconds, numTensors: () => tf.memory().numTensors, cleanup: cleanup ? () => rm(cleanup, { recursive: true, force: true }) : undefined, local: !cleanup });
     } catch (error) {
       if (tempDir) await rm(tempDir, { recursive: true, force: true });
       throw error;
@@ -65,7 +67,7 @@ export async function downloadPublishedModel(client: S3Client, spec: string, des
 /** Wrap a loaded model for serving: decoder from its card, a name, tf's tensor count. */
 export function servedModel(
   loaded: LoadedModel,
-  options: { name: string; maxPixels: number; numTensors: () => number; cleanup?: (() => Promise<void>) | undefined; local?: boolean },
+  options: { name: string; maxPixels: number; decodeTimeoutSeconds?: number | undefined; numTensors: () => number; cleanup?: (() => Promise<void>) | undefined; local?: boolean },
 ): ServedModel {
   const { size, fit } = loaded.card.input;
   return {
@@ -80,7 +82,7 @@ export function servedModel(
     // already uses every core for one call).
     concurrency: typeof (loaded as { concurrency?: unknown }).concurrency === 'number' ? (loaded as unknown as { concurrency: number }).concurrency : 1,
     predict: (pixels, count) => loaded.predict(pixels, count),
-    decode: (bytes) => decodeToTensor(bytes, { size, fit, maxPixels: options.maxPixels }),
+    decode: (bytes) => decodeToTensor(bytes, { size, fit, maxPixels: options.maxPixels, ...(options.decodeTimeoutSeconds ? { timeoutSeconds: options.decodeTimeoutSeconds } : {}) }),
     numTensors: options.numTensors,
     async dispose() {
       await loaded.dispose();

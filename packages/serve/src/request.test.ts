@@ -29,7 +29,7 @@ describe('request parsing', () => {
     rejects400(() => parseSeedRequest({ data: [{ path: 'a.jpg', encoded: 'not base64!' }] }, 10), /data\[0\] \("a\.jpg"\): not valid base64/, 'a.jpg');
     rejects400(() => parseSeedRequest({ data: [{ path: 'a.jpg', encoded: 12 }] }, 10), /expected a base64 string, got a number/, 'a.jpg');
     rejects400(() => parseSeedRequest({ data: [{ path: 'a', encoded: b64('x') }, { path: 'a', encoded: b64('y') }] }, 10), /same path as data\[0\]/, 'a');
-    rejects400(() => parseSeedRequest({ data: [1, 2, 3].map((i) => ({ path: `${i}`, encoded: b64('x') })) }, 2), /3 images.*--max-queue/);
+    rejects400(() => parseSeedRequest({ data: [1, 2, 3].map((i) => ({ path: `${i}`, encoded: b64('x') })) }, 2), /3 images.*allowed per request/);
   });
 
   it('parses a V2 infer request with a BYTES input', () => {

@@ -104,7 +104,7 @@ export function parseV2InferRequest(body: Record<string, unknown>, maxImages: nu
 
 function checkCount(count: number, maxImages: number): void {
   if (count > maxImages) {
-    throw new HttpError(400, `${count} images in one request, more than the ${maxImages} the queue holds (--max-queue); split the request`);
+    throw new HttpError(400, `${count} images in one request, more than the ${maxImages} allowed per request; split the request`, { details: { reason: 'too-many-images' } });
   }
 }
 

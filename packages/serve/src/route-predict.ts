@@ -8,8 +8,8 @@ import { parseSeedRequest } from './request.js';
 /** The seed's route: {"data":[{"path","encoded"}]} -> {path: {pred, encoded, probs}}. */
 export async function predictSeed({ request }: RouteContext, state: AppState): Promise<Reply> {
   const classifier = ready(state);
-  const body = parseJsonObject(await readBody(request, state.maxBody), 'like {"data": [{"path": "x.jpg", "encoded": "<base64>"}]}');
-  const items = parseSeedRequest(body, state.maxQueue);
+  const body = parseJsonObject(await readBody(request, state.maxBody, state.limits.bodyBudget), 'like {"data": [{"path": "x.jpg", "encoded": "<base64>"}]}');
+  const items = parseSeedRequest(body, Math.min(state.maxQueue, state.limits.maxImages));
   const predictions = await classifier.classify(items);
   const encoded = await Promise.all(
     items.map(async (item, i) => {
@@ -17,7 +17,7 @@ export async function predictSeed({ request }: RouteContext, state: AppState): P
       const { label, probs, index } = predictions[i]!;
       // The drawing is a courtesy: should it fail on an image the model could read, send the image back as is
       // rather than fail the whole request.
-      const annotated = await annotateImage(item.bytes, label, probs[index]!, state.maxPixels).catch(() => item.bytes);
+      const annotated = await annotateImage(item.bytes, label, probs[index]!, { maxPixels: state.maxPixels, maxEchoPixels: state.limits.maxEchoPixels, timeoutSeconds: state.limits.decodeTimeoutSeconds }).catch(() => item.bytes);
       return annotated.toString('base64');
     }),
   );

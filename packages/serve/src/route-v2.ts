@@ -9,8 +9,8 @@ import { parseV2InferRequest } from './request.js';
 export async function inferV2({ request, params }: RouteContext, state: AppState): Promise<Reply> {
   checkModelName(state, params.name);
   const classifier = ready(state);
-  const body = parseJsonObject(await readBody(request, state.maxBody), 'with "inputs" (Open Inference Protocol)');
-  const parsed = parseV2InferRequest(body, state.maxQueue);
+  const body = parseJsonObject(await readBody(request, state.maxBody, state.limits.bodyBudget), 'with "inputs" (Open Inference Protocol)');
+  const parsed = parseV2InferRequest(body, Math.min(state.maxQueue, state.limits.maxImages));
   const predictions = await classifier.classify(parsed.items);
   const n = predictions.length;
   const classes = classifier.labels.length;

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { EchoMode } from './annotate.js';
+import type { RequestLimits } from './limits.js';
 import type { Classifier } from './classifier.js';
 import { PROMETHEUS_CONTENT_TYPE, type Registry } from './metrics.js';
 import { checkModelName, ready } from './route-common.js';
@@ -34,6 +35,8 @@ export interface AppState {
   maxBody: number;
   maxQueue: number;
   maxPixels: number;
+  /** Request safety limits (images and pixels per request, body bytes in flight, echo size, decode time). */
+  limits: RequestLimits;
   echo: EchoMode;
   registry: Registry;
   serverVersion: string;

@@ -8,6 +8,9 @@ import type { AppState } from './routes.js';
 import { createHttpApp } from './server.js';
 import { createServeMetrics, type ServeMetrics } from './serve-metrics.js';
 import { loadUiAssets } from './ui-assets.js';
+import { IMAGE_FORMATS, type ImageFormat } from '@imgpipe/images';
+import { ByteBudget } from './body.js';
+import { DEFAULT_LIMITS, type RequestLimits } from './limits.js';
 
 /** A model ready to serve: the classifier's needs plus what the V2 metadata and shutdown use. */
 export interface ServedModel extends ClassifierModel {
@@ -45,6 +48,13 @@ export interface ServeOptions {
   name?: string | undefined;
   /** How long a shutdown waits for requests in flight before cutting connections. */
   graceMs: number;
+  /** Per-request limits (DEFAULT_LIMITS and every format when not given). */
+  maxImages?: number;
+  maxRequestPixels?: number;
+  maxInflightBytes?: number;
+  maxEchoPixels?: number;
+  decodeTimeoutSeconds?: number;
+  formats?: readonly ImageFormat[];
   /** Loads the model (tests and the CLI pass core's loadModel wrapped by loadServedModel). */
   load: ModelLoader;
   stdout: NodeJS.WritableStream;
@@ -83,7 +93,16 @@ export async function runServe(options: ServeOptions): Promise<ServeHandle> {
     ready: () => Boolean(state.classifier) && !state.shuttingDown,
     numTensors: () => model?.numTensors() ?? 0,
   });
+  const limits: RequestLimits = {
+    maxImages: options.maxImages ?? DEFAULT_LIMITS.maxImages,
+    maxRequestPixels: options.maxRequestPixels ?? DEFAULT_LIMITS.maxRequestPixels,
+    formats: options.formats ?? IMAGE_FORMATS,
+    bodyBudget: new ByteBudget(options.maxInflightBytes ?? DEFAULT_LIMITS.maxInflightBytes),
+    maxEchoPixels: options.maxEchoPixels ?? DEFAULT_LIMITS.maxEchoPixels,
+    decodeTimeoutSeconds: options.decodeTimeoutSeconds ?? DEFAULT_LIMITS.decodeTimeoutSeconds,
+  };
   const state: AppState = {
+    limits,
     classifier: undefined,
     modelName: options.name ?? '',
     modelVersion: undefined,
@@ -148,6 +167,10 @@ export async function runServe(options: ServeOptions): Promise<ServeHandle> {
       maxBatch: options.maxBatch,
       maxDelayMs: options.maxDelayMs,
       maxQueue: options.maxQueue,
+      formats: limits.formats,
+      maxRequestPixels: limits.maxRequestPixels,
+      maxImagePixels: options.maxPixels,
+      onHint: (item, hint) => options.log.warn(`rejected ${item}: ${hint} to accept such images`),
       onBatch(size, seconds, error) {
         metrics.batchSize.observe(size);
         metrics.batchSeconds.observe(seconds);

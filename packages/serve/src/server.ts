@@ -30,8 +30,15 @@ export function createHttpApp({ state, metrics, accessLog, log }: HttpAppOptions
   let inFlight = 0;
   let drained: (() => void) | undefined;
 
-  const server = createServer({ keepAliveTimeout: 5_000, requestTimeout: 120_000 }, (request, response) => {
+  let requestCount = 0;
+  // Slow clients: headers must arrive within 10 s and a whole request within 120 s (checked every second, not
+  // Node's default 30 s), an idle kept-alive connection is closed after 5 s, a body that stalls by readBody.
+  const server = createServer({ keepAliveTimeout: 5_000, headersTimeout: 10_000, requestTimeout: 120_000, connectionsCheckingInterval: 1_000 }, (request, response) => {
     inFlight += 1;
+    requestCount += 1;
+    const requestId = `${process.pid.toString(36)}-${requestCount.toString(36)}`;
+    response.setHeader('x-request-id', requestId);
+    let clientGone = false;
     const started = performance.now();
     const pathname = (request.url ?? '/').split('?')[0]!;
     const match = matchRoute(request.method ?? 'GET', pathname);
@@ -41,7 +48,9 @@ export function createHttpApp({ state, metrics, accessLog, log }: HttpAppOptions
     let errorText: string | undefined;
 
     response.once('close', () => {
+      state.limits.bodyBudget.release(request);
       // A response that never finished: the client hung up (nginx's 499), not the status set so far.
+      if (!response.writableFinished) clientGone = true;
       const status = response.writableFinished ? response.statusCode : 499;
       metrics.observeRequest(match.label, status, (performance.now() - started) / 1000);
       accessLog({
@@ -92,14 +101,17 @@ export function createHttpApp({ state, metrics, accessLog, log }: HttpAppOptions
           errorText = error.message;
           return { status: error.status, headers: error.headers, body: error.toJSON() };
         }
-        if (req.destroyed || (error as NodeJS.ErrnoException)?.code === 'ECONNRESET') {
-          // The client went away mid-request: nothing to answer, and not a server error (logged as 499).
+        // The client went away mid-request (its socket closed, or reading the body failed because it did):
+        // nothing to answer, and not a server error (logged as 499). req.destroyed is no sign of it: a request
+        // stream is destroyed once its body has been read.
+        const code = (error as NodeJS.ErrnoException)?.code;
+        if (clientGone || req.socket.destroyed || ((code === 'ECONNRESET' || code === 'ECONNABORTED') && !req.complete)) {
           errorText = 'client closed the connection';
           return { status: 499, body: { error: errorText } };
         }
         errorText = messageOf(error);
-        log.error(`${req.method} ${pathname}: ${errorText}`);
-        return { status: 500, body: { error: `internal error: ${errorText}` } };
+        log.error(`${req.method} ${pathname}: request ${requestId}: ${errorText}${error instanceof Error && error.stack ? `\n${error.stack}` : ''}`);
+        return { status: 500, body: { error: `internal error (request id ${requestId}); the server log has the details`, request_id: requestId } };
       }
     }
   });
