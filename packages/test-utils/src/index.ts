@@ -6,3 +6,4 @@ export * from './tiny-models.js';
 export * from './bad-images.js';
 export * from './resnet50-model.js';
 export * from './synthetic-dataset.js';
+export * from './mobilenet-model.js';
