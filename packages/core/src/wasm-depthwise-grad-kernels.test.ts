@@ -79,7 +79,7 @@ test('wasm depthwise conv gradient kernels match loops and the cpu backend (stri
     const f = random(fs) as Tensor4D;
     const y = tf.depthwiseConv2d(x, f, c.stride, c.pad, 'NHWC', d);
     const dy = random(y.shape) as Tensor4D;
-    const attrs = { strides: c.stride, pad: c.pad, dilations: d, dimRoundingMode: undefined };
+    const attrs = { strides: c.stride, pad: c.pad, dilations: d };
     const dx = tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy, filter: f }, { ...attrs, inputShape: xs }) as Tensor;
     const df = tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { ...attrs, filterShape: fs }) as Tensor;
     assert.deepEqual(dx.shape, xs, label);

@@ -114,7 +114,7 @@ async function readRows(dataset: Dataset, split: SplitName, rows: ArrayLike<numb
   return out;
 }
 
-/** The gradient kernels that layers of these classes need; TF.js WebAssembly lacks the depthwise ones. */
+/** The gradient kernels that layers of these classes need (core registers all of them for TF.js wasm). */
 const GRADIENT_KERNELS: Record<string, string[]> = {
   Conv2D: ['Conv2DBackpropFilter', 'Conv2DBackpropInput'],
   DepthwiseConv2D: ['DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput'],
@@ -123,10 +123,13 @@ const GRADIENT_KERNELS: Record<string, string[]> = {
   AveragePooling2D: ['AvgPoolGrad'],
 };
 
+/** TF.js's error for a kernel the backend lacks (thrown while computing gradients, before any weight changes). */
+const MISSING_KERNEL = /Kernel '(\w+)' not registered for backend '(\w+)'/;
+
 /**
- * Fine-tune on the active backend when it has every gradient kernel the backbone's layers need (core registers
- * Conv2DBackpropFilter for wasm); else (depthwise convs on wasm) on TF.js's plain JavaScript cpu backend, which
- * has them all, and back afterwards.
+ * Fine-tune on the active backend when it has every gradient kernel the backbone's layers need; else, with a
+ * warning, on TF.js's plain JavaScript cpu backend, which has them all (tens of times slower), and back afterwards.
+ * A kernel missed by the check above fails the first step; that, too, reruns on cpu with the warning.
  */
 export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
   const { tf, log = silentLogger } = options;
@@ -134,8 +137,19 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
   const topology = JSON.stringify((await readModelJson(options.backboneModelJson)).modelTopology);
   const classes = Object.keys(GRADIENT_KERNELS).filter((name) => topology.includes(`"class_name":"${name}"`));
   const missing = [...new Set(classes.flatMap((name) => GRADIENT_KERNELS[name]!))].filter((name) => !tf.getKernel(name, backend));
-  if (missing.length === 0) return fineTuneHere(options);
-  log.info(`fine-tuning on TF.js's JavaScript cpu backend: TF.js ${backend} has no ${missing.join(', ')} kernels (much slower; --device webgpu or cuda train on the GPU)`);
+  if (missing.length === 0) {
+    try {
+      return await fineTuneHere(options);
+    } catch (error) {
+      const kernel = backend === 'cpu' ? undefined : MISSING_KERNEL.exec(error instanceof Error ? error.message : '');
+      if (!kernel) throw error;
+      discardFailedTape(tf);
+      missing.push(kernel[1]!);
+    }
+  }
+  log.warn(
+    `fine-tuning on TF.js's JavaScript cpu backend, tens of times slower: TF.js ${backend} has no ${missing.join(', ')} kernel${missing.length > 1 ? 's' : ''} (--device webgpu or cuda train on the GPU)`,
+  );
   const prod = tf.env().getBool('PROD');
   tf.env().set('PROD', true); // no "install tfjs-node" banner from the cpu backend: the line above says what runs
   try {
@@ -145,6 +159,17 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
     await tf.setBackend(backend);
     tf.env().set('PROD', prod);
   }
+}
+
+/**
+ * A gradient computation that throws leaves TF.js's tape holding the forward pass's saved tensors (its cleanup runs
+ * only on success): dispose them, as the successful path would have.
+ */
+function discardFailedTape(tf: Tf): void {
+  const state = (tf.engine() as unknown as { state?: { gradientDepth: number; activeTape: { saved?: Tensor[] }[] | null } }).state;
+  if (!state?.activeTape || state.gradientDepth !== 0) return;
+  for (const node of state.activeTape) for (const tensor of node.saved ?? []) tensor.dispose();
+  state.activeTape = null;
 }
 
 async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
@@ -182,11 +207,11 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
     const count = labels.length;
     const batches = Math.ceil(count / batchSize);
     const rng = createRng(deriveSeed(options.seed, 'fine-tune'));
-    const progress = createProgress({ label: 'fine-tune', total: epochs * batches, unit: 'batches', quiet: log.quiet, onEvent: options.onProgress });
     log.info(`fine-tuning ${mode === 'all' ? 'the whole backbone' : 'the backbone\'s BatchNormalization layers'} and the head: ${trained} parameters, ${epochs} epochs, lr ${lr}, batch ${batchSize} (slow: the backbone runs forward and backward on every image)`);
     const history: FineTuneEpoch[] = [];
     for (let epoch = 1; epoch <= epochs; epoch++) {
       const epochStart = performance.now();
+      const progress = createProgress({ label: `fine-tune epoch ${epoch}/${epochs}`, total: count, unit: 'images', quiet: log.quiet, onEvent: options.onProgress });
       const order = shuffleInPlace(Int32Array.from({ length: count }, (_, i) => i), rng);
       let lossSum = 0;
       let correct = 0;
@@ -206,14 +231,17 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
         } finally {
           tf.dispose([x, y]);
         }
-        progress.update((epoch - 1) * batches + b + 1, `epoch ${epoch}/${epochs}`);
+        progress.update(Math.min(count, (b + 1) * batchSize), `loss ${(lossSum / Math.min(count, (b + 1) * batchSize)).toFixed(4)}`);
       }
+      const trainSeconds = (performance.now() - epochStart) / 1000;
+      progress.finish();
       const val = await evaluate(tf, model, dataset, 'val', batchSize, size, info, classes);
       const record = { epoch, train_loss: lossSum / count, train_accuracy: correct / count, val_loss: val.loss, val_accuracy: val.accuracy, seconds: (performance.now() - epochStart) / 1000 };
       history.push(record);
-      log.info(`fine-tune epoch ${epoch}/${epochs}: train_loss ${record.train_loss.toFixed(4)} val_loss ${record.val_loss.toFixed(4)} val_accuracy ${record.val_accuracy.toFixed(4)} (${record.seconds.toFixed(1)}s)`);
+      log.info(
+        `fine-tune epoch ${epoch}/${epochs}: train_loss ${record.train_loss.toFixed(4)} val_loss ${record.val_loss.toFixed(4)} val_accuracy ${record.val_accuracy.toFixed(4)} (${record.seconds.toFixed(1)}s, ${(count / trainSeconds).toFixed(1)} training images/s)`,
+      );
     }
-    progress.finish();
     for (const layer of frozen) layer.trainable = true; // saved as it was loaded
     await full.save(fileSaveHandler(join(options.outDir, 'backbone')));
     await head.save(fileSaveHandler(join(options.outDir, 'head')));
