@@ -16,6 +16,7 @@ test("core's wasm replacements (Tile, comparisons, Min/Max, Select, LogicalAnd, 
   const s = tf.scalar(0.5);
   const mask = tf.greater(x2, s);
   const variance = tf.abs(t([4]));
+  const other = t([5, 1, 4]);
   const cases: [string, () => Tensor][] = [
     ['tile [1,1,1,4] -> [2,5,3,4]', () => tf.tile(tf.reshape(v, [1, 1, 1, 4]), [2, 5, 3, 1])],
     ['tile of every axis', () => tf.tile(x, [2, 1, 3, 2])],
@@ -31,6 +32,7 @@ test("core's wasm replacements (Tile, comparisons, Min/Max, Select, LogicalAnd, 
     ['where', () => tf.where(mask, x, x2)],
     ['batchNorm, per-channel parameters', () => tf.batchNorm(x, v, variance, tf.add(v, 1), tf.sub(v, 1), 1e-3)],
     ['batchNorm, no offset or scale', () => tf.batchNorm(x, v, variance, undefined, undefined, 1e-3)],
+    ['maximum(x, [5, 1, 4]) (a broadcast: the original kernel)', () => tf.maximum(x, other)],
     ['sum over [0, 1, 2]', () => tf.sum(x, [0, 1, 2])],
     ['sum over [0, 1] kept', () => tf.sum(x, [1, 0], true)],
     ['mean over [0, 1, 2]', () => tf.mean(x, [0, 1, 2])],
@@ -49,5 +51,16 @@ test("core's wasm replacements (Tile, comparisons, Min/Max, Select, LogicalAnd, 
     for (let j = 0; j < a.length; j++) assert.ok(Math.abs(a[j]! - b[j]!) <= 1e-5 * Math.max(1, Math.abs(b[j]!)), `${name}: element ${j}: ${a[j]} vs ${b[j]}`);
   });
   assert.ok(cpu.some((r) => r.dtype === 'bool' && r.dataSync().some((e) => e === 1) && r.dataSync().some((e) => e === 0)), 'the masks have both values');
-  tf.dispose([...wasm, ...cpu, x, x2, v, s, mask, variance]);
+  tf.dispose([...wasm, ...cpu, x, x2, v, s, mask, variance, other]);
+});
+
+test('wasm Identity shares the buffer: a clone outlives its source and frees the memory with the last reference', () => {
+  const buffers = tf.memory().numDataBuffers;
+  const source = tf.tensor1d([1, 2, 3]);
+  const copy = tf.clone(source);
+  assert.equal(tf.memory().numDataBuffers, buffers + 1, 'one buffer for both');
+  source.dispose();
+  assert.deepEqual([...copy.dataSync()], [1, 2, 3]);
+  copy.dispose();
+  assert.equal(tf.memory().numDataBuffers, buffers);
 });

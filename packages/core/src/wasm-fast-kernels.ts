@@ -5,7 +5,8 @@ import type { Tf } from './tf.js';
  * Loops over the wasm heap for TF.js WebAssembly kernels that are pathologically slow in the shapes training a
  * BatchNorm network hits (measured on [8, 112, 112, 32] floats: Tile of a per-channel vector 750 ms, FusedBatchNorm
  * 106 ms, Select 85 ms, Greater with a scalar 65 ms, Sum over the leading axes 32 ms, Minimum with a scalar 25 ms,
- * where a multiply takes 2 ms). Each one handles the common case and hands anything else to the original kernel.
+ * where a multiply takes 2 ms), and an Identity that
+ * shares the buffer instead of copying it. Each handles the common case and hands anything else to the original.
  */
 type Heap = Float32Array | Int32Array | Uint8Array;
 type WasmBackend = {
@@ -57,6 +58,15 @@ export function registerWasmFastKernels(tf: Tf): void {
     const [x, y, o] = [a, b, out].map((v) => backend.typedArrayFromHeap(v) as Uint8Array) as [Uint8Array, Uint8Array, Uint8Array];
     for (let i = 0; i < o.length; i++) o[i] = x[i]! & y[i]!;
     return out;
+  });
+
+  // TF.js data is immutable: a copy shares the buffer (as on the cpu backend) instead of copying it. The tape
+  // clones every tensor it saves for the gradient, so wasm copied each activation once per step.
+  replace('Identity', (original) => (args) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    if (x.dtype === 'string') return original(args);
+    (args.backend as unknown as { incRef(dataId: object): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
   });
 
   replace('Select', (original) => (args) => {
