@@ -125,7 +125,7 @@ export function registerWasmFastKernels(tf: Tf): void {
       const outShape = keepDims ? x.shape.map((d, i) => (i < axes.length ? 1 : d)) : x.shape.slice(axes.length);
       const acc = new Float64Array(inner);
       const xs = backend.typedArrayFromHeap(x) as Float32Array;
-      for (let r = 0, base = 0; r < count; r++, base += inner) for (let c = 0; c < inner; c++) acc[c]! += xs[base + c]!;
+      sumRows(xs, count, inner, acc);
       const out = backend.makeOutput(outShape, 'float32');
       const ys = backend.typedArrayFromHeap(out) as Float32Array;
       for (let c = 0; c < inner; c++) ys[c] = name === 'Mean' ? acc[c]! / count : acc[c]!;
@@ -154,6 +154,19 @@ function binaryKernel(original: KernelFunc, dtype: 'bool' | 'float32', loop: Bin
     loop(backend.typedArrayFromHeap(a) as Float32Array, backend.typedArrayFromHeap(b) as Float32Array, backend.typedArrayFromHeap(out) as Float32Array | Uint8Array, na === 1 && nb !== 1 ? 0 : 1, nb === 1 && na !== 1 ? 0 : 1);
     return out;
   };
+}
+
+/** acc[c] += sum over rows of x[row * inner + c]; four rows per pass over acc. */
+function sumRows(x: Float32Array, rows: number, inner: number, acc: Float64Array): void {
+  let r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const b0 = r * inner;
+    const b1 = b0 + inner;
+    const b2 = b1 + inner;
+    const b3 = b2 + inner;
+    for (let c = 0; c < inner; c++) acc[c]! += x[b0 + c]! + x[b1 + c]! + x[b2 + c]! + x[b3 + c]!;
+  }
+  for (; r < rows; r++) for (let c = 0, b = r * inner; c < inner; c++) acc[c]! += x[b + c]!;
 }
 
 /** out = x tiled reps times per axis: each block written once, then copied (doubling) along its axis. */
