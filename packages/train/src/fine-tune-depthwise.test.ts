@@ -5,6 +5,7 @@ import { after, before, test } from 'node:test';
 import { createLogger, fileSaveHandler, Head, loadBackbone, loadTf, openDataset, type ProgressEvent, type Tf } from '@imgpipe/core';
 import { buildMobileNetV1, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { fineTune, type FineTuneMode } from './fine-tune.js';
+import { outputFloatsPerImage, wasmTrainingBatch } from './fine-tune-memory.js';
 import { TEST_SIZE, writeLearnableDataset } from './test-dataset.js';
 
 let temp: TempDir;
@@ -95,4 +96,16 @@ test('a gradient kernel missing on wasm falls back to the cpu backend with a war
       tf.registerKernel(config);
     }
   }
+});
+
+test('fine-tuning on wasm caps the batch to what fits its heap (MobileNet v1 0.5 at 224: 17 of 32)', () => {
+  const input = tf.input({ shape: [4, 4, 3] });
+  const conv = tf.layers.conv2d({ filters: 2, kernelSize: 3, padding: 'same' });
+  const flat = tf.layers.flatten();
+  const model = tf.model({ inputs: input, outputs: flat.apply(conv.apply(input)) as ReturnType<Tf['input']> });
+  assert.equal(outputFloatsPerImage(model.layers), 48 + 32 + 32);
+  model.dispose();
+  assert.equal(wasmTrainingBatch(32, 7.72e6), 17, 'MobileNet v1 0.5 at 224 (7.72 M floats of layer outputs per image)');
+  assert.equal(wasmTrainingBatch(32, 3.93e6), 32, 'MobileNet v1 0.25 at 224 fits');
+  assert.equal(wasmTrainingBatch(4, 1e9), 1, 'never below 1');
 });

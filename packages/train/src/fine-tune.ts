@@ -21,6 +21,7 @@ import {
   type Tf,
 } from '@imgpipe/core';
 import type { EpochRecord } from './trial.js';
+import { outputFloatsPerImage, wasmTrainingBatch } from './fine-tune-memory.js';
 
 // Types through core's Tf: this package does not depend on @tensorflow/tfjs itself.
 type LayersModel = Awaited<ReturnType<Tf['loadLayersModel']>>;
@@ -173,7 +174,8 @@ function discardFailedTape(tf: Tf): void {
 }
 
 async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
-  const { tf, dataset, backboneInfo: info, mode, epochs, lr, batchSize, log = silentLogger } = options;
+  const { tf, dataset, backboneInfo: info, mode, epochs, lr, log = silentLogger } = options;
+  let batchSize = options.batchSize;
   const started = performance.now();
   const size = info.input_size;
   const imageBytes = size * size * 3;
@@ -198,6 +200,16 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
           layer.trainable = false;
           frozen.push(layer);
         }
+      }
+    }
+    if (tf.getBackend() === 'wasm') {
+      const floats = outputFloatsPerImage(model.layers);
+      const fits = wasmTrainingBatch(batchSize, floats);
+      if (fits < batchSize) {
+        log.warn(
+          `fine-tuning in batches of ${fits} instead of ${batchSize}: a training step of ${batchSize} images needs about ${((batchSize * floats * 24) / 2 ** 30).toFixed(1)} GiB of TF.js wasm's 4 GiB heap`,
+        );
+        batchSize = fits;
       }
     }
     const trained = model.trainableWeights.reduce((sum: number, w) => sum + w.shape.reduce((a: number, b: number | null) => a * (b ?? 1), 1), 0);
