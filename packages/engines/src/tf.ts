@@ -66,6 +66,9 @@ async function useWasm(): Promise<LoadedTf> {
     wasm.setWasmPaths(wasmDir());
     // Gradient kernels wasm lacks (for --fine-tune of conv backbones).
     (await import('./wasm-grad-kernels.js')).registerWasmGradKernels(tf);
+    (await import('./wasm-depthwise-grad-kernels.js')).registerWasmDepthwiseGradKernels(tf);
+    (await import('./wasm-fast-kernels.js')).registerWasmFastKernels(tf);
+    (await import('./wasm-conv-grad-fast-paths.js')).registerWasmConvGradFastPaths(tf);
     wasmRegistered = true;
   }
   if (!(await tf.setBackend('wasm'))) throw new UsageError('the TF.js WebAssembly backend failed to initialise (--device wasm)');

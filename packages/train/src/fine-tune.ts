@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { createProgress, createRng, deriveSeed, sha256, shuffleInPlace, silentLogger, UsageError, type Dataset, type Logger, type ProgressEvent, type BackboneInfo, type SplitName } from '@imgpipe/kit';
 import { fileLoadHandler, fileSaveHandler, preprocessPixels, readModelJson, weightPaths, type Tf } from '@imgpipe/engines';
 import type { EpochRecord } from './trial.js';
+import { outputFloatsPerImage, wasmTrainingBatch } from './fine-tune-memory.js';
 
 // Types through core's Tf: this package does not depend on @tensorflow/tfjs itself.
 type LayersModel = Awaited<ReturnType<Tf['loadLayersModel']>>;
@@ -96,7 +97,7 @@ async function readRows(dataset: Dataset, split: SplitName, rows: ArrayLike<numb
   return out;
 }
 
-/** The gradient kernels that layers of these classes need; TF.js WebAssembly lacks the depthwise ones. */
+/** The gradient kernels that layers of these classes need (core registers all of them for TF.js wasm). */
 const GRADIENT_KERNELS: Record<string, string[]> = {
   Conv2D: ['Conv2DBackpropFilter', 'Conv2DBackpropInput'],
   DepthwiseConv2D: ['DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput'],
@@ -105,10 +106,13 @@ const GRADIENT_KERNELS: Record<string, string[]> = {
   AveragePooling2D: ['AvgPoolGrad'],
 };
 
+/** TF.js's error for a kernel the backend lacks (thrown while computing gradients, before any weight changes). */
+const MISSING_KERNEL = /Kernel '(\w+)' not registered for backend '(\w+)'/;
+
 /**
- * Fine-tune on the active backend when it has every gradient kernel the backbone's layers need (core registers
- * Conv2DBackpropFilter for wasm); else (depthwise convs on wasm) on TF.js's plain JavaScript cpu backend, which
- * has them all, and back afterwards.
+ * Fine-tune on the active backend when it has every gradient kernel the backbone's layers need; else, with a
+ * warning, on TF.js's plain JavaScript cpu backend, which has them all (tens of times slower), and back afterwards.
+ * A kernel missed by the check above fails the first step; that, too, reruns on cpu with the warning.
  */
 export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
   const { tf, log = silentLogger } = options;
@@ -116,8 +120,19 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
   const topology = JSON.stringify((await readModelJson(options.backboneModelJson)).modelTopology);
   const classes = Object.keys(GRADIENT_KERNELS).filter((name) => topology.includes(`"class_name":"${name}"`));
   const missing = [...new Set(classes.flatMap((name) => GRADIENT_KERNELS[name]!))].filter((name) => !tf.getKernel(name, backend));
-  if (missing.length === 0) return fineTuneHere(options);
-  log.info(`fine-tuning on TF.js's JavaScript cpu backend: TF.js ${backend} has no ${missing.join(', ')} kernels (much slower; --device webgpu or cuda train on the GPU)`);
+  if (missing.length === 0) {
+    try {
+      return await fineTuneHere(options);
+    } catch (error) {
+      const kernel = backend === 'cpu' ? undefined : MISSING_KERNEL.exec(error instanceof Error ? error.message : '');
+      if (!kernel) throw error;
+      discardFailedTape(tf);
+      missing.push(kernel[1]!);
+    }
+  }
+  log.warn(
+    `fine-tuning on TF.js's JavaScript cpu backend, tens of times slower: TF.js ${backend} has no ${missing.join(', ')} kernel${missing.length > 1 ? 's' : ''} (--device webgpu or cuda train on the GPU)`,
+  );
   const prod = tf.env().getBool('PROD');
   tf.env().set('PROD', true); // no "install tfjs-node" banner from the cpu backend: the line above says what runs
   try {
@@ -129,8 +144,20 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
   }
 }
 
+/**
+ * A gradient computation that throws leaves TF.js's tape holding the forward pass's saved tensors (its cleanup runs
+ * only on success): dispose them, as the successful path would have.
+ */
+function discardFailedTape(tf: Tf): void {
+  const state = (tf.engine() as unknown as { state?: { gradientDepth: number; activeTape: { saved?: Tensor[] }[] | null } }).state;
+  if (!state?.activeTape || state.gradientDepth !== 0) return;
+  for (const node of state.activeTape) for (const tensor of node.saved ?? []) tensor.dispose();
+  state.activeTape = null;
+}
+
 async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
-  const { tf, dataset, backboneInfo: info, mode, epochs, lr, batchSize, log = silentLogger } = options;
+  const { tf, dataset, backboneInfo: info, mode, epochs, lr, log = silentLogger } = options;
+  let batchSize = options.batchSize;
   const started = performance.now();
   const size = info.input_size;
   const imageBytes = size * size * 3;
@@ -157,6 +184,16 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
         }
       }
     }
+    if (tf.getBackend() === 'wasm') {
+      const floats = outputFloatsPerImage(model.layers);
+      const fits = wasmTrainingBatch(batchSize, floats);
+      if (fits < batchSize) {
+        log.warn(
+          `fine-tuning in batches of ${fits} instead of ${batchSize}: a training step of ${batchSize} images needs about ${((batchSize * floats * 24) / 2 ** 30).toFixed(1)} GiB of TF.js wasm's 4 GiB heap`,
+        );
+        batchSize = fits;
+      }
+    }
     const trained = model.trainableWeights.reduce((sum: number, w) => sum + w.shape.reduce((a: number, b: number | null) => a * (b ?? 1), 1), 0);
     model.compile({ optimizer, loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
 
@@ -164,11 +201,11 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
     const count = labels.length;
     const batches = Math.ceil(count / batchSize);
     const rng = createRng(deriveSeed(options.seed, 'fine-tune'));
-    const progress = createProgress({ label: 'fine-tune', total: epochs * batches, unit: 'batches', quiet: log.quiet, onEvent: options.onProgress });
     log.info(`fine-tuning ${mode === 'all' ? 'the whole backbone' : 'the backbone\'s BatchNormalization layers'} and the head: ${trained} parameters, ${epochs} epochs, lr ${lr}, batch ${batchSize} (slow: the backbone runs forward and backward on every image)`);
     const history: FineTuneEpoch[] = [];
     for (let epoch = 1; epoch <= epochs; epoch++) {
       const epochStart = performance.now();
+      const progress = createProgress({ label: `fine-tune epoch ${epoch}/${epochs}`, total: count, unit: 'images', quiet: log.quiet, onEvent: options.onProgress });
       const order = shuffleInPlace(Int32Array.from({ length: count }, (_, i) => i), rng);
       let lossSum = 0;
       let correct = 0;
@@ -188,14 +225,17 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
         } finally {
           tf.dispose([x, y]);
         }
-        progress.update((epoch - 1) * batches + b + 1, `epoch ${epoch}/${epochs}`);
+        progress.update(Math.min(count, (b + 1) * batchSize), `loss ${(lossSum / Math.min(count, (b + 1) * batchSize)).toFixed(4)}`);
       }
+      const trainSeconds = (performance.now() - epochStart) / 1000;
+      progress.finish();
       const val = await evaluate(tf, model, dataset, 'val', batchSize, size, info, classes);
       const record = { epoch, train_loss: lossSum / count, train_accuracy: correct / count, val_loss: val.loss, val_accuracy: val.accuracy, seconds: (performance.now() - epochStart) / 1000 };
       history.push(record);
-      log.info(`fine-tune epoch ${epoch}/${epochs}: train_loss ${record.train_loss.toFixed(4)} val_loss ${record.val_loss.toFixed(4)} val_accuracy ${record.val_accuracy.toFixed(4)} (${record.seconds.toFixed(1)}s)`);
+      log.info(
+        `fine-tune epoch ${epoch}/${epochs}: train_loss ${record.train_loss.toFixed(4)} val_loss ${record.val_loss.toFixed(4)} val_accuracy ${record.val_accuracy.toFixed(4)} (${record.seconds.toFixed(1)}s, ${(count / trainSeconds).toFixed(1)} training images/s)`,
+      );
     }
-    progress.finish();
     for (const layer of frozen) layer.trainable = true; // saved as it was loaded
     await full.save(fileSaveHandler(join(options.outDir, 'backbone')));
     await head.save(fileSaveHandler(join(options.outDir, 'head')));

@@ -1,0 +1,134 @@
+import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
+import type { Tf } from './tf.js';
+
+/**
+ * Two conv-gradient shapes that MobileNet-like networks hit on every step, where the general kernels of
+ * wasm-grad-kernels.ts (convolutions XNNPACK runs) are slow:
+ * - the filter gradient of a 1x1 stride-1 conv is one matrix product, x^T [ci, P] . dy [P, co] (P = n * h * w):
+ *   2-6x faster than as a convolution with dy as an (h x w) filter;
+ * - the input gradient of a strided conv on an image (<= 4 channels; TF.js computes it for the first conv although
+ *   nothing uses it) as columns dy [P, co] . W^T [co, kh*kw*ci] added back into the image (col2im): the general
+ *   kernel convolves a zero-upsampled dy (4x the pixels) into 3 output channels, which XNNPACK does slowly.
+ * Anything else goes to the general kernel.
+ */
+type WasmBackend = {
+  disposeData(dataId: object): void;
+  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
+  typedArrayFromHeap(info: TensorInfo): Float32Array;
+};
+type ConvInfo = {
+  batchSize: number;
+  inHeight: number;
+  inWidth: number;
+  inChannels: number;
+  outHeight: number;
+  outWidth: number;
+  outChannels: number;
+  filterHeight: number;
+  filterWidth: number;
+  strideHeight: number;
+  strideWidth: number;
+  padInfo: { top: number; left: number; bottom: number; right: number };
+};
+type Attrs = { strides: number | [number, number]; pad: unknown; dataFormat?: string; dimRoundingMode?: string };
+
+const REPLACED = new WeakSet<object>();
+
+export function registerWasmConvGradFastPaths(tf: Tf): void {
+  const kernel = (name: string): KernelFunc => {
+    const config = tf.getKernel(name, 'wasm');
+    if (!config) throw new Error(`the TF.js wasm backend has no ${name} kernel`);
+    return config.kernelFunc;
+  };
+  const reshape = kernel('Reshape');
+  const transpose = kernel('Transpose');
+  const batchMatMul = kernel('BatchMatMul');
+  const infoOf = (xShape: number[], filterShape: number[], attrs: Attrs): ConvInfo =>
+    (tf.backend_util.computeConv2DInfo as unknown as (...args: unknown[]) => ConvInfo)(
+      xShape, filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast',
+    );
+  const run = (made: TensorInfo[], backend: unknown, f: KernelFunc, inputs: Record<string, TensorInfo>, attrs: Record<string, unknown>) => {
+    const out = f({ inputs, attrs: attrs as never, backend: backend as never }) as TensorInfo;
+    made.push(out);
+    return out;
+  };
+  const release = (backend: unknown, made: TensorInfo[]) => {
+    for (const t of made) (backend as WasmBackend).disposeData(t.dataId);
+  };
+
+  const filterFastPath = (general: KernelFunc): KernelFunc => (args) => {
+    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+    const attrs = args.attrs as unknown as Attrs & { filterShape: number[] };
+    const [fh, fw, ci, co] = attrs.filterShape as [number, number, number, number];
+    if (fh !== 1 || fw !== 1 || attrs.dataFormat === 'NCHW') return general(args);
+    const info = infoOf(x.shape, attrs.filterShape, attrs);
+    const { top, left, bottom, right } = info.padInfo;
+    if (info.strideHeight !== 1 || info.strideWidth !== 1 || top || left || bottom || right) return general(args);
+    const P = info.batchSize * info.outHeight * info.outWidth;
+    const made: TensorInfo[] = [];
+    try {
+      const x2 = run(made, args.backend, reshape, { x }, { shape: [P, ci] });
+      const xT = run(made, args.backend, transpose, { x: x2 }, { perm: [1, 0] });
+      const a = run(made, args.backend, reshape, { x: xT }, { shape: [1, ci, P] });
+      const b = run(made, args.backend, reshape, { x: dy }, { shape: [1, P, co] });
+      const product = run(made, args.backend, batchMatMul, { a, b }, { transposeA: false, transposeB: false });
+      return reshape({ inputs: { x: product }, attrs: { shape: [1, 1, ci, co] } as never, backend: args.backend }) as TensorInfo;
+    } finally {
+      release(args.backend, made);
+    }
+  };
+
+  const inputFastPath = (general: KernelFunc): KernelFunc => (args) => {
+    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+    const attrs = args.attrs as unknown as Attrs & { inputShape: number[] };
+    const [kh, kw, ci, co] = filter.shape as [number, number, number, number];
+    if (ci > 4 || attrs.dataFormat === 'NCHW') return general(args);
+    const info = infoOf(attrs.inputShape, filter.shape, attrs);
+    const { batchSize: n, inHeight: H, inWidth: W, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
+    if (sh === 1 && sw === 1) return general(args);
+    const { top, left } = info.padInfo;
+    const K = kh * kw * ci;
+    const P = n * oh * ow;
+    const made: TensorInfo[] = [];
+    const backend = args.backend as unknown as WasmBackend;
+    try {
+      const w2 = run(made, backend, reshape, { x: filter }, { shape: [K, co] });
+      const wT = run(made, backend, transpose, { x: w2 }, { perm: [1, 0] });
+      const b = run(made, backend, reshape, { x: wT }, { shape: [1, co, K] });
+      const a = run(made, backend, reshape, { x: dy }, { shape: [1, P, co] });
+      const cols = run(made, backend, batchMatMul, { a, b }, { transposeA: false, transposeB: false }); // [1, P, K]
+      const out = backend.makeOutput(attrs.inputShape, 'float32');
+      const colv = backend.typedArrayFromHeap(cols);
+      const dx = backend.typedArrayFromHeap(out);
+      dx.fill(0);
+      for (let bi = 0, p = 0; bi < n; bi++)
+        for (let i = 0; i < oh; i++)
+          for (let j = 0; j < ow; j++, p++)
+            for (let fa = 0; fa < kh; fa++) {
+              const r = i * sh + fa - top;
+              if (r < 0 || r >= H) continue;
+              for (let fb = 0; fb < kw; fb++) {
+                const s = j * sw + fb - left;
+                if (s < 0 || s >= W) continue;
+                const src = p * K + (fa * kw + fb) * ci;
+                const dst = ((bi * H + r) * W + s) * ci;
+                for (let c = 0; c < ci; c++) dx[dst + c]! += colv[src + c]!;
+              }
+            }
+      return out;
+    } finally {
+      release(backend, made);
+    }
+  };
+
+  for (const [name, wrap] of [
+    ['Conv2DBackpropFilter', filterFastPath],
+    ['Conv2DBackpropInput', inputFastPath],
+  ] as const) {
+    const config = tf.getKernel(name, 'wasm');
+    if (!config || REPLACED.has(config)) continue;
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ ...config, kernelFunc: wrap(config.kernelFunc) } as KernelConfig);
+    REPLACED.add(tf.getKernel(name, 'wasm')!);
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * TF.js WebAssembly has one heap of at most 4 GiB, and running out aborts the module (every later TF.js call fails).
+ * A training step holds about six float32 copies of every layer's output per image (measured on MobileNet v1 0.5 at
+ * 224 with BatchNorm: a 1.39 GB heap for 8 images, 2.68 GB for 16, for 7.7 M layer-output floats per image), so
+ * fine-tuning on wasm caps its batch to what fits in 3 GiB.
+ */
+const BUDGET_BYTES = 3 * 2 ** 30;
+const BYTES_PER_OUTPUT_FLOAT = 6 * 4;
+
+/** The largest batch (at most batchSize, at least 1) whose training step fits the wasm heap. */
+export function wasmTrainingBatch(batchSize: number, outputFloatsPerImage: number): number {
+  return Math.max(1, Math.min(batchSize, Math.floor(BUDGET_BYTES / (BYTES_PER_OUTPUT_FLOAT * outputFloatsPerImage))));
+}
+
+/** Floats per image of every layer's output (a layers model's layers' outputShape, batch dimension left out). */
+export function outputFloatsPerImage(layers: { outputShape: unknown }[]): number {
+  let total = 0;
+  for (const layer of layers) {
+    const shapes = (Array.isArray((layer.outputShape as unknown[])[0]) ? layer.outputShape : [layer.outputShape]) as (number | null)[][];
+    for (const shape of shapes) total += shape.slice(1).reduce<number>((a, b) => a * (b ?? 1), 1);
+  }
+  return total;
+}
