@@ -36,6 +36,7 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
       },
       'fine-tune-epochs': { value: { type: 'int', min: 1 }, default: 2, describe: 'Epochs of --fine-tune' },
       'fine-tune-lr': { value: { type: 'number', min: 0, exclusiveMin: true }, describe: 'Adam learning rate of --fine-tune; default: the best trial\'s lr / 10' },
+      augment: { type: 'string', choices: ['none', 'flip'], default: 'none', describe: 'flip: also train the heads on the features of horizontally mirrored training images (one more backbone pass over the train split, cached)' },
       'feature-layer': { type: 'string', describe: 'Backbone layer (TF.js) or value (ONNX) whose output are the features; default: the backbone\'s pooled output' },
       preprocess: { type: 'string', choices: ['torch', 'tf', 'caffe', 'none'], describe: 'Pixel normalisation the backbone expects; default: what the backbone records' },
       'cache-dir': { type: 'string', describe: 'Cache for backbones and features (default $IMGPIPE_CACHE_DIR or ~/.cache/imgpipe)' },
@@ -47,6 +48,7 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
       ['$0 --data prep/ --strategy random --hyper-param-runs 4 --seed 7', 'Four random distinct combinations'],
       ['$0 --data prep/ --resume runs/20261127-0512-ab12', 'Finish an interrupted sweep'],
       ['$0 --data prep/ --backbone mobilenet/model.json --fine-tune bn --fine-tune-epochs 1', 'Then fine-tune a TF.js backbone\'s BatchNorm layers (slow)'],
+      ['$0 --data prep/ --augment flip', 'Train the heads on every image and its mirror'],
       ['$0 --list-devices', 'Which devices work here'],
     ],
     configure: (argv) =>
@@ -129,6 +131,7 @@ async function trainOptions(args: Record<string, unknown>, context: CliContext):
     ...(args.preprocess ? { preprocess: String(args.preprocess) } : {}),
     ...(args['cache-dir'] ? { cacheDir: resolve(context.cwd, String(args['cache-dir'])) } : {}),
     extractBatchSize: batchSizes[0]!,
+    ...(args.augment === 'flip' ? { augment: 'flip' as const } : {}),
     ...(args.patience === undefined ? {} : { patience: args.patience as number }),
     ...(args.parallel === undefined ? {} : { parallel: args.parallel as number }),
     ...(args['max-failed-trials'] === undefined ? {} : { maxFailedTrials: args['max-failed-trials'] as number }),
