@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backbone } from './backbone-types.js';
 import { resolveCacheDir } from './cache-dir.js';
+import { mirrorImages } from './mirror.js';
 import { type Dataset, UsageError, sha256, writeFileAtomic, writeJsonAtomic, silentLogger, type Logger, createProgress, type ProgressEvent, type SplitName } from '@imgpipe/kit';
 
 export interface ExtractFeaturesOptions {
@@ -11,6 +12,8 @@ export interface ExtractFeaturesOptions {
   batchSize: number;
   /** Cache root (features go in <cacheDir>/features/); default $IMGPIPE_CACHE_DIR or ~/.cache/imgpipe. */
   cacheDir?: string;
+  /** true: features of the mirrored images (train --augment flip), cached under their own key. */
+  mirror?: boolean;
   /** false: neither read nor write the cache. */
   cache?: boolean;
   log?: Logger;
@@ -29,10 +32,10 @@ export interface ExtractedFeatures {
   key: string;
 }
 
-/** What the cached features depend on; any change gives a new key. */
-export function featureCacheKey(backbone: Backbone, pixelsSha256: string): string {
+/** What the cached features depend on; any change gives a new key. Mirrored features add `view` (plain keys are unchanged). */
+export function featureCacheKey(backbone: Backbone, pixelsSha256: string, mirror = false): string {
   const { sha256: model, feature_layer, preprocess, input_size, layout } = backbone.info;
-  return sha256(JSON.stringify({ format: 'imgpipe-features/1', model, feature_layer, preprocess, input_size, layout, pixels: pixelsSha256 }));
+  return sha256(JSON.stringify({ format: 'imgpipe-features/1', model, feature_layer, preprocess, input_size, layout, pixels: pixelsSha256, ...(mirror ? { view: 'mirror' } : {}) }));
 }
 
 interface CacheMeta {
@@ -43,6 +46,7 @@ interface CacheMeta {
   backbone: string;
   feature_layer: string;
   split: string;
+  view?: 'mirror';
   dataset: string;
   created: string;
 }
@@ -64,7 +68,9 @@ export async function extractFeatures(options: ExtractFeaturesOptions): Promise<
     );
   }
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError(`expected --batch-size to be a positive integer, got ${batchSize}`);
-  const key = featureCacheKey(backbone, meta.pixels.sha256);
+  const mirror = options.mirror === true;
+  const key = featureCacheKey(backbone, meta.pixels.sha256, mirror);
+  const label = mirror ? `${split} (mirrored)` : split;
   const dir = join(resolveCacheDir(options.cacheDir), 'features');
   const dataPath = join(dir, `${key}.f32`);
   const metaPath = join(dir, `${key}.json`);
@@ -74,13 +80,13 @@ export async function extractFeatures(options: ExtractFeaturesOptions): Promise<
     const cached = await readCache(dataPath, metaPath, count, dim);
     if (cached) {
       const seconds = (performance.now() - started) / 1000;
-      log.info(`features ${split}: ${count} x ${dim} from cache ${dataPath}`);
+      log.info(`features ${label}: ${count} x ${dim} from cache ${dataPath}`);
       return { features: cached, count, dim, fromCache: true, seconds, key };
     }
   }
 
   const features = new Float32Array(count * dim);
-  const progress = createProgress({ label: `features ${split}`, total: count, unit: 'images', quiet: log.quiet, onEvent: options.onProgress });
+  const progress = createProgress({ label: `features ${label}`, total: count, unit: 'images', quiet: log.quiet, onEvent: options.onProgress });
   const batches = Math.ceil(count / batchSize);
   let nextBatch = 0;
   let done = 0;
@@ -88,7 +94,7 @@ export async function extractFeatures(options: ExtractFeaturesOptions): Promise<
   const read = (b: number) => {
     const start = b * batchSize;
     const n = Math.min(batchSize, count - start);
-    return dataset.readPixels(split, start, n).then((pixels) => ({ start, n, pixels }));
+    return dataset.readPixels(split, start, n).then((pixels) => ({ start, n, pixels: mirror ? mirrorImages(pixels, n, size) : pixels }));
   };
   // Each lane reads its next batch while the current one runs, so disk reads overlap inference.
   const lane = async () => {
@@ -109,7 +115,7 @@ export async function extractFeatures(options: ExtractFeaturesOptions): Promise<
   await Promise.all(Array.from({ length: Math.max(1, Math.min(backbone.concurrency, batches)) }, lane));
   const seconds = (performance.now() - started) / 1000;
   progress.finish(`${(count / Math.max(seconds, 1e-9)).toFixed(1)} images/s`);
-  log.info(`features ${split}: ${count} images in ${seconds.toFixed(1)}s, ${(count / Math.max(seconds, 1e-9)).toFixed(1)} images/s (${backbone.info.name}, ${backbone.info.format} on ${backbone.device})`);
+  log.info(`features ${label}: ${count} images in ${seconds.toFixed(1)}s, ${(count / Math.max(seconds, 1e-9)).toFixed(1)} images/s (${backbone.info.name}, ${backbone.info.format} on ${backbone.device})`);
 
   if (options.cache !== false) {
     await writeFileAtomic(dataPath, new Uint8Array(features.buffer, features.byteOffset, features.byteLength));
@@ -121,6 +127,7 @@ export async function extractFeatures(options: ExtractFeaturesOptions): Promise<
       backbone: backbone.info.name,
       feature_layer: backbone.info.feature_layer,
       split,
+      ...(mirror ? { view: 'mirror' as const } : {}),
       dataset: dataset.dir,
       created: new Date().toISOString(),
     };

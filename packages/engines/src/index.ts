@@ -8,3 +8,5 @@ export * from './backbone.js';
 export * from './cache-dir.js';
 export * from './tfjs-io.js';
 export * from './features.js';
+export * from './mirror.js';
+export * from './tta.js';

@@ -16,12 +16,14 @@ export const evalModelCli: ToolCli = {
     data: { type: 'string', describe: 'Dataset directory (default: the one the run or the model card names)' },
     out: { type: 'string', describe: "Where eval files go when --model is not inside a run directory" },
     'min-accuracy': { value: { type: 'number', min: 0, max: 1 }, describe: 'Quality gate: exit 1 when test accuracy is below this, after writing eval.json' },
+    tta: { type: 'string', choices: ['none', 'flip'], describe: "Test-time augmentation: flip averages the softmax of each image and its mirror (twice the backbone work); default: the card's tta, else none. Recorded in eval.json, results.csv and the card" },
     worst: { value: { type: 'int', min: 0 }, default: 16, describe: 'How many of the most confidently wrong test images to list and draw' },
   },
   examples: [
     ['train --data prep/ --out runs/ | eval-model --min-accuracy 0.9 | upload-s3', 'evaluate the run train just made; stop the pipe below 90%'],
     ['eval-model --run runs/20261127-0512-ab12', 'evaluate a run directory'],
     ['eval-model --model model/ --data prep/ --out eval/', 'evaluate a model directory on a dataset'],
+    ['eval-model --run runs/20261127-0512-ab12 --tta flip', 'average each test image with its mirror'],
   ],
   async run(args, context) {
     const worst = args.worst as number;
@@ -50,6 +52,7 @@ export const evalModelCli: ToolCli = {
       batchSize: config.data.batch_size,
       worst,
       minAccuracy,
+      ...(args.tta === undefined ? {} : { tta: args.tta as 'none' | 'flip' }),
       log: context.log,
     });
     writePointer(context.stdout, outcome.pointer);

@@ -1,7 +1,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { exists, FailureError, InputError, openDataset, readModelCard, readStylesheet, silentLogger, UsageError, writeFileAtomic, writeJsonAtomic, type Logger, type Pointer, type ProgressEvent } from '@imgpipe/kit';
-import { loadModel, type Device } from '@imgpipe/engines';
+import { loadModel, withTta, type Device, type Tta } from '@imgpipe/engines';
 import { EVAL_FORMAT, PLOT_FILES, type EvalResult, type WorstItem } from './eval-result.js';
 import { computeMetrics, formatFloat32, worstMistakes } from './metrics.js';
 import { modelWeightsSha256 } from './model-hash.js';
@@ -33,6 +33,8 @@ export interface EvalModelOptions {
   /** The quality gate: a FailureError (exit 1) after writing everything when test accuracy is below it. */
   minAccuracy?: number | undefined;
   cacheDir?: string | undefined;
+  /** Test-time augmentation; default: the card's tta (what its test metrics were measured with), else 'none'. */
+  tta?: Tta | undefined;
   log?: Logger;
   onProgress?: (event: ProgressEvent) => void;
 }
@@ -74,6 +76,10 @@ async function locate(options: EvalModelOptions) {
   return { modelDir, outDir, card, dataDir: resolve(dataDir), bestTrial };
 }
 
+function cardTta(value: unknown): Tta {
+  return value === 'flip' ? 'flip' : 'none';
+}
+
 /**
  * Evaluate a model on the test split of its dataset (which train never saw) and write eval.json, predictions.csv,
  * plots/*.png and report.html into the run directory; attach test_loss/test_accuracy to the model card and the
@@ -101,6 +107,7 @@ export async function runEvalModel(options: EvalModelOptions): Promise<EvalModel
   if (manifest.image_size !== card.input.size) {
     throw new InputError(`${join(dataDir, 'manifest.json')}: images are ${manifest.image_size}px, the model takes ${card.input.size}px; rebuild the dataset with prep-data --img-dimensions ${card.input.size}`);
   }
+  const tta = options.tta ?? cardTta(card.tta);
   const count = manifest.splits.test.count;
   if (count === 0) throw new InputError(`${join(dataDir, 'manifest.json')}: the test split is empty; rebuild the dataset with prep-data --test-pct > 0`);
 
@@ -110,8 +117,8 @@ export async function runEvalModel(options: EvalModelOptions): Promise<EvalModel
   const model = await loadModel(modelDir, { device: options.device, log, ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}) });
   let probs: Float32Array;
   try {
-    log.info(`evaluating ${modelDir} on ${count} test images of ${dataDir}`);
-    probs = await predictSplit({ model, dataset, split: 'test', batchSize: options.batchSize, log, onProgress: options.onProgress });
+    log.info(`evaluating ${modelDir} on ${count} test images of ${dataDir}${tta === 'none' ? '' : ` (tta ${tta})`}`);
+    probs = await predictSplit({ model: withTta(model, tta), dataset, split: 'test', batchSize: options.batchSize, log, onProgress: options.onProgress });
   } finally {
     await model.dispose();
   }
@@ -170,6 +177,7 @@ export async function runEvalModel(options: EvalModelOptions): Promise<EvalModel
       trial: bestTrial,
       backbone: card.backbone.name,
       backbone_sha256: card.backbone.sha256,
+      augment: typeof card.augment === 'string' ? card.augment : 'none',
     },
     dataset: {
       path: relative(outDir, dataDir) || '.',
@@ -178,13 +186,14 @@ export async function runEvalModel(options: EvalModelOptions): Promise<EvalModel
       test_rows_sha256: testSplit.rows.sha256,
     },
     device: options.device,
+    tta,
     gate: min === undefined ? null : { min_accuracy: min, passed: metrics.test_accuracy >= min },
     files: { predictions: PREDICTIONS_FILE, report: REPORT_FILE, plots },
   };
   await writeJsonAtomic(join(outDir, EVAL_FILE), result);
   await writeFileAtomic(join(outDir, REPORT_FILE), renderReport(result, trials, `Evaluation of ${basename(outDir)}`, await readStylesheet()));
-  await attachCardMetrics(modelDir, { test_loss: metrics.test_loss, test_accuracy: metrics.test_accuracy });
-  await updateResults(outDir, bestTrial, metrics, log);
+  await attachCardMetrics(modelDir, { test_loss: metrics.test_loss, test_accuracy: metrics.test_accuracy }, { tta });
+  await updateResults(outDir, bestTrial, metrics, log, tta);
 
   const summary = `test_accuracy ${metrics.test_accuracy.toFixed(4)} test_loss ${metrics.test_loss.toFixed(4)}${metrics.roc_auc === null ? '' : ` roc_auc ${metrics.roc_auc.toFixed(4)}`} on ${count} images`;
   log.info(`${summary}; wrote ${join(outDir, EVAL_FILE)} and ${join(outDir, REPORT_FILE)}`);

@@ -27,9 +27,12 @@ export interface EvalResult {
   /** Rows: true class; columns: predicted class; both in `labels` order. */
   confusion_matrix: number[][];
   worst: WorstItem[];
-  model: { path: string; sha256: string; trial: string | null; backbone: string; backbone_sha256: string };
+  /** augment: the card's (train --augment), 'none' for cards written before it was recorded. */
+  model: { path: string; sha256: string; trial: string | null; backbone: string; backbone_sha256: string; augment: string };
   dataset: { path: string; manifest_sha256: string; test_pixels_sha256: string; test_rows_sha256: string };
   device: string;
+  /** Test-time augmentation: 'flip' averages the softmax of each image and its mirror. */
+  tta: 'none' | 'flip';
   gate: { min_accuracy: number; passed: boolean } | null;
   files: { predictions: string; report: string; plots: Record<string, string> };
 }

@@ -1,20 +1,34 @@
 // eval-model costs besides the model itself: the metrics on many rows, rendering the three plots (16 worst-mistake
 // tiles of --size px), and a whole runEvalModel of --count test images through a tiny ONNX conv backbone (so the
 // figure is eval-model's own overhead: reading pixels, predict calls, files; a ResNet50's cost is the engines').
+// Then a MobileNet v1 (0.75, 224, random weights) TF.js layers backbone kept on TF.js wasm with --workers workers
+// (--device wasm: not converted to ONNX): predictSplit images/s with one batch in flight (the path before
+// issue 17) and with model.concurrency batches in flight, and with --tta flip (each image and its mirror).
 // Usage: IMGPIPE_BENCH_FILTER=eval node scripts/run-bench.mjs [--count 2000] [--size 224] [--rows 200000]
+//          [--mobilenet-images 64] [--workers 2] [--batch 16]
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Head, loadBackbone, loadTf, saveModelDir } from '@imgpipe/engines';
-import { MODEL_FORMAT, openDataset } from '@imgpipe/kit';
-import { writeBenchResults, type BenchResult, buildTinyConvBackbone, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { Head, loadBackbone, loadModel, loadTf, saveModelDir, withTta } from '@imgpipe/engines';
+import { MODEL_FORMAT, openDataset, silentLogger } from '@imgpipe/kit';
+import { writeBenchResults, type BenchResult, buildMobilenetV1, buildTinyConvBackbone, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
 import { runEvalModel } from './eval-model.js';
+import { predictSplit } from './predict-split.js';
 import { computeMetrics, worstMistakes } from './metrics.js';
 import { contactSheetSvg } from './plot-contact-sheet.js';
 import { confusionMatrixSvg } from './plot-confusion.js';
 import { learningCurvesSvg } from './plot-curves.js';
 import { rgbToPng, svgToPng } from './render.js';
 
-const { values } = parseArgs({ options: { count: { type: 'string', default: '2000' }, size: { type: 'string', default: '224' }, rows: { type: 'string', default: '200000' } } });
+const { values } = parseArgs({
+  options: {
+    count: { type: 'string', default: '2000' },
+    size: { type: 'string', default: '224' },
+    rows: { type: 'string', default: '200000' },
+    'mobilenet-images': { type: 'string', default: '64' },
+    workers: { type: 'string', default: '2' },
+    batch: { type: 'string', default: '16' },
+  },
+});
 const count = Number(values.count);
 const size = Number(values.size);
 const rowsN = Number(values.rows);
@@ -77,7 +91,53 @@ try {
   started = performance.now();
   await runEvalModel({ modelDir, dataDir, outDir: join(temp.path, 'eval'), device: 'wasm', batchSize: 32 });
   results.push({ name: 'runEvalModel end to end, tiny ONNX backbone', unit: 'images/s', value: count / seconds(started), params: { count, size, device: 'wasm (head) / cpu (onnx)' } });
+  await mobilenetOnWasm(temp.path);
 } finally {
   await temp.remove();
 }
 await writeBenchResults('eval', results);
+
+/** predictSplit on a TF.js MobileNet kept on wasm: one batch in flight vs model.concurrency, and --tta flip. */
+async function mobilenetOnWasm(dir: string): Promise<void> {
+  const images = Number(values['mobilenet-images']);
+  if (images === 0) return;
+  const workers = Number(values.workers);
+  const batch = Number(values.batch);
+  const SIZE = 224;
+  const mobilenet = await buildMobilenetV1({ dir: join(dir, 'mobilenet'), alpha: 0.75, inputSize: SIZE });
+  const dataDir = await writeSyntheticDataset({ dir: join(dir, 'mobilenet-data'), size: SIZE, counts: { train: 0, val: 0, test: images } });
+  const dataset = await openDataset(dataDir);
+  const backbone = await loadBackbone(mobilenet.path, { device: 'wasm', workers: 1, featureLayer: mobilenet.featureLayer, preprocess: 'tf', inputSize: SIZE });
+  const { tf } = await loadTf('wasm');
+  const params = { layer_size: 16, dropout: 0, lr: 0.01, batch_size: 32, epochs: 1 };
+  const head = new Head(tf, { ...params, inputDim: backbone.info.feature_dim, classes: 2, seed: 1 });
+  const modelDir = join(dir, 'mobilenet-model');
+  await saveModelDir(modelDir, {
+    card: {
+      format: MODEL_FORMAT, labels: ['cat', 'dog'], input: { size: SIZE, channels: 3, fit: 'fill' }, preprocess: backbone.info.preprocess,
+      backbone: { ...backbone.info, path: '' }, head: { path: 'head/model.json', ...params }, metrics: {},
+      dataset: { manifest_sha256: dataset.manifestSha256, path: dataDir }, created: new Date().toISOString(), versions: {},
+    },
+    backboneFiles: backbone.files,
+    head: head.toLayersModel(),
+  });
+  head.dispose();
+  await backbone.dispose();
+  const model = await loadModel(modelDir, { device: 'wasm', workers });
+  try {
+    const common = { model: 'MobileNet v1 0.75 224 (random weights), TF.js layers on wasm', workers, batch, images };
+    await predictSplit({ model, dataset, split: 'test', batchSize: batch, log: silentLogger }); // warm-up: wasm compiles kernels
+    const cases = [
+      { name: 'eval predictSplit, 1 batch in flight (before)', model: { ...model, concurrency: 1 }, tta: 'none' },
+      { name: `eval predictSplit, ${model.concurrency} batches in flight (after)`, model, tta: 'none' },
+      { name: `eval predictSplit --tta flip, ${model.concurrency} batches in flight`, model: withTta(model, 'flip'), tta: 'flip' },
+    ];
+    for (const c of cases) {
+      const started = performance.now();
+      await predictSplit({ model: c.model, dataset, split: 'test', batchSize: batch, log: silentLogger });
+      results.push({ name: c.name, unit: 'images/s', value: images / seconds(started), params: { ...common, concurrency: c.model.concurrency, tta: c.tta } });
+    }
+  } finally {
+    await model.dispose();
+  }
+}

@@ -1,9 +1,13 @@
 import { createProgress, type Dataset, type Logger, type ProgressEvent, type SplitName } from '@imgpipe/kit';
 import type { LoadedModel } from '@imgpipe/engines';
 
-/** Probabilities of every image of a split (count x classes, row-major), predicted in batches with progress. */
+/**
+ * Probabilities of every image of a split (count x classes, row-major), predicted in batches with progress.
+ * Up to model.concurrency batches are in flight (a TF.js wasm worker pool keeps every worker busy); each writes
+ * its rows at its own offset, so the output order is the split's, and memory stays at one batch per lane.
+ */
 export async function predictSplit(options: {
-  model: LoadedModel;
+  model: Pick<LoadedModel, 'labels' | 'concurrency' | 'predict'>;
   dataset: Dataset;
   split: SplitName;
   batchSize: number;
@@ -15,12 +19,21 @@ export async function predictSplit(options: {
   const classes = model.labels.length;
   const out = new Float32Array(count * classes);
   const progress = createProgress({ label: `eval ${split}`, total: count, unit: 'images', quiet: log.quiet, onEvent: options.onProgress });
-  for (let start = 0; start < count; start += batchSize) {
-    const n = Math.min(batchSize, count - start);
-    const pixels = await dataset.readPixels(split, start, n);
-    out.set(await model.predict(pixels, n), start * classes);
-    progress.update(start + n);
-  }
+  const batches = Math.ceil(count / batchSize);
+  let next = 0;
+  let done = 0;
+  const lane = async () => {
+    for (let b = next++; b < batches; b = next++) {
+      const start = b * batchSize;
+      const n = Math.min(batchSize, count - start);
+      const pixels = await dataset.readPixels(split, start, n);
+      out.set(await model.predict(pixels, n), start * classes);
+      done += n;
+      progress.update(done);
+    }
+  };
+  const lanes = Math.max(1, Math.min(Math.floor(model.concurrency) || 1, batches));
+  await Promise.all(Array.from({ length: lanes }, lane));
   progress.finish();
   return out;
 }

@@ -41,10 +41,10 @@ export async function writePredictions(path: string, rows: readonly DatasetRow[]
   await writeFileAtomic(path, await csvString(predictionColumns(labels), records));
 }
 
-/** Set metrics.test_* in a model's card.json, keeping everything else as it is. */
-export async function attachCardMetrics(modelDir: string, metrics: Record<string, number>): Promise<void> {
+/** Set metrics.test_* (and top-level `fields`, e.g. tta) in a model's card.json, keeping everything else as it is. */
+export async function attachCardMetrics(modelDir: string, metrics: Record<string, number>, fields: Record<string, unknown> = {}): Promise<void> {
   const path = join(modelDir, 'card.json');
-  const card = JSON.parse(await readFile(path, 'utf8')) as { metrics?: Record<string, number> };
+  const card = { ...(JSON.parse(await readFile(path, 'utf8')) as { metrics?: Record<string, number> }), ...fields };
   card.metrics = { ...(card.metrics ?? {}), ...metrics };
   await writeJsonAtomic(path, card);
 }
@@ -53,18 +53,19 @@ export async function attachCardMetrics(modelDir: string, metrics: Record<string
  * Fill test_loss and test_accuracy in the run's results.csv on the row(s) of the evaluated trial (column `model`),
  * adding the columns when absent. Returns how many rows were updated (0 when there is no results.csv).
  */
-export async function updateResults(runDir: string, trial: string | null, metrics: { test_loss: number; test_accuracy: number }, log: Logger): Promise<number> {
+export async function updateResults(runDir: string, trial: string | null, metrics: { test_loss: number; test_accuracy: number }, log: Logger, tta?: string): Promise<number> {
   const path = join(runDir, RESULTS_FILE);
   if (!(await exists(path))) return 0;
   const { columns, rows } = await readCsvRows(Readable.from([await readFile(path)]), { source: path });
   if (!columns.includes('model')) throw new InputError(`${path}: no 'model' column to find trial ${trial} in (found: ${columns.join(',')})`);
-  for (const column of ['test_loss', 'test_accuracy']) if (!columns.includes(column)) columns.push(column);
+  for (const column of ['test_loss', 'test_accuracy', ...(tta ? ['test_tta'] : [])]) if (!columns.includes(column)) columns.push(column);
   let updated = 0;
   for (const row of rows) {
     const match = trial !== null ? row.model === trial : row.best === 'true';
     if (!match) continue;
     row.test_loss = tableNumber(metrics.test_loss);
     row.test_accuracy = tableNumber(metrics.test_accuracy);
+    if (tta) row.test_tta = tta;
     updated++;
   }
   if (updated === 0) log.warn(`${path}: no row for trial ${trial}; test metrics are only in eval.json and the model card`);

@@ -56,9 +56,10 @@ test('report.html escapes what it shows and marks a failed gate', async () => {
     per_class: { '<cat>': { precision: 1, recall: 0.5, f1: 0.667, support: 2 }, dog: { precision: 0, recall: 0, f1: 0, support: 0 } },
     confusion_matrix: [[1, 1], [0, 0]],
     worst: [{ row: 1, index: 7, source: 'x/<script>alert(1)</script>.jpg', true: '<cat>', predicted: 'dog', probability: 0.9, true_probability: 0.1 }],
-    model: { path: 'model', sha256: 'a'.repeat(64), trial: 't001', backbone: 'resnet50', backbone_sha256: 'b'.repeat(64) },
+    model: { path: 'model', sha256: 'a'.repeat(64), trial: 't001', backbone: 'resnet50', backbone_sha256: 'b'.repeat(64), augment: 'none' },
     dataset: { path: '../prep', manifest_sha256: 'c'.repeat(64), test_pixels_sha256: 'd'.repeat(64), test_rows_sha256: 'e'.repeat(64) },
     device: 'wasm',
+    tta: 'none',
     gate: { min_accuracy: 0.9, passed: false },
     files: { predictions: 'predictions.csv', report: 'report.html', plots: { confusion_matrix: 'plots/confusion-matrix.png' } },
   };

@@ -4,7 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { createS3Client, downloadPublication, isS3Uri, parseS3Uri, readPublication, type S3Client } from '@imgpipe/s3';
 import { decodeToTensor } from '@imgpipe/images';
 import { InputError, silentLogger, type ImgpipeConfig, type Logger } from '@imgpipe/kit';
-import { loadModel, type LoadedModel, loadTf, type Device } from '@imgpipe/engines';
+import { loadModel, type LoadedModel, loadTf, type Device, type Tta, withTta } from '@imgpipe/engines';
 import type { ModelLoader, ServedModel } from './serve.js';
 
 export interface ModelLoaderOptions {
@@ -14,6 +14,8 @@ export interface ModelLoaderOptions {
   maxPixels: number;
   /** Per decode, where libvips can stop (serve --decode-timeout). */
   decodeTimeoutSeconds?: number;
+  /** Test-time augmentation; default: the card's tta (what eval-model measured), else 'none'. */
+  tta?: Tta | undefined;
 }
 
 /**
@@ -40,7 +42,9 @@ export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
       const loaded = await loadModel(dir, { device: options.device, log });
       const { tf } = await loadTf(options.device, silentLogger);
       const cleanup = tempDir;
-      return servedModel(loaded, { name: modelNameFor(spec), maxPixels: options.maxPixels, decodeTimeoutSeconds: options.decodeTimeoutSeconds, numTensors: () => tf.memory().numTensors, cleanup: cleanup ? () => rm(cleanup, { recursive: true, force: true }) : undefined, local: !cleanup });
+      const tta = options.tta ?? (loaded.card.tta === 'flip' ? 'flip' : 'none');
+      if (tta !== 'none') log.info(`tta ${tta}: each image is predicted with its mirror (twice the backbone work)`);
+      return servedModel(loaded, { tta, name: modelNameFor(spec), maxPixels: options.maxPixels, decodeTimeoutSeconds: options.decodeTimeoutSeconds, numTensors: () => tf.memory().numTensors, cleanup: cleanup ? () => rm(cleanup, { recursive: true, force: true }) : undefined, local: !cleanup });
     } catch (error) {
       if (tempDir) await rm(tempDir, { recursive: true, force: true });
       throw error;
@@ -67,21 +71,22 @@ export async function downloadPublishedModel(client: S3Client, spec: string, des
 /** Wrap a loaded model for serving: decoder from its card, a name, tf's tensor count. */
 export function servedModel(
   loaded: LoadedModel,
-  options: { name: string; maxPixels: number; decodeTimeoutSeconds?: number | undefined; numTensors: () => number; cleanup?: (() => Promise<void>) | undefined; local?: boolean },
+  options: { tta?: Tta; name: string; maxPixels: number; decodeTimeoutSeconds?: number | undefined; numTensors: () => number; cleanup?: (() => Promise<void>) | undefined; local?: boolean },
 ): ServedModel {
   const { size, fit } = loaded.card.input;
+  const tta = options.tta ?? 'none';
+  const model = withTta(loaded, tta);
   return {
     name: [loaded.card.name, loaded.card.project].find((n): n is string => typeof n === 'string' && /^[\w.-]+$/.test(n)) ?? options.name,
     version: undefined,
     labels: loaded.labels,
     inputSize: loaded.inputSize,
-    card: loaded.card,
+    card: { ...loaded.card, tta },
     dir: options.local ? resolve(loaded.dir) : undefined,
     // A TF.js backbone on WebAssembly runs in a pool of worker threads: one batch per worker keeps every core
-    // busy. LoadedModel exposes it as `concurrency` when the model-dir code does; 1 otherwise (ONNX Runtime
-    // already uses every core for one call).
-    concurrency: typeof (loaded as { concurrency?: unknown }).concurrency === 'number' ? (loaded as unknown as { concurrency: number }).concurrency : 1,
-    predict: (pixels, count) => loaded.predict(pixels, count),
+    // busy (the batcher runs up to this many at once); 1 for ONNX Runtime, which uses every core for one call.
+    concurrency: loaded.concurrency,
+    predict: (pixels, count) => model.predict(pixels, count),
     decode: (bytes) => decodeToTensor(bytes, { size, fit, maxPixels: options.maxPixels, ...(options.decodeTimeoutSeconds ? { timeoutSeconds: options.decodeTimeoutSeconds } : {}) }),
     numTensors: options.numTensors,
     async dispose() {

@@ -1,5 +1,6 @@
 import { createFeatureSet, extractFeatures, loadBackbone, type Backbone } from '@imgpipe/engines';
 import type { Dataset, Logger } from '@imgpipe/kit';
+import { appendMirrored } from './augment.js';
 import { checkFineTunable } from './fine-tune.js';
 import type { TrainOptions } from './train-options.js';
 import type { TrialFeatures } from './trial.js';
@@ -34,27 +35,35 @@ export async function openBackbone(options: BackboneOptions, inputSize: number, 
   return backbone;
 }
 
-/** Features: one backbone pass per split (train, val), from the cache when it has them; disposes the backbone. */
+/**
+ * Features: one backbone pass per split (train, val), plus one over the mirrored training images with
+ * --augment flip (appended as extra training rows); from the cache when it has them; disposes the backbone.
+ */
 export async function extractSplitFeatures(dataset: Dataset, backbone: Backbone, options: TrainOptions, log: Logger): Promise<SplitFeatures> {
   const classes = dataset.manifest.classes.length;
   let seconds = 0;
   let fromCache = true;
   try {
-    const sets = [];
-    for (const split of ['train', 'val'] as const) {
+    const extract = async (split: 'train' | 'val', mirror: boolean) => {
       const extracted = await extractFeatures({
         dataset,
         split,
         backbone,
         batchSize: options.extractBatchSize,
         log,
+        ...(mirror ? { mirror } : {}),
         ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
       });
       seconds += extracted.seconds;
       fromCache &&= extracted.fromCache;
-      sets.push(createFeatureSet(extracted.features, await dataset.labels(split), extracted.dim, classes));
+      return extracted.features;
+    };
+    const sets = [];
+    for (const split of ['train', 'val'] as const) {
+      sets.push(createFeatureSet(await extract(split, false), await dataset.labels(split), backbone.info.feature_dim, classes));
     }
-    return { features: { train: sets[0]!, val: sets[1]!, dim: backbone.info.feature_dim, classes }, seconds, fromCache };
+    const train = options.augment === 'flip' ? appendMirrored(sets[0]!, await extract('train', true)) : sets[0]!;
+    return { features: { train, val: sets[1]!, dim: backbone.info.feature_dim, classes }, seconds, fromCache };
   } finally {
     await backbone.dispose();
   }

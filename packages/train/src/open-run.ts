@@ -26,6 +26,7 @@ export function runKey(dataset: Dataset, options: TrainOptions): string {
       runs: options.runs,
       seed: options.seed,
       patience: options.patience ?? null,
+      ...(options.augment === 'flip' ? { augment: 'flip' } : {}),
     }),
   );
 }

@@ -1,5 +1,6 @@
 import type { Device } from '@imgpipe/engines';
 import type { Logger, ProgressEvent } from '@imgpipe/kit';
+import type { Augment } from './augment.js';
 import type { FineTuneSettings } from './fine-tune.js';
 import type { SearchSpace, Strategy } from './sweep.js';
 
@@ -21,6 +22,8 @@ export interface TrainOptions {
   featureLayer?: string;
   preprocess?: string;
   cacheDir?: string;
+  /** 'flip': the heads also train on the features of the mirrored training images (default 'none'). */
+  augment?: Augment;
   /** Batch size of feature extraction (data.batch_size). */
   extractBatchSize: number;
   patience?: number;

@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { FailureError, openDataset, silentLogger, type Logger, type Pointer, type ProgressEvent } from '@imgpipe/kit';
 import { loadTf, type Device } from '@imgpipe/engines';
+import type { Augment } from './augment.js';
 import { extractSplitFeatures, openBackbone } from './backbone-features.js';
 import { BEST_HEAD, ensureBestHead } from './best-head.js';
 import { FINE_TUNE_DIR, fineTuneBest } from './fine-tune-step.js';
@@ -74,7 +75,7 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
   await ensureBestHead(tf, features, { runDir, winner, trial: trials[winner.index]!, patience: options.patience, log });
 
   const modelDir = join(runDir, 'model');
-  const context = { winner, manifest: dataset.manifest, datasetDir: dataset.dir, manifestSha256: dataset.manifestSha256, backboneInfo, backboneFiles, versions, headModelJson: join(runDir, BEST_HEAD, 'model.json') };
+  const context = { augment: options.augment ?? 'none', winner, manifest: dataset.manifest, datasetDir: dataset.dir, manifestSha256: dataset.manifestSha256, backboneInfo, backboneFiles, versions, headModelJson: join(runDir, BEST_HEAD, 'model.json') };
   const tuned = options.fineTune
     ? await fineTuneBest({
         tf, dataset, settings: options.fineTune, winner, backboneInfo, backboneFiles, headModelJson: context.headModelJson, runDir, run, timings, log,

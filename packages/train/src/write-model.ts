@@ -5,6 +5,8 @@ import type { TrialRecord } from './trial.js';
 
 /** What the model directory is written from: the best trial, its dataset, and the backbone and head files to copy. */
 export interface ModelSource {
+  /** train --augment: recorded in the card. */
+  augment?: string;
   winner: TrialRecord;
   manifest: DatasetManifest;
   datasetDir: string;
@@ -41,6 +43,7 @@ export async function writeModel(tf: Tf, modelDir: string, context: ModelSource)
     versions: context.versions,
     trial: winner.trial,
     seed: winner.seed,
+    augment: context.augment ?? 'none',
     ...(context.fineTune ? { fine_tune: context.fineTune } : {}),
   };
   try {
