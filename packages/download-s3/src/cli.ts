@@ -1,4 +1,4 @@
-import { integerFlag, UsageError, type ToolCli } from '@imgpipe/kit';
+import { exitCleanlyOnSignals, integerFlag, UsageError, type ToolCli } from '@imgpipe/kit';
 
 export const downloadS3Cli: ToolCli = {
   name: 'download-s3',
@@ -13,6 +13,7 @@ export const downloadS3Cli: ToolCli = {
     failures: { type: 'string', describe: 'Write the failed rows with their reasons to this CSV' },
     out: { type: 'string', alias: 'o', describe: 'Write the CSV to this file (atomically) instead of stdout' },
     'stall-timeout': { type: 'number', default: 30, describe: 'Seconds without body data before a download is aborted and retried' },
+    'wait-lock': { type: 'string', default: '0', describe: 'Seconds to wait for another download into the same --dest to finish (default: exit 75 at once)' },
   },
   examples: [
     ['download-s3 --csv s3://my-bucket/images.csv --dest data/ > images-local.csv', 'download the images a CSV on S3 lists'],
@@ -26,9 +27,11 @@ export const downloadS3Cli: ToolCli = {
     const concurrency = integerFlag(args, 'concurrency');
     const retries = integerFlag(args, 'retries', 0);
     const maxFailures = integerFlag(args, 'max-failures', 0);
+    const waitLockSeconds = integerFlag(args, 'wait-lock', 0);
     const stallSeconds = Number(args['stall-timeout']);
     if (!(stallSeconds > 0)) throw new UsageError(`expected --stall-timeout to be a positive number of seconds, got '${String(args['stall-timeout'])}'`);
     const [{ runDownloadS3 }, { createS3Client }] = await Promise.all([import('./download.js'), import('@imgpipe/s3')]);
+    exitCleanlyOnSignals();
     const needsS3 = config.data.download_data || csv.startsWith('s3://');
     const client = needsS3 ? createS3Client(config.aws, { concurrency, maxAttempts: 1 }) : undefined;
     try {
@@ -42,6 +45,7 @@ export const downloadS3Cli: ToolCli = {
         retries,
         maxFailures,
         stallMs: stallSeconds * 1000,
+        waitLockSeconds,
         ...(typeof args.failures === 'string' ? { failuresPath: args.failures } : {}),
         ...(typeof args.out === 'string' ? { outPath: args.out } : {}),
         stdin: context.stdin as import('node:stream').Readable,
