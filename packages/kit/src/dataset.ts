@@ -40,6 +40,8 @@ export interface DatasetManifest {
   splits: Record<SplitName, SplitFiles>;
   source_csv_sha256: string;
   options_sha256: string;
+  /** sha256 over each kept image's source and content sha256: prep-data's up-to-date check covers the pixels' source. */
+  images_sha256?: string;
   rejected: number;
   created: string;
   versions: Record<string, string>;

@@ -1,4 +1,4 @@
-import { integerFlag, UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/kit';
+import { exitCleanlyOnSignals, integerFlag, UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/kit';
 
 export const prepDataCli: ToolCli = {
   name: 'prep-data',
@@ -19,7 +19,8 @@ export const prepDataCli: ToolCli = {
     seed: { type: 'string', describe: 'Same as --split-seed' },
     'max-pixels': { type: 'string', describe: 'Reject images whose header declares more pixels (default 268402689)' },
     'max-rejected': { type: 'string', describe: 'Fail (exit 2) when more images than this are rejected (default: no limit)' },
-    force: { type: 'boolean', default: false, describe: 'Rebuild even when --out already holds this dataset; replace a non-dataset --out' },
+    force: { type: 'boolean', default: false, describe: 'Rebuild even when --out already holds this dataset (only a directory prep-data made is ever replaced)' },
+    'wait-lock': { type: 'string', default: '0', describe: 'Seconds to wait for another build of the same --out to finish (default: exit 75 at once)' },
     concurrency: { type: 'string', describe: 'Images decoded at once (default: twice the number of cores)' },
   },
   examples: [
@@ -29,6 +30,7 @@ export const prepDataCli: ToolCli = {
   ],
   async run(args, context) {
     const options = await cliOptions(args, context);
+    exitCleanlyOnSignals();
     const { runPrepData } = await import('./prep.js');
     const result = await runPrepData(options);
     writePointer(context.stdout, result.pointer);
@@ -54,6 +56,7 @@ async function cliOptions(args: Record<string, unknown>, context: CliContext) {
     ...(args['max-pixels'] === undefined ? {} : { maxPixels: integerFlag(args, 'max-pixels', 1) }),
     ...(args['max-rejected'] === undefined ? {} : { maxRejected: integerFlag(args, 'max-rejected', 0) }),
     force: Boolean(args.force),
+    waitLockSeconds: integerFlag(args, 'wait-lock', 0),
     ...(args.concurrency === undefined ? {} : { concurrency: integerFlag(args, 'concurrency', 1) }),
     log: context.log,
     stderr: context.stderr,
