@@ -164,6 +164,10 @@ async function readRows(dir: string, manifest: DatasetManifest, split: SplitName
   } catch (error) {
     throw new InputError(`${path}: cannot read (${(error as NodeJS.ErrnoException).code ?? error}); rebuild with prep-data --force`, { cause: error });
   }
+  const expected = manifest.splits[split].rows.sha256;
+  if (expected && sha256(text) !== expected) {
+    throw new InputError(`${path}: sha256 ${sha256(text)} does not match ${expected} in the dataset manifest; the file changed after prep-data wrote it; rebuild with prep-data --force`);
+  }
   const { rows } = await readCsvRows(Readable.from([text]), { source: path, required: DATASET_ROW_COLUMNS });
   if (rows.length !== manifest.splits[split].count) {
     throw new InputError(`${path}: ${rows.length} rows, but the manifest says ${manifest.splits[split].count}; rebuild with prep-data --force`);

@@ -30,6 +30,8 @@ export interface LockOptions {
   what: string;
   /** The flag that names the target, for messages (e.g. --out). */
   flag: string;
+  /** How the target is shown after the flag (default: the target path). */
+  shown?: string;
   /** Wait up to this many seconds for the holder to finish (default 0: fail at once). */
   waitSeconds?: number;
 }
@@ -48,7 +50,7 @@ export function lockPathFor(target: string): string {
 export async function acquireLock(target: string, options: LockOptions): Promise<Lock> {
   const path = lockPathFor(target);
   await mkdir(dirname(path), { recursive: true });
-  const owner: LockOwner = { pid: process.pid, hostname: hostname(), started: new Date().toISOString(), tool: basename(process.argv[1] ?? 'imgpipe') };
+  const owner: LockOwner = { pid: process.pid, hostname: hostname(), started: new Date().toISOString(), tool: basename(process.argv[1] ?? 'imgpipe').replace(/\.[cm]?[jt]s$/, '') };
   const deadline = Date.now() + (options.waitSeconds ?? 0) * 1000;
   for (;;) {
     try {
@@ -80,7 +82,7 @@ export async function acquireLock(target: string, options: LockOptions): Promise
     if (Date.now() >= deadline) {
       const wait = options.waitSeconds ? ` after waiting ${options.waitSeconds}s` : '';
       throw new LockedError(
-        `${options.flag} ${target}: the ${options.what} is locked by ${holder.tool} (pid ${holder.pid} on ${holder.hostname}, since ${holder.started})${wait}; ` +
+        `${options.flag} ${options.shown ?? target}: the ${options.what} is locked by ${holder.tool} (pid ${holder.pid} on ${holder.hostname}, since ${holder.started})${wait}; ` +
           `wait for it to finish or pass --wait-lock SECONDS (if that process is gone, remove ${path})`,
       );
     }

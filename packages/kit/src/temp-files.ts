@@ -80,7 +80,7 @@ export function exitCleanlyOnSignals(): void {
   installed = true;
   const handler = (signal: NodeJS.Signals) => {
     removeTrackedSync();
-    process.stderr.write(`${basename(process.argv[1] ?? 'imgpipe')}: stopped by ${signal}; temp files removed\n`);
+    process.stderr.write(`${basename(process.argv[1] ?? 'imgpipe').replace(/\.[cm]?[jt]s$/, '')}: stopped by ${signal}; temp files removed\n`);
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
   process.on('SIGINT', handler);

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { integerFlag, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/kit';
+import { exitCleanlyOnSignals, integerFlag, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/kit';
 import type { TrainOptions } from './train.js';
 
 /** Flags that may be lists although their config keys hold one value: the list is kept aside, the first value configures. */
@@ -19,6 +19,7 @@ export const trainCli: ToolCli = {
     patience: { type: 'string', describe: 'Early stopping: stop a trial after this many epochs without a lower val loss, keeping its best epoch' },
     parallel: { type: 'string', describe: 'Trials trained at once (default: 1 on cpu/wasm, 3 on webgpu/cuda)' },
     'max-failed-trials': { type: 'string', describe: 'Stop the sweep (exit 1) when more trials than this fail (NaN loss, out of memory); default: no limit' },
+    'wait-lock': { type: 'string', default: '0', describe: 'Seconds to wait for another train of the same command or run directory to finish (default: exit 75 at once)' },
     resume: { type: 'string', describe: 'Finish this interrupted run directory: its finished trials are kept, the rest run (an unfinished run of the same command under --out is found without it)' },
     'fine-tune': {
       type: 'string',
@@ -62,6 +63,7 @@ export const trainCli: ToolCli = {
       return;
     }
     const options = await trainOptions(args, context);
+    exitCleanlyOnSignals();
     const { runTrain } = await import('./train.js');
     const result = await runTrain(options);
     writePointer(context.stdout, result.pointer);
@@ -111,6 +113,7 @@ async function trainOptions(args: Record<string, unknown>, context: CliContext):
     dataDir: resolve(context.cwd, pointer.path),
     out: resolve(context.cwd, String(args.out)),
     ...(args.resume ? { resume: resolve(context.cwd, String(args.resume)) } : {}),
+    waitLockSeconds: integerFlag(args, 'wait-lock', 0),
     space: {
       lr: train.lr,
       layer_size: train.layer_size,
