@@ -2,14 +2,12 @@ import { realpath } from 'node:fs/promises';
 import { sha256File } from '@imgpipe/kit';
 import type { EarlyReject, PrepItem } from './input.js';
 
-/** The column download-s3 writes: sha256 of local_image's bytes. */
-export const LOCAL_SHA256_COLUMN = 'local_sha256';
-
 /**
  * One row per image, so no image lands in two splits: the same source, the same file under alias paths (`./`,
- * `//`, `../x/`, symbolic links: compared by real path), or the same bytes under another name (by sha256, from
- * the local_sha256 column or hashed here). The first row is kept; later ones are rejected as `duplicate`.
- * Sets each kept item's contentSha256 (undefined when the file cannot be read: decoding rejects it later).
+ * `//`, `../x/`, symbolic links: compared by real path), or the same bytes under another name (by the sha256 of
+ * the file as it is now: download-s3's local_sha256 column may be older than an edit in place). The first row is
+ * kept; later ones are rejected as `duplicate`. Sets each kept item's contentSha256 (undefined when the file
+ * cannot be read: decoding rejects it later).
  */
 export async function dedupeItems(items: readonly PrepItem[]): Promise<{ kept: PrepItem[]; duplicates: EarlyReject[] }> {
   const bySource = new Map<string, PrepItem>();
@@ -21,8 +19,7 @@ export async function dedupeItems(items: readonly PrepItem[]): Promise<{ kept: P
     duplicates.push({ item, reason: 'duplicate', detail: `${how} as line ${first.line} (${first.row.local_image ?? first.source}); kept there so it is in one split only` });
   const identities = await mapLimit(items, 8, async (item) => {
     const real = await realpath(item.path).catch(() => item.path);
-    const listed = (item.row[LOCAL_SHA256_COLUMN] ?? '').trim().toLowerCase();
-    const content = /^[0-9a-f]{64}$/.test(listed) ? listed : await sha256File(item.path).catch(() => undefined);
+    const content = await sha256File(item.path).catch(() => undefined);
     return { real, content };
   });
   items.forEach((item, index) => {

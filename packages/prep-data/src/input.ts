@@ -14,7 +14,7 @@ export interface PrepItem {
   source: string;
   /** local_image resolved against the working directory. */
   path: string;
-  /** sha256 of the image file's bytes (the local_sha256 column, or hashed here when it is absent); set by dedupeItems. */
+  /** sha256 of the image file's bytes as read at start; set by dedupeItems. */
   contentSha256?: string;
   label: number;
   category: string;

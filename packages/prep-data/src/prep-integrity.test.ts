@@ -43,10 +43,12 @@ test('an image changed in place (same CSV) rebuilds the dataset, with or without
   assert.notEqual(second.manifest.images_sha256, first.manifest.images_sha256);
   const pixels = SPLIT_NAMES.map((s) => second.manifest.splits[s].pixels.sha256).join();
   assert.notEqual(pixels, SPLIT_NAMES.map((s) => first.manifest.splits[s].pixels.sha256).join(), 'the new pixels are in the dataset');
-  // With download-s3's local_sha256 column the identity comes from the column.
-  const withSha = rows.map((row, i) => ({ ...row, local_sha256: i === 0 ? 'a'.repeat(64) : '' }));
-  const third = await prep(await csvOf(withSha, ['category', 'label', 'local_image', 'local_sha256']), { out });
-  assert.equal(third.upToDate, false);
+  // A local_sha256 column (download-s3's) that is older than an edit in place does not hide the edit.
+  const withSha = await csvOf(rows.map((row) => ({ ...row, local_sha256: 'a'.repeat(64) })), ['category', 'label', 'local_image', 'local_sha256']);
+  assert.equal((await prep(withSha, { out })).upToDate, false);
+  assert.equal((await prep(withSha, { out })).upToDate, true);
+  await copyFile(set.images[8]!.local_image, rows[4]!.local_image);
+  assert.equal((await prep(withSha, { out })).upToDate, false, 'the file is what counts');
 });
 
 test('--force never deletes a directory prep-data did not make: inputs inside --out, the working directory', async () => {
