@@ -7,3 +7,4 @@ export * from './backbone.js';
 export * from './cache-dir.js';
 export * from './tfjs-io.js';
 export * from './features.js';
+export * from './verified-pixels.js';
