@@ -4,7 +4,7 @@
 // no temp file or lock may be left. Bounded: KILLS per tool, delays within the uninterrupted run's duration.
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
 import { createRng, openDataset, sha256, SPLIT_NAMES } from '@imgpipe/kit';
@@ -121,10 +121,10 @@ describe('crash consistency: kill -9 at seeded moments, rerun, compare with an u
         if (model !== undefined) assert.equal(JSON.parse(runJson!).status, 'done', 'a model directory appears only with a finished run');
       }
     }, async (cwd, stdout) => {
-      const runDir = JSON.parse(stdout).path as string;
+      const runDir = resolve(cwd, JSON.parse(stdout).path as string);
       const reference = await referenceRun();
-      assert.deepEqual(await table(join(cwd, runDir)), await table(reference));
-      const [a, b] = await Promise.all([readFile(join(cwd, runDir, 'model', 'head', 'weights.bin')), readFile(join(reference, 'model', 'head', 'weights.bin'))]);
+      assert.deepEqual(await table(runDir), await table(reference));
+      const [a, b] = await Promise.all([readFile(join(runDir, 'model', 'head', 'weights.bin')), readFile(join(reference, 'model', 'head', 'weights.bin'))]);
       assert.ok(a.equals(b), 'the same best head');
       const runs = [];
       for (const name of (await readdir(join(cwd, 'runs'))).filter((n) => !n.startsWith('.'))) {
