@@ -75,6 +75,7 @@ export async function acquireLock(target: string, options: LockOptions): Promise
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const holder = await readOwner(path);
+    if (holder?.pid === -1) continue; // released between our create and our read: try again
     if (holder === undefined || (holder.hostname === owner.hostname && !processAlive(holder.pid))) {
       await takeOver(path, holder);
       continue;
@@ -110,12 +111,15 @@ async function readOwner(path: string): Promise<LockOwner | undefined> {
 async function emptyLockAge(path: string): Promise<LockOwner | undefined> {
   await new Promise((done) => setTimeout(done, 50));
   const again = await readFile(path, 'utf8').catch(() => '');
-  return again === '' ? undefined : (JSON.parse(again) as LockOwner);
+  try {
+    return again === '' ? undefined : (JSON.parse(again) as LockOwner);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Move a stale lock aside (one of several racing processes wins the rename), then remove it. */
 async function takeOver(path: string, holder: LockOwner | undefined): Promise<void> {
-  if (holder?.pid === -1) return;
   const aside = tempPathFor(path);
   try {
     await rename(path, aside);
