@@ -107,7 +107,7 @@ $(WORK)/images.csv: $(S)/download | $(STAGE_DEPS)
 	$(BIN)/download-s3 $(CFG) $(if $(CSV),--csv $(CSV)) --dest $(WORK)/data --out $@ </dev/null
 
 $(S)/prep: FORCE | $(WORK)/images.csv
-	@$(STAMP) $@ --file $(WORK)/images.csv $(call cfgstamp,data) -- $(IMG_FLAG) $(PREP_FLAGS)
+	@$(STAMP) $@ --file $(WORK)/images.csv --listed $(WORK)/images.csv $(call cfgstamp,data) -- $(IMG_FLAG) $(PREP_FLAGS)
 $(WORK)/prep.json: $(S)/prep | $(STAGE_DEPS)
 	$(BIN)/prep-data $(CFG) --out $(WORK)/prep $(IMG_FLAG) $(PREP_FLAGS) < $(WORK)/images.csv > $@.tmp
 	@$(finish)

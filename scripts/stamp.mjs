@@ -5,8 +5,10 @@
 // a stage exactly when an input's *content* or an option changed (not when a file was merely touched or
 // rewritten with the same bytes, e.g. a download that found nothing new).
 //
-//   node scripts/stamp.mjs STAMP [--file PATH]... [--config FILE --sections a,b] [--env NAME]... [-- OPTION...]
+//   node scripts/stamp.mjs STAMP [--file PATH]... [--listed CSV]... [--config FILE --sections a,b] [--env NAME]... [-- OPTION...]
 //
+// --listed CSV records the content of every file the CSV's local_image column names (one sha256 over their
+// paths and hashes), so a stage that reads those images reruns when one changes in place under the same CSV.
 // A --file that does not exist is recorded as missing (e.g. a built-in backbone name instead of a path). Prints
 // "stage X: ... changed" on stderr when it rewrites the stamp; nothing otherwise. Exit 2 on bad usage.
 import { createHash } from 'node:crypto';
@@ -18,6 +20,7 @@ const args = process.argv.slice(2);
 const stampPath = args.shift();
 if (!stampPath || stampPath.startsWith('-')) usage('expected the stamp file as the first argument');
 const files = [];
+const listed = [];
 const envNames = [];
 let config = '';
 let sections = [];
@@ -29,6 +32,7 @@ for (let i = 0; i < args.length; i++) {
     options = args.slice(i + 1);
     break;
   } else if (arg === '--file') files.push(value());
+  else if (arg === '--listed') listed.push(value());
   else if (arg === '--env') envNames.push(value());
   else if (arg === '--config') config = value();
   else if (arg === '--sections') sections = value().split(',').filter(Boolean);
@@ -38,6 +42,7 @@ for (let i = 0; i < args.length; i++) {
 const stamp = {
   options,
   files: Object.fromEntries(await Promise.all(files.filter(Boolean).map(async (file) => [file, await hashPath(file)]))),
+  ...(listed.length > 0 ? { listed: Object.fromEntries(await Promise.all(listed.map(async (csv) => [csv, await hashListed(csv)]))) } : {}),
   env: Object.fromEntries(envNames.map((name) => [name, process.env[name] ?? null])),
   config: config ? await configSections(config, sections) : null,
 };
@@ -68,6 +73,17 @@ async function hashPath(path) {
   return hash.digest('hex');
 }
 
+/** One sha256 over the path and content hash of every local_image a CSV names ('missing' for absent files). */
+async function hashListed(csv) {
+  if (!existsSync(csv)) return 'missing';
+  const { readCsvRows } = await import('@imgpipe/kit');
+  const { rows } = await readCsvRows(createReadStream(csv), { source: csv });
+  const paths = [...new Set(rows.map((row) => row.local_image).filter(Boolean))];
+  const hashes = [];
+  for (let i = 0; i < paths.length; i += 16) hashes.push(...(await Promise.all(paths.slice(i, i + 16).map(async (path) => `${path}:${await hashPath(path)}`))));
+  return createHash('sha256').update(hashes.join('\n')).digest('hex');
+}
+
 /** The named top-level sections of a YAML config, each as its sha256 (the whole file's when no sections named). */
 async function configSections(file, names) {
   if (!existsSync(file)) usage(`--config ${file}: no such file`);
@@ -82,12 +98,13 @@ function describeChange(before, after) {
   const changed = [];
   if (JSON.stringify(before.options) !== JSON.stringify(after.options)) changed.push('options');
   for (const [file, hash] of Object.entries(after.files)) if (before.files?.[file] !== hash) changed.push(file);
+  for (const [csv, hash] of Object.entries(after.listed ?? {})) if (before.listed?.[csv] !== hash) changed.push(`images listed in ${csv}`);
   for (const [name, value] of Object.entries(after.env)) if (before.env?.[name] !== value) changed.push(`$${name}`);
   if (JSON.stringify(before.config) !== JSON.stringify(after.config)) changed.push(`config ${after.config?.file ?? before.config?.file}`);
   return `${changed.join(', ') || 'inputs'} changed`;
 }
 
 function usage(message) {
-  process.stderr.write(`stamp.mjs: ${message}\nusage: node scripts/stamp.mjs STAMP [--file PATH]... [--config FILE --sections a,b] [--env NAME]... [-- OPTION...]\n`);
+  process.stderr.write(`stamp.mjs: ${message}\nusage: node scripts/stamp.mjs STAMP [--file PATH]... [--listed CSV]... [--config FILE --sections a,b] [--env NAME]... [-- OPTION...]\n`);
   process.exit(2);
 }

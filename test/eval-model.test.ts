@@ -247,6 +247,22 @@ test('--model with --data and --out evaluates a model outside its run; mismatche
   await rm(other, { recursive: true });
 });
 
+test('a same-size corrupted test.u8 is refused (exit 2) instead of evaluated', async () => {
+  const corrupt = join(temp.path, 'corrupt-prep');
+  await cp(dataDir, corrupt, { recursive: true });
+  const pixels = await readFile(join(corrupt, 'test.u8'));
+  for (let i = 0; i < pixels.length; i += 5) pixels[i] = 255 - pixels[i]!;
+  await writeFile(join(corrupt, 'test.u8'), pixels);
+  const modelCopy = join(temp.path, 'corrupt-model');
+  await cp(join(runDir, 'model'), modelCopy, { recursive: true });
+  await assert.rejects(runEvalModel({ modelDir: modelCopy, dataDir: corrupt, outDir: join(temp.path, 'corrupt-eval'), device: 'wasm', batchSize: 16 }), (error: unknown) => {
+    assert.ok(error instanceof InputError, String(error));
+    assert.match(error.message, /test\.u8: sha256 [0-9a-f]{64} does not match [0-9a-f]{64} in the dataset manifest/);
+    return true;
+  });
+  await rm(corrupt, { recursive: true });
+});
+
 test('e2e: the real bin reads the run pointer on stdin and prints the run pointer with test metrics', async () => {
   const input = `${JSON.stringify({ kind: 'run', path: runDir, best: join(runDir, 'model') })}\n`;
   const ok = await execa('node', [BIN, '--device', 'wasm', '--worst', '4'], { cwd: temp.path, input, reject: false });

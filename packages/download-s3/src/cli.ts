@@ -1,4 +1,4 @@
-import { UsageError, type ToolCli } from '@imgpipe/kit';
+import { UsageError, type ToolCli, exitCleanlyOnSignals } from '@imgpipe/kit';
 import { parseShard } from './shard.js';
 
 export const downloadS3Cli: ToolCli = {
@@ -16,6 +16,7 @@ export const downloadS3Cli: ToolCli = {
     out: { type: 'string', alias: 'o', describe: 'Write the CSV to this file (atomically) instead of stdout' },
     shard: { type: 'string', describe: 'Only rows I, I+N, I+2N, ... (0-based data rows): shard I of N, so N machines share one download; stdout has only those rows' },
     'stall-timeout': { value: { type: 'number', min: 0, exclusiveMin: true }, default: 30, describe: 'Seconds without body data before a download is aborted and retried' },
+    'wait-lock': { value: { type: 'int', min: 0 }, default: 0, describe: 'Seconds to wait for another download into the same --dest to finish (default: exit 75 at once)' },
   },
   examples: [
     ['download-s3 --csv s3://my-bucket/images.csv --dest data/ > images-local.csv', 'download the images a CSV on S3 lists'],
@@ -30,7 +31,9 @@ export const downloadS3Cli: ToolCli = {
     const concurrency = args.concurrency as number;
     const shard = args.shard === undefined ? undefined : parseShard(String(args.shard));
     const stallSeconds = args['stall-timeout'] as number;
+    const waitLockSeconds = args['wait-lock'] as number;
     const [{ runDownloadS3 }, { createS3Client }] = await Promise.all([import('./download.js'), import('@imgpipe/s3')]);
+    exitCleanlyOnSignals();
     const needsS3 = config.data.download_data || csv.startsWith('s3://');
     const client = needsS3 ? createS3Client(config.aws, { concurrency, maxAttempts: 1 }) : undefined;
     try {
@@ -45,6 +48,7 @@ export const downloadS3Cli: ToolCli = {
         maxFailures: args['max-failures'] as number,
         stallMs: stallSeconds * 1000,
         ...(shard ? { shard } : {}),
+        waitLockSeconds,
         ...(typeof args.failures === 'string' ? { failuresPath: args.failures } : {}),
         ...(typeof args.out === 'string' ? { outPath: args.out } : {}),
         stdin: context.stdin as import('node:stream').Readable,

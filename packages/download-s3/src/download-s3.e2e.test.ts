@@ -70,9 +70,9 @@ describe('download-s3 (the bin, end to end)', () => {
     const result = await run(['--csv', 's3://e2e/images.csv', '--dest', 'data', '--concurrency', '4']);
     assert.equal(result.exitCode, 0, result.stderr);
     const lines = result.stdout.trim().split('\n');
-    assert.equal(lines[0], 'bucket,s3_image,category,label,local_image');
+    assert.equal(lines[0], 'bucket,s3_image,category,label,local_image,local_sha256');
     assert.equal(lines.length, 21);
-    assert.equal(lines[6], `e2e,img/5.jpg,dog,1,${join('data', 'img', '5.jpg')}`);
+    assert.equal(lines[6], `e2e,img/5.jpg,dog,1,${join('data', 'img', '5.jpg')},${sha256('image 5 '.repeat(6))}`);
     assert.equal(sha256(await readFile(join(temp.path, 'data', 'img', '5.jpg'))), sha256('image 5 '.repeat(6)));
     assert.match(result.stderr, /20 ok, 0 skipped/);
     const again = await run(['--csv', 's3://e2e/images.csv', '--dest', 'data']);
@@ -88,7 +88,7 @@ describe('download-s3 (the bin, end to end)', () => {
     const piped = await run(['--dest', 'data3'], 'bucket,s3_image,category,label\ne2e,img/1.jpg,dog,1\ne2e,img/gone.jpg,cat,0\n');
     assert.equal(piped.exitCode, 2, 'CSV piped on stdin, one key missing');
     assert.match(piped.stderr, /stdin: line 3: download s3:\/\/e2e\/img\/gone\.jpg: no such key/);
-    assert.equal(piped.stdout, `bucket,s3_image,category,label,local_image\ne2e,img/1.jpg,dog,1,${join('data3', 'img', '1.jpg')}`, 'execa strips the final newline');
+    assert.equal(piped.stdout, `bucket,s3_image,category,label,local_image,local_sha256\ne2e,img/1.jpg,dog,1,${join('data3', 'img', '1.jpg')},${sha256('image 1 '.repeat(2))}`, 'execa strips the final newline');
     const viaS3 = await run(['--csv', 's3://e2e/broken.csv', '--dest', 'data2', '--failures', 'failed.csv']);
     assert.equal(viaS3.exitCode, 2);
     assert.match(viaS3.stderr, /line 4: download s3:\/\/e2e\/img\/none\.jpg: no such key/);

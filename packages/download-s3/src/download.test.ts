@@ -81,12 +81,13 @@ describe('runDownloadS3 against the local S3 server', () => {
     assert.deepEqual(events, [...events].sort((a, b) => a - b), 'progress never decreases');
     assert.equal(events.at(-1), COUNT);
     const { columns, rows } = await readCsvRows(Readable.from([out.text()]), { source: 'out' });
-    assert.deepEqual(columns, ['bucket', 's3_image', 'category', 'label', 'note', 'local_image']);
+    assert.deepEqual(columns, ['bucket', 's3_image', 'category', 'label', 'note', 'local_image', 'local_sha256']);
     assert.deepEqual(rows.map((r) => r.s3_image), keys, 'input order kept');
     assert.equal(rows[7]!.note, 'n7', 'extra columns pass through');
     for (const row of rows) {
       assert.equal(row.local_image, join(temp.path, 'data', row.s3_image!));
       assert.equal(sha256(await readFile(row.local_image!)), hashes.get(row.s3_image!), row.s3_image);
+      assert.equal(row.local_sha256, hashes.get(row.s3_image!), 'local_sha256 is the content hash');
     }
     assert.deepEqual((await readdir(join(temp.path, 'data', 'set', 'cat'))).filter((f) => f.endsWith('.tmp')), [], 'no temp files left');
 

@@ -1,11 +1,12 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import { dirname, resolve } from 'node:path';
+import { Readable, type Writable } from 'node:stream';
 import pLimit from 'p-limit';
-import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent } from '@imgpipe/kit';
-import { downloadObject, headObject, isS3Uri, isSystemicS3Error, localFileMatches, openObjectStream, parseS3Uri, safeLocalPath, type S3Client } from '@imgpipe/s3';
+import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent, acquireLock, removeStaleTemps, sha256File } from '@imgpipe/kit';
+import { downloadObject, headObject, isS3Uri, isSystemicS3Error, localFileMatches, openObjectStream, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, readObjectBytes } from '@imgpipe/s3';
 import { inShard, type Shard } from './shard.js';
+import { refuseLinkOut } from './dest-path.js';
 
 export interface DownloadS3Options {
   /** The images CSV: a path, '-' for `stdin`, or s3://bucket/key.csv. */
@@ -30,6 +31,8 @@ export interface DownloadS3Options {
   shard?: Shard;
   /** Abort and retry a body that delivers nothing for this many ms. */
   stallMs?: number;
+  /** Wait this long for another process's lock on --dest (default: fail at once with exit 75). */
+  waitLockSeconds?: number;
   stdin: Readable;
   stdout: NodeJS.WritableStream;
   stderr?: NodeJS.WritableStream;
@@ -49,6 +52,8 @@ export interface RowResult {
   path: string;
   status: RowStatus;
   bytes: number;
+  /** sha256 of the local file's bytes (written to the local_sha256 column). */
+  sha256?: string;
   error?: string;
   /** The failure is the input's fault (bad line, unsafe or missing key, missing file): exit 2 rather than 1. */
   inputError?: boolean;
@@ -66,6 +71,8 @@ export interface DownloadSummary {
 }
 
 const FAILURE_COLUMNS = ['line', 'bucket', 's3_image', 'local_image', 'error'] as const;
+/** The column naming each local file's content (sha256 of its bytes): prep-data's up-to-date check covers it. */
+export const LOCAL_SHA256_COLUMN = 'local_sha256';
 const SHOWN_FAILURES = 20;
 
 /**
@@ -74,6 +81,15 @@ const SHOWN_FAILURES = 20;
  * reported on stderr and in `failuresPath`; the exit code is non-zero when more than `maxFailures` failed.
  */
 export async function runDownloadS3(options: DownloadS3Options): Promise<DownloadSummary> {
+  const lock = options.download ? await acquireLock(resolve(options.cwd, options.dest), { what: 'download destination', flag: '--dest', waitSeconds: options.waitLockSeconds ?? 0 }) : undefined;
+  try {
+    return await downloadAll(options);
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary> {
   const started = Date.now();
   const { log, download } = options;
   const concurrency = options.concurrency ?? 16;
@@ -82,7 +98,7 @@ export async function runDownloadS3(options: DownloadS3Options): Promise<Downloa
     source: input.name,
     required: download ? (options.defaultBucket ? ['s3_image'] : ['bucket', 's3_image']) : ['local_image'],
   });
-  const columns = table.columns.includes('local_image') ? table.columns : [...table.columns, 'local_image'];
+  const columns = [...table.columns, ...['local_image', LOCAL_SHA256_COLUMN].filter((name) => !table.columns.includes(name))];
   const records = [];
   let row = 0;
   for await (const record of table.records) if (inShard(row++, options.shard)) records.push(record);
@@ -117,6 +133,7 @@ export async function runDownloadS3(options: DownloadS3Options): Promise<Downloa
   };
   const byObject = new Map<string, Promise<RowResult>>();
   const byPath = new Map<string, string>();
+  if (download) await removeLeftovers(records, options);
   const jobs = records.map((record): Promise<RowResult> => {
     if (record.error !== undefined) {
       return Promise.resolve(finish({ line: record.line, bucket: '', key: '', path: '', status: 'failed', bytes: 0, error: record.error, inputError: true }));
@@ -152,6 +169,7 @@ export async function runDownloadS3(options: DownloadS3Options): Promise<Downloa
   });
 
   const results: RowResult[] = [];
+  if (options.outPath) await removeStaleTemps(dirname(resolve(options.cwd, options.outPath)));
   const output = options.outPath ? await openAtomicWriter(resolve(options.cwd, options.outPath)) : undefined;
   try {
     const writer = createCsvWriter(output ? output.stream : (options.stdout as Writable), columns);
@@ -159,7 +177,7 @@ export async function runDownloadS3(options: DownloadS3Options): Promise<Downloa
       const result = await job;
       if (fatal !== undefined) throw fatal;
       results.push(result);
-      if (result.status !== 'failed' && result.row) await writer.write({ ...result.row, local_image: result.path });
+      if (result.status !== 'failed' && result.row) await writer.write({ ...result.row, local_image: result.path, [LOCAL_SHA256_COLUMN]: result.sha256 ?? '' });
     }
     await writer.end();
     await output?.commit();
@@ -204,7 +222,9 @@ async function openCsvInput(options: DownloadS3Options): Promise<{ stream: Reada
   if (isS3Uri(csv)) {
     const { bucket, key } = parseS3Uri(csv, '--csv');
     if (!options.client) throw new UsageError(`--csv ${csv}: reading a CSV from S3 needs an S3 client`);
-    return { stream: await openObjectStream(options.client, bucket, key), name: csv };
+    // Read whole, with retries: a connection dropped mid-body is retried rather than parsed as a cut-short CSV.
+    const bytes = await readObjectBytes(options.client, bucket, key, { retries: options.retries ?? 5, log: options.log });
+    return { stream: Readable.from([bytes]), name: csv };
   }
   const path = resolve(options.cwd, csv);
   const info = await stat(path).catch(() => undefined);
@@ -225,14 +245,16 @@ async function fetchOne(
   const full = resolve(options.cwd, path);
   const retry = { retries: options.retries ?? 5, log: options.log };
   try {
+    await refuseLinkOut(resolve(options.cwd, options.dest), full);
     // Only a file already present costs a HEAD: first runs make one request per object.
     if (await stat(full).then((s) => s.isFile(), () => false)) {
       const head = await headObject(client, bucket, key, retry);
       if (!head) throw new InputError(`download s3://${bucket}/${key}: no such key (check the key, or the CSV row naming it)`);
-      if (await localFileMatches(full, head)) return { ...base, bucket, key, path, status: 'skipped', bytes: 0 };
+      const digest = await matchingDigest(full, head);
+      if (digest) return { ...base, bucket, key, path, status: 'skipped', bytes: 0, sha256: digest.sha256 };
     }
     const got = await downloadObject(client, bucket, key, full, { ...retry, onBytes, ...(options.stallMs ? { stallMs: options.stallMs } : {}) });
-    return { ...base, bucket, key, path, status: 'ok', bytes: got.bytes };
+    return { ...base, bucket, key, path, status: 'ok', bytes: got.bytes, sha256: got.sha256 };
   } catch (error) {
     return { ...base, bucket, key, path, status: 'failed', error: messageOf(error), inputError: exitCodeOf(error) === EXIT_USAGE, cause: error };
   }
@@ -246,5 +268,22 @@ async function checkLocal(row: CsvRow, line: number, options: DownloadS3Options)
   if (!info?.isFile()) {
     return { ...base, status: 'failed', error: `local_image '${path}' does not exist (download it, or drop --no-download-data)`, inputError: true };
   }
-  return { ...base, status: 'ok', bytes: info.size };
+  return { ...base, status: 'ok', bytes: info.size, sha256: await sha256File(resolve(options.cwd, path)) };
+}
+
+/** Remove temp files of dead earlier runs beside the files this run will write (one readdir per directory). */
+async function removeLeftovers(records: readonly { row?: CsvRow }[], options: DownloadS3Options): Promise<void> {
+  const dirs = new Set<string>();
+  for (const record of records) {
+    const key = record.row?.s3_image;
+    if (!key || isS3Uri(key)) continue;
+    try {
+      dirs.add(dirname(resolve(options.cwd, safeLocalPath(options.dest, key))));
+    } catch {
+      // an unsafe key is reported by its row
+    }
+  }
+  let removed = 0;
+  for (const dir of dirs) removed += (await removeStaleTemps(dir)).length;
+  if (removed > 0) options.log.info('removed %d temp files left in %s by earlier runs that were stopped', removed, options.dest);
 }

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import type { Backbone } from './backbone-types.js';
 import { resolveCacheDir } from './cache-dir.js';
 import { mirrorImages } from './mirror.js';
-import { type Dataset, UsageError, sha256, writeFileAtomic, writeJsonAtomic, silentLogger, type Logger, createProgress, type ProgressEvent, type SplitName } from '@imgpipe/kit';
+import { PixelHasher, verifyPixelFile } from './verified-pixels.js';
+import { type Dataset, FailureError, UsageError, sha256, writeFileAtomic, writeJsonAtomic, silentLogger, type Logger, createProgress, type ProgressEvent, type SplitName } from '@imgpipe/kit';
 
 export interface ExtractFeaturesOptions {
   dataset: Dataset;
@@ -43,6 +44,8 @@ interface CacheMeta {
   key: string;
   count: number;
   dim: number;
+  /** sha256 of the .f32 file: checked on every read, so a damaged entry is recomputed, never trusted. */
+  sha256: string;
   backbone: string;
   feature_layer: string;
   split: string;
@@ -76,14 +79,20 @@ export async function extractFeatures(options: ExtractFeaturesOptions): Promise<
   const metaPath = join(dir, `${key}.json`);
   const dim = backbone.info.feature_dim;
 
+  // The key names the manifest's pixel hash, but an entry is only ever written after the pixels read were verified
+  // against it, and a hit is used only once the file on disk is verified too: the cache is keyed by verified content.
   if (options.cache !== false) {
-    const cached = await readCache(dataPath, metaPath, count, dim);
+    const cached = await readCache(dataPath, metaPath, count, dim, log);
     if (cached) {
+      await verifyPixelFile(dataset, split);
+      checkFinite(cached, dim, split);
       const seconds = (performance.now() - started) / 1000;
       log.info(`features ${label}: ${count} x ${dim} from cache ${dataPath}`);
       return { features: cached, count, dim, fromCache: true, seconds, key };
     }
   }
+  const hasher = new PixelHasher(dataset, split);
+  const imageBytes = size * size * dataset.manifest.channels;
 
   const features = new Float32Array(count * dim);
   const progress = createProgress({ label: `features ${label}`, total: count, unit: 'images', quiet: log.quiet, onEvent: options.onProgress });
@@ -94,7 +103,10 @@ export async function extractFeatures(options: ExtractFeaturesOptions): Promise<
   const read = (b: number) => {
     const start = b * batchSize;
     const n = Math.min(batchSize, count - start);
-    return dataset.readPixels(split, start, n).then((pixels) => ({ start, n, pixels: mirror ? mirrorImages(pixels, n, size) : pixels }));
+    return dataset.readPixels(split, start, n).then((pixels) => {
+      hasher.add(start * imageBytes, pixels);
+      return { start, n, pixels: mirror ? mirrorImages(pixels, n, size) : pixels };
+    });
   };
   // Each lane reads its next batch while the current one runs, so disk reads overlap inference.
   const lane = async () => {
@@ -113,6 +125,8 @@ export async function extractFeatures(options: ExtractFeaturesOptions): Promise<
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(backbone.concurrency, batches)) }, lane));
+  hasher.verify();
+  checkFinite(features, dim, split);
   const seconds = (performance.now() - started) / 1000;
   progress.finish(`${(count / Math.max(seconds, 1e-9)).toFixed(1)} images/s`);
   log.info(`features ${label}: ${count} images in ${seconds.toFixed(1)}s, ${(count / Math.max(seconds, 1e-9)).toFixed(1)} images/s (${backbone.info.name}, ${backbone.info.format} on ${backbone.device})`);
@@ -124,6 +138,7 @@ export async function extractFeatures(options: ExtractFeaturesOptions): Promise<
       key,
       count,
       dim,
+      sha256: sha256(new Uint8Array(features.buffer, features.byteOffset, features.byteLength)),
       backbone: backbone.info.name,
       feature_layer: backbone.info.feature_layer,
       split,
@@ -136,16 +151,37 @@ export async function extractFeatures(options: ExtractFeaturesOptions): Promise<
   return { features, count, dim, fromCache: false, seconds, key };
 }
 
-async function readCache(dataPath: string, metaPath: string, count: number, dim: number): Promise<Float32Array | undefined> {
+/** A cache entry, or undefined when there is none or it is damaged (then a warning, and it is recomputed). */
+async function readCache(dataPath: string, metaPath: string, count: number, dim: number, log: Logger): Promise<Float32Array | undefined> {
+  let meta: CacheMeta;
   try {
-    const meta = JSON.parse(await readFile(metaPath, 'utf8')) as CacheMeta;
-    if (meta.count !== count || meta.dim !== dim) return undefined;
-    const bytes = await readFile(dataPath);
-    if (bytes.length !== count * dim * 4) return undefined;
-    const out = new Float32Array(count * dim);
-    new Uint8Array(out.buffer).set(bytes);
-    return out;
-  } catch {
+    meta = JSON.parse(await readFile(metaPath, 'utf8')) as CacheMeta;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') log.warn(`feature cache ${metaPath}: unreadable (${(error as Error).message}); recomputing`);
     return undefined;
+  }
+  const bytes = await readFile(dataPath).catch(() => undefined);
+  const problem =
+    meta.count !== count || meta.dim !== dim ? `lists ${meta.count} x ${meta.dim}, expected ${count} x ${dim}`
+    : !bytes ? 'its .f32 file is missing'
+    : typeof meta.sha256 !== 'string' ? 'it has no checksum (written by an older version)'
+    : bytes.length !== count * dim * 4 ? `${bytes.length} bytes, expected ${count * dim * 4}`
+    : sha256(bytes) !== meta.sha256 ? 'its checksum does not match (damaged)'
+    : undefined;
+  if (problem !== undefined) {
+    log.warn(`feature cache ${dataPath}: ${problem}; recomputing`);
+    return undefined;
+  }
+  const out = new Float32Array(count * dim);
+  new Uint8Array(out.buffer).set(bytes!);
+  return out;
+}
+
+/** NaN or infinite features would train a head on garbage: refuse them, naming the first bad image. */
+function checkFinite(features: Float32Array, dim: number, split: SplitName): void {
+  for (let i = 0; i < features.length; i++) {
+    if (!Number.isFinite(features[i]!)) {
+      throw new FailureError(`features ${split}: image ${Math.floor(i / dim)} of the ${split} split has a non-finite feature (${features[i]}); check the backbone (its weights or --preprocess) and that image`);
+    }
   }
 }

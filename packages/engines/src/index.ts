@@ -10,3 +10,4 @@ export * from './tfjs-io.js';
 export * from './features.js';
 export * from './mirror.js';
 export * from './tta.js';
+export * from './verified-pixels.js';

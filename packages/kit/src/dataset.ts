@@ -40,6 +40,8 @@ export interface DatasetManifest {
   splits: Record<SplitName, SplitFiles>;
   source_csv_sha256: string;
   options_sha256: string;
+  /** sha256 over each kept image's source and content sha256: prep-data's up-to-date check covers the pixels' source. */
+  images_sha256?: string;
   rejected: number;
   created: string;
   versions: Record<string, string>;
@@ -161,6 +163,10 @@ async function readRows(dir: string, manifest: DatasetManifest, split: SplitName
     text = await readFile(path);
   } catch (error) {
     throw new InputError(`${path}: cannot read (${(error as NodeJS.ErrnoException).code ?? error}); rebuild with prep-data --force`, { cause: error });
+  }
+  const expected = manifest.splits[split].rows.sha256;
+  if (expected && sha256(text) !== expected) {
+    throw new InputError(`${path}: sha256 ${sha256(text)} does not match ${expected} in the dataset manifest; the file changed after prep-data wrote it; rebuild with prep-data --force`);
   }
   const { rows } = await readCsvRows(Readable.from([text]), { source: path, required: DATASET_ROW_COLUMNS });
   if (rows.length !== manifest.splits[split].count) {

@@ -1,24 +1,40 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, rename, rm, writeFile, stat } from 'node:fs/promises';
-import { dirname, basename, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { createReadStream, type WriteStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
+import { fsyncDir, fsyncTree } from './durable.js';
+import { tempPathFor, trackTemp, untrackTemp } from './temp-files.js';
 
-/** A sibling temp name: same directory (so rename is atomic), hidden, unique per writer. */
-export function tempPathFor(finalPath: string): string {
-  return join(dirname(finalPath), `.${basename(finalPath)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+/** Move a finished, fsynced temp file into place and make the rename itself durable. */
+async function commitTemp(temp: string, finalPath: string): Promise<void> {
+  await rename(temp, finalPath);
+  untrackTemp(temp);
+  await fsyncDir(dirname(finalPath));
 }
 
-/** Write a file so that the final name only ever holds complete content. */
+async function discardTemp(temp: string): Promise<void> {
+  await rm(temp, { recursive: true, force: true });
+  untrackTemp(temp);
+}
+
+/** Write a file so that the final name only ever holds complete content (fsynced before the rename). */
 export async function writeFileAtomic(finalPath: string, data: string | Uint8Array): Promise<void> {
   await mkdir(dirname(finalPath), { recursive: true });
   const temp = tempPathFor(finalPath);
+  trackTemp(temp);
   try {
-    await writeFile(temp, data);
-    await rename(temp, finalPath);
+    const handle = await open(temp, 'w');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await commitTemp(temp, finalPath);
   } catch (error) {
-    await rm(temp, { force: true });
+    await discardTemp(temp);
     throw error;
   }
 }
@@ -27,23 +43,35 @@ export async function writeJsonAtomic(finalPath: string, value: unknown): Promis
   await writeFileAtomic(finalPath, `${JSON.stringify(value, null, 2)}\n`);
 }
 
-/** Stream a readable into a file atomically; the temp file is removed on any error. */
+/**
+ * Stream a readable into a file atomically; the temp file is removed on any error. The file is opened before the
+ * stream starts, so a source that fails at once cannot create the temp file after it was removed.
+ */
 export async function streamToFileAtomic(source: Readable, finalPath: string): Promise<number> {
   await mkdir(dirname(finalPath), { recursive: true });
   const temp = tempPathFor(finalPath);
+  trackTemp(temp);
   let bytes = 0;
-  source.on('data', (chunk: Buffer) => (bytes += chunk.length));
   try {
-    await pipeline(source, createWriteStream(temp));
-    await rename(temp, finalPath);
+    const handle = await open(temp, 'w');
+    // Counted from here: a 'data' listener starts the flow, which must not begin before the file is open.
+    source.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    try {
+      // flush: fsync before the stream closes its file.
+      await pipeline(source, handle.createWriteStream({ flush: true }));
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+    await commitTemp(temp, finalPath);
     return bytes;
   } catch (error) {
-    await rm(temp, { force: true });
+    source.destroy();
+    await discardTemp(temp);
     throw error;
   }
 }
 
-/** A write stream under a temp name; `commit` renames it into place, `abort` removes it. */
+/** A write stream under a temp name; `commit` fsyncs and renames it into place, `abort` removes it. */
 export interface AtomicWriter {
   readonly stream: WriteStream;
   commit(): Promise<void>;
@@ -53,33 +81,44 @@ export interface AtomicWriter {
 export async function openAtomicWriter(finalPath: string): Promise<AtomicWriter> {
   await mkdir(dirname(finalPath), { recursive: true });
   const temp = tempPathFor(finalPath);
-  const stream = createWriteStream(temp);
+  trackTemp(temp);
+  const handle = await open(temp, 'w');
+  const stream = handle.createWriteStream({ flush: true });
   const closed = new Promise<void>((resolve, reject) => {
     stream.once('close', resolve);
     stream.once('error', reject);
   });
+  closed.catch(() => undefined);
   return {
     stream,
     async commit() {
       stream.end();
       await closed;
-      await rename(temp, finalPath);
+      await commitTemp(temp, finalPath);
     },
     async abort() {
       stream.destroy();
       await closed.catch(() => undefined);
-      await rm(temp, { force: true });
+      await discardTemp(temp);
     },
   };
 }
 
-/** Replace a directory with a finished one built elsewhere (same filesystem), as atomically as POSIX allows. */
+/**
+ * Replace a directory with a finished one built elsewhere (same filesystem), as atomically as POSIX allows: the
+ * built tree is fsynced, renamed over, and the parent directory fsynced.
+ */
 export async function replaceDirectory(builtDir: string, finalDir: string): Promise<void> {
+  await fsyncTree(builtDir);
   const old = tempPathFor(finalDir);
   const hadOld = await exists(finalDir);
-  if (hadOld) await rename(finalDir, old);
+  if (hadOld) {
+    trackTemp(old);
+    await rename(finalDir, old);
+  }
   await rename(builtDir, finalDir);
-  if (hadOld) await rm(old, { recursive: true, force: true });
+  await fsyncDir(dirname(finalDir));
+  if (hadOld) await discardTemp(old);
 }
 
 export async function exists(path: string): Promise<boolean> {
@@ -102,5 +141,6 @@ export async function sha256Stream(source: AsyncIterable<Uint8Array | string>): 
 }
 
 export function sha256File(path: string): Promise<string> {
-  return sha256Stream(createReadStream(path));
+  // 1 MiB reads: the default 64 KiB makes hashing a large pixel file several times slower.
+  return sha256Stream(createReadStream(path, { highWaterMark: 1 << 20 }));
 }

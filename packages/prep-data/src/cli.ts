@@ -1,4 +1,4 @@
-import { UsageError, writePointer, type CliContext, type ToolCli } from '@imgpipe/kit';
+import { UsageError, writePointer, type CliContext, type ToolCli, exitCleanlyOnSignals } from '@imgpipe/kit';
 
 export const prepDataCli: ToolCli = {
   name: 'prep-data',
@@ -20,7 +20,8 @@ export const prepDataCli: ToolCli = {
     seed: { value: { type: 'int', min: 0 }, describe: 'Same as --split-seed' },
     'max-pixels': { value: { type: 'int', min: 1 }, describe: 'Reject images whose header declares more pixels (default 268402689)' },
     'max-rejected': { value: { type: 'int', min: 0 }, describe: 'Fail (exit 2) when more images than this are rejected (default: no limit)' },
-    force: { type: 'boolean', default: false, describe: 'Rebuild even when --out already holds this dataset; replace a non-dataset --out' },
+    force: { type: 'boolean', default: false, describe: 'Rebuild even when --out already holds this dataset (only a directory prep-data made is ever replaced)' },
+    'wait-lock': { value: { type: 'int', min: 0 }, default: 0, describe: 'Seconds to wait for another build of the same --out to finish (default: exit 75 at once)' },
     concurrency: { value: { type: 'int', min: 1 }, describe: 'Images decoded at once (default: twice the number of cores)' },
   },
   examples: [
@@ -30,6 +31,7 @@ export const prepDataCli: ToolCli = {
   ],
   async run(args, context) {
     const options = await cliOptions(args, context);
+    exitCleanlyOnSignals();
     const { runPrepData } = await import('./prep.js');
     const result = await runPrepData(options);
     writePointer(context.stdout, result.pointer);
@@ -55,6 +57,7 @@ async function cliOptions(args: Record<string, unknown>, context: CliContext) {
     ...(args['max-pixels'] === undefined ? {} : { maxPixels: args['max-pixels'] as number }),
     ...(args['max-rejected'] === undefined ? {} : { maxRejected: args['max-rejected'] as number }),
     force: Boolean(args.force),
+    waitLockSeconds: args['wait-lock'] as number,
     ...(args.concurrency === undefined ? {} : { concurrency: args.concurrency as number }),
     log: context.log,
     stderr: context.stderr,

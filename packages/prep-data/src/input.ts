@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { InputError, readCsv, type CsvRow } from '@imgpipe/kit';
+import { dedupeItems } from './dedupe.js';
 
 /** The images CSV as prep-data needs it: one item per row, the classes, and the rows already known to be unusable. */
 export const REQUIRED_COLUMNS = ['category', 'label', 'local_image'] as const;
@@ -13,6 +14,8 @@ export interface PrepItem {
   source: string;
   /** local_image resolved against the working directory. */
   path: string;
+  /** sha256 of the image file's bytes as read at start; set by dedupeItems. */
+  contentSha256?: string;
   label: number;
   category: string;
 }
@@ -73,25 +76,17 @@ export async function parsePrepInput(text: Buffer, source: string, cwd: string):
   for (const item of items) if (!names.has(item.label)) names.set(item.label, item.category);
   const classes = [...names.keys()].sort((a, b) => a - b).map((label) => names.get(label)!);
 
-  const seen = new Map<string, number>();
-  const kept: PrepItem[] = [];
+  const listed: PrepItem[] = [];
   for (const item of items) {
-    if (item.path === '') {
-      early.push({ item, reason: 'missing', detail: 'local_image is empty (download the image first with download-s3)' });
-      continue;
-    }
-    const first = seen.get(item.source);
-    if (first !== undefined) {
-      early.push({ item, reason: 'duplicate', detail: `the same image as line ${first}; kept there so it is in one split only` });
-      continue;
-    }
-    seen.set(item.source, item.line);
-    kept.push(item);
+    if (item.path === '') early.push({ item, reason: 'missing', detail: 'local_image is empty (download the image first with download-s3)' });
+    else listed.push(item);
   }
+  const { kept, duplicates } = await dedupeItems(listed);
+  early.push(...duplicates);
   return { columns, classes, items: kept, early };
 }
 
-/** Each label one name, labels 0..N-1 without gaps. */
+/** Each label one name, each name one label, at least two classes, labels 0..N-1 without gaps. */
 function classProblems(items: PrepItem[]): string[] {
   const problems: string[] = [];
   const byLabel = new Map<number, Map<string, number[]>>();
@@ -108,15 +103,32 @@ function classProblems(items: PrepItem[]): string[] {
       problems.push(`label ${label} has ${names.size} names: ${described}; use one category per label`);
     }
   }
+  const byName = new Map<string, Map<number, number[]>>();
+  for (const [label, names] of byLabel) {
+    for (const [name, at] of names) {
+      let labels = byName.get(name);
+      if (!labels) byName.set(name, (labels = new Map()));
+      labels.set(label, at);
+    }
+  }
+  for (const [name, labels] of byName) {
+    if (labels.size > 1) {
+      const described = [...labels].sort((a, b) => a[0] - b[0]).map(([label, at]) => `label ${label} (${lines(at)})`).join(' and ');
+      problems.push(`category '${name}' names ${labels.size} labels: ${described}; give each label its own category`);
+    }
+  }
+  // Only the distinct labels are looked at (never an array as long as the largest label): N labels must be 0..N-1.
   const labels = [...byLabel.keys()].sort((a, b) => a - b);
-  const max = labels.at(-1) ?? -1;
-  const missing = Array.from({ length: max + 1 }, (_, label) => label).filter((label) => !byLabel.has(label));
+  if (labels.length === 1) {
+    problems.push(`every row has label ${labels[0]} ('${[...byLabel.get(labels[0]!)!.keys()][0]}'): a classifier needs at least two classes`);
+  }
+  const missing = labels.map((_, label) => label).filter((label) => !byLabel.has(label));
   if (missing.length > 0) {
-    const after = labels.filter((label) => label > missing[0]!);
-    const rowsAfter = after.flatMap((label) => [...byLabel.get(label)!.values()].flat());
+    const above = labels.filter((label) => label >= labels.length);
+    const rowsAbove = above.flatMap((label) => [...byLabel.get(label)!.values()].flat()).sort((a, b) => a - b);
     problems.push(
-      `labels must run 0..N-1 without gaps, but no row has label ${missing.join(', ')} ` +
-        `(labels seen: ${labels.join(', ')}; rows with higher labels: ${lines(rowsAfter)}); renumber the labels`,
+      `labels must run 0..N-1 without gaps, but no row has label ${missing.slice(0, SHOWN).join(', ')}${missing.length > SHOWN ? ' ...' : ''} ` +
+        `(labels seen: ${labels.slice(0, SHOWN).join(', ')}${labels.length > SHOWN ? ' ...' : ''}; rows with label ${above.slice(0, SHOWN).join(', ')}${above.length > SHOWN ? ' ...' : ''}: ${lines(rowsAbove)}); renumber the labels`,
     );
   }
   return problems;

@@ -218,11 +218,12 @@ test('a rerun with the same CSV and options does nothing; --force rebuilds; othe
   assert.equal(resized.manifest.image_size, 8);
   const changed = await prep(await csvOf(set.images.slice(0, 11)), { out, size: 8 });
   assert.equal(changed.upToDate, false);
-  // A directory that is not a dataset is not replaced without --force.
+  // A directory that prep-data did not make is never replaced, not even with --force.
   const other = join(temp.path, 'not-a-dataset');
   await mkdir(other);
   await writeFile(join(other, 'precious.txt'), 'keep me');
-  await assert.rejects(prep(csv, { out: other }), (error: unknown) => error instanceof UsageError && /not a complete dataset/.test(error.message));
+  await assert.rejects(prep(csv, { out: other }), (error: unknown) => error instanceof UsageError && /holds files prep-data did not write \(precious\.txt\)/.test(error.message));
+  await assert.rejects(prep(csv, { out: other, force: true }), (error: unknown) => error instanceof UsageError && /did not write/.test(error.message));
   assert.equal(await readFile(join(other, 'precious.txt'), 'utf8'), 'keep me');
 });
 

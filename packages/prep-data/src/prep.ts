@@ -1,8 +1,9 @@
 import { availableParallelism } from 'node:os';
-import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { assignSplits, checkFractions } from './split.js';
-import { type SplitFractions, type SplitMethod, type SplitName, createProgress, csvString, packageVersion, DATASET_FORMAT, InputError, MANIFEST_FILE, openDataset, REJECTED_FILE, replaceDirectory, sha256, silentLogger, tempPathFor, UsageError, type DatasetManifest, type Logger, type Pointer, type ProgressEvent, type SplitFiles, type Fit } from '@imgpipe/kit';
+import { acquireLock, removeStaleTemps, trackTemp, untrackTemp, type SplitFractions, type SplitMethod, type SplitName, createProgress, csvString, packageVersion, DATASET_FORMAT, InputError, MANIFEST_FILE, openDataset, REJECTED_FILE, replaceDirectory, sha256, silentLogger, tempPathFor, UsageError, type DatasetManifest, type Logger, type Pointer, type ProgressEvent, type SplitFiles, type Fit } from '@imgpipe/kit';
+import { checkOutTarget } from './out-dir.js';
 import { DEFAULT_MAX_PIXELS, imageEngineVersions, imagePipelineInfo, tuneImageEngine } from '@imgpipe/images';
 import { decodeOutcome, orderedMap } from './decode-pass.js';
 import { parsePrepInput } from './input.js';
@@ -27,6 +28,8 @@ export interface PrepDataOptions {
   /** Fail when more images than this are rejected (default: no limit). */
   maxRejected?: number;
   force?: boolean;
+  /** Wait this long for another build of the same --out (default: fail at once with exit 75). */
+  waitLockSeconds?: number;
   /** Images decoded at once (default: the number of cores). */
   concurrency?: number;
   log?: Logger;
@@ -64,14 +67,43 @@ export async function runPrepData(options: PrepDataOptions): Promise<PrepDataRes
   const optionsSha = sha256(JSON.stringify({ format: DATASET_FORMAT, image_size: size, fit, split: { method, seed, fractions }, preprocessing }));
   const pointer: Pointer = { kind: 'dataset', path: out, manifest: join(out, MANIFEST_FILE) };
 
-  const finalDir = resolve(options.cwd ?? process.cwd(), out);
-  const previous = await existingDataset(finalDir, out, options.force ?? false);
-  if (previous && previous.source_csv_sha256 === sourceSha && previous.options_sha256 === optionsSha && !options.force) {
-    log.info(`${out} is up to date (same CSV sha256 and options); nothing to do (--force rebuilds it)`);
-    return { pointer, manifest: previous, upToDate: true, rejected: [], seconds: (Date.now() - started) / 1000 };
+  const cwd = options.cwd ?? process.cwd();
+  const finalDir = resolve(cwd, out);
+  const input = await parsePrepInput(options.csv, options.csvSource, cwd);
+  const lock = await acquireLock(finalDir, { what: 'dataset build', flag: '--out', waitSeconds: options.waitLockSeconds ?? 0 });
+  try {
+    await removeStaleTemps(dirname(finalDir));
+    const previous = await checkOutTarget(finalDir, out, cwd, input.items.map((item) => item.path));
+    // The images' content is part of the key: an image changed in place (same CSV) rebuilds the dataset.
+    const imagesSha = sha256(input.items.map((item) => `${item.source}\t${item.contentSha256 ?? 'unreadable'}`).join('\n'));
+    if (previous && previous.source_csv_sha256 === sourceSha && previous.options_sha256 === optionsSha && previous.images_sha256 === imagesSha && !options.force) {
+      log.info(`${out} is up to date (same CSV, image content and options); nothing to do (--force rebuilds it)`);
+      return { pointer, manifest: previous, upToDate: true, rejected: [], seconds: (Date.now() - started) / 1000 };
+    }
+    return await build({ ...options, fit, method, maxPixels, concurrency, finalDir, input, sourceSha, optionsSha, imagesSha, preprocessing, pointer, started, log });
+  } finally {
+    await lock.release();
   }
+}
 
-  const input = await parsePrepInput(options.csv, options.csvSource, options.cwd ?? process.cwd());
+interface BuildPlan extends PrepDataOptions {
+  fit: Fit;
+  method: SplitMethod;
+  maxPixels: number;
+  concurrency: number;
+  finalDir: string;
+  input: Awaited<ReturnType<typeof parsePrepInput>>;
+  sourceSha: string;
+  optionsSha: string;
+  imagesSha: string;
+  preprocessing: Record<string, string | number | boolean>;
+  pointer: Pointer;
+  started: number;
+  log: Logger;
+}
+
+async function build(options: BuildPlan): Promise<PrepDataResult> {
+  const { input, finalDir, fit, method, maxPixels, concurrency, size, fractions, seed, out, sourceSha, optionsSha, preprocessing, pointer, started, log } = options;
   const rejected: RejectedRow[] = input.early.map(({ item, reason, detail }) => rejectedRow(item, reason, detail));
   const checkBudget = () => {
     if (options.maxRejected !== undefined && rejected.length > options.maxRejected) {
@@ -82,6 +114,7 @@ export async function runPrepData(options: PrepDataOptions): Promise<PrepDataRes
 
   await mkdir(dirname(finalDir), { recursive: true });
   const buildDir = tempPathFor(finalDir);
+  trackTemp(buildDir);
   await mkdir(buildDir);
   await tuneImageEngine({ cache: false });
   try {
@@ -157,6 +190,7 @@ export async function runPrepData(options: PrepDataOptions): Promise<PrepDataRes
       splits: entries,
       source_csv_sha256: sourceSha,
       options_sha256: optionsSha,
+      images_sha256: options.imagesSha,
       rejected: rejected.length,
       created: new Date().toISOString(),
       versions: await versions(),
@@ -172,22 +206,7 @@ export async function runPrepData(options: PrepDataOptions): Promise<PrepDataRes
     return { pointer, manifest, upToDate: false, rejected, seconds };
   } finally {
     await rm(buildDir, { recursive: true, force: true });
-  }
-}
-
-/** The manifest of a finished dataset at `out`, undefined when there is none; refuses to replace anything else. */
-async function existingDataset(dir: string, out: string, force: boolean): Promise<DatasetManifest | undefined> {
-  const info = await stat(dir).catch(() => undefined);
-  if (!info) return undefined;
-  if (!info.isDirectory()) throw new UsageError(`--out ${out} is a file, not a directory; pick another --out`);
-  try {
-    return (await openDataset(dir)).manifest;
-  } catch {
-    const entries = await readdir(dir);
-    if (entries.length > 0 && !force) {
-      throw new UsageError(`--out ${out} exists and is not a complete dataset directory; remove it, pick another --out, or pass --force to replace it`);
-    }
-    return undefined;
+    untrackTemp(buildDir);
   }
 }
 

@@ -31,7 +31,16 @@ export async function localFileMatches(path: string, object: { size: number; eta
   if (!info?.isFile() || info.size !== object.size) return false;
   const sha = object.metadata?.sha256;
   if (!isMd5Etag(object.etag) && !sha) return true;
+  return (await matchingDigest(path, object)) !== undefined;
+}
+
+/** The local file's digest when it holds the object (as localFileMatches decides), else undefined; one read. */
+export async function matchingDigest(path: string, object: { size: number; etag: string; metadata?: Record<string, string> }): Promise<FileDigest | undefined> {
+  const info = await stat(path).catch(() => undefined);
+  if (!info?.isFile() || info.size !== object.size) return undefined;
   const digest = await digestFile(path);
-  if (sha) return digest.sha256 === sha;
-  return digest.md5 === object.etag.toLowerCase();
+  const sha = object.metadata?.sha256;
+  if (sha) return digest.sha256 === sha ? digest : undefined;
+  if (!isMd5Etag(object.etag)) return digest;
+  return digest.md5 === object.etag.toLowerCase() ? digest : undefined;
 }

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
@@ -23,6 +25,8 @@ export interface DownloadOptions extends RetryOptions {
 export interface DownloadResult {
   bytes: number;
   etag: string;
+  /** sha256 of the bytes written (the file's content identity). */
+  sha256: string;
   /** Attempts that failed and were retried. */
   retries: number;
 }
@@ -69,9 +73,11 @@ export async function downloadObject(client: S3Client, bucket: string, key: stri
         const stream = body;
         const expected = response.ContentLength;
         let received = 0;
+        const hash = createHash('sha256');
         async function* counted(): AsyncGenerator<Buffer> {
           for await (const chunk of stream as AsyncIterable<Buffer>) {
             received += chunk.length;
+            hash.update(chunk);
             last = Date.now();
             options.onBytes?.(chunk.length);
             yield chunk;
@@ -86,7 +92,7 @@ export async function downloadObject(client: S3Client, bucket: string, key: stri
           clearInterval(watchdog);
           if (!stream.destroyed) stream.destroy();
         }
-        return { bytes: received, etag: unquoteEtag(response.ETag), retries };
+        return { bytes: received, etag: unquoteEtag(response.ETag), sha256: hash.digest('hex'), retries };
       },
       {
         ...options,

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { parseValue, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli, type ValueSpec } from '@imgpipe/kit';
+import { exitCleanlyOnSignals, parseValue, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli, type ValueSpec } from '@imgpipe/kit';
 import type { TrainOptions } from './train-options.js';
 
 /** Flags that may be lists although their config keys hold one value: the list is kept aside, the first value configures. */
@@ -25,6 +25,7 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
       dropout: { value: { type: 'number[]', min: 0, max: 1, exclusiveMax: true }, default: '0.5', describe: 'Dropout rates to sweep, comma-separated' },
       patience: { value: { type: 'int', min: 1 }, describe: 'Early stopping: stop a trial after this many epochs without a lower val loss, keeping its best epoch' },
       parallel: { value: { type: 'int', min: 1 }, describe: 'Trials trained at once (default: 1 on cpu/wasm, 3 on webgpu/cuda)' },
+      'wait-lock': { value: { type: 'int', min: 0 }, default: 0, describe: 'Seconds to wait for another train of the same command or run directory to finish (default: exit 75 at once)' },
       'max-failed-trials': { value: { type: 'int', min: 0 }, describe: 'Stop the sweep (exit 1) when more trials than this fail (NaN loss, out of memory); default: no limit' },
       resume: { type: 'string', describe: 'Finish this interrupted run directory: its finished trials are kept, the rest run (an unfinished run of the same command under --out is found without it)' },
       'fine-tune': {
@@ -85,11 +86,13 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
         return;
       }
       if (args.task !== undefined) {
+        exitCleanlyOnSignals();
         const { runTaskCommand } = await import('./task-command.js');
         await runTaskCommand(args, context, () => trainOptions(args, context), hooks);
         return;
       }
       const options = { ...(await trainOptions(args, context)), ...hooks };
+      exitCleanlyOnSignals();
       const { runTrain } = await import('./train.js');
       const result = await runTrain(options);
       writePointer(context.stdout, result.pointer);
@@ -134,6 +137,7 @@ async function trainOptions(args: Record<string, unknown>, context: CliContext):
     dataDir: resolve(context.cwd, pointer.path),
     out: resolve(context.cwd, String(args.out)),
     ...(args.resume ? { resume: resolve(context.cwd, String(args.resume)) } : {}),
+    waitLockSeconds: args['wait-lock'] as number,
     space: {
       lr: train.lr,
       layer_size: train.layer_size,

@@ -60,7 +60,7 @@ test('a sweep killed mid-way and rerun with the same command ends with the same 
   for (let i = 0; i < 600 && killed.exitCode === null; i++) {
     await new Promise((r) => setTimeout(r, 50));
     const { readdir } = await import('node:fs/promises');
-    const dirs = await readdir(out).catch(() => []);
+    const dirs = (await readdir(out).catch(() => [] as string[])).filter((name) => !name.startsWith('.')); // skip lock files
     if (dirs.length === 0) continue;
     runDir = join(out, dirs[0]!);
     const lines = await trialLines(runDir);

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { FailureError, openDataset, silentLogger, type Logger, type Pointer, type ProgressEvent } from '@imgpipe/kit';
+import { acquireLock, FailureError, openDataset, removeStaleTemps, type Lock, silentLogger, type Logger, type Pointer, type ProgressEvent } from '@imgpipe/kit';
 import { loadTf, type Device } from '@imgpipe/engines';
 import type { Augment } from './augment.js';
 import { extractSplitFeatures, openBackbone } from './backbone-features.js';
@@ -40,7 +40,28 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
     log.warn(`--hyper-param-runs ${options.runs} is more than the ${trials.length} distinct combinations; running each once`);
   }
   const key = runKey(dataset, options);
+  const locks: Lock[] = [];
+  try {
+    return await trainLocked(options, { dataset, trials, key, locks, log, started });
+  } finally {
+    for (const lock of locks.reverse()) await lock.release();
+  }
+}
+
+/**
+ * One writer per run: the command's key is locked before a run directory is picked (so two identical commands
+ * cannot both start or resume one), and the run directory itself (so --resume cannot join a live run).
+ */
+async function trainLocked(
+  options: TrainOptions,
+  { dataset, trials, key, locks, log, started }: { dataset: Awaited<ReturnType<typeof openDataset>>; trials: ReturnType<typeof planTrials>; key: string; locks: Lock[]; log: Logger; started: number },
+): Promise<TrainResult> {
+  const wait = { waitSeconds: options.waitLockSeconds ?? 0 };
+  if (options.resume) locks.push(await acquireLock(resolve(options.resume), { what: 'run directory', flag: '--resume', ...wait }));
+  else locks.push(await acquireLock(join(resolve(options.out), `train-${key.slice(0, 16)}`), { what: 'run of this same command (dataset, backbone, search space, seed)', flag: '--out', shown: options.out, ...wait }));
   const { runDir, previous, finished } = await openRun(options, key, trials, log);
+  if (!options.resume) locks.push(await acquireLock(runDir, { what: 'run directory', flag: '--out', ...wait }));
+  await removeStaleTemps(runDir);
 
   const { tf, device, backend } = await loadTf(options.device, log);
   const backbone = await openBackbone(options, dataset.manifest.image_size, log);

@@ -1,0 +1,137 @@
+import { hostname } from 'node:os';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { ImgpipeError } from './errors.js';
+import { processAlive, tempPathFor, trackTemp, untrackTemp } from './temp-files.js';
+
+/** Another process holds the lock: exit 75 (EX_TEMPFAIL, "try again later"), as scripts/pipeline.sh's flock. */
+export const EXIT_LOCKED = 75;
+
+export class LockedError extends ImgpipeError {
+  constructor(message: string) {
+    super(message, EXIT_LOCKED);
+  }
+}
+
+export interface LockOwner {
+  pid: number;
+  hostname: string;
+  started: string;
+  tool: string;
+}
+
+export interface Lock {
+  readonly path: string;
+  release(): Promise<void>;
+}
+
+export interface LockOptions {
+  /** What is locked, for messages: "run directory", "dataset build", "download destination". */
+  what: string;
+  /** The flag that names the target, for messages (e.g. --out). */
+  flag: string;
+  /** How the target is shown after the flag (default: the target path). */
+  shown?: string;
+  /** Wait up to this many seconds for the holder to finish (default 0: fail at once). */
+  waitSeconds?: number;
+}
+
+/** The lock file of a target: beside it (`.<name>.lock`), so replacing the target directory keeps the lock. */
+export function lockPathFor(target: string): string {
+  const full = resolve(target);
+  return join(dirname(full), `.${basename(full)}.lock`);
+}
+
+/**
+ * Take the lock of `target` (O_EXCL create of its lock file holding pid, hostname and start time). A lock left by
+ * a dead process on this host is taken over; one held by a live process (or by another host) is a LockedError,
+ * after waiting up to `waitSeconds`. The lock is released by `release()`, on normal exit and on SIGINT/SIGTERM.
+ */
+export async function acquireLock(target: string, options: LockOptions): Promise<Lock> {
+  const path = lockPathFor(target);
+  await mkdir(dirname(path), { recursive: true });
+  const owner: LockOwner = { pid: process.pid, hostname: hostname(), started: new Date().toISOString(), tool: basename(process.argv[1] ?? 'imgpipe').replace(/\.[cm]?[jt]s$/, '') };
+  const deadline = Date.now() + (options.waitSeconds ?? 0) * 1000;
+  for (;;) {
+    try {
+      const handle = await open(path, 'wx');
+      try {
+        await handle.writeFile(`${JSON.stringify(owner)}\n`);
+      } finally {
+        await handle.close();
+      }
+      trackTemp(path);
+      let released = false;
+      return {
+        path,
+        async release() {
+          if (released) return;
+          released = true;
+          untrackTemp(path);
+          await rm(path, { force: true });
+        },
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = await readOwner(path);
+    if (holder?.pid === -1) continue; // released between our create and our read: try again
+    if (holder === undefined || (holder.hostname === owner.hostname && !processAlive(holder.pid))) {
+      await takeOver(path, holder);
+      continue;
+    }
+    if (Date.now() >= deadline) {
+      const wait = options.waitSeconds ? ` after waiting ${options.waitSeconds}s` : '';
+      throw new LockedError(
+        `${options.flag} ${options.shown ?? target}: the ${options.what} is locked by ${holder.tool} (pid ${holder.pid} on ${holder.hostname}, since ${holder.started})${wait}; ` +
+          `wait for it to finish or pass --wait-lock SECONDS (if that process is gone, remove ${path})`,
+      );
+    }
+    await new Promise((done) => setTimeout(done, Math.min(500, Math.max(10, deadline - Date.now()))));
+  }
+}
+
+async function readOwner(path: string): Promise<LockOwner | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { pid: -1, hostname: '', started: '', tool: '' }; // released meanwhile: retry
+    throw error;
+  }
+  try {
+    const value = JSON.parse(text) as LockOwner;
+    return Number.isInteger(value.pid) && typeof value.hostname === 'string' ? value : undefined;
+  } catch {
+    // A holder killed between create and write leaves an empty file; a live holder writes it within microseconds.
+    return text === '' ? await emptyLockAge(path) : undefined;
+  }
+}
+
+async function emptyLockAge(path: string): Promise<LockOwner | undefined> {
+  await new Promise((done) => setTimeout(done, 50));
+  const again = await readFile(path, 'utf8').catch(() => '');
+  try {
+    return again === '' ? undefined : (JSON.parse(again) as LockOwner);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Move a stale lock aside (one of several racing processes wins the rename), then remove it. */
+async function takeOver(path: string, holder: LockOwner | undefined): Promise<void> {
+  const aside = tempPathFor(path);
+  try {
+    await rename(path, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  // If a live process re-took the lock between our read and the rename, put its lock back.
+  const moved = await readOwner(aside);
+  if (moved && moved.pid !== holder?.pid && processAlive(moved.pid)) {
+    await rename(aside, path).catch(() => undefined);
+    return;
+  }
+  await rm(aside, { force: true });
+}

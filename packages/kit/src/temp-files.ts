@@ -1,0 +1,89 @@
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+/**
+ * Temp names and their cleanup. A temp name carries its writer's pid (`.<name>.<pid>.<8 hex>.tmp`), so a later
+ * run can tell a leftover of a dead process from a file another live writer is still filling.
+ */
+const TEMP_NAME = /^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$/;
+
+/** A sibling temp name: same directory (so rename is atomic), hidden, unique per writer. */
+export function tempPathFor(finalPath: string): string {
+  return join(dirname(finalPath), `.${basename(finalPath)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+/** The pid a temp name was made by, or undefined when the name is not one of ours. */
+export function tempOwner(name: string): number | undefined {
+  const match = TEMP_NAME.exec(name);
+  return match ? Number(match[1]) : undefined;
+}
+
+/** Whether a process with this pid exists on this machine (EPERM: it exists, owned by someone else). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove temp files and directories in `dir` (not below it) left by processes that are gone; returns their names.
+ * Safe beside live writers: a name whose pid is alive (or is ours) is kept.
+ */
+export async function removeStaleTemps(dir: string): Promise<string[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const removed: string[] = [];
+  for (const name of names) {
+    const pid = tempOwner(name);
+    if (pid === undefined || pid === process.pid || processAlive(pid)) continue;
+    await rm(join(dir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+/** Paths this process must remove if it is stopped by a signal: temp files being written, locks held. */
+const live = new Set<string>();
+
+export function trackTemp(path: string): void {
+  live.add(path);
+}
+
+export function untrackTemp(path: string): void {
+  live.delete(path);
+}
+
+/** Synchronously remove every tracked path (from a signal handler or 'exit', where nothing async runs). */
+export function removeTrackedSync(): void {
+  for (const path of live) {
+    try {
+      rmSync(path, { recursive: true, force: true });
+    } catch {
+      // best effort while exiting
+    }
+  }
+  live.clear();
+}
+
+let installed = false;
+
+/**
+ * On SIGINT or SIGTERM: remove tracked temp files and locks, then exit 130 or 143 (128 + signal), as a shell
+ * reports a process the signal killed. Installed once by each tool that writes files.
+ */
+export function exitCleanlyOnSignals(): void {
+  if (installed) return;
+  installed = true;
+  const handler = (signal: NodeJS.Signals) => {
+    removeTrackedSync();
+    process.stderr.write(`${basename(process.argv[1] ?? 'imgpipe').replace(/\.[cm]?[jt]s$/, '')}: stopped by ${signal}; temp files removed\n`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  process.on('exit', removeTrackedSync);
+}

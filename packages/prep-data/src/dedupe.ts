@@ -1,0 +1,48 @@
+import { realpath } from 'node:fs/promises';
+import { sha256File } from '@imgpipe/kit';
+import type { EarlyReject, PrepItem } from './input.js';
+
+/**
+ * One row per image, so no image lands in two splits: the same source, the same file under alias paths (`./`,
+ * `//`, `../x/`, symbolic links: compared by real path), or the same bytes under another name (by the sha256 of
+ * the file as it is now: download-s3's local_sha256 column may be older than an edit in place). The first row is
+ * kept; later ones are rejected as `duplicate`. Sets each kept item's contentSha256 (undefined when the file
+ * cannot be read: decoding rejects it later).
+ */
+export async function dedupeItems(items: readonly PrepItem[]): Promise<{ kept: PrepItem[]; duplicates: EarlyReject[] }> {
+  const bySource = new Map<string, PrepItem>();
+  const byPath = new Map<string, PrepItem>();
+  const byContent = new Map<string, PrepItem>();
+  const kept: PrepItem[] = [];
+  const duplicates: EarlyReject[] = [];
+  const duplicate = (item: PrepItem, first: PrepItem, how: string) =>
+    duplicates.push({ item, reason: 'duplicate', detail: `${how} as line ${first.line} (${first.row.local_image ?? first.source}); kept there so it is in one split only` });
+  const identities = await mapLimit(items, 8, async (item) => {
+    const real = await realpath(item.path).catch(() => item.path);
+    const content = await sha256File(item.path).catch(() => undefined);
+    return { real, content };
+  });
+  items.forEach((item, index) => {
+    const { real, content } = identities[index]!;
+    const sameSource = bySource.get(item.source);
+    if (sameSource) return duplicate(item, sameSource, 'the same image');
+    const samePath = byPath.get(real);
+    if (samePath) return duplicate(item, samePath, `the same file (${real})`);
+    const sameContent = content === undefined ? undefined : byContent.get(content);
+    if (sameContent) return duplicate(item, sameContent, `the same content (sha256 ${content!.slice(0, 12)}…)`);
+    bySource.set(item.source, item);
+    byPath.set(real, item);
+    if (content !== undefined) byContent.set(content, item);
+    kept.push(content === undefined ? item : { ...item, contentSha256: content });
+  });
+  return { kept, duplicates };
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!);
+  }));
+  return out;
+}
