@@ -48,7 +48,7 @@ try {
   await tfjs.dispose();
 
   // The same model converted to ONNX, on ONNX Runtime's CPU provider.
-  let t = performance.now();
+  const t = performance.now();
   const onnx = await loadBackbone(mobilenet.path, { ...common, device: 'cpu' });
   results.push({ name: 'conversion to ONNX + session start (once; cached afterwards)', unit: 's', value: (performance.now() - t) / 1000, params: { engine: onnx.info.engine } });
   if (onnx.info.engine !== 'onnxruntime') throw new Error('the MobileNet model did not convert');

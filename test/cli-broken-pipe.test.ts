@@ -26,7 +26,7 @@ describe('a tool whose reader goes away', () => {
     const script = `node ${BIN} --no-download-data --csv images.csv 2>err.txt | head -n 2; echo "\${PIPESTATUS[0]}"; cat err.txt`;
     const { stdout } = await execa('bash', ['-c', script], { cwd: temp.path, env: { NODE_NO_WARNINGS: '1' } });
     const lines = stdout.split('\n');
-    assert.equal(lines[0], 'bucket,s3_image,category,label,local_image');
+    assert.equal(lines[0], 'bucket,s3_image,category,label,local_image,local_sha256');
     assert.equal(lines[2], '141');
     assert.doesNotMatch(stdout, /EPIPE|at .*\.js:\d+/);
   });

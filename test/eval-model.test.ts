@@ -96,7 +96,9 @@ test('metrics agree with an independent computation from predictions.csv and a f
   const loss = -y.reduce((s, label, i) => s + Math.log(Math.max(1e-7, p[i]![label]!)), 0) / count;
   assert.ok(Math.abs(result.test_loss - loss) < 1e-6, `${result.test_loss} vs ${loss}`);
   const cm = [[0, 0], [0, 0]];
-  y.forEach((label, i) => cm[label]![pred[i]!]!++);
+  y.forEach((label, i) => {
+    cm[label]![pred[i]!]!++;
+  });
   assert.deepEqual(result.confusion_matrix, cm);
   assert.equal(cm.flat().reduce((a, b) => a + b, 0), count);
   assert.deepEqual(rows.map((r) => Number(r.predicted)), pred);
@@ -110,11 +112,13 @@ test('metrics agree with an independent computation from predictions.csv and a f
   }
   let pairs = 0;
   let wins = 0;
-  y.forEach((a, i) => y.forEach((b, j) => {
-    if (a !== 1 || b !== 0) return;
-    pairs++;
-    wins += p[i]![1] > p[j]![1] ? 1 : p[i]![1] === p[j]![1] ? 0.5 : 0;
-  }));
+  y.forEach((a, i) => {
+    y.forEach((b, j) => {
+      if (a !== 1 || b !== 0) return;
+      pairs++;
+      wins += p[i]![1] > p[j]![1] ? 1 : p[i]![1] === p[j]![1] ? 0.5 : 0;
+    });
+  });
   assert.ok(Math.abs(result.roc_auc! - wins / pairs) < 1e-12);
 
   // The worst list: wrong rows only, most confident first, as many as there are (up to 16).

@@ -33,8 +33,10 @@ const MODELS: Record<string, { new (data: never): { validate(): void } }> = {
   'argoproj.io/v1alpha1/Workflow': Workflow,
 };
 
-type Doc = { apiVersion: string; kind: string; metadata: { name?: string; generateName?: string }; spec: Record<string, any> } & Record<string, any>;
-let docs: { file: string; doc: Doc }[] = [];
+// biome-ignore lint/suspicious/noExplicitAny: parsed YAML manifests of many kinds, walked by path in the assertions; the schemas check their shape
+type Yaml = any;
+type Doc = { apiVersion: string; kind: string; metadata: { name?: string; generateName?: string }; spec: Record<string, Yaml> } & Record<string, Yaml>;
+const docs: { file: string; doc: Doc }[] = [];
 const flagsOf = new Map<string, Set<string>>();
 
 before(async () => {
@@ -53,8 +55,8 @@ before(async () => {
 });
 
 /** Every container of a manifest: pod templates, Argo templates, KServe predictors. */
-function containersOf(doc: Doc): Record<string, any>[] {
-  if (doc.kind === 'Workflow') return doc.spec.templates.filter((t: any) => t.container).map((t: any) => t.container);
+function containersOf(doc: Doc): Record<string, Yaml>[] {
+  if (doc.kind === 'Workflow') return doc.spec.templates.filter((t: { container?: unknown }) => t.container).map((t: { container: unknown }) => t.container);
   if (doc.kind === 'InferenceService') return doc.spec.predictor.containers;
   return doc.spec.template?.spec?.containers ?? [];
 }
@@ -66,8 +68,10 @@ function invocations(words: string[]): string[][] {
   let current: string[] | undefined;
   for (const token of text.split(/\s+|&&|;|\||\{|\}|>/)) {
     if (token === '') continue;
-    if (Object.hasOwn(BINS, token)) out.push((current = [token]));
-    else if (['exec', 'cd', 'head', 'tail', 'node', 'sleep'].includes(token)) current = undefined;
+    if (Object.hasOwn(BINS, token)) {
+      current = [token];
+      out.push(current);
+    } else if (['exec', 'cd', 'head', 'tail', 'node', 'sleep'].includes(token)) current = undefined;
     else current?.push(token);
   }
   return out;
@@ -122,12 +126,18 @@ describe('deploy/k8s manifests (validated offline; not run on a cluster)', () =>
         const words = [...(container.command ?? []), ...(container.args ?? [])].map(String);
         const calls = invocations(words);
         assert.ok(calls.length > 0, `${file}: container ${container.name ?? container.image} runs no imgpipe tool: ${words.join(' ')}`);
-        for (const call of calls) checkInvocation(file, call), (checked += 1);
+        for (const call of calls) {
+          checkInvocation(file, call);
+          checked += 1;
+        }
       }
     }
     const dockerfile = await readFile(join(K8S, 'Dockerfile'), 'utf8');
     const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(dockerfile)![1]!) as string[];
-    for (const call of invocations(cmd)) checkInvocation('Dockerfile CMD', call), (checked += 1);
+    for (const call of invocations(cmd)) {
+      checkInvocation('Dockerfile CMD', call);
+      checked += 1;
+    }
     assert.ok(checked >= 12, `${checked} invocations checked`);
     assert.throws(() => checkInvocation('self-test', ['train', '--no-such-flag']), /not in `train --help`/);
   });
@@ -171,10 +181,10 @@ describe('deploy/k8s manifests (validated offline; not run on a cluster)', () =>
     assert.deepEqual(pvc.spec.accessModes, ['ReadWriteMany']);
     for (const { file, doc } of docs) {
       const volumes = doc.kind === 'Workflow' ? doc.spec.volumes : doc.spec.template?.spec?.volumes ?? [];
-      for (const v of volumes.filter((v: any) => v.persistentVolumeClaim)) assert.equal(v.persistentVolumeClaim.claimName, pvc.metadata.name, file);
+      for (const v of volumes.filter((v: { persistentVolumeClaim?: unknown }) => v.persistentVolumeClaim)) assert.equal(v.persistentVolumeClaim.claimName, pvc.metadata.name, file);
     }
     const workflow = docs.find((d) => d.doc.kind === 'Workflow')!.doc;
-    const tasks = workflow.spec.templates.find((t: any) => t.name === workflow.spec.entrypoint).dag.tasks as { name: string; dependencies?: string[] }[];
+    const tasks = workflow.spec.templates.find((t: { name: string }) => t.name === workflow.spec.entrypoint).dag.tasks as { name: string; dependencies?: string[] }[];
     const order = ['download', 'prep', 'plan', 'extract', 'trials', 'finish', 'eval', 'upload'];
     assert.deepEqual(tasks.map((t) => t.name), order);
     for (const [i, task] of tasks.entries()) assert.deepEqual(task.dependencies ?? [], i === 0 ? [] : [order[i - 1]]);

@@ -106,5 +106,7 @@ test('SIGTERM during train stops every stage and leaves no half-written artifact
   const pointer = JSON.parse(await readFile(join(work, 'last-upload.json'), 'utf8')) as { kind: string; path: string };
   assert.equal(pointer.kind, 'upload');
   assert.equal(pointer.path, join(work, 'runs', run!));
-  assert.ok((await fixture.keys('killed/')).includes('killed/model/card.json'));
+  const published = await fixture.keys('killed/');
+  assert.ok(published.includes('killed/publication.json'), published.join(', '));
+  assert.ok(published.some((key) => /^killed\/p\/[^/]+\/model\/card\.json$/.test(key)), published.join(', '));
 });

@@ -45,7 +45,9 @@ test('make all runs every stage once; a second make all does no work', async () 
   const first = await make();
   assert.deepEqual(first.ran, [...TOOLS]);
   const keys = await fixture.keys('made/');
-  assert.ok(keys.includes('made/model/card.json') && keys.includes('made/results.csv'), keys.join(', '));
+  // A publication: the manifest, and the run's files under made/p/<id>/.
+  assert.ok(keys.includes('made/publication.json'), keys.join(', '));
+  assert.ok(['model/card.json', 'results.csv'].every((name) => keys.some((key) => new RegExp(`^made/p/[^/]+/${name}$`).test(key))), keys.join(', '));
   const before = await mtimes();
 
   const second = await make();

@@ -101,7 +101,9 @@ test('upload-s3 killed at random moments of publishing B over A: readers see a c
       try {
         const probs = [...(await served.predict(pixels, 1))];
         const which = Math.abs(probs[0]! - expected.A[0]!) < 1e-5 ? 'A' : 'B';
-        probs.forEach((p, i) => assert.ok(Math.abs(p - expected[which][i]!) < 1e-5, `serve's loader: ${probs} is neither A's ${expected.A} nor B's ${expected.B}`));
+        probs.forEach((p, i) => {
+          assert.ok(Math.abs(p - expected[which][i]!) < 1e-5, `serve's loader: ${probs} is neither A's ${expected.A} nor B's ${expected.B}`);
+        });
         return which;
       } finally {
         await served.dispose();

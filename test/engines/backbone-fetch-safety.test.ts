@@ -20,7 +20,7 @@ describe('backbone downloads facing a hostile server', () => {
   let server: Server;
   let base: string;
   let modelJson: Record<string, unknown>;
-  let weights: Buffer;
+  let _weights: Buffer;
   let onnx: Buffer;
   const hits: string[] = [];
 
@@ -28,7 +28,7 @@ describe('backbone downloads facing a hostile server', () => {
     temp = await makeTempDir('imgpipe-fetch-safety-');
     const tfjs = await buildTinyConvBackbone({ dir: join(temp.path, 'tfjs'), inputSize: 8, format: 'tfjs-layers' });
     modelJson = JSON.parse(await readFile(tfjs.path, 'utf8')) as Record<string, unknown>;
-    weights = await readFile(join(tfjs.dir, 'weights.bin'));
+    _weights = await readFile(join(tfjs.dir, 'weights.bin'));
     onnx = await readFile((await buildTinyConvBackbone({ dir: join(temp.path, 'onnx'), inputSize: 8, format: 'onnx' })).path);
     server = createServer((request, response) => {
       const url = request.url!;

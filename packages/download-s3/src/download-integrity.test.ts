@@ -39,7 +39,7 @@ describe('download-s3: content identity, links, locks, leftovers', () => {
     temp = await makeTempDir();
     await server.createBucket(BUCKET);
     for (const name of ['a', 'b', 'c']) await uploadObject(server.client, BUCKET, `img/${name}.jpg`, { bytes: `pixels of ${name}` });
-    await writeFile(join(temp.path, 'images.csv'), ['bucket,s3_image,category,label', ...['a', 'b', 'c'].map((n, i) => `${BUCKET},img/${n}.jpg,c${i % 2},${i % 2}`)].join('\n') + '\n');
+    await writeFile(join(temp.path, 'images.csv'), `${['bucket,s3_image,category,label', ...['a', 'b', 'c'].map((n, i) => `${BUCKET},img/${n}.jpg,c${i % 2},${i % 2}`)].join('\n')}\n`);
   });
   after(async () => {
     await server.close();

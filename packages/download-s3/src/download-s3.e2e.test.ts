@@ -50,7 +50,7 @@ describe('download-s3 (the bin, end to end)', () => {
       const result = await run(['--csv', 's3://e2e/images.csv', '--dest', `sharded-${i}`, '--shard', `${i}/3`]);
       assert.equal(result.exitCode, 0, result.stderr);
       const lines = result.stdout.trim().split('\n');
-      assert.equal(lines[0], 'bucket,s3_image,category,label,local_image');
+      assert.equal(lines[0], 'bucket,s3_image,category,label,local_image,local_sha256');
       const expected = Array.from({ length: 20 }, (_, n) => n).filter((n) => n % 3 === i);
       assert.deepEqual(lines.slice(1).map((l) => l.split(',')[1]), expected.map((n) => `img/${n}.jpg`));
       assert.match(result.stderr, new RegExp(`${expected.length} ok, 0 skipped`));

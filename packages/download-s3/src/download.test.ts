@@ -146,8 +146,8 @@ describe('runDownloadS3 against the local S3 server', () => {
     const listed = (await readCsvRows(Readable.from([await readFile(failures)]), { source: 'failures' })).rows;
     assert.deepEqual(listed.map((r) => r.line), ['3', '4', '5', '6', '7']);
     const text = warnings.join('\n');
-    assert.match(text, /line 3: key '\.\.\/escape\.jpg' has a '\.\.' segment/);
-    assert.match(text, /line 5: key '\/etc\/escape3\.jpg' is an absolute path/);
+    assert.match(text, /line 3: key "\.\.\/escape\.jpg" has a '\.\.' segment/);
+    assert.match(text, /line 5: key "\/etc\/escape3\.jpg" is an absolute path/);
     assert.match(text, /line 6: download s3:\/\/imgs\/ok\/missing\.jpg: no such key/);
     assert.match(text, /line 7: expected 4 fields, found 5/);
     // Tolerated failures: exit 0.

@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import pLimit from 'p-limit';
 import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent, acquireLock, removeStaleTemps, sha256File } from '@imgpipe/kit';
-import { downloadObject, headObject, isS3Uri, isSystemicS3Error, localFileMatches, openObjectStream, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, readObjectBytes } from '@imgpipe/s3';
+import { downloadObject, headObject, isS3Uri, isSystemicS3Error, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, readObjectBytes } from '@imgpipe/s3';
 import { inShard, type Shard } from './shard.js';
 import { refuseLinkOut } from './dest-path.js';
 

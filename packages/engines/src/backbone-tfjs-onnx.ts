@@ -51,7 +51,7 @@ export async function loadTfjsOnOnnx(resolved: ResolvedBackbone, options: LoadBa
     output = (JSON.parse(await readFile(manifestPath, 'utf8')) as { feature_layer: string }).feature_layer;
     log.debug(`backbone ${resolved.name}: ONNX conversion cached at ${path}`);
   } else {
-    let converted;
+    let converted: ReturnType<typeof convertTfjsLayers>;
     try {
       converted = convertTfjsLayers(json, weights, {
         source: resolved.path,

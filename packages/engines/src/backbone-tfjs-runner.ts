@@ -41,7 +41,7 @@ export async function openTfjsRunner(tf: Tf, modelJsonPath: string, options: Tfj
       const full: LayersModel = await tf.loadLayersModel(handler);
       let model = full;
       if (options.featureLayer) {
-        let layer;
+        let layer: ReturnType<LayersModel['getLayer']>;
         try {
           layer = full.getLayer(options.featureLayer);
         } catch {

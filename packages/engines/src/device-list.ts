@@ -7,7 +7,7 @@ export function formatDeviceList(list: readonly DeviceStatus[]): string {
   const lines = list.map(
     (d) => `${d.device.padEnd(width)}  ${d.engine.padEnd(engineWidth)}  ${(d.available ? 'yes' : 'no').padEnd(9)}  ${d.detail}`,
   );
-  return [`${'device'.padEnd(width)}  ${'engine'.padEnd(engineWidth)}  available  detail`, ...lines].join('\n') + '\n';
+  return `${[`${'device'.padEnd(width)}  ${'engine'.padEnd(engineWidth)}  available  detail`, ...lines].join('\n')}\n`;
 }
 
 /** Every device for both engines, available or not and why (probes optional packages and GPU adapters). */

@@ -17,6 +17,11 @@ export interface ExtractFeaturesOptions {
   mirror?: boolean;
   /** false: neither read nor write the cache. */
   cache?: boolean;
+  /**
+   * Hash the pixels as they are read and check them against the manifest (default true). A caller that reads part
+   * of a split (train's extraction shards) turns it off and verifies the whole file itself, once.
+   */
+  verifyPixels?: boolean;
   log?: Logger;
   /** Progress events (tests); the bar or lines go to stderr unless the log is quiet. */
   onProgress?: (event: ProgressEvent) => void;
@@ -125,7 +130,7 @@ export async function extractFeatures(options: ExtractFeaturesOptions): Promise<
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(backbone.concurrency, batches)) }, lane));
-  hasher.verify();
+  if (options.verifyPixels !== false) hasher.verify();
   checkFinite(features, dim, split);
   const seconds = (performance.now() - started) / 1000;
   progress.finish(`${(count / Math.max(seconds, 1e-9)).toFixed(1)} images/s`);

@@ -50,13 +50,13 @@ let webgpuRegistered = false;
 let webgpuError: string | undefined;
 
 async function baseTf(): Promise<Tf> {
-  tfModule ??= await import('./tfjs.js');
+  tfModule ??= await import('@tensorflow/tfjs');
   return tfModule;
 }
 
 /** The directory holding tfjs-backend-wasm's .wasm files, as a prefix for setWasmPaths. */
 export function wasmDir(): string {
-  return join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + '/';
+  return `${join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist')}/`;
 }
 
 async function useWasm(): Promise<LoadedTf> {
@@ -93,7 +93,10 @@ export async function setupWebgpu(): Promise<string | undefined> {
   if (webgpuError) return webgpuError;
   try {
     const webgpu = await importOptional('webgpu');
-    if (!webgpu.module) return (webgpuError = `${webgpu.error}; ${INSTALL_HINTS.tfjsWebgpu}`);
+    if (!webgpu.module) {
+      webgpuError = `${webgpu.error}; ${INSTALL_HINTS.tfjsWebgpu}`;
+      return webgpuError;
+    }
     const dawn = webgpu.module as { create(flags: string[]): GPU; globals: object };
     const g = globalThis as Record<string, unknown>;
     Object.assign(globalThis, dawn.globals);
@@ -101,14 +104,21 @@ export async function setupWebgpu(): Promise<string | undefined> {
       Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawn.create([]) }, configurable: true, writable: true });
     }
     const adapter = await withTimeout((g.navigator as { gpu: GPU }).gpu.requestAdapter(), 20_000);
-    if (!adapter) return (webgpuError = `no WebGPU adapter found; ${INSTALL_HINTS.webgpu}`);
+    if (!adapter) {
+      webgpuError = `no WebGPU adapter found; ${INSTALL_HINTS.webgpu}`;
+      return webgpuError;
+    }
     await baseTf();
     const backend = await importOptional('@tensorflow/tfjs-backend-webgpu');
-    if (!backend.module) return (webgpuError = `${backend.error}; ${INSTALL_HINTS.tfjsWebgpu}`);
+    if (!backend.module) {
+      webgpuError = `${backend.error}; ${INSTALL_HINTS.tfjsWebgpu}`;
+      return webgpuError;
+    }
     webgpuRegistered = true;
     return undefined;
   } catch (error) {
-    return (webgpuError = `WebGPU (Dawn) failed: ${messageOf(error)}; ${INSTALL_HINTS.webgpu}`);
+    webgpuError = `WebGPU (Dawn) failed: ${messageOf(error)}; ${INSTALL_HINTS.webgpu}`;
+    return webgpuError;
   }
 }
 

@@ -62,18 +62,18 @@ export function convertTfjsLayers(json: io.ModelJSON, weightData: Uint8Array, op
   };
   const input: Value = { name: g.node('Transpose', [inputName], { base: inputLayer.name, attrs: { perm: TO_NCHW } }), shape: [inputSize, inputSize, 3] };
   const values = new Map<string, Value>();
-  const valueOf = (ref: TensorRef): Value => {
+  const valueFor = (ref: TensorRef): Value => {
     const key = `${ref.layer}:${ref.node}`;
     const known = values.get(key);
     if (known) return known;
     const layer = topology.layers.get(ref.layer)!;
     if (ref.tensor !== 0) throw new UnsupportedLayerError(layer.name, layer.className, `is used through its output ${ref.tensor} (one output per layer converts)`);
-    const inputs = () => callOf(layer, ref.node).map(valueOf);
+    const inputs = () => callOf(layer, ref.node).map(valueFor);
     const value = layer.className === 'InputLayer' ? input : layer.className === NESTED_MODEL ? inputs()[0]! : LAYER_CONVERTERS[layer.className]!(ctx, layer, inputs());
     values.set(key, value);
     return value;
   };
-  const out = valueOf(feature);
+  const out = valueFor(feature);
   keepPadsBeforePools(g);
   const last = out.shape.length === 3 ? 'Transpose' : 'Identity';
   g.node(last, [out.name], { output: featureLayer, ...(last === 'Transpose' ? { attrs: { perm: TO_NHWC } } : {}) });
@@ -110,7 +110,7 @@ function callOf(layer: LayerSpec, node: number): TensorRef[] {
 /** The input's height and width, fixed by the model or given; TF.js reads the size from the height as well. */
 function imageSize(layer: LayerSpec, given: number | undefined, source: string): number {
   const shape = (layer.config.batch_input_shape ?? layer.config.batch_shape) as (number | null)[] | undefined;
-  if (!shape || shape.length !== 4 || (shape[3] !== 3 && shape[3] !== null && shape[3] !== -1)) {
+  if (shape?.length !== 4 || (shape[3] !== 3 && shape[3] !== null && shape[3] !== -1)) {
     throw new InputError(`TF.js backbone ${source}: expected an NHWC image input with 3 channels, got shape [${(shape ?? []).join(', ')}]`);
   }
   const fixed = shape[1];

@@ -1,5 +1,5 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import type { Tf } from './tf.js';
+import type { Tf } from './tf-type.js';
 
 /**
  * Two conv-gradient shapes that MobileNet-like networks hit on every step, where the general kernels of

@@ -1,5 +1,5 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import type { Tf } from './tf.js';
+import type { Tf } from './tf-type.js';
 
 /**
  * Depthwise-convolution gradient kernels for TF.js WebAssembly, which has none, so that --fine-tune trains

@@ -35,7 +35,9 @@ export async function writePredictions(path: string, rows: readonly DatasetRow[]
       predicted_category: labels[predicted[i]!],
       correct: predicted[i] === row.label,
     };
-    labels.forEach((label, c) => (record[`prob_${label}`] = formatFloat32(probs[i * classes + c]!)));
+    labels.forEach((label, c) => {
+      record[`prob_${label}`] = formatFloat32(probs[i * classes + c]!);
+    });
     return record;
   });
   await writeFileAtomic(path, await csvString(predictionColumns(labels), records));

@@ -154,7 +154,7 @@ export function checkFormat(bytes: Uint8Array, formats: readonly ImageFormat[], 
 
 /** The file's bytes (or its path when over READ_WHOLE_MAX_BYTES) and its size; missing or odd files are rejected. */
 async function readInput(path: string): Promise<{ data: Buffer | string; bytes: number }> {
-  let handle;
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
   try {
     // O_NONBLOCK: a FIFO in place of an image must not block the open; regular files ignore the flag.
     handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import yargs, { type Argv, type Options as YargsOption } from 'yargs';
 import { configOptions, resolveConfig, type ResolvedConfig } from './config.js';
 import type { ConfigKey } from './config-schema.js';
-import { EXIT_OK, EXIT_USAGE, exitCodeOf, ImgpipeError, messageOf, UsageError } from './errors.js';
+import { EXIT_OK, EXIT_USAGE, exitCodeOf, ImgpipeError, messageOf } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { describeValue, parseValue, type ValueSpec } from './values.js';
 
@@ -40,6 +40,7 @@ export interface ToolCli {
   /** Extra yargs set-up: positional args, checks, epilogue. */
   configure?: (argv: Argv) => Argv;
   /** Does the work; returns the exit code (0 when omitted). Load heavy modules here, not at the top. */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a tool's run may end without a value (exit 0) or return its exit code
   run(args: Record<string, unknown>, context: CliContext): Promise<number | void>;
 }
 

@@ -153,7 +153,8 @@ function toSections(values: Map<ConfigKey, unknown>): ImgpipeConfig {
   const config: Record<string, Record<string, unknown>> = {};
   for (const [key, value] of values) {
     const [section, leaf] = key.split('.') as [string, string];
-    (config[section] ??= {})[leaf] = value;
+    config[section] ??= {};
+    config[section][leaf] = value;
   }
   return config as ImgpipeConfig;
 }

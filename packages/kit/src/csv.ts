@@ -59,7 +59,9 @@ export async function readCsv(input: Readable, { source, required = [] }: ReadCs
         continue;
       }
       const row: CsvRow = {};
-      columns.forEach((name, index) => (row[name] = record[index] ?? ''));
+      columns.forEach((name, index) => {
+        row[name] = record[index] ?? '';
+      });
       yield { line: info.lines, row };
     }
   }

@@ -16,7 +16,7 @@ export async function fsyncFile(path: string): Promise<void> {
 
 /** fsync a directory (its entries: a rename or a new file in it). Platforms that cannot open directories skip it. */
 export async function fsyncDir(dir: string): Promise<void> {
-  let handle;
+  let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(dir, 'r');
   } catch (error) {

@@ -1,6 +1,6 @@
 import { realpath } from 'node:fs/promises';
 import { sha256File } from '@imgpipe/kit';
-import type { EarlyReject, PrepItem } from './input.js';
+import type { EarlyReject, PrepItem } from './prep-item.js';
 
 /**
  * One row per image, so no image lands in two splits: the same source, the same file under alias paths (`./`,
@@ -25,11 +25,20 @@ export async function dedupeItems(items: readonly PrepItem[]): Promise<{ kept: P
   items.forEach((item, index) => {
     const { real, content } = identities[index]!;
     const sameSource = bySource.get(item.source);
-    if (sameSource) return duplicate(item, sameSource, 'the same image');
+    if (sameSource) {
+      duplicate(item, sameSource, 'the same image');
+      return;
+    }
     const samePath = byPath.get(real);
-    if (samePath) return duplicate(item, samePath, `the same file (${real})`);
+    if (samePath) {
+      duplicate(item, samePath, `the same file (${real})`);
+      return;
+    }
     const sameContent = content === undefined ? undefined : byContent.get(content);
-    if (sameContent) return duplicate(item, sameContent, `the same content (sha256 ${content!.slice(0, 12)}…)`);
+    if (sameContent) {
+      duplicate(item, sameContent, `the same content (sha256 ${content!.slice(0, 12)}…)`);
+      return;
+    }
     bySource.set(item.source, item);
     byPath.set(real, item);
     if (content !== undefined) byContent.set(content, item);

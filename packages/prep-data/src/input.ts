@@ -1,30 +1,13 @@
 import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { InputError, readCsv, type CsvRow } from '@imgpipe/kit';
+import { InputError, readCsv, } from '@imgpipe/kit';
 import { dedupeItems } from './dedupe.js';
+import type { EarlyReject, PrepItem } from './prep-item.js';
+
+export type { EarlyReject, PrepItem } from './prep-item.js';
 
 /** The images CSV as prep-data needs it: one item per row, the classes, and the rows already known to be unusable. */
 export const REQUIRED_COLUMNS = ['category', 'label', 'local_image'] as const;
-
-export interface PrepItem {
-  /** 1-based line of the CSV (the header is line 1). */
-  line: number;
-  row: CsvRow;
-  /** The image's identity: s3://bucket/key when the row has them, else local_image as written. */
-  source: string;
-  /** local_image resolved against the working directory. */
-  path: string;
-  /** sha256 of the image file's bytes as read at start; set by dedupeItems. */
-  contentSha256?: string;
-  label: number;
-  category: string;
-}
-
-export interface EarlyReject {
-  item: PrepItem;
-  reason: 'missing' | 'duplicate';
-  detail: string;
-}
 
 export interface PrepInput {
   columns: string[];
@@ -92,9 +75,15 @@ function classProblems(items: PrepItem[]): string[] {
   const byLabel = new Map<number, Map<string, number[]>>();
   for (const item of items) {
     let names = byLabel.get(item.label);
-    if (!names) byLabel.set(item.label, (names = new Map()));
+    if (!names) {
+      names = new Map();
+      byLabel.set(item.label, names);
+    }
     let at = names.get(item.category);
-    if (!at) names.set(item.category, (at = []));
+    if (!at) {
+      at = [];
+      names.set(item.category, at);
+    }
     at.push(item.line);
   }
   for (const [label, names] of [...byLabel].sort((a, b) => a[0] - b[0])) {
@@ -107,7 +96,10 @@ function classProblems(items: PrepItem[]): string[] {
   for (const [label, names] of byLabel) {
     for (const [name, at] of names) {
       let labels = byName.get(name);
-      if (!labels) byName.set(name, (labels = new Map()));
+      if (!labels) {
+        labels = new Map();
+        byName.set(name, labels);
+      }
       labels.set(label, at);
     }
   }

@@ -82,7 +82,9 @@ test('the dataset reads back: pixels in row order equal a direct decode; rows ca
   assert.equal(events[0]!.status, 'start');
   assert.equal(events.at(-1)!.status, 'done');
   assert.equal(events.at(-1)!.done, 12);
-  events.forEach((event, index) => assert.ok(index === 0 || event.done >= events[index - 1]!.done, 'progress never decreases'));
+  events.forEach((event, index) => {
+    assert.ok(index === 0 || event.done >= events[index - 1]!.done, 'progress never decreases');
+  });
   const dataset = await openDataset(result.pointer.path as string);
   assert.deepEqual(dataset.manifest.classes, ['cat', 'dog']);
   assert.equal(dataset.manifest.fit, 'cover');

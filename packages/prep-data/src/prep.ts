@@ -1,8 +1,8 @@
 import { availableParallelism } from 'node:os';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { assignSplits, checkFractions } from './split.js';
-import { acquireLock, removeStaleTemps, trackTemp, untrackTemp, type SplitFractions, type SplitMethod, type SplitName, createProgress, csvString, packageVersion, DATASET_FORMAT, InputError, MANIFEST_FILE, openDataset, REJECTED_FILE, replaceDirectory, sha256, silentLogger, tempPathFor, UsageError, type DatasetManifest, type Logger, type Pointer, type ProgressEvent, type SplitFiles, type Fit } from '@imgpipe/kit';
+import { acquireLock, removeStaleTemps, trackTemp, untrackTemp, type SplitFractions, type SplitMethod, type SplitName, createProgress, csvString, packageVersion, DATASET_FORMAT, InputError, MANIFEST_FILE, REJECTED_FILE, replaceDirectory, sha256, silentLogger, tempPathFor, UsageError, type DatasetManifest, type Logger, type Pointer, type ProgressEvent, type SplitFiles, type Fit } from '@imgpipe/kit';
 import { checkOutTarget } from './out-dir.js';
 import { DEFAULT_MAX_PIXELS, imageEngineVersions, imagePipelineInfo, tuneImageEngine } from '@imgpipe/images';
 import { decodeOutcome, orderedMap } from './decode-pass.js';
@@ -161,7 +161,9 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
         entries = await stage.finish();
       } else {
         await stage.close();
-        placed.forEach((entry, index) => (entry.split = final[index]!));
+        placed.forEach((entry, index) => {
+          entry.split = final[index]!;
+        });
         const target = await SplitWriter.open(buildDir, '', input.classes, input.columns);
         try {
           await regroup(stage, target, placed, imageBytes);

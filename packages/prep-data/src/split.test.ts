@@ -71,10 +71,14 @@ test('hash splits never move an existing key when rows are appended, and follow 
   const more = [...first, ...items([400, 350]).filter((item) => !first.some((f) => f.key === item.key))];
   const before = assignSplits(first, fractions, { method: 'hash', seed: 7 });
   const after = assignSplits(more, fractions, { method: 'hash', seed: 7 });
-  first.forEach((item, index) => assert.equal(after[index], before[index], item.key));
+  first.forEach((item, index) => {
+    assert.equal(after[index], before[index], item.key);
+  });
   const shuffled = [...more].reverse();
   const reversed = assignSplits(shuffled, fractions, { method: 'hash', seed: 7 });
-  shuffled.forEach((item, index) => assert.equal(reversed[index], after[more.length - 1 - index]));
+  shuffled.forEach((_item, index) => {
+    assert.equal(reversed[index], after[more.length - 1 - index]);
+  });
   const train = after.filter((s) => s === 'train').length / after.length;
   assert.ok(train > 0.64 && train < 0.76, `train share ${train}`);
   const otherSeed = more.map((item) => hashSplit(item.key, fractions, 8));

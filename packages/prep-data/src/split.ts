@@ -58,13 +58,18 @@ export function assignSplits(items: readonly SplitItem[], fractions: SplitFracti
   checkFractions(fractions);
   const result = new Array<SplitName>(items.length);
   if (options.method === 'hash') {
-    items.forEach((item, index) => (result[index] = hashSplit(item.key, fractions, options.seed)));
+    items.forEach((item, index) => {
+      result[index] = hashSplit(item.key, fractions, options.seed);
+    });
     return result;
   }
   const byLabel = new Map<number, number[]>();
   items.forEach((item, index) => {
     let list = byLabel.get(item.label);
-    if (!list) byLabel.set(item.label, (list = []));
+    if (!list) {
+      list = [];
+      byLabel.set(item.label, list);
+    }
     list.push(index);
   });
   for (const [label, indices] of [...byLabel].sort((a, b) => a[0] - b[0])) {

@@ -58,7 +58,9 @@ export class SplitWriter {
     await writeAll(output.handle, pixels, output.bytes);
     output.bytes += pixels.length;
     const row: Record<string, unknown> = { index: output.rows.length, source: item.source, label: item.label, category: item.category };
-    this.passThrough.forEach((name, i) => (row[this.renamed[i]!] = item.row[name] ?? ''));
+    this.passThrough.forEach((name, i) => {
+      row[this.renamed[i]!] = item.row[name] ?? '';
+    });
     output.rows.push(row);
     output.perClass[item.label]! += 1;
     return output.rows.length - 1;

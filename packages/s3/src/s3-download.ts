@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { safeJoin, streamToFileAtomic } from '@imgpipe/kit';
 import { describeS3Error, withS3Retries, type RetryOptions } from './s3.js';
@@ -53,7 +52,7 @@ export async function downloadObject(client: S3Client, bucket: string, key: stri
           controller.abort();
           body?.destroy(new BodyError(`no data for ${stallMs} ms`, 'StalledBody'));
         }, Math.min(1_000, Math.max(50, stallMs / 4)));
-        let response;
+        let response: GetObjectCommandOutput;
         try {
           response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: controller.signal });
         } catch (error) {

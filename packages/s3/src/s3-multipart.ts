@@ -1,4 +1,4 @@
-import { AbortMultipartUploadCommand, DeleteObjectsCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, DeleteObjectsCommand, type DeleteObjectsCommandOutput, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { describeS3Error, withS3Retries, type RetryOptions } from './s3.js';
 
 export interface MultipartUploadInfo {
@@ -52,7 +52,7 @@ export async function abortMultipartUpload(client: S3Client, bucket: string, key
 export async function deleteObjects(client: S3Client, bucket: string, keys: string[], options: RetryOptions = {}): Promise<void> {
   for (let start = 0; start < keys.length; start += 1000) {
     const batch = keys.slice(start, start + 1000);
-    let result;
+    let result: DeleteObjectsCommandOutput;
     try {
       result = await withS3Retries(
         () => client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })),

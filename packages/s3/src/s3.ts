@@ -87,7 +87,7 @@ export function isS3Uri(text: string): boolean {
 /** `s3://bucket/key` -> { bucket, key }. A UsageError names the text when it is not one. */
 export function parseS3Uri(uri: string, what = 'S3 URI'): S3Uri {
   const match = /^s3:\/\/([^/]+)(?:\/(.*))?$/s.exec(uri);
-  if (!match || !match[1]) throw new UsageError(`expected ${what} of the form s3://bucket/key, got '${uri}'`);
+  if (!match?.[1]) throw new UsageError(`expected ${what} of the form s3://bucket/key, got '${uri}'`);
   return { bucket: match[1], key: match[2] ?? '' };
 }
 

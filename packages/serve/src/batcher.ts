@@ -150,7 +150,9 @@ export class Batcher<I, O> {
             throw new Error(`predictBatch returned ${Array.isArray(results) ? results.length : typeof results} outputs for ${batch.length} inputs`);
           }
           this.#options.onBatch?.(batch.length, (performance.now() - started) / 1000);
-          batch.forEach((w, i) => w.resolve(results[i]!));
+          batch.forEach((w, i) => {
+            w.resolve(results[i]!);
+          });
         },
       )
       .catch((error: unknown) => {

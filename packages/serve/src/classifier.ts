@@ -71,7 +71,9 @@ export function createClassifier(options: ClassifierOptions): Classifier {
     onBatch: options.onBatch,
     async predictBatch(images) {
       const pixels = images.length === 1 ? images[0]! : new Uint8Array(images.length * area);
-      if (images.length > 1) images.forEach((image, i) => pixels.set(image, i * area));
+      if (images.length > 1) images.forEach((image, i) => {
+        pixels.set(image, i * area);
+      });
       const probs = await model.predict(pixels, images.length);
       if (probs.length !== images.length * classes) {
         throw new Error(`model.predict returned ${probs.length} values for ${images.length} images of ${classes} classes`);

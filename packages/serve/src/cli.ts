@@ -50,7 +50,7 @@ export const serveCli: ToolCli = {
       throw new UsageError(`expected --name to be letters, digits, '.', '_' or '-' (it goes in URLs), got '${name}'`);
     }
     const { parseImageFormats } = await import('@imgpipe/images');
-    let formats;
+    let formats: ReturnType<typeof parseImageFormats>;
     try {
       formats = parseImageFormats(String(args.formats));
     } catch (error) {

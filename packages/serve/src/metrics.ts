@@ -75,7 +75,9 @@ export class Histogram implements Metric {
   render(): string[] {
     const lines: string[] = [];
     for (const { labels, counts, sum, count } of this.#series.values()) {
-      this.buckets.forEach((bound, i) => lines.push(`${this.name}_bucket${formatLabels({ ...labels, le: formatValue(bound) })} ${counts[i]}`));
+      this.buckets.forEach((bound, i) => {
+        lines.push(`${this.name}_bucket${formatLabels({ ...labels, le: formatValue(bound) })} ${counts[i]}`);
+      });
       lines.push(`${this.name}_bucket${formatLabels({ ...labels, le: '+Inf' })} ${count}`);
       lines.push(`${this.name}_sum${formatLabels(labels)} ${formatValue(sum)}`);
       lines.push(`${this.name}_count${formatLabels(labels)} ${count}`);

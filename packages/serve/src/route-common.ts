@@ -1,6 +1,6 @@
 import type { Classifier } from './classifier.js';
 import { HttpError, UnavailableError } from './http-error.js';
-import type { AppState } from './routes.js';
+import type { AppState } from './route-types.js';
 
 /** The classifier, or 503 while the model loads. */
 export const ready = (state: AppState): Classifier => {

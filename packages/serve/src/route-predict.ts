@@ -2,7 +2,7 @@ import { annotateImage } from './annotate.js';
 import { parseJsonObject, readBody } from './body.js';
 import type { Prediction } from './classifier.js';
 import { ready } from './route-common.js';
-import type { AppState, Reply, RouteContext } from './routes.js';
+import type { AppState, Reply, RouteContext } from './route-types.js';
 import { parseSeedRequest } from './request.js';
 
 /** The seed's route: {"data":[{"path","encoded"}]} -> {path: {pred, encoded, probs}}. */

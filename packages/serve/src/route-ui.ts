@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { HttpError } from './http-error.js';
-import type { AppState, Reply, RouteContext } from './routes.js';
+import type { AppState, Reply, RouteContext } from './route-types.js';
 import { staticFile, type StaticFile, type UiState } from './ui-assets.js';
 import { hasReport, readReport, referencedPlots, reportCsp, runDirOf } from './ui-report.js';
 
@@ -32,7 +32,7 @@ export async function page({ request }: RouteContext, state: AppState): Promise<
 }
 
 /** GET /favicon.ico: none, said without an error, so browsers viewing the report or JSON log nothing. */
-export async function favicon(context: RouteContext, state: AppState): Promise<Reply> {
+export async function favicon(_context: RouteContext, state: AppState): Promise<Reply> {
   uiOf(state);
   return { status: 204, body: Buffer.alloc(0), contentType: 'image/x-icon', headers: { 'cache-control': 'max-age=86400' } };
 }

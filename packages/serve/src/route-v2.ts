@@ -2,7 +2,7 @@ import { parseJsonObject, readBody } from './body.js';
 import type { Classifier } from './classifier.js';
 import { HttpError } from './http-error.js';
 import { checkModelName, ready } from './route-common.js';
-import type { AppState, Reply, RouteContext } from './routes.js';
+import type { AppState, Reply, RouteContext } from './route-types.js';
 import { parseV2InferRequest } from './request.js';
 
 /** Open Inference Protocol (KServe V2) REST: infer with a BYTES input of base64 images. */

@@ -16,7 +16,12 @@ setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
 const logLines: string[] = [];
-const sink = { write: (chunk: string) => (logLines.push(String(chunk)), true) } as unknown as NodeJS.WritableStream;
+const sink = {
+  write: (chunk: string) => {
+    logLines.push(String(chunk));
+    return true;
+  },
+} as unknown as NodeJS.WritableStream;
 const quiet = { write: () => true } as unknown as NodeJS.WritableStream;
 
 function options(modelDir: string, overrides: Partial<ServeOptions> = {}): ServeOptions {
@@ -41,7 +46,7 @@ function options(modelDir: string, overrides: Partial<ServeOptions> = {}): Serve
 }
 
 /** The real model with a change to its predict (a fixed delay per batch, or a failure): the server is what is tested. */
-function wrapped(modelDir: string, predict: (inner: ServedModel['predict'], pixels: Uint8Array, count: number) => Promise<Float32Array>) {
+function wrapped(_modelDir: string, predict: (inner: ServedModel['predict'], pixels: Uint8Array, count: number) => Promise<Float32Array>) {
   const inner = createModelLoader({ device: 'wasm', aws: { endpoint: '' } as never, maxPixels: 4_000_000 });
   return async (spec: string): Promise<ServedModel> => {
     const model = await inner(spec);

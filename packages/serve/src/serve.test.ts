@@ -15,9 +15,19 @@ import { buildTestModelDir, TEST_LABELS, TEST_SIZE, testImage } from './test-mod
 
 const DEVICE = 'wasm' as const;
 const logLines: string[] = [];
-const sink = { write: (chunk: string) => (logLines.push(String(chunk)), true) } as unknown as NodeJS.WritableStream;
+const sink = {
+  write: (chunk: string) => {
+    logLines.push(String(chunk));
+    return true;
+  },
+} as unknown as NodeJS.WritableStream;
 const stdoutLines: string[] = [];
-const stdout = { write: (chunk: string) => (stdoutLines.push(String(chunk)), true) } as unknown as NodeJS.WritableStream;
+const stdout = {
+  write: (chunk: string) => {
+    stdoutLines.push(String(chunk));
+    return true;
+  },
+} as unknown as NodeJS.WritableStream;
 
 function options(modelDir: string, overrides: Partial<ServeOptions> = {}): ServeOptions {
   return {
@@ -41,7 +51,7 @@ function options(modelDir: string, overrides: Partial<ServeOptions> = {}): Serve
 }
 
 /** A loader whose model waits at a gate before each predict: the model is real, only its timing is held. */
-function gatedLoader(modelDir: string) {
+function gatedLoader(_modelDir: string) {
   let open: () => void = () => undefined;
   let gate = Promise.resolve();
   let calls = 0;
@@ -326,8 +336,21 @@ describe('serve over HTTP with a real model', () => {
     const held = new Promise<void>((resolve) => (release = resolve));
     const inner = createModelLoader({ device: DEVICE, aws: { endpoint: '' } as never, maxPixels: 4_000_000 });
     const events: string[] = [];
-    const stderr = { write: (chunk: string) => (events.push(String(chunk)), true) } as unknown as NodeJS.WritableStream;
-    const starting = runServe(options(modelDir, { stderr, load: async (spec) => (await held, inner(spec)) }));
+    const stderr = {
+      write: (chunk: string) => {
+        events.push(String(chunk));
+        return true;
+      },
+    } as unknown as NodeJS.WritableStream;
+    const starting = runServe(
+      options(modelDir, {
+        stderr,
+        load: async (spec) => {
+          await held;
+          return inner(spec);
+        },
+      }),
+    );
     let url: string | undefined;
     while (!url) {
       url = events.map((l) => JSON.parse(l)).find((e) => e.msg === 'listening')?.url;

@@ -4,7 +4,7 @@ import { FailureError, messageOf, writePointer, type Logger, type ModelCard } fr
 import { createAccessLog, createEventLog } from './access-log.js';
 import type { EchoMode } from './annotate.js';
 import { createClassifier, type ClassifierModel, type ImageDecoder } from './classifier.js';
-import type { AppState } from './routes.js';
+import type { AppState } from './route-types.js';
 import { createHttpApp } from './server.js';
 import { createServeMetrics, type ServeMetrics } from './serve-metrics.js';
 import { loadUiAssets } from './ui-assets.js';

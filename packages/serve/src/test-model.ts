@@ -24,7 +24,7 @@ export async function buildTestModelDir(
   const { tf } = await loadTf('wasm');
   const fill = (n: number, scale: number) => Float32Array.from({ length: n }, () => random() * scale);
   const size = options.size ?? TEST_SIZE;
-  let backbone;
+  let backbone: Awaited<ReturnType<typeof loadBackbone>>;
   if (options.backbone) {
     backbone = await loadBackbone(options.backbone, { device: 'wasm', inputSize: size, workers: 1, preprocess: 'torch', ...(options.featureLayer ? { featureLayer: options.featureLayer } : {}) });
   } else {

@@ -214,7 +214,9 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
         const n = rows.length;
         const pixels = await readRows(dataset, 'train', rows, imageBytes);
         const oneHot = new Float32Array(n * classes);
-        rows.forEach((row, i) => (oneHot[i * classes + labels[row]!] = 1));
+        rows.forEach((row, i) => {
+          oneHot[i * classes + labels[row]!] = 1;
+        });
         const x = tf.tensor4d(preprocessPixels(pixels, n, size, info.preprocess, 'NHWC'), [n, size, size, 3]);
         const y = tf.tensor2d(oneHot, [n, classes]);
         try {

@@ -55,7 +55,7 @@ export async function extractShard(runDir: string, plan: RunPlan, index: number,
   let seconds = 0;
   try {
     for (const part of todo) {
-      const extracted = await extractFeatures({ dataset: partView(dataset, part), split: part.split, backbone, batchSize: options.extractBatchSize, cache: false, log });
+      const extracted = await extractFeatures({ dataset: partView(dataset, part), split: part.split, backbone, batchSize: options.extractBatchSize, cache: false, verifyPixels: false, log });
       if (extracted.dim !== plan.feature_dim) throw new UsageError(`backbone ${options.backbone} gives ${extracted.dim} features, the plan says ${plan.feature_dim}; was the backbone file replaced?`);
       const { features } = extracted;
       await writeFileAtomic(shardPartFile(runDir, part), new Uint8Array(features.buffer, features.byteOffset, features.byteLength));

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { verifyPixelFile } from '@imgpipe/engines';
 import { openDataset, UsageError, writeJsonAtomic, type Dataset, type Logger, type Pointer } from '@imgpipe/kit';
 import { openBackbone } from './backbone-features.js';
 import { runKey } from './open-run.js';
@@ -95,6 +96,8 @@ export async function planRun(options: PlanOptions, log: Logger): Promise<{ runD
   }
   const dataset = await openDataset(resolve(options.dataDir));
   checkSplits(dataset);
+  // Extraction shards read parts of the split files, so the whole files are verified here, once, for all of them.
+  for (const split of ['train', 'val'] as const) await verifyPixelFile(dataset, split);
   const trials = planTrials(options.space, options.strategy, options.runs, options.seed);
   const key = runKey(dataset, options);
   const out = resolve(options.out);

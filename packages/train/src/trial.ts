@@ -137,7 +137,7 @@ export async function runTrial(tf: Tf, features: TrialFeatures, trial: Trial, op
 /** Highest val accuracy; ties: lower val loss, then the earlier trial. */
 export function isBetter(a: TrialRecord, b: TrialRecord | undefined): boolean {
   if (a.status !== 'ok') return false;
-  if (!b || b.status !== 'ok') return true;
+  if (b?.status !== 'ok') return true;
   if (a.val_accuracy !== b.val_accuracy) return a.val_accuracy > b.val_accuracy;
   if (a.val_loss !== b.val_loss) return a.val_loss < b.val_loss;
   return a.index < b.index;

@@ -52,7 +52,7 @@ async function walk(dir) {
   /** @param {string} rel */
   const visit = async (rel) => {
     for (const entry of await readdir(join(dir, rel), { withFileTypes: true })) {
-      const path = rel ? rel + '/' + entry.name : entry.name;
+      const path = rel ? `${rel}/${entry.name}` : entry.name;
       if (entry.isDirectory()) await visit(path);
       else found.push({ path, plain: entry.isFile() });
     }
@@ -69,29 +69,29 @@ async function verifyFiles(dir, files, listedIn, ignore) {
   const listed = new Map(files.map((f) => [f.path, f]));
   for (const { path, plain } of await walk(dir)) {
     if (ignore.has(path)) continue;
-    if (!plain) throw new Error(join(dir, path) + ': a link or special file; only plain files are trusted');
-    if (!listed.has(path)) throw new Error(join(dir, path) + ': not listed in ' + listedIn);
+    if (!plain) throw new Error(`${join(dir, path)}: a link or special file; only plain files are trusted`);
+    if (!listed.has(path)) throw new Error(`${join(dir, path)}: not listed in ${listedIn}`);
   }
   for (const file of files) {
     const path = join(dir, file.path);
     const info = await lstat(path).catch(() => undefined);
-    if (!info) throw new Error(path + ': missing (listed in ' + listedIn + ')');
-    if (info.size !== file.size) throw new Error(path + ': ' + info.size + ' bytes, ' + listedIn + ' lists ' + file.size);
-    if ((await sha256File(path)) !== file.sha256) throw new Error(path + ': sha256 differs from ' + listedIn + '; the file is corrupt or changed');
+    if (!info) throw new Error(`${path}: missing (listed in ${listedIn})`);
+    if (info.size !== file.size) throw new Error(`${path}: ${info.size} bytes, ${listedIn} lists ${file.size}`);
+    if ((await sha256File(path)) !== file.sha256) throw new Error(`${path}: sha256 differs from ${listedIn}; the file is corrupt or changed`);
   }
 }
 
 /** Verify a model directory against its card: every file listed, nothing else, paths inside. @param {string} dir @param {Card} card */
 async function verifyModelDir(dir, card) {
   const where = join(dir, 'card.json');
-  if (!Array.isArray(card.files)) throw new Error(where + ': lists no files; re-save the model with a current imgpipe');
-  for (const file of card.files) if (!inside(file.path)) throw new Error(where + ': file ' + JSON.stringify(file.path) + ' points outside the model directory');
+  if (!Array.isArray(card.files)) throw new Error(`${where}: lists no files; re-save the model with a current imgpipe`);
+  for (const file of card.files) if (!inside(file.path)) throw new Error(`${where}: file ${JSON.stringify(file.path)} points outside the model directory`);
   for (const [what, path] of [['backbone.path', card.backbone.path], ['head.path', card.head.path]]) {
-    if (!inside(path)) throw new Error(where + ': ' + what + ' ' + JSON.stringify(path) + ' points outside the model directory');
-    if (!card.files.some((f) => f.path === path)) throw new Error(where + ': ' + what + ' ' + path + ' is not among the listed files');
+    if (!inside(path)) throw new Error(`${where}: ${what} ${JSON.stringify(path)} points outside the model directory`);
+    if (!card.files.some((f) => f.path === path)) throw new Error(`${where}: ${what} ${path} is not among the listed files`);
   }
   if (card.backbone.input_size !== undefined && card.backbone.input_size !== card.input.size) {
-    throw new Error(where + ': input.size is ' + card.input.size + ' but the backbone was recorded with input_size ' + card.backbone.input_size);
+    throw new Error(`${where}: input.size is ${card.input.size} but the backbone was recorded with input_size ${card.backbone.input_size}`);
   }
   await verifyFiles(dir, card.files, where, new Set(['card.json']));
 }
@@ -99,8 +99,8 @@ async function verifyModelDir(dir, card) {
 /** @param {string} text @param {string} source @returns {Publication} */
 function parsePublication(text, source) {
   const manifest = JSON.parse(text);
-  if (manifest?.format !== 'imgpipe-publication/1' || !Array.isArray(manifest.objects)) throw new Error(source + ': not an imgpipe publication manifest');
-  for (const o of manifest.objects) if (!inside(o?.name) || !inside(o.key)) throw new Error(source + ': object ' + JSON.stringify(o) + ' points outside the prefix');
+  if (manifest?.format !== 'imgpipe-publication/1' || !Array.isArray(manifest.objects)) throw new Error(`${source}: not an imgpipe publication manifest`);
+  for (const o of manifest.objects) if (!inside(o?.name) || !inside(o.key)) throw new Error(`${source}: object ${JSON.stringify(o)} points outside the prefix`);
   return manifest;
 }
 
@@ -115,24 +115,24 @@ function modelObjects(manifest) {
  * @param {string} url @param {string} [dest]
  */
 export async function downloadModel(url, dest) {
-  const base = url.endsWith('/') ? url : url + '/';
+  const base = url.endsWith('/') ? url : `${url}/`;
   for (let attempt = 1; ; attempt++) {
-    const manifestUrl = base + 'publication.json';
+    const manifestUrl = `${base}publication.json`;
     const response = await fetch(manifestUrl);
-    if (!response.ok) throw new Error(manifestUrl + ': HTTP ' + response.status + ' (nothing published there?)');
+    if (!response.ok) throw new Error(`${manifestUrl}: HTTP ${response.status} (nothing published there?)`);
     const manifest = parsePublication(await response.text(), manifestUrl);
-    const dir = resolve(dest ?? join(tmpdir(), 'imgpipe-model-' + manifest.id));
-    const temp = dir + '.' + process.pid + '.tmp';
+    const dir = resolve(dest ?? join(tmpdir(), `imgpipe-model-${manifest.id}`));
+    const temp = `${dir}.${process.pid}.tmp`;
     await rm(temp, { recursive: true, force: true });
     try {
       for (const object of modelObjects(manifest)) {
         const got = await fetch(new URL(object.key.split('/').map(encodeURIComponent).join('/'), base));
         // Objects gone: a newer publication replaced this one while we read it; start over from its manifest.
         if (got.status === 404 && attempt < 3) throw Object.assign(new Error('replaced'), { replaced: true });
-        if (!got.ok) throw new Error(base + object.key + ': HTTP ' + got.status);
+        if (!got.ok) throw new Error(`${base + object.key}: HTTP ${got.status}`);
         const bytes = Buffer.from(await got.arrayBuffer());
         if (bytes.length !== object.size || createHash('sha256').update(bytes).digest('hex') !== object.sha256) {
-          throw new Error(base + object.key + ': size or sha256 differs from publication.json; refusing a corrupt or changed object');
+          throw new Error(`${base + object.key}: size or sha256 differs from publication.json; refusing a corrupt or changed object`);
         }
         await mkdir(dirname(join(temp, object.name)), { recursive: true });
         await writeFile(join(temp, object.name), bytes);
@@ -159,9 +159,9 @@ async function resolveModelDir(spec) {
   const root = join(dir, 'p', manifest.id);
   const listed = manifest.objects.map((o) => ({ path: o.key, size: o.size, sha256: o.sha256 }));
   for (const file of listed) {
-    if (!file.path.startsWith('p/' + manifest.id + '/')) throw new Error(manifestPath + ': object ' + file.path + ' is outside p/' + manifest.id + '/');
+    if (!file.path.startsWith(`p/${manifest.id}/`)) throw new Error(`${manifestPath}: object ${file.path} is outside p/${manifest.id}/`);
   }
-  await verifyFiles(root, listed.map((f) => ({ ...f, path: f.path.slice(('p/' + manifest.id + '/').length) })), manifestPath, new Set());
+  await verifyFiles(root, listed.map((f) => ({ ...f, path: f.path.slice((`p/${manifest.id}/`).length) })), manifestPath, new Set());
   return join(root, 'model');
 }
 
@@ -173,7 +173,7 @@ export async function loadModel(spec) {
   const dir = await resolveModelDir(spec);
   /** @type {Card} */
   const card = JSON.parse(await readFile(join(dir, 'card.json'), 'utf8'));
-  if (card.format !== 'imgpipe-model/1') throw new Error(join(dir, 'card.json') + ': not an imgpipe model card (format ' + card.format + ')');
+  if (card.format !== 'imgpipe-model/1') throw new Error(`${join(dir, 'card.json')}: not an imgpipe model card (format ${card.format})`);
   await verifyModelDir(dir, card);
   const tf = await loadTf();
   const head = await tf.loadLayersModel(fileHandler(tf, join(dir, card.head.path)));
@@ -230,7 +230,7 @@ function fileHandler(tf, modelJsonPath) {
         const buffers = await Promise.all(
           manifest.flatMap((group) => group.paths).map(async (p) => {
             const rel = posix.normalize(posix.join(posix.dirname(modelJsonPath.split('\\').join('/')), p));
-            if (p.startsWith('/') || p.split('/').includes('..')) throw new Error(modelJsonPath + ': weights path ' + p + ' points outside the model directory');
+            if (p.startsWith('/') || p.split('/').includes('..')) throw new Error(`${modelJsonPath}: weights path ${p} points outside the model directory`);
             const data = await readFile(rel);
             return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
           }),
@@ -288,7 +288,7 @@ async function loadBackbone(tf, dir, card) {
     const output = featureLayer ?? session.outputNames[0] ?? '';
     if (!session.outputNames.includes(output)) {
       await session.release();
-      throw new Error(path + ': feature layer ' + output + ' is not a graph output (outputs: ' + session.outputNames.join(', ') + '); re-save the model with a current imgpipe');
+      throw new Error(`${path}: feature layer ${output} is not a graph output (outputs: ${session.outputNames.join(', ')}); re-save the model with a current imgpipe`);
     }
     const inputName = session.inputNames[0] ?? '';
     return {
@@ -336,7 +336,7 @@ async function loadBackbone(tf, dir, card) {
       },
     };
   }
-  throw new Error(dir + '/card.json: unknown backbone.format ' + card.backbone.format);
+  throw new Error(`${dir}/card.json: unknown backbone.format ${card.backbone.format}`);
 }
 
 /** @param {string[]} argv */
@@ -350,11 +350,11 @@ async function main(argv) {
   try {
     if (images.length === 0) {
       const { labels, input, backbone, metrics } = model.card;
-      process.stdout.write(JSON.stringify({ model: model.dir, labels, input, backbone: { name: backbone.name, format: backbone.format }, metrics }) + '\n');
+      process.stdout.write(`${JSON.stringify({ model: model.dir, labels, input, backbone: { name: backbone.name, format: backbone.format }, metrics })}\n`);
     }
     for (const image of images) {
       const { label, probabilities } = await model.classify(image);
-      process.stdout.write(JSON.stringify({ image, label, probabilities }) + '\n');
+      process.stdout.write(`${JSON.stringify({ image, label, probabilities })}\n`);
     }
   } finally {
     await model.dispose();
@@ -366,7 +366,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   main(process.argv.slice(2)).then(
     (code) => (process.exitCode = code),
     (error) => {
-      process.stderr.write('load_model.mjs: ' + (error && error.message ? error.message : String(error)) + '\n');
+      process.stderr.write(`load_model.mjs: ${error?.message ? error.message : String(error)}\n`);
       process.exitCode = 1;
     },
   );

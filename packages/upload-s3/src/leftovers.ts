@@ -7,7 +7,7 @@ import { RUN_DIRS, RUN_FILES, SNIPPET_NAME } from './layout.js';
  * ListMultipartUploads gets a warning, not a failure: the publication itself does not depend on it.
  */
 export async function abortUploadsUnder(client: S3Client, bucket: string, keyPrefix: string, options: RetryOptions = {}): Promise<number> {
-  let uploads;
+  let uploads: Awaited<ReturnType<typeof listMultipartUploads>>;
   try {
     uploads = await listMultipartUploads(client, bucket, keyPrefix, options);
   } catch (error) {

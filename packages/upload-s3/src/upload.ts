@@ -111,7 +111,7 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
   const base = formatS3Uri(bucket, prefix);
 
   // Multipart uploads left by a publisher that was killed (ours: nothing else writes under prefix/p/).
-  const stale = await abortUploadsUnder(client, bucket, joinKey(prefix, PUBLICATION_OBJECTS_DIR) + '/', retry);
+  const stale = await abortUploadsUnder(client, bucket, `${joinKey(prefix, PUBLICATION_OBJECTS_DIR)}/`, retry);
   if (stale > 0) log.info('aborted %d stale multipart upload(s) under %s%s', stale, base, PUBLICATION_OBJECTS_DIR);
 
   // Objects the current publication already holds are copied on the server instead of sent again.
@@ -158,7 +158,7 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
   );
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed || signal?.aborted) {
-    if (signal?.aborted) await abortUploadsUnder(client, bucket, joinKey(prefix, objectsDir) + '/', { retries: 2 }).catch(() => 0);
+    if (signal?.aborted) await abortUploadsUnder(client, bucket, `${joinKey(prefix, objectsDir)}/`, { retries: 2 }).catch(() => 0);
     throw signal?.aborted ? signal.reason : failed!.reason;
   }
   const items = settled.map((r) => (r as PromiseFulfilledResult<UploadItem>).value);

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { openDataset, sha256 } from '@imgpipe/kit';
 import { makeTempDir, machineInfo, writeBenchResults, writeSyntheticDataset, type BenchResult } from '@imgpipe/test-utils';
-import { verifyPixelFile } from './verified-pixels.js';
+import { verifyPixelFile } from '@imgpipe/engines';
 
 const { values } = parseArgs({ options: { images: { type: 'string', default: '25000' }, size: { type: 'string', default: '64' }, dim: { type: 'string', default: '2048' } } });
 const [images, size, dim] = [values.images, values.size, values.dim].map(Number) as [number, number, number];
