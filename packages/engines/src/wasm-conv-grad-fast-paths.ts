@@ -1,5 +1,6 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { Tf } from './tf-type.js';
+import type { ConvInfo, WasmBackend } from './wasm-kernel-types.js';
 
 /**
  * Two conv-gradient shapes that MobileNet-like networks hit on every step, where the general kernels of
@@ -11,25 +12,6 @@ import type { Tf } from './tf-type.js';
  *   kernel convolves a zero-upsampled dy (4x the pixels) into 3 output channels, which XNNPACK does slowly.
  * Anything else goes to the general kernel.
  */
-type WasmBackend = {
-  disposeData(dataId: object): void;
-  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
-  typedArrayFromHeap(info: TensorInfo): Float32Array;
-};
-type ConvInfo = {
-  batchSize: number;
-  inHeight: number;
-  inWidth: number;
-  inChannels: number;
-  outHeight: number;
-  outWidth: number;
-  outChannels: number;
-  filterHeight: number;
-  filterWidth: number;
-  strideHeight: number;
-  strideWidth: number;
-  padInfo: { top: number; left: number; bottom: number; right: number };
-};
 type Attrs = { strides: number | [number, number]; pad: unknown; dataFormat?: string; dimRoundingMode?: string };
 
 const REPLACED = new WeakSet<object>();

@@ -1,5 +1,6 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { Tf } from './tf-type.js';
+import type { ConvInfo, WasmBackend } from './wasm-kernel-types.js';
 
 /**
  * Depthwise-convolution gradient kernels for TF.js WebAssembly, which has none, so that --fine-tune trains
@@ -13,27 +14,6 @@ import type { Tf } from './tf-type.js';
  * (8 images at 224) it took 85-120 CPU-ms, against 230 for df as an XNNPACK depthwise convolution (images x
  * channels as channels, dy as an oh x ow filter) and 280 for a plain per-tap loop.
  */
-type WasmBackend = {
-  disposeData(dataId: object): void;
-  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
-  typedArrayFromHeap(info: TensorInfo): Float32Array;
-};
-type DepthwiseInfo = {
-  batchSize: number;
-  inHeight: number;
-  inWidth: number;
-  inChannels: number;
-  outHeight: number;
-  outWidth: number;
-  outChannels: number;
-  filterHeight: number;
-  filterWidth: number;
-  strideHeight: number;
-  strideWidth: number;
-  dilationHeight: number;
-  dilationWidth: number;
-  padInfo: { top: number; left: number };
-};
 type Attrs = {
   strides: [number, number] | number;
   dilations?: [number, number] | number;
@@ -55,9 +35,9 @@ export function registerWasmDepthwiseGradKernels(tf: Tf): void {
   const reverse = kernel('Reverse');
   const slice = kernel('Slice');
   const sum = kernel('Sum');
-  const infoOf = (xShape: number[], filterShape: number[], attrs: Attrs): DepthwiseInfo => {
+  const infoOf = (xShape: number[], filterShape: number[], attrs: Attrs): ConvInfo => {
     if (attrs.dataFormat === 'NCHW') throw new Error("wasm depthwise conv gradients support dataFormat 'NHWC' only");
-    return (tf.backend_util.computeConv2DInfo as unknown as (...args: unknown[]) => DepthwiseInfo)(
+    return (tf.backend_util.computeConv2DInfo as unknown as (...args: unknown[]) => ConvInfo)(
       xShape, filterShape, attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, true, 'channelsLast',
     );
   };

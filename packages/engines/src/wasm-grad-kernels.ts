@@ -1,5 +1,6 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { Tf } from './tf-type.js';
+import type { ConvInfo, WasmBackend } from './wasm-kernel-types.js';
 
 /**
  * Conv gradient kernels for TF.js WebAssembly, as convolutions its XNNPACK Conv2D runs, so that --fine-tune trains
@@ -14,21 +15,6 @@ import type { Tf } from './tf-type.js';
  * with the forward conv's top/left padding, and the bottom/right padding (or a crop of x) that makes the output
  * exactly the filter's size.
  */
-type Backend = { disposeData(dataId: object): void };
-type Conv2DInfo = {
-  batchSize: number;
-  inHeight: number;
-  inWidth: number;
-  inChannels: number;
-  outHeight: number;
-  outWidth: number;
-  outChannels: number;
-  filterHeight: number;
-  filterWidth: number;
-  strideHeight: number;
-  strideWidth: number;
-  padInfo: { top: number; left: number };
-};
 
 /** The input gradient: the full convolution of dy, zero-upsampled by the stride, with the filter rotated 180 degrees. */
 const REPLACED = new WeakSet<object>();
@@ -57,13 +43,13 @@ export function registerWasmGradKernels(tf: Tf): void {
         return out;
       },
       dispose() {
-        for (const t of made) (backend as Backend).disposeData(t.dataId);
+        for (const t of made) (backend as WasmBackend).disposeData(t.dataId);
       },
     };
   };
-  const convInfoOf = (inShape: number[], filterShape: number[], attrs: Record<string, unknown>): Conv2DInfo => {
+  const convInfoOf = (inShape: number[], filterShape: number[], attrs: Record<string, unknown>): ConvInfo => {
     if (attrs.dataFormat === 'NCHW') throw new Error("wasm conv gradients support dataFormat 'NHWC' only");
-    return (tf.backend_util.computeConv2DInfo as unknown as (...args: unknown[]) => Conv2DInfo)(
+    return (tf.backend_util.computeConv2DInfo as unknown as (...args: unknown[]) => ConvInfo)(
       inShape, filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast',
     );
   };
@@ -97,7 +83,7 @@ export function registerWasmGradKernels(tf: Tf): void {
       const padding = [[0, 0], [padTop, Math.max(0, padBottom)], [padLeft, Math.max(0, padRight)], [0, 0]];
       const out = conv2d({ inputs: { x: up, filter: swapped }, attrs: { strides: [1, 1], dilations: [1, 1], pad: padding, dataFormat: 'NHWC' } as never, backend }) as TensorInfo;
       if (out.shape.join() !== [n, H, W, ci].join()) {
-        (backend as Backend).disposeData(out.dataId);
+        (backend as WasmBackend).disposeData(out.dataId);
         throw new Error(`wasm Conv2DBackpropInput: got [${out.shape.join(', ')}], expected [${inputShape.join(', ')}]`);
       }
       return out;
@@ -116,7 +102,7 @@ export function registerWasmGradKernels(tf: Tf): void {
       filterShape: [number, number, number, number];
     };
     if (dataFormat === 'NCHW') throw new Error("wasm Conv2DBackpropFilter supports dataFormat 'NHWC' only");
-    const info = (tf.backend_util.computeConv2DInfo as unknown as (...args: unknown[]) => Conv2DInfo)(
+    const info = (tf.backend_util.computeConv2DInfo as unknown as (...args: unknown[]) => ConvInfo)(
       x.shape, filterShape, strides, 1, pad, dimRoundingMode, false, 'channelsLast',
     );
     const { inHeight: H, inWidth: W, inChannels: ci, batchSize: n, outHeight: oh, outWidth: ow, outChannels: co } = info;
@@ -141,7 +127,7 @@ export function registerWasmGradKernels(tf: Tf): void {
       const result = transpose({ inputs: { x: out }, attrs: { perm: [1, 2, 0, 3] } as never, backend }) as TensorInfo;
       return result;
     } finally {
-      for (const t of temps) (backend as Backend).disposeData(t.dataId);
+      for (const t of temps) (backend as WasmBackend).disposeData(t.dataId);
     }
   };
   if (!tf.getKernel('Conv2DBackpropFilter', 'wasm')) {
