@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ImgpipeError } from './errors.js';
 import { processAlive, tempPathFor, trackTemp, untrackTemp } from './temp-files.js';
@@ -116,6 +116,23 @@ async function emptyLockAge(path: string): Promise<LockOwner | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Remove lock files in `dir` (not below it) left by processes of this host that are gone: a process killed before
+ * it wrote anything it could resume leaves a lock no later run takes again. Live and foreign-host locks are kept.
+ */
+export async function removeStaleLocks(dir: string): Promise<string[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const removed: string[] = [];
+  for (const name of names.filter((n) => n.startsWith('.') && n.endsWith('.lock'))) {
+    const path = join(dir, name);
+    const holder = await readOwner(path).catch(() => undefined);
+    if (!holder || holder.pid === -1 || holder.hostname !== hostname() || processAlive(holder.pid)) continue;
+    await takeOver(path, holder);
+    removed.push(name);
+  }
+  return removed;
 }
 
 /** Move a stale lock aside (one of several racing processes wins the rename), then remove it. */

@@ -1,6 +1,6 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FailureError, replaceDirectory, tempPathFor, writeJsonAtomic, type Logger } from '@imgpipe/kit';
+import { FailureError, replaceDirectory, tempPathFor, trackTemp, untrackTemp, writeJsonAtomic, type Logger } from '@imgpipe/kit';
 import { fileSaveHandler, type Tf } from '@imgpipe/engines';
 import type { Trial } from './sweep.js';
 import { runTrial, type LayersModelLike, type TrialFeatures, type TrialRecord } from './trial.js';
@@ -16,6 +16,7 @@ export function saveBestHead(runDir: string, model: LayersModelLike, record: Tri
 /** A trained head as a TF.js model directory (plus trial.json), replaced atomically. */
 export async function saveHeadDir(final: string, model: LayersModelLike, record: TrialRecord): Promise<void> {
   const temp = tempPathFor(final);
+  trackTemp(temp); // removed if a signal stops the process while the head is written
   try {
     await model.save(fileSaveHandler(temp));
     await writeJsonAtomic(join(temp, 'trial.json'), { trial: record.trial, val_accuracy: record.val_accuracy, val_loss: record.val_loss });
@@ -23,6 +24,8 @@ export async function saveHeadDir(final: string, model: LayersModelLike, record:
   } catch (error) {
     await rm(temp, { recursive: true, force: true });
     throw error;
+  } finally {
+    untrackTemp(temp);
   }
 }
 

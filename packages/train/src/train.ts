@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { acquireLock, FailureError, openDataset, removeStaleTemps, type Lock, silentLogger, type Logger, type Pointer, } from '@imgpipe/kit';
+import { acquireLock, FailureError, openDataset, removeStaleLocks, removeStaleTemps, type Lock, silentLogger, type Logger, type Pointer, } from '@imgpipe/kit';
 import { loadTf, } from '@imgpipe/engines';
 import { extractSplitFeatures, openBackbone } from './backbone-features.js';
 import { BEST_HEAD, ensureBestHead } from './best-head.js';
@@ -55,6 +55,7 @@ async function trainLocked(
   { dataset, trials, key, locks, log, started }: { dataset: Awaited<ReturnType<typeof openDataset>>; trials: ReturnType<typeof planTrials>; key: string; locks: Lock[]; log: Logger; started: number },
 ): Promise<TrainResult> {
   const wait = { waitSeconds: options.waitLockSeconds ?? 0 };
+  await removeStaleLocks(resolve(options.out));
   if (options.resume) locks.push(await acquireLock(resolve(options.resume), { what: 'run directory', flag: '--resume', ...wait }));
   else locks.push(await acquireLock(join(resolve(options.out), `train-${key.slice(0, 16)}`), { what: 'run of this same command (dataset, backbone, search space, seed)', flag: '--out', shown: options.out, ...wait }));
   const { runDir, previous, finished } = await openRun(options, key, trials, log);
