@@ -8,7 +8,7 @@ import { createLogger } from '@imgpipe/kit';
 import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { createModelLoader } from './model-loader.js';
 import { runServe, type ServeHandle, type ServeOptions, type ServedModel } from './serve.js';
-import { heavySvg, zeroPng } from './test-attacks.js';
+import { heavySvg, zeroPng } from '@imgpipe/test-utils';
 import { request, seedBody, v2Body } from './test-client.js';
 import { buildTestModelDir, testImage } from './test-model.js';
 

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeTempDir, publishModelDir, startS3Server, uploadDirectory, type TempDir } from '@imgpipe/test-utils';
 import { metric, request, seedBody, v2Body } from './test-client.js';
 import { buildTestModelDir, testImage } from './test-model.js';
-import { zeroPng } from './test-attacks.js';
+import { zeroPng } from '@imgpipe/test-utils';
 
 // The real bin (bin/serve.js imports dist/main.js: run `npx tsc -b` first).
 const BIN = fileURLToPath(new URL('../bin/serve.js', import.meta.url));

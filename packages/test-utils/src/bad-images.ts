@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { deflateSync } from 'node:zlib';
+import { crc32, createDeflate, deflateSync } from 'node:zlib';
 import type { RejectReason } from '@imgpipe/images';
 import type { Rng } from '@imgpipe/kit';
 import { drawImage } from './shapes.js';
@@ -51,11 +51,30 @@ function pngChunk(type: string, data: Buffer): Buffer {
   return Buffer.concat([length, body, crc]);
 }
 
-function crc32(bytes: Uint8Array): number {
-  let crc = 0xffffffff;
-  for (const byte of bytes) {
-    crc ^= byte;
-    for (let k = 0; k < 8; k++) crc = crc & 1 ? 0xedb88320 ^ (crc >>> 1) : crc >>> 1;
-  }
-  return (crc ^ 0xffffffff) >>> 0;
+/** A real decompression bomb: a valid RGB PNG of width x height zeros, every row present (about 340 pixels per byte). */
+export async function zeroPng(width: number, height: number): Promise<Buffer> {
+  const deflate = createDeflate({ level: 9 });
+  const out: Buffer[] = [];
+  deflate.on('data', (chunk: Buffer) => out.push(chunk));
+  const row = Buffer.alloc(width * 3 + 1);
+  for (let y = 0; y < height; y += 1) if (!deflate.write(row)) await new Promise((resolve) => deflate.once('drain', resolve));
+  const ended = new Promise((resolve) => deflate.once('end', resolve));
+  deflate.end();
+  await ended;
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8;
+  header[9] = 2;
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return Buffer.concat([signature, pngChunk('IHDR', header), pngChunk('IDAT', Buffer.concat(out)), pngChunk('IEND', Buffer.alloc(0))]);
+}
+
+/** A small SVG that asks the renderer for a large, expensive drawing (the issue's 672-byte, 11 s case in spirit). */
+export function heavySvg(side = 20_000): Buffer {
+  const blur = `<filter id="b"><feGaussianBlur stdDeviation="300"/></filter>`;
+  return Buffer.from(
+    `<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="${side}" height="${side}">${blur}` +
+      `<rect width="100%" height="100%" fill="red" filter="url(#b)"/></svg>`,
+  );
 }
