@@ -5,7 +5,7 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { execa } from 'execa';
-import { startFaultyProxy } from '@imgpipe/test-utils';
+import { startFaultyProxy, waitFor } from '@imgpipe/test-utils';
 import { BIN, CSV_URI, startPipelineFixture, type PipelineFixture } from './pipeline-fixture.js';
 
 let fx: PipelineFixture;
@@ -16,13 +16,6 @@ after(() => fx?.close());
 
 const litter = async (dir: string) => (await readdir(dir, { recursive: true }).catch(() => [] as string[])).map(String).filter((p) => /\.tmp$|\.lock$/.test(p));
 
-async function waitFor(check: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (!(await check())) {
-    assert.ok(Date.now() < deadline, `never saw ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 test('download-s3 stopped by SIGINT or SIGTERM mid-download: 130 / 143, no temp file or lock in --dest', async () => {
   const proxy = await startFaultyProxy(fx.env.S3_ENDPOINT!, { latencyMs: 150 });

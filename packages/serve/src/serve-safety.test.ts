@@ -95,7 +95,7 @@ describe('serve under attack', () => {
 
   it('reports a decompression bomb as such and keeps operator advice for the log', async () => {
     const server = await start();
-    const bomb = await request(server.url, '/predict', { body: seedBody([{ path: 'bomb.png', bytes: await zeroPng(4000, 4000) }]) });
+    const bomb = await request(server.url, '/predict', { body: seedBody([{ path: 'bomb.png', bytes: zeroPng(4000, 4000) }]) });
     assert.equal(bomb.status, 400);
     assert.equal(bomb.body.reason, 'decompression-bomb');
     assert.doesNotMatch(JSON.stringify(bomb.body), /--max-pixels|raise/);

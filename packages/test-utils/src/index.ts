@@ -12,3 +12,4 @@ export * from './mobilenet-model.js';
 export * from './slurm-cluster.js';
 export * from './publish.js';
 export * from './mobilenet-v1-model.js';
+export * from './wait-for.js';

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { makeTempDir, type TempDir } from './temp-dir.js';
+import { waitFor } from './wait-for.js';
 
 const run = promisify(execFile);
 
@@ -108,7 +109,7 @@ export async function startSlurmCluster(options: { cpus?: number } = {}): Promis
     const jobs = (await command('squeue', ['-h', '-o', '%A']).catch(() => '')).split('\n').filter(Boolean);
     if (jobs.length > 0) {
       await command('scancel', jobs).catch(() => '');
-      await waitFor(async () => (await command('squeue', ['-h', '-o', '%A']).catch(() => '')).trim() === '', 20_000, 'the jobs to end').catch(() => undefined);
+      await waitFor(async () => (await command('squeue', ['-h', '-o', '%A']).catch(() => '')).trim() === '', 'the jobs to end', { timeoutMs: 20_000, intervalMs: 250 }).catch(() => undefined);
     }
     // slurmd first (it ends the jobs' step daemons), then the controller, then munge.
     for (const child of [...children].reverse()) await stopChild(child);
@@ -139,10 +140,10 @@ export async function startSlurmCluster(options: { cpus?: number } = {}): Promis
     ]);
     const ports = { ctld: await freePort(), slurmd: await freePort() };
     await writeFile(env.SLURM_CONF!, slurmConf(dir, hostname(), ports, options.cpus ?? 2));
-    await waitFor(async () => (await readFile(join(dir, 'munge', 'pid'), 'utf8').catch(() => '')) !== '', 10_000, 'munged to start');
+    await waitFor(async () => (await readFile(join(dir, 'munge', 'pid'), 'utf8').catch(() => '')) !== '', 'munged to start', { timeoutMs: 10_000, intervalMs: 250 });
     await start('slurmctld', 'slurmctld', ['-D', '-f', env.SLURM_CONF!]);
     await start('slurmd', 'slurmd', ['-D', '-f', env.SLURM_CONF!]);
-    await waitFor(async () => /idle/.test(await command('sinfo', ['-h', '-o', '%T']).catch(() => '')), 30_000, 'the node to be idle');
+    await waitFor(async () => /idle/.test(await command('sinfo', ['-h', '-o', '%T']).catch(() => '')), 'the node to be idle', { timeoutMs: 30_000, intervalMs: 250 });
   } catch (error) {
     const text = await logs();
     await stop();
@@ -155,7 +156,7 @@ export async function startSlurmCluster(options: { cpus?: number } = {}): Promis
     logs,
     stop,
     async waitIdle(timeoutMs) {
-      await waitFor(async () => (await command('squeue', ['-h', '-o', '%i'])).trim() === '', timeoutMs, 'the queue to empty').catch(async (error: Error) => {
+      await waitFor(async () => (await command('squeue', ['-h', '-o', '%i'])).trim() === '', 'the queue to empty', { timeoutMs, intervalMs: 250 }).catch(async (error: Error) => {
         throw new Error(`${error.message}\n${await command('squeue', []).catch(() => '')}\n${await logs()}`);
       });
     },
@@ -166,10 +167,3 @@ export async function startSlurmCluster(options: { cpus?: number } = {}): Promis
   };
 }
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
