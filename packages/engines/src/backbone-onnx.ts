@@ -24,7 +24,7 @@ export async function loadOnnxBackbone(resolved: ResolvedBackbone, options: Load
     log.info(`backbone ${resolved.name}: no --preprocess given, using torch (ImageNet mean/std) as for torchvision exports`);
   }
   const preprocess = preprocessSpec(preprocessName);
-  const { session, device } = await createOnnxSession(runBytes, options.device, log);
+  const { session, device } = await createOnnxSession(runBytes, options.device, log, { sharedCpu: options.sharedCpu ?? false });
   const ort = await loadOrt();
   const dims = (count: number) => (layout === 'NCHW' ? [count, 3, size, size] : [count, size, size, 3]);
 

@@ -28,6 +28,11 @@ export interface LoadBackboneOptions {
   inputSize?: number;
   /** TF.js on WebAssembly: worker threads, one backend each; default: the number of cores. */
   workers?: number;
+  /**
+   * The process does CPU work of its own between inference calls (serve decodes and encodes images): ONNX Runtime's
+   * threads then sleep when idle instead of spinning, leaving those cores to it. Default false (batch tools).
+   */
+  sharedCpu?: boolean;
   /** Show download progress (default: unless log is quiet). */
   progress?: boolean;
   /** Largest file a download may bring, in bytes; default $IMGPIPE_MAX_DOWNLOAD_BYTES or 2 GiB. */

@@ -71,6 +71,8 @@ export interface LoadModelOptions {
   cacheDir?: string;
   /** TF.js backbone on WebAssembly: worker threads (default: one per core); sets `concurrency`. */
   workers?: number;
+  /** See LoadBackboneOptions.sharedCpu: set by serve, whose decoding shares the cores with inference. */
+  sharedCpu?: boolean;
 }
 
 /** Load a model directory: the backbone through the engines, the head with TF.js on the same device. */
@@ -99,6 +101,7 @@ export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): 
     log,
     ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
     ...(options.workers !== undefined ? { workers: options.workers } : {}),
+    ...(options.sharedCpu !== undefined ? { sharedCpu: options.sharedCpu } : {}),
   }).catch((error: unknown) => {
     head.dispose();
     throw error;

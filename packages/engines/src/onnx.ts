@@ -62,12 +62,19 @@ export interface OnnxSession {
   device: ConcreteDevice;
 }
 
-async function tryCreate(model: Uint8Array, device: ConcreteDevice): Promise<OrtSession> {
+export interface OnnxSessionOptions {
+  /** Idle intra-op threads sleep rather than spin (see LoadBackboneOptions.sharedCpu). */
+  sharedCpu?: boolean;
+}
+
+async function tryCreate(model: Uint8Array, device: ConcreteDevice, options: OnnxSessionOptions): Promise<OrtSession> {
   const ort = await loadOrt();
   return ort.InferenceSession.create(model, {
     executionProviders: executionProvidersFor(device),
     intraOpNumThreads: cpuThreads(),
     graphOptimizationLevel: 'all',
+    // Session config key session.intra_op.allow_spinning (onnxruntime_session_options_config_keys.h).
+    ...(options.sharedCpu ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   });
 }
 
@@ -75,14 +82,14 @@ async function tryCreate(model: Uint8Array, device: ConcreteDevice): Promise<Ort
  * A session for an ONNX model on a device. auto tries cuda (when installed), then webgpu, then cpu, and logs the
  * choice; an explicit device that cannot be used is a UsageError saying why.
  */
-export async function createOnnxSession(model: Uint8Array, device: Device, log: Logger = silentLogger): Promise<OnnxSession> {
+export async function createOnnxSession(model: Uint8Array, device: Device, log: Logger = silentLogger, options: OnnxSessionOptions = {}): Promise<OnnxSession> {
   if (device === 'cuda' && !ortCudaInstalled()) {
     throw new UsageError(`--device cuda is not available for ONNX Runtime: ${INSTALL_HINTS.ortCuda}`);
   }
   if (device === 'wasm') log.info('ONNX Runtime has no WebAssembly provider in Node: the ONNX backbone runs on its CPU provider');
   if (device !== 'auto') {
     try {
-      return { session: await tryCreate(model, device), device };
+      return { session: await tryCreate(model, device, options), device };
     } catch (error) {
       if (device === 'cpu' || device === 'wasm') throw error;
       throw new UsageError(`--device ${device} is not available for ONNX Runtime: ${messageOf(error)}`, { cause: error });
@@ -101,7 +108,7 @@ export async function createOnnxSession(model: Uint8Array, device: Device, log: 
       continue;
     }
     try {
-      const session = await tryCreate(model, candidate);
+      const session = await tryCreate(model, candidate, options);
       log.info(`--device auto: ONNX Runtime on ${candidate}${skipped.length ? ` (skipped ${skipped.join('; ')})` : ''}`);
       return { session, device: candidate };
     } catch (error) {
@@ -109,5 +116,5 @@ export async function createOnnxSession(model: Uint8Array, device: Device, log: 
     }
   }
   log.info(`--device auto: ONNX Runtime on cpu, ${cpuThreads()} threads (skipped ${skipped.join('; ')})`);
-  return { session: await tryCreate(model, 'cpu'), device: 'cpu' };
+  return { session: await tryCreate(model, 'cpu', options), device: 'cpu' };
 }

@@ -1,8 +1,8 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
-import type Sharp from 'sharp';
 import { InputError, type Fit } from '@imgpipe/kit';
 import { sniffImageFormat, type ImageFormat } from './image-format.js';
+import { loadSharp } from './sharp-module.js';
 
 /**
  * The only importer of sharp in core: decode any common image (JPEG, PNG, WebP, GIF first frame, TIFF first page),
@@ -71,12 +71,6 @@ export class ImageRejected extends InputError {
   }
 }
 
-// sharp (libvips) loads on first use, so a tool's --help and usage errors stay instant.
-let sharpModule: Promise<typeof Sharp> | undefined;
-function loadSharp(): Promise<typeof Sharp> {
-  sharpModule ??= import('sharp').then((module) => module.default);
-  return sharpModule;
-}
 
 /** What the pipeline does, for manifests and model cards: two decoders that differ here give different pixels. */
 export async function imagePipelineInfo(): Promise<Record<string, string | number | boolean>> {
@@ -135,7 +129,7 @@ export async function decodeToTensor(input: Buffer | string, options: DecodeOpti
     return new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.length);
   } catch (error) {
     if (error instanceof ImageRejected) throw error;
-    throw await classify(sharp, error, data, source, bytes, maxPixels);
+    throw await rejectionOf(error, data, source, bytes, maxPixels);
   }
 }
 
@@ -179,7 +173,9 @@ async function readInput(path: string): Promise<{ data: Buffer | string; bytes: 
   }
 }
 
-async function classify(sharp: typeof Sharp, error: unknown, input: Buffer | string, source: string, bytes: number, maxPixels: number): Promise<ImageRejected> {
+/** Why sharp failed on an input, as an ImageRejected with its reason (a bomb, too large, too slow, unreadable...). */
+export async function rejectionOf(error: unknown, input: Buffer | string, source: string, bytes: number, maxPixels: number): Promise<ImageRejected> {
+  const sharp = await loadSharp();
   const message = (error as Error)?.message ?? String(error);
   if (/unsupported image format/i.test(message)) {
     return new ImageRejected('not-an-image', source, 'not an image sharp can read (JPEG, PNG, WebP, GIF, TIFF, AVIF)', { cause: error });

@@ -1,2 +1,3 @@
 export * from './image.js';
 export * from './image-format.js';
+export * from './decode-view.js';

@@ -1,7 +1,7 @@
 import { Batcher } from './batcher.js';
 import { HttpError, UnavailableError } from './http-error.js';
 import type { ImageItem } from './request.js';
-import { checkFormat, imageDimensions, ImageRejected, type ImageFormat } from '@imgpipe/images';
+import { checkFormat, imageDimensions, ImageRejected, type ImageFormat, type ModelInputAndView } from '@imgpipe/images';
 
 /** What serve needs of a loaded model (core's LoadedModel has this shape). */
 export interface ClassifierModel {
@@ -16,6 +16,9 @@ export interface ClassifierModel {
 /** Encoded image bytes -> size*size*3 uint8 RGB, the same decode and resize as training; throws on bad images. */
 export type ImageDecoder = (bytes: Buffer) => Promise<Uint8Array>;
 
+/** The same model input plus a viewable copy of the picture, from one decode where it can (images' decodeWithView). */
+export type ViewDecoder = (bytes: Buffer) => Promise<ModelInputAndView>;
+
 export interface Prediction {
   /** Index of the most probable label. */
   index: number;
@@ -23,9 +26,14 @@ export interface Prediction {
   probs: Float32Array;
 }
 
+/** A prediction with the decoded picture it was made from, for drawing the answer on. */
+export type PredictionWithView = Prediction & Pick<ModelInputAndView, 'view' | 'format'>;
+
 export interface ClassifierOptions {
   model: ClassifierModel;
   decode: ImageDecoder;
+  /** For classifyWithViews. */
+  decodeWithView: ViewDecoder;
   maxBatch: number;
   maxDelayMs: number;
   maxQueue: number;
@@ -45,6 +53,8 @@ export interface Classifier {
   labels: string[];
   /** Decode every item (400 naming the first bad one), then classify them through the shared batcher. */
   classify(items: readonly ImageItem[]): Promise<Prediction[]>;
+  /** classify, keeping each decoded picture (upright, sRGB, within the view limit) for an annotated echo. */
+  classifyWithViews(items: readonly ImageItem[]): Promise<PredictionWithView[]>;
   /** Images admitted and not yet classified (decoding or waiting for a batch). */
   readonly pending: number;
   /** Images waiting in the batch queue. */
@@ -118,8 +128,8 @@ export function createClassifier(options: ClassifierOptions): Classifier {
   }
 
   /** Decode with at most `perRequest` at once, in order; the first bad item (by position) fails the request. */
-  async function decodeAll(items: readonly ImageItem[]): Promise<Uint8Array[]> {
-    const results: Uint8Array[] = new Array(items.length);
+  async function decodeAll<T>(items: readonly ImageItem[], decode: (bytes: Buffer) => Promise<T>): Promise<T[]> {
+    const results: T[] = new Array(items.length);
     const failures: { index: number; reason: unknown }[] = [];
     let next = 0;
     const worker = async () => {
@@ -137,8 +147,30 @@ export function createClassifier(options: ClassifierOptions): Classifier {
       const first = failures.reduce((a, b) => (b.index < a.index ? b : a));
       throw rejected(items[first.index]!, first.reason);
     }
-    for (const result of results) if (result.length !== area) throw new Error(`decoder returned ${result.length} bytes, expected ${area}`);
     return results;
+  }
+
+  /** Admission, header checks, decoding and batching of one request's images. */
+  async function run<T>(items: readonly ImageItem[], decodeOne: (bytes: Buffer) => Promise<T>, pixelsOf: (decoded: T) => Uint8Array): Promise<{ decoded: T[]; predictions: Prediction[] }> {
+    if (pending + items.length > maxQueue) {
+      throw new UnavailableError(`server busy: ${pending} images pending, limit ${maxQueue} (--max-queue); retry later`);
+    }
+    pending += items.length;
+    try {
+      await checkItems(items);
+      const decoded = await decodeAll(items, decodeOne);
+      const pixels = decoded.map(pixelsOf);
+      for (const image of pixels) if (image.length !== area) throw new Error(`decoder returned ${image.length} bytes, expected ${area}`);
+      const probs = await batcher.submitAll(pixels);
+      const predictions = probs.map((p) => {
+        let index = 0;
+        for (let c = 1; c < p.length; c += 1) if (p[c]! > p[index]!) index = c;
+        return { index, label: model.labels[index]!, probs: p };
+      });
+      return { decoded, predictions };
+    } finally {
+      pending -= items.length;
+    }
   }
 
   return {
@@ -150,22 +182,11 @@ export function createClassifier(options: ClassifierOptions): Classifier {
       return batcher.depth;
     },
     async classify(items) {
-      if (pending + items.length > maxQueue) {
-        throw new UnavailableError(`server busy: ${pending} images pending, limit ${maxQueue} (--max-queue); retry later`);
-      }
-      pending += items.length;
-      try {
-        await checkItems(items);
-        const pixels = await decodeAll(items);
-        const probs = await batcher.submitAll(pixels);
-        return probs.map((p) => {
-          let index = 0;
-          for (let c = 1; c < p.length; c += 1) if (p[c]! > p[index]!) index = c;
-          return { index, label: model.labels[index]!, probs: p };
-        });
-      } finally {
-        pending -= items.length;
-      }
+      return (await run(items, decode, (pixels) => pixels)).predictions;
+    },
+    async classifyWithViews(items) {
+      const { decoded, predictions } = await run(items, options.decodeWithView, (d) => d.pixels);
+      return predictions.map((prediction, i) => ({ ...prediction, view: decoded[i]!.view, format: decoded[i]!.format }));
     },
     flush: () => batcher.flush(),
     whenIdle: () => batcher.whenIdle(),

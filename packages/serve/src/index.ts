@@ -3,6 +3,6 @@ export { runServe, type ServeOptions, type ServeHandle, type ServedModel, type M
 export { createModelLoader, downloadPublishedModel, servedModel, modelNameFor, type ModelLoaderOptions } from './model-loader.js';
 export { Batcher, type BatcherOptions } from './batcher.js';
 export { createClassifier, type Classifier, type ClassifierModel, type Prediction } from './classifier.js';
-export { annotateImage, type EchoMode } from './annotate.js';
+export { annotateView, type EchoMode } from './annotate.js';
 export { Registry, Counter, Gauge, Histogram, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 export { HttpError, UnavailableError } from './http-error.js';

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createS3Client, downloadPublication, isS3Uri, parseS3Uri, readPublication, type S3Client } from '@imgpipe/s3';
-import { decodeToTensor } from '@imgpipe/images';
+import { decodeToTensor, decodeWithView } from '@imgpipe/images';
 import { InputError, silentLogger, type ImgpipeConfig, type Logger } from '@imgpipe/kit';
 import { loadModel, type LoadedModel, loadTf, type Device, type Tta, withTta } from '@imgpipe/engines';
 import type { ModelLoader, ServedModel } from './serve.js';
@@ -39,7 +39,7 @@ export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
           client.destroy();
         }
       }
-      const loaded = await loadModel(dir, { device: options.device, log });
+      const loaded = await loadModel(dir, { device: options.device, log, sharedCpu: true });
       const { tf } = await loadTf(options.device, silentLogger);
       const cleanup = tempDir;
       const tta = options.tta ?? (loaded.card.tta === 'flip' ? 'flip' : 'none');
@@ -76,6 +76,7 @@ export function servedModel(
   const { size, fit } = loaded.card.input;
   const tta = options.tta ?? 'none';
   const model = withTta(loaded, tta);
+  const decodeOptions = { size, fit, maxPixels: options.maxPixels, ...(options.decodeTimeoutSeconds ? { timeoutSeconds: options.decodeTimeoutSeconds } : {}) };
   return {
     name: [loaded.card.name, loaded.card.project].find((n): n is string => typeof n === 'string' && /^[\w.-]+$/.test(n)) ?? options.name,
     version: undefined,
@@ -87,7 +88,8 @@ export function servedModel(
     // busy (the batcher runs up to this many at once); 1 for ONNX Runtime, which uses every core for one call.
     concurrency: loaded.concurrency,
     predict: (pixels, count) => model.predict(pixels, count),
-    decode: (bytes) => decodeToTensor(bytes, { size, fit, maxPixels: options.maxPixels, ...(options.decodeTimeoutSeconds ? { timeoutSeconds: options.decodeTimeoutSeconds } : {}) }),
+    decode: (bytes) => decodeToTensor(bytes, decodeOptions),
+    decodeWithView: (bytes, maxViewPixels) => decodeWithView(bytes, { ...decodeOptions, maxViewPixels }),
     numTensors: options.numTensors,
     async dispose() {
       await loaded.dispose();

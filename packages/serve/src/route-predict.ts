@@ -1,34 +1,39 @@
-import { annotateImage } from './annotate.js';
+import { annotateView } from './annotate.js';
 import { parseJsonObject, readBody } from './body.js';
 import type { Prediction } from './classifier.js';
 import { ready } from './route-common.js';
 import type { AppState, Reply, RouteContext } from './route-types.js';
-import { parseSeedRequest } from './request.js';
+import { parseSeedRequest, type ImageItem } from './request.js';
 
 /** The seed's route: {"data":[{"path","encoded"}]} -> {path: {pred, encoded, probs}}. */
 export async function predictSeed({ request }: RouteContext, state: AppState): Promise<Reply> {
   const classifier = ready(state);
   const body = parseJsonObject(await readBody(request, state.maxBody, state.limits.bodyBudget), 'like {"data": [{"path": "x.jpg", "encoded": "<base64>"}]}');
   const items = parseSeedRequest(body, Math.min(state.maxQueue, state.limits.maxImages));
-  const predictions = await classifier.classify(items);
+  if (state.echo === 'raw') {
+    const predictions = await classifier.classify(items);
+    return answer(classifier.labels, items, predictions, items.map((item) => item.bytes.toString('base64')));
+  }
+  const predictions = await classifier.classifyWithViews(items);
   const encoded = await Promise.all(
-    items.map(async (item, i) => {
-      if (state.echo === 'raw') return item.bytes.toString('base64');
-      const { label, probs, index } = predictions[i]!;
-      // The drawing is a courtesy: should it fail on an image the model could read, send the image back as is
-      // rather than fail the whole request.
-      const annotated = await annotateImage(item.bytes, label, probs[index]!, { maxPixels: state.maxPixels, maxEchoPixels: state.limits.maxEchoPixels, timeoutSeconds: state.limits.decodeTimeoutSeconds }).catch(() => item.bytes);
+    predictions.map(async ({ view, format, label, probs, index }, i) => {
+      // The drawing is a courtesy: should it fail, send the image back as is rather than fail the whole request.
+      const annotated = view ? await annotateView(view, format, label, probs[index]!).catch(() => items[i]!.bytes) : items[i]!.bytes;
       return annotated.toString('base64');
     }),
   );
+  return answer(classifier.labels, items, predictions, encoded);
+}
+
+function answer(labels: readonly string[], items: readonly ImageItem[], predictions: readonly Prediction[], encoded: readonly string[]): Reply {
   // fromEntries defines own properties, so any path (even "__proto__") is an ordinary key of the answer.
-  const answer = Object.fromEntries(
+  const body = Object.fromEntries(
     items.map((item, i) => {
       const prediction = predictions[i]!;
-      return [item.name, { pred: prediction.label, encoded: encoded[i]!, probs: probsByLabel(classifier.labels, prediction) }];
+      return [item.name, { pred: prediction.label, encoded: encoded[i]!, probs: probsByLabel(labels, prediction) }];
     }),
   );
-  return { status: 200, body: answer, images: items.length };
+  return { status: 200, body, images: items.length };
 }
 
 function probsByLabel(labels: readonly string[], prediction: Prediction): Record<string, number> {

@@ -14,6 +14,7 @@ export interface ServeMetrics {
 
 export interface ServeGauges {
   queueDepth(): number;
+  pendingImages(): number;
   inFlight(): number;
   ready(): boolean;
   /** tf.memory().numTensors of the engine, so a tensor leak shows on a dashboard (and in the tests). */
@@ -33,6 +34,7 @@ export function createServeMetrics(gauges: ServeGauges): ServeMetrics {
   const imageRate = new RateWindow(10);
   registry.register(new Gauge('imgpipe_serve_images_per_second', 'Images classified per second over the last 10 s.', () => imageRate.perSecond()));
   registry.register(new Gauge('imgpipe_serve_queue_depth', 'Images waiting for a batch.', gauges.queueDepth));
+  registry.register(new Gauge('imgpipe_serve_pending_images', 'Images admitted and not yet classified: being decoded or waiting for a batch (bounded by --max-queue).', gauges.pendingImages));
   registry.register(new Gauge('imgpipe_serve_in_flight_requests', 'Requests being handled.', gauges.inFlight));
   registry.register(new Gauge('imgpipe_serve_ready', '1 once the model is loaded and warmed up, 0 before and while shutting down.', () => (gauges.ready() ? 1 : 0)));
   registry.register(new Gauge('process_resident_memory_bytes', 'Resident memory of the process.', () => process.memoryUsage.rss()));

@@ -107,8 +107,8 @@ describe('serve bin (end to end)', () => {
       // cannot cancel a decode. Before the fix the process waited for every decode, however long.
       const heavy = zeroPng(60_000, 60_000);
       const inFlight = request(pointer.url, '/predict', { body: seedBody([{ path: 'a.png', bytes: heavy }, { path: 'b.png', bytes: heavy }]) }).catch((error: unknown) => error);
-      // The request is in (its body read, the decodes starting) once the server counts it besides this poll.
-      await waitFor(async () => metric((await request(pointer.url, '/metrics')).body, 'imgpipe_serve_in_flight_requests') === 2, 'the request to be in flight');
+      // Both images are admitted (body read and parsed) once the server counts them pending; decoding follows.
+      await waitFor(async () => metric((await request(pointer.url, '/metrics')).body, 'imgpipe_serve_pending_images') === 2, 'the images to be decoding');
       await new Promise((resolve) => setTimeout(resolve, 300));
       const stopped = performance.now();
       server.child.kill('SIGTERM');

@@ -258,6 +258,7 @@ describe('serve over HTTP with a real model', () => {
     assert.ok((metric(text, 'imgpipe_serve_images_total') ?? 0) >= images.length);
     assert.ok((metric(text, 'imgpipe_serve_images_per_second') ?? 0) > 0);
     assert.equal(metric(text, 'imgpipe_serve_queue_depth'), 0);
+    assert.equal(metric(text, 'imgpipe_serve_pending_images'), 0);
     assert.equal(metric(text, 'imgpipe_serve_ready'), 1);
     assert.ok((metric(text, 'imgpipe_serve_tf_num_tensors') ?? 0) > 0, 'the head\'s weights are tensors');
     assert.ok((metric(text, 'process_resident_memory_bytes') ?? 0) > 1e6);

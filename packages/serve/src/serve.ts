@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { FailureError, messageOf, writePointer, type Logger, type ModelCard } from '@imgpipe/kit';
 import { createAccessLog, createEventLog } from './access-log.js';
 import type { EchoMode } from './annotate.js';
-import { createClassifier, type ClassifierModel, type ImageDecoder } from './classifier.js';
+import { createClassifier, type ClassifierModel, type ImageDecoder, type ViewDecoder } from './classifier.js';
 import type { AppState } from './route-types.js';
 import { createHttpApp } from './server.js';
 import { createServeMetrics, type ServeMetrics } from './serve-metrics.js';
@@ -19,6 +19,8 @@ export interface ServedModel extends ClassifierModel {
   version?: string;
   /** The same decode and resize as training (core decodeToTensor with the card's size and fit). */
   decode: ImageDecoder;
+  /** decode, plus the picture to draw the answer on, at most maxViewPixels (images' decodeWithView). */
+  decodeWithView(bytes: Buffer, maxViewPixels: number): ReturnType<ViewDecoder>;
   /** card.json, for the page's model card. */
   card?: ModelCard | undefined;
   /** The local model directory (not for s3://), where the page looks for the run's report. */
@@ -89,6 +91,7 @@ export async function runServe(options: ServeOptions): Promise<ServeHandle> {
   let model: ServedModel | undefined;
   const metrics = createServeMetrics({
     queueDepth: () => state.classifier?.queueDepth ?? 0,
+    pendingImages: () => state.classifier?.pending ?? 0,
     inFlight: () => app.inFlight(),
     ready: () => Boolean(state.classifier) && !state.shuttingDown,
     numTensors: () => model?.numTensors() ?? 0,
@@ -164,6 +167,7 @@ export async function runServe(options: ServeOptions): Promise<ServeHandle> {
     const classifier = createClassifier({
       model,
       decode: model.decode,
+      decodeWithView: (bytes) => model!.decodeWithView(bytes, limits.maxEchoPixels),
       maxBatch: options.maxBatch,
       maxDelayMs: options.maxDelayMs,
       maxQueue: options.maxQueue,

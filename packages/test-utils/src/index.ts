@@ -13,3 +13,4 @@ export * from './slurm-cluster.js';
 export * from './publish.js';
 export * from './mobilenet-v1-model.js';
 export * from './wait-for.js';
+export { drawImage } from './shapes.js';

@@ -1,0 +1,137 @@
+import { ALPHA_BACKGROUND, checkFormat, DEFAULT_MAX_PIXELS, decodeToTensor, ImageRejected, RESIZE_KERNEL, rejectionOf, type DecodeOptions } from './image.js';
+import { sniffImageFormat, type ImageFormat } from './image-format.js';
+import { loadSharp } from './sharp-module.js';
+
+/** Decoded pixels: rows top to bottom, RGB interleaved, 8 bits. */
+export interface RgbImage {
+  data: Buffer;
+  width: number;
+  height: number;
+}
+
+export interface ModelInputAndView {
+  /** Exactly what decodeToTensor gives for the same bytes and options. */
+  pixels: Uint8Array;
+  /**
+   * The picture as people see it (EXIF rotation applied, sRGB), at most maxViewPixels: for drawing on. Missing when
+   * only a second decode could give it and that one failed (the model input is good).
+   */
+  view: RgbImage | undefined;
+  /** The input's format, by its signature. */
+  format: ImageFormat | undefined;
+}
+
+/**
+ * The model input and a viewable copy of one image, decoded once where that gives the model the very pixels
+ * decodeToTensor would: a plain 8-bit sRGB JPEG, PNG or WebP, upright, small enough to view whole and to need no
+ * shrink-on-load (a JPEG whose short side is under twice the model size, which covers the usual web photo at 224).
+ * Anything else is decoded twice, the view with shrink-on-load, so it costs little.
+ */
+export async function decodeWithView(input: Buffer, options: DecodeOptions & { maxViewPixels: number }): Promise<ModelInputAndView> {
+  const sharp = await loadSharp();
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (options.formats) checkFormat(input, options.formats);
+  const format = sniffImageFormat(input);
+  // sharp's constructor throws (rather than rejects) on some inputs, e.g. none at all: decodeToTensor says why.
+  const meta = await Promise.resolve()
+    .then(() => sharp(input, { limitInputPixels: false }).metadata())
+    .catch(() => undefined);
+  if (!meta || !format || !decodesOnceExactly(meta, format, options)) {
+    const pixels = await decodeToTensor(input, options);
+    return { pixels, view: await decodeView(input, options, maxPixels).catch(() => undefined), format };
+  }
+  try {
+    const image = sharp(input, { limitInputPixels: maxPixels, failOn: 'truncated', sequentialRead: true });
+    if (options.timeoutSeconds !== undefined) image.timeout({ seconds: Math.max(1, Math.ceil(options.timeoutSeconds)) });
+    const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new ImageRejected('unreadable', 'image', `decoded to ${info.channels} channels, expected 3`);
+    const view = { data, width: info.width, height: info.height };
+    const pixels = await sharp(data, { raw: { width: info.width, height: info.height, channels: 3 } })
+      .resize(options.size, options.size, { fit: options.fit === 'fill' ? 'fill' : 'cover', position: 'centre', kernel: RESIZE_KERNEL })
+      .raw()
+      .toBuffer();
+    return { pixels: new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.length), view, format };
+  } catch (error) {
+    if (error instanceof ImageRejected) throw error;
+    throw await rejectionOf(error, input, 'image', input.length, maxPixels);
+  }
+}
+
+interface HeaderFacts {
+  width?: number | undefined;
+  height?: number | undefined;
+  channels?: number | undefined;
+  depth?: string | undefined;
+  space?: string | undefined;
+  hasAlpha?: boolean | undefined;
+  orientation?: number | undefined;
+  pages?: number | undefined;
+}
+
+/**
+ * Whether decoding at full size and then resizing gives decodeToTensor's pixels. sharp shrinks a JPEG in the decoder
+ * by 2, 4 or 8 when the smaller of the two reductions is at least 2 (the same for fill and cover on a square
+ * target), and loads a WebP at a reduced scale whenever it reduces; orientation, alpha, other colour spaces and
+ * depths each add a step whose place in sharp's pipeline the two-step route would not reproduce.
+ */
+function decodesOnceExactly(meta: HeaderFacts, format: ImageFormat, options: DecodeOptions & { maxViewPixels: number }): boolean {
+  const { width, height } = meta;
+  if (!width || !height || width * height > options.maxViewPixels) return false;
+  if (meta.channels !== 3 || meta.hasAlpha || meta.depth !== 'uchar' || meta.space !== 'srgb' || (meta.orientation ?? 1) !== 1 || (meta.pages ?? 1) !== 1) return false;
+  const reduction = Math.min(width, height) / options.size;
+  if (format === 'jpeg') return reduction < 2;
+  if (format === 'webp') return reduction <= 1;
+  return format === 'png';
+}
+
+/** The upright sRGB picture scaled to fit maxViewPixels (JPEGs shrink in the decoder). */
+async function decodeView(input: Buffer, options: DecodeOptions & { maxViewPixels: number }, maxPixels: number): Promise<RgbImage> {
+  const sharp = await loadSharp();
+  try {
+    const image = sharp(input, { limitInputPixels: maxPixels, failOn: 'truncated', sequentialRead: true });
+    if (options.timeoutSeconds !== undefined) image.timeout({ seconds: Math.max(1, Math.ceil(options.timeoutSeconds)) });
+    const meta = await sharp(input, { limitInputPixels: maxPixels }).metadata();
+    const { width, height } = meta.autoOrient;
+    const scale = Math.min(1, Math.sqrt(options.maxViewPixels / (width * height)));
+    const { data, info } = await image
+      .rotate()
+      .flatten({ background: ALPHA_BACKGROUND })
+      .toColourspace('srgb')
+      .resize(Math.max(1, Math.floor(width * scale)), Math.max(1, Math.floor(height * scale)), { fit: 'fill', kernel: RESIZE_KERNEL, fastShrinkOnLoad: true })
+      .removeAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    return { data, width: info.width, height: info.height };
+  } catch (error) {
+    throw await rejectionOf(error, input, 'image', input.length, maxPixels);
+  }
+}
+
+/**
+ * Encode a view for sending back: JPEG stays JPEG (quality 80, plain Huffman tables: an echo, not an archive),
+ * WebP stays WebP, anything else becomes PNG.
+ */
+export async function encodeView(view: RgbImage, format: ImageFormat | undefined): Promise<Buffer> {
+  const sharp = await loadSharp();
+  const image = sharp(view.data, { raw: { width: view.width, height: view.height, channels: 3 } });
+  switch (format) {
+    case 'jpeg':
+      return image.jpeg({ quality: 80, optimiseCoding: false }).toBuffer();
+    case 'webp':
+      return image.webp({ quality: 80, effort: 2 }).toBuffer();
+    default:
+      return image.png({ compressionLevel: 4 }).toBuffer();
+  }
+}
+
+/** A white-on-transparent rendering of `text` in bold sans at fontSize: one byte of coverage per pixel. */
+export async function renderTextMask(text: string, fontSize: number, box: { width: number; height: number; x: number; baseline: number }): Promise<Uint8Array> {
+  const sharp = await loadSharp();
+  const escaped = text.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const svg = Buffer.from(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${box.width}" height="${box.height}">` +
+      `<text x="${box.x}" y="${box.baseline}" font-family="DejaVu Sans, Arial, sans-serif" font-size="${fontSize}" font-weight="bold" fill="white">${escaped}</text></svg>`,
+  );
+  const alpha = await sharp(svg).ensureAlpha().extractChannel(3).raw().toBuffer();
+  return new Uint8Array(alpha.buffer, alpha.byteOffset, alpha.length);
+}
