@@ -8,7 +8,7 @@ import type { AppState } from './route-types.js';
 import { createHttpApp } from './server.js';
 import { createServeMetrics, type ServeMetrics } from './serve-metrics.js';
 import { loadUiAssets } from './ui-assets.js';
-import { IMAGE_FORMATS, type ImageFormat } from '@imgpipe/images';
+import { IMAGE_FORMATS, tuneImageEngine, type ImageFormat } from '@imgpipe/images';
 import { ByteBudget } from './body.js';
 import { DEFAULT_LIMITS, type RequestLimits } from './limits.js';
 
@@ -160,6 +160,8 @@ export async function runServe(options: ServeOptions): Promise<ServeHandle> {
 
   try {
     const started = performance.now();
+    // Every request brings new bytes: libvips' operation cache would only hold memory.
+    await tuneImageEngine({ cache: false });
     model = await options.load(options.model);
     state.modelName = options.name ?? model.name;
     state.modelVersion = model.version;
