@@ -11,4 +11,3 @@ export * from './random-weights.js';
 export * from './mobilenet-model.js';
 export * from './slurm-cluster.js';
 export * from './publish.js';
-export * from './mobilenet-v1-model.js';
