@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import pLimit from 'p-limit';
 import { createS3Client, describeS3Error, downloadObject, downloadPrefix, headObject, listObjects, parseS3Uri, readObjectBytes, safeLocalPath, uploadObject } from '@imgpipe/s3';
 import { FailureError, InputError, sha256, UsageError } from '@imgpipe/kit';
 import { makeTempDir, startFaultyProxy, startS3Server, testAwsConfig, uploadDirectory, type S3Server, type TempDir } from '@imgpipe/test-utils';
@@ -52,12 +53,7 @@ describe('core S3 client against the local server', () => {
   it('lists more than 1,000 keys by following continuation tokens', async () => {
     const count = 1_234;
     const keys = Array.from({ length: count }, (_, i) => `many/${String(i).padStart(5, '0')}.txt`);
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        for (let i = next++; i < count; i = next++) await uploadObject(server.client, 'core', keys[i]!, { bytes: `object ${i}` });
-      }),
-    );
+    await pLimit(16).map(keys, (key, i) => uploadObject(server.client, 'core', key, { bytes: `object ${i}` }));
     const listed: string[] = [];
     for await (const object of listObjects(server.client, 'core', { prefix: 'many/' })) listed.push(object.key);
     assert.deepEqual(listed.sort(), keys);

@@ -7,14 +7,15 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
-import { createRng, openDataset, sha256, SPLIT_NAMES } from '@imgpipe/kit';
+import { createRng, openDataset, sha256, SPLIT_NAMES, walkDir } from '@imgpipe/kit';
 import { BIN, CSV_URI, startPipelineFixture, type PipelineFixture } from './pipeline-fixture.js';
 
 const KILLS = 6;
 const LITTER = /\.tmp$|\.lock$/;
 
+/** Every path under dir (directories too), relative; none when it does not exist. */
 async function walk(dir: string): Promise<string[]> {
-  return (await readdir(dir, { recursive: true }).catch(() => [] as string[])).map(String);
+  return (await walkDir(dir).catch(() => [])).map((e) => e.path);
 }
 
 async function litter(dir: string): Promise<string[]> {

@@ -5,6 +5,7 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { execa } from 'execa';
+import { walkDir } from '@imgpipe/kit';
 import { startFaultyProxy, waitFor } from '@imgpipe/test-utils';
 import { BIN, CSV_URI, startPipelineFixture, type PipelineFixture } from './pipeline-fixture.js';
 
@@ -14,8 +15,7 @@ before(async () => {
 });
 after(() => fx?.close());
 
-const litter = async (dir: string) => (await readdir(dir, { recursive: true }).catch(() => [] as string[])).map(String).filter((p) => /\.tmp$|\.lock$/.test(p));
-
+const litter = async (dir: string) => (await walkDir(dir).catch(() => [])).map((e) => e.path).filter((p) => /\.tmp$|\.lock$/.test(p));
 
 test('download-s3 stopped by SIGINT or SIGTERM mid-download: 130 / 143, no temp file or lock in --dest', async () => {
   const proxy = await startFaultyProxy(fx.env.S3_ENDPOINT!, { latencyMs: 150 });
@@ -25,7 +25,7 @@ test('download-s3 stopped by SIGINT or SIGTERM mid-download: 130 / 143, no temp 
       await mkdir(cwd, { recursive: true });
       const env = { ...fx.env, S3_ENDPOINT: proxy.endpoint };
       const child = execa(join(BIN, 'download-s3'), ['--csv', CSV_URI, '--dest', 'data', '--out', 'images.csv', '--concurrency', '2'], { cwd, env, reject: false });
-      await waitFor(async () => (await readdir(join(cwd, 'data'), { recursive: true }).catch(() => [] as string[])).some((p) => String(p).endsWith('.png') || String(p).endsWith('.jpg')), 'a downloaded file');
+      await waitFor(async () => (await walkDir(join(cwd, 'data')).catch(() => [])).some((e) => e.path.endsWith('.png') || e.path.endsWith('.jpg')), 'a downloaded file');
       child.kill(signal);
       const result = await child;
       assert.equal(result.exitCode, code, result.stderr);

@@ -1,19 +1,16 @@
 import assert from 'node:assert/strict';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { buildTinyConvBackbone, makeTempDir, type TempDir } from '@imgpipe/test-utils';
+import { buildTinyConvBackbone, listFilesRecursive, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { loadBackbone } from '@imgpipe/engines';
 import { BUILTIN_BACKBONES, builtinPath } from '@imgpipe/engines/backbone-builtin';
 import { FailureError, InputError, safeJoin, sha256 } from '@imgpipe/kit';
 
-/** Every file under dir, relative. */
-async function listFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
-  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name).slice(dir.length + 1)).sort();
-}
+/** Every file under dir, relative; none when it does not exist. */
+const listFiles = (dir: string) => listFilesRecursive(dir).catch(() => [] as string[]);
 
 describe('backbone downloads facing a hostile server', () => {
   let temp: TempDir;

@@ -1,19 +1,16 @@
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { buildTinyConvBackbone, makeTempDir, type TempDir } from '@imgpipe/test-utils';
+import { buildTinyConvBackbone, listFilesRecursive, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { loadBackbone } from '@imgpipe/engines';
 import { builtinPath } from '@imgpipe/engines/backbone-builtin';
 import { FailureError, InputError } from '@imgpipe/kit';
 
-/** Every file under dir, relative. */
-async function listFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
-  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath ?? e.path, e.name).slice(dir.length + 1)).sort();
-}
+/** Every file under dir, relative; none when it does not exist. */
+const listFiles = (dir: string) => listFilesRecursive(dir).catch(() => [] as string[]);
 
 describe('backbones over http(s), cached', () => {
   let temp: TempDir;

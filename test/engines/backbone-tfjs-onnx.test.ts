@@ -3,7 +3,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { buildMobilenetV1, buildTinyConvBackbone, makeTempDir, quietCpuBackend, randomizeWeights, tinyConvReference, type MobilenetFiles, type TempDir } from '@imgpipe/test-utils';
+import { buildMobileNetV1, buildTinyConvBackbone, makeTempDir, quietCpuBackend, randomizeWeights, tinyConvReference, type MobileNetFiles, type TempDir } from '@imgpipe/test-utils';
 import { loadBackbone, type Backbone, type LoadBackboneOptions } from '@imgpipe/engines';
 import { UsageError } from '@imgpipe/kit';
 import { Head } from '@imgpipe/engines';
@@ -35,7 +35,7 @@ function maxDiff(a: Float32Array, b: Float32Array): number {
 
 describe('TF.js layers backbones on ONNX Runtime through loadBackbone', () => {
   let temp: TempDir;
-  let mobilenet: MobilenetFiles;
+  let mobilenet: MobileNetFiles;
   let pixels: Uint8Array;
   const open: Backbone[] = [];
   const load = async (path: string, options: LoadBackboneOptions) => {
@@ -46,7 +46,7 @@ describe('TF.js layers backbones on ONNX Runtime through loadBackbone', () => {
 
   before(async () => {
     temp = await makeTempDir('imgpipe-tfjs-on-onnx-');
-    mobilenet = await buildMobilenetV1({ dir: join(temp.path, 'mobilenet'), alpha: 0.25, inputSize: SIZE, seed: 5 });
+    mobilenet = await buildMobileNetV1({ dir: join(temp.path, 'mobilenet'), layout: 'keras', alpha: 0.25, inputSize: SIZE, seed: 5 });
     const rand = createRng(21);
     pixels = Uint8Array.from({ length: COUNT * SIZE * SIZE * 3 }, () => Math.floor(rand() * 256));
   });

@@ -15,6 +15,7 @@ import { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { createBucket, createS3Client, uploadObject } from '@imgpipe/s3';
 import { csvString, silentLogger } from '@imgpipe/kit';
+import pLimit from 'p-limit';
 import { writeBenchResults, type BenchResult, makeTempDir, startFaultyProxy, startS3Server, testAwsConfig } from '@imgpipe/test-utils';
 import { runDownloadS3 } from './download.js';
 
@@ -44,10 +45,7 @@ const temp = await makeTempDir('imgpipe-bench-');
 try {
   await createBucket(setupClient, 'bench');
   const keys = Array.from({ length: count }, (_, i) => `bench/${String(i).padStart(6, '0')}.jpg`);
-  let next = 0;
-  await Promise.all(Array.from({ length: 16 }, async () => {
-    for (let i = next++; i < count; i = next++) await uploadObject(setupClient, 'bench', keys[i]!, { bytes: randomBytes(size) });
-  }));
+  await pLimit(16).map(keys, (key) => uploadObject(setupClient, 'bench', key, { bytes: randomBytes(size) }));
   const csv = join(temp.path, 'images.csv');
   await writeFile(csv, await csvString(['bucket', 's3_image', 'category', 'label'], keys.map((k) => ({ bucket: 'bench', s3_image: k, category: 'cat', label: 0 }))));
   const results: BenchResult[] = [];

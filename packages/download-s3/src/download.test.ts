@@ -7,6 +7,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { createRng, csvString, FailureError, InputError, readCsvRows, sha256, silentLogger } from '@imgpipe/kit';
 import { createS3Client, uploadObject } from '@imgpipe/s3';
+import pLimit from 'p-limit';
 import { makeTempDir, startFaultyProxy, startS3Server, testAwsConfig, type S3Server, type TempDir } from '@imgpipe/test-utils';
 import { runDownloadS3, type DownloadS3Options } from './download.js';
 
@@ -52,16 +53,11 @@ describe('runDownloadS3 against the local S3 server', () => {
     temp = await makeTempDir();
     await server.createBucket(BUCKET);
     for (let i = 0; i < COUNT; i++) keys.push(`set/${i % 2 ? 'dog' : 'cat'}/${String(i).padStart(5, '0')}.jpg`);
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        for (let i = next++; i < COUNT; i = next++) {
-          const bytes = objectBytes(i);
-          hashes.set(keys[i]!, sha256(bytes));
-          await uploadObject(server.client, BUCKET, keys[i]!, { bytes });
-        }
-      }),
-    );
+    await pLimit(16).map(keys, async (key, i) => {
+      const bytes = objectBytes(i);
+      hashes.set(key, sha256(bytes));
+      await uploadObject(server.client, BUCKET, key, { bytes });
+    });
     csvPath = join(temp.path, 'images.csv');
     const rows = keys.map((key, i) => ({ bucket: BUCKET, s3_image: key, category: i % 2 ? 'dog' : 'cat', label: i % 2, note: `n${i}` }));
     await writeFile(csvPath, await csvString(['bucket', 's3_image', 'category', 'label', 'note'], rows));

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Head, loadBackbone, loadModel, loadTf, saveModelDir, withTta } from '@imgpipe/engines';
 import { MODEL_FORMAT, openDataset, silentLogger } from '@imgpipe/kit';
-import { writeBenchResults, type BenchResult, buildMobilenetV1, buildTinyConvBackbone, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { writeBenchResults, type BenchResult, buildMobileNetV1, buildTinyConvBackbone, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
 import { runEvalModel } from './eval-model.js';
 import { predictSplit } from './predict-split.js';
 import { computeMetrics, worstMistakes } from './metrics.js';
@@ -104,7 +104,7 @@ async function mobilenetOnWasm(dir: string): Promise<void> {
   const workers = Number(values.workers);
   const batch = Number(values.batch);
   const SIZE = 224;
-  const mobilenet = await buildMobilenetV1({ dir: join(dir, 'mobilenet'), alpha: 0.75, inputSize: SIZE });
+  const mobilenet = await buildMobileNetV1({ dir: join(dir, 'mobilenet'), layout: 'keras', alpha: 0.75, inputSize: SIZE });
   const dataDir = await writeSyntheticDataset({ dir: join(dir, 'mobilenet-data'), size: SIZE, counts: { train: 0, val: 0, test: images } });
   const dataset = await openDataset(dataDir);
   const backbone = await loadBackbone(mobilenet.path, { device: 'wasm', workers: 1, featureLayer: mobilenet.featureLayer, preprocess: 'tf', inputSize: SIZE });

@@ -4,6 +4,8 @@
  * writes to predictions.csv, so anyone can recompute them from that file.
  */
 
+import { argmaxRows } from '@imgpipe/kit';
+
 /** Probabilities are clipped to [EPSILON, 1] before the log, as Keras' categorical cross-entropy does. */
 export const EPSILON = 1e-7;
 
@@ -24,18 +26,6 @@ function checkShapes(probs: ArrayLike<number>, labels: ArrayLike<number>, classe
     if (!Number.isInteger(label) || label < 0 || label >= classes) throw new RangeError(`labels[${i}] = ${label} is not one of 0..${classes - 1}`);
   }
   return count;
-}
-
-/** The predicted class of every row: the arg max, the lowest index on ties. */
-export function argmaxRows(probs: ArrayLike<number>, classes: number): Int32Array {
-  const count = Math.floor(probs.length / classes);
-  const out = new Int32Array(count);
-  for (let i = 0; i < count; i++) {
-    let best = 0;
-    for (let c = 1; c < classes; c++) if (probs[i * classes + c]! > probs[i * classes + best]!) best = c;
-    out[i] = best;
-  }
-  return out;
 }
 
 /** Share of rows whose arg max is the true label; NaN for no rows. */

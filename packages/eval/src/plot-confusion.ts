@@ -1,4 +1,5 @@
-import { escapeXml, num, shorten, svgDocument, text } from './svg.js';
+import { escapeXml } from '@imgpipe/kit';
+import { num, shorten, svgDocument, text } from './svg.js';
 
 /** Pixel size of the confusion-matrix plot for `classes` classes (tests and report.html use it). */
 export function confusionPlotSize(classes: number): { width: number; height: number; cell: number } {

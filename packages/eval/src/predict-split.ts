@@ -1,10 +1,11 @@
 import { createProgress, type Dataset, type Logger, type ProgressEvent, type SplitName } from '@imgpipe/kit';
 import { PixelHasher, type LoadedModel } from '@imgpipe/engines';
+import pLimit from 'p-limit';
 
 /**
  * Probabilities of every image of a split (count x classes, row-major), predicted in batches with progress.
  * Up to model.concurrency batches are in flight (a TF.js wasm worker pool keeps every worker busy); each writes
- * its rows at its own offset, so the output order is the split's, and memory stays at one batch per lane.
+ * its rows at its own offset, so the output order is the split's, and memory stays at one batch per slot.
  * The pixel file is hashed as it is read and checked against the manifest at the end (an InputError when it changed).
  */
 export async function predictSplit(options: {
@@ -22,22 +23,23 @@ export async function predictSplit(options: {
   const progress = createProgress({ label: `eval ${split}`, total: count, unit: 'images', quiet: log.quiet, onEvent: options.onProgress });
   const hasher = new PixelHasher(dataset, split);
   const imageBytes = dataset.manifest.image_size * dataset.manifest.image_size * dataset.manifest.channels;
-  const batches = Math.ceil(count / batchSize);
-  let next = 0;
+  const batches = Array.from({ length: Math.ceil(count / batchSize) }, (_, b) => b * batchSize);
   let done = 0;
-  const lane = async () => {
-    for (let b = next++; b < batches; b = next++) {
-      const start = b * batchSize;
-      const n = Math.min(batchSize, count - start);
-      const pixels = await dataset.readPixels(split, start, n);
-      hasher.add(start * imageBytes, pixels);
-      out.set(await model.predict(pixels, n), start * classes);
-      done += n;
-      progress.update(done);
-    }
+  const predictBatch = async (start: number) => {
+    const n = Math.min(batchSize, count - start);
+    const pixels = await dataset.readPixels(split, start, n);
+    hasher.add(start * imageBytes, pixels);
+    out.set(await model.predict(pixels, n), start * classes);
+    done += n;
+    progress.update(done);
   };
-  const lanes = Math.max(1, Math.min(Math.floor(model.concurrency) || 1, batches));
-  await Promise.all(Array.from({ length: lanes }, lane));
+  const limit = pLimit(Math.max(1, Math.floor(model.concurrency) || 1));
+  try {
+    await limit.map(batches, predictBatch);
+  } catch (error) {
+    limit.clearQueue(); // the first failure fails the split: no further batch starts
+    throw error;
+  }
   hasher.verify();
   progress.finish();
   return out;

@@ -1,5 +1,5 @@
+import { escapeXml as esc } from '@imgpipe/kit';
 import type { EvalResult } from './eval-result.js';
-import { escapeXml as esc } from './svg.js';
 import type { TrialSummary } from './trials.js';
 
 /** Four significant decimals for tables; empty for a missing value. */

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { csvString, exists, InputError, readCsvRows, writeFileAtomic, writeJsonAtomic, type DatasetRow, type Logger } from '@imgpipe/kit';
-import { argmaxRows, formatFloat32 } from './metrics.js';
+import { argmaxRows, csvString, exists, InputError, readCsvRows, writeFileAtomic, writeJsonAtomic, type DatasetRow, type Logger } from '@imgpipe/kit';
+import { formatFloat32 } from './metrics.js';
 
 export const PREDICTIONS_FILE = 'predictions.csv';
 export const RESULTS_FILE = 'results.csv';

@@ -1,10 +1,8 @@
-/** Tiny helpers for writing SVG by hand: escaping, numbers, text. */
+import { escapeXml } from '@imgpipe/kit';
+
+/** Tiny helpers for writing SVG by hand: numbers, text (escaped with kit's escapeXml). */
 
 export const FONT = 'DejaVu Sans, Arial, Helvetica, sans-serif';
-
-export function escapeXml(text: string): string {
-  return text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!);
-}
 
 /** A coordinate with at most two decimals, so the SVG (and the PNG made from it) is the same on every run. */
 export function num(value: number): string {

@@ -1,4 +1,5 @@
 import { ALPHA_BACKGROUND, checkFormat, DEFAULT_MAX_PIXELS, decodeToTensor, ImageRejected, RESIZE_KERNEL, rejectionOf, type DecodeOptions } from './image.js';
+import { escapeXml } from '@imgpipe/kit';
 import { sniffImageFormat, type ImageFormat } from './image-format.js';
 import { loadSharp } from './sharp-module.js';
 
@@ -127,10 +128,9 @@ export async function encodeView(view: RgbImage, format: ImageFormat | undefined
 /** A white-on-transparent rendering of `text` in bold sans at fontSize: one byte of coverage per pixel. */
 export async function renderTextMask(text: string, fontSize: number, box: { width: number; height: number; x: number; baseline: number }): Promise<Uint8Array> {
   const sharp = await loadSharp();
-  const escaped = text.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
   const svg = Buffer.from(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${box.width}" height="${box.height}">` +
-      `<text x="${box.x}" y="${box.baseline}" font-family="DejaVu Sans, Arial, sans-serif" font-size="${fontSize}" font-weight="bold" fill="white">${escaped}</text></svg>`,
+      `<text x="${box.x}" y="${box.baseline}" font-family="DejaVu Sans, Arial, sans-serif" font-size="${fontSize}" font-weight="bold" fill="white">${escapeXml(text)}</text></svg>`,
   );
   const alpha = await sharp(svg).ensureAlpha().extractChannel(3).raw().toBuffer();
   return new Uint8Array(alpha.buffer, alpha.byteOffset, alpha.length);

@@ -18,3 +18,8 @@ export * from './values.js';
 export * from './stylesheet.js';
 export * from './safe-path.js';
 export * from './temp-files.js';
+export * from './argmax.js';
+export * from './read-all.js';
+export * from './signals.js';
+export * from './walk-dir.js';
+export * from './xml.js';

@@ -1,7 +1,8 @@
-import { lstat, readdir, readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { InputError } from './errors.js';
 import { sha256File } from './files.js';
+import { walkDir, type DirEntry } from './walk-dir.js';
 
 /** One file of a model directory as card.json lists it: the path relative to the directory, '/'-separated. */
 export interface ModelFileEntry {
@@ -25,24 +26,14 @@ export function isInsidePath(path: unknown): path is string {
   return path.split('/').every((segment) => segment !== '' && segment !== '.' && segment !== '..');
 }
 
-/** Every entry under `dir` (files, links, anything else) as relative '/'-paths with its kind, card.json excluded. */
-async function walk(dir: string): Promise<{ path: string; kind: 'file' | 'link' | 'other' }[]> {
-  const found: { path: string; kind: 'file' | 'link' | 'other' }[] = [];
-  const visit = async (rel: string): Promise<void> => {
-    for (const entry of await readdir(join(dir, rel), { withFileTypes: true })) {
-      const path = rel ? `${rel}/${entry.name}` : entry.name;
-      if (entry.isSymbolicLink()) found.push({ path, kind: 'link' });
-      else if (entry.isDirectory()) await visit(path);
-      else if (path !== CARD) found.push({ path, kind: entry.isFile() ? 'file' : 'other' });
-    }
-  };
-  await visit('');
-  return found.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+/** Every entry under `dir` but directories and card.json, with its kind (links listed, never followed). */
+async function entriesBesideCard(dir: string): Promise<DirEntry[]> {
+  return (await walkDir(dir)).filter((e) => e.kind !== 'directory' && e.path !== CARD);
 }
 
 /** The files list for card.json: every file of `dir` but card.json, sorted, with size and sha256. Links are refused. */
 export async function listModelFiles(dir: string): Promise<ModelFileEntry[]> {
-  const entries = await walk(dir);
+  const entries = await entriesBesideCard(dir);
   const odd = entries.find((e) => e.kind !== 'file');
   if (odd) throw new InputError(`${join(dir, odd.path)}: a model directory holds plain files only, not a ${odd.kind === 'link' ? 'symbolic link' : 'special file'}`);
   return Promise.all(entries.map(async ({ path }) => ({ path, size: (await lstat(join(dir, path))).size, sha256: await sha256File(join(dir, path)) })));
@@ -85,7 +76,7 @@ export async function checkModelFiles(dir: string, card: CardPaths): Promise<voi
     if (!isInsidePath(path)) throw new InputError(`${cardPath}: ${what} ${JSON.stringify(path)} points outside the model directory`);
     if (!listed.has(path)) throw new InputError(`${cardPath}: ${what} ${path} is not among the files the card lists`);
   }
-  const onDisk = await walk(dir);
+  const onDisk = await entriesBesideCard(dir);
   for (const { path, kind } of onDisk) {
     if (kind === 'link') throw new InputError(`${join(dir, path)}: a symbolic link in the model directory; a model directory holds plain files only`);
     if (kind !== 'file') throw new InputError(`${join(dir, path)}: not a regular file; a model directory holds plain files only`);

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { InputError, UsageError } from './errors.js';
+import { readAll } from './read-all.js';
 
 /** The JSON line a stage prints on stdout to name what it produced, and the next stage reads on stdin. */
 export interface Pointer {
@@ -34,12 +35,6 @@ export function parsePointer(text: string, kinds: readonly string[], source = 's
   );
 }
 
-export async function readAll(input: Readable): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of input) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-  return Buffer.concat(chunks).toString('utf8');
-}
-
 /**
  * The directory a stage works on: the flag when given, else the pointer piped on stdin.
  * A terminal on stdin means nothing was piped, which is a usage error naming the flag.
@@ -54,5 +49,5 @@ export async function resolveInputPointer(options: {
   if (options.stdin.isTTY) {
     throw new UsageError(`no input: pass ${options.flagName} or pipe a ${options.kinds.join('/')} pointer on stdin`);
   }
-  return parsePointer(await readAll(options.stdin), options.kinds);
+  return parsePointer((await readAll(options.stdin)).toString('utf8'), options.kinds);
 }

@@ -68,22 +68,3 @@ export function removeTrackedSync(): void {
   }
   live.clear();
 }
-
-let installed = false;
-
-/**
- * On SIGINT or SIGTERM: remove tracked temp files and locks, then exit 130 or 143 (128 + signal), as a shell
- * reports a process the signal killed. Installed once by each tool that writes files.
- */
-export function exitCleanlyOnSignals(): void {
-  if (installed) return;
-  installed = true;
-  const handler = (signal: NodeJS.Signals) => {
-    removeTrackedSync();
-    process.stderr.write(`${basename(process.argv[1] ?? 'imgpipe').replace(/\.[cm]?[jt]s$/, '')}: stopped by ${signal}; temp files removed\n`);
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-  process.on('exit', removeTrackedSync);
-}

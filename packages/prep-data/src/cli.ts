@@ -1,4 +1,4 @@
-import { UsageError, writePointer, type CliContext, type ToolCli, exitCleanlyOnSignals } from '@imgpipe/kit';
+import { readAll, UsageError, writePointer, type CliContext, type ToolCli, exitCleanlyOnSignals } from '@imgpipe/kit';
 
 export const prepDataCli: ToolCli = {
   name: 'prep-data',
@@ -75,9 +75,7 @@ async function readInput(flag: string | undefined, configured: string, context: 
   const fromStdin = flag === '-' || (flag === undefined && (!stdin.isTTY || configured === '' || configured === '-'));
   if (fromStdin) {
     if (stdin.isTTY) throw new UsageError('no input: pass --csv FILE or pipe the images CSV (from download-s3) on stdin');
-    const chunks: Buffer[] = [];
-    for await (const chunk of stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
-    return { csv: Buffer.concat(chunks), csvSource: 'stdin' };
+    return { csv: await readAll(stdin), csvSource: 'stdin' };
   }
   const path = flag ?? configured;
   if (path.startsWith('s3://')) {

@@ -1,5 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { decodeToTensor, ImageRejected, type DecodeOptions, type RejectReason } from '@imgpipe/images';
+import pLimit from 'p-limit';
 
 export type DecodeOutcome = { ok: true; pixels: Uint8Array } | { ok: false; reason: RejectReason; detail: string; cause?: string };
 
@@ -8,7 +9,7 @@ export type DecodeOutcome = { ok: true; pixels: Uint8Array } | { ok: false; reas
  * results in input order: decoding runs in parallel while the output stays deterministic and memory stays bounded.
  */
 export async function* orderedMap<T, R>(items: readonly T[], fn: (item: T, index: number) => Promise<R>, concurrency: number, window = concurrency * 4): AsyncGenerator<R> {
-  const limit = semaphore(Math.max(1, concurrency));
+  const limit = pLimit(Math.max(1, concurrency));
   const pending: Promise<R>[] = [];
   let next = 0;
   const fill = () => {
@@ -25,24 +26,6 @@ export async function* orderedMap<T, R>(items: readonly T[], fn: (item: T, index
     fill();
     yield result;
   }
-}
-
-/** A minimal concurrency limiter (p-limit's job, without adding it to this package). */
-function semaphore(size: number): <R>(task: () => Promise<R>) => Promise<R> {
-  let running = 0;
-  const queue: (() => void)[] = [];
-  return async (task) => {
-    // A finishing task hands its slot straight to the next waiter, so the count never overshoots.
-    if (running >= size) await new Promise<void>((resolve) => queue.push(resolve));
-    else running += 1;
-    try {
-      return await task();
-    } finally {
-      const next = queue.shift();
-      if (next) next();
-      else running -= 1;
-    }
-  };
 }
 
 /** Decode one image; a rejection becomes an outcome, anything else (a bug, out of memory) propagates. */

@@ -1,5 +1,6 @@
 import { realpath } from 'node:fs/promises';
 import { sha256File } from '@imgpipe/kit';
+import pLimit from 'p-limit';
 import type { EarlyReject, PrepItem } from './prep-item.js';
 
 /**
@@ -17,7 +18,7 @@ export async function dedupeItems(items: readonly PrepItem[]): Promise<{ kept: P
   const duplicates: EarlyReject[] = [];
   const duplicate = (item: PrepItem, first: PrepItem, how: string) =>
     duplicates.push({ item, reason: 'duplicate', detail: `${how} as line ${first.line} (${first.row.local_image ?? first.source}); kept there so it is in one split only` });
-  const identities = await mapLimit(items, 8, async (item) => {
+  const identities = await pLimit(8).map(items, async (item) => {
     const real = await realpath(item.path).catch(() => item.path);
     const content = await sha256File(item.path).catch(() => undefined);
     return { real, content };
@@ -45,13 +46,4 @@ export async function dedupeItems(items: readonly PrepItem[]): Promise<{ kept: P
     kept.push(content === undefined ? item : { ...item, contentSha256: content });
   });
   return { kept, duplicates };
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!);
-  }));
-  return out;
 }

@@ -1,3 +1,4 @@
+import { argmax } from '@imgpipe/kit';
 import { Batcher } from './batcher.js';
 import { HttpError, UnavailableError } from './http-error.js';
 import type { ImageItem } from './request.js';
@@ -163,8 +164,7 @@ export function createClassifier(options: ClassifierOptions): Classifier {
       for (const image of pixels) if (image.length !== area) throw new Error(`decoder returned ${image.length} bytes, expected ${area}`);
       const probs = await batcher.submitAll(pixels);
       const predictions = probs.map((p) => {
-        let index = 0;
-        for (let c = 1; c < p.length; c += 1) if (p[c]! > p[index]!) index = c;
+        const index = argmax(p);
         return { index, label: model.labels[index]!, probs: p };
       });
       return { decoded, predictions };

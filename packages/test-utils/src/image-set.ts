@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createRng, csvString } from '@imgpipe/kit';
 import { joinKey } from '@imgpipe/s3';
+import pLimit from 'p-limit';
 import { writeBadImages, type BadImage } from './bad-images.js';
 import { drawImage } from './shapes.js';
 
@@ -90,18 +91,13 @@ export async function generateImageSet(options: ImageSetOptions): Promise<ImageS
     rows.push({ bucket, s3_image: joinKey(prefix, file), category, label, local_image: join(dir, file), file });
   }
   // One generator per image (derived from the seed and its index) so concurrency cannot change the bytes.
-  let next = 0;
-  const worker = async () => {
-    for (let index = next++; index < rows.length; index = next++) {
-      const row = rows[index]!;
-      const rng = createRng((seed * 1_000_003 + index * 7919 + 1) >>> 0);
-      const size = sizes[Math.floor(rng() * sizes.length)]!;
-      const bytes = await drawImage(rng, row.label, size[0], size[1], quality);
-      await mkdir(dirname(row.local_image), { recursive: true });
-      await writeFile(row.local_image, bytes);
-    }
-  };
-  await Promise.all(Array.from({ length: 2 }, worker));
+  await pLimit(2).map(rows, async (row, index) => {
+    const rng = createRng((seed * 1_000_003 + index * 7919 + 1) >>> 0);
+    const size = sizes[Math.floor(rng() * sizes.length)]!;
+    const bytes = await drawImage(rng, row.label, size[0], size[1], quality);
+    await mkdir(dirname(row.local_image), { recursive: true });
+    await writeFile(row.local_image, bytes);
+  });
 
   const good = [...rows];
   if (options.bad) {

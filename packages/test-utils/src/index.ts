@@ -11,6 +11,5 @@ export * from './random-weights.js';
 export * from './mobilenet-model.js';
 export * from './slurm-cluster.js';
 export * from './publish.js';
-export * from './mobilenet-v1-model.js';
 export * from './wait-for.js';
 export { drawImage } from './shapes.js';

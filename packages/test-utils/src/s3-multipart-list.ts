@@ -1,8 +1,7 @@
+import { escapeXml } from '@imgpipe/kit';
 import type { buildApp } from 'fauxqs';
 
 type FauxqsApp = ReturnType<typeof buildApp>;
-
-const xmlEscape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /**
  * ListMultipartUploads for fauxqs, which (1.9.2) has Create/UploadPart/Complete/AbortMultipartUpload but not this
@@ -24,8 +23,8 @@ export function addListMultipartUploads(app: FauxqsApp): void {
     const xml = [
       '<?xml version="1.0" encoding="UTF-8"?>',
       '<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
-      `<Bucket>${xmlEscape(bucket)}</Bucket><Prefix>${xmlEscape(prefix)}</Prefix><IsTruncated>false</IsTruncated>`,
-      ...listed.map(([id, u]) => `<Upload><Key>${xmlEscape(u.key)}</Key><UploadId>${xmlEscape(id)}</UploadId><Initiated>${u.initiated.toISOString()}</Initiated></Upload>`),
+      `<Bucket>${escapeXml(bucket)}</Bucket><Prefix>${escapeXml(prefix)}</Prefix><IsTruncated>false</IsTruncated>`,
+      ...listed.map(([id, u]) => `<Upload><Key>${escapeXml(u.key)}</Key><UploadId>${escapeXml(id)}</UploadId><Initiated>${u.initiated.toISOString()}</Initiated></Upload>`),
       '</ListMultipartUploadsResult>',
     ].join('');
     await reply.header('content-type', 'application/xml').status(200).send(xml);

@@ -1,8 +1,8 @@
-import { readdir } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import { contentTypeOf, createBucket, createS3Client, joinKey, uploadObject, type S3Client } from '@imgpipe/s3';
-import { CONFIG_SCHEMA, type ImgpipeConfig } from '@imgpipe/kit';
+import { CONFIG_SCHEMA, walkDir, type ImgpipeConfig } from '@imgpipe/kit';
 import { buildApp } from 'fauxqs';
+import pLimit from 'p-limit';
 import { addListMultipartUploads } from './s3-multipart-list.js';
 
 export const TEST_ACCESS_KEY_ID = 'imgpipe-test';
@@ -78,11 +78,7 @@ export async function startS3Server(): Promise<S3Server> {
 
 /** Every file under `dir`, as paths relative to it with forward slashes, sorted. */
 export async function listFilesRecursive(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries
-    .filter((entry) => entry.isFile())
-    .map((entry) => relative(dir, join(entry.parentPath, entry.name)).split(sep).join('/'))
-    .sort();
+  return (await walkDir(dir)).filter((e) => e.kind === 'file').map((e) => e.path);
 }
 
 /**
@@ -92,12 +88,6 @@ export async function listFilesRecursive(dir: string): Promise<string[]> {
 export async function uploadDirectory(client: S3Client, bucket: string, prefix: string, dir: string, options: { concurrency?: number } = {}): Promise<string[]> {
   const files = await listFilesRecursive(dir);
   const keys = files.map((file) => joinKey(prefix, file));
-  let next = 0;
-  const worker = async () => {
-    for (let index = next++; index < files.length; index = next++) {
-      await uploadObject(client, bucket, keys[index]!, { path: join(dir, files[index]!) }, { contentType: contentTypeOf(files[index]!) });
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(files.length, options.concurrency ?? 16) }, worker));
+  await pLimit(options.concurrency ?? 16).map(files, (file, index) => uploadObject(client, bucket, keys[index]!, { path: join(dir, file) }, { contentType: contentTypeOf(file) }));
   return keys;
 }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { createProgress, createRng, deriveSeed, sha256, shuffleInPlace, silentLogger, UsageError, type Dataset, type Logger, type ProgressEvent, type BackboneInfo, type SplitName } from '@imgpipe/kit';
+import { argmax, createProgress, createRng, deriveSeed, sha256, shuffleInPlace, silentLogger, UsageError, type Dataset, type Logger, type ProgressEvent, type BackboneInfo, type SplitName } from '@imgpipe/kit';
 import { fileLoadHandler, fileSaveHandler, preprocessPixels, readModelJson, weightPaths, type Tf } from '@imgpipe/engines';
 import type { EpochRecord } from './trial.js';
 import { outputFloatsPerImage, wasmTrainingBatch } from './fine-tune-memory.js';
@@ -291,9 +291,7 @@ async function evaluate(tf: Tf, model: LayersModel, dataset: Dataset, split: Spl
     probs.dispose();
     for (let i = 0; i < n; i++) {
       const label = labels[start + i]!;
-      let best = 0;
-      for (let c = 1; c < classes; c++) if (p[i * classes + c]! > p[i * classes + best]!) best = c;
-      if (best === label) correct++;
+      if (argmax(p, i * classes, classes) === label) correct++;
       lossSum -= Math.log(Math.max(p[i * classes + label]!, 1e-7));
     }
   }

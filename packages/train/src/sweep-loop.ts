@@ -1,5 +1,6 @@
 import { createProgress, formatSeconds, type Logger } from '@imgpipe/kit';
 import type { ConcreteDevice, Tf } from '@imgpipe/engines';
+import pLimit from 'p-limit';
 import { saveBestHead } from './best-head.js';
 import { TrialLog, writeTrialTables } from './run-dir.js';
 import { describeParams, type Trial } from './sweep.js';
@@ -94,11 +95,7 @@ export async function runSweep({ tf, features, trials, runDir, finished, backbon
       log.info(`${position} ${trial.id} done: val_accuracy ${record.val_accuracy.toFixed(4)} val_loss ${record.val_loss.toFixed(4)} train_loss ${record.train_loss.toFixed(4)} (${record.seconds.toFixed(1)}s)`);
     }
   };
-  let next = 0;
-  const lane = async () => {
-    while (next < pending.length) await runOne(pending[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, pending.length)) }, lane));
+  await pLimit(Math.max(1, parallel)).map(pending, runOne);
   await saving.chain;
   progress.finish();
   return { records, failures, stopped };

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { walkDir } from '@imgpipe/kit';
 import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { tinyBackbone, writeLearnableDataset } from './test-dataset.js';
 
@@ -74,8 +75,7 @@ test('SIGTERM and SIGINT stop train with 143 and 130, leaving no temp file or lo
     child.kill(signal);
     const result = await child;
     assert.equal(result.exitCode, code, result.stderr);
-    const leftovers: string[] = [];
-    for (const entry of await readdir(out, { recursive: true })) if (/\.tmp$|\.lock$/.test(entry)) leftovers.push(entry);
+    const leftovers = (await walkDir(out)).map((e) => e.path).filter((path) => /\.tmp$|\.lock$/.test(path));
     assert.deepEqual(leftovers, [], `${signal}: no temp file or lock left`);
   }
 });

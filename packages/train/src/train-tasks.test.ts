@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { FailureError, silentLogger, UsageError } from '@imgpipe/kit';
+import { FailureError, silentLogger, UsageError, walkDir } from '@imgpipe/kit';
 import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { extractShard } from './task-extract.js';
 import { finishRun } from './task-finish.js';
@@ -98,7 +98,7 @@ test('the sweep as tasks (plan, extract shards, trials, finish) gives the same t
   const modelWritten = await stat(join(runDir, 'model', 'card.json'));
   assert.deepEqual(await finishRun(runDir, plan, silentLogger), pointer);
   assert.equal((await stat(join(runDir, 'model', 'card.json'))).mtimeMs, modelWritten.mtimeMs, 'a finished run is not finished again');
-  const leftovers = (await readdir(runDir, { recursive: true })).filter((f) => f.endsWith('.tmp'));
+  const leftovers = (await walkDir(runDir)).filter((e) => e.path.endsWith('.tmp'));
   assert.deepEqual(leftovers, [], 'no temp files left');
 });
 

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { InputError, resolveInputPointer, UsageError, type ToolCli } from '@imgpipe/kit';
+import { InputError, resolveInputPointer, stopOnSignals, UsageError, type ToolCli } from '@imgpipe/kit';
 import { isS3Uri, parseS3Uri } from '@imgpipe/s3';
 
 export const uploadS3Cli: ToolCli = {
@@ -42,24 +42,15 @@ export const uploadS3Cli: ToolCli = {
     if (typeof dir !== 'string' || !dir) throw new InputError(`the ${pointer.kind} pointer on stdin names no path`);
     const [{ runUploadS3 }, { createS3Client }] = await Promise.all([import('./upload.js'), import('@imgpipe/s3')]);
     const client = createS3Client(config.aws, { concurrency, maxAttempts: 1 });
-    const stop = new AbortController();
-    const onSignal = (signal: NodeJS.Signals) => {
-      context.log.warn(`${signal}: aborting the uploads in flight; no manifest is written`);
-      stop.abort(signal);
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    const stop = stopOnSignals((signal) => context.log.warn(`${signal}: aborting the uploads in flight; no manifest is written`));
     try {
       await runUploadS3({ dir, client, bucket, prefix, concurrency, retries, partSize: partMiB * 1024 * 1024, stdout: context.stdout, stderr: context.stderr, cwd: context.cwd, log: context.log, signal: stop.signal });
     } catch (error) {
       if (!stop.signal.aborted) throw error;
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      stop.dispose();
       client.destroy();
     }
-    // The shell's convention for a process ended by a signal: 128 + its number.
-    if (stop.signal.aborted) return stop.signal.reason === 'SIGINT' ? 130 : 143;
-    return 0;
+    return stop.exitCode() ?? 0;
   },
 };

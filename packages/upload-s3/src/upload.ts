@@ -1,9 +1,9 @@
-import { readdir, stat } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { basename, join, posix, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { contentTypeOf, copyObject, digestFile, formatS3Uri, headObject, joinKey, readPublication, uploadObject, type S3Client } from '@imgpipe/s3';
 import {
-  createProgress, InputError, PUBLICATION_FILE, PUBLICATION_FORMAT, PUBLICATION_OBJECTS_DIR, publicationId, sha256, writePointer,
+  createProgress, InputError, PUBLICATION_FILE, PUBLICATION_FORMAT, PUBLICATION_OBJECTS_DIR, publicationId, sha256, walkDir, writePointer,
   type Logger, type Pointer, type PublicationManifest, type PublicationObject,
 } from '@imgpipe/kit';
 import { abortUploadsUnder, removeLeftovers } from './leftovers.js';
@@ -51,12 +51,10 @@ async function isFile(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isFile(), () => false);
 }
 
+/** The regular files under `dir` ('/'-paths, sorted), but hidden ones; links are not followed; none when it is missing. */
 async function filesUnder(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
-  return entries
-    .filter((entry) => entry.isFile() && !entry.name.startsWith('.'))
-    .map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1).split('\\').join('/'))
-    .sort();
+  const entries = await walkDir(dir).catch(() => []);
+  return entries.filter((e) => e.kind === 'file' && !posix.basename(e.path).startsWith('.')).map((e) => e.path);
 }
 
 /** What to upload from a run (or model) directory: [relative local path, relative key]. */
