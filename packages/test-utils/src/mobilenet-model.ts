@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@imgpipe/engines/tfjs';
 import { fileSaveHandler } from '@imgpipe/engines';
 import { randomizeWeights } from './random-weights.js';
 import { quietCpuBackend } from './tiny-models.js';
