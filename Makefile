@@ -77,6 +77,7 @@ build: $(BUILT)
 
 typecheck: build
 	$(PNPM) exec tsc -p tsconfig.test.json
+	$(PNPM) exec tsc -p packages/upload-s3/assets/tsconfig.json
 
 # Biome's recommended rules (non-null assertions allowed: with noUncheckedIndexedAccess they mark checked indexes),
 # and no import cycles between files (dpdm, type-only imports included).

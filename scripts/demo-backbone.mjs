@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // The demo's backbone: no pretrained weights can be downloaded offline, so the demo builds a small conv net
 // locally (test-utils' buildTinyConvBackbone: conv 3x3 -> conv 3x3 stride 2 -> global average pool 'features',
 // random weights from a fixed seed) as an ONNX file. Frozen random conv features of the generated images are
@@ -57,7 +58,10 @@ if (values['train-on']) {
   process.stdout.write(`${join(values.dir, 'model.onnx')}\n`);
 }
 
-/** Trains avgpool-conv8-pool-conv16-pool-conv16-GAP('features')-softmax on the train split; returns the last train accuracy. */
+/**
+ * Trains avgpool-conv8-pool-conv16-pool-conv16-GAP('features')-softmax on the train split; returns the last train accuracy.
+ * @param {string} datasetDir @param {string} dir @param {number} epochs @returns {Promise<number>}
+ */
 async function trainBackbone(datasetDir, dir, epochs) {
   const [{ fileSaveHandler, loadTf }, { openDataset }] = await Promise.all([import('@imgpipe/engines'), import('@imgpipe/kit')]);
   // WebAssembly, with core's conv gradient kernels (wasm-grad-kernels.ts) registered by loadTf.
@@ -68,7 +72,7 @@ async function trainBackbone(datasetDir, dir, epochs) {
   const pixels = await dataset.readPixels('train', 0, count);
   const labels = await dataset.labels('train');
   // "tf" preprocessing (pixel / 127.5 - 1), recorded in model.json so train and serve apply the same.
-  const x = tf.tidy(() => tf.tensor4d(pixels, [count, side, side, 3], 'float32').div(127.5).sub(1));
+  const x = tf.tidy(() => tf.sub(tf.div(tf.tensor4d(pixels, [count, side, side, 3], 'float32'), 127.5), 1));
   const y = tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), classes.length));
   const seed = 11;
   const input = tf.input({ shape: [side, side, 3], name: 'input' });
@@ -79,7 +83,8 @@ async function trainBackbone(datasetDir, dir, epochs) {
     if (i < 2) h = tf.layers.maxPooling2d({ name: `pool${i + 1}`, poolSize: 2 }).apply(h);
   }
   const features = tf.layers.globalAveragePooling2d({ name: 'features' }).apply(h);
-  const output = tf.layers.dense({ name: 'logits', units: classes.length, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed }) }).apply(features);
+  const logits = tf.layers.dense({ name: 'logits', units: classes.length, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed }) });
+  const output = /** @type {import('@imgpipe/engines/tfjs').SymbolicTensor} */ (logits.apply(features));
   const model = tf.model({ inputs: input, outputs: output, name: 'demo_backbone' });
   model.compile({ optimizer: tf.train.adam(0.003), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
   let accuracy = 0;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Tensor1D, Tensor2D } from '@tensorflow/tfjs';
+import type { Tensor1D, Tensor2D } from '@imgpipe/engines/tfjs';
 import { makeTempDir } from '@imgpipe/test-utils';
 import { loadTf, createFeatureSet, Head, HeadAdam, headGradients, type HeadWeights, fileLoadHandler } from '@imgpipe/engines';
 import { createRng } from '@imgpipe/kit';
@@ -31,7 +31,7 @@ test('hand-written head gradients match tf.grads, with and without a dropout mas
       b2: tf.tensor1d(randomArray(classes, rng, 0.1)),
     };
     const x = tf.tensor2d(randomArray(batch * dim, rng), [batch, dim]);
-    const y = tf.oneHot(tf.tensor1d([0, 1, 2, 1, 0, 2], 'int32'), classes).toFloat() as Tensor2D;
+    const y = tf.cast(tf.oneHot(tf.tensor1d([0, 1, 2, 1, 0, 2], 'int32'), classes), 'float32') as Tensor2D;
     const mask = tf.tensor2d(Float32Array.from({ length: batch * hidden }, () => (rng() < 0.5 ? 0 : 2)), [batch, hidden]);
     for (const m of [undefined, mask]) {
       const lossFn = (w1: Tensor2D, b1: Tensor1D, w2: Tensor2D, b2: Tensor1D) => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@imgpipe/engines/tfjs';
 import { makeTempDir, quietCpuBackend, randomizeWeights, type TempDir } from '@imgpipe/test-utils';
 import { loadBackbone } from '@imgpipe/engines';
 import { createLogger } from '@imgpipe/kit';

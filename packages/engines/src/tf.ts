@@ -5,9 +5,10 @@ import { cpuThreads, INSTALL_HINTS, webgpuUnlikely, type ConcreteDevice, type De
 import { messageOf, UsageError, silentLogger, type Logger } from '@imgpipe/kit';
 
 /**
- * The only importer of TensorFlow.js backends. `loadTf(device)` loads @tensorflow/tfjs, registers and selects the
- * backend for the device, and returns tf. The native packages (@tensorflow/tfjs-node, -gpu) are optional: they are
- * imported with a non-literal specifier only when a user installed them.
+ * The only importer of TensorFlow.js backends. `loadTf(device)` loads TF.js as its parts (tfjs.ts: core, layers,
+ * converter, cpu), registers and selects the backend for the device, and returns tf. The native packages
+ * (@tensorflow/tfjs-node, -gpu) are optional: they are imported with a non-literal specifier only when a user
+ * installed them.
  */
 import type { Tf } from './tf-type.js';
 
@@ -50,7 +51,7 @@ let webgpuRegistered = false;
 let webgpuError: string | undefined;
 
 async function baseTf(): Promise<Tf> {
-  tfModule ??= await import('@tensorflow/tfjs');
+  tfModule ??= await import('./tfjs.js');
   return tfModule;
 }
 

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@imgpipe/engines/tfjs';
 import { createRng } from '@imgpipe/kit';
 
 /**
