@@ -1,9 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import type { Backbone, LoadBackboneOptions, ResolvedBackbone } from './backbone-types.js';
 import { InputError, sha256, type Logger } from '@imgpipe/kit';
-import { createOnnxSession, loadOrt } from './onnx.js';
+import type { OnnxWorkerInit, OnnxWorkerReady } from './backbone-onnx-worker.js';
+import { openOnnxRunner, type OnnxRunner, type OnnxRunPlan } from './onnx-runner.js';
+import { WorkerPool } from './worker-pool.js';
 import { decodeOnnx, exposeOutput, globalPoolOutput, graphInput, graphOutputs, metadataProp } from './onnx-graph.js';
-import { preprocessPixels, preprocessSpec } from './preprocess.js';
+import { preprocessSpec } from './preprocess.js';
 
 /** An ONNX backbone on ONNX Runtime: the feature layer exposed as a graph output when it is not one. */
 export async function loadOnnxBackbone(resolved: ResolvedBackbone, options: LoadBackboneOptions & { log: Logger }): Promise<Backbone> {
@@ -24,39 +26,15 @@ export async function loadOnnxBackbone(resolved: ResolvedBackbone, options: Load
     log.info(`backbone ${resolved.name}: no --preprocess given, using torch (ImageNet mean/std) as for torchvision exports`);
   }
   const preprocess = preprocessSpec(preprocessName);
-  const { session, device } = await createOnnxSession(runBytes, options.device, log, { sharedCpu: options.sharedCpu ?? false });
-  const ort = await loadOrt();
-  const dims = (count: number) => (layout === 'NCHW' ? [count, 3, size, size] : [count, size, size, 3]);
-
-  // Some exports fix the batch dimension (often to 1): run such models in chunks of that size.
-  const maxBatch = input.dims[0] ?? Infinity;
-  const imageBytes = size * size * 3;
-  const runChunked = async (pixels: Uint8Array, count: number): Promise<Float32Array> => {
-    if (count <= maxBatch) return run(pixels, count);
-    const parts: Float32Array[] = [];
-    for (let start = 0; start < count; start += maxBatch) {
-      const n = Math.min(maxBatch, count - start);
-      parts.push(await run(pixels.subarray(start * imageBytes, (start + n) * imageBytes), n));
-    }
-    const out = new Float32Array(parts.reduce((sum, p) => sum + p.length, 0));
-    let offset = 0;
-    for (const p of parts) {
-      out.set(p, offset);
-      offset += p.length;
-    }
-    return out;
-  };
-  const run = async (pixels: Uint8Array, count: number): Promise<Float32Array> => {
-    const data = preprocessPixels(pixels, count, size, preprocess, layout);
-    const tensor = new ort.Tensor('float32', data, dims(count));
-    const results = await session.run({ [input.name]: tensor }, [featureLayer]);
-    tensor.dispose();
-    const out = results[featureLayer]!;
-    const features = new Float32Array(out.data as Float32Array); // copy: ORT owns its buffer
-    for (const value of Object.values(results)) value.dispose();
-    return features;
-  };
-  const probe = await run(new Uint8Array(size * size * 3), 1);
+  const plan: OnnxRunPlan = { inputName: input.name, featureLayer, layout, size, preprocess, maxBatch: input.dims[0] ?? Infinity };
+  const runner = options.offMainThread ? await workerRunner(runBytes, plan, options, resolved.path, log) : await openOnnxRunner(runBytes, plan, options.device, { log, sharedCpu: options.sharedCpu ?? false });
+  let probe: Float32Array;
+  try {
+    probe = await runner.run(new Uint8Array(size * size * 3), 1);
+  } catch (error) {
+    await runner.dispose();
+    throw error;
+  }
   return {
     info: {
       name: resolved.name,
@@ -71,14 +49,19 @@ export async function loadOnnxBackbone(resolved: ResolvedBackbone, options: Load
       engine: 'onnxruntime',
     },
     files: [resolved.path],
-    device,
+    device: runner.device,
     concurrency: 1,
     async extract(pixels, count) {
       if (count === 0) return new Float32Array(0);
-      return runChunked(pixels, count);
+      return runner.run(pixels, count);
     },
-    async dispose() {
-      await session.release();
-    },
+    dispose: () => runner.dispose(),
   };
+}
+
+/** The same runner in a worker thread (LoadBackboneOptions.offMainThread). */
+async function workerRunner(model: Uint8Array, plan: OnnxRunPlan, options: LoadBackboneOptions, path: string, log: Logger): Promise<OnnxRunner> {
+  const init: OnnxWorkerInit = { model, plan, device: options.device, sharedCpu: options.sharedCpu ?? false };
+  const pool = await WorkerPool.start<OnnxWorkerReady>('backbone-onnx-worker', 1, init, `ONNX backbone ${path}`, log);
+  return { device: pool.ready.device, run: (pixels, count) => pool.run(pixels, count), dispose: () => pool.close() };
 }

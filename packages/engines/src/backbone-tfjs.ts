@@ -1,14 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import type { Backbone, LoadBackboneOptions, ResolvedBackbone } from './backbone-types.js';
 import { openTfjsRunner, tfjsFormatOf } from './backbone-tfjs-runner.js';
-import type { WorkerInit, WorkerReply } from './backbone-tfjs-worker.js';
+import type { TfjsWorkerReady } from './backbone-tfjs-worker.js';
 import { cpuThreads } from './device.js';
-import { FailureError, InputError, UsageError, sha256, type Logger, type PreprocessSpec } from '@imgpipe/kit';
+import { InputError, sha256, type Logger } from '@imgpipe/kit';
 import { preprocessSpec } from './preprocess.js';
 import { loadTf } from './tf.js';
 import { readModelJson, weightPaths } from './tfjs-io.js';
+import { WorkerPool } from './worker-pool.js';
 
 /**
  * A TF.js backbone (layers or graph model.json). On WebAssembly, which is single-threaded in Node, it runs in a pool
@@ -45,7 +45,7 @@ export async function loadTfjsBackbone(resolved: ResolvedBackbone, options: Load
       },
     };
   }
-  const pool = await WorkerPool.start(workers, { modelJsonPath: resolved.path, featureLayer, preprocess, inputSize: options.inputSize });
+  const pool = await WorkerPool.start<TfjsWorkerReady>('backbone-tfjs-worker', workers, { modelJsonPath: resolved.path, featureLayer, preprocess, inputSize: options.inputSize }, `TF.js backbone ${resolved.path}`);
   log.debug(`TF.js backbone on wasm: ${workers} worker threads`);
   try {
     const probe = await pool.run(new Uint8Array(pool.ready.inputSize ** 2 * 3), 1);
@@ -60,101 +60,5 @@ export async function loadTfjsBackbone(resolved: ResolvedBackbone, options: Load
   } catch (error) {
     await pool.close();
     throw error;
-  }
-}
-
-/** The worker from dist/ (.js); from sources (tests, benchmarks under tsx) through a bootstrap that registers tsx in the worker. */
-function startWorker(init: WorkerInit): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./backbone-tfjs-worker.js', import.meta.url), { workerData: init });
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const entry = new URL('./backbone-tfjs-worker.ts', import.meta.url).href;
-  const bootstrap = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
-  return new Worker(bootstrap, { eval: true, workerData: init });
-}
-
-type Ready = Extract<WorkerReply, { type: 'ready' }>;
-
-/** Worker threads each holding the model; a batch goes to the first idle one. */
-class WorkerPool {
-  private idle: Worker[] = [];
-  private waiting: ((worker: Worker) => void)[] = [];
-  private pending = new Map<number, { resolve: (f: Float32Array) => void; reject: (e: Error) => void }>();
-  private nextId = 0;
-  private broken: Error | undefined;
-  private closing = false;
-
-  private constructor(
-    private readonly workers: Worker[],
-    readonly ready: Ready,
-  ) {
-    this.idle = [...workers];
-    for (const worker of workers) {
-      worker.on('message', (reply: WorkerReply) => {
-        if (reply.type === 'ready') return;
-        const task = this.pending.get(reply.id);
-        if (!task) return;
-        this.pending.delete(reply.id);
-        if (reply.type === 'result') task.resolve(reply.features);
-        else task.reject(new FailureError(`TF.js worker failed: ${reply.message}`));
-        this.release(worker);
-      });
-      worker.on('error', (error) => this.failAll(error));
-      worker.on('exit', (code) => {
-        if (!this.closing) this.failAll(new Error(`a worker exited with code ${code}`));
-      });
-    }
-  }
-
-  static async start(count: number, init: WorkerInit & { preprocess: PreprocessSpec }): Promise<WorkerPool> {
-    const workers = Array.from({ length: count }, () => startWorker(init));
-    try {
-      const replies = await Promise.all(
-        workers.map(
-          (worker) =>
-            new Promise<Ready>((resolve, reject) => {
-              worker.once('message', (reply: WorkerReply) => {
-                if (reply.type === 'ready') resolve(reply);
-                else if (reply.type === 'error') reject(reply.usage ? new UsageError(reply.message) : new InputError(reply.message));
-              });
-              worker.once('error', reject);
-              worker.once('exit', (code) => reject(new FailureError(`TF.js worker exited with code ${code} while loading ${init.modelJsonPath}`)));
-            }),
-        ),
-      );
-      return new WorkerPool(workers, replies[0]!);
-    } catch (error) {
-      await Promise.all(workers.map((w) => w.terminate()));
-      throw error;
-    }
-  }
-
-  async run(pixels: Uint8Array, count: number): Promise<Float32Array> {
-    if (this.broken) throw this.broken;
-    const worker = this.idle.pop() ?? (await new Promise<Worker>((resolve) => this.waiting.push(resolve)));
-    if (this.broken) throw this.broken;
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      const copy = pixels.slice(0, count * this.ready.inputSize ** 2 * 3);
-      worker.postMessage({ id, pixels: copy, count }, [copy.buffer]);
-    });
-  }
-
-  private release(worker: Worker) {
-    const next = this.waiting.shift();
-    if (next) next(worker);
-    else this.idle.push(worker);
-  }
-
-  private failAll(error: Error) {
-    this.broken ??= new FailureError(`TF.js worker crashed: ${error.message}`, { cause: error });
-    for (const task of this.pending.values()) task.reject(this.broken);
-    this.pending.clear();
-    for (const waiter of this.waiting.splice(0)) waiter(this.workers[0]!); // they find the pool broken below
-  }
-
-  async close() {
-    this.closing = true;
-    await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }

@@ -33,6 +33,11 @@ export interface LoadBackboneOptions {
    * threads then sleep when idle instead of spinning, leaving those cores to it. Default false (batch tools).
    */
   sharedCpu?: boolean;
+  /**
+   * ONNX Runtime: run the session in a worker thread. Its Node binding runs a batch synchronously on the calling
+   * thread, which a server cannot afford (no request is read, decoded or answered meanwhile). Default false.
+   */
+  offMainThread?: boolean;
   /** Show download progress (default: unless log is quiet). */
   progress?: boolean;
   /** Largest file a download may bring, in bytes; default $IMGPIPE_MAX_DOWNLOAD_BYTES or 2 GiB. */

@@ -73,6 +73,8 @@ export interface LoadModelOptions {
   workers?: number;
   /** See LoadBackboneOptions.sharedCpu: set by serve, whose decoding shares the cores with inference. */
   sharedCpu?: boolean;
+  /** See LoadBackboneOptions.offMainThread: set by serve, whose event loop must not stop during a batch. */
+  offMainThread?: boolean;
 }
 
 /** Load a model directory: the backbone through the engines, the head with TF.js on the same device. */
@@ -102,6 +104,7 @@ export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): 
     ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
     ...(options.workers !== undefined ? { workers: options.workers } : {}),
     ...(options.sharedCpu !== undefined ? { sharedCpu: options.sharedCpu } : {}),
+    ...(options.offMainThread !== undefined ? { offMainThread: options.offMainThread } : {}),
   }).catch((error: unknown) => {
     head.dispose();
     throw error;

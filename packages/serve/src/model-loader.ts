@@ -39,7 +39,7 @@ export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
           client.destroy();
         }
       }
-      const loaded = await loadModel(dir, { device: options.device, log, sharedCpu: true });
+      const loaded = await loadModel(dir, { device: options.device, log, sharedCpu: true, offMainThread: true });
       const { tf } = await loadTf(options.device, silentLogger);
       const cleanup = tempDir;
       const tta = options.tta ?? (loaded.card.tta === 'flip' ? 'flip' : 'none');

@@ -90,6 +90,13 @@ async function load(url: string, bodyFile: string, concurrency: number, duration
   return { ...run, cpuSeconds: (used.user + used.system) / 1e6 };
 }
 
+/** Batches run and images in them so far, from the server's own /metrics. */
+async function batchTotals(url: string): Promise<{ batches: number; images: number }> {
+  const text = await (await fetch(new URL('/metrics', url))).text();
+  const value = (name: string) => Number(/^(\S+) (\S+)$/m.exec(text.split('\n').find((line) => line.startsWith(`${name} `)) ?? '')?.[2] ?? 0);
+  return { batches: value('imgpipe_serve_batch_size_count'), images: value('imgpipe_serve_batch_size_sum') };
+}
+
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 const temp = await makeTempDir('imgpipe-serve-bench-');
@@ -157,13 +164,18 @@ try {
       quiet: true,
     });
     try {
-      await load(server.url, body, 4, 1); // warm the route
+      // Steady state, as a server that has run a while: every batch size seen once (ONNX Runtime plans memory per
+      // input shape on first sight), at the largest concurrency for a few seconds.
+      await load(server.url, body, Math.max(...concurrencies), 4);
       for (const concurrency of concurrencies) {
+        const before = await batchTotals(server.url);
         const run = await load(server.url, body, concurrency, seconds);
+        const after = await batchTotals(server.url);
+        const meanBatch = (after.images - before.images) / Math.max(1, after.batches - before.batches);
         const sorted = run.latencies.sort((a, b) => a - b);
         const ok = run.statuses['200'] ?? 0;
         const rps = ok / run.elapsed;
-        const params = { ...common, echo, concurrency, batching, max_batch: batching ? maxBatch : 1, max_delay_ms: batching ? maxDelayMs : 0, statuses: run.statuses };
+        const params = { ...common, echo, concurrency, batching, mean_batch: meanBatch, max_batch: batching ? maxBatch : 1, max_delay_ms: batching ? maxDelayMs : 0, statuses: run.statuses };
         const tag = `echo=${echo} c=${concurrency} batching=${batching ? 'on' : 'off'}`;
         const cpuMs = (1000 * run.cpuSeconds) / Math.max(1, ok);
         results.push({ name: `requests/s ${tag}`, unit: 'requests/s', value: rps, params });
@@ -171,7 +183,7 @@ try {
         results.push({ name: `p50 latency ${tag}`, unit: 'ms', value: percentile(sorted, 50), params: { echo, concurrency, batching } });
         results.push({ name: `p99 latency ${tag}`, unit: 'ms', value: percentile(sorted, 99), params: { echo, concurrency, batching } });
         served.push({ name: `vs bare engine ${tag}`, rps, cpuMs, params: { echo, concurrency, batching } });
-        log.info(`${tag}: ${rps.toFixed(1)} requests/s, p50 ${percentile(sorted, 50).toFixed(0)} ms, ${cpuMs.toFixed(1)} CPU-ms per request`);
+        log.info(`${tag}: ${rps.toFixed(1)} requests/s, p50 ${percentile(sorted, 50).toFixed(0)} ms, ${cpuMs.toFixed(1)} CPU-ms per request, mean batch ${meanBatch.toFixed(1)}`);
       }
     } finally {
       await server.close();
