@@ -1,3 +1,4 @@
+import pLimit from 'p-limit';
 import { argmax } from '@imgpipe/kit';
 import { Batcher } from './batcher.js';
 import { HttpError, UnavailableError } from './http-error.js';
@@ -128,22 +129,26 @@ export function createClassifier(options: ClassifierOptions): Classifier {
     }
   }
 
-  /** Decode with at most `perRequest` at once, in order; the first bad item (by position) fails the request. */
+  /**
+   * Decode with at most `perRequest` at once, in order; the first bad item (by position) fails the request, and no
+   * decode starts after a failure.
+   */
   async function decodeAll<T>(items: readonly ImageItem[], decode: (bytes: Buffer) => Promise<T>): Promise<T[]> {
     const results: T[] = new Array(items.length);
     const failures: { index: number; reason: unknown }[] = [];
-    let next = 0;
-    const worker = async () => {
-      while (next < items.length && failures.length === 0) {
-        const index = next++;
-        try {
-          results[index] = await decode(items[index]!.bytes);
-        } catch (reason) {
-          failures.push({ index, reason });
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(perRequest, items.length) }, worker));
+    const limit = pLimit(perRequest);
+    await Promise.all(
+      items.map((item, index) =>
+        limit(async () => {
+          if (failures.length > 0) return;
+          try {
+            results[index] = await decode(item.bytes);
+          } catch (reason) {
+            failures.push({ index, reason });
+          }
+        }),
+      ),
+    );
     if (failures.length > 0) {
       const first = failures.reduce((a, b) => (b.index < a.index ? b : a));
       throw rejected(items[first.index]!, first.reason);

@@ -1,4 +1,4 @@
-import { createLogger, UsageError, type CliContext, type ToolCli } from '@imgpipe/kit';
+import { createLogger, stopOnSignals, UsageError, type CliContext, type ToolCli } from '@imgpipe/kit';
 
 export const serveCli: ToolCli = {
   name: 'serve',
@@ -65,10 +65,8 @@ export const serveCli: ToolCli = {
     const jsonLogs = Boolean(args['json-logs']);
     const log = jsonLogs ? createLogger({ name: 'serve', stream: context.stderr, quiet: context.log.quiet, debug: context.log.verbose, json: true }) : context.log;
     const { createModelLoader } = await import('./model-loader.js');
-    const stop = new AbortController();
-    const onSignal = (signal: NodeJS.Signals) => {
+    const stop = stopOnSignals((signal) => {
       log.info(`${signal}: stopping (no new connections; finishing requests in flight)`);
-      stop.abort();
       // Decodes cannot be cancelled, and exit() itself waits for them (libuv joins its thread pool), so whatever
       // still runs a second after the timeout, the process ends by the signal it was sent, its default action.
       setTimeout(() => {
@@ -76,9 +74,7 @@ export const serveCli: ToolCli = {
         process.removeAllListeners(signal);
         process.kill(process.pid, signal);
       }, shutdownSeconds * 1000 + 1000).unref();
-    };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
+    });
     try {
       const handle = await runServe({
         model,
@@ -114,8 +110,7 @@ export const serveCli: ToolCli = {
       if (stop.signal.aborted) return 0; // stopped while loading: a requested stop, not a failure
       throw error;
     } finally {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
+      stop.dispose();
     }
   },
 };
