@@ -1,7 +1,7 @@
 import { ALPHA_BACKGROUND, checkFormat, DEFAULT_MAX_PIXELS, decodeToTensor, ImageRejected, RESIZE_KERNEL, rejectionOf, type DecodeOptions } from './image.js';
 import { escapeXml } from '@imgpipe/kit';
 import { sniffImageFormat, type ImageFormat } from './image-format.js';
-import { loadSharp } from './sharp-module.js';
+import { loadSharp, openImage } from './sharp-module.js';
 
 /** Decoded pixels: rows top to bottom, RGB interleaved, 8 bits. */
 export interface RgbImage {
@@ -39,11 +39,11 @@ export async function decodeWithView(input: Buffer, options: DecodeOptions & { m
     .catch(() => undefined);
   if (!meta || !format || !decodesOnceExactly(meta, format, options)) {
     const pixels = await decodeToTensor(input, options);
-    return { pixels, view: await decodeView(input, options, maxPixels).catch(() => undefined), format };
+    const view = meta ? await decodeView(input, meta.autoOrient, options, maxPixels).catch(() => undefined) : undefined;
+    return { pixels, view, format };
   }
   try {
-    const image = sharp(input, { limitInputPixels: maxPixels, failOn: 'truncated', sequentialRead: true });
-    if (options.timeoutSeconds !== undefined) image.timeout({ seconds: Math.max(1, Math.ceil(options.timeoutSeconds)) });
+    const image = await openImage(input, { maxPixels, timeoutSeconds: options.timeoutSeconds });
     const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new ImageRejected('unreadable', 'image', `decoded to ${info.channels} channels, expected 3`);
     const view = { data, width: info.width, height: info.height };
@@ -85,27 +85,19 @@ function decodesOnceExactly(meta: HeaderFacts, format: ImageFormat, options: Dec
   return format === 'png';
 }
 
-/** The upright sRGB picture scaled to fit maxViewPixels (JPEGs shrink in the decoder). */
-async function decodeView(input: Buffer, options: DecodeOptions & { maxViewPixels: number }, maxPixels: number): Promise<RgbImage> {
-  const sharp = await loadSharp();
-  try {
-    const image = sharp(input, { limitInputPixels: maxPixels, failOn: 'truncated', sequentialRead: true });
-    if (options.timeoutSeconds !== undefined) image.timeout({ seconds: Math.max(1, Math.ceil(options.timeoutSeconds)) });
-    const meta = await sharp(input, { limitInputPixels: maxPixels }).metadata();
-    const { width, height } = meta.autoOrient;
-    const scale = Math.min(1, Math.sqrt(options.maxViewPixels / (width * height)));
-    const { data, info } = await image
-      .rotate()
-      .flatten({ background: ALPHA_BACKGROUND })
-      .toColourspace('srgb')
-      .resize(Math.max(1, Math.floor(width * scale)), Math.max(1, Math.floor(height * scale)), { fit: 'fill', kernel: RESIZE_KERNEL, fastShrinkOnLoad: true })
-      .removeAlpha()
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
-    return { data, width: info.width, height: info.height };
-  } catch (error) {
-    throw await rejectionOf(error, input, 'image', input.length, maxPixels);
-  }
+/** The upright sRGB picture (`upright`: its size with EXIF rotation applied) scaled to fit maxViewPixels. */
+async function decodeView(input: Buffer, upright: { width: number; height: number }, options: DecodeOptions & { maxViewPixels: number }, maxPixels: number): Promise<RgbImage> {
+  const scale = Math.min(1, Math.sqrt(options.maxViewPixels / (upright.width * upright.height)));
+  const image = await openImage(input, { maxPixels, timeoutSeconds: options.timeoutSeconds });
+  const { data, info } = await image
+    .rotate()
+    .flatten({ background: ALPHA_BACKGROUND })
+    .toColourspace('srgb')
+    .resize(Math.max(1, Math.floor(upright.width * scale)), Math.max(1, Math.floor(upright.height * scale)), { fit: 'fill', kernel: RESIZE_KERNEL, fastShrinkOnLoad: true })
+    .removeAlpha()
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  return { data, width: info.width, height: info.height };
 }
 
 /**

@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { InputError, type Fit } from '@imgpipe/kit';
 import { sniffImageFormat, type ImageFormat } from './image-format.js';
-import { loadSharp } from './sharp-module.js';
+import { loadSharp, openImage } from './sharp-module.js';
 
 /**
  * The only importer of sharp in core: decode any common image (JPEG, PNG, WebP, GIF first frame, TIFF first page),
@@ -113,8 +113,7 @@ export async function decodeToTensor(input: Buffer | string, options: DecodeOpti
   if (options.formats && typeof data !== 'string') checkFormat(data, options.formats, source);
   const sharp = await loadSharp();
   try {
-    const image = sharp(data, { limitInputPixels: maxPixels, failOn: 'truncated', sequentialRead: true });
-    if (options.timeoutSeconds !== undefined) image.timeout({ seconds: Math.max(1, Math.ceil(options.timeoutSeconds)) });
+    const image = await openImage(data, { maxPixels, timeoutSeconds: options.timeoutSeconds });
     const { data: pixels, info } = await image
       .rotate()
       .flatten({ background: ALPHA_BACKGROUND })

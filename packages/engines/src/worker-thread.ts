@@ -1,0 +1,35 @@
+import { parentPort } from 'node:worker_threads';
+import { silentLogger, type Logger } from '@imgpipe/kit';
+import type { WorkerLog, WorkerReady, WorkerReply, WorkerRequest } from './worker-pool.js';
+
+/** What a backbone worker opens: its ready message and the batch function. */
+export interface WorkerModel<Ready extends WorkerReady> {
+  ready: Ready;
+  run(pixels: Uint8Array, count: number): Promise<Float32Array>;
+}
+
+/**
+ * The worker side of WorkerPool: open the model (its log lines go to the pool's logger), say ready or why not, then
+ * answer batches with features until the pool terminates the thread.
+ */
+export async function serveBatches<Ready extends WorkerReady>(open: (log: Logger) => Promise<WorkerModel<Ready>>): Promise<void> {
+  const port = parentPort!;
+  const post = (reply: WorkerReply<Ready>, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);
+  const forward = (level: WorkerLog['level']) => (message: string) => post({ type: 'log', level, message });
+  let model: WorkerModel<Ready>;
+  try {
+    model = await open({ ...silentLogger, debug: forward('debug'), info: forward('info'), warn: forward('warn') });
+    post(model.ready);
+  } catch (error) {
+    post({ type: 'error', id: -1, message: (error as Error).message, usage: (error as Error).name === 'UsageError' });
+    process.exit(0);
+  }
+  port.on('message', async (request: WorkerRequest) => {
+    try {
+      const features = await model.run(request.pixels, request.count);
+      post({ type: 'result', id: request.id, features }, [features.buffer as ArrayBuffer]);
+    } catch (error) {
+      post({ type: 'error', id: request.id, message: (error as Error).message, usage: false });
+    }
+  });
+}
