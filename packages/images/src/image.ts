@@ -111,7 +111,6 @@ export async function decodeToTensor(input: Buffer | string, options: DecodeOpti
   const { data, bytes } = typeof input === 'string' ? await readInput(input) : { data: input, bytes: input.length };
   if (bytes === 0) throw new ImageRejected('empty', source, 'the file is empty (0 bytes)');
   if (options.formats && typeof data !== 'string') checkFormat(data, options.formats, source);
-  const sharp = await loadSharp();
   try {
     const image = await openImage(data, { maxPixels, timeoutSeconds: options.timeoutSeconds });
     const { data: pixels, info } = await image
