@@ -80,9 +80,10 @@ typecheck: build
 	$(PNPM) exec tsc -p packages/upload-s3/assets/tsconfig.json
 
 # Biome's recommended rules (non-null assertions allowed: with noUncheckedIndexedAccess they mark checked indexes),
-# and no import cycles between files (dpdm, type-only imports included).
+# no import cycles between files (dpdm, type-only imports included), and every generated wasm binary matches its .wat.
 lint: install
 	$(PNPM) exec biome lint --error-on-warnings .
+	node scripts/build-wasm.mjs --check
 	$(PNPM) exec dpdm --no-tree --no-warning --no-progress --exit-code circular:1 --exclude 'dist|node_modules' 'packages/*/src/**/*.ts' 'packages/*/ui/**/*.ts'
 
 test: build typecheck lint

@@ -11,3 +11,4 @@ export * from './features.js';
 export * from './mirror.js';
 export * from './tta.js';
 export * from './verified-pixels.js';
+export * from './training-layers.js';

@@ -70,6 +70,7 @@ async function useWasm(): Promise<LoadedTf> {
     (await import('./wasm-depthwise-grad-kernels.js')).registerWasmDepthwiseGradKernels(tf);
     (await import('./wasm-fast-kernels.js')).registerWasmFastKernels(tf);
     (await import('./wasm-conv-grad-fast-paths.js')).registerWasmConvGradFastPaths(tf);
+    (await import('./wasm-training-kernels.js')).registerWasmTrainingKernels(tf);
     wasmRegistered = true;
   }
   if (!(await tf.setBackend('wasm'))) throw new UsageError('the TF.js WebAssembly backend failed to initialise (--device wasm)');

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { argmax, createProgress, createRng, deriveSeed, sha256, shuffleInPlace, silentLogger, UsageError, type Dataset, type Logger, type ProgressEvent, type BackboneInfo, type SplitName } from '@imgpipe/kit';
-import { fileLoadHandler, fileSaveHandler, preprocessPixels, readModelJson, weightPaths, type Tf } from '@imgpipe/engines';
+import { fileLoadHandler, fileSaveHandler, fuseTrainingLayers, preprocessPixels, readModelJson, weightPaths, type Tf } from '@imgpipe/engines';
 import type { EpochRecord } from './trial.js';
 import { outputFloatsPerImage, wasmTrainingBatch } from './fine-tune-memory.js';
 
@@ -183,6 +183,10 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
           frozen.push(layer);
         }
       }
+    }
+    const fused = fuseTrainingLayers(tf, model);
+    if (fused.batchNorm + fused.relu6 + fused.frozenConv > 0) {
+      log.debug(`fine-tuning with fused training layers: ${fused.batchNorm} BatchNormalization, ${fused.relu6} ReLU6, ${fused.frozenConv} frozen Conv2D`);
     }
     if (tf.getBackend() === 'wasm') {
       const floats = outputFloatsPerImage(model.layers);
