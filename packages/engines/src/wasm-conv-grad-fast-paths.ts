@@ -3,10 +3,12 @@ import type { Tf } from './tf-type.js';
 import type { ConvInfo, WasmBackend } from './wasm-kernel-types.js';
 
 /**
- * Two conv-gradient shapes that MobileNet-like networks hit on every step, where the general kernels of
+ * Conv-gradient shapes that MobileNet-like networks hit on every step, where the general kernels of
  * wasm-grad-kernels.ts (convolutions XNNPACK runs) are slow:
  * - the filter gradient of a 1x1 stride-1 conv is one matrix product, x^T [ci, P] . dy [P, co] (P = n * h * w):
  *   2-6x faster than as a convolution with dy as an (h x w) filter;
+ * - its input gradient too, dy [P, co] . W^T [co, ci]: 25% faster than the general kernel on MobileNet v1's 1x1
+ *   convs (with W^T made explicit: BatchMatMul with transposeB ran 10x slower);
  * - the input gradient of a strided conv on an image (<= 4 channels; TF.js computes it for the first conv although
  *   nothing uses it) as columns dy [P, co] . W^T [co, kh*kw*ci] added back into the image (col2im): the general
  *   kernel convolves a zero-upsampled dy (4x the pixels) into 3 output channels, which XNNPACK does slowly.
@@ -60,11 +62,35 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     }
   };
 
+  /** dx [P, ci] = dy [P, co] . W^T, W the filter as [ci, co]. */
+  const pointwiseInputGradient = (args: Parameters<KernelFunc>[0], general: KernelFunc) => {
+    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+    const attrs = args.attrs as unknown as Attrs & { inputShape: number[] };
+    const [, , ci, co] = filter.shape as [number, number, number, number];
+    const info = infoOf(attrs.inputShape, filter.shape, attrs);
+    const { top, left, bottom, right } = info.padInfo;
+    if (info.strideHeight !== 1 || info.strideWidth !== 1 || top || left || bottom || right) return general(args);
+    const P = info.batchSize * info.outHeight * info.outWidth;
+    const made: TensorInfo[] = [];
+    try {
+      const a = run(made, args.backend, reshape, { x: dy }, { shape: [1, P, co] });
+      const w = run(made, args.backend, reshape, { x: filter }, { shape: [ci, co] });
+      const wT = run(made, args.backend, transpose, { x: w }, { perm: [1, 0] });
+      const b = run(made, args.backend, reshape, { x: wT }, { shape: [1, co, ci] });
+      const product = run(made, args.backend, batchMatMul, { a, b }, { transposeA: false, transposeB: false });
+      return reshape({ inputs: { x: product }, attrs: { shape: attrs.inputShape } as never, backend: args.backend }) as TensorInfo;
+    } finally {
+      release(args.backend, made);
+    }
+  };
+
   const inputFastPath = (general: KernelFunc): KernelFunc => (args) => {
     const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
     const attrs = args.attrs as unknown as Attrs & { inputShape: number[] };
     const [kh, kw, ci, co] = filter.shape as [number, number, number, number];
-    if (ci > 4 || attrs.dataFormat === 'NCHW') return general(args);
+    if (attrs.dataFormat === 'NCHW') return general(args);
+    if (kh === 1 && kw === 1) return pointwiseInputGradient(args, general);
+    if (ci > 4) return general(args);
     const info = infoOf(attrs.inputShape, filter.shape, attrs);
     const { batchSize: n, inHeight: H, inWidth: W, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
     if (sh === 1 && sw === 1) return general(args);
