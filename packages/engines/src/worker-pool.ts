@@ -1,5 +1,6 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { FailureError, InputError, UsageError, silentLogger, type Logger } from '@imgpipe/kit';
+import { forwardWorkerLogs, startWorkerThread, type WorkerLog } from './worker-threads.js';
 
 /** What a backbone worker says once its model is loaded; the rest is the worker kind's own. */
 export interface WorkerReady {
@@ -13,20 +14,8 @@ export type WorkerReply<Ready extends WorkerReady = WorkerReady> =
   | { type: 'error'; id: number; message: string; usage: boolean }
   | WorkerLog;
 
-/** A worker's log line, written by the pool to the loader's logger. */
-export type WorkerLog = { type: 'log'; level: 'debug' | 'info' | 'warn'; message: string };
-
 /** The worker entries of this package: each loads a model from its workerData and turns pixels into features. */
 export type WorkerEntry = 'backbone-tfjs-worker' | 'backbone-onnx-worker';
-
-/** The worker from dist/ (.js); from sources (tests, benchmarks under tsx) through a bootstrap that registers tsx in the worker. */
-function startWorker(entry: WorkerEntry, init: unknown): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL(`./${entry}.js`, import.meta.url), { workerData: init });
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const source = new URL(`./${entry}.ts`, import.meta.url).href;
-  const bootstrap = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(source)}); });`;
-  return new Worker(bootstrap, { eval: true, workerData: init });
-}
 
 /** Worker threads each holding the model; a batch goes to the first idle one. */
 export class WorkerPool<Ready extends WorkerReady> {
@@ -62,12 +51,8 @@ export class WorkerPool<Ready extends WorkerReady> {
 
   /** Start `count` workers of `entry` and wait until each has loaded its model; `what` names the model in errors. */
   static async start<Ready extends WorkerReady>(entry: WorkerEntry, count: number, init: unknown, what: string, log: Logger = silentLogger): Promise<WorkerPool<Ready>> {
-    const workers = Array.from({ length: count }, () => startWorker(entry, init));
-    for (const worker of workers) {
-      worker.on('message', (reply: WorkerReply<Ready>) => {
-        if (reply.type === 'log') log[reply.level](reply.message);
-      });
-    }
+    const workers = Array.from({ length: count }, () => startWorkerThread(import.meta.url, entry, init));
+    for (const worker of workers) forwardWorkerLogs(worker, log);
     try {
       const replies = await Promise.all(
         workers.map(

@@ -1,6 +1,7 @@
 import { parentPort } from 'node:worker_threads';
-import { silentLogger, type Logger } from '@imgpipe/kit';
-import type { WorkerLog, WorkerReady, WorkerReply, WorkerRequest } from './worker-pool.js';
+import type { Logger } from '@imgpipe/kit';
+import type { WorkerReady, WorkerReply, WorkerRequest } from './worker-pool.js';
+import { parentLogger } from './worker-threads.js';
 
 /** What a backbone worker opens: its ready message and the batch function. */
 export interface WorkerModel<Ready extends WorkerReady> {
@@ -15,10 +16,9 @@ export interface WorkerModel<Ready extends WorkerReady> {
 export async function serveBatches<Ready extends WorkerReady>(open: (log: Logger) => Promise<WorkerModel<Ready>>): Promise<void> {
   const port = parentPort!;
   const post = (reply: WorkerReply<Ready>, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);
-  const forward = (level: WorkerLog['level']) => (message: string) => post({ type: 'log', level, message });
   let model: WorkerModel<Ready>;
   try {
-    model = await open({ ...silentLogger, debug: forward('debug'), info: forward('info'), warn: forward('warn') });
+    model = await open(parentLogger());
     post(model.ready);
   } catch (error) {
     post({ type: 'error', id: -1, message: (error as Error).message, usage: (error as Error).name === 'UsageError' });
