@@ -1,0 +1,79 @@
+import { join } from 'node:path';
+import { silentLogger, type Logger } from '@imgpipe/kit';
+import { fileLoadHandler, fileSaveHandler, fuseTrainingLayers, type Tf } from '@imgpipe/engines';
+import type { FineTuneMode } from './fine-tune.js';
+
+// Types through core's Tf: this package does not depend on @tensorflow/tfjs itself.
+export type LayersModel = Awaited<ReturnType<Tf['loadLayersModel']>>;
+type SymbolicTensor = ReturnType<Tf['input']>;
+
+/** The graph that fine-tuning trains, and the two models whose layers it shares (saved as they were loaded). */
+export interface FineTuneModel {
+  /** input -> backbone up to its feature layer -> the head's layers. */
+  model: LayersModel;
+  /** The whole backbone as loaded (its layers past the feature layer are not in `model`). */
+  full: LayersModel;
+  head: LayersModel;
+  /** Layers frozen for --fine-tune bn, made trainable again before saving. */
+  frozen: { trainable: boolean }[];
+}
+
+/**
+ * One graph: input -> backbone up to its feature layer -> the head's own layers (not the head as a nested model:
+ * TF.js passes `training` only to the layers of the graph being trained, and the head has dropout). In mode 'bn'
+ * every backbone layer but BatchNormalization is frozen; then, on wasm, its layers train with fused kernels
+ * (fuseTrainingLayers). Built the same way in-process and in each worker.
+ */
+export async function buildFineTuneModel(tf: Tf, backboneModelJson: string, headModelJson: string, featureLayer: string, mode: FineTuneMode, log: Logger = silentLogger): Promise<FineTuneModel> {
+  const full = await tf.loadLayersModel(fileLoadHandler(tf.io, backboneModelJson));
+  let head: LayersModel | undefined;
+  try {
+    head = await tf.loadLayersModel(fileLoadHandler(tf.io, headModelJson));
+    let t = full.getLayer(featureLayer).output as SymbolicTensor;
+    if (t.shape.length > 2) t = tf.layers.flatten({ name: 'imgpipe_fine_tune_flatten' }).apply(t) as SymbolicTensor;
+    for (const layer of head.layers) if (layer.getClassName() !== 'InputLayer') t = layer.apply(t) as SymbolicTensor;
+    const model = tf.model({ inputs: full.inputs, outputs: t, name: 'imgpipe_fine_tune' });
+    const frozen: { trainable: boolean }[] = [];
+    if (mode === 'bn') {
+      const headLayers = new Set(head.layers);
+      for (const layer of model.layers) {
+        if (!headLayers.has(layer) && layer.trainable && layer.getClassName() !== 'BatchNormalization') {
+          layer.trainable = false;
+          frozen.push(layer);
+        }
+      }
+    }
+    const fused = fuseTrainingLayers(tf, model);
+    if (fused.batchNorm + fused.relu6 + fused.frozenConv > 0) {
+      log.debug(`fine-tuning with fused training layers: ${fused.batchNorm} BatchNormalization, ${fused.relu6} ReLU6, ${fused.frozenConv} frozen Conv2D`);
+    }
+    return { model, full, head, frozen };
+  } catch (error) {
+    head?.dispose();
+    full.dispose();
+    throw error;
+  }
+}
+
+/** Number of trained values. */
+export function trainedParameters(model: LayersModel): number {
+  return model.trainableWeights.reduce((sum: number, w) => sum + w.shape.reduce((a: number, b: number | null) => a * (b ?? 1), 1), 0);
+}
+
+/** backbone/ and head/ under outDir, every layer trainable again (saved as loaded). */
+export async function saveFineTuned(parts: FineTuneModel, outDir: string): Promise<void> {
+  for (const layer of parts.frozen) layer.trainable = true;
+  await parts.full.save(fileSaveHandler(join(outDir, 'backbone')));
+  await parts.head.save(fileSaveHandler(join(outDir, 'head')));
+}
+
+/**
+ * Layers count their users: the fine-tuning graph holds the backbone's layers up to the feature layer and (a second
+ * time) the head's layers. Disposing it, then the head, then the backbone's other layers frees each once.
+ */
+export function disposeFineTuneModel({ model, full, head }: FineTuneModel): void {
+  const inGraph = new Set(model.layers);
+  model.dispose();
+  head.dispose();
+  for (const layer of full.layers) if (!inGraph.has(layer)) layer.dispose();
+}

@@ -1,0 +1,66 @@
+import type { BackboneInfo, Dataset, Logger, ProgressEvent } from '@imgpipe/kit';
+import type { Tf } from '@imgpipe/engines';
+import type { EpochRecord } from './trial.js';
+
+/**
+ * --fine-tune: after the sweep, train a TF.js layers backbone (all its weights, or only its BatchNormalization
+ * layers) together with the best head, end to end on the training pixels, with the same preprocessing as
+ * extraction. Every step runs the backbone forward and backward, so this is far slower than the sweep.
+ */
+export type FineTuneMode = 'all' | 'bn';
+
+export interface FineTuneSettings {
+  mode: FineTuneMode;
+  epochs: number;
+  /** Default: the best trial's lr / 10. */
+  lr?: number;
+}
+
+/** A fine-tune epoch is recorded like a trial's epoch. */
+export type FineTuneEpoch = EpochRecord;
+
+export interface FineTuneOptions {
+  tf: Tf;
+  dataset: Dataset;
+  /** The backbone's model.json (Backbone.files[0]) and what loadBackbone said about it. */
+  backboneModelJson: string;
+  backboneInfo: BackboneInfo;
+  /** The best trial's head (a layers model.json). */
+  headModelJson: string;
+  mode: FineTuneMode;
+  epochs: number;
+  lr: number;
+  batchSize: number;
+  seed: number;
+  /**
+   * On wasm: worker threads that each train on a contiguous shard of every batch (data-parallel, gradients averaged
+   * by shard size), at most the batch size. Default: one per CPU thread, as TF.js backbones on wasm; 1 trains in
+   * this thread. Other backends train in this thread.
+   */
+  workers?: number;
+  /** Gets backbone/ (model.json + weights.bin) and head/. */
+  outDir: string;
+  log?: Logger;
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+export interface FineTuneResult {
+  mode: FineTuneMode;
+  epochs: number;
+  lr: number;
+  batch_size: number;
+  /** Threads the batches were split across (1: one thread); a rerun with as many reproduces the result. */
+  workers: number;
+  /** Number of trained values (backbone + head). */
+  trained_parameters: number;
+  history: FineTuneEpoch[];
+  train_loss: number;
+  train_accuracy: number;
+  val_loss: number;
+  val_accuracy: number;
+  seconds: number;
+  /** The fine-tuned backbone's files (model.json first) and their sha256 as loadBackbone computes it. */
+  backboneFiles: string[];
+  backboneSha256: string;
+  headModelJson: string;
+}

@@ -1,0 +1,119 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { sha256 } from '@imgpipe/kit';
+import { loadTf, parentLogger, preprocessPixels } from '@imgpipe/engines';
+import { outputFloatsPerImage } from './fine-tune-memory.js';
+import { buildFineTuneModel, saveFineTuned, trainedParameters } from './fine-tune-model.js';
+import type { FineTuneReply, FineTuneRequest, FineTuneWorkerInit, ShardStep } from './fine-tune-workers.js';
+
+/**
+ * One fine-tuning worker (FineTuneWorkers): its own TF.js wasm, the fine-tuning model built as in-process, and an
+ * Adam optimizer. A step runs tfjs-layers' own trainOnBatch on the shard (training mode for BatchNorm and dropout,
+ * the compiled loss and accuracy) but keeps the gradients instead of applying them; the parent averages every
+ * worker's and sends the average back to be applied here, so every worker's trainable weights stay the same.
+ */
+const init = workerData as FineTuneWorkerInit;
+const port = parentPort!;
+const post = (reply: FineTuneReply, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);
+
+try {
+  const { tf } = await loadTf('wasm');
+  const log = parentLogger();
+  const parts = await buildFineTuneModel(tf, init.backboneModelJson, init.headModelJson, init.featureLayer, init.mode, log);
+  const { model } = parts;
+  // trainOnBatch's gradients are keyed by the names of the variables behind the trainable weights.
+  const names = model.trainableWeights.map((w) => (w.read() as unknown as { name: string }).name);
+  const shapes = model.trainableWeights.map((w) => w.shape as number[]);
+  type Gradients = Parameters<InstanceType<typeof tf.AdamOptimizer>['applyGradients']>[0];
+
+  /** Adam whose minimize() (trainOnBatch's step) keeps the gradients; apply() applies given ones. */
+  class KeepGradientsAdam extends tf.AdamOptimizer {
+    kept: Float32Array[] | null = null;
+    private applying = false;
+    override applyGradients(gradients: Gradients): void {
+      if (this.applying) return super.applyGradients(gradients);
+      const list = Array.isArray(gradients) ? gradients : names.map((name) => ({ name, tensor: gradients[name]! }));
+      if (list.map((g) => g.name).join('\n') !== names.join('\n')) throw new Error('trainOnBatch computed gradients of other variables than the trainable weights');
+      this.kept = list.map((g) => new Float32Array(g.tensor.dataSync() as Float32Array));
+    }
+    apply(gradients: Float32Array[]): void {
+      const tensors = names.map((name, i) => ({ name, tensor: tf.tensor(gradients[i]!, shapes[i]) }));
+      this.applying = true;
+      try {
+        super.applyGradients(tensors);
+      } finally {
+        this.applying = false;
+        tf.dispose(tensors.map((t) => t.tensor));
+      }
+    }
+  }
+  const optimizer = new KeepGradientsAdam(init.lr, 0.9, 0.999); // tf.train.adam(lr)'s defaults
+  model.compile({ optimizer, loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+  const movingStats = model.layers
+    .filter((layer) => layer.getClassName() === 'BatchNormalization')
+    .flatMap((layer) => layer.weights.filter((w) => /moving_(mean|variance)$/.test(w.originalName)));
+  const size = init.inputSize;
+  const input = (pixels: Uint8Array, count: number) => tf.tensor4d(preprocessPixels(pixels, count, size, init.preprocess, 'NHWC'), [count, size, size, 3]);
+
+  const handle = async (request: FineTuneRequest): Promise<{ value: unknown; transfer?: ArrayBuffer[] }> => {
+    switch (request.type) {
+      case 'step': {
+        if (request.count === 0) return { value: { count: 0, loss: 0, accuracy: 0, gradients: null, tensors: tf.memory().numTensors } satisfies ShardStep };
+        const x = input(request.pixels, request.count);
+        const y = tf.tensor2d(request.oneHot, [request.count, init.classes]);
+        try {
+          const [loss, accuracy] = (await model.trainOnBatch(x, y)) as number[];
+          const gradients = optimizer.kept!;
+          optimizer.kept = null;
+          const step: ShardStep = { count: request.count, loss: loss!, accuracy: accuracy!, gradients, tensors: 0 };
+          return { value: step, transfer: gradients.map((g) => g.buffer as ArrayBuffer) };
+        } finally {
+          tf.dispose([x, y]);
+        }
+      }
+      case 'apply':
+        optimizer.apply(request.gradients);
+        return { value: tf.memory().numTensors };
+      case 'bn-stats': {
+        const stats = movingStats.map((w) => new Float32Array(w.read().dataSync() as Float32Array));
+        return { value: stats, transfer: stats.map((s) => s.buffer as ArrayBuffer) };
+      }
+      case 'set-bn-stats':
+        movingStats.forEach((w, i) => {
+          const value = tf.tensor(request.stats[i]!, w.shape as number[]);
+          w.write(value);
+          value.dispose();
+        });
+        return { value: null };
+      case 'digest':
+        return { value: sha256(Buffer.concat(model.trainableWeights.map((w) => {
+            const data = w.read().dataSync() as Float32Array;
+            return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+          }))) };
+      case 'predict': {
+        const probs = tf.tidy(() => model.predict(input(request.pixels, request.count)) as ReturnType<typeof tf.tensor>);
+        const p = new Float32Array((await probs.data()) as Float32Array);
+        probs.dispose();
+        return { value: p, transfer: [p.buffer] };
+      }
+      case 'save':
+        await saveFineTuned(parts, request.outDir);
+        return { value: null };
+    }
+  };
+  let queue = Promise.resolve();
+  port.on('message', (request: FineTuneRequest & { id: number }) => {
+    queue = queue.then(async () => {
+      try {
+        const { value, transfer } = await handle(request);
+        if (request.type === 'step') (value as ShardStep).tensors = tf.memory().numTensors;
+        post({ type: 'result', id: request.id, value }, transfer);
+      } catch (error) {
+        post({ type: 'error', id: request.id, message: (error as Error).message });
+      }
+    });
+  });
+  log.debug(`fine-tuning worker ready: ${names.length} trainable variables`);
+  post({ type: 'ready', trainedParameters: trainedParameters(model), outputFloatsPerImage: outputFloatsPerImage(model.layers), variables: names });
+} catch (error) {
+  post({ type: 'error', id: -1, message: (error as Error).message });
+}

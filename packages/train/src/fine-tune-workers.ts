@@ -1,0 +1,145 @@
+import type { Worker } from 'node:worker_threads';
+import { FailureError, silentLogger, type Logger, type PreprocessSpec } from '@imgpipe/kit';
+import { forwardWorkerLogs, startWorkerThread } from '@imgpipe/engines';
+import type { FineTuneMode } from './fine-tune-types.js';
+
+/** What each fine-tuning worker builds: the same model from the same files as fineTune does in-process. */
+export interface FineTuneWorkerInit {
+  backboneModelJson: string;
+  headModelJson: string;
+  featureLayer: string;
+  mode: FineTuneMode;
+  lr: number;
+  inputSize: number;
+  preprocess: PreprocessSpec;
+  classes: number;
+}
+
+export interface FineTuneWorkerReady {
+  type: 'ready';
+  trainedParameters: number;
+  /** Floats of every layer's output per image (fine-tune-memory's heap estimate). */
+  outputFloatsPerImage: number;
+  /** The trainable variables, in the order of every gradient list. */
+  variables: string[];
+}
+
+export type FineTuneRequest =
+  | { type: 'step'; pixels: Uint8Array; oneHot: Float32Array; count: number }
+  | { type: 'apply'; gradients: Float32Array[] }
+  | { type: 'bn-stats' }
+  | { type: 'set-bn-stats'; stats: Float32Array[] }
+  /** sha256 of the trainable weights, which the same steps keep the same in every worker. */
+  | { type: 'digest' }
+  | { type: 'predict'; pixels: Uint8Array; count: number }
+  | { type: 'save'; outDir: string };
+
+/** A step on a shard: its mean loss and accuracy, and the gradients of the mean loss (none for an empty shard). */
+export interface ShardStep {
+  count: number;
+  loss: number;
+  accuracy: number;
+  gradients: Float32Array[] | null;
+  /** tf.memory().numTensors in the worker after the step. */
+  tensors: number;
+}
+
+export type FineTuneReply =
+  | FineTuneWorkerReady
+  | { type: 'result'; id: number; value: unknown }
+  | { type: 'error'; id: number; message: string }
+  | { type: 'log' };
+
+/**
+ * Worker threads that each hold the fine-tuning model on their own TF.js wasm instance and take requests one at a
+ * time, in order. A worker that fails (an error, a crash, an exit) fails every request and stops them all.
+ */
+export class FineTuneWorkers {
+  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  private nextId = 0;
+  private broken: Error | undefined;
+  private closing = false;
+
+  private constructor(
+    private readonly workers: Worker[],
+    readonly ready: FineTuneWorkerReady,
+  ) {
+    for (const worker of workers) {
+      worker.on('message', (reply: FineTuneReply) => {
+        if (reply.type !== 'result' && reply.type !== 'error') return;
+        const task = this.pending.get(reply.id);
+        this.pending.delete(reply.id);
+        if (reply.type === 'result') task?.resolve(reply.value);
+        else this.fail(new FailureError(`a fine-tuning worker failed: ${reply.message}`));
+      });
+      worker.on('error', (error) => this.fail(new FailureError(`a fine-tuning worker crashed: ${error.message}`, { cause: error })));
+      worker.on('exit', (code) => this.fail(new FailureError(`a fine-tuning worker exited with code ${code}`)));
+    }
+  }
+
+  get count(): number {
+    return this.workers.length;
+  }
+
+  /** Start `count` workers and wait until each has built its model. */
+  static async start(count: number, init: FineTuneWorkerInit, log: Logger = silentLogger): Promise<FineTuneWorkers> {
+    const workers = Array.from({ length: count }, () => startWorkerThread(import.meta.url, 'fine-tune-worker', init));
+    for (const worker of workers) forwardWorkerLogs(worker, log);
+    try {
+      const replies = await Promise.all(
+        workers.map(
+          (worker) =>
+            new Promise<FineTuneWorkerReady>((resolve, reject) => {
+              const onMessage = (reply: FineTuneReply) => {
+                if (reply.type === 'ready') resolve(reply);
+                else if (reply.type === 'error') reject(new FailureError(`a fine-tuning worker failed to build the model: ${reply.message}`));
+                else return;
+                worker.off('message', onMessage);
+              };
+              worker.on('message', onMessage);
+              worker.once('error', (error) => reject(new FailureError(`a fine-tuning worker crashed while building the model: ${error.message}`, { cause: error })));
+              worker.once('exit', (code) => reject(new FailureError(`a fine-tuning worker exited with code ${code} while building the model`)));
+            }),
+        ),
+      );
+      if (replies.some((r) => r.variables.join('\n') !== replies[0]!.variables.join('\n'))) throw new Error('fine-tuning workers built models with different trainable variables');
+      return new FineTuneWorkers(workers, replies[0]!);
+    } catch (error) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw error;
+    }
+  }
+
+  /** Send one request to worker `index` (buffers in `transfer` move to it) and wait for its answer. */
+  request<T>(index: number, message: FineTuneRequest, transfer: ArrayBuffer[] = []): Promise<T> {
+    if (this.broken) return Promise.reject(this.broken);
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.workers[index]!.postMessage({ id, ...message }, transfer);
+    });
+  }
+
+  /** The same request to every worker (buffers copied for each). */
+  all<T>(message: (index: number) => { message: FineTuneRequest; transfer?: ArrayBuffer[] }): Promise<T[]> {
+    return Promise.all(
+      this.workers.map((_, i) => {
+        const { message: m, transfer } = message(i);
+        return this.request<T>(i, m, transfer);
+      }),
+    );
+  }
+
+  private fail(error: Error) {
+    if (this.closing) return;
+    this.broken ??= error;
+    for (const task of this.pending.values()) task.reject(this.broken);
+    this.pending.clear();
+    void this.close();
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
