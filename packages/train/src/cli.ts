@@ -37,6 +37,10 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
       },
       'fine-tune-epochs': { value: { type: 'int', min: 1 }, default: 2, describe: 'Epochs of --fine-tune' },
       'fine-tune-lr': { value: { type: 'number', min: 0, exclusiveMin: true }, describe: 'Adam learning rate of --fine-tune; default: the best trial\'s lr / 10' },
+      'fine-tune-workers': {
+        value: { type: 'int', min: 1 },
+        describe: 'Worker threads sharing each --fine-tune batch on wasm (default: one per CPU thread, at most the batch size; recorded in run.json, the same count reruns identically)',
+      },
       augment: { type: 'string', choices: ['none', 'flip'], default: 'none', describe: 'flip: also train the heads on the features of horizontally mirrored training images (one more backbone pass over the train split, cached)' },
       'feature-layer': { type: 'string', describe: 'Backbone layer (TF.js) or value (ONNX) whose output are the features; default: the backbone\'s pooled output' },
       preprocess: { type: 'string', choices: ['torch', 'tf', 'caffe', 'none'], describe: 'Pixel normalisation the backbone expects; default: what the backbone records' },
@@ -111,14 +115,15 @@ function list(raw: unknown, flag: string): number[] {
 function fineTuneOptions(args: Record<string, unknown>): Pick<TrainOptions, 'fineTune'> {
   const raw = args['fine-tune'];
   if (raw === undefined || raw === 'none' || raw === 'false') {
-    if (args['fine-tune-lr'] !== undefined) throw new UsageError('--fine-tune-lr needs --fine-tune all|bn');
+    for (const flag of ['fine-tune-lr', 'fine-tune-workers']) if (args[flag] !== undefined) throw new UsageError(`--${flag} needs --fine-tune all|bn`);
     return {};
   }
   const mode = raw === '' || raw === 'true' ? 'all' : String(raw);
   if (mode !== 'all' && mode !== 'bn') throw new UsageError(`expected --fine-tune to be all, bn or none, got '${String(raw)}'`);
   const epochs = args['fine-tune-epochs'] as number;
   const lr = args['fine-tune-lr'] as number | undefined;
-  return { fineTune: { mode, epochs, ...(lr === undefined ? {} : { lr }) } };
+  const workers = args['fine-tune-workers'] as number | undefined;
+  return { fineTune: { mode, epochs, ...(lr === undefined ? {} : { lr }), ...(workers === undefined ? {} : { workers }) } };
 }
 
 async function trainOptions(args: Record<string, unknown>, context: CliContext): Promise<TrainOptions> {

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FailureError, messageOf, UsageError, type Dataset, type Logger, type ProgressEvent, type BackboneInfo } from '@imgpipe/kit';
+import { FailureError, messageOf, trackTemp, untrackTemp, UsageError, type Dataset, type Logger, type ProgressEvent, type BackboneInfo } from '@imgpipe/kit';
 import type { Tf } from '@imgpipe/engines';
 import { fineTune, type FineTuneResult, type FineTuneSettings } from './fine-tune.js';
 import type { RunJson } from './run-dir.js';
@@ -46,6 +46,7 @@ export async function fineTuneBest(input: FineTuneStepInput): Promise<FineTuneSt
   const lr = settings.lr ?? winner.params.lr / 10;
   const outDir = join(runDir, FINE_TUNE_DIR);
   await rm(outDir, { recursive: true, force: true });
+  trackTemp(outDir); // a signal removes it (and what the fine-tuning workers were writing there); train removes it when done
   let tuned: FineTuneResult;
   try {
     tuned = await fineTune({
@@ -59,12 +60,14 @@ export async function fineTuneBest(input: FineTuneStepInput): Promise<FineTuneSt
       lr,
       batchSize: winner.params.batch_size,
       seed: winner.seed,
+      ...(settings.workers ? { workers: settings.workers } : {}),
       outDir,
       log,
       ...(input.onProgress ? { onProgress: input.onProgress } : {}),
     });
   } catch (error) {
     await rm(outDir, { recursive: true, force: true });
+    untrackTemp(outDir);
     await writeFailedRun(runDir, input.run, input.timings);
     throw error instanceof UsageError ? error : new FailureError(`fine-tuning ${winner.trial} failed: ${messageOf(error)}; the sweep's results are in ${runDir} (rerun without --fine-tune to write its model)`, { cause: error });
   }

@@ -14,6 +14,8 @@ export interface FineTuneSettings {
   epochs: number;
   /** Default: the best trial's lr / 10. */
   lr?: number;
+  /** FineTuneOptions.workers. */
+  workers?: number;
 }
 
 /** A fine-tune epoch is recorded like a trial's epoch. */

@@ -4,7 +4,7 @@ import { PassThrough } from 'node:stream';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createLogger, openDataset, readModelCard, UsageError } from '@imgpipe/kit';
-import { loadModel, fileLoadHandler, fileSaveHandler, Head, loadBackbone, loadTf, type Tf } from '@imgpipe/engines';
+import { cpuThreads, loadModel, fileLoadHandler, fileSaveHandler, Head, loadBackbone, loadTf, type Tf } from '@imgpipe/engines';
 import { buildTinyConvBackbone, makeTempDir, type TempDir, type TinyBackbone } from '@imgpipe/test-utils';
 import { checkFineTunable, fineTune } from './fine-tune.js';
 import { TEST_SIZE, writeLearnableDataset } from './test-dataset.js';
@@ -71,6 +71,7 @@ test('train --fine-tune all: run.json and the card record both results; the kept
   const record = run.fine_tune;
   assert.equal(record.mode, 'all');
   assert.equal(record.lr, 0.001, 'default lr: best lr / 10');
+  assert.equal(record.workers, Math.min(cpuThreads(), 8), 'wasm: one worker per CPU thread, at most the batch size');
   assert.equal(record.history.length, 2);
   assert.ok(record.trained_parameters > 8 * 16, 'backbone weights are trained too');
   assert.equal(record.before.val_accuracy, result.best.val_accuracy);

@@ -6,8 +6,8 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { walkDir } from '@imgpipe/kit';
-import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
-import { tinyBackbone, writeLearnableDataset } from './test-dataset.js';
+import { buildTinyConvBackbone, makeTempDir, type TempDir } from '@imgpipe/test-utils';
+import { TEST_SIZE, tinyBackbone, writeLearnableDataset } from './test-dataset.js';
 
 const BIN = fileURLToPath(new URL('../bin/train.js', import.meta.url));
 let temp: TempDir;
@@ -78,4 +78,26 @@ test('SIGTERM and SIGINT stop train with 143 and 130, leaving no temp file or lo
     const leftovers = (await walkDir(out)).map((e) => e.path).filter((path) => /\.tmp$|\.lock$/.test(path));
     assert.deepEqual(leftovers, [], `${signal}: no temp file or lock left`);
   }
+});
+
+test('SIGINT while fine-tuning in worker threads: exit 130, no fine-tuning directory or temp file left', async () => {
+  const out = join(temp.path, 'signal-fine-tune');
+  const tfjs = await buildTinyConvBackbone({ dir: join(temp.path, 'tfjs-backbone'), inputSize: TEST_SIZE, format: 'tfjs-layers', seed: 1 });
+  const args = [...common];
+  args.splice(0, 6, '--backbone', tfjs.path, '--feature-layer', 'features', '--preprocess', 'torch');
+  const child = trainBin([...args, '--data', data, '--cache-dir', join(temp.path, 'cache-signal'), '--out', out, '--fine-tune', 'all', '--fine-tune-epochs', '200', '--fine-tune-workers', '2']);
+  let stderr = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += String(chunk);
+      if (/fine-tune epoch 1\/200: /.test(stderr)) resolve();
+    });
+    child.once('exit', () => reject(new Error(`train exited before fine-tuning an epoch: ${stderr}`)));
+  });
+  assert.match(stderr, /split across 2 worker threads/);
+  child.kill('SIGINT');
+  const result = await child;
+  assert.equal(result.exitCode, 130, result.stderr);
+  const left = (await walkDir(out)).map((e) => e.path).filter((path) => /\.tmp$|\.lock$|\.fine-tune/.test(path));
+  assert.deepEqual(left, [], 'no fine-tuning directory, temp file or lock left');
 });

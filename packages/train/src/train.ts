@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { acquireLock, FailureError, openDataset, removeStaleLocks, removeStaleTemps, type Lock, silentLogger, type Logger, type Pointer, } from '@imgpipe/kit';
+import { acquireLock, FailureError, openDataset, removeStaleLocks, removeStaleTemps, type Lock, silentLogger, type Logger, type Pointer, untrackTemp } from '@imgpipe/kit';
 import { loadTf, } from '@imgpipe/engines';
 import { extractSplitFeatures, openBackbone } from './backbone-features.js';
 import { BEST_HEAD, ensureBestHead } from './best-head.js';
@@ -106,6 +106,7 @@ async function trainLocked(
   await writeModel(tf, modelDir, { ...context, ...tuned?.kept, ...(fineTuneRecord ? { fineTune: fineTuneRecord } : {}) });
   await rm(join(runDir, BEST_HEAD), { recursive: true, force: true });
   await rm(join(runDir, FINE_TUNE_DIR), { recursive: true, force: true });
+  untrackTemp(join(runDir, FINE_TUNE_DIR));
   const done = {
     ...run,
     status: 'done' as const,
