@@ -4,8 +4,9 @@
 // pixels. On wasm the conv gradients are core's kernels (wasm-grad-kernels, wasm-depthwise-grad-kernels, ...).
 // Reported: training images/s (the epoch's training batches only), the same per CPU-second of this process (steadier
 // on a shared machine), and the epoch including its val pass.
+// On wasm, once per --workers count (worker threads sharing each batch; 1: the main thread), in the same run.
 // Usage: IMGPIPE_BENCH_FILTER=fine-tune node scripts/run-bench.mjs [--backbone resnet50|mobilenet] [--alpha 0.5]
-//        [--mode all|bn] [--images 16] [--val 8] [--size 224] [--batch 8] [--device wasm]
+//        [--mode all|bn] [--images 16] [--val 8] [--size 224] [--batch 8] [--device wasm] [--workers 1,2]
 //        [--cpu-backend]   (the same on TF.js's JavaScript cpu backend: what wasm fell back to before its depthwise
 //                           gradient kernels; give it few --images, a batch takes minutes)
 import { join } from 'node:path';
@@ -26,6 +27,7 @@ const { values } = parseArgs({
     backbone: { type: 'string', default: 'resnet50' },
     alpha: { type: 'string', default: '0.5' },
     mode: { type: 'string', default: 'all' },
+    workers: { type: 'string', default: '1,2' },
   },
 });
 const mobilenet = values.backbone === 'mobilenet';
@@ -50,32 +52,37 @@ try {
   headModel.dispose();
   head.dispose();
   if (values['cpu-backend']) await tf.setBackend('cpu');
-  // Training batches only: from the epoch progress's first update (the first batch done: warm-up) to its end.
-  let first: { at: number; cpu: NodeJS.CpuUsage; done: number } | undefined;
-  let last: { at: number; cpu: NodeJS.CpuUsage; done: number } | undefined;
-  const result = await fineTune({
-    tf, dataset, backboneModelJson: files.tfjs, backboneInfo: info, headModelJson: join(temp.path, 'head', 'model.json'),
-    mode, epochs: 1, lr: 1e-4, batchSize: batch, seed: 1, outDir: join(temp.path, 'out'),
-    onProgress: (event) => {
-      if (event.status !== 'progress') return;
-      const now = { at: performance.now(), cpu: process.cpuUsage(), done: event.done };
-      if (first) last = now;
-      else first = now;
-    },
-  });
-  if (!first || !last) throw new Error('--images must cover at least two batches (the first is warm-up)');
-  const seconds = (last.at - first.at) / 1000;
-  const cpuSeconds = (last.cpu.user + last.cpu.system - first.cpu.user - first.cpu.system) / 1e6;
-  const trained = last.done - first.done;
-  const epoch = result.history[0]!;
   const name = mobilenet ? `mobilenet v1 ${values.alpha} (random)` : 'resnet50 (random, BN folded)';
-  const params = { images, val: valCount, size, batch, device, backend: values['cpu-backend'] ? 'cpu' : backend, backbone: name, mode };
   const suite = `train-fine-tune${mobilenet ? `-mobilenet-${values.alpha}-${mode}` : ''}${values['cpu-backend'] ? '-cpu' : ''}`;
-  await writeBenchResults(suite, [
-    { name: 'fine-tune training images/s (batches after the first)', unit: 'images/s', value: trained / seconds, params },
-    { name: 'fine-tune training images per CPU-second of the process', unit: 'images/cpu-s', value: trained / cpuSeconds, params },
-    { name: 'fine-tune epoch seconds (train + val pass)', unit: 's', value: epoch.seconds, params },
-  ]);
+  const results = [];
+  for (const workers of values.workers.split(',').map(Number)) {
+    // Training batches only: from the epoch progress's first update (the first batch done: warm-up) to its end.
+    let first: { at: number; cpu: NodeJS.CpuUsage; done: number } | undefined;
+    let last: { at: number; cpu: NodeJS.CpuUsage; done: number } | undefined;
+    const result = await fineTune({
+      tf, dataset, backboneModelJson: files.tfjs, backboneInfo: info, headModelJson: join(temp.path, 'head', 'model.json'),
+      mode, epochs: 1, lr: 1e-4, batchSize: batch, seed: 1, outDir: join(temp.path, `out-${workers}`), workers,
+      onProgress: (event) => {
+        if (event.status !== 'progress') return;
+        const now = { at: performance.now(), cpu: process.cpuUsage(), done: event.done };
+        if (first) last = now;
+        else first = now;
+      },
+    });
+    if (!first || !last) throw new Error('--images must cover at least two batches (the first is warm-up)');
+    const seconds = (last.at - first.at) / 1000;
+    const cpuSeconds = (last.cpu.user + last.cpu.system - first.cpu.user - first.cpu.system) / 1e6;
+    const trained = last.done - first.done;
+    const epoch = result.history[0]!;
+    const params = { images, val: valCount, size, batch, device, backend: values['cpu-backend'] ? 'cpu' : backend, backbone: name, mode, workers: result.workers };
+    process.stderr.write(`fine-tune bench: ${result.workers} worker(s): ${(trained / seconds).toFixed(2)} training images/s, ${(trained / cpuSeconds).toFixed(2)} per CPU-second\n`);
+    results.push(
+      { name: 'fine-tune training images/s (batches after the first)', unit: 'images/s', value: trained / seconds, params },
+      { name: 'fine-tune training images per CPU-second of the process', unit: 'images/cpu-s', value: trained / cpuSeconds, params },
+      { name: 'fine-tune epoch seconds (train + val pass)', unit: 's', value: epoch.seconds, params },
+    );
+  }
+  await writeBenchResults(suite, results);
 } finally {
   await temp.remove();
 }
