@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '@imgpipe/kit';
 import { fileLoadHandler, fileSaveHandler, fuseTrainingLayers, type Tf } from '@imgpipe/engines';
-import type { FineTuneMode } from './fine-tune.js';
+import type { FineTuneMode } from './fine-tune-types.js';
 
 // Types through core's Tf: this package does not depend on @tensorflow/tfjs itself.
 export type LayersModel = Awaited<ReturnType<Tf['loadLayersModel']>>;

@@ -30,7 +30,10 @@ try {
     kept: Float32Array[] | null = null;
     private applying = false;
     override applyGradients(gradients: Gradients): void {
-      if (this.applying) return super.applyGradients(gradients);
+      if (this.applying) {
+        super.applyGradients(gradients);
+        return;
+      }
       const list = Array.isArray(gradients) ? gradients : names.map((name) => ({ name, tensor: gradients[name]! }));
       if (list.map((g) => g.name).join('\n') !== names.join('\n')) throw new Error('trainOnBatch computed gradients of other variables than the trainable weights');
       this.kept = list.map((g) => new Float32Array(g.tensor.dataSync() as Float32Array));
