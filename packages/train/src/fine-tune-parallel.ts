@@ -13,16 +13,15 @@ export function shardSizes(n: number, workers: number): number[] {
 /** The gradient of the whole batch's mean loss: the shards' gradients weighted by shard size, summed in worker order. */
 export function averageGradients(steps: ShardStep[]): Float32Array[] {
   const total = steps.reduce((sum, s) => sum + s.count, 0);
-  const first = steps.find((s) => s.gradients)!.gradients!;
-  return first.map((_, v) => {
-    const sum = new Float64Array(first[v]!.length);
-    for (const step of steps) {
-      if (!step.gradients) continue;
-      const g = step.gradients[v]!;
-      const weight = step.count / total;
-      for (let j = 0; j < g.length; j++) sum[j]! += weight * g[j]!;
+  const shards = steps.filter((s) => s.gradients).map((s) => ({ weight: s.count / total, gradients: s.gradients! }));
+  return shards[0]!.gradients.map((_, v) => {
+    const out = new Float32Array(shards[0]!.gradients[v]!.length);
+    for (let j = 0; j < out.length; j++) {
+      let sum = 0;
+      for (const shard of shards) sum += shard.weight * shard.gradients[v]![j]!;
+      out[j] = sum;
     }
-    return Float32Array.from(sum);
+    return out;
   });
 }
 
