@@ -104,4 +104,9 @@ test('a failing trial is recorded and the sweep exits 0; usage errors exit 2', a
   assert.equal(bad.exitCode, 2);
   assert.match(bad.stderr, /--dropout/);
   assert.equal(bad.stdout, '');
+  for (const [args, message] of [[['--fine-tune-workers', '2'], /--fine-tune-workers needs --fine-tune all\|bn/], [['--fine-tune', 'bn', '--fine-tune-workers', '0'], /--fine-tune-workers/]] as const) {
+    const flag = await trainBin([...common, '--out', join(temp.path, 'bad'), ...args]);
+    assert.equal(flag.exitCode, 2, flag.stderr);
+    assert.match(flag.stderr, message);
+  }
 });
