@@ -1,6 +1,6 @@
-import { join } from 'node:path';
 import { createProgress, createRng, deriveSeed, shuffleInPlace, silentLogger } from '@imgpipe/kit';
-import { evaluateSplit, oneHot, readRows, tfjsFiles } from './fine-tune-data.js';
+import { evaluateSplit, oneHot, readRows } from './fine-tune-data.js';
+import { fineTuneResult, logEpoch } from './fine-tune-record.js';
 import { wasmTrainingBatch } from './fine-tune-memory.js';
 import type { FineTuneEpoch, FineTuneOptions, FineTuneResult } from './fine-tune-types.js';
 import { FineTuneWorkers, type ShardStep } from './fine-tune-workers.js';
@@ -120,30 +120,10 @@ export async function fineTuneInWorkers(options: FineTuneOptions, workers: numbe
       );
       const record = { epoch, train_loss: lossSum / count, train_accuracy: correct / count, val_loss: val.loss, val_accuracy: val.accuracy, seconds: (performance.now() - epochStart) / 1000 };
       history.push(record);
-      log.info(
-        `fine-tune epoch ${epoch}/${epochs}: train_loss ${record.train_loss.toFixed(4)} val_loss ${record.val_loss.toFixed(4)} val_accuracy ${record.val_accuracy.toFixed(4)} (${record.seconds.toFixed(1)}s, ${(count / trainSeconds).toFixed(1)} training images/s)`,
-      );
+      logEpoch(log, epochs, record, count, trainSeconds);
     }
     await pool.request(0, { type: 'save', outDir: options.outDir });
-    const saved = await tfjsFiles(join(options.outDir, 'backbone', 'model.json'));
-    const last = history.at(-1)!;
-    return {
-      mode,
-      epochs,
-      lr,
-      batch_size: batchSize,
-      workers,
-      trained_parameters: trained,
-      history,
-      train_loss: last.train_loss,
-      train_accuracy: last.train_accuracy,
-      val_loss: last.val_loss,
-      val_accuracy: last.val_accuracy,
-      seconds: (performance.now() - started) / 1000,
-      backboneFiles: saved.files,
-      backboneSha256: saved.hash,
-      headModelJson: join(options.outDir, 'head', 'model.json'),
-    };
+    return await fineTuneResult(options.outDir, { mode, epochs, lr, batchSize, workers: workers, trained, history, started });
   } finally {
     await pool.close();
   }

@@ -1,7 +1,7 @@
-import { join } from 'node:path';
 import { createProgress, createRng, deriveSeed, shuffleInPlace, silentLogger, UsageError, type BackboneInfo } from '@imgpipe/kit';
 import { cpuThreads, preprocessPixels, readModelJson, type Tf } from '@imgpipe/engines';
-import { evaluateSplit, oneHot, readRows, tfjsFiles } from './fine-tune-data.js';
+import { evaluateSplit, oneHot, readRows } from './fine-tune-data.js';
+import { fineTuneResult, logEpoch } from './fine-tune-record.js';
 import { outputFloatsPerImage, wasmTrainingBatch } from './fine-tune-memory.js';
 import { buildFineTuneModel, disposeFineTuneModel, saveFineTuned, trainedParameters, type FineTuneModel } from './fine-tune-model.js';
 import { fineTuneInWorkers } from './fine-tune-parallel.js';
@@ -155,30 +155,10 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
       });
       const record = { epoch, train_loss: lossSum / count, train_accuracy: correct / count, val_loss: val.loss, val_accuracy: val.accuracy, seconds: (performance.now() - epochStart) / 1000 };
       history.push(record);
-      log.info(
-        `fine-tune epoch ${epoch}/${epochs}: train_loss ${record.train_loss.toFixed(4)} val_loss ${record.val_loss.toFixed(4)} val_accuracy ${record.val_accuracy.toFixed(4)} (${record.seconds.toFixed(1)}s, ${(count / trainSeconds).toFixed(1)} training images/s)`,
-      );
+      logEpoch(log, epochs, record, count, trainSeconds);
     }
     await saveFineTuned(parts, options.outDir);
-    const saved = await tfjsFiles(join(options.outDir, 'backbone', 'model.json'));
-    const last = history.at(-1)!;
-    return {
-      mode,
-      epochs,
-      lr,
-      batch_size: batchSize,
-      workers: 1,
-      trained_parameters: trained,
-      history,
-      train_loss: last.train_loss,
-      train_accuracy: last.train_accuracy,
-      val_loss: last.val_loss,
-      val_accuracy: last.val_accuracy,
-      seconds: (performance.now() - started) / 1000,
-      backboneFiles: saved.files,
-      backboneSha256: saved.hash,
-      headModelJson: join(options.outDir, 'head', 'model.json'),
-    };
+    return await fineTuneResult(options.outDir, { mode, epochs, lr, batchSize, workers: 1, trained, history, started });
   } finally {
     optimizer.dispose();
     if (parts) disposeFineTuneModel(parts);

@@ -1,0 +1,37 @@
+import { join } from 'node:path';
+import type { Logger } from '@imgpipe/kit';
+import { tfjsFiles } from './fine-tune-data.js';
+import type { FineTuneEpoch, FineTuneMode, FineTuneResult } from './fine-tune-types.js';
+
+/** The line each fine-tuning epoch ends with. */
+export function logEpoch(log: Logger, epochs: number, record: FineTuneEpoch, trainedImages: number, trainSeconds: number): void {
+  log.info(
+    `fine-tune epoch ${record.epoch}/${epochs}: train_loss ${record.train_loss.toFixed(4)} val_loss ${record.val_loss.toFixed(4)} val_accuracy ${record.val_accuracy.toFixed(4)} (${record.seconds.toFixed(1)}s, ${(trainedImages / trainSeconds).toFixed(1)} training images/s)`,
+  );
+}
+
+/** The result of a fine-tuning run whose model is saved in outDir (backbone/ and head/). */
+export async function fineTuneResult(
+  outDir: string,
+  run: { mode: FineTuneMode; epochs: number; lr: number; batchSize: number; workers: number; trained: number; history: FineTuneEpoch[]; started: number },
+): Promise<FineTuneResult> {
+  const saved = await tfjsFiles(join(outDir, 'backbone', 'model.json'));
+  const last = run.history.at(-1)!;
+  return {
+    mode: run.mode,
+    epochs: run.epochs,
+    lr: run.lr,
+    batch_size: run.batchSize,
+    workers: run.workers,
+    trained_parameters: run.trained,
+    history: run.history,
+    train_loss: last.train_loss,
+    train_accuracy: last.train_accuracy,
+    val_loss: last.val_loss,
+    val_accuracy: last.val_accuracy,
+    seconds: (performance.now() - run.started) / 1000,
+    backboneFiles: saved.files,
+    backboneSha256: saved.hash,
+    headModelJson: join(outDir, 'head', 'model.json'),
+  };
+}
