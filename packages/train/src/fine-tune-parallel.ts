@@ -1,6 +1,6 @@
 import { createProgress, createRng, deriveSeed, shuffleInPlace, silentLogger } from '@imgpipe/kit';
 import { evaluateSplit, oneHot, readRows } from './fine-tune-data.js';
-import { fineTuneResult, logEpoch } from './fine-tune-record.js';
+import { fineTuneResult, logEpoch, logStart } from './fine-tune-record.js';
 import { wasmTrainingBatch } from './fine-tune-memory.js';
 import type { FineTuneEpoch, FineTuneOptions, FineTuneResult } from './fine-tune-types.js';
 import { FineTuneWorkers, type ShardStep } from './fine-tune-workers.js';
@@ -73,9 +73,7 @@ export async function fineTuneInWorkers(options: FineTuneOptions, workers: numbe
     const count = labels.length;
     const batches = Math.ceil(count / batchSize);
     const rng = createRng(deriveSeed(options.seed, 'fine-tune'));
-    log.info(
-      `fine-tuning ${mode === 'all' ? 'the whole backbone' : "the backbone's BatchNormalization layers"} and the head: ${trained} parameters, ${epochs} epochs, lr ${lr}, batch ${batchSize} split across ${workers} worker threads (slow: the backbone runs forward and backward on every image)`,
-    );
+    logStart(log, { mode, trained, epochs, lr, batchSize, workers });
     const history: FineTuneEpoch[] = [];
     for (let epoch = 1; epoch <= epochs; epoch++) {
       const epochStart = performance.now();
@@ -123,7 +121,7 @@ export async function fineTuneInWorkers(options: FineTuneOptions, workers: numbe
       logEpoch(log, epochs, record, count, trainSeconds);
     }
     await pool.request(0, { type: 'save', outDir: options.outDir });
-    return await fineTuneResult(options.outDir, { mode, epochs, lr, batchSize, workers: workers, trained, history, started });
+    return await fineTuneResult(options.outDir, { mode, epochs, lr, batchSize, workers, trained, history, started });
   } finally {
     await pool.close();
   }

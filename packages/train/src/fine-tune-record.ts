@@ -3,6 +3,15 @@ import type { Logger } from '@imgpipe/kit';
 import { tfjsFiles } from './fine-tune-data.js';
 import type { FineTuneEpoch, FineTuneMode, FineTuneResult } from './fine-tune-types.js';
 
+/** The line fine-tuning starts with. */
+export function logStart(log: Logger, run: { mode: FineTuneMode; trained: number; epochs: number; lr: number; batchSize: number; workers: number }): void {
+  const what = run.mode === 'all' ? 'the whole backbone' : "the backbone's BatchNormalization layers";
+  const split = run.workers > 1 ? ` split across ${run.workers} worker threads` : '';
+  log.info(
+    `fine-tuning ${what} and the head: ${run.trained} parameters, ${run.epochs} epoch${run.epochs === 1 ? '' : 's'}, lr ${run.lr}, batch ${run.batchSize}${split} (slow: the backbone runs forward and backward on every image)`,
+  );
+}
+
 /** The line each fine-tuning epoch ends with. */
 export function logEpoch(log: Logger, epochs: number, record: FineTuneEpoch, trainedImages: number, trainSeconds: number): void {
   log.info(

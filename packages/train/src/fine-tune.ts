@@ -1,7 +1,7 @@
 import { createProgress, createRng, deriveSeed, shuffleInPlace, silentLogger, UsageError, type BackboneInfo } from '@imgpipe/kit';
 import { cpuThreads, preprocessPixels, readModelJson, type Tf } from '@imgpipe/engines';
 import { evaluateSplit, oneHot, readRows } from './fine-tune-data.js';
-import { fineTuneResult, logEpoch } from './fine-tune-record.js';
+import { fineTuneResult, logEpoch, logStart } from './fine-tune-record.js';
 import { outputFloatsPerImage, wasmTrainingBatch } from './fine-tune-memory.js';
 import { buildFineTuneModel, disposeFineTuneModel, saveFineTuned, trainedParameters, type FineTuneModel } from './fine-tune-model.js';
 import { fineTuneInWorkers } from './fine-tune-parallel.js';
@@ -119,7 +119,7 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
     const count = labels.length;
     const batches = Math.ceil(count / batchSize);
     const rng = createRng(deriveSeed(options.seed, 'fine-tune'));
-    log.info(`fine-tuning ${mode === 'all' ? 'the whole backbone' : 'the backbone\'s BatchNormalization layers'} and the head: ${trained} parameters, ${epochs} epochs, lr ${lr}, batch ${batchSize} (slow: the backbone runs forward and backward on every image)`);
+    logStart(log, { mode, trained, epochs, lr, batchSize, workers: 1 });
     const history: FineTuneEpoch[] = [];
     for (let epoch = 1; epoch <= epochs; epoch++) {
       const epochStart = performance.now();
