@@ -40,15 +40,21 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     for (const t of made) (backend as WasmBackend).disposeData(t.dataId);
   };
 
+  /** Pixels (n * h * w) of a 1x1 conv that is a plain matrix product (stride 1, no padding), else undefined. */
+  const pointwisePixels = (inShape: number[], filterShape: number[], attrs: Attrs): number | undefined => {
+    const info = infoOf(inShape, filterShape, attrs);
+    const { top, left, bottom, right } = info.padInfo;
+    if (info.strideHeight !== 1 || info.strideWidth !== 1 || top || left || bottom || right) return undefined;
+    return info.batchSize * info.outHeight * info.outWidth;
+  };
+
   const filterFastPath = (general: KernelFunc): KernelFunc => (args) => {
     const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
     const attrs = args.attrs as unknown as Attrs & { filterShape: number[] };
     const [fh, fw, ci, co] = attrs.filterShape as [number, number, number, number];
     if (fh !== 1 || fw !== 1 || attrs.dataFormat === 'NCHW') return general(args);
-    const info = infoOf(x.shape, attrs.filterShape, attrs);
-    const { top, left, bottom, right } = info.padInfo;
-    if (info.strideHeight !== 1 || info.strideWidth !== 1 || top || left || bottom || right) return general(args);
-    const P = info.batchSize * info.outHeight * info.outWidth;
+    const P = pointwisePixels(x.shape, attrs.filterShape, attrs);
+    if (P === undefined) return general(args);
     const made: TensorInfo[] = [];
     try {
       const x2 = run(made, args.backend, reshape, { x }, { shape: [P, ci] });
@@ -67,10 +73,8 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
     const attrs = args.attrs as unknown as Attrs & { inputShape: number[] };
     const [, , ci, co] = filter.shape as [number, number, number, number];
-    const info = infoOf(attrs.inputShape, filter.shape, attrs);
-    const { top, left, bottom, right } = info.padInfo;
-    if (info.strideHeight !== 1 || info.strideWidth !== 1 || top || left || bottom || right) return general(args);
-    const P = info.batchSize * info.outHeight * info.outWidth;
+    const P = pointwisePixels(attrs.inputShape, filter.shape, attrs);
+    if (P === undefined) return general(args);
     const made: TensorInfo[] = [];
     try {
       const a = run(made, args.backend, reshape, { x: dy }, { shape: [1, P, co] });

@@ -1,3 +1,5 @@
+import type { Logger } from '@imgpipe/kit';
+
 /**
  * TF.js WebAssembly has one heap of at most 4 GiB, and running out aborts the module (every later TF.js call fails).
  * A training step holds about six float32 copies of every layer's output per image (measured on MobileNet v1 0.5 at
@@ -6,6 +8,21 @@
  */
 const BUDGET_BYTES = 3 * 2 ** 30;
 const BYTES_PER_OUTPUT_FLOAT = 6 * 4;
+
+/**
+ * The batch fine-tuning runs on wasm: batchSize, or less (with a warning) when a shard of it, one per worker, would
+ * not fit a worker's heap.
+ */
+export function capWasmBatch(batchSize: number, workers: number, outputFloatsPerImage: number, log: Logger): number {
+  const shard = Math.ceil(batchSize / workers);
+  const fits = wasmTrainingBatch(shard, outputFloatsPerImage);
+  if (fits >= shard) return batchSize;
+  const where = workers > 1 ? ` in each of ${workers} workers` : '';
+  log.warn(
+    `fine-tuning in batches of ${fits * workers} instead of ${batchSize}: a training step of ${shard} images${where} needs about ${((shard * outputFloatsPerImage * BYTES_PER_OUTPUT_FLOAT) / 2 ** 30).toFixed(1)} GiB of TF.js wasm's 4 GiB heap`,
+  );
+  return fits * workers;
+}
 
 /** The largest batch (at most batchSize, at least 1) whose training step fits the wasm heap. */
 export function wasmTrainingBatch(batchSize: number, outputFloatsPerImage: number): number {

@@ -1,11 +1,12 @@
 import { join } from 'node:path';
-import { silentLogger, type Logger } from '@imgpipe/kit';
-import { fileLoadHandler, fileSaveHandler, fuseTrainingLayers, type Tf } from '@imgpipe/engines';
+import { silentLogger, type Logger, type PreprocessSpec } from '@imgpipe/kit';
+import { fileLoadHandler, fileSaveHandler, fuseTrainingLayers, preprocessPixels, type Tf } from '@imgpipe/engines';
 import type { FineTuneMode } from './fine-tune-types.js';
 
 // Types through core's Tf: this package does not depend on @tensorflow/tfjs itself.
 export type LayersModel = Awaited<ReturnType<Tf['loadLayersModel']>>;
 type SymbolicTensor = ReturnType<Tf['input']>;
+type Tensor = ReturnType<Tf['tensor']>;
 
 /** The graph that fine-tuning trains, and the two models whose layers it shares (saved as they were loaded). */
 export interface FineTuneModel {
@@ -52,6 +53,24 @@ export async function buildFineTuneModel(tf: Tf, backboneModelJson: string, head
     head?.dispose();
     full.dispose();
     throw error;
+  }
+}
+
+/** n images as the fine-tuning model's input: NHWC floats, preprocessed as for feature extraction. */
+export function inputTensor(tf: Tf, pixels: Uint8Array, n: number, size: number, preprocess: PreprocessSpec): Tensor {
+  return tf.tensor4d(preprocessPixels(pixels, n, size, preprocess, 'NHWC'), [n, size, size, 3]);
+}
+
+/**
+ * Softmax rows of n images in inference mode: the same computation as loadModel's predict (backbone to the feature
+ * layer, then the head), so a model saved from fine-tuning reproduces these numbers. The array owns its buffer.
+ */
+export async function predictProbabilities(tf: Tf, model: LayersModel, pixels: Uint8Array, n: number, size: number, preprocess: PreprocessSpec): Promise<Float32Array> {
+  const probs = tf.tidy(() => model.predict(inputTensor(tf, pixels, n, size, preprocess)) as Tensor);
+  try {
+    return new Float32Array((await probs.data()) as Float32Array);
+  } finally {
+    probs.dispose();
   }
 }
 

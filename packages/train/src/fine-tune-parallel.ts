@@ -1,7 +1,7 @@
 import { createProgress, createRng, deriveSeed, shuffleInPlace, silentLogger } from '@imgpipe/kit';
 import { evaluateSplit, oneHot, readRows } from './fine-tune-data.js';
 import { fineTuneResult, logEpoch, logStart } from './fine-tune-record.js';
-import { wasmTrainingBatch } from './fine-tune-memory.js';
+import { capWasmBatch } from './fine-tune-memory.js';
 import type { FineTuneEpoch, FineTuneOptions, FineTuneResult } from './fine-tune-types.js';
 import { FineTuneWorkers, type ShardStep } from './fine-tune-workers.js';
 
@@ -58,16 +58,7 @@ export async function fineTuneInWorkers(options: FineTuneOptions, workers: numbe
     log,
   );
   try {
-    let batchSize = options.batchSize;
-    const floats = pool.ready.outputFloatsPerImage;
-    const shard = Math.ceil(batchSize / workers);
-    const fits = wasmTrainingBatch(shard, floats);
-    if (fits < shard) {
-      log.warn(
-        `fine-tuning in batches of ${fits * workers} instead of ${batchSize}: a training step of ${shard} images in each of ${workers} workers needs about ${((shard * floats * 24) / 2 ** 30).toFixed(1)} GiB of TF.js wasm's 4 GiB heap`,
-      );
-      batchSize = fits * workers;
-    }
+    const batchSize = capWasmBatch(options.batchSize, workers, pool.ready.outputFloatsPerImage, log);
     const trained = pool.ready.trainedParameters;
     const labels = await dataset.labels('train');
     const count = labels.length;

@@ -1,8 +1,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { sha256 } from '@imgpipe/kit';
-import { loadTf, parentLogger, preprocessPixels } from '@imgpipe/engines';
+import { loadTf, parentLogger } from '@imgpipe/engines';
 import { outputFloatsPerImage } from './fine-tune-memory.js';
-import { buildFineTuneModel, saveFineTuned, trainedParameters } from './fine-tune-model.js';
+import { buildFineTuneModel, inputTensor, predictProbabilities, saveFineTuned, trainedParameters } from './fine-tune-model.js';
 import type { FineTuneReply, FineTuneRequest, FineTuneWorkerInit, ShardStep } from './fine-tune-workers.js';
 
 /**
@@ -55,13 +55,12 @@ try {
     .filter((layer) => layer.getClassName() === 'BatchNormalization')
     .flatMap((layer) => layer.weights.filter((w) => /moving_(mean|variance)$/.test(w.originalName)));
   const size = init.inputSize;
-  const input = (pixels: Uint8Array, count: number) => tf.tensor4d(preprocessPixels(pixels, count, size, init.preprocess, 'NHWC'), [count, size, size, 3]);
 
   const handle = async (request: FineTuneRequest): Promise<{ value: unknown; transfer?: ArrayBuffer[] }> => {
     switch (request.type) {
       case 'step': {
         if (request.count === 0) return { value: { count: 0, loss: 0, accuracy: 0, gradients: null, tensors: tf.memory().numTensors } satisfies ShardStep };
-        const x = input(request.pixels, request.count);
+        const x = inputTensor(tf, request.pixels, request.count, size, init.preprocess);
         const y = tf.tensor2d(request.oneHot, [request.count, init.classes]);
         try {
           const [loss, accuracy] = (await model.trainOnBatch(x, y)) as number[];
@@ -93,10 +92,8 @@ try {
             return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
           }))) };
       case 'predict': {
-        const probs = tf.tidy(() => model.predict(input(request.pixels, request.count)) as ReturnType<typeof tf.tensor>);
-        const p = new Float32Array((await probs.data()) as Float32Array);
-        probs.dispose();
-        return { value: p, transfer: [p.buffer] };
+        const p = await predictProbabilities(tf, model, request.pixels, request.count, size, init.preprocess);
+        return { value: p, transfer: [p.buffer as ArrayBuffer] };
       }
       case 'save':
         await saveFineTuned(parts, request.outDir);

@@ -1,9 +1,9 @@
 import { createProgress, createRng, deriveSeed, shuffleInPlace, silentLogger, UsageError, type BackboneInfo } from '@imgpipe/kit';
-import { cpuThreads, preprocessPixels, readModelJson, type Tf } from '@imgpipe/engines';
+import { cpuThreads, readModelJson, type Tf } from '@imgpipe/engines';
 import { evaluateSplit, oneHot, readRows } from './fine-tune-data.js';
 import { fineTuneResult, logEpoch, logStart } from './fine-tune-record.js';
-import { outputFloatsPerImage, wasmTrainingBatch } from './fine-tune-memory.js';
-import { buildFineTuneModel, disposeFineTuneModel, saveFineTuned, trainedParameters, type FineTuneModel } from './fine-tune-model.js';
+import { capWasmBatch, outputFloatsPerImage } from './fine-tune-memory.js';
+import { buildFineTuneModel, disposeFineTuneModel, inputTensor, predictProbabilities, saveFineTuned, trainedParameters, type FineTuneModel } from './fine-tune-model.js';
 import { fineTuneInWorkers } from './fine-tune-parallel.js';
 import type { FineTuneEpoch, FineTuneMode, FineTuneOptions, FineTuneResult } from './fine-tune-types.js';
 
@@ -102,16 +102,7 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
   try {
     parts = await buildFineTuneModel(tf, options.backboneModelJson, options.headModelJson, info.feature_layer, mode, log);
     const { model } = parts;
-    if (tf.getBackend() === 'wasm') {
-      const floats = outputFloatsPerImage(model.layers);
-      const fits = wasmTrainingBatch(batchSize, floats);
-      if (fits < batchSize) {
-        log.warn(
-          `fine-tuning in batches of ${fits} instead of ${batchSize}: a training step of ${batchSize} images needs about ${((batchSize * floats * 24) / 2 ** 30).toFixed(1)} GiB of TF.js wasm's 4 GiB heap`,
-        );
-        batchSize = fits;
-      }
-    }
+    if (tf.getBackend() === 'wasm') batchSize = capWasmBatch(batchSize, 1, outputFloatsPerImage(model.layers), log);
     const trained = trainedParameters(model);
     model.compile({ optimizer, loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
 
@@ -131,7 +122,7 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
         const rows = order.subarray(b * batchSize, Math.min(count, (b + 1) * batchSize));
         const n = rows.length;
         const pixels = await readRows(dataset, 'train', rows, imageBytes);
-        const x = tf.tensor4d(preprocessPixels(pixels, n, size, info.preprocess, 'NHWC'), [n, size, size, 3]);
+        const x = inputTensor(tf, pixels, n, size, info.preprocess);
         const y = tf.tensor2d(oneHot(rows, labels, classes), [n, classes]);
         try {
           const [loss, accuracy] = (await model.trainOnBatch(x, y)) as number[];
@@ -145,14 +136,7 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
       }
       const trainSeconds = (performance.now() - epochStart) / 1000;
       progress.finish();
-      // The same computation as loadModel's predict (backbone to the feature layer, then the head), so a model saved
-      // from here reproduces these numbers.
-      const val = await evaluateSplit(dataset, 'val', batchSize, classes, async (pixels, n) => {
-        const probs = tf.tidy(() => model.predict(tf.tensor4d(preprocessPixels(pixels, n, size, info.preprocess, 'NHWC'), [n, size, size, 3])) as Tensor);
-        const p = (await probs.data()) as Float32Array;
-        probs.dispose();
-        return p;
-      });
+      const val = await evaluateSplit(dataset, 'val', batchSize, classes, (pixels, n) => predictProbabilities(tf, model, pixels, n, size, info.preprocess));
       const record = { epoch, train_loss: lossSum / count, train_accuracy: correct / count, val_loss: val.loss, val_accuracy: val.accuracy, seconds: (performance.now() - epochStart) / 1000 };
       history.push(record);
       logEpoch(log, epochs, record, count, trainSeconds);
