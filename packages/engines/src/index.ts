@@ -12,4 +12,4 @@ export * from './mirror.js';
 export * from './tta.js';
 export * from './verified-pixels.js';
 export * from './training-layers.js';
-export { forwardWorkerLogs, parentLogger, startWorkerThread, type WorkerLog } from './worker-threads.js';
+export { PendingReplies, parentLogger, startWorkers, type WorkerFailure, type WorkerLog } from './worker-threads.js';

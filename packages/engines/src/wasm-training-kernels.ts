@@ -81,18 +81,29 @@ function perChannel(backend: WasmBackend, t: TensorInfo, channels: number, name:
   return Float64Array.from(backend.typedArrayFromHeap(t));
 }
 
-function batchNormTrainingKernel(args: Args): TensorInfo[] {
+/**
+ * What both batch-norm kernels start from: x [rows, channels] (x's last axis), epsilon, the per-channel inputs
+ * `perChannelNames` read as float64, and three outputs: one shaped like x, two per channel.
+ */
+function batchNormFrame<const Names extends readonly string[]>(args: Args, x: TensorInfo, perChannelNames: Names) {
   const backend = args.backend as unknown as WasmBackend;
-  const [x, gammaInfo, betaInfo] = floatInputs(args, ['x', 'gamma', 'beta']) as [TensorInfo, TensorInfo, TensorInfo];
-  const { epsilon } = args.attrs as unknown as Attrs;
   const channels = x.shape.at(-1)!;
-  const rows = sizeOf(x.shape) / channels;
-  const out = backend.makeOutput(x.shape, 'float32');
-  const meanOut = backend.makeOutput([channels], 'float32');
-  const varianceOut = backend.makeOutput([channels], 'float32');
-  const gamma = perChannel(backend, gammaInfo, channels, 'gamma');
-  const beta = perChannel(backend, betaInfo, channels, 'beta');
-  const loops = simdLoops(backend);
+  const inputs = floatInputs(args, [...perChannelNames]);
+  return {
+    backend,
+    loops: simdLoops(backend),
+    epsilon: (args.attrs as unknown as Attrs).epsilon,
+    channels,
+    rows: sizeOf(x.shape) / channels,
+    perChannel: inputs.map((t, i) => perChannel(backend, t, channels, perChannelNames[i]!)) as { [K in keyof Names]: Float64Array },
+    outputs: [backend.makeOutput(x.shape, 'float32'), backend.makeOutput([channels], 'float32'), backend.makeOutput([channels], 'float32')] as const,
+  };
+}
+
+function batchNormTrainingKernel(args: Args): TensorInfo[] {
+  const [x] = floatInputs(args, ['x']) as [TensorInfo];
+  const { backend, loops, epsilon, channels, rows, perChannel: [gamma, beta], outputs } = batchNormFrame(args, x, ['gamma', 'beta']);
+  const [out, meanOut, varianceOut] = outputs;
   const [sum, sumSquares] = loops.sums(x, x, rows, channels);
   const mean = backend.typedArrayFromHeap(meanOut);
   const variance = backend.typedArrayFromHeap(varianceOut);
@@ -117,18 +128,9 @@ function batchNormTrainingKernel(args: Args): TensorInfo[] {
  * which is p * dy + q * x + k per channel: one pass for the sums, one for dx.
  */
 function batchNormTrainingGradKernel(args: Args): TensorInfo[] {
-  const backend = args.backend as unknown as WasmBackend;
-  const [dy, x, gammaInfo, meanInfo, varianceInfo] = floatInputs(args, ['dy', 'x', 'gamma', 'mean', 'variance']) as [TensorInfo, TensorInfo, TensorInfo, TensorInfo, TensorInfo];
-  const { epsilon } = args.attrs as unknown as Attrs;
-  const channels = x.shape.at(-1)!;
-  const rows = sizeOf(x.shape) / channels;
-  const dxOut = backend.makeOutput(x.shape, 'float32');
-  const dGammaOut = backend.makeOutput([channels], 'float32');
-  const dBetaOut = backend.makeOutput([channels], 'float32');
-  const gamma = perChannel(backend, gammaInfo, channels, 'gamma');
-  const mean = perChannel(backend, meanInfo, channels, 'mean');
-  const variance = perChannel(backend, varianceInfo, channels, 'variance');
-  const loops = simdLoops(backend);
+  const [dy, x] = floatInputs(args, ['dy', 'x']) as [TensorInfo, TensorInfo];
+  const { backend, loops, epsilon, channels, rows, perChannel: [gamma, mean, variance], outputs } = batchNormFrame(args, x, ['gamma', 'mean', 'variance']);
+  const [dxOut, dGammaOut, dBetaOut] = outputs;
   const [sumDy, sumDyX] = loops.sums(dy, x, rows, channels);
   const dGamma = backend.typedArrayFromHeap(dGammaOut);
   const dBeta = backend.typedArrayFromHeap(dBetaOut);

@@ -1,6 +1,6 @@
 import type { Worker } from 'node:worker_threads';
 import { FailureError, InputError, UsageError, silentLogger, type Logger } from '@imgpipe/kit';
-import { forwardWorkerLogs, startWorkerThread, type WorkerLog } from './worker-threads.js';
+import { PendingReplies, startWorkers, type WorkerFailure, type WorkerLog } from './worker-threads.js';
 
 /** What a backbone worker says once its model is loaded; the rest is the worker kind's own. */
 export interface WorkerReady {
@@ -11,7 +11,7 @@ export type WorkerRequest = { id: number; pixels: Uint8Array; count: number };
 export type WorkerReply<Ready extends WorkerReady = WorkerReady> =
   | Ready
   | { type: 'result'; id: number; features: Float32Array }
-  | { type: 'error'; id: number; message: string; usage: boolean }
+  | (WorkerFailure & { usage: boolean })
   | WorkerLog;
 
 /** The worker entries of this package: each loads a model from its workerData and turns pixels into features. */
@@ -21,8 +21,7 @@ export type WorkerEntry = 'backbone-tfjs-worker' | 'backbone-onnx-worker';
 export class WorkerPool<Ready extends WorkerReady> {
   private idle: Worker[] = [];
   private waiting: ((worker: Worker) => void)[] = [];
-  private pending = new Map<number, { resolve: (f: Float32Array) => void; reject: (e: Error) => void }>();
-  private nextId = 0;
+  private readonly pending = new PendingReplies<Float32Array>();
   private broken: Error | undefined;
   private closing = false;
 
@@ -34,13 +33,9 @@ export class WorkerPool<Ready extends WorkerReady> {
     this.idle = [...workers];
     for (const worker of workers) {
       worker.on('message', (reply: WorkerReply<Ready>) => {
-        if (reply.type === 'ready' || reply.type === 'log') return;
-        const task = this.pending.get(reply.id);
-        if (!task) return;
-        this.pending.delete(reply.id);
-        if (reply.type === 'result') task.resolve(reply.features);
-        else task.reject(new FailureError(`${this.what}: worker failed: ${reply.message}`));
-        this.release(worker);
+        if (reply.type !== 'result' && reply.type !== 'error') return;
+        const outcome = reply.type === 'result' ? { value: reply.features } : { error: new FailureError(`${this.what}: worker failed: ${reply.message}`) };
+        if (this.pending.settle(reply.id, outcome)) this.release(worker);
       });
       worker.on('error', (error) => this.failAll(error));
       worker.on('exit', (code) => {
@@ -51,42 +46,19 @@ export class WorkerPool<Ready extends WorkerReady> {
 
   /** Start `count` workers of `entry` and wait until each has loaded its model; `what` names the model in errors. */
   static async start<Ready extends WorkerReady>(entry: WorkerEntry, count: number, init: unknown, what: string, log: Logger = silentLogger): Promise<WorkerPool<Ready>> {
-    const workers = Array.from({ length: count }, () => startWorkerThread(import.meta.url, entry, init));
-    for (const worker of workers) forwardWorkerLogs(worker, log);
-    try {
-      const replies = await Promise.all(
-        workers.map(
-          (worker) =>
-            new Promise<Ready>((resolve, reject) => {
-              const onMessage = (reply: WorkerReply<Ready>) => {
-                if (reply.type === 'log') return;
-                worker.off('message', onMessage);
-                if (reply.type === 'ready') resolve(reply);
-                else if (reply.type === 'error') reject(reply.usage ? new UsageError(reply.message) : new InputError(reply.message));
-              };
-              worker.on('message', onMessage);
-              worker.once('error', reject);
-              worker.once('exit', (code) => reject(new FailureError(`a worker exited with code ${code} while loading ${what}`)));
-            }),
-        ),
-      );
-      return new WorkerPool(workers, replies[0]!, what);
-    } catch (error) {
-      await Promise.all(workers.map((w) => w.terminate()));
-      throw error;
-    }
+    const refused = (message: string, usage: boolean) => (usage ? new UsageError(message) : new InputError(message));
+    const { workers, ready } = await startWorkers<Ready>({ moduleUrl: import.meta.url, entry, count, workerData: init, what, log, refused });
+    return new WorkerPool(workers, ready[0]!, what);
   }
 
   async run(pixels: Uint8Array, count: number): Promise<Float32Array> {
     if (this.broken) throw this.broken;
     const worker = this.idle.pop() ?? (await new Promise<Worker>((resolve) => this.waiting.push(resolve)));
     if (this.broken) throw this.broken;
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      const copy = pixels.slice(0, count * this.ready.inputSize ** 2 * 3);
-      worker.postMessage({ id, pixels: copy, count } satisfies WorkerRequest, [copy.buffer]);
-    });
+    const { id, answer } = this.pending.add();
+    const copy = pixels.slice(0, count * this.ready.inputSize ** 2 * 3);
+    worker.postMessage({ id, pixels: copy, count } satisfies WorkerRequest, [copy.buffer]);
+    return answer;
   }
 
   private release(worker: Worker) {
@@ -97,8 +69,7 @@ export class WorkerPool<Ready extends WorkerReady> {
 
   private failAll(error: Error) {
     this.broken ??= new FailureError(`${this.what}: a worker crashed: ${error.message}`, { cause: error });
-    for (const task of this.pending.values()) task.reject(this.broken);
-    this.pending.clear();
+    this.pending.failAll(this.broken);
     for (const waiter of this.waiting.splice(0)) waiter(this.workers[0]!); // they find the pool broken below
   }
 

@@ -1,14 +1,17 @@
 import { parentPort, Worker } from 'node:worker_threads';
-import { silentLogger, type Logger } from '@imgpipe/kit';
+import { FailureError, silentLogger, type Logger } from '@imgpipe/kit';
 
 /** A worker's log line, written by the parent to its logger. */
 export type WorkerLog = { type: 'log'; level: 'debug' | 'info' | 'warn'; message: string };
+
+/** A worker's answer to a request that failed; id -1 when it could not start. */
+export type WorkerFailure = { type: 'error'; id: number; message: string; usage?: boolean };
 
 /**
  * Start the worker entry `entry` that sits beside the module at `moduleUrl` (pass import.meta.url): from dist/ the
  * .js file; from sources (tests, benchmarks under tsx) the .ts file through a bootstrap that registers tsx in the worker.
  */
-export function startWorkerThread(moduleUrl: string, entry: string, workerData: unknown): Worker {
+function startWorkerThread(moduleUrl: string, entry: string, workerData: unknown): Worker {
   if (!moduleUrl.endsWith('.ts')) return new Worker(new URL(`./${entry}.js`, moduleUrl), { workerData });
   const tsx = import.meta.resolve('tsx/esm/api');
   const source = new URL(`./${entry}.ts`, moduleUrl).href;
@@ -16,8 +19,75 @@ export function startWorkerThread(moduleUrl: string, entry: string, workerData: 
   return new Worker(bootstrap, { eval: true, workerData });
 }
 
+/** How to start a set of workers: `what` names them in errors; `refused` turns a worker's own reason not to start into the error. */
+export interface WorkerStart {
+  moduleUrl: string;
+  entry: string;
+  count: number;
+  workerData: unknown;
+  what: string;
+  log?: Logger;
+  refused(message: string, usage: boolean): Error;
+}
+
+/**
+ * Start `count` threads of an entry, their log lines forwarded, and wait for each one's 'ready' message. If any says
+ * why it cannot start, crashes or exits first, every thread is terminated and the start fails.
+ */
+export async function startWorkers<Ready extends { type: 'ready' }>(start: WorkerStart): Promise<{ workers: Worker[]; ready: Ready[] }> {
+  const workers = Array.from({ length: start.count }, () => startWorkerThread(start.moduleUrl, start.entry, start.workerData));
+  for (const worker of workers) forwardWorkerLogs(worker, start.log ?? silentLogger);
+  const readyOf = (worker: Worker) =>
+    new Promise<Ready>((resolve, reject) => {
+      const onMessage = (reply: Ready | WorkerFailure | WorkerLog) => {
+        if (reply.type === 'ready') resolve(reply);
+        else if (reply.type === 'error') reject(start.refused(reply.message, reply.usage ?? false));
+        else return;
+        worker.off('message', onMessage);
+      };
+      worker.on('message', onMessage);
+      worker.once('error', (error) => reject(new FailureError(`${start.what}: a worker crashed while starting: ${error.message}`, { cause: error })));
+      worker.once('exit', (code) => reject(new FailureError(`${start.what}: a worker exited with code ${code} while starting`)));
+    });
+  try {
+    return { workers, ready: await Promise.all(workers.map(readyOf)) };
+  } catch (error) {
+    await Promise.all(workers.map((w) => w.terminate()));
+    throw error;
+  }
+}
+
+/** Requests sent to worker threads, each waiting for the answer with its id. */
+export class PendingReplies<T = unknown> {
+  private readonly waiting = new Map<number, { resolve: (value: T) => void; reject: (error: Error) => void }>();
+  private nextId = 0;
+
+  /** A new request id, and the promise its answer settles. */
+  add<R extends T = T>(): { id: number; answer: Promise<R> } {
+    const id = this.nextId++;
+    const answer = new Promise<R>((resolve, reject) => this.waiting.set(id, { resolve: resolve as (value: T) => void, reject }));
+    return { id, answer };
+  }
+
+  /** Settle request `id`; false if no request with that id is waiting. */
+  settle(id: number, outcome: { value: T } | { error: Error }): boolean {
+    const request = this.waiting.get(id);
+    if (!request) return false;
+    this.waiting.delete(id);
+    if ('error' in outcome) request.reject(outcome.error);
+    else request.resolve(outcome.value);
+    return true;
+  }
+
+  /** Fail every waiting request with `error`. */
+  failAll(error: Error): void {
+    for (const request of this.waiting.values()) request.reject(error);
+    this.waiting.clear();
+  }
+}
+
 /** Parent side: a worker's log messages go to `log`. */
-export function forwardWorkerLogs(worker: Worker, log: Logger): void {
+function forwardWorkerLogs(worker: Worker, log: Logger): void {
   worker.on('message', (message: { type?: string }) => {
     if (message?.type === 'log') {
       const line = message as WorkerLog;

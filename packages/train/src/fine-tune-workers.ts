@@ -1,6 +1,6 @@
 import type { Worker } from 'node:worker_threads';
 import { FailureError, silentLogger, type Logger, type PreprocessSpec } from '@imgpipe/kit';
-import { forwardWorkerLogs, startWorkerThread } from '@imgpipe/engines';
+import { PendingReplies, startWorkers, type WorkerFailure, type WorkerLog } from '@imgpipe/engines';
 import type { FineTuneMode } from './fine-tune-types.js';
 
 /** What each fine-tuning worker builds: the same model from the same files as fineTune does in-process. */
@@ -44,19 +44,14 @@ export interface ShardStep {
   tensors: number;
 }
 
-export type FineTuneReply =
-  | FineTuneWorkerReady
-  | { type: 'result'; id: number; value: unknown }
-  | { type: 'error'; id: number; message: string }
-  | { type: 'log' };
+export type FineTuneReply = FineTuneWorkerReady | { type: 'result'; id: number; value: unknown } | WorkerFailure | WorkerLog;
 
 /**
  * Worker threads that each hold the fine-tuning model on their own TF.js wasm instance and take requests one at a
  * time, in order. A worker that fails (an error, a crash, an exit) fails every request and stops them all.
  */
 export class FineTuneWorkers {
-  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
-  private nextId = 0;
+  private readonly pending = new PendingReplies();
   private broken: Error | undefined;
   private closing = false;
 
@@ -66,11 +61,8 @@ export class FineTuneWorkers {
   ) {
     for (const worker of workers) {
       worker.on('message', (reply: FineTuneReply) => {
-        if (reply.type !== 'result' && reply.type !== 'error') return;
-        const task = this.pending.get(reply.id);
-        this.pending.delete(reply.id);
-        if (reply.type === 'result') task?.resolve(reply.value);
-        else this.fail(new FailureError(`a fine-tuning worker failed: ${reply.message}`));
+        if (reply.type === 'result') this.pending.settle(reply.id, { value: reply.value });
+        else if (reply.type === 'error') this.fail(new FailureError(`a fine-tuning worker failed: ${reply.message}`));
       });
       worker.on('error', (error) => this.fail(new FailureError(`a fine-tuning worker crashed: ${error.message}`, { cause: error })));
       worker.on('exit', (code) => this.fail(new FailureError(`a fine-tuning worker exited with code ${code}`)));
@@ -83,41 +75,22 @@ export class FineTuneWorkers {
 
   /** Start `count` workers and wait until each has built its model. */
   static async start(count: number, init: FineTuneWorkerInit, log: Logger = silentLogger): Promise<FineTuneWorkers> {
-    const workers = Array.from({ length: count }, () => startWorkerThread(import.meta.url, 'fine-tune-worker', init));
-    for (const worker of workers) forwardWorkerLogs(worker, log);
-    try {
-      const replies = await Promise.all(
-        workers.map(
-          (worker) =>
-            new Promise<FineTuneWorkerReady>((resolve, reject) => {
-              const onMessage = (reply: FineTuneReply) => {
-                if (reply.type === 'ready') resolve(reply);
-                else if (reply.type === 'error') reject(new FailureError(`a fine-tuning worker failed to build the model: ${reply.message}`));
-                else return;
-                worker.off('message', onMessage);
-              };
-              worker.on('message', onMessage);
-              worker.once('error', (error) => reject(new FailureError(`a fine-tuning worker crashed while building the model: ${error.message}`, { cause: error })));
-              worker.once('exit', (code) => reject(new FailureError(`a fine-tuning worker exited with code ${code} while building the model`)));
-            }),
-        ),
-      );
-      if (replies.some((r) => r.variables.join('\n') !== replies[0]!.variables.join('\n'))) throw new Error('fine-tuning workers built models with different trainable variables');
-      return new FineTuneWorkers(workers, replies[0]!);
-    } catch (error) {
+    const refused = (message: string) => new FailureError(`a fine-tuning worker failed to build the model: ${message}`);
+    const what = 'fine-tuning';
+    const { workers, ready } = await startWorkers<FineTuneWorkerReady>({ moduleUrl: import.meta.url, entry: 'fine-tune-worker', count, workerData: init, what, log, refused });
+    if (ready.some((r) => r.variables.join('\n') !== ready[0]!.variables.join('\n'))) {
       await Promise.all(workers.map((w) => w.terminate()));
-      throw error;
+      throw new FailureError('fine-tuning workers built models with different trainable variables');
     }
+    return new FineTuneWorkers(workers, ready[0]!);
   }
 
   /** Send one request to worker `index` (buffers in `transfer` move to it) and wait for its answer. */
   request<T>(index: number, message: FineTuneRequest, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.broken) return Promise.reject(this.broken);
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      this.workers[index]!.postMessage({ id, ...message }, transfer);
-    });
+    const { id, answer } = this.pending.add<T>();
+    this.workers[index]!.postMessage({ id, ...message }, transfer);
+    return answer;
   }
 
   /** The same request to every worker (buffers copied for each). */
@@ -133,8 +106,7 @@ export class FineTuneWorkers {
   private fail(error: Error) {
     if (this.closing) return;
     this.broken ??= error;
-    for (const task of this.pending.values()) task.reject(this.broken);
-    this.pending.clear();
+    this.pending.failAll(this.broken);
     void this.close();
   }
 
