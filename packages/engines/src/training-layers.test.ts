@@ -79,7 +79,7 @@ test('fused BatchNorm, ReLU6 and frozen-conv training match TF.js layers: loss, 
   const fused = buildModel(11);
   freezeAllButBatchNorm(reference);
   freezeAllButBatchNorm(fused);
-  assert.deepEqual(fuseTrainingLayers(tf, fused), { batchNorm: 3, relu6: 3, frozenConv: 2 });
+  assert.deepEqual(fuseTrainingLayers(tf, fused), { batchNorm: 3, relu6: 3, unfusedConv: 2 });
   const { x, y } = inputs();
   try {
     const expected = step(reference, x, y);
@@ -136,14 +136,35 @@ test('fused training steps leak no tensors', () => {
   }
 });
 
-test('trainable convs and other backends keep their layers', async () => {
+test('with every layer training, the conv on the input skips its input gradient and the gradients still match', async () => {
+  const reference = buildModel(13);
+  const fused = buildModel(13);
+  assert.deepEqual(fuseTrainingLayers(tf, fused), { batchNorm: 3, relu6: 3, unfusedConv: 1 }, 'conv1 reads the input; pw is fed by trainable weights');
+  const { x, y } = inputs();
+  const inputGradients = async (model: LayersModel) => (await tf.profile(() => void step(model, x, y))).kernels.filter((k) => k.name === 'Conv2DBackpropInput').length;
+  try {
+    const expected = step(reference, x, y);
+    const actual = step(fused, x, y);
+    assert.ok(Math.abs(actual.loss - expected.loss) < 1e-5, `loss ${actual.loss} vs ${expected.loss}`);
+    assert.ok(expected.grads.has('conv1/kernel'), [...expected.grads.keys()].join(' '));
+    for (const [name, g] of expected.grads) assertClose(actual.grads.get(name)!, g, `gradient of ${name}`);
+    assert.equal(await inputGradients(reference), 2, 'fused conv2d computes the input gradient of both convs');
+    assert.equal(await inputGradients(fused), 1, "only pw's, which depthwise's weights need");
+  } finally {
+    tf.dispose([x, y]);
+    reference.dispose();
+    fused.dispose();
+  }
+});
+
+test('trainable convs fed by trainable weights, and other backends, keep their layers', async () => {
   const model = buildModel(1);
   try {
-    assert.deepEqual(fuseTrainingLayers(tf, model), { batchNorm: 3, relu6: 3, frozenConv: 0 });
+    assert.deepEqual(fuseTrainingLayers(tf, model), { batchNorm: 3, relu6: 3, unfusedConv: 1 });
     tf.env().set('PROD', true); // no "install tfjs-node" banner from the cpu backend
     await tf.setBackend('cpu');
     const other = buildModel(1);
-    assert.deepEqual(fuseTrainingLayers(tf, other), { batchNorm: 0, relu6: 0, frozenConv: 0 });
+    assert.deepEqual(fuseTrainingLayers(tf, other), { batchNorm: 0, relu6: 0, unfusedConv: 0 });
     other.dispose();
   } finally {
     await tf.setBackend('wasm');

@@ -30,7 +30,7 @@ type ConvLayer = Layer & {
 };
 
 /** What fuseTrainingLayers changed, by layer class. */
-export type FusedLayers = { batchNorm: number; relu6: number; frozenConv: number };
+export type FusedLayers = { batchNorm: number; relu6: number; unfusedConv: number };
 
 const one = (inputs: Tensor | Tensor[]) => (Array.isArray(inputs) ? inputs[0]! : inputs);
 
@@ -42,16 +42,19 @@ const one = (inputs: Tensor | Tensor[]) => (Array.isArray(inputs) ? inputs[0]! :
  * - BatchNormalization over the last axis with both gamma and beta, in training: one kernel each way, and the same
  *   moving-average updates as tfjs-layers;
  * - ReLU with maxValue 6 and Activation('relu6'): one kernel each way;
- * - a frozen Conv2D (channels last): an unfused conv2d. TF.js's fused conv2d computes its filter's gradient on every
- *   backward pass even when nothing trains it (a third of the convolution time of --fine-tune bn on MobileNet).
+ * - a Conv2D (channels last) that is frozen, or whose input no trainable weight feeds (the first conv on the images):
+ *   an unfused conv2d. TF.js's fused conv2d computes the gradients of both its filter and its input on every backward
+ *   pass, needed or not: frozen filters' were a third of the convolution time of --fine-tune bn on MobileNet, and
+ *   the first conv's input gradient 4% of a --fine-tune all step.
  *
  * For the wasm backend only (where the kernels are registered); call it after setting which layers train.
  */
 export function fuseTrainingLayers(tf: Tf, model: LayersModel): FusedLayers {
-  const fused: FusedLayers = { batchNorm: 0, relu6: 0, frozenConv: 0 };
+  const fused: FusedLayers = { batchNorm: 0, relu6: 0, unfusedConv: 0 };
   if (tf.getBackend() !== 'wasm') return fused;
+  const trainableFeeds = trainableUpstream();
   for (const layer of model.layers) {
-    const call = replacementCall(tf, layer);
+    const call = replacementCall(tf, layer, trainableFeeds);
     if (!call) continue;
     (layer as unknown as { call: Call }).call = call.call;
     fused[call.kind] += 1;
@@ -59,7 +62,7 @@ export function fuseTrainingLayers(tf: Tf, model: LayersModel): FusedLayers {
   return fused;
 }
 
-function replacementCall(tf: Tf, layer: Layer): { kind: keyof FusedLayers; call: Call } | undefined {
+function replacementCall(tf: Tf, layer: Layer, trainableFeeds: (layer: Layer) => boolean): { kind: keyof FusedLayers; call: Call } | undefined {
   const original = (layer as unknown as { call: Call }).call.bind(layer);
   switch (layer.getClassName()) {
     case 'BatchNormalization': {
@@ -77,12 +80,28 @@ function replacementCall(tf: Tf, layer: Layer): { kind: keyof FusedLayers; call:
       return { kind: 'relu6', call: (inputs) => relu6(tf, one(inputs)) };
     case 'Conv2D': {
       const conv = layer as ConvLayer;
-      if (conv.trainable || conv.rank !== 2 || conv.dataFormat !== 'channelsLast') return undefined;
-      return { kind: 'frozenConv', call: (inputs) => frozenConvCall(tf, conv, one(inputs)) };
+      if (conv.rank !== 2 || conv.dataFormat !== 'channelsLast') return undefined;
+      if (conv.trainable && trainableFeeds(conv)) return undefined;
+      return { kind: 'unfusedConv', call: (inputs) => unfusedConvCall(tf, conv, one(inputs)) };
     }
     default:
       return undefined;
   }
+}
+
+/** Whether any trainable weight lies upstream of a layer's inputs (memoised over the model's graph). */
+function trainableUpstream(): (layer: Layer) => boolean {
+  const known = new Map<Layer, boolean>();
+  const feeds = (layer: Layer): boolean => {
+    let answer = known.get(layer);
+    if (answer === undefined) {
+      const upstream = layer.inboundNodes.flatMap((node) => node.inboundLayers);
+      answer = upstream.some((up) => up.trainableWeights.length > 0 || feeds(up));
+      known.set(layer, answer);
+    }
+    return answer;
+  };
+  return feeds;
 }
 
 function batchNormTrainingCall(tf: Tf, layer: BatchNormLayer, x: Tensor): Tensor {
@@ -99,7 +118,7 @@ function batchNormTrainingCall(tf: Tf, layer: BatchNormLayer, x: Tensor): Tensor
   });
 }
 
-function frozenConvCall(tf: Tf, layer: ConvLayer, x: Tensor): Tensor {
+function unfusedConvCall(tf: Tf, layer: ConvLayer, x: Tensor): Tensor {
   return tf.tidy(() => {
     let y: Tensor = tf.conv2d(x as never, layer.kernel.read() as never, layer.strides as [number, number], layer.padding, 'NHWC', layer.dilationRate as [number, number]);
     if (layer.bias) y = tf.add(y, layer.bias.read());

@@ -45,8 +45,8 @@ export async function buildFineTuneModel(tf: Tf, backboneModelJson: string, head
       }
     }
     const fused = fuseTrainingLayers(tf, model);
-    if (fused.batchNorm + fused.relu6 + fused.frozenConv > 0) {
-      log.debug(`fine-tuning with fused training layers: ${fused.batchNorm} BatchNormalization, ${fused.relu6} ReLU6, ${fused.frozenConv} frozen Conv2D`);
+    if (fused.batchNorm + fused.relu6 + fused.unfusedConv > 0) {
+      log.debug(`fine-tuning with fused training layers: ${fused.batchNorm} BatchNormalization, ${fused.relu6} ReLU6, ${fused.unfusedConv} Conv2D unfused (frozen, or on the input)`);
     }
     return { model, full, head, frozen };
   } catch (error) {
