@@ -6,16 +6,18 @@ import { loadTf } from './tf.js';
 
 const { tf } = await loadTf('wasm');
 
-test('wasm conv gradient fast paths (1x1 filter and input gradients as matmuls, strided image input gradient by col2im) match the cpu backend', async () => {
+test('wasm conv gradient fast paths (1x1 filter and input gradients as matmuls, image filter gradients by im2col, strided image input gradients by col2im) match the cpu backend', async () => {
   const rng = createRng(3);
   const random = (shape: number[]) => tf.tensor4d(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng() - 0.5), shape as [number, number, number, number]);
   const cases = [
     { x: [2, 7, 5, 6], f: [1, 1, 6, 4], stride: 1, pad: 'same' as const }, // filter and input: matmuls
     { x: [2, 6, 6, 5], f: [1, 1, 5, 3], stride: 1, pad: 'valid' as const },
-    { x: [2, 9, 9, 3], f: [3, 3, 3, 4], stride: 2, pad: 'same' as const }, // input: col2im
+    { x: [2, 9, 9, 3], f: [3, 3, 3, 4], stride: 2, pad: 'same' as const }, // input: col2im; filter: im2col
     { x: [2, 8, 10, 3], f: [3, 3, 3, 4], stride: 2, pad: 'same' as const },
     { x: [1, 11, 11, 1], f: [7, 7, 1, 5], stride: 2, pad: 'same' as const },
     { x: [2, 10, 9, 4], f: [3, 2, 4, 2], stride: 3, pad: 'valid' as const },
+    { x: [2, 6, 7, 2], f: [3, 3, 2, 5], stride: 1, pad: 'same' as const }, // filter: im2col at stride 1
+    { x: [1, 12, 12, 3], f: [7, 7, 3, 4], stride: 2, pad: 'same' as const }, // ResNet's first conv, small
   ];
   for (const c of cases) {
     const label = JSON.stringify(c);

@@ -9,6 +9,9 @@ import type { ConvInfo, WasmBackend } from './wasm-kernel-types.js';
  *   2-6x faster than as a convolution with dy as an (h x w) filter;
  * - its input gradient too, dy [P, co] . W^T [co, ci]: 25% faster than the general kernel on MobileNet v1's 1x1
  *   convs (with W^T made explicit: BatchMatMul with transposeB ran 10x slower);
+ * - the filter gradient of a conv on an image (<= 4 channels) as cols^T [kh*kw*ci, P] . dy [P, co] (im2col): the
+ *   general kernel convolves with dy as a huge dilated filter; on MobileNet's first conv (8 images at 224) 31 -> 13 ms,
+ *   on ResNet50's (4 images) 81 -> 49 ms;
  * - the input gradient of a strided conv on an image (<= 4 channels; TF.js computes it for the first conv although
  *   nothing uses it) as columns dy [P, co] . W^T [co, kh*kw*ci] added back into the image (col2im): the general
  *   kernel convolves a zero-upsampled dy (4x the pixels) into 3 output channels, which XNNPACK does slowly.
@@ -48,11 +51,63 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     return info.batchSize * info.outHeight * info.outWidth;
   };
 
+  /**
+   * dW [kh*kw*ci, co] = cols^T [kh*kw*ci, P] . dy [P, co], with cols^T written directly from the (zero-padded) image:
+   * for the few channels of an image this is a small matrix, where the general kernel convolves with dy as a huge
+   * dilated filter.
+   */
+  const imageFilterGradient = (args: Parameters<KernelFunc>[0]) => {
+    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+    const attrs = args.attrs as unknown as Attrs & { filterShape: number[] };
+    const [kh, kw, ci, co] = attrs.filterShape as [number, number, number, number];
+    const info = infoOf(x.shape, attrs.filterShape, attrs);
+    const { batchSize: n, inHeight: H, inWidth: W, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
+    const { top, left } = info.padInfo;
+    const K = kh * kw * ci;
+    const P = n * oh * ow;
+    const made: TensorInfo[] = [];
+    const backend = args.backend as unknown as WasmBackend;
+    try {
+      const colsT = backend.makeOutput([1, K, P], 'float32');
+      made.push(colsT);
+      const image = backend.typedArrayFromHeap(x);
+      const cols = backend.typedArrayFromHeap(colsT);
+      for (let fa = 0; fa < kh; fa++)
+        for (let fb = 0; fb < kw; fb++) {
+          // Output columns j whose image column j * sw + fb - left lies inside the image.
+          const jFrom = Math.min(ow, Math.max(0, Math.ceil((left - fb) / sw)));
+          const jTo = Math.max(jFrom, Math.min(ow, Math.floor((W - 1 - fb + left) / sw) + 1));
+          for (let c = 0; c < ci; c++) {
+            let q = ((fa * kw + fb) * ci + c) * P;
+            for (let bi = 0; bi < n; bi++)
+              for (let i = 0; i < oh; i++, q += ow) {
+                const r = i * sh + fa - top;
+                if (r < 0 || r >= H) {
+                  cols.fill(0, q, q + ow);
+                  continue;
+                }
+                cols.fill(0, q, q + jFrom);
+                cols.fill(0, q + jTo, q + ow);
+                let src = ((bi * H + r) * W + jFrom * sw + fb - left) * ci + c;
+                for (let j = jFrom; j < jTo; j++, src += sw * ci) cols[q + j] = image[src]!;
+              }
+          }
+        }
+      const b = run(made, backend, reshape, { x: dy }, { shape: [1, P, co] });
+      const product = run(made, backend, batchMatMul, { a: colsT, b }, { transposeA: false, transposeB: false });
+      return reshape({ inputs: { x: product }, attrs: { shape: attrs.filterShape } as never, backend: args.backend }) as TensorInfo;
+    } finally {
+      release(backend, made);
+    }
+  };
+
   const filterFastPath = (general: KernelFunc): KernelFunc => (args) => {
     const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
     const attrs = args.attrs as unknown as Attrs & { filterShape: number[] };
     const [fh, fw, ci, co] = attrs.filterShape as [number, number, number, number];
-    if (fh !== 1 || fw !== 1 || attrs.dataFormat === 'NCHW') return general(args);
+    if (attrs.dataFormat === 'NCHW') return general(args);
+    if (ci <= 4 && (fh > 1 || fw > 1)) return imageFilterGradient(args);
+    if (fh !== 1 || fw !== 1) return general(args);
     const P = pointwisePixels(x.shape, attrs.filterShape, attrs);
     if (P === undefined) return general(args);
     const made: TensorInfo[] = [];
