@@ -1,6 +1,7 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { Tf } from './tf-type.js';
 import type { ConvInfo, WasmBackend } from './wasm-kernel-types.js';
+import { simdLoops, type DepthwiseGeometry } from './wasm-simd-loops.js';
 
 /**
  * Depthwise-convolution gradient kernels for TF.js WebAssembly, which has none, so that --fine-tune trains
@@ -10,9 +11,10 @@ import type { ConvInfo, WasmBackend } from './wasm-kernel-types.js';
  *   dx[n, r, s, c]   = sum_{i,j,a,b,q: r = i*sh + a*dh - top, s = j*sw + b*dw - left} f[a, b, c, q] * dy[n, i, j, c*m + q]
  *   df[a, b, c, q]   = sum_{n,i,j} xpad[n, i*sh + a*dh, j*sw + b*dw, c] * dy[n, i, j, c*m + q]
  *
- * dx runs as one XNNPACK depthwise convolution. df is a JavaScript loop: on MobileNet v1 0.5's 13 depthwise layers
- * (8 images at 224) it took 85-120 CPU-ms, against 230 for df as an XNNPACK depthwise convolution (images x
- * channels as channels, dy as an oh x ow filter) and 280 for a plain per-tap loop.
+ * dx runs as one XNNPACK depthwise convolution. df is a loop over the heap: SIMD WebAssembly (wasm-simd-loops.ts)
+ * with multiplier 1 and channels a multiple of 4 (MobileNet v1 0.75's 13 depthwise layers, 8 images at 224: 33 ms),
+ * else JavaScript (111 ms there). As an XNNPACK depthwise convolution (images x channels as channels, dy as an
+ * oh x ow filter) it took twice the JavaScript loop's time.
  */
 type Attrs = {
   strides: [number, number] | number;
@@ -98,10 +100,11 @@ export function registerWasmDepthwiseGradKernels(tf: Tf): void {
   };
 
   /**
-   * df as a loop over the heap. Multiplier 1 (MobileNet's case): per image, output row and filter row, each channel
-   * walks the row with one register accumulator per filter column; edge columns are checked, the interior is not.
+   * df as a loop over the heap: SIMD per filter tap and output row (multiplier 1, channels a multiple of 4); else in
+   * JavaScript, for multiplier 1 and 3-wide filters per image, output row and filter row, each channel walking the
+   * row with one accumulator per filter column (edge columns checked, the interior not), and any other shape tap by tap.
    */
-  const backpropFilterJs: KernelFunc = ({ inputs, attrs, backend }) => {
+  const backpropFilter: KernelFunc = ({ inputs, attrs, backend }) => {
     const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
     const { filterShape } = attrs as unknown as { filterShape: number[] };
     const info = infoOf(x.shape, filterShape, attrs as unknown as Attrs);
@@ -110,24 +113,25 @@ export function registerWasmDepthwiseGradKernels(tf: Tf): void {
     const { top, left } = info.padInfo;
     const wasm = backend as unknown as WasmBackend;
     const out = wasm.makeOutput(filterShape, 'float32');
-    const xv = wasm.typedArrayFromHeap(x);
-    const dyv = wasm.typedArrayFromHeap(dy);
-    const acc = new Float64Array(fh * fw * cm);
-    if (cm === C && fw === 3) filterGradRows3(xv, dyv, acc, { n, H, W, C, oh, ow, fh, sh, sw, dh, dw, top, left });
-    else filterGradGeneric(xv, dyv, acc, { n, H, W, C, oh, ow, cm, fh, fw, sh, sw, dh, dw, top, left });
+    const geometry = { n, H, W, C, oh, ow, fh, fw, sh, sw, dh, dw, top, left };
+    let acc = cm === C ? simdLoops(wasm).depthwiseFilterGradient(x, dy, geometry) : undefined;
+    if (!acc) {
+      acc = new Float64Array(fh * fw * cm);
+      const [xv, dyv] = [wasm.typedArrayFromHeap(x), wasm.typedArrayFromHeap(dy)];
+      if (cm === C && fw === 3) filterGradRows3(xv, dyv, acc, geometry);
+      else filterGradGeneric(xv, dyv, acc, { ...geometry, cm });
+    }
     wasm.typedArrayFromHeap(out).set(acc);
     return out;
   };
 
   const register = (kernelName: string, kernelFunc: KernelFunc) => tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc } as KernelConfig);
   register('DepthwiseConv2dNativeBackpropInput', backpropInputXnn);
-  register('DepthwiseConv2dNativeBackpropFilter', backpropFilterJs);
+  register('DepthwiseConv2dNativeBackpropFilter', backpropFilter);
 }
 
-type Geometry = { n: number; H: number; W: number; C: number; oh: number; ow: number; fh: number; sh: number; sw: number; dh: number; dw: number; top: number; left: number };
-
 /** Depthwise filter gradient, multiplier 1, filters 3 wide. */
-function filterGradRows3(x: Float32Array, dy: Float32Array, acc: Float64Array, g: Geometry): void {
+function filterGradRows3(x: Float32Array, dy: Float32Array, acc: Float64Array, g: DepthwiseGeometry): void {
   const { n, H, W, C, oh, ow, fh, sh, sw, dh, dw, top, left } = g;
   // Output columns whose three taps all fall inside x.
   const jLo = Math.min(ow, Math.max(0, Math.ceil(left / sw)));
@@ -174,7 +178,7 @@ function filterGradRows3(x: Float32Array, dy: Float32Array, acc: Float64Array, g
 }
 
 /** Depthwise filter gradient, any multiplier and filter size: a multiply-add over contiguous channels per tap. */
-function filterGradGeneric(x: Float32Array, dy: Float32Array, acc: Float64Array, g: Geometry & { cm: number; fw: number }): void {
+function filterGradGeneric(x: Float32Array, dy: Float32Array, acc: Float64Array, g: DepthwiseGeometry & { cm: number }): void {
   const { n, H, W, C, oh, ow, cm, fh, fw, sh, sw, dh, dw, top, left } = g;
   const m = cm / C;
   for (let b = 0; b < n; b++)

@@ -14,12 +14,36 @@ export interface SimdLoops {
   affine(a: TensorInfo, b: TensorInfo, out: TensorInfo, rows: number, channels: number, p: Float32Array, q: Float32Array, k: Float32Array): void;
   /** dx = dy where 0 < y < 6, else 0. */
   relu6Grad(dy: TensorInfo, y: TensorInfo, dx: TensorInfo, n: number): void;
+  /**
+   * The filter gradient of a depthwise conv with multiplier 1 and channels a multiple of 4 (else undefined), per tap
+   * and channel [fh * fw * C], in f64: each output row's sum is f32, the sum of the rows f64.
+   */
+  depthwiseFilterGradient(x: TensorInfo, dy: TensorInfo, g: DepthwiseGeometry): Float64Array | undefined;
 }
+
+/** A depthwise conv's shape, channels last: input n x H x W x C, output n x oh x ow x C, filter fh x fw. */
+export type DepthwiseGeometry = {
+  n: number;
+  H: number;
+  W: number;
+  C: number;
+  oh: number;
+  ow: number;
+  fh: number;
+  fw: number;
+  sh: number;
+  sw: number;
+  dh: number;
+  dw: number;
+  top: number;
+  left: number;
+};
 
 type Exports = {
   sums(a: number, b: number, rows: number, channels: number, acc: number): void;
   affine(a: number, b: number, out: number, rows: number, channels: number, p: number, q: number, k: number): void;
   relu6Grad(dy: number, y: number, dx: number, n: number): void;
+  tapSums(x: number, dy: number, acc: number, count: number, xStep: number, channels: number): void;
 };
 // The WebAssembly global, as far as it is used here (Node's types leave it to the DOM library).
 type Memory = { readonly buffer: ArrayBuffer };
@@ -84,6 +108,32 @@ function bind(backend: WasmBackend, module: EmscriptenModule, wasm: Exports): Si
     },
     relu6Grad(dy, y, dx, n) {
       wasm.relu6Grad(at(dy), at(y), at(dx), n);
+    },
+    depthwiseFilterGradient(x, dy, g) {
+      const { n, H, W, C, oh, ow, fh, fw, sh, sw, dh, dw, top, left } = g;
+      if (C % 4 !== 0) return undefined;
+      const taps = fh * fw;
+      return withScratch(8 * taps * C, (acc) => {
+        new Float64Array(heap(), acc, taps * C).fill(0);
+        const [xAt, dyAt] = [at(x), at(dy)];
+        for (let e = 0; e < fw; e++) {
+          // Output columns j whose tap e reads inside x: 0 <= j * sw + e * dw - left < W.
+          const jFrom = Math.min(ow, Math.max(0, Math.ceil((left - e * dw) / sw)));
+          const jTo = Math.max(jFrom, Math.min(ow, Math.floor((W - 1 - e * dw + left) / sw) + 1));
+          if (jTo === jFrom) continue;
+          const column = jFrom * sw + e * dw - left;
+          for (let b = 0; b < n; b++)
+            for (let i = 0; i < oh; i++)
+              for (let a = 0; a < fh; a++) {
+                const r = i * sh + a * dh - top;
+                if (r < 0 || r >= H) continue;
+                const xRow = xAt + 4 * ((b * H + r) * W + column) * C;
+                const dyRow = dyAt + 4 * ((b * oh + i) * ow + jFrom) * C;
+                wasm.tapSums(xRow, dyRow, acc + 8 * (a * fw + e) * C, jTo - jFrom, 4 * sw * C, C);
+              }
+        }
+        return new Float64Array(heap(), acc, taps * C).slice();
+      });
     },
   };
 }

@@ -1,4 +1,4 @@
-;; SIMD loops for wasm-training-kernels.ts, run on TF.js WebAssembly's own memory (imported), so they read and write
+;; SIMD loops for wasm-training-kernels.ts and the depthwise filter gradient, run on TF.js WebAssembly's own memory (imported), so they read and write
 ;; its tensors in place. Pointers are byte offsets into that memory. Per-channel loops take channels-last data as
 ;; rows x channels with channels a multiple of 4; per-channel vectors are f32 (coefficients) or f64 (sums).
 ;; Built into wasm-training-kernels-binary.ts by scripts/build-wasm.mjs.
@@ -94,4 +94,34 @@
         (local.set $y (i32.add (local.get $y) (i32.const 4)))
         (local.set $dx (i32.add (local.get $dx) (i32.const 4)))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $tail)))))
+        (br $tail))))
+
+  ;; acc[c] += sum over j < count of x[j * xStep + c] * dy[j * channels + c], for c < channels (a multiple of 4):
+  ;; one tap of a depthwise filter gradient along one row, x advancing xStep bytes per output column. The row sum is
+  ;; f32 (count is one output row), added to the f64 acc.
+  (func (export "tapSums") (param $x i32) (param $dy i32) (param $acc i32) (param $count i32) (param $xStep i32)
+      (param $channels i32)
+    (local $c i32) (local $j i32) (local $xp i32) (local $gp i32) (local $dyStep i32) (local $s v128)
+    (local.set $dyStep (i32.shl (local.get $channels) (i32.const 2)))
+    (block $done
+      (loop $block
+        (br_if $done (i32.ge_u (local.get $c) (local.get $channels)))
+        (local.set $s (f32x4.splat (f32.const 0)))
+        (local.set $xp (i32.add (local.get $x) (i32.shl (local.get $c) (i32.const 2))))
+        (local.set $gp (i32.add (local.get $dy) (i32.shl (local.get $c) (i32.const 2))))
+        (local.set $j (i32.const 0))
+        (block $row_done
+          (loop $column
+            (br_if $row_done (i32.ge_u (local.get $j) (local.get $count)))
+            (local.set $s (f32x4.add (local.get $s) (f32x4.mul (v128.load (local.get $xp)) (v128.load (local.get $gp)))))
+            (local.set $xp (i32.add (local.get $xp) (local.get $xStep)))
+            (local.set $gp (i32.add (local.get $gp) (local.get $dyStep)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $column)))
+        (v128.store (local.get $acc) (f64x2.add (v128.load (local.get $acc)) (f64x2.promote_low_f32x4 (local.get $s))))
+        (v128.store offset=16 (local.get $acc)
+          (f64x2.add (v128.load offset=16 (local.get $acc))
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $s) (local.get $s)))))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 32)))
+        (local.set $c (i32.add (local.get $c) (i32.const 4)))
+        (br $block)))))
