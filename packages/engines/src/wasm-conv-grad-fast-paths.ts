@@ -1,5 +1,6 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { Tf } from './tf-type.js';
+import { transposeInto } from './heap-copies.js';
 import type { ConvInfo, WasmBackend } from './wasm-kernel-types.js';
 
 /**
@@ -201,18 +202,3 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
   }
 }
 
-/**
- * out [cols, rows] = in [rows, cols]^T, in blocks of 16 rows: on [100352, 24] (MobileNet's 1x1 conv inputs at 112 px,
- * 8 images) 5 ms, where the wasm Transpose kernel takes 48. MobileNet v1 0.75's 1x1 filter gradients (8 images):
- * about 200 -> 182 ms; the matmul, whose second operand XNNPACK packs on every call, is the rest.
- */
-function transposeInto(input: Float32Array, out: Float32Array, rows: number, cols: number): void {
-  const block = 16;
-  for (let r0 = 0; r0 < rows; r0 += block) {
-    const rEnd = Math.min(rows, r0 + block);
-    for (let c = 0; c < cols; c++) {
-      let o = c * rows + r0;
-      for (let r = r0; r < rEnd; r++, o++) out[o] = input[r * cols + c]!;
-    }
-  }
-}

@@ -50,7 +50,7 @@ function naiveInputGrad(f: Float32Array, xs: number[], dy: Float32Array, dys: nu
   return out;
 }
 
-test('wasm Conv2DBackpropFilter and Conv2DBackpropInput (as XNNPACK convolutions) match the gradients written out as loops', () => {
+test('wasm Conv2DBackpropFilter and Conv2DBackpropInput (as XNNPACK convolutions, and their fast paths) match the gradients written out as loops, 3 and 6 input channels', () => {
   assert.equal(tf.getBackend(), 'wasm');
   const rng = createRng(4);
   const cases = [
@@ -63,8 +63,9 @@ test('wasm Conv2DBackpropFilter and Conv2DBackpropInput (as XNNPACK convolutions
     { size: 8, k: 3, stride: 2, pad: 'same' as const }, // even size: the last rows of x get no gradient from some taps
     { size: 12, k: 3, stride: 3, pad: 'valid' as const },
   ];
-  for (const { size, k, stride, pad } of cases) {
-    const [n, ci, co] = [2, 3, 4];
+  // 3 input channels take the image fast paths of wasm-conv-grad-fast-paths.ts where they apply; 6 the kernels here.
+  for (const [{ size, k, stride, pad }, ci] of cases.flatMap((c) => [[c, 3], [c, 6]] as const)) {
+    const [n, co] = [2, 4];
     const xs = [n, size, size, ci];
     const fs = [k, k, ci, co];
     const before = tf.memory().numTensors;
@@ -92,11 +93,11 @@ test('wasm Conv2DBackpropFilter and Conv2DBackpropInput (as XNNPACK convolutions
     let max = 0;
     for (let i = 0; i < expected.length; i++) max = Math.max(max, Math.abs(grad[i]! - expected[i]!));
     assert.ok(expected.some((v) => Math.abs(v) > 0.1), 'the gradient is not trivially zero');
-    assert.ok(max < 1e-4, `filter gradient, size ${size} kernel ${k} stride ${stride} ${pad}: max difference ${max}`);
+    assert.ok(max < 1e-4, `filter gradient, size ${size} kernel ${k} stride ${stride} ${pad}, ${ci} channels: max difference ${max}`);
     const expectedX = naiveInputGrad(fData, xs, dyData, dyShape, fs, stride, top, top);
     let maxX = 0;
     for (let i = 0; i < expectedX.length; i++) maxX = Math.max(maxX, Math.abs(gradX[i]! - expectedX[i]!));
     assert.ok(expectedX.some((v) => Math.abs(v) > 0.1), 'the input gradient is not trivially zero');
-    assert.ok(maxX < 1e-4, `input gradient, size ${size} kernel ${k} stride ${stride} ${pad}: max difference ${maxX}`);
+    assert.ok(maxX < 1e-4, `input gradient, size ${size} kernel ${k} stride ${stride} ${pad}, ${ci} channels: max difference ${maxX}`);
   }
 });

@@ -1,5 +1,6 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { Tf } from './tf-type.js';
+import { rotateFilter, swapLeadingAxes } from './heap-copies.js';
 import type { ConvInfo, WasmBackend } from './wasm-kernel-types.js';
 
 /**
@@ -32,13 +33,22 @@ export function registerWasmGradKernels(tf: Tf): void {
   const conv2d = kernel('Conv2D');
   const reshape = kernel('Reshape');
   const padV2 = kernel('PadV2');
-  const reverse = kernel('Reverse');
-  type Temps = { run(f: KernelFunc, ins: Record<string, TensorInfo>, at: Record<string, unknown>): TensorInfo; dispose(): void };
+  type Temps = {
+    run(f: KernelFunc, ins: Record<string, TensorInfo>, at: Record<string, unknown>): TensorInfo;
+    /** A new float32 tensor to fill from JavaScript. */
+    output(shape: number[]): TensorInfo;
+    dispose(): void;
+  };
   const temps = (backend: unknown): Temps => {
     const made: TensorInfo[] = [];
     return {
       run(f, ins, at) {
         const out = f({ inputs: ins, attrs: at as never, backend: backend as never }) as TensorInfo;
+        made.push(out);
+        return out;
+      },
+      output(shape) {
+        const out = (backend as WasmBackend).makeOutput(shape, 'float32');
         made.push(out);
         return out;
       },
@@ -78,8 +88,9 @@ export function registerWasmGradKernels(tf: Tf): void {
       if (padBottom < 0 || padRight < 0) {
         up = t.run(slice, { x: up }, { begin: [0, 0, 0, 0], size: [n, oh * sh + Math.min(0, padBottom), ow * sw + Math.min(0, padRight), co] });
       }
-      const flipped = t.run(reverse, { x: filter }, { dims: [0, 1] });
-      const swapped = t.run(transpose, { x: flipped }, { perm: [0, 1, 3, 2] }); // [fh, fw, co, ci]
+      const swapped = t.output([fh, fw, co, ci]);
+      const heap = (info: TensorInfo) => (backend as WasmBackend).typedArrayFromHeap(info);
+      rotateFilter(heap(filter), heap(swapped), fh, fw, ci, co);
       const padding = [[0, 0], [padTop, Math.max(0, padBottom)], [padLeft, Math.max(0, padRight)], [0, 0]];
       const out = conv2d({ inputs: { x: up, filter: swapped }, attrs: { strides: [1, 1], dilations: [1, 1], pad: padding, dataFormat: 'NHWC' } as never, backend }) as TensorInfo;
       if (out.shape.join() !== [n, H, W, ci].join()) {
@@ -120,11 +131,15 @@ export function registerWasmGradKernels(tf: Tf): void {
       const needW = fw + (ow - 1) * sw - left;
       let xt = run(transpose, { x }, { perm: [3, 1, 2, 0] }); // [ci, H, W, n]
       if (needH < H || needW < W) xt = run(slice, { x: xt }, { begin: [0, 0, 0, 0], size: [ci, Math.min(H, needH), Math.min(W, needW), n] });
-      const dyt = run(transpose, { x: dy }, { perm: [1, 2, 0, 3] }); // [oh, ow, n, co]
+      const wasm = backend as unknown as WasmBackend;
+      const dyt = wasm.makeOutput([oh, ow, n, co], 'float32');
+      temps.push(dyt);
+      swapLeadingAxes(wasm.typedArrayFromHeap(dy), wasm.typedArrayFromHeap(dyt), n, oh * ow, co);
       const padding = [[0, 0], [top, Math.max(0, needH - H)], [left, Math.max(0, needW - W)], [0, 0]];
       const out = run(conv2d, { x: xt, filter: dyt }, { strides: [1, 1], dilations: [sh, sw], pad: padding, dataFormat: 'NHWC', dimRoundingMode: undefined });
       if (out.shape.join() !== [ci, fh, fw, co].join()) throw new Error(`wasm Conv2DBackpropFilter: got [${out.shape.join(', ')}], expected [${[ci, fh, fw, co].join(', ')}]`);
-      const result = transpose({ inputs: { x: out }, attrs: { perm: [1, 2, 0, 3] } as never, backend }) as TensorInfo;
+      const result = wasm.makeOutput(filterShape, 'float32'); // [ci, fh, fw, co] -> [fh, fw, ci, co]
+      swapLeadingAxes(wasm.typedArrayFromHeap(out), wasm.typedArrayFromHeap(result), ci, fh * fw, co);
       return result;
     } finally {
       for (const t of temps) (backend as WasmBackend).disposeData(t.dataId);
