@@ -44,6 +44,14 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     for (const t of made) (backend as WasmBackend).disposeData(t.dataId);
   };
 
+  /** A conv on an image as columns: K = kh * kw * ci values per output pixel, P = n * oh * ow output pixels. */
+  const imageGeometry = (xShape: number[], filterShape: number[], attrs: Attrs) => {
+    const info = infoOf(xShape, filterShape, attrs);
+    const { batchSize: n, inHeight: H, inWidth: W, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
+    const [kh, kw, ci] = filterShape as [number, number, number, number];
+    return { n, H, W, oh, ow, sh, sw, top: info.padInfo.top, left: info.padInfo.left, K: kh * kw * ci, P: n * oh * ow };
+  };
+
   /** Pixels (n * h * w) of a 1x1 conv that is a plain matrix product (stride 1, no padding), else undefined. */
   const pointwisePixels = (inShape: number[], filterShape: number[], attrs: Attrs): number | undefined => {
     const info = infoOf(inShape, filterShape, attrs);
@@ -61,11 +69,7 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
     const attrs = args.attrs as unknown as Attrs & { filterShape: number[] };
     const [kh, kw, ci, co] = attrs.filterShape as [number, number, number, number];
-    const info = infoOf(x.shape, attrs.filterShape, attrs);
-    const { batchSize: n, inHeight: H, inWidth: W, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
-    const { top, left } = info.padInfo;
-    const K = kh * kw * ci;
-    const P = n * oh * ow;
+    const { n, H, W, oh, ow, sh, sw, top, left, K, P } = imageGeometry(x.shape, attrs.filterShape, attrs);
     const made: TensorInfo[] = [];
     const backend = args.backend as unknown as WasmBackend;
     try {
@@ -152,12 +156,8 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     if (attrs.dataFormat === 'NCHW') return general(args);
     if (kh === 1 && kw === 1) return pointwiseInputGradient(args, general);
     if (ci > 4) return general(args);
-    const info = infoOf(attrs.inputShape, filter.shape, attrs);
-    const { batchSize: n, inHeight: H, inWidth: W, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
+    const { n, H, W, oh, ow, sh, sw, top, left, K, P } = imageGeometry(attrs.inputShape, filter.shape, attrs);
     if (sh === 1 && sw === 1) return general(args);
-    const { top, left } = info.padInfo;
-    const K = kh * kw * ci;
-    const P = n * oh * ow;
     const made: TensorInfo[] = [];
     const backend = args.backend as unknown as WasmBackend;
     try {
