@@ -7,6 +7,7 @@ import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EX
 import { downloadObject, headObject, isS3Uri, isSystemicS3Error, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, readObjectBytes } from '@imgpipe/s3';
 import { inShard, type Shard } from './shard.js';
 import { refuseLinkOut } from './dest-path.js';
+import { PathClaims } from './path-claims.js';
 
 export interface DownloadS3Options {
   /** The images CSV: a path, '-' for `stdin`, or s3://bucket/key.csv. */
@@ -132,7 +133,7 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
     return result;
   };
   const byObject = new Map<string, Promise<RowResult>>();
-  const byPath = new Map<string, string>();
+  const claims = new PathClaims(options.dest);
   if (download) await removeLeftovers(records, options);
   const jobs = records.map((record): Promise<RowResult> => {
     if (record.error !== undefined) {
@@ -148,9 +149,7 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
       if (!bucket) throw new InputError('no bucket (the bucket column is empty; set it, or pass --bucket)');
       const path = safeLocalPath(options.dest, key);
       const id = `${bucket}/${key}`;
-      const other = byPath.get(path);
-      if (other !== undefined && other !== id) throw new InputError(`s3://${id} and s3://${other} would both land at ${path}`);
-      byPath.set(path, id);
+      claims.claim(path, id);
       const same = byObject.get(id);
       if (same) {
         // The same object listed twice: fetched once, both rows get its result.
