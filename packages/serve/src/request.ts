@@ -75,8 +75,8 @@ export function parseV2InferRequest(body: Record<string, unknown>, maxImages: nu
   if (input.datatype !== 'BYTES') {
     throw new HttpError(400, `input ${JSON.stringify(name)}: expected datatype "BYTES" (base64 images), got ${JSON.stringify(input.datatype)}`);
   }
-  const data = Array.isArray(input.data) ? (input.data as unknown[]).flat(Infinity) : undefined;
-  if (!data) throw new HttpError(400, `input ${JSON.stringify(name)}: expected "data" to be a list of base64 strings, got ${typeOf(input.data)}`);
+  if (!Array.isArray(input.data)) throw new HttpError(400, `input ${JSON.stringify(name)}: expected "data" to be a list of base64 strings, got ${typeOf(input.data)}`);
+  const data = flattenData(input.data, name);
   const shape = input.shape;
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
     throw new HttpError(400, `input ${JSON.stringify(name)}: expected "shape" to be a list of non-negative integers, got ${JSON.stringify(shape)}`);
@@ -100,6 +100,31 @@ export function parseV2InferRequest(body: Record<string, unknown>, maxImages: nu
     return { name: item, bytes: decodeBase64(value, item) };
   });
   return { id, inputName: name, items, outputs: wanted };
+}
+
+/** Deepest nesting of a V2 input's data: far more than any tensor has dimensions, far less than a JSON depth bomb. */
+export const MAX_DATA_DEPTH = 32;
+
+/** Nested data in row-major order, without recursion (a deep list is a 400 naming the input, not a stack overflow). */
+function flattenData(data: unknown[], name: string): unknown[] {
+  const flat: unknown[] = [];
+  const stack: { list: unknown[]; next: number }[] = [{ list: data, next: 0 }];
+  while (stack.length > 0) {
+    const top = stack.at(-1)!;
+    if (top.next === top.list.length) {
+      stack.pop();
+      continue;
+    }
+    const value = top.list[top.next++];
+    if (!Array.isArray(value)) {
+      flat.push(value);
+    } else if (stack.length === MAX_DATA_DEPTH) {
+      throw new HttpError(400, `input ${JSON.stringify(name)}: "data" is nested more than ${MAX_DATA_DEPTH} lists deep`);
+    } else {
+      stack.push({ list: value, next: 0 });
+    }
+  }
+  return flat;
 }
 
 function checkCount(count: number, maxImages: number): void {
