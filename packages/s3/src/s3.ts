@@ -135,10 +135,10 @@ const RETRYABLE_CODES = new Set([
   'SlowDown', 'ServiceUnavailable', 'InternalError', 'RequestTimeout', 'RequestTimeoutException', 'Throttling',
   'ThrottlingException', 'TooManyRequestsException', 'RequestLimitExceeded', 'BandwidthLimitExceeded',
   'TimeoutError', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EAI_AGAIN', 'ENETUNREACH',
-  'EHOSTUNREACH', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'StalledBody', 'TruncatedBody',
+  'EHOSTUNREACH', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'StalledBody', 'TruncatedBody', 'CorruptBody',
 ]);
 
-/** Throttling, 5xx, connection resets, timeouts, stalled or truncated bodies: worth another try. */
+/** Throttling, 5xx, connection resets, timeouts, stalled, truncated or corrupted bodies: worth another try. */
 export function isRetryableS3Error(error: unknown): boolean {
   if (error instanceof ImgpipeError) return false;
   const status = statusOf(error);
