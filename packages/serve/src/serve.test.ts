@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { basename } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { createLogger } from '@imgpipe/kit';
@@ -237,6 +238,26 @@ describe('serve over HTTP with a real model', () => {
     });
     assert.match(answer, /^HTTP\/1\.1 200 OK/);
     assert.match(answer, /\{"ready":true\}$/);
+  });
+
+  it('refuses a body over --max-body before inviting it (Expect: 100-continue), and a compressed body with 415', async () => {
+    const { port } = new URL(server.url);
+    const exchange = (head: string, body = '') =>
+      new Promise<string>((resolve) => {
+        const socket = connect(Number(port), '127.0.0.1', () => socket.write(head + body));
+        let text = '';
+        socket.on('data', (chunk) => (text += chunk.toString()));
+        socket.on('close', () => resolve(text));
+        socket.setTimeout(3_000, () => socket.destroy());
+      });
+    const big = await exchange(`POST /predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: ${1024 * 1024 + 1}\r\n\r\n`);
+    assert.match(big, /^HTTP\/1\.1 413 /, 'answered at once, with no 100 Continue first');
+    assert.match(big, /--max-body/);
+    const small = await exchange('POST /predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\n', '{}');
+    assert.match(small, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 400 /, 'a body within the limit is invited and read');
+    const gzipped = await fetch(new URL('/predict', server.url), { method: 'POST', body: gzipSync('{}'), headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+    assert.equal(gzipped.status, 415);
+    assert.match(((await gzipped.json()) as { error: string }).error, /Content-Encoding "gzip" is not accepted; send the body uncompressed/);
   });
 
   it('survives clients that hang up mid-body or do not speak HTTP', async () => {

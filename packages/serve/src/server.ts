@@ -135,6 +135,13 @@ export function createHttpApp({ state, metrics, accessLog, log }: HttpAppOptions
     return request.method === 'HEAD' ? 0 : body.length;
   }
 
+  // Expect: 100-continue: a body that will be refused (over --max-body) is answered at once, without inviting the
+  // client to send it; any other gets its 100 Continue as Node would send it.
+  server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+    if (!(Number(request.headers['content-length']) > state.maxBody)) response.writeContinue();
+    server.emit('request', request, response);
+  });
+
   // A client that sends garbage instead of HTTP gets a 400 and its socket closed; the server goes on.
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     if (socket.writable && error.code !== 'ECONNRESET') {
