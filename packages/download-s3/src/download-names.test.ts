@@ -82,6 +82,20 @@ describe('download-s3: keys that are hard to place on a file system', () => {
     }
   });
 
+  it('refuses a bucket column that is no bucket name (path-style, "..", "b/../x" or "b?x=1" would change the request path)', async () => {
+    n += 1;
+    const csv = join(temp.path, `buckets-${n}.csv`);
+    await writeFile(csv, `bucket,s3_image,category,label\n..,ok.jpg,cat,0\nnames/../x,ok.jpg,cat,0\n"names?x=1",b.jpg,cat,0\nnames,ok.jpg,cat,0\n`);
+    const { log, warnings } = recordingLogger();
+    const dest = join(temp.path, `data-${n}`);
+    const summary = await runDownloadS3({ csv, dest, download: true, client: server.client, stdin: Readable.from([]), stdout: capture().stream, cwd: temp.path, log });
+    assert.equal(summary.exitCode, EXIT_USAGE);
+    assert.equal(summary.ok, 1);
+    for (const [line, bucket] of [[2, '..'], [3, 'names/../x'], [4, 'names?x=1']] as const) {
+      assert.match(warnings.join('\n'), new RegExp(`line ${line}: bucket ${JSON.stringify(bucket).replace(/[.?]/g, '\\$&')} is not a bucket name`));
+    }
+  });
+
   it('refuses a CSV whose header names a column twice (rows are keyed by name), before downloading', async () => {
     await assert.rejects(download(['ok.jpg'], 'bucket,s3_image,category,label,label'), (error: Error) => {
       assert.match(error.message, /images-\d+\.csv: column 'label' appears twice in the header \(columns 4 and 5\)/);

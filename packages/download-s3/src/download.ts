@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import pLimit from 'p-limit';
 import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent, acquireLock, removeStaleTemps, sha256File } from '@imgpipe/kit';
-import { downloadObject, headObject, isS3Uri, isSystemicS3Error, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, readObjectBytes } from '@imgpipe/s3';
+import { downloadObject, headObject, isBucketName, isS3Uri, isSystemicS3Error, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, readObjectBytes } from '@imgpipe/s3';
 import { inShard, type Shard } from './shard.js';
 import { refuseLinkOut } from './dest-path.js';
 import { PathClaims } from './path-claims.js';
@@ -147,6 +147,7 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
     try {
       if (isS3Uri(key)) ({ bucket, key } = parseS3Uri(key, 's3_image'));
       if (!bucket) throw new InputError('no bucket (the bucket column is empty; set it, or pass --bucket)');
+      if (!isBucketName(bucket)) throw new InputError(`bucket ${JSON.stringify(bucket)} is not a bucket name (letters, digits, '.', '-', '_')`);
       const path = safeLocalPath(options.dest, key);
       const id = `${bucket}/${key}`;
       claims.claim(path, id);

@@ -87,8 +87,17 @@ export function isS3Uri(text: string): boolean {
 /** `s3://bucket/key` -> { bucket, key }. A UsageError names the text when it is not one. */
 export function parseS3Uri(uri: string, what = 'S3 URI'): S3Uri {
   const match = /^s3:\/\/([^/]+)(?:\/(.*))?$/s.exec(uri);
-  if (!match?.[1]) throw new UsageError(`expected ${what} of the form s3://bucket/key, got '${uri}'`);
+  if (!match?.[1] || !isBucketName(match[1])) throw new UsageError(`expected ${what} of the form s3://bucket/key, got '${uri}'`);
   return { bucket: match[1], key: match[2] ?? '' };
+}
+
+/**
+ * A name that can only address a bucket: letters, digits, dots, hyphens and underscores (older buckets and other
+ * stores allow capitals and '_'), starting and ending with a letter or digit. Anything else ('..', 'a/../b', 'a?x')
+ * would change the request's path in path-style addressing.
+ */
+export function isBucketName(name: string): boolean {
+  return /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253}[A-Za-z0-9])?$/.test(name) && !name.includes('..');
 }
 
 export function formatS3Uri(bucket: string, key: string): string {
