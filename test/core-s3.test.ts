@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pLimit from 'p-limit';
@@ -119,6 +120,42 @@ describe('core S3 client against the local server', () => {
     } finally {
       client.destroy();
       await proxy.close();
+    }
+  });
+
+  it('refuses a body that is not the bytes its MD5 ETag names (retried, never renamed into place)', async () => {
+    // A store that answers GET with the right length and ETag but one byte flipped, for the first `bad` answers.
+    const bytes = randomBytes(5_000);
+    const etag = createHash('md5').update(bytes).digest('hex');
+    let answers = 0;
+    let bad = 2;
+    const store = createServer((_request, response) => {
+      answers += 1;
+      const body = Buffer.from(bytes);
+      if (answers <= bad) body[1234] = body[1234]! ^ 0xff;
+      response.writeHead(200, { 'content-length': body.length, etag: `"${etag}"`, 'content-type': 'application/octet-stream' });
+      response.end(body);
+    });
+    await new Promise<void>((resolve) => store.listen(0, '127.0.0.1', resolve));
+    const { port } = store.address() as { port: number };
+    const client = createS3Client(testAwsConfig(`http://127.0.0.1:${port}`), { maxAttempts: 1 });
+    const dir = join(temp.path, 'corrupt');
+    try {
+      const got = await downloadObject(client, 'core', 'x.bin', join(dir, 'x.bin'), { retries: 3, baseDelayMs: 5 });
+      assert.equal(answers, 3, 'two corrupted answers retried');
+      assert.equal(got.retries, 2);
+      assert.equal(sha256(await readFile(join(dir, 'x.bin'))), sha256(bytes));
+      answers = 0;
+      bad = 100;
+      await assert.rejects(downloadObject(client, 'core', 'y.bin', join(dir, 'y.bin'), { retries: 2, baseDelayMs: 5 }), (error: Error) => {
+        assert.match(error.message, /s3:\/\/core\/y\.bin/);
+        assert.match(error.message, new RegExp(`MD5 [0-9a-f]{32} is not its ETag ${etag}`));
+        return true;
+      });
+      assert.deepEqual(await readdir(dir), ['x.bin'], 'nothing under the final name, no temp file left');
+    } finally {
+      client.destroy();
+      await new Promise((resolve) => store.close(resolve));
     }
   });
 

@@ -4,9 +4,10 @@ import { dirname, resolve } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import pLimit from 'p-limit';
 import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent, acquireLock, removeStaleTemps, sha256File } from '@imgpipe/kit';
-import { downloadObject, headObject, isS3Uri, isSystemicS3Error, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, readObjectBytes } from '@imgpipe/s3';
+import { downloadObject, headObject, isBucketName, isS3Uri, isSystemicS3Error, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, readObjectBytes } from '@imgpipe/s3';
 import { inShard, type Shard } from './shard.js';
 import { refuseLinkOut } from './dest-path.js';
+import { PathClaims } from './path-claims.js';
 
 export interface DownloadS3Options {
   /** The images CSV: a path, '-' for `stdin`, or s3://bucket/key.csv. */
@@ -132,7 +133,7 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
     return result;
   };
   const byObject = new Map<string, Promise<RowResult>>();
-  const byPath = new Map<string, string>();
+  const claims = new PathClaims(options.dest);
   if (download) await removeLeftovers(records, options);
   const jobs = records.map((record): Promise<RowResult> => {
     if (record.error !== undefined) {
@@ -146,11 +147,10 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
     try {
       if (isS3Uri(key)) ({ bucket, key } = parseS3Uri(key, 's3_image'));
       if (!bucket) throw new InputError('no bucket (the bucket column is empty; set it, or pass --bucket)');
+      if (!isBucketName(bucket)) throw new InputError(`bucket ${JSON.stringify(bucket)} is not a bucket name (letters, digits, '.', '-', '_')`);
       const path = safeLocalPath(options.dest, key);
       const id = `${bucket}/${key}`;
-      const other = byPath.get(path);
-      if (other !== undefined && other !== id) throw new InputError(`s3://${id} and s3://${other} would both land at ${path}`);
-      byPath.set(path, id);
+      claims.claim(path, id);
       const same = byObject.get(id);
       if (same) {
         // The same object listed twice: fetched once, both rows get its result.

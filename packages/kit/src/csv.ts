@@ -37,6 +37,12 @@ export async function readCsv(input: Readable, { source, required = [] }: ReadCs
   });
   if (first.done) throw new InputError(`${source}: the CSV is empty; expected a header line`);
   const columns = first.value.record.map((name) => name.trim());
+  // Rows are keyed by name: a second column of the same name would silently overwrite the first one's values.
+  const repeated = columns.findIndex((name, index) => columns.indexOf(name) !== index);
+  if (repeated !== -1) {
+    const name = columns[repeated]!;
+    throw new InputError(`${source}: column '${name}' appears twice in the header (columns ${columns.indexOf(name) + 1} and ${repeated + 1}); rename or remove one`);
+  }
   const missing = required.filter((name) => !columns.includes(name));
   if (missing.length > 0) {
     throw new InputError(

@@ -9,9 +9,29 @@ import { basename, dirname, join } from 'node:path';
  */
 const TEMP_NAME = /^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$/;
 
-/** A sibling temp name: same directory (so rename is atomic), hidden, unique per writer. */
+/** The longest file name (in bytes) Linux, macOS and Windows file systems hold. */
+export const NAME_MAX_BYTES = 255;
+
+/**
+ * A sibling temp name: same directory (so rename is atomic), hidden, unique per writer. A long final name is cut
+ * (on a character boundary) so that the temp name stays within NAME_MAX_BYTES: any name that fits gets a temp name.
+ */
 export function tempPathFor(finalPath: string): string {
-  return join(dirname(finalPath), `.${basename(finalPath)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const suffix = `.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  return join(dirname(finalPath), `.${truncateUtf8(basename(finalPath), NAME_MAX_BYTES - 1 - suffix.length)}${suffix}`);
+}
+
+/** The longest prefix of `text` that is at most `bytes` long in UTF-8, never splitting a character. */
+function truncateUtf8(text: string, bytes: number): string {
+  if (Buffer.byteLength(text) <= bytes) return text;
+  let kept = '';
+  let size = 0;
+  for (const char of text) {
+    size += Buffer.byteLength(char);
+    if (size > bytes) break;
+    kept += char;
+  }
+  return kept;
 }
 
 /** The pid a temp name was made by, or undefined when the name is not one of ours. */

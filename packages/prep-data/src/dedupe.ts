@@ -1,4 +1,4 @@
-import { realpath } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { sha256File } from '@imgpipe/kit';
 import pLimit from 'p-limit';
 import type { EarlyReject, PrepItem } from './prep-item.js';
@@ -8,7 +8,7 @@ import type { EarlyReject, PrepItem } from './prep-item.js';
  * `//`, `../x/`, symbolic links: compared by real path), or the same bytes under another name (by the sha256 of
  * the file as it is now: download-s3's local_sha256 column may be older than an edit in place). The first row is
  * kept; later ones are rejected as `duplicate`. Sets each kept item's contentSha256 (undefined when the file
- * cannot be read: decoding rejects it later).
+ * cannot be read or is not a regular file: decoding rejects it later).
  */
 export async function dedupeItems(items: readonly PrepItem[]): Promise<{ kept: PrepItem[]; duplicates: EarlyReject[] }> {
   const bySource = new Map<string, PrepItem>();
@@ -20,7 +20,9 @@ export async function dedupeItems(items: readonly PrepItem[]): Promise<{ kept: P
     duplicates.push({ item, reason: 'duplicate', detail: `${how} as line ${first.line} (${first.row.local_image ?? first.source}); kept there so it is in one split only` });
   const identities = await pLimit(8).map(items, async (item) => {
     const real = await realpath(item.path).catch(() => item.path);
-    const content = await sha256File(item.path).catch(() => undefined);
+    // Only regular files are read: opening a FIFO blocks for ever, /dev/zero never ends (decoding rejects both).
+    const regular = await stat(item.path).then((info) => info.isFile(), () => false);
+    const content = regular ? await sha256File(item.path).catch(() => undefined) : undefined;
     return { real, content };
   });
   items.forEach((item, index) => {

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { open, readFile, symlink, writeFile } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { openDataset } from '@imgpipe/kit';
+import { csvString, openDataset, readCsvRows } from '@imgpipe/kit';
 import { generateImageSet, makeTempDir, TINY_IMAGE_SIZES, type ImageSet, type TempDir } from '@imgpipe/test-utils';
 import { execa } from 'execa';
 
@@ -35,6 +37,27 @@ test('prep-data reads the CSV on stdin, writes the dataset and prints one pointe
   assert.equal(second.stdout, first.stdout);
   assert.match(second.stderr, /up to date/);
   assert.equal((await openDataset(join(temp.path, 'prep'))).manifest.created, dataset.manifest.created);
+});
+
+test('a FIFO or a link to /dev/zero in local_image is rejected as not a regular file; prep-data neither hangs nor reads for ever', async () => {
+  const fifo = join(temp.path, 'fifo.png');
+  execFileSync('mkfifo', [fifo]);
+  await symlink('/dev/zero', join(temp.path, 'zero.png'));
+  const good = set.images.slice(0, 8);
+  const rows = [...good, { ...good[0]!, s3_image: 'special/fifo.png', local_image: fifo }, { ...good[1]!, s3_image: 'special/zero.png', local_image: join(temp.path, 'zero.png') }];
+  await writeFile(join(temp.path, 'special.csv'), await csvString(['bucket', 's3_image', 'category', 'label', 'local_image'], rows.map((row) => ({ ...row }))));
+  const run = execa('node', [BIN, '--csv', 'special.csv', '--out', 'special', '--img-dimensions', '16'], { cwd: temp.path, reject: false, timeout: 60_000 });
+  const result = await run.finally(async () => {
+    // Should the bin be stuck opening the FIFO, a writer releases it so the test process can end.
+    const writer = await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
+    await writer?.close();
+  });
+  assert.equal(result.timedOut, false, 'prep-data finished');
+  assert.equal(result.exitCode, 0, result.stderr);
+  const { rows: rejected } = await readCsvRows(createReadStream(join(temp.path, 'special', 'rejected.csv')), { source: 'rejected.csv' });
+  const reasons = Object.fromEntries(rejected.map((row) => [basename(row.local_image ?? ''), `${row.reason}: ${row.detail}`]));
+  assert.match(reasons['fifo.png'] ?? '', /not-an-image: not a regular file/);
+  assert.match(reasons['zero.png'] ?? '', /not-an-image: not a regular file/);
 });
 
 test('prep-data exits 2 with one clear line for fractions that do not add up to 1', async () => {

@@ -4,11 +4,11 @@ import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from '@a
 import pLimit from 'p-limit';
 import { safeJoin, streamToFileAtomic } from '@imgpipe/kit';
 import { describeS3Error, withS3Retries, type RetryOptions } from './s3.js';
-import { listObjects, unquoteEtag } from './s3-objects.js';
+import { isMd5Etag, listObjects, unquoteEtag } from './s3-objects.js';
 
-/** A retryable error for a body that stopped arriving or ended short. */
+/** A retryable error for a body that stopped arriving, ended short, or is not the bytes its ETag names. */
 class BodyError extends Error {
-  constructor(message: string, readonly code: 'StalledBody' | 'TruncatedBody') {
+  constructor(message: string, readonly code: 'StalledBody' | 'TruncatedBody' | 'CorruptBody') {
     super(message);
     this.name = code;
   }
@@ -73,16 +73,24 @@ export async function downloadObject(client: S3Client, bucket: string, key: stri
         const expected = response.ContentLength;
         let received = 0;
         const hash = createHash('sha256');
+        const md5 = createHash('md5');
+        const etag = unquoteEtag(response.ETag);
         async function* counted(): AsyncGenerator<Buffer> {
           for await (const chunk of stream as AsyncIterable<Buffer>) {
             received += chunk.length;
             hash.update(chunk);
+            md5.update(chunk);
             last = Date.now();
             options.onBytes?.(chunk.length);
             yield chunk;
           }
           if (expected !== undefined && received !== expected) {
             throw new BodyError(`body ended after ${received} of ${expected} bytes`, 'TruncatedBody');
+          }
+          // Failing here fails the write: the temp file is removed and nothing is renamed into place.
+          const digest = md5.digest('hex');
+          if (etagIsContentMd5(response) && digest !== etag.toLowerCase()) {
+            throw new BodyError(`the body's MD5 ${digest} is not its ETag ${etag}: corrupted on the way`, 'CorruptBody');
           }
         }
         try {
@@ -91,7 +99,7 @@ export async function downloadObject(client: S3Client, bucket: string, key: stri
           clearInterval(watchdog);
           if (!stream.destroyed) stream.destroy();
         }
-        return { bytes: received, etag: unquoteEtag(response.ETag), sha256: hash.digest('hex'), retries };
+        return { bytes: received, etag, sha256: hash.digest('hex'), retries };
       },
       {
         ...options,
@@ -105,6 +113,14 @@ export async function downloadObject(client: S3Client, bucket: string, key: stri
   } catch (error) {
     throw describeS3Error(error, { bucket, key, action: 'download' });
   }
+}
+
+/**
+ * Whether a GET's ETag is the MD5 of its body: a 32-hex ETag (single-part upload), and no SSE-KMS or SSE-C, whose
+ * ETags are not content hashes.
+ */
+function etagIsContentMd5(response: GetObjectCommandOutput): boolean {
+  return isMd5Etag(unquoteEtag(response.ETag)) && !String(response.ServerSideEncryption ?? '').startsWith('aws:kms') && !response.SSECustomerAlgorithm;
 }
 
 /** A whole (small) object in memory, with retries. */

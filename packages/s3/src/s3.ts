@@ -87,8 +87,17 @@ export function isS3Uri(text: string): boolean {
 /** `s3://bucket/key` -> { bucket, key }. A UsageError names the text when it is not one. */
 export function parseS3Uri(uri: string, what = 'S3 URI'): S3Uri {
   const match = /^s3:\/\/([^/]+)(?:\/(.*))?$/s.exec(uri);
-  if (!match?.[1]) throw new UsageError(`expected ${what} of the form s3://bucket/key, got '${uri}'`);
+  if (!match?.[1] || !isBucketName(match[1])) throw new UsageError(`expected ${what} of the form s3://bucket/key, got '${uri}'`);
   return { bucket: match[1], key: match[2] ?? '' };
+}
+
+/**
+ * A name that can only address a bucket: letters, digits, dots, hyphens and underscores (older buckets and other
+ * stores allow capitals and '_'), starting and ending with a letter or digit. Anything else ('..', 'a/../b', 'a?x')
+ * would change the request's path in path-style addressing.
+ */
+export function isBucketName(name: string): boolean {
+  return /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253}[A-Za-z0-9])?$/.test(name) && !name.includes('..');
 }
 
 export function formatS3Uri(bucket: string, key: string): string {
@@ -135,10 +144,10 @@ const RETRYABLE_CODES = new Set([
   'SlowDown', 'ServiceUnavailable', 'InternalError', 'RequestTimeout', 'RequestTimeoutException', 'Throttling',
   'ThrottlingException', 'TooManyRequestsException', 'RequestLimitExceeded', 'BandwidthLimitExceeded',
   'TimeoutError', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EAI_AGAIN', 'ENETUNREACH',
-  'EHOSTUNREACH', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'StalledBody', 'TruncatedBody',
+  'EHOSTUNREACH', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'StalledBody', 'TruncatedBody', 'CorruptBody',
 ]);
 
-/** Throttling, 5xx, connection resets, timeouts, stalled or truncated bodies: worth another try. */
+/** Throttling, 5xx, connection resets, timeouts, stalled, truncated or corrupted bodies: worth another try. */
 export function isRetryableS3Error(error: unknown): boolean {
   if (error instanceof ImgpipeError) return false;
   const status = statusOf(error);

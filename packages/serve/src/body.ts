@@ -44,11 +44,15 @@ export class ByteBudget {
  * Read a request body of at most `limit` bytes. A Content-Length over the limit is refused before reading;
  * a chunked body is counted as it arrives and refused as soon as it passes the limit (413 either way). With a
  * budget, the declared length is reserved before reading (503 when it does not fit), a chunked body's chunks as
- * they come.
+ * they come. A compressed body (any Content-Encoding but identity) is refused with 415 rather than parsed as is.
  */
 export async function readBody(request: IncomingMessage, limit: number, budget?: ByteBudget): Promise<Buffer> {
   const tooLarge = (size: string) =>
     new HttpError(413, `request body ${size} is over the limit of ${limit} bytes (--max-body)`, { headers: { connection: 'close' } });
+  const encoding = request.headers['content-encoding']?.trim().toLowerCase();
+  if (encoding && encoding !== 'identity') {
+    throw new HttpError(415, `Content-Encoding ${JSON.stringify(encoding)} is not accepted; send the body uncompressed`, { headers: { 'accept-encoding': 'identity', connection: 'close' } });
+  }
   const declared = Number(request.headers['content-length']);
   const hasLength = request.headers['content-length'] !== undefined && Number.isFinite(declared);
   if (hasLength && declared > limit) throw tooLarge(`of ${declared} bytes`);

@@ -64,6 +64,16 @@ export interface RouteMatch {
   allowed: string[];
 }
 
+/**
+ * The path of a request target, without its query: origin-form (`/predict?x`) as is, and absolute-form
+ * (`http://host:8080/predict`, which RFC 9112 3.2.2 says a server must accept, e.g. from a proxy) with its scheme and
+ * authority taken off. Dot segments are not resolved: routes match exact paths.
+ */
+export function requestPathname(target: string | undefined): string {
+  const path = (target ?? '/').replace(/^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i, '');
+  return path === '' || path.startsWith('?') ? '/' : path.split('?')[0]!;
+}
+
 export function matchRoute(method: string, pathname: string, routes: readonly Route[] = ROUTES): RouteMatch {
   const segments = pathname.split('/');
   const allowed: string[] = [];

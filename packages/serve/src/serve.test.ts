@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { basename } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { createLogger } from '@imgpipe/kit';
@@ -174,6 +175,7 @@ describe('serve over HTTP with a real model', () => {
       ['truncated image', seedBody([{ path: 'cut.jpg', bytes: truncated }]), /cut\.jpg: unreadable/, { item: 'cut.jpg', reason: 'unreadable' }],
       ['decompression bomb', seedBody([{ path: 'bomb.png', bytes: bombPng(50_000, 50_000) }]), /bomb\.png: decompression-bomb/, { item: 'bomb.png', reason: 'decompression-bomb' }],
       ['V2 wrong datatype', { inputs: [{ name: 'images', shape: [1], datatype: 'FP32', data: [1] }] }, /datatype "BYTES"/],
+      ['V2 data nested 10,000 lists deep', `{"inputs":[{"name":"images","datatype":"BYTES","shape":[1],"data":${'['.repeat(10_000)}"QQ=="${']'.repeat(10_000)}}]}`, /input "images": "data" is nested more than 32 lists deep/],
       ['V2 not an image', v2Body([notImage]), /input "images" data\[0\]: not-an-image/, { item: 'input "images" data[0]' }],
     ];
     const before = await request(server.url, '/metrics');
@@ -224,6 +226,38 @@ describe('serve over HTTP with a real model', () => {
     assert.equal(wrong.status, 405);
     assert.equal(wrong.headers.get('allow'), 'POST');
     assert.equal((await request(server.url, '/predict', { body: seedBody([images[0]!]) })).status, 200, 'still serving');
+  });
+
+  it('accepts an absolute-form request target, as RFC 9112 says a server must', async () => {
+    const { host, port } = new URL(server.url);
+    const answer = await new Promise<string>((resolve) => {
+      const socket = connect(Number(port), '127.0.0.1', () => socket.end(`GET http://${host}/v2/health/ready?x=1 HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`));
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk.toString()));
+      socket.on('close', () => resolve(text));
+    });
+    assert.match(answer, /^HTTP\/1\.1 200 OK/);
+    assert.match(answer, /\{"ready":true\}$/);
+  });
+
+  it('refuses a body over --max-body before inviting it (Expect: 100-continue), and a compressed body with 415', async () => {
+    const { port } = new URL(server.url);
+    const exchange = (head: string, body = '') =>
+      new Promise<string>((resolve) => {
+        const socket = connect(Number(port), '127.0.0.1', () => socket.write(head + body));
+        let text = '';
+        socket.on('data', (chunk) => (text += chunk.toString()));
+        socket.on('close', () => resolve(text));
+        socket.setTimeout(3_000, () => socket.destroy());
+      });
+    const big = await exchange(`POST /predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: ${1024 * 1024 + 1}\r\n\r\n`);
+    assert.match(big, /^HTTP\/1\.1 413 /, 'answered at once, with no 100 Continue first');
+    assert.match(big, /--max-body/);
+    const small = await exchange('POST /predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\n', '{}');
+    assert.match(small, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 400 /, 'a body within the limit is invited and read');
+    const gzipped = await fetch(new URL('/predict', server.url), { method: 'POST', body: gzipSync('{}'), headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+    assert.equal(gzipped.status, 415);
+    assert.match(((await gzipped.json()) as { error: string }).error, /Content-Encoding "gzip" is not accepted; send the body uncompressed/);
   });
 
   it('survives clients that hang up mid-body or do not speak HTTP', async () => {

@@ -3,7 +3,7 @@ import { messageOf, type Logger } from '@imgpipe/kit';
 import type { AccessLog } from './access-log.js';
 import { bodyBytes } from './body.js';
 import { HttpError, UnavailableError } from './http-error.js';
-import { matchRoute, type AppState, type Reply } from './routes.js';
+import { matchRoute, requestPathname, type AppState, type Reply } from './routes.js';
 import type { ServeMetrics } from './serve-metrics.js';
 import { SECURITY_HEADERS } from './security-headers.js';
 
@@ -40,7 +40,7 @@ export function createHttpApp({ state, metrics, accessLog, log }: HttpAppOptions
     response.setHeader('x-request-id', requestId);
     let clientGone = false;
     const started = performance.now();
-    const pathname = (request.url ?? '/').split('?')[0]!;
+    const pathname = requestPathname(request.url);
     const match = matchRoute(request.method ?? 'GET', pathname);
     const remote = request.socket.remoteAddress;
     let images = 0;
@@ -134,6 +134,13 @@ export function createHttpApp({ state, metrics, accessLog, log }: HttpAppOptions
     response.end(request.method === 'HEAD' ? undefined : body);
     return request.method === 'HEAD' ? 0 : body.length;
   }
+
+  // Expect: 100-continue: a body that will be refused (over --max-body) is answered at once, without inviting the
+  // client to send it; any other gets its 100 Continue as Node would send it.
+  server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+    if (!(Number(request.headers['content-length']) > state.maxBody)) response.writeContinue();
+    server.emit('request', request, response);
+  });
 
   // A client that sends garbage instead of HTTP gets a 400 and its socket closed; the server goes on.
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {

@@ -298,6 +298,28 @@ describe('runUploadS3 against the local S3 server', () => {
     }
   });
 
+  it('refuses, before sending anything, a model whose file is a symbolic link or is missing though card.json lists it', async () => {
+    const linked = join(temp.path, 'linked-run');
+    await cp(runDir, linked, { recursive: true });
+    const onnx = join(linked, 'model', 'backbone', 'model.onnx');
+    await cp(onnx, join(temp.path, 'outside.onnx'));
+    await rm(onnx);
+    await symlink(join(temp.path, 'outside.onnx'), onnx);
+    const before = await listKeys('linked/');
+    await assert.rejects(runUploadS3(options({ dir: linked, prefix: 'linked/' })), (error: Error) => {
+      assert.match(error.message, /linked-run\/model\/backbone\/model\.onnx: a symbolic link; upload-s3 publishes plain files only/);
+      return error.name === 'InputError';
+    });
+    await rm(onnx);
+    await assert.rejects(runUploadS3(options({ dir: linked, prefix: 'linked/' })), (error: Error) => {
+      assert.match(error.message, /linked-run\/model\/backbone\/model\.onnx: listed in .*card\.json but missing; the model directory is incomplete/);
+      return error.name === 'InputError';
+    });
+    await assert.rejects(runUploadS3(options({ dir: join(linked, 'model'), prefix: 'linked/' })), /model\/backbone\/model\.onnx: listed in .*card\.json but missing/);
+    assert.deepEqual(await listKeys('linked/'), before, 'nothing published');
+    assert.deepEqual(before, []);
+  });
+
   it('refuses a directory that holds no model', async () => {
     await mkdir(join(temp.path, 'empty'));
     await assert.rejects(runUploadS3(options({ dir: join(temp.path, 'empty') })), /neither a run directory .* nor a model directory/);

@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename, join, posix, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { contentTypeOf, copyObject, digestFile, formatS3Uri, headObject, joinKey, readPublication, uploadObject, type S3Client } from '@imgpipe/s3';
@@ -51,10 +51,30 @@ async function isFile(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isFile(), () => false);
 }
 
-/** The regular files under `dir` ('/'-paths, sorted), but hidden ones; links are not followed; none when it is missing. */
+const hidden = (path: string) => posix.basename(path).startsWith('.');
+
+/**
+ * The regular files under `dir` ('/'-paths, sorted), but hidden ones (temp files); none when it is missing. A link
+ * or special file is refused rather than left out, so a publication is never missing a file the run has.
+ */
 async function filesUnder(dir: string): Promise<string[]> {
   const entries = await walkDir(dir).catch(() => []);
-  return entries.filter((e) => e.kind === 'file' && !posix.basename(e.path).startsWith('.')).map((e) => e.path);
+  const odd = entries.find((e) => (e.kind === 'link' || e.kind === 'other') && !hidden(e.path));
+  if (odd) {
+    throw new InputError(`${join(dir, odd.path)}: a ${odd.kind === 'link' ? 'symbolic link' : 'special file'}; upload-s3 publishes plain files only (put the file itself there)`);
+  }
+  return entries.filter((e) => e.kind === 'file' && !hidden(e.path)).map((e) => e.path);
+}
+
+/** Refuse a model directory that lacks a file its card.json lists (a card without a files list is not checked here). */
+async function checkListedFiles(modelDir: string, files: readonly string[]): Promise<void> {
+  const card = JSON.parse(await readFile(join(modelDir, 'card.json'), 'utf8').catch(() => '{}')) as { files?: unknown };
+  if (!Array.isArray(card.files)) return;
+  const present = new Set(files);
+  const missing = card.files.map((f) => (f as { path?: unknown })?.path).find((path) => typeof path !== 'string' || !present.has(path));
+  if (missing !== undefined) {
+    throw new InputError(`${join(modelDir, String(missing))}: listed in ${join(modelDir, 'card.json')} but missing; the model directory is incomplete, so it is not published`);
+  }
 }
 
 /** What to upload from a run (or model) directory: [relative local path, relative key]. */
@@ -66,12 +86,16 @@ export async function planUpload(dir: string): Promise<{ local: string; name: st
     const plan: { local: string; name: string }[] = [];
     for (const file of RUN_FILES) if (await isFile(join(dir, file))) plan.push({ local: join(dir, file), name: file });
     for (const sub of RUN_DIRS) {
-      for (const file of await filesUnder(join(dir, sub))) plan.push({ local: join(dir, sub, file), name: `${sub}/${file}` });
+      const files = await filesUnder(join(dir, sub));
+      if (sub === 'model') await checkListedFiles(join(dir, sub), files);
+      for (const file of files) plan.push({ local: join(dir, sub, file), name: `${sub}/${file}` });
     }
     return plan;
   }
   if (await isFile(join(dir, 'card.json'))) {
-    return (await filesUnder(dir)).map((file) => ({ local: join(dir, file), name: `model/${file}` }));
+    const files = await filesUnder(dir);
+    await checkListedFiles(dir, files);
+    return files.map((file) => ({ local: join(dir, file), name: `model/${file}` }));
   }
   throw new InputError(`${dir}: neither a run directory (no model/card.json) nor a model directory (no card.json); pass --run DIR of a trained run`);
 }
