@@ -3,21 +3,14 @@ import { spawn } from 'node:child_process';
 import { hostname } from 'node:os';
 import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { EXIT_LOCKED, ImgpipeError, lockPathFor, readCsvRows, sha256, silentLogger } from '@imgpipe/kit';
 import { createS3Client, uploadObject } from '@imgpipe/s3';
-import { listFilesRecursive, makeTempDir, startFaultyProxy, startS3Server, testAwsConfig, type S3Server, type TempDir } from '@imgpipe/test-utils';
+import { listFilesRecursive, makeTempDir, startFaultyProxy, startS3Server, testAwsConfig, capture, type S3Server, type TempDir } from '@imgpipe/test-utils';
 import { runDownloadS3, type DownloadS3Options } from './download.js';
 
 const BUCKET = 'integrity';
-
-function capture(): { stream: PassThrough; text: () => string } {
-  const stream = new PassThrough();
-  const chunks: Buffer[] = [];
-  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-  return { stream, text: () => Buffer.concat(chunks).toString('utf8') };
-}
 
 describe('download-s3: content identity, links, locks, leftovers', () => {
   let server: S3Server;

@@ -2,21 +2,14 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { format } from 'node:util';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { EXIT_USAGE, readCsvRows, silentLogger, type Logger } from '@imgpipe/kit';
 import { uploadObject } from '@imgpipe/s3';
-import { makeTempDir, startS3Server, type S3Server, type TempDir } from '@imgpipe/test-utils';
+import { makeTempDir, startS3Server, capture, type S3Server, type TempDir } from '@imgpipe/test-utils';
 import { runDownloadS3, type DownloadS3Options } from './download.js';
 
 const BUCKET = 'names';
-
-function capture(): { stream: PassThrough; text: () => string } {
-  const stream = new PassThrough();
-  const chunks: Buffer[] = [];
-  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-  return { stream, text: () => Buffer.concat(chunks).toString('utf8') };
-}
 
 /** A logger that keeps its warnings, where download-s3 names each failed row. */
 function recordingLogger(): { log: Logger; warnings: string[] } {

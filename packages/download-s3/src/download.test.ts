@@ -3,12 +3,12 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { format } from 'node:util';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { createRng, csvString, FailureError, InputError, readCsvRows, sha256, silentLogger } from '@imgpipe/kit';
 import { createS3Client, uploadObject } from '@imgpipe/s3';
 import pLimit from 'p-limit';
-import { makeTempDir, startFaultyProxy, startS3Server, testAwsConfig, type S3Server, type TempDir } from '@imgpipe/test-utils';
+import { makeTempDir, startFaultyProxy, startS3Server, testAwsConfig, capture, type S3Server, type TempDir } from '@imgpipe/test-utils';
 import { runDownloadS3, type DownloadS3Options } from './download.js';
 
 const COUNT = 2_000;
@@ -19,13 +19,6 @@ function objectBytes(i: number): Buffer {
   const random = createRng(1000 + i);
   const length = 200 + Math.floor(random() * 1800);
   return Buffer.from(Array.from({ length }, () => Math.floor(random() * 256)));
-}
-
-function capture(): { stream: PassThrough; text: () => string } {
-  const stream = new PassThrough();
-  const chunks: Buffer[] = [];
-  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-  return { stream, text: () => Buffer.concat(chunks).toString('utf8') };
 }
 
 describe('runDownloadS3 against the local S3 server', () => {

@@ -13,3 +13,4 @@ export * from './slurm-cluster.js';
 export * from './publish.js';
 export * from './wait-for.js';
 export { drawImage } from './shapes.js';
+export { capture } from './capture.js';

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { copyFile, cp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
@@ -9,7 +8,7 @@ import { execa } from 'execa';
 import { downloadPrefix, headObject, listMultipartUploads, listObjects, readObjectBytes, uploadObject } from '@imgpipe/s3';
 import { listModelFiles, sha256, silentLogger, writeJsonAtomic, type PublicationManifest } from '@imgpipe/kit';
 import { loadBackbone } from '@imgpipe/engines';
-import { makeTempDir, onnxModel, startS3Server, type S3Server, type TempDir } from '@imgpipe/test-utils';
+import { makeTempDir, onnxModel, startS3Server, capture, type S3Server, type TempDir } from '@imgpipe/test-utils';
 import { runUploadS3, type UploadS3Options } from './upload.js';
 
 const SIZE = 8;
@@ -159,13 +158,6 @@ async function writeModelDir(dir: string, format: 'onnx' | 'tfjs-layers' | 'conv
     files: await listModelFiles(dir),
   });
   return preprocess;
-}
-
-function capture(): { stream: PassThrough; text: () => string } {
-  const stream = new PassThrough();
-  const chunks: Buffer[] = [];
-  stream.on('data', (c: Buffer) => chunks.push(c));
-  return { stream, text: () => Buffer.concat(chunks).toString('utf8') };
 }
 
 describe('runUploadS3 against the local S3 server', () => {
