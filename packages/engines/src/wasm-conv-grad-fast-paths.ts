@@ -1,6 +1,7 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { Tf } from './tf-type.js';
 import { transposeInto } from './heap-copies.js';
+import { columnsInside, kernelTemps, wasmKernel } from './wasm-kernel-parts.js';
 import type { ConvInfo, WasmBackend } from './wasm-kernel-types.js';
 
 /**
@@ -23,27 +24,13 @@ type Attrs = { strides: number | [number, number]; pad: unknown; dataFormat?: st
 const REPLACED = new WeakSet<object>();
 
 export function registerWasmConvGradFastPaths(tf: Tf): void {
-  const kernel = (name: string): KernelFunc => {
-    const config = tf.getKernel(name, 'wasm');
-    if (!config) throw new Error(`the TF.js wasm backend has no ${name} kernel`);
-    return config.kernelFunc;
-  };
-  const reshape = kernel('Reshape');
-  const transpose = kernel('Transpose');
-  const batchMatMul = kernel('BatchMatMul');
+  const reshape = wasmKernel(tf, 'Reshape');
+  const transpose = wasmKernel(tf, 'Transpose');
+  const batchMatMul = wasmKernel(tf, 'BatchMatMul');
   const infoOf = (xShape: number[], filterShape: number[], attrs: Attrs): ConvInfo =>
     (tf.backend_util.computeConv2DInfo as unknown as (...args: unknown[]) => ConvInfo)(
       xShape, filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast',
     );
-  const run = (made: TensorInfo[], backend: unknown, f: KernelFunc, inputs: Record<string, TensorInfo>, attrs: Record<string, unknown>) => {
-    const out = f({ inputs, attrs: attrs as never, backend: backend as never }) as TensorInfo;
-    made.push(out);
-    return out;
-  };
-  const release = (backend: unknown, made: TensorInfo[]) => {
-    for (const t of made) (backend as WasmBackend).disposeData(t.dataId);
-  };
-
   /** A conv on an image as columns: K = kh * kw * ci values per output pixel, P = n * oh * ow output pixels. */
   const imageGeometry = (xShape: number[], filterShape: number[], attrs: Attrs) => {
     const info = infoOf(xShape, filterShape, attrs);
@@ -70,18 +57,15 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     const attrs = args.attrs as unknown as Attrs & { filterShape: number[] };
     const [kh, kw, ci, co] = attrs.filterShape as [number, number, number, number];
     const { n, H, W, oh, ow, sh, sw, top, left, K, P } = imageGeometry(x.shape, attrs.filterShape, attrs);
-    const made: TensorInfo[] = [];
+    const t = kernelTemps(args.backend);
     const backend = args.backend as unknown as WasmBackend;
     try {
-      const colsT = backend.makeOutput([1, K, P], 'float32');
-      made.push(colsT);
+      const colsT = t.output([1, K, P]);
       const image = backend.typedArrayFromHeap(x);
       const cols = backend.typedArrayFromHeap(colsT);
       for (let fa = 0; fa < kh; fa++)
         for (let fb = 0; fb < kw; fb++) {
-          // Output columns j whose image column j * sw + fb - left lies inside the image.
-          const jFrom = Math.min(ow, Math.max(0, Math.ceil((left - fb) / sw)));
-          const jTo = Math.max(jFrom, Math.min(ow, Math.floor((W - 1 - fb + left) / sw) + 1));
+          const [jFrom, jTo] = columnsInside(ow, sw, fb - left, W);
           for (let c = 0; c < ci; c++) {
             let q = ((fa * kw + fb) * ci + c) * P;
             for (let bi = 0; bi < n; bi++)
@@ -98,11 +82,11 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
               }
           }
         }
-      const b = run(made, backend, reshape, { x: dy }, { shape: [1, P, co] });
-      const product = run(made, backend, batchMatMul, { a: colsT, b }, { transposeA: false, transposeB: false });
+      const b = t.run(reshape, { x: dy }, { shape: [1, P, co] });
+      const product = t.run(batchMatMul, { a: colsT, b }, { transposeA: false, transposeB: false });
       return reshape({ inputs: { x: product }, attrs: { shape: attrs.filterShape } as never, backend: args.backend }) as TensorInfo;
     } finally {
-      release(backend, made);
+      t.dispose();
     }
   };
 
@@ -115,17 +99,16 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     if (fh !== 1 || fw !== 1) return general(args);
     const P = pointwisePixels(x.shape, attrs.filterShape, attrs);
     if (P === undefined) return general(args);
-    const made: TensorInfo[] = [];
+    const t = kernelTemps(args.backend);
     const backend = args.backend as unknown as WasmBackend;
     try {
-      const a = backend.makeOutput([1, ci, P], 'float32');
-      made.push(a);
+      const a = t.output([1, ci, P]);
       transposeInto(backend.typedArrayFromHeap(x), backend.typedArrayFromHeap(a), P, ci);
-      const b = run(made, args.backend, reshape, { x: dy }, { shape: [1, P, co] });
-      const product = run(made, args.backend, batchMatMul, { a, b }, { transposeA: false, transposeB: false });
+      const b = t.run(reshape, { x: dy }, { shape: [1, P, co] });
+      const product = t.run(batchMatMul, { a, b }, { transposeA: false, transposeB: false });
       return reshape({ inputs: { x: product }, attrs: { shape: [1, 1, ci, co] } as never, backend: args.backend }) as TensorInfo;
     } finally {
-      release(args.backend, made);
+      t.dispose();
     }
   };
 
@@ -136,16 +119,16 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     const [, , ci, co] = filter.shape as [number, number, number, number];
     const P = pointwisePixels(attrs.inputShape, filter.shape, attrs);
     if (P === undefined) return general(args);
-    const made: TensorInfo[] = [];
+    const t = kernelTemps(args.backend);
     try {
-      const a = run(made, args.backend, reshape, { x: dy }, { shape: [1, P, co] });
-      const w = run(made, args.backend, reshape, { x: filter }, { shape: [ci, co] });
-      const wT = run(made, args.backend, transpose, { x: w }, { perm: [1, 0] });
-      const b = run(made, args.backend, reshape, { x: wT }, { shape: [1, co, ci] });
-      const product = run(made, args.backend, batchMatMul, { a, b }, { transposeA: false, transposeB: false });
+      const a = t.run(reshape, { x: dy }, { shape: [1, P, co] });
+      const w = t.run(reshape, { x: filter }, { shape: [ci, co] });
+      const wT = t.run(transpose, { x: w }, { perm: [1, 0] });
+      const b = t.run(reshape, { x: wT }, { shape: [1, co, ci] });
+      const product = t.run(batchMatMul, { a, b }, { transposeA: false, transposeB: false });
       return reshape({ inputs: { x: product }, attrs: { shape: attrs.inputShape } as never, backend: args.backend }) as TensorInfo;
     } finally {
-      release(args.backend, made);
+      t.dispose();
     }
   };
 
@@ -158,14 +141,14 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     if (ci > 4) return general(args);
     const { n, H, W, oh, ow, sh, sw, top, left, K, P } = imageGeometry(attrs.inputShape, filter.shape, attrs);
     if (sh === 1 && sw === 1) return general(args);
-    const made: TensorInfo[] = [];
+    const t = kernelTemps(args.backend);
     const backend = args.backend as unknown as WasmBackend;
     try {
-      const w2 = run(made, backend, reshape, { x: filter }, { shape: [K, co] });
-      const wT = run(made, backend, transpose, { x: w2 }, { perm: [1, 0] });
-      const b = run(made, backend, reshape, { x: wT }, { shape: [1, co, K] });
-      const a = run(made, backend, reshape, { x: dy }, { shape: [1, P, co] });
-      const cols = run(made, backend, batchMatMul, { a, b }, { transposeA: false, transposeB: false }); // [1, P, K]
+      const w2 = t.run(reshape, { x: filter }, { shape: [K, co] });
+      const wT = t.run(transpose, { x: w2 }, { perm: [1, 0] });
+      const b = t.run(reshape, { x: wT }, { shape: [1, co, K] });
+      const a = t.run(reshape, { x: dy }, { shape: [1, P, co] });
+      const cols = t.run(batchMatMul, { a, b }, { transposeA: false, transposeB: false }); // [1, P, K]
       const out = backend.makeOutput(attrs.inputShape, 'float32');
       const colv = backend.typedArrayFromHeap(cols);
       const dx = backend.typedArrayFromHeap(out);
@@ -186,7 +169,7 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
             }
       return out;
     } finally {
-      release(backend, made);
+      t.dispose();
     }
   };
 

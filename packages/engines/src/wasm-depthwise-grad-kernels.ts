@@ -1,6 +1,7 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import type { Tf } from './tf-type.js';
 import type { ConvInfo, WasmBackend } from './wasm-kernel-types.js';
+import { columnsInside, fullCorrelationInput, kernelTemps, wasmKernel } from './wasm-kernel-parts.js';
 import { simdLoops, type DepthwiseGeometry } from './wasm-simd-loops.js';
 
 /**
@@ -26,71 +27,31 @@ type Attrs = {
 
 export function registerWasmDepthwiseGradKernels(tf: Tf): void {
   if (tf.getKernel('DepthwiseConv2dNativeBackpropInput', 'wasm')) return;
-  const kernel = (name: string): KernelFunc => {
-    const config = tf.getKernel(name, 'wasm');
-    if (!config) throw new Error(`the TF.js wasm backend has no ${name} kernel`);
-    return config.kernelFunc;
-  };
-  const depthwise = kernel('DepthwiseConv2dNative');
-  const reshape = kernel('Reshape');
-  const padV2 = kernel('PadV2');
-  const reverse = kernel('Reverse');
-  const slice = kernel('Slice');
-  const sum = kernel('Sum');
+  const depthwise = wasmKernel(tf, 'DepthwiseConv2dNative');
+  const reshape = wasmKernel(tf, 'Reshape');
+  const reverse = wasmKernel(tf, 'Reverse');
+  const sum = wasmKernel(tf, 'Sum');
   const infoOf = (xShape: number[], filterShape: number[], attrs: Attrs): ConvInfo => {
     if (attrs.dataFormat === 'NCHW') throw new Error("wasm depthwise conv gradients support dataFormat 'NHWC' only");
     return (tf.backend_util.computeConv2DInfo as unknown as (...args: unknown[]) => ConvInfo)(
       xShape, filterShape, attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, true, 'channelsLast',
     );
   };
-  const temps = (backend: unknown) => {
-    const made: TensorInfo[] = [];
-    return {
-      run(f: KernelFunc, inputs: Record<string, TensorInfo>, attrs: Record<string, unknown>): TensorInfo {
-        const out = f({ inputs, attrs: attrs as never, backend: backend as never }) as TensorInfo;
-        made.push(out);
-        return out;
-      },
-      keep(t: TensorInfo): TensorInfo {
-        made.splice(made.indexOf(t), 1);
-        return t;
-      },
-      dispose() {
-        for (const t of made) (backend as WasmBackend).disposeData(t.dataId);
-      },
-    };
-  };
-
   /** dx as a depthwise convolution (XNNPACK) of dy, zero-upsampled by the stride, with the filter rotated 180 degrees. */
   const backpropInputXnn: KernelFunc = ({ inputs, attrs, backend }) => {
     const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
     const { inputShape } = attrs as unknown as { inputShape: number[] };
     const info = infoOf(inputShape, filter.shape, attrs as unknown as Attrs);
-    const { batchSize: n, inHeight: H, inWidth: W, inChannels: C, outHeight: oh, outWidth: ow, outChannels: cm } = info;
+    const { batchSize: n, inHeight: H, inWidth: W, inChannels: C, outChannels: cm } = info;
     const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
     const { top, left } = info.padInfo;
     const m = cm / C;
-    const t = temps(backend);
+    const t = kernelTemps(backend);
     try {
-      let up = dy;
-      if (sh > 1 || sw > 1) {
-        const six = t.run(reshape, { x: dy }, { shape: [n, oh, 1, ow, 1, cm] });
-        const padded = t.run(padV2, { x: six }, { paddings: [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]], constantValue: 0 });
-        up = t.run(reshape, { x: padded }, { shape: [n, oh * sh, ow * sw, cm] });
-      }
-      // Full correlation: pad by (extent - 1 - top) before; after, whatever makes the output H x W (crop if negative).
-      const padTop = (fh - 1) * dh - top;
-      const padLeft = (fw - 1) * dw - left;
-      const padBottom = H + (fh - 1) * dh - padTop - oh * sh;
-      const padRight = W + (fw - 1) * dw - padLeft - ow * sw;
-      if (padTop < 0 || padLeft < 0) throw new Error(`wasm DepthwiseConv2dNativeBackpropInput: padding ${top}/${left} is larger than the filter`);
-      if (padBottom < 0 || padRight < 0) {
-        up = t.run(slice, { x: up }, { begin: [0, 0, 0, 0], size: [n, oh * sh + Math.min(0, padBottom), ow * sw + Math.min(0, padRight), cm] });
-      }
+      const { input, pad } = fullCorrelationInput(tf, t, dy, { H, W, fh, fw, sh, sw, dh, dw, top, left }, 'DepthwiseConv2dNativeBackpropInput');
       const flipped = t.run(reverse, { x: filter }, { dims: [0, 1] });
       const perChannel = m === 1 ? flipped : t.run(reshape, { x: flipped }, { shape: [fh, fw, cm, 1] });
-      const pad = [[0, 0], [padTop, Math.max(0, padBottom)], [padLeft, Math.max(0, padRight)], [0, 0]];
-      const out = t.run(depthwise, { x: up, filter: perChannel }, { strides: [1, 1], dilations: [dh, dw], pad, dataFormat: 'NHWC' });
+      const out = t.run(depthwise, { x: input, filter: perChannel }, { strides: [1, 1], dilations: [dh, dw], pad, dataFormat: 'NHWC' });
       if (m === 1) return t.keep(out);
       const split = t.run(reshape, { x: out }, { shape: [n, H, W, C, m] });
       return t.keep(t.run(sum, { x: split }, { axis: [4], keepDims: false }));
@@ -134,8 +95,8 @@ export function registerWasmDepthwiseGradKernels(tf: Tf): void {
 function filterGradRows3(x: Float32Array, dy: Float32Array, acc: Float64Array, g: DepthwiseGeometry): void {
   const { n, H, W, C, oh, ow, fh, sh, sw, dh, dw, top, left } = g;
   // Output columns whose three taps all fall inside x.
-  const jLo = Math.min(ow, Math.max(0, Math.ceil(left / sw)));
-  const jHi = Math.max(jLo, Math.min(ow, Math.floor((W - 1 - 2 * dw + left) / sw) + 1));
+  const jLo = columnsInside(ow, sw, -left, W)[0];
+  const jHi = Math.max(jLo, columnsInside(ow, sw, 2 * dw - left, W)[1]);
   const xStep = sw * C;
   for (let b = 0; b < n; b++) {
     for (let i = 0; i < oh; i++) {

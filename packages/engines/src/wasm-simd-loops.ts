@@ -1,5 +1,6 @@
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { WasmBackend } from './wasm-kernel-types.js';
+import { columnsInside, type ConvGeometry } from './wasm-kernel-parts.js';
 import { WASM_BASE64 } from './wasm-training-kernels-binary.js';
 
 /**
@@ -21,23 +22,8 @@ export interface SimdLoops {
   depthwiseFilterGradient(x: TensorInfo, dy: TensorInfo, g: DepthwiseGeometry): Float64Array | undefined;
 }
 
-/** A depthwise conv's shape, channels last: input n x H x W x C, output n x oh x ow x C, filter fh x fw. */
-export type DepthwiseGeometry = {
-  n: number;
-  H: number;
-  W: number;
-  C: number;
-  oh: number;
-  ow: number;
-  fh: number;
-  fw: number;
-  sh: number;
-  sw: number;
-  dh: number;
-  dw: number;
-  top: number;
-  left: number;
-};
+/** A depthwise conv's shape: n images of C channels, output oh x ow. */
+export type DepthwiseGeometry = ConvGeometry & { n: number; C: number; oh: number; ow: number };
 
 type Exports = {
   sums(a: number, b: number, rows: number, channels: number, acc: number): void;
@@ -117,9 +103,7 @@ function bind(backend: WasmBackend, module: EmscriptenModule, wasm: Exports): Si
         new Float64Array(heap(), acc, taps * C).fill(0);
         const [xAt, dyAt] = [at(x), at(dy)];
         for (let e = 0; e < fw; e++) {
-          // Output columns j whose tap e reads inside x: 0 <= j * sw + e * dw - left < W.
-          const jFrom = Math.min(ow, Math.max(0, Math.ceil((left - e * dw) / sw)));
-          const jTo = Math.max(jFrom, Math.min(ow, Math.floor((W - 1 - e * dw + left) / sw) + 1));
+          const [jFrom, jTo] = columnsInside(ow, sw, e * dw - left, W);
           if (jTo === jFrom) continue;
           const column = jFrom * sw + e * dw - left;
           for (let b = 0; b < n; b++)
