@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import pLimit from 'p-limit';
-import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent, acquireLock, removeStaleTemps, sha256File } from '@imgpipe/kit';
+import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent, acquireLock, removeStaleTemps, sha256File, isRegularFile } from '@imgpipe/kit';
 import { downloadObject, headObject, isBucketName, isS3Uri, isSystemicS3Error, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, readObjectBytes } from '@imgpipe/s3';
 import { inShard, type Shard } from './shard.js';
 import { refuseLinkOut } from './dest-path.js';
@@ -247,7 +247,7 @@ async function fetchOne(
   try {
     await refuseLinkOut(resolve(options.cwd, options.dest), full);
     // Only a file already present costs a HEAD: first runs make one request per object.
-    if (await stat(full).then((s) => s.isFile(), () => false)) {
+    if (await isRegularFile(full)) {
       const head = await headObject(client, bucket, key, retry);
       if (!head) throw new InputError(`download s3://${bucket}/${key}: no such key (check the key, or the CSV row naming it)`);
       const digest = await matchingDigest(full, head);

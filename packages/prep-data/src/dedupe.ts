@@ -1,5 +1,5 @@
-import { realpath, stat } from 'node:fs/promises';
-import { sha256File } from '@imgpipe/kit';
+import { realpath } from 'node:fs/promises';
+import { isRegularFile, sha256File } from '@imgpipe/kit';
 import pLimit from 'p-limit';
 import type { EarlyReject, PrepItem } from './prep-item.js';
 
@@ -21,7 +21,7 @@ export async function dedupeItems(items: readonly PrepItem[]): Promise<{ kept: P
   const identities = await pLimit(8).map(items, async (item) => {
     const real = await realpath(item.path).catch(() => item.path);
     // Only regular files are read: opening a FIFO blocks for ever, /dev/zero never ends (decoding rejects both).
-    const regular = await stat(item.path).then((info) => info.isFile(), () => false);
+    const regular = await isRegularFile(item.path);
     const content = regular ? await sha256File(item.path).catch(() => undefined) : undefined;
     return { real, content };
   });

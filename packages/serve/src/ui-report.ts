@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { isRegularFile } from '@imgpipe/kit';
 
 /** The evaluation report beside a served model: eval-model writes it into the run directory the model/ sits in. */
 export const REPORT_FILE = 'report.html';
@@ -11,7 +12,7 @@ export function runDirOf(modelDir: string | undefined): string | undefined {
 }
 
 export async function hasReport(runDir: string | undefined): Promise<boolean> {
-  return runDir !== undefined && (await stat(join(runDir, REPORT_FILE)).then((s) => s.isFile(), () => false));
+  return runDir !== undefined && (await isRegularFile(join(runDir, REPORT_FILE)));
 }
 
 export async function readReport(runDir: string): Promise<Buffer | undefined> {

@@ -3,7 +3,7 @@ import { basename, join, posix, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { contentTypeOf, copyObject, digestFile, formatS3Uri, headObject, joinKey, readPublication, uploadObject, type S3Client } from '@imgpipe/s3';
 import {
-  createProgress, InputError, PUBLICATION_FILE, PUBLICATION_FORMAT, PUBLICATION_OBJECTS_DIR, publicationId, sha256, walkDir, writePointer,
+  createProgress, InputError, isRegularFile, PUBLICATION_FILE, PUBLICATION_FORMAT, PUBLICATION_OBJECTS_DIR, publicationId, sha256, walkDir, writePointer,
   type Logger, type Pointer, type PublicationManifest, type PublicationObject,
 } from '@imgpipe/kit';
 import { abortUploadsUnder, removeLeftovers } from './leftovers.js';
@@ -47,10 +47,6 @@ export interface UploadSummary {
 
 
 
-async function isFile(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isFile(), () => false);
-}
-
 const hidden = (path: string) => posix.basename(path).startsWith('.');
 
 /**
@@ -82,9 +78,9 @@ export async function planUpload(dir: string): Promise<{ local: string; name: st
   if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) {
     throw new InputError(`${dir}: no such directory (pass --run DIR of a trained run, or pipe train/eval-model's pointer in)`);
   }
-  if (await isFile(join(dir, 'model', 'card.json'))) {
+  if (await isRegularFile(join(dir, 'model', 'card.json'))) {
     const plan: { local: string; name: string }[] = [];
-    for (const file of RUN_FILES) if (await isFile(join(dir, file))) plan.push({ local: join(dir, file), name: file });
+    for (const file of RUN_FILES) if (await isRegularFile(join(dir, file))) plan.push({ local: join(dir, file), name: file });
     for (const sub of RUN_DIRS) {
       const files = await filesUnder(join(dir, sub));
       if (sub === 'model') await checkListedFiles(join(dir, sub), files);
@@ -92,7 +88,7 @@ export async function planUpload(dir: string): Promise<{ local: string; name: st
     }
     return plan;
   }
-  if (await isFile(join(dir, 'card.json'))) {
+  if (await isRegularFile(join(dir, 'card.json'))) {
     const files = await filesUnder(dir);
     await checkListedFiles(dir, files);
     return files.map((file) => ({ local: join(dir, file), name: `model/${file}` }));
