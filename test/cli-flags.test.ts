@@ -65,3 +65,13 @@ describe('flags, the same in every tool', () => {
     assert.match(train.stderr, /expected IMGPIPE_TRAIN_EPOCHS to be an integer >= 1, got 'x'/);
   });
 });
+
+describe('train --list-backbones', () => {
+  it('prints the four built-ins with their cache state and sources, and exits 0', async () => {
+    const result = await run(trainCli, ['--list-backbones', '--cache-dir', '/nonexistent-imgpipe-cache']);
+    assert.equal(result.code, 0, result.stderr);
+    for (const name of ['resnet50 (default)', 'resnet50-int8', 'mobilenetv2', 'efficientnet-lite4']) assert.ok(result.stdout.includes(`\n${name}: `) || result.stdout.startsWith(`${name}: `), name);
+    assert.equal(result.stdout.match(/not cached \(would be \/nonexistent-imgpipe-cache\/backbones\//g)?.length, 4);
+    assert.equal(result.stdout.match(/source 1: https:\/\/huggingface\.co\//g)?.length, 4);
+  });
+});

@@ -139,9 +139,10 @@ describe('backbone downloads facing a hostile server', () => {
 
   it('a built-in with a pinned sha256 refuses a download or a cached file that differs', async () => {
     const cacheDir = join(temp.path, 'cache-pinned');
-    const saved = { url: process.env.IMGPIPE_RESNET50_URL, pin: BUILTIN_BACKBONES.resnet50!.sha256 };
+    const saved = { url: process.env.IMGPIPE_RESNET50_URL, pin: BUILTIN_BACKBONES.resnet50!.sha256, bytes: BUILTIN_BACKBONES.resnet50!.bytes };
     process.env.IMGPIPE_RESNET50_URL = `${base}/ok/resnet50.onnx`;
     BUILTIN_BACKBONES.resnet50!.sha256 = '0'.repeat(64);
+    BUILTIN_BACKBONES.resnet50!.bytes = onnx.length;
     try {
       await assert.rejects(loadBackbone('resnet50', { device: 'cpu', cacheDir, progress: false }), /does not match the pinned/);
       assert.deepEqual(await listFiles(cacheDir), []);
@@ -153,8 +154,8 @@ describe('backbone downloads facing a hostile server', () => {
     } finally {
       if (saved.url === undefined) delete process.env.IMGPIPE_RESNET50_URL;
       else process.env.IMGPIPE_RESNET50_URL = saved.url;
-      if (saved.pin === undefined) delete BUILTIN_BACKBONES.resnet50!.sha256;
-      else BUILTIN_BACKBONES.resnet50!.sha256 = saved.pin;
+      BUILTIN_BACKBONES.resnet50!.sha256 = saved.pin;
+      BUILTIN_BACKBONES.resnet50!.bytes = saved.bytes;
     }
   });
 });

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildTinyConvBackbone, listFilesRecursive, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { loadBackbone } from '@imgpipe/engines';
-import { builtinPath } from '@imgpipe/engines/backbone-builtin';
-import { FailureError, InputError } from '@imgpipe/kit';
+import { BUILTIN_BACKBONES, builtinPath } from '@imgpipe/engines/backbone-builtin';
+import { FailureError, InputError, sha256 } from '@imgpipe/kit';
 
 /** Every file under dir, relative; none when it does not exist. */
 const listFiles = (dir: string) => listFilesRecursive(dir).catch(() => [] as string[]);
@@ -95,7 +95,10 @@ describe('backbones over http(s), cached', () => {
   it('the built-in resnet50 downloads from its URL into <cache>/backbones and uses the global-pool output', async () => {
     const cacheDir = join(temp.path, 'cache-builtin');
     const saved = process.env.IMGPIPE_RESNET50_URL;
+    const pin = { sha256: BUILTIN_BACKBONES.resnet50!.sha256, bytes: BUILTIN_BACKBONES.resnet50!.bytes };
+    const tiny = routes.get('/models/tiny.onnx')!;
     process.env.IMGPIPE_RESNET50_URL = `${base}/models/tiny.onnx`;
+    Object.assign(BUILTIN_BACKBONES.resnet50!, { sha256: sha256(tiny), bytes: tiny.length }); // a test pin: the check stays on
     try {
       const backbone = await loadBackbone('resnet50', { device: 'cpu', cacheDir, progress: false });
       assert.equal(backbone.files[0], builtinPath('resnet50', cacheDir));
@@ -105,6 +108,7 @@ describe('backbones over http(s), cached', () => {
       assert.equal(backbone.info.feature_dim, 8);
       await backbone.dispose();
     } finally {
+      Object.assign(BUILTIN_BACKBONES.resnet50!, pin);
       if (saved === undefined) delete process.env.IMGPIPE_RESNET50_URL;
       else process.env.IMGPIPE_RESNET50_URL = saved;
     }
@@ -118,7 +122,7 @@ describe('backbones over http(s), cached', () => {
       await assert.rejects(loadBackbone('resnet50', { device: 'cpu', cacheDir, progress: false }), (error: Error) => {
         assert.ok(error instanceof FailureError);
         assert.ok(error.message.includes(builtinPath('resnet50', cacheDir)));
-        assert.match(error.message, /curl -L -o/);
+        assert.match(error.message, /curl -fL -o/);
         assert.match(error.message, /torch\.onnx\.export/);
         assert.match(error.message, /--backbone FILE/);
         return true;

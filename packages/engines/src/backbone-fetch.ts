@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,7 +10,7 @@ import { FailureError, InputError, UsageError, messageOf, exists, safeJoin, sha2
 import { decodeOnnx } from './onnx-graph.js';
 import { readModelJson, weightPaths } from './tfjs-io.js';
 
-type FetchOptions = Pick<LoadBackboneOptions, 'cacheDir' | 'progress' | 'maxDownloadBytes' | 'downloadTimeoutMs'> & { log: Logger };
+export type FetchOptions = Pick<LoadBackboneOptions, 'cacheDir' | 'progress' | 'maxDownloadBytes' | 'downloadTimeoutMs'> & { log: Logger };
 
 export const DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 1024 ** 3;
 export const DEFAULT_DOWNLOAD_TIMEOUT_MS = 30_000;
@@ -58,13 +58,23 @@ export async function fetchBackbone(url: string, options: FetchOptions): Promise
 /** Where the sha256 of a downloaded file is kept: <file>.sha256. */
 export const sidecarOf = (path: string) => `${path}.sha256`;
 
+/** What a download must be: its sha256, and its size when known. */
+export interface Pin {
+  sha256: string;
+  bytes?: number;
+}
+
 /**
- * Check a cached download against the sha256 recorded when it landed (and against `pinned` when given). A file
- * without a record (put there by hand, as the offline help says) passes unless pinned.
+ * Check a cached download against the sha256 recorded when it landed (and against `pinned` and `pinnedBytes`
+ * when given). A file without a record (put there by hand, as the offline help says) passes unless pinned.
  */
-export async function verifyCached(path: string, pinned?: string): Promise<string | undefined> {
+export async function verifyCached(path: string, pinned?: string, pinnedBytes?: number): Promise<string | undefined> {
   const recorded = (await readFile(sidecarOf(path), 'utf8').catch(() => undefined))?.trim();
   if (!recorded && !pinned) return undefined;
+  if (pinnedBytes !== undefined) {
+    const size = (await stat(path)).size;
+    if (size !== pinnedBytes) throw new FailureError(`${path}: ${size} bytes, not the ${pinnedBytes} pinned for this backbone; the cached file is not the published one: delete it to download it again`);
+  }
   const actual = await sha256File(path);
   for (const [expected, what] of [[recorded, `recorded at download in ${sidecarOf(path)}`], [pinned, 'pinned for this backbone']] as const) {
     if (expected && expected !== actual) {
@@ -76,14 +86,14 @@ export async function verifyCached(path: string, pinned?: string): Promise<strin
 
 /**
  * Download url to path atomically, its sha256 recorded beside it; `check` (on the downloaded bytes) throws to
- * reject it before it lands, `pinned` is the sha256 it must have.
+ * reject it before it lands, `pin` is the sha256 (and size) it must have.
  */
-export async function downloadToFile(url: string, path: string, options: FetchOptions, check?: (bytes: Uint8Array) => void, pinned?: string): Promise<string> {
+export async function downloadToFile(url: string, path: string, options: FetchOptions, check?: (bytes: Uint8Array) => void, pin?: Pin): Promise<string> {
   await mkdir(dirname(path), { recursive: true });
   const temp = tempPathFor(path);
   try {
-    const digest = await streamUrl(url, temp, options);
-    if (pinned && digest !== pinned) throw new FailureError(`${url}: downloaded sha256 ${digest} does not match the pinned ${pinned}; not using it`);
+    const digest = await streamUrl(url, temp, options, pin?.bytes);
+    if (pin && digest !== pin.sha256) throw new FailureError(`${url}: downloaded sha256 ${digest} does not match the pinned ${pin.sha256}; not using it`);
     if (check) check(new Uint8Array(await readFile(temp)));
     await writeFileAtomic(sidecarOf(path), `${digest}\n`);
     await rename(temp, path);
@@ -108,9 +118,14 @@ export function downloadLimits(options: Pick<FetchOptions, 'maxDownloadBytes' | 
   };
 }
 
-/** Stream url into target; fails on a stall (nothing for timeoutMs, connecting included) or past maxBytes. Returns the sha256. */
-async function streamUrl(url: string, target: string, options: FetchOptions): Promise<string> {
-  const { maxBytes, timeoutMs } = downloadLimits(options);
+/**
+ * Stream url into target; fails on a stall (nothing for timeoutMs, connecting included), past maxBytes, or at any
+ * size other than `expectedBytes` when given (told by Content-Length before the body is read). Returns the sha256.
+ */
+async function streamUrl(url: string, target: string, options: FetchOptions, expectedBytes?: number): Promise<string> {
+  const limits = downloadLimits(options);
+  const { timeoutMs } = limits;
+  const maxBytes = expectedBytes === undefined ? limits.maxBytes : Math.min(limits.maxBytes, expectedBytes);
   const abort = new AbortController();
   let why = '';
   let timer: NodeJS.Timeout | undefined;
@@ -135,7 +150,13 @@ async function streamUrl(url: string, target: string, options: FetchOptions): Pr
     throw new FailureError(`cannot download ${url}: HTTP ${response.status} ${response.statusText}`);
   }
   const total = Number(response.headers.get('content-length')) || undefined;
-  const tooBig = (size: string) => `${url} is ${size}, over the download limit of ${maxBytes} bytes (IMGPIPE_MAX_DOWNLOAD_BYTES)`;
+  const limit = maxBytes === expectedBytes ? `the ${maxBytes} bytes pinned` : `the download limit of ${maxBytes} bytes (IMGPIPE_MAX_DOWNLOAD_BYTES)`;
+  const tooBig = (size: string) => `${url} is ${size}, over ${limit}`;
+  if (total !== undefined && expectedBytes !== undefined && total !== expectedBytes) {
+    clearTimeout(timer);
+    await response.body.cancel().catch(() => undefined);
+    throw new FailureError(`${url} is ${total} bytes, not the ${expectedBytes} pinned (an unserved Git LFS file answers with its pointer text); not using it`);
+  }
   if (total !== undefined && total > maxBytes) {
     clearTimeout(timer);
     await response.body.cancel().catch(() => undefined);
@@ -172,6 +193,7 @@ async function streamUrl(url: string, target: string, options: FetchOptions): Pr
     clearTimeout(timer);
   }
   if (total !== undefined && done !== total) throw new FailureError(`download of ${url} stopped at ${done} of ${total} bytes`);
+  if (expectedBytes !== undefined && done !== expectedBytes) throw new FailureError(`${url} gave ${done} bytes, not the ${expectedBytes} pinned; not using it`);
   progress.finish();
   return hash.digest('hex');
 }

@@ -18,8 +18,11 @@ export async function loadOnnxBackbone(resolved: ResolvedBackbone, options: Load
   const size = (layout === 'NCHW' ? input.dims[2] : input.dims[1]) ?? options.inputSize ?? 224;
   if (input.dims[1] !== 3 && input.dims[3] !== 3) log.warn(`ONNX backbone ${resolved.path}: channel dimension not fixed, assuming NCHW`);
 
-  const featureLayer =
-    options.featureLayer ?? resolved.featureLayer ?? (resolved.poolFeatures ? globalPoolOutput(model) : undefined) ?? graphOutputs(model)[0]!;
+  const pooled = options.featureLayer ?? resolved.featureLayer ?? (resolved.poolFeatures ? globalPoolOutput(model) : undefined);
+  if (resolved.poolFeatures && pooled === undefined) {
+    throw new InputError(`ONNX backbone ${resolved.path}: no global pooling node found for its features; name the value with --feature-layer (graph outputs: ${graphOutputs(model).join(', ')})`);
+  }
+  const featureLayer = pooled ?? graphOutputs(model)[0]!;
   const runBytes = exposeOutput(model, bytes, featureLayer, resolved.path);
   const preprocessName = options.preprocess ?? resolved.preprocess ?? metadataProp(model, 'imgpipe.preprocess') ?? 'torch';
   if (!options.preprocess && !resolved.preprocess && !metadataProp(model, 'imgpipe.preprocess')) {

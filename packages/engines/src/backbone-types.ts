@@ -19,7 +19,7 @@ export interface LoadBackboneOptions {
   device: Device;
   /** TF.js: a layer (layers model) or node (graph model) name; ONNX: a value name. Default: the model's output. */
   featureLayer?: string;
-  /** torch | tf | caffe | none; default: what the model records, else torch (ONNX) or tf (TF.js). */
+  /** torch | tf | caffe | efficientnet-lite | none; default: what the model records, else torch (ONNX) or tf (TF.js). */
   preprocess?: string;
   /** Download cache for built-ins and URLs; default $IMGPIPE_CACHE_DIR or ~/.cache/imgpipe. */
   cacheDir?: string;

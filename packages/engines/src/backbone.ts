@@ -7,7 +7,7 @@ export type { Backbone, LoadBackboneOptions, ResolvedBackbone } from './backbone
 
 
 /**
- * Load a backbone: a built-in name (resnet50), an .onnx file, a TF.js model.json (layers or graph), a directory
+ * Load a backbone: a built-in name (resnet50, mobilenetv2, ...: BUILTIN_BACKBONES), an .onnx file, a TF.js model.json (layers or graph), a directory
  * holding one of those (a model directory's backbone/), or an http(s) URL of either (downloaded into the cache).
  */
 export async function loadBackbone(spec: string, options: LoadBackboneOptions): Promise<Backbone> {
@@ -25,7 +25,7 @@ export async function loadBackbone(spec: string, options: LoadBackboneOptions): 
 }
 
 export async function resolveBackbone(spec: string, options: LoadBackboneOptions & { log: Logger }): Promise<ResolvedBackbone> {
-  if (!spec) throw new UsageError('expected --backbone to name a built-in (resnet50), an .onnx file, a TF.js model.json or a URL');
+  if (!spec) throw new UsageError('expected --backbone to name a built-in (train --list-backbones), an .onnx file, a TF.js model.json or a URL');
   const { BUILTIN_BACKBONES, resolveBuiltin } = await import('./backbone-builtin.js');
   if (Object.hasOwn(BUILTIN_BACKBONES, spec)) return resolveBuiltin(spec, options);
   if (/^https?:\/\//i.test(spec)) {
@@ -39,7 +39,8 @@ export async function resolveBackbone(spec: string, options: LoadBackboneOptions
 export async function resolveLocal(path: string, source = path): Promise<ResolvedBackbone> {
   const info = await stat(path).catch(() => undefined);
   if (!info) {
-    throw new UsageError(`backbone '${source}' is neither a built-in (${['resnet50'].join(', ')}) nor an existing file or URL (--backbone)`);
+    const { BUILTIN_NAMES } = await import('./backbone-builtin.js');
+    throw new UsageError(`backbone '${source}' is neither a built-in (${BUILTIN_NAMES.join(', ')}; train --list-backbones) nor an existing file or URL (--backbone)`);
   }
   if (info.isDirectory()) {
     for (const candidate of ['model.onnx', 'model.json']) {

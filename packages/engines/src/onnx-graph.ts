@@ -32,17 +32,36 @@ export function valueNames(model: ModelProto): Set<string> {
   return new Set(nodesOf(model).flatMap((n) => n.output ?? []));
 }
 
-/** The output of the last global pooling node (GlobalAveragePool, or a Flatten right after it), if any. */
+/**
+ * The feature layer of an ImageNet classifier: the output of its last global pooling node (GlobalAveragePool, a
+ * ReduceMean near the end as tf2onnx writes it, or an int8 model's QLinearGlobalAveragePool), followed through
+ * the reshapes after it (Flatten, Reshape, Squeeze) and, for a quantized pool, its DequantizeLinear, so the value
+ * is float; a quantized pool that no DequantizeLinear follows gets one (added to `model`), from the pool's own
+ * output scale and zero point. Undefined when there is none.
+ */
 export function globalPoolOutput(model: ModelProto): string | undefined {
   const nodes = nodesOf(model);
+  const PASS_THROUGH = new Set(['Flatten', 'Reshape', 'Squeeze']);
   for (let i = nodes.length - 1; i >= 0; i--) {
     const node = nodes[i]!;
-    if (node.opType === 'GlobalAveragePool' || (node.opType === 'ReduceMean' && nodes.length - i < 8)) {
-      const pooled = node.output?.[0];
-      if (!pooled) continue;
-      const flatten = nodes.find((n) => (n.opType === 'Flatten' || n.opType === 'Reshape') && n.input?.[0] === pooled);
-      return flatten?.output?.[0] ?? pooled;
+    const quantized = node.opType === 'QLinearGlobalAveragePool';
+    if (!(quantized || node.opType === 'GlobalAveragePool' || (node.opType === 'ReduceMean' && nodes.length - i < 8))) continue;
+    let value = node.output?.[0];
+    let float = !quantized;
+    let lastFloat = float ? value : undefined;
+    for (let step = 0; value && step < 4; step++) {
+      const next = nodes.find((n) => n.input?.[0] === value && (PASS_THROUGH.has(n.opType ?? '') || (!float && n.opType === 'DequantizeLinear')));
+      if (!next) break;
+      if (next.opType === 'DequantizeLinear') float = true;
+      value = next.output?.[0];
+      if (float) lastFloat = value;
     }
+    if (lastFloat) return lastFloat;
+    const [pooled, scale, zeroPoint] = [node.output?.[0], node.input?.[3], node.input?.[4]];
+    if (!pooled || !scale) return undefined;
+    const dequantized = `${pooled}_imgpipe_dequantized`;
+    graphOf(model).node!.push(onnx.NodeProto.create({ opType: 'DequantizeLinear', name: dequantized, input: zeroPoint ? [pooled, scale, zeroPoint] : [pooled, scale], output: [dequantized] }));
+    return dequantized;
   }
   return undefined;
 }

@@ -26,6 +26,11 @@ describe('preprocess', () => {
     assert.ok(Math.abs(out[2]! - (255 - 123.68)) < 1e-4); // R
   });
 
+  it('efficientnet-lite: (x - 127) / 128, as the Model Zoo\'s EfficientNet-Lite4 expects', () => {
+    const out = preprocessPixels(pixels, 2, 1, preprocessSpec('efficientnet-lite'));
+    assert.deepEqual([...out.subarray(0, 6)], [128 / 128, -127 / 128, 1 / 128, -117 / 128, -107 / 128, -97 / 128]);
+  });
+
   it('NCHW puts each channel in its own plane', () => {
     const two = Uint8Array.from([1, 2, 3, 4, 5, 6]); // 2 images of 1x1
     const out = preprocessPixels(two, 2, 1, preprocessSpec('none'), 'NCHW');

@@ -1,9 +1,12 @@
 import { UsageError, type PreprocessSpec } from '@imgpipe/kit';
 
 
-export const PREPROCESS_NAMES = ['torch', 'tf', 'caffe', 'none'] as const;
+export const PREPROCESS_NAMES = ['torch', 'tf', 'caffe', 'efficientnet-lite', 'none'] as const;
 
-/** keras.applications' names: torch = [0,1] then ImageNet mean/std, tf = [-1,1], caffe = BGR minus ImageNet means. */
+/**
+ * keras.applications' names: torch = [0,1] then ImageNet mean/std, tf = [-1,1], caffe = BGR minus ImageNet means;
+ * efficientnet-lite = (x - 127) / 128, as the Model Zoo's EfficientNet-Lite4 expects.
+ */
 export function preprocessSpec(name: string): PreprocessSpec {
   switch (name) {
     case 'torch':
@@ -12,6 +15,8 @@ export function preprocessSpec(name: string): PreprocessSpec {
       return { name, scale: 1 / 127.5, mean: [1, 1, 1], std: [1, 1, 1], channel_order: 'RGB' };
     case 'caffe':
       return { name, scale: 1, mean: [103.939, 116.779, 123.68], std: [1, 1, 1], channel_order: 'BGR' };
+    case 'efficientnet-lite':
+      return { name, scale: 1, mean: [127, 127, 127], std: [128, 128, 128], channel_order: 'RGB' };
     case 'none':
       return { name, scale: 1, mean: [0, 0, 0], std: [1, 1, 1], channel_order: 'RGB' };
     default:

@@ -45,7 +45,7 @@ export const CONFIG_SCHEMA = {
   'train.device': { type: 'string', default: 'auto', choices: DEVICES, doc: 'auto, cpu, wasm, webgpu or cuda.' },
   'train.hyper_param_runs': { type: 'int', default: 0, min: 0, doc: 'Trial budget for --strategy random; 0: every combination.' },
   'train.strategy': { type: 'string', default: 'grid', choices: ['grid', 'random'], doc: 'grid: every combination; random: hyper_param_runs of them.' },
-  'train.backbone': { type: 'string', default: 'resnet50', doc: 'Built-in name, .onnx file, TF.js model.json, or URL.' },
+  'train.backbone': { type: 'string', default: 'resnet50', doc: 'Built-in name (resnet50, resnet50-int8, mobilenetv2, efficientnet-lite4: train --list-backbones), .onnx file, TF.js model.json, or URL.' },
   'train.seed': { type: 'int', default: 42, min: 0, doc: 'Seed for initialisation, shuffling and random search.', flag: 'seed' },
 } as const satisfies Record<string, KeySpec>;
 

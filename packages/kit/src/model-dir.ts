@@ -30,7 +30,7 @@ export interface ModelCard {
 
 /** How uint8 RGB pixels become the model's float input: value = (pixel * scale - mean[c]) / std[c]. */
 export interface PreprocessSpec {
-  name: 'torch' | 'tf' | 'caffe' | 'none';
+  name: 'torch' | 'tf' | 'caffe' | 'efficientnet-lite' | 'none';
   scale: number;
   mean: [number, number, number];
   std: [number, number, number];

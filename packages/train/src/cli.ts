@@ -43,9 +43,16 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
       },
       augment: { type: 'string', choices: ['none', 'flip'], default: 'none', describe: 'flip: also train the heads on the features of horizontally mirrored training images (one more backbone pass over the train split, cached)' },
       'feature-layer': { type: 'string', describe: 'Backbone layer (TF.js) or value (ONNX) whose output are the features; default: the backbone\'s pooled output' },
-      preprocess: { type: 'string', choices: ['torch', 'tf', 'caffe', 'none'], describe: 'Pixel normalisation the backbone expects; default: what the backbone records' },
+      preprocess: { type: 'string', choices: ['torch', 'tf', 'caffe', 'efficientnet-lite', 'none'], describe: 'Pixel normalisation the backbone expects; default: what the backbone records' },
       'cache-dir': { type: 'string', describe: 'Cache for backbones and features (default $IMGPIPE_CACHE_DIR or ~/.cache/imgpipe)' },
       'list-devices': { type: 'boolean', default: false, describe: 'Print the devices and whether each is available, then exit' },
+      'list-backbones': {
+        type: 'boolean',
+        default: false,
+        describe:
+          'Print the built-in backbones (resnet50: the seed\'s model, the default; resnet50-int8 or mobilenetv2: less CPU time; ' +
+          'efficientnet-lite4: the most accurate) with size, input, feature size, ImageNet top-1, whether cached, and sources; then exit',
+      },
       task: {
         type: 'string',
         choices: ['plan', 'extract', 'trial', 'finish'],
@@ -67,6 +74,8 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
       ['$0 --data prep/ --backbone mobilenet/model.json --fine-tune bn --fine-tune-epochs 1', 'Then fine-tune a TF.js backbone\'s BatchNorm layers (slow)'],
       ['$0 --data prep/ --augment flip', 'Train the heads on every image and its mirror'],
       ['$0 --list-devices', 'Which devices work here'],
+      ['$0 --list-backbones', 'The built-in backbones, their sources and whether they are cached'],
+      ['$0 --data prep/ --backbone mobilenetv2', 'A faster built-in backbone than the default resnet50'],
       ['$0 --task plan --data prep/ --out runs/ --run-id sweep1 --shards 4', 'Plan a sweep as tasks (then: extract 0..3, each trial, finish)'],
       ['$0 --task trial --run runs/sweep1 --index 2', 'Train the third trial of a planned run'],
     ],
@@ -84,6 +93,11 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
           }
         }),
     async run(args, context) {
+      if (args['list-backbones']) {
+        const { formatBuiltinList } = await import('@imgpipe/engines/backbone-builtin');
+        context.stdout.write(await formatBuiltinList(args['cache-dir'] ? resolve(context.cwd, String(args['cache-dir'])) : undefined));
+        return;
+      }
       if (args['list-devices']) {
         const { formatDeviceList, listDevices } = await import('@imgpipe/engines');
         context.stdout.write(formatDeviceList(await listDevices()));
