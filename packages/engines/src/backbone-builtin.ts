@@ -1,9 +1,8 @@
-import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ResolvedBackbone } from './backbone-types.js';
 import { downloadToFile, verifyCached, type FetchOptions } from './backbone-fetch.js';
 import { resolveCacheDir } from './cache-dir.js';
-import { FailureError, messageOf, type Logger } from '@imgpipe/kit';
+import { FailureError, isRegularFile, messageOf, type Logger } from '@imgpipe/kit';
 import { decodeOnnx } from './onnx-graph.js';
 
 export interface BuiltinBackbone {
@@ -102,7 +101,7 @@ export async function resolveBuiltin(name: string, options: Omit<FetchOptions, '
   const path = builtinPath(name, options.cacheDir);
   const sources = builtinSources(name);
   const resolved = (source: string): ResolvedBackbone => ({ name, source, path, format: 'onnx', preprocess: builtin.preprocess, poolFeatures: true });
-  if (await isCached(path)) {
+  if (await isRegularFile(path)) {
     await verifyCached(path, builtin.sha256, builtin.bytes);
     return resolved(sources[0]!);
   }
@@ -119,8 +118,6 @@ export async function resolveBuiltin(name: string, options: Omit<FetchOptions, '
   }
   throw new FailureError(offlineHelp(name, path, failures));
 }
-
-const isCached = (path: string) => stat(path).then((s) => s.isFile(), () => false);
 
 function offlineHelp(name: string, path: string, failures: string[]): string {
   const builtin = BUILTIN_BACKBONES[name]!;
@@ -142,7 +139,7 @@ export async function formatBuiltinList(cacheDir?: string): Promise<string> {
   const blocks: string[] = [];
   for (const [name, builtin] of Object.entries(BUILTIN_BACKBONES)) {
     const path = builtinPath(name, cacheDir);
-    const cached = (await isCached(path)) ? `cached at ${path}` : `not cached (would be ${path})`;
+    const cached = (await isRegularFile(path)) ? `cached at ${path}` : `not cached (would be ${path})`;
     blocks.push(
       [
         `${name}${name === 'resnet50' ? ' (default)' : ''}: ${builtin.description}`,
