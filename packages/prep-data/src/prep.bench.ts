@@ -1,24 +1,25 @@
 // prep-data against the seed's single-threaded PIL loop (`Image.open(p).convert('RGB').resize((224, 224), BILINEAR)`
-// then tobytes), on the same files in the same run: 2,000 generated photo-like JPEGs (gradients, shapes, noise, q90)
-// of 500x375 and 2,000 of 1024x768. Both are whole processes, spawned and timed by wall clock: the prep-data bin
+// then tobytes), on the same files in the same run: 2,000 photo-like JPEGs made from real photographs shipped by
+// Debian (test-utils' buildPhotoSet: crops of scikit-image's sample photos, long side 300-500 px, q70-90, 4:2:0, a few
+// progressive and a few EXIF-rotated). Both are whole processes, spawned and timed by wall clock: the prep-data bin
 // (start-up, CSV, decode, pixel files, hashes, manifest) and Debian's python3 with python3-pil. They alternate for
 // --runs rounds; the best wall time of each gives the ratio (PIL seconds / prep-data seconds: above 1 means prep-data
 // is faster). CPU seconds per process come from /proc (children's user+sys), a figure that holds up better than wall
 // time when other work shares the cores. Without PIL the benchmark says so and reports prep-data only.
 // --in-process adds decodeToTensor alone at 1, 2 and 4 images in flight (sharp's share, CPU ms per image).
-// Generated images stay under the OS temp dir (imgpipe-bench-images-*) so reruns skip generation; --fresh regenerates.
+// The photo set stays under the OS temp dir (imgpipe-bench-photos-*) so reruns skip making it; --fresh remakes it.
 // Needs `pnpm run build` (the bin runs dist/).
 // Usage: IMGPIPE_BENCH_FILTER=prep node scripts/run-bench.mjs [--count 2000] [--runs 3] [--python /usr/bin/python3] [--in-process] [--fresh]
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { decodeToTensor, tuneImageEngine } from '@imgpipe/images';
 import { exists } from '@imgpipe/kit';
-import { writeBenchResults, type BenchResult, generateImageSet, makeTempDir } from '@imgpipe/test-utils';
+import { buildPhotoSet, writeBenchResults, type BenchResult, makeTempDir } from '@imgpipe/test-utils';
 import { orderedMap } from './decode-pass.js';
 
 const { values } = parseArgs({
@@ -79,19 +80,17 @@ const work = await makeTempDir('imgpipe-prep-bench-');
 try {
   const pilScript = join(work.path, 'pil_loop.py');
   await writeFile(pilScript, PIL_LOOP);
-  for (const [width, height] of [[500, 375], [1024, 768]] as const) {
-    const dir = join(tmpdir(), `imgpipe-bench-images-${width}x${height}-${count}`);
+  {
+    const dir = join(tmpdir(), `imgpipe-bench-photos-${count}`);
     if (values.fresh) await rm(dir, { recursive: true, force: true });
-    if (!(await exists(join(dir, 'images.csv')))) {
-      const started = Date.now();
-      await generateImageSet({ dir, count, seed: 1, sizes: [[width, height]], quality: 90 });
-      process.stderr.write(`generated ${count} ${width}x${height} JPEGs in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
-    }
-    const csvPath = join(dir, 'images.csv');
-    const paths = (await readFile(csvPath, 'utf8')).trim().split('\n').slice(1).map((line) => line.split(',').at(-1)!);
-    const listPath = join(work.path, `paths-${width}x${height}.txt`);
+    const started = Date.now();
+    const paths = await buildPhotoSet({ dir, count });
+    process.stderr.write(`photo-like set: ${count} JPEGs in ${dir} (${((Date.now() - started) / 1000).toFixed(1)}s)\n`);
+    const csvPath = join(work.path, 'images.csv');
+    await writeFile(csvPath, `bucket,s3_image,category,label,local_image\n${paths.map((p, i) => `b,${i}.jpg,${i % 2 ? 'dog' : 'cat'},${i % 2},${p}`).join('\n')}\n`);
+    const listPath = join(work.path, 'paths.txt');
     await writeFile(listPath, paths.join('\n'));
-    const image = `${width}x${height}`;
+    const image = 'photo-like';
     const params = { image, size, count, cores: availableParallelism(), runs, ...(pilVersion ? { pil: pilVersion } : { pil: 'missing' }) };
 
     const prep: { wall: number; cpu: number | undefined }[] = [];
