@@ -1,4 +1,6 @@
 import { ALPHA_BACKGROUND, checkFormat, DEFAULT_MAX_PIXELS, decodeToTensor, ImageRejected, RESIZE_KERNEL, rejectionOf, type DecodeOptions } from './image.js';
+import { decodesWithTurbo, withJpegUpright } from './jpeg-decode.js';
+import { resizeRgb } from './resize.js';
 import { escapeXml } from '@imgpipe/kit';
 import { sniffImageFormat, type ImageFormat } from './image-format.js';
 import { loadSharp, openImage } from './sharp-module.js';
@@ -24,15 +26,23 @@ export interface ModelInputAndView {
 
 /**
  * The model input and a viewable copy of one image, decoded once where that gives the model the very pixels
- * decodeToTensor would: a plain 8-bit sRGB JPEG, PNG or WebP, upright, small enough to view whole and to need no
- * shrink-on-load (a JPEG whose short side is under twice the model size, which covers the usual web photo at 224).
- * Anything else is decoded twice, the view with shrink-on-load, so it costs little.
+ * decodeToTensor would: a JPEG that libjpeg-turbo decodes (decodesWithTurbo: the usual web photo at 224) and is
+ * small enough to view whole, or a plain 8-bit sRGB PNG or WebP, upright, small enough to view whole and to need no
+ * shrink-on-load. Anything else is decoded twice, the view with shrink-on-load, so it costs little.
  */
 export async function decodeWithView(input: Buffer, options: DecodeOptions & { maxViewPixels: number }): Promise<ModelInputAndView> {
-  const sharp = await loadSharp();
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (options.formats) checkFormat(input, options.formats);
   const format = sniffImageFormat(input);
+  const jpeg = format === 'jpeg' ? decodesWithTurbo(input, options.size, maxPixels) : undefined;
+  if (jpeg && jpeg.width * jpeg.height <= options.maxViewPixels) {
+    return withJpegUpright(input, jpeg, 'image', (upright) => ({
+      pixels: resizeRgb(upright.data, upright.width, upright.height, options.size, options.fit),
+      view: { data: Buffer.from(upright.data), width: upright.width, height: upright.height },
+      format,
+    }));
+  }
+  const sharp = await loadSharp();
   // sharp's constructor throws (rather than rejects) on some inputs, e.g. none at all: decodeToTensor says why.
   const meta = await Promise.resolve()
     .then(() => sharp(input, { limitInputPixels: false }).metadata())
@@ -80,7 +90,7 @@ function decodesOnceExactly(meta: HeaderFacts, format: ImageFormat, options: Dec
   if (!width || !height || width * height > options.maxViewPixels) return false;
   if (meta.channels !== 3 || meta.hasAlpha || meta.depth !== 'uchar' || meta.space !== 'srgb' || (meta.orientation ?? 1) !== 1 || (meta.pages ?? 1) !== 1) return false;
   const reduction = Math.min(width, height) / options.size;
-  if (format === 'jpeg') return reduction < 2;
+  if (format === 'jpeg') return reduction < 2; // JPEGs that reach here are not decoded by libjpeg-turbo (see above)
   if (format === 'webp') return reduction <= 1;
   return format === 'png';
 }

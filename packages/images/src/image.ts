@@ -1,14 +1,20 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { InputError, type Fit } from '@imgpipe/kit';
+import type { Fit } from '@imgpipe/kit';
+import { ImageRejected } from './image-rejected.js';
+import { decodesWithTurbo, withJpegUpright } from './jpeg-decode.js';
+import { JPEG_TURBO_VERSION } from './jpeg-turbo.js';
+import { RESIZE_IDENTITY, resizeRgb } from './resize.js';
 import { sniffImageFormat, type ImageFormat } from './image-format.js';
 import { loadSharp, openImage } from './sharp-module.js';
 
 /**
- * The only importer of sharp in core: decode any common image (JPEG, PNG, WebP, GIF first frame, TIFF first page),
- * honour EXIF orientation, convert any colour space / alpha / grayscale / 16-bit input to 3-channel 8-bit sRGB,
- * resize to a square and return raw uint8 NHWC pixels. prep-data and serve both decode through `decodeToTensor`,
- * so training and serving see the same pixels.
+ * Decoding for training and serving: any common image (JPEG, PNG, WebP, GIF first frame, TIFF first page), EXIF
+ * orientation honoured, any colour space / alpha / grayscale / 16-bit input converted to 3-channel 8-bit sRGB,
+ * resized to a square, as raw uint8 NHWC pixels. The common case, a plain JPEG photo, is decoded by libjpeg-turbo
+ * and resized by imgpipe's own SIMD resize (jpeg-decode.ts, resize.ts): libvips' fixed cost per pipeline dominates
+ * on small photos. Everything else goes through sharp (the only importer of sharp). prep-data and serve both decode
+ * through `decodeToTensor`, so training and serving see the same pixels; `imagePipelineInfo` names both paths.
  */
 
 export interface DecodeOptions {
@@ -51,32 +57,16 @@ export const RESIZE_KERNEL = 'linear';
 /** Colour transparent pixels are flattened onto (white), recorded in dataset manifests. */
 export const ALPHA_BACKGROUND = { r: 255, g: 255, b: 255 } as const;
 
-export type RejectReason = 'missing' | 'empty' | 'not-an-image' | 'unsupported-format' | 'unreadable' | 'too-large' | 'too-slow' | 'decompression-bomb';
-export const REJECT_REASONS: readonly RejectReason[] = ['missing', 'empty', 'not-an-image', 'unsupported-format', 'unreadable', 'too-large', 'too-slow', 'decompression-bomb'];
-
-/** An input that cannot become pixels; `reason` is one of REJECT_REASONS (exit 2 when it ends a tool). */
-export class ImageRejected extends InputError {
-  readonly reason: RejectReason;
-  readonly source: string;
-  /** The message without the source and reason, e.g. for a rejected.csv column; says nothing about settings. */
-  readonly detail: string;
-  /** Advice for whoever runs the tool (a flag to raise), kept apart so a server can log it rather than send it. */
-  readonly hint: string | undefined;
-  constructor(reason: RejectReason, source: string, detail: string, options?: { cause?: unknown; hint?: string }) {
-    super(`${source}: ${reason}: ${detail}${options?.hint ? ` (${options.hint})` : ''}`, options);
-    this.reason = reason;
-    this.source = source;
-    this.detail = detail;
-    this.hint = options?.hint;
-  }
-}
-
+export { ImageRejected, REJECT_REASONS, type RejectReason } from './image-rejected.js';
 
 /** What the pipeline does, for manifests and model cards: two decoders that differ here give different pixels. */
 export async function imagePipelineInfo(): Promise<Record<string, string | number | boolean>> {
   const sharp = await loadSharp();
   return {
     decoder: `sharp ${sharp.versions.sharp ?? '?'} (libvips ${sharp.versions.vips})`,
+    jpeg_decoder: JPEG_TURBO_VERSION
+      ? `libjpeg-turbo (@julusian/jpeg-turbo ${JPEG_TURBO_VERSION}, fast integer IDCT) then ${RESIZE_IDENTITY}, for 8-bit grey/YCbCr JPEGs without ICC profile, short side under 2x the size; others: sharp`
+      : 'sharp',
     exif_orientation: true,
     colourspace: 'srgb',
     alpha_background: `rgb(${ALPHA_BACKGROUND.r},${ALPHA_BACKGROUND.g},${ALPHA_BACKGROUND.b})`,
@@ -89,7 +79,7 @@ export async function imagePipelineInfo(): Promise<Record<string, string | numbe
 
 export async function imageEngineVersions(): Promise<Record<string, string>> {
   const sharp = await loadSharp();
-  return { sharp: sharp.versions.sharp ?? 'unknown', vips: sharp.versions.vips };
+  return { sharp: sharp.versions.sharp ?? 'unknown', vips: sharp.versions.vips, ...(JPEG_TURBO_VERSION ? { 'jpeg-turbo': JPEG_TURBO_VERSION } : {}) };
 }
 
 /**
@@ -111,6 +101,8 @@ export async function decodeToTensor(input: Buffer | string, options: DecodeOpti
   const { data, bytes } = typeof input === 'string' ? await readInput(input) : { data: input, bytes: input.length };
   if (bytes === 0) throw new ImageRejected('empty', source, 'the file is empty (0 bytes)');
   if (options.formats && typeof data !== 'string') checkFormat(data, options.formats, source);
+  const jpeg = typeof data === 'string' ? undefined : decodesWithTurbo(data, size, maxPixels);
+  if (jpeg && typeof data !== 'string') return withJpegUpright(data, jpeg, source, (upright) => resizeRgb(upright.data, upright.width, upright.height, size, fit));
   try {
     const image = await openImage(data, { maxPixels, timeoutSeconds: options.timeoutSeconds });
     const { data: pixels, info } = await image

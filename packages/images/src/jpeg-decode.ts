@@ -1,0 +1,45 @@
+import { ImageRejected } from './image-rejected.js';
+import { readJpegHeader } from './jpeg-header.js';
+import { decodeJpegRgb, JPEG_TURBO_VERSION } from './jpeg-turbo.js';
+import type { JpegHeader } from './jpeg-header.js';
+import { orientRgb } from './orient.js';
+
+/**
+ * Largest JPEG decoded by libjpeg-turbo at full size; larger ones go through sharp, whose decoder shrinks them by
+ * 2, 4 or 8 on load and honours --decode-timeout.
+ */
+export const TURBO_MAX_PIXELS = 16_000_000;
+
+/**
+ * The JPEGs libjpeg-turbo decodes at full size for imgpipe's own resize: 8-bit Huffman-coded (baseline or
+ * progressive) grey or YCbCr without an ICC profile, within the pixel limit, whose short side is under twice the
+ * model size (above that, sharp's shrink-on-load is cheaper). The rest keep sharp's pipeline.
+ */
+export function decodesWithTurbo(bytes: Uint8Array, size: number, maxPixels: number): ReturnType<typeof readJpegHeader> {
+  if (JPEG_TURBO_VERSION === undefined) return undefined;
+  const header = readJpegHeader(bytes);
+  if (header?.precision !== 8 || header.coding === 'other' || header.icc) return undefined;
+  if (!(header.components === 1 || (header.components === 3 && (header.adobeTransform ?? 1) === 1))) return undefined;
+  const pixels = header.width * header.height;
+  if (pixels === 0 || pixels > maxPixels || pixels > TURBO_MAX_PIXELS) return undefined;
+  if (Math.min(header.width, header.height) / size >= 2) return undefined;
+  return header;
+}
+
+/**
+ * Decode an eligible JPEG (decodesWithTurbo gave its header) and hand the upright full-size RGB to `use`, whose
+ * result is returned; the pixels are only valid during `use`. Corrupt or truncated data is rejected.
+ */
+export async function withJpegUpright<T>(bytes: Buffer, header: JpegHeader, source: string, use: (image: { data: Uint8Array; width: number; height: number }) => T): Promise<T> {
+  let decoded: Awaited<ReturnType<typeof decodeJpegRgb>>;
+  try {
+    decoded = await decodeJpegRgb(bytes, header.width * header.height);
+  } catch (error) {
+    throw new ImageRejected('unreadable', source, 'cannot decode: truncated or corrupt image data', { cause: error });
+  }
+  try {
+    return use(orientRgb(decoded, header.orientation));
+  } finally {
+    decoded.release();
+  }
+}

@@ -1,0 +1,50 @@
+import { createRequire } from 'node:module';
+
+/** The only importer of @julusian/jpeg-turbo: libjpeg-turbo's TurboJPEG API, prebuilt, decoding on libuv's threads. */
+interface TurboJpeg {
+  FORMAT_RGB: number;
+  decompress(image: Buffer, out: Buffer, options: { format: number }): Promise<{ data: Buffer; width: number; height: number; size: number }>;
+}
+
+const require = createRequire(import.meta.url);
+
+/** Its prebuilt binary needs Node-API 10 (Node 22.14+); on older Node (which crashes loading it) there is none. */
+export const JPEG_TURBO_VERSION: string | undefined =
+  Number(process.versions.napi) >= 10 ? (require('@julusian/jpeg-turbo/package.json') as { version: string }).version : undefined;
+
+let turbo: TurboJpeg | undefined;
+
+/**
+ * Output buffers to decode into, reused: a fresh half-megabyte buffer per photo is external memory that makes V8
+ * collect garbage far more often (measured: a third of the decode's CPU).
+ */
+const spare: Buffer[] = [];
+
+export interface DecodedRgb {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  /** Give the pixel buffer back for reuse; `data` must not be used after. */
+  release(): void;
+}
+
+/** Decode a JPEG of `pixels` pixels (from its header) to 8-bit RGB at full size; rejects on corrupt or truncated data. */
+export async function decodeJpegRgb(bytes: Buffer, pixels: number): Promise<DecodedRgb> {
+  turbo ??= require('@julusian/jpeg-turbo') as TurboJpeg;
+  const index = spare.findIndex((buffer) => buffer.length >= pixels * 3);
+  const out = index >= 0 ? spare.splice(index, 1)[0]! : Buffer.allocUnsafe(pixels * 3);
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    if (spare.length < 8 && out.length <= 64 * 1024 * 1024) spare.push(out);
+  };
+  try {
+    const decoded = await turbo.decompress(bytes, out, { format: turbo.FORMAT_RGB });
+    const data = new Uint8Array(decoded.data.buffer, decoded.data.byteOffset, decoded.width * decoded.height * 3);
+    return { data, width: decoded.width, height: decoded.height, release };
+  } catch (error) {
+    release();
+    throw error;
+  }
+}

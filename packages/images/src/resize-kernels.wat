@@ -1,0 +1,140 @@
+;; The two passes of resize.ts's separable resize of 8-bit RGB, on this module's own memory. Weights are i32 in
+;; 2.14 fixed point that sum to 16384 per output sample, so results stay within 0..255. Pointers are byte offsets.
+;; Built into resize-kernels-binary.ts by scripts/build-wasm.mjs.
+(module
+  (memory (export "memory") 1)
+
+  ;; Rows: dst[y, x] = (8192 + sum_k src[starts[y] + k, x] * weights[y * taps + k]) >> 14 for x < bytes (a multiple
+  ;; of 16), k < counts[y]; sixteen bytes at a time in SIMD.
+  (func (export "vertical")
+      (param $src i32) (param $srcStride i32) (param $dst i32) (param $dstStride i32) (param $rows i32) (param $bytes i32)
+      (param $starts i32) (param $counts i32) (param $weights i32) (param $taps i32)
+    (local $y i32) (local $x i32) (local $k i32) (local $n i32) (local $p i32) (local $w i32) (local $out i32)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $v v128) (local $lo v128) (local $hi v128) (local $wv v128)
+    (block $done
+      (loop $row
+        (br_if $done (i32.ge_u (local.get $y) (local.get $rows)))
+        (local.set $n (i32.load (i32.add (local.get $counts) (i32.shl (local.get $y) (i32.const 2)))))
+        (local.set $out (i32.add (local.get $dst) (i32.mul (local.get $y) (local.get $dstStride))))
+        (local.set $x (i32.const 0))
+        (block $row_done
+          (loop $column
+            (br_if $row_done (i32.ge_u (local.get $x) (local.get $bytes)))
+            (local.set $a0 (i32x4.splat (i32.const 8192)))
+            (local.set $a1 (local.get $a0))
+            (local.set $a2 (local.get $a0))
+            (local.set $a3 (local.get $a0))
+            (local.set $p (i32.add (i32.add (local.get $src) (local.get $x))
+              (i32.mul (i32.load (i32.add (local.get $starts) (i32.shl (local.get $y) (i32.const 2)))) (local.get $srcStride))))
+            (local.set $w (i32.add (local.get $weights) (i32.shl (i32.mul (local.get $y) (local.get $taps)) (i32.const 2))))
+            (local.set $k (i32.const 0))
+            (block $taps_done
+              (loop $tap
+                (br_if $taps_done (i32.ge_u (local.get $k) (local.get $n)))
+                (local.set $v (v128.load (local.get $p)))
+                (local.set $wv (i16x8.splat (i32.load (local.get $w))))
+                (local.set $lo (i16x8.extend_low_i8x16_u (local.get $v)))
+                (local.set $hi (i16x8.extend_high_i8x16_u (local.get $v)))
+                (local.set $a0 (i32x4.add (local.get $a0) (i32x4.extmul_low_i16x8_s (local.get $lo) (local.get $wv))))
+                (local.set $a1 (i32x4.add (local.get $a1) (i32x4.extmul_high_i16x8_s (local.get $lo) (local.get $wv))))
+                (local.set $a2 (i32x4.add (local.get $a2) (i32x4.extmul_low_i16x8_s (local.get $hi) (local.get $wv))))
+                (local.set $a3 (i32x4.add (local.get $a3) (i32x4.extmul_high_i16x8_s (local.get $hi) (local.get $wv))))
+                (local.set $p (i32.add (local.get $p) (local.get $srcStride)))
+                (local.set $w (i32.add (local.get $w) (i32.const 4)))
+                (local.set $k (i32.add (local.get $k) (i32.const 1)))
+                (br $tap)))
+            (v128.store (i32.add (local.get $out) (local.get $x))
+              (i8x16.narrow_i16x8_u
+                (i16x8.narrow_i32x4_s (i32x4.shr_s (local.get $a0) (i32.const 14)) (i32x4.shr_s (local.get $a1) (i32.const 14)))
+                (i16x8.narrow_i32x4_s (i32x4.shr_s (local.get $a2) (i32.const 14)) (i32x4.shr_s (local.get $a3) (i32.const 14)))))
+            (local.set $x (i32.add (local.get $x) (i32.const 16)))
+            (br $column)))
+        (local.set $y (i32.add (local.get $y) (i32.const 1)))
+        (br $row))))
+
+  ;; Columns of RGB pixels: dst[y, x, c] = (8192 + sum_k src[y, starts[x] + k, c] * weights[x * taps + k]) >> 14 for
+  ;; x < width, k < counts[x]; dst rows are width * 3 bytes, unpadded.
+  (func (export "horizontal")
+      (param $src i32) (param $srcStride i32) (param $dst i32) (param $rows i32) (param $width i32)
+      (param $starts i32) (param $counts i32) (param $weights i32) (param $taps i32)
+    (local $y i32) (local $x i32) (local $k i32) (local $n i32) (local $p i32) (local $w i32) (local $c i32)
+    (local $r i32) (local $g i32) (local $b i32) (local $row i32)
+    (block $done
+      (loop $rowloop
+        (br_if $done (i32.ge_u (local.get $y) (local.get $rows)))
+        (local.set $row (i32.add (local.get $src) (i32.mul (local.get $y) (local.get $srcStride))))
+        (local.set $x (i32.const 0))
+        (block $row_done
+          (loop $column
+            (br_if $row_done (i32.ge_u (local.get $x) (local.get $width)))
+            (local.set $r (i32.const 8192))
+            (local.set $g (i32.const 8192))
+            (local.set $b (i32.const 8192))
+            (local.set $n (i32.load (i32.add (local.get $counts) (i32.shl (local.get $x) (i32.const 2)))))
+            (local.set $p (i32.add (local.get $row)
+              (i32.mul (i32.load (i32.add (local.get $starts) (i32.shl (local.get $x) (i32.const 2)))) (i32.const 3))))
+            (local.set $w (i32.add (local.get $weights) (i32.shl (i32.mul (local.get $x) (local.get $taps)) (i32.const 2))))
+            (local.set $k (i32.const 0))
+            (block $taps_done
+              (loop $tap
+                (br_if $taps_done (i32.ge_u (local.get $k) (local.get $n)))
+                (local.set $c (i32.load (local.get $w)))
+                (local.set $r (i32.add (local.get $r) (i32.mul (i32.load8_u (local.get $p)) (local.get $c))))
+                (local.set $g (i32.add (local.get $g) (i32.mul (i32.load8_u offset=1 (local.get $p)) (local.get $c))))
+                (local.set $b (i32.add (local.get $b) (i32.mul (i32.load8_u offset=2 (local.get $p)) (local.get $c))))
+                (local.set $p (i32.add (local.get $p) (i32.const 3)))
+                (local.set $w (i32.add (local.get $w) (i32.const 4)))
+                (local.set $k (i32.add (local.get $k) (i32.const 1)))
+                (br $tap)))
+            (i32.store8 (local.get $dst) (i32.shr_u (local.get $r) (i32.const 14)))
+            (i32.store8 offset=1 (local.get $dst) (i32.shr_u (local.get $g) (i32.const 14)))
+            (i32.store8 offset=2 (local.get $dst) (i32.shr_u (local.get $b) (i32.const 14)))
+            (local.set $dst (i32.add (local.get $dst) (i32.const 3)))
+            (local.set $x (i32.add (local.get $x) (i32.const 1)))
+            (br $column)))
+        (local.set $y (i32.add (local.get $y) (i32.const 1)))
+        (br $rowloop))))
+
+  ;; The horizontal pass for filters of at most five taps (every weights row padded to eight i16), SIMD per pixel: one
+  ;; 16-byte load holds the five RGB source pixels; swizzles widen each channel to i16 lanes, dot products with the
+  ;; weights and two rounds of pairwise adds give R, G and B. Stores four bytes per pixel, so dst needs one spare byte.
+  (func (export "horizontal5")
+      (param $src i32) (param $srcStride i32) (param $dst i32) (param $rows i32) (param $width i32)
+      (param $starts i32) (param $weights i32)
+    (local $y i32) (local $x i32) (local $row i32) (local $v v128) (local $w v128)
+    (local $r v128) (local $g v128) (local $b v128) (local $s1 v128) (local $s2 v128) (local $sum v128)
+    (block $done
+      (loop $rowloop
+        (br_if $done (i32.ge_u (local.get $y) (local.get $rows)))
+        (local.set $row (i32.add (local.get $src) (i32.mul (local.get $y) (local.get $srcStride))))
+        (local.set $x (i32.const 0))
+        (block $row_done
+          (loop $column
+            (br_if $row_done (i32.ge_u (local.get $x) (local.get $width)))
+            (local.set $v (v128.load (i32.add (local.get $row)
+              (i32.mul (i32.load (i32.add (local.get $starts) (i32.shl (local.get $x) (i32.const 2)))) (i32.const 3)))))
+            (local.set $w (v128.load (i32.add (local.get $weights) (i32.shl (local.get $x) (i32.const 4)))))
+            (local.set $r (i32x4.dot_i16x8_s (local.get $w)
+              (i8x16.swizzle (local.get $v) (v128.const i8x16 0 16 3 16 6 16 9 16 12 16 16 16 16 16 16 16))))
+            (local.set $g (i32x4.dot_i16x8_s (local.get $w)
+              (i8x16.swizzle (local.get $v) (v128.const i8x16 1 16 4 16 7 16 10 16 13 16 16 16 16 16 16 16))))
+            (local.set $b (i32x4.dot_i16x8_s (local.get $w)
+              (i8x16.swizzle (local.get $v) (v128.const i8x16 2 16 5 16 8 16 11 16 14 16 16 16 16 16 16 16))))
+            ;; s1 = [r0+r1, r2+r3, g0+g1, g2+g3], s2 = [b0+b1, b2+b3, ...]
+            (local.set $s1 (i32x4.add
+              (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $r) (local.get $g))
+              (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $r) (local.get $g))))
+            (local.set $s2 (i32x4.add
+              (i8x16.shuffle 0 1 2 3 8 9 10 11 0 1 2 3 8 9 10 11 (local.get $b) (local.get $b))
+              (i8x16.shuffle 4 5 6 7 12 13 14 15 4 5 6 7 12 13 14 15 (local.get $b) (local.get $b))))
+            (local.set $sum (i32x4.shr_s (i32x4.add (i32x4.splat (i32.const 8192)) (i32x4.add
+              (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $s1) (local.get $s2))
+              (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $s1) (local.get $s2)))) (i32.const 14)))
+            (v128.store32_lane 0 (local.get $dst)
+              (i8x16.narrow_i16x8_u (i16x8.narrow_i32x4_s (local.get $sum) (local.get $sum)) (local.get $sum)))
+            (local.set $dst (i32.add (local.get $dst) (i32.const 3)))
+            (local.set $x (i32.add (local.get $x) (i32.const 1)))
+            (br $column)))
+        (local.set $y (i32.add (local.get $y) (i32.const 1)))
+        (br $rowloop))))
+)
