@@ -1,5 +1,6 @@
 // Benchmark: requests/s and p50/p99 latency of POST /predict in the seed's format with one photo-sized JPEG per
-// request (generated, 500x375 by default), at several client concurrencies, for each echo mode (annotated, the
+// request (photo-like: the photo nearest --photo among test-utils' buildPhotoSet, made from Debian's real photographs;
+// needs python3-skimage), at several client concurrencies, for each echo mode (annotated, the
 // default, and raw) and with dynamic batching on (and off, if asked), against the bare engine's batched images/s
 // measured in the same run.
 //
@@ -13,9 +14,12 @@
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { createLogger, createRng, silentLogger } from '@imgpipe/kit';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { readJpegHeader } from '@imgpipe/images/jpeg-header';
+import { createLogger, silentLogger } from '@imgpipe/kit';
 import { loadModel, parseDevice } from '@imgpipe/engines';
-import { writeBenchResults, type BenchResult, buildResnet50Backbones, drawImage, makeTempDir } from '@imgpipe/test-utils';
+import { buildPhotoSet, writeBenchResults, type BenchResult, buildResnet50Backbones, makeTempDir } from '@imgpipe/test-utils';
 import { join } from 'node:path';
 import { createModelLoader } from './model-loader.js';
 import { runServe } from './serve.js';
@@ -111,12 +115,18 @@ try {
         ? { channels }
         : { backbone: spec };
   const modelDir = await buildTestModelDir(temp.path, { size, ...backbone });
-  // A photo-like JPEG (gradients, shapes, noise; quality 88) of the size people send, not a thumbnail.
-  const image = await drawImage(createRng(7), 1, photoWidth, photoHeight);
+  // A photo-like JPEG of the size people send (not a thumbnail): of 64 from real photographs, the one nearest --photo.
+  const photos = await Promise.all((await buildPhotoSet({ dir: join(tmpdir(), 'imgpipe-bench-photos-64'), count: 64 })).map((path) => readFile(path)));
+  const distance = (jpeg: Buffer) => {
+    const header = readJpegHeader(jpeg);
+    return header ? Math.abs(header.width - photoWidth) + Math.abs(header.height - photoHeight) + (header.orientation === 1 ? 0 : 1e6) : Infinity;
+  };
+  const image = photos.reduce((best, jpeg) => (distance(jpeg) < distance(best) ? jpeg : best));
+  const chosen = readJpegHeader(image)!;
   const body = join(temp.path, 'body.json');
   await writeFile(body, JSON.stringify({ data: [{ path: 'bench.jpg', encoded: image.toString('base64') }] }));
   const results: BenchResult[] = [];
-  const common = { size, backbone: spec === 'tiny' ? `tiny-conv ${channels.join('x')} (onnx)` : spec === 'resnet50' ? 'resnet50 random (onnx)' : spec, device, photo: `${photoWidth}x${photoHeight}`, image_bytes: image.length };
+  const common = { size, backbone: spec === 'tiny' ? `tiny-conv ${channels.join('x')} (onnx)` : spec === 'resnet50' ? 'resnet50 random (onnx)' : spec, device, photo: `${chosen.width}x${chosen.height} photo-like`, image_bytes: image.length };
 
   // The bare engine: model.predict on batches of max-batch, pixels already decoded. Measured before and after
   // the served runs (the machine's load drifts; the ratios use the mean of the two).
