@@ -55,11 +55,11 @@ export function confidentLearning(probs: Float32Array, labels: Int32Array, class
   });
   let off = 0;
   let all = 0;
-  joint.forEach((row, i) =>
+  joint.forEach((row, i) => {
     row.forEach((v, j) => {
       all += v;
       if (i !== j) off += v;
-    }),
-  );
+    });
+  });
   return { thresholds, confident, flagged, joint, noiseRate: all > 0 ? off / all : 0 };
 }

@@ -1,5 +1,5 @@
 import { confidentLearning } from './confident-learning.js';
-import type { Neighbours } from './neighbours.js';
+import { medianOf, type Neighbours } from './neighbours.js';
 
 export type IssueKind = 'mislabelled' | 'outlier' | 'near-duplicate';
 export const ISSUE_KINDS: readonly IssueKind[] = ['mislabelled', 'outlier', 'near-duplicate'];
@@ -41,6 +41,9 @@ export interface FoundIssues {
   outlierScore: Float64Array;
   counts: Record<IssueKind, number>;
 }
+
+/** A near-duplicate is at most this fraction of its class's median neighbour distance away. */
+const DUPLICATE_FRACTION = 0.1;
 
 const pct = (p: number) => `${(p * 100).toFixed(1)}%`;
 
@@ -95,10 +98,18 @@ export function findIssues(input: FindIssuesInput): FoundIssues {
     add(i, 'outlier', z, below, `fits no class: ${z.toFixed(1)} robust SDs farther from its nearest class than that class's own images (${own.toFixed(1)} from ${classes[labels[i]!]})`);
   }
 
+  // A near-duplicate must also be far closer than images of its class usually are to their neighbours: where a
+  // class is tight (features of simple pictures), cosine alone would pair every image with another.
+  const typical = classes.map((_, c) => {
+    const own: number[] = [];
+    for (let i = 0; i < count; i++) if (labels[i] === c && Number.isFinite(neighbours.classDistance[i * k + c]!)) own.push(neighbours.classDistance[i * k + c]!);
+    return own.length > 0 ? medianOf(own) : Number.POSITIVE_INFINITY;
+  });
   for (let i = 0; i < count; i++) {
     const j = neighbours.nearestOther[i]!;
     const cosine = neighbours.nearestOtherCosine[i]!;
     if (j < 0 || !(cosine >= input.duplicateThreshold) || group[i]! < group[j]!) continue;
+    if (1 - cosine > DUPLICATE_FRACTION * typical[labels[i]!]!) continue;
     add(i, 'near-duplicate', cosine, cosine, `near-duplicate (cosine ${cosine.toFixed(4)}) of an image in another split${labels[i] === labels[j] ? '' : ` labelled ${classes[labels[j]!]}`}`, { duplicateOf: j });
   }
 

@@ -33,7 +33,9 @@ export interface OutOfSampleOptions {
 
 function rowsOf(source: Float32Array, rows: readonly number[], dim: number): Float32Array {
   const out = new Float32Array(rows.length * dim);
-  rows.forEach((row, i) => out.set(source.subarray(row * dim, (row + 1) * dim), i * dim));
+  rows.forEach((row, i) => {
+    out.set(source.subarray(row * dim, (row + 1) * dim), i * dim);
+  });
   return out;
 }
 
