@@ -43,7 +43,7 @@ export interface FoundIssues {
 }
 
 /** A near-duplicate is at most this fraction of its class's median neighbour distance away. */
-const DUPLICATE_FRACTION = 0.1;
+const DUPLICATE_FRACTION = 0.02;
 
 const pct = (p: number) => `${(p * 100).toFixed(1)}%`;
 

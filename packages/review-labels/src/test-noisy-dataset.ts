@@ -130,3 +130,35 @@ export async function noisyBackbone(dir: string): Promise<string[]> {
   const tiny = await buildTinyConvBackbone({ dir, inputSize: NOISY_SIZE, format: 'onnx', seed: 2, channels: [8, 16] });
   return ['--backbone', tiny.path, '--feature-layer', tiny.featureLayer, '--preprocess', 'torch'];
 }
+
+export interface NoisyImageSet {
+  csvPath: string;
+  /** CSV rows, in order, with the label each was given and the class its picture shows. */
+  rows: { s3_image: string; local_image: string; label: number; truth: number }[];
+}
+
+/**
+ * The same pictures as PNG files (lossless, NOISY_SIZE square: prep-data at that size keeps their pixels) and an
+ * images CSV as download-s3 prints it, with a fraction of the labels flipped. `name(i)` makes each S3 key.
+ */
+export async function writeNoisyImageSet(options: { dir: string; count: number; classes: string[]; noise: number; seed?: number; name?: (i: number) => string }): Promise<NoisyImageSet> {
+  const { dir, count, classes, noise, seed = 13 } = options;
+  const { mkdir } = await import('node:fs/promises');
+  const { encodeView } = await import('@imgpipe/images');
+  await mkdir(dir, { recursive: true });
+  const rng = createRng(deriveSeed(seed, 'pixels'));
+  const pick = createRng(deriveSeed(seed, 'pick'));
+  const flips = new Set(Array.from({ length: count }, (_, i) => ({ i, r: pick() })).sort((a, b) => a.r - b.r).slice(0, Math.round(noise * count)).map((e) => e.i));
+  const rows: NoisyImageSet['rows'] = [];
+  for (let i = 0; i < count; i++) {
+    const truth = i % classes.length;
+    const pixels = classImage(rng, truth, NOISY_SIZE);
+    const file = join(dir, `image-${i}.png`);
+    await writeFile(file, await encodeView({ data: Buffer.from(pixels), width: NOISY_SIZE, height: NOISY_SIZE }, 'png'));
+    const label = flips.has(i) ? (truth + 1) % classes.length : truth;
+    rows.push({ s3_image: options.name?.(i) ?? `images/image-${i}.png`, local_image: file, label, truth });
+  }
+  const csvPath = join(dir, 'images.csv');
+  await writeFile(csvPath, await csvString(['bucket', 's3_image', 'category', 'label', 'local_image'], rows.map((r) => ({ bucket: 'review', s3_image: r.s3_image, category: classes[r.label], label: r.label, local_image: r.local_image }))));
+  return { csvPath, rows };
+}
