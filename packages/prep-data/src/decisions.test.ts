@@ -87,7 +87,7 @@ test('prep-data --decisions drops and relabels the images it names by content, r
 
 test('a bad decisions file is exit 2 naming its lines; nothing is built', async () => {
   const path = join(temp.path, 'bad-decisions.csv');
-  await writeFile(path, 'sha256,action,label\nabc,drop,\n' + `${'a'.repeat(64)},rename,cat\n${'b'.repeat(64)},relabel,horse\n`);
+  await writeFile(path, `sha256,action,label\nabc,drop,\n${'a'.repeat(64)},rename,cat\n${'b'.repeat(64)},relabel,horse\n`);
   const result = await prepCli(['--csv', csvPath, '--decisions', path, '--out', 'bad-out', '--img-dimensions', '8']);
   assert.equal(result.code, 2);
   assert.match(result.err, /line 2: sha256 "abc" is not 64 hex digits/);
