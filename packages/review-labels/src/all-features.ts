@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { extractFeatures, loadBackbone, type Backbone, type Device } from '@imgpipe/engines';
-import { messageOf, SPLIT_NAMES, type Logger, type SplitName } from '@imgpipe/kit';
+import { messageOf, SPLIT_NAMES, type Logger, type ProgressEvent, type SplitName } from '@imgpipe/kit';
 import type { RunInputs } from './run-inputs.js';
 
 /** Every image of the dataset, train then val then test, with its features (count x dim, row-major). */
@@ -19,6 +19,7 @@ export interface FeatureOptions {
   batchSize: number;
   cacheDir?: string | undefined;
   log: Logger;
+  onProgress?: ((event: ProgressEvent) => void) | undefined;
 }
 
 /**
@@ -70,6 +71,7 @@ export async function allFeatures(inputs: RunInputs, options: FeatureOptions): P
         batchSize: options.batchSize,
         log: options.log,
         ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       });
       features.set(extracted.features, at * dim);
       at += extracted.count;

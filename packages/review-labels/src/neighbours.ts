@@ -1,4 +1,5 @@
 import type { Tf } from '@imgpipe/engines';
+import { createProgress, type ProgressEvent } from '@imgpipe/kit';
 
 /** Per image and class: mean cosine distance to its k nearest neighbours of that class; and its closest image in another split. */
 export interface Neighbours {
@@ -20,6 +21,8 @@ export interface NeighbourOptions {
   k: number;
   /** Rows of the similarity matrix computed at once. */
   chunk?: number;
+  quiet?: boolean;
+  onProgress?: (event: ProgressEvent) => void;
 }
 
 /**
@@ -65,6 +68,7 @@ export async function findNeighbours(options: NeighbourOptions): Promise<Neighbo
   const nearestOther = new Int32Array(count).fill(-1);
   const nearestOtherCosine = new Float32Array(count).fill(Number.NaN);
   const top = new Float64Array(classes * k);
+  const progress = createProgress({ label: 'neighbours', total: count, unit: 'images', quiet: options.quiet ?? false, onEvent: options.onProgress });
   const all = tf.tensor2d(unit, [count, dim]);
   const allT = tf.transpose(all);
   try {
@@ -102,8 +106,10 @@ export async function findNeighbours(options: NeighbourOptions): Promise<Neighbo
         nearestOther[i] = bestOther;
         if (bestOther >= 0) nearestOtherCosine[i] = bestOtherSim;
       }
+      progress.update(start + n);
       await new Promise((resolve) => setImmediate(resolve));
     }
+    progress.finish();
   } finally {
     all.dispose();
     allT.dispose();

@@ -1,5 +1,5 @@
 import { createFeatureSet, Head, type Tf } from '@imgpipe/engines';
-import { createRng, deriveSeed, FailureError, shuffleInPlace, type Logger } from '@imgpipe/kit';
+import { createProgress, createRng, deriveSeed, FailureError, shuffleInPlace, type Logger, type ProgressEvent } from '@imgpipe/kit';
 import type { HeadParamsRecord } from './run-inputs.js';
 
 /**
@@ -29,6 +29,7 @@ export interface OutOfSampleOptions {
   params: HeadParamsRecord;
   seed: number;
   log: Logger;
+  onProgress?: (event: ProgressEvent) => void;
 }
 
 function rowsOf(source: Float32Array, rows: readonly number[], dim: number): Float32Array {
@@ -50,11 +51,16 @@ export async function outOfSampleProbabilities(options: OutOfSampleOptions): Pro
   if (folds < 2) throw new FailureError(`--folds must be at least 2, got ${folds}`);
   const fold = assignFolds(labels, classes, folds, seed);
   const probs = new Float32Array(count * classes);
+  const progress = createProgress({ label: 'heads', total: folds * params.epochs, unit: 'epochs', quiet: log.quiet, onEvent: options.onProgress });
+  let epochsDone = 0;
   for (let k = 0; k < folds; k++) {
     const inside: number[] = [];
     const outside: number[] = [];
     for (let i = 0; i < count; i++) (fold[i] === k ? inside : outside).push(i);
-    if (inside.length === 0) continue;
+    if (inside.length === 0) {
+      epochsDone += params.epochs;
+      continue;
+    }
     const started = performance.now();
     const trainSet = createFeatureSet(rowsOf(features, outside, dim), Int32Array.from(outside, (i) => labels[i]!), dim, classes);
     const head = new Head(tf, { inputDim: dim, classes, layer_size: params.layer_size, dropout: params.dropout, lr: params.lr, batch_size: params.batch_size, seed: deriveSeed(seed, 'fold', k) });
@@ -63,6 +69,7 @@ export async function outOfSampleProbabilities(options: OutOfSampleOptions): Pro
       for (let epoch = 0; epoch < params.epochs; epoch++) {
         loss = (await head.trainEpoch(trainSet)).loss;
         if (!Number.isFinite(loss)) throw new FailureError(`fold ${k + 1}/${folds}: training loss is ${loss} in epoch ${epoch + 1} (lr ${params.lr})`);
+        progress.update(++epochsDone, `fold ${k + 1}/${folds}`);
       }
       const held = rowsOf(features, inside, dim);
       const batch = 1024;
@@ -73,10 +80,11 @@ export async function outOfSampleProbabilities(options: OutOfSampleOptions): Pro
         out.dispose();
         for (let r = 0; r < n; r++) probs.set(values.subarray(r * classes, (r + 1) * classes), inside[start + r]! * classes);
       }
-      log.info(`fold ${k + 1}/${folds}: head trained on ${outside.length} images (loss ${loss.toFixed(4)}), predicted ${inside.length} in ${((performance.now() - started) / 1000).toFixed(1)}s`);
+      log.debug(`fold ${k + 1}/${folds}: head trained on ${outside.length} images (loss ${loss.toFixed(4)}), predicted ${inside.length} in ${((performance.now() - started) / 1000).toFixed(1)}s`);
     } finally {
       head.dispose();
     }
   }
+  progress.finish();
   return probs;
 }

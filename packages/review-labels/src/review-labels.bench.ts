@@ -15,14 +15,13 @@ import { makeTempDir, writeBenchResults, type BenchResult } from '@imgpipe/test-
 import { ISSUES_FILE } from './issue-files.js';
 import { runReviewLabels } from './review-labels.js';
 import { noisyBackbone, NOISY_SIZE, writeNoisyImageSet } from './test-noisy-dataset.js';
-import { BIN_ENV, TRAIN_BIN, trainArgs } from './test-run.js';
+import { BIN_ENV, EVAL_BIN, TRAIN_BIN, trainArgs } from './test-run.js';
 
 const { values } = parseArgs({ options: { images: { type: 'string', default: '600' }, folds: { type: 'string', default: '5' } } });
 const IMAGES = Number(values.images);
 const FOLDS = Number(values.folds);
 const CLASSES = ['red', 'green', 'blue'];
 const PREP_BIN = fileURLToPath(new URL('../../prep-data/bin/prep-data.js', import.meta.url));
-const EVAL_BIN = fileURLToPath(new URL('../../eval/bin/eval-model.js', import.meta.url));
 
 async function rowsOf(path: string): Promise<CsvRow[]> {
   const { records } = await readCsvFile(path);

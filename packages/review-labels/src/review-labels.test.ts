@@ -3,12 +3,13 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
-import { acquireLock, EXIT_LOCKED, exists, readCsvFile } from '@imgpipe/kit';
+import { loadTf } from '@imgpipe/engines';
+import { acquireLock, EXIT_LOCKED, exists, readCsvFile, type ProgressEvent } from '@imgpipe/kit';
 import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { ISSUES_FILE, REVIEW_PAGE_FILE } from './issue-files.js';
 import { runReviewLabels, type ReviewLabelsResult } from './review-labels.js';
 import { noisyBackbone, writeNoisyDataset, type NoisyDataset } from './test-noisy-dataset.js';
-import { BIN_ENV, noisyRun, REVIEW_BIN, TRAIN_BIN, trainArgs } from './test-run.js';
+import { BIN_ENV, EVAL_BIN, noisyRun, REVIEW_BIN, TRAIN_BIN, trainArgs } from './test-run.js';
 
 const COUNTS = { train: 420, val: 90, test: 90 };
 let temp: TempDir;
@@ -22,10 +23,22 @@ describe('review-labels on a run whose dataset has 5% of its labels flipped, 4 o
   let data: NoisyDataset;
   let runDir: string;
   let result: ReviewLabelsResult;
+  const events: ProgressEvent[] = [];
 
   before(async () => {
     ({ data, runDir } = await noisyRun(join(temp.path, 'noisy'), { counts: COUNTS, noise: 0.05, outliers: 4, duplicates: 3 }));
-    result = await runReviewLabels({ runDir, device: 'wasm', batchSize: 32, cacheDir: join(temp.path, 'noisy', 'cache') });
+    result = await runReviewLabels({ runDir, device: 'wasm', batchSize: 32, cacheDir: join(temp.path, 'noisy', 'cache'), onProgress: (event) => events.push(event) });
+  });
+
+  it('reports progress for each phase: never decreasing, ending done at its total', () => {
+    const labels = [...new Set(events.map((e) => e.label))];
+    assert.deepEqual(labels, ['features test', 'heads', 'neighbours'], 'train and val features come from the cache train filled');
+    for (const label of labels) {
+      const mine = events.filter((e) => e.label === label);
+      mine.forEach((e, i) => assert.ok(i === 0 || e.done >= mine[i - 1]!.done, `${label} never decreases`));
+      assert.equal(mine.at(-1)!.status, 'done');
+      assert.equal(mine.at(-1)!.done, mine.at(-1)!.total);
+    }
   });
 
   it('finds the flipped labels with precision and recall of at least 0.8, suggesting the true class', () => {
@@ -79,13 +92,16 @@ describe('review-labels on a run whose dataset has 5% of its labels flipped, 4 o
 
 it('a clean dataset flags (almost) nothing', async () => {
   const { runDir, cacheDir } = await noisyRun(join(temp.path, 'clean'), { counts: COUNTS, noise: 0, seed: 12 });
+  const { tf } = await loadTf('wasm');
+  const tensors = tf.memory().numTensors;
   const result = await runReviewLabels({ runDir, device: 'wasm', batchSize: 32, cacheDir });
+  assert.equal(tf.memory().numTensors, tensors, 'every tensor is disposed');
   assert.ok(result.counts.mislabelled <= 2, `${result.counts.mislabelled} flagged as mislabelled`);
   assert.ok(result.issues.length <= 0.01 * result.pooled.length, `${result.issues.length} issues: ${JSON.stringify(result.counts)}`);
   assert.ok(result.noiseRate < 0.01);
 });
 
-it('the pipe train | review-labels works, on the features train cached', async () => {
+it('the pipe train | review-labels | eval-model works, on the features train cached', async () => {
   const dir = join(temp.path, 'pipe');
   const data = await writeNoisyDataset({ dir: join(dir, 'data'), counts: { train: 150, val: 30, test: 30 }, noise: 0.05, seed: 4 });
   const backbone = await noisyBackbone(join(dir, 'backbone'));
@@ -106,6 +122,11 @@ it('the pipe train | review-labels works, on the features train cached', async (
   assert.match(review.stderr, /features train: 150 x 16 from cache/);
   assert.match(review.stderr, /features val: 30 x 16 from cache/);
   assert.match(review.stderr, /likely mislabelled, .* outliers, .* near-duplicates across splits; estimated label noise/);
+  assert.equal(pointer.best, join(pointer.path, 'model'));
+  // The label-review pointer names the run, so the pipe goes on.
+  const evaluated = await execa(process.execPath, [EVAL_BIN, '--device', 'wasm', '-q'], { input: review.stdout, env: BIN_ENV, reject: false });
+  assert.equal(evaluated.exitCode, 0, evaluated.stderr);
+  assert.equal(JSON.parse(evaluated.stdout).path, pointer.path);
 });
 
 it('waits for nobody: a run locked by another tool is exit 75 and nothing is written', async () => {

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { loadTf, type Device } from '@imgpipe/engines';
-import { acquireLock, readStylesheet, silentLogger, SPLIT_NAMES, UsageError, writeFileAtomic, type Logger, type Pointer } from '@imgpipe/kit';
+import { acquireLock, readStylesheet, silentLogger, SPLIT_NAMES, UsageError, writeFileAtomic, type Logger, type Pointer, type ProgressEvent } from '@imgpipe/kit';
 import { allFeatures } from './all-features.js';
 import { findIssues, type FoundIssues } from './find-issues.js';
 import { contentSha256, ISSUES_FILE, issuesCsv, REVIEW_PAGE_FILE, thumbnailUri, type PooledRow } from './issue-files.js';
@@ -29,6 +29,8 @@ export interface ReviewLabelsOptions {
   cwd?: string;
   waitLockSeconds?: number;
   log?: Logger;
+  /** Progress events of each phase (features per split, heads, neighbours); the bars go to stderr unless quiet. */
+  onProgress?: (event: ProgressEvent) => void;
 }
 
 export interface ReviewLabelsResult extends FoundIssues {
@@ -69,7 +71,8 @@ export async function runReviewLabels(options: ReviewLabelsOptions): Promise<Rev
   const classes = dataset.manifest.classes;
   const lock = await acquireLock(runDir, { what: 'run directory', flag: '--run', waitSeconds: options.waitLockSeconds ?? 0 });
   try {
-    const features = await allFeatures(inputs, { device: options.device, batchSize: options.batchSize, cacheDir: options.cacheDir, log });
+    const { onProgress } = options;
+    const features = await allFeatures(inputs, { device: options.device, batchSize: options.batchSize, cacheDir: options.cacheDir, log, onProgress });
     const pooled: PooledRow[] = [];
     const groups: number[] = [];
     for (const [g, split] of SPLIT_NAMES.entries()) {
@@ -83,9 +86,9 @@ export async function runReviewLabels(options: ReviewLabelsOptions): Promise<Rev
     const group = Int32Array.from(groups);
     const { tf } = await loadTf(options.device, log);
     const probs = await outOfSampleProbabilities({
-      tf, features: features.features, labels, dim: features.dim, classes: classes.length, folds: settings.folds, params: inputs.params, seed: inputs.seed, log,
+      tf, features: features.features, labels, dim: features.dim, classes: classes.length, folds: settings.folds, params: inputs.params, seed: inputs.seed, log, onProgress,
     });
-    const neighbours = await findNeighbours({ tf, features: features.features, dim: features.dim, labels, classes: classes.length, group, k: settings.k });
+    const neighbours = await findNeighbours({ tf, features: features.features, dim: features.dim, labels, classes: classes.length, group, k: settings.k, quiet: log.quiet, onProgress });
     const classZ = classDistanceZ(neighbours, labels, classes.length);
     const found = findIssues({ probs, labels, classes, group, neighbours, classZ, outlierZ: settings.outlierZ, duplicateThreshold: settings.duplicateThreshold });
 
@@ -123,6 +126,7 @@ export async function runReviewLabels(options: ReviewLabelsOptions): Promise<Rev
     const pointer: Pointer = {
       kind: 'label-review',
       path: runDir,
+      best: inputs.modelDir,
       issues: issuesPath,
       page: pagePath,
       images: pooled.length,

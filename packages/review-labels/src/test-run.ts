@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import { noisyBackbone, writeNoisyDataset, type NoisyDataset, type NoisyDatasetOptions } from './test-noisy-dataset.js';
 
 export const TRAIN_BIN = fileURLToPath(new URL('../../train/bin/train.js', import.meta.url));
+export const EVAL_BIN = fileURLToPath(new URL('../../eval/bin/eval-model.js', import.meta.url));
 export const REVIEW_BIN = fileURLToPath(new URL('../bin/review-labels.js', import.meta.url));
 export const BIN_ENV = { IMGPIPE_NO_WEBGPU: '1' };
 
