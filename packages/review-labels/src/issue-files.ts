@@ -9,6 +9,8 @@ export const REVIEW_PAGE_FILE = 'label-review.html';
 /** An image of the pooled dataset: its split, its row there and the row itself. */
 export interface PooledRow {
   split: SplitName;
+  /** Its position in the split (the order of the split's pixels). */
+  position: number;
   row: DatasetRow;
 }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
@@ -143,4 +143,15 @@ it('waits for nobody: a run locked by another tool is exit 75 and nothing is wri
   assert.equal(notRun.exitCode, 2);
   assert.match(notRun.stderr, /run\.json not found/);
   assert.equal(notRun.stdout, '');
+
+  // A dataset rebuilt since the run: an input error unless --data says to review it anyway.
+  const runJson = join(runDir, 'run.json');
+  const run = JSON.parse(await readFile(runJson, 'utf8'));
+  await writeFile(runJson, JSON.stringify({ ...run, dataset: { ...run.dataset, manifest_sha256: '0'.repeat(64) } }));
+  const rebuilt = await execa(process.execPath, [REVIEW_BIN, '--run', runDir, '--cache-dir', cacheDir, '--device', 'wasm'], { env: BIN_ENV, reject: false });
+  assert.equal(rebuilt.exitCode, 2);
+  assert.match(rebuilt.stderr, /manifest\.json is not the dataset .*run\.json was trained on .*pass --data DIR/);
+  const anyway = await execa(process.execPath, [REVIEW_BIN, '--run', runDir, '--data', run.dataset.path, '--cache-dir', cacheDir, '--device', 'wasm'], { env: BIN_ENV, reject: false });
+  assert.equal(anyway.exitCode, 0, anyway.stderr);
+  assert.match(anyway.stderr, /warn: .*reviewing it with this run's backbone and hyper-parameters/);
 });

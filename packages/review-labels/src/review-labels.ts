@@ -66,7 +66,7 @@ export async function runReviewLabels(options: ReviewLabelsOptions): Promise<Rev
   const started = performance.now();
   const log = options.log ?? silentLogger;
   const settings = checkOptions(options);
-  const inputs = await readRunInputs(options.runDir, options.dataDir);
+  const inputs = await readRunInputs(options.runDir, options.dataDir, log);
   const { runDir, dataset } = inputs;
   const classes = dataset.manifest.classes;
   const lock = await acquireLock(runDir, { what: 'run directory', flag: '--run', waitSeconds: options.waitLockSeconds ?? 0 });
@@ -76,8 +76,8 @@ export async function runReviewLabels(options: ReviewLabelsOptions): Promise<Rev
     const pooled: PooledRow[] = [];
     const groups: number[] = [];
     for (const [g, split] of SPLIT_NAMES.entries()) {
-      for (const row of await dataset.rows(split)) {
-        pooled.push({ split, row });
+      for (const [position, row] of (await dataset.rows(split)).entries()) {
+        pooled.push({ split, position, row });
         groups.push(g);
       }
     }
@@ -100,10 +100,10 @@ export async function runReviewLabels(options: ReviewLabelsOptions): Promise<Rev
     const size = dataset.manifest.image_size;
     const items: PageItem[] = [];
     for (const [i, issue] of found.issues.slice(0, settings.pageLimit).entries()) {
-      const { split, row } = pooled[issue.row]!;
+      const { split, position, row } = pooled[issue.row]!;
       items.push({
         rank: i + 1,
-        thumbnail: await thumbnailUri(await dataset.readPixels(split, row.index, 1), size),
+        thumbnail: await thumbnailUri(await dataset.readPixels(split, position, 1), size),
         source: row.source,
         split,
         sha256: hashes[i]!,

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { InputError, openDataset, readModelCard, UsageError, type BackboneInfo, type Dataset, type ModelCard } from '@imgpipe/kit';
+import { InputError, openDataset, readModelCard, UsageError, type BackboneInfo, type Dataset, type Logger, type ModelCard } from '@imgpipe/kit';
 
 /** The hyper-parameters of one head, as train records them (run.json best.params). */
 export interface HeadParamsRecord {
@@ -33,7 +33,7 @@ function field<T>(value: unknown, ok: (v: unknown) => boolean, what: string, pat
 const isPositive = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v > 0;
 
 /** Read run.json (a finished run), the model card and the dataset the run was trained on. */
-export async function readRunInputs(runDirArg: string, dataDirArg?: string): Promise<RunInputs> {
+export async function readRunInputs(runDirArg: string, dataDirArg: string | undefined, log: Logger): Promise<RunInputs> {
   const runDir = resolve(runDirArg);
   const runPath = join(runDir, 'run.json');
   let run: Record<string, unknown>;
@@ -59,11 +59,13 @@ export async function readRunInputs(runDirArg: string, dataDirArg?: string): Pro
   const modelDir = join(runDir, 'model');
   const card = await readModelCard(modelDir);
   const runDataset = (run.dataset as { path?: unknown; manifest_sha256?: unknown } | undefined) ?? {};
-  const dataDir = dataDirArg ?? (typeof runDataset.path === 'string' ? resolve(runDir, runDataset.path) : undefined);
+  const dataDir = dataDirArg ?? (typeof runDataset.path === 'string' ? runDataset.path : undefined);
   if (!dataDir) throw new UsageError(`${runPath} names no dataset; pass --data DIR`);
   const dataset = await openDataset(resolve(dataDir));
   if (dataset.manifestSha256 !== runDataset.manifest_sha256) {
-    throw new InputError(`${join(dataDir, 'manifest.json')} is not the dataset ${runPath} was trained on (manifest sha256 ${dataset.manifestSha256.slice(0, 12)}, run ${String(runDataset.manifest_sha256).slice(0, 12)}): it was rebuilt since; retrain first`);
+    const message = `${join(dataDir, 'manifest.json')} is not the dataset ${runPath} was trained on (manifest sha256 ${dataset.manifestSha256.slice(0, 12)}, run ${String(runDataset.manifest_sha256).slice(0, 12)})`;
+    if (!dataDirArg) throw new InputError(`${message}: it was rebuilt since; retrain, or pass --data DIR to review it with this run's settings anyway`);
+    log.warn(`${message}: reviewing it with this run's backbone and hyper-parameters`);
   }
   const fineTune = (run.params as { fine_tune?: unknown } | undefined)?.fine_tune;
   return { runDir, modelDir, dataset, card, backbone, fineTuned: fineTune !== null && fineTune !== undefined, params, bestTrial: best.trial, seed };

@@ -38,9 +38,10 @@ export interface NoisyDataset {
   trueLabels: number[];
 }
 
-function classImage(rng: Rng, label: number, size: number): Uint8Array {
+/** `contrast` below 1 pulls the class colours towards grey, so that classes overlap (a harder task). */
+function classImage(rng: Rng, label: number, size: number, contrast = 1): Uint8Array {
   const pixels = new Uint8Array(size * size * 3);
-  const [r, g, b] = PALETTE[label % PALETTE.length]!;
+  const [r, g, b] = PALETTE[label % PALETTE.length]!.map((v) => 128 + (v - 128) * contrast);
   const shade = 0.75 + rng() * 0.5;
   // A lighter or darker patch somewhere, so that pictures of a class differ in layout as well as in shade.
   const patch = 4 + Math.floor(rng() * 6);
@@ -141,7 +142,7 @@ export interface NoisyImageSet {
  * The same pictures as PNG files (lossless, NOISY_SIZE square: prep-data at that size keeps their pixels) and an
  * images CSV as download-s3 prints it, with a fraction of the labels flipped. `name(i)` makes each S3 key.
  */
-export async function writeNoisyImageSet(options: { dir: string; count: number; classes: string[]; noise: number; seed?: number; name?: (i: number) => string }): Promise<NoisyImageSet> {
+export async function writeNoisyImageSet(options: { dir: string; count: number; classes: string[]; noise: number; seed?: number; contrast?: number; name?: (i: number) => string }): Promise<NoisyImageSet> {
   const { dir, count, classes, noise, seed = 13 } = options;
   const { mkdir } = await import('node:fs/promises');
   const { encodeView } = await import('@imgpipe/images');
@@ -152,7 +153,7 @@ export async function writeNoisyImageSet(options: { dir: string; count: number; 
   const rows: NoisyImageSet['rows'] = [];
   for (let i = 0; i < count; i++) {
     const truth = i % classes.length;
-    const pixels = classImage(rng, truth, NOISY_SIZE);
+    const pixels = classImage(rng, truth, NOISY_SIZE, options.contrast);
     const file = join(dir, `image-${i}.png`);
     await writeFile(file, await encodeView({ data: Buffer.from(pixels), width: NOISY_SIZE, height: NOISY_SIZE }, 'png'));
     const label = flips.has(i) ? (truth + 1) % classes.length : truth;
