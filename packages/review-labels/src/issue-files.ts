@@ -1,7 +1,8 @@
 import { resolve } from 'node:path';
 import { encodeView } from '@imgpipe/images';
-import { CONTENT_SHA256_COLUMN, csvString, isRegularFile, sha256File, type DatasetRow, type SplitName } from '@imgpipe/kit';
+import { CONTENT_SHA256_COLUMN, csvString, isRegularFile, sha256File, type Dataset, type DatasetRow, type SplitName } from '@imgpipe/kit';
 import type { Issue } from './find-issues.js';
+import type { PageItem } from './review-page.js';
 
 export const ISSUES_FILE = 'label-issues.csv';
 export const REVIEW_PAGE_FILE = 'label-review.html';
@@ -62,4 +63,27 @@ export function issuesCsv(issues: readonly Issue[], pooled: readonly PooledRow[]
 export async function thumbnailUri(pixels: Uint8Array, size: number): Promise<string> {
   const jpeg = await encodeView({ data: Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength), width: size, height: size }, 'jpeg');
   return `data:image/jpeg;base64,${jpeg.toString('base64')}`;
+}
+
+/** The page's items for these issues (the first of label-issues.csv, in its order). */
+export async function pageItems(issues: readonly Issue[], from: { dataset: Dataset; pooled: readonly PooledRow[]; hashes: readonly string[]; probs: Float32Array }): Promise<PageItem[]> {
+  const { dataset, pooled, hashes, probs } = from;
+  const k = dataset.manifest.classes.length;
+  const items: PageItem[] = [];
+  for (const [i, issue] of issues.entries()) {
+    const { split, position, row } = pooled[issue.row]!;
+    items.push({
+      rank: i + 1,
+      thumbnail: await thumbnailUri(await dataset.readPixels(split, position, 1), dataset.manifest.image_size),
+      source: row.source,
+      split,
+      sha256: hashes[i]!,
+      given: row.label,
+      suggested: issue.suggested,
+      kinds: issue.kinds,
+      why: issue.why,
+      probabilities: Array.from(probs.subarray(issue.row * k, (issue.row + 1) * k)),
+    });
+  }
+  return items;
 }

@@ -1,12 +1,12 @@
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { loadTf, type Device } from '@imgpipe/engines';
 import { acquireLock, readStylesheet, silentLogger, SPLIT_NAMES, UsageError, writeFileAtomic, type Logger, type Pointer, type ProgressEvent } from '@imgpipe/kit';
 import { allFeatures } from './all-features.js';
 import { findIssues, type FoundIssues } from './find-issues.js';
-import { contentSha256, ISSUES_FILE, issuesCsv, REVIEW_PAGE_FILE, thumbnailUri, type PooledRow } from './issue-files.js';
+import { contentSha256, ISSUES_FILE, issuesCsv, pageItems, REVIEW_PAGE_FILE, type PooledRow } from './issue-files.js';
 import { classDistanceZ, findNeighbours } from './neighbours.js';
 import { outOfSampleProbabilities } from './out-of-sample.js';
-import { renderReviewPage, type PageItem } from './review-page.js';
+import { renderReviewPage } from './review-page.js';
 import { readRunInputs } from './run-inputs.js';
 
 export interface ReviewLabelsOptions {
@@ -93,28 +93,13 @@ export async function runReviewLabels(options: ReviewLabelsOptions): Promise<Rev
     const found = findIssues({ probs, labels, classes, group, neighbours, classZ, outlierZ: settings.outlierZ, duplicateThreshold: settings.duplicateThreshold });
 
     const cwd = options.cwd ?? process.cwd();
-    const hashes = await Promise.all(found.issues.map((issue) => contentSha256(pooled[issue.row]!.row, cwd)));
+    const hashes: string[] = [];
+    for (const issue of found.issues) hashes.push(await contentSha256(pooled[issue.row]!.row, cwd));
     const issuesPath = join(runDir, ISSUES_FILE);
     const pagePath = join(runDir, REVIEW_PAGE_FILE);
     await writeFileAtomic(issuesPath, await issuesCsv(found.issues, pooled, hashes, probs, classes));
-    const size = dataset.manifest.image_size;
-    const items: PageItem[] = [];
-    for (const [i, issue] of found.issues.slice(0, settings.pageLimit).entries()) {
-      const { split, position, row } = pooled[issue.row]!;
-      items.push({
-        rank: i + 1,
-        thumbnail: await thumbnailUri(await dataset.readPixels(split, position, 1), size),
-        source: row.source,
-        split,
-        sha256: hashes[i]!,
-        given: row.label,
-        suggested: issue.suggested,
-        kinds: issue.kinds,
-        why: issue.why,
-        probabilities: Array.from(probs.subarray(issue.row * classes.length, (issue.row + 1) * classes.length)),
-      });
-    }
-    const title = `Label review of ${runDir.split('/').pop()}`;
+    const items = await pageItems(found.issues.slice(0, settings.pageLimit), { dataset, pooled, hashes, probs });
+    const title = `Label review of ${basename(runDir)}`;
     await writeFileAtomic(pagePath, renderReviewPage({ title, classes, items, total: found.issues.length, stylesheet: await readStylesheet() }));
 
     const seconds = (performance.now() - started) / 1000;
