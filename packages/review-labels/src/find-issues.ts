@@ -95,7 +95,7 @@ export function findIssues(input: FindIssuesInput): FoundIssues {
     if (!(z > input.outlierZ)) continue;
     const below = upperBound(sortedScores, z) / count;
     const own = classZ[i * k + labels[i]!]!;
-    add(i, 'outlier', z, below, `fits no class: ${z.toFixed(1)} robust SDs farther from its nearest class than that class's own images (${own.toFixed(1)} from ${classes[labels[i]!]})`);
+    add(i, 'outlier', z, below, `fits no class: ${z.toFixed(1)} robust SDs farther from its nearest class than that class's own images are (${own.toFixed(1)} from its own class, ${classes[labels[i]!]})`);
   }
 
   // A near-duplicate must also be far closer than images of its class usually are to their neighbours: where a

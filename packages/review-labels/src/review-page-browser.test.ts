@@ -47,7 +47,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  if (!process.env.KEEP) await temp?.remove();
+  await temp?.remove();
 });
 
 it('keyboard-only review of three issues, export, and prep-data --decisions builds the dataset they describe', async () => {
