@@ -6,6 +6,9 @@
 #   train     -> $(WORK)/run.json       train       (run pointer; runs under $(WORK)/runs/)
 #   evaluate  -> $(WORK)/eval.json      eval-model --min-accuracy $(MIN_ACCURACY) (the gate: below it, make stops)
 #   upload    -> $(WORK)/upload.json    upload-s3   (the s3:// URIs of results.csv, the model, the snippet)
+#   review    -> $(WORK)/review.json    review-labels (label-issues.csv and label-review.html in the run directory)
+# The label loop: make review; open the page, decide, export label-decisions.csv; make train DECISIONS=that file
+# (prep-data --decisions drops and relabels, then train reruns on the cleaned dataset).
 #   all = upload; serve = serve the evaluated model on $(PORT).
 # Each stage passes the previous stage's pointer on stdin, as in the shell pipe (scripts/pipeline.sh).
 # Staleness is by content: $(WORK)/.stamps/<stage> records the sha256 of the stage's input files, the config
@@ -34,7 +37,10 @@ BACKBONE ?=
 FEATURE_LAYER ?=
 DEVICE ?=
 PREP_FLAGS ?=
+# A label-decisions.csv exported from label-review.html: prep-data applies it (drops, relabels)
+DECISIONS ?=
 TRAIN_FLAGS ?=
+REVIEW_FLAGS ?=
 PORT ?= 8080
 # The demo's generated data and backbone (make demo-data demo-backbone; scripts/demo.mjs sets these)
 DEMO_COUNT ?= 400
@@ -50,6 +56,7 @@ S := $(WORK)/.stamps
 CFG := $(if $(CONFIG),--config $(CONFIG))
 cfgstamp = $(if $(CONFIG),--config $(CONFIG) --sections $(1))
 IMG_FLAG := $(if $(IMG),--img-dimensions $(IMG))
+PREP_ARGS := $(IMG_FLAG) $(if $(DECISIONS),--decisions $(DECISIONS)) $(PREP_FLAGS)
 DEVICE_FLAG := $(if $(DEVICE),--device $(DEVICE))
 TRAIN_ARGS := $(if $(BACKBONE),--backbone $(BACKBONE)) $(if $(FEATURE_LAYER),--feature-layer $(FEATURE_LAYER)) $(DEVICE_FLAG) $(TRAIN_FLAGS)
 UPLOAD_ARGS := $(if $(BUCKET),--bucket $(BUCKET)) $(if $(PREFIX),--prefix $(PREFIX))
@@ -58,7 +65,7 @@ STAGE_DEPS := $(if $(SKIP_BUILD),,$(BUILT))
 # A stage's recipe writes its pointer to a temp name and renames it: an interrupted stage leaves no final file.
 finish = mv -f $@.tmp $@
 
-.PHONY: all install build test bench demo clean typecheck lint serve refresh download prep train evaluate upload demo-data demo-backbone demo-trained-backbone FORCE
+.PHONY: all install build test bench demo clean typecheck lint serve refresh download prep train evaluate upload review demo-data demo-backbone demo-trained-backbone FORCE
 
 all: $(WORK)/upload.json
 
@@ -101,6 +108,7 @@ prep: $(WORK)/prep.json
 train: $(WORK)/run.json
 evaluate: $(WORK)/eval.json
 upload: $(WORK)/upload.json
+review: $(WORK)/review.json
 
 $(S)/download: FORCE
 	@$(STAMP) $@ $(call cfgstamp,data,aws) --env S3_ENDPOINT --env AWS_PROFILE -- $(CSV) $(WORK)/data
@@ -109,9 +117,9 @@ $(WORK)/images.csv: $(S)/download | $(STAGE_DEPS)
 	$(BIN)/download-s3 $(CFG) $(if $(CSV),--csv $(CSV)) --dest $(WORK)/data --out $@ </dev/null
 
 $(S)/prep: FORCE | $(WORK)/images.csv
-	@$(STAMP) $@ --file $(WORK)/images.csv --listed $(WORK)/images.csv $(call cfgstamp,data) -- $(IMG_FLAG) $(PREP_FLAGS)
+	@$(STAMP) $@ --file $(WORK)/images.csv --listed $(WORK)/images.csv $(if $(DECISIONS),--file $(DECISIONS)) $(call cfgstamp,data) -- $(PREP_ARGS)
 $(WORK)/prep.json: $(S)/prep | $(STAGE_DEPS)
-	$(BIN)/prep-data $(CFG) --out $(WORK)/prep $(IMG_FLAG) $(PREP_FLAGS) < $(WORK)/images.csv > $@.tmp
+	$(BIN)/prep-data $(CFG) --out $(WORK)/prep $(PREP_ARGS) < $(WORK)/images.csv > $@.tmp
 	@$(finish)
 
 $(S)/train: FORCE | $(WORK)/prep.json $(filter $(WORK)/backbone/model.onnx $(WORK)/backbone-trained/model.json,$(BACKBONE))
@@ -130,6 +138,12 @@ $(S)/upload: FORCE | $(WORK)/eval.json
 	@$(STAMP) $@ --file $(WORK)/eval.json $(call cfgstamp,aws) --env S3_ENDPOINT --env AWS_PROFILE -- $(UPLOAD_ARGS)
 $(WORK)/upload.json: $(S)/upload | $(STAGE_DEPS)
 	$(BIN)/upload-s3 $(CFG) $(UPLOAD_ARGS) < $(WORK)/eval.json > $@.tmp
+	@$(finish)
+
+$(S)/review: FORCE | $(WORK)/run.json
+	@$(STAMP) $@ --file $(WORK)/run.json $(call cfgstamp,data,train) -- $(DEVICE_FLAG) $(REVIEW_FLAGS)
+$(WORK)/review.json: $(S)/review | $(STAGE_DEPS)
+	$(BIN)/review-labels $(CFG) $(DEVICE_FLAG) $(REVIEW_FLAGS) < $(WORK)/run.json > $@.tmp
 	@$(finish)
 
 refresh:

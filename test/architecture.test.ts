@@ -69,4 +69,10 @@ describe('the package graph', () => {
     }
     assert.deepEqual([...externals('prep-data')].filter((d) => engines.test(d)), []);
   });
+
+  it('review-labels stands on the libraries (kit, engines, images), never on another tool', () => {
+    const reviewLabels = byName.get('review-labels');
+    assert.ok(reviewLabels, 'packages/review-labels exists');
+    assert.deepEqual([...reviewLabels.deps].sort(), ['engines', 'images', 'kit']);
+  });
 });

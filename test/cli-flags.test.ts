@@ -7,11 +7,12 @@ import { downloadS3Cli } from '@imgpipe/download-s3';
 import { evalModelCli } from '@imgpipe/eval';
 import { packageVersion, runCli, type ToolCli } from '@imgpipe/kit';
 import { prepDataCli } from '@imgpipe/prep-data';
+import { reviewLabelsCli } from '@imgpipe/review-labels';
 import { serveCli } from '@imgpipe/serve';
 import { trainCli } from '@imgpipe/train';
 import { uploadS3Cli } from '@imgpipe/upload-s3';
 
-const TOOLS: ToolCli[] = [downloadS3Cli, prepDataCli, trainCli, evalModelCli, serveCli, uploadS3Cli];
+const TOOLS: ToolCli[] = [downloadS3Cli, prepDataCli, trainCli, evalModelCli, serveCli, uploadS3Cli, reviewLabelsCli];
 /** Flags a tool requires, so that parsing reaches the flag under test. */
 const REQUIRED: Record<string, string[]> = { serve: ['--model', 'model/'] };
 

@@ -32,9 +32,10 @@ export const evalModelCli: ToolCli = {
     let runDir = args.run as string | undefined;
     let modelDir = args.model as string | undefined;
     if (!modelDir) {
-      const pointer = await resolveInputPointer({ flag: runDir, flagName: '--run (or --model DIR --data DIR)', kinds: ['run', 'model'], stdin: context.stdin as NodeJS.ReadStream });
+      const pointer = await resolveInputPointer({ flag: runDir, flagName: '--run (or --model DIR --data DIR)', kinds: ['run', 'model', 'label-review'], stdin: context.stdin as NodeJS.ReadStream });
       if (typeof pointer.path !== 'string') throw new UsageError(`the ${pointer.kind} pointer on stdin has no path`);
       if (pointer.kind === 'model') modelDir = pointer.path;
+      // review-labels' pointer names the run it reviewed: train | review-labels | eval-model.
       else {
         runDir = pointer.path;
         if (typeof pointer.best === 'string') modelDir = pointer.best;

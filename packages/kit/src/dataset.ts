@@ -19,6 +19,8 @@ export const MANIFEST_FILE = 'manifest.json';
 export const REJECTED_FILE = 'rejected.csv';
 /** The first columns of every <split>.csv; the input row's other columns follow. */
 export const DATASET_ROW_COLUMNS = ['index', 'source', 'label', 'category'] as const;
+/** Written after those by prep-data: the sha256 of the image file's bytes (label decisions are matched on it). */
+export const CONTENT_SHA256_COLUMN = 'content_sha256';
 
 export interface SplitFiles {
   count: number;
@@ -49,6 +51,8 @@ export interface DatasetManifest {
   preprocessing?: Record<string, string | number | boolean>;
   source_csv?: string;
   rejected_file?: string;
+  /** Review decisions applied (prep-data --decisions): the file's sha256 and what it changed. */
+  review?: { decisions_file: string; decisions_sha256: string; dropped: number; relabelled: number; kept: number; unmatched: number };
 }
 
 export interface DatasetRow {

@@ -23,3 +23,4 @@ export * from './read-all.js';
 export * from './signals.js';
 export * from './walk-dir.js';
 export * from './xml.js';
+export * from './label-decisions.js';

@@ -23,11 +23,13 @@ export const prepDataCli: ToolCli = {
     force: { type: 'boolean', default: false, describe: 'Rebuild even when --out already holds this dataset (only a directory prep-data made is ever replaced)' },
     'wait-lock': { value: { type: 'int', min: 0 }, default: 0, describe: 'Seconds to wait for another build of the same --out to finish (default: exit 75 at once)' },
     concurrency: { value: { type: 'int', min: 1 }, describe: 'Images decoded at once (default: twice the number of cores)' },
+    decisions: { type: 'string', describe: "Review decisions to apply (label-decisions.csv from review-labels' page): drop or relabel images, matched by content sha256; recorded in the manifest and rejected.csv, the CSV itself is never changed" },
   },
   examples: [
     ['download-s3 --csv s3://bucket/images.csv --dest data/ | $0 --out prep/', 'Prepare what download-s3 fetched'],
     ['$0 --csv images.csv --img-dimensions 224 --train-pct 0.8 --val-pct 0.1 --test-pct 0.1', 'From a CSV file'],
     ['$0 --csv images.csv --split-by hash --out prep/', 'Splits that stay put when rows are appended (cron)'],
+    ['$0 --csv images.csv --decisions label-decisions.csv --out prep/', 'Apply the decisions made on review-labels\' page'],
   ],
   async run(args, context) {
     const options = await cliOptions(args, context);
@@ -59,6 +61,7 @@ async function cliOptions(args: Record<string, unknown>, context: CliContext) {
     force: Boolean(args.force),
     waitLockSeconds: args['wait-lock'] as number,
     ...(args.concurrency === undefined ? {} : { concurrency: args.concurrency as number }),
+    ...(typeof args.decisions === 'string' ? { decisions: await readDecisions(args.decisions, context.cwd) } : {}),
     log: context.log,
     stderr: context.stderr,
     quiet: context.log.quiet,
@@ -90,3 +93,13 @@ async function readInput(flag: string | undefined, configured: string, context: 
   }
 }
 
+
+async function readDecisions(path: string, cwd: string): Promise<{ text: Buffer; source: string }> {
+  const { readFile } = await import('node:fs/promises');
+  const { resolve } = await import('node:path');
+  try {
+    return { text: await readFile(resolve(cwd, path)), source: path };
+  } catch (error) {
+    throw new UsageError(`--decisions ${path}: cannot read the file (${(error as NodeJS.ErrnoException).code ?? error})`, { cause: error });
+  }
+}

@@ -17,6 +17,6 @@ export interface PrepItem {
 
 export interface EarlyReject {
   item: PrepItem;
-  reason: 'missing' | 'duplicate';
+  reason: 'missing' | 'duplicate' | 'dropped-by-review';
   detail: string;
 }

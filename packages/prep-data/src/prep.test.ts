@@ -90,7 +90,8 @@ test('the dataset reads back: pixels in row order equal a direct decode; rows ca
   assert.equal(dataset.manifest.fit, 'cover');
   assert.equal(dataset.manifestSha256, sha256(await readFile(result.pointer.manifest as string)));
   const train = await dataset.rows('train');
-  assert.deepEqual(Object.keys(train[0]!.fields), ['index', 'source', 'label', 'category', 'bucket', 's3_image', 'local_image', 'note']);
+  assert.deepEqual(Object.keys(train[0]!.fields), ['index', 'source', 'label', 'category', 'content_sha256', 'bucket', 's3_image', 'local_image', 'note']);
+  for (const row of train) assert.equal(row.fields.content_sha256, sha256(await readFile(row.fields.local_image!)), `${row.source}: content_sha256 is the file's`);
   assert.deepEqual([...(await dataset.labels('train'))], train.map((row) => row.label));
   const imageBytes = SIZE * SIZE * 3;
   const all = await dataset.readPixels('train', 0, train.length);

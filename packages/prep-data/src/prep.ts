@@ -6,6 +6,7 @@ import { acquireLock, removeStaleTemps, trackTemp, untrackTemp, type SplitFracti
 import { checkOutTarget } from './out-dir.js';
 import { DEFAULT_MAX_PIXELS, imageEngineVersions, imagePipelineInfo, tuneImageEngine } from '@imgpipe/images';
 import { decodeOutcome, orderedMap } from './decode-pass.js';
+import { applyDecisions, type DecisionsInput } from './decisions.js';
 import { parsePrepInput } from './input.js';
 import { regroup, SplitWriter, type Placed } from './write-splits.js';
 import { describeRejected, REJECTED_COLUMNS, rejectedRow, summarise, type RejectedRow } from './report.js';
@@ -32,6 +33,8 @@ export interface PrepDataOptions {
   waitLockSeconds?: number;
   /** Images decoded at once (default: the number of cores). */
   concurrency?: number;
+  /** Review decisions to apply (label-decisions.csv): drops and relabels, matched by image content. */
+  decisions?: DecisionsInput;
   log?: Logger;
   stderr?: NodeJS.WritableStream;
   quiet?: boolean;
@@ -64,12 +67,15 @@ export async function runPrepData(options: PrepDataOptions): Promise<PrepDataRes
 
   const sourceSha = sha256(options.csv);
   const preprocessing = { ...(await imagePipelineInfo()), fit, max_pixels: maxPixels };
-  const optionsSha = sha256(JSON.stringify({ format: DATASET_FORMAT, image_size: size, fit, split: { method, seed, fractions }, preprocessing }));
+  const decisionsSha = options.decisions ? sha256(options.decisions.text) : undefined;
+  const optionsSha = sha256(JSON.stringify({ format: DATASET_FORMAT, image_size: size, fit, split: { method, seed, fractions }, preprocessing, ...(decisionsSha ? { decisions: decisionsSha } : {}) }));
   const pointer: Pointer = { kind: 'dataset', path: out, manifest: join(out, MANIFEST_FILE) };
 
   const cwd = options.cwd ?? process.cwd();
   const finalDir = resolve(cwd, out);
-  const input = await parsePrepInput(options.csv, options.csvSource, cwd);
+  const parsed = await parsePrepInput(options.csv, options.csvSource, cwd);
+  const reviewed = options.decisions ? await applyDecisions(parsed.items, parsed.classes, options.decisions, log) : undefined;
+  const input = reviewed ? { ...parsed, items: reviewed.items, early: [...parsed.early, ...reviewed.dropped] } : parsed;
   const lock = await acquireLock(finalDir, { what: 'dataset build', flag: '--out', waitSeconds: options.waitLockSeconds ?? 0 });
   try {
     await removeStaleTemps(dirname(finalDir));
@@ -80,7 +86,7 @@ export async function runPrepData(options: PrepDataOptions): Promise<PrepDataRes
       log.info(`${out} is up to date (same CSV, image content and options); nothing to do (--force rebuilds it)`);
       return { pointer, manifest: previous, upToDate: true, rejected: [], seconds: (Date.now() - started) / 1000 };
     }
-    return await build({ ...options, fit, method, maxPixels, concurrency, finalDir, input, sourceSha, optionsSha, imagesSha, preprocessing, pointer, started, log });
+    return await build({ ...options, fit, method, maxPixels, concurrency, finalDir, input, sourceSha, optionsSha, imagesSha, preprocessing, pointer, started, log, review: reviewed?.review });
   } finally {
     await lock.release();
   }
@@ -100,14 +106,17 @@ interface BuildPlan extends PrepDataOptions {
   pointer: Pointer;
   started: number;
   log: Logger;
+  review: DatasetManifest['review'];
 }
 
 async function build(options: BuildPlan): Promise<PrepDataResult> {
   const { input, finalDir, fit, method, maxPixels, concurrency, size, fractions, seed, out, sourceSha, optionsSha, preprocessing, pointer, started, log } = options;
   const rejected: RejectedRow[] = input.early.map(({ item, reason, detail }) => rejectedRow(item, reason, detail));
   const checkBudget = () => {
-    if (options.maxRejected !== undefined && rejected.length > options.maxRejected) {
-      throw new InputError(`${options.csvSource}: ${rejected.length} images rejected, over --max-rejected ${options.maxRejected}; ${describeRejected(rejected)}`);
+    // Images a person dropped on review are not failures: they do not count against --max-rejected.
+    const failed = rejected.filter((row) => row.reason !== 'dropped-by-review').length;
+    if (options.maxRejected !== undefined && failed > options.maxRejected) {
+      throw new InputError(`${options.csvSource}: ${failed} images rejected, over --max-rejected ${options.maxRejected}; ${describeRejected(rejected)}`);
     }
   };
   checkBudget();
@@ -199,6 +208,7 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
       preprocessing,
       source_csv: options.csvSource,
       rejected_file: REJECTED_FILE,
+      ...(options.review ? { review: options.review } : {}),
     };
     await writeFile(join(buildDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
     await replaceDirectory(buildDir, finalDir);

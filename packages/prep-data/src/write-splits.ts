@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { csvString, DATASET_ROW_COLUMNS, type SplitFiles, SPLIT_NAMES, type SplitName } from '@imgpipe/kit';
+import { CONTENT_SHA256_COLUMN, csvString, DATASET_ROW_COLUMNS, type SplitFiles, SPLIT_NAMES, type SplitName } from '@imgpipe/kit';
 import { writeAll } from './decode-pass.js';
 import type { PrepItem } from './input.js';
 
@@ -30,8 +30,9 @@ export class SplitWriter {
   ) {
     this.passThrough = inputColumns.filter((name) => name !== 'label' && name !== 'category');
     // An input column named like one of ours (index, source) keeps its value under input_<name>.
-    this.renamed = this.passThrough.map((name) => ((DATASET_ROW_COLUMNS as readonly string[]).includes(name) ? `input_${name}` : name));
-    this.columns = [...DATASET_ROW_COLUMNS, ...this.renamed];
+    const ours: readonly string[] = [...DATASET_ROW_COLUMNS, CONTENT_SHA256_COLUMN];
+    this.renamed = this.passThrough.map((name) => (ours.includes(name) ? `input_${name}` : name));
+    this.columns = [...ours, ...this.renamed];
   }
 
   static async open(dir: string, prefix: string, classes: readonly string[], inputColumns: readonly string[]): Promise<SplitWriter> {
@@ -57,7 +58,7 @@ export class SplitWriter {
     output.hash.update(pixels);
     await writeAll(output.handle, pixels, output.bytes);
     output.bytes += pixels.length;
-    const row: Record<string, unknown> = { index: output.rows.length, source: item.source, label: item.label, category: item.category };
+    const row: Record<string, unknown> = { index: output.rows.length, source: item.source, label: item.label, category: item.category, [CONTENT_SHA256_COLUMN]: item.contentSha256 ?? '' };
     this.passThrough.forEach((name, i) => {
       row[this.renamed[i]!] = item.row[name] ?? '';
     });

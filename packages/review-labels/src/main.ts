@@ -1,0 +1,4 @@
+import { main } from '@imgpipe/kit';
+import { reviewLabelsCli } from './cli.js';
+
+await main(reviewLabelsCli);
