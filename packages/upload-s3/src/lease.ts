@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { deleteObjects, formatS3Uri, joinKey, putObjectIf, readObjectVersion, type RetryOptions, type S3Client } from '@imgpipe/s3';
-import { LockedError, PUBLICATION_LEASE_FILE, type Logger } from '@imgpipe/kit';
+import { LockedError, processAlive, PUBLICATION_LEASE_FILE, type Logger } from '@imgpipe/kit';
 
 /** A lease not renewed for this long belongs to a publisher that died: another may take it over. */
 export const LEASE_SECONDS = 600;
@@ -46,7 +46,8 @@ function heldBy(body: LeaseBody | undefined): string {
 /**
  * Take the publication lease of a prefix (`<prefix>/publication.lock`, a PutObject with `If-None-Match: *`), so one
  * publisher at a time commits and cleans up there. A live lease of another publisher is a LockedError (exit 75);
- * an expired one (its holder died without releasing) is taken over with `If-Match` on its ETag. The lease is
+ * one whose holder died (an expired lease, or one held by a process of this host that is gone) is taken over with
+ * `If-Match` on its ETag. The lease is
  * renewed while held. Where the store ignores conditional writes (`exclusive` false) a warning says so, and the
  * callers' clean-up keeps whatever a newer publication lists.
  */
@@ -72,8 +73,9 @@ export async function acquirePublicationLease(client: S3Client, bucket: string, 
     if (existing && holder?.token === token) {
       etag = existing.etag; // our own write, whose reply was lost and retried
     } else if (existing) {
-      if (holder && Date.parse(holder.expires) > Date.now()) throw busy(holder);
-      options.log.warn('%s: taking over an expired lease (%s)', uri, heldBy(holder));
+      const dead = holder !== undefined && holder.hostname === hostname() && !processAlive(holder.pid);
+      if (holder && !dead && Date.parse(holder.expires) > Date.now()) throw busy(holder);
+      options.log.warn('%s: taking over the lease of a publisher that %s (%s)', uri, dead ? 'is no longer running' : 'stopped renewing it', heldBy(holder));
       const taken = await putObjectIf(client, bucket, key, body(), { ...put, ifMatch: existing.etag });
       if (taken === 'refused') throw busy(holder);
       etag = taken.etag;

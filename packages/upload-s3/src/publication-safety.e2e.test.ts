@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -110,15 +111,23 @@ describe('upload-s3 (the bin): what it deletes, who publishes, what it commits',
     }
   });
 
-  it('an expired lease (a publisher that died) is taken over', async () => {
+  it('the lease of a publisher that died (expired, or its process on this host gone) is taken over', async () => {
     const bucket = 'stale';
     await server.createBucket(bucket);
     const dead = { format: 'imgpipe-publication-lease/1', token: 'dead', tool: 'upload-s3', pid: 1, hostname: 'gone', acquired: '2026-01-01T00:00:00.000Z', expires: '2026-01-01T00:10:00.000Z' };
     await uploadObject(server.client, bucket, 'm/publication.lock', { bytes: JSON.stringify(dead) });
     const result = await run(server, ['--run', 'runs/a', '--bucket', bucket, '--prefix', 'm/']);
     assert.equal(result.exitCode, 0, result.stderr);
-    assert.match(result.stderr, /taking over an expired lease \(upload-s3 pid 1 on gone/);
+    assert.match(result.stderr, /taking over the lease of a publisher that stopped renewing it \(upload-s3 pid 1 on gone/);
     await verified(server, bucket, 'm/');
+
+    // Unexpired, but held by a process of this host that is gone (killed with SIGKILL, say).
+    const gone = await execa('node', ['-e', '']);
+    const killed = { ...dead, token: 'killed', pid: gone.pid, hostname: hostname(), expires: new Date(Date.now() + 600_000).toISOString() };
+    await uploadObject(server.client, bucket, 'm/publication.lock', { bytes: JSON.stringify(killed) });
+    const again = await run(server, ['--run', 'runs/b', '--bucket', bucket, '--prefix', 'm/']);
+    assert.equal(again.exitCode, 0, again.stderr);
+    assert.match(again.stderr, /taking over the lease of a publisher that is no longer running/);
   });
 
   it('where the store ignores conditional writes, two publishers at once still leave a publication that verifies', async () => {
