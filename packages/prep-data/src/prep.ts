@@ -178,7 +178,7 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
       await stage.close();
     }
     rejected.sort((a, b) => a.line - b.line);
-    await writeFile(join(buildDir, REJECTED_FILE), await csvString(REJECTED_COLUMNS, rejected as unknown as Record<string, unknown>[]));
+    await writeFile(join(buildDir, REJECTED_FILE), await csvString(REJECTED_COLUMNS, rejected as unknown as Record<string, unknown>[], { forSpreadsheets: true }));
 
     const manifest: DatasetManifest = {
       format: DATASET_FORMAT,

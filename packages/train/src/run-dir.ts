@@ -146,6 +146,6 @@ export async function writeTrialTables(dir: string, records: readonly TrialRecor
     best: r.trial === options.bestTrial,
     status: r.status,
   }));
-  await writeFileAtomic(join(dir, TRIALS_CSV), await csvString(TRIAL_COLUMNS, trials));
-  await writeFileAtomic(join(dir, RESULTS_CSV), await csvString(RESULT_COLUMNS, results));
+  await writeFileAtomic(join(dir, TRIALS_CSV), await csvString(TRIAL_COLUMNS, trials, { forSpreadsheets: true }));
+  await writeFileAtomic(join(dir, RESULTS_CSV), await csvString(RESULT_COLUMNS, results, { forSpreadsheets: true }));
 }
