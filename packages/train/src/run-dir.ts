@@ -1,6 +1,6 @@
 import { appendFile, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { csvString, exists, writeFileAtomic, writeJsonAtomic } from '@imgpipe/kit';
+import { csvString, exists, withFileErrors, writeFileAtomic, writeJsonAtomic } from '@imgpipe/kit';
 import type { EpochRecord, TrialRecord } from './trial.js';
 
 /**
@@ -97,7 +97,7 @@ export class TrialLog {
   /** Each line goes out in one write, in order. */
   append(line: JsonlLine): Promise<void> {
     const text = `${JSON.stringify(line)}\n`;
-    this.queue = this.queue.then(() => appendFile(this.path, text));
+    this.queue = this.queue.then(() => withFileErrors(this.path, () => appendFile(this.path, text)));
     return this.queue;
   }
 }
