@@ -34,7 +34,7 @@ async function provenFlatLayout(client: S3Client, bucket: string, prefix: string
   if (!(await headObject(client, bucket, joinKey(prefix, SNIPPET_NAME), options))?.metadata.sha256) return [];
   const names = [...RUN_FILES, SNIPPET_NAME];
   for (const dir of RUN_DIRS) {
-    for await (const object of listObjects(client, bucket, { ...options, prefix: joinKey(prefix, dir) + '/' })) names.push(object.key.slice(prefix.length));
+    for await (const object of listObjects(client, bucket, { ...options, prefix: `${joinKey(prefix, dir)}/` })) names.push(object.key.slice(prefix.length));
   }
   const heads = await pLimit(8).map(names.filter(isFlatLayout), async (name) => ((await headObject(client, bucket, joinKey(prefix, name), options))?.metadata.sha256 ? name : undefined));
   return heads.filter((name): name is string => name !== undefined);
