@@ -156,6 +156,11 @@ export async function uploadObject(
             }
             return { bytes: digest.bytes, etag, multipart: digest.bytes > partSize, sha256: streamed };
           }
+          // A single PUT's ETag is the MD5 of what the store holds (where it gives the usual ETags).
+          if (/^[0-9a-f]{32}$/.test(etag) && etag !== createHash('md5').update(whole!).digest('hex')) {
+            await deleteObjects(client, bucket, [key], { retries: 2 }).catch(() => undefined);
+            throw new FailureError(`upload s3://${bucket}/${key}: the store holds ETag ${etag}, not the MD5 of the bytes sent; the object was deleted, try again`);
+          }
           return { bytes: size, etag, multipart: size > partSize, sha256: sent! };
         } catch (error) {
           // lib-storage leaves the multipart upload open when aborted from outside: abort it here.
