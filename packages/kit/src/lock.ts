@@ -2,8 +2,8 @@ import { hostname } from 'node:os';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ImgpipeError } from './errors.js';
-import { describeFileError } from './file-errors.js';
 import { processAlive, tempPathFor, trackTemp, untrackTemp } from './temp-files.js';
+import { describeFileError } from './file-errors.js';
 
 /** Another process holds the lock: exit 75 (EX_TEMPFAIL, "try again later"), as scripts/pipeline.sh's flock. */
 export const EXIT_LOCKED = 75;
