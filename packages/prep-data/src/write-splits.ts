@@ -1,9 +1,10 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { csvString, DATASET_ROW_COLUMNS, type SplitFiles, SPLIT_NAMES, type SplitName, withFileErrors } from '@imgpipe/kit';
+import { csvString, DATASET_ROW_COLUMNS, type SplitFiles, SPLIT_NAMES, type SplitName } from '@imgpipe/kit';
 import { writeAll } from './decode-pass.js';
 import type { PrepItem } from './input.js';
+import { withFileErrors } from '@imgpipe/kit';
 
 interface SplitOutput {
   handle: FileHandle;

@@ -8,8 +8,9 @@ import { execa } from 'execa';
 import { downloadPrefix, headObject, listMultipartUploads, listObjects, readObjectBytes, uploadObject } from '@imgpipe/s3';
 import { listModelFiles, sha256, silentLogger, writeJsonAtomic, type PublicationManifest } from '@imgpipe/kit';
 import { loadBackbone } from '@imgpipe/engines';
-import { makeTempDir, onnxModel, publishModelDir, startS3Server, capture, type S3Server, type TempDir } from '@imgpipe/test-utils';
+import { makeTempDir, onnxModel, startS3Server, capture, type S3Server, type TempDir } from '@imgpipe/test-utils';
 import { runUploadS3, type UploadS3Options } from './upload.js';
+import { publishModelDir } from '@imgpipe/test-utils';
 
 const SIZE = 8;
 const LABELS = ['cat', 'dog'];
