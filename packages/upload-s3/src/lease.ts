@@ -93,11 +93,16 @@ export async function acquirePublicationLease(client: S3Client, bucket: string, 
     options.log.warn('%s: this S3 store ignores conditional writes (If-None-Match), so two publishers to this prefix are not excluded; clean-up keeps what a newer publication lists', uri);
   }
 
-  let lost: LeaseBody | 'gone' | undefined;
   const renew = async () => {
     const next = await putObjectIf(client, bucket, key, body(), { ...put, retries: 2, ...(exclusive && etag ? { ifMatch: etag } : {}) }).catch(() => undefined);
-    if (next === 'refused') lost = 'gone';
-    else if (next) etag = next.etag;
+    if (next !== 'refused') {
+      if (next) etag = next.etag;
+      return;
+    }
+    // Refused: taken over (check() will say so before the commit), or our own write retried after a lost reply.
+    const now = await readObjectVersion(client, bucket, key, { retries: 2 }).catch(() => undefined);
+    if (now && parseLease(now.bytes)?.token === token) etag = now.etag;
+    else options.log.warn('%s: the lease was taken over by another publisher (%s)', uri, heldBy(now && parseLease(now.bytes)));
   };
   const timer = setInterval(() => void renew(), RENEW_MS);
   timer.unref();
@@ -109,8 +114,9 @@ export async function acquirePublicationLease(client: S3Client, bucket: string, 
     async check() {
       const now = await readObjectVersion(client, bucket, key, options);
       const holder = now && parseLease(now.bytes);
-      if (holder?.token !== token) lost = holder ?? 'gone';
-      if (lost) throw new LockedError(`${uri}: the lease was lost to another publisher (${lost === 'gone' ? 'the lease was removed' : heldBy(lost)}) before the commit; nothing was committed, publish again`);
+      if (holder?.token !== token) {
+        throw new LockedError(`${uri}: the lease was lost before the commit (${holder ? heldBy(holder) : 'the lease was removed'}); nothing was committed, publish again`);
+      }
     },
     async release() {
       clearInterval(timer);

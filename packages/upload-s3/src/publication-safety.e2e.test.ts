@@ -130,6 +130,29 @@ describe('upload-s3 (the bin): what it deletes, who publishes, what it commits',
     assert.match(again.stderr, /taking over the lease of a publisher that is no longer running/);
   });
 
+  it('a publisher whose lease was taken over while it uploaded commits nothing and exits 75', async () => {
+    const bucket = 'taken';
+    await server.createBucket(bucket);
+    const other = { format: 'imgpipe-publication-lease/1', token: 'other', tool: 'upload-s3', pid: 1, hostname: 'elsewhere', acquired: new Date().toISOString(), expires: new Date(Date.now() + 600_000).toISOString() };
+    let taken = false;
+    hook = async (request) => {
+      if (request.bucket === bucket && request.key.includes('/p/') && !taken) {
+        taken = true; // as a publisher that found this one's lease expired would
+        await uploadObject(server.client, bucket, 'm/publication.lock', { bytes: JSON.stringify(other) });
+      }
+    };
+    try {
+      const result = await run(server, ['--run', 'runs/a', '--bucket', bucket, '--prefix', 'm/']);
+      assert.ok(taken);
+      assert.equal(result.exitCode, 75, result.stderr);
+      assert.match(result.stderr, /m\/publication\.lock: the lease was lost before the commit \(upload-s3 pid 1 on elsewhere/);
+      assert.equal(await headObject(server.client, bucket, 'm/publication.json'), undefined, 'nothing committed');
+      assert.equal(JSON.parse((await readObjectBytes(server.client, bucket, 'm/publication.lock')).toString()).token, 'other', "the other's lease is left alone");
+    } finally {
+      hook = undefined;
+    }
+  });
+
   it('where the store ignores conditional writes, two publishers at once still leave a publication that verifies', async () => {
     const bucket = 'loose';
     await loose.createBucket(bucket);
