@@ -212,7 +212,7 @@ async function publish(options: UploadS3Options, plan: PublishPlan): Promise<Upl
           });
         }
         const check = await headObject(client, bucket, key, retry);
-        if (check?.size !== source.size || check.metadata.sha256 !== source.sha256) {
+        if (check?.size !== source.size || check.metadata.sha256 !== source.sha256 || (isMd5Etag(check.etag) && check.etag !== source.md5)) {
           throw new Error(`${uri}: after upload it holds ${check?.size ?? 'no'} bytes (sha256 ${check?.metadata.sha256 ?? 'none'}), expected ${source.size} (${source.sha256})`);
         }
         if (copied) {
