@@ -25,9 +25,9 @@ export async function readObjectVersion(client: S3Client, bucket: string, key: s
 
 export interface PutIfOptions extends RetryOptions {
   /** `If-None-Match: *`: write only if the key does not exist. */
-  ifNoneMatch?: '*';
+  ifNoneMatch?: '*' | undefined;
   /** `If-Match: <etag>`: write only if the key holds this ETag. */
-  ifMatch?: string;
+  ifMatch?: string | undefined;
   contentType?: string;
 }
 
@@ -35,9 +35,10 @@ export interface PutIfOptions extends RetryOptions {
  * A conditional PutObject of small bytes (Amazon S3 supports `If-None-Match: *` and `If-Match`). Returns the new
  * ETag, or 'refused' when the condition did not hold (412 PreconditionFailed, 409 ConditionalRequestConflict, or
  * 404 for If-Match on a missing key). A store that ignores the headers writes unconditionally: callers that need
- * exclusion must check for that themselves.
+ * exclusion must check for that themselves; one that answers 501 NotImplemented is written to unconditionally, alike.
  */
 export async function putObjectIf(client: S3Client, bucket: string, key: string, bytes: Uint8Array | string, options: PutIfOptions): Promise<{ etag: string } | 'refused'> {
+  const conditional = Boolean(options.ifNoneMatch || options.ifMatch);
   try {
     const result = await withS3Retries(
       () =>
@@ -59,6 +60,11 @@ export async function putObjectIf(client: S3Client, bucket: string, key: string,
     const code = s3ErrorCode(error);
     if (status === 412 || status === 409 || code === 'PreconditionFailed' || code === 'ConditionalRequestConflict') return 'refused';
     if (options.ifMatch && (status === 404 || code === 'NoSuchKey')) return 'refused';
+    // A store that does not implement conditional writes at all: write as one that ignores them would.
+    if (conditional && (status === 501 || code === 'NotImplemented')) {
+      options.log?.debug('s3://%s/%s: the store does not implement conditional writes (%s); writing unconditionally', bucket, key, code || status);
+      return putObjectIf(client, bucket, key, bytes, { ...options, ifNoneMatch: undefined, ifMatch: undefined });
+    }
     throw describeS3Error(error, { bucket, key, action: 'upload' });
   }
 }

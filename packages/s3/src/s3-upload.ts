@@ -143,21 +143,24 @@ export async function uploadObject(
         try {
           const result = await upload.done();
           const etag = unquoteEtag(result.ETag);
+          // ETags are MD5-based only without SSE-KMS / SSE-C (Amazon S3), and only for stores that give the usual ones.
+          const sse = (result as { ServerSideEncryption?: string }).ServerSideEncryption;
+          const md5Etags = (sse === undefined || sse === 'AES256') && !(result as { SSECustomerAlgorithm?: string }).SSECustomerAlgorithm;
           if (digest) {
             const streamed = digest.sha.digest('hex');
             if (options.sha256 && streamed !== options.sha256) {
               await deleteObjects(client, bucket, [key], { retries: 2 }).catch(() => undefined);
               throw changedError(what, options.sha256, streamed);
             }
-            // The store's ETag of what it holds against what was hashed on the way (where the store gives the usual ETags).
-            if (/^[0-9a-f]{32}(-\d+)?$/.test(etag) && etag !== digest.etag()) {
+            // The store's ETag of what it holds against what was hashed on the way.
+            if (md5Etags && /^[0-9a-f]{32}(-\d+)?$/.test(etag) && etag !== digest.etag()) {
               await deleteObjects(client, bucket, [key], { retries: 2 }).catch(() => undefined);
               throw new FailureError(`upload s3://${bucket}/${key}: the store holds ETag ${etag}, the bytes sent give ${digest.etag()}; the object was deleted, try again`);
             }
             return { bytes: digest.bytes, etag, multipart: digest.bytes > partSize, sha256: streamed };
           }
           // A single PUT's ETag is the MD5 of what the store holds (where it gives the usual ETags).
-          if (/^[0-9a-f]{32}$/.test(etag) && etag !== createHash('md5').update(whole!).digest('hex')) {
+          if (md5Etags && /^[0-9a-f]{32}$/.test(etag) && etag !== createHash('md5').update(whole!).digest('hex')) {
             await deleteObjects(client, bucket, [key], { retries: 2 }).catch(() => undefined);
             throw new FailureError(`upload s3://${bucket}/${key}: the store holds ETag ${etag}, not the MD5 of the bytes sent; the object was deleted, try again`);
           }

@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join, posix, resolve } from 'node:path';
 import pLimit from 'p-limit';
-import { contentTypeOf, copyObject, digestFile, formatS3Uri, headObject, isMd5Etag, joinKey, putObjectIf, readPublicationVersion, uploadObject, type S3Client } from '@imgpipe/s3';
+import { contentTypeOf, copyObject, digestFile, formatS3Uri, headObject, joinKey, putObjectIf, readPublicationVersion, uploadObject, type S3Client } from '@imgpipe/s3';
 import {
   createProgress, InputError, isRegularFile, LockedError, PUBLICATION_FILE, PUBLICATION_FORMAT, PUBLICATION_LEASE_FILE, PUBLICATION_OBJECTS_DIR, publicationId, sha256,
   UsageError, walkDir, writePointer, type Logger, type Pointer, type PublicationManifest, type PublicationObject,
@@ -102,7 +101,6 @@ interface Source {
   name: string;
   source: { path: string } | { bytes: Uint8Array };
   size: number;
-  md5: string;
   sha256: string;
 }
 
@@ -110,8 +108,7 @@ async function digestSources(dir: string): Promise<Source[]> {
   const plan = await planUpload(dir);
   const snippet = await readSnippet();
   const files = await Promise.all(plan.map(async (p) => ({ name: p.name, source: { path: p.local }, ...(await digestFile(p.local)) })));
-  const md5 = createHash('md5').update(snippet).digest('hex');
-  return [...files, { name: SNIPPET_NAME, source: { bytes: snippet }, size: snippet.length, md5, sha256: sha256(snippet) }];
+  return [...files, { name: SNIPPET_NAME, source: { bytes: snippet }, size: snippet.length, sha256: sha256(snippet) }];
 }
 
 /** S3 refuses longer keys (with an unhelpful 400 on some stores). */
@@ -195,8 +192,8 @@ async function publish(options: UploadS3Options, plan: PublishPlan): Promise<Upl
         const key = joinKey(prefix, objectsDir + source.name);
         const uri = formatS3Uri(bucket, key);
         const existing = await headObject(client, bucket, key, retry);
-        // Already there: the sha256 upload-s3 recorded (set only on bytes it checked as sent), and the MD5 where the ETag is one.
-        if (existing?.size === source.size && existing.metadata.sha256 === source.sha256 && (!isMd5Etag(existing.etag) || existing.etag === source.md5)) {
+        // Already there: the sha256 upload-s3 recorded, which it leaves only on bytes it checked as sent.
+        if (existing?.size === source.size && existing.metadata.sha256 === source.sha256) {
           progress.increment(1);
           return { name: source.name, key, uri, status: 'skipped', bytes: 0 };
         }
@@ -212,7 +209,7 @@ async function publish(options: UploadS3Options, plan: PublishPlan): Promise<Upl
           });
         }
         const check = await headObject(client, bucket, key, retry);
-        if (check?.size !== source.size || check.metadata.sha256 !== source.sha256 || (isMd5Etag(check.etag) && check.etag !== source.md5)) {
+        if (check?.size !== source.size || check.metadata.sha256 !== source.sha256) {
           throw new Error(`${uri}: after upload it holds ${check?.size ?? 'no'} bytes (sha256 ${check?.metadata.sha256 ?? 'none'}), expected ${source.size} (${source.sha256})`);
         }
         if (copied) {
