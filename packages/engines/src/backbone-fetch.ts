@@ -6,7 +6,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { LoadBackboneOptions, ResolvedBackbone } from './backbone-types.js';
 import { resolveCacheDir } from './cache-dir.js';
-import { FailureError, InputError, UsageError, messageOf, exists, safeJoin, sha256, sha256File, tempPathFor, writeFileAtomic, type Logger, createProgress } from '@imgpipe/kit';
+import { describeFileError, FailureError, InputError, UsageError, messageOf, exists, safeJoin, sha256, sha256File, tempPathFor, writeFileAtomic, type Logger, createProgress } from '@imgpipe/kit';
 import { decodeOnnx } from './onnx-graph.js';
 import { readModelJson, weightPaths } from './tfjs-io.js';
 
@@ -188,6 +188,8 @@ async function streamUrl(url: string, target: string, options: FetchOptions, exp
   try {
     await pipeline(Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), counter, createWriteStream(target));
   } catch (error) {
+    const disk = describeFileError(error, target);
+    if (disk !== error) throw disk;
     throw new FailureError(`download of ${url} failed after ${done} bytes: ${why || messageOf(error)}`, { cause: error });
   } finally {
     clearTimeout(timer);

@@ -40,7 +40,7 @@ export async function writePredictions(path: string, rows: readonly DatasetRow[]
     });
     return record;
   });
-  await writeFileAtomic(path, await csvString(predictionColumns(labels), records));
+  await writeFileAtomic(path, await csvString(predictionColumns(labels), records, { forSpreadsheets: true }));
 }
 
 /** Set metrics.test_* (and top-level `fields`, e.g. tta) in a model's card.json, keeping everything else as it is. */
@@ -58,7 +58,7 @@ export async function attachCardMetrics(modelDir: string, metrics: Record<string
 export async function updateResults(runDir: string, trial: string | null, metrics: { test_loss: number; test_accuracy: number }, log: Logger, tta?: string): Promise<number> {
   const path = join(runDir, RESULTS_FILE);
   if (!(await exists(path))) return 0;
-  const { columns, rows } = await readCsvRows(Readable.from([await readFile(path)]), { source: path });
+  const { columns, rows } = await readCsvRows(Readable.from([await readFile(path)]), { source: path, forSpreadsheets: true });
   if (!columns.includes('model')) throw new InputError(`${path}: no 'model' column to find trial ${trial} in (found: ${columns.join(',')})`);
   for (const column of ['test_loss', 'test_accuracy', ...(tta ? ['test_tta'] : [])]) if (!columns.includes(column)) columns.push(column);
   let updated = 0;
@@ -71,6 +71,6 @@ export async function updateResults(runDir: string, trial: string | null, metric
     updated++;
   }
   if (updated === 0) log.warn(`${path}: no row for trial ${trial}; test metrics are only in eval.json and the model card`);
-  await writeFileAtomic(path, await csvString(columns, rows));
+  await writeFileAtomic(path, await csvString(columns, rows, { forSpreadsheets: true }));
   return updated;
 }

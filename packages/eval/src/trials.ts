@@ -88,7 +88,7 @@ export async function readTrials(runDir: string): Promise<TrialSummary[]> {
 async function readTrialTable(path: string): Promise<TrialSummary[]> {
   const text = await readOptional(path);
   if (text === undefined) return [];
-  const { rows } = await readCsvRows(Readable.from([text]), { source: path, required: ['trial'] });
+  const { rows } = await readCsvRows(Readable.from([text]), { source: path, required: ['trial'], forSpreadsheets: true });
   const value = (cell: string | undefined) => (cell === undefined || cell.trim() === '' ? null : finite(Number(cell)));
   return rows
     .map((row) => ({

@@ -14,6 +14,8 @@ export interface ReadCsvOptions {
   source: string;
   /** Columns that must be in the header; a missing one is an InputError naming it. */
   required?: readonly string[];
+  /** The file was written `forSpreadsheets` (see spreadsheetSafe): undo that quoting (readCsvRows). */
+  forSpreadsheets?: boolean;
 }
 
 export interface CsvTable {
@@ -84,6 +86,7 @@ export async function readCsvRows(input: Readable, options: ReadCsvOptions): Pro
   const rows: CsvRow[] = [];
   for await (const record of records) {
     if (record.error !== undefined) throw new InputError(`${options.source}: line ${record.line}: ${record.error}`);
+    if (options.forSpreadsheets) for (const name of columns) record.row[name] = fromSpreadsheetSafe(record.row[name]!);
     rows.push(record.row);
   }
   return { columns, rows };
@@ -94,9 +97,47 @@ export interface CsvWriter {
   end(): Promise<void>;
 }
 
+const FORMULA_START = /^'*[=+\-@\t\r]/;
+const QUOTED_FORMULA_START = /^'+[=+\-@\t\r]/;
+const PLAIN_NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/**
+ * A cell made safe from spreadsheet formula injection (OWASP "CSV injection"): Excel, LibreOffice and Google
+ * Sheets run a cell that starts with =, +, -, @, tab or CR as a formula, so such a cell gets a single quote in
+ * front (plain numbers such as -0.5 are left alone). The quoting is reversible, so a file written this way reads
+ * back to the original values: a cell that already starts with quotes before such a character gets one more, and
+ * fromSpreadsheetSafe takes one off.
+ *
+ * imgpipe writes with it (`forSpreadsheets`) the CSVs meant for people, which hold class and file names from the
+ * user's data: predictions.csv, results.csv, trials.csv (eval-model reads the last two back with
+ * `forSpreadsheets`, undoing it) and rejected.csv. Data files that tools read as data (the dataset's split CSVs,
+ * download-s3's output CSV) keep the values exactly as given.
+ */
+export function spreadsheetSafe(value: string): string {
+  return FORMULA_START.test(value) && !PLAIN_NUMBER.test(value) ? `'${value}` : value;
+}
+
+/** The value spreadsheetSafe was given. */
+export function fromSpreadsheetSafe(value: string): string {
+  return QUOTED_FORMULA_START.test(value) && !PLAIN_NUMBER.test(value.slice(1)) ? value.slice(1) : value;
+}
+
+export interface CsvWriteOptions {
+  /** Quote cells that a spreadsheet would run as formulas (spreadsheetSafe): for files meant for people. */
+  forSpreadsheets?: boolean;
+}
+
+function stringifyOptions(columns: readonly string[], options: CsvWriteOptions) {
+  return {
+    header: true,
+    columns: [...columns],
+    cast: { boolean: (v: boolean) => String(v), ...(options.forSpreadsheets ? { string: (v: string) => spreadsheetSafe(v) } : {}) },
+  };
+}
+
 /** A streaming CSV writer (csv-stringify) with a fixed header, honouring back-pressure. */
-export function createCsvWriter(output: Writable, columns: readonly string[]): CsvWriter {
-  const stringifier: Stringifier = stringify({ header: true, columns: [...columns], cast: { boolean: (v) => String(v) } });
+export function createCsvWriter(output: Writable, columns: readonly string[], options: CsvWriteOptions = {}): CsvWriter {
+  const stringifier: Stringifier = stringify(stringifyOptions(columns, options));
   stringifier.pipe(output, { end: false });
   let failure: unknown;
   stringifier.on('error', (error) => (failure = error));
@@ -118,9 +159,9 @@ export function createCsvWriter(output: Writable, columns: readonly string[]): C
 }
 
 /** A whole CSV as a string, for small files written atomically. */
-export function csvString(columns: readonly string[], rows: readonly Record<string, unknown>[]): Promise<string> {
+export function csvString(columns: readonly string[], rows: readonly Record<string, unknown>[], options: CsvWriteOptions = {}): Promise<string> {
   return new Promise((resolve, reject) =>
-    stringify([...rows], { header: true, columns: [...columns], cast: { boolean: (v) => String(v) } }, (error, text) =>
+    stringify([...rows], stringifyOptions(columns, options), (error, text) =>
       error ? reject(error) : resolve(text ?? ''),
     ),
   );

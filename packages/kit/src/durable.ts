@@ -1,5 +1,6 @@
 import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { withFileErrors } from './file-errors.js';
 
 /**
  * The one fsync path: a file's bytes before it is renamed into place, and its directory after, so a power loss
@@ -8,7 +9,7 @@ import { join } from 'node:path';
 export async function fsyncFile(path: string): Promise<void> {
   const handle = await open(path, 'r');
   try {
-    await handle.sync();
+    await withFileErrors(path, () => handle.sync(), 'sync');
   } finally {
     await handle.close();
   }
@@ -24,7 +25,7 @@ export async function fsyncDir(dir: string): Promise<void> {
     throw error;
   }
   try {
-    await handle.sync();
+    await withFileErrors(dir, () => handle.sync(), 'sync');
   } catch (error) {
     if (!['EINVAL', 'EBADF', 'EPERM'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
   } finally {

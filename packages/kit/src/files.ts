@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { fsyncDir, fsyncTree } from './durable.js';
+import { describeFileError } from './file-errors.js';
 import { tempPathFor, trackTemp, untrackTemp } from './temp-files.js';
 
 /** Move a finished, fsynced temp file into place and make the rename itself durable. */
@@ -35,7 +36,7 @@ export async function writeFileAtomic(finalPath: string, data: string | Uint8Arr
     await commitTemp(temp, finalPath);
   } catch (error) {
     await discardTemp(temp);
-    throw error;
+    throw describeFileError(error, finalPath);
   }
 }
 
@@ -67,7 +68,7 @@ export async function streamToFileAtomic(source: Readable, finalPath: string): P
   } catch (error) {
     source.destroy();
     await discardTemp(temp);
-    throw error;
+    throw describeFileError(error, finalPath);
   }
 }
 
@@ -93,8 +94,12 @@ export async function openAtomicWriter(finalPath: string): Promise<AtomicWriter>
     stream,
     async commit() {
       stream.end();
-      await closed;
-      await commitTemp(temp, finalPath);
+      try {
+        await closed;
+        await commitTemp(temp, finalPath);
+      } catch (error) {
+        throw describeFileError(error, finalPath);
+      }
     },
     async abort() {
       stream.destroy();

@@ -5,6 +5,7 @@ export * from './csv.js';
 export * from './dataset.js';
 export * from './durable.js';
 export * from './errors.js';
+export * from './file-errors.js';
 export * from './files.js';
 export * from './lock.js';
 export * from './log.js';

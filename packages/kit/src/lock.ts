@@ -3,6 +3,7 @@ import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ImgpipeError } from './errors.js';
 import { processAlive, tempPathFor, trackTemp, untrackTemp } from './temp-files.js';
+import { describeFileError } from './file-errors.js';
 
 /** Another process holds the lock: exit 75 (EX_TEMPFAIL, "try again later"), as scripts/pipeline.sh's flock. */
 export const EXIT_LOCKED = 75;
@@ -57,9 +58,13 @@ export async function acquireLock(target: string, options: LockOptions): Promise
       const handle = await open(path, 'wx');
       try {
         await handle.writeFile(`${JSON.stringify(owner)}\n`);
-      } finally {
-        await handle.close();
+      } catch (error) {
+        // A lock file without its owner (the disk is full) would look held forever: remove it.
+        await handle.close().catch(() => undefined);
+        await rm(path, { force: true });
+        throw describeFileError(error, path);
       }
+      await handle.close();
       trackTemp(path);
       let released = false;
       return {

@@ -9,6 +9,8 @@ import { sha256 } from './files.js';
  */
 export const PUBLICATION_FORMAT = 'imgpipe-publication/1';
 export const PUBLICATION_FILE = 'publication.json';
+/** The lease a publisher holds on the prefix while it publishes (written with If-None-Match: *). */
+export const PUBLICATION_LEASE_FILE = 'publication.lock';
 /** Where a publication's objects live below the prefix: `p/<id>/`. */
 export const PUBLICATION_OBJECTS_DIR = 'p/';
 
@@ -29,6 +31,12 @@ export interface PublicationManifest {
   run: string;
   created: string;
   objects: PublicationObject[];
+  /**
+   * Keys (relative to the prefix) that earlier publications wrote and that were still there when this one was
+   * made: what its publisher removes after the commit, and the next one retries if that was cut short. Only
+   * keys an earlier manifest listed (or the pre-manifest layout proven by imgpipe's metadata) ever get here.
+   */
+  superseded?: string[];
 }
 
 /** The id of a publication from its files: sha256 over sorted "name size sha256" lines, 16 hex digits. */
@@ -51,6 +59,9 @@ export function parsePublication(text: string, source: string): PublicationManif
     if (!isInsidePath(object?.name) || !isInsidePath(object.key) || !Number.isSafeInteger(object.size) || !/^[0-9a-f]{64}$/.test(String(object.sha256))) {
       throw new InputError(`${source}: object ${JSON.stringify(object)} needs a name and key inside the prefix, a size and a sha256`);
     }
+  }
+  if (manifest.superseded !== undefined && (!Array.isArray(manifest.superseded) || !manifest.superseded.every((key) => isInsidePath(key)))) {
+    throw new InputError(`${source}: superseded must list keys inside the prefix`);
   }
   return manifest;
 }

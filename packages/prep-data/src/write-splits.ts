@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { CONTENT_SHA256_COLUMN, csvString, DATASET_ROW_COLUMNS, type SplitFiles, SPLIT_NAMES, type SplitName } from '@imgpipe/kit';
 import { writeAll } from './decode-pass.js';
 import type { PrepItem } from './input.js';
+import { withFileErrors } from '@imgpipe/kit';
 
 interface SplitOutput {
   handle: FileHandle;
@@ -56,7 +57,7 @@ export class SplitWriter {
   async append(split: SplitName, item: PrepItem, pixels: Uint8Array): Promise<number> {
     const output = this.outputs[split];
     output.hash.update(pixels);
-    await writeAll(output.handle, pixels, output.bytes);
+    await withFileErrors(this.pixelsPath(split), () => writeAll(output.handle, pixels, output.bytes));
     output.bytes += pixels.length;
     const row: Record<string, unknown> = { index: output.rows.length, source: item.source, label: item.label, category: item.category, [CONTENT_SHA256_COLUMN]: item.contentSha256 ?? '' };
     this.passThrough.forEach((name, i) => {
@@ -79,7 +80,7 @@ export class SplitWriter {
       const output = this.outputs[split];
       if (this.prefix) await rename(this.pixelsPath(split), join(this.dir, `${split}.u8`));
       const text = await csvString(this.columns, output.rows);
-      await writeFile(join(this.dir, `${split}.csv`), text);
+      await withFileErrors(join(this.dir, `${split}.csv`), () => writeFile(join(this.dir, `${split}.csv`), text));
       result[split] = {
         count: output.rows.length,
         per_class: output.perClass,

@@ -5,3 +5,4 @@ export * from './s3-objects.js';
 export * from './s3-upload.js';
 export * from './s3-multipart.js';
 export * from './s3-publication.js';
+export * from './s3-conditional.js';

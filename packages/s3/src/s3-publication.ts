@@ -2,6 +2,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import pLimit from 'p-limit';
 import { InputError, parsePublication, PUBLICATION_FILE, publicationObjectsUnder, sha256File, type PublicationManifest } from '@imgpipe/kit';
 import { formatS3Uri, joinKey, type RetryOptions } from './s3.js';
+import { readObjectVersion } from './s3-conditional.js';
 import { downloadObject, readObjectBytes, safeLocalPath, type DownloadOptions } from './s3-download.js';
 import type { S3Client } from './s3-objects.js';
 
@@ -23,6 +24,18 @@ export async function readPublication(client: S3Client, bucket: string, prefix: 
     throw error;
   }
   return parsePublication(bytes.toString('utf8'), formatS3Uri(bucket, key));
+}
+
+/** The publication manifest under a prefix and the ETag it was read under (for a conditional commit), or undefined. */
+export async function readPublicationVersion(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  options: RetryOptions = {},
+): Promise<{ manifest: PublicationManifest; etag: string } | undefined> {
+  const key = joinKey(prefix, PUBLICATION_FILE);
+  const found = await readObjectVersion(client, bucket, key, options);
+  return found && { manifest: parsePublication(found.bytes.toString('utf8'), formatS3Uri(bucket, key)), etag: found.etag };
 }
 
 export interface DownloadPublicationOptions extends DownloadOptions {

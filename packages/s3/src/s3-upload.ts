@@ -1,9 +1,12 @@
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
+import { Transform } from 'node:stream';
+import { FailureError } from '@imgpipe/kit';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { abortMultipartUpload } from './s3-multipart.js';
+import { abortMultipartUpload, deleteObjects } from './s3-multipart.js';
 import { describeS3Error, withS3Retries, type RetryOptions } from './s3.js';
 import { unquoteEtag } from './s3-objects.js';
 
@@ -40,12 +43,61 @@ export interface UploadOptions extends RetryOptions {
   partSize?: number;
   /** Parts in flight for one multipart upload. Default 4. */
   queueSize?: number;
+  /**
+   * The sha256 the content must have (e.g. from hashing the file earlier): the bytes are hashed as they are sent,
+   * and content that differs (a file rewritten since) is refused before sending or, when streamed, deleted after.
+   */
+  sha256?: string;
 }
 
 export interface UploadResult {
   bytes: number;
   etag: string;
   multipart: boolean;
+  /** The sha256 of the bytes sent. */
+  sha256: string;
+}
+
+/**
+ * Hashes a stream as it passes: sha256 of the whole, and the MD5 of each `partSize` part, from which the ETag S3
+ * gives the object follows (the MD5 for one part; MD5 of the parts' MD5s and "-N" for a multipart upload).
+ */
+class SendDigest extends Transform {
+  readonly sha = createHash('sha256');
+  private readonly parts: Buffer[] = [];
+  private part: Hash = createHash('md5');
+  private inPart = 0;
+  bytes = 0;
+  constructor(private readonly partSize: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null, data?: Buffer) => void): void {
+    this.sha.update(chunk);
+    this.bytes += chunk.length;
+    for (let at = 0; at < chunk.length; ) {
+      const take = Math.min(chunk.length - at, this.partSize - this.inPart);
+      this.part.update(chunk.subarray(at, at + take));
+      this.inPart += take;
+      at += take;
+      if (this.inPart === this.partSize) this.endPart();
+    }
+    done(null, chunk);
+  }
+  private endPart(): void {
+    this.parts.push(this.part.digest());
+    this.part = createHash('md5');
+    this.inPart = 0;
+  }
+  /** The ETag S3 computes for what passed, sent in `partSize` parts. */
+  etag(): string {
+    if (this.inPart > 0 || this.parts.length === 0) this.endPart();
+    if (this.parts.length === 1) return this.parts[0]!.toString('hex');
+    return `${createHash('md5').update(Buffer.concat(this.parts)).digest('hex')}-${this.parts.length}`;
+  }
+}
+
+function changedError(what: string, expected: string, sent: string): FailureError {
+  return new FailureError(`${what} changed while it was being uploaded (sha256 ${expected.slice(0, 12)}… when planned, ${sent.slice(0, 12)}… when sent); nothing was committed: publish again once nothing writes to it`);
 }
 
 /**
@@ -62,12 +114,16 @@ export async function uploadObject(
 ): Promise<UploadResult> {
   const partSize = Math.min(MAX_PART_SIZE, Math.max(5 * 1024 * 1024, options.partSize ?? DEFAULT_PART_SIZE));
   const size = 'path' in source ? (await stat(source.path)).size : Buffer.byteLength(source.bytes);
+  const what = 'path' in source ? source.path : `the content for s3://${bucket}/${key}`;
   try {
     return await withS3Retries(
       async () => {
-        // Small files are read whole (a buffer can be re-sent by the SDK); large ones stream from disk.
-        const body =
-          'bytes' in source ? source.bytes : size <= partSize ? await readFile(source.path) : createReadStream(source.path);
+        // Small files are read whole (a buffer can be re-sent by the SDK); large ones stream from disk, hashed on the way.
+        const whole = 'bytes' in source ? source.bytes : size <= partSize ? await readFile(source.path) : undefined;
+        const digest = whole === undefined ? new SendDigest(partSize) : undefined;
+        const sent = whole === undefined ? undefined : createHash('sha256').update(whole).digest('hex');
+        if (options.sha256 && sent !== undefined && sent !== options.sha256) throw changedError(what, options.sha256, sent);
+        const body = whole ?? createReadStream((source as { path: string }).path).pipe(digest!);
         const upload = new Upload({
           client,
           partSize,
@@ -86,7 +142,29 @@ export async function uploadObject(
         options.signal?.addEventListener('abort', stop, { once: true });
         try {
           const result = await upload.done();
-          return { bytes: size, etag: unquoteEtag(result.ETag), multipart: size > partSize };
+          const etag = unquoteEtag(result.ETag);
+          // ETags are MD5-based only without SSE-KMS / SSE-C (Amazon S3), and only for stores that give the usual ones.
+          const sse = (result as { ServerSideEncryption?: string }).ServerSideEncryption;
+          const md5Etags = (sse === undefined || sse === 'AES256') && !(result as { SSECustomerAlgorithm?: string }).SSECustomerAlgorithm;
+          if (digest) {
+            const streamed = digest.sha.digest('hex');
+            if (options.sha256 && streamed !== options.sha256) {
+              await deleteObjects(client, bucket, [key], { retries: 2 }).catch(() => undefined);
+              throw changedError(what, options.sha256, streamed);
+            }
+            // The store's ETag of what it holds against what was hashed on the way.
+            if (md5Etags && /^[0-9a-f]{32}(-\d+)?$/.test(etag) && etag !== digest.etag()) {
+              await deleteObjects(client, bucket, [key], { retries: 2 }).catch(() => undefined);
+              throw new FailureError(`upload s3://${bucket}/${key}: the store holds ETag ${etag}, the bytes sent give ${digest.etag()}; the object was deleted, try again`);
+            }
+            return { bytes: digest.bytes, etag, multipart: digest.bytes > partSize, sha256: streamed };
+          }
+          // A single PUT's ETag is the MD5 of what the store holds (where it gives the usual ETags).
+          if (md5Etags && /^[0-9a-f]{32}$/.test(etag) && etag !== createHash('md5').update(whole!).digest('hex')) {
+            await deleteObjects(client, bucket, [key], { retries: 2 }).catch(() => undefined);
+            throw new FailureError(`upload s3://${bucket}/${key}: the store holds ETag ${etag}, not the MD5 of the bytes sent; the object was deleted, try again`);
+          }
+          return { bytes: size, etag, multipart: size > partSize, sha256: sent! };
         } catch (error) {
           // lib-storage leaves the multipart upload open when aborted from outside: abort it here.
           const uploadId = (upload as unknown as { uploadId?: string }).uploadId;

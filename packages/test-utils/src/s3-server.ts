@@ -3,6 +3,7 @@ import { contentTypeOf, createBucket, createS3Client, joinKey, uploadObject, typ
 import { CONFIG_SCHEMA, walkDir, type ImgpipeConfig } from '@imgpipe/kit';
 import { buildApp } from 'fauxqs';
 import pLimit from 'p-limit';
+import { addConditionalWrites } from './s3-conditional-writes.js';
 import { addListMultipartUploads } from './s3-multipart-list.js';
 
 export const TEST_ACCESS_KEY_ID = 'imgpipe-test';
@@ -35,15 +36,42 @@ export function testAwsConfig(endpoint: string): ImgpipeConfig['aws'] {
   };
 }
 
+/** A request as the server's `beforeRequest` hook sees it. */
+export interface S3Request {
+  method: string;
+  bucket: string;
+  key: string;
+  query: URLSearchParams;
+}
+
+export interface S3ServerOptions {
+  /**
+   * Honour `If-None-Match` / `If-Match` on PutObject as Amazon S3 does (412 PreconditionFailed). Default true;
+   * false acts like a store that ignores them (fauxqs alone, some S3-compatible servers).
+   */
+  conditionalWrites?: boolean;
+  /** Awaited before each request is handled: to slow the server down, or to act at a point of a tool's work. */
+  beforeRequest?: (request: S3Request) => Promise<void> | void;
+}
+
 /**
  * A local S3-compatible server (fauxqs, objects in memory) on 127.0.0.1 and a free port. It is built with
  * `buildApp` and bound to loopback only: fauxqs's CLI and startFauxqs() listen on every interface with no auth.
  * fauxqs refuses request bodies over 11 MiB, so multipart parts must stay at or under 10 MiB. ListMultipartUploads,
- * which fauxqs lacks, is added by s3-multipart-list.ts.
+ * which fauxqs lacks, is added by s3-multipart-list.ts, and conditional PutObject by s3-conditional-writes.ts.
  */
-export async function startS3Server(): Promise<S3Server> {
+export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Server> {
   const app = buildApp({ logger: false });
+  const { beforeRequest } = options;
+  if (beforeRequest) {
+    app.addHook('onRequest', async (request) => {
+      const url = new URL(request.url, 'http://localhost');
+      const [, bucket = '', ...rest] = url.pathname.split('/');
+      await beforeRequest({ method: request.method, bucket: decodeURIComponent(bucket), key: rest.map(decodeURIComponent).join('/'), query: url.searchParams });
+    });
+  }
   addListMultipartUploads(app);
+  if (options.conditionalWrites !== false) addConditionalWrites(app);
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('fauxqs: no TCP address after listen');

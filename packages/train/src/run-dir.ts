@@ -1,6 +1,6 @@
 import { appendFile, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { csvString, exists, writeFileAtomic, writeJsonAtomic } from '@imgpipe/kit';
+import { csvString, exists, withFileErrors, writeFileAtomic, writeJsonAtomic } from '@imgpipe/kit';
 import type { EpochRecord, TrialRecord } from './trial.js';
 
 /**
@@ -97,7 +97,7 @@ export class TrialLog {
   /** Each line goes out in one write, in order. */
   append(line: JsonlLine): Promise<void> {
     const text = `${JSON.stringify(line)}\n`;
-    this.queue = this.queue.then(() => appendFile(this.path, text));
+    this.queue = this.queue.then(() => withFileErrors(this.path, () => appendFile(this.path, text)));
     return this.queue;
   }
 }
@@ -146,6 +146,6 @@ export async function writeTrialTables(dir: string, records: readonly TrialRecor
     best: r.trial === options.bestTrial,
     status: r.status,
   }));
-  await writeFileAtomic(join(dir, TRIALS_CSV), await csvString(TRIAL_COLUMNS, trials));
-  await writeFileAtomic(join(dir, RESULTS_CSV), await csvString(RESULT_COLUMNS, results));
+  await writeFileAtomic(join(dir, TRIALS_CSV), await csvString(TRIAL_COLUMNS, trials, { forSpreadsheets: true }));
+  await writeFileAtomic(join(dir, RESULTS_CSV), await csvString(RESULT_COLUMNS, results, { forSpreadsheets: true }));
 }

@@ -7,9 +7,10 @@ export const uploadS3Cli: ToolCli = {
   summary:
     'Publish a run to s3://BUCKET/PREFIX/ atomically: results.csv, the model directory unchanged, the evaluation ' +
     'report and plots when present, and load_model.mjs (a loader snippet) go under PREFIX/p/<id>/, then ' +
-    'PREFIX/publication.json, written last, lists them with sizes and sha256; older publications are removed after. ' +
-    'Readers trust only that manifest. Objects already there with the same content are skipped. SIGINT/SIGTERM ' +
-    'abort the multipart uploads in flight and exit 130/143. Prints one JSON pointer line.',
+    'PREFIX/publication.json, written last, lists them with sizes and sha256; what the previous publication listed ' +
+    'is removed after (nothing else under the prefix). Readers trust only that manifest. Objects already there with ' +
+    'the same content are skipped. One publisher per prefix (the PREFIX/publication.lock lease): another exits 75. ' +
+    'SIGINT/SIGTERM abort the multipart uploads in flight and exit 130/143. Prints one JSON pointer line.',
   packageJson: new URL('../package.json', import.meta.url),
   configKeys: ['aws.bucket_name', 'aws.results_upload_path', 'aws.endpoint', 'aws.aws_default_region', 'aws.aws_access_key_id', 'aws.aws_secret_access_key'],
   options: {

@@ -1,12 +1,13 @@
-import { abortMultipartUpload, deleteObjects, joinKey, listMultipartUploads, listObjects, type RetryOptions, type S3Client } from '@imgpipe/s3';
-import { PUBLICATION_FILE, PUBLICATION_OBJECTS_DIR, type PublicationManifest } from '@imgpipe/kit';
+import pLimit from 'p-limit';
+import { abortMultipartUpload, deleteObjects, headObject, joinKey, listMultipartUploads, listObjects, readPublication, type RetryOptions, type S3Client } from '@imgpipe/s3';
+import { PUBLICATION_FILE, PUBLICATION_LEASE_FILE, type PublicationManifest } from '@imgpipe/kit';
 import { RUN_DIRS, RUN_FILES, SNIPPET_NAME } from './layout.js';
 
 /**
- * Abort every multipart upload under `keyPrefix` (a killed publisher's). Returns how many. A server without
- * ListMultipartUploads gets a warning, not a failure: the publication itself does not depend on it.
+ * Abort the multipart uploads under `keyPrefix` that were started before `before` (a killed publisher's). Returns
+ * how many. A server without ListMultipartUploads gets a warning, not a failure: the publication does not depend on it.
  */
-export async function abortUploadsUnder(client: S3Client, bucket: string, keyPrefix: string, options: RetryOptions = {}): Promise<number> {
+export async function abortUploadsUnder(client: S3Client, bucket: string, keyPrefix: string, before: Date, options: RetryOptions = {}): Promise<number> {
   let uploads: Awaited<ReturnType<typeof listMultipartUploads>>;
   try {
     uploads = await listMultipartUploads(client, bucket, keyPrefix, options);
@@ -14,27 +15,74 @@ export async function abortUploadsUnder(client: S3Client, bucket: string, keyPre
     options.log?.warn('cannot list multipart uploads under s3://%s/%s, so stale ones are not aborted: %s', bucket, keyPrefix, (error as Error).message);
     return 0;
   }
-  for (const upload of uploads) await abortMultipartUpload(client, bucket, upload.key, upload.uploadId, options);
-  return uploads.length;
+  const stale = uploads.filter((u) => u.initiated !== undefined && u.initiated.getTime() < before.getTime());
+  for (const upload of stale) await abortMultipartUpload(client, bucket, upload.key, upload.uploadId, options);
+  return stale.length;
 }
 
-/** Whether a key (relative to the prefix) is something upload-s3 wrote before manifests: the flat published layout. */
+/** Whether a key (relative to the prefix) is in the layout upload-s3 wrote before manifests. */
 function isFlatLayout(name: string): boolean {
   return RUN_FILES.includes(name) || name === SNIPPET_NAME || RUN_DIRS.some((dir) => name.startsWith(`${dir}/`));
 }
 
 /**
- * After the commit: delete what older publications left under the prefix (other p/<id>/ objects, and the flat
- * layout of upload-s3 versions before manifests). Other objects under the prefix are not touched. Returns the count.
+ * The pre-manifest flat layout under the prefix, only where imgpipe's marker proves it: a `load_model.mjs` at the
+ * prefix carrying the `sha256` metadata upload-s3 set on everything it wrote, and then only the layout's keys that
+ * carry it too. Anyone else's `model/…` or `results.csv` there has no such metadata and is left alone.
  */
-export async function removeLeftovers(client: S3Client, bucket: string, prefix: string, manifest: PublicationManifest, options: RetryOptions = {}): Promise<number> {
-  const keep = new Set([PUBLICATION_FILE, ...manifest.objects.map((o) => o.key)]);
-  const doomed: string[] = [];
-  for await (const object of listObjects(client, bucket, { ...options, ...(prefix ? { prefix } : {}) })) {
-    const name = object.key.slice(prefix.length);
-    if (keep.has(name)) continue;
-    if (name.startsWith(PUBLICATION_OBJECTS_DIR) || isFlatLayout(name)) doomed.push(joinKey(prefix, name));
+async function provenFlatLayout(client: S3Client, bucket: string, prefix: string, options: RetryOptions): Promise<string[]> {
+  if (!(await headObject(client, bucket, joinKey(prefix, SNIPPET_NAME), options))?.metadata.sha256) return [];
+  const names = [...RUN_FILES, SNIPPET_NAME];
+  for (const dir of RUN_DIRS) {
+    for await (const object of listObjects(client, bucket, { ...options, prefix: `${joinKey(prefix, dir)}/` })) names.push(object.key.slice(prefix.length));
   }
-  await deleteObjects(client, bucket, doomed, options);
+  const heads = await pLimit(8).map(names.filter(isFlatLayout), async (name) => ((await headObject(client, bucket, joinKey(prefix, name), options))?.metadata.sha256 ? name : undefined));
+  return heads.filter((name): name is string => name !== undefined);
+}
+
+/**
+ * What the new publication will remove after its commit (its manifest's `superseded`): the keys the current
+ * manifest lists or still had to remove, and the proven flat layout, that exist now and that the new publication
+ * does not list itself. Nothing is chosen by name alone.
+ */
+export async function supersededKeys(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  current: PublicationManifest | undefined,
+  ours: readonly string[],
+  options: RetryOptions = {},
+): Promise<string[]> {
+  const keep = new Set([...ours, PUBLICATION_FILE, PUBLICATION_LEASE_FILE]);
+  const listed = new Set([...(current?.objects ?? []).map((o) => o.key), ...(current?.superseded ?? [])]);
+  const candidates = [...listed].filter((key) => !keep.has(key));
+  const present = await pLimit(8).map(candidates, async (key) => ((await headObject(client, bucket, joinKey(prefix, key), options)) ? key : undefined));
+  const flat = (await provenFlatLayout(client, bucket, prefix, options)).filter((key) => !keep.has(key) && !listed.has(key));
+  return [...present.filter((key): key is string => key !== undefined), ...flat].sort();
+}
+
+/**
+ * After the commit: delete what `manifest.superseded` names. Where other publishers are not excluded (a store that
+ * ignores conditional writes), the manifest is read again first: if another publication has been committed since,
+ * clean-up is left to it, and nothing a committed manifest lists is ever deleted. Returns the count.
+ */
+export async function removeSuperseded(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  manifest: PublicationManifest,
+  options: RetryOptions & { exclusive: boolean },
+): Promise<number> {
+  let doomed = manifest.superseded ?? [];
+  if (!options.exclusive && doomed.length > 0) {
+    const now = await readPublication(client, bucket, prefix, options).catch(() => undefined);
+    if (now?.id !== manifest.id) {
+      options.log?.warn('s3://%s/%s was replaced by another publication (%s) after this one was committed; leaving clean-up to it', bucket, joinKey(prefix, PUBLICATION_FILE), now?.id ?? 'none');
+      return 0;
+    }
+    const listed = new Set(now.objects.map((o) => o.key));
+    doomed = doomed.filter((key) => !listed.has(key));
+  }
+  await deleteObjects(client, bucket, doomed.map((key) => joinKey(prefix, key)), options);
   return doomed.length;
 }

@@ -73,6 +73,7 @@ describe('upload-s3 (the bin, end to end)', () => {
       assert.match(result.stderr, /SIGINT: aborting/);
       assert.deepEqual(await listMultipartUploads(server.client, 'pub', 'big/'), [], 'no multipart upload left');
       assert.equal(await headObject(server.client, 'pub', 'big/publication.json'), undefined, 'nothing committed');
+      assert.equal(await headObject(server.client, 'pub', 'big/publication.lock'), undefined, 'the lease is released');
     } finally {
       await proxy.close();
     }

@@ -10,6 +10,7 @@ import { listModelFiles, sha256, silentLogger, writeJsonAtomic, type Publication
 import { loadBackbone } from '@imgpipe/engines';
 import { makeTempDir, onnxModel, startS3Server, capture, type S3Server, type TempDir } from '@imgpipe/test-utils';
 import { runUploadS3, type UploadS3Options } from './upload.js';
+import { publishModelDir } from '@imgpipe/test-utils';
 
 const SIZE = 8;
 const LABELS = ['cat', 'dog'];
@@ -242,11 +243,16 @@ describe('runUploadS3 against the local S3 server', () => {
     assert.equal((await readObjectBytes(server.client, 'results', `${newRoot}results.csv`)).toString(), 'layer_size,lr\n1,0.1\n');
   });
 
-  it('removes what older publications left (the flat layout too) after the commit, and aborts stale multipart uploads', async () => {
+  it('removes what the earlier publication listed and the proven flat layout after the commit, nothing else, and aborts stale multipart uploads', async () => {
     const prefix = 'runs/old/';
-    for (const name of ['results.csv', 'model/card.json', 'plots/old.png', 'load_model.mjs', 'p/0123456789abcdef/model/card.json']) {
-      await uploadObject(server.client, 'results', prefix + name, { bytes: 'old' });
+    // An earlier publication (its manifest lists p/<id>/model/…), and the flat layout upload-s3 wrote before
+    // manifests, each object with the sha256 metadata upload-s3 sets.
+    const earlier = await publishModelDir(server.client, 'results', prefix, join(runDir, 'model'));
+    for (const name of ['results.csv', 'model/card.json', 'plots/old.png', 'load_model.mjs']) {
+      await uploadObject(server.client, 'results', prefix + name, { bytes: 'old' }, { metadata: { sha256: sha256('old') } });
     }
+    // Not listed by any manifest, so not upload-s3's to remove, even under p/.
+    await uploadObject(server.client, 'results', `${prefix}p/0123456789abcdef/model/card.json`, { bytes: 'unlisted' });
     await uploadObject(server.client, 'results', `${prefix}notes.txt`, { bytes: 'not ours' });
     // A multipart upload a killed publisher left (fauxqs needs no signature, so plain HTTP starts one).
     const started = await fetch(`${server.endpoint}/results/${prefix}p/0123456789abcdef/model/backbone/model.onnx?uploads`, { method: 'POST' });
@@ -256,7 +262,11 @@ describe('runUploadS3 against the local S3 server', () => {
     const result = await runUploadS3(options({ prefix }));
     assert.deepEqual((await listMultipartUploads(server.client, 'results', prefix)).length, 0, 'the stale multipart upload is aborted');
     const root = `${prefix}p/${result.manifest.id}/`;
-    assert.deepEqual(await listKeys(prefix), [`${prefix}notes.txt`, `${prefix}publication.json`, ...NAMES.map((n) => root + n)].sort());
+    assert.deepEqual(
+      [...(result.manifest.superseded ?? [])].sort(),
+      [...earlier.objects.map((o) => o.key), 'load_model.mjs', 'model/card.json', 'plots/old.png', 'results.csv'].sort(),
+    );
+    assert.deepEqual(await listKeys(prefix), [`${prefix}notes.txt`, `${prefix}p/0123456789abcdef/model/card.json`, `${prefix}publication.json`, ...NAMES.map((n) => root + n)].sort());
   });
 
   it('the uploaded snippet loads the model (a publication downloaded or by URL, a model dir) and predicts what the model computes', async () => {

@@ -1,12 +1,13 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join, posix, resolve } from 'node:path';
 import pLimit from 'p-limit';
-import { contentTypeOf, copyObject, digestFile, formatS3Uri, headObject, joinKey, readPublication, uploadObject, type S3Client } from '@imgpipe/s3';
+import { contentTypeOf, copyObject, digestFile, formatS3Uri, headObject, joinKey, putObjectIf, readPublicationVersion, uploadObject, type S3Client } from '@imgpipe/s3';
 import {
-  createProgress, InputError, isRegularFile, PUBLICATION_FILE, PUBLICATION_FORMAT, PUBLICATION_OBJECTS_DIR, publicationId, sha256, walkDir, writePointer,
-  type Logger, type Pointer, type PublicationManifest, type PublicationObject,
+  createProgress, InputError, isRegularFile, LockedError, PUBLICATION_FILE, PUBLICATION_FORMAT, PUBLICATION_LEASE_FILE, PUBLICATION_OBJECTS_DIR, publicationId, sha256,
+  UsageError, walkDir, writePointer, type Logger, type Pointer, type PublicationManifest, type PublicationObject,
 } from '@imgpipe/kit';
-import { abortUploadsUnder, removeLeftovers } from './leftovers.js';
+import { acquirePublicationLease, type PublicationLease } from './lease.js';
+import { abortUploadsUnder, removeSuperseded, supersededKeys } from './leftovers.js';
 import { RUN_DIRS, RUN_FILES, SNIPPET_NAME } from './layout.js';
 import { readSnippet } from './snippet.js';
 
@@ -110,12 +111,27 @@ async function digestSources(dir: string): Promise<Source[]> {
   return [...files, { name: SNIPPET_NAME, source: { bytes: snippet }, size: snippet.length, sha256: sha256(snippet) }];
 }
 
+/** S3 refuses longer keys (with an unhelpful 400 on some stores). */
+export const MAX_KEY_BYTES = 1024;
+
+/** UsageError naming the prefix when a key of the publication would be longer than S3 allows. */
+function checkKeyLengths(bucket: string, prefix: string, keys: string[]): void {
+  const longest = keys.reduce((a, b) => (Buffer.byteLength(b) > Buffer.byteLength(a) ? b : a), '');
+  const bytes = Buffer.byteLength(longest);
+  if (bytes <= MAX_KEY_BYTES) return;
+  throw new UsageError(
+    `--prefix ${JSON.stringify(formatS3Uri(bucket, prefix).slice(0, 80))}… (${Buffer.byteLength(prefix)} bytes) is too long: the key ${JSON.stringify(`${longest.slice(0, 40)}…${longest.slice(-40)}`)} would be ${bytes} bytes of UTF-8, and S3 allows ${MAX_KEY_BYTES}; use a prefix of at most ${MAX_KEY_BYTES - (bytes - Buffer.byteLength(prefix))} bytes`,
+  );
+}
+
 /**
  * Publish a run to s3://bucket/prefix/ atomically: every object (results.csv, model/ unchanged, evaluation files
  * and plots when present, load_model.mjs) goes under prefix/p/<id>/ (id: a hash of the content, so an unchanged
- * object of an interrupted or repeated publication is not sent again), each is checked by HEAD, then ONE manifest,
- * prefix/publication.json, is written: the commit. Only then are older publications' objects removed. Readers
- * trust only the manifest, so they see the old publication or the new one, never a mix.
+ * object of an interrupted or repeated publication is not sent again), each hashed as it is sent and checked by
+ * HEAD, then ONE manifest, prefix/publication.json, is written: the commit. Only then is what earlier publications
+ * listed (the manifest's `superseded`) removed; nothing else under the prefix is touched. One publisher at a time
+ * holds the prefix's lease (prefix/publication.lock); another gets exit 75. Readers trust only the manifest, so
+ * they see the old publication or the new one, never a mix.
  */
 export async function runUploadS3(options: UploadS3Options): Promise<UploadSummary> {
   const { client, bucket, log, signal } = options;
@@ -125,15 +141,45 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
   if (!sources.some((p) => p.name === 'results.csv')) log.warn('%s has no results.csv; uploading the rest', options.dir);
   const id = publicationId(sources);
   const objectsDir = `${PUBLICATION_OBJECTS_DIR}${id}/`;
+  checkKeyLengths(bucket, prefix, [PUBLICATION_FILE, PUBLICATION_LEASE_FILE, ...sources.map((s) => objectsDir + s.name)].map((k) => joinKey(prefix, k)));
   const retry = { retries: options.retries ?? 5, log, ...(signal ? { signal } : {}) };
+  const lease = await acquirePublicationLease(client, bucket, prefix, retry);
+  try {
+    return await publish(options, { dir, prefix, sources, id, objectsDir, retry, lease });
+  } finally {
+    await lease.release();
+  }
+}
+
+interface PublishPlan {
+  dir: string;
+  prefix: string;
+  sources: Source[];
+  id: string;
+  objectsDir: string;
+  retry: { retries: number; log: Logger; signal?: AbortSignal };
+  lease: PublicationLease;
+}
+
+async function publish(options: UploadS3Options, plan: PublishPlan): Promise<UploadSummary> {
+  const { client, bucket, log, signal } = options;
+  const { dir, prefix, sources, id, objectsDir, retry, lease } = plan;
   const base = formatS3Uri(bucket, prefix);
 
-  // Multipart uploads left by a publisher that was killed (ours: nothing else writes under prefix/p/).
-  const stale = await abortUploadsUnder(client, bucket, `${joinKey(prefix, PUBLICATION_OBJECTS_DIR)}/`, retry);
+  // Multipart uploads a killed publisher left under prefix/p/: only those started before this lease was taken,
+  // and only where the lease excludes other publishers (elsewhere, a day old).
+  const before = lease.exclusive ? lease.acquired : new Date(Date.now() - 24 * 3600 * 1000);
+  const stale = await abortUploadsUnder(client, bucket, `${joinKey(prefix, PUBLICATION_OBJECTS_DIR)}/`, before, retry);
   if (stale > 0) log.info('aborted %d stale multipart upload(s) under %s%s', stale, base, PUBLICATION_OBJECTS_DIR);
 
   // Objects the current publication already holds are copied on the server instead of sent again.
-  const current = await readPublication(client, bucket, prefix, retry).catch(() => undefined);
+  let unreadable = false;
+  const found = await readPublicationVersion(client, bucket, prefix, retry).catch((error: unknown) => {
+    log.warn('%s%s cannot be read, so it is replaced and nothing it listed is removed: %s', base, PUBLICATION_FILE, (error as Error).message);
+    unreadable = true;
+    return undefined;
+  });
+  const current = found?.manifest;
   const published = new Map((current?.objects ?? []).map((o) => [`${o.size} ${o.sha256}`, joinKey(prefix, o.key)]));
   const totalBytes = sources.reduce((sum, s) => sum + s.size, 0);
   const progress = createProgress({ label: 'upload', total: sources.length, unit: 'files', quiet: log.quiet, ...(options.stderr ? { stream: options.stderr } : {}) });
@@ -146,6 +192,7 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
         const key = joinKey(prefix, objectsDir + source.name);
         const uri = formatS3Uri(bucket, key);
         const existing = await headObject(client, bucket, key, retry);
+        // Already there: the sha256 upload-s3 recorded, which it leaves only on bytes it checked as sent.
         if (existing?.size === source.size && existing.metadata.sha256 === source.sha256) {
           progress.increment(1);
           return { name: source.name, key, uri, status: 'skipped', bytes: 0 };
@@ -157,6 +204,7 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
             ...retry,
             contentType: contentTypeOf(source.name),
             metadata: { sha256: source.sha256 },
+            sha256: source.sha256,
             ...(options.partSize ? { partSize: options.partSize } : {}),
           });
         }
@@ -176,7 +224,7 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
   );
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed || signal?.aborted) {
-    if (signal?.aborted) await abortUploadsUnder(client, bucket, `${joinKey(prefix, objectsDir)}/`, { retries: 2 }).catch(() => 0);
+    if (signal?.aborted) await abortUploadsUnder(client, bucket, `${joinKey(prefix, objectsDir)}/`, new Date(Date.now() + 60_000), { retries: 2 }).catch(() => 0);
     throw signal?.aborted ? signal.reason : failed!.reason;
   }
   const items = settled.map((r) => (r as PromiseFulfilledResult<UploadItem>).value);
@@ -187,12 +235,23 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
   if (current?.id === id) {
     manifest = current;
   } else {
-    manifest = { format: PUBLICATION_FORMAT, id, run: basename(dir), created: new Date().toISOString(), objects };
+    const superseded = await supersededKeys(client, bucket, prefix, current, objects.map((o) => o.key), retry);
+    manifest = { format: PUBLICATION_FORMAT, id, run: basename(dir), created: new Date().toISOString(), objects, ...(superseded.length > 0 ? { superseded } : {}) };
     signal?.throwIfAborted();
-    // The commit: from here on readers see this publication.
-    await uploadObject(client, bucket, joinKey(prefix, PUBLICATION_FILE), { bytes: Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`) }, { ...retry, contentType: 'application/json' });
+    await lease.check();
+    // The commit: from here on readers see this publication. Conditional on the manifest read above, so a
+    // publication committed meanwhile by anyone is never overwritten unseen (where the store honours it).
+    const committed = await putObjectIf(client, bucket, joinKey(prefix, PUBLICATION_FILE), `${JSON.stringify(manifest, null, 2)}\n`, {
+      ...retry,
+      contentType: 'application/json',
+      ...(found ? { ifMatch: found.etag } : unreadable ? {} : { ifNoneMatch: '*' }),
+    });
+    // Refused, unless it was this very write, retried after its reply was lost.
+    if (committed === 'refused' && (await readPublicationVersion(client, bucket, prefix, retry).catch(() => undefined))?.manifest.created !== manifest.created) {
+      throw new LockedError(`${base}${PUBLICATION_FILE}: another publication was committed there while this one was being made; nothing was committed, publish again`);
+    }
   }
-  const removed = await removeLeftovers(client, bucket, prefix, manifest, retry);
+  const removed = await removeSuperseded(client, bucket, prefix, manifest, { ...retry, exclusive: lease.exclusive });
   const uploaded = items.filter((i) => i.status === 'uploaded').length;
   const copied = items.filter((i) => i.status === 'copied').length;
   log.info('publication %s under %s: %d uploaded, %d copied, %d already there, %d old objects removed', id, base, uploaded, copied, items.length - uploaded - copied, removed);
