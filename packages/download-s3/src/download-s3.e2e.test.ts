@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
-import { sha256 } from '@imgpipe/kit';
+import { readCsvRows, sha256 } from '@imgpipe/kit';
 import { uploadObject } from '@imgpipe/s3';
 import { makeTempDir, startS3Server, type S3Server, type TempDir } from '@imgpipe/test-utils';
 
@@ -84,15 +85,25 @@ describe('download-s3 (the bin, end to end)', () => {
     assert.equal((await readFile(join(temp.path, 'local.csv'), 'utf8')).trim(), result.stdout.trim());
   });
 
-  it('exits non-zero naming a missing key, still writing the good rows', async () => {
+  it('exits non-zero naming a missing key, writing the good rows and then a line that marks the CSV incomplete', async () => {
     const piped = await run(['--dest', 'data3'], 'bucket,s3_image,category,label\ne2e,img/1.jpg,dog,1\ne2e,img/gone.jpg,cat,0\n');
     assert.equal(piped.exitCode, 2, 'CSV piped on stdin, one key missing');
     assert.match(piped.stderr, /stdin: line 3: download s3:\/\/e2e\/img\/gone\.jpg: no such key/);
-    assert.equal(piped.stdout, `bucket,s3_image,category,label,local_image,local_sha256\ne2e,img/1.jpg,dog,1,${join('data3', 'img', '1.jpg')},${sha256('image 1 '.repeat(2))}`, 'execa strips the final newline');
+    assert.equal(
+      piped.stdout,
+      `bucket,s3_image,category,label,local_image,local_sha256\ne2e,img/1.jpg,dog,1,${join('data3', 'img', '1.jpg')},${sha256('image 1 '.repeat(2))}\n` +
+        '"#imgpipe: incomplete: download-s3: 1 of 2 rows failed (over --max-failures 0)',
+      'execa strips the final newline',
+    );
+    // The next stage of a pipe sees the mark, not a complete table.
+    await assert.rejects(readCsvRows(Readable.from([piped.stdout]), { source: 'stdin' }), /stdin: the CSV is incomplete: download-s3: 1 of 2 rows failed/);
     const viaS3 = await run(['--csv', 's3://e2e/broken.csv', '--dest', 'data2', '--failures', 'failed.csv']);
     assert.equal(viaS3.exitCode, 2);
     assert.match(viaS3.stderr, /line 4: download s3:\/\/e2e\/img\/none\.jpg: no such key/);
-    assert.equal(viaS3.stdout.trim().split('\n').length, 3, 'header and the two good rows');
+    assert.equal(viaS3.stdout.trim().split('\n').length, 4, 'header, the two good rows and the mark');
+    const tolerated = await run(['--csv', 's3://e2e/broken.csv', '--dest', 'data2', '--max-failures', '1']);
+    assert.equal(tolerated.exitCode, 0);
+    assert.equal((await readCsvRows(Readable.from([tolerated.stdout]), { source: 'stdout' })).rows.length, 2, 'tolerated failures: a complete CSV of the good rows');
     assert.match(await readFile(join(temp.path, 'failed.csv'), 'utf8'), /^line,bucket,s3_image,local_image,error\n4,e2e,img\/none\.jpg,/);
   });
 });

@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import pLimit from 'p-limit';
-import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent, acquireLock, removeStaleTemps, sha256File, isRegularFile } from '@imgpipe/kit';
+import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent, incompleteCsvTrailer, acquireLock, removeStaleTemps, sha256File, isRegularFile } from '@imgpipe/kit';
 import { downloadObject, headObject, isBucketName, isS3Uri, isSystemicS3Error, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, readObjectBytes } from '@imgpipe/s3';
 import { inShard, type Shard } from './shard.js';
 import { refuseLinkOut } from './dest-path.js';
@@ -169,10 +169,12 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
   });
 
   const results: RowResult[] = [];
+  const maxFailures = options.maxFailures ?? 0;
   if (options.outPath) await removeStaleTemps(dirname(resolve(options.cwd, options.outPath)));
   const output = options.outPath ? await openAtomicWriter(resolve(options.cwd, options.outPath)) : undefined;
+  const target = output ? output.stream : (options.stdout as Writable);
+  const writer = createCsvWriter(target, columns);
   try {
-    const writer = createCsvWriter(output ? output.stream : (options.stdout as Writable), columns);
     for (const job of jobs) {
       const result = await job;
       if (fatal !== undefined) throw fatal;
@@ -180,9 +182,14 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
       if (result.status !== 'failed' && result.row) await writer.write({ ...result.row, local_image: result.path, [LOCAL_SHA256_COLUMN]: result.sha256 ?? '' });
     }
     await writer.end();
+    if (counts.failed > maxFailures) {
+      await writeText(target, incompleteCsvTrailer(`download-s3: ${counts.failed} of ${results.length} rows failed (over --max-failures ${maxFailures})`));
+    }
     await output?.commit();
   } catch (error) {
     await output?.abort();
+    // stdout may already carry rows: end it so the next stage of a pipe cannot take them for the whole CSV.
+    if (!output) await writer.end().then(() => writeText(target, incompleteCsvTrailer(`download-s3 stopped: ${messageOf(error)}`))).catch(() => undefined);
     throw error;
   } finally {
     progress.finish(detail());
@@ -198,7 +205,6 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
     await writeFileAtomic(resolve(options.cwd, options.failuresPath), text);
   }
   const seconds = (Date.now() - started) / 1000;
-  const maxFailures = options.maxFailures ?? 0;
   log.info(
     '%s: %d ok, %d skipped (already there), %d failed; %s MB in %ss',
     download ? 'downloaded' : 'checked',
@@ -211,9 +217,18 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
   let exitCode = EXIT_OK;
   if (failures.length > maxFailures) {
     exitCode = failures.every((f) => f.inputError) ? EXIT_USAGE : EXIT_FAILED;
-    log.error('%d of %d rows failed (--max-failures %d); the rows that succeeded were written out', failures.length, results.length, maxFailures);
+    log.error(
+      '%d of %d rows failed (--max-failures %d); the rows that succeeded were written out, followed by a line that marks the CSV incomplete, so that no later stage builds on it (pass --max-failures N to accept up to N failed rows)',
+      failures.length,
+      results.length,
+      maxFailures,
+    );
   }
   return { rows: results, ...counts, bytes, seconds, exitCode };
+}
+
+function writeText(stream: NodeJS.WritableStream, text: string): Promise<void> {
+  return new Promise((done, fail) => stream.write(text, (error) => (error ? fail(error) : done())));
 }
 
 async function openCsvInput(options: DownloadS3Options): Promise<{ stream: Readable; name: string }> {
