@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import pLimit from 'p-limit';
-import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent, incompleteCsvTrailer, acquireLock, removeStaleTemps, sha256File, isRegularFile } from '@imgpipe/kit';
+import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent, incompleteCsvTrailer, acquireLock, type Lock, removeStaleTemps, sha256File, isRegularFile } from '@imgpipe/kit';
 import { downloadObject, headObject, isBucketName, isS3Uri, isSystemicS3Error, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, readObjectBytes } from '@imgpipe/s3';
 import { inShard, type Shard } from './shard.js';
 import { refuseLinkOut } from './dest-path.js';
@@ -82,12 +82,26 @@ const SHOWN_FAILURES = 20;
  * reported on stderr and in `failuresPath`; the exit code is non-zero when more than `maxFailures` failed.
  */
 export async function runDownloadS3(options: DownloadS3Options): Promise<DownloadSummary> {
-  const lock = options.download ? await acquireLock(resolve(options.cwd, options.dest), { what: 'download destination', flag: '--dest', waitSeconds: options.waitLockSeconds ?? 0 }) : undefined;
+  const lock = options.download ? await lockDestination(options) : undefined;
   try {
     return await downloadAll(options);
   } finally {
     await lock?.release();
   }
+}
+
+/**
+ * One writer per shard of --dest (`.data.lock`, or `.data.shard-2-of-4.lock` for --shard 2/4): the shards of a CSV
+ * share a destination, and a second process for the same rows exits 75. Processes writing one --dest at once are
+ * safe with each other: every file is written under its writer's temp name and renamed into place, and only temp
+ * files of dead processes are removed.
+ */
+function lockDestination(options: DownloadS3Options): Promise<Lock> {
+  const dest = resolve(options.cwd, options.dest);
+  const shard = options.shard;
+  const common = { flag: '--dest', waitSeconds: options.waitLockSeconds ?? 0 };
+  if (!shard) return acquireLock(dest, { ...common, what: 'download destination', shown: options.dest });
+  return acquireLock(`${dest}.shard-${shard.index}-of-${shard.count}`, { ...common, what: `download destination's shard ${shard.index}/${shard.count}`, shown: `${options.dest} --shard ${shard.index}/${shard.count}` });
 }
 
 async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary> {
