@@ -208,7 +208,7 @@ describe('runDownloadS3 against the local S3 server', () => {
     const result = await runDownloadS3(options({ csv, download: false, stdout: out.stream, client: createS3Client(testAwsConfig('http://127.0.0.1:1')) }));
     assert.equal(result.exitCode, 2);
     assert.equal(result.ok, 1);
-    assert.match(result.rows[1]!.error ?? '', /absent\.jpg' does not exist/);
+    assert.match(result.failures[0]!.error ?? '', /absent\.jpg' does not exist/);
     assert.match(out.text(), new RegExp(`${keys[0]},cat,0,${present}`));
   });
 });

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { parse } from 'csv-parse';
 import { stringify, type Stringifier } from 'csv-stringify';
-import { InputError } from './errors.js';
+import { FailureError, ImgpipeError, InputError, messageOf } from './errors.js';
 
 export type CsvRow = Record<string, string>;
 
@@ -30,9 +30,15 @@ export async function readCsv(input: Readable, { source, required = [] }: ReadCs
   const parser = input.pipe(
     parse({ bom: true, relax_column_count: true, skip_empty_lines: true, info: true, trim: false }),
   );
-  input.on('error', (error) => parser.destroy(error));
+  let inputError: unknown;
+  input.on('error', (error) => {
+    inputError = error;
+    parser.destroy(error);
+  });
   const tail = keepTail(input);
   const parseError = (error: unknown) => {
+    // The input failed (a network read that could not be resumed): that error, not a parse error.
+    if (inputError !== undefined) return inputError instanceof ImgpipeError ? inputError : new FailureError(`${source}: reading failed: ${messageOf(inputError)}`, { cause: inputError });
     const reason = incompleteReason(error, tail());
     if (reason !== undefined) {
       return new InputError(`${source}: the CSV is incomplete: ${reason}; it was cut short by a stage that failed, so nothing is built from it (fix that stage and rerun it)`, { cause: error });

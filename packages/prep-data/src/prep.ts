@@ -69,7 +69,13 @@ export async function runPrepData(options: PrepDataOptions): Promise<PrepDataRes
 
   const cwd = options.cwd ?? process.cwd();
   const finalDir = resolve(cwd, out);
-  const input = await parsePrepInput(options.csv, options.csvSource, cwd);
+  const progressOptions = {
+    unit: 'images',
+    quiet: options.quiet ?? false,
+    ...(options.stderr ? { stream: options.stderr } : {}),
+    ...(options.onProgress ? { onEvent: options.onProgress } : {}),
+  };
+  const input = await parsePrepInput(options.csv, options.csvSource, cwd, { progress: (total) => createProgress({ ...progressOptions, label: 'prep-data: hash', total }) });
   const lock = await acquireLock(finalDir, { what: 'dataset build', flag: '--out', waitSeconds: options.waitLockSeconds ?? 0 });
   try {
     await removeStaleTemps(dirname(finalDir));
