@@ -59,7 +59,9 @@ if [[ -n "$log" && ! -d "$(dirname -- "$log")" ]]; then
 fi
 mkdir -p "$work"
 log="${log:-$work/pipeline.log}"
-if ! { : >>"$log"; } 2>/dev/null; then echo "pipeline.sh: --log $log: cannot write to it (check its permissions)" >&2; exit 2; fi
+if [[ -e "$log" && ! -w "$log" ]] || [[ ! -e "$log" && ! -w "$(dirname -- "$log")" ]]; then
+  echo "pipeline.sh: --log $log: cannot write to it (check its permissions)" >&2; exit 2
+fi
 
 # The stages, run by the inner copy of this script in a session of its own (see below).
 run_stages() {
