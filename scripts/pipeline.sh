@@ -3,17 +3,21 @@
 #   download-s3 | prep-data | train | eval-model [--min-accuracy X] | upload-s3
 #
 # Usage: scripts/pipeline.sh [--config FILE] [--csv URI] [--work DIR] [--bucket B] [--prefix P]
-#                            [--min-accuracy X] [--log FILE] [-- train flags...]
+#                            [--min-accuracy X] [--max-failures N] [--log FILE] [-- train flags...]
 #   cron:  15 3 * * *  cd /srv/imgpipe && scripts/pipeline.sh --config config.yaml --min-accuracy 0.9
 #
 # Under --work (default pipeline-work/): data/ (images), prep/ (dataset), runs/ (one run per day), pipeline.log,
 # last-upload.json (upload-s3's pointer: the s3:// URIs; written only when every stage succeeded), logs/ (each
 # stage's stderr of the last run).
+# Nothing is published unless every stage before upload-s3 exited 0: a download with failed rows stops the run
+# (prep-data refuses the CSV download-s3 marks incomplete); --max-failures N (download-s3's flag) accepts up to
+# N images that could not be downloaded, and the model is then trained and published without them.
 # A lock (flock on WORK/.pipeline.lock) keeps two runs from overlapping; everything the stages print on stderr
 # goes to the log file (default WORK/pipeline.log). SIGINT/SIGTERM stop every stage; an interrupted train is
 # finished by the next run (train resumes an unfinished run of the same command). Exit codes name the stage:
 #   0 ok, 10 download-s3, 11 prep-data, 12 train, 13 eval-model (incl. the --min-accuracy gate: nothing is
-#   uploaded), 14 upload-s3, 2 bad usage, 75 another run holds the lock (EX_TEMPFAIL), 130/143 interrupted.
+#   uploaded), 14 upload-s3, 2 bad usage (incl. a --log or --config that cannot be used), 75 another run holds
+#   the lock (EX_TEMPFAIL), 130/143 interrupted.
 set -euo pipefail
 
 args=("$@")
@@ -23,11 +27,12 @@ csv=""
 bucket=""
 prefix=""
 min_accuracy=""
+max_failures=""
 log=""
 train_args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --config|--csv|--work|--bucket|--prefix|--min-accuracy|--log)
+    --config|--csv|--work|--bucket|--prefix|--min-accuracy|--max-failures|--log)
       [[ $# -ge 2 ]] || { echo "pipeline.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;&
     --config) config="$2"; shift 2 ;;
     --csv) csv="$2"; shift 2 ;;
@@ -35,9 +40,10 @@ while [[ $# -gt 0 ]]; do
     --bucket) bucket="$2"; shift 2 ;;
     --prefix) prefix="$2"; shift 2 ;;
     --min-accuracy) min_accuracy="$2"; shift 2 ;;
+    --max-failures) max_failures="$2"; shift 2 ;;
     --log) log="$2"; shift 2 ;;
     --) shift; train_args=("$@"); break ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "pipeline.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -45,30 +51,50 @@ if [[ -n "$config" && ! -f "$config" ]]; then echo "pipeline.sh: --config $confi
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${IMGPIPE_BIN_DIR:-$here/node_modules/.bin}"
+if [[ -n "$max_failures" && ! "$max_failures" =~ ^[0-9]+$ ]]; then
+  echo "pipeline.sh: expected --max-failures to be a non-negative integer, got '$max_failures'" >&2; exit 2
+fi
+if [[ -n "$log" && ! -d "$(dirname -- "$log")" ]]; then
+  echo "pipeline.sh: --log $log: directory $(dirname -- "$log") does not exist (create it, or pass another --log)" >&2; exit 2
+fi
 mkdir -p "$work"
 log="${log:-$work/pipeline.log}"
+if [[ -e "$log" && ! -w "$log" ]] || [[ ! -e "$log" && ! -w "$(dirname -- "$log")" ]]; then
+  echo "pipeline.sh: --log $log: cannot write to it (check its permissions)" >&2; exit 2
+fi
 
 # The stages, run by the inner copy of this script in a session of its own (see below).
 run_stages() {
-  local common=() csv_args=() gate=() upload_args=()
+  local common=() csv_args=() download_args=() gate=() upload_args=()
   [[ -n "$config" ]] && common+=(--config "$config")
   [[ -n "$csv" ]] && csv_args+=(--csv "$csv")
   [[ -n "$min_accuracy" ]] && gate+=(--min-accuracy "$min_accuracy")
+  [[ -n "$max_failures" ]] && download_args+=(--max-failures "$max_failures")
   [[ -n "$bucket" ]] && upload_args+=(--bucket "$bucket")
   [[ -n "$prefix" ]] && upload_args+=(--prefix "$prefix")
-  local result="$work/last-upload.json" logs="$work/logs"
+  local result="$work/last-upload.json" logs="$work/logs" evaluated="$work/.evaluated.json"
   local stages=(download-s3 prep-data train eval-model upload-s3)
   mkdir -p "$logs"
   # Each stage's stderr goes to its own file (tail -f it while it runs), appended to the log when the pipe ends.
   local err=()
   for i in "${!stages[@]}"; do err+=("$logs/$((i + 1))-${stages[$i]}.log"); done
+  # The stages up to eval-model run as one pipe; upload-s3, the stage that publishes, starts only when all of
+  # them exited 0 (it could not start earlier anyway: it needs eval-model's pointer line). A stage that failed
+  # after streaming part of its output cannot be seen from inside the pipe, so its exit status decides here.
   set +e
-  "$bin/download-s3" "${common[@]}" "${csv_args[@]}" --dest "$work/data" 2>"${err[0]}" </dev/null \
+  "$bin/download-s3" "${common[@]}" "${csv_args[@]}" "${download_args[@]}" --dest "$work/data" 2>"${err[0]}" </dev/null \
     | "$bin/prep-data" "${common[@]}" --out "$work/prep" 2>"${err[1]}" \
     | "$bin/train" "${common[@]}" --out "$work/runs" "${train_args[@]}" 2>"${err[2]}" \
-    | "$bin/eval-model" "${common[@]}" "${gate[@]}" 2>"${err[3]}" \
-    | "$bin/upload-s3" "${common[@]}" "${upload_args[@]}" 2>"${err[4]}" >"$result.tmp"
+    | "$bin/eval-model" "${common[@]}" "${gate[@]}" 2>"${err[3]}" >"$evaluated"
   local codes=("${PIPESTATUS[@]}")
+  if [[ "${codes[*]}" == "0 0 0 0" ]]; then
+    "$bin/upload-s3" "${common[@]}" "${upload_args[@]}" 2>"${err[4]}" <"$evaluated" >"$result.tmp"
+    codes+=($?)
+  else
+    echo "upload-s3: not started: an earlier stage failed" >"${err[4]}"
+    codes+=(-)
+  fi
+  rm -f "$evaluated"
   set -e
   for i in "${!stages[@]}"; do
     { echo "-- ${stages[$i]} (exit ${codes[$i]})"; cat "${err[$i]}"; } >>"$log"
@@ -77,10 +103,10 @@ run_stages() {
   # input) fail too, so prefer a failed stage that neither lost its reader nor got cut off from its input.
   local failed=-1
   for i in "${!codes[@]}"; do
-    [[ "${codes[$i]}" -ne 0 ]] || continue
+    [[ "${codes[$i]}" != 0 && "${codes[$i]}" != - ]] || continue
     [[ $failed -ge 0 ]] || failed=$i
-    if [[ "${codes[$i]}" -ne 141 ]] && ! grep -q 'EPIPE' "${err[$i]}" \
-      && ! { [[ $i -gt 0 && "${codes[$((i - 1))]}" -ne 0 ]] && grep -q 'got nothing\|no input\|empty' "${err[$i]}"; }; then
+    if [[ "${codes[$i]}" != 141 ]] && ! grep -q 'EPIPE' "${err[$i]}" \
+      && ! { [[ $i -gt 0 && "${codes[$((i - 1))]}" != 0 ]] && grep -q 'got nothing\|no input\|empty\|incomplete' "${err[$i]}"; }; then
       failed=$i
       break
     fi

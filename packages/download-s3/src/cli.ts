@@ -14,9 +14,9 @@ export const downloadS3Cli: ToolCli = {
     'max-failures': { value: { type: 'int', min: 0 }, default: 0, describe: 'Failed rows tolerated before the exit code is non-zero' },
     failures: { type: 'string', describe: 'Write the failed rows with their reasons to this CSV' },
     out: { type: 'string', alias: 'o', describe: 'Write the CSV to this file (atomically) instead of stdout' },
-    shard: { type: 'string', describe: 'Only rows I, I+N, I+2N, ... (0-based data rows): shard I of N, so N machines share one download; stdout has only those rows' },
+    shard: { type: 'string', describe: 'Only rows I, I+N, I+2N, ... (0-based data rows): shard I of N, so N machines share one download (and one --dest: each shard locks only itself); stdout has only those rows' },
     'stall-timeout': { value: { type: 'number', min: 0, exclusiveMin: true }, default: 30, describe: 'Seconds without body data before a download is aborted and retried' },
-    'wait-lock': { value: { type: 'int', min: 0 }, default: 0, describe: 'Seconds to wait for another download into the same --dest to finish (default: exit 75 at once)' },
+    'wait-lock': { value: { type: 'int', min: 0 }, default: 0, describe: 'Seconds to wait for another download into the same --dest (with --shard: the same shard of it) to finish (default: exit 75 at once)' },
   },
   examples: [
     ['download-s3 --csv s3://my-bucket/images.csv --dest data/ > images-local.csv', 'download the images a CSV on S3 lists'],

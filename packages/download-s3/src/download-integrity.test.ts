@@ -70,8 +70,8 @@ describe('download-s3: content identity, links, locks, leftovers', () => {
     const result = await runDownloadS3(options({ csv, dest, stdout: out.stream }));
     assert.equal(result.exitCode, 2, 'refused rows are input errors');
     assert.equal(result.ok, 1);
-    assert.match(result.rows[0]!.error ?? '', /outside --dest; refusing to write through a symbolic link/);
-    assert.match(result.rows[1]!.error ?? '', /is a symbolic link; refusing to write through it/);
+    assert.match(result.failures[0]!.error ?? '', /outside --dest; refusing to write through a symbolic link/);
+    assert.match(result.failures[1]!.error ?? '', /is a symbolic link; refusing to write through it/);
     assert.deepEqual(await readdir(outside), ['target.jpg'], 'nothing written outside --dest');
     assert.equal(await readFile(join(outside, 'target.jpg'), 'utf8'), 'precious');
     assert.equal(await readFile(join(dest, 'fine', 'd.jpg'), 'utf8'), 'd');

@@ -51,7 +51,7 @@ describe('download-s3: keys that are hard to place on a file system', () => {
   it('downloads a key whose name is as long as a file name may be (its temp name is cut to fit)', async () => {
     const key = `${'l'.repeat(250)}.jpg`;
     const { summary, dest } = await download([key]);
-    assert.equal(summary.exitCode, 0, summary.rows[0]?.error);
+    assert.equal(summary.exitCode, 0, summary.failures[0]?.error);
     assert.equal(await readFile(join(dest, key), 'utf8'), `bytes of ${key}`);
     assert.deepEqual(await readdir(dest), [key], 'no temp file left beside it');
   });

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
-import { sha256 } from '@imgpipe/kit';
+import { lockPathFor, readCsvRows, sha256 } from '@imgpipe/kit';
 import { uploadObject } from '@imgpipe/s3';
-import { makeTempDir, startS3Server, type S3Server, type TempDir } from '@imgpipe/test-utils';
+import { makeTempDir, startFaultyProxy, startS3Server, type S3Server, type TempDir } from '@imgpipe/test-utils';
 
 // The real bin, which imports dist/: run `npx tsc -b` first.
 const BIN = fileURLToPath(new URL('../bin/download-s3.js', import.meta.url));
@@ -14,8 +16,8 @@ const BIN = fileURLToPath(new URL('../bin/download-s3.js', import.meta.url));
 describe('download-s3 (the bin, end to end)', () => {
   let server: S3Server;
   let temp: TempDir;
-  const run = (args: string[], input?: string) =>
-    execa('node', [BIN, ...args], { cwd: temp.path, env: { ...server.env, NODE_NO_WARNINGS: '1' }, reject: false, ...(input === undefined ? {} : { input }) });
+  const run = (args: string[], input?: string, env: Record<string, string> = {}) =>
+    execa('node', [BIN, ...args], { cwd: temp.path, env: { ...server.env, NODE_NO_WARNINGS: '1', ...env }, reject: false, ...(input === undefined ? {} : { input }) });
 
   before(async () => {
     server = await startS3Server();
@@ -84,15 +86,51 @@ describe('download-s3 (the bin, end to end)', () => {
     assert.equal((await readFile(join(temp.path, 'local.csv'), 'utf8')).trim(), result.stdout.trim());
   });
 
-  it('exits non-zero naming a missing key, still writing the good rows', async () => {
+  it('four shards at once share one --dest, as the README and the Argo workflow run them (a lock per shard)', async () => {
+    // Each request waits 150 ms at the proxy, so the four processes overlap: before, three exited 75 on the --dest lock.
+    const proxy = await startFaultyProxy(server.endpoint, { latencyMs: 150 });
+    try {
+      const shard = (i: number) => run(['--csv', 's3://e2e/images.csv', '--dest', 'shared/', '--shard', `${i}/4`, '--out', `part-${i}.csv`, '--concurrency', '1'], undefined, { S3_ENDPOINT: proxy.endpoint });
+      const results = await Promise.all([0, 1, 2, 3].map(shard));
+      for (const result of results) assert.equal(result.exitCode, 0, result.stderr);
+      const rows = [];
+      for (let i = 0; i < 4; i++) rows.push(...(await readCsvRows(Readable.from([await readFile(join(temp.path, `part-${i}.csv`))]), { source: `part-${i}.csv` })).rows);
+      assert.deepEqual(rows.map((row) => row.s3_image).sort(), Array.from({ length: 20 }, (_, n) => `img/${n}.jpg`).sort(), 'the parts are the whole CSV');
+      for (const row of rows) assert.equal(sha256(await readFile(join(temp.path, row.local_image!))), row.local_sha256);
+      for (let n = 0; n < 20; n++) assert.equal(sha256(await readFile(join(temp.path, 'shared', 'img', `${n}.jpg`))), sha256(`image ${n} `.repeat(n + 1)));
+      assert.deepEqual((await readdir(temp.path)).filter((name) => name.endsWith('.lock')), [], 'every shard released its lock');
+
+      // A second process for a shard that is being downloaded exits 75; another shard goes ahead beside it.
+      await writeFile(lockPathFor(join(temp.path, 'shared.shard-1-of-4')), JSON.stringify({ pid: process.pid, hostname: hostname(), started: new Date().toISOString(), tool: 'download-s3' }));
+      const [same, other] = await Promise.all([shard(1), shard(2)]);
+      assert.equal(same.exitCode, 75, same.stderr);
+      assert.match(same.stderr, /--dest shared\/ --shard 1\/4: the download destination's shard 1\/4 is locked by download-s3 \(pid \d+/);
+      assert.equal(other.exitCode, 0, other.stderr);
+      assert.match(other.stderr, /0 ok, 5 skipped/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('exits non-zero naming a missing key, writing the good rows and then a line that marks the CSV incomplete', async () => {
     const piped = await run(['--dest', 'data3'], 'bucket,s3_image,category,label\ne2e,img/1.jpg,dog,1\ne2e,img/gone.jpg,cat,0\n');
     assert.equal(piped.exitCode, 2, 'CSV piped on stdin, one key missing');
     assert.match(piped.stderr, /stdin: line 3: download s3:\/\/e2e\/img\/gone\.jpg: no such key/);
-    assert.equal(piped.stdout, `bucket,s3_image,category,label,local_image,local_sha256\ne2e,img/1.jpg,dog,1,${join('data3', 'img', '1.jpg')},${sha256('image 1 '.repeat(2))}`, 'execa strips the final newline');
+    assert.equal(
+      piped.stdout,
+      `bucket,s3_image,category,label,local_image,local_sha256\ne2e,img/1.jpg,dog,1,${join('data3', 'img', '1.jpg')},${sha256('image 1 '.repeat(2))}\n` +
+        '"#imgpipe: incomplete: download-s3: 1 of 2 rows failed (over --max-failures 0)',
+      'execa strips the final newline',
+    );
+    // The next stage of a pipe sees the mark, not a complete table.
+    await assert.rejects(readCsvRows(Readable.from([piped.stdout]), { source: 'stdin' }), /stdin: the CSV is incomplete: download-s3: 1 of 2 rows failed/);
     const viaS3 = await run(['--csv', 's3://e2e/broken.csv', '--dest', 'data2', '--failures', 'failed.csv']);
     assert.equal(viaS3.exitCode, 2);
     assert.match(viaS3.stderr, /line 4: download s3:\/\/e2e\/img\/none\.jpg: no such key/);
-    assert.equal(viaS3.stdout.trim().split('\n').length, 3, 'header and the two good rows');
+    assert.equal(viaS3.stdout.trim().split('\n').length, 4, 'header, the two good rows and the mark');
+    const tolerated = await run(['--csv', 's3://e2e/broken.csv', '--dest', 'data2', '--max-failures', '1']);
+    assert.equal(tolerated.exitCode, 0);
+    assert.equal((await readCsvRows(Readable.from([tolerated.stdout]), { source: 'stdout' })).rows.length, 2, 'tolerated failures: a complete CSV of the good rows');
     assert.match(await readFile(join(temp.path, 'failed.csv'), 'utf8'), /^line,bucket,s3_image,local_image,error\n4,e2e,img\/none\.jpg,/);
   });
 });

@@ -126,7 +126,9 @@ describe('runDownloadS3 against the local S3 server', () => {
     assert.equal(result.ok, 2);
     assert.equal(result.skipped, 1, 'a repeated object is fetched once');
     assert.equal(result.failed, 5);
-    const { rows } = await readCsvRows(Readable.from([out.text()]), { source: 'out' });
+    const [kept, mark] = out.text().split(/\n(?=")/);
+    assert.equal(mark, '"#imgpipe: incomplete: download-s3: 5 of 8 rows failed (over --max-failures 0)\n', 'the good rows, then the mark');
+    const { rows } = await readCsvRows(Readable.from([kept!]), { source: 'out' });
     assert.deepEqual(rows.map((r) => r.s3_image), ['ok/a.jpg', 'ok/b.jpg', 'ok/a.jpg']);
     assert.equal(rows[2]!.local_image, join(dest, 'ok', 'a.jpg'));
     assert.deepEqual(await readdir(join(temp.path, 'mixed')), ['inside'], 'nothing written beside --dest');
@@ -206,7 +208,7 @@ describe('runDownloadS3 against the local S3 server', () => {
     const result = await runDownloadS3(options({ csv, download: false, stdout: out.stream, client: createS3Client(testAwsConfig('http://127.0.0.1:1')) }));
     assert.equal(result.exitCode, 2);
     assert.equal(result.ok, 1);
-    assert.match(result.rows[1]!.error ?? '', /absent\.jpg' does not exist/);
+    assert.match(result.failures[0]!.error ?? '', /absent\.jpg' does not exist/);
     assert.match(out.text(), new RegExp(`${keys[0]},cat,0,${present}`));
   });
 });

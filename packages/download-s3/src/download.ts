@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { Readable, type Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import pLimit from 'p-limit';
-import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRow, type Logger, type ProgressEvent, acquireLock, removeStaleTemps, sha256File, isRegularFile } from '@imgpipe/kit';
-import { downloadObject, headObject, isBucketName, isS3Uri, isSystemicS3Error, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, readObjectBytes } from '@imgpipe/s3';
+import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRecord, type CsvRow, type Logger, type ProgressEvent, incompleteCsvTrailer, acquireLock, type Lock, removeStaleTemps, sha256File, isRegularFile } from '@imgpipe/kit';
+import { downloadObject, headObject, isBucketName, isS3Uri, isSystemicS3Error, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, openObjectStream } from '@imgpipe/s3';
 import { inShard, type Shard } from './shard.js';
 import { refuseLinkOut } from './dest-path.js';
 import { PathClaims } from './path-claims.js';
@@ -62,7 +62,8 @@ export interface RowResult {
 }
 
 export interface DownloadSummary {
-  rows: RowResult[];
+  /** The rows that failed, in input order (without their CSV data). */
+  failures: RowResult[];
   ok: number;
   skipped: number;
   failed: number;
@@ -82,7 +83,7 @@ const SHOWN_FAILURES = 20;
  * reported on stderr and in `failuresPath`; the exit code is non-zero when more than `maxFailures` failed.
  */
 export async function runDownloadS3(options: DownloadS3Options): Promise<DownloadSummary> {
-  const lock = options.download ? await acquireLock(resolve(options.cwd, options.dest), { what: 'download destination', flag: '--dest', waitSeconds: options.waitLockSeconds ?? 0 }) : undefined;
+  const lock = options.download ? await lockDestination(options) : undefined;
   try {
     return await downloadAll(options);
   } finally {
@@ -90,25 +91,37 @@ export async function runDownloadS3(options: DownloadS3Options): Promise<Downloa
   }
 }
 
+/**
+ * One writer per shard of --dest (`.data.lock`, or `.data.shard-2-of-4.lock` for --shard 2/4): the shards of a CSV
+ * share a destination, and a second process for the same rows exits 75. Processes writing one --dest at once are
+ * safe with each other: every file is written under its writer's temp name and renamed into place, and only temp
+ * files of dead processes are removed.
+ */
+function lockDestination(options: DownloadS3Options): Promise<Lock> {
+  const dest = resolve(options.cwd, options.dest);
+  const shard = options.shard;
+  const common = { flag: '--dest', waitSeconds: options.waitLockSeconds ?? 0 };
+  if (!shard) return acquireLock(dest, { ...common, what: 'download destination', shown: options.dest });
+  return acquireLock(`${dest}.shard-${shard.index}-of-${shard.count}`, { ...common, what: `download destination's shard ${shard.index}/${shard.count}`, shown: `${options.dest} --shard ${shard.index}/${shard.count}` });
+}
+
 async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary> {
   const started = Date.now();
   const { log, download } = options;
   const concurrency = options.concurrency ?? 16;
+  const maxFailures = options.maxFailures ?? 0;
   const input = await openCsvInput(options);
   const table = await readCsv(input.stream, {
     source: input.name,
     required: download ? (options.defaultBucket ? ['s3_image'] : ['bucket', 's3_image']) : ['local_image'],
   });
   const columns = [...table.columns, ...['local_image', LOCAL_SHA256_COLUMN].filter((name) => !table.columns.includes(name))];
-  const records = [];
-  let row = 0;
-  for await (const record of table.records) if (inShard(row++, options.shard)) records.push(record);
 
   let bytes = 0;
   const counts = { ok: 0, skipped: 0, failed: 0 };
+  // The CSV is read as the rows are worked on, so the total is not known up front: the count shows from the first row.
   const progress = createProgress({
     label: download ? 'download' : 'check',
-    total: records.length,
     unit: 'files',
     quiet: log.quiet,
     ...(options.stderr ? { stream: options.stderr } : {}),
@@ -132,15 +145,20 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
     delete result.cause;
     return result;
   };
+  // Per distinct object, for the whole run: its result (without the row) and the path it claims. This is what
+  // memory grows with (about 0.6 KB per object); rows themselves are dropped once written.
   const byObject = new Map<string, Promise<RowResult>>();
   const claims = new PathClaims(options.dest);
-  if (download) await removeLeftovers(records, options);
-  const jobs = records.map((record): Promise<RowResult> => {
+  const cleaned = new Set<string>();
+  let removedTemps = 0;
+  // Starts the work of one row; the result is wrapped, as an async function would wait for a promise it returns.
+  const start = async (record: CsvRecord): Promise<{ job: Promise<RowResult> }> => {
+    const done = (result: RowResult) => ({ job: Promise.resolve(finish(result)) });
     if (record.error !== undefined) {
-      return Promise.resolve(finish({ line: record.line, bucket: '', key: '', path: '', status: 'failed', bytes: 0, error: record.error, inputError: true }));
+      return done({ line: record.line, bucket: '', key: '', path: '', status: 'failed', bytes: 0, error: record.error, inputError: true });
     }
     const row = record.row;
-    if (!download) return limit(async () => finish({ ...(await checkLocal(row, record.line, options)), row }));
+    if (!download) return { job: limit(async () => finish({ ...(await checkLocal(row, record.line, options)), row })) };
     let bucket = row.bucket || options.defaultBucket || '';
     let key = row.s3_image ?? '';
     const base = { line: record.line, bucket, key, path: '', bytes: 0, row };
@@ -154,41 +172,72 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
       const same = byObject.get(id);
       if (same) {
         // The same object listed twice: fetched once, both rows get its result.
-        return same.then((first) => finish({ ...first, line: record.line, row, bytes: 0, status: first.status === 'failed' ? 'failed' : 'skipped' }));
+        return { job: same.then((first) => finish({ ...first, line: record.line, row, bytes: 0, status: first.status === 'failed' ? 'failed' : 'skipped' })) };
+      }
+      // Temp files of dead earlier runs are removed from each directory before this run first writes into it.
+      const dir = dirname(resolve(options.cwd, path));
+      if (!cleaned.has(dir)) {
+        cleaned.add(dir);
+        removedTemps += (await removeStaleTemps(dir)).length;
       }
       const job = limit(async () => {
         if (fatal !== undefined) throw fatal;
         return stopOnSystemic(await fetchOne(bucket, key, path, base, options, (n) => (bytes += n)));
       }).then(finish);
-      job.catch(() => undefined); // awaited in order below; this keeps an early rejection from counting as unhandled
-      byObject.set(id, job);
-      return job;
+      const kept = job.then(({ row: _row, ...result }) => result);
+      kept.catch(() => undefined); // a rejection (fatal) is reported through `job`
+      byObject.set(id, kept);
+      return { job };
     } catch (error) {
-      return Promise.resolve(finish({ ...base, bucket, key, status: 'failed', error: messageOf(error), inputError: exitCodeOf(error) === EXIT_USAGE }));
+      return done({ ...base, bucket, key, status: 'failed', error: messageOf(error), inputError: exitCodeOf(error) === EXIT_USAGE });
     }
-  });
+  };
 
-  const results: RowResult[] = [];
+  const failures: RowResult[] = [];
+  let total = 0;
   if (options.outPath) await removeStaleTemps(dirname(resolve(options.cwd, options.outPath)));
   const output = options.outPath ? await openAtomicWriter(resolve(options.cwd, options.outPath)) : undefined;
-  try {
-    const writer = createCsvWriter(output ? output.stream : (options.stdout as Writable), columns);
-    for (const job of jobs) {
-      const result = await job;
-      if (fatal !== undefined) throw fatal;
-      results.push(result);
-      if (result.status !== 'failed' && result.row) await writer.write({ ...result.row, local_image: result.path, [LOCAL_SHA256_COLUMN]: result.sha256 ?? '' });
+  const target = output ? output.stream : (options.stdout as Writable);
+  const writer = createCsvWriter(target, columns);
+  const emit = async (job: Promise<RowResult>) => {
+    const result = await job;
+    if (fatal !== undefined) throw fatal;
+    total += 1;
+    if (result.status === 'failed') {
+      const { row: _row, ...failure } = result;
+      failures.push(failure);
+    } else if (result.row) {
+      await writer.write({ ...result.row, local_image: result.path, [LOCAL_SHA256_COLUMN]: result.sha256 ?? '' });
     }
+  };
+  try {
+    // Rows stream through a window: at most `window` are read ahead of the one written next (output keeps input order).
+    const window = Math.max(256, concurrency * 16);
+    const pending: Promise<RowResult>[] = [];
+    let index = 0;
+    for await (const record of table.records) {
+      if (!inShard(index++, options.shard)) continue;
+      const { job } = await start(record);
+      job.catch(() => undefined); // awaited in order by emit; this keeps an early rejection from counting as unhandled
+      pending.push(job);
+      if (pending.length >= window) await emit(pending.shift()!);
+    }
+    while (pending.length > 0) await emit(pending.shift()!);
     await writer.end();
+    if (counts.failed > maxFailures) {
+      await writeText(target, incompleteCsvTrailer(`download-s3: ${counts.failed} of ${total} rows failed (over --max-failures ${maxFailures})`));
+    }
     await output?.commit();
   } catch (error) {
     await output?.abort();
+    // stdout may already carry rows: end it so the next stage of a pipe cannot take them for the whole CSV.
+    if (!output) await writer.end().then(() => writeText(target, incompleteCsvTrailer(`download-s3 stopped: ${messageOf(error)}`))).catch(() => undefined);
     throw error;
   } finally {
     progress.finish(detail());
   }
+  if (removedTemps > 0) log.info('removed %d temp files left in %s by earlier runs that were stopped', removedTemps, options.dest);
 
-  const failures = results.filter((r) => r.status === 'failed');
   for (const failure of failures.slice(0, SHOWN_FAILURES)) log.warn('%s: line %d: %s', input.name, failure.line, failure.error);
   if (failures.length > SHOWN_FAILURES) {
     log.warn('... and %d more failed rows%s', failures.length - SHOWN_FAILURES, options.failuresPath ? ` (all in ${options.failuresPath})` : ' (pass --failures FILE to list them all)');
@@ -198,7 +247,6 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
     await writeFileAtomic(resolve(options.cwd, options.failuresPath), text);
   }
   const seconds = (Date.now() - started) / 1000;
-  const maxFailures = options.maxFailures ?? 0;
   log.info(
     '%s: %d ok, %d skipped (already there), %d failed; %s MB in %ss',
     download ? 'downloaded' : 'checked',
@@ -211,9 +259,18 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
   let exitCode = EXIT_OK;
   if (failures.length > maxFailures) {
     exitCode = failures.every((f) => f.inputError) ? EXIT_USAGE : EXIT_FAILED;
-    log.error('%d of %d rows failed (--max-failures %d); the rows that succeeded were written out', failures.length, results.length, maxFailures);
+    log.error(
+      '%d of %d rows failed (--max-failures %d); the rows that succeeded were written out, followed by a line that marks the CSV incomplete, so that no later stage builds on it (pass --max-failures N to accept up to N failed rows)',
+      failures.length,
+      total,
+      maxFailures,
+    );
   }
-  return { rows: results, ...counts, bytes, seconds, exitCode };
+  return { failures, ...counts, bytes, seconds, exitCode };
+}
+
+function writeText(stream: NodeJS.WritableStream, text: string): Promise<void> {
+  return new Promise((done, fail) => stream.write(text, (error) => (error ? fail(error) : done())));
 }
 
 async function openCsvInput(options: DownloadS3Options): Promise<{ stream: Readable; name: string }> {
@@ -222,9 +279,8 @@ async function openCsvInput(options: DownloadS3Options): Promise<{ stream: Reada
   if (isS3Uri(csv)) {
     const { bucket, key } = parseS3Uri(csv, '--csv');
     if (!options.client) throw new UsageError(`--csv ${csv}: reading a CSV from S3 needs an S3 client`);
-    // Read whole, with retries: a connection dropped mid-body is retried rather than parsed as a cut-short CSV.
-    const bytes = await readObjectBytes(options.client, bucket, key, { retries: options.retries ?? 5, log: options.log });
-    return { stream: Readable.from([bytes]), name: csv };
+    // Streamed; a connection dropped mid-body is resumed where it stopped, never parsed as a cut-short CSV.
+    return { stream: openObjectStream(options.client, bucket, key, { retries: options.retries ?? 5, log: options.log }), name: csv };
   }
   const path = resolve(options.cwd, csv);
   const info = await stat(path).catch(() => undefined);
@@ -269,21 +325,4 @@ async function checkLocal(row: CsvRow, line: number, options: DownloadS3Options)
     return { ...base, status: 'failed', error: `local_image '${path}' does not exist (download it, or drop --no-download-data)`, inputError: true };
   }
   return { ...base, status: 'ok', bytes: info.size, sha256: await sha256File(resolve(options.cwd, path)) };
-}
-
-/** Remove temp files of dead earlier runs beside the files this run will write (one readdir per directory). */
-async function removeLeftovers(records: readonly { row?: CsvRow }[], options: DownloadS3Options): Promise<void> {
-  const dirs = new Set<string>();
-  for (const record of records) {
-    const key = record.row?.s3_image;
-    if (!key || isS3Uri(key)) continue;
-    try {
-      dirs.add(dirname(resolve(options.cwd, safeLocalPath(options.dest, key))));
-    } catch {
-      // an unsafe key is reported by its row
-    }
-  }
-  let removed = 0;
-  for (const dir of dirs) removed += (await removeStaleTemps(dir)).length;
-  if (removed > 0) options.log.info('removed %d temp files left in %s by earlier runs that were stopped', removed, options.dest);
 }

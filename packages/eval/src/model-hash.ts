@@ -1,5 +1,5 @@
 import { join, posix } from 'node:path';
-import { sha256, sha256File, walkDir } from '@imgpipe/kit';
+import { sha256File, walkDir, weightsSha256 } from '@imgpipe/kit';
 
 /**
  * The identity of a model directory's weights: sha256 over "<relative path> <sha256>" lines of every file except
@@ -8,7 +8,7 @@ import { sha256, sha256File, walkDir } from '@imgpipe/kit';
  */
 export async function modelWeightsSha256(modelDir: string): Promise<string> {
   const files = (await walkDir(modelDir)).filter((e) => e.kind === 'file' && !posix.basename(e.path).startsWith('.') && e.path !== 'card.json');
-  const lines: string[] = [];
-  for (const { path } of files) lines.push(`${path} ${await sha256File(join(modelDir, path))}\n`);
-  return sha256(lines.join(''));
+  const hashed: { path: string; sha256: string }[] = [];
+  for (const { path } of files) hashed.push({ path, sha256: await sha256File(join(modelDir, path)) });
+  return weightsSha256(hashed);
 }

@@ -114,10 +114,19 @@ export async function runCli(tool: ToolCli, argv: string[] = process.argv.slice(
     const code = await tool.run(args, { ...full, log: createLogger({ name: tool.name, quiet: Boolean(args.quiet), debug: debug || settings.config.project.debug_logs, stream: full.stderr }), settings });
     return code ?? EXIT_OK;
   } catch (error) {
-    log.error(describeError(error));
-    if (debug || !(error instanceof ImgpipeError)) full.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+    reportError(error, log, debug, full.stderr);
     return exitCodeOf(error);
   }
+}
+
+/**
+ * One line on stderr for an error that ended a tool; the stack only with --debug. An error that is not one of
+ * ours (a raw Node or library error) says how to see where it came from.
+ */
+function reportError(error: unknown, log: Logger, debug: boolean, stderr: NodeJS.WritableStream): void {
+  const hint = error instanceof ImgpipeError || debug ? '' : ' (unexpected; run again with --debug for the stack trace)';
+  log.error(`${describeError(error)}${hint}`);
+  if (debug) stderr.write(`${(error as Error)?.stack ?? String(error)}\n`);
 }
 
 /** yargs reads a lone '-' as a positional, not as an option's value: keep `--csv -` (stdin) as `--csv=-`. */
@@ -172,6 +181,16 @@ export async function main(tool: ToolCli): Promise<void> {
     if (error.code !== 'EPIPE') throw error;
     process.exit(EXIT_BROKEN_PIPE);
   });
+  // An error outside the awaited work (a stream's 'error' with no listener, a promise nobody awaited) would end the
+  // process with Node's stack trace: one line instead, as for any other error.
+  const debug = process.argv.includes('--debug');
+  const log = createLogger({ name: tool.name, quiet: false, debug, stream: process.stderr });
+  const crash = (error: unknown) => {
+    reportError(error, log, debug, process.stderr);
+    process.exit(exitCodeOf(error));
+  };
+  process.on('uncaughtException', crash);
+  process.on('unhandledRejection', crash);
   const code = await runCli(tool);
   process.exitCode = code;
 }

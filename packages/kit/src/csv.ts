@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { parse } from 'csv-parse';
 import { stringify, type Stringifier } from 'csv-stringify';
-import { InputError } from './errors.js';
+import { FailureError, ImgpipeError, InputError, messageOf } from './errors.js';
 
 export type CsvRow = Record<string, string>;
 
@@ -32,10 +32,24 @@ export async function readCsv(input: Readable, { source, required = [] }: ReadCs
   const parser = input.pipe(
     parse({ bom: true, relax_column_count: true, skip_empty_lines: true, info: true, trim: false }),
   );
-  input.on('error', (error) => parser.destroy(error));
+  let inputError: unknown;
+  input.on('error', (error) => {
+    inputError = error;
+    parser.destroy(error);
+  });
+  const tail = keepTail(input);
+  const parseError = (error: unknown) => {
+    // The input failed (a network read that could not be resumed): that error, not a parse error.
+    if (inputError !== undefined) return inputError instanceof ImgpipeError ? inputError : new FailureError(`${source}: reading failed: ${messageOf(inputError)}`, { cause: inputError });
+    const reason = incompleteReason(error, tail());
+    if (reason !== undefined) {
+      return new InputError(`${source}: the CSV is incomplete: ${reason}; it was cut short by a stage that failed, so nothing is built from it (fix that stage and rerun it)`, { cause: error });
+    }
+    return new InputError(`${source}: cannot parse CSV: ${(error as Error).message}`, { cause: error });
+  };
   const iterator = parser[Symbol.asyncIterator]() as AsyncIterator<{ record: string[]; info: { lines: number } }>;
   const first = await iterator.next().catch((error: unknown) => {
-    throw new InputError(`${source}: cannot parse CSV: ${(error as Error).message}`, { cause: error });
+    throw parseError(error);
   });
   if (first.done) throw new InputError(`${source}: the CSV is empty; expected a header line`);
   const columns = first.value.record.map((name) => name.trim());
@@ -58,7 +72,7 @@ export async function readCsv(input: Readable, { source, required = [] }: ReadCs
       try {
         next = await iterator.next();
       } catch (error) {
-        throw new InputError(`${source}: cannot parse CSV: ${(error as Error).message}`, { cause: error });
+        throw parseError(error);
       }
       if (next.done) return;
       const { record, info } = next.value;
@@ -74,6 +88,36 @@ export async function readCsv(input: Readable, { source, required = [] }: ReadCs
     }
   }
   return { columns, records: records() };
+}
+
+/**
+ * The last line of a CSV whose writer failed after it had streamed rows (download-s3 over --max-failures, or
+ * stopped by an error): a quote opened and never closed. A reader that only sees its input (the next stage of a
+ * shell pipe) cannot learn the writer's exit status, and the rows before would parse as a complete table; with
+ * this line no CSV reader (csv-parse, Python's csv, pandas) accepts the table, and readCsv names the reason.
+ */
+export function incompleteCsvTrailer(reason: string): string {
+  return `${INCOMPLETE_MARK}${reason.replace(/["\r\n]+/g, ' ')}\n`;
+}
+
+const INCOMPLETE_MARK = '"#imgpipe: incomplete: ';
+
+/** The reason a trailer gave, when `error` is the unclosed quote of one at the end of the input. */
+function incompleteReason(error: unknown, tail: string): string | undefined {
+  if ((error as { code?: string })?.code !== 'CSV_QUOTE_NOT_CLOSED') return undefined;
+  const at = tail.lastIndexOf(`\n${INCOMPLETE_MARK}`);
+  if (at === -1 && !tail.startsWith(INCOMPLETE_MARK)) return undefined;
+  return tail.slice(at + 1 + INCOMPLETE_MARK.length).trim();
+}
+
+/** The last few KB that went through a stream, to look at after a parse error. */
+function keepTail(input: Readable, bytes = 4096): () => string {
+  let tail: Buffer = Buffer.alloc(0);
+  input.on('data', (chunk: Buffer | string) => {
+    const data = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    tail = data.length >= bytes ? data.subarray(data.length - bytes) : Buffer.concat([tail, data]).subarray(-bytes);
+  });
+  return () => tail.toString('utf8');
 }
 
 export function readCsvFile(path: string, options: Omit<ReadCsvOptions, 'source'> & { source?: string } = {}): Promise<CsvTable> {
@@ -147,6 +191,7 @@ export function createCsvWriter(output: Writable, columns: readonly string[], op
       if (!stringifier.write(row)) await new Promise((resolve) => stringifier.once('drain', resolve));
     },
     async end() {
+      if (failure) throw failure;
       await new Promise<void>((resolve, reject) => {
         stringifier.once('error', reject);
         stringifier.once('end', resolve);

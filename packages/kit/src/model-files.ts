@@ -1,7 +1,7 @@
 import { lstat, readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { InputError } from './errors.js';
-import { sha256File } from './files.js';
+import { sha256, sha256File } from './files.js';
 import { walkDir, type DirEntry } from './walk-dir.js';
 
 /** One file of a model directory as card.json lists it: the path relative to the directory, '/'-separated. */
@@ -24,6 +24,18 @@ const CARD = 'card.json';
 export function isInsidePath(path: unknown): path is string {
   if (typeof path !== 'string' || path === '' || path.includes('\\') || path.includes('\0') || path.startsWith('/')) return false;
   return path.split('/').every((segment) => segment !== '' && segment !== '.' && segment !== '..');
+}
+
+/**
+ * The identity of a model's weights (eval.json's model.sha256): sha256 over "<path> <sha256>" lines of every file
+ * but card.json (which eval-model updates) and hidden files, sorted by path. Same weights, same hash.
+ */
+export function weightsSha256(files: readonly { path: string; sha256: string }[]): string {
+  const lines = files
+    .filter((file) => file.path !== CARD && !posix.basename(file.path).startsWith('.'))
+    .map((file) => `${file.path} ${file.sha256}\n`)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return sha256(lines.join(''));
 }
 
 /** Every entry under `dir` but directories and card.json, with its kind (links listed, never followed). */

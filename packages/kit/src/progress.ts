@@ -48,7 +48,8 @@ export function createProgress(options: ProgressOptions): Progress {
       ? new cliProgress.SingleBar(
           {
             stream,
-            format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | ETA {eta_formatted} {detail}`,
+            // Without a total (a CSV still being read) there is no bar to fill: the count, the rate and the detail.
+            format: total === undefined ? `${label} {value} ${unit} | {rate}/s {detail}` : `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | ETA {eta_formatted} {detail}`,
             hideCursor: false,
             clearOnComplete: false,
             etaBuffer: 50,

@@ -1,5 +1,5 @@
 import { realpath } from 'node:fs/promises';
-import { isRegularFile, sha256File } from '@imgpipe/kit';
+import { isRegularFile, sha256File, type Progress } from '@imgpipe/kit';
 import pLimit from 'p-limit';
 import type { EarlyReject, PrepItem } from './prep-item.js';
 
@@ -10,7 +10,7 @@ import type { EarlyReject, PrepItem } from './prep-item.js';
  * kept; later ones are rejected as `duplicate`. Sets each kept item's contentSha256 (undefined when the file
  * cannot be read or is not a regular file: decoding rejects it later).
  */
-export async function dedupeItems(items: readonly PrepItem[]): Promise<{ kept: PrepItem[]; duplicates: EarlyReject[] }> {
+export async function dedupeItems(items: readonly PrepItem[], progress?: Progress): Promise<{ kept: PrepItem[]; duplicates: EarlyReject[] }> {
   const bySource = new Map<string, PrepItem>();
   const byPath = new Map<string, PrepItem>();
   const byContent = new Map<string, PrepItem>();
@@ -23,8 +23,10 @@ export async function dedupeItems(items: readonly PrepItem[]): Promise<{ kept: P
     // Only regular files are read: opening a FIFO blocks for ever, /dev/zero never ends (decoding rejects both).
     const regular = await isRegularFile(item.path);
     const content = regular ? await sha256File(item.path).catch(() => undefined) : undefined;
+    progress?.increment();
     return { real, content };
   });
+  progress?.finish();
   items.forEach((item, index) => {
     const { real, content } = identities[index]!;
     const sameSource = bySource.get(item.source);

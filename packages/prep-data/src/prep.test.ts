@@ -77,8 +77,13 @@ test('exact per-class counts for several set sizes and fractions, and no image i
 
 test('the dataset reads back: pixels in row order equal a direct decode; rows carry labels and pass-through columns', async () => {
   const rows = set.images.slice(0, 12).map((row, index) => ({ ...row, note: `n${index}` }));
-  const events: ProgressEvent[] = [];
-  const result = await prep(await csvOf(rows, [...COLUMNS, 'note']), { fit: 'cover', onProgress: (event) => events.push(event) });
+  const reported: ProgressEvent[] = [];
+  const result = await prep(await csvOf(rows, [...COLUMNS, 'note']), { fit: 'cover', onProgress: (event) => reported.push(event) });
+  // Reading every file's hash comes first, with progress of its own (a large CSV spends minutes there).
+  const hashed = reported.filter((event) => event.label === 'prep-data: hash');
+  assert.deepEqual([hashed[0]!.status, hashed.at(-1)!.status, hashed.at(-1)!.done, hashed.at(-1)!.total], ['start', 'done', 12, 12]);
+  assert.ok(reported.indexOf(hashed.at(-1)!) < reported.findIndex((event) => event.label === 'prep-data'), 'hashing is reported before decoding starts');
+  const events = reported.filter((event) => event.label === 'prep-data');
   assert.equal(events[0]!.status, 'start');
   assert.equal(events.at(-1)!.status, 'done');
   assert.equal(events.at(-1)!.done, 12);

@@ -73,7 +73,13 @@ export async function runPrepData(options: PrepDataOptions): Promise<PrepDataRes
 
   const cwd = options.cwd ?? process.cwd();
   const finalDir = resolve(cwd, out);
-  const parsed = await parsePrepInput(options.csv, options.csvSource, cwd);
+  const progressOptions = {
+    unit: 'images',
+    quiet: options.quiet ?? false,
+    ...(options.stderr ? { stream: options.stderr } : {}),
+    ...(options.onProgress ? { onEvent: options.onProgress } : {}),
+  };
+  const parsed = await parsePrepInput(options.csv, options.csvSource, cwd, { progress: (total) => createProgress({ ...progressOptions, label: 'prep-data: hash', total }) });
   const reviewed = options.decisions ? await applyDecisions(parsed.items, parsed.classes, options.decisions, log) : undefined;
   const input = reviewed ? { ...parsed, items: reviewed.items, early: [...parsed.early, ...reviewed.dropped] } : parsed;
   const lock = await acquireLock(finalDir, { what: 'dataset build', flag: '--out', waitSeconds: options.waitLockSeconds ?? 0 });

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
-import { safeJoin, streamToFileAtomic } from '@imgpipe/kit';
-import { describeS3Error, withS3Retries, type RetryOptions } from './s3.js';
+import { FailureError, messageOf, safeJoin, streamToFileAtomic } from '@imgpipe/kit';
+import { describeS3Error, isRetryableS3Error, s3ErrorCode, withS3Retries, type RetryOptions } from './s3.js';
 import { isMd5Etag, listObjects, unquoteEtag } from './s3-objects.js';
 
 /** A retryable error for a body that stopped arriving, ended short, or is not the bytes its ETag names. */
@@ -142,17 +143,54 @@ export async function readObjectBytes(client: S3Client, bucket: string, key: str
   }
 }
 
-/** An object as a stream (e.g. an images CSV), without retries once the body has started. */
-export async function openObjectStream(client: S3Client, bucket: string, key: string, options: RetryOptions = {}): Promise<Readable> {
-  try {
-    const response = await withS3Retries(() => client.send(new GetObjectCommand({ Bucket: bucket, Key: key })), {
-      ...options,
-      what: `read s3://${bucket}/${key}`,
-    });
-    return response.Body as Readable;
-  } catch (error) {
-    throw describeS3Error(error, { bucket, key, action: 'read' });
+/**
+ * An object as a stream (an images CSV), read as it arrives and never held whole. A body that breaks off or ends
+ * short is resumed where it stopped, by a ranged GET of the same version (If-Match its ETag), up to `retries`
+ * times; an object replaced meanwhile is an error, never a mix of two versions. Errors name the object.
+ */
+export function openObjectStream(client: S3Client, bucket: string, key: string, options: RetryOptions = {}): Readable {
+  const retries = options.retries ?? 5;
+  const what = `read s3://${bucket}/${key}`;
+  let offset = 0;
+  let etag: string | undefined;
+  let size: number | undefined;
+  let broken = 0;
+  async function* chunks(): AsyncGenerator<Buffer> {
+    for (;;) {
+      const resume = etag === undefined ? {} : { IfMatch: etag, Range: `bytes=${offset}-` };
+      const response = await withS3Retries(() => client.send(new GetObjectCommand({ Bucket: bucket, Key: key, ...resume })), { ...options, what });
+      etag ??= response.ETag;
+      size ??= response.ContentLength;
+      const body = response.Body as Readable | undefined;
+      try {
+        if (!body) throw new BodyError('empty response body', 'TruncatedBody');
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          offset += chunk.length;
+          yield chunk;
+        }
+        if (size !== undefined && offset < size) throw new BodyError(`body ended after ${offset} of ${size} bytes`, 'TruncatedBody');
+        return;
+      } catch (error) {
+        if (broken >= retries || !isRetryableS3Error(error)) throw error;
+        broken += 1;
+        options.log?.debug('%s: %s after %d bytes; resuming there (%d/%d)', what, s3ErrorCode(error) || messageOf(error), offset, broken, retries);
+        await sleep(Math.random() * Math.min(options.maxDelayMs ?? 5_000, (options.baseDelayMs ?? 100) * 2 ** broken));
+      } finally {
+        body?.destroy();
+      }
+    }
   }
+  async function* described(): AsyncGenerator<Buffer> {
+    try {
+      yield* chunks();
+    } catch (error) {
+      if (s3ErrorCode(error) === 'PreconditionFailed') {
+        throw new FailureError(`${what}: the object was replaced while it was being read (after ${offset} bytes); run again`, { cause: error });
+      }
+      throw describeS3Error(error, { bucket, key, action: 'read' });
+    }
+  }
+  return Readable.from(described(), { objectMode: false });
 }
 
 /** The local path for a key under `dest` (kit's safeJoin: an InputError when the key could escape it). */

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { HttpError } from './http-error.js';
 import type { AppState, Reply, RouteContext } from './route-types.js';
 import { staticFile, type StaticFile, type UiState } from './ui-assets.js';
-import { hasReport, readReport, referencedPlots, reportCsp, runDirOf } from './ui-report.js';
+import { findReport, referencedPlots, reportCsp, runDirOf } from './ui-report.js';
 
 const REPORT_URL = 'ui/report/report.html';
 
@@ -65,33 +65,33 @@ export async function uiModel(_context: RouteContext, state: AppState): Promise<
       links: {
         metadata: `v2/models/${encodeURIComponent(state.modelName)}`,
         metrics: 'metrics',
-        report: (await hasReport(runDirOf(dir))) ? REPORT_URL : null,
+        report: 'html' in (await findReport(runDirOf(dir), card)) ? REPORT_URL : null,
       },
     },
   };
 }
 
-function reportDir(state: AppState): string {
-  const dir = runDirOf(uiOf(state).model?.dir);
-  if (!dir) throw new HttpError(404, 'no evaluation report: the model is not a run directory\'s model/');
-  return dir;
+/** The served model's report (see findReport), or a 404 saying why there is none. */
+async function servedReport(state: AppState): Promise<{ dir: string; html: Buffer }> {
+  const model = uiOf(state).model;
+  const dir = runDirOf(model?.dir);
+  const found = await findReport(dir, model?.card);
+  if ('problem' in found || dir === undefined) throw new HttpError(404, 'problem' in found ? found.problem : 'no evaluation report');
+  return { dir, html: found.html };
 }
 
 /** GET /ui/report/report.html: the run's report, read-only, under its own script-free policy. */
 export async function uiReport({ request }: RouteContext, state: AppState): Promise<Reply> {
-  const dir = reportDir(state);
-  const html = await readReport(dir);
-  if (!html) throw new HttpError(404, `no evaluation report in ${dir} (run eval-model on it)`);
+  const { html } = await servedReport(state);
   return fileReply(request, staticFile(html, 'text/html; charset=utf-8'), { 'content-security-policy': reportCsp(html.toString('utf8')) });
 }
 
 /** GET /ui/report/plots/{file}: a PNG the report links to, and nothing else from the run directory. */
 export async function uiReportPlot({ request, params }: RouteContext, state: AppState): Promise<Reply> {
-  const dir = reportDir(state);
-  const html = await readReport(dir);
+  const { dir, html } = await servedReport(state);
   const name = params.file ?? '';
-  if (!html || !referencedPlots(html.toString('utf8')).has(name)) throw new HttpError(404, `no plot ${JSON.stringify(name)} in the evaluation report`);
+  if (!referencedPlots(html.toString('utf8')).has(name)) throw new HttpError(404, `no plot ${JSON.stringify(name)} in the evaluation report`);
   const png = await readFile(join(dir, 'plots', name)).catch(() => undefined);
-  if (!png) throw new HttpError(404, `the report links plots/${name} but ${dir} has no such file`);
+  if (!png) throw new HttpError(404, `the report links plots/${name}, which is missing beside it`);
   return fileReply(request, staticFile(png, 'image/png'));
 }

@@ -1,6 +1,7 @@
 // The page in a real browser: Debian's chromium (IMGPIPE_CHROMIUM, default /usr/bin/chromium; .ci/run installs it)
 // driven by playwright-core, which never downloads a browser of its own. The server is the real bin.
 // Page-side code is written as strings: the tests are typechecked without the DOM library.
+import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -76,6 +77,9 @@ describe('serve: the page in headless Chromium', () => {
     const card = JSON.parse(await readFile(cardPath, 'utf8'));
     card.metrics = { ...card.metrics, test_accuracy: TEST_ACCURACY };
     await writeFile(cardPath, JSON.stringify(card));
+    // eval.json names the weights the report is about (serve shows a report only for the weights it serves).
+    const weights = createHash('sha256').update((card.files as { path: string; sha256: string }[]).map((f) => `${f.path} ${f.sha256}\n`).sort().join('')).digest('hex');
+    await writeFile(join(temp.path, 'eval.json'), JSON.stringify({ model: { path: 'model', sha256: weights } }));
     await mkdir(join(temp.path, 'plots'));
     await writeFile(join(temp.path, 'plots', 'confusion-matrix.png'), await testImage(5, 120, 120));
     await writeFile(

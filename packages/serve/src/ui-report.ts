@@ -1,22 +1,41 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { isRegularFile } from '@imgpipe/kit';
+import { weightsSha256, type ModelCard } from '@imgpipe/kit';
 
 /** The evaluation report beside a served model: eval-model writes it into the run directory the model/ sits in. */
 export const REPORT_FILE = 'report.html';
+/** eval-model's results beside it, naming the weights they were measured on. */
+const EVAL_FILE = 'eval.json';
 
 /** The run directory of a local model directory laid out as <run>/model, else undefined. */
 export function runDirOf(modelDir: string | undefined): string | undefined {
   return modelDir !== undefined && basename(modelDir) === 'model' ? dirname(modelDir) : undefined;
 }
 
-export async function hasReport(runDir: string | undefined): Promise<boolean> {
-  return runDir !== undefined && (await isRegularFile(join(runDir, REPORT_FILE)));
+/**
+ * The report beside the served model, or why there is none. The run directory is read at each request, so it is
+ * only the served model's report when the eval.json written with it names the served weights (model.sha256): a
+ * run directory replaced, retrained or re-evaluated after this model was loaded holds another model's report.
+ * Messages name no local path: they go to whoever asks over HTTP.
+ */
+export async function findReport(runDir: string | undefined, card: ModelCard | undefined): Promise<{ html: Buffer } | { problem: string }> {
+  if (runDir === undefined) return { problem: "no evaluation report: the served model is not a run directory's model/" };
+  const html = await readFile(join(runDir, REPORT_FILE)).catch(() => undefined);
+  if (!html) return { problem: 'no evaluation report for the served model (run eval-model on its run directory)' };
+  const served = Array.isArray(card?.files) ? weightsSha256(card.files) : undefined;
+  if (served === undefined || (await evaluatedWeights(runDir)) !== served) {
+    return { problem: 'the evaluation report beside the served model is for other weights: its run directory was replaced or retrained after this model was loaded (restart serve to serve that run)' };
+  }
+  return { html };
 }
 
-export async function readReport(runDir: string): Promise<Buffer | undefined> {
-  return readFile(join(runDir, REPORT_FILE)).catch(() => undefined);
+async function evaluatedWeights(runDir: string): Promise<unknown> {
+  try {
+    return (JSON.parse(await readFile(join(runDir, EVAL_FILE), 'utf8')) as { model?: { sha256?: unknown } })?.model?.sha256;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The plot files a report links to: relative `plots/<name>.png` in src or href attributes, nothing else. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
@@ -57,6 +57,12 @@ function rawGet(base: string, path: string): Promise<{ status: number; body: str
 
 const html = { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' };
 
+/** What eval-model records as model.sha256: sha256 over the sorted "<path> <sha256>" lines of the model's files. */
+async function weightsOf(modelDir: string): Promise<string> {
+  const card = JSON.parse(await readFile(join(modelDir, 'card.json'), 'utf8')) as { files: { path: string; sha256: string }[] };
+  return createHash('sha256').update(card.files.map((f) => `${f.path} ${f.sha256}\n`).sort().join('')).digest('hex');
+}
+
 describe('serve: the page for browsers (HTTP level)', () => {
   let temp: TempDir;
   let modelDir: string;
@@ -70,6 +76,7 @@ describe('serve: the page for browsers (HTTP level)', () => {
     await writeFile(join(temp.path, 'plots', 'confusion-matrix.png'), await testImage(1));
     await writeFile(join(temp.path, 'plots', 'other.png'), await testImage(2));
     await writeFile(join(temp.path, 'run.json'), '{"secret": true}');
+    await writeFile(join(temp.path, 'eval.json'), JSON.stringify({ model: { path: 'model', sha256: await weightsOf(modelDir) } }));
     server = await runServe(options(modelDir, true));
   });
   after(async () => {
@@ -166,6 +173,33 @@ describe('serve: the page for browsers (HTTP level)', () => {
       assert.equal(refused.status, 404, path);
       assert.doesNotMatch(refused.body, /secret/, path);
     }
+  });
+
+  it('serves no other model\'s report after the run directory is replaced, and its 404s name no local path', async () => {
+    const evalJson = await readFile(join(temp.path, 'eval.json'), 'utf8');
+    const other = `<!doctype html><html><body>another model's report<img src="plots/confusion-matrix.png" alt="c"></body></html>`;
+    try {
+      // Another run now sits at the same path (retrained, or a directory copied over it): its own report and eval.json.
+      await writeFile(join(temp.path, 'report.html'), other);
+      await writeFile(join(temp.path, 'eval.json'), JSON.stringify({ model: { path: 'model', sha256: 'f'.repeat(64) } }));
+      for (const path of ['/ui/report/report.html', '/ui/report/plots/confusion-matrix.png']) {
+        const refused = await request(server.url, path);
+        assert.equal(refused.status, 404, path);
+        assert.match(refused.body.error, /the evaluation report beside the served model is for other weights/, path);
+        assert.ok(!JSON.stringify(refused.body).includes(temp.path), `${path}: ${JSON.stringify(refused.body)}`);
+      }
+      assert.equal((await request(server.url, '/ui/model')).body.links.report, null);
+      // No report at all: the 404 says so without the run directory's path.
+      await rm(join(temp.path, 'report.html'));
+      const missing = await request(server.url, '/ui/report/report.html');
+      assert.equal(missing.status, 404);
+      assert.match(missing.body.error, /no evaluation report for the served model/);
+      assert.ok(!JSON.stringify(missing.body).includes(temp.path), JSON.stringify(missing.body));
+    } finally {
+      await writeFile(join(temp.path, 'report.html'), REPORT);
+      await writeFile(join(temp.path, 'eval.json'), evalJson);
+    }
+    assert.equal((await fetch(new URL('/ui/report/report.html', server.url))).status, 200, 'the served model\'s own report again');
   });
 
   it('turns the page off with ui: false (404; GET / for programs as before)', async () => {
