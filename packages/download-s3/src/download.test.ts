@@ -146,6 +146,16 @@ describe('runDownloadS3 against the local S3 server', () => {
     assert.equal(tolerant.exitCode, 0);
   });
 
+  it('writes the --failures list safe for spreadsheets: a key that looks like a formula is quoted', async () => {
+    const csv = join(temp.path, 'formula.csv');
+    await writeFile(csv, `bucket,s3_image,category,label\n${BUCKET},"=HYPERLINK(""http://x"")",dog,1\n`);
+    const failures = join(temp.path, 'formula-failures.csv');
+    const result = await runDownloadS3(options({ csv, dest: join(temp.path, 'formula'), stdout: capture().stream, failuresPath: failures, log: silentLogger, maxFailures: 1 }));
+    assert.equal(result.failed, 1);
+    const text = await readFile(failures, 'utf8');
+    assert.ok(text.includes(`"'=HYPERLINK(""http://x"")"`), text);
+  });
+
   it('names a missing column', async () => {
     const csv = join(temp.path, 'nocol.csv');
     await writeFile(csv, 'bucket,category,label\nimgs,cat,0\n');

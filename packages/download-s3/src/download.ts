@@ -243,7 +243,7 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
     log.warn('... and %d more failed rows%s', failures.length - SHOWN_FAILURES, options.failuresPath ? ` (all in ${options.failuresPath})` : ' (pass --failures FILE to list them all)');
   }
   if (options.failuresPath) {
-    const text = await csvString(FAILURE_COLUMNS, failures.map((f) => ({ line: f.line, bucket: f.bucket, s3_image: f.key, local_image: f.path, error: f.error })));
+    const text = await csvString(FAILURE_COLUMNS, failures.map((f) => ({ line: f.line, bucket: f.bucket, s3_image: f.key, local_image: f.path, error: f.error })), { forSpreadsheets: true });
     await writeFileAtomic(resolve(options.cwd, options.failuresPath), text);
   }
   const seconds = (Date.now() - started) / 1000;

@@ -154,7 +154,7 @@ const PLAIN_NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
  *
  * imgpipe writes with it (`forSpreadsheets`) the CSVs meant for people, which hold class and file names from the
  * user's data: predictions.csv, results.csv, trials.csv (eval-model reads the last two back with
- * `forSpreadsheets`, undoing it) and rejected.csv. Data files that tools read as data (the dataset's split CSVs,
+ * `forSpreadsheets`, undoing it), rejected.csv and download-s3's --failures list. Data files that tools read as data (the dataset's split CSVs,
  * download-s3's output CSV) keep the values exactly as given.
  */
 export function spreadsheetSafe(value: string): string {
