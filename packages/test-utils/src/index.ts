@@ -14,3 +14,4 @@ export * from './publish.js';
 export * from './wait-for.js';
 export { drawImage } from './shapes.js';
 export { capture } from './capture.js';
+export * from './onnx-python.js';
