@@ -122,7 +122,7 @@ describe('model.onnx: the whole classifier in one ONNX file', () => {
     const dir = await writeModelDir(join(temp.path, 'tamper'), join(dirs.resnet!, 'backbone'), { device: 'cpu', featureLayer: 'features', inputSize: SIZE });
     const path = join(dir, 'model.onnx');
     const bytes = await readFile(path);
-    bytes[bytes.length - 1] ^= 1;
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 1, bytes.length - 1);
     await writeFile(path, bytes);
     await assert.rejects(openModelDir(dir), (e: Error) => e instanceof InputError && e.message.includes('model.onnx') && /sha256/.test(e.message));
     await rm(path);
