@@ -7,7 +7,8 @@ import { createRng, InputError, openModelDir, readModelCard, type ModelCard } fr
 import { buildMobileNetV1, buildResnet50Backbones, makeTempDir, runOnnxInPython, type TempDir } from '@imgpipe/test-utils';
 
 // model.onnx, the whole classifier in one file, against imgpipe's two-part path (backbone + TF.js head) on the
-// same 20 images, and in runtimes that are not imgpipe's: onnx's full checker and OpenCV's DNN module.
+// same 20 images, and in runtimes that are not imgpipe's: onnx's full checker, OpenCV's DNN module and
+// onnxruntime-web on its WebAssembly backend (another build of ONNX Runtime, the one browsers use).
 const SIZE = 32;
 const COUNT = 20;
 const LABELS = ['cat', 'dog', 'bird'];
@@ -53,6 +54,19 @@ async function writeModelDir(dir: string, backboneSpec: string, options: LoadBac
     await backbone.dispose();
   }
   return dir;
+}
+
+/** model.onnx on onnxruntime-web's wasm backend (one thread), as a browser would run it. */
+async function predictOnWeb(path: string, pixels: Uint8Array, count: number): Promise<{ probabilities: Float32Array; version: string }> {
+  const ort = await import('onnxruntime-web');
+  ort.env.wasm.numThreads = 1;
+  const session = await ort.InferenceSession.create(new Uint8Array(await readFile(path)), { executionProviders: ['wasm'] });
+  try {
+    const results = await session.run({ pixels: new ort.Tensor('uint8', pixels, [count, SIZE, SIZE, 3]) });
+    return { probabilities: new Float32Array(results.probabilities!.data as Float32Array), version: ort.env.versions.web ?? '' };
+  } finally {
+    await session.release();
+  }
 }
 
 async function predictBothWays(modelDir: string, device: 'cpu' | 'wasm', pixels: Uint8Array): Promise<{ whole: Float32Array; parts: Float32Array }> {
@@ -102,7 +116,7 @@ describe('model.onnx: the whole classifier in one ONNX file', () => {
       assert.ok(whole.some((p) => p > 0.01 && p < 0.99), 'probabilities are not all saturated (the comparison says something)');
     });
 
-    it(`${what}: onnx's full checker passes and OpenCV's DNN module gives the same probabilities within 1e-4`, async () => {
+    it(`${what}: onnx's full checker passes; OpenCV's DNN module and onnxruntime-web (wasm) give the same probabilities within 1e-4`, async () => {
       const modelDir = dirs[key]!;
       const ours = await loadModel(modelDir, { device: 'cpu' });
       const expected = await ours.predict(pixels, COUNT).finally(() => ours.dispose());
@@ -115,6 +129,9 @@ describe('model.onnx: the whole classifier in one ONNX file', () => {
       assert.match(python.metadata.input!, /uint8 \[batch, 32, 32, 3\], RGB, NHWC/);
       assert.equal(python.opset, 13);
       assert.ok(!python.ops.includes('Identity') && !python.ops.includes('Clip'), `plain ops only: ${python.ops.join(', ')}`);
+      const web = await predictOnWeb(join(modelDir, 'model.onnx'), pixels, COUNT);
+      const webDiff = maxDiff(web.probabilities, expected);
+      assert.ok(webDiff <= 1e-4, `onnxruntime-web ${web.version} differs by ${webDiff}`);
     });
   }
 
