@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildLayersHead, loadBackbone, loadModel, loadTf, saveModelDir, type LoadBackboneOptions } from '@imgpipe/engines';
 import { createRng, InputError, openModelDir, readModelCard, type ModelCard } from '@imgpipe/kit';
-import { buildMobileNetV1, buildResnet50Backbones, makeTempDir, runOnnxInPython, type TempDir } from '@imgpipe/test-utils';
+import { buildMobileNetV1, buildResnet50Backbones, buildTinyConvBackbone, makeTempDir, runOnnxInPython, type TempDir } from '@imgpipe/test-utils';
 
 // model.onnx, the whole classifier in one file, against imgpipe's two-part path (backbone + TF.js head) on the
 // same 20 images, and in runtimes that are not imgpipe's: onnx's full checker, OpenCV's DNN module and
@@ -134,6 +134,15 @@ describe('model.onnx: the whole classifier in one ONNX file', () => {
       assert.ok(webDiff <= 1e-4, `onnxruntime-web ${web.version} differs by ${webDiff}`);
     });
   }
+
+  it('a backbone exported with a fixed batch size of 1: model.onnx keeps it, and loadModel runs larger batches in chunks', async () => {
+    const tiny = await buildTinyConvBackbone({ dir: join(temp.path, 'fixed-batch'), inputSize: SIZE, seed: 2, format: 'onnx', fixedBatch: 1 });
+    const dir = await writeModelDir(join(temp.path, 'fixed-batch-model'), tiny.path, { device: 'cpu', featureLayer: tiny.featureLayer, preprocess: 'torch', inputSize: SIZE });
+    const python = await runOnnxInPython(join(dir, 'model.onnx'), pixels.subarray(0, SIZE * SIZE * 3), 1, SIZE);
+    assert.match(python.metadata.input!, /uint8 \[1, 32, 32, 3\]/);
+    const { whole, parts } = await predictBothWays(dir, 'cpu', pixels);
+    assert.ok(maxDiff(whole, parts) <= 1e-5);
+  });
 
   it('a changed or missing model.onnx is refused like any other file of the directory', async () => {
     const dir = await writeModelDir(join(temp.path, 'tamper'), join(dirs.resnet!, 'backbone'), { device: 'cpu', featureLayer: 'features', inputSize: SIZE });

@@ -84,7 +84,9 @@ export function composeWholeModel(spec: WholeModelSpec): Uint8Array {
   const { source, inputSize: size } = spec;
   const model = decodeOnnx(spec.backbone, source);
   const graph = model.graph!;
-  const imageInput = graphInput(model).name;
+  const { name: imageInput, dims: inputDims } = graphInput(model);
+  // A batch size fixed by the backbone's export stays fixed (its graph may depend on it); else the axis is dynamic.
+  const batch: number | string = inputDims[0] ?? 'batch';
   const initializers = new Map((graph.initializer ?? []).map((t) => [t.name!, t]));
   for (const n of graph.node ?? []) {
     const value = n.attribute?.find((a) => a.name === 'value')?.t;
@@ -198,10 +200,10 @@ export function composeWholeModel(spec: WholeModelSpec): Uint8Array {
   graph.node = allNodes;
   graph.initializer = keptInitializers;
   graph.input = [
-    { name: WHOLE_MODEL_INPUT, type: tensorType(DataType.UINT8, ['batch', size, size, 3]), docString: 'RGB pixels, uint8, NHWC' },
+    { name: WHOLE_MODEL_INPUT, type: tensorType(DataType.UINT8, [batch, size, size, 3]), docString: 'RGB pixels, uint8, NHWC' },
     ...(graph.input ?? []).filter((i) => i.name !== imageInput && kept.has(i.name)),
   ];
-  graph.output = [{ name: WHOLE_MODEL_OUTPUT, type: tensorType(DataType.FLOAT, ['batch', spec.labels.length]), docString: `softmax over ${spec.labels.join(', ')}` }];
+  graph.output = [{ name: WHOLE_MODEL_OUTPUT, type: tensorType(DataType.FLOAT, [batch, spec.labels.length]), docString: `softmax over ${spec.labels.join(', ')}` }];
   graph.valueInfo = [];
   graph.name = 'imgpipe_classifier';
   if (!(model.opsetImport ?? []).some((o) => !o.domain)) model.opsetImport = [...(model.opsetImport ?? []), { domain: '', version: 13 }];
@@ -210,8 +212,8 @@ export function composeWholeModel(spec: WholeModelSpec): Uint8Array {
     ...(model.metadataProps ?? []).filter((m) => !m.key?.startsWith('imgpipe.') && !['labels', 'preprocess', 'input'].includes(m.key ?? '')),
     { key: 'labels', value: JSON.stringify(spec.labels) },
     { key: 'preprocess', value: JSON.stringify({ ...p, applied: 'in the graph: (pixel * scale - mean[c]) / std[c], channels in channel_order' }) },
-    { key: 'input', value: `${WHOLE_MODEL_INPUT}: uint8 [batch, ${size}, ${size}, 3], RGB, NHWC (height, width, channel), values 0-255` },
-    { key: 'output', value: `${WHOLE_MODEL_OUTPUT}: float32 [batch, ${spec.labels.length}], softmax in the order of labels` },
+    { key: 'input', value: `${WHOLE_MODEL_INPUT}: uint8 [${batch}, ${size}, ${size}, 3], RGB, NHWC (height, width, channel), values 0-255` },
+    { key: 'output', value: `${WHOLE_MODEL_OUTPUT}: float32 [${batch}, ${spec.labels.length}], softmax in the order of labels` },
   ];
   return onnx.ModelProto.encode(model).finish();
 }

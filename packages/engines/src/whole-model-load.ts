@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { InputError, safeJoin, type Logger, type ModelCard, type WholeModelInfo } from '@imgpipe/kit';
 import type { LoadedModel, LoadModelOptions } from './model-load.js';
 import type { OnnxWorkerInit, OnnxWorkerReady } from './backbone-onnx-worker.js';
+import { decodeOnnx, graphInput } from './onnx-graph.js';
 import { openOnnxRunner, type OnnxRunner, type OnnxRunPlan } from './onnx-runner.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -12,7 +13,9 @@ export async function loadWholeModel(dir: string, card: ModelCard, whole: WholeM
   const bytes = new Uint8Array(await readFile(path));
   const size = card.input.size;
   const classes = card.labels.length;
-  const plan: OnnxRunPlan = { inputName: whole.input, featureLayer: whole.output, layout: 'NHWC', size, preprocess: null, maxBatch: Infinity };
+  // A batch size fixed by the backbone's export is kept in model.onnx: larger batches run in chunks of it.
+  const maxBatch = graphInput(decodeOnnx(bytes, path)).dims[0] ?? Number.POSITIVE_INFINITY;
+  const plan: OnnxRunPlan = { inputName: whole.input, featureLayer: whole.output, layout: 'NHWC', size, preprocess: null, maxBatch };
   let runner: OnnxRunner;
   if (options.offMainThread) {
     const init: OnnxWorkerInit = { model: bytes, plan, device: options.device, sharedCpu: options.sharedCpu ?? false };
