@@ -62,6 +62,45 @@ function constantScalar(initializers: Map<string, Tensor>, name: string | undefi
   return t.floatData?.[0];
 }
 
+/** A float initializer's values (raw_data or float_data), or undefined for another type. */
+function floatValues(t: Tensor | undefined): Float32Array | undefined {
+  if (!t || t.dataType !== DataType.FLOAT) return undefined;
+  if (t.rawData?.length) return new Float32Array(t.rawData.buffer.slice(t.rawData.byteOffset, t.rawData.byteOffset + t.rawData.byteLength));
+  return Float32Array.from(t.floatData ?? []);
+}
+
+/**
+ * Clip's HardSigmoid is followed by a Mul by the clip's range (6 for Relu6). Where only Convs read that product, as
+ * their data input, and their weights are initializers of their own, the range goes into those weights instead
+ * (Conv(x * r, W) = Conv(x, W * r)) and the Mul goes: ONNX Runtime then fuses Conv and HardSigmoid, as it fuses
+ * Conv and Clip. Other Muls (before a Pad, a pool, the features) stay.
+ */
+function foldScalesIntoConvs(nodes: Node[], initializers: Map<string, Tensor>, added: Tensor[], feature: string): Node[] {
+  const readers = new Map<string, Node[]>();
+  for (const n of nodes) for (const input of n.input ?? []) readers.set(input, [...(readers.get(input) ?? []), n]);
+  const constants = new Map([...initializers, ...added.map((t) => [t.name!, t] as const)]);
+  const dropped = new Set<Node>();
+  for (const mul of nodes) {
+    const [scaled, range] = mul.input ?? [];
+    const out = mul.output![0]!;
+    if (mul.opType !== 'Mul' || !scaled?.endsWith('/hard_sigmoid') || range !== `${out}/range` || out === feature) continue;
+    const factor = floatValues(constants.get(range))?.[0];
+    const convs = readers.get(out) ?? [];
+    const foldable = (c: Node) =>
+      c.opType === 'Conv' && c.input?.[0] === out && !c.input.slice(1).includes(out) && floatValues(constants.get(c.input[1] ?? '')) !== undefined && readers.get(c.input[1]!)?.length === 1;
+    if (factor === undefined || convs.length === 0 || !convs.every(foldable)) continue;
+    for (const conv of convs) {
+      const weight = constants.get(conv.input![1]!)!;
+      const values = floatValues(weight)!.map((v) => v * factor);
+      const name = `${weight.name}/times_${out}`;
+      added.push(floats(name, (weight.dims ?? []).map(Number), values));
+      conv.input = [scaled, name, ...conv.input!.slice(2)];
+    }
+    dropped.add(mul);
+  }
+  return nodes.filter((n) => !dropped.has(n));
+}
+
 /** The nodes `value` depends on, in graph order; Constant nodes become initializers so later passes see them. */
 function cut(nodes: Node[], value: string, source: string): Node[] {
   const needed = new Set([value]);
@@ -162,11 +201,12 @@ export function composeWholeModel(spec: WholeModelSpec): Uint8Array {
       body.push(node('Add', [`${out}/scaled`, `${out}/min`], out));
     }
   }
+  const folded = foldScalesIntoConvs(body, initializers, added, resolve(spec.featureValue));
 
   // The head: Flatten (unless the features already are), Gemm per dense layer, Relu, and Softmax last.
   const head: Node[] = [];
   let h = resolve(spec.featureValue);
-  const producer = body.find((n) => n.output?.includes(h));
+  const producer = folded.find((n) => n.output?.includes(h));
   if (producer?.opType !== 'Flatten') {
     head.push(node('Flatten', [h], name('features'), [intAttr('axis', 1)]));
     h = name('features');
@@ -190,7 +230,7 @@ export function composeWholeModel(spec: WholeModelSpec): Uint8Array {
     }
   });
 
-  const allNodes = [...pre, ...body, ...head];
+  const allNodes = [...pre, ...folded, ...head];
   const used = new Set(allNodes.flatMap((n) => n.input ?? []));
   const keptInitializers = [...initializers.values(), ...added].filter((t) => used.has(t.name!));
   const kept = new Set(keptInitializers.map((t) => t.name));

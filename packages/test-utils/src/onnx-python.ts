@@ -19,7 +19,7 @@ net.setInput(pixels)
 probs = np.asarray(net.forward(), dtype=np.float32)
 probs.tofile(out_path)
 meta = {p.key: p.value for p in model.metadata_props}
-print(json.dumps({'onnx': onnx.__version__, 'opencv': cv2.__version__, 'opset': [o.version for o in model.opset_import if o.domain == ''][0], 'shape': list(probs.shape), 'metadata': meta, 'ops': sorted({n.op_type for n in model.graph.node})}))
+print(json.dumps({'onnx': onnx.__version__, 'opencv': cv2.__version__, 'opset': [o.version for o in model.opset_import if o.domain == ''][0], 'shape': list(probs.shape), 'metadata': meta, 'ops': sorted({n.op_type for n in model.graph.node}), 'op_counts': {t: sum(1 for n in model.graph.node if n.op_type == t) for t in {n.op_type for n in model.graph.node}}}))
 `;
 
 export interface PythonOnnxResult {
@@ -31,8 +31,9 @@ export interface PythonOnnxResult {
   probabilities: Float32Array;
   shape: number[];
   metadata: Record<string, string>;
-  /** The op types the graph uses. */
+  /** The op types the graph uses, and how many nodes of each. */
   ops: string[];
+  op_counts: Record<string, number>;
 }
 
 /**
