@@ -101,7 +101,7 @@ function foldScalesIntoConvs(nodes: Node[], initializers: Map<string, Tensor>, a
   return nodes.filter((n) => !dropped.has(n));
 }
 
-/** The nodes `value` depends on, in graph order; Constant nodes become initializers so later passes see them. */
+/** The nodes `value` depends on, in graph order. */
 function cut(nodes: Node[], value: string, source: string): Node[] {
   const needed = new Set([value]);
   const kept: Node[] = [];
@@ -126,12 +126,16 @@ export function composeWholeModel(spec: WholeModelSpec): Uint8Array {
   const { name: imageInput, dims: inputDims } = graphInput(model);
   // A batch size fixed by the backbone's export stays fixed (its graph may depend on it); else the axis is dynamic.
   const batch: number | string = inputDims[0] ?? 'batch';
+  // Constant nodes holding a tensor become initializers, so that the passes below read their values.
   const initializers = new Map((graph.initializer ?? []).map((t) => [t.name!, t]));
+  const constants = new Set<Node>();
   for (const n of graph.node ?? []) {
     const value = n.attribute?.find((a) => a.name === 'value')?.t;
-    if (n.opType === 'Constant' && value) initializers.set(n.output![0]!, { ...value, name: n.output![0]! });
+    if (n.opType !== 'Constant' || !value) continue;
+    initializers.set(n.output![0]!, { ...value, name: n.output![0]! });
+    constants.add(n);
   }
-  let nodes = cut(graph.node ?? [], spec.featureValue, source).filter((n) => n.opType !== 'Constant');
+  let nodes = cut(graph.node ?? [], spec.featureValue, source).filter((n) => !constants.has(n));
 
   // Identity nodes go: their readers read the Identity's input.
   const alias = new Map<string, string>();
