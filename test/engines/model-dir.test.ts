@@ -47,8 +47,9 @@ for (const format of ['onnx', 'tfjs-layers'] as const) {
     head.dispose();
     await backbone.dispose();
 
-    // Two wasm workers for a TF.js backbone: concurrency says so, and concurrent predictions match too.
-    const model = await loadModel(modelDir, { device: 'wasm', workers: 2 });
+    // The two-part path (model.onnx is tested in whole-model.test.ts). Two wasm workers for a TF.js backbone:
+    // concurrency says so, and concurrent predictions match too.
+    const model = await loadModel(modelDir, { device: 'wasm', workers: 2, wholeModel: false });
     assert.equal(model.concurrency, format === 'onnx' ? 1 : 2);
     const before = tf.memory().numTensors;
     const probs = await model.predict(pixels, count);
@@ -100,7 +101,7 @@ test('saveModelDir lists every file in card.json and saves the ONNX backbone wit
   await using dir = await makeTempDir();
   const { modelDir, tinyPath } = await savedOnnxModel(dir.path);
   const card = await readModelCard(modelDir);
-  assert.deepEqual(card.files?.map((f) => f.path), ['backbone/model.onnx', 'head/model.json', 'head/weights.bin']);
+  assert.deepEqual(card.files?.map((f) => f.path), ['backbone/model.onnx', 'head/model.json', 'head/weights.bin', 'model.onnx']);
   for (const file of card.files!) {
     const bytes = await readFile(join(modelDir, file.path));
     assert.equal(file.size, bytes.length, file.path);

@@ -18,7 +18,8 @@ before(async () => {
   await writeSyntheticDataset({ dir: join(temp.path, 'data'), size: SIZE, counts: { train: 2, val: 2, test: 23 } });
   dataset = await openDataset(join(temp.path, 'data'));
   const dir = await buildTestModelDir(join(temp.path, 'model'), { size: SIZE, seed: 4, format: 'tfjs-layers' });
-  model = await loadModel(dir, { device: 'wasm', workers: 2 });
+  // The two-part path: the TF.js backbone's wasm workers are what give concurrency 2 (model.onnx runs one session).
+  model = await loadModel(dir, { device: 'wasm', workers: 2, wholeModel: false });
 });
 after(async () => {
   await model?.dispose();

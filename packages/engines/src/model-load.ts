@@ -1,7 +1,7 @@
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { InputError, UsageError, listModelFiles, openModelDir, safeJoin, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard } from '@imgpipe/kit';
+import { InputError, UsageError, listModelFiles, openModelDir, safeJoin, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard, type WholeModelInfo } from '@imgpipe/kit';
 import type { Device } from './device.js';
 
 export interface LoadedModel {
@@ -22,13 +22,17 @@ export interface SaveModelDirOptions {
   backboneFiles: string[];
   /** The head, saved as head/model.json + head/weights.bin. */
   head: LayersModel;
+  /** Write model.onnx, the whole classifier in one file (default true; false writes a directory as older versions did). */
+  wholeModel?: boolean;
+  /** Where a backbone without an ONNX form is reported (model.onnx then not written). */
+  log?: Logger;
 }
 
 /**
  * Write a model directory atomically: everything is built in a sibling temp directory, then renamed over `dir`.
  * card.backbone.path is set from the first backbone file; card.head.path is 'head/model.json'; card.files lists
  * every file with its size and sha256. An ONNX backbone is saved with its feature layer already a graph output,
- * so loaders run it as it is.
+ * so loaders run it as it is. model.onnx (card.onnx) is the backbone and head composed (model-export.ts).
  */
 export async function saveModelDir(dir: string, options: SaveModelDirOptions): Promise<ModelCard> {
   const { fileSaveHandler } = await import('./tfjs-io.js');
@@ -41,10 +45,13 @@ export async function saveModelDir(dir: string, options: SaveModelDirOptions): P
     const backbonePath = `backbone/${basename(options.backboneFiles[0]!)}`;
     if (options.card.backbone.format === 'onnx') await exposeFeatureOutput(join(temp, backbonePath), options.card.backbone.feature_layer);
     await options.head.save(fileSaveHandler(join(temp, 'head')));
+    const { onnx: _previous, ...given } = options.card;
+    const whole = options.wholeModel === false ? undefined : await writeWholeModel(temp, options);
     const card: ModelCard = {
-      ...options.card,
+      ...given,
       backbone: { ...options.card.backbone, path: backbonePath },
       head: { ...options.card.head, path: 'head/model.json' },
+      ...(whole ? { onnx: whole } : {}),
       files: await listModelFiles(temp),
     };
     await writeJsonAtomic(join(temp, 'card.json'), card);
@@ -54,6 +61,20 @@ export async function saveModelDir(dir: string, options: SaveModelDirOptions): P
     await rm(temp, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** model.onnx in the directory being written, from the backbone files and the head; undefined where there is none. */
+async function writeWholeModel(temp: string, options: SaveModelDirOptions): Promise<WholeModelInfo | undefined> {
+  const [{ exportWholeModel }, { WHOLE_MODEL_FILE, WHOLE_MODEL_INPUT, WHOLE_MODEL_OUTPUT }, { decodeOnnx }] = await Promise.all([
+    import('./model-export.js'),
+    import('./onnx-whole-model.js'),
+    import('./onnx-graph.js'),
+  ]);
+  const bytes = await exportWholeModel(options.card, options.backboneFiles, options.head, options.log ?? silentLogger);
+  if (!bytes) return undefined;
+  await writeFile(join(temp, WHOLE_MODEL_FILE), bytes);
+  const opset = Number(decodeOnnx(bytes, WHOLE_MODEL_FILE).opsetImport?.find((o) => !o.domain)?.version ?? 13);
+  return { path: WHOLE_MODEL_FILE, input: WHOLE_MODEL_INPUT, output: WHOLE_MODEL_OUTPUT, opset };
 }
 
 /** Rewrite an ONNX file so that `featureLayer` is a graph output (left as it is when it already is one). */
@@ -75,9 +96,14 @@ export interface LoadModelOptions {
   sharedCpu?: boolean;
   /** See LoadBackboneOptions.offMainThread: set by serve, whose event loop must not stop during a batch. */
   offMainThread?: boolean;
+  /** Run model.onnx when the card lists it (default true); false runs the backbone and the TF.js head. */
+  wholeModel?: boolean;
 }
 
-/** Load a model directory: the backbone through the engines, the head with TF.js on the same device. */
+/**
+ * Load a model directory: model.onnx on ONNX Runtime when the card lists it, else the backbone through the engines and
+ * the head with TF.js on the same device.
+ */
 export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): Promise<LoadedModel> {
   const log = options.log ?? silentLogger;
   if (dirOrS3Uri.startsWith('s3://')) {
@@ -85,6 +111,10 @@ export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): 
   }
   const dir = resolve(dirOrS3Uri);
   const card = await openModelDir(dir);
+  if (card.onnx && options.wholeModel !== false) {
+    const { loadWholeModel } = await import('./whole-model-load.js');
+    return loadWholeModel(dir, card, card.onnx, { ...options, log });
+  }
   const [{ loadTf }, { loadBackbone }, { fileLoadHandler }] = await Promise.all([import('./tf.js'), import('./backbone.js'), import('./tfjs-io.js')]);
   const { tf } = await loadTf(options.device, log);
   const headPath = safeJoin(dir, card.head.path, `${join(dir, 'card.json')}: head.path`);

@@ -10,7 +10,8 @@ export interface OnnxRunPlan {
   featureLayer: string;
   layout: 'NCHW' | 'NHWC';
   size: number;
-  preprocess: PreprocessSpec;
+  /** null: the graph takes the uint8 pixels as they are (model.onnx, which preprocesses inside). */
+  preprocess: PreprocessSpec | null;
   /** A batch dimension fixed by the export (often 1): larger batches run in chunks of it. */
   maxBatch: number;
 }
@@ -30,7 +31,9 @@ export async function openOnnxRunner(model: Uint8Array, plan: OnnxRunPlan, devic
   const imageBytes = size * size * 3;
   const dims = (count: number) => (layout === 'NCHW' ? [count, 3, size, size] : [count, size, size, 3]);
   const runOnce = async (pixels: Uint8Array, count: number): Promise<Float32Array> => {
-    const tensor = new ort.Tensor('float32', preprocessPixels(pixels, count, size, preprocess, layout), dims(count));
+    const tensor = preprocess
+      ? new ort.Tensor('float32', preprocessPixels(pixels, count, size, preprocess, layout), dims(count))
+      : new ort.Tensor('uint8', pixels.length === count * imageBytes ? pixels : pixels.subarray(0, count * imageBytes), dims(count));
     const results = await session.session.run({ [inputName]: tensor }, [featureLayer]);
     tensor.dispose();
     const features = new Float32Array(results[featureLayer]!.data as Float32Array); // copy: ORT owns its buffer

@@ -3,13 +3,14 @@
 // figure is eval-model's own overhead: reading pixels, predict calls, files; a ResNet50's cost is the engines').
 // Then a MobileNet v1 (0.75, 224, random weights) TF.js layers backbone kept on TF.js wasm with --workers workers
 // (--device wasm: not converted to ONNX): predictSplit images/s with one batch in flight (the path before
-// issue 17) and with model.concurrency batches in flight, and with --tta flip (each image and its mirror).
+// issue 17) and with model.concurrency batches in flight, and with --tta flip (each image and its mirror); and the
+// same model as model.onnx on one ONNX Runtime session. The tiny end-to-end run is timed with and without model.onnx.
 // Usage: IMGPIPE_BENCH_FILTER=eval node scripts/run-bench.mjs [--count 2000] [--size 224] [--rows 200000]
 //          [--mobilenet-images 64] [--workers 2] [--batch 16]
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Head, loadBackbone, loadModel, loadTf, saveModelDir, withTta } from '@imgpipe/engines';
-import { MODEL_FORMAT, openDataset, silentLogger } from '@imgpipe/kit';
+import { MODEL_FORMAT, openDataset, silentLogger, type ModelCard } from '@imgpipe/kit';
 import { writeBenchResults, type BenchResult, buildMobileNetV1, buildTinyConvBackbone, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
 import { runEvalModel } from './eval-model.js';
 import { predictSplit } from './predict-split.js';
@@ -69,28 +70,33 @@ try {
   const { tf } = await loadTf('wasm');
   const params = { layer_size: 16, dropout: 0, lr: 0.01, batch_size: 32, epochs: 1 };
   const head = new Head(tf, { ...params, inputDim: tiny.featureDim, classes: 2, seed: 1 });
-  const modelDir = join(temp.path, 'model');
-  await saveModelDir(modelDir, {
-    card: {
-      format: MODEL_FORMAT,
-      labels: ['cat', 'dog'],
-      input: { size, channels: 3, fit: 'fill' },
-      preprocess: backbone.info.preprocess,
-      backbone: { ...backbone.info, path: '' },
-      head: { path: 'head/model.json', ...params },
-      metrics: {},
-      dataset: { manifest_sha256: dataset.manifestSha256, path: dataDir },
-      created: new Date().toISOString(),
-      versions: {},
-    },
-    backboneFiles: backbone.files,
-    head: head.toLayersModel(),
-  });
+  const card: ModelCard = {
+    format: MODEL_FORMAT,
+    labels: ['cat', 'dog'],
+    input: { size, channels: 3, fit: 'fill' },
+    preprocess: backbone.info.preprocess,
+    backbone: { ...backbone.info, path: '' },
+    head: { path: 'head/model.json', ...params },
+    metrics: {},
+    dataset: { manifest_sha256: dataset.manifestSha256, path: dataDir },
+    created: new Date().toISOString(),
+    versions: {},
+  };
+  const layers = head.toLayersModel();
+  // The same model twice: with model.onnx (what train writes, run by one ONNX Runtime session) and without it
+  // (the ONNX backbone, then the TF.js head on wasm, as before model.onnx).
+  const modelDirs = { 'model.onnx': join(temp.path, 'model'), 'two parts': join(temp.path, 'model-parts') };
+  await saveModelDir(modelDirs['model.onnx'], { card, backboneFiles: backbone.files, head: layers });
+  await saveModelDir(modelDirs['two parts'], { card, backboneFiles: backbone.files, head: layers, wholeModel: false });
   head.dispose();
   await backbone.dispose();
-  started = performance.now();
-  await runEvalModel({ modelDir, dataDir, outDir: join(temp.path, 'eval'), device: 'wasm', batchSize: 32 });
-  results.push({ name: 'runEvalModel end to end, tiny ONNX backbone', unit: 'images/s', value: count / seconds(started), params: { count, size, device: 'wasm (head) / cpu (onnx)' } });
+  for (const round of [1, 2]) {
+    for (const [kind, modelDir] of Object.entries(modelDirs)) {
+      started = performance.now();
+      await runEvalModel({ modelDir, dataDir, outDir: join(temp.path, `eval-${round}-${kind.replace(' ', '-')}`), device: 'wasm', batchSize: 32 });
+      results.push({ name: `runEvalModel end to end, tiny ONNX backbone, ${kind} (round ${round})`, unit: 'images/s', value: count / seconds(started), params: { count, size, model: kind, device: kind === 'model.onnx' ? 'cpu (onnx, wasm asked)' : 'wasm (head) / cpu (onnx)' } });
+    }
+  }
   await mobilenetOnWasm(temp.path);
 } finally {
   await temp.remove();
@@ -123,7 +129,8 @@ async function mobilenetOnWasm(dir: string): Promise<void> {
   });
   head.dispose();
   await backbone.dispose();
-  const model = await loadModel(modelDir, { device: 'wasm', workers });
+  const model = await loadModel(modelDir, { device: 'wasm', workers, wholeModel: false });
+  const whole = await loadModel(modelDir, { device: 'wasm' });
   try {
     const common = { model: 'MobileNet v1 0.75 224 (random weights), TF.js layers on wasm', workers, batch, images };
     await predictSplit({ model, dataset, split: 'test', batchSize: batch, log: silentLogger }); // warm-up: wasm compiles kernels
@@ -131,7 +138,9 @@ async function mobilenetOnWasm(dir: string): Promise<void> {
       { name: 'eval predictSplit, 1 batch in flight (before)', model: { ...model, concurrency: 1 }, tta: 'none' },
       { name: `eval predictSplit, ${model.concurrency} batches in flight (after)`, model, tta: 'none' },
       { name: `eval predictSplit --tta flip, ${model.concurrency} batches in flight`, model: withTta(model, 'flip'), tta: 'flip' },
+      { name: 'eval predictSplit, model.onnx on ONNX Runtime (CPU)', model: whole, tta: 'none' },
     ];
+    await predictSplit({ model: whole, dataset, split: 'test', batchSize: batch, log: silentLogger }); // warm-up
     for (const c of cases) {
       const started = performance.now();
       await predictSplit({ model: c.model, dataset, split: 'test', batchSize: batch, log: silentLogger });
@@ -139,5 +148,6 @@ async function mobilenetOnWasm(dir: string): Promise<void> {
     }
   } finally {
     await model.dispose();
+    await whole.dispose();
   }
 }

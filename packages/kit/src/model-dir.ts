@@ -4,7 +4,8 @@ import { InputError } from './errors.js';
 import { checkModelFiles, type ModelFileEntry } from './model-files.js';
 
 /**
- * The model directory: card.json, backbone/ (an ONNX file or a TF.js model) and head/ (a TF.js layers model).
+ * The model directory: card.json, backbone/ (an ONNX file or a TF.js model), head/ (a TF.js layers model) and
+ * model.onnx (the whole classifier in one ONNX file, when the backbone has an ONNX form).
  * train writes it, eval-model, serve and the upload snippet load it.
  */
 export const MODEL_FORMAT = 'imgpipe-model/1';
@@ -17,6 +18,8 @@ export interface ModelCard {
   /** `path` is relative to the model directory, e.g. 'backbone/model.onnx' or 'backbone/model.json'. */
   backbone: BackboneInfo & { path: string };
   head: { path: 'head/model.json'; layer_size: number; dropout: number; lr: number; epochs: number; batch_size: number };
+  /** The whole classifier in one ONNX file (absent in cards written before it, or where the backbone has no ONNX form). */
+  onnx?: WholeModelInfo;
   /** val_accuracy, val_loss, train_loss, train_accuracy; eval-model adds test_*. */
   metrics: Record<string, number>;
   dataset: { manifest_sha256: string; path?: string };
@@ -26,6 +29,14 @@ export interface ModelCard {
   files?: ModelFileEntry[];
   /** Anything else a tool records (trial id, run path). */
   [key: string]: unknown;
+}
+
+/** model.onnx as the card records it: uint8 RGB NHWC `input` [batch, size, size, 3] in, softmax `output` [batch, labels] out. */
+export interface WholeModelInfo {
+  path: 'model.onnx';
+  input: 'pixels';
+  output: 'probabilities';
+  opset: number;
 }
 
 /** How uint8 RGB pixels become the model's float input: value = (pixel * scale - mean[c]) / std[c]. */

@@ -16,6 +16,7 @@ interface CardPaths {
   files?: unknown;
   backbone: { path: string; format?: string };
   head: { path: string };
+  onnx?: { path: string };
 }
 
 const CARD = 'card.json';
@@ -84,7 +85,8 @@ export async function checkModelFiles(dir: string, card: CardPaths): Promise<voi
     }
     listed.set(entry.path, entry);
   }
-  for (const [what, path] of [['backbone.path', card.backbone.path], ['head.path', card.head.path]] as const) {
+  const followed = [['backbone.path', card.backbone.path], ['head.path', card.head.path], ...(card.onnx ? [['onnx.path', card.onnx.path] as const] : [])] as const;
+  for (const [what, path] of followed) {
     if (!isInsidePath(path)) throw new InputError(`${cardPath}: ${what} ${JSON.stringify(path)} points outside the model directory`);
     if (!listed.has(path)) throw new InputError(`${cardPath}: ${what} ${path} is not among the files the card lists`);
   }

@@ -6,7 +6,10 @@
 //
 //   IMGPIPE_BENCH_FILTER=serve node scripts/run-bench.mjs [--backbone resnet50|tiny|model.onnx] [--size 224]
 //     [--channels 16,32 (tiny)] [--photo 500x375] [--concurrency 1,8,32] [--seconds 6] [--max-batch 32]
-//     [--max-delay-ms 5] [--echo annotated,raw] [--batching on|on,off] [--device cpu]
+//     [--max-delay-ms 5] [--echo annotated,raw] [--batching on|on,off] [--device cpu] [--model onnx,parts]
+//
+// --model: how the model directory is served: `onnx`, model.onnx on one ONNX Runtime session (the default where the
+// directory has it), or `parts`, a directory without model.onnx (the backbone, then the TF.js head), as before.
 //
 // The load generator is a child process (keep-alive sockets, one per client, each client sends its next request
 // when the previous answer arrives), so the CPU time this process uses per answered image is the server's own:
@@ -38,6 +41,7 @@ const { values } = parseArgs({
     photo: { type: 'string', default: '500x375' },
     batching: { type: 'string', default: 'on' },
     device: { type: 'string', default: 'cpu' },
+    model: { type: 'string', default: 'onnx' },
   },
   strict: false,
 });
@@ -51,6 +55,7 @@ const echoModes = String(values.echo).split(',').map((mode) => (mode === 'annota
 const [photoWidth, photoHeight] = String(values.photo).split('x').map(Number) as [number, number];
 const batchingModes = String(values.batching).split(',').map((mode) => mode === 'on');
 const device = parseDevice(values.device);
+const modelModes = String(values.model).split(',').map((mode) => (mode === 'parts' ? 'parts' : 'onnx'));
 const log = createLogger({ name: 'serve.bench' });
 
 const LOAD_GENERATOR = `
@@ -114,101 +119,104 @@ try {
       : spec === 'tiny'
         ? { channels }
         : { backbone: spec };
-  const modelDir = await buildTestModelDir(temp.path, { size, ...backbone });
-  // A photo-like JPEG of the size people send (not a thumbnail): of 64 from real photographs, the one nearest --photo.
-  const photos = await Promise.all((await buildPhotoSet({ dir: join(tmpdir(), 'imgpipe-bench-photos-64'), count: 64 })).map((path) => readFile(path)));
-  const distance = (jpeg: Buffer) => {
-    const header = readJpegHeader(jpeg);
-    return header ? Math.abs(header.width - photoWidth) + Math.abs(header.height - photoHeight) + (header.orientation === 1 ? 0 : 1e6) : Infinity;
-  };
-  const image = photos.reduce((best, jpeg) => (distance(jpeg) < distance(best) ? jpeg : best));
-  const chosen = readJpegHeader(image)!;
-  const body = join(temp.path, 'body.json');
-  await writeFile(body, JSON.stringify({ data: [{ path: 'bench.jpg', encoded: image.toString('base64') }] }));
   const results: BenchResult[] = [];
-  const common = { size, backbone: spec === 'tiny' ? `tiny-conv ${channels.join('x')} (onnx)` : spec === 'resnet50' ? 'resnet50 random (onnx)' : spec, device, photo: `${chosen.width}x${chosen.height} photo-like`, image_bytes: image.length };
+  for (const modelMode of modelModes) {
+    const suffix = modelModes.length > 1 ? ` [${modelMode === 'onnx' ? 'model.onnx' : 'two parts'}]` : '';
+    const modelDir = await buildTestModelDir(join(temp.path, modelMode), { size, ...backbone, wholeModel: modelMode === 'onnx' });
+    // A photo-like JPEG of the size people send (not a thumbnail): of 64 from real photographs, the one nearest --photo.
+    const photos = await Promise.all((await buildPhotoSet({ dir: join(tmpdir(), 'imgpipe-bench-photos-64'), count: 64 })).map((path) => readFile(path)));
+    const distance = (jpeg: Buffer) => {
+      const header = readJpegHeader(jpeg);
+      return header ? Math.abs(header.width - photoWidth) + Math.abs(header.height - photoHeight) + (header.orientation === 1 ? 0 : 1e6) : Infinity;
+    };
+    const image = photos.reduce((best, jpeg) => (distance(jpeg) < distance(best) ? jpeg : best));
+    const chosen = readJpegHeader(image)!;
+    const body = join(temp.path, 'body.json');
+    await writeFile(body, JSON.stringify({ data: [{ path: 'bench.jpg', encoded: image.toString('base64') }] }));
+    const common = { model: modelMode === 'onnx' ? 'model.onnx' : 'backbone + TF.js head', size, backbone: spec === 'tiny' ? `tiny-conv ${channels.join('x')} (onnx)` : spec === 'resnet50' ? 'resnet50 random (onnx)' : spec, device, photo: `${chosen.width}x${chosen.height} photo-like`, image_bytes: image.length };
 
-  // The bare engine: model.predict on batches of max-batch, pixels already decoded. Measured before and after
-  // the served runs (the machine's load drifts; the ratios use the mean of the two).
-  const pixels = new Uint8Array(maxBatch * size * size * 3).map((_, i) => (i * 7) % 256);
-  const bareCpuMs: number[] = [];
-  const bareEngine = async (when: string) => {
-    const model = await loadModel(modelDir, { device, log: silentLogger });
-    await model.predict(pixels, maxBatch);
-    let images = 0;
-    const cpu = process.cpuUsage();
-    const began = performance.now();
-    while (performance.now() - began < seconds * 1000 || images < 3 * maxBatch) {
+    // The bare engine: model.predict on batches of max-batch, pixels already decoded. Measured before and after
+    // the served runs (the machine's load drifts; the ratios use the mean of the two).
+    const pixels = new Uint8Array(maxBatch * size * size * 3).map((_, i) => (i * 7) % 256);
+    const bareCpuMs: number[] = [];
+    const bareEngine = async (when: string) => {
+      const model = await loadModel(modelDir, { device, log: silentLogger });
       await model.predict(pixels, maxBatch);
-      images += maxBatch;
-    }
-    const rate = images / ((performance.now() - began) / 1000);
-    const used = process.cpuUsage(cpu);
-    const cpuMs = (used.user + used.system) / 1000 / images;
-    await model.dispose();
-    results.push({ name: `bare engine batched (${when})`, unit: 'images/s', value: rate, params: { ...common, batch: maxBatch } });
-    results.push({ name: `bare engine CPU per image (${when})`, unit: 'ms', value: cpuMs, params: { ...common, batch: maxBatch } });
-    log.info(`bare engine ${when}: ${rate.toFixed(1)} images/s at batch ${maxBatch}, ${cpuMs.toFixed(1)} CPU-ms per image`);
-    bareCpuMs.push(cpuMs);
-    return rate;
-  };
-  const bareBefore = await bareEngine('before');
-  const served: { name: string; rps: number; cpuMs: number; params: Record<string, unknown> }[] = [];
-
-  for (const echo of echoModes) for (const batching of batchingModes) {
-    const server = await runServe({
-      model: modelDir,
-      host: '127.0.0.1',
-      port: 0,
-      maxBatch: batching ? maxBatch : 1,
-      maxDelayMs: batching ? maxDelayMs : 0,
-      maxQueue: 1024,
-      maxBody: 32 * 1024 * 1024,
-      maxPixels: 40_000_000,
-      echo,
-      jsonLogs: false,
-      graceMs: 5000,
-      load: createModelLoader({ device, aws: { endpoint: '' } as never, maxPixels: 40_000_000 }),
-      stdout: { write: () => true } as unknown as NodeJS.WritableStream,
-      stderr: process.stderr,
-      log: silentLogger,
-      quiet: true,
-    });
-    try {
-      // Steady state, as a server that has run a while: every batch size seen once (ONNX Runtime plans memory per
-      // input shape on first sight), at the largest concurrency for a few seconds.
-      await load(server.url, body, Math.max(...concurrencies), 4);
-      for (const concurrency of concurrencies) {
-        const before = await batchTotals(server.url);
-        const run = await load(server.url, body, concurrency, seconds);
-        const after = await batchTotals(server.url);
-        const meanBatch = (after.images - before.images) / Math.max(1, after.batches - before.batches);
-        const sorted = run.latencies.sort((a, b) => a - b);
-        const ok = run.statuses['200'] ?? 0;
-        const rps = ok / run.elapsed;
-        const params = { ...common, echo, concurrency, batching, mean_batch: meanBatch, max_batch: batching ? maxBatch : 1, max_delay_ms: batching ? maxDelayMs : 0, statuses: run.statuses };
-        const tag = `echo=${echo} c=${concurrency} batching=${batching ? 'on' : 'off'}`;
-        const cpuMs = (1000 * run.cpuSeconds) / Math.max(1, ok);
-        const clientCpuMs = (1000 * run.clientCpuSeconds) / Math.max(1, ok);
-        results.push({ name: `requests/s ${tag}`, unit: 'requests/s', value: rps, params });
-        results.push({ name: `CPU per request ${tag}`, unit: 'ms', value: cpuMs, params: { echo, concurrency, batching } });
-        // The load generator shares the machine's cores: its CPU per request is what the server could not use.
-        results.push({ name: `load generator CPU per request ${tag}`, unit: 'ms', value: clientCpuMs, params: { echo, concurrency, batching } });
-        results.push({ name: `p50 latency ${tag}`, unit: 'ms', value: percentile(sorted, 50), params: { echo, concurrency, batching } });
-        results.push({ name: `p99 latency ${tag}`, unit: 'ms', value: percentile(sorted, 99), params: { echo, concurrency, batching } });
-        served.push({ name: `vs bare engine ${tag}`, rps, cpuMs, params: { echo, concurrency, batching } });
-        log.info(`${tag}: ${rps.toFixed(1)} requests/s, p50 ${percentile(sorted, 50).toFixed(0)} ms, ${cpuMs.toFixed(1)} CPU-ms per request (load generator ${clientCpuMs.toFixed(1)}), mean batch ${meanBatch.toFixed(1)}`);
+      let images = 0;
+      const cpu = process.cpuUsage();
+      const began = performance.now();
+      while (performance.now() - began < seconds * 1000 || images < 3 * maxBatch) {
+        await model.predict(pixels, maxBatch);
+        images += maxBatch;
       }
-    } finally {
-      await server.close();
+      const rate = images / ((performance.now() - began) / 1000);
+      const used = process.cpuUsage(cpu);
+      const cpuMs = (used.user + used.system) / 1000 / images;
+      await model.dispose();
+      results.push({ name: `bare engine batched (${when})${suffix}`, unit: 'images/s', value: rate, params: { ...common, batch: maxBatch } });
+      results.push({ name: `bare engine CPU per image (${when})${suffix}`, unit: 'ms', value: cpuMs, params: { ...common, batch: maxBatch } });
+      log.info(`${modelMode}: bare engine ${when}: ${rate.toFixed(1)} images/s at batch ${maxBatch}, ${cpuMs.toFixed(1)} CPU-ms per image`);
+      bareCpuMs.push(cpuMs);
+      return rate;
+    };
+    const bareBefore = await bareEngine('before');
+    const served: { name: string; rps: number; cpuMs: number; params: Record<string, unknown> }[] = [];
+
+    for (const echo of echoModes) for (const batching of batchingModes) {
+      const server = await runServe({
+        model: modelDir,
+        host: '127.0.0.1',
+        port: 0,
+        maxBatch: batching ? maxBatch : 1,
+        maxDelayMs: batching ? maxDelayMs : 0,
+        maxQueue: 1024,
+        maxBody: 32 * 1024 * 1024,
+        maxPixels: 40_000_000,
+        echo,
+        jsonLogs: false,
+        graceMs: 5000,
+        load: createModelLoader({ device, aws: { endpoint: '' } as never, maxPixels: 40_000_000 }),
+        stdout: { write: () => true } as unknown as NodeJS.WritableStream,
+        stderr: process.stderr,
+        log: silentLogger,
+        quiet: true,
+      });
+      try {
+        // Steady state, as a server that has run a while: every batch size seen once (ONNX Runtime plans memory per
+        // input shape on first sight), at the largest concurrency for a few seconds.
+        await load(server.url, body, Math.max(...concurrencies), 4);
+        for (const concurrency of concurrencies) {
+          const before = await batchTotals(server.url);
+          const run = await load(server.url, body, concurrency, seconds);
+          const after = await batchTotals(server.url);
+          const meanBatch = (after.images - before.images) / Math.max(1, after.batches - before.batches);
+          const sorted = run.latencies.sort((a, b) => a - b);
+          const ok = run.statuses['200'] ?? 0;
+          const rps = ok / run.elapsed;
+          const params = { ...common, echo, concurrency, batching, mean_batch: meanBatch, max_batch: batching ? maxBatch : 1, max_delay_ms: batching ? maxDelayMs : 0, statuses: run.statuses };
+          const tag = `echo=${echo} c=${concurrency} batching=${batching ? 'on' : 'off'}${suffix}`;
+          const cpuMs = (1000 * run.cpuSeconds) / Math.max(1, ok);
+          const clientCpuMs = (1000 * run.clientCpuSeconds) / Math.max(1, ok);
+          results.push({ name: `requests/s ${tag}`, unit: 'requests/s', value: rps, params });
+          results.push({ name: `CPU per request ${tag}`, unit: 'ms', value: cpuMs, params: { echo, concurrency, batching } });
+          // The load generator shares the machine's cores: its CPU per request is what the server could not use.
+          results.push({ name: `load generator CPU per request ${tag}`, unit: 'ms', value: clientCpuMs, params: { echo, concurrency, batching } });
+          results.push({ name: `p50 latency ${tag}`, unit: 'ms', value: percentile(sorted, 50), params: { echo, concurrency, batching } });
+          results.push({ name: `p99 latency ${tag}`, unit: 'ms', value: percentile(sorted, 99), params: { echo, concurrency, batching } });
+          served.push({ name: `vs bare engine ${tag}`, rps, cpuMs, params: { echo, concurrency, batching } });
+          log.info(`${tag}: ${rps.toFixed(1)} requests/s, p50 ${percentile(sorted, 50).toFixed(0)} ms, ${cpuMs.toFixed(1)} CPU-ms per request (load generator ${clientCpuMs.toFixed(1)}), mean batch ${meanBatch.toFixed(1)}`);
+        }
+      } finally {
+        await server.close();
+      }
     }
-  }
-  const bare = (bareBefore + (await bareEngine('after'))) / 2;
-  const bareCpu = (bareCpuMs[0]! + bareCpuMs[1]!) / 2;
-  for (const { name, rps, cpuMs, params } of served) {
-    results.push({ name, unit: '%', value: (100 * rps) / bare, params: { ...params, bare_images_per_s: bare } });
-    // The same ratio from CPU time: what the served rate would be against the bare one were this process alone.
-    results.push({ name: `${name} (CPU time)`, unit: '%', value: (100 * bareCpu) / cpuMs, params: { ...params, bare_cpu_ms_per_image: bareCpu } });
+    const bare = (bareBefore + (await bareEngine('after'))) / 2;
+    const bareCpu = (bareCpuMs[0]! + bareCpuMs[1]!) / 2;
+    for (const { name, rps, cpuMs, params } of served) {
+      results.push({ name, unit: '%', value: (100 * rps) / bare, params: { ...params, bare_images_per_s: bare } });
+      // The same ratio from CPU time: what the served rate would be against the bare one were this process alone.
+      results.push({ name: `${name} (CPU time)`, unit: '%', value: (100 * bareCpu) / cpuMs, params: { ...params, bare_cpu_ms_per_image: bareCpu } });
+    }
   }
   await writeBenchResults('serve', results);
 } finally {

@@ -12,11 +12,12 @@ export const TEST_SIZE = 32;
 
 /**
  * Build <dir>/model: test-utils' tiny conv backbone (ONNX by default, run by ONNX Runtime in this thread;
- * 32x32, features = its global pool) and a dense head 8 -> 16 -> classes with seeded weights.
+ * 32x32, features = its global pool) and a dense head 8 -> 16 -> classes with seeded weights; model.onnx too unless
+ * wholeModel is false.
  */
 export async function buildTestModelDir(
   dir: string,
-  options: { labels?: string[]; seed?: number; format?: 'onnx' | 'tfjs-layers'; size?: number; channels?: [number, number]; backbone?: string; featureLayer?: string } = {},
+  options: { labels?: string[]; seed?: number; format?: 'onnx' | 'tfjs-layers'; size?: number; channels?: [number, number]; backbone?: string; featureLayer?: string; wholeModel?: boolean } = {},
 ): Promise<string> {
   const labels = options.labels ?? TEST_LABELS;
   const rng = createRng(options.seed ?? 7);
@@ -59,7 +60,7 @@ export async function buildTestModelDir(
     created: new Date().toISOString(),
     versions: {},
   };
-  await saveModelDir(modelDir, { card, backboneFiles: backbone.files, head });
+  await saveModelDir(modelDir, { card, backboneFiles: backbone.files, head, ...(options.wholeModel === false ? { wholeModel: false } : {}) });
   head.dispose();
   await backbone.dispose();
   return modelDir;

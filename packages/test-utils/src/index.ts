@@ -15,3 +15,4 @@ export * from './wait-for.js';
 export { drawImage } from './shapes.js';
 export { capture } from './capture.js';
 export * from './photo-set.js';
+export * from './onnx-python.js';

@@ -90,6 +90,17 @@ test('train --fine-tune all: run.json and the card record both results; the kept
   const saved = await weightsByLayer(join(result.modelDir, 'backbone', 'model.json'));
   assert.notDeepEqual(saved.get('conv1'), original.get('conv1'), 'the saved backbone is the fine-tuned one');
   assert.equal(await reloadedValAccuracy(result.modelDir), card.metrics.val_accuracy, 'the reloaded model gives the logged val accuracy');
+  // model.onnx holds the fine-tuned backbone (converted from its TF.js files) and gives what the two parts give.
+  assert.equal(card.onnx?.path, 'model.onnx');
+  const dataset = await openDataset(dataDir);
+  const count = dataset.manifest.splits.val.count;
+  const pixels = await dataset.readPixels('val', 0, count);
+  const predict = async (wholeModel: boolean) => {
+    const model = await loadModel(result.modelDir, { device: 'wasm', workers: 1, wholeModel });
+    return model.predict(pixels, count).finally(() => model.dispose());
+  };
+  const [whole, parts] = [await predict(true), await predict(false)];
+  for (let i = 0; i < whole.length; i++) assert.ok(Math.abs(whole[i]! - parts[i]!) <= 1e-5, `probability ${i}: ${whole[i]} vs ${parts[i]}`);
 });
 
 test('fineTune changes the backbone weights (all) or only BatchNormalization ones (bn), and leaks no tensors', async () => {

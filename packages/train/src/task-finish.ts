@@ -80,7 +80,7 @@ export async function finishRun(runDir: string, plan: RunPlan, log: Logger): Pro
     throw new FailureError(`all ${records.length} trials failed (first: ${records[0]?.reason}); see ${join(runDir, 'trials.csv')}`);
   }
   const headModelJson = join(trialHeadDir(runDir, plan.trials[winner.index]!), 'model.json');
-  await writeModel(tf, modelDir, { winner, manifest: dataset.manifest, datasetDir: dataset.dir, manifestSha256: dataset.manifestSha256, backboneInfo, backboneFiles, versions, headModelJson });
+  await writeModel(tf, modelDir, { winner, manifest: dataset.manifest, datasetDir: dataset.dir, manifestSha256: dataset.manifestSha256, backboneInfo, backboneFiles, versions, headModelJson, log });
   await writeRunJson(runDir, {
     ...run,
     status: 'done',

@@ -103,7 +103,7 @@ async function trainLocked(
       })
     : undefined;
   const fineTuneRecord = tuned?.record;
-  await writeModel(tf, modelDir, { ...context, ...tuned?.kept, ...(fineTuneRecord ? { fineTune: fineTuneRecord } : {}) });
+  await writeModel(tf, modelDir, { ...context, ...tuned?.kept, ...(fineTuneRecord ? { fineTune: fineTuneRecord } : {}), log });
   await rm(join(runDir, BEST_HEAD), { recursive: true, force: true });
   await rm(join(runDir, FINE_TUNE_DIR), { recursive: true, force: true });
   untrackTemp(join(runDir, FINE_TUNE_DIR));

@@ -1,5 +1,5 @@
 import { fileLoadHandler, saveModelDir, type Tf } from '@imgpipe/engines';
-import type { BackboneInfo, DatasetManifest, ModelCard } from '@imgpipe/kit';
+import type { BackboneInfo, DatasetManifest, Logger, ModelCard } from '@imgpipe/kit';
 import type { FineTuneRecord } from './fine-tune-step.js';
 import type { TrialRecord } from './trial.js';
 
@@ -16,9 +16,11 @@ export interface ModelSource {
   versions: Record<string, string>;
   headModelJson: string;
   fineTune?: FineTuneRecord;
+  /** Where a backbone without an ONNX form is reported (model.onnx is then not written). */
+  log?: Logger;
 }
 
-/** The model directory (card.json, backbone/, head/) of the best trial, or of its fine-tuned model when that was kept. */
+/** The model directory (card.json, backbone/, head/, model.onnx) of the best trial, or of its fine-tuned model when that was kept. */
 export async function writeModel(tf: Tf, modelDir: string, context: ModelSource): Promise<void> {
   const { winner, manifest, backboneInfo } = context;
   const tuned = context.fineTune?.kept === 'fine-tuned' ? context.fineTune.after : undefined;
@@ -47,7 +49,7 @@ export async function writeModel(tf: Tf, modelDir: string, context: ModelSource)
     ...(context.fineTune ? { fine_tune: context.fineTune } : {}),
   };
   try {
-    await saveModelDir(modelDir, { card, backboneFiles: context.backboneFiles, head });
+    await saveModelDir(modelDir, { card, backboneFiles: context.backboneFiles, head, ...(context.log ? { log: context.log } : {}) });
   } finally {
     head.dispose();
   }

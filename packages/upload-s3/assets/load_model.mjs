@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // @ts-check
-// load_model.mjs, published by imgpipe's upload-s3. Loads an imgpipe model directory (card.json, backbone/, head/)
-// after verifying it as a whole, and classifies images with it.
+// load_model.mjs, published by imgpipe's upload-s3. Loads an imgpipe model directory (card.json, model.onnx, backbone/,
+// head/) after verifying it as a whole, and classifies images with it: model.onnx (the whole classifier, uint8 RGB
+// NHWC pixels in, probabilities out) when the card lists it, else the backbone and the TF.js head.
 //
-//   npm install onnxruntime-node @tensorflow/tfjs sharp     (in this directory or a parent)
+//   npm install onnxruntime-node sharp                      (a model with model.onnx; in this directory or a parent)
+//   npm install onnxruntime-node @tensorflow/tfjs sharp     (a model without it: older, or a TF.js graph backbone)
 //   node load_model.mjs MODEL_DIR [IMAGE...]       # a model directory (this file's model/ beside it)
 //   node load_model.mjs PUBLICATION_DIR [IMAGE...] # a downloaded prefix holding publication.json
 //   node load_model.mjs URL [IMAGE...]             # http(s)://…/prefix/ of a publication (public or presigned)
@@ -24,7 +26,7 @@ import { fileURLToPath } from 'node:url';
  * @typedef {{ path: string, size: number, sha256: string }} FileEntry
  * @typedef {{ format: string, labels: string[], input: { size: number, fit?: string }, preprocess: Preprocess,
  *   backbone: { name: string, format: string, path: string, layout?: string, input_size?: number, feature_layer?: string, preprocess?: Preprocess },
- *   head: { path: string }, files?: FileEntry[], metrics?: Record<string, number> }} Card
+ *   head: { path: string }, onnx?: { path: string, input: string, output: string }, files?: FileEntry[], metrics?: Record<string, number> }} Card
  * @typedef {{ name: string, key: string, size: number, sha256: string }} PublishedObject
  * @typedef {{ format: string, id: string, objects: PublishedObject[] }} Publication
  * @typedef {{ data: Float32Array, dims: number[] }} Input
@@ -86,7 +88,8 @@ async function verifyModelDir(dir, card) {
   const where = join(dir, 'card.json');
   if (!Array.isArray(card.files)) throw new Error(`${where}: lists no files; re-save the model with a current imgpipe`);
   for (const file of card.files) if (!inside(file.path)) throw new Error(`${where}: file ${JSON.stringify(file.path)} points outside the model directory`);
-  for (const [what, path] of [['backbone.path', card.backbone.path], ['head.path', card.head.path]]) {
+  const followed = [['backbone.path', card.backbone.path], ['head.path', card.head.path], ...(card.onnx ? [['onnx.path', card.onnx.path]] : [])];
+  for (const [what, path] of followed) {
     if (!inside(path)) throw new Error(`${where}: ${what} ${JSON.stringify(path)} points outside the model directory`);
     if (!card.files.some((f) => f.path === path)) throw new Error(`${where}: ${what} ${path} is not among the listed files`);
   }
@@ -175,23 +178,9 @@ export async function loadModel(spec) {
   const card = JSON.parse(await readFile(join(dir, 'card.json'), 'utf8'));
   if (card.format !== 'imgpipe-model/1') throw new Error(`${join(dir, 'card.json')}: not an imgpipe model card (format ${card.format})`);
   await verifyModelDir(dir, card);
-  const tf = await loadTf();
-  const head = await tf.loadLayersModel(fileHandler(tf, join(dir, card.head.path)));
-  const backbone = await loadBackbone(tf, dir, card);
   const size = card.input.size;
   const labels = card.labels;
-
-  /** @param {Uint8Array} pixels size*size*3 RGB @returns {Promise<number[]>} */
-  async function predictPixels(pixels) {
-    const input = preprocess(pixels, size, card.preprocess ?? card.backbone.preprocess, card.backbone.layout ?? 'NHWC');
-    const features = await backbone.extract(input);
-    const probs = tf.tidy(() => /** @type {import('@tensorflow/tfjs').Tensor} */ (head.predict(tf.tensor2d(features, [1, features.length]))));
-    try {
-      return Array.from(await probs.data());
-    } finally {
-      probs.dispose();
-    }
-  }
+  const { predictPixels, dispose } = card.onnx ? await wholeModel(dir, card) : await twoParts(dir, card);
 
   /** @param {string | Buffer} image */
   async function classify(image) {
@@ -201,7 +190,54 @@ export async function loadModel(spec) {
     return { label: labels[best], index: best, probabilities: Object.fromEntries(labels.map((l, i) => [l, probs[i]])) };
   }
 
-  return { dir, card, labels, classify, predictPixels, dispose: async () => { head.dispose(); await backbone.dispose(); } };
+  return { dir, card, labels, classify, predictPixels, dispose };
+}
+
+/**
+ * model.onnx on ONNX Runtime alone: pixels in as they are (the graph preprocesses), probabilities out.
+ * @param {string} dir @param {Card} card
+ * @returns {Promise<{ predictPixels(pixels: Uint8Array): Promise<number[]>, dispose(): Promise<void> }>}
+ */
+async function wholeModel(dir, card) {
+  const ort = (await import('onnxruntime-node')).default;
+  const { path, input, output } = /** @type {NonNullable<Card['onnx']>} */ (card.onnx);
+  const session = await ort.InferenceSession.create(join(dir, path));
+  const size = card.input.size;
+  return {
+    async predictPixels(pixels) {
+      const results = await session.run({ [input]: new ort.Tensor('uint8', pixels, [1, size, size, 3]) }, [output]);
+      return Array.from(/** @type {Float32Array} */ (results[output]?.data));
+    },
+    dispose: () => session.release(),
+  };
+}
+
+/**
+ * The backbone (ONNX Runtime or TF.js) and the TF.js head.
+ * @param {string} dir @param {Card} card
+ * @returns {Promise<{ predictPixels(pixels: Uint8Array): Promise<number[]>, dispose(): Promise<void> }>}
+ */
+async function twoParts(dir, card) {
+  const tf = await loadTf();
+  const head = await tf.loadLayersModel(fileHandler(tf, join(dir, card.head.path)));
+  const backbone = await loadBackbone(tf, dir, card);
+  const size = card.input.size;
+  return {
+    async predictPixels(pixels) {
+      const input = preprocess(pixels, size, card.preprocess ?? card.backbone.preprocess, card.backbone.layout ?? 'NHWC');
+      const features = await backbone.extract(input);
+      const probs = tf.tidy(() => /** @type {import('@tensorflow/tfjs').Tensor} */ (head.predict(tf.tensor2d(features, [1, features.length]))));
+      try {
+        return Array.from(await probs.data());
+      } finally {
+        probs.dispose();
+      }
+    },
+    dispose: async () => {
+      head.dispose();
+      await backbone.dispose();
+    },
+  };
 }
 
 /** @returns {Promise<Tf>} */

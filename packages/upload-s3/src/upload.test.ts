@@ -8,6 +8,7 @@ import { execa } from 'execa';
 import { downloadPrefix, headObject, listMultipartUploads, listObjects, readObjectBytes, uploadObject } from '@imgpipe/s3';
 import { listModelFiles, sha256, silentLogger, writeJsonAtomic, type PublicationManifest } from '@imgpipe/kit';
 import { loadBackbone } from '@imgpipe/engines';
+import { composeWholeModel } from '@imgpipe/engines/onnx-whole-model';
 import { makeTempDir, onnxModel, startS3Server, capture, type S3Server, type TempDir } from '@imgpipe/test-utils';
 import { runUploadS3, type UploadS3Options } from './upload.js';
 import { publishModelDir } from '@imgpipe/test-utils';
@@ -298,6 +299,34 @@ describe('runUploadS3 against the local S3 server', () => {
       assert.equal(printed.label, LABELS[expected[1]! > expected[0]! ? 1 : 0], dir);
       for (const [i, label] of LABELS.entries()) assert.ok(Math.abs(printed.probabilities[label]! - expected[i]!) < 1e-4, `${dir} ${label}: ${printed.probabilities[label]} vs ${expected[i]}`);
     }
+  });
+
+  it('a model with model.onnx: the snippet runs it with only onnxruntime-node and sharp installed, and predicts what the model computes', async () => {
+    const dir = join(temp.path, 'whole');
+    const modelDir = join(dir, 'model');
+    const spec = await writeModelDir(modelDir, 'onnx'); // NCHW, BGR: the channel reorder happens in the graph too
+    const head = [{ inputs: 3, units: 2, kernel: Float32Array.from(HEAD_KERNEL), bias: Float32Array.from(HEAD_BIAS), activation: 'softmax' as const }];
+    const backbone = await readFile(join(modelDir, 'backbone', 'model.onnx'));
+    const card = JSON.parse(await readFile(join(modelDir, 'card.json'), 'utf8'));
+    await writeFile(join(modelDir, 'model.onnx'), composeWholeModel({ backbone, source: 'test', featureValue: 'features', layout: 'NCHW', inputSize: SIZE, preprocess: card.preprocess, head, labels: LABELS }));
+    await writeJsonAtomic(join(modelDir, 'card.json'), { ...card, onnx: { path: 'model.onnx', input: 'pixels', output: 'probabilities', opset: 13 }, files: await listModelFiles(modelDir) });
+    await copyFile(new URL('../assets/load_model.mjs', import.meta.url), join(dir, 'load_model.mjs'));
+    for (const name of ['onnxruntime-node', 'sharp']) {
+      await mkdir(join(dir, 'node_modules'), { recursive: true });
+      await symlink(join(SNIPPET_MODULES, name), join(dir, 'node_modules', name), 'dir');
+    }
+    const pixels = new Uint8Array(SIZE * SIZE * 3);
+    for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 53 + (i % 3) * 90) % 256;
+    await writeFile(join(dir, 'image.png'), png(pixels, SIZE));
+    const result = await execa('node', ['load_model.mjs', 'model', 'image.png'], { cwd: dir, reject: false });
+    assert.equal(result.exitCode, 0, result.stderr);
+    const printed = JSON.parse(result.stdout.trim()) as { probabilities: Record<string, number> };
+    const expected = expectedProbabilities(pixels, spec);
+    for (const [i, label] of LABELS.entries()) assert.ok(Math.abs(printed.probabilities[label]! - expected[i]!) < 1e-5, `${label}: ${printed.probabilities[label]} vs ${expected[i]}`);
+    await writeFile(join(modelDir, 'model.onnx'), 'changed');
+    const refused = await execa('node', ['load_model.mjs', 'model', 'image.png'], { cwd: dir, reject: false });
+    assert.equal(refused.exitCode, 1);
+    assert.match(refused.stderr, /model\.onnx: \d+ bytes, .* lists/);
   });
 
   it('refuses, before sending anything, a model whose file is a symbolic link or is missing though card.json lists it', async () => {
