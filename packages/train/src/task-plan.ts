@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { verifyPixelFile } from '@imgpipe/engines';
 import { openDataset, UsageError, writeJsonAtomic, type Dataset, type Logger, type Pointer } from '@imgpipe/kit';
 import { openBackbone } from './backbone-features.js';
-import { runKey } from './open-run.js';
+import { commandKey } from './run-inputs.js';
 import { findUnfinishedRun, newRunDir, readRunJson, RUN_FORMAT, writeRunJson } from './run-dir.js';
 import { planTrials, type Trial } from './sweep.js';
 import { checkSplits } from './train-checks.js';
@@ -99,7 +99,7 @@ export async function planRun(options: PlanOptions, log: Logger): Promise<{ runD
   // Extraction shards read parts of the split files, so the whole files are verified here, once, for all of them.
   for (const split of ['train', 'val'] as const) await verifyPixelFile(dataset, split);
   const trials = planTrials(options.space, options.strategy, options.runs, options.seed);
-  const key = runKey(dataset, options);
+  const key = commandKey(dataset, options);
   const out = resolve(options.out);
   const runDir = options.runId ? join(out, options.runId) : ((await findPlannedRun(out, key)) ?? (await newRunDir(out, key)));
   const existing = await readPlan(runDir).catch(() => undefined);

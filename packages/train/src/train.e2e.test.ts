@@ -2,13 +2,14 @@
 // needs a trial to fail or a sweep slow enough to kill, the same CLI with test hooks injected (test-train-bin.ts:
 // IMGPIPE_TEST_EPOCH_DELAY_MS pauses after each epoch, IMGPIPE_TEST_FAIL_TRIALS fails trial ids as a crash would).
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
-import { tinyBackbone, writeLearnableDataset } from './test-dataset.js';
+import { sha256File } from '@imgpipe/kit';
+import { buildTinyConvBackbone, makeTempDir, type TempDir } from '@imgpipe/test-utils';
+import { TEST_SIZE, tinyBackbone, writeLearnableDataset } from './test-dataset.js';
 
 const BIN = fileURLToPath(new URL('../bin/train.js', import.meta.url));
 let temp: TempDir;
@@ -90,6 +91,52 @@ test('a sweep killed mid-way and rerun with the same command ends with the same 
   assert.equal(JSON.parse(await readFile(join(runDir!, 'run.json'), 'utf8')).status, 'done');
   const [a, b] = await Promise.all([readFile(join(runDir!, 'model', 'head', 'weights.bin')), readFile(join(pointer.path, 'model', 'head', 'weights.bin'))]);
   assert.ok(a.equals(b), 'the same best head');
+});
+
+/** Start the command slowly, and SIGKILL it once `trials` trials are recorded in its run directory under `out`. */
+async function killAfterTrials(args: string[], out: string, trials: number): Promise<string> {
+  const killed = trainBin(args, { IMGPIPE_TEST_EPOCH_DELAY_MS: '150' });
+  let runDir: string | undefined;
+  for (let i = 0; i < 600 && killed.exitCode === null; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    const dirs = (await readdir(out).catch(() => [] as string[])).filter((name) => !name.startsWith('.'));
+    if (dirs.length === 0) continue;
+    runDir = join(out, dirs[0]!);
+    if ((await trialLines(runDir)).filter((l) => l.event === 'trial').length >= trials) break;
+  }
+  killed.kill('SIGKILL');
+  const result = await killed;
+  assert.equal(result.signal, 'SIGKILL', `the sweep was killed before it finished: ${result.stderr}`);
+  return runDir!;
+}
+
+test('a killed run whose backbone file was then replaced in place is not resumed: a new run, or --resume refused naming the backbone', async () => {
+  const dir = join(temp.path, 'swapped-backbone');
+  const first = await buildTinyConvBackbone({ dir, inputSize: TEST_SIZE, format: 'onnx', seed: 1 });
+  const out = join(temp.path, 'swapped');
+  const args = [...common.map((arg, i) => (common[i - 1] === '--backbone' ? first.path : arg)), '--layer-size', '4', '--out', out];
+  const killedDir = await killAfterTrials(args, out, 1);
+  const oldSha = await sha256File(first.path);
+  await buildTinyConvBackbone({ dir, inputSize: TEST_SIZE, format: 'onnx', seed: 9 });
+  const newSha = await sha256File(first.path);
+  assert.notEqual(newSha, oldSha);
+
+  const resumed = await trainBin([...args, '--resume', killedDir]);
+  assert.equal(resumed.exitCode, 2, resumed.stderr);
+  assert.match(resumed.stderr, new RegExp(`--resume ${killedDir}: that run was started with other inputs: the backbone's content .*${oldSha.slice(0, 12)}.* -> ${newSha.slice(0, 12)}`));
+  assert.equal(resumed.stdout, '');
+
+  const rerun = await trainBin(args);
+  assert.equal(rerun.exitCode, 0, rerun.stderr);
+  assert.match(rerun.stderr, new RegExp(`not resuming the unfinished run ${killedDir} of this command: its inputs changed since \\(the backbone's content`));
+  const runDir = JSON.parse(rerun.stdout).path;
+  assert.notEqual(runDir, killedDir);
+  assert.equal((await trialLines(runDir)).filter((l) => l.event === 'trial').length, 3, 'every trial trained on the new backbone');
+  const card = JSON.parse(await readFile(join(runDir, 'model', 'card.json'), 'utf8'));
+  assert.equal(card.backbone.sha256, newSha);
+  const run = JSON.parse(await readFile(join(runDir, 'run.json'), 'utf8'));
+  assert.equal(run.inputs.backbone_sha256, newSha);
+  assert.equal(JSON.parse(await readFile(join(killedDir, 'run.json'), 'utf8')).status, 'running', 'the old run is left as it was');
 });
 
 test('a failing trial is recorded and the sweep exits 0; usage errors exit 2', async () => {
