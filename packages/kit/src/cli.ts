@@ -152,7 +152,12 @@ function yargsOptions(options: Record<string, ToolOption>): Record<string, Yargs
 /** Parse every typed flag in place; all problems at once, one per line, or undefined. */
 function parseTypedFlags(options: Record<string, ToolOption>, args: Record<string, unknown>): string | undefined {
   const problems: string[] = [];
-  for (const [name, { value }] of Object.entries(options)) {
+  for (const [name, { value, type }] of Object.entries({ ...SHARED_OPTIONS, ...options } as Record<string, ToolOption>)) {
+    // A text flag given twice arrives as an array, which String() would silently join with a comma.
+    const given = args[name];
+    if (!value && type === 'string' && Array.isArray(given) && given.length > 1) {
+      problems.push(`expected --${name} once, got it ${given.length} times (${given.map((v) => `'${String(v)}'`).join(', ')}); give one value`);
+    }
     if (!value || args[name] === undefined) continue;
     const parsed = parseValue(args[name], value, `--${name}`);
     if ('problem' in parsed) problems.push(parsed.problem);

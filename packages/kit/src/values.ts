@@ -18,8 +18,17 @@ export interface ValueSpec {
 
 export type ParsedValue = { value: string | number | boolean | number[] } | { problem: string };
 
+/**
+ * A flag given more than once arrives as an array: a list flag takes the union of its values, in order
+ * (`--lr 0.01,0.05 --lr 0.1` is `--lr 0.01,0.05,0.1`); any other flag must be given once.
+ */
 export function parseValue(raw: unknown, spec: ValueSpec, label: string): ParsedValue {
   const fail = (expected: string): ParsedValue => ({ problem: `expected ${label} to be ${expected}, got ${shown(raw)}` });
+  const list = spec.type === 'int[]' || spec.type === 'number[]';
+  if (Array.isArray(raw) && !list && raw.length !== 1) {
+    return { problem: `expected ${label} once, got it ${raw.length} times (${raw.map((v) => `'${String(v)}'`).join(', ')}); give one value` };
+  }
+  if (Array.isArray(raw) && !list) raw = raw[0];
   switch (spec.type) {
     case 'string': {
       if (typeof raw !== 'string' && typeof raw !== 'number') return fail('a string');
@@ -43,7 +52,7 @@ export function parseValue(raw: unknown, spec: ValueSpec, label: string): Parsed
     }
     case 'int[]':
     case 'number[]': {
-      const items = Array.isArray(raw) ? raw : typeof raw === 'number' ? [raw] : typeof raw === 'string' ? raw.split(',') : undefined;
+      const items = Array.isArray(raw) ? raw.flatMap((item) => (typeof item === 'string' ? item.split(',') : [item])) : typeof raw === 'number' ? [raw] : typeof raw === 'string' ? raw.split(',') : undefined;
       const expected = `a comma-separated list of ${spec.type === 'int[]' ? 'integers' : 'numbers'}${describeBounds(spec)}`;
       if (!items || items.length === 0) return fail(expected);
       const values = items.map(toNumber);

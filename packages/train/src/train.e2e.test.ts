@@ -2,7 +2,7 @@
 // needs a trial to fail or a sweep slow enough to kill, the same CLI with test hooks injected (test-train-bin.ts:
 // IMGPIPE_TEST_EPOCH_DELAY_MS pauses after each epoch, IMGPIPE_TEST_FAIL_TRIALS fails trial ids as a crash would).
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -155,5 +155,47 @@ test('a failing trial is recorded and the sweep exits 0; usage errors exit 2', a
     const flag = await trainBin([...common, '--out', join(temp.path, 'bad'), ...args]);
     assert.equal(flag.exitCode, 2, flag.stderr);
     assert.match(flag.stderr, message);
+  }
+});
+
+test('repeated list flags are one list; a repeated single-value flag is one clear error; no ONNX Runtime debug log is left behind', async () => {
+  const tmp = join(temp.path, 'tmpdir');
+  await mkdir(tmp);
+  const withoutLr = common.filter((arg, i) => arg !== '--lr' && common[i - 1] !== '--lr');
+  const child = execa(process.execPath, [BIN, ...withoutLr, '--lr', '0.001', '--lr', '0.01,0.05', '--layer-size', '4', '--out', join(temp.path, 'repeated')], {
+    env: { IMGPIPE_NO_WEBGPU: '1', TMPDIR: tmp },
+    reject: false,
+  });
+  const run = await child;
+  assert.equal(run.exitCode, 0, run.stderr);
+  const rows = (await readFile(join(JSON.parse(run.stdout).path, 'trials.csv'), 'utf8')).trim().split('\n').slice(1);
+  assert.deepEqual(rows.map((row) => row.split(',')[2]), ['0.001', '0.01', '0.05']);
+  // onnxruntime-node 1.30 opens $TMPDIR/mat-debug-<pid>.log in every process that creates a session, and leaves it.
+  assert.deepEqual((await readdir(tmp)).filter((name) => name.startsWith('mat-debug-')), [], `the backbone's process (pid ${child.pid}) left a debug log`);
+
+  for (const [args, message] of [
+    [['--seed', '1'], /expected --seed once, got it 2 times \('3', '1'\); give one value/], // common has --seed 3
+    [['--out', 'a', '--out', 'b'], /expected --out once, got it 2 times \('a', 'b'\)/],
+  ] as const) {
+    const repeated = await trainBin([...common, ...args]);
+    assert.equal(repeated.exitCode, 2, repeated.stderr);
+    assert.match(repeated.stderr, message);
+    assert.doesNotMatch(repeated.stderr, /comma-separated list/);
+  }
+});
+
+test('an --out train cannot write is exit 2 naming it, with no stack trace', async () => {
+  // Root writes anywhere: the command then runs as nobody (the data stays readable to it).
+  const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath] : [process.execPath];
+  await chmod(temp.path, 0o755);
+  const readOnly = join(temp.path, 'read-only');
+  await mkdir(readOnly, { mode: 0o555 });
+  await chmod(readOnly, 0o555);
+  for (const out of [join(readOnly, 'runs'), readOnly]) {
+    const [command, ...prefix] = asUser;
+    const run = await execa(command!, [...prefix, BIN, ...common, '--out', out], { env: { IMGPIPE_NO_WEBGPU: '1', HOME: temp.path }, reject: false });
+    assert.equal(run.exitCode, 2, run.stderr);
+    assert.match(run.stderr, new RegExp(`train: error: --out ${out}: not writable \\(permission denied: EACCES`));
+    assert.doesNotMatch(run.stderr, /^\s+at /m, 'no stack trace');
   }
 });
