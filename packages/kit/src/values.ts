@@ -19,16 +19,24 @@ export interface ValueSpec {
 export type ParsedValue = { value: string | number | boolean | number[] } | { problem: string };
 
 /**
- * A flag given more than once arrives as an array: a list flag takes the union of its values, in order
- * (`--lr 0.01,0.05 --lr 0.1` is `--lr 0.01,0.05,0.1`); any other flag must be given once.
+ * A command-line flag's value. A flag given more than once arrives as an array: a list flag takes the union of its
+ * values, in order (`--lr 0.01,0.05 --lr 0.1` is `--lr 0.01,0.05,0.1`); any other flag must be given once.
  */
+export function parseFlagValue(raw: unknown, spec: ValueSpec, label: string): ParsedValue {
+  const list = spec.type === 'int[]' || spec.type === 'number[]';
+  if (!list && Array.isArray(raw)) {
+    if (raw.length === 1) return parseValue(raw[0], spec, label);
+    return { problem: repeatedProblem(label, raw) };
+  }
+  return parseValue(raw, spec, label);
+}
+
+export function repeatedProblem(label: string, values: readonly unknown[]): string {
+  return `expected ${label} once, got it ${values.length} times (${values.map((v) => `'${String(v)}'`).join(', ')}); give one value`;
+}
+
 export function parseValue(raw: unknown, spec: ValueSpec, label: string): ParsedValue {
   const fail = (expected: string): ParsedValue => ({ problem: `expected ${label} to be ${expected}, got ${shown(raw)}` });
-  const list = spec.type === 'int[]' || spec.type === 'number[]';
-  if (Array.isArray(raw) && !list && raw.length !== 1) {
-    return { problem: `expected ${label} once, got it ${raw.length} times (${raw.map((v) => `'${String(v)}'`).join(', ')}); give one value` };
-  }
-  if (Array.isArray(raw) && !list) raw = raw[0];
   switch (spec.type) {
     case 'string': {
       if (typeof raw !== 'string' && typeof raw !== 'number') return fail('a string');
