@@ -10,7 +10,8 @@
 # Each stage passes the previous stage's pointer on stdin, as in the shell pipe (scripts/pipeline.sh).
 # Staleness is by content: $(WORK)/.stamps/<stage> records the sha256 of the stage's input files (train: the
 # backbone's files too, wherever it is named), the settings of the config sections it reads as the stage resolves
-# them (IMGPIPE_* and standard variables > CONFIG or $IMGPIPE_CONFIG > defaults), and its options
+# them (IMGPIPE_* and standard variables > CONFIG or $IMGPIPE_CONFIG > defaults; and IMGPIPE_NO_WEBGPU, which can
+# change what --device auto picks), and its options
 # (scripts/stamp.mjs), and is rewritten only when that changes. So a second `make all` does no work; changing
 # train.lr in the config, or IMGPIPE_TRAIN_EPOCHS, reruns train, eval and upload.
 # The download stage cannot see new objects on S3: `make refresh` re-downloads (skipping files already there)
@@ -119,13 +120,13 @@ $(WORK)/prep.json: $(S)/prep | $(STAGE_DEPS)
 	@$(finish)
 
 $(S)/train: FORCE | $(WORK)/prep.json $(filter $(WORK)/backbone/model.onnx $(WORK)/backbone-trained/model.json,$(BACKBONE))
-	@$(STAMP) $@ --file $(WORK)/prep/manifest.json --backbone $(call cfgstamp,project,data,train) -- $(TRAIN_ARGS)
+	@$(STAMP) $@ --file $(WORK)/prep/manifest.json --backbone $(call cfgstamp,project,data,train) --env IMGPIPE_NO_WEBGPU -- $(TRAIN_ARGS)
 $(WORK)/run.json: $(S)/train | $(STAGE_DEPS)
 	$(BIN)/train $(CFG) --out $(WORK)/runs $(TRAIN_ARGS) < $(WORK)/prep.json > $@.tmp
 	@$(finish)
 
 $(S)/eval: FORCE | $(WORK)/run.json
-	@$(STAMP) $@ --file $(WORK)/run.json $(call cfgstamp,data,train) -- $(MIN_ACCURACY) $(DEVICE_FLAG)
+	@$(STAMP) $@ --file $(WORK)/run.json $(call cfgstamp,data,train) --env IMGPIPE_NO_WEBGPU -- $(MIN_ACCURACY) $(DEVICE_FLAG)
 $(WORK)/eval.json: $(S)/eval | $(STAGE_DEPS)
 	$(BIN)/eval-model $(CFG) $(DEVICE_FLAG) --min-accuracy $(MIN_ACCURACY) < $(WORK)/run.json > $@.tmp
 	@$(finish)
