@@ -40,7 +40,7 @@ export async function openRun(options: TrainOptions, id: RunIdentity, trials: re
     previous = resumed ?? (await readResumedRun(runDir, options.resume));
     if (previous.key !== id.key) {
       const changed = changedInputs(previous.inputs as Partial<RunInputs> | undefined, id.inputs);
-      const what = changed?.length ? `: ${changed.join('; ')}` : ' (dataset, backbone content, search space, seed or patience)';
+      const what = changed ? `: ${changed.join('; ')}` : ' (or by an older train that did not record their content, so they cannot be checked)';
       throw new UsageError(`--resume ${options.resume}: that run was started with other inputs${what}; its trials would not match this command's. Rerun with its original inputs, or drop --resume to start a new run`);
     }
   } else {
@@ -54,7 +54,8 @@ export async function openRun(options: TrainOptions, id: RunIdentity, trials: re
       const stale = await findUnfinishedRun(resolve(options.out), id.command, 'command');
       if (stale) {
         const changed = changedInputs((await readRunJson(stale))?.inputs as Partial<RunInputs> | undefined, id.inputs);
-        log.warn(`not resuming the unfinished run ${stale} of this command: its inputs changed since${changed?.length ? ` (${changed.join('; ')})` : ''}; starting a new run ${runDir}`);
+        const why = changed ? `its inputs changed since (${changed.join('; ')})` : 'an older train started it without recording its inputs\' content';
+        log.warn(`not resuming the unfinished run ${stale} of this command: ${why}; starting a new run ${runDir}`);
       }
     }
   }
