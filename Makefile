@@ -11,9 +11,12 @@
 # (prep-data --decisions drops and relabels, then train reruns on the cleaned dataset).
 #   all = upload; serve = serve the evaluated model on $(PORT).
 # Each stage passes the previous stage's pointer on stdin, as in the shell pipe (scripts/pipeline.sh).
-# Staleness is by content: $(WORK)/.stamps/<stage> records the sha256 of the stage's input files, the config
-# sections it reads, the S3 endpoint and its options (scripts/stamp.mjs), and is rewritten only when that
-# changes. So a second `make all` does no work; changing train.lr in the config reruns train, eval and upload.
+# Staleness is by content: $(WORK)/.stamps/<stage> records the sha256 of the stage's input files (train: the
+# backbone's files too, wherever it is named), the settings of the config sections it reads as the stage resolves
+# them (IMGPIPE_* and standard variables > CONFIG or $IMGPIPE_CONFIG > defaults; and IMGPIPE_NO_WEBGPU, which can
+# change what --device auto picks), and its options
+# (scripts/stamp.mjs), and is rewritten only when that changes. So a second `make all` does no work; changing
+# train.lr in the config, or IMGPIPE_TRAIN_EPOCHS, reruns train, eval and upload.
 # The download stage cannot see new objects on S3: `make refresh` re-downloads (skipping files already there)
 # and reruns whatever that changed.
 #
@@ -54,7 +57,9 @@ BIN := $(or $(IMGPIPE_BIN_DIR),node_modules/.bin)
 STAMP := node scripts/stamp.mjs
 S := $(WORK)/.stamps
 CFG := $(if $(CONFIG),--config $(CONFIG))
-cfgstamp = $(if $(CONFIG),--config $(CONFIG) --sections $(1))
+comma := ,
+# $(call cfgstamp,project,data,train): make splits call arguments at commas, so each section is its own argument.
+cfgstamp = --settings $(1)$(if $(2),$(comma)$(2))$(if $(3),$(comma)$(3)) $(if $(CONFIG),--config $(CONFIG))
 IMG_FLAG := $(if $(IMG),--img-dimensions $(IMG))
 PREP_ARGS := $(IMG_FLAG) $(if $(DECISIONS),--decisions $(DECISIONS)) $(PREP_FLAGS)
 DEVICE_FLAG := $(if $(DEVICE),--device $(DEVICE))
@@ -123,19 +128,19 @@ $(WORK)/prep.json: $(S)/prep | $(STAGE_DEPS)
 	@$(finish)
 
 $(S)/train: FORCE | $(WORK)/prep.json $(filter $(WORK)/backbone/model.onnx $(WORK)/backbone-trained/model.json,$(BACKBONE))
-	@$(STAMP) $@ --file $(WORK)/prep/manifest.json $(if $(BACKBONE),--file $(BACKBONE)) $(call cfgstamp,project,data,train) -- $(TRAIN_ARGS)
+	@$(STAMP) $@ --file $(WORK)/prep/manifest.json --backbone $(call cfgstamp,project,data,train) --env IMGPIPE_NO_WEBGPU -- $(TRAIN_ARGS)
 $(WORK)/run.json: $(S)/train | $(STAGE_DEPS)
 	$(BIN)/train $(CFG) --out $(WORK)/runs $(TRAIN_ARGS) < $(WORK)/prep.json > $@.tmp
 	@$(finish)
 
 $(S)/eval: FORCE | $(WORK)/run.json
-	@$(STAMP) $@ --file $(WORK)/run.json $(call cfgstamp,data,train) -- $(MIN_ACCURACY) $(DEVICE_FLAG)
+	@$(STAMP) $@ --file $(WORK)/run.json $(call cfgstamp,data,train) --env IMGPIPE_NO_WEBGPU -- $(MIN_ACCURACY) $(DEVICE_FLAG)
 $(WORK)/eval.json: $(S)/eval | $(STAGE_DEPS)
 	$(BIN)/eval-model $(CFG) $(DEVICE_FLAG) --min-accuracy $(MIN_ACCURACY) < $(WORK)/run.json > $@.tmp
 	@$(finish)
 
 $(S)/upload: FORCE | $(WORK)/eval.json
-	@$(STAMP) $@ --file $(WORK)/eval.json $(call cfgstamp,aws) --env S3_ENDPOINT --env AWS_PROFILE -- $(UPLOAD_ARGS)
+	@$(STAMP) $@ --file $(WORK)/eval.json $(call cfgstamp,project,aws) --env S3_ENDPOINT --env AWS_PROFILE -- $(UPLOAD_ARGS)
 $(WORK)/upload.json: $(S)/upload | $(STAGE_DEPS)
 	$(BIN)/upload-s3 $(CFG) $(UPLOAD_ARGS) < $(WORK)/eval.json > $@.tmp
 	@$(finish)

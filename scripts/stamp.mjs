@@ -1,16 +1,21 @@
 #!/usr/bin/env node
 // Content stamps for the Makefile: one small JSON file per stage recording what the stage's output depends on
-// (the sha256 of its input files, the YAML config sections it reads, selected environment variables and its
-// options). The file is rewritten only when that content changes, so its mtime moves only then, and make reruns
-// a stage exactly when an input's *content* or an option changed (not when a file was merely touched or
-// rewritten with the same bytes, e.g. a download that found nothing new).
+// (the sha256 of its input files, the settings it reads, selected environment variables and its options). The
+// file is rewritten only when that content changes, so its mtime moves only then, and make reruns a stage exactly
+// when an input's *content* or an option changed (not when a file was merely touched or rewritten with the same
+// bytes, e.g. a download that found nothing new).
 //
-//   node scripts/stamp.mjs STAMP [--file PATH]... [--listed CSV]... [--config FILE --sections a,b] [--env NAME]... [-- OPTION...]
+//   node scripts/stamp.mjs STAMP [--file PATH]... [--listed CSV]... [--settings SECTIONS] [--config FILE] [--backbone] [--env NAME]... [-- OPTION...]
 //
 // --listed CSV records the content of every file the CSV's local_image column names (one sha256 over their
 // paths and hashes), so a stage that reads those images reruns when one changes in place under the same CSV.
-// A --file that does not exist is recorded as missing (e.g. a built-in backbone name instead of a path). Prints
-// "stage X: ... changed" on stderr when it rewrites the stamp; nothing otherwise. Exit 2 on bad usage.
+// --settings project,train records every key of those config sections as the stages resolve them (kit's
+// resolveConfig: environment IMGPIPE_<SECTION>_<KEY> and its standard variables > the config file, --config FILE
+// or $IMGPIPE_CONFIG > defaults; flags are the OPTIONs, recorded as given); secrets as their sha256. A settings
+// error is recorded too, and the stage then reports it. --backbone records the content of the backbone train
+// resolves (a --backbone among the OPTIONs, else train.backbone): a local .onnx, a model.json with its weight
+// files, or a directory; a built-in name or URL as given. A --file that does not exist is recorded as missing.
+// Prints "stage X: ... changed" on stderr when it rewrites the stamp; nothing otherwise. Exit 2 on bad usage.
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -22,8 +27,9 @@ if (!stampPath || stampPath.startsWith('-')) usage('expected the stamp file as t
 const files = [];
 const listed = [];
 const envNames = [];
+const sections = [];
 let config = '';
-let sections = [];
+let backbone = false;
 let options = [];
 for (let i = 0; i < args.length; i++) {
   const arg = args[i];
@@ -35,16 +41,19 @@ for (let i = 0; i < args.length; i++) {
   else if (arg === '--listed') listed.push(value());
   else if (arg === '--env') envNames.push(value());
   else if (arg === '--config') config = value();
-  else if (arg === '--sections') sections = value().split(',').filter(Boolean);
+  else if (arg === '--settings') sections.push(...value().split(',').filter(Boolean));
+  else if (arg === '--backbone') backbone = true;
   else usage(`unknown argument '${arg}'`);
 }
 
+const settings = sections.length > 0 || backbone ? await resolveSettings(sections, config || process.env.IMGPIPE_CONFIG || '', backbone) : undefined;
 const stamp = {
   options,
   files: Object.fromEntries(await Promise.all(files.filter(Boolean).map(async (file) => [file, await hashPath(file)]))),
   ...(listed.length > 0 ? { listed: Object.fromEntries(await Promise.all(listed.map(async (csv) => [csv, await hashListed(csv)]))) } : {}),
   env: Object.fromEntries(envNames.map((name) => [name, process.env[name] ?? null])),
-  config: config ? await configSections(config, sections) : null,
+  ...(settings ? { settings: settings.recorded } : {}),
+  ...(backbone ? { backbone: await hashBackbone(backboneSpec(options, settings.values)) } : {}),
 };
 const text = `${JSON.stringify(stamp, null, 2)}\n`;
 let old = null;
@@ -84,14 +93,51 @@ async function hashListed(csv) {
   return createHash('sha256').update(hashes.join('\n')).digest('hex');
 }
 
-/** The named top-level sections of a YAML config, each as its sha256 (the whole file's when no sections named). */
-async function configSections(file, names) {
-  if (!existsSync(file)) usage(`--config ${file}: no such file`);
-  const text = readFileSync(file, 'utf8');
-  if (names.length === 0) return { file, sha256: createHash('sha256').update(text).digest('hex') };
-  const { parse } = await import('yaml');
-  const parsed = parse(text) ?? {};
-  return { file, sections: Object.fromEntries(names.map((name) => [name, createHash('sha256').update(JSON.stringify(parsed[name] ?? null)).digest('hex')])) };
+/**
+ * Every key of the named sections as the stages resolve it without flags (kit's resolveConfig), each value as is
+ * (secrets as their sha256); a configuration the stages refuse is recorded as its message.
+ */
+async function resolveSettings(names, configPath, withBackbone) {
+  const { CONFIG_SCHEMA, resolveConfig } = await import('@imgpipe/kit');
+  const keys = Object.keys(CONFIG_SCHEMA).filter((key) => names.includes(key.split('.')[0]) || (withBackbone && key === 'train.backbone'));
+  const recorded = {}; // the values, not the file's name: a config moved or renamed with the same settings is no change
+  const values = {};
+  try {
+    const { config } = await resolveConfig({ env: process.env, configPath: configPath || undefined, keys });
+    for (const key of keys) {
+      const [section, leaf] = key.split('.');
+      const value = config[section][leaf];
+      values[key] = value;
+      recorded[key] = CONFIG_SCHEMA[key].secret ? createHash('sha256').update(JSON.stringify(value)).digest('hex') : value;
+    }
+  } catch (error) {
+    recorded.error = error.message;
+  }
+  return { recorded, values };
+}
+
+/** The backbone train resolves: the last --backbone among the options, else the train.backbone setting. */
+function backboneSpec(opts, values) {
+  let spec = values['train.backbone'] ?? null;
+  for (let i = 0; i < opts.length; i++) {
+    if (opts[i] === '--backbone' && i + 1 < opts.length) spec = opts[i + 1];
+    else if (opts[i].startsWith('--backbone=')) spec = opts[i].slice('--backbone='.length);
+  }
+  return spec;
+}
+
+/** A local backbone's content: the file, a model.json and the weight files it lists, or a directory's files. */
+async function hashBackbone(spec) {
+  if (!spec || !existsSync(spec)) return { spec, sha256: null };
+  if (statSync(spec).isDirectory() || !spec.endsWith('.json')) return { spec, sha256: await hashPath(spec) };
+  let weights = [];
+  try {
+    const json = JSON.parse(readFileSync(spec, 'utf8'));
+    weights = (json.weightsManifest ?? []).flatMap((group) => group?.paths ?? []).map((path) => join(dirname(spec), path));
+  } catch {}
+  const parts = [];
+  for (const file of [spec, ...weights]) parts.push(`${file}:${await hashPath(file)}`);
+  return { spec, sha256: createHash('sha256').update(parts.join('\n')).digest('hex') };
 }
 
 function describeChange(before, after) {
@@ -100,11 +146,17 @@ function describeChange(before, after) {
   for (const [file, hash] of Object.entries(after.files)) if (before.files?.[file] !== hash) changed.push(file);
   for (const [csv, hash] of Object.entries(after.listed ?? {})) if (before.listed?.[csv] !== hash) changed.push(`images listed in ${csv}`);
   for (const [name, value] of Object.entries(after.env)) if (before.env?.[name] !== value) changed.push(`$${name}`);
-  if (JSON.stringify(before.config) !== JSON.stringify(after.config)) changed.push(`config ${after.config?.file ?? before.config?.file}`);
+  if (before.settings?.error || after.settings?.error) {
+    if (before.settings?.error !== after.settings?.error) changed.push(after.settings?.error ? 'settings (now invalid)' : 'settings (now valid)');
+  } else {
+    const keys = new Set([...Object.keys(before.settings ?? {}), ...Object.keys(after.settings ?? {})]);
+    for (const key of keys) if (JSON.stringify(before.settings?.[key]) !== JSON.stringify(after.settings?.[key])) changed.push(key);
+  }
+  if (JSON.stringify(before.backbone) !== JSON.stringify(after.backbone)) changed.push(`backbone ${after.backbone?.spec ?? before.backbone?.spec}`);
   return `${changed.join(', ') || 'inputs'} changed`;
 }
 
 function usage(message) {
-  process.stderr.write(`stamp.mjs: ${message}\nusage: node scripts/stamp.mjs STAMP [--file PATH]... [--listed CSV]... [--config FILE --sections a,b] [--env NAME]... [-- OPTION...]\n`);
+  process.stderr.write(`stamp.mjs: ${message}\nusage: node scripts/stamp.mjs STAMP [--file PATH]... [--listed CSV]... [--settings SECTIONS] [--config FILE] [--backbone] [--env NAME]... [-- OPTION...]\n`);
   process.exit(2);
 }

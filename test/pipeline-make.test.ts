@@ -2,9 +2,10 @@
 // runs download -> prep -> train -> evaluate -> upload; a second `make all` does no work; a stage reruns only when
 // the content of its inputs or its options change, and then only it and the stages after it.
 import assert from 'node:assert/strict';
-import { readdir, stat, utimes } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { buildTinyConvBackbone } from '@imgpipe/test-utils';
 import { BIN, BUCKET, CSV_URI, REPO, runCommand, SIZE, startPipelineFixture, type PipelineFixture } from './pipeline-fixture.js';
 
 let fixture: PipelineFixture;
@@ -18,7 +19,7 @@ after(() => fixture?.close());
 const TOOLS = ['download-s3', 'prep-data', 'train', 'eval-model', 'upload-s3'] as const;
 const OUTPUTS = ['images.csv', 'prep.json', 'run.json', 'eval.json', 'upload.json'];
 
-async function make(vars: Record<string, string> = {}) {
+async function make(vars: Record<string, string> = {}, env: Record<string, string> = {}) {
   const base = {
     WORK: work,
     CSV: CSV_URI,
@@ -32,7 +33,7 @@ async function make(vars: Record<string, string> = {}) {
     MIN_ACCURACY: '0.75',
     SKIP_BUILD: '1',
   };
-  const result = await runCommand('make', ['-C', REPO, '--no-print-directory', 'all', ...Object.entries({ ...base, ...vars }).map(([k, v]) => `${k}=${v}`)], { env: fixture.env });
+  const result = await runCommand('make', ['-C', REPO, '--no-print-directory', 'all', ...Object.entries({ ...base, ...vars }).map(([k, v]) => `${k}=${v}`)], { env: { ...fixture.env, ...env }, timeoutMs: 300_000 });
   assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
   // make echoes each recipe it runs on stdout: the tools it started.
   const ran = TOOLS.filter((tool) => result.stdout.includes(`${BIN}/${tool} `) || result.stdout.includes(`node_modules/.bin/${tool} `));
@@ -74,4 +75,33 @@ test('a stage reruns when its inputs\' content or its options change, with the s
   assert.deepEqual(retrain.ran, ['train', 'eval-model', 'upload-s3']);
   assert.equal((await readdir(join(work, 'runs'))).length, 2);
   assert.deepEqual((await make({ MIN_ACCURACY: '0.7', TRAIN_FLAGS: '--lr 0.01,0.05 --layer-size 8,16 --epochs 9 --batch-size 8' })).ran, []);
+});
+
+test('train reruns when a setting changes outside make\'s variables: an IMGPIPE_* variable, $IMGPIPE_CONFIG, a backbone file the config names', async () => {
+  const vars = { MIN_ACCURACY: '0', TRAIN_FLAGS: '--lr 0.01,0.05 --layer-size 8,16 --batch-size 8' };
+  const retrained = ['train', 'eval-model', 'upload-s3'];
+  assert.deepEqual((await make(vars, { IMGPIPE_TRAIN_EPOCHS: '9' })).ran, retrained, 'new TRAIN_FLAGS');
+  assert.deepEqual((await make(vars, { IMGPIPE_TRAIN_EPOCHS: '9' })).ran, []);
+  const epochs = await make(vars, { IMGPIPE_TRAIN_EPOCHS: '8' });
+  assert.deepEqual(epochs.ran, retrained);
+  assert.match(epochs.stderr, /stage train: train\.epochs changed/);
+
+  // The backbone named in a config file that only $IMGPIPE_CONFIG names (no BACKBONE): a new backbone, then the same
+  // file replaced in place, each retrain.
+  const dir = join(fixture.temp.path, 'config-backbone');
+  await mkdir(dir, { recursive: true });
+  const backbone = join(dir, 'model.onnx');
+  await copyFile(fixture.backbone.path, backbone);
+  const config = join(fixture.temp.path, 'make-config.yaml');
+  await writeFile(config, `train:\n  epochs: 8\n  backbone: ${backbone}\n`);
+  const viaConfig = { ...vars, BACKBONE: '' };
+  const named = await make(viaConfig, { IMGPIPE_CONFIG: config });
+  assert.deepEqual(named.ran, retrained);
+  assert.match(named.stderr, /stage train: options, train\.backbone, backbone .*model\.onnx changed/);
+  assert.deepEqual((await make(viaConfig, { IMGPIPE_CONFIG: config })).ran, []);
+  const other = await buildTinyConvBackbone({ dir: join(fixture.temp.path, 'other-backbone'), inputSize: SIZE, format: 'onnx', channels: [8, 16], seed: 4 });
+  await copyFile(other.path, backbone);
+  const replaced = await make(viaConfig, { IMGPIPE_CONFIG: config });
+  assert.deepEqual(replaced.ran.slice(0, 1), ['train']);
+  assert.match(replaced.stderr, new RegExp(`stage train: backbone ${backbone} changed`));
 });

@@ -3,6 +3,7 @@ import type { Backbone, LoadBackboneOptions, ResolvedBackbone } from './backbone
 import { InputError, sha256, type Logger } from '@imgpipe/kit';
 import type { OnnxWorkerInit, OnnxWorkerReady } from './backbone-onnx-worker.js';
 import { openOnnxRunner, type OnnxRunner, type OnnxRunPlan } from './onnx-runner.js';
+import { disableOrtTelemetry } from './onnx.js';
 import { WorkerPool } from './worker-pool.js';
 import { decodeOnnx, exposeOutput, globalPoolOutput, graphInput, graphOutputs, metadataProp } from './onnx-graph.js';
 import { preprocessSpec } from './preprocess.js';
@@ -64,6 +65,7 @@ export async function loadOnnxBackbone(resolved: ResolvedBackbone, options: Load
 
 /** The same runner in a worker thread (LoadBackboneOptions.offMainThread). */
 async function workerRunner(model: Uint8Array, plan: OnnxRunPlan, options: LoadBackboneOptions, path: string, log: Logger): Promise<OnnxRunner> {
+  disableOrtTelemetry(); // here, in the main thread: the worker's process.env does not reach native code
   const init: OnnxWorkerInit = { model, plan, device: options.device, sharedCpu: options.sharedCpu ?? false };
   const pool = await WorkerPool.start<OnnxWorkerReady>('backbone-onnx-worker', 1, init, `ONNX backbone ${path}`, log);
   return { device: pool.ready.device, run: (pixels, count) => pool.run(pixels, count), dispose: () => pool.close() };

@@ -182,11 +182,14 @@ async function readCache(dataPath: string, metaPath: string, count: number, dim:
   return out;
 }
 
-/** NaN or infinite features would train a head on garbage: refuse them, naming the first bad image. */
-function checkFinite(features: Float32Array, dim: number, split: SplitName): void {
+/**
+ * NaN or infinite features would train a head on garbage: refuse them, naming the first bad image. `first` is the
+ * split position of the first row (features of part of a split).
+ */
+export function checkFinite(features: Float32Array, dim: number, split: SplitName, first = 0): void {
   for (let i = 0; i < features.length; i++) {
     if (!Number.isFinite(features[i]!)) {
-      throw new FailureError(`features ${split}: image ${Math.floor(i / dim)} of the ${split} split has a non-finite feature (${features[i]}); check the backbone (its weights or --preprocess) and that image`);
+      throw new FailureError(`features ${split}: image ${first + Math.floor(i / dim)} of the ${split} split has a non-finite feature (${features[i]}); check the backbone (its weights or --preprocess) and that image`);
     }
   }
 }

@@ -5,6 +5,7 @@ export * from './device-list.js';
 export * from './tf.js';
 export * from './preprocess.js';
 export * from './backbone.js';
+export * from './backbone-hash.js';
 export * from './cache-dir.js';
 export * from './tfjs-io.js';
 export * from './features.js';

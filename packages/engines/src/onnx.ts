@@ -13,8 +13,20 @@ export type OrtSession = import('onnxruntime-node').InferenceSession;
 
 let ortModule: Ort | undefined;
 export async function loadOrt(): Promise<Ort> {
+  disableOrtTelemetry();
   ortModule ??= await import('onnxruntime-node');
   return ortModule;
+}
+
+/**
+ * onnxruntime-node 1.30's Linux build starts its telemetry client (Microsoft's 1DS SDK, core/platform/posix/telemetry.cc)
+ * with every ONNX Runtime environment, which opens an empty $TMPDIR/mat-debug-<pid>.log in each process and leaves
+ * it there. ORT_DISABLE_TELEMETRY=1, read when the environment is created, turns the client off; a value the user
+ * set is kept. Native code reads the process environment, which only the main thread's process.env writes through
+ * to, so this runs in the main thread before any session is created there or in a worker.
+ */
+export function disableOrtTelemetry(): void {
+  process.env.ORT_DISABLE_TELEMETRY ??= '1';
 }
 
 /** Execution providers for a device. ONNX Runtime in Node has no wasm provider: wasm and cpu both use 'cpu'. */

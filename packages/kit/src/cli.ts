@@ -4,7 +4,7 @@ import { configOptions, resolveConfig, type ResolvedConfig } from './config.js';
 import type { ConfigKey } from './config-schema.js';
 import { EXIT_OK, EXIT_USAGE, exitCodeOf, ImgpipeError, messageOf } from './errors.js';
 import { createLogger, type Logger } from './log.js';
-import { describeValue, parseValue, type ValueSpec } from './values.js';
+import { describeValue, parseFlagValue, repeatedProblem, type ValueSpec } from './values.js';
 
 export interface CliIo {
   stdin: NodeJS.ReadStream | NodeJS.ReadableStream;
@@ -161,9 +161,12 @@ function yargsOptions(options: Record<string, ToolOption>): Record<string, Yargs
 /** Parse every typed flag in place; all problems at once, one per line, or undefined. */
 function parseTypedFlags(options: Record<string, ToolOption>, args: Record<string, unknown>): string | undefined {
   const problems: string[] = [];
-  for (const [name, { value }] of Object.entries(options)) {
+  for (const [name, { value, type }] of Object.entries({ ...SHARED_OPTIONS, ...options } as Record<string, ToolOption>)) {
+    // A text flag given twice arrives as an array, which String() would silently join with a comma.
+    const given = args[name];
+    if (!value && type === 'string' && Array.isArray(given) && given.length > 1) problems.push(repeatedProblem(`--${name}`, given));
     if (!value || args[name] === undefined) continue;
-    const parsed = parseValue(args[name], value, `--${name}`);
+    const parsed = parseFlagValue(args[name], value, `--${name}`);
     if ('problem' in parsed) problems.push(parsed.problem);
     else args[name] = parsed.value;
   }

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import type { Options as YargsOption } from 'yargs';
 import { UsageError } from './errors.js';
-import { parseValue } from './values.js';
+import { parseFlagValue, parseValue } from './values.js';
 import {
   CONFIG_SCHEMA,
   envNameOf,
@@ -94,7 +94,7 @@ export async function resolveConfig(sources: ConfigSources = {}): Promise<Resolv
       origin[key] = 'default';
       continue;
     }
-    const parsed = parseValue(raw, spec, label);
+    const parsed = origin[key] === 'flag' ? parseFlagValue(raw, spec, label) : parseValue(raw, spec, label);
     if ('problem' in parsed) problems.push(parsed.problem);
     else values.set(key, parsed.value);
   }

@@ -80,7 +80,7 @@ export async function acquireLock(target: string, options: LockOptions): Promise
         },
       };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') notWritable(error, target, options);
     }
     const holder = await readOwner(path);
     if (holder?.pid === -1) continue; // released between our create and our read: try again
@@ -97,6 +97,14 @@ export async function acquireLock(target: string, options: LockOptions): Promise
     }
     await new Promise((done) => setTimeout(done, Math.min(500, Math.max(10, deadline - Date.now()))));
   }
+}
+
+/** The lock is the first thing a tool writes under its target: a directory it cannot write is a usage error naming it. */
+function notWritable(error: unknown, target: string, options: LockOptions): never {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (!code || !['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ENOENT', 'EEXIST'].includes(code)) throw error;
+  const why = code === 'EROFS' ? 'on a read-only file system' : code === 'ENOTDIR' || code === 'EEXIST' ? 'a file is in the way' : code === 'ENOENT' ? 'a directory on the way is missing' : 'permission denied';
+  throw new UsageError(`${options.flag} ${options.shown ?? target}: not writable (${why}: ${(error as Error).message}); pick a directory you can write`, { cause: error });
 }
 
 async function readOwner(path: string): Promise<LockOwner | undefined> {

@@ -18,6 +18,23 @@ export interface ValueSpec {
 
 export type ParsedValue = { value: string | number | boolean | number[] } | { problem: string };
 
+/**
+ * A command-line flag's value. A flag given more than once arrives as an array: a list flag takes the union of its
+ * values, in order (`--lr 0.01,0.05 --lr 0.1` is `--lr 0.01,0.05,0.1`); any other flag must be given once.
+ */
+export function parseFlagValue(raw: unknown, spec: ValueSpec, label: string): ParsedValue {
+  const list = spec.type === 'int[]' || spec.type === 'number[]';
+  if (!list && Array.isArray(raw)) {
+    if (raw.length === 1) return parseValue(raw[0], spec, label);
+    return { problem: repeatedProblem(label, raw) };
+  }
+  return parseValue(raw, spec, label);
+}
+
+export function repeatedProblem(label: string, values: readonly unknown[]): string {
+  return `expected ${label} once, got it ${values.length} times (${values.map((v) => `'${String(v)}'`).join(', ')}); give one value`;
+}
+
 export function parseValue(raw: unknown, spec: ValueSpec, label: string): ParsedValue {
   const fail = (expected: string): ParsedValue => ({ problem: `expected ${label} to be ${expected}, got ${shown(raw)}` });
   switch (spec.type) {
@@ -43,7 +60,7 @@ export function parseValue(raw: unknown, spec: ValueSpec, label: string): Parsed
     }
     case 'int[]':
     case 'number[]': {
-      const items = Array.isArray(raw) ? raw : typeof raw === 'number' ? [raw] : typeof raw === 'string' ? raw.split(',') : undefined;
+      const items = Array.isArray(raw) ? raw.flatMap((item) => (typeof item === 'string' ? item.split(',') : [item])) : typeof raw === 'number' ? [raw] : typeof raw === 'string' ? raw.split(',') : undefined;
       const expected = `a comma-separated list of ${spec.type === 'int[]' ? 'integers' : 'numbers'}${describeBounds(spec)}`;
       if (!items || items.length === 0) return fail(expected);
       const values = items.map(toNumber);

@@ -85,7 +85,8 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
         .describe('batch-size', 'Head batch size; a comma-separated list sweeps them (the first is also the feature-extraction batch). [data.batch_size; default: 32]')
         .middleware((args) => {
           for (const flag of LIST_FLAGS) {
-            const value = args[flag];
+            // Given more than once: the union, as for the other list flags (kit's parseValue).
+            const value = Array.isArray(args[flag]) ? (args[flag] as unknown[]).join(',') : args[flag];
             if (typeof value === 'string' && value.includes(',')) {
               args[`${flag}-list`] = value;
               args[flag] = value.split(',')[0]!.trim();

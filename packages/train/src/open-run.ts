@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
-import { sha256, UsageError, type Dataset, type Logger } from '@imgpipe/kit';
+import { UsageError, type Logger } from '@imgpipe/kit';
 import { findUnfinishedRun, newRunDir, readFinishedTrials, readRunJson, type RunJson } from './run-dir.js';
+import { changedInputs, type RunInputs } from './run-inputs.js';
 import type { Trial } from './sweep.js';
 import type { TrialRecord } from './trial.js';
 import type { TrainOptions } from './train-options.js';
@@ -13,43 +14,49 @@ export interface OpenedRun {
   finished: Map<string, TrialRecord>;
 }
 
-/** Identity of the command: an unfinished run with the same key is resumed. */
-export function runKey(dataset: Dataset, options: TrainOptions): string {
-  return sha256(
-    JSON.stringify({
-      dataset: dataset.manifestSha256,
-      backbone: options.backbone,
-      feature_layer: options.featureLayer ?? null,
-      preprocess: options.preprocess ?? null,
-      space: options.space,
-      strategy: options.strategy,
-      runs: options.runs,
-      seed: options.seed,
-      patience: options.patience ?? null,
-      ...(options.augment === 'flip' ? { augment: 'flip' } : {}),
-    }),
-  );
+/** This command's identity: `key` over the inputs' content, `command` over the command line (see run-inputs.ts). */
+export interface RunIdentity {
+  key: string;
+  command: string;
+  inputs: RunInputs;
 }
 
-/** The run directory: --resume, else an unfinished run of the same command, else a new one. */
-export async function openRun(options: TrainOptions, key: string, trials: readonly Trial[], log: Logger): Promise<OpenedRun> {
+/** run.json of --resume DIR, read before anything is loaded: a directory that holds no run is a usage error at once. */
+export async function readResumedRun(dir: string, shown: string): Promise<RunJson> {
+  const previous = await readRunJson(resolve(dir));
+  if (!previous) throw new UsageError(`--resume ${shown}: no readable run.json there`);
+  return previous;
+}
+
+/**
+ * The run directory: --resume (refused, naming what changed, when its inputs were other), else an unfinished run
+ * of the same inputs, else a new one (saying so when an unfinished run of the same command had other inputs).
+ */
+export async function openRun(options: TrainOptions, id: RunIdentity, trials: readonly Trial[], log: Logger, resumed?: RunJson): Promise<OpenedRun> {
   let runDir: string;
   let previous: RunJson | undefined;
   if (options.resume) {
     runDir = resolve(options.resume);
-    previous = await readRunJson(runDir);
-    if (!previous) throw new UsageError(`--resume ${options.resume}: no readable run.json there`);
-    if (previous.key !== key) {
-      throw new UsageError(`--resume ${options.resume}: that run was started with other settings (dataset, backbone, search space, seed or patience); rerun its original command, or drop --resume`);
+    previous = resumed ?? (await readResumedRun(runDir, options.resume));
+    if (previous.key !== id.key) {
+      const changed = changedInputs(previous.inputs as Partial<RunInputs> | undefined, id.inputs);
+      const what = changed ? `: ${changed.join('; ')}` : ' (or by an older train that did not record their content, so they cannot be checked)';
+      throw new UsageError(`--resume ${options.resume}: that run was started with other inputs${what}; its trials would not match this command's. Rerun with its original inputs, or drop --resume to start a new run`);
     }
   } else {
-    const found = await findUnfinishedRun(resolve(options.out), key);
+    const found = await findUnfinishedRun(resolve(options.out), id.key);
     if (found) {
       runDir = found;
       previous = await readRunJson(found);
       log.info(`resuming the unfinished run ${found} of the same command (its finished trials are kept)`);
     } else {
-      runDir = await newRunDir(resolve(options.out), key);
+      runDir = await newRunDir(resolve(options.out), id.key);
+      const stale = await findUnfinishedRun(resolve(options.out), id.command, 'command');
+      if (stale) {
+        const changed = changedInputs((await readRunJson(stale))?.inputs as Partial<RunInputs> | undefined, id.inputs);
+        const why = changed ? `its inputs changed since (${changed.join('; ')})` : 'an older train started it without recording its inputs\' content';
+        log.warn(`not resuming the unfinished run ${stale} of this command: ${why}; starting a new run ${runDir}`);
+      }
     }
   }
   const finished = previous ? await readFinishedTrials(runDir) : new Map<string, TrialRecord>();

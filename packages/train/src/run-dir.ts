@@ -17,8 +17,10 @@ export interface RunJson {
   format: typeof RUN_FORMAT;
   id: string;
   status: 'running' | 'done' | 'failed';
-  /** Identity of the command (dataset, backbone, search space, seed...): an unfinished run with the same key is resumed. */
+  /** sha256 of `inputs` (dataset, backbone content, search space, seed...): an unfinished run with the same key is resumed. */
   key: string;
+  /** The command line's identity (run-inputs.ts commandKey); absent in runs written before `inputs` was recorded. */
+  command_key?: string;
   [field: string]: unknown;
 }
 
@@ -46,13 +48,14 @@ export function writeRunJson(dir: string, run: RunJson): Promise<void> {
   return writeJsonAtomic(join(dir, RUN_FILE), run);
 }
 
-/** The newest run directory under `out` that was started with the same key and did not finish. */
-export async function findUnfinishedRun(out: string, key: string): Promise<string | undefined> {
+/** The newest run directory under `out` that was started with the same key (or command key) and did not finish. */
+export async function findUnfinishedRun(out: string, key: string, by: 'key' | 'command' = 'key'): Promise<string | undefined> {
   const entries = await readdir(out, { withFileTypes: true }).catch(() => []);
   const names = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort().reverse();
   for (const name of names) {
     const run = await readRunJson(join(out, name));
-    if (run?.key === key && run.status === 'running') return join(out, name);
+    const value = by === 'key' ? run?.key : (run?.command_key ?? run?.key);
+    if (value === key && run?.status === 'running') return join(out, name);
   }
   return undefined;
 }

@@ -1,6 +1,7 @@
 import type { Backbone, ConcreteDevice, Tf } from '@imgpipe/engines';
 import { packageVersion, type Dataset } from '@imgpipe/kit';
 import { RUN_FORMAT, writeRunJson, type RunJson } from './run-dir.js';
+import type { RunInputs } from './run-inputs.js';
 import type { TrainOptions } from './train-options.js';
 
 /** run.json's timings: the sweep's, and fine-tuning's when it ran. */
@@ -24,6 +25,9 @@ export function startedRunJson(
   run: {
     runDir: string;
     key: string;
+    /** The command key and the inputs the key is the sha256 of (run-inputs.ts). */
+    commandKey?: string;
+    inputs?: RunInputs;
     previous: RunJson | undefined;
     trials: number;
     device: ConcreteDevice;
@@ -40,6 +44,8 @@ export function startedRunJson(
     id: run.runDir.split('/').pop()!,
     status: 'running',
     key: run.key,
+    ...(run.commandKey ? { command_key: run.commandKey } : {}),
+    ...(run.inputs ? { inputs: run.inputs } : {}),
     project: options.projectName ?? null,
     created: (previous?.created as string | undefined) ?? new Date().toISOString(),
     resumed: previous ? [...((previous.resumed as string[] | undefined) ?? []), new Date().toISOString()] : [],

@@ -1,13 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { exists, FailureError, openDataset, writeFileAtomic, type Logger, type Pointer } from '@imgpipe/kit';
-import { loadTf } from '@imgpipe/engines';
+import { exists, FailureError, InputError, writeFileAtomic, type Logger, type Pointer } from '@imgpipe/kit';
+import { backboneSourceSha256, loadTf } from '@imgpipe/engines';
 import { openBackbone } from './backbone-features.js';
 import { readRunJson, TRIALS_JSONL, writeRunJson, writeTrialTables } from './run-dir.js';
 import { runVersions, startedRunJson, writeFailedRun, type RunTimings } from './run-record.js';
 import { describeParams } from './sweep.js';
 import { shardTimingFile } from './task-extract.js';
-import type { RunPlan } from './task-plan.js';
+import { verifyPlanInputs } from './task-inputs.js';
+import { PLAN_FILE, type RunPlan } from './task-plan.js';
 import { readTrialRecord, trialHeadDir } from './task-trial.js';
 import type { TrainOptions } from './train-options.js';
 import { pickBest, type TrialRecord } from './trial.js';
@@ -43,6 +44,7 @@ export async function finishRun(runDir: string, plan: RunPlan, log: Logger): Pro
     log.info(`run ${runDir} is already finished; nothing to do`);
     return pointer;
   }
+  const dataset = await verifyPlanInputs(runDir, plan);
   const records: TrialRecord[] = [];
   const missing: number[] = [];
   for (const trial of plan.trials) {
@@ -54,11 +56,13 @@ export async function finishRun(runDir: string, plan: RunPlan, log: Logger): Pro
     throw new FailureError(`trials ${missing.join(',')} of ${runDir} are not done; run train --task trial --run ${runDir} --index K for each, then finish again`);
   }
   const { options } = plan;
-  const dataset = await openDataset(options.dataDir);
   const { tf, device, backend } = await loadTf(options.device, log);
   const backbone = await openBackbone(options, dataset.manifest.image_size, log);
   const { info: backboneInfo, files: backboneFiles } = backbone;
   await backbone.dispose();
+  if (backboneSourceSha256(backboneInfo) !== plan.inputs.backbone_sha256) {
+    throw new InputError(`${join(runDir, PLAN_FILE)}: the backbone ${options.backbone} changed since the run was planned (replaced while this task started?); plan a new run`);
+  }
   const versions = await runVersions(tf);
   const trainOptions: TrainOptions = { ...options, out: dirname(runDir) };
   const started = startedRunJson(trainOptions, { runDir, key: plan.key, previous: undefined, trials: plan.trials.length, device, backend, backbone, dataset, versions });

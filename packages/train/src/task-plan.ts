@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { verifyPixelFile } from '@imgpipe/engines';
-import { openDataset, UsageError, writeJsonAtomic, type Dataset, type Logger, type Pointer } from '@imgpipe/kit';
+import { backboneSourceSha256, verifyPixelFile } from '@imgpipe/engines';
+import { exists, InputError, openDataset, UsageError, writeJsonAtomic, type Dataset, type Logger, type Pointer } from '@imgpipe/kit';
 import { openBackbone } from './backbone-features.js';
-import { runKey } from './open-run.js';
+import { commandKey } from './run-inputs.js';
 import { findUnfinishedRun, newRunDir, readRunJson, RUN_FORMAT, writeRunJson } from './run-dir.js';
 import { planTrials, type Trial } from './sweep.js';
 import { checkSplits } from './train-checks.js';
@@ -40,6 +40,14 @@ export interface RunPlan {
   shards: ShardPart[][];
   feature_dim: number;
   classes: number;
+  /** What every task checks before it works (task-inputs.ts): the plan's inputs by content. */
+  inputs: PlanInputs;
+}
+
+export interface PlanInputs {
+  dataset_manifest_sha256: string;
+  /** sha256 of the backbone's files (run-inputs.ts). */
+  backbone_sha256: string;
 }
 
 export interface PlanOptions extends TrainOptions {
@@ -77,8 +85,16 @@ export async function readPlan(runDir: string): Promise<RunPlan> {
   } catch {
     throw new UsageError(`--run ${runDir}: no ${PLAN_FILE} there; create the run with train --task plan first`);
   }
-  const plan = JSON.parse(text) as RunPlan;
-  if (plan.format !== PLAN_FORMAT) throw new UsageError(`${path}: expected format ${PLAN_FORMAT}, got ${String(plan.format)}`);
+  let plan: RunPlan;
+  try {
+    plan = JSON.parse(text) as RunPlan;
+  } catch (error) {
+    throw new InputError(`${path}: not valid JSON (${(error as Error).message}); the file is damaged or cut short: plan the run again (train --task plan with another --run-id)`, { cause: error });
+  }
+  if (plan?.format !== PLAN_FORMAT) throw new InputError(`${path}: expected format ${PLAN_FORMAT}, got ${String(plan?.format)}`);
+  if (typeof plan.inputs?.dataset_manifest_sha256 !== 'string' || typeof plan.inputs.backbone_sha256 !== 'string') {
+    throw new InputError(`${path}: records no input hashes (written by an older train, or damaged), so its tasks cannot check their inputs; plan the run again`);
+  }
   return plan;
 }
 
@@ -99,10 +115,10 @@ export async function planRun(options: PlanOptions, log: Logger): Promise<{ runD
   // Extraction shards read parts of the split files, so the whole files are verified here, once, for all of them.
   for (const split of ['train', 'val'] as const) await verifyPixelFile(dataset, split);
   const trials = planTrials(options.space, options.strategy, options.runs, options.seed);
-  const key = runKey(dataset, options);
+  const key = commandKey(dataset, options);
   const out = resolve(options.out);
   const runDir = options.runId ? join(out, options.runId) : ((await findPlannedRun(out, key)) ?? (await newRunDir(out, key)));
-  const existing = await readPlan(runDir).catch(() => undefined);
+  const existing = (await exists(join(runDir, PLAN_FILE))) ? await readPlan(runDir) : undefined;
   if (existing) {
     if (existing.key !== key) throw new UsageError(`--run-id ${options.runId}: ${runDir} was planned with other settings; pick another --run-id`);
     log.info(`run ${runDir} is already planned (${existing.shards.length} extraction shards, ${existing.trials.length} trials); nothing to do`);
@@ -126,6 +142,7 @@ async function buildPlan(dataset: Dataset, options: PlanOptions, run: { runDir: 
   // backbone is fetched into the cache once. The CPU will do for that, whatever device the tasks use.
   const backbone = await openBackbone({ ...options, device: 'cpu' }, dataset.manifest.image_size, log);
   const featureDim = backbone.info.feature_dim;
+  const backboneSha256 = backboneSourceSha256(backbone.info);
   await backbone.dispose();
   const { splits } = dataset.manifest;
   return {
@@ -153,5 +170,6 @@ async function buildPlan(dataset: Dataset, options: PlanOptions, run: { runDir: 
     shards: planShards({ train: splits.train.count, val: splits.val.count }, options.extractBatchSize, options.shards),
     feature_dim: featureDim,
     classes: dataset.manifest.classes.length,
+    inputs: { dataset_manifest_sha256: dataset.manifestSha256, backbone_sha256: backboneSha256 },
   };
 }

@@ -1,11 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createFeatureSet, loadTf } from '@imgpipe/engines';
-import { FailureError, openDataset, writeJsonAtomic, type Logger } from '@imgpipe/kit';
+import { FailureError, InputError, writeJsonAtomic, type Dataset, type Logger } from '@imgpipe/kit';
 import { saveHeadDir } from './best-head.js';
 import { describeParams, type Trial } from './sweep.js';
-import { checkIndex, shardPartDone, shardPartFile } from './task-extract.js';
-import type { RunPlan } from './task-plan.js';
+import { checkIndex, readShardPart, shardPartFile } from './task-extract.js';
+import { verifyPlanInputs } from './task-inputs.js';
+import type { RunPlan, ShardPart } from './task-plan.js';
 import { runTrial, type TrialFeatures, type TrialRecord } from './trial.js';
 
 /** One file per trial: <run>/trials/<id>.json (the record, written last) and <run>/trials/<id>.head/ (an ok trial's head). */
@@ -29,24 +30,28 @@ export async function readTrialRecord(runDir: string, trial: Trial): Promise<Tri
   }
 }
 
-/** Every shard's features, in split order; a shard not yet extracted is an error naming its task. */
-export async function readShardFeatures(runDir: string, plan: RunPlan): Promise<TrialFeatures> {
-  const dataset = await openDataset(plan.options.dataDir);
+/** Every shard's features, in split order; a shard not yet extracted, or damaged, is an error naming its task. */
+export async function readShardFeatures(runDir: string, plan: RunPlan, dataset: Dataset): Promise<TrialFeatures> {
   const dim = plan.feature_dim;
   const missing: number[] = [];
+  const damaged: string[] = [];
+  const read = new Map<ShardPart, Float32Array>();
   for (const [k, parts] of plan.shards.entries()) {
-    for (const part of parts) if (!(await shardPartDone(runDir, part, dim)) && !missing.includes(k)) missing.push(k);
+    for (const part of parts) {
+      const result = await readShardPart(runDir, part, dim);
+      if ('features' in result) read.set(part, result.features);
+      else if ('problem' in result) damaged.push(`${shardPartFile(runDir, part)}: ${result.problem}; rerun train --task extract --run ${runDir} --index ${k} to extract it again`);
+      else if (!missing.includes(k)) missing.push(k);
+    }
   }
+  if (damaged.length > 0) throw new InputError(damaged.join('\n'));
   if (missing.length > 0) {
     throw new FailureError(`extraction shards ${missing.join(',')} of ${runDir} are not done; run train --task extract --run ${runDir} --index K for each first`);
   }
   const sets = [];
   for (const split of ['train', 'val'] as const) {
     const features = new Float32Array(dataset.manifest.splits[split].count * dim);
-    for (const part of plan.shards.flat().filter((p) => p.split === split)) {
-      const bytes = await readFile(shardPartFile(runDir, part));
-      features.set(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), part.start * dim);
-    }
+    for (const part of plan.shards.flat().filter((p) => p.split === split)) features.set(read.get(part)!, part.start * dim);
     sets.push(createFeatureSet(features, await dataset.labels(split), dim, plan.classes));
   }
   return { train: sets[0]!, val: sets[1]!, dim, classes: plan.classes };
@@ -62,12 +67,13 @@ export interface TrialTaskHooks {
 export async function runTrialTask(runDir: string, plan: RunPlan, index: number, log: Logger, hooks: TrialTaskHooks = {}): Promise<TrialRecord> {
   checkIndex(index, plan.trials.length, `${plan.trials.length} trials`);
   const trial = plan.trials[index]!;
+  const dataset = await verifyPlanInputs(runDir, plan);
   const done = await readTrialRecord(runDir, trial);
   if (done) {
     log.info(`trial ${trial.id} is already done (${done.status}); nothing to do`);
     return done;
   }
-  const features = await readShardFeatures(runDir, plan);
+  const features = await readShardFeatures(runDir, plan, dataset);
   const { tf } = await loadTf(plan.options.device, log);
   log.info(`trial ${index + 1}/${plan.trials.length} ${trial.id}: ${describeParams(trial.params)}`);
   const record = await runTrial(tf, features, trial, {

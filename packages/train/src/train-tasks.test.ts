@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
-import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { cp, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { FailureError, silentLogger, UsageError, walkDir } from '@imgpipe/kit';
-import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
+import { buildTinyConvBackbone, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { extractShard } from './task-extract.js';
 import { finishRun } from './task-finish.js';
 import { planRun, planShards, readPlan } from './task-plan.js';
 import { runTrialTask, trialFile } from './task-trial.js';
-import { tinyBackbone, writeLearnableDataset } from './test-dataset.js';
+import { TEST_SIZE, tinyBackbone, writeLearnableDataset } from './test-dataset.js';
 import { runTrain } from './train.js';
 import type { TrainOptions } from './train-options.js';
 
@@ -129,4 +129,59 @@ test('the bin: task usage errors exit 2 naming the flag; a rerun task says it ha
   assert.equal(first.exitCode, 0, first.stderr);
   const again = await train(['--task', 'extract', '--run', runDir, '--index', '1']);
   assert.match(again.stderr, /extraction shard 1: already done; nothing to do/);
+});
+
+test('every task re-checks the plan\'s inputs: a replaced backbone, a rebuilt dataset, a damaged shard file or a cut plan.json exit 2 naming it', async () => {
+  const bin = fileURLToPath(new URL('../bin/train.js', import.meta.url));
+  const train = (args: string[]) => execa(process.execPath, [bin, ...args], { env: { IMGPIPE_NO_WEBGPU: '1' }, reject: false });
+  const noStack = (stderr: string) => assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+  // A run of its own per case: its own copies of the dataset and backbone, planned with 2 shards, shard 0 extracted.
+  const planned = async (name: string) => {
+    const dataDir = join(temp.path, `inputs-${name}`, 'data');
+    await cp(base.dataDir, dataDir, { recursive: true });
+    const backbone = await buildTinyConvBackbone({ dir: join(temp.path, `inputs-${name}`, 'backbone'), inputSize: TEST_SIZE, format: 'onnx', seed: 1 });
+    const { runDir } = await planRun({ ...base, dataDir, backbone: backbone.path, out: join(temp.path, 'inputs-runs'), shards: 2, runId: name }, silentLogger);
+    const first = await train(['--task', 'extract', '--run', runDir, '--index', '0']);
+    assert.equal(first.exitCode, 0, first.stderr);
+    return { runDir, dataDir, backbone };
+  };
+
+  const swapped = await planned('backbone');
+  await buildTinyConvBackbone({ dir: dirname(swapped.backbone.path), inputSize: TEST_SIZE, format: 'onnx', seed: 9 });
+  for (const args of [['--task', 'extract', '--index', '1'], ['--task', 'trial', '--index', '0'], ['--task', 'finish']]) {
+    const result = await train([...args, '--run', swapped.runDir]);
+    assert.equal(result.exitCode, 2, `${args.join(' ')}: ${result.stderr}`);
+    assert.match(result.stderr, new RegExp(`plan\\.json: the backbone ${swapped.backbone.path} changed since the run was planned`));
+    noStack(result.stderr);
+  }
+
+  const rebuilt = await planned('dataset');
+  await writeLearnableDataset(rebuilt.dataDir, { train: 64, val: 40, test: 20 }, 6); // shrunk, as another prep-data would
+  const shrunk = await train(['--task', 'extract', '--run', rebuilt.runDir, '--index', '1']);
+  assert.equal(shrunk.exitCode, 2, shrunk.stderr);
+  assert.match(shrunk.stderr, new RegExp(`the dataset ${rebuilt.dataDir} changed since the run was planned \\(manifest\\.json sha256`));
+  noStack(shrunk.stderr);
+
+  const damaged = await planned('damaged');
+  assert.equal((await train(['--task', 'extract', '--run', damaged.runDir, '--index', '1'])).exitCode, 0);
+  const plan = await readPlan(damaged.runDir);
+  const part = plan.shards[0]![0]!;
+  const file = join(damaged.runDir, 'features', `${part.split}-${String(part.start).padStart(9, '0')}.f32`);
+  await writeFile(file, new Uint8Array(new Float32Array(part.count * plan.feature_dim).fill(Number.NaN).buffer));
+  const trial = await train(['--task', 'trial', '--run', damaged.runDir, '--index', '0']);
+  assert.equal(trial.exitCode, 2, trial.stderr);
+  assert.match(trial.stderr, new RegExp(`${file}: its checksum does not match \\(damaged\\); rerun train --task extract --run ${damaged.runDir} --index 0`));
+  noStack(trial.stderr);
+  const again = await train(['--task', 'extract', '--run', damaged.runDir, '--index', '0']);
+  assert.equal(again.exitCode, 0, again.stderr);
+  assert.match(again.stderr, /its checksum does not match \(damaged\); extracting it again/);
+  const retried = await train(['--task', 'trial', '--run', damaged.runDir, '--index', '0']);
+  assert.equal(retried.exitCode, 0, retried.stderr);
+
+  const planFile = join(damaged.runDir, 'plan.json');
+  await truncate(planFile, (await stat(planFile)).size >> 1);
+  const cut = await train(['--task', 'trial', '--run', damaged.runDir, '--index', '1']);
+  assert.equal(cut.exitCode, 2, cut.stderr);
+  assert.match(cut.stderr, new RegExp(`${planFile}: not valid JSON`));
+  noStack(cut.stderr);
 });

@@ -2,13 +2,14 @@
 // needs a trial to fail or a sweep slow enough to kill, the same CLI with test hooks injected (test-train-bin.ts:
 // IMGPIPE_TEST_EPOCH_DELAY_MS pauses after each epoch, IMGPIPE_TEST_FAIL_TRIALS fails trial ids as a crash would).
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
-import { tinyBackbone, writeLearnableDataset } from './test-dataset.js';
+import { sha256File } from '@imgpipe/kit';
+import { buildTinyConvBackbone, makeTempDir, type TempDir } from '@imgpipe/test-utils';
+import { TEST_SIZE, tinyBackbone, writeLearnableDataset } from './test-dataset.js';
 
 const BIN = fileURLToPath(new URL('../bin/train.js', import.meta.url));
 let temp: TempDir;
@@ -92,6 +93,52 @@ test('a sweep killed mid-way and rerun with the same command ends with the same 
   assert.ok(a.equals(b), 'the same best head');
 });
 
+/** Start the command slowly, and SIGKILL it once `trials` trials are recorded in its run directory under `out`. */
+async function killAfterTrials(args: string[], out: string, trials: number): Promise<string> {
+  const killed = trainBin(args, { IMGPIPE_TEST_EPOCH_DELAY_MS: '150' });
+  let runDir: string | undefined;
+  for (let i = 0; i < 600 && killed.exitCode === null; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    const dirs = (await readdir(out).catch(() => [] as string[])).filter((name) => !name.startsWith('.'));
+    if (dirs.length === 0) continue;
+    runDir = join(out, dirs[0]!);
+    if ((await trialLines(runDir)).filter((l) => l.event === 'trial').length >= trials) break;
+  }
+  killed.kill('SIGKILL');
+  const result = await killed;
+  assert.equal(result.signal, 'SIGKILL', `the sweep was killed before it finished: ${result.stderr}`);
+  return runDir!;
+}
+
+test('a killed run whose backbone file was then replaced in place is not resumed: a new run, or --resume refused naming the backbone', async () => {
+  const dir = join(temp.path, 'swapped-backbone');
+  const first = await buildTinyConvBackbone({ dir, inputSize: TEST_SIZE, format: 'onnx', seed: 1 });
+  const out = join(temp.path, 'swapped');
+  const args = [...common.map((arg, i) => (common[i - 1] === '--backbone' ? first.path : arg)), '--layer-size', '4', '--out', out];
+  const killedDir = await killAfterTrials(args, out, 1);
+  const oldSha = await sha256File(first.path);
+  await buildTinyConvBackbone({ dir, inputSize: TEST_SIZE, format: 'onnx', seed: 9 });
+  const newSha = await sha256File(first.path);
+  assert.notEqual(newSha, oldSha);
+
+  const resumed = await trainBin([...args, '--resume', killedDir]);
+  assert.equal(resumed.exitCode, 2, resumed.stderr);
+  assert.match(resumed.stderr, new RegExp(`--resume ${killedDir}: that run was started with other inputs: the backbone's content .*${oldSha.slice(0, 12)}.* -> ${newSha.slice(0, 12)}`));
+  assert.equal(resumed.stdout, '');
+
+  const rerun = await trainBin(args);
+  assert.equal(rerun.exitCode, 0, rerun.stderr);
+  assert.match(rerun.stderr, new RegExp(`not resuming the unfinished run ${killedDir} of this command: its inputs changed since \\(the backbone's content`));
+  const runDir = JSON.parse(rerun.stdout).path;
+  assert.notEqual(runDir, killedDir);
+  assert.equal((await trialLines(runDir)).filter((l) => l.event === 'trial').length, 3, 'every trial trained on the new backbone');
+  const card = JSON.parse(await readFile(join(runDir, 'model', 'card.json'), 'utf8'));
+  assert.equal(card.backbone.sha256, newSha);
+  const run = JSON.parse(await readFile(join(runDir, 'run.json'), 'utf8'));
+  assert.equal(run.inputs.backbone_sha256, newSha);
+  assert.equal(JSON.parse(await readFile(join(killedDir, 'run.json'), 'utf8')).status, 'running', 'the old run is left as it was');
+});
+
 test('a failing trial is recorded and the sweep exits 0; usage errors exit 2', async () => {
   const run = await trainBin([...common, '--out', join(temp.path, 'fail'), '--layer-size', '4'], { IMGPIPE_TEST_FAIL_TRIALS: 't002' });
   assert.equal(run.exitCode, 0, run.stderr);
@@ -108,5 +155,47 @@ test('a failing trial is recorded and the sweep exits 0; usage errors exit 2', a
     const flag = await trainBin([...common, '--out', join(temp.path, 'bad'), ...args]);
     assert.equal(flag.exitCode, 2, flag.stderr);
     assert.match(flag.stderr, message);
+  }
+});
+
+test('repeated list flags are one list; a repeated single-value flag is one clear error; no ONNX Runtime debug log is left behind', async () => {
+  const tmp = join(temp.path, 'tmpdir');
+  await mkdir(tmp);
+  const withoutLr = common.filter((arg, i) => arg !== '--lr' && common[i - 1] !== '--lr');
+  const child = execa(process.execPath, [BIN, ...withoutLr, '--lr', '0.001', '--lr', '0.01,0.05', '--layer-size', '4', '--out', join(temp.path, 'repeated')], {
+    env: { IMGPIPE_NO_WEBGPU: '1', TMPDIR: tmp },
+    reject: false,
+  });
+  const run = await child;
+  assert.equal(run.exitCode, 0, run.stderr);
+  const rows = (await readFile(join(JSON.parse(run.stdout).path, 'trials.csv'), 'utf8')).trim().split('\n').slice(1);
+  assert.deepEqual(rows.map((row) => row.split(',')[2]), ['0.001', '0.01', '0.05']);
+  // onnxruntime-node 1.30 opens $TMPDIR/mat-debug-<pid>.log in every process that creates a session, and leaves it.
+  assert.deepEqual((await readdir(tmp)).filter((name) => name.startsWith('mat-debug-')), [], `the backbone's process (pid ${child.pid}) left a debug log`);
+
+  for (const [args, message] of [
+    [['--seed', '1'], /expected --seed once, got it 2 times \('3', '1'\); give one value/], // common has --seed 3
+    [['--out', 'a', '--out', 'b'], /expected --out once, got it 2 times \('a', 'b'\)/],
+  ] as const) {
+    const repeated = await trainBin([...common, ...args]);
+    assert.equal(repeated.exitCode, 2, repeated.stderr);
+    assert.match(repeated.stderr, message);
+    assert.doesNotMatch(repeated.stderr, /comma-separated list/);
+  }
+});
+
+test('an --out train cannot write is exit 2 naming it, with no stack trace', async () => {
+  // Root writes anywhere: the command then runs as nobody (the data stays readable to it).
+  const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath] : [process.execPath];
+  await chmod(temp.path, 0o755);
+  const readOnly = join(temp.path, 'read-only');
+  await mkdir(readOnly, { mode: 0o555 });
+  await chmod(readOnly, 0o555);
+  for (const out of [join(readOnly, 'runs'), readOnly]) {
+    const [command, ...prefix] = asUser;
+    const run = await execa(command!, [...prefix, BIN, ...common, '--out', out], { env: { IMGPIPE_NO_WEBGPU: '1', HOME: temp.path }, reject: false });
+    assert.equal(run.exitCode, 2, run.stderr);
+    assert.match(run.stderr, new RegExp(`train: error: --out ${out}: not writable \\(permission denied: EACCES`));
+    assert.doesNotMatch(run.stderr, /^\s+at /m, 'no stack trace');
   }
 });

@@ -143,7 +143,7 @@ test('--resume finishes a stopped run; with other settings, and --fine-tune of a
   const jsonl = (await readFile(join(resumed.runDir, 'trials.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(jsonl.filter((l) => l.event === 'trial').map((l) => l.trial), ['t001', 't002', 't003']);
 
-  await assert.rejects(runTrain({ ...base, out, space, seed: 1, resume: resumed.runDir }), (e: Error) => e instanceof UsageError && /other settings/.test(e.message));
+  await assert.rejects(runTrain({ ...base, out, space, seed: 1, resume: resumed.runDir }), (e: Error) => e instanceof UsageError && /other inputs: --seed \(42 -> 1\)/.test(e.message));
   // An ONNX backbone cannot be fine-tuned: a usage error before the sweep starts (no trial runs).
   const onnxOut = join(temp.path, 'runs-fine-tune-onnx');
   await assert.rejects(

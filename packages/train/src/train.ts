@@ -5,7 +5,8 @@ import { loadTf, } from '@imgpipe/engines';
 import { extractSplitFeatures, openBackbone } from './backbone-features.js';
 import { BEST_HEAD, ensureBestHead } from './best-head.js';
 import { FINE_TUNE_DIR, fineTuneBest } from './fine-tune-step.js';
-import { openRun, runKey } from './open-run.js';
+import { openRun, readResumedRun } from './open-run.js';
+import { commandKey, runInputs, runKey } from './run-inputs.js';
 import { writeRunJson, writeTrialTables } from './run-dir.js';
 import { runVersions, startedRunJson, writeFailedRun, type RunTimings } from './run-record.js';
 import { describeParams, planTrials, } from './sweep.js';
@@ -37,10 +38,10 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
   if (options.strategy === 'random' && options.runs > trials.length) {
     log.warn(`--hyper-param-runs ${options.runs} is more than the ${trials.length} distinct combinations; running each once`);
   }
-  const key = runKey(dataset, options);
+  const command = commandKey(dataset, options);
   const locks: Lock[] = [];
   try {
-    return await trainLocked(options, { dataset, trials, key, locks, log, started });
+    return await trainLocked(options, { dataset, trials, command, locks, log, started });
   } finally {
     for (const lock of locks.reverse()) await lock.release();
   }
@@ -48,25 +49,37 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
 
 /**
  * One writer per run: the command's key is locked before a run directory is picked (so two identical commands
- * cannot both start or resume one), and the run directory itself (so --resume cannot join a live run).
+ * cannot both start or resume one), and the run directory itself (so --resume cannot join a live run). Which run
+ * directory is picked depends on the backbone's content, so it is picked once the backbone is loaded.
  */
 async function trainLocked(
   options: TrainOptions,
-  { dataset, trials, key, locks, log, started }: { dataset: Awaited<ReturnType<typeof openDataset>>; trials: ReturnType<typeof planTrials>; key: string; locks: Lock[]; log: Logger; started: number },
+  { dataset, trials, command, locks, log, started }: { dataset: Awaited<ReturnType<typeof openDataset>>; trials: ReturnType<typeof planTrials>; command: string; locks: Lock[]; log: Logger; started: number },
 ): Promise<TrainResult> {
   const wait = { waitSeconds: options.waitLockSeconds ?? 0 };
   await removeStaleLocks(resolve(options.out));
+  const resumed = options.resume ? await readResumedRun(options.resume, options.resume) : undefined;
   if (options.resume) locks.push(await acquireLock(resolve(options.resume), { what: 'run directory', flag: '--resume', ...wait }));
-  else locks.push(await acquireLock(join(resolve(options.out), `train-${key.slice(0, 16)}`), { what: 'run of this same command (dataset, backbone, search space, seed)', flag: '--out', shown: options.out, ...wait }));
-  const { runDir, previous, finished } = await openRun(options, key, trials, log);
-  if (!options.resume) locks.push(await acquireLock(runDir, { what: 'run directory', flag: '--out', ...wait }));
-  await removeStaleTemps(runDir);
+  else locks.push(await acquireLock(join(resolve(options.out), `train-${command.slice(0, 16)}`), { what: 'run of this same command (dataset, backbone, search space, seed)', flag: '--out', shown: options.out, ...wait }));
 
   const { tf, device, backend } = await loadTf(options.device, log);
   const backbone = await openBackbone(options, dataset.manifest.image_size, log);
   const { info: backboneInfo, files: backboneFiles } = backbone;
+  const inputs = runInputs(dataset, options, backboneInfo);
+  const key = runKey(inputs);
+  let runDir: string;
+  let previous: Awaited<ReturnType<typeof openRun>>['previous'];
+  let finished: Awaited<ReturnType<typeof openRun>>['finished'];
+  try {
+    ({ runDir, previous, finished } = await openRun(options, { key, command, inputs }, trials, log, resumed));
+    if (!options.resume) locks.push(await acquireLock(runDir, { what: 'run directory', flag: '--out', ...wait }));
+    await removeStaleTemps(runDir);
+  } catch (error) {
+    await backbone.dispose();
+    throw error;
+  }
   const versions = await runVersions(tf);
-  const run = startedRunJson(options, { runDir, key, previous, trials: trials.length, device, backend, backbone, dataset, versions });
+  const run = startedRunJson(options, { runDir, key, commandKey: command, inputs, previous, trials: trials.length, device, backend, backbone, dataset, versions });
   await writeRunJson(runDir, run);
   log.info(`run ${runDir}: ${trials.length} trials (${options.strategy}), ${finished.size} already finished`);
   const extracted = await extractSplitFeatures(dataset, backbone, options, log);
