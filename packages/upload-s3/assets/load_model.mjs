@@ -199,7 +199,7 @@ export async function loadModel(spec) {
  * @returns {Promise<{ predictPixels(pixels: Uint8Array): Promise<number[]>, dispose(): Promise<void> }>}
  */
 async function wholeModel(dir, card) {
-  const ort = (await import('onnxruntime-node')).default;
+  const ort = (await importOrt()).default;
   const { path, input, output } = /** @type {NonNullable<Card['onnx']>} */ (card.onnx);
   const session = await ort.InferenceSession.create(join(dir, path));
   const size = card.input.size;
@@ -318,7 +318,7 @@ async function loadBackbone(tf, dir, card) {
   const path = join(dir, card.backbone.path);
   const featureLayer = card.backbone.feature_layer || undefined;
   if (card.backbone.format === 'onnx') {
-    const ort = (await import('onnxruntime-node')).default;
+    const ort = (await importOrt()).default;
     const session = await ort.InferenceSession.create(path);
     // imgpipe saves the backbone with its feature layer already a graph output.
     const output = featureLayer ?? session.outputNames[0] ?? '';
@@ -406,4 +406,10 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
       process.exitCode = 1;
     },
   );
+}
+
+/** onnxruntime-node 1.30's telemetry writes a $TMPDIR/mat-debug-<pid>.log per process unless this is set. */
+async function importOrt() {
+  process.env.ORT_DISABLE_TELEMETRY ??= '1';
+  return import('onnxruntime-node');
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFile, cp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
@@ -318,11 +318,15 @@ describe('runUploadS3 against the local S3 server', () => {
     const pixels = new Uint8Array(SIZE * SIZE * 3);
     for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 53 + (i % 3) * 90) % 256;
     await writeFile(join(dir, 'image.png'), png(pixels, SIZE));
-    const result = await execa('node', ['load_model.mjs', 'model', 'image.png'], { cwd: dir, reject: false });
+    const tmp = join(dir, 'tmp');
+    await mkdir(tmp);
+    const { ORT_DISABLE_TELEMETRY: _set, ...env } = process.env; // as a user's own process has it: not set
+    const result = await execa('node', ['load_model.mjs', 'model', 'image.png'], { cwd: dir, reject: false, extendEnv: false, env: { ...env, TMPDIR: tmp } });
     assert.equal(result.exitCode, 0, result.stderr);
     const printed = JSON.parse(result.stdout.trim()) as { probabilities: Record<string, number> };
     const expected = expectedProbabilities(pixels, spec);
     for (const [i, label] of LABELS.entries()) assert.ok(Math.abs(printed.probabilities[label]! - expected[i]!) < 1e-5, `${label}: ${printed.probabilities[label]} vs ${expected[i]}`);
+    assert.deepEqual(await readdir(tmp), [], 'onnxruntime-node left no mat-debug log behind');
     await writeFile(join(modelDir, 'model.onnx'), 'changed');
     const refused = await execa('node', ['load_model.mjs', 'model', 'image.png'], { cwd: dir, reject: false });
     assert.equal(refused.exitCode, 1);
