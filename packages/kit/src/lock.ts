@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ImgpipeError, messageOf, UsageError } from './errors.js';
+import { ImgpipeError, UsageError } from './errors.js';
 import { processAlive, tempPathFor, trackTemp, untrackTemp } from './temp-files.js';
 import { describeFileError } from './file-errors.js';
 
@@ -51,8 +51,9 @@ export function lockPathFor(target: string): string {
 export async function acquireLock(target: string, options: LockOptions): Promise<Lock> {
   const path = lockPathFor(target);
   await mkdir(dirname(path), { recursive: true }).catch((error: NodeJS.ErrnoException) => {
-    const why = { EEXIST: 'a file is in the way', ENOTDIR: 'a file is in the way', EACCES: 'permission denied', EPERM: 'permission denied', EROFS: 'read-only file system' }[error.code ?? ''] ?? messageOf(error);
-    throw new UsageError(`${options.flag} ${options.shown ?? target}: cannot create the directory ${dirname(path)}: ${why}${error.path && error.path !== dirname(path) ? ` (at ${error.path})` : ''}; pass a path under a writable directory`, { cause: error });
+    // A file where a directory must go is named as such; any other failure to write there is notWritable's.
+    if (error.code !== 'EEXIST' && error.code !== 'ENOTDIR') notWritable(error, target, options);
+    throw new UsageError(`${options.flag} ${options.shown ?? target}: cannot create the directory ${dirname(path)}: a file is in the way${error.path && error.path !== dirname(path) ? ` (at ${error.path})` : ''}; pass a path under a writable directory`, { cause: error });
   });
   const owner: LockOwner = { pid: process.pid, hostname: hostname(), started: new Date().toISOString(), tool: basename(process.argv[1] ?? 'imgpipe').replace(/\.[cm]?[jt]s$/, '') };
   const deadline = Date.now() + (options.waitSeconds ?? 0) * 1000;
