@@ -61,7 +61,7 @@ test('train --fine-tune all: run.json and the card record both results; the kept
     strategy: 'grid',
     runs: 0,
     seed: 42,
-    device: 'wasm',
+    device: 'cpu',
     extractBatchSize: 16,
     fineTune: { mode: 'all', epochs: 2 },
   });
@@ -69,6 +69,8 @@ test('train --fine-tune all: run.json and the card record both results; the kept
   assert.deepEqual((await readdir(result.runDir)).sort(), ['model', 'results.csv', 'run.json', 'trials.csv', 'trials.jsonl'], 'no temporary directories left');
   const run = JSON.parse(await readFile(join(result.runDir, 'run.json'), 'utf8'));
   const record = run.fine_tune;
+  assert.equal(run.backbone.engine, 'onnxruntime', "the sweep's features were extracted by the converted ONNX graph");
+  assert.equal(run.backbone.converted_from, 'tfjs-layers');
   assert.equal(record.mode, 'all');
   assert.equal(record.lr, 0.001, 'default lr: best lr / 10');
   assert.equal(record.workers, Math.min(cpuThreads(), 8), 'wasm: one worker per CPU thread, at most the batch size');

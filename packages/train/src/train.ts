@@ -98,7 +98,7 @@ async function trainLocked(
   const context = { augment: options.augment ?? 'none', winner, manifest: dataset.manifest, datasetDir: dataset.dir, manifestSha256: dataset.manifestSha256, backboneInfo, backboneFiles, versions, headModelJson: join(runDir, BEST_HEAD, 'model.json') };
   const tuned = options.fineTune
     ? await fineTuneBest({
-        tf, dataset, settings: options.fineTune, winner, backboneInfo, backboneFiles, headModelJson: context.headModelJson, runDir, run, timings, log,
+        tf, dataset, settings: options.fineTune, winner, backboneInfo: backbone.tunable!.info, backboneFiles: backbone.tunable!.files, headModelJson: context.headModelJson, runDir, run, timings, log,
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       })
     : undefined;
