@@ -41,20 +41,21 @@ function copiesFor(count: number, arrays: Float32Array[]): Float32Array[][] {
 
 /**
  * Data-parallel fine-tuning on TF.js wasm (single-threaded in Node): every batch is split into contiguous shards,
- * one per worker; each computes its shard's gradients with BatchNorm in training mode; their average (by shard size)
- * is applied by every worker's own Adam, so the trained weights stay identical in all. BatchNorm's moving statistics
+ * one per worker; each computes its shard's gradients; their average (by shard size) is applied by every worker's own
+ * Adam, so the trained weights stay identical in all. BatchNorm normalises with its frozen moving statistics (the
+ * same in every worker, whatever the split); with bnStatistics 'update' it uses each shard's, the moving statistics
  * follow each worker's shards and are averaged across workers (the moving average of the shards' mean statistics)
  * before every val pass; the same workers share the val batches, and the first saves the model.
  */
 export async function fineTuneInWorkers(options: FineTuneOptions, workers: number): Promise<FineTuneResult> {
-  const { dataset, backboneInfo: info, mode, epochs, lr, log = silentLogger } = options;
+  const { dataset, backboneInfo: info, mode, epochs, lr, bnStatistics = 'frozen', log = silentLogger } = options;
   const started = performance.now();
   const size = info.input_size;
   const imageBytes = size * size * 3;
   const classes = dataset.manifest.classes.length;
   const pool = await FineTuneWorkers.start(
     workers,
-    { backboneModelJson: options.backboneModelJson, headModelJson: options.headModelJson, featureLayer: info.feature_layer, mode, lr, inputSize: size, preprocess: info.preprocess, classes },
+    { backboneModelJson: options.backboneModelJson, headModelJson: options.headModelJson, featureLayer: info.feature_layer, mode, bnStatistics, lr, inputSize: size, preprocess: info.preprocess, classes },
     log,
   );
   try {
@@ -64,7 +65,7 @@ export async function fineTuneInWorkers(options: FineTuneOptions, workers: numbe
     const count = labels.length;
     const batches = Math.ceil(count / batchSize);
     const rng = createRng(deriveSeed(options.seed, 'fine-tune'));
-    logStart(log, { mode, trained, epochs, lr, batchSize, workers });
+    logStart(log, { mode, bnStatistics, trained, epochs, lr, batchSize, workers });
     const history: FineTuneEpoch[] = [];
     for (let epoch = 1; epoch <= epochs; epoch++) {
       const epochStart = performance.now();
@@ -98,7 +99,7 @@ export async function fineTuneInWorkers(options: FineTuneOptions, workers: numbe
       }
       const trainSeconds = (performance.now() - epochStart) / 1000;
       progress.finish();
-      await syncBatchNorm(pool);
+      await syncBatchNorm(pool, bnStatistics === 'update');
       const val = await evaluateSplit(
         dataset,
         'val',
@@ -112,15 +113,18 @@ export async function fineTuneInWorkers(options: FineTuneOptions, workers: numbe
       logEpoch(log, epochs, record, count, trainSeconds);
     }
     await pool.request(0, { type: 'save', outDir: options.outDir });
-    return await fineTuneResult(options.outDir, { mode, epochs, lr, batchSize, workers, trained, history, started });
+    return await fineTuneResult(options.outDir, { mode, bnStatistics, epochs, lr, batchSize, workers, trained, history, started });
   } finally {
     await pool.close();
   }
 }
 
-/** Every worker's BatchNorm moving statistics replaced by their mean; every worker's trainable weights must be the same. */
-export async function syncBatchNorm(pool: FineTuneWorkers): Promise<void> {
-  const stats = await pool.all<Float32Array[]>(() => ({ message: { type: 'bn-stats' } }));
+/**
+ * Every worker's BatchNorm moving statistics replaced by their mean (when they follow the batches: `updated`); every
+ * worker's trainable weights must be the same.
+ */
+export async function syncBatchNorm(pool: FineTuneWorkers, updated = true): Promise<void> {
+  const stats = updated ? await pool.all<Float32Array[]>(() => ({ message: { type: 'bn-stats' } })) : [[]];
   if (stats[0]!.length > 0) {
     const copies = copiesFor(pool.count, meanOf(stats));
     await pool.all((i) => ({ message: { type: 'set-bn-stats', stats: copies[i]! }, transfer: copies[i]!.map((s) => s.buffer as ArrayBuffer) }));

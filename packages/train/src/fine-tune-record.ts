@@ -1,11 +1,12 @@
 import { join } from 'node:path';
 import type { Logger } from '@imgpipe/kit';
 import { tfjsFiles } from './fine-tune-data.js';
-import type { FineTuneEpoch, FineTuneMode, FineTuneResult } from './fine-tune-types.js';
+import type { BatchNormStatistics, FineTuneEpoch, FineTuneMode, FineTuneResult } from './fine-tune-types.js';
 
 /** The line fine-tuning starts with. */
-export function logStart(log: Logger, run: { mode: FineTuneMode; trained: number; epochs: number; lr: number; batchSize: number; workers: number }): void {
-  const what = run.mode === 'all' ? 'the whole backbone' : "the backbone's BatchNormalization layers";
+export function logStart(log: Logger, run: { mode: FineTuneMode; bnStatistics: BatchNormStatistics; trained: number; epochs: number; lr: number; batchSize: number; workers: number }): void {
+  const layers = run.mode === 'all' ? 'the whole backbone' : run.mode === 'bn' ? "the backbone's BatchNormalization layers (gamma, beta)" : `the backbone's last ${run.mode.slice(5)} layers with weights`;
+  const what = `${layers}${run.bnStatistics === 'frozen' ? ' (BatchNormalization statistics frozen)' : ' (BatchNormalization on batch statistics)'}`;
   const split = run.workers > 1 ? ` split across ${run.workers} worker threads` : '';
   log.info(
     `fine-tuning ${what} and the head: ${run.trained} parameters, ${run.epochs} epoch${run.epochs === 1 ? '' : 's'}, lr ${run.lr}, batch ${run.batchSize}${split} (slow: the backbone runs forward and backward on every image)`,
@@ -22,12 +23,13 @@ export function logEpoch(log: Logger, epochs: number, record: FineTuneEpoch, tra
 /** The result of a fine-tuning run whose model is saved in outDir (backbone/ and head/). */
 export async function fineTuneResult(
   outDir: string,
-  run: { mode: FineTuneMode; epochs: number; lr: number; batchSize: number; workers: number; trained: number; history: FineTuneEpoch[]; started: number },
+  run: { mode: FineTuneMode; bnStatistics: BatchNormStatistics; epochs: number; lr: number; batchSize: number; workers: number; trained: number; history: FineTuneEpoch[]; started: number },
 ): Promise<FineTuneResult> {
   const saved = await tfjsFiles(join(outDir, 'backbone', 'model.json'));
   const last = run.history.at(-1)!;
   return {
     mode: run.mode,
+    bn_statistics: run.bnStatistics,
     epochs: run.epochs,
     lr: run.lr,
     batch_size: run.batchSize,

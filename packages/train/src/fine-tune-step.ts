@@ -56,6 +56,7 @@ export async function fineTuneBest(input: FineTuneStepInput): Promise<FineTuneSt
       backboneInfo,
       headModelJson: input.headModelJson,
       mode: settings.mode,
+      ...(settings.bnStatistics ? { bnStatistics: settings.bnStatistics } : {}),
       epochs: settings.epochs,
       lr,
       batchSize: winner.params.batch_size,

@@ -3,15 +3,30 @@ import type { Tf } from '@imgpipe/engines';
 import type { EpochRecord } from './trial.js';
 
 /**
- * --fine-tune: after the sweep, train a TF.js layers backbone (all its weights, or only its BatchNormalization
- * layers) together with the best head, end to end on the training pixels, with the same preprocessing as
- * extraction. Every step runs the backbone forward and backward, so this is far slower than the sweep.
+ * --fine-tune: after the sweep, train a TF.js layers backbone together with the best head, end to end on the training
+ * pixels, with the same preprocessing as extraction: all its weights, only its BatchNormalization layers' gamma and
+ * beta (bn), or its last N layers with weights up to the feature layer (last:N, conv kernels included; the rest
+ * frozen). Every step runs the backbone forward and backward, so this is far slower than the sweep.
  */
-export type FineTuneMode = 'all' | 'bn';
+export type FineTuneMode = 'all' | 'bn' | `last:${number}`;
+
+/**
+ * What BatchNormalization layers normalise with while fine-tuning: frozen (default) = their moving statistics, never
+ * updated (inference mode, the usual recipe for a pretrained backbone); update = each batch's statistics, the moving
+ * ones following them (training mode, which small batches make noisy).
+ */
+export type BatchNormStatistics = 'frozen' | 'update';
+
+/** N of mode last:N, undefined for the other modes. */
+export function unfrozenLayers(mode: FineTuneMode): number | undefined {
+  return mode.startsWith('last:') ? Number(mode.slice('last:'.length)) : undefined;
+}
 
 export interface FineTuneSettings {
   mode: FineTuneMode;
   epochs: number;
+  /** Default frozen. */
+  bnStatistics?: BatchNormStatistics;
   /** Default: the best trial's lr / 10. */
   lr?: number;
   /** FineTuneOptions.workers. */
@@ -30,6 +45,8 @@ export interface FineTuneOptions {
   /** The best trial's head (a layers model.json). */
   headModelJson: string;
   mode: FineTuneMode;
+  /** Default frozen. */
+  bnStatistics?: BatchNormStatistics;
   epochs: number;
   lr: number;
   batchSize: number;
@@ -48,6 +65,7 @@ export interface FineTuneOptions {
 
 export interface FineTuneResult {
   mode: FineTuneMode;
+  bn_statistics: BatchNormStatistics;
   epochs: number;
   lr: number;
   batch_size: number;

@@ -18,7 +18,7 @@ const post = (reply: FineTuneReply, transfer: ArrayBuffer[] = []) => port.postMe
 try {
   const { tf } = await loadTf('wasm');
   const log = parentLogger();
-  const parts = await buildFineTuneModel(tf, init.backboneModelJson, init.headModelJson, init.featureLayer, init.mode, log);
+  const parts = await buildFineTuneModel(tf, init.backboneModelJson, init.headModelJson, init.featureLayer, init.mode, init.bnStatistics, log);
   const { model } = parts;
   // trainOnBatch's gradients are keyed by the names of the variables behind the trainable weights.
   const names = model.trainableWeights.map((w) => (w.read() as unknown as { name: string }).name);

@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import { createLogger, openDataset, readModelCard, UsageError } from '@imgpipe/kit';
 import { cpuThreads, loadModel, fileLoadHandler, fileSaveHandler, Head, loadBackbone, loadTf, type Tf } from '@imgpipe/engines';
 import { buildTinyConvBackbone, makeTempDir, type TempDir, type TinyBackbone } from '@imgpipe/test-utils';
-import { checkFineTunable, fineTune } from './fine-tune.js';
+import { checkFineTunable, fineTune, type FineTuneMode } from './fine-tune.js';
 import { TEST_SIZE, writeLearnableDataset } from './test-dataset.js';
 import { runTrain } from './train.js';
 
@@ -167,4 +167,68 @@ test('fineTune changes the backbone weights (all) or only BatchNormalization one
   const plain = await loadBackbone(tiny.path, { device: 'wasm', featureLayer: 'features', preprocess: 'torch', workers: 1 });
   await assert.rejects(checkFineTunable(plain.info, plain.files[0]!, 'bn'), (e: Error) => e instanceof UsageError && /--fine-tune all/.test(e.message));
   await plain.dispose();
+});
+
+/** conv -> bn -> relu -> conv2 -> bn2 -> relu -> global pool ('features'), saved as a TF.js layers model.json. */
+async function saveTwoBlockBackbone(dir: string): Promise<string> {
+  const input = tf.input({ shape: [TEST_SIZE, TEST_SIZE, 3] });
+  let t = tf.layers.conv2d({ name: 'conv', filters: 6, kernelSize: 3, strides: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }).apply(input);
+  t = tf.layers.activation({ activation: 'relu' }).apply(tf.layers.batchNormalization({ name: 'bn' }).apply(t));
+  t = tf.layers.conv2d({ name: 'conv2', filters: 8, kernelSize: 3, strides: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }).apply(t);
+  t = tf.layers.activation({ activation: 'relu' }).apply(tf.layers.batchNormalization({ name: 'bn2' }).apply(t));
+  const net = tf.model({ inputs: input, outputs: tf.layers.globalAveragePooling2d({ name: 'features' }).apply(t) as ReturnType<Tf['input']> });
+  await net.save(fileSaveHandler(dir));
+  net.dispose();
+  return join(dir, 'model.json');
+}
+
+test('--fine-tune modes train exactly their layers; BatchNormalization statistics stay byte-identical unless update is asked', async () => {
+  const path = await saveTwoBlockBackbone(join(temp.path, 'two-blocks'));
+  const dataset = await openDataset(dataDir);
+  const backbone = await loadBackbone(path, { device: 'wasm', featureLayer: 'features', preprocess: 'torch', workers: 1 });
+  await backbone.dispose();
+  const head = new Head(tf, { inputDim: backbone.info.feature_dim, classes: 2, layer_size: 8, dropout: 0, lr: 0.01, batch_size: 8, seed: 1 });
+  const headModel = head.toLayersModel();
+  const headDir = join(temp.path, 'two-blocks-head');
+  await headModel.save(fileSaveHandler(headDir));
+  headModel.dispose();
+  head.dispose();
+  const before = await weightsByLayer(path);
+  const run = async (mode: FineTuneMode, extra: { bnStatistics?: 'update'; workers?: number } = {}) => {
+    const outDir = join(temp.path, `two-blocks-${mode.replace(':', '-')}-${extra.bnStatistics ?? 'frozen'}-${extra.workers ?? 'n'}`);
+    const tuned = await fineTune({ tf, dataset, backboneModelJson: path, backboneInfo: backbone.info, headModelJson: join(headDir, 'model.json'), mode, epochs: 1, lr: 0.01, batchSize: 8, seed: 3, outDir, ...extra });
+    return { tuned, after: await weightsByLayer(tuned.backboneFiles[0]!) };
+  };
+  // [gamma, beta, moving mean, moving variance] of a BatchNormalization layer; [kernel, bias] of a conv.
+  const changed = (after: Map<string, number[][]>, layer: string, index: number) => JSON.stringify(after.get(layer)![index]) !== JSON.stringify(before.get(layer)![index]);
+
+  for (const workers of [1, 2]) {
+    const { tuned, after } = await run('bn', { workers });
+    assert.equal(tuned.bn_statistics, 'frozen');
+    for (const layer of ['bn', 'bn2']) {
+      assert.ok(changed(after, layer, 0) && changed(after, layer, 1), `bn (${workers} workers): ${layer} gamma and beta trained`);
+      assert.deepEqual(after.get(layer)!.slice(2), before.get(layer)!.slice(2), `bn (${workers} workers): ${layer} moving statistics byte-identical`);
+    }
+    assert.deepEqual(after.get('conv'), before.get('conv'));
+    assert.deepEqual(after.get('conv2'), before.get('conv2'));
+  }
+
+  const last = await run('last:2');
+  assert.ok(changed(last.after, 'conv2', 0) && changed(last.after, 'conv2', 1), 'last:2: conv2 kernel and bias trained');
+  assert.ok(changed(last.after, 'bn2', 0) && changed(last.after, 'bn2', 1), 'last:2: bn2 gamma and beta trained');
+  assert.deepEqual(last.after.get('bn2')!.slice(2), before.get('bn2')!.slice(2), 'last:2: bn2 moving statistics byte-identical');
+  assert.deepEqual(last.after.get('conv'), before.get('conv'), 'last:2: conv byte-identical');
+  assert.deepEqual(last.after.get('bn'), before.get('bn'), 'last:2: bn byte-identical');
+  const json = JSON.parse(await readFile(last.tuned.backboneFiles[0]!, 'utf8'));
+  assert.ok(!JSON.stringify(json.modelTopology).includes('"trainable":false'), 'saved as loaded: every layer trainable');
+
+  const all = await run('all');
+  for (const layer of ['conv', 'conv2']) assert.ok(changed(all.after, layer, 0), `all: ${layer} trained`);
+  for (const layer of ['bn', 'bn2']) assert.deepEqual(all.after.get(layer)!.slice(2), before.get(layer)!.slice(2), `all: ${layer} moving statistics byte-identical`);
+
+  const updated = await run('all', { bnStatistics: 'update' });
+  assert.equal(updated.tuned.bn_statistics, 'update');
+  for (const layer of ['bn', 'bn2']) assert.ok(changed(updated.after, layer, 2) && changed(updated.after, layer, 3), `update: ${layer} moving statistics follow the batches`);
+
+  await assert.rejects(checkFineTunable(backbone.info, path, 'last:0'), (e: Error) => e instanceof UsageError && /last:N/.test(e.message));
 });

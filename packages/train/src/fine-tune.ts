@@ -5,9 +5,9 @@ import { fineTuneResult, logEpoch, logStart } from './fine-tune-record.js';
 import { capWasmBatch, outputFloatsPerImage } from './fine-tune-memory.js';
 import { buildFineTuneModel, disposeFineTuneModel, inputTensor, predictProbabilities, saveFineTuned, trainedParameters, type FineTuneModel } from './fine-tune-model.js';
 import { fineTuneInWorkers } from './fine-tune-parallel.js';
-import type { FineTuneEpoch, FineTuneMode, FineTuneOptions, FineTuneResult } from './fine-tune-types.js';
+import { type FineTuneEpoch, type FineTuneMode, type FineTuneOptions, type FineTuneResult, unfrozenLayers } from './fine-tune-types.js';
 
-export type { FineTuneEpoch, FineTuneMode, FineTuneOptions, FineTuneResult, FineTuneSettings } from './fine-tune-types.js';
+export type { BatchNormStatistics, FineTuneEpoch, FineTuneMode, FineTuneOptions, FineTuneResult, FineTuneSettings } from './fine-tune-types.js';
 
 type Tensor = ReturnType<Tf['tensor']>;
 
@@ -22,6 +22,8 @@ export async function checkFineTunable(info: BackboneInfo, modelJsonPath: string
   if (info.format === 'tfjs-graph') {
     throw new UsageError(`--fine-tune needs a TF.js layers backbone, but ${modelJsonPath} is a TF.js graph model, whose weights TF.js cannot train; ${drop}`);
   }
+  const last = unfrozenLayers(mode);
+  if (last !== undefined && !(Number.isInteger(last) && last >= 1)) throw new UsageError(`expected --fine-tune last:N with N an integer >= 1, got ${mode}`);
   if (mode === 'bn') {
     const json = await readModelJson(modelJsonPath);
     if (!JSON.stringify(json.modelTopology).includes('"BatchNormalization"')) {
@@ -91,7 +93,7 @@ function discardFailedTape(tf: Tf): void {
 }
 
 async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
-  const { tf, dataset, backboneInfo: info, mode, epochs, lr, log = silentLogger } = options;
+  const { tf, dataset, backboneInfo: info, mode, epochs, lr, bnStatistics = 'frozen', log = silentLogger } = options;
   let batchSize = options.batchSize;
   const started = performance.now();
   const size = info.input_size;
@@ -100,7 +102,7 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
   const optimizer = tf.train.adam(lr);
   let parts: FineTuneModel | undefined;
   try {
-    parts = await buildFineTuneModel(tf, options.backboneModelJson, options.headModelJson, info.feature_layer, mode, log);
+    parts = await buildFineTuneModel(tf, options.backboneModelJson, options.headModelJson, info.feature_layer, mode, bnStatistics, log);
     const { model } = parts;
     if (tf.getBackend() === 'wasm') batchSize = capWasmBatch(batchSize, 1, outputFloatsPerImage(model.layers), log);
     const trained = trainedParameters(model);
@@ -110,7 +112,7 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
     const count = labels.length;
     const batches = Math.ceil(count / batchSize);
     const rng = createRng(deriveSeed(options.seed, 'fine-tune'));
-    logStart(log, { mode, trained, epochs, lr, batchSize, workers: 1 });
+    logStart(log, { mode, bnStatistics, trained, epochs, lr, batchSize, workers: 1 });
     const history: FineTuneEpoch[] = [];
     for (let epoch = 1; epoch <= epochs; epoch++) {
       const epochStart = performance.now();
@@ -142,7 +144,7 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
       logEpoch(log, epochs, record, count, trainSeconds);
     }
     await saveFineTuned(parts, options.outDir);
-    return await fineTuneResult(options.outDir, { mode, epochs, lr, batchSize, workers: 1, trained, history, started });
+    return await fineTuneResult(options.outDir, { mode, bnStatistics, epochs, lr, batchSize, workers: 1, trained, history, started });
   } finally {
     optimizer.dispose();
     if (parts) disposeFineTuneModel(parts);
