@@ -46,8 +46,12 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
         default: 'frozen',
         describe: 'frozen: BatchNormalization normalises with its moving statistics while fine-tuning and never changes them (the usual recipe); update: with each batch\'s statistics, which small batches make noisy',
       },
-      'fine-tune-epochs': { value: { type: 'int', min: 1 }, default: 2, describe: 'Epochs of --fine-tune' },
-      'fine-tune-lr': { value: { type: 'number', min: 0, exclusiveMin: true }, describe: 'Adam learning rate of --fine-tune; default: the best trial\'s lr / 10' },
+      'fine-tune-epochs': { value: { type: 'int', min: 1 }, default: 2, describe: 'Most epochs of --fine-tune; validated after each, the best epoch is kept' },
+      'fine-tune-lr': {
+        value: { type: 'number', min: 0, exclusiveMin: true },
+        describe: 'Peak Adam learning rate of --fine-tune, warmed up to over the first tenth of the steps, then decayed along a cosine; default: the best trial\'s lr / 10',
+      },
+      'fine-tune-patience': { value: { type: 'int', min: 1 }, describe: 'Stop --fine-tune after this many epochs without a better val accuracy (the best epoch is kept either way); default: run every epoch' },
       'fine-tune-workers': {
         value: { type: 'int', min: 1 },
         describe: 'Worker threads sharing each --fine-tune batch on wasm (default: one per CPU thread, at most the batch size; recorded in run.json, the same count reruns identically)',
@@ -140,7 +144,7 @@ function list(raw: unknown, flag: string): number[] {
 function fineTuneOptions(args: Record<string, unknown>): Pick<TrainOptions, 'fineTune'> {
   const raw = args['fine-tune'];
   if (raw === undefined || raw === 'none' || raw === 'false') {
-    for (const flag of ['fine-tune-lr', 'fine-tune-workers']) if (args[flag] !== undefined) throw new UsageError(`--${flag} needs --fine-tune all|bn|last:N`);
+    for (const flag of ['fine-tune-lr', 'fine-tune-workers', 'fine-tune-patience']) if (args[flag] !== undefined) throw new UsageError(`--${flag} needs --fine-tune all|bn|last:N`);
     return {};
   }
   const mode = raw === '' || raw === 'true' ? 'all' : String(raw);
@@ -148,8 +152,9 @@ function fineTuneOptions(args: Record<string, unknown>): Pick<TrainOptions, 'fin
   const epochs = args['fine-tune-epochs'] as number;
   const lr = args['fine-tune-lr'] as number | undefined;
   const workers = args['fine-tune-workers'] as number | undefined;
+  const patience = args['fine-tune-patience'] as number | undefined;
   const bnStatistics = args['fine-tune-bn-statistics'] as BatchNormStatistics;
-  return { fineTune: { mode: mode as FineTuneMode, bnStatistics, epochs, ...(lr === undefined ? {} : { lr }), ...(workers === undefined ? {} : { workers }) } };
+  return { fineTune: { mode: mode as FineTuneMode, bnStatistics, epochs, ...(lr === undefined ? {} : { lr }), ...(workers === undefined ? {} : { workers }), ...(patience === undefined ? {} : { patience }) } };
 }
 
 async function trainOptions(args: Record<string, unknown>, context: CliContext): Promise<TrainOptions> {

@@ -95,11 +95,15 @@ export function trainedParameters(model: LayersModel): number {
   return model.trainableWeights.reduce((sum: number, w) => sum + w.shape.reduce((a: number, b: number | null) => a * (b ?? 1), 1), 0);
 }
 
-/** backbone/ and head/ under outDir, every layer trainable again (saved as loaded). */
+/** backbone/ and head/ under outDir, every layer trainable (saved as loaded); training may go on after it. */
 export async function saveFineTuned(parts: FineTuneModel, outDir: string): Promise<void> {
   for (const layer of parts.frozen) layer.trainable = true;
-  await parts.full.save(fileSaveHandler(join(outDir, 'backbone')));
-  await parts.head.save(fileSaveHandler(join(outDir, 'head')));
+  try {
+    await parts.full.save(fileSaveHandler(join(outDir, 'backbone')));
+    await parts.head.save(fileSaveHandler(join(outDir, 'head')));
+  } finally {
+    for (const layer of parts.frozen) layer.trainable = false;
+  }
 }
 
 /**

@@ -113,7 +113,7 @@ test('workers keep the trainable weights identical across unequal shards, and th
         return { message: { type: 'step', pixels, oneHot, count: sizes[i]! } };
       });
       assert.ok(steps.every((s) => Number.isFinite(s.loss) && s.gradients!.length === pool.ready.variables.length));
-      const applied = await pool.all<number>(() => ({ message: { type: 'apply', gradients: averageGradients(steps) } }));
+      const applied = await pool.all<number>(() => ({ message: { type: 'apply', gradients: averageGradients(steps), lr: 0.01 } }));
       const digests = await pool.all<string>(() => ({ message: { type: 'digest' } }));
       assert.equal(digests[0], digests[1], `step ${step}: the same trainable weights in both workers`);
       after.push([...steps.map((s) => s.tensors), ...applied]);

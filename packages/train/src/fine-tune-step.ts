@@ -56,6 +56,7 @@ export async function fineTuneBest(input: FineTuneStepInput): Promise<FineTuneSt
       backboneInfo,
       headModelJson: input.headModelJson,
       mode: settings.mode,
+      ...(settings.patience ? { patience: settings.patience } : {}),
       ...(settings.bnStatistics ? { bnStatistics: settings.bnStatistics } : {}),
       epochs: settings.epochs,
       lr,

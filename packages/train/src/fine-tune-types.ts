@@ -29,6 +29,8 @@ export interface FineTuneSettings {
   bnStatistics?: BatchNormStatistics;
   /** Default: the best trial's lr / 10. */
   lr?: number;
+  /** Stop after this many epochs without a better val accuracy (FineTuneOptions.patience). */
+  patience?: number;
   /** FineTuneOptions.workers. */
   workers?: number;
 }
@@ -48,9 +50,13 @@ export interface FineTuneOptions {
   /** Default frozen. */
   bnStatistics?: BatchNormStatistics;
   epochs: number;
+  /** Peak learning rate: warmed up to over the first tenth of the steps, then decayed along a cosine. */
   lr: number;
+  /** Images per optimizer step; on wasm split into micro-batches that fit the heap, their gradients accumulated. */
   batchSize: number;
   seed: number;
+  /** Stop after this many epochs without a better val accuracy; the best epoch is kept either way. Default: every epoch runs. */
+  patience?: number;
   /**
    * On wasm: worker threads that each train on a contiguous shard of every batch (data-parallel, gradients averaged
    * by shard size), at most the batch size. Default: one per CPU thread, as TF.js backbones on wasm; 1 trains in
@@ -67,8 +73,15 @@ export interface FineTuneResult {
   mode: FineTuneMode;
   bn_statistics: BatchNormStatistics;
   epochs: number;
+  /** Epochs that ran (fewer than epochs when --fine-tune-patience stopped it). */
+  epochs_run: number;
+  /** The epoch whose weights were saved, and whose numbers train_* and val_* are. */
+  best_epoch: number;
   lr: number;
+  lr_schedule: 'warmup-cosine';
   batch_size: number;
+  /** Images per forward and backward pass (all workers together); less than batch_size when the heap forced it. */
+  micro_batch: number;
   /** Threads the batches were split across (1: one thread); a rerun with as many reproduces the result. */
   workers: number;
   /** Number of trained values (backbone + head). */

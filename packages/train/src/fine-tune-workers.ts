@@ -27,7 +27,7 @@ export interface FineTuneWorkerReady {
 
 export type FineTuneRequest =
   | { type: 'step'; pixels: Uint8Array; oneHot: Float32Array; count: number }
-  | { type: 'apply'; gradients: Float32Array[] }
+  | { type: 'apply'; gradients: Float32Array[]; lr: number }
   | { type: 'bn-stats' }
   | { type: 'set-bn-stats'; stats: Float32Array[] }
   /** sha256 of the trainable weights, which the same steps keep the same in every worker. */

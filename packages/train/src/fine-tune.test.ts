@@ -7,6 +7,8 @@ import { createLogger, openDataset, readModelCard, UsageError } from '@imgpipe/k
 import { cpuThreads, loadModel, fileLoadHandler, fileSaveHandler, Head, loadBackbone, loadTf, type Tf } from '@imgpipe/engines';
 import { buildTinyConvBackbone, makeTempDir, type TempDir, type TinyBackbone } from '@imgpipe/test-utils';
 import { checkFineTunable, fineTune, type FineTuneMode } from './fine-tune.js';
+import { evaluateSplit } from './fine-tune-data.js';
+import { buildFineTuneModel, disposeFineTuneModel, predictProbabilities } from './fine-tune-model.js';
 import { TEST_SIZE, writeLearnableDataset } from './test-dataset.js';
 import { runTrain } from './train.js';
 
@@ -77,7 +79,7 @@ test('train --fine-tune all: run.json and the card record both results; the kept
   assert.equal(record.history.length, 2);
   assert.ok(record.trained_parameters > 8 * 16, 'backbone weights are trained too');
   assert.equal(record.before.val_accuracy, result.best.val_accuracy);
-  assert.equal(record.after.val_accuracy, record.history[1].val_accuracy);
+  assert.equal(record.after.val_accuracy, record.history[record.best_epoch - 1].val_accuracy);
   assert.equal(record.kept, record.after.val_accuracy >= record.before.val_accuracy ? 'fine-tuned' : 'sweep');
   assert.ok(run.timings.fine_tune_seconds > 0);
 
@@ -231,4 +233,39 @@ test('--fine-tune modes train exactly their layers; BatchNormalization statistic
   for (const layer of ['bn', 'bn2']) assert.ok(changed(updated.after, layer, 2) && changed(updated.after, layer, 3), `update: ${layer} moving statistics follow the batches`);
 
   await assert.rejects(checkFineTunable(backbone.info, path, 'last:0'), (e: Error) => e instanceof UsageError && /last:N/.test(e.message));
+});
+
+test('fine-tuning saves its best epoch, not its last, and --fine-tune-patience stops it early', async () => {
+  const dataset = await openDataset(dataDir);
+  const backbone = await loadBackbone(tiny.path, { device: 'wasm', featureLayer: 'features', preprocess: 'torch', workers: 1 });
+  await backbone.dispose();
+  const head = new Head(tf, { inputDim: backbone.info.feature_dim, classes: 2, layer_size: 8, dropout: 0, lr: 0.01, batch_size: 8, seed: 1 });
+  const headModel = head.toLayersModel();
+  const headDir = join(temp.path, 'best-head');
+  await headModel.save(fileSaveHandler(headDir));
+  headModel.dispose();
+  head.dispose();
+  const common = { tf, dataset, backboneModelJson: tiny.path, backboneInfo: backbone.info, headModelJson: join(headDir, 'model.json'), mode: 'all' as const, lr: 1, batchSize: 8, seed: 3 };
+  // A learning rate this high overshoots after the second epoch (val accuracy 0.917, 1, 0.708, 0.833, 0.833).
+  const tuned = await fineTune({ ...common, epochs: 5, outDir: join(temp.path, 'best-epoch') });
+  const losses = tuned.history.map((h) => `${h.val_accuracy.toFixed(3)}/${h.val_loss.toFixed(4)}`).join(' ');
+  assert.equal(tuned.epochs_run, 5);
+  assert.ok(tuned.best_epoch < tuned.epochs_run, `an earlier epoch is the best: ${losses}`);
+  const best = tuned.history[tuned.best_epoch - 1]!;
+  for (const h of tuned.history) assert.ok(h.val_accuracy < best.val_accuracy || (h.val_accuracy === best.val_accuracy && h.val_loss >= best.val_loss), `epoch ${h.epoch} is not better: ${losses}`);
+  assert.equal(tuned.val_accuracy, best.val_accuracy);
+  assert.equal(tuned.val_loss, best.val_loss);
+  // The saved files give the best epoch's val loss, not the last one's.
+  const saved = await buildFineTuneModel(tf, tuned.backboneFiles[0]!, tuned.headModelJson, 'features', 'all');
+  const size = backbone.info.input_size;
+  const val = await evaluateSplit(dataset, 'val', 8, 2, (pixels, n) => predictProbabilities(tf, saved.model, pixels, n, size, backbone.info.preprocess));
+  disposeFineTuneModel(saved);
+  assert.ok(Math.abs(val.loss - best.val_loss) < 1e-6, `saved model's val loss ${val.loss} vs best epoch's ${best.val_loss} (${losses})`);
+  assert.ok(Math.abs(val.loss - tuned.history.at(-1)!.val_loss) > 1e-4, 'and not the last epoch\'s');
+
+  // Patience 1: it stops at the first epoch that is not better, with the same epochs up to there.
+  const patient = await fineTune({ ...common, epochs: 5, patience: 1, outDir: join(temp.path, 'best-epoch-patience') });
+  const firstWorse = tuned.history.findIndex((h, i) => i > 0 && !tuned.history.slice(0, i).every((e) => h.val_accuracy > e.val_accuracy || (h.val_accuracy === e.val_accuracy && h.val_loss < e.val_loss)));
+  assert.equal(patient.epochs_run, firstWorse + 1, losses);
+  assert.deepEqual(patient.history.map(({ seconds: _, ...e }) => e), tuned.history.slice(0, firstWorse + 1).map(({ seconds: _, ...e }) => e));
 });
