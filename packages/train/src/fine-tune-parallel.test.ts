@@ -35,7 +35,7 @@ before(async () => {
 });
 after(() => temp.remove());
 
-type Extra = { epochs?: number; lr?: number; backboneModelJson?: string; backboneInfo?: BackboneInfo; headModelJson?: string; mode?: 'all' | 'bn'; bnStatistics?: 'frozen' | 'update' };
+type Extra = { epochs?: number; lr?: number; backboneModelJson?: string; backboneInfo?: BackboneInfo; headModelJson?: string; mode?: 'all' | 'bn'; bnStatistics?: 'frozen' | 'update'; batchSize?: number; microBatch?: number };
 function tune(name: string, workers: number, extra: Extra = {}): Promise<FineTuneResult> {
   return fineTune({
     tf, dataset, backboneModelJson: net.path, backboneInfo: info, headModelJson: headJson, mode: 'bn', epochs: 1, lr: 0.01, batchSize: 16, seed: 3,
@@ -80,6 +80,25 @@ test('2 workers train like 1 (one step of 16), record their number, rerun byte-i
   for (const file of ['head/model.json', 'head/weights.bin', 'backbone/weights.bin']) {
     assert.deepEqual(await readFile(join(temp.path, 'again', file)), await readFile(join(temp.path, 'two', file)), file);
   }
+});
+
+test('micro-batches accumulate their gradients: a batch of 16 as micro-batches of 4 (or 8 over 2 workers) trains like one of 16', async () => {
+  const whole = await tune('acc-whole', 1, { epochs: 2 });
+  const micro = await tune('acc-micro', 1, { epochs: 2, microBatch: 4 });
+  const microWorkers = await tune('acc-micro-workers', 2, { epochs: 2, microBatch: 8 });
+  assert.equal(micro.batch_size, 16);
+  assert.equal(micro.micro_batch, 4);
+  assert.equal(microWorkers.micro_batch, 8);
+  assert.equal(whole.micro_batch, 16);
+  for (const result of [micro, microWorkers]) {
+    for (const [i, e] of whole.history.entries()) {
+      const f = result.history[i]!;
+      for (const key of ['train_loss', 'val_loss'] as const) assert.ok(Math.abs(e[key] - f[key]) < 1e-5, `epoch ${i + 1} ${key}: whole ${e[key]}, micro-batches of ${result.micro_batch} ${f[key]}`);
+    }
+  }
+  // Batches of 4 (four steps an epoch, not one) train otherwise.
+  const small = await tune('acc-small', 1, { epochs: 2, batchSize: 4 });
+  assert.ok(Math.abs(small.history[1]!.val_loss - whole.history[1]!.val_loss) > 1e-4, `batches of 4: ${small.history[1]!.val_loss} vs ${whole.history[1]!.val_loss}`);
 });
 
 test('without BatchNorm, a step split across 2 workers is the step of 1 (gradients averaged by shard size)', async () => {

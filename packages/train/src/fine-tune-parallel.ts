@@ -62,7 +62,8 @@ export async function fineTuneInWorkers(options: FineTuneOptions, workers: numbe
     log,
   );
   try {
-    const microBatch = wasmMicroBatch(options.batchSize, workers, pool.ready.outputFloatsPerImage, bnStatistics, log);
+    const fits = wasmMicroBatch(options.batchSize, workers, pool.ready.outputFloatsPerImage, bnStatistics, log);
+    const microBatch = Math.min(fits, options.microBatch ?? fits);
     const trained = pool.ready.trainedParameters;
     logStart(log, { mode, bnStatistics, trained, epochs, lr, batchSize: options.batchSize, workers });
     const run = await trainEpochs(options, {

@@ -54,6 +54,8 @@ export interface FineTuneOptions {
   lr: number;
   /** Images per optimizer step; on wasm split into micro-batches that fit the heap, their gradients accumulated. */
   batchSize: number;
+  /** At most this many images per forward and backward pass (all workers together), gradients accumulated up to batchSize. Default: batchSize, or what the wasm heap fits. */
+  microBatch?: number;
   seed: number;
   /** Stop after this many epochs without a better val accuracy; the best epoch is kept either way. Default: every epoch runs. */
   patience?: number;

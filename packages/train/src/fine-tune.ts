@@ -105,7 +105,8 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
     parts = await buildFineTuneModel(tf, options.backboneModelJson, options.headModelJson, info.feature_layer, mode, bnStatistics, log);
     const built = parts;
     const { model } = built;
-    const microBatch = tf.getBackend() === 'wasm' ? wasmMicroBatch(options.batchSize, 1, outputFloatsPerImage(model.layers), bnStatistics, log) : options.batchSize;
+    const fits = tf.getBackend() === 'wasm' ? wasmMicroBatch(options.batchSize, 1, outputFloatsPerImage(model.layers), bnStatistics, log) : options.batchSize;
+    const microBatch = Math.min(fits, options.microBatch ?? fits);
     const trained = trainedParameters(model);
     const adam = keepGradientsAdam(tf, model, lr);
     keeper = adam;
