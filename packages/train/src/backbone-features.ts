@@ -51,6 +51,33 @@ export async function openBackbone(options: BackboneOptions, inputSize: number, 
   }
 }
 
+/**
+ * A fine-tuned TF.js layers backbone converted to ONNX as loadBackbone converts any (into the cache), so that
+ * eval-model and serve run it on ONNX Runtime; undefined where it stays on TF.js (--device wasm, a layer that does not
+ * convert, ...), as the original would have.
+ */
+export async function convertTuned(tuned: TunableBackbone, options: BackboneOptions, log: Logger): Promise<TunableBackbone | undefined> {
+  let backbone: Backbone;
+  try {
+    backbone = await loadBackbone(tuned.files[0]!, {
+      device: options.device,
+      log,
+      inputSize: tuned.info.input_size,
+      featureLayer: tuned.info.feature_layer,
+      preprocess: tuned.info.preprocess.name,
+      ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+    });
+  } catch (error) {
+    log.warn(`the fine-tuned backbone stays on TF.js: converting it to ONNX failed (${error instanceof Error ? error.message : String(error)})`);
+    return undefined;
+  }
+  try {
+    return backbone.info.engine === 'onnxruntime' ? { files: backbone.files, info: { ...backbone.info, name: tuned.info.name, source: tuned.info.source } } : undefined;
+  } finally {
+    await backbone.dispose();
+  }
+}
+
 /** The TF.js layers model a converted backbone came from, described as loadBackbone describes it on TF.js. */
 async function tfjsOfConverted(converted: BackboneInfo, spec: string, options: Parameters<typeof resolveBackbone>[1]): Promise<TunableBackbone> {
   const resolved = await resolveBackbone(spec, options);

@@ -88,11 +88,12 @@ test('train --fine-tune all: run.json and the card record both results; the kept
   // Deterministic here (no dropout, seeded order): fine-tuning raises val accuracy (0.958 -> 1), so it is kept.
   assert.equal(record.kept, 'fine-tuned');
   assert.equal(card.metrics.val_accuracy, record.after.val_accuracy);
-  assert.equal(card.backbone.sha256, record.backbone_sha256);
-  assert.notEqual(card.backbone.sha256, run.backbone.sha256);
-  const original = await weightsByLayer(tiny.path);
-  const saved = await weightsByLayer(join(result.modelDir, 'backbone', 'model.json'));
-  assert.notDeepEqual(saved.get('conv1'), original.get('conv1'), 'the saved backbone is the fine-tuned one');
+  // The saved backbone is the fine-tuned TF.js model converted to ONNX, so eval-model and serve run it on ONNX Runtime.
+  assert.equal(card.backbone.engine, 'onnxruntime');
+  assert.equal(card.backbone.converted_from, 'tfjs-layers');
+  assert.equal(card.backbone.source_sha256, record.backbone_sha256, 'converted from the fine-tuned model');
+  assert.notEqual(record.backbone_sha256, run.backbone.source_sha256, 'which is not the original');
+  assert.deepEqual(await readdir(join(result.modelDir, 'backbone')), ['model.onnx']);
   assert.equal(await reloadedValAccuracy(result.modelDir), card.metrics.val_accuracy, 'the reloaded model gives the logged val accuracy');
 });
 
