@@ -8,7 +8,7 @@
 // (ONNX Runtime with or without --fine-tune), fine-tuning seconds, val accuracy before and after (the best epoch),
 // which model was kept, and eval-model's test accuracy.
 // Usage: IMGPIPE_BENCH_FILTER=fine-tune-modes node scripts/run-bench.mjs [--images 240] [--size 96] [--alpha 0.25]
-//        [--epochs 3] [--modes bn,last:8,all] [--patience 2] [--blocks 13]
+//        [--epochs 3] [--modes bn,last:8,all] [--patience 2] [--blocks 13] [--bn-statistics frozen,update]
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -17,7 +17,7 @@ import { fileLoadHandler, fileSaveHandler, loadTf, preprocessPixels, preprocessS
 import { csvString, openDataset } from '@imgpipe/kit';
 import { runPrepData } from '@imgpipe/prep-data';
 import { buildMobileNetV1, buildPhotoSet, makeTempDir, photoSources, writeBenchResults, type BenchResult } from '@imgpipe/test-utils';
-import { runTrain, type FineTuneMode } from '@imgpipe/train';
+import { runTrain, type BatchNormStatistics, type FineTuneMode } from '@imgpipe/train';
 
 const { values } = parseArgs({
   options: {
@@ -28,10 +28,12 @@ const { values } = parseArgs({
     modes: { type: 'string', default: 'bn,last:8,all' },
     patience: { type: 'string', default: '2' },
     blocks: { type: 'string', default: '13' },
+    'bn-statistics': { type: 'string', default: 'frozen,update' },
   },
 });
 const [images, size, epochs, patience] = [values.images, values.size, values.epochs, values.patience].map(Number) as [number, number, number, number];
 const modes = values.modes.split(',') as FineTuneMode[];
+const statistics = values['bn-statistics'].split(',') as BatchNormStatistics[];
 const results: BenchResult[] = [];
 const temp = await makeTempDir('imgpipe-bench-fine-tune-modes-');
 try {
@@ -55,18 +57,19 @@ try {
     classes: `${classes[0]!.map((p) => basename(p)).join('+')} vs ${classes[1]!.map((p) => basename(p)).join('+')}`,
     grid: 'lr 0.01,0.1 x layer 64 x dropout 0.2 x epochs 30, batch 16',
   };
-  const train = (name: string, mode?: FineTuneMode) =>
+  const train = (name: string, mode?: FineTuneMode, bnStatistics?: BatchNormStatistics) =>
     runTrain({
       dataDir, out: join(temp.path, `runs-${name}`), backbone: net.path, featureLayer: net.featureLayer, preprocess: 'tf',
       cacheDir: join(temp.path, `cache-${name}`), space: { lr: [0.01, 0.1], layer_size: [64], dropout: [0.2], batch_size: [16], epochs: [30] },
       strategy: 'grid', runs: 0, seed: 42, device: 'cpu', extractBatchSize: 32,
-      ...(mode ? { fineTune: { mode, epochs, patience } } : {}),
+      ...(mode ? { fineTune: { mode, epochs, patience, ...(bnStatistics ? { bnStatistics } : {}) } } : {}),
     });
   await train('warm-up'); // loads TF.js and ONNX Runtime once, outside the timings
-  for (const mode of [undefined, ...modes]) {
-    const label = mode ? `--fine-tune ${mode}` : 'frozen';
+  const runs = [{}, ...modes.flatMap((mode) => statistics.map((bnStatistics) => ({ mode, bnStatistics })))] as { mode?: FineTuneMode; bnStatistics?: BatchNormStatistics }[];
+  for (const { mode, bnStatistics } of runs) {
+    const label = mode ? `--fine-tune ${mode}${bnStatistics === 'update' ? ' --fine-tune-bn-statistics update' : ''}` : 'frozen';
     const started = performance.now();
-    const trained = await train(mode ? mode.replace(':', '-') : 'frozen', mode);
+    const trained = await train(mode ? `${mode.replace(':', '-')}-${bnStatistics}` : 'frozen', mode, bnStatistics);
     const seconds = (performance.now() - started) / 1000;
     const run = JSON.parse(await readFile(join(trained.runDir, 'run.json'), 'utf8'));
     const tuned = run.fine_tune;
