@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import { loadTf } from './tf.js';
-import { fuseTrainingLayers } from './training-layers.js';
+import { freezeBatchNormStatistics, fuseTrainingLayers } from './training-layers.js';
 import type { Tf } from './tf-type.js';
 
 const { tf } = await loadTf('wasm');
@@ -171,3 +171,73 @@ test('trainable convs fed by trainable weights, and other backends, keep their l
     model.dispose();
   }
 });
+
+/** step() with the reference in inference mode: TF.js layers' BatchNormalization called with training=false. */
+function inferenceStep(model: LayersModel, x: Tensor, y: Tensor): ReturnType<typeof step> {
+  const apply = model.apply.bind(model);
+  model.apply = ((inputs: Tensor, kwargs: Record<string, unknown>) => apply(inputs, { ...kwargs, training: false })) as typeof model.apply;
+  try {
+    return step(model, x, y);
+  } finally {
+    model.apply = apply;
+  }
+}
+
+/** Moving statistics away from their initial 0 and 1, so that using them is visible. */
+function setMovingStatistics(model: LayersModel): void {
+  for (const layer of model.layers) {
+    if (layer.getClassName() !== 'BatchNormalization') continue;
+    const [gamma, beta, mean] = layer.getWeights();
+    const n = mean!.shape[0]!;
+    const values = [tf.linspace(-1, 0.7, n), tf.linspace(0.3, 4, n)];
+    layer.setWeights([gamma!, beta!, ...values]);
+    tf.dispose(values);
+  }
+}
+
+const movingBytes = (model: LayersModel) =>
+  model.weights.filter((w) => /moving/.test(w.name)).map((w) => Buffer.from((w.read().dataSync() as Float32Array).buffer).toString('hex'));
+
+for (const [what, prepare] of [
+  ['every layer training', (_: LayersModel) => {}],
+  ['only BatchNormalization and the head training', freezeAllButBatchNorm],
+] as const) {
+  test(`frozen-statistics BatchNorm in training matches TF.js layers' BatchNormalization with training=false (${what}), fused or not`, () => {
+    const reference = buildModel(17);
+    const frozen = buildModel(17);
+    const frozenFused = buildModel(17);
+    for (const model of [reference, frozen, frozenFused]) {
+      setMovingStatistics(model);
+      prepare(model);
+    }
+    assert.equal(freezeBatchNormStatistics(tf, frozen), 3);
+    assert.equal(freezeBatchNormStatistics(tf, frozenFused), 3);
+    assert.equal(fuseTrainingLayers(tf, frozenFused).batchNorm, 0, 'the fused training BatchNorm (batch statistics) is not used');
+    const { x, y } = inputs();
+    const moving = movingBytes(frozen);
+    try {
+      const expected = inferenceStep(reference, x, y);
+      for (const model of [frozen, frozenFused]) {
+        const actual = step(model, x, y);
+        assert.ok(Math.abs(actual.loss - expected.loss) < 1e-5, `loss ${actual.loss} vs ${expected.loss}`);
+        assert.deepEqual([...actual.grads.keys()].sort(), [...expected.grads.keys()].sort());
+        assert.ok(actual.grads.has('bn2/gamma') && actual.grads.has('bn2/beta'));
+        for (const [name, g] of expected.grads) assertClose(actual.grads.get(name)!, g, `gradient of ${name}`);
+        assert.deepEqual(movingBytes(model), moving, 'moving statistics byte-identical after training steps');
+      }
+      // The unfrozen reference in training mode normalises with the batch's statistics, which differ.
+      const batchStats = step(buildModel(17), x, y);
+      assert.ok(Math.abs(batchStats.loss - expected.loss) > 1e-3, 'batch statistics give another loss');
+      // Inference (predict) is unchanged.
+      const a = reference.predict(x) as Tensor;
+      const b = frozenFused.predict(x) as Tensor;
+      assertClose(b.dataSync() as Float32Array, a.dataSync() as Float32Array, 'inference');
+      tf.dispose([a, b]);
+    } finally {
+      tf.dispose([x, y]);
+      reference.dispose();
+      frozen.dispose();
+      frozenFused.dispose();
+    }
+  });
+}

@@ -29,6 +29,9 @@ type ConvLayer = Layer & {
   activation: ActivationLike;
 };
 
+/** Set on a BatchNormalization layer by freezeBatchNormStatistics (fuseTrainingLayers then leaves it alone). */
+const FROZEN_STATISTICS = Symbol('imgpipe.frozenStatistics');
+
 /** What fuseTrainingLayers changed, by layer class. */
 export type FusedLayers = { batchNorm: number; relu6: number; unfusedConv: number };
 
@@ -69,7 +72,7 @@ function replacementCall(tf: Tf, layer: Layer, trainableFeeds: (layer: Layer) =>
       const bn = layer as BatchNormLayer;
       const rank = (bn.inputSpec?.[0] as { ndim?: number } | undefined)?.ndim;
       const lastAxis = bn.axis === -1 || (rank !== undefined && bn.axis === rank - 1);
-      if (!lastAxis || !bn.gamma || !bn.beta) return undefined;
+      if (!lastAxis || !bn.gamma || !bn.beta || FROZEN_STATISTICS in bn) return undefined;
       return { kind: 'batchNorm', call: (inputs, kwargs) => (kwargs?.training ? batchNormTrainingCall(tf, bn, one(inputs)) : original(inputs, kwargs)) };
     }
     case 'ReLU':
@@ -87,6 +90,39 @@ function replacementCall(tf: Tf, layer: Layer, trainableFeeds: (layer: Layer) =>
     default:
       return undefined;
   }
+}
+
+/**
+ * Every BatchNormalization layer of a layers model normalises with its moving statistics in training too, and never
+ * updates them: inference mode, the usual recipe for fine-tuning a pretrained backbone (small batches' statistics
+ * replace ImageNet's with noisy ones, and depend on how a batch is split across workers). gamma and beta still train
+ * when their layer is trainable: y = x * gamma / sqrt(variance + epsilon) + (beta - mean * gamma / sqrt(...)).
+ * Returns the number of layers changed; call it before fuseTrainingLayers.
+ */
+export function freezeBatchNormStatistics(tf: Tf, model: LayersModel): number {
+  let count = 0;
+  for (const layer of model.layers) {
+    if (layer.getClassName() !== 'BatchNormalization' || FROZEN_STATISTICS in layer) continue;
+    const bn = layer as BatchNormLayer;
+    const original = (layer as unknown as { call: Call }).call.bind(layer);
+    const rank = (bn.inputSpec?.[0] as { ndim?: number } | undefined)?.ndim;
+    const lastAxis = bn.axis === -1 || (rank !== undefined && bn.axis === rank - 1);
+    (layer as unknown as { call: Call }).call =
+      lastAxis && bn.gamma && bn.beta
+        ? (inputs) => inferenceBatchNormCall(tf, bn, one(inputs))
+        : (inputs, kwargs) => original(inputs, { ...kwargs, training: false });
+    Object.defineProperty(layer, FROZEN_STATISTICS, { value: true });
+    count += 1;
+  }
+  return count;
+}
+
+function inferenceBatchNormCall(tf: Tf, layer: BatchNormLayer, x: Tensor): Tensor {
+  return tf.tidy(() => {
+    const scale = tf.mul(layer.gamma!.read(), tf.rsqrt(tf.add(layer.movingVariance.read(), layer.epsilon)));
+    const shift = tf.sub(layer.beta!.read(), tf.mul(layer.movingMean.read(), scale));
+    return tf.add(tf.mul(x, scale), shift);
+  });
 }
 
 /** Whether any trainable weight lies upstream of a layer's inputs (memoised over the model's graph). */

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { exitCleanlyOnSignals, parseValue, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli, type ValueSpec } from '@imgpipe/kit';
 import type { TrainOptions } from './train-options.js';
+import type { BatchNormStatistics, FineTuneMode } from './fine-tune-types.js';
 
 /** Flags that may be lists although their config keys hold one value: the list is kept aside, the first value configures. */
 const LIST_FLAGS = ['epochs', 'batch-size'] as const;
@@ -31,12 +32,26 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
       'fine-tune': {
         type: 'string',
         describe:
-          'After the sweep, train a TF.js layers backbone end to end with the best head: all = every backbone weight (the default ' +
-          'when the flag has no value), bn = only its BatchNormalization layers. MUCH slower than the sweep (the backbone runs ' +
+          'After the sweep, train a TF.js layers backbone end to end with the best head (the sweep still extracts on ONNX Runtime): ' +
+          'bn = only its BatchNormalization layers\' gamma and beta (cheapest, safest: small data sets, hundreds to a few thousand images); ' +
+          'last:N = its last N layers with weights up to the feature layer, conv kernels included, the rest frozen (a few thousand ' +
+          'images or more; on MobileNet v1 a block is 4 such layers: depthwise, BN, pointwise, BN); all = every backbone weight (the ' +
+          'default when the flag has no value; large data sets, tens of thousands of images, else it overfits). BatchNormalization ' +
+          'keeps its moving statistics (inference mode, --fine-tune-bn-statistics). MUCH slower than the sweep (the backbone runs ' +
           'forward and backward on every training image, each epoch); kept only if val accuracy does not drop. ONNX backbones: usage error',
       },
-      'fine-tune-epochs': { value: { type: 'int', min: 1 }, default: 2, describe: 'Epochs of --fine-tune' },
-      'fine-tune-lr': { value: { type: 'number', min: 0, exclusiveMin: true }, describe: 'Adam learning rate of --fine-tune; default: the best trial\'s lr / 10' },
+      'fine-tune-bn-statistics': {
+        type: 'string',
+        choices: ['frozen', 'update'],
+        default: 'frozen',
+        describe: 'frozen: BatchNormalization normalises with its moving statistics while fine-tuning and never changes them (the usual recipe); update: with each batch\'s statistics, which small batches make noisy',
+      },
+      'fine-tune-epochs': { value: { type: 'int', min: 1 }, default: 2, describe: 'Most epochs of --fine-tune; validated after each, the best epoch is kept' },
+      'fine-tune-lr': {
+        value: { type: 'number', min: 0, exclusiveMin: true },
+        describe: 'Peak Adam learning rate of --fine-tune, warmed up to over the first tenth of the steps, then decayed along a cosine; default: the best trial\'s lr / 10',
+      },
+      'fine-tune-patience': { value: { type: 'int', min: 1 }, describe: 'Stop --fine-tune after this many epochs without a better val accuracy (the best epoch is kept either way); default: run every epoch' },
       'fine-tune-workers': {
         value: { type: 'int', min: 1 },
         describe: 'Worker threads sharing each --fine-tune batch on wasm (default: one per CPU thread, at most the batch size; recorded in run.json, the same count reruns identically)',
@@ -130,15 +145,17 @@ function list(raw: unknown, flag: string): number[] {
 function fineTuneOptions(args: Record<string, unknown>): Pick<TrainOptions, 'fineTune'> {
   const raw = args['fine-tune'];
   if (raw === undefined || raw === 'none' || raw === 'false') {
-    for (const flag of ['fine-tune-lr', 'fine-tune-workers']) if (args[flag] !== undefined) throw new UsageError(`--${flag} needs --fine-tune all|bn`);
+    for (const flag of ['fine-tune-lr', 'fine-tune-workers', 'fine-tune-patience']) if (args[flag] !== undefined) throw new UsageError(`--${flag} needs --fine-tune all|bn|last:N`);
     return {};
   }
   const mode = raw === '' || raw === 'true' ? 'all' : String(raw);
-  if (mode !== 'all' && mode !== 'bn') throw new UsageError(`expected --fine-tune to be all, bn or none, got '${String(raw)}'`);
+  if (mode !== 'all' && mode !== 'bn' && !/^last:[1-9]\d*$/.test(mode)) throw new UsageError(`expected --fine-tune to be all, bn, last:N (N >= 1) or none, got '${String(raw)}'`);
   const epochs = args['fine-tune-epochs'] as number;
   const lr = args['fine-tune-lr'] as number | undefined;
   const workers = args['fine-tune-workers'] as number | undefined;
-  return { fineTune: { mode, epochs, ...(lr === undefined ? {} : { lr }), ...(workers === undefined ? {} : { workers }) } };
+  const patience = args['fine-tune-patience'] as number | undefined;
+  const bnStatistics = args['fine-tune-bn-statistics'] as BatchNormStatistics;
+  return { fineTune: { mode: mode as FineTuneMode, bnStatistics, epochs, ...(lr === undefined ? {} : { lr }), ...(workers === undefined ? {} : { workers }), ...(patience === undefined ? {} : { patience }) } };
 }
 
 async function trainOptions(args: Record<string, unknown>, context: CliContext): Promise<TrainOptions> {

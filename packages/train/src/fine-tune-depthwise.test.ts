@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { createLogger, openDataset, type ProgressEvent } from '@imgpipe/kit';
+import { createLogger, openDataset, silentLogger, type ProgressEvent } from '@imgpipe/kit';
 import { fileSaveHandler, Head, loadBackbone, loadTf, type Tf } from '@imgpipe/engines';
 import { buildMobileNetV1, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { fineTune, type FineTuneMode } from './fine-tune.js';
-import { outputFloatsPerImage, wasmTrainingBatch } from './fine-tune-memory.js';
+import { outputFloatsPerImage, wasmMicroBatch, wasmTrainingBatch } from './fine-tune-memory.js';
 import { TEST_SIZE, writeLearnableDataset } from './test-dataset.js';
 
 let temp: TempDir;
@@ -101,7 +101,7 @@ test('a gradient kernel missing on wasm falls back to the cpu backend with a war
   }
 });
 
-test('fine-tuning on wasm caps the batch to what fits its heap (MobileNet v1 0.5 at 224: 17 of 32)', () => {
+test('fine-tuning on wasm splits a batch into micro-batches that fit its heap, and says so (MobileNet v1 0.5 at 224: 17 of 32)', () => {
   const input = tf.input({ shape: [4, 4, 3] });
   const conv = tf.layers.conv2d({ filters: 2, kernelSize: 3, padding: 'same' });
   const flat = tf.layers.flatten();
@@ -111,4 +111,12 @@ test('fine-tuning on wasm caps the batch to what fits its heap (MobileNet v1 0.5
   assert.equal(wasmTrainingBatch(32, 7.72e6), 17, 'MobileNet v1 0.5 at 224 (7.72 M floats of layer outputs per image)');
   assert.equal(wasmTrainingBatch(32, 3.93e6), 32, 'MobileNet v1 0.25 at 224 fits');
   assert.equal(wasmTrainingBatch(4, 1e9), 1, 'never below 1');
+  const lines: string[] = [];
+  const log = { ...silentLogger, warn: (line: string) => void lines.push(line) };
+  assert.equal(wasmMicroBatch(32, 2, 7.72e6, 'frozen', log), 32, 'shards of 16 fit');
+  assert.deepEqual(lines, []);
+  assert.equal(wasmMicroBatch(32, 1, 7.72e6, 'frozen', log), 17);
+  assert.match(lines[0]!, /batches of 32 as 2 micro-batches of at most 17, gradients accumulated.*the same updates as one batch \(BatchNormalization statistics are frozen\)/);
+  assert.equal(wasmMicroBatch(64, 2, 7.72e6, 'update', log), 34);
+  assert.match(lines[1]!, /batches of 64 as 2 micro-batches of at most 34.*each of 2 workers.*normalises each micro-batch's shards with its own statistics/);
 });

@@ -10,18 +10,26 @@ const BUDGET_BYTES = 3 * 2 ** 30;
 const BYTES_PER_OUTPUT_FLOAT = 6 * 4;
 
 /**
- * The batch fine-tuning runs on wasm: batchSize, or less (with a warning) when a shard of it, one per worker, would
- * not fit a worker's heap.
+ * The micro-batch fine-tuning runs on wasm: batchSize, or less when a shard of it, one per worker, would not fit a
+ * worker's heap. Then every step accumulates the gradients of ceil(batchSize / micro-batch) micro-batches, so the
+ * optimizer still steps on batches of batchSize (as many steps, each slower by the extra passes' overhead); said in a
+ * warning, with what it changes: nothing with frozen BatchNormalization statistics, each micro-batch's statistics with
+ * --fine-tune-bn-statistics update.
  */
-export function capWasmBatch(batchSize: number, workers: number, outputFloatsPerImage: number, log: Logger): number {
+export function wasmMicroBatch(batchSize: number, workers: number, outputFloatsPerImage: number, bnStatistics: 'frozen' | 'update', log: Logger): number {
   const shard = Math.ceil(batchSize / workers);
   const fits = wasmTrainingBatch(shard, outputFloatsPerImage);
   if (fits >= shard) return batchSize;
+  const micro = fits * workers;
   const where = workers > 1 ? ` in each of ${workers} workers` : '';
+  const bn =
+    bnStatistics === 'frozen'
+      ? 'the same updates as one batch (BatchNormalization statistics are frozen)'
+      : `BatchNormalization normalises each micro-batch${workers > 1 ? "'s shards" : ''} with its own statistics`;
   log.warn(
-    `fine-tuning in batches of ${fits * workers} instead of ${batchSize}: a training step of ${shard} images${where} needs about ${((shard * outputFloatsPerImage * BYTES_PER_OUTPUT_FLOAT) / 2 ** 30).toFixed(1)} GiB of TF.js wasm's 4 GiB heap`,
+    `fine-tuning batches of ${batchSize} as ${Math.ceil(batchSize / micro)} micro-batches of at most ${micro}, gradients accumulated: a training step of ${shard} images${where} needs about ${((shard * outputFloatsPerImage * BYTES_PER_OUTPUT_FLOAT) / 2 ** 30).toFixed(1)} GiB of TF.js wasm's 4 GiB heap; ${bn}, each step slower by the extra passes`,
   );
-  return fits * workers;
+  return micro;
 }
 
 /** The largest batch (at most batchSize, at least 1) whose training step fits the wasm heap. */

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { silentLogger, type Logger, type PreprocessSpec } from '@imgpipe/kit';
-import { fileLoadHandler, fileSaveHandler, fuseTrainingLayers, preprocessPixels, type Tf } from '@imgpipe/engines';
-import type { FineTuneMode } from './fine-tune-types.js';
+import { fileLoadHandler, fileSaveHandler, freezeBatchNormStatistics, fuseTrainingLayers, preprocessPixels, type Tf } from '@imgpipe/engines';
+import { type BatchNormStatistics, type FineTuneMode, unfrozenLayers } from './fine-tune-types.js';
 
 // Types through core's Tf: this package does not depend on @tensorflow/tfjs itself.
 export type LayersModel = Awaited<ReturnType<Tf['loadLayersModel']>>;
@@ -15,17 +15,26 @@ export interface FineTuneModel {
   /** The whole backbone as loaded (its layers past the feature layer are not in `model`). */
   full: LayersModel;
   head: LayersModel;
-  /** Layers frozen for --fine-tune bn, made trainable again before saving. */
+  /** Layers frozen for --fine-tune bn or last:N, made trainable again before saving. */
   frozen: { trainable: boolean }[];
 }
 
 /**
  * One graph: input -> backbone up to its feature layer -> the head's own layers (not the head as a nested model:
  * TF.js passes `training` only to the layers of the graph being trained, and the head has dropout). In mode 'bn'
- * every backbone layer but BatchNormalization is frozen; then, on wasm, its layers train with fused kernels
- * (fuseTrainingLayers). Built the same way in-process and in each worker.
+ * every backbone layer but BatchNormalization is frozen, in last:N every backbone layer with weights but the last N;
+ * BatchNormalization normalises with its frozen moving statistics unless bnStatistics is 'update'; then, on wasm,
+ * its layers train with fused kernels (fuseTrainingLayers). Built the same way in-process and in each worker.
  */
-export async function buildFineTuneModel(tf: Tf, backboneModelJson: string, headModelJson: string, featureLayer: string, mode: FineTuneMode, log: Logger = silentLogger): Promise<FineTuneModel> {
+export async function buildFineTuneModel(
+  tf: Tf,
+  backboneModelJson: string,
+  headModelJson: string,
+  featureLayer: string,
+  mode: FineTuneMode,
+  bnStatistics: BatchNormStatistics = 'frozen',
+  log: Logger = silentLogger,
+): Promise<FineTuneModel> {
   const full = await tf.loadLayersModel(fileLoadHandler(tf.io, backboneModelJson));
   let head: LayersModel | undefined;
   try {
@@ -35,15 +44,22 @@ export async function buildFineTuneModel(tf: Tf, backboneModelJson: string, head
     for (const layer of head.layers) if (layer.getClassName() !== 'InputLayer') t = layer.apply(t) as SymbolicTensor;
     const model = tf.model({ inputs: full.inputs, outputs: t, name: 'imgpipe_fine_tune' });
     const frozen: { trainable: boolean }[] = [];
-    if (mode === 'bn') {
-      const headLayers = new Set(head.layers);
-      for (const layer of model.layers) {
-        if (!headLayers.has(layer) && layer.trainable && layer.getClassName() !== 'BatchNormalization') {
-          layer.trainable = false;
-          frozen.push(layer);
-        }
+    const headLayers = new Set(head.layers);
+    const backbone = model.layers.filter((layer) => !headLayers.has(layer) && layer.weights.length > 0);
+    const last = unfrozenLayers(mode);
+    const keep = mode === 'bn' ? backbone.filter((layer) => layer.getClassName() === 'BatchNormalization') : last === undefined ? backbone : backbone.slice(Math.max(0, backbone.length - last));
+    const trained = new Set(keep);
+    for (const layer of backbone) {
+      if (!trained.has(layer) && layer.trainable) {
+        layer.trainable = false;
+        frozen.push(layer);
       }
     }
+    if (last !== undefined) {
+      log.debug(`--fine-tune ${mode}: training ${keep.map((layer) => layer.name).join(', ')} of the backbone's ${backbone.length} layers with weights`);
+      if (last > backbone.length) log.warn(`--fine-tune ${mode}: the backbone has ${backbone.length} layers with weights up to its feature layer, so all of them train`);
+    }
+    if (bnStatistics === 'frozen') freezeBatchNormStatistics(tf, model);
     const fused = fuseTrainingLayers(tf, model);
     if (fused.batchNorm + fused.relu6 + fused.unfusedConv > 0) {
       log.debug(`fine-tuning with fused training layers: ${fused.batchNorm} BatchNormalization, ${fused.relu6} ReLU6, ${fused.unfusedConv} Conv2D unfused (frozen, or on the input)`);
@@ -79,11 +95,15 @@ export function trainedParameters(model: LayersModel): number {
   return model.trainableWeights.reduce((sum: number, w) => sum + w.shape.reduce((a: number, b: number | null) => a * (b ?? 1), 1), 0);
 }
 
-/** backbone/ and head/ under outDir, every layer trainable again (saved as loaded). */
+/** backbone/ and head/ under outDir, every layer trainable (saved as loaded); training may go on after it. */
 export async function saveFineTuned(parts: FineTuneModel, outDir: string): Promise<void> {
   for (const layer of parts.frozen) layer.trainable = true;
-  await parts.full.save(fileSaveHandler(join(outDir, 'backbone')));
-  await parts.head.save(fileSaveHandler(join(outDir, 'head')));
+  try {
+    await parts.full.save(fileSaveHandler(join(outDir, 'backbone')));
+    await parts.head.save(fileSaveHandler(join(outDir, 'head')));
+  } finally {
+    for (const layer of parts.frozen) layer.trainable = false;
+  }
 }
 
 /**

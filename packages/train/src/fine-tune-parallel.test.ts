@@ -35,7 +35,7 @@ before(async () => {
 });
 after(() => temp.remove());
 
-type Extra = { epochs?: number; lr?: number; backboneModelJson?: string; backboneInfo?: BackboneInfo; headModelJson?: string; mode?: 'all' | 'bn' };
+type Extra = { epochs?: number; lr?: number; backboneModelJson?: string; backboneInfo?: BackboneInfo; headModelJson?: string; mode?: 'all' | 'bn'; bnStatistics?: 'frozen' | 'update'; batchSize?: number; microBatch?: number };
 function tune(name: string, workers: number, extra: Extra = {}): Promise<FineTuneResult> {
   return fineTune({
     tf, dataset, backboneModelJson: net.path, backboneInfo: info, headModelJson: headJson, mode: 'bn', epochs: 1, lr: 0.01, batchSize: 16, seed: 3,
@@ -56,7 +56,7 @@ test('shards are contiguous and as even as can be; gradients are averaged by sha
   assert.deepEqual(averageGradients([step(1, [4, 8]), step(0, null)]), [Float32Array.from([4, 8])]);
 });
 
-test('2 workers train like 1 (one step of 16: BatchNorm statistics per shard of 8), record their number, rerun byte-identically', async () => {
+test('2 workers train like 1 (one step of 16), record their number, rerun byte-identically', async () => {
   const tensors = tf.memory().numTensors;
   const one = await tune('one', 1);
   const two = await tune('two', 2);
@@ -64,9 +64,14 @@ test('2 workers train like 1 (one step of 16: BatchNorm statistics per shard of 
   assert.equal(tf.memory().numTensors, tensors, 'no tensors left in this thread');
   assert.equal(one.workers, 1);
   assert.equal(two.workers, 2);
+  // BatchNorm on its frozen moving statistics: splitting the batch changes nothing but rounding.
   const [a, b] = [one.history[0]!, two.history[0]!];
-  assert.ok(Math.abs(a.train_loss - b.train_loss) < 0.05, `train loss of the step: 1 worker ${a.train_loss}, 2 workers ${b.train_loss}`);
-  assert.ok(Math.abs(a.val_loss - b.val_loss) < 0.05, `val loss after the step: 1 worker ${a.val_loss}, 2 workers ${b.val_loss}`);
+  assert.ok(Math.abs(a.train_loss - b.train_loss) < 1e-5, `train loss of the step: 1 worker ${a.train_loss}, 2 workers ${b.train_loss}`);
+  assert.ok(Math.abs(a.val_loss - b.val_loss) < 1e-5, `val loss after the step: 1 worker ${a.val_loss}, 2 workers ${b.val_loss}`);
+  // On batch statistics (update), each worker normalises its shard of 8 with that shard's: close, not the same.
+  const [c, d] = [(await tune('one-update', 1, { bnStatistics: 'update' })).history[0]!, (await tune('two-update', 2, { bnStatistics: 'update' })).history[0]!];
+  assert.ok(Math.abs(c.train_loss - d.train_loss) < 0.05, `update: train loss of the step: 1 worker ${c.train_loss}, 2 workers ${d.train_loss}`);
+  assert.ok(Math.abs(c.train_loss - d.train_loss) > 1e-5, 'update: shard statistics differ from the batch\'s');
   assert.notEqual(two.backboneSha256, info.sha256, 'the backbone was trained');
   const { seconds: _s1, history: h1, headModelJson: _j1, backboneFiles: _f1, ...rest1 } = two;
   const { seconds: _s2, history: h2, headModelJson: _j2, backboneFiles: _f2, ...rest2 } = again;
@@ -75,6 +80,25 @@ test('2 workers train like 1 (one step of 16: BatchNorm statistics per shard of 
   for (const file of ['head/model.json', 'head/weights.bin', 'backbone/weights.bin']) {
     assert.deepEqual(await readFile(join(temp.path, 'again', file)), await readFile(join(temp.path, 'two', file)), file);
   }
+});
+
+test('micro-batches accumulate their gradients: a batch of 16 as micro-batches of 4 (or 8 over 2 workers) trains like one of 16', async () => {
+  const whole = await tune('acc-whole', 1, { epochs: 2 });
+  const micro = await tune('acc-micro', 1, { epochs: 2, microBatch: 4 });
+  const microWorkers = await tune('acc-micro-workers', 2, { epochs: 2, microBatch: 8 });
+  assert.equal(micro.batch_size, 16);
+  assert.equal(micro.micro_batch, 4);
+  assert.equal(microWorkers.micro_batch, 8);
+  assert.equal(whole.micro_batch, 16);
+  for (const result of [micro, microWorkers]) {
+    for (const [i, e] of whole.history.entries()) {
+      const f = result.history[i]!;
+      for (const key of ['train_loss', 'val_loss'] as const) assert.ok(Math.abs(e[key] - f[key]) < 1e-5, `epoch ${i + 1} ${key}: whole ${e[key]}, micro-batches of ${result.micro_batch} ${f[key]}`);
+    }
+  }
+  // Batches of 4 (four steps an epoch, not one) train otherwise.
+  const small = await tune('acc-small', 1, { epochs: 2, batchSize: 4 });
+  assert.ok(Math.abs(small.history[1]!.val_loss - whole.history[1]!.val_loss) > 1e-4, `batches of 4: ${small.history[1]!.val_loss} vs ${whole.history[1]!.val_loss}`);
 });
 
 test('without BatchNorm, a step split across 2 workers is the step of 1 (gradients averaged by shard size)', async () => {
@@ -96,7 +120,7 @@ test('without BatchNorm, a step split across 2 workers is the step of 1 (gradien
 });
 
 test('workers keep the trainable weights identical across unequal shards, and their tensors flat from step to step', async () => {
-  const pool = await FineTuneWorkers.start(2, { backboneModelJson: net.path, headModelJson: headJson, featureLayer: net.featureLayer, mode: 'bn', lr: 0.01, inputSize: TEST_SIZE, preprocess: info.preprocess, classes: 2 });
+  const pool = await FineTuneWorkers.start(2, { backboneModelJson: net.path, headModelJson: headJson, featureLayer: net.featureLayer, mode: 'bn', bnStatistics: 'update', lr: 0.01, inputSize: TEST_SIZE, preprocess: info.preprocess, classes: 2 });
   try {
     const image = TEST_SIZE * TEST_SIZE * 3;
     const after: number[][] = [];
@@ -108,7 +132,7 @@ test('workers keep the trainable weights identical across unequal shards, and th
         return { message: { type: 'step', pixels, oneHot, count: sizes[i]! } };
       });
       assert.ok(steps.every((s) => Number.isFinite(s.loss) && s.gradients!.length === pool.ready.variables.length));
-      const applied = await pool.all<number>(() => ({ message: { type: 'apply', gradients: averageGradients(steps) } }));
+      const applied = await pool.all<number>(() => ({ message: { type: 'apply', gradients: averageGradients(steps), lr: 0.01 } }));
       const digests = await pool.all<string>(() => ({ message: { type: 'digest' } }));
       assert.equal(digests[0], digests[1], `step ${step}: the same trainable weights in both workers`);
       after.push([...steps.map((s) => s.tensors), ...applied]);

@@ -38,6 +38,8 @@ export interface FineTuneStepInput {
   timings: RunTimings;
   log: Logger;
   onProgress?: (event: ProgressEvent) => void;
+  /** The kept fine-tuned backbone on ONNX Runtime (backbone-features' convertTuned), when it converts. */
+  toOnnx?: (tuned: { files: string[]; info: BackboneInfo }) => Promise<{ files: string[]; info: BackboneInfo } | undefined>;
 }
 
 /** After the sweep: fine-tune the backbone with the best head, kept only when validation accuracy does not drop. */
@@ -56,6 +58,8 @@ export async function fineTuneBest(input: FineTuneStepInput): Promise<FineTuneSt
       backboneInfo,
       headModelJson: input.headModelJson,
       mode: settings.mode,
+      ...(settings.patience ? { patience: settings.patience } : {}),
+      ...(settings.bnStatistics ? { bnStatistics: settings.bnStatistics } : {}),
       epochs: settings.epochs,
       lr,
       batchSize: winner.params.batch_size,
@@ -84,5 +88,9 @@ export async function fineTuneBest(input: FineTuneStepInput): Promise<FineTuneSt
   log.info(
     `fine-tuning: val_accuracy ${winner.val_accuracy.toFixed(4)} -> ${tuned.val_accuracy.toFixed(4)} in ${tuned.seconds.toFixed(1)}s; keeping the ${kept ? 'fine-tuned model' : "sweep's model (fine-tuning lowered val accuracy)"}`,
   );
-  return { record, ...(kept ? { kept: { backboneFiles, headModelJson, backboneInfo: { ...backboneInfo, sha256: backboneSha256 } } } : {}) };
+  if (!kept) return { record };
+  const tfjs = { files: backboneFiles, info: { ...backboneInfo, sha256: backboneSha256 } };
+  const onnx = await input.toOnnx?.(tfjs);
+  const saved = onnx ?? tfjs;
+  return { record, kept: { backboneFiles: saved.files, headModelJson, backboneInfo: saved.info } };
 }

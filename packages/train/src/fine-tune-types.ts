@@ -3,17 +3,34 @@ import type { Tf } from '@imgpipe/engines';
 import type { EpochRecord } from './trial.js';
 
 /**
- * --fine-tune: after the sweep, train a TF.js layers backbone (all its weights, or only its BatchNormalization
- * layers) together with the best head, end to end on the training pixels, with the same preprocessing as
- * extraction. Every step runs the backbone forward and backward, so this is far slower than the sweep.
+ * --fine-tune: after the sweep, train a TF.js layers backbone together with the best head, end to end on the training
+ * pixels, with the same preprocessing as extraction: all its weights, only its BatchNormalization layers' gamma and
+ * beta (bn), or its last N layers with weights up to the feature layer (last:N, conv kernels included; the rest
+ * frozen). Every step runs the backbone forward and backward, so this is far slower than the sweep.
  */
-export type FineTuneMode = 'all' | 'bn';
+export type FineTuneMode = 'all' | 'bn' | `last:${number}`;
+
+/**
+ * What BatchNormalization layers normalise with while fine-tuning: frozen (default) = their moving statistics, never
+ * updated (inference mode, the usual recipe for a pretrained backbone); update = each batch's statistics, the moving
+ * ones following them (training mode, which small batches make noisy).
+ */
+export type BatchNormStatistics = 'frozen' | 'update';
+
+/** N of mode last:N, undefined for the other modes. */
+export function unfrozenLayers(mode: FineTuneMode): number | undefined {
+  return mode.startsWith('last:') ? Number(mode.slice('last:'.length)) : undefined;
+}
 
 export interface FineTuneSettings {
   mode: FineTuneMode;
   epochs: number;
+  /** Default frozen. */
+  bnStatistics?: BatchNormStatistics;
   /** Default: the best trial's lr / 10. */
   lr?: number;
+  /** Stop after this many epochs without a better val accuracy (FineTuneOptions.patience). */
+  patience?: number;
   /** FineTuneOptions.workers. */
   workers?: number;
 }
@@ -30,10 +47,18 @@ export interface FineTuneOptions {
   /** The best trial's head (a layers model.json). */
   headModelJson: string;
   mode: FineTuneMode;
+  /** Default frozen. */
+  bnStatistics?: BatchNormStatistics;
   epochs: number;
+  /** Peak learning rate: warmed up to over the first tenth of the steps, then decayed along a cosine. */
   lr: number;
+  /** Images per optimizer step; on wasm split into micro-batches that fit the heap, their gradients accumulated. */
   batchSize: number;
+  /** At most this many images per forward and backward pass (all workers together), gradients accumulated up to batchSize. Default: batchSize, or what the wasm heap fits. */
+  microBatch?: number;
   seed: number;
+  /** Stop after this many epochs without a better val accuracy; the best epoch is kept either way. Default: every epoch runs. */
+  patience?: number;
   /**
    * On wasm: worker threads that each train on a contiguous shard of every batch (data-parallel, gradients averaged
    * by shard size), at most the batch size. Default: one per CPU thread, as TF.js backbones on wasm; 1 trains in
@@ -48,9 +73,17 @@ export interface FineTuneOptions {
 
 export interface FineTuneResult {
   mode: FineTuneMode;
+  bn_statistics: BatchNormStatistics;
   epochs: number;
+  /** Epochs that ran (fewer than epochs when --fine-tune-patience stopped it). */
+  epochs_run: number;
+  /** The epoch whose weights were saved, and whose numbers train_* and val_* are. */
+  best_epoch: number;
   lr: number;
+  lr_schedule: 'warmup-cosine';
   batch_size: number;
+  /** Images per forward and backward pass (all workers together); less than batch_size when the heap forced it. */
+  micro_batch: number;
   /** Threads the batches were split across (1: one thread); a rerun with as many reproduces the result. */
   workers: number;
   /** Number of trained values (backbone + head). */

@@ -2,6 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { sha256 } from '@imgpipe/kit';
 import { loadTf, parentLogger } from '@imgpipe/engines';
 import { outputFloatsPerImage } from './fine-tune-memory.js';
+import { keepGradientsAdam } from './fine-tune-optimizer.js';
 import { buildFineTuneModel, inputTensor, predictProbabilities, saveFineTuned, trainedParameters } from './fine-tune-model.js';
 import type { FineTuneReply, FineTuneRequest, FineTuneWorkerInit, ShardStep } from './fine-tune-workers.js';
 
@@ -18,39 +19,10 @@ const post = (reply: FineTuneReply, transfer: ArrayBuffer[] = []) => port.postMe
 try {
   const { tf } = await loadTf('wasm');
   const log = parentLogger();
-  const parts = await buildFineTuneModel(tf, init.backboneModelJson, init.headModelJson, init.featureLayer, init.mode, log);
+  const parts = await buildFineTuneModel(tf, init.backboneModelJson, init.headModelJson, init.featureLayer, init.mode, init.bnStatistics, log);
   const { model } = parts;
-  // trainOnBatch's gradients are keyed by the names of the variables behind the trainable weights.
-  const names = model.trainableWeights.map((w) => (w.read() as unknown as { name: string }).name);
-  const shapes = model.trainableWeights.map((w) => w.shape as number[]);
-  type Gradients = Parameters<InstanceType<typeof tf.AdamOptimizer>['applyGradients']>[0];
-
-  /** Adam whose minimize() (trainOnBatch's step) keeps the gradients; apply() applies given ones. */
-  class KeepGradientsAdam extends tf.AdamOptimizer {
-    kept: Float32Array[] | null = null;
-    private applying = false;
-    override applyGradients(gradients: Gradients): void {
-      if (this.applying) {
-        super.applyGradients(gradients);
-        return;
-      }
-      const list = Array.isArray(gradients) ? gradients : names.map((name) => ({ name, tensor: gradients[name]! }));
-      if (list.map((g) => g.name).join('\n') !== names.join('\n')) throw new Error('trainOnBatch computed gradients of other variables than the trainable weights');
-      this.kept = list.map((g) => new Float32Array(g.tensor.dataSync() as Float32Array));
-    }
-    apply(gradients: Float32Array[]): void {
-      const tensors = names.map((name, i) => ({ name, tensor: tf.tensor(gradients[i]!, shapes[i]) }));
-      this.applying = true;
-      try {
-        super.applyGradients(tensors);
-      } finally {
-        this.applying = false;
-        tf.dispose(tensors.map((t) => t.tensor));
-      }
-    }
-  }
-  const optimizer = new KeepGradientsAdam(init.lr, 0.9, 0.999); // tf.train.adam(lr)'s defaults
-  model.compile({ optimizer, loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+  const adam = keepGradientsAdam(tf, model, init.lr);
+  model.compile({ optimizer: adam.optimizer, loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
   const movingStats = model.layers
     .filter((layer) => layer.getClassName() === 'BatchNormalization')
     .flatMap((layer) => layer.weights.filter((w) => /moving_(mean|variance)$/.test(w.originalName)));
@@ -64,8 +36,7 @@ try {
         const y = tf.tensor2d(request.oneHot, [request.count, init.classes]);
         try {
           const [loss, accuracy] = (await model.trainOnBatch(x, y)) as number[];
-          const gradients = optimizer.kept!;
-          optimizer.kept = null;
+          const gradients = adam.take();
           const step: ShardStep = { count: request.count, loss: loss!, accuracy: accuracy!, gradients, tensors: 0 };
           return { value: step, transfer: gradients.map((g) => g.buffer as ArrayBuffer) };
         } finally {
@@ -73,7 +44,7 @@ try {
         }
       }
       case 'apply':
-        optimizer.apply(request.gradients);
+        adam.apply(request.gradients, request.lr);
         return { value: tf.memory().numTensors };
       case 'bn-stats': {
         const stats = movingStats.map((w) => new Float32Array(w.read().dataSync() as Float32Array));
@@ -112,6 +83,7 @@ try {
       }
     });
   });
+  const names = model.trainableWeights.map((w) => (w.read() as unknown as { name: string }).name);
   log.debug(`fine-tuning worker ready: ${names.length} trainable variables`);
   post({ type: 'ready', trainedParameters: trainedParameters(model), outputFloatsPerImage: outputFloatsPerImage(model.layers), variables: names });
 } catch (error) {

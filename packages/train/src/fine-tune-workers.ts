@@ -1,7 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import { FailureError, silentLogger, type Logger, type PreprocessSpec } from '@imgpipe/kit';
 import { PendingReplies, startWorkers, type WorkerFailure, type WorkerLog } from '@imgpipe/engines';
-import type { FineTuneMode } from './fine-tune-types.js';
+import type { BatchNormStatistics, FineTuneMode } from './fine-tune-types.js';
 
 /** What each fine-tuning worker builds: the same model from the same files as fineTune does in-process. */
 export interface FineTuneWorkerInit {
@@ -9,6 +9,7 @@ export interface FineTuneWorkerInit {
   headModelJson: string;
   featureLayer: string;
   mode: FineTuneMode;
+  bnStatistics: BatchNormStatistics;
   lr: number;
   inputSize: number;
   preprocess: PreprocessSpec;
@@ -26,7 +27,7 @@ export interface FineTuneWorkerReady {
 
 export type FineTuneRequest =
   | { type: 'step'; pixels: Uint8Array; oneHot: Float32Array; count: number }
-  | { type: 'apply'; gradients: Float32Array[] }
+  | { type: 'apply'; gradients: Float32Array[]; lr: number }
   | { type: 'bn-stats' }
   | { type: 'set-bn-stats'; stats: Float32Array[] }
   /** sha256 of the trainable weights, which the same steps keep the same in every worker. */

@@ -6,7 +6,9 @@ import { after, before, test } from 'node:test';
 import { createLogger, openDataset, readModelCard, UsageError } from '@imgpipe/kit';
 import { cpuThreads, loadModel, fileLoadHandler, fileSaveHandler, Head, loadBackbone, loadTf, type Tf } from '@imgpipe/engines';
 import { buildTinyConvBackbone, makeTempDir, type TempDir, type TinyBackbone } from '@imgpipe/test-utils';
-import { checkFineTunable, fineTune } from './fine-tune.js';
+import { checkFineTunable, fineTune, type FineTuneMode } from './fine-tune.js';
+import { evaluateSplit } from './fine-tune-data.js';
+import { buildFineTuneModel, disposeFineTuneModel, predictProbabilities } from './fine-tune-model.js';
 import { TEST_SIZE, writeLearnableDataset } from './test-dataset.js';
 import { runTrain } from './train.js';
 
@@ -61,7 +63,7 @@ test('train --fine-tune all: run.json and the card record both results; the kept
     strategy: 'grid',
     runs: 0,
     seed: 42,
-    device: 'wasm',
+    device: 'cpu',
     extractBatchSize: 16,
     fineTune: { mode: 'all', epochs: 2 },
   });
@@ -69,13 +71,15 @@ test('train --fine-tune all: run.json and the card record both results; the kept
   assert.deepEqual((await readdir(result.runDir)).sort(), ['model', 'results.csv', 'run.json', 'trials.csv', 'trials.jsonl'], 'no temporary directories left');
   const run = JSON.parse(await readFile(join(result.runDir, 'run.json'), 'utf8'));
   const record = run.fine_tune;
+  assert.equal(run.backbone.engine, 'onnxruntime', "the sweep's features were extracted by the converted ONNX graph");
+  assert.equal(run.backbone.converted_from, 'tfjs-layers');
   assert.equal(record.mode, 'all');
   assert.equal(record.lr, 0.001, 'default lr: best lr / 10');
   assert.equal(record.workers, Math.min(cpuThreads(), 8), 'wasm: one worker per CPU thread, at most the batch size');
   assert.equal(record.history.length, 2);
   assert.ok(record.trained_parameters > 8 * 16, 'backbone weights are trained too');
   assert.equal(record.before.val_accuracy, result.best.val_accuracy);
-  assert.equal(record.after.val_accuracy, record.history[1].val_accuracy);
+  assert.equal(record.after.val_accuracy, record.history[record.best_epoch - 1].val_accuracy);
   assert.equal(record.kept, record.after.val_accuracy >= record.before.val_accuracy ? 'fine-tuned' : 'sweep');
   assert.ok(run.timings.fine_tune_seconds > 0);
 
@@ -84,11 +88,12 @@ test('train --fine-tune all: run.json and the card record both results; the kept
   // Deterministic here (no dropout, seeded order): fine-tuning raises val accuracy (0.958 -> 1), so it is kept.
   assert.equal(record.kept, 'fine-tuned');
   assert.equal(card.metrics.val_accuracy, record.after.val_accuracy);
-  assert.equal(card.backbone.sha256, record.backbone_sha256);
-  assert.notEqual(card.backbone.sha256, run.backbone.sha256);
-  const original = await weightsByLayer(tiny.path);
-  const saved = await weightsByLayer(join(result.modelDir, 'backbone', 'model.json'));
-  assert.notDeepEqual(saved.get('conv1'), original.get('conv1'), 'the saved backbone is the fine-tuned one');
+  // The saved backbone is the fine-tuned TF.js model converted to ONNX, so eval-model and serve run it on ONNX Runtime.
+  assert.equal(card.backbone.engine, 'onnxruntime');
+  assert.equal(card.backbone.converted_from, 'tfjs-layers');
+  assert.equal(card.backbone.source_sha256, record.backbone_sha256, 'converted from the fine-tuned model');
+  assert.notEqual(record.backbone_sha256, run.backbone.source_sha256, 'which is not the original');
+  assert.deepEqual(await readdir(join(result.modelDir, 'backbone')), ['model.onnx']);
   assert.equal(await reloadedValAccuracy(result.modelDir), card.metrics.val_accuracy, 'the reloaded model gives the logged val accuracy');
   // model.onnx holds the fine-tuned backbone (converted from its TF.js files) and gives what the two parts give.
   assert.equal(card.onnx?.path, 'model.onnx');
@@ -176,4 +181,103 @@ test('fineTune changes the backbone weights (all) or only BatchNormalization one
   const plain = await loadBackbone(tiny.path, { device: 'wasm', featureLayer: 'features', preprocess: 'torch', workers: 1 });
   await assert.rejects(checkFineTunable(plain.info, plain.files[0]!, 'bn'), (e: Error) => e instanceof UsageError && /--fine-tune all/.test(e.message));
   await plain.dispose();
+});
+
+/** conv -> bn -> relu -> conv2 -> bn2 -> relu -> global pool ('features'), saved as a TF.js layers model.json. */
+async function saveTwoBlockBackbone(dir: string): Promise<string> {
+  const input = tf.input({ shape: [TEST_SIZE, TEST_SIZE, 3] });
+  let t = tf.layers.conv2d({ name: 'conv', filters: 6, kernelSize: 3, strides: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }).apply(input);
+  t = tf.layers.activation({ activation: 'relu' }).apply(tf.layers.batchNormalization({ name: 'bn' }).apply(t));
+  t = tf.layers.conv2d({ name: 'conv2', filters: 8, kernelSize: 3, strides: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }).apply(t);
+  t = tf.layers.activation({ activation: 'relu' }).apply(tf.layers.batchNormalization({ name: 'bn2' }).apply(t));
+  const net = tf.model({ inputs: input, outputs: tf.layers.globalAveragePooling2d({ name: 'features' }).apply(t) as ReturnType<Tf['input']> });
+  await net.save(fileSaveHandler(dir));
+  net.dispose();
+  return join(dir, 'model.json');
+}
+
+test('--fine-tune modes train exactly their layers; BatchNormalization statistics stay byte-identical unless update is asked', async () => {
+  const path = await saveTwoBlockBackbone(join(temp.path, 'two-blocks'));
+  const dataset = await openDataset(dataDir);
+  const backbone = await loadBackbone(path, { device: 'wasm', featureLayer: 'features', preprocess: 'torch', workers: 1 });
+  await backbone.dispose();
+  const head = new Head(tf, { inputDim: backbone.info.feature_dim, classes: 2, layer_size: 8, dropout: 0, lr: 0.01, batch_size: 8, seed: 1 });
+  const headModel = head.toLayersModel();
+  const headDir = join(temp.path, 'two-blocks-head');
+  await headModel.save(fileSaveHandler(headDir));
+  headModel.dispose();
+  head.dispose();
+  const before = await weightsByLayer(path);
+  const run = async (mode: FineTuneMode, extra: { bnStatistics?: 'update'; workers?: number } = {}) => {
+    const outDir = join(temp.path, `two-blocks-${mode.replace(':', '-')}-${extra.bnStatistics ?? 'frozen'}-${extra.workers ?? 'n'}`);
+    const tuned = await fineTune({ tf, dataset, backboneModelJson: path, backboneInfo: backbone.info, headModelJson: join(headDir, 'model.json'), mode, epochs: 1, lr: 0.01, batchSize: 8, seed: 3, outDir, ...extra });
+    return { tuned, after: await weightsByLayer(tuned.backboneFiles[0]!) };
+  };
+  // [gamma, beta, moving mean, moving variance] of a BatchNormalization layer; [kernel, bias] of a conv.
+  const changed = (after: Map<string, number[][]>, layer: string, index: number) => JSON.stringify(after.get(layer)![index]) !== JSON.stringify(before.get(layer)![index]);
+
+  for (const workers of [1, 2]) {
+    const { tuned, after } = await run('bn', { workers });
+    assert.equal(tuned.bn_statistics, 'frozen');
+    for (const layer of ['bn', 'bn2']) {
+      assert.ok(changed(after, layer, 0) && changed(after, layer, 1), `bn (${workers} workers): ${layer} gamma and beta trained`);
+      assert.deepEqual(after.get(layer)!.slice(2), before.get(layer)!.slice(2), `bn (${workers} workers): ${layer} moving statistics byte-identical`);
+    }
+    assert.deepEqual(after.get('conv'), before.get('conv'));
+    assert.deepEqual(after.get('conv2'), before.get('conv2'));
+  }
+
+  const last = await run('last:2');
+  assert.ok(changed(last.after, 'conv2', 0) && changed(last.after, 'conv2', 1), 'last:2: conv2 kernel and bias trained');
+  assert.ok(changed(last.after, 'bn2', 0) && changed(last.after, 'bn2', 1), 'last:2: bn2 gamma and beta trained');
+  assert.deepEqual(last.after.get('bn2')!.slice(2), before.get('bn2')!.slice(2), 'last:2: bn2 moving statistics byte-identical');
+  assert.deepEqual(last.after.get('conv'), before.get('conv'), 'last:2: conv byte-identical');
+  assert.deepEqual(last.after.get('bn'), before.get('bn'), 'last:2: bn byte-identical');
+  const json = JSON.parse(await readFile(last.tuned.backboneFiles[0]!, 'utf8'));
+  assert.ok(!JSON.stringify(json.modelTopology).includes('"trainable":false'), 'saved as loaded: every layer trainable');
+
+  const all = await run('all');
+  for (const layer of ['conv', 'conv2']) assert.ok(changed(all.after, layer, 0), `all: ${layer} trained`);
+  for (const layer of ['bn', 'bn2']) assert.deepEqual(all.after.get(layer)!.slice(2), before.get(layer)!.slice(2), `all: ${layer} moving statistics byte-identical`);
+
+  const updated = await run('all', { bnStatistics: 'update' });
+  assert.equal(updated.tuned.bn_statistics, 'update');
+  for (const layer of ['bn', 'bn2']) assert.ok(changed(updated.after, layer, 2) && changed(updated.after, layer, 3), `update: ${layer} moving statistics follow the batches`);
+
+  await assert.rejects(checkFineTunable(backbone.info, path, 'last:0'), (e: Error) => e instanceof UsageError && /last:N/.test(e.message));
+});
+
+test('fine-tuning saves its best epoch, not its last, and --fine-tune-patience stops it early', async () => {
+  const dataset = await openDataset(dataDir);
+  const backbone = await loadBackbone(tiny.path, { device: 'wasm', featureLayer: 'features', preprocess: 'torch', workers: 1 });
+  await backbone.dispose();
+  const head = new Head(tf, { inputDim: backbone.info.feature_dim, classes: 2, layer_size: 8, dropout: 0, lr: 0.01, batch_size: 8, seed: 1 });
+  const headModel = head.toLayersModel();
+  const headDir = join(temp.path, 'best-head');
+  await headModel.save(fileSaveHandler(headDir));
+  headModel.dispose();
+  head.dispose();
+  const common = { tf, dataset, backboneModelJson: tiny.path, backboneInfo: backbone.info, headModelJson: join(headDir, 'model.json'), mode: 'all' as const, lr: 1, batchSize: 8, seed: 3 };
+  // A learning rate this high overshoots after the second epoch (val accuracy 0.917, 1, 0.708, 0.833, 0.833).
+  const tuned = await fineTune({ ...common, epochs: 5, outDir: join(temp.path, 'best-epoch') });
+  const losses = tuned.history.map((h) => `${h.val_accuracy.toFixed(3)}/${h.val_loss.toFixed(4)}`).join(' ');
+  assert.equal(tuned.epochs_run, 5);
+  assert.ok(tuned.best_epoch < tuned.epochs_run, `an earlier epoch is the best: ${losses}`);
+  const best = tuned.history[tuned.best_epoch - 1]!;
+  for (const h of tuned.history) assert.ok(h.val_accuracy < best.val_accuracy || (h.val_accuracy === best.val_accuracy && h.val_loss >= best.val_loss), `epoch ${h.epoch} is not better: ${losses}`);
+  assert.equal(tuned.val_accuracy, best.val_accuracy);
+  assert.equal(tuned.val_loss, best.val_loss);
+  // The saved files give the best epoch's val loss, not the last one's.
+  const saved = await buildFineTuneModel(tf, tuned.backboneFiles[0]!, tuned.headModelJson, 'features', 'all');
+  const size = backbone.info.input_size;
+  const val = await evaluateSplit(dataset, 'val', 8, 2, (pixels, n) => predictProbabilities(tf, saved.model, pixels, n, size, backbone.info.preprocess));
+  disposeFineTuneModel(saved);
+  assert.ok(Math.abs(val.loss - best.val_loss) < 1e-6, `saved model's val loss ${val.loss} vs best epoch's ${best.val_loss} (${losses})`);
+  assert.ok(Math.abs(val.loss - tuned.history.at(-1)!.val_loss) > 1e-4, 'and not the last epoch\'s');
+
+  // Patience 1: it stops at the first epoch that is not better, with the same epochs up to there.
+  const patient = await fineTune({ ...common, epochs: 5, patience: 1, outDir: join(temp.path, 'best-epoch-patience') });
+  const firstWorse = tuned.history.findIndex((h, i) => i > 0 && !tuned.history.slice(0, i).every((e) => h.val_accuracy > e.val_accuracy || (h.val_accuracy === e.val_accuracy && h.val_loss < e.val_loss)));
+  assert.equal(patient.epochs_run, firstWorse + 1, losses);
+  assert.deepEqual(patient.history.map(({ seconds: _, ...e }) => e), tuned.history.slice(0, firstWorse + 1).map(({ seconds: _, ...e }) => e));
 });

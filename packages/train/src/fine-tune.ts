@@ -1,13 +1,15 @@
-import { createProgress, createRng, deriveSeed, shuffleInPlace, silentLogger, UsageError, type BackboneInfo } from '@imgpipe/kit';
+import { silentLogger, UsageError, type BackboneInfo } from '@imgpipe/kit';
 import { cpuThreads, readModelJson, type Tf } from '@imgpipe/engines';
-import { evaluateSplit, oneHot, readRows } from './fine-tune-data.js';
-import { fineTuneResult, logEpoch, logStart } from './fine-tune-record.js';
-import { capWasmBatch, outputFloatsPerImage } from './fine-tune-memory.js';
+import { evaluateSplit } from './fine-tune-data.js';
+import { trainEpochs } from './fine-tune-loop.js';
+import { fineTuneResult, logStart } from './fine-tune-record.js';
+import { outputFloatsPerImage, wasmMicroBatch } from './fine-tune-memory.js';
+import { accumulate, type GradientKeeper, keepGradientsAdam } from './fine-tune-optimizer.js';
 import { buildFineTuneModel, disposeFineTuneModel, inputTensor, predictProbabilities, saveFineTuned, trainedParameters, type FineTuneModel } from './fine-tune-model.js';
 import { fineTuneInWorkers } from './fine-tune-parallel.js';
-import type { FineTuneEpoch, FineTuneMode, FineTuneOptions, FineTuneResult } from './fine-tune-types.js';
+import { type FineTuneMode, type FineTuneOptions, type FineTuneResult, unfrozenLayers } from './fine-tune-types.js';
 
-export type { FineTuneEpoch, FineTuneMode, FineTuneOptions, FineTuneResult, FineTuneSettings } from './fine-tune-types.js';
+export type { BatchNormStatistics, FineTuneEpoch, FineTuneMode, FineTuneOptions, FineTuneResult, FineTuneSettings } from './fine-tune-types.js';
 
 type Tensor = ReturnType<Tf['tensor']>;
 
@@ -22,6 +24,8 @@ export async function checkFineTunable(info: BackboneInfo, modelJsonPath: string
   if (info.format === 'tfjs-graph') {
     throw new UsageError(`--fine-tune needs a TF.js layers backbone, but ${modelJsonPath} is a TF.js graph model, whose weights TF.js cannot train; ${drop}`);
   }
+  const last = unfrozenLayers(mode);
+  if (last !== undefined && !(Number.isInteger(last) && last >= 1)) throw new UsageError(`expected --fine-tune last:N with N an integer >= 1, got ${mode}`);
   if (mode === 'bn') {
     const json = await readModelJson(modelJsonPath);
     if (!JSON.stringify(json.modelTopology).includes('"BatchNormalization"')) {
@@ -91,60 +95,51 @@ function discardFailedTape(tf: Tf): void {
 }
 
 async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
-  const { tf, dataset, backboneInfo: info, mode, epochs, lr, log = silentLogger } = options;
-  let batchSize = options.batchSize;
+  const { tf, dataset, backboneInfo: info, mode, epochs, lr, bnStatistics = 'frozen', log = silentLogger } = options;
   const started = performance.now();
   const size = info.input_size;
-  const imageBytes = size * size * 3;
   const classes = dataset.manifest.classes.length;
-  const optimizer = tf.train.adam(lr);
   let parts: FineTuneModel | undefined;
+  let keeper: GradientKeeper | undefined;
   try {
-    parts = await buildFineTuneModel(tf, options.backboneModelJson, options.headModelJson, info.feature_layer, mode, log);
-    const { model } = parts;
-    if (tf.getBackend() === 'wasm') batchSize = capWasmBatch(batchSize, 1, outputFloatsPerImage(model.layers), log);
+    parts = await buildFineTuneModel(tf, options.backboneModelJson, options.headModelJson, info.feature_layer, mode, bnStatistics, log);
+    const built = parts;
+    const { model } = built;
+    const fits = tf.getBackend() === 'wasm' ? wasmMicroBatch(options.batchSize, 1, outputFloatsPerImage(model.layers), bnStatistics, log) : options.batchSize;
+    const microBatch = Math.min(fits, options.microBatch ?? fits);
     const trained = trainedParameters(model);
-    model.compile({ optimizer, loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
-
-    const labels = await dataset.labels('train');
-    const count = labels.length;
-    const batches = Math.ceil(count / batchSize);
-    const rng = createRng(deriveSeed(options.seed, 'fine-tune'));
-    logStart(log, { mode, trained, epochs, lr, batchSize, workers: 1 });
-    const history: FineTuneEpoch[] = [];
-    for (let epoch = 1; epoch <= epochs; epoch++) {
-      const epochStart = performance.now();
-      const progress = createProgress({ label: `fine-tune epoch ${epoch}/${epochs}`, total: count, unit: 'images', quiet: log.quiet, onEvent: options.onProgress });
-      const order = shuffleInPlace(Int32Array.from({ length: count }, (_, i) => i), rng);
-      let lossSum = 0;
-      let correct = 0;
-      for (let b = 0; b < batches; b++) {
-        const rows = order.subarray(b * batchSize, Math.min(count, (b + 1) * batchSize));
-        const n = rows.length;
-        const pixels = await readRows(dataset, 'train', rows, imageBytes);
-        const x = inputTensor(tf, pixels, n, size, info.preprocess);
-        const y = tf.tensor2d(oneHot(rows, labels, classes), [n, classes]);
-        try {
-          const [loss, accuracy] = (await model.trainOnBatch(x, y)) as number[];
-          if (!Number.isFinite(loss)) throw new Error(`fine-tuning loss is ${loss} in epoch ${epoch} (--fine-tune-lr ${lr} too high?)`);
-          lossSum += loss! * n;
-          correct += accuracy! * n;
-        } finally {
-          tf.dispose([x, y]);
+    const adam = keepGradientsAdam(tf, model, lr);
+    keeper = adam;
+    model.compile({ optimizer: adam.optimizer, loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+    logStart(log, { mode, bnStatistics, trained, epochs, lr, batchSize: options.batchSize, workers: 1 });
+    const imageBytes = size * size * 3;
+    const run = await trainEpochs(options, {
+      async step(pixels, targets, count, rate) {
+        let gradients: Float32Array[] | undefined;
+        let loss = 0;
+        let accuracy = 0;
+        for (let from = 0; from < count; from += microBatch) {
+          const n = Math.min(microBatch, count - from);
+          const x = inputTensor(tf, pixels.subarray(from * imageBytes, (from + n) * imageBytes), n, size, info.preprocess);
+          const y = tf.tensor2d(targets.subarray(from * classes, (from + n) * classes), [n, classes]);
+          try {
+            const [l, a] = (await model.trainOnBatch(x, y)) as number[];
+            loss += l! * n;
+            accuracy += a! * n;
+          } finally {
+            tf.dispose([x, y]);
+          }
+          gradients = accumulate(gradients, adam.take(), n / count);
         }
-        progress.update(Math.min(count, (b + 1) * batchSize), `loss ${(lossSum / Math.min(count, (b + 1) * batchSize)).toFixed(4)}`);
-      }
-      const trainSeconds = (performance.now() - epochStart) / 1000;
-      progress.finish();
-      const val = await evaluateSplit(dataset, 'val', batchSize, classes, (pixels, n) => predictProbabilities(tf, model, pixels, n, size, info.preprocess));
-      const record = { epoch, train_loss: lossSum / count, train_accuracy: correct / count, val_loss: val.loss, val_accuracy: val.accuracy, seconds: (performance.now() - epochStart) / 1000 };
-      history.push(record);
-      logEpoch(log, epochs, record, count, trainSeconds);
-    }
-    await saveFineTuned(parts, options.outDir);
-    return await fineTuneResult(options.outDir, { mode, epochs, lr, batchSize, workers: 1, trained, history, started });
+        adam.apply(gradients!, rate);
+        return { loss: loss / count, accuracy: accuracy / count };
+      },
+      validate: () => evaluateSplit(dataset, 'val', microBatch, classes, (pixels, n) => predictProbabilities(tf, model, pixels, n, size, info.preprocess)),
+      save: () => saveFineTuned(built, options.outDir),
+    });
+    return await fineTuneResult(options.outDir, { mode, bnStatistics, epochs, lr, batchSize: options.batchSize, microBatch, workers: 1, trained, run, started });
   } finally {
-    optimizer.dispose();
+    keeper?.optimizer.dispose();
     if (parts) disposeFineTuneModel(parts);
   }
 }

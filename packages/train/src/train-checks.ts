@@ -1,10 +1,11 @@
 import { UsageError, type Dataset } from '@imgpipe/kit';
 import type { FineTuneSettings } from './fine-tune.js';
 
-/** --fine-tune-epochs, --fine-tune-lr and --fine-tune-workers, checked before anything is loaded. */
-export function checkFineTuneSettings({ epochs, lr, workers }: FineTuneSettings): void {
+/** --fine-tune-epochs, --fine-tune-lr, --fine-tune-patience and --fine-tune-workers, checked before anything is loaded. */
+export function checkFineTuneSettings({ epochs, lr, workers, patience }: FineTuneSettings): void {
   if (!Number.isInteger(epochs) || epochs < 1) throw new UsageError(`expected --fine-tune-epochs to be an integer >= 1, got ${epochs}`);
   if (lr !== undefined && !(lr > 0 && Number.isFinite(lr))) throw new UsageError(`expected --fine-tune-lr to be a positive number, got ${lr}`);
+  if (patience !== undefined && (!Number.isInteger(patience) || patience < 1)) throw new UsageError(`expected --fine-tune-patience to be an integer >= 1, got ${patience}`);
   if (workers !== undefined && (!Number.isInteger(workers) || workers < 1)) throw new UsageError(`expected --fine-tune-workers to be an integer >= 1, got ${workers}`);
 }
 

@@ -151,7 +151,13 @@ test('a failing trial is recorded and the sweep exits 0; usage errors exit 2', a
   assert.equal(bad.exitCode, 2);
   assert.match(bad.stderr, /--dropout/);
   assert.equal(bad.stdout, '');
-  for (const [args, message] of [[['--fine-tune-workers', '2'], /--fine-tune-workers needs --fine-tune all\|bn/], [['--fine-tune', 'bn', '--fine-tune-workers', '0'], /--fine-tune-workers/]] as const) {
+  for (const [args, message] of [
+    [['--fine-tune-workers', '2'], /--fine-tune-workers needs --fine-tune all\|bn\|last:N/],
+    [['--fine-tune', 'bn', '--fine-tune-workers', '0'], /--fine-tune-workers/],
+    [['--fine-tune-patience', '2'], /--fine-tune-patience needs --fine-tune/],
+    [['--fine-tune', 'last:0'], /expected --fine-tune to be all, bn, last:N \(N >= 1\) or none, got 'last:0'/],
+    [['--fine-tune', 'bn', '--fine-tune-bn-statistics', 'batch'], /fine-tune-bn-statistics, Given: "batch", Choices: "frozen", "update"/],
+  ] as const) {
     const flag = await trainBin([...common, '--out', join(temp.path, 'bad'), ...args]);
     assert.equal(flag.exitCode, 2, flag.stderr);
     assert.match(flag.stderr, message);

@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { acquireLock, FailureError, openDataset, removeStaleLocks, removeStaleTemps, type Lock, silentLogger, type Logger, type Pointer, untrackTemp } from '@imgpipe/kit';
 import { loadTf, } from '@imgpipe/engines';
-import { extractSplitFeatures, openBackbone } from './backbone-features.js';
+import { convertTuned, extractSplitFeatures, openBackbone } from './backbone-features.js';
 import { BEST_HEAD, ensureBestHead } from './best-head.js';
 import { FINE_TUNE_DIR, fineTuneBest } from './fine-tune-step.js';
 import { openRun, readResumedRun } from './open-run.js';
@@ -111,7 +111,8 @@ async function trainLocked(
   const context = { augment: options.augment ?? 'none', winner, manifest: dataset.manifest, datasetDir: dataset.dir, manifestSha256: dataset.manifestSha256, backboneInfo, backboneFiles, versions, headModelJson: join(runDir, BEST_HEAD, 'model.json') };
   const tuned = options.fineTune
     ? await fineTuneBest({
-        tf, dataset, settings: options.fineTune, winner, backboneInfo, backboneFiles, headModelJson: context.headModelJson, runDir, run, timings, log,
+        tf, dataset, settings: options.fineTune, winner, backboneInfo: backbone.tunable!.info, backboneFiles: backbone.tunable!.files, headModelJson: context.headModelJson, runDir, run, timings, log,
+        toOnnx: (tuned) => convertTuned(tuned, options, log),
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       })
     : undefined;

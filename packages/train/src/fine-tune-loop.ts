@@ -1,0 +1,76 @@
+import { createProgress, createRng, deriveSeed, shuffleInPlace, silentLogger } from '@imgpipe/kit';
+import { oneHot, readRows } from './fine-tune-data.js';
+import { logEpoch } from './fine-tune-record.js';
+import { BestEpoch, scheduledLr } from './fine-tune-schedule.js';
+import type { FineTuneEpoch, FineTuneOptions } from './fine-tune-types.js';
+
+/** How a fine-tuning run trains, validates and saves (in this thread, or across workers). */
+export interface FineTuneEngine {
+  /**
+   * One optimizer step on `count` images: the gradient of their mean loss, summed over micro-batches of at most
+   * `microBatch` images, applied at learning rate `lr`. Returns their mean loss and accuracy.
+   */
+  step(pixels: Uint8Array, targets: Float32Array, count: number, lr: number): Promise<{ loss: number; accuracy: number }>;
+  /** Loss and accuracy on the val split in inference mode. */
+  validate(): Promise<{ loss: number; accuracy: number }>;
+  /** Save the current weights (backbone/ and head/ under options.outDir). */
+  save(): Promise<void>;
+}
+
+export interface FineTuneRun {
+  /** Every epoch that ran. */
+  history: FineTuneEpoch[];
+  /** The epoch whose weights are saved: the highest val accuracy (then lowest val loss). */
+  best: FineTuneEpoch;
+}
+
+/**
+ * The epochs: a seeded shuffle of the training rows per epoch, batches of options.batchSize, the learning rate warmed
+ * up then decayed over all the steps (scheduledLr), validation after every epoch, the best epoch's weights saved, and
+ * early stopping after options.patience epochs without a better one.
+ */
+export async function trainEpochs(options: FineTuneOptions, engine: FineTuneEngine): Promise<FineTuneRun> {
+  const { dataset, epochs, lr, batchSize, log = silentLogger } = options;
+  const size = options.backboneInfo.input_size;
+  const imageBytes = size * size * 3;
+  const classes = dataset.manifest.classes.length;
+  const labels = await dataset.labels('train');
+  const count = labels.length;
+  const batches = Math.ceil(count / batchSize);
+  const rng = createRng(deriveSeed(options.seed, 'fine-tune'));
+  const keeper = new BestEpoch(options.patience);
+  const history: FineTuneEpoch[] = [];
+  for (let epoch = 1; epoch <= epochs; epoch++) {
+    const epochStart = performance.now();
+    const progress = createProgress({ label: `fine-tune epoch ${epoch}/${epochs}`, total: count, unit: 'images', quiet: log.quiet, onEvent: options.onProgress });
+    const order = shuffleInPlace(Int32Array.from({ length: count }, (_, i) => i), rng);
+    const rowsOf = (b: number) => order.subarray(b * batchSize, Math.min(count, (b + 1) * batchSize));
+    let lossSum = 0;
+    let correct = 0;
+    let next = readRows(dataset, 'train', rowsOf(0), imageBytes);
+    for (let b = 0; b < batches; b++) {
+      const rows = rowsOf(b);
+      const pixels = await next;
+      if (b + 1 < batches) next = readRows(dataset, 'train', rowsOf(b + 1), imageBytes); // read while this batch trains
+      const step = await engine.step(pixels, oneHot(rows, labels, classes), rows.length, scheduledLr(lr, (epoch - 1) * batches + b, epochs * batches));
+      if (!Number.isFinite(step.loss)) throw new Error(`fine-tuning loss is ${step.loss} in epoch ${epoch} (--fine-tune-lr ${lr} too high?)`);
+      lossSum += step.loss * rows.length;
+      correct += step.accuracy * rows.length;
+      const done = Math.min(count, (b + 1) * batchSize);
+      progress.update(done, `loss ${(lossSum / done).toFixed(4)}`);
+    }
+    const trainSeconds = (performance.now() - epochStart) / 1000;
+    progress.finish();
+    const val = await engine.validate();
+    const record = { epoch, train_loss: lossSum / count, train_accuracy: correct / count, val_loss: val.loss, val_accuracy: val.accuracy, seconds: (performance.now() - epochStart) / 1000 };
+    history.push(record);
+    const best = keeper.offer(record);
+    logEpoch(log, epochs, record, count, trainSeconds, best);
+    if (best) await engine.save();
+    if (keeper.stop && epoch < epochs) {
+      log.info(`fine-tuning stopped early: no better val accuracy in ${options.patience} epoch${options.patience === 1 ? '' : 's'} (--fine-tune-patience); keeping epoch ${keeper.best!.epoch}`);
+      break;
+    }
+  }
+  return { history, best: keeper.best! };
+}
