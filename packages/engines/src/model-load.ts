@@ -2,19 +2,10 @@ import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { InputError, UsageError, listModelFiles, openModelDir, safeJoin, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard, type WholeModelInfo } from '@imgpipe/kit';
-import type { Device } from './device.js';
+import type { LoadedModel, LoadModelOptions } from './model-types.js';
 
-export interface LoadedModel {
-  dir: string;
-  card: ModelCard;
-  labels: string[];
-  inputSize: number;
-  /** How many predict() calls can usefully run at once: the backbone's (workers of a TF.js wasm pool; 1 otherwise). */
-  concurrency: number;
-  /** count images of inputSize^2 RGB uint8 NHWC in; count*labels.length softmax probabilities out. */
-  predict(pixels: Uint8Array, count: number): Promise<Float32Array>;
-  dispose(): Promise<void>;
-}
+export type { LoadedModel, LoadModelOptions } from './model-types.js';
+
 
 export interface SaveModelDirOptions {
   card: ModelCard;
@@ -85,20 +76,6 @@ async function exposeFeatureOutput(path: string, featureLayer: string): Promise<
   if (exposed !== bytes) await writeFile(path, exposed);
 }
 
-export interface LoadModelOptions {
-  device: Device;
-  log?: Logger;
-  /** Download cache for a model given as s3:// (when supported) or a backbone given by URL. */
-  cacheDir?: string;
-  /** TF.js backbone on WebAssembly: worker threads (default: one per core); sets `concurrency`. */
-  workers?: number;
-  /** See LoadBackboneOptions.sharedCpu: set by serve, whose decoding shares the cores with inference. */
-  sharedCpu?: boolean;
-  /** See LoadBackboneOptions.offMainThread: set by serve, whose event loop must not stop during a batch. */
-  offMainThread?: boolean;
-  /** Run model.onnx when the card lists it (default true); false runs the backbone and the TF.js head. */
-  wholeModel?: boolean;
-}
 
 /**
  * Load a model directory: model.onnx on ONNX Runtime when the card lists it, else the backbone through the engines and

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError, safeJoin, type Logger, type ModelCard, type WholeModelInfo } from '@imgpipe/kit';
-import type { LoadedModel, LoadModelOptions } from './model-load.js';
+import type { LoadedModel, LoadModelOptions } from './model-types.js';
 import type { OnnxWorkerInit, OnnxWorkerReady } from './backbone-onnx-worker.js';
 import { decodeOnnx, graphInput } from './onnx-graph.js';
 import { openOnnxRunner, type OnnxRunner, type OnnxRunPlan } from './onnx-runner.js';

@@ -20,7 +20,7 @@ before(async () => {
   await copyFile(set.images[0]!.local_image, moved);
   const rows = set.images.map((row, i) => (i === 0 ? { ...row, local_image: moved } : row));
   csvPath = join(temp.path, 'images.csv');
-  await writeFile(csvPath, await csvString(COLUMNS, rows));
+  await writeFile(csvPath, await csvString(COLUMNS, rows.map((row) => ({ ...row }))));
 });
 after(() => temp.remove());
 

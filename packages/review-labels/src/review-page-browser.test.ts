@@ -58,7 +58,7 @@ it('keyboard-only review of three issues, export, and prep-data --decisions buil
   const other = CLASSES.find((name) => name !== first.given_label)!;
   const target = first.suggested_label || other;
   const relabelKey = first.suggested_label ? 'r' : String(CLASSES.indexOf(other) + 1);
-  assert.ok(issues.some((row) => row.kind.includes('mislabelled') && row.suggested_label), 'some issue suggests a label');
+  assert.ok(issues.some((row) => row.kind?.includes('mislabelled') && row.suggested_label), 'some issue suggests a label');
 
   const context = await browser.newContext({ acceptDownloads: true });
   const page = await context.newPage();

@@ -53,7 +53,7 @@ function classImage(rng: Rng, label: number, size: number, contrast = 1): Uint8A
     const y = Math.floor(p / size);
     const inPatch = x >= px && x < px + patch && y >= py && y < py + patch;
     [r, g, b].forEach((base, c) => {
-      pixels[p * 3 + c] = Math.max(0, Math.min(255, Math.round(base * shade * (inPatch ? patchShade : 1) + (rng() - 0.5) * 90)));
+      pixels[p * 3 + c] = Math.max(0, Math.min(255, Math.round(base! * shade * (inPatch ? patchShade : 1) + (rng() - 0.5) * 90)));
     });
   }
   return pixels;

@@ -2,7 +2,7 @@ import { createProgress, createRng, deriveSeed, shuffleInPlace, silentLogger } f
 import { oneHot, readRows } from './fine-tune-data.js';
 import { logEpoch } from './fine-tune-record.js';
 import { BestEpoch, scheduledLr } from './fine-tune-schedule.js';
-import type { FineTuneEpoch, FineTuneOptions } from './fine-tune-types.js';
+import type { FineTuneEpoch, FineTuneOptions, FineTuneRun } from './fine-tune-types.js';
 
 /** How a fine-tuning run trains, validates and saves (in this thread, or across workers). */
 export interface FineTuneEngine {
@@ -15,13 +15,6 @@ export interface FineTuneEngine {
   validate(): Promise<{ loss: number; accuracy: number }>;
   /** Save the current weights (backbone/ and head/ under options.outDir). */
   save(): Promise<void>;
-}
-
-export interface FineTuneRun {
-  /** Every epoch that ran. */
-  history: FineTuneEpoch[];
-  /** The epoch whose weights are saved: the highest val accuracy (then lowest val loss). */
-  best: FineTuneEpoch;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Logger } from '@imgpipe/kit';
 import { tfjsFiles } from './fine-tune-data.js';
-import type { FineTuneRun } from './fine-tune-loop.js';
+import type { FineTuneRun } from './fine-tune-types.js';
 import type { BatchNormStatistics, FineTuneEpoch, FineTuneMode, FineTuneResult } from './fine-tune-types.js';
 
 /** The line fine-tuning starts with. */

@@ -99,3 +99,10 @@ export interface FineTuneResult {
   backboneSha256: string;
   headModelJson: string;
 }
+
+export interface FineTuneRun {
+  /** Every epoch that ran. */
+  history: FineTuneEpoch[];
+  /** The epoch whose weights are saved: the highest val accuracy (then lowest val loss). */
+  best: FineTuneEpoch;
+}

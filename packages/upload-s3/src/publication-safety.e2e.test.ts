@@ -122,7 +122,8 @@ describe('upload-s3 (the bin): what it deletes, who publishes, what it commits',
     await verified(server, bucket, 'm/');
 
     // Unexpired, but held by a process of this host that is gone (killed with SIGKILL, say).
-    const gone = await execa('node', ['-e', '']);
+    const gone = execa('node', ['-e', '']);
+    await gone;
     const killed = { ...dead, token: 'killed', pid: gone.pid, hostname: hostname(), expires: new Date(Date.now() + 600_000).toISOString() };
     await uploadObject(server.client, bucket, 'm/publication.lock', { bytes: JSON.stringify(killed) });
     const again = await run(server, ['--run', 'runs/b', '--bucket', bucket, '--prefix', 'm/']);
