@@ -68,10 +68,14 @@ export async function downloadPublication(
     await rm(dest, { recursive: true, force: true });
     await mkdir(dest, { recursive: true });
     const limit = pLimit(options.concurrency ?? 8);
+    let failure: { error: unknown } | undefined;
     try {
-      const files = await Promise.all(
+      // Every download settles before dest is removed or refilled (one still writing would race the removal);
+      // after a failure the queued ones give up at once.
+      const settled = await Promise.allSettled(
         objects.map((object) =>
           limit(async () => {
+            if (failure) throw failure.error;
             const key = joinKey(prefix, object.key);
             const path = safeLocalPath(dest, object.name);
             const { bytes } = await downloadObject(client, bucket, key, path, options);
@@ -81,9 +85,14 @@ export async function downloadPublication(
               throw new InputError(`${formatS3Uri(bucket, key)}: sha256 ${digest.slice(0, 12)}… differs from ${object.sha256.slice(0, 12)}… in ${where}; refusing a corrupt or changed object`);
             }
             return { name: object.name, path, bytes };
+          }).catch((error: unknown) => {
+            failure ??= { error };
+            throw error;
           }),
         ),
       );
+      if (failure) throw failure.error;
+      const files = settled.map((result) => (result as PromiseFulfilledResult<{ name: string; path: string; bytes: number }>).value);
       return { manifest, files };
     } catch (error) {
       // Objects gone because a newer publication replaced this one: start over from the new manifest.
