@@ -1,6 +1,6 @@
-import { appendFile, readdir, readFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { csvString, exists, withFileErrors, writeFileAtomic, writeJsonAtomic } from '@imgpipe/kit';
+import { csvString, exists, removeStaleTemps, withFileErrors, writeFileAtomic, writeJsonAtomic } from '@imgpipe/kit';
 import type { EpochRecord, TrialRecord } from './trial.js';
 
 /**
@@ -34,6 +34,25 @@ export async function newRunDir(out: string, key: string, now = new Date()): Pro
     const dir = join(out, n === 0 ? base : `${base}-${n + 1}`);
     if (!(await exists(dir))) return dir;
   }
+}
+
+/**
+ * Remove run directories under `out` that a killed train left before its first run.json landed: no run.json, and
+ * nothing but temp files of processes that are gone. A directory a live writer is filling is kept.
+ */
+export async function removeAbandonedRunDirs(out: string): Promise<string[]> {
+  const entries = await readdir(out, { withFileTypes: true }).catch(() => []);
+  const removed: string[] = [];
+  for (const entry of entries) {
+    if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
+    const dir = join(out, entry.name);
+    if (await exists(join(dir, RUN_FILE))) continue;
+    if ((await removeStaleTemps(dir)).length === 0) continue;
+    if ((await readdir(dir)).length > 0) continue;
+    await rmdir(dir).catch(() => undefined);
+    removed.push(dir);
+  }
+  return removed;
 }
 
 export async function readRunJson(dir: string): Promise<RunJson | undefined> {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { FailureError, openDataset, readModelCard, UsageError } from '@imgpipe/kit';
 import { loadModel, loadTf } from '@imgpipe/engines';
@@ -151,6 +152,20 @@ test('--resume finishes a stopped run; with other settings, and --fine-tune of a
     (e: Error) => e instanceof UsageError && /--fine-tune needs a TF\.js layers backbone.*ONNX/.test(e.message),
   );
   assert.deepEqual(await readdir(onnxOut).catch(() => []), []);
+});
+
+test('a run directory left by a train killed before its first run.json is removed by the next train in that --out', async () => {
+  const out = join(temp.path, 'runs-abandoned');
+  const deadPid = spawnSync(process.execPath, ['-e', '0']).pid;
+  const abandoned = join(out, '20261207-0320-15a7');
+  await mkdir(abandoned, { recursive: true });
+  await writeFile(join(abandoned, `.run.json.${deadPid}.8598ec31.tmp`), '{"format":');
+  // A directory another live train is filling (its temp's pid is alive) is left alone.
+  const live = join(out, '20261207-0320-beef');
+  await mkdir(live);
+  await writeFile(join(live, `.run.json.${process.pid}.0badcafe.tmp`), '{');
+  const { runDir } = await runTrain({ ...base, out, space: { ...base.space, lr: [0.01], layer_size: [4] } });
+  assert.deepEqual((await readdir(out)).filter((name) => !name.startsWith('.')).sort(), [basename(live), basename(runDir)].sort());
 });
 
 test('--patience stops a trial once val loss stops falling and keeps (and saves) its best epoch', async () => {

@@ -7,7 +7,7 @@ import { BEST_HEAD, ensureBestHead } from './best-head.js';
 import { FINE_TUNE_DIR, fineTuneBest } from './fine-tune-step.js';
 import { openRun, readResumedRun } from './open-run.js';
 import { commandKey, runInputs, runKey } from './run-inputs.js';
-import { writeRunJson, writeTrialTables } from './run-dir.js';
+import { removeAbandonedRunDirs, writeRunJson, writeTrialTables } from './run-dir.js';
 import { runVersions, startedRunJson, writeFailedRun, type RunTimings } from './run-record.js';
 import { describeParams, planTrials, } from './sweep.js';
 import { runSweep } from './sweep-loop.js';
@@ -61,6 +61,8 @@ async function trainLocked(
   const resumed = options.resume ? await readResumedRun(options.resume, options.resume) : undefined;
   if (options.resume) locks.push(await acquireLock(resolve(options.resume), { what: 'run directory', flag: '--resume', ...wait }));
   else locks.push(await acquireLock(join(resolve(options.out), `train-${command.slice(0, 16)}`), { what: 'run of this same command (dataset, backbone, search space, seed)', flag: '--out', shown: options.out, ...wait }));
+
+  if (!options.resume) await removeAbandonedRunDirs(resolve(options.out));
 
   const { tf, device, backend } = await loadTf(options.device, log);
   const backbone = await openBackbone(options, dataset.manifest.image_size, log);
