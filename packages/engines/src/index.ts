@@ -13,4 +13,3 @@ export * from './mirror.js';
 export * from './tta.js';
 export * from './verified-pixels.js';
 export * from './training-layers.js';
-export { PendingReplies, parentLogger, startWorkers, type WorkerFailure, type WorkerLog } from './worker-threads.js';

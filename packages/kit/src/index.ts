@@ -25,3 +25,4 @@ export * from './signals.js';
 export * from './walk-dir.js';
 export * from './xml.js';
 export * from './label-decisions.js';
+export * from './worker-threads.js';

@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { sha256 } from '@imgpipe/kit';
-import { loadTf, parentLogger } from '@imgpipe/engines';
+import { parentLogger, sha256 } from '@imgpipe/kit';
+import { loadTf } from '@imgpipe/engines';
 import { outputFloatsPerImage } from './fine-tune-memory.js';
 import { keepGradientsAdam } from './fine-tune-optimizer.js';
 import { buildFineTuneModel, inputTensor, predictProbabilities, saveFineTuned, trainedParameters } from './fine-tune-model.js';
