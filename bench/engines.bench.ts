@@ -1,6 +1,6 @@
 // Engines benchmark: ResNet50 at 224 with random weights, built here (nothing is downloaded) in both formats with
 // the same weights (@imgpipe/test-utils buildResnet50Backbones: ONNX written with onnx-proto, TF.js layers model
-// saved through core's file IO handler). Measures images/s of
+// saved through engines' file IO handler). Measures images/s of
 //   - ONNX Runtime: the bare engine (session.run on a ready float tensor) and the pipeline (extractFeatures:
 //     disk reads, preprocessing, batching; cache off);
 //   - TF.js: the bare engine in this thread, and the pipeline with 1 and 2 wasm workers (or on --device webgpu).

@@ -64,7 +64,7 @@ if (values['train-on']) {
  */
 async function trainBackbone(datasetDir, dir, epochs) {
   const [{ fileSaveHandler, loadTf }, { openDataset }] = await Promise.all([import('@imgpipe/engines'), import('@imgpipe/kit')]);
-  // WebAssembly, with core's conv gradient kernels (wasm-grad-kernels.ts) registered by loadTf.
+  // WebAssembly, with engines' conv gradient kernels (wasm-grad-kernels.ts) registered by loadTf.
   const { tf } = await loadTf('wasm');
   const dataset = await openDataset(datasetDir);
   const { image_size: side, classes } = dataset.manifest;

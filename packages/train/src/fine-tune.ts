@@ -34,7 +34,7 @@ export async function checkFineTunable(info: BackboneInfo, modelJsonPath: string
   }
 }
 
-/** The gradient kernels that layers of these classes need (core registers all of them for TF.js wasm). */
+/** The gradient kernels that layers of these classes need (engines registers all of them for TF.js wasm). */
 const GRADIENT_KERNELS: Record<string, string[]> = {
   Conv2D: ['Conv2DBackpropFilter', 'Conv2DBackpropInput'],
   DepthwiseConv2D: ['DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput'],
