@@ -3,6 +3,7 @@ import { open } from 'node:fs/promises';
 import type { Fit } from '@imgpipe/kit';
 import { ImageRejected } from './image-rejected.js';
 import { decodesWithTurbo, SHRINK_ON_LOAD_FROM, withJpegUpright } from './jpeg-decode.js';
+import { readJpegHeader } from './jpeg-header.js';
 import { JPEG_TURBO_VERSION } from './jpeg-turbo.js';
 import { RESIZE_IDENTITY, resizeRgb } from './resize.js';
 import { sniffImageFormat, type ImageFormat } from './image-format.js';
@@ -116,7 +117,7 @@ async function decodeImage(input: Buffer | string, options: DecodeOptions, block
   if (bytes === 0) throw new ImageRejected('empty', source, 'the file is empty (0 bytes)');
   if (options.formats && typeof data !== 'string') checkFormat(data, options.formats, source);
   const jpeg = typeof data === 'string' ? undefined : decodesWithTurbo(data, size, maxPixels);
-  if (jpeg && typeof data !== 'string') return withJpegUpright(data, jpeg, source, (upright) => resizeRgb(upright.data, upright.width, upright.height, size, fit), blocking);
+  if (jpeg && typeof data !== 'string') return withJpegUpright(data, jpeg, source, (upright) => resizeRgb(upright.data, upright.width, upright.height, size, fit), blocking || undefined);
   try {
     const image = await openImage(data, { maxPixels, timeoutSeconds: options.timeoutSeconds });
     const { data: pixels, info } = await image
@@ -229,6 +230,9 @@ export async function rejectionOf(error: unknown, input: Buffer | string, source
 
 /** Width and height from the header alone (no pixel decoding), EXIF rotation ignored; undefined when unreadable. */
 export async function imageDimensions(bytes: Buffer): Promise<{ width: number; height: number } | undefined> {
+  // A JPEG's frame header says it without sharp (whose metadata() costs a pipeline: measured at 7% of serve's CPU).
+  const jpeg = readJpegHeader(bytes);
+  if (jpeg && jpeg.width > 0 && jpeg.height > 0) return { width: jpeg.width, height: jpeg.height };
   const sharp = await loadSharp();
   const meta = await sharp(bytes, { limitInputPixels: false }).metadata().catch(() => undefined);
   return meta?.width && meta.height ? { width: meta.width, height: meta.height } : undefined;

@@ -33,14 +33,22 @@ export function decodesWithTurbo(bytes: Uint8Array, size: number, maxPixels: num
 }
 
 /**
- * Decode an eligible JPEG (decodesWithTurbo gave its header) and hand the upright full-size RGB to `use`, whose
- * result is returned; the pixels are only valid during `use`. Corrupt or truncated data is rejected. `blocking`: see
- * decodeJpegRgb.
+ * JPEGs up to this many pixels (a few milliseconds of work) are decoded on the calling thread unless told otherwise:
+ * handing a photo to libuv's pool and back costs about as much CPU as decoding it. Larger ones go to the pool, so as
+ * not to hold up the thread (serve's event loop).
  */
-export async function withJpegUpright<T>(bytes: Buffer, header: JpegHeader, source: string, use: (image: { data: Uint8Array; width: number; height: number }) => T, blocking = false): Promise<T> {
+export const BLOCKING_DECODE_MAX_PIXELS = 2_000_000;
+
+/**
+ * Decode an eligible JPEG (decodesWithTurbo gave its header) and hand the upright full-size RGB to `use`, whose
+ * result is returned; the pixels are only valid during `use`. Corrupt or truncated data is rejected. `blocking`
+ * (default: by BLOCKING_DECODE_MAX_PIXELS): decode on the calling thread.
+ */
+export async function withJpegUpright<T>(bytes: Buffer, header: JpegHeader, source: string, use: (image: { data: Uint8Array; width: number; height: number }) => T, blocking?: boolean): Promise<T> {
   let decoded: Awaited<ReturnType<typeof decodeJpegRgb>>;
+  const pixels = header.width * header.height;
   try {
-    decoded = await decodeJpegRgb(bytes, header.width * header.height, blocking);
+    decoded = await decodeJpegRgb(bytes, pixels, blocking ?? pixels <= BLOCKING_DECODE_MAX_PIXELS);
   } catch (error) {
     throw new ImageRejected('unreadable', source, 'cannot decode: truncated or corrupt image data', { cause: error });
   }

@@ -5,6 +5,8 @@ interface TurboJpeg {
   FORMAT_RGB: number;
   decompress(image: Buffer, out: Buffer, options: { format: number }): Promise<TurboDecoded>;
   decompressSync(image: Buffer, out: Buffer, options: { format: number }): TurboDecoded;
+  compressSync(raw: Buffer, options: { format: number; width: number; height: number; quality: number; subsampling: number }): Buffer;
+  SAMP_420: number;
 }
 
 interface TurboDecoded {
@@ -59,4 +61,14 @@ export async function decodeJpegRgb(bytes: Buffer, pixels: number, blocking = fa
     release();
     throw error;
   }
+}
+
+/**
+ * Encode 8-bit RGB as a baseline JPEG (4:2:0, plain Huffman tables) on the calling thread: for serve's echo, where
+ * sharp's pipeline costs more than the encoding itself for a photo-sized picture.
+ */
+export function encodeJpegRgb(data: Uint8Array, width: number, height: number, quality: number): Buffer {
+  turbo ??= require('@julusian/jpeg-turbo') as TurboJpeg;
+  const raw = Buffer.from(data.buffer, data.byteOffset, width * height * 3);
+  return turbo.compressSync(raw, { format: turbo.FORMAT_RGB, width, height, quality, subsampling: turbo.SAMP_420 });
 }
