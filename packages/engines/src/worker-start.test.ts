@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { FailureError, InputError, silentLogger } from '@imgpipe/kit';
-import { PendingReplies, startWorkers, type WorkerStart } from './worker-threads.js';
+import { PendingReplies, startWorkers, type WorkerStart } from './worker-start.js';
 
 /** Worker entries written for the test: each does what its name says, then says ready with its workerData. */
 const ENTRIES: Record<string, string> = {
