@@ -84,11 +84,11 @@ try {
       const { tf, backend } = await loadTf(tfDevice, log);
       const runner = await openTfjsRunner(tf, models.tfjs, { featureLayer: 'features', preprocess: torch });
       const model = await tf.loadLayersModel((await import('@imgpipe/engines')).fileLoadHandler(tf.io, models.tfjs));
-      const cut = tf.model({ inputs: model.inputs, outputs: model.getLayer('features').output as import('@imgpipe/engines/tfjs').SymbolicTensor });
+      const cut = tf.model({ inputs: model.inputs, outputs: model.getLayer('features').output as import('@imgpipe/engines/tfjs-parts').SymbolicTensor });
       const n = Math.min(batch, tfjsImages);
       const x = tf.tensor4d(preprocessPixels(await dataset.readPixels('val', 0, n), n, SIZE, torch, 'NHWC'), [n, SIZE, SIZE, 3]);
       const once = async () => {
-        const y = cut.predict(x) as import('@imgpipe/engines/tfjs').Tensor;
+        const y = cut.predict(x) as import('@imgpipe/engines/tfjs-parts').Tensor;
         await y.data();
         y.dispose();
       };

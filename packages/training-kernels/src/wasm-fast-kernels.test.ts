@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import { createRng } from '@imgpipe/kit';
-import { loadTf } from './tf.js';
+import { loadTf } from '@imgpipe/engines';
+import { registerTrainingKernels } from './register-training-kernels.js';
 
 const { tf } = await loadTf('wasm');
+registerTrainingKernels(tf);
 
 test("engines' wasm replacements (Tile, comparisons, Min/Max, Select, LogicalAnd, FusedBatchNorm, leading-axes Sum/Mean) match the cpu backend", async () => {
   const rng = createRng(11);
