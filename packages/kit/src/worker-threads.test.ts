@@ -4,14 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-<<<<<<<< HEAD:packages/kit/src/worker-threads.test.ts
 import { FailureError, InputError } from './errors.js';
 import { silentLogger } from './log.js';
 import { PendingReplies, startWorkers, type WorkerStart } from './worker-threads.js';
-========
-import { FailureError, InputError, silentLogger } from '@imgpipe/kit';
-import { PendingReplies, startWorkers, type WorkerStart } from './worker-start.js';
->>>>>>>> i23-engines:packages/engines/src/worker-start.test.ts
 
 /** Worker entries written for the test: each does what its name says, then says ready with its workerData. */
 const ENTRIES: Record<string, string> = {
