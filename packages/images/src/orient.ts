@@ -18,10 +18,12 @@ export function orientRgb(image: { data: Uint8Array; width: number; height: numb
     7: [w - 1, 0, -1, h - 1, -1, 0],
     8: [w - 1, 0, -1, 0, 1, 0],
   }[orientation as 2 | 3 | 4 | 5 | 6 | 7 | 8] as [number, number, number, number, number, number];
+  // Along an output row the source index moves by a fixed step: no multiplication per pixel.
+  const step = (yb * w + xb) * 3;
   let o = 0;
   for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++, o += 3) {
-      const i = ((ya + yb * x + yc * y) * w + xa + xb * x + xc * y) * 3;
+    let i = ((ya + yc * y) * w + xa + xc * y) * 3;
+    for (let x = 0; x < width; x++, o += 3, i += step) {
       out[o] = data[i]!;
       out[o + 1] = data[i + 1]!;
       out[o + 2] = data[i + 2]!;
