@@ -9,7 +9,7 @@ export const serveCli: ToolCli = {
   packageJson: new URL('../package.json', import.meta.url),
   configKeys: ['train.device', 'aws.endpoint', 'aws.aws_default_region', 'aws.aws_access_key_id', 'aws.aws_secret_access_key'],
   options: {
-    model: { type: 'string', demandOption: true, describe: 'Model directory, or a publication s3://bucket/prefix/ (or …/prefix/model): what its publication.json lists, verified, downloaded once at start' },
+    model: { type: 'string', demandOption: true, describe: 'Model directory, or a publication s3://bucket/prefix/ (or .../prefix/model): what its publication.json lists, verified, downloaded once at start' },
     host: { type: 'string', default: '127.0.0.1', describe: 'Address to listen on (0.0.0.0 for every interface, e.g. in a container)' },
     port: { value: { type: 'int', min: 0, max: 65535 }, default: 8080, describe: 'Port; 0 picks a free one (the URL is printed on stdout and stderr)' },
     'max-batch': { value: { type: 'int', min: 1 }, default: 32, describe: 'Most images per model call; 1 turns dynamic batching off' },
