@@ -75,6 +75,26 @@ describe('the package graph', () => {
     assert.deepEqual([...externals('prep-data')].filter((d) => engines.test(d)), []);
   });
 
+  it('a production dependency is one that production code imports (what only tests use is a devDependency)', () => {
+    // e.g. serve's tests decode and draw images with sharp, while its code reaches images only through @imgpipe/images.
+    for (const pkg of all) {
+      const code = ['src', 'bin', 'ui']
+        .flatMap((sub) => {
+          try {
+            return readdirSync(join(ROOT, 'packages', pkg.dir, sub), { recursive: true }).map((f) => join(ROOT, 'packages', pkg.dir, sub, String(f)));
+          } catch {
+            return [];
+          }
+        })
+        .filter((file) => /\.(ts|js|mjs)$/.test(file) && !isTestFile(file))
+        .map((file) => readFileSync(file, 'utf8'))
+        .join('\n');
+      const imported = new Set([...code.matchAll(/(?:from |import |import\(|require\()'((?:@[\w.-]+\/)?[\w.-]+)[^']*'/g)].map((m) => m[1]));
+      for (const dep of pkg.external) assert.ok(imported.has(dep), `${pkg.name} lists ${dep} as a dependency, but only its tests use it (or nothing does): a devDependency`);
+    }
+    assert.ok(!byName.get('serve')!.external.includes('sharp'), 'serve decodes through @imgpipe/images, which owns sharp');
+  });
+
   it('review-labels stands on the libraries (kit, engines, images), never on another tool', () => {
     const reviewLabels = byName.get('review-labels');
     assert.ok(reviewLabels, 'packages/review-labels exists');

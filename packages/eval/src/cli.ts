@@ -1,5 +1,4 @@
 import { resolve } from 'node:path';
-import { parseDevice } from '@imgpipe/engines';
 import { resolveInputPointer, UsageError, writePointer, type ToolCli } from '@imgpipe/kit';
 
 export const evalModelCli: ToolCli = {
@@ -42,7 +41,7 @@ export const evalModelCli: ToolCli = {
         if (typeof pointer.best === 'string') modelDir = pointer.best;
       }
     }
-    const { runEvalModel } = await import('./eval-model.js');
+    const [{ runEvalModel }, { parseDevice }] = await Promise.all([import('./eval-model.js'), import('@imgpipe/engines')]);
     const { config } = context.settings;
     const path = (value: unknown) => (typeof value === 'string' ? resolve(context.cwd, value) : undefined);
     const outcome = await runEvalModel({

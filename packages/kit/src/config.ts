@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
 import type { Options as YargsOption } from 'yargs';
 import { UsageError } from './errors.js';
 import { parseFlagValue, parseValue } from './values.js';
@@ -111,6 +110,8 @@ async function readConfigFile(path: string): Promise<Record<string, unknown>> {
   } catch (error) {
     throw new UsageError(`--config ${path}: cannot read the file (${(error as NodeJS.ErrnoException).code ?? error})`, { cause: error });
   }
+  // yaml loads here, when a config file is read, not with kit: most runs have none, and --help never reads one.
+  const { parse: parseYaml } = await import('yaml');
   let parsed: unknown;
   try {
     parsed = parseYaml(text);

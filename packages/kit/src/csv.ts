@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
-import { parse } from 'csv-parse';
-import { stringify, type Stringifier } from 'csv-stringify';
+import type { Parser } from 'csv-parse';
+import type { Stringifier } from 'csv-stringify';
 import { FailureError, ImgpipeError, InputError, messageOf } from './errors.js';
 
 export type CsvRow = Record<string, string>;
@@ -29,14 +29,17 @@ export interface CsvTable {
  * csv-parse does the parsing: quoting, embedded newlines and BOMs are its job, not ours.
  */
 export async function readCsv(input: Readable, { source, required = [] }: ReadCsvOptions): Promise<CsvTable> {
-  const parser = input.pipe(
-    parse({ bom: true, relax_column_count: true, skip_empty_lines: true, info: true, trim: false }),
-  );
+  // csv-parse loads here, on first use, not with kit (every tool's start-up). The input's errors are caught from
+  // the start, so an input that fails while it loads (a missing file) is reported the same way as a later failure.
   let inputError: unknown;
+  let parser: Parser | undefined;
   input.on('error', (error) => {
     inputError = error;
-    parser.destroy(error);
+    parser?.destroy(error);
   });
+  const { parse } = await import('csv-parse');
+  parser = input.pipe(parse({ bom: true, relax_column_count: true, skip_empty_lines: true, info: true, trim: false }));
+  if (inputError !== undefined) parser.destroy(inputError as Error);
   const tail = keepTail(input);
   const parseError = (error: unknown) => {
     // The input failed (a network read that could not be resumed): that error, not a parse error.
@@ -179,18 +182,27 @@ function stringifyOptions(columns: readonly string[], options: CsvWriteOptions) 
   };
 }
 
-/** A streaming CSV writer (csv-stringify) with a fixed header, honouring back-pressure. */
+/**
+ * A streaming CSV writer (csv-stringify) with a fixed header, honouring back-pressure. csv-stringify loads when a
+ * writer is made, not with kit (every tool's start-up); the first write or end waits for it.
+ */
 export function createCsvWriter(output: Writable, columns: readonly string[], options: CsvWriteOptions = {}): CsvWriter {
-  const stringifier: Stringifier = stringify(stringifyOptions(columns, options));
-  stringifier.pipe(output, { end: false });
   let failure: unknown;
-  stringifier.on('error', (error) => (failure = error));
+  const ready = import('csv-stringify').then(({ stringify }) => {
+    const stringifier: Stringifier = stringify(stringifyOptions(columns, options));
+    stringifier.pipe(output, { end: false });
+    stringifier.on('error', (error) => (failure = error));
+    return stringifier;
+  });
+  ready.catch(() => {}); // a failed load is thrown by the first write or end
   return {
     async write(row) {
+      const stringifier = await ready;
       if (failure) throw failure;
       if (!stringifier.write(row)) await new Promise((resolve) => stringifier.once('drain', resolve));
     },
     async end() {
+      const stringifier = await ready;
       if (failure) throw failure;
       await new Promise<void>((resolve, reject) => {
         stringifier.once('error', reject);
@@ -204,7 +216,8 @@ export function createCsvWriter(output: Writable, columns: readonly string[], op
 }
 
 /** A whole CSV as a string, for small files written atomically. */
-export function csvString(columns: readonly string[], rows: readonly Record<string, unknown>[], options: CsvWriteOptions = {}): Promise<string> {
+export async function csvString(columns: readonly string[], rows: readonly Record<string, unknown>[], options: CsvWriteOptions = {}): Promise<string> {
+  const { stringify } = await import('csv-stringify');
   return new Promise((resolve, reject) =>
     stringify([...rows], stringifyOptions(columns, options), (error, text) =>
       error ? reject(error) : resolve(text ?? ''),

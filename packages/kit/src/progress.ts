@@ -1,4 +1,7 @@
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+
+/** cli-progress (CommonJS) loads when a bar is drawn (stderr a terminal), not with kit: start-up time of every tool. */
+const loadCliProgress = () => createRequire(import.meta.url)('cli-progress') as typeof import('cli-progress');
 
 export type ProgressStatus = 'start' | 'progress' | 'done';
 
@@ -43,20 +46,20 @@ export function createProgress(options: ProgressOptions): Progress {
   const emit = (status: ProgressStatus, detail?: string) =>
     onEvent?.({ status, label, done, total, ...(detail === undefined ? {} : { detail }) });
 
-  const bar =
-    !quiet && stream.isTTY
-      ? new cliProgress.SingleBar(
-          {
-            stream,
-            // Without a total (a CSV still being read) there is no bar to fill: the count, the rate and the detail.
-            format: total === undefined ? `${label} {value} ${unit} | {rate}/s {detail}` : `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | ETA {eta_formatted} {detail}`,
-            hideCursor: false,
-            clearOnComplete: false,
-            etaBuffer: 50,
-          },
-          cliProgress.Presets.shades_classic,
-        )
-      : undefined;
+  const cliProgress = !quiet && stream.isTTY ? loadCliProgress() : undefined;
+  const bar = cliProgress
+    ? new cliProgress.SingleBar(
+        {
+          stream,
+          // Without a total (a CSV still being read) there is no bar to fill: the count, the rate and the detail.
+          format: total === undefined ? `${label} {value} ${unit} | {rate}/s {detail}` : `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | ETA {eta_formatted} {detail}`,
+          hideCursor: false,
+          clearOnComplete: false,
+          etaBuffer: 50,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
   bar?.start(total ?? 0, 0, { rate: '0', detail: '' });
   emit('start');
 

@@ -1,5 +1,4 @@
 import { resolve } from 'node:path';
-import { parseDevice } from '@imgpipe/engines';
 import { exitCleanlyOnSignals, resolveInputPointer, UsageError, writePointer, type ToolCli } from '@imgpipe/kit';
 
 export const reviewLabelsCli: ToolCli = {
@@ -31,7 +30,7 @@ export const reviewLabelsCli: ToolCli = {
     const pointer = await resolveInputPointer({ flag: args.run as string | undefined, flagName: '--run', kinds: ['run', 'label-review'], stdin: context.stdin as NodeJS.ReadStream });
     if (typeof pointer.path !== 'string') throw new UsageError(`the ${pointer.kind} pointer on stdin has no path`);
     exitCleanlyOnSignals();
-    const { runReviewLabels } = await import('./review-labels.js');
+    const [{ runReviewLabels }, { parseDevice }] = await Promise.all([import('./review-labels.js'), import('@imgpipe/engines')]);
     const { config } = context.settings;
     const result = await runReviewLabels({
       runDir: resolve(context.cwd, pointer.path),

@@ -1,11 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import { UsageError } from '@imgpipe/kit';
 import { HttpError, UnavailableError } from './http-error.js';
+import { LIMITS } from './limits.js';
 
 const bytesRead = new WeakMap<IncomingMessage, number>();
 
 /** How long a request body may deliver nothing before the connection is cut. */
-export const BODY_IDLE_MS = 10_000;
+const BODY_IDLE_MS = LIMITS.bodyIdleMs.default;
 
 /** Body bytes readBody consumed from a request (for the request log). */
 export function bodyBytes(request: IncomingMessage): number {

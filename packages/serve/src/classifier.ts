@@ -2,6 +2,7 @@ import pLimit from 'p-limit';
 import { argmax } from '@imgpipe/kit';
 import { Batcher } from './batcher.js';
 import { HttpError, UnavailableError } from './http-error.js';
+import { LIMITS } from './limits.js';
 import type { ImageItem } from './request.js';
 import { checkFormat, imageDimensions, ImageRejected, type ImageFormat, type ModelInputAndView } from '@imgpipe/images';
 
@@ -95,7 +96,7 @@ export function createClassifier(options: ClassifierOptions): Classifier {
   });
   let pending = 0;
 
-  const perRequest = Math.max(1, options.decodeConcurrency ?? 2);
+  const perRequest = Math.max(1, options.decodeConcurrency ?? LIMITS.decodesPerRequest.default);
 
   /** 400 (415 for a format not accepted) naming the item, with the reason code; operator hints go to onHint. */
   function rejected(item: ImageItem, reason: unknown): HttpError {

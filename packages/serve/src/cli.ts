@@ -1,4 +1,5 @@
 import { createLogger, stopOnSignals, UsageError, type CliContext, type ToolCli } from '@imgpipe/kit';
+import { LIMITS, limitOption } from './limits.js';
 
 export const serveCli: ToolCli = {
   name: 'serve',
@@ -9,26 +10,26 @@ export const serveCli: ToolCli = {
   packageJson: new URL('../package.json', import.meta.url),
   configKeys: ['train.device', 'aws.endpoint', 'aws.aws_default_region', 'aws.aws_access_key_id', 'aws.aws_secret_access_key'],
   options: {
-    model: { type: 'string', demandOption: true, describe: 'Model directory, or a publication s3://bucket/prefix/ (or …/prefix/model): what its publication.json lists, verified, downloaded once at start' },
+    model: { type: 'string', demandOption: true, describe: 'Model directory, or a publication s3://bucket/prefix/ (or .../prefix/model): what its publication.json lists, verified, downloaded once at start' },
     host: { type: 'string', default: '127.0.0.1', describe: 'Address to listen on (0.0.0.0 for every interface, e.g. in a container)' },
     port: { value: { type: 'int', min: 0, max: 65535 }, default: 8080, describe: 'Port; 0 picks a free one (the URL is printed on stdout and stderr)' },
-    'max-batch': { value: { type: 'int', min: 1 }, default: 32, describe: 'Most images per model call; 1 turns dynamic batching off' },
-    'max-delay-ms': { value: { type: 'number', min: 0 }, default: 5, describe: 'How long the first waiting image may wait for others to fill a batch' },
-    'max-queue': { value: { type: 'int', min: 1 }, default: 256, describe: 'Most images admitted at once; beyond it requests get 503 with Retry-After' },
-    'max-body': { type: 'string', default: '32mb', describe: 'Largest request body (bytes, or with k/m/g); larger ones get 413' },
-    'max-pixels': { value: { type: 'int', min: 1 }, default: 40_000_000, describe: 'Largest image in decoded pixels (width x height); larger ones (decompression bombs) get 400' },
+    'max-batch': limitOption('maxBatch'),
+    'max-delay-ms': limitOption('maxDelayMs'),
+    'max-queue': limitOption('maxQueue'),
+    'max-body': limitOption('maxBody'),
+    'max-pixels': limitOption('maxPixels'),
     echo: { type: 'string', choices: ['annotated', 'raw'], default: 'annotated', describe: 'The "encoded" image sent back: with the label drawn on it, or unchanged' },
     tta: { type: 'string', choices: ['none', 'flip'], describe: "Test-time augmentation: flip averages the softmax of each image and its mirror (twice the backbone work per image); default: the card's tta (set by eval-model --tta), else none" },
     'json-logs': { type: 'boolean', default: false, describe: 'Log one JSON object per line on stderr (per request and per server event)' },
     name: { type: 'string', describe: 'Model name in the V2 routes (/v2/models/{name}); default: the card\'s name or project, else the directory\'s (its parent\'s for a run\'s model/)' },
     ui: { type: 'boolean', default: true, describe: 'Serve a page at GET / for browsers (drop an image, see the answer); --no-ui turns it off' },
-    'max-images': { value: { type: 'int', min: 1 }, default: 64, describe: 'Most images in one request; more get 400 (split the request)' },
-    'max-request-pixels': { value: { type: 'int', min: 1 }, default: 256_000_000, describe: 'Most decoded pixels (from the headers) summed over one request\'s images; more get 400' },
-    'max-inflight-bytes': { type: 'string', default: '256mb', describe: 'Request bodies held at once across requests (bytes, or with k/m/g); beyond it 503 with Retry-After, before reading the body' },
+    'max-images': limitOption('maxImages'),
+    'max-request-pixels': limitOption('maxRequestPixels'),
+    'max-inflight-bytes': limitOption('maxInflightBytes'),
     formats: { type: 'string', default: 'jpeg,png,webp,gif,tiff', describe: 'Image formats accepted, checked by their signature before decoding; others (SVG, AVIF, ...) get 415' },
-    'decode-timeout': { value: { type: 'number', min: 0, exclusiveMin: true }, default: 10, describe: 'Seconds one image may take to decode (or annotate) before it is given up with 400' },
-    'max-echo-pixels': { value: { type: 'int', min: 1 }, default: 4_000_000, describe: 'Largest annotated echo in pixels; bigger images come back scaled down to fit' },
-    'shutdown-timeout': { value: { type: 'number', min: 0 }, default: 30, describe: 'Seconds to wait for requests in flight on SIGTERM before closing their connections' },
+    'decode-timeout': limitOption('decodeTimeoutSeconds'),
+    'max-echo-pixels': limitOption('maxEchoPixels'),
+    'shutdown-timeout': limitOption('shutdownTimeoutSeconds'),
   },
   examples: [
     ['serve --model runs/20261127-0512-ab12/model --port 8080', 'Serve a trained model on 127.0.0.1:8080'],
@@ -73,7 +74,7 @@ export const serveCli: ToolCli = {
         log.warn(`still busy ${shutdownSeconds} s after ${signal} (--shutdown-timeout); ending now`);
         process.removeAllListeners(signal);
         process.kill(process.pid, signal);
-      }, shutdownSeconds * 1000 + 1000).unref();
+      }, shutdownSeconds * 1000 + LIMITS.shutdownExitDelayMs.default).unref();
     });
     try {
       const handle = await runServe({

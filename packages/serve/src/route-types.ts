@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
+import type { ImageFormat } from '@imgpipe/images';
 import type { EchoMode } from './annotate.js';
+import type { ByteBudget } from './body.js';
 import type { Classifier } from './classifier.js';
-import type { RequestLimits } from './limits.js';
 import type { Registry } from './metrics.js';
 import type { UiState } from './ui-assets.js';
 
@@ -38,4 +39,20 @@ export interface AppState {
   serverVersion: string;
   /** The page for browsers; undefined with --no-ui. */
   ui?: UiState | undefined;
+}
+
+/** What one request may cost the server; every field has a flag. */
+export interface RequestLimits {
+  /** Images in one request (--max-images). */
+  maxImages: number;
+  /** Decoded pixels (width x height, from the headers) summed over one request's images (--max-request-pixels). */
+  maxRequestPixels: number;
+  /** Formats accepted, by their signature (--formats). */
+  formats: readonly ImageFormat[];
+  /** Bodies held at once across requests (--max-inflight-bytes); 503 beyond it, before reading. */
+  bodyBudget: ByteBudget;
+  /** Largest annotated echo in pixels; bigger images are scaled down to fit (--max-echo-pixels). */
+  maxEchoPixels: number;
+  /** Per decode, where libvips can stop (--decode-timeout). */
+  decodeTimeoutSeconds: number;
 }

@@ -4,13 +4,13 @@ import { FailureError, messageOf, writePointer, type Logger, type ModelCard } fr
 import { createAccessLog, createEventLog } from './access-log.js';
 import type { EchoMode } from './annotate.js';
 import { createClassifier, type ClassifierModel, type ImageDecoder, type ViewDecoder } from './classifier.js';
-import type { AppState } from './route-types.js';
+import type { AppState, RequestLimits } from './route-types.js';
 import { createHttpApp } from './server.js';
 import { createServeMetrics, type ServeMetrics } from './serve-metrics.js';
 import { loadUiAssets } from './ui-assets.js';
 import { IMAGE_FORMATS, tuneImageEngine, type ImageFormat } from '@imgpipe/images';
 import { ByteBudget } from './body.js';
-import { DEFAULT_LIMITS, type RequestLimits } from './limits.js';
+import { LIMITS } from './limits.js';
 
 /** A model ready to serve: the classifier's needs plus what the V2 metadata and shutdown use. */
 export interface ServedModel extends ClassifierModel {
@@ -50,7 +50,7 @@ export interface ServeOptions {
   name?: string | undefined;
   /** How long a shutdown waits for requests in flight before cutting connections. */
   graceMs: number;
-  /** Per-request limits (DEFAULT_LIMITS and every format when not given). */
+  /** Per-request limits (LIMITS' defaults and every format when not given). */
   maxImages?: number;
   maxRequestPixels?: number;
   maxInflightBytes?: number;
@@ -97,12 +97,12 @@ export async function runServe(options: ServeOptions): Promise<ServeHandle> {
     numTensors: () => model?.numTensors() ?? 0,
   });
   const limits: RequestLimits = {
-    maxImages: options.maxImages ?? DEFAULT_LIMITS.maxImages,
-    maxRequestPixels: options.maxRequestPixels ?? DEFAULT_LIMITS.maxRequestPixels,
+    maxImages: options.maxImages ?? LIMITS.maxImages.default,
+    maxRequestPixels: options.maxRequestPixels ?? LIMITS.maxRequestPixels.default,
     formats: options.formats ?? IMAGE_FORMATS,
-    bodyBudget: new ByteBudget(options.maxInflightBytes ?? DEFAULT_LIMITS.maxInflightBytes),
-    maxEchoPixels: options.maxEchoPixels ?? DEFAULT_LIMITS.maxEchoPixels,
-    decodeTimeoutSeconds: options.decodeTimeoutSeconds ?? DEFAULT_LIMITS.decodeTimeoutSeconds,
+    bodyBudget: new ByteBudget(options.maxInflightBytes ?? LIMITS.maxInflightBytes.default),
+    maxEchoPixels: options.maxEchoPixels ?? LIMITS.maxEchoPixels.default,
+    decodeTimeoutSeconds: options.decodeTimeoutSeconds ?? LIMITS.decodeTimeoutSeconds.default,
   };
   const state: AppState = {
     limits,

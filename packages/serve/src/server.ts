@@ -3,6 +3,7 @@ import { messageOf, type Logger } from '@imgpipe/kit';
 import type { AccessLog } from './access-log.js';
 import { bodyBytes } from './body.js';
 import { HttpError, UnavailableError } from './http-error.js';
+import { LIMITS } from './limits.js';
 import { matchRoute, requestPathname, type AppState, type Reply } from './routes.js';
 import type { ServeMetrics } from './serve-metrics.js';
 import { SECURITY_HEADERS } from './security-headers.js';
@@ -31,9 +32,15 @@ export function createHttpApp({ state, metrics, accessLog, log }: HttpAppOptions
   let drained: (() => void) | undefined;
 
   let requestCount = 0;
-  // Slow clients: headers must arrive within 10 s and a whole request within 120 s (checked every second, not
-  // Node's default 30 s), an idle kept-alive connection is closed after 5 s, a body that stalls by readBody.
-  const server = createServer({ keepAliveTimeout: 5_000, headersTimeout: 10_000, requestTimeout: 120_000, connectionsCheckingInterval: 1_000 }, (request, response) => {
+  // Slow clients: headers and whole requests have time limits (checked more often than Node's default 30 s), an
+  // idle kept-alive connection is closed, and a body that stalls is cut by readBody (LIMITS has the figures).
+  const timeouts = {
+    keepAliveTimeout: LIMITS.keepAliveTimeoutMs.default,
+    headersTimeout: LIMITS.headersTimeoutMs.default,
+    requestTimeout: LIMITS.requestTimeoutMs.default,
+    connectionsCheckingInterval: LIMITS.connectionsCheckingIntervalMs.default,
+  };
+  const server = createServer(timeouts, (request, response) => {
     inFlight += 1;
     requestCount += 1;
     const requestId = `${process.pid.toString(36)}-${requestCount.toString(36)}`;

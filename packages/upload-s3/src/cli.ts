@@ -1,6 +1,5 @@
 import type { Readable } from 'node:stream';
 import { InputError, resolveInputPointer, stopOnSignals, UsageError, type ToolCli } from '@imgpipe/kit';
-import { isS3Uri, parseS3Uri } from '@imgpipe/s3';
 
 export const uploadS3Cli: ToolCli = {
   name: 'upload-s3',
@@ -29,6 +28,7 @@ export const uploadS3Cli: ToolCli = {
     const concurrency = args.concurrency as number;
     const retries = args.retries as number;
     const partMiB = args['part-size'] as number;
+    const { isS3Uri, parseS3Uri } = await import('@imgpipe/s3');
     let bucket = config.aws.bucket_name;
     let prefix = config.aws.results_upload_path;
     if (isS3Uri(prefix)) ({ bucket, key: prefix } = parseS3Uri(prefix, '--prefix'));
