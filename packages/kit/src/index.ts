@@ -25,3 +25,5 @@ export * from './signals.js';
 export * from './walk-dir.js';
 export * from './xml.js';
 export * from './label-decisions.js';
+export * from './run-dir.js';
+export * from './run-trials.js';

@@ -1,11 +1,10 @@
-import { createProgress, formatSeconds, type Logger } from '@imgpipe/kit';
+import { createProgress, formatSeconds, type Logger, type TrialRecord, TrialLog, writeTrialTables } from '@imgpipe/kit';
 import type { ConcreteDevice, Tf } from '@imgpipe/engines';
 import pLimit from 'p-limit';
 import { saveBestHead } from './best-head.js';
-import { TrialLog, writeTrialTables } from './run-dir.js';
 import { describeParams, type Trial } from './sweep.js';
 import type { TrainOptions } from './train-options.js';
-import { isBetter, pickBest, runTrial, type LayersModelLike, type TrialFeatures, type TrialRecord } from './trial.js';
+import { isBetter, pickBest, runTrial, type LayersModelLike, type TrialFeatures } from './trial.js';
 
 export interface SweepInput {
   tf: Tf;

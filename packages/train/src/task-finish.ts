@@ -1,17 +1,16 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { exists, FailureError, InputError, writeFileAtomic, type Logger, type Pointer } from '@imgpipe/kit';
+import { exists, FailureError, InputError, writeFileAtomic, type Logger, type Pointer, type TrialRecord, readRunJson, TRIALS_JSONL, writeRunJson, writeTrialTables, type RunTimings } from '@imgpipe/kit';
 import { backboneSourceSha256, loadTf } from '@imgpipe/engines';
 import { openBackbone } from './backbone-features.js';
-import { readRunJson, TRIALS_JSONL, writeRunJson, writeTrialTables } from './run-dir.js';
-import { runVersions, startedRunJson, writeFailedRun, type RunTimings } from './run-record.js';
+import { runVersions, startedRunJson, writeFailedRun } from './run-record.js';
 import { describeParams } from './sweep.js';
 import { shardTimingFile } from './task-extract.js';
 import { verifyPlanInputs } from './task-inputs.js';
 import { PLAN_FILE, type RunPlan } from './task-plan.js';
 import { readTrialRecord, trialHeadDir } from './task-trial.js';
 import type { TrainOptions } from './train-options.js';
-import { pickBest, type TrialRecord } from './trial.js';
+import { pickBest } from './trial.js';
 import { writeModel } from './write-model.js';
 
 /** trials.jsonl as the single-process train leaves it: each trial's epoch lines, then its record. */
@@ -66,7 +65,7 @@ export async function finishRun(runDir: string, plan: RunPlan, log: Logger): Pro
   const versions = await runVersions(tf);
   const trainOptions: TrainOptions = { ...options, out: dirname(runDir) };
   const started = startedRunJson(trainOptions, { runDir, key: plan.key, previous: undefined, trials: plan.trials.length, device, backend, backbone, dataset, versions });
-  const run = { ...started, created: plan.created, mode: 'tasks', shards: plan.shards.length };
+  const run = { ...started, created: plan.created, mode: 'tasks' as const, shards: plan.shards.length };
   const headSeconds = records.reduce((sum, r) => sum + r.seconds, 0);
   const featureSeconds = await extractionSeconds(runDir, plan.shards.length);
   const timings: RunTimings = { feature_extraction_seconds: featureSeconds, features_from_cache: false, head_training_seconds: headSeconds, total_seconds: featureSeconds + headSeconds };

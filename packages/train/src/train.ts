@@ -1,18 +1,18 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { acquireLock, FailureError, openDataset, removeStaleLocks, removeStaleTemps, type Lock, silentLogger, type Logger, type Pointer, untrackTemp } from '@imgpipe/kit';
+import { acquireLock, FailureError, openDataset, removeStaleLocks, removeStaleTemps, type Lock, silentLogger, type Logger, type Pointer, untrackTemp, type TrialRecord, writeRunJson, writeTrialTables, type RunTimings } from '@imgpipe/kit';
 import { loadTf, } from '@imgpipe/engines';
 import { convertTuned, extractSplitFeatures, openBackbone } from './backbone-features.js';
 import { BEST_HEAD, ensureBestHead } from './best-head.js';
 import { FINE_TUNE_DIR, fineTuneBest } from './fine-tune-step.js';
 import { openRun, readResumedRun } from './open-run.js';
 import { commandKey, runInputs, runKey } from './run-inputs.js';
-import { removeAbandonedRunDirs, writeRunJson, writeTrialTables } from './run-dir.js';
-import { runVersions, startedRunJson, writeFailedRun, type RunTimings } from './run-record.js';
+import { removeAbandonedRunDirs } from './run-dir.js';
+import { runVersions, startedRunJson, writeFailedRun } from './run-record.js';
 import { describeParams, planTrials, } from './sweep.js';
 import { runSweep } from './sweep-loop.js';
 import { checkFineTuneSettings, checkSplits } from './train-checks.js';
-import { pickBest, type TrialRecord } from './trial.js';
+import { pickBest } from './trial.js';
 import type { TrainOptions } from './train-options.js';
 import { writeModel } from './write-model.js';
 
