@@ -27,3 +27,4 @@ export * from './xml.js';
 export * from './label-decisions.js';
 export * from './run-dir.js';
 export * from './run-trials.js';
+export * from './dataset-writer.js';
