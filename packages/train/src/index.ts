@@ -6,4 +6,4 @@ export { fineTune, checkFineTunable, type BatchNormStatistics, type FineTuneMode
 export { planRun, planShards, readPlan, PLAN_FILE, type RunPlan, type ShardPart, type PlanOptions } from './task-plan.js';
 export { extractShard } from './task-extract.js';
 export { runTrialTask } from './task-trial.js';
-export { finishRun } from './task-finish.js';
+export { finishTask } from './task-finish.js';

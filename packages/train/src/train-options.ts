@@ -38,7 +38,4 @@ export interface TrainOptions {
   onProgress?: (event: ProgressEvent) => void;
   /** Wait this long for another process's lock on the run (default: fail at once with exit 75). */
   waitLockSeconds?: number;
-  /** Test hooks: trial ids that fail as a crash would, and a pause after each epoch. */
-  failTrials?: ReadonlySet<string>;
-  epochDelayMs?: number;
 }

@@ -7,7 +7,7 @@ import { execa } from 'execa';
 import { FailureError, silentLogger, UsageError, walkDir } from '@imgpipe/kit';
 import { buildTinyConvBackbone, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { extractShard } from './task-extract.js';
-import { finishRun } from './task-finish.js';
+import { finishTask as finishRun } from './task-finish.js';
 import { planRun, planShards, readPlan } from './task-plan.js';
 import { runTrialTask, trialFile } from './task-trial.js';
 import { TEST_SIZE, tinyBackbone, writeLearnableDataset } from './test-dataset.js';
