@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { exitCleanlyOnSignals, parseValue, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli, type ValueSpec } from '@imgpipe/kit';
 import type { TrainOptions } from './train-options.js';
 import type { TrialHooks } from './trial-hooks.js';
-import type { BatchNormStatistics, FineTuneMode } from './fine-tune-types.js';
+import type { BatchNormStatistics, FineTuneMode } from './fine-tune/fine-tune-types.js';
 
 /** Flags that may be lists although their config keys hold one value: the list is kept aside, the first value configures. */
 const LIST_FLAGS = ['epochs', 'batch-size'] as const;
@@ -119,7 +119,7 @@ export function createTrainCli(hooks: TrialHooks = {}): ToolCli {
       }
       if (args.task !== undefined) {
         exitCleanlyOnSignals();
-        const { runTaskCommand } = await import('./task-command.js');
+        const { runTaskCommand } = await import('./tasks/task-command.js');
         await runTaskCommand(args, context, () => trainOptions(args, context), hooks);
         return;
       }

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { FailureError, TRIALS_CSV, writeRunJson, type Logger, type RunJson, type RunTimings, type TrialRecord } from '@imgpipe/kit';
-import type { FineTuneRecord } from './fine-tune-step.js';
+import type { FineTuneRecord } from './fine-tune/fine-tune-step.js';
 import { writeFailedRun } from './run-record.js';
-import { describeParams } from './sweep.js';
-import { pickBest } from './trial.js';
+import { describeParams } from './sweep/sweep.js';
+import { pickBest } from './sweep/trial.js';
 
 export interface FinishRunInput {
   runDir: string;

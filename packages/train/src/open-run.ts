@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import { readFinishedTrials, readRunJson, UsageError, type Logger, type RunInputs, type RunJson, type TrialRecord } from '@imgpipe/kit';
 import { findUnfinishedRun, newRunDir } from './run-dir.js';
 import { changedInputs } from './run-inputs.js';
-import type { Trial } from './sweep.js';
+import type { Trial } from './sweep/sweep.js';
 import type { TrainOptions } from './train-options.js';
 
 export interface OpenedRun {

@@ -3,21 +3,21 @@ import { join, resolve } from 'node:path';
 import { acquireLock, MODEL_DIR, openDataset, removeStaleLocks, removeStaleTemps, silentLogger, TRIALS_CSV, untrackTemp, writeRunJson, writeTrialTables, type Lock, type Logger, type Pointer, type RunTimings, type TrialRecord } from '@imgpipe/kit';
 import { loadTf } from '@imgpipe/engines';
 import { convertTuned, extractSplitFeatures, openBackbone } from './backbone-features.js';
-import { BEST_HEAD, ensureBestHead } from './best-head.js';
-import { FINE_TUNE_DIR, fineTuneBest } from './fine-tune-step.js';
+import { BEST_HEAD, ensureBestHead } from './sweep/best-head.js';
+import { FINE_TUNE_DIR, fineTuneBest } from './fine-tune/fine-tune-step.js';
 import { openRun, readResumedRun } from './open-run.js';
 import { commandKey, runInputs, runKey } from './run-inputs.js';
 import { removeAbandonedRunDirs } from './run-dir.js';
 import { runVersions, startedRunJson } from './run-record.js';
-import { planTrials } from './sweep.js';
-import { runSweep } from './sweep-loop.js';
+import { planTrials } from './sweep/sweep.js';
+import { runSweep } from './sweep/sweep-loop.js';
 import { checkFineTuneSettings, checkSplits } from './train-checks.js';
 import type { TrainOptions } from './train-options.js';
 import { finishRun } from './finish-run.js';
 import type { TrialHooks } from './trial-hooks.js';
 import { writeModel } from './write-model.js';
 
-export type { FineTuneRecord } from './fine-tune-step.js';
+export type { FineTuneRecord } from './fine-tune/fine-tune-step.js';
 export type { TrainOptions } from './train-options.js';
 
 export interface TrainResult {

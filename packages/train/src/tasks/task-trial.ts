@@ -2,13 +2,13 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createFeatureSet, loadTf } from '@imgpipe/engines';
 import { FailureError, InputError, writeJsonAtomic, type Dataset, type Logger, type TrialRecord } from '@imgpipe/kit';
-import { saveHeadDir } from './best-head.js';
-import { describeParams, type Trial } from './sweep.js';
+import { saveHeadDir } from '../sweep/best-head.js';
+import { describeParams, type Trial } from '../sweep/sweep.js';
 import { checkIndex, readShardPart, shardPartFile } from './task-extract.js';
 import { verifyPlanInputs } from './task-inputs.js';
 import type { RunPlan, ShardPart } from './task-plan.js';
-import { runTrial, type TrialFeatures } from './trial.js';
-import { epochPause, injectsFailure, type TrialHooks } from './trial-hooks.js';
+import { runTrial, type TrialFeatures } from '../sweep/trial.js';
+import { epochPause, injectsFailure, type TrialHooks } from '../trial-hooks.js';
 
 /** One file per trial: <run>/trials/<id>.json (the record, written last) and <run>/trials/<id>.head/ (an ok trial's head). */
 export const TRIALS_DIR = 'trials';

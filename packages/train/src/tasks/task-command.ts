@@ -4,8 +4,8 @@ import { extractShard } from './task-extract.js';
 import { finishTask } from './task-finish.js';
 import { planPointer, planRun, readPlan } from './task-plan.js';
 import { runTrialTask } from './task-trial.js';
-import type { TrainOptions } from './train-options.js';
-import type { TrialHooks } from './trial-hooks.js';
+import type { TrainOptions } from '../train-options.js';
+import type { TrialHooks } from '../trial-hooks.js';
 
 /** `train --task plan|extract|trial|finish`: one step of the sweep, as a scheduler runs it. */
 export async function runTaskCommand(args: Record<string, unknown>, context: CliContext, sweepOptions: () => Promise<TrainOptions>, hooks: TrialHooks = {}): Promise<void> {

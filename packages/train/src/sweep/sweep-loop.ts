@@ -3,8 +3,8 @@ import type { ConcreteDevice, Tf } from '@imgpipe/engines';
 import pLimit from 'p-limit';
 import { saveBestHead } from './best-head.js';
 import { describeParams, type Trial } from './sweep.js';
-import type { TrainOptions } from './train-options.js';
-import { epochPause, injectsFailure, type TrialHooks } from './trial-hooks.js';
+import type { TrainOptions } from '../train-options.js';
+import { epochPause, injectsFailure, type TrialHooks } from '../trial-hooks.js';
 import { isBetter, pickBest, runTrial, type LayersModelLike, type TrialFeatures } from './trial.js';
 
 export interface SweepInput {

@@ -2,16 +2,16 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { exists, FailureError, InputError, MODEL_DIR, readRunJson, TRIALS_CSV, writeTrialsJsonl, writeTrialTables, type Logger, type Pointer, type RunTimings, type TrialRecord } from '@imgpipe/kit';
 import { backboneSourceSha256, loadTf } from '@imgpipe/engines';
-import { openBackbone } from './backbone-features.js';
-import { finishRun } from './finish-run.js';
-import { runVersions, startedRunJson } from './run-record.js';
+import { openBackbone } from '../backbone-features.js';
+import { finishRun } from '../finish-run.js';
+import { runVersions, startedRunJson } from '../run-record.js';
 import { shardTimingFile } from './task-extract.js';
 import { verifyPlanInputs } from './task-inputs.js';
 import { PLAN_FILE, type RunPlan } from './task-plan.js';
 import { readTrialRecord, trialHeadDir } from './task-trial.js';
-import type { TrainOptions } from './train-options.js';
-import { pickBest } from './trial.js';
-import { writeModel } from './write-model.js';
+import type { TrainOptions } from '../train-options.js';
+import { pickBest } from '../sweep/trial.js';
+import { writeModel } from '../write-model.js';
 
 async function extractionSeconds(runDir: string, shards: number): Promise<number> {
   let seconds = 0;
