@@ -4,7 +4,7 @@ import { createRng, DATASET_FORMAT, DATASET_ROW_COLUMNS, sha256, SPLIT_NAMES, Sp
 /**
  * A dataset directory in prep-data's layout (manifest.json, <split>.u8, <split>.csv), written through kit's dataset
  * writer, with random pixels (or `pixels(split, count)`'s), for engine tests and benchmarks that need no image
- * decoding. Image n of a split has label n % classes.
+ * decoding. Image n of a split has label n % classes (or `labels(split, n)`).
  */
 export async function writeSyntheticDataset(options: {
   dir: string;
@@ -14,6 +14,8 @@ export async function writeSyntheticDataset(options: {
   classes?: string[];
   /** The split's pixels, count*size*size*3 bytes; default: uniform random bytes. */
   pixels?: (split: SplitName, count: number) => Uint8Array;
+  /** Image n's label; default n % classes.length. */
+  labels?: (split: SplitName, n: number) => number;
 }): Promise<string> {
   const { dir, size, counts, seed = 7, classes = ['cat', 'dog'] } = options;
   const rand = createRng(seed);
@@ -30,7 +32,7 @@ export async function writeSyntheticDataset(options: {
       const pixels = (options.pixels ?? randomPixels)(split, count);
       const image = size * size * 3;
       for (let i = 0; i < count; i++) {
-        const label = i % classes.length;
+        const label = options.labels ? options.labels(split, i) : i % classes.length;
         await writer.append(split, pixels.subarray(i * image, (i + 1) * image), { source: `img-${split}-${i}.png`, label, category: classes[label]! });
       }
     }
