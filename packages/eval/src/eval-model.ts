@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import {
-  EVAL_FILE, exists, FailureError, InputError, MODEL_DIR, openDataset, PREDICTIONS_FILE, readModelCard, readRunJsonChecked, readStylesheet, readTrials, REPORT_FILE, RUN_FILE, silentLogger,
+  EVAL_FILE, exists, FailureError, InputError, MANIFEST_FILE, MODEL_DIR, openDataset, PREDICTIONS_FILE, readModelCard, readRunJsonChecked, readStylesheet, readTrials, REPORT_FILE, RUN_FILE, silentLogger,
   updateResults, UsageError, writeFileAtomic, writeJsonAtomic, type Logger, type Pointer, type ProgressEvent,
 } from '@imgpipe/kit';
 import { loadModel, withTta, type Device, type Tta } from '@imgpipe/engines';
@@ -89,19 +89,19 @@ export async function runEvalModel(options: EvalModelOptions): Promise<EvalModel
   const dataset = await openDataset(dataDir);
   const { manifest } = dataset;
   if (dataset.manifestSha256 !== card.dataset?.manifest_sha256) {
-    const message = `${join(dataDir, 'manifest.json')} is not the dataset ${join(modelDir, 'card.json')} was trained on (manifest sha256 ${dataset.manifestSha256.slice(0, 12)}, card ${String(card.dataset?.manifest_sha256).slice(0, 12)})`;
+    const message = `${join(dataDir, MANIFEST_FILE)} is not the dataset ${join(modelDir, 'card.json')} was trained on (manifest sha256 ${dataset.manifestSha256.slice(0, 12)}, card ${String(card.dataset?.manifest_sha256).slice(0, 12)})`;
     if (!options.dataDir) throw new InputError(`${message}: it was rebuilt since training; retrain, or pass --data DIR to evaluate on it anyway`);
     log.warn(`${message}: its test split may hold images the model was trained on`);
   }
   if (JSON.stringify(manifest.classes) !== JSON.stringify(card.labels)) {
-    throw new InputError(`${join(dataDir, 'manifest.json')}: classes ${JSON.stringify(manifest.classes)} differ from the model's labels ${JSON.stringify(card.labels)} (same names in the same order needed)`);
+    throw new InputError(`${join(dataDir, MANIFEST_FILE)}: classes ${JSON.stringify(manifest.classes)} differ from the model's labels ${JSON.stringify(card.labels)} (same names in the same order needed)`);
   }
   if (manifest.image_size !== card.input.size) {
-    throw new InputError(`${join(dataDir, 'manifest.json')}: images are ${manifest.image_size}px, the model takes ${card.input.size}px; rebuild the dataset with prep-data --img-dimensions ${card.input.size}`);
+    throw new InputError(`${join(dataDir, MANIFEST_FILE)}: images are ${manifest.image_size}px, the model takes ${card.input.size}px; rebuild the dataset with prep-data --img-dimensions ${card.input.size}`);
   }
   const tta = options.tta ?? cardTta(card.tta);
   const count = manifest.splits.test.count;
-  if (count === 0) throw new InputError(`${join(dataDir, 'manifest.json')}: the test split is empty; rebuild the dataset with prep-data --test-pct > 0`);
+  if (count === 0) throw new InputError(`${join(dataDir, MANIFEST_FILE)}: the test split is empty; rebuild the dataset with prep-data --test-pct > 0`);
 
   const labels = card.labels;
   const rows = await dataset.rows('test');

@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { InputError, MODEL_DIR, openDataset, readModelCard, readRunJsonChecked, RUN_FILE, UsageError, type BackboneInfo, type Dataset, type Logger, type ModelCard, type TrialParams } from '@imgpipe/kit';
+import { InputError, MANIFEST_FILE, MODEL_DIR, openDataset, readModelCard, readRunJsonChecked, RUN_FILE, UsageError, type BackboneInfo, type Dataset, type Logger, type ModelCard, type TrialParams } from '@imgpipe/kit';
 
 /** The hyper-parameters of one head, as train records them (run.json best.params). */
 export type HeadParamsRecord = TrialParams;
@@ -50,7 +50,7 @@ export async function readRunInputs(runDirArg: string, dataDirArg: string | unde
   if (!dataDir) throw new UsageError(`${runPath} names no dataset; pass --data DIR`);
   const dataset = await openDataset(resolve(dataDir));
   if (dataset.manifestSha256 !== runDataset.manifest_sha256) {
-    const message = `${join(dataDir, 'manifest.json')} is not the dataset ${runPath} was trained on (manifest sha256 ${dataset.manifestSha256.slice(0, 12)}, run ${String(runDataset.manifest_sha256).slice(0, 12)})`;
+    const message = `${join(dataDir, MANIFEST_FILE)} is not the dataset ${runPath} was trained on (manifest sha256 ${dataset.manifestSha256.slice(0, 12)}, run ${String(runDataset.manifest_sha256).slice(0, 12)})`;
     if (!dataDirArg) throw new InputError(`${message}: it was rebuilt since; retrain, or pass --data DIR to review it with this run's settings anyway`);
     log.warn(`${message}: reviewing it with this run's backbone and hyper-parameters`);
   }

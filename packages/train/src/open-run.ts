@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { readFinishedTrials, readRunJson, UsageError, type Logger, type RunInputs, type RunJson, type TrialRecord } from '@imgpipe/kit';
+import { readFinishedTrials, readRunJson, TRIALS_JSONL, UsageError, type Logger, type RunInputs, type RunJson, type TrialRecord } from '@imgpipe/kit';
 import { findUnfinishedRun, newRunDir } from './run-dir.js';
 import { changedInputs } from './run-inputs.js';
 import type { Trial } from './sweep/sweep.js';
@@ -62,7 +62,7 @@ export async function openRun(options: TrainOptions, id: RunIdentity, trials: re
   for (const record of finished.values()) {
     const planned = trials[record.index];
     if (!planned || planned.id !== record.trial || JSON.stringify(planned.params) !== JSON.stringify(record.params)) {
-      throw new UsageError(`${join(runDir, 'trials.jsonl')}: trial ${record.trial} does not match this command's sweep; start a new run (another --out)`);
+      throw new UsageError(`${join(runDir, TRIALS_JSONL)}: trial ${record.trial} does not match this command's sweep; start a new run (another --out)`);
     }
   }
   return { runDir, ...(previous ? { previous } : {}), finished };
