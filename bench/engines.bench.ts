@@ -1,6 +1,6 @@
 // Engines benchmark: ResNet50 at 224 with random weights, built here (nothing is downloaded) in both formats with
 // the same weights (@imgpipe/test-utils buildResnet50Backbones: ONNX written with onnx-proto, TF.js layers model
-// saved through core's file IO handler). Measures images/s of
+// saved through engines' file IO handler). Measures images/s of
 //   - ONNX Runtime: the bare engine (session.run on a ready float tensor) and the pipeline (extractFeatures:
 //     disk reads, preprocessing, batching; cache off);
 //   - TF.js: the bare engine in this thread, and the pipeline with 1 and 2 wasm workers (or on --device webgpu).
@@ -84,11 +84,11 @@ try {
       const { tf, backend } = await loadTf(tfDevice, log);
       const runner = await openTfjsRunner(tf, models.tfjs, { featureLayer: 'features', preprocess: torch });
       const model = await tf.loadLayersModel((await import('@imgpipe/engines')).fileLoadHandler(tf.io, models.tfjs));
-      const cut = tf.model({ inputs: model.inputs, outputs: model.getLayer('features').output as import('@imgpipe/engines/tfjs').SymbolicTensor });
+      const cut = tf.model({ inputs: model.inputs, outputs: model.getLayer('features').output as import('@imgpipe/engines/tfjs-parts').SymbolicTensor });
       const n = Math.min(batch, tfjsImages);
       const x = tf.tensor4d(preprocessPixels(await dataset.readPixels('val', 0, n), n, SIZE, torch, 'NHWC'), [n, SIZE, SIZE, 3]);
       const once = async () => {
-        const y = cut.predict(x) as import('@imgpipe/engines/tfjs').Tensor;
+        const y = cut.predict(x) as import('@imgpipe/engines/tfjs-parts').Tensor;
         await y.data();
         y.dispose();
       };

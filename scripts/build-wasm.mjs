@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 
-const require = createRequire(join(process.cwd(), 'packages/engines/package.json'));
+const require = createRequire(join(process.cwd(), 'packages/training-kernels/package.json'));
 const wabt = await require('wabt')();
 const check = process.argv.includes('--check');
 let stale = 0;

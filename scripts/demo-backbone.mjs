@@ -63,9 +63,14 @@ if (values['train-on']) {
  * @param {string} datasetDir @param {string} dir @param {number} epochs @returns {Promise<number>}
  */
 async function trainBackbone(datasetDir, dir, epochs) {
-  const [{ fileSaveHandler, loadTf }, { openDataset }] = await Promise.all([import('@imgpipe/engines'), import('@imgpipe/kit')]);
-  // WebAssembly, with core's conv gradient kernels (wasm-grad-kernels.ts) registered by loadTf.
+  const [{ fileSaveHandler, loadTf }, { registerTrainingKernels }, { openDataset }] = await Promise.all([
+    import('@imgpipe/engines'),
+    import('@imgpipe/training-kernels'),
+    import('@imgpipe/kit'),
+  ]);
+  // WebAssembly, with the conv gradient kernels it lacks (@imgpipe/training-kernels' wasm-grad-kernels.ts).
   const { tf } = await loadTf('wasm');
+  registerTrainingKernels(tf);
   const dataset = await openDataset(datasetDir);
   const { image_size: side, classes } = dataset.manifest;
   const count = dataset.manifest.splits.train.count;
@@ -84,7 +89,7 @@ async function trainBackbone(datasetDir, dir, epochs) {
   }
   const features = tf.layers.globalAveragePooling2d({ name: 'features' }).apply(h);
   const logits = tf.layers.dense({ name: 'logits', units: classes.length, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed }) });
-  const output = /** @type {import('@imgpipe/engines/tfjs').SymbolicTensor} */ (logits.apply(features));
+  const output = /** @type {import('@imgpipe/engines/tfjs-parts').SymbolicTensor} */ (logits.apply(features));
   const model = tf.model({ inputs: input, outputs: output, name: 'demo_backbone' });
   model.compile({ optimizer: tf.train.adam(0.003), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
   let accuracy = 0;

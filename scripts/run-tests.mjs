@@ -26,8 +26,8 @@ if (files.length === 0) {
 const result = spawnSync(
   process.execPath,
   ['--conditions=imgpipe-source', '--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=600000', ...files],
-  { stdio: 'inherit', // On Node 20 the AWS SDK announces its coming end of support for Node 20 once per process (see README,
-  // Troubleshooting); it is the same notice every time, so the tests turn it off.
+  { stdio: 'inherit', // On Node 20 the AWS SDK announces its coming end of support for Node 20 once per process (see
+  // docs/troubleshooting.md); it is the same notice every time, so the tests turn it off.
   env: { ...process.env, IMGPIPE_TEST: '1', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } },
 );
 process.exit(result.status ?? 1);

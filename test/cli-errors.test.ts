@@ -71,6 +71,13 @@ describe('errors end a tool with one line', () => {
     });
   }
 
+  it('eval-model --model s3://...: exit 2, one line saying to copy the model directory first', async () => {
+    const result = await exec(join(BIN, 'eval-model'), ['--model', 's3://bucket/models/cat-dog', '--data', 'prep'], temp.path);
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(lines(result.stderr).length, 1, result.stderr);
+    assert.match(result.stderr, /^eval-model: error: --model s3:\/\/bucket\/models\/cat-dog: eval-model reads a local model directory; copy it first \(aws s3 cp --recursive/);
+  });
+
   it("kit's main: an error outside the awaited work (an unhandled 'error' event) is one line too, exit 1", async () => {
     const script = join(temp.path, 'stray-error.mts');
     await writeFile(

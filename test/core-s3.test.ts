@@ -9,7 +9,7 @@ import { createS3Client, describeS3Error, downloadObject, downloadPrefix, headOb
 import { FailureError, InputError, sha256, UsageError } from '@imgpipe/kit';
 import { makeTempDir, startFaultyProxy, startS3Server, testAwsConfig, uploadDirectory, type S3Server, type TempDir } from '@imgpipe/test-utils';
 
-describe('core S3 client against the local server', () => {
+describe('@imgpipe/s3 client against the local server', () => {
   let server: S3Server;
   let temp: TempDir;
   before(async () => {

@@ -142,15 +142,15 @@ describe('deploy/k8s manifests (validated offline; not run on a cluster)', () =>
     assert.throws(() => checkInvocation('self-test', ['train', '--no-such-flag']), /not in `train --help`/);
   });
 
-  it('the README documents every manifest, and every train task they run', async () => {
-    const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
-    for (const file of await readdir(K8S)) assert.ok(readme.includes(`\`${file}\``), `README.md does not name deploy/k8s/${file}`);
-    assert.match(readme, /not run on a cluster/);
+  it('docs/scale-out.md documents every manifest, and every train task they run', async () => {
+    const text = await readFile(join(ROOT, 'docs', 'scale-out.md'), 'utf8');
+    for (const file of await readdir(K8S)) assert.ok(text.includes(`\`${file}\``), `docs/scale-out.md does not name deploy/k8s/${file}`);
+    assert.match(text, /not run on a cluster/);
     for (const { file, doc } of docs) {
       for (const container of containersOf(doc)) {
         for (const [tool, ...words] of invocations([...(container.command ?? []), ...(container.args ?? [])].map(String))) {
           const task = words[words.indexOf('--task') + 1];
-          if (tool === 'train' && words.includes('--task') && !task!.startsWith('inputs.parameters.')) assert.ok(readme.includes(`train --task ${task}`), `${file}: README.md does not show train --task ${task}`);
+          if (tool === 'train' && words.includes('--task') && !task!.startsWith('inputs.parameters.')) assert.ok(text.includes(`train --task ${task}`), `${file}: docs/scale-out.md does not show train --task ${task}`);
         }
       }
     }

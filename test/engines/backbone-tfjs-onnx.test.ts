@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import * as tf from '@imgpipe/engines/tfjs';
+import * as tf from '@imgpipe/engines/tfjs-parts';
 import { buildMobileNetV1, buildTinyConvBackbone, makeTempDir, quietCpuBackend, randomizeWeights, tinyConvReference, type MobileNetFiles, type TempDir } from '@imgpipe/test-utils';
 import { loadBackbone, type Backbone, type LoadBackboneOptions } from '@imgpipe/engines';
 import { UsageError } from '@imgpipe/kit';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Tensor1D, Tensor2D } from '@imgpipe/engines/tfjs';
+import type { Tensor1D, Tensor2D } from '@imgpipe/engines/tfjs-parts';
 import { makeTempDir } from '@imgpipe/test-utils';
 import { loadTf, createFeatureSet, Head, HeadAdam, headGradients, type HeadWeights, fileLoadHandler } from '@imgpipe/engines';
 import { createRng } from '@imgpipe/kit';

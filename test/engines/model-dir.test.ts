@@ -3,7 +3,7 @@ import { cp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { Tensor2D } from '@imgpipe/engines/tfjs';
+import type { Tensor2D } from '@imgpipe/engines/tfjs-parts';
 import { buildTinyConvBackbone, makeTempDir } from '@imgpipe/test-utils';
 import { loadBackbone, Head, loadModel, saveModelDir, loadTf } from '@imgpipe/engines';
 import { InputError, listModelFiles, readModelCard, sha256, type ModelCard, createRng } from '@imgpipe/kit';

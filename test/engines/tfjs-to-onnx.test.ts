@@ -2,14 +2,14 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import * as tf from '@imgpipe/engines/tfjs';
+import * as tf from '@imgpipe/engines/tfjs-parts';
 import { makeTempDir, quietCpuBackend, randomizeWeights, type TempDir } from '@imgpipe/test-utils';
 import { loadBackbone } from '@imgpipe/engines';
 import { createLogger } from '@imgpipe/kit';
 import { fileSaveHandler } from '@imgpipe/engines';
 import { createRng } from '@imgpipe/kit';
-import { ACTIVATIONS } from '@imgpipe/engines/tfjs-onnx-activations';
-import { LAYER_CONVERTERS } from '@imgpipe/engines/tfjs-onnx-layers';
+import { ACTIVATIONS } from '@imgpipe/tfjs-onnx/tfjs-onnx-activations';
+import { LAYER_CONVERTERS } from '@imgpipe/tfjs-onnx/tfjs-onnx-layers';
 
 // Per layer: small TF.js layers models with random weights, run through loadBackbone on ONNX Runtime (converted)
 // and on TF.js wasm (the reference). Features must agree within 1e-4, max absolute difference.

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { bombPng, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import sharp from 'sharp';
-import { decodeToTensor, ImageRejected, READ_WHOLE_MAX_BYTES, type RejectReason } from '@imgpipe/images';
+import { decodeToTensor, ImageRejected, imageDimensions, READ_WHOLE_MAX_BYTES, type RejectReason } from '@imgpipe/images';
 
 let temp: TempDir;
 before(async () => (temp = await makeTempDir('imgpipe-image-')));
@@ -198,9 +198,10 @@ test('a file is decoded the same whether read whole or, past READ_WHOLE_MAX_BYTE
   const handle = await open(large, 'r+');
   await handle.truncate(READ_WHOLE_MAX_BYTES + 1);
   await handle.close();
-  const fromMemory = await decodeToTensor(small, { size: 24, fit: 'fill' });
-  assert.deepEqual(await decodeToTensor(large, { size: 24, fit: 'fill' }), fromMemory);
-  assert.deepEqual(await decodeToTensor(jpeg, { size: 24, fit: 'fill' }), fromMemory);
+  // Size 16: a 4x reduction, so sharp decodes it from memory as from disk (libjpeg-turbo needs the bytes in memory).
+  const fromMemory = await decodeToTensor(small, { size: 16, fit: 'fill' });
+  assert.deepEqual(await decodeToTensor(large, { size: 16, fit: 'fill' }), fromMemory);
+  assert.deepEqual(await decodeToTensor(jpeg, { size: 16, fit: 'fill' }), fromMemory);
 
   const dir = join(temp.path, 'a-directory.jpg');
   await mkdir(dir);
@@ -209,4 +210,14 @@ test('a file is decoded the same whether read whole or, past READ_WHOLE_MAX_BYTE
   const fifo = join(temp.path, 'fifo.jpg');
   execFileSync('mkfifo', [fifo]);
   await assert.rejects(decodeToTensor(fifo, { size: 8, fit: 'fill' }), { reason: 'not-an-image' });
+});
+
+test('imageDimensions reads a JPEG frame header without decoding, other formats through sharp; EXIF rotation ignored', async () => {
+  const raw = { raw: { width: 300, height: 200, channels: 3 as const } };
+  const pixels = knownPixels(300, 200);
+  const rotated = await sharp(pixels, raw).jpeg().withMetadata({ orientation: 6 }).toBuffer();
+  const progressive = await sharp(pixels, raw).jpeg({ progressive: true }).toBuffer();
+  const png = await sharp(pixels, raw).png().toBuffer();
+  for (const bytes of [rotated, progressive, png]) assert.deepEqual(await imageDimensions(bytes), { width: 300, height: 200 });
+  assert.equal(await imageDimensions(Buffer.from('not an image')), undefined);
 });

@@ -89,11 +89,14 @@ const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 
 describe('the libjpeg-turbo path', () => {
   it('resizeRgb matches an independent triangle filter to within rounding, shrinking and enlarging, odd widths', () => {
-    for (const [width, height, size] of [[373, 301, 224], [100, 61, 224], [225, 224, 224], [61, 500, 32]] as const) {
+    // 500 and 557 wide: reductions of 2.2x and 2.5x, whose windows span seven taps but weigh at most five (SIMD pass).
+    for (const [width, height, size] of [[373, 301, 224], [100, 61, 224], [225, 224, 224], [61, 500, 32], [500, 375, 224], [557, 375, 224], [900, 700, 224]] as const) {
       const data = picture(width, height);
       const ours = resizeRgb(data, width, height, size, 'fill');
       assert.ok(maxAbsDiff(ours, referenceResize(data, width, height, size)) <= 1.5, `${width}x${height} -> ${size}`);
     }
+    assert.ok(coefficients(500, 224, 0, 500).weights8 && coefficients(557, 224, 0, 557).weights8, 'the five-tap SIMD pass');
+    assert.equal(coefficients(900, 224, 0, 900).weights8, undefined, 'the general pass');
     const weights = coefficients(373, 224, 0, 373);
     for (let o = 0; o < 224; o++) {
       let sum = 0;
@@ -121,9 +124,10 @@ describe('the libjpeg-turbo path', () => {
     assert.equal(readJpegHeader(await base.clone().jpeg({ progressive: true }).toBuffer())!.coding, 'progressive');
     const rotated = await base.clone().jpeg().withMetadata({ orientation: 6 }).toBuffer();
     assert.equal(readJpegHeader(rotated)!.orientation, 6);
-    assert.equal(readJpegHeader(rotated)!.icc, true);
+    assert.equal(readJpegHeader(rotated)!.icc, 'srgb', "sharp's own sRGB profile, embedded with the EXIF");
     assert.equal(readJpegHeader(withoutIcc(rotated))!.icc, false);
-    assert.equal(readJpegHeader(await base.clone().jpeg().withIccProfile('p3').toBuffer())!.icc, true);
+    assert.equal(readJpegHeader(await base.clone().jpeg().withIccProfile('p3').toBuffer())!.icc, 'other');
+    assert.equal(readJpegHeader(await base.clone().jpeg().withIccProfile('cmyk').toBuffer())!.icc, 'other');
     assert.equal(readJpegHeader(await base.clone().toColourspace('b-w').jpeg().toBuffer())!.components, 1);
     assert.equal(readJpegHeader(Buffer.from('not a jpeg at all')), undefined);
   });
@@ -155,14 +159,27 @@ describe('the libjpeg-turbo path', () => {
     }
   });
 
-  it('leaves to sharp what libjpeg-turbo should not decode: ICC profiles, CMYK, large reductions', async () => {
+  it('leaves to sharp what libjpeg-turbo should not decode: non-sRGB ICC profiles, CMYK, large reductions', async () => {
     const raw = picture(200, 150);
     const base = sharp(raw, { raw: { width: 200, height: 150, channels: 3 } });
     assert.equal(decodesWithTurbo(await base.clone().jpeg().withIccProfile('p3').toBuffer(), 64, Infinity), undefined);
     assert.equal(decodesWithTurbo(await base.clone().toColourspace('cmyk').jpeg().toBuffer(), 64, Infinity), undefined);
-    assert.equal(decodesWithTurbo(await base.clone().jpeg().toBuffer(), 64, Infinity), undefined, 'short side 150 >= 2 x 64: shrink-on-load');
-    assert.ok(decodesWithTurbo(await base.clone().jpeg().toBuffer(), 80, Infinity));
+    assert.equal(decodesWithTurbo(await base.clone().jpeg().toBuffer(), 32, Infinity), undefined, 'short side 150 >= 4 x 32: shrink-on-load');
+    assert.ok(decodesWithTurbo(await base.clone().jpeg().toBuffer(), 40, Infinity));
     assert.equal(decodesWithTurbo(await base.clone().jpeg().toBuffer(), 80, 1000), undefined, 'over --max-pixels: sharp says why');
+  });
+
+  it("takes sRGB-tagged JPEGs too: their pixels are what sharp's colour-managed decode gives, to rounding", async () => {
+    const [width, height, size] = [300, 200, 96];
+    const base = sharp(picture(width, height), { raw: { width, height, channels: 3 } });
+    for (const tagged of [await base.clone().jpeg({ quality: 90 }).withIccProfile('srgb').toBuffer(), await base.clone().jpeg({ quality: 90 }).withMetadata().toBuffer()]) {
+      const header = decodesWithTurbo(tagged, size, Infinity);
+      assert.equal(header?.icc, 'srgb');
+      const decoded = await decodeToTensor(tagged, { size, fit: 'fill' });
+      const managed = await sharp(tagged).toColourspace('srgb').raw().toBuffer();
+      assert.ok(meanAbsDiff(decoded, resizeRgb(managed, width, height, size, 'fill')) < 1, `mean ${meanAbsDiff(decoded, resizeRgb(managed, width, height, size, 'fill'))}`);
+      assert.equal(differing(decoded, await decodeToTensor(withoutIcc(tagged), { size, fit: 'fill' })), 0, 'the profile changes nothing');
+    }
   });
 
   it('rejects a truncated JPEG as unreadable', async () => {

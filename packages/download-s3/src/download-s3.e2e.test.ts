@@ -86,7 +86,7 @@ describe('download-s3 (the bin, end to end)', () => {
     assert.equal((await readFile(join(temp.path, 'local.csv'), 'utf8')).trim(), result.stdout.trim());
   });
 
-  it('four shards at once share one --dest, as the README and the Argo workflow run them (a lock per shard)', async () => {
+  it('four shards at once share one --dest, as docs/scale-out.md and the Argo workflow run them (a lock per shard)', async () => {
     // Each request waits 150 ms at the proxy, so the four processes overlap: before, three exited 75 on the --dest lock.
     const proxy = await startFaultyProxy(server.endpoint, { latencyMs: 150 });
     try {

@@ -8,8 +8,7 @@ import { InputError, UsageError } from '@imgpipe/kit';
 import { exists, sha256, writeFileAtomic } from '@imgpipe/kit';
 import type { Logger } from '@imgpipe/kit';
 import { ortCudaInstalled } from './onnx.js';
-import { UnsupportedLayerError } from './tfjs-onnx-context.js';
-import { CONVERTER_VERSION, convertTfjsLayers } from './tfjs-to-onnx.js';
+import { CONVERTER_VERSION, convertTfjsLayers, UnsupportedLayerError } from '@imgpipe/tfjs-onnx';
 import { readModelJson, weightPaths } from './tfjs-io.js';
 
 /**

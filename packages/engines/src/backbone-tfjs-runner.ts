@@ -4,7 +4,7 @@ import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { InputError, UsageError } from '@imgpipe/kit';
 import type { PreprocessSpec } from '@imgpipe/kit';
 import { preprocessPixels } from './preprocess.js';
-import type { Tf } from './tf-type.js';
+import type { Tf } from './tfjs-parts-type.js';
 import { fileLoadHandler, readModelJson } from './tfjs-io.js';
 
 /** A TF.js model (layers or graph) cut at its feature layer, run on whatever backend tf has: used in-process and in workers. */

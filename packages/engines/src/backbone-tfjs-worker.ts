@@ -1,9 +1,9 @@
 import { workerData } from 'node:worker_threads';
 import { openTfjsRunner } from './backbone-tfjs-runner.js';
 import type { PreprocessSpec } from '@imgpipe/kit';
-import { loadTf } from './tf.js';
+import { loadTf } from './tfjs-load.js';
 import type { WorkerReady } from './worker-pool.js';
-import { serveBatches } from './worker-thread.js';
+import { serveBatches } from './worker-pool-serve.js';
 
 /** One worker of a TF.js WebAssembly pool: its own tf and wasm backend, one model, batches in, features out. */
 export interface WorkerInit {

@@ -6,7 +6,7 @@ import type { TfjsWorkerReady } from './backbone-tfjs-worker.js';
 import { cpuThreads } from './device.js';
 import { InputError, sha256, type Logger } from '@imgpipe/kit';
 import { preprocessSpec } from './preprocess.js';
-import { loadTf } from './tf.js';
+import { loadTf } from './tfjs-load.js';
 import { readModelJson, weightPaths } from './tfjs-io.js';
 import { WorkerPool } from './worker-pool.js';
 

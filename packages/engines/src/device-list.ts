@@ -12,7 +12,7 @@ export function formatDeviceList(list: readonly DeviceStatus[]): string {
 
 /** Every device for both engines, available or not and why (probes optional packages and GPU adapters). */
 export async function listDevices(): Promise<DeviceStatus[]> {
-  const [{ probeTfDevices }, { ortDeviceStatus }] = await Promise.all([import('./tf.js'), import('./onnx.js')]);
+  const [{ probeTfDevices }, { ortDeviceStatus }] = await Promise.all([import('./tfjs-load.js'), import('./onnx.js')]);
   const tfRows = await probeTfDevices();
   const tfWebgpu = tfRows.find((row) => row.device === 'webgpu');
   // ONNX Runtime's bundled WebGPU provider needs the same GPU adapter that the Dawn probe just looked for.

@@ -1,7 +1,7 @@
 import type { Rank, Scalar, Tensor, Tensor1D, Tensor2D, Variable } from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { createRng, deriveSeed, shuffleInPlace, type Rng } from '@imgpipe/kit';
-import type { Tf } from './tf-type.js';
+import type { Tf } from './tfjs-parts-type.js';
 
 /**
  * The seed's classifier head on cached features: Dense(layer_size, relu) -> Dropout(dropout) -> Dense(classes,

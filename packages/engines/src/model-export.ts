@@ -3,8 +3,8 @@ import { dirname, join } from 'node:path';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { InputError, type Logger, type ModelCard } from '@imgpipe/kit';
 import { composeWholeModel, type DenseLayer } from './onnx-whole-model.js';
-import { activationName } from './tfjs-onnx-activations.js';
-import { UnsupportedLayerError } from './tfjs-onnx-context.js';
+import { activationName } from '@imgpipe/tfjs-onnx/tfjs-onnx-activations';
+import { UnsupportedLayerError } from '@imgpipe/tfjs-onnx/tfjs-onnx-context';
 import { readModelJson, weightPaths } from './tfjs-io.js';
 
 /**
@@ -28,7 +28,7 @@ export async function exportWholeModel(card: ModelCard, backboneFiles: string[],
 }
 
 async function convertedBackbone(path: string, card: ModelCard, log: Logger): Promise<{ backbone: Uint8Array; featureValue: string; layout: 'NHWC' } | undefined> {
-  const [{ tfjsFormatOf }, { convertTfjsLayers }] = await Promise.all([import('./backbone-tfjs-runner.js'), import('./tfjs-to-onnx.js')]);
+  const [{ tfjsFormatOf }, { convertTfjsLayers }] = await Promise.all([import('./backbone-tfjs-runner.js'), import('@imgpipe/tfjs-onnx')]);
   const json = await readModelJson(path);
   if (tfjsFormatOf(json) !== 'tfjs-layers') {
     log.info(`model.onnx not written: the backbone ${path} is a TF.js graph model, which has no ONNX conversion; the model is served by its two parts`);

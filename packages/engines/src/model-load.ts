@@ -1,7 +1,7 @@
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { InputError, UsageError, listModelFiles, openModelDir, safeJoin, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard, type WholeModelInfo } from '@imgpipe/kit';
+import { InputError, listModelFiles, openModelDir, safeJoin, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard, type WholeModelInfo } from '@imgpipe/kit';
 import type { LoadedModel, LoadModelOptions } from './model-types.js';
 
 export type { LoadedModel, LoadModelOptions } from './model-types.js';
@@ -81,18 +81,15 @@ async function exposeFeatureOutput(path: string, featureLayer: string): Promise<
  * Load a model directory: model.onnx on ONNX Runtime when the card lists it, else the backbone through the engines and
  * the head with TF.js on the same device.
  */
-export async function loadModel(dirOrS3Uri: string, options: LoadModelOptions): Promise<LoadedModel> {
+export async function loadModel(modelDir: string, options: LoadModelOptions): Promise<LoadedModel> {
   const log = options.log ?? silentLogger;
-  if (dirOrS3Uri.startsWith('s3://')) {
-    throw new UsageError(`loading a model from ${dirOrS3Uri} is not supported yet: copy it first (aws s3 cp --recursive ${dirOrS3Uri} model/) and pass the directory`);
-  }
-  const dir = resolve(dirOrS3Uri);
+  const dir = resolve(modelDir);
   const card = await openModelDir(dir);
   if (card.onnx && options.wholeModel !== false) {
     const { loadWholeModel } = await import('./whole-model-load.js');
     return loadWholeModel(dir, card, card.onnx, { ...options, log });
   }
-  const [{ loadTf }, { loadBackbone }, { fileLoadHandler }] = await Promise.all([import('./tf.js'), import('./backbone.js'), import('./tfjs-io.js')]);
+  const [{ loadTf }, { loadBackbone }, { fileLoadHandler }] = await Promise.all([import('./tfjs-load.js'), import('./backbone.js'), import('./tfjs-io.js')]);
   const { tf } = await loadTf(options.device, log);
   const headPath = safeJoin(dir, card.head.path, `${join(dir, 'card.json')}: head.path`);
   let head: LayersModel;

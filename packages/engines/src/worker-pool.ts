@@ -1,6 +1,6 @@
 import type { Worker } from 'node:worker_threads';
 import { FailureError, InputError, UsageError, silentLogger, type Logger } from '@imgpipe/kit';
-import { PendingReplies, startWorkers, type WorkerFailure, type WorkerLog } from './worker-threads.js';
+import { PendingReplies, startWorkers, type WorkerFailure, type WorkerLog } from '@imgpipe/kit';
 
 /** What a backbone worker says once its model is loaded; the rest is the worker kind's own. */
 export interface WorkerReady {

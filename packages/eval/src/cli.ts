@@ -31,6 +31,7 @@ export const evalModelCli: ToolCli = {
     if (args.out !== undefined && args.model === undefined) throw new UsageError('--out goes with --model (with a run, the files are written in the run directory)');
     let runDir = args.run as string | undefined;
     let modelDir = args.model as string | undefined;
+    if (modelDir?.startsWith('s3://')) throw new UsageError(`--model ${modelDir}: eval-model reads a local model directory; copy it first (aws s3 cp --recursive ${modelDir} model/) and pass the directory`);
     if (!modelDir) {
       const pointer = await resolveInputPointer({ flag: runDir, flagName: '--run (or --model DIR --data DIR)', kinds: ['run', 'model', 'label-review'], stdin: context.stdin as NodeJS.ReadStream });
       if (typeof pointer.path !== 'string') throw new UsageError(`the ${pointer.kind} pointer on stdin has no path`);

@@ -14,7 +14,7 @@ function table(head: string[], rows: string[][], rowClass: (i: number) => string
 
 /**
  * report.html: a static page (no scripts, no network) next to eval.json, showing the test metrics, the plots by
- * relative path, the trial table with the best trial marked, and the worst mistakes. `stylesheet` (core's
+ * relative path, the trial table with the best trial marked, and the worst mistakes. `stylesheet` (kit's
  * readStylesheet(), the look serve's page shares) goes in a style block, so the report is one file that reads the
  * same opened from disk, from S3 or through serve; links are relative, so the run directory can move.
  */

@@ -1,5 +1,6 @@
 import { ALPHA_BACKGROUND, checkFormat, DEFAULT_MAX_PIXELS, decodeToTensor, ImageRejected, RESIZE_KERNEL, rejectionOf, type DecodeOptions } from './image.js';
 import { decodesWithTurbo, withJpegUpright } from './jpeg-decode.js';
+import { encodeJpegRgb, JPEG_TURBO_VERSION } from './jpeg-turbo.js';
 import { resizeRgb } from './resize.js';
 import { escapeXml } from '@imgpipe/kit';
 import { sniffImageFormat, type ImageFormat } from './image-format.js';
@@ -111,10 +112,11 @@ async function decodeView(input: Buffer, upright: { width: number; height: numbe
 }
 
 /**
- * Encode a view for sending back: JPEG stays JPEG (quality 80, plain Huffman tables: an echo, not an archive),
- * WebP stays WebP, anything else becomes PNG.
+ * Encode a view for sending back: JPEG stays JPEG (quality 80, 4:2:0, plain Huffman tables: an echo, not an archive;
+ * by libjpeg-turbo directly where it is installed), WebP stays WebP, anything else becomes PNG.
  */
 export async function encodeView(view: RgbImage, format: ImageFormat | undefined): Promise<Buffer> {
+  if (format === 'jpeg' && JPEG_TURBO_VERSION) return encodeJpegRgb(view.data, view.width, view.height, 80);
   const sharp = await loadSharp();
   const image = sharp(view.data, { raw: { width: view.width, height: view.height, channels: 3 } });
   switch (format) {

@@ -1,8 +1,9 @@
-import { constants } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { Fit } from '@imgpipe/kit';
 import { ImageRejected } from './image-rejected.js';
-import { decodesWithTurbo, withJpegUpright } from './jpeg-decode.js';
+import { decodesWithTurbo, SHRINK_ON_LOAD_FROM, withJpegUpright } from './jpeg-decode.js';
+import { readJpegHeader } from './jpeg-header.js';
 import { JPEG_TURBO_VERSION } from './jpeg-turbo.js';
 import { RESIZE_IDENTITY, resizeRgb } from './resize.js';
 import { sniffImageFormat, type ImageFormat } from './image-format.js';
@@ -43,14 +44,16 @@ export const BOMB_PIXELS_PER_BYTE = 128;
 /**
  * Files up to this size are read into memory and decoded from there. Given a path, libvips maps the file once per
  * pass (format sniff, header, decode) and every unmap interrupts all cores to flush their TLBs: measured at 8% of
- * prep-data's CPU time. Larger files (rare, and where holding them whole would cost memory) are decoded from disk.
+ * prep-data's CPU time. Larger files (rare, and where holding them whole would cost memory) are decoded from disk, by
+ * sharp: a small JPEG padded past this size would take sharp's path where the unpadded file takes libjpeg-turbo's.
  */
 export const READ_WHOLE_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
  * The resize kernel: a triangle filter widened by the reduction factor, i.e. an antialiased bilinear resize. It is what
  * the seed's PIL `resize(..., BILINEAR)` computes (mean difference 0.2/255 on 500x375 photos) and costs a third of
- * lanczos3's taps. JPEGs additionally shrink by 2, 4 or 8 in the decoder when both axes are reduced at least that much.
+ * lanczos3's taps. JPEGs sharp decodes additionally shrink by 2, 4 or 8 in the decoder when both axes are reduced at least
+ * that much.
  */
 export const RESIZE_KERNEL = 'linear';
 
@@ -65,7 +68,7 @@ export async function imagePipelineInfo(): Promise<Record<string, string | numbe
   return {
     decoder: `sharp ${sharp.versions.sharp ?? '?'} (libvips ${sharp.versions.vips})`,
     jpeg_decoder: JPEG_TURBO_VERSION
-      ? `libjpeg-turbo (@julusian/jpeg-turbo ${JPEG_TURBO_VERSION}, fast integer IDCT) then ${RESIZE_IDENTITY}, for 8-bit grey/YCbCr JPEGs without ICC profile, short side under 2x the size; others: sharp`
+      ? `libjpeg-turbo (@julusian/jpeg-turbo ${JPEG_TURBO_VERSION}, fast integer IDCT) then ${RESIZE_IDENTITY}, for 8-bit grey/YCbCr JPEGs without ICC profile or with an sRGB one, short side under ${SHRINK_ON_LOAD_FROM}x the size; others: sharp`
       : 'sharp',
     exif_orientation: true,
     colourspace: 'srgb',
@@ -94,15 +97,27 @@ export async function tuneImageEngine(options: { cache?: boolean; threads?: numb
 }
 
 /** Decode, EXIF-rotate, convert to sRGB and resize: size*size*3 bytes, rows top to bottom, RGB interleaved. */
-export async function decodeToTensor(input: Buffer | string, options: DecodeOptions): Promise<Uint8Array> {
+export function decodeToTensor(input: Buffer | string, options: DecodeOptions): Promise<Uint8Array> {
+  return decodeImage(input, options, false);
+}
+
+/**
+ * decodeToTensor for a thread that does nothing else (a decode worker, see decode-pool.ts): the file is read and a
+ * plain JPEG decoded on the calling thread, without the round trips to libuv's thread pool. Same pixels.
+ */
+export function decodeToTensorBlocking(input: Buffer | string, options: DecodeOptions): Promise<Uint8Array> {
+  return decodeImage(input, options, true);
+}
+
+async function decodeImage(input: Buffer | string, options: DecodeOptions, blocking: boolean): Promise<Uint8Array> {
   const { size, fit } = options;
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   const source = typeof input === 'string' ? input : 'image';
-  const { data, bytes } = typeof input === 'string' ? await readInput(input) : { data: input, bytes: input.length };
+  const { data, bytes } = typeof input === 'string' ? (blocking ? readInputBlocking(input) : await readInput(input)) : { data: input, bytes: input.length };
   if (bytes === 0) throw new ImageRejected('empty', source, 'the file is empty (0 bytes)');
   if (options.formats && typeof data !== 'string') checkFormat(data, options.formats, source);
   const jpeg = typeof data === 'string' ? undefined : decodesWithTurbo(data, size, maxPixels);
-  if (jpeg && typeof data !== 'string') return withJpegUpright(data, jpeg, source, (upright) => resizeRgb(upright.data, upright.width, upright.height, size, fit));
+  if (jpeg && typeof data !== 'string') return withJpegUpright(data, jpeg, source, (upright) => resizeRgb(upright.data, upright.width, upright.height, size, fit), blocking || undefined);
   try {
     const image = await openImage(data, { maxPixels, timeoutSeconds: options.timeoutSeconds });
     const { data: pixels, info } = await image
@@ -154,13 +169,40 @@ async function readInput(path: string): Promise<{ data: Buffer | string; bytes: 
     }
     return { data: data.subarray(0, filled), bytes: filled };
   } catch (error) {
-    if (error instanceof ImageRejected) throw error;
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new ImageRejected('missing', path, 'no such file (check the local_image column or --dest)', { cause: error });
-    throw new ImageRejected('unreadable', path, `cannot read the file (${code ?? String(error)})`, { cause: error });
+    throw readRejection(error, path);
   } finally {
     await handle?.close();
   }
+}
+
+/** readInput on the calling thread. */
+function readInputBlocking(path: string): { data: Buffer | string; bytes: number } {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const info = fstatSync(fd);
+    if (!info.isFile()) throw new ImageRejected('not-an-image', path, 'not a regular file');
+    if (info.size > READ_WHOLE_MAX_BYTES) return { data: path, bytes: info.size };
+    const data = Buffer.allocUnsafe(info.size);
+    let filled = 0;
+    while (filled < data.length) {
+      const bytesRead = readSync(fd, data, filled, data.length - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return { data: data.subarray(0, filled), bytes: filled };
+  } catch (error) {
+    throw readRejection(error, path);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+function readRejection(error: unknown, path: string): ImageRejected {
+  if (error instanceof ImageRejected) return error;
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new ImageRejected('missing', path, 'no such file (check the local_image column or --dest)', { cause: error });
+  return new ImageRejected('unreadable', path, `cannot read the file (${code ?? String(error)})`, { cause: error });
 }
 
 /** Why sharp failed on an input, as an ImageRejected with its reason (a bomb, too large, too slow, unreadable...). */
@@ -188,6 +230,9 @@ export async function rejectionOf(error: unknown, input: Buffer | string, source
 
 /** Width and height from the header alone (no pixel decoding), EXIF rotation ignored; undefined when unreadable. */
 export async function imageDimensions(bytes: Buffer): Promise<{ width: number; height: number } | undefined> {
+  // A JPEG's frame header says it without sharp (whose metadata() costs a pipeline: measured at 7% of serve's CPU).
+  const jpeg = readJpegHeader(bytes);
+  if (jpeg && jpeg.width > 0 && jpeg.height > 0) return { width: jpeg.width, height: jpeg.height };
   const sharp = await loadSharp();
   const meta = await sharp(bytes, { limitInputPixels: false }).metadata().catch(() => undefined);
   return meta?.width && meta.height ? { width: meta.width, height: meta.height } : undefined;

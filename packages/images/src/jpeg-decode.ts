@@ -11,29 +11,44 @@ import { orientRgb } from './orient.js';
 export const TURBO_MAX_PIXELS = 16_000_000;
 
 /**
+ * Short side, in model sizes, from which sharp decodes a JPEG instead: its decoder then shrinks by 4 or 8 on load,
+ * cheaper than a full decode (measured on photos: at 2x a full decode and resize costs half of sharp's pipeline).
+ */
+export const SHRINK_ON_LOAD_FROM = 4;
+
+/**
  * The JPEGs libjpeg-turbo decodes at full size for imgpipe's own resize: 8-bit Huffman-coded (baseline or
- * progressive) grey or YCbCr without an ICC profile, within the pixel limit, whose short side is under twice the
- * model size (above that, sharp's shrink-on-load is cheaper). The rest keep sharp's pipeline.
+ * progressive) grey or YCbCr, without an ICC profile or with an sRGB one, within the pixel limit, whose short side is
+ * under SHRINK_ON_LOAD_FROM times the model size. The rest keep sharp's pipeline.
  */
 export function decodesWithTurbo(bytes: Uint8Array, size: number, maxPixels: number): ReturnType<typeof readJpegHeader> {
   if (JPEG_TURBO_VERSION === undefined) return undefined;
   const header = readJpegHeader(bytes);
-  if (header?.precision !== 8 || header.coding === 'other' || header.icc) return undefined;
+  if (header?.precision !== 8 || header.coding === 'other' || header.icc === 'other') return undefined;
   if (!(header.components === 1 || (header.components === 3 && (header.adobeTransform ?? 1) === 1))) return undefined;
   const pixels = header.width * header.height;
   if (pixels === 0 || pixels > maxPixels || pixels > TURBO_MAX_PIXELS) return undefined;
-  if (Math.min(header.width, header.height) / size >= 2) return undefined;
+  if (Math.min(header.width, header.height) / size >= SHRINK_ON_LOAD_FROM) return undefined;
   return header;
 }
 
 /**
- * Decode an eligible JPEG (decodesWithTurbo gave its header) and hand the upright full-size RGB to `use`, whose
- * result is returned; the pixels are only valid during `use`. Corrupt or truncated data is rejected.
+ * JPEGs up to this many pixels (a few milliseconds of work) are decoded on the calling thread unless told otherwise:
+ * handing a photo to libuv's pool and back costs about as much CPU as decoding it. Larger ones go to the pool, so as
+ * not to hold up the thread (serve's event loop).
  */
-export async function withJpegUpright<T>(bytes: Buffer, header: JpegHeader, source: string, use: (image: { data: Uint8Array; width: number; height: number }) => T): Promise<T> {
+export const BLOCKING_DECODE_MAX_PIXELS = 2_000_000;
+
+/**
+ * Decode an eligible JPEG (decodesWithTurbo gave its header) and hand the upright full-size RGB to `use`, whose
+ * result is returned; the pixels are only valid during `use`. Corrupt or truncated data is rejected. `blocking`
+ * (default: by BLOCKING_DECODE_MAX_PIXELS): decode on the calling thread.
+ */
+export async function withJpegUpright<T>(bytes: Buffer, header: JpegHeader, source: string, use: (image: { data: Uint8Array; width: number; height: number }) => T, blocking?: boolean): Promise<T> {
   let decoded: Awaited<ReturnType<typeof decodeJpegRgb>>;
+  const pixels = header.width * header.height;
   try {
-    decoded = await decodeJpegRgb(bytes, header.width * header.height);
+    decoded = await decodeJpegRgb(bytes, pixels, blocking ?? pixels <= BLOCKING_DECODE_MAX_PIXELS);
   } catch (error) {
     throw new ImageRejected('unreadable', source, 'cannot decode: truncated or corrupt image data', { cause: error });
   }

@@ -10,8 +10,11 @@ export interface JpegHeader {
   coding: 'huffman' | 'progressive' | 'other';
   /** EXIF orientation, 1-8 (1 when there is none). */
   orientation: number;
-  /** An embedded ICC profile (APP2 ICC_PROFILE). */
-  icc: boolean;
+  /**
+   * The embedded ICC profile (APP2 ICC_PROFILE): none, an sRGB one (decoding as sRGB is then exact: what cameras and
+   * phones embed, and what sharp writes with EXIF), or another (Display P3, Adobe RGB...: needs colour management).
+   */
+  icc: false | 'srgb' | 'other';
   /** The Adobe APP14 colour transform (0 none, 1 YCbCr, 2 YCCK), when the marker is there. */
   adobeTransform: number | undefined;
 }
@@ -27,7 +30,7 @@ export function readJpegHeader(bytes: Uint8Array): JpegHeader | undefined {
   if (bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0xd8) return undefined;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let orientation = 1;
-  let icc = false;
+  let icc: JpegHeader['icc'] = false;
   let adobeTransform: number | undefined;
   let frame: Pick<JpegHeader, 'width' | 'height' | 'components' | 'precision' | 'coding'> | undefined;
   let at = 2;
@@ -60,11 +63,48 @@ export function readJpegHeader(bytes: Uint8Array): JpegHeader | undefined {
     } else if (marker === 0xe1 && startsWith(bytes, start, 'Exif\0\0')) {
       orientation = exifOrientation(view, start + 6, end) ?? orientation;
     } else if (marker === 0xe2 && startsWith(bytes, start, 'ICC_PROFILE\0')) {
-      icc = true;
+      // One segment (sequence 1 of 1) holds the whole profile; a profile split over several is not looked into.
+      icc = icc === false && end - start > 14 && bytes[start + 12] === 1 && bytes[start + 13] === 1 && isSrgbProfile(bytes.subarray(start + 14, end)) ? 'srgb' : 'other';
     } else if (marker === 0xee && startsWith(bytes, start, 'Adobe') && end - start >= 12) {
       adobeTransform = bytes[start + 11];
     }
     at = end;
+  }
+  return undefined;
+}
+
+/** Profile descriptions of the sRGB profiles in common use (HP/Microsoft's, the ICC's, lcms' and libvips', libjpeg's). */
+const SRGB_DESCRIPTIONS = /^(sRGB|sRGB IEC61966-2[.-]1|sRGB IEC61966-2-1 black scaled|sRGB built-in|sRGB2014)$/;
+
+/** An RGB display profile to XYZ whose description names it sRGB. */
+function isSrgbProfile(profile: Uint8Array): boolean {
+  if (profile.length < 132 || !startsWith(profile, 16, 'RGB XYZ ') || !startsWith(profile, 36, 'acsp')) return false;
+  const view = new DataView(profile.buffer, profile.byteOffset, profile.byteLength);
+  const tags = view.getUint32(128);
+  for (let i = 0; i < tags && 144 + i * 12 <= profile.length; i++) {
+    const entry = 132 + i * 12;
+    if (!startsWith(profile, entry, 'desc')) continue;
+    const offset = view.getUint32(entry + 4);
+    const size = view.getUint32(entry + 8);
+    if (offset + size > profile.length || size < 12) return false;
+    return SRGB_DESCRIPTIONS.test(profileText(profile.subarray(offset, offset + size)) ?? '');
+  }
+  return false;
+}
+
+/** The text of a textDescriptionType (ICC v2: ASCII) or multiLocalizedUnicodeType (v4: its first record, UTF-16BE) tag. */
+function profileText(tag: Uint8Array): string | undefined {
+  const view = new DataView(tag.buffer, tag.byteOffset, tag.byteLength);
+  if (startsWith(tag, 0, 'desc')) {
+    const length = view.getUint32(8);
+    if (12 + length > tag.length) return undefined;
+    return Buffer.from(tag.subarray(12, 12 + length)).toString('latin1').replace(/\0+$/, '');
+  }
+  if (startsWith(tag, 0, 'mluc') && tag.length >= 28 && view.getUint32(8) >= 1) {
+    const length = view.getUint32(20);
+    const offset = view.getUint32(24);
+    if (offset + length > tag.length) return undefined;
+    return Buffer.from(tag.subarray(offset, offset + length)).swap16().toString('utf16le').replace(/\0+$/, '');
   }
   return undefined;
 }

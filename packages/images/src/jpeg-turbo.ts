@@ -3,7 +3,16 @@ import { createRequire } from 'node:module';
 /** The only importer of @julusian/jpeg-turbo: libjpeg-turbo's TurboJPEG API, prebuilt, decoding on libuv's threads. */
 interface TurboJpeg {
   FORMAT_RGB: number;
-  decompress(image: Buffer, out: Buffer, options: { format: number }): Promise<{ data: Buffer; width: number; height: number; size: number }>;
+  decompress(image: Buffer, out: Buffer, options: { format: number }): Promise<TurboDecoded>;
+  decompressSync(image: Buffer, out: Buffer, options: { format: number }): TurboDecoded;
+  compressSync(raw: Buffer, options: { format: number; width: number; height: number; quality: number; subsampling: number }): Buffer;
+  SAMP_420: number;
+}
+
+interface TurboDecoded {
+  data: Buffer;
+  width: number;
+  height: number;
 }
 
 const require = createRequire(import.meta.url);
@@ -28,8 +37,12 @@ export interface DecodedRgb {
   release(): void;
 }
 
-/** Decode a JPEG of `pixels` pixels (from its header) to 8-bit RGB at full size; rejects on corrupt or truncated data. */
-export async function decodeJpegRgb(bytes: Buffer, pixels: number): Promise<DecodedRgb> {
+/**
+ * Decode a JPEG of `pixels` pixels (from its header) to 8-bit RGB at full size; rejects on corrupt or truncated data.
+ * `blocking` decodes on the calling thread: for a thread that does nothing else (a decode worker), it saves the two
+ * hops to libuv's pool and back, which cost as much CPU as decoding a small photo.
+ */
+export async function decodeJpegRgb(bytes: Buffer, pixels: number, blocking = false): Promise<DecodedRgb> {
   turbo ??= require('@julusian/jpeg-turbo') as TurboJpeg;
   const index = spare.findIndex((buffer) => buffer.length >= pixels * 3);
   const out = index >= 0 ? spare.splice(index, 1)[0]! : Buffer.allocUnsafe(pixels * 3);
@@ -40,11 +53,22 @@ export async function decodeJpegRgb(bytes: Buffer, pixels: number): Promise<Deco
     if (spare.length < 8 && out.length <= 64 * 1024 * 1024) spare.push(out);
   };
   try {
-    const decoded = await turbo.decompress(bytes, out, { format: turbo.FORMAT_RGB });
+    const options = { format: turbo.FORMAT_RGB };
+    const decoded = blocking ? turbo.decompressSync(bytes, out, options) : await turbo.decompress(bytes, out, options);
     const data = new Uint8Array(decoded.data.buffer, decoded.data.byteOffset, decoded.width * decoded.height * 3);
     return { data, width: decoded.width, height: decoded.height, release };
   } catch (error) {
     release();
     throw error;
   }
+}
+
+/**
+ * Encode 8-bit RGB as a baseline JPEG (4:2:0, plain Huffman tables) on the calling thread: for serve's echo, where
+ * sharp's pipeline costs more than the encoding itself for a photo-sized picture.
+ */
+export function encodeJpegRgb(data: Uint8Array, width: number, height: number, quality: number): Buffer {
+  turbo ??= require('@julusian/jpeg-turbo') as TurboJpeg;
+  const raw = Buffer.from(data.buffer, data.byteOffset, width * height * 3);
+  return turbo.compressSync(raw, { format: turbo.FORMAT_RGB, width, height, quality, subsampling: turbo.SAMP_420 });
 }

@@ -16,7 +16,7 @@ interface Coefficients {
   counts: Int32Array;
   weights: Int32Array;
   taps: number;
-  /** The weights as eight i16 per output sample, for filters of at most five taps (SIMD horizontal pass). */
+  /** The weights as eight i16 per output sample, when no sample weighs more than five inputs (SIMD horizontal pass). */
   weights8: Int16Array | undefined;
 }
 
@@ -56,8 +56,9 @@ export function coefficients(inSize: number, outSize: number, offset: number, sp
     }
     weights[o * taps + ((count - 1) >> 1)]! += one - sum;
   }
+  // Nonzero weights, not the window's width, decide: a reduction up to 2.5x weighs at most five input samples.
   let weights8: Int16Array | undefined;
-  if (taps <= 5) {
+  if (Math.max(...counts) <= 5) {
     weights8 = new Int16Array(outSize * 8);
     for (let o = 0; o < outSize; o++) for (let k = 0; k < counts[o]!; k++) weights8[o * 8 + k] = weights[o * taps + k]!;
   }

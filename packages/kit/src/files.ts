@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { WriteStream } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type WriteStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -169,4 +169,26 @@ export async function sha256File(path: string): Promise<string> {
   }
   // 1 MiB reads: the default 64 KiB makes hashing a large pixel file several times slower.
   return sha256Stream(handle.createReadStream({ highWaterMark: WHOLE_READ_BYTES }));
+}
+
+/**
+ * sha256 of a regular file, read on the calling thread (for a worker thread that does nothing else); anything but a
+ * regular file is refused without being read (opened non-blocking: a FIFO cannot hang it).
+ */
+export function sha256FileSync(path: string): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const info = fstatSync(fd);
+    if (!info.isFile()) throw Object.assign(new Error(`${path}: not a regular file`), { code: 'EISDIR' });
+    const hash = createHash('sha256');
+    const buffer = Buffer.allocUnsafe(Math.min(WHOLE_READ_BYTES, Math.max(1, info.size)));
+    for (;;) {
+      const read = readSync(fd, buffer, 0, buffer.length, null);
+      if (read === 0) break;
+      hash.update(buffer.subarray(0, read));
+    }
+    return hash.digest('hex');
+  } finally {
+    closeSync(fd);
+  }
 }

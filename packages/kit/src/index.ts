@@ -28,3 +28,4 @@ export * from './label-decisions.js';
 export * from './run-dir.js';
 export * from './run-trials.js';
 export * from './dataset-writer.js';
+export * from './worker-threads.js';

@@ -22,7 +22,7 @@ export const prepDataCli: ToolCli = {
     'max-rejected': { value: { type: 'int', min: 0 }, describe: 'Fail (exit 2) when more images than this are rejected (default: no limit)' },
     force: { type: 'boolean', default: false, describe: 'Rebuild even when --out already holds this dataset (only a directory prep-data made is ever replaced)' },
     'wait-lock': { value: { type: 'int', min: 0 }, default: 0, describe: 'Seconds to wait for another build of the same --out to finish (default: exit 75 at once)' },
-    concurrency: { value: { type: 'int', min: 1 }, describe: 'Images decoded at once (default: twice the number of cores)' },
+    concurrency: { value: { type: 'int', min: 1 }, describe: 'Threads decoding images (default: the number of cores)' },
     decisions: { type: 'string', describe: "Review decisions to apply (label-decisions.csv from review-labels' page): drop or relabel images, matched by content sha256; recorded in the manifest and rejected.csv, the CSV itself is never changed" },
   },
   examples: [

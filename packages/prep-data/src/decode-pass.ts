@@ -1,5 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
-import { decodeToTensor, ImageRejected, type DecodeOptions, type RejectReason } from '@imgpipe/images';
+import { type DecodeOptions, type DecodePool, ImageRejected, type RejectReason } from '@imgpipe/images';
 import pLimit from 'p-limit';
 
 export type DecodeOutcome = { ok: true; pixels: Uint8Array } | { ok: false; reason: RejectReason; detail: string; cause?: string };
@@ -29,9 +29,9 @@ export async function* orderedMap<T, R>(items: readonly T[], fn: (item: T, index
 }
 
 /** Decode one image; a rejection becomes an outcome, anything else (a bug, out of memory) propagates. */
-export async function decodeOutcome(path: string, options: DecodeOptions): Promise<DecodeOutcome> {
+export async function decodeOutcome(pool: DecodePool, path: string, options: DecodeOptions): Promise<DecodeOutcome> {
   try {
-    return { ok: true, pixels: await decodeToTensor(path, options) };
+    return { ok: true, pixels: await pool.decode(path, options) };
   } catch (error) {
     if (error instanceof ImageRejected) return { ok: false, reason: error.reason, detail: error.hint ? `${error.detail} (${error.hint})` : error.detail, ...(error.cause instanceof Error ? { cause: error.cause.message } : {}) };
     throw error;

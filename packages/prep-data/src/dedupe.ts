@@ -1,5 +1,5 @@
-import { realpath } from 'node:fs/promises';
-import { isRegularFile, sha256File, type Progress } from '@imgpipe/kit';
+import type { DecodePool } from '@imgpipe/images';
+import type { Progress } from '@imgpipe/kit';
 import pLimit from 'p-limit';
 import type { EarlyReject, PrepItem } from './prep-item.js';
 
@@ -8,9 +8,9 @@ import type { EarlyReject, PrepItem } from './prep-item.js';
  * `//`, `../x/`, symbolic links: compared by real path), or the same bytes under another name (by the sha256 of
  * the file as it is now: download-s3's local_sha256 column may be older than an edit in place). The first row is
  * kept; later ones are rejected as `duplicate`. Sets each kept item's contentSha256 (undefined when the file
- * cannot be read or is not a regular file: decoding rejects it later).
+ * cannot be read or is not a regular file: decoding rejects it later). Files are read on the pool's threads.
  */
-export async function dedupeItems(items: readonly PrepItem[], progress?: Progress): Promise<{ kept: PrepItem[]; duplicates: EarlyReject[] }> {
+export async function dedupeItems(items: readonly PrepItem[], pool: DecodePool, progress?: Progress): Promise<{ kept: PrepItem[]; duplicates: EarlyReject[] }> {
   const bySource = new Map<string, PrepItem>();
   const byPath = new Map<string, PrepItem>();
   const byContent = new Map<string, PrepItem>();
@@ -18,13 +18,11 @@ export async function dedupeItems(items: readonly PrepItem[], progress?: Progres
   const duplicates: EarlyReject[] = [];
   const duplicate = (item: PrepItem, first: PrepItem, how: string) =>
     duplicates.push({ item, reason: 'duplicate', detail: `${how} as line ${first.line} (${first.row.local_image ?? first.source}); kept there so it is in one split only` });
-  const identities = await pLimit(8).map(items, async (item) => {
-    const real = await realpath(item.path).catch(() => item.path);
-    // Only regular files are read: opening a FIFO blocks for ever, /dev/zero never ends (decoding rejects both).
-    const regular = await isRegularFile(item.path);
-    const content = regular ? await sha256File(item.path).catch(() => undefined) : undefined;
+  // Only regular files are read: opening a FIFO blocks for ever, /dev/zero never ends (decoding rejects both).
+  const identities = await pLimit(4 * pool.concurrency).map(items, async (item) => {
+    const identity = await pool.identify(item.path);
     progress?.increment();
-    return { real, content };
+    return identity;
   });
   progress?.finish();
   items.forEach((item, index) => {

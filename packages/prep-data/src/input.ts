@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
+import type { DecodePool } from '@imgpipe/images';
 import { InputError, readCsv, type Progress } from '@imgpipe/kit';
 import { dedupeItems } from './dedupe.js';
 import type { EarlyReject, PrepItem } from './prep-item.js';
@@ -24,7 +25,7 @@ const SHOWN = 8;
  * Parse and check the CSV. Problems with the table itself (a malformed line, a label that is not an integer,
  * a label with two names, a gap in the labels) are InputErrors that name the lines; nothing is guessed.
  */
-export async function parsePrepInput(text: Buffer, source: string, cwd: string, options: { progress?: (total: number) => Progress } = {}): Promise<PrepInput> {
+export async function parsePrepInput(text: Buffer, source: string, cwd: string, pool: DecodePool, options: { progress?: (total: number) => Progress } = {}): Promise<PrepInput> {
   const { columns, records } = await readCsv(Readable.from([text]), { source, required: REQUIRED_COLUMNS });
   const malformed: string[] = [];
   const badLabels: number[] = [];
@@ -65,7 +66,7 @@ export async function parsePrepInput(text: Buffer, source: string, cwd: string, 
     else listed.push(item);
   }
   // Every file is read once here (its sha256): for a large CSV the first long step, so it shows progress.
-  const { kept, duplicates } = await dedupeItems(listed, options.progress?.(listed.length));
+  const { kept, duplicates } = await dedupeItems(listed, pool, options.progress?.(listed.length));
   early.push(...duplicates);
   return { columns, classes, items: kept, early };
 }

@@ -6,10 +6,12 @@
 // --runs rounds; the best wall time of each gives the ratio (PIL seconds / prep-data seconds: above 1 means prep-data
 // is faster). CPU seconds per process come from /proc (children's user+sys), a figure that holds up better than wall
 // time when other work shares the cores. Without PIL the benchmark says so and reports prep-data only.
-// --in-process adds decodeToTensor alone at 1, 2 and 4 images in flight (sharp's share, CPU ms per image).
+// Then the work itself, without either process's start-up, CSV or output: decode + resize on one thread, CPU ms per
+// image, imgpipe's decodeToTensorBlocking (what each prep-data decode thread runs) against the PIL loop's own CPU time
+// (time.process_time around the loop), best of --runs each.
 // The photo set stays under the OS temp dir (imgpipe-bench-photos-*) so reruns skip making it; --fresh remakes it.
 // Needs `pnpm run build` (the bin runs dist/).
-// Usage: IMGPIPE_BENCH_FILTER=prep node scripts/run-bench.mjs [--count 2000] [--runs 3] [--python /usr/bin/python3] [--in-process] [--fresh]
+// Usage: IMGPIPE_BENCH_FILTER=prep node scripts/run-bench.mjs [--count 2000] [--runs 3] [--python /usr/bin/python3] [--fresh]
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
@@ -17,17 +19,15 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { decodeToTensor, tuneImageEngine } from '@imgpipe/images';
+import { decodeToTensorBlocking } from '@imgpipe/images';
 import { exists } from '@imgpipe/kit';
 import { buildPhotoSet, writeBenchResults, type BenchResult, makeTempDir } from '@imgpipe/test-utils';
-import { orderedMap } from './decode-pass.js';
 
 const { values } = parseArgs({
   options: {
     count: { type: 'string', default: '2000' },
     runs: { type: 'string', default: '3' },
     python: { type: 'string', default: '/usr/bin/python3' },
-    'in-process': { type: 'boolean', default: false },
     fresh: { type: 'boolean', default: false },
   },
 });
@@ -38,12 +38,14 @@ const bin = fileURLToPath(new URL('../bin/prep-data.js', import.meta.url));
 if (!(await exists(fileURLToPath(new URL('../dist/main.js', import.meta.url))))) throw new Error('prep-data is not built: run pnpm run build first');
 
 const PIL_LOOP = `
-import sys
+import sys, time
 from PIL import Image
 paths = open(sys.argv[1]).read().split('\\n')
+started = time.process_time()
 for p in paths:
     data = Image.open(p).convert('RGB').resize((${size}, ${size}), Image.BILINEAR).tobytes()
     assert len(data) == ${size * size * 3}
+print(time.process_time() - started)
 `;
 const pil = spawnSync(values.python, ['-c', 'import PIL; print(PIL.__version__)'], { encoding: 'utf8' });
 const pilVersion = pil.status === 0 ? pil.stdout.trim() : undefined;
@@ -119,19 +121,27 @@ try {
       }
     }
 
-    if (values['in-process']) {
-      await tuneImageEngine({ cache: false });
-      for (const inFlight of [1, 2, 4]) {
-        const cpu = process.cpuUsage();
-        const started = performance.now();
-        for await (const pixels of orderedMap(paths, (path) => decodeToTensor(path, { size, fit: 'fill' }), inFlight)) {
-          if (pixels.length !== size * size * 3) throw new Error('bad decode');
-        }
-        const used = process.cpuUsage(cpu);
-        const inProcess = { ...params, in_flight: inFlight };
-        results.push({ name: `decodeToTensor ${image} -> ${size}, ${inFlight} in flight`, unit: 'images/s', value: count / ((performance.now() - started) / 1000), params: inProcess });
-        results.push({ name: `decodeToTensor ${image} -> ${size}, ${inFlight} in flight, CPU`, unit: 'cpu-ms/image', value: (used.user + used.system) / 1000 / count, params: inProcess });
+    // The work alone: one thread, no start-up. Both read each file from disk, decode, convert and resize.
+    const loopParams = { ...params, threads: 1 };
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    for (let run = 0; run < runs; run++) {
+      const cpu = process.cpuUsage();
+      for (const path of paths) {
+        if ((await decodeToTensorBlocking(path, { size, fit: 'fill' })).length !== size * size * 3) throw new Error('bad decode');
       }
+      const used = process.cpuUsage(cpu);
+      ours.push((used.user + used.system) / 1000 / count);
+      if (pilVersion) {
+        const loop = spawnSync(values.python, [pilScript, listPath], { encoding: 'utf8' });
+        if (loop.status !== 0) throw new Error(`the PIL loop failed: ${loop.stderr}`);
+        theirs.push((Number(loop.stdout.trim()) * 1000) / count);
+      }
+    }
+    results.push({ name: `decode + resize ${image} -> ${size}, one thread, imgpipe (decodeToTensorBlocking)`, unit: 'cpu-ms/image', value: Math.min(...ours), params: { ...loopParams, cpu_ms: ours } });
+    if (pilVersion) {
+      results.push({ name: `decode + resize ${image} -> ${size}, one thread, PIL`, unit: 'cpu-ms/image', value: Math.min(...theirs), params: { ...loopParams, cpu_ms: theirs } });
+      results.push({ name: `decode + resize ${image} -> ${size}, CPU ratio (imgpipe / PIL: at most 1, target 0.5)`, unit: 'x', value: Math.min(...ours) / Math.min(...theirs), params: loopParams });
     }
   }
   await writeBenchResults('prep-data', results);

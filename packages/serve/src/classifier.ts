@@ -5,7 +5,7 @@ import { HttpError, UnavailableError } from './http-error.js';
 import type { ImageItem } from './request.js';
 import { checkFormat, imageDimensions, ImageRejected, type ImageFormat, type ModelInputAndView } from '@imgpipe/images';
 
-/** What serve needs of a loaded model (core's LoadedModel has this shape). */
+/** What serve needs of a loaded model (engines' LoadedModel has this shape). */
 export interface ClassifierModel {
   labels: string[];
   inputSize: number;

@@ -13,8 +13,10 @@
 //
 // The load generator is a child process (keep-alive sockets, one per client, each client sends its next request
 // when the previous answer arrives), so the CPU time this process uses per answered image is the server's own:
-// reported beside requests/s, since it holds on a machine whose other load makes wall-clock rates drift.
-import { execFile } from 'node:child_process';
+// reported beside requests/s, since it holds on a machine whose other load makes wall-clock rates drift. serve's own
+// CPU per request (that minus the bare engine's CPU per image) is compared with the seed's per-request work done by
+// PIL in Python on the same body (Debian's python3 with python3-pil), measured in the same run.
+import { execFile, spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { readFile } from 'node:fs/promises';
@@ -105,6 +107,37 @@ async function batchTotals(url: string): Promise<{ batches: number; images: numb
   const text = await (await fetch(new URL('/metrics', url))).text();
   const value = (name: string) => Number(/^(\S+) (\S+)$/m.exec(text.split('\n').find((line) => line.startsWith(`${name} `)) ?? '')?.[2] ?? 0);
   return { batches: value('imgpipe_serve_batch_size_count'), images: value('imgpipe_serve_batch_size_sum') };
+}
+
+/**
+ * The anchor: the seed's per-request work in Python with PIL on the same request body, one thread, CPU time of the
+ * loop alone: JSON and base64 decode, PIL decode + resize to the model size (the input), a caption banner drawn on
+ * the picture, JPEG quality 80, base64 and the JSON answer. undefined without python3-pil.
+ */
+function pilRequestCpuMs(bodyFile: string, size: number, python = '/usr/bin/python3'): number | undefined {
+  const script = `
+import base64, io, json, sys, time
+from PIL import Image, ImageDraw
+raw = open(sys.argv[1], 'rb').read()
+best = None
+for run in range(3):
+    started = time.process_time()
+    for _ in range(200):
+        request = json.loads(raw)
+        image = Image.open(io.BytesIO(base64.b64decode(request['data'][0]['encoded']))).convert('RGB')
+        model_input = image.resize((${size}, ${size}), Image.BILINEAR).tobytes()
+        draw = ImageDraw.Draw(image)
+        draw.rectangle([0, 0, image.width, int(image.height * 0.12)], fill=(0, 0, 0))
+        draw.text((4, 4), 'dog 98.1%', fill=(255, 255, 255))
+        out = io.BytesIO()
+        image.save(out, 'JPEG', quality=80)
+        answer = json.dumps({'predictions': [{'label': 'dog', 'probability': 0.981, 'image': base64.b64encode(out.getvalue()).decode()}]})
+    elapsed = (time.process_time() - started) / 200 * 1000
+    best = elapsed if best is None else min(best, elapsed)
+print(best)
+`;
+  const run = spawnSync(python, ['-c', script, bodyFile], { encoding: 'utf8' });
+  return run.status === 0 ? Number(run.stdout.trim()) : undefined;
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -212,10 +245,17 @@ try {
     }
     const bare = (bareBefore + (await bareEngine('after'))) / 2;
     const bareCpu = (bareCpuMs[0]! + bareCpuMs[1]!) / 2;
+    const pilMs = pilRequestCpuMs(body, size);
+    if (pilMs !== undefined) results.push({ name: `PIL per-request work (decode, resize, caption, JPEG q80, base64, JSON)${suffix}`, unit: 'cpu-ms', value: pilMs, params: common });
     for (const { name, rps, cpuMs, params } of served) {
       results.push({ name, unit: '%', value: (100 * rps) / bare, params: { ...params, bare_images_per_s: bare } });
       // The same ratio from CPU time: what the served rate would be against the bare one were this process alone.
       results.push({ name: `${name} (CPU time)`, unit: '%', value: (100 * bareCpu) / cpuMs, params: { ...params, bare_cpu_ms_per_image: bareCpu } });
+      // serve's own work per request: its CPU per request beyond the bare engine's per image (batch --max-batch).
+      const own = cpuMs - bareCpu;
+      results.push({ name: `serve's own CPU per request ${name.slice('vs bare engine '.length)}`, unit: 'cpu-ms', value: own, params: { ...params, bare_cpu_ms_per_image: bareCpu } });
+      if (pilMs !== undefined) results.push({ name: `serve's own CPU per request / PIL's ${name.slice('vs bare engine '.length)}`, unit: 'x', value: own / pilMs, params: { ...params, pil_cpu_ms: pilMs } });
+      log.info(`${name}: serve's own ${own.toFixed(2)} CPU-ms per request${pilMs === undefined ? '' : `, PIL's ${pilMs.toFixed(2)}`}`);
     }
   }
   await writeBenchResults('serve', results);

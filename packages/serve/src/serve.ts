@@ -17,7 +17,7 @@ export interface ServedModel extends ClassifierModel {
   /** Name for the V2 protocol when --name is not given (the card's or the directory's name). */
   name: string;
   version?: string;
-  /** The same decode and resize as training (core decodeToTensor with the card's size and fit). */
+  /** The same decode and resize as training (images' decodeToTensor with the card's size and fit). */
   decode: ImageDecoder;
   /** decode, plus the picture to draw the answer on, at most maxViewPixels (images' decodeWithView). */
   decodeWithView(bytes: Buffer, maxViewPixels: number): ReturnType<ViewDecoder>;
@@ -57,7 +57,7 @@ export interface ServeOptions {
   maxEchoPixels?: number;
   decodeTimeoutSeconds?: number;
   formats?: readonly ImageFormat[];
-  /** Loads the model (tests and the CLI pass core's loadModel wrapped by loadServedModel). */
+  /** Loads the model (tests and the CLI pass engines' loadModel wrapped by loadServedModel). */
   load: ModelLoader;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;

@@ -1,5 +1,5 @@
 // Test-only (excluded from the build by tsconfig): a tiny model directory for the serve tests, built from
-// a TF.js conv backbone and a dense head with seeded weights, saved through core's saveModelDir so that
+// a TF.js conv backbone and a dense head with seeded weights, saved through engines' saveModelDir so that
 // loadModel reads it exactly as it reads a trained one.
 import { join } from 'node:path';
 import sharp from 'sharp';

@@ -34,7 +34,7 @@ async function read(path: string): Promise<Buffer> {
 
 /**
  * Read the page's files: ui/index.html, ui/app.js (compiled from ui/app.ts by `tsc -b` into dist/ui/), and
- * style.css = core's shared stylesheet followed by ui/page.css (one request, one look with eval's report).
+ * style.css = kit's shared stylesheet followed by ui/page.css (one request, one look with eval's report).
  */
 export async function loadUiAssets(): Promise<UiAssets> {
   const at = (relative: string) => fileURLToPath(new URL(relative, PACKAGE_ROOT));

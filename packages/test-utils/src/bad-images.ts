@@ -8,7 +8,7 @@ import { drawImage } from './shapes.js';
 export interface BadImage {
   /** Path relative to the set's directory. */
   file: string;
-  /** What core's decodeToTensor must say about it. */
+  /** What images' decodeToTensor must say about it. */
   reason: RejectReason;
 }
 

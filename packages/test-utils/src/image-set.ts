@@ -41,7 +41,7 @@ export interface ImageSetRow {
   local_image: string;
   /** Path relative to dir. */
   file: string;
-  /** For bad files: the rejection reason core/image.ts should give. */
+  /** For bad files: the rejection reason images' decodeToTensor (packages/images/src/image.ts) should give. */
   expectedReason?: BadImage['reason'];
 }
 

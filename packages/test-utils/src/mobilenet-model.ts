@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import * as tf from '@imgpipe/engines/tfjs';
+import * as tf from '@imgpipe/engines/tfjs-parts';
 import { fileSaveHandler } from '@imgpipe/engines';
 import { randomizeWeights } from './random-weights.js';
 import { quietCpuBackend } from './tiny-models.js';

@@ -1,4 +1,4 @@
-import * as tf from '@imgpipe/engines/tfjs';
+import * as tf from '@imgpipe/engines/tfjs-parts';
 import { createRng } from '@imgpipe/kit';
 
 /**

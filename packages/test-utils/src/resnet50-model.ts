@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as tf from '@imgpipe/engines/tfjs';
+import * as tf from '@imgpipe/engines/tfjs-parts';
 import { createRng } from '@imgpipe/kit';
 import { fileSaveHandler } from '@imgpipe/engines';
 import { hwioToOihw, int, ints, onnxModel, quietCpuBackend, transpose2d, type OnnxNodeSpec } from './tiny-models.js';

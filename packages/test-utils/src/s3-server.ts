@@ -14,7 +14,7 @@ export interface S3Server {
   /** http://127.0.0.1:PORT */
   endpoint: string;
   port: number;
-  /** A core client (path-style, test credentials) pointed at the server. */
+  /** An @imgpipe/s3 client (path-style, test credentials) pointed at the server. */
   client: S3Client;
   /** The `aws` config section that reaches this server (for createS3Client and runX options). */
   aws: ImgpipeConfig['aws'];

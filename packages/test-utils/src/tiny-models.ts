@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as tf from '@imgpipe/engines/tfjs';
+import * as tf from '@imgpipe/engines/tfjs-parts';
 import { createRng } from '@imgpipe/kit';
 import { fileSaveHandler } from '@imgpipe/engines';
 import { writeTinyGraphModel, type TinyConvWeights } from './tiny-graph-model.js';

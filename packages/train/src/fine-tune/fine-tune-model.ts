@@ -1,9 +1,10 @@
 import { join } from 'node:path';
 import { silentLogger, type Logger, type PreprocessSpec } from '@imgpipe/kit';
-import { fileLoadHandler, fileSaveHandler, freezeBatchNormStatistics, fuseTrainingLayers, preprocessPixels, type Tf } from '@imgpipe/engines';
+import { fileLoadHandler, fileSaveHandler, preprocessPixels, type Tf } from '@imgpipe/engines';
+import { freezeBatchNormStatistics, fuseTrainingLayers } from '@imgpipe/training-kernels';
 import { type BatchNormStatistics, type FineTuneMode, unfrozenLayers } from './fine-tune-types.js';
 
-// Types through core's Tf: this package does not depend on @tensorflow/tfjs itself.
+// Types through engines' Tf: this package does not depend on @tensorflow/tfjs itself.
 export type LayersModel = Awaited<ReturnType<Tf['loadLayersModel']>>;
 type SymbolicTensor = ReturnType<Tf['input']>;
 type Tensor = ReturnType<Tf['tensor']>;

@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { sha256 } from '@imgpipe/kit';
-import { loadTf, parentLogger } from '@imgpipe/engines';
+import { parentLogger, sha256 } from '@imgpipe/kit';
+import { loadTf } from '@imgpipe/engines';
+import { registerTrainingKernels } from '@imgpipe/training-kernels';
 import { outputFloatsPerImage } from './fine-tune-memory.js';
 import { keepGradientsAdam } from './fine-tune-optimizer.js';
 import { buildFineTuneModel, inputTensor, predictProbabilities, saveFineTuned, trainedParameters } from './fine-tune-model.js';
@@ -18,6 +19,7 @@ const post = (reply: FineTuneReply, transfer: ArrayBuffer[] = []) => port.postMe
 
 try {
   const { tf } = await loadTf('wasm');
+  registerTrainingKernels(tf);
   const log = parentLogger();
   const parts = await buildFineTuneModel(tf, init.backboneModelJson, init.headModelJson, init.featureLayer, init.mode, init.bnStatistics, log);
   const { model } = parts;

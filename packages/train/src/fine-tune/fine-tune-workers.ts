@@ -1,6 +1,5 @@
 import type { Worker } from 'node:worker_threads';
-import { FailureError, silentLogger, type Logger, type PreprocessSpec } from '@imgpipe/kit';
-import { PendingReplies, startWorkers, type WorkerFailure, type WorkerLog } from '@imgpipe/engines';
+import { FailureError, PendingReplies, silentLogger, startWorkers, type Logger, type PreprocessSpec, type WorkerFailure, type WorkerLog } from '@imgpipe/kit';
 import type { BatchNormStatistics, FineTuneMode } from './fine-tune-types.js';
 
 /** What each fine-tuning worker builds: the same model from the same files as fineTune does in-process. */

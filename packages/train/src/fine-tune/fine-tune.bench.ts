@@ -1,7 +1,7 @@
 // --fine-tune speed: training images per second of a TF.js layers backbone with random weights (nothing
 // downloaded): ResNet50 (BatchNorm folded, test-utils' buildResnet50Backbones) or MobileNet v1 (BatchNorm layers,
 // depthwise convs, buildMobileNetV1 with --alpha), with a features -> 512 -> 2 head, end to end, one epoch on random
-// pixels. On wasm the conv gradients are core's kernels (wasm-grad-kernels, wasm-depthwise-grad-kernels, ...).
+// pixels. On wasm the conv gradients are engines' kernels (wasm-grad-kernels, wasm-depthwise-grad-kernels, ...).
 // Reported: training images/s (the epoch's training batches only), the same per CPU-second of this process (steadier
 // on a shared machine), and the epoch including its val pass.
 // On wasm, once per --workers count (worker threads sharing each batch; 1: the main thread), in the same run.

@@ -153,7 +153,7 @@ test('fineTune changes the backbone weights (all) or only BatchNormalization one
     assert.equal(tf.memory().numTensors, tensors, `${mode}: no tensors left`);
     assert.equal(tf.getBackend(), 'wasm');
     assert.ok(lines.some((l) => l.includes('fine-tuning')), 'it logs what it trains');
-    // Conv2D's filter gradient comes from core's wasm kernel: no fallback to the JavaScript cpu backend.
+    // Conv2D's filter gradient comes from engines' wasm kernel: no fallback to the JavaScript cpu backend.
     assert.ok(!lines.some((l) => l.includes('cpu backend')), lines.join(''));
     assert.equal(tuned.history.length, 1);
     assert.ok(Number.isFinite(tuned.val_loss) && tuned.val_accuracy >= 0 && tuned.val_accuracy <= 1);

@@ -1,5 +1,6 @@
 import { silentLogger, UsageError, type BackboneInfo } from '@imgpipe/kit';
 import { cpuThreads, readModelJson, type Tf } from '@imgpipe/engines';
+import { registerTrainingKernels } from '@imgpipe/training-kernels';
 import { evaluateSplit } from './fine-tune-data.js';
 import { microBatchStep, trainEpochs } from './fine-tune-loop.js';
 import { fineTuneResult, logStart } from './fine-tune-record.js';
@@ -34,7 +35,7 @@ export async function checkFineTunable(info: BackboneInfo, modelJsonPath: string
   }
 }
 
-/** The gradient kernels that layers of these classes need (core registers all of them for TF.js wasm). */
+/** The gradient kernels that layers of these classes need (engines registers all of them for TF.js wasm). */
 const GRADIENT_KERNELS: Record<string, string[]> = {
   Conv2D: ['Conv2DBackpropFilter', 'Conv2DBackpropInput'],
   DepthwiseConv2D: ['DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput'],
@@ -50,10 +51,12 @@ const MISSING_KERNEL = /Kernel '(\w+)' not registered for backend '(\w+)'/;
  * Fine-tune on the active backend when it has every gradient kernel the backbone's layers need; else, with a
  * warning, on TF.js's plain JavaScript cpu backend, which has them all (tens of times slower), and back afterwards.
  * A kernel missed by the check above fails the first step; that, too, reruns on cpu with the warning. On wasm the
- * steps run split across worker threads (fine-tune-parallel.ts) unless options.workers is 1.
+ * steps run split across worker threads (fine-tune-parallel.ts) unless options.workers is 1. On wasm it first
+ * registers the training kernels (gradients wasm lacks, faster kernels for training shapes): only fine-tuning does.
  */
 export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
   const { tf, log = silentLogger } = options;
+  registerTrainingKernels(tf);
   const backend = tf.getBackend();
   const topology = JSON.stringify((await readModelJson(options.backboneModelJson)).modelTopology);
   const classes = Object.keys(GRADIENT_KERNELS).filter((name) => topology.includes(`"class_name":"${name}"`));

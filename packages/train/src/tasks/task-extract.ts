@@ -71,7 +71,7 @@ export function checkIndex(index: number, count: number, what: string): void {
   if (!Number.isInteger(index) || index < 0 || index >= count) throw new UsageError(`expected --index to be one of the plan's ${what}, 0..${count - 1}, got ${index}`);
 }
 
-/** A view of one part of a split, so core's batched extraction runs over it as over a whole split. */
+/** A view of one part of a split, so engines' batched extraction (extractFeatures) runs over it as over a whole split. */
 function partView(dataset: Dataset, part: ShardPart): Dataset {
   const { manifest } = dataset;
   const meta = manifest.splits[part.split];

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Tensor } from '@tensorflow/tfjs-core';
-import { loadTf } from './tf.js';
+import { loadTf } from '@imgpipe/engines';
+import { registerTrainingKernels } from './register-training-kernels.js';
 import { freezeBatchNormStatistics, fuseTrainingLayers } from './training-layers.js';
-import type { Tf } from './tf-type.js';
+import type { Tf } from '@imgpipe/engines';
 
 const { tf } = await loadTf('wasm');
+registerTrainingKernels(tf);
 type LayersModel = ReturnType<Tf['model']>;
 
 /**

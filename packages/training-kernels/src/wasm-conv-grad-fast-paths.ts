@@ -1,5 +1,5 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import type { Tf } from './tf-type.js';
+import type { Tf } from '@imgpipe/engines';
 import { transposeInto } from './heap-copies.js';
 import { columnsInside, kernelTemps, wasmKernel } from './wasm-kernel-parts.js';
 import type { ConvInfo, WasmBackend } from './wasm-kernel-types.js';

@@ -1,5 +1,5 @@
 import type { KernelConfig, KernelFunc, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
-import type { Tf } from './tf-type.js';
+import type { Tf } from '@imgpipe/engines';
 import type { WasmBackend } from './wasm-kernel-types.js';
 import { simdLoops } from './wasm-simd-loops.js';
 

@@ -1,5 +1,5 @@
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import type { Tf } from './tf-type.js';
+import type { Tf } from '@imgpipe/engines';
 import type { WasmBackend } from './wasm-kernel-types.js';
 
 /** What imgpipe's wasm gradient kernels build on: other wasm kernels, temporaries, and the stride's zero-upsampling. */

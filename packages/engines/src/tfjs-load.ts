@@ -5,14 +5,14 @@ import { cpuThreads, INSTALL_HINTS, webgpuUnlikely, type ConcreteDevice, type De
 import { messageOf, UsageError, silentLogger, type Logger } from '@imgpipe/kit';
 
 /**
- * The only importer of TensorFlow.js backends. `loadTf(device)` loads TF.js as its parts (tfjs.ts: core, layers,
+ * The only importer of TensorFlow.js backends. `loadTf(device)` loads TF.js as its parts (tfjs-parts.ts: core, layers,
  * converter, cpu), registers and selects the backend for the device, and returns tf. The native packages
  * (@tensorflow/tfjs-node, -gpu) are optional: they are imported with a non-literal specifier only when a user
  * installed them.
  */
-import type { Tf } from './tf-type.js';
+import type { Tf } from './tfjs-parts-type.js';
 
-export type { Tf } from './tf-type.js';
+export type { Tf } from './tfjs-parts-type.js';
 
 export interface LoadedTf {
   tf: Tf;
@@ -51,7 +51,7 @@ let webgpuRegistered = false;
 let webgpuError: string | undefined;
 
 async function baseTf(): Promise<Tf> {
-  tfModule ??= await import('./tfjs.js');
+  tfModule ??= await import('./tfjs-parts.js');
   return tfModule;
 }
 
@@ -65,12 +65,7 @@ async function useWasm(): Promise<LoadedTf> {
   if (!wasmRegistered) {
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
     wasm.setWasmPaths(wasmDir());
-    // Gradient kernels wasm lacks (for --fine-tune of conv backbones).
-    (await import('./wasm-grad-kernels.js')).registerWasmGradKernels(tf);
-    (await import('./wasm-depthwise-grad-kernels.js')).registerWasmDepthwiseGradKernels(tf);
-    (await import('./wasm-fast-kernels.js')).registerWasmFastKernels(tf);
-    (await import('./wasm-conv-grad-fast-paths.js')).registerWasmConvGradFastPaths(tf);
-    (await import('./wasm-training-kernels.js')).registerWasmTrainingKernels(tf);
+    // Stock kernels only: train's fine-tuning adds its own (@imgpipe/training-kernels' registerTrainingKernels).
     wasmRegistered = true;
   }
   if (!(await tf.setBackend('wasm'))) throw new UsageError('the TF.js WebAssembly backend failed to initialise (--device wasm)');

@@ -1,5 +1,5 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import type { Tf } from './tf-type.js';
+import type { Tf } from '@imgpipe/engines';
 
 /**
  * Loops over the wasm heap for TF.js WebAssembly kernels that are pathologically slow in the shapes training a

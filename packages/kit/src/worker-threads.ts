@@ -1,5 +1,6 @@
 import { parentPort, Worker } from 'node:worker_threads';
-import { FailureError, silentLogger, type Logger } from '@imgpipe/kit';
+import { FailureError } from './errors.js';
+import { silentLogger, type Logger } from './log.js';
 
 /** A worker's log line, written by the parent to its logger. */
 export type WorkerLog = { type: 'log'; level: 'debug' | 'info' | 'warn'; message: string };

@@ -1,7 +1,7 @@
 import { parentPort } from 'node:worker_threads';
 import type { Logger } from '@imgpipe/kit';
 import type { WorkerReady, WorkerReply, WorkerRequest } from './worker-pool.js';
-import { parentLogger } from './worker-threads.js';
+import { parentLogger } from '@imgpipe/kit';
 
 /** What a backbone worker opens: its ready message and the batch function. */
 export interface WorkerModel<Ready extends WorkerReady> {

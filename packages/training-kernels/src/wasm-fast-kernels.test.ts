@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import { createRng } from '@imgpipe/kit';
-import { loadTf } from './tf.js';
+import { loadTf } from '@imgpipe/engines';
+import { registerTrainingKernels } from './register-training-kernels.js';
 
 const { tf } = await loadTf('wasm');
+registerTrainingKernels(tf);
 
-test("core's wasm replacements (Tile, comparisons, Min/Max, Select, LogicalAnd, FusedBatchNorm, leading-axes Sum/Mean) match the cpu backend", async () => {
+test("engines' wasm replacements (Tile, comparisons, Min/Max, Select, LogicalAnd, FusedBatchNorm, leading-axes Sum/Mean) match the cpu backend", async () => {
   const rng = createRng(11);
   const values = (n: number) => Float32Array.from({ length: n }, () => Math.round((rng() - 0.5) * 16) / 4); // ties for the comparisons
   const t = (shape: number[]) => tf.tensor(values(shape.reduce((a, b) => a * b, 1)), shape);

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Tensor4D } from '@tensorflow/tfjs-core';
 import { createRng } from '@imgpipe/kit';
-import { loadTf } from './tf.js';
+import { loadTf } from '@imgpipe/engines';
+import { registerTrainingKernels } from './register-training-kernels.js';
 
 const { tf } = await loadTf('wasm');
+registerTrainingKernels(tf);
 
 /** dLoss/dfilter of conv2d written out as loops (NHWC, HWIO), for loss = sum(conv2d(x, f) * dy). */
 function naiveFilterGrad(x: Float32Array, xs: number[], dy: Float32Array, dys: number[], fs: number[], stride: number, top: number, left: number): Float32Array {

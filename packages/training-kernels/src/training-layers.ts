@@ -1,5 +1,5 @@
 import type { Tensor } from '@tensorflow/tfjs-core';
-import type { Tf } from './tf-type.js';
+import type { Tf } from '@imgpipe/engines';
 import { relu6, trainingBatchNorm } from './wasm-training-kernels.js';
 
 type LayersModel = Awaited<ReturnType<Tf['loadLayersModel']>>;

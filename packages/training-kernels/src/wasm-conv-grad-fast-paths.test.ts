@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Tensor, Tensor4D } from '@tensorflow/tfjs-core';
 import { createRng } from '@imgpipe/kit';
-import { loadTf } from './tf.js';
+import { loadTf } from '@imgpipe/engines';
+import { registerTrainingKernels } from './register-training-kernels.js';
 
 const { tf } = await loadTf('wasm');
+registerTrainingKernels(tf);
 
 test('wasm conv gradient fast paths (1x1 filter and input gradients as matmuls, image filter gradients by im2col, strided image input gradients by col2im) match the cpu backend', async () => {
   const rng = createRng(3);

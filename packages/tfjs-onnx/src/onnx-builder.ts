@@ -1,4 +1,6 @@
-import { onnx } from './onnx-graph.js';
+import onnxProto from 'onnx-proto';
+
+const { onnx } = onnxProto;
 
 type NodeProto = import('onnx-proto').onnx.INodeProto;
 type TensorProto = import('onnx-proto').onnx.ITensorProto;

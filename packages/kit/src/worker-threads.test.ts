@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { FailureError, InputError, silentLogger } from '@imgpipe/kit';
+import { FailureError, InputError } from './errors.js';
+import { silentLogger } from './log.js';
 import { PendingReplies, startWorkers, type WorkerStart } from './worker-threads.js';
 
 /** Worker entries written for the test: each does what its name says, then says ready with its workerData. */

@@ -1,2 +1,0 @@
-/** The TensorFlow.js namespace as loadTf returns it: core, layers and converter (tfjs.ts), no chained ops. */
-export type Tf = typeof import('./tfjs.js');

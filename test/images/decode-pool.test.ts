@@ -1,0 +1,61 @@
+// DecodePool: prep-data's decode threads give decodeToTensor's pixels and its rejections, reason for reason.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { bombPng, buildPhotoSet, makeTempDir, type TempDir } from '@imgpipe/test-utils';
+import sharp from 'sharp';
+import { DecodePool, decodeToTensor, ImageRejected, type DecodeOptions } from '@imgpipe/images';
+
+let temp: TempDir;
+let pool: DecodePool;
+before(async () => {
+  temp = await makeTempDir('imgpipe-decode-pool-');
+  pool = await DecodePool.start(2);
+});
+after(async () => {
+  await pool.close();
+  await temp.remove();
+});
+
+test('the pool decodes photos, EXIF-rotated JPEGs and PNGs to the same bytes as decodeToTensor', async () => {
+  const photos = await buildPhotoSet({ dir: join(temp.path, 'photos'), count: 12 });
+  const rotated = join(temp.path, 'rotated.jpg');
+  await writeFile(rotated, await sharp(photos[0]!).withMetadata({ orientation: 6 }).jpeg().toBuffer());
+  const png = join(temp.path, 'photo.png');
+  await writeFile(png, await sharp(photos[1]!).png().toBuffer());
+  for (const options of [{ size: 64, fit: 'fill' }, { size: 96, fit: 'cover' }] satisfies DecodeOptions[]) {
+    const paths = [...photos, rotated, png];
+    const pooled = await Promise.all(paths.map((path) => pool.decode(path, options)));
+    for (const [index, path] of paths.entries()) {
+      const direct = await decodeToTensor(path, options);
+      assert.equal(Buffer.compare(Buffer.from(pooled[index]!), Buffer.from(direct)), 0, `${path} ${options.fit}`);
+    }
+  }
+});
+
+test('rejections cross the thread with their reason, source, detail and hint', async () => {
+  const good = await sharp({ create: { width: 300, height: 200, channels: 3, background: '#808080' } }).jpeg().toBuffer();
+  const files: Record<string, Uint8Array | string> = {
+    'empty.jpg': new Uint8Array(0),
+    'text.jpg': 'not an image at all\n',
+    'truncated.jpg': good.subarray(0, good.length >> 1),
+    'bomb.png': bombPng(40_000, 40_000),
+    'big.jpg': good,
+  };
+  for (const [name, bytes] of Object.entries(files)) await writeFile(join(temp.path, name), bytes);
+  execFileSync('mkfifo', [join(temp.path, 'fifo.jpg')]);
+  for (const [name, maxPixels] of [['missing.jpg'], ['empty.jpg'], ['text.jpg'], ['truncated.jpg'], ['bomb.png'], ['big.jpg', 50_000], ['fifo.jpg']] as const) {
+    const path = join(temp.path, name);
+    const options = { size: 8, fit: 'fill' as const, ...(maxPixels ? { maxPixels } : {}) };
+    const expected = await decodeToTensor(path, options).then(() => assert.fail(`${name} decoded`), (error: unknown) => error as ImageRejected);
+    await assert.rejects(pool.decode(path, options), (error: unknown) => {
+      assert.ok(error instanceof ImageRejected, name);
+      assert.deepEqual([error.reason, error.source, error.detail, error.hint, error.exitCode], [expected.reason, expected.source, expected.detail, expected.hint, 2], name);
+      return true;
+    });
+  }
+  // The pool still answers after rejections.
+  assert.equal((await pool.decode(join(temp.path, 'big.jpg'), { size: 8, fit: 'fill' })).length, 8 * 8 * 3);
+});
