@@ -143,7 +143,7 @@ describe('which tools load which engine parts', () => {
       .filter((pkg) => pkg.name !== 'training-kernels')
       .flatMap((pkg) => sourceFiles(pkg.dir).filter((f) => !isTestFile(f) && readFileSync(f, 'utf8').includes("'@imgpipe/training-kernels")))
       .map((f) => f.slice(ROOT.length));
-    assert.deepEqual(importers.sort(), ['packages/train/src/fine-tune-model.ts', 'packages/train/src/fine-tune-worker.ts', 'packages/train/src/fine-tune.ts']);
+    assert.deepEqual(importers.sort(), ['packages/train/src/fine-tune/fine-tune-model.ts', 'packages/train/src/fine-tune/fine-tune-worker.ts', 'packages/train/src/fine-tune/fine-tune.ts']);
   });
 
   it("serve's model loading on wasm, in a process of its own, loads no training-kernels module and keeps TF.js's stock kernels", () => {

@@ -1,6 +1,9 @@
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { exists, FailureError, InputError, openDataset, readModelCard, readStylesheet, silentLogger, UsageError, writeFileAtomic, writeJsonAtomic, type Logger, type Pointer, type ProgressEvent } from '@imgpipe/kit';
+import {
+  EVAL_FILE, exists, FailureError, InputError, MANIFEST_FILE, MODEL_DIR, openDataset, PREDICTIONS_FILE, readModelCard, readRunJsonChecked, readStylesheet, readTrials, REPORT_FILE, RUN_FILE, silentLogger,
+  updateResults, UsageError, writeFileAtomic, writeJsonAtomic, type Logger, type Pointer, type ProgressEvent,
+} from '@imgpipe/kit';
 import { loadModel, withTta, type Device, type Tta } from '@imgpipe/engines';
 import { EVAL_FORMAT, PLOT_FILES, type EvalResult, type WorstItem } from './eval-result.js';
 import { computeMetrics, formatFloat32, worstMistakes } from './metrics.js';
@@ -11,11 +14,8 @@ import { learningCurvesSvg } from './plot-curves.js';
 import { predictSplit } from './predict-split.js';
 import { rgbToPng, svgToPng } from './render.js';
 import { renderReport } from './report.js';
-import { attachCardMetrics, PREDICTIONS_FILE, updateResults, writePredictions } from './run-files.js';
-import { readTrials, trialLabel } from './trials.js';
-
-export const EVAL_FILE = 'eval.json';
-export const REPORT_FILE = 'report.html';
+import { attachCardMetrics, writePredictions } from './run-files.js';
+import { trialLabel } from './trials.js';
 
 export interface EvalModelOptions {
   /** A run directory (train's output): its model/ is evaluated and the files are written there. */
@@ -46,33 +46,25 @@ export interface EvalModelOutcome {
   pointer: Pointer;
 }
 
-async function readJson(path: string): Promise<Record<string, unknown> | undefined> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new InputError(`${path}: not readable JSON (${(error as Error).message})`, { cause: error });
-  }
-}
-
 /** Run, model and dataset directories from the options, each checked to exist, with errors naming the flag. */
 async function locate(options: EvalModelOptions) {
   if (!options.runDir && !options.modelDir) throw new UsageError('nothing to evaluate: pass --run DIR, or --model DIR --data DIR, or pipe a run pointer on stdin');
-  const modelDir = resolve(options.modelDir ?? join(options.runDir!, 'model'));
+  const modelDir = resolve(options.modelDir ?? join(options.runDir!, MODEL_DIR));
   let outDir: string;
   if (options.runDir) outDir = resolve(options.runDir);
   else if (options.outDir) outDir = resolve(options.outDir);
-  else if (await exists(join(dirname(modelDir), 'run.json'))) outDir = dirname(modelDir);
+  else if (await exists(join(dirname(modelDir), RUN_FILE))) outDir = dirname(modelDir);
   else throw new UsageError(`--model ${options.modelDir} is not inside a run directory (no run.json beside it); pass --out DIR for the evaluation files`);
-  if (options.runDir && !(await exists(join(outDir, 'run.json')))) {
-    throw new InputError(`${join(outDir, 'run.json')} not found: ${options.runDir} is not a run directory (train --out writes one; or pass --model DIR --data DIR)`);
+  if (options.runDir && !(await exists(join(outDir, RUN_FILE)))) {
+    throw new InputError(`${join(outDir, RUN_FILE)} not found: ${options.runDir} is not a run directory (train --out writes one; or pass --model DIR --data DIR)`);
   }
-  const run = await readJson(join(outDir, 'run.json'));
+  const run = await readRunJsonChecked(outDir);
   const card = await readModelCard(modelDir);
-  const runDataset = (run?.dataset as { path?: unknown } | undefined)?.path;
+  const runDataset = run?.dataset?.path;
   const dataDir = options.dataDir ?? (typeof runDataset === 'string' ? runDataset : undefined) ?? card.dataset?.path;
-  if (!dataDir) throw new UsageError(`neither ${join(outDir, 'run.json')} nor ${join(modelDir, 'card.json')} names the dataset; pass --data DIR`);
-  const bestTrial = typeof card.trial === 'string' ? card.trial : typeof (run?.best as { trial?: unknown })?.trial === 'string' ? ((run!.best as { trial: string }).trial) : null;
+  if (!dataDir) throw new UsageError(`neither ${join(outDir, RUN_FILE)} nor ${join(modelDir, 'card.json')} names the dataset; pass --data DIR`);
+  const runBest = run?.best?.trial;
+  const bestTrial = typeof card.trial === 'string' ? card.trial : typeof runBest === 'string' ? runBest : null;
   return { modelDir, outDir, card, dataDir: resolve(dataDir), bestTrial };
 }
 
@@ -97,19 +89,19 @@ export async function runEvalModel(options: EvalModelOptions): Promise<EvalModel
   const dataset = await openDataset(dataDir);
   const { manifest } = dataset;
   if (dataset.manifestSha256 !== card.dataset?.manifest_sha256) {
-    const message = `${join(dataDir, 'manifest.json')} is not the dataset ${join(modelDir, 'card.json')} was trained on (manifest sha256 ${dataset.manifestSha256.slice(0, 12)}, card ${String(card.dataset?.manifest_sha256).slice(0, 12)})`;
+    const message = `${join(dataDir, MANIFEST_FILE)} is not the dataset ${join(modelDir, 'card.json')} was trained on (manifest sha256 ${dataset.manifestSha256.slice(0, 12)}, card ${String(card.dataset?.manifest_sha256).slice(0, 12)})`;
     if (!options.dataDir) throw new InputError(`${message}: it was rebuilt since training; retrain, or pass --data DIR to evaluate on it anyway`);
     log.warn(`${message}: its test split may hold images the model was trained on`);
   }
   if (JSON.stringify(manifest.classes) !== JSON.stringify(card.labels)) {
-    throw new InputError(`${join(dataDir, 'manifest.json')}: classes ${JSON.stringify(manifest.classes)} differ from the model's labels ${JSON.stringify(card.labels)} (same names in the same order needed)`);
+    throw new InputError(`${join(dataDir, MANIFEST_FILE)}: classes ${JSON.stringify(manifest.classes)} differ from the model's labels ${JSON.stringify(card.labels)} (same names in the same order needed)`);
   }
   if (manifest.image_size !== card.input.size) {
-    throw new InputError(`${join(dataDir, 'manifest.json')}: images are ${manifest.image_size}px, the model takes ${card.input.size}px; rebuild the dataset with prep-data --img-dimensions ${card.input.size}`);
+    throw new InputError(`${join(dataDir, MANIFEST_FILE)}: images are ${manifest.image_size}px, the model takes ${card.input.size}px; rebuild the dataset with prep-data --img-dimensions ${card.input.size}`);
   }
   const tta = options.tta ?? cardTta(card.tta);
   const count = manifest.splits.test.count;
-  if (count === 0) throw new InputError(`${join(dataDir, 'manifest.json')}: the test split is empty; rebuild the dataset with prep-data --test-pct > 0`);
+  if (count === 0) throw new InputError(`${join(dataDir, MANIFEST_FILE)}: the test split is empty; rebuild the dataset with prep-data --test-pct > 0`);
 
   const labels = card.labels;
   const rows = await dataset.rows('test');

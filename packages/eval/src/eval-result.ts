@@ -1,3 +1,5 @@
+import { PLOTS_DIR } from '@imgpipe/kit';
+
 /** eval.json: what eval-model found, with no timestamps so the same model on the same data gives the same bytes. */
 export const EVAL_FORMAT = 'imgpipe-eval/1';
 
@@ -38,7 +40,7 @@ export interface EvalResult {
 }
 
 export const PLOT_FILES = {
-  confusion_matrix: 'plots/confusion-matrix.png',
-  learning_curves: 'plots/learning-curves.png',
-  worst_mistakes: 'plots/worst-mistakes.png',
+  confusion_matrix: `${PLOTS_DIR}/confusion-matrix.png`,
+  learning_curves: `${PLOTS_DIR}/learning-curves.png`,
+  worst_mistakes: `${PLOTS_DIR}/worst-mistakes.png`,
 } as const;

@@ -1,4 +1,4 @@
 export { evalModelCli } from './cli.js';
-export { runEvalModel, EVAL_FILE, REPORT_FILE, type EvalModelOptions, type EvalModelOutcome } from './eval-model.js';
+export { runEvalModel, type EvalModelOptions, type EvalModelOutcome } from './eval-model.js';
 export { EVAL_FORMAT, PLOT_FILES, type EvalResult, type WorstItem } from './eval-result.js';
 export * from './metrics.js';

@@ -1,12 +1,8 @@
+import type { TrialEpochPoint } from '@imgpipe/kit';
 import { num, shorten, svgDocument, text } from './svg.js';
 
-export interface EpochPoint {
-  epoch: number;
-  train_loss?: number | undefined;
-  train_accuracy?: number | undefined;
-  val_loss?: number | undefined;
-  val_accuracy?: number | undefined;
-}
+/** One epoch of a curve: a trial's epoch as read back from the run directory. */
+export type EpochPoint = TrialEpochPoint;
 
 export interface TrialCurve {
   /** Short name shown in the legend and the report, e.g. "t03 lr=0.001 layer=256". */

@@ -1,6 +1,5 @@
-import { escapeXml as esc } from '@imgpipe/kit';
+import { escapeXml as esc, type TrialSummary } from '@imgpipe/kit';
 import type { EvalResult } from './eval-result.js';
-import type { TrialSummary } from './trials.js';
 
 /** Four significant decimals for tables; empty for a missing value. */
 function fmt(value: number | null | undefined, digits = 4): string {

@@ -6,8 +6,9 @@ import { InputError, readStylesheet, silentLogger } from '@imgpipe/kit';
 import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { EVAL_FORMAT, type EvalResult } from './eval-result.js';
 import { renderReport } from './report.js';
-import { attachCardMetrics, updateResults } from './run-files.js';
-import { readTrials, trialLabel } from './trials.js';
+import { attachCardMetrics } from './run-files.js';
+import { trialLabel } from './trials.js';
+import { readTrials, updateResults } from '@imgpipe/kit';
 
 let temp: TempDir;
 before(async () => (temp = await makeTempDir('imgpipe-eval-trials-')));

@@ -25,4 +25,7 @@ export * from './signals.js';
 export * from './walk-dir.js';
 export * from './xml.js';
 export * from './label-decisions.js';
+export * from './run-dir.js';
+export * from './run-trials.js';
+export * from './dataset-writer.js';
 export * from './worker-threads.js';

@@ -1,9 +1,9 @@
 import { readdir, stat } from 'node:fs/promises';
 import { isAbsolute, relative } from 'node:path';
-import { MANIFEST_FILE, openDataset, REJECTED_FILE, SPLIT_NAMES, UsageError, type DatasetManifest } from '@imgpipe/kit';
+import { DATASET_FILES, MANIFEST_FILE, openDataset, UsageError, type DatasetManifest } from '@imgpipe/kit';
 
 /** What a directory made by prep-data holds; its manifest.json is the mark that prep-data may replace it. */
-const OWN_FILES = new Set([MANIFEST_FILE, REJECTED_FILE, ...SPLIT_NAMES.flatMap((split) => [`${split}.u8`, `${split}.csv`])]);
+const OWN_FILES = new Set(DATASET_FILES);
 
 /**
  * Check `--out` before anything is written: it must not be the working directory or hold any input image (a

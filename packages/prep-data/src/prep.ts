@@ -1,8 +1,8 @@
 import { availableParallelism } from 'node:os';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { assignSplits, checkFractions } from './split.js';
-import { acquireLock, removeStaleTemps, trackTemp, untrackTemp, type SplitFractions, type SplitMethod, type SplitName, createProgress, csvString, packageVersion, DATASET_FORMAT, InputError, MANIFEST_FILE, REJECTED_FILE, replaceDirectory, sha256, silentLogger, tempPathFor, UsageError, type DatasetManifest, type Logger, type Pointer, type ProgressEvent, type SplitFiles, type Fit, withFileErrors } from '@imgpipe/kit';
+import { acquireLock, removeStaleTemps, trackTemp, untrackTemp, type SplitFractions, type SplitMethod, type SplitName, createProgress, packageVersion, DATASET_FORMAT, InputError, MANIFEST_FILE, REJECTED_FILE, replaceDirectory, sha256, silentLogger, tempPathFor, UsageError, type DatasetManifest, type Logger, type Pointer, type ProgressEvent, type SplitFiles, type Fit, writeManifest, writeRejected } from '@imgpipe/kit';
 import { checkOutTarget } from './out-dir.js';
 import { DecodePool, DEFAULT_MAX_PIXELS, imageEngineVersions, imagePipelineInfo, tuneImageEngine } from '@imgpipe/images';
 import { decodeOutcome, orderedMap } from './decode-pass.js';
@@ -197,8 +197,7 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
       await stage.close();
     }
     rejected.sort((a, b) => a.line - b.line);
-    const rejectedText = await csvString(REJECTED_COLUMNS, rejected as unknown as Record<string, unknown>[], { forSpreadsheets: true });
-    await withFileErrors(join(buildDir, REJECTED_FILE), () => writeFile(join(buildDir, REJECTED_FILE), rejectedText));
+    await writeRejected(buildDir, REJECTED_COLUMNS, rejected);
 
     const manifest: DatasetManifest = {
       format: DATASET_FORMAT,
@@ -221,7 +220,7 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
       rejected_file: REJECTED_FILE,
       ...(options.review ? { review: options.review } : {}),
     };
-    await withFileErrors(join(buildDir, MANIFEST_FILE), () => writeFile(join(buildDir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`));
+    await writeManifest(buildDir, manifest);
     await replaceDirectory(buildDir, finalDir);
 
     const seconds = (Date.now() - started) / 1000;

@@ -1,15 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { InputError, openDataset, readModelCard, UsageError, type BackboneInfo, type Dataset, type Logger, type ModelCard } from '@imgpipe/kit';
+import { InputError, MANIFEST_FILE, MODEL_DIR, openDataset, readModelCard, readRunJsonChecked, RUN_FILE, UsageError, type BackboneInfo, type Dataset, type Logger, type ModelCard, type TrialParams } from '@imgpipe/kit';
 
 /** The hyper-parameters of one head, as train records them (run.json best.params). */
-export interface HeadParamsRecord {
-  lr: number;
-  layer_size: number;
-  dropout: number;
-  batch_size: number;
-  epochs: number;
-}
+export type HeadParamsRecord = TrialParams;
 
 /** What review-labels reads of a run directory: its dataset, backbone, best trial's head parameters and seed. */
 export interface RunInputs {
@@ -35,18 +28,12 @@ const isPositive = (v: unknown) => typeof v === 'number' && Number.isFinite(v) &
 /** Read run.json (a finished run), the model card and the dataset the run was trained on. */
 export async function readRunInputs(runDirArg: string, dataDirArg: string | undefined, log: Logger): Promise<RunInputs> {
   const runDir = resolve(runDirArg);
-  const runPath = join(runDir, 'run.json');
-  let run: Record<string, unknown>;
-  try {
-    run = JSON.parse(await readFile(runPath, 'utf8')) as Record<string, unknown>;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UsageError(`${runPath} not found: --run ${runDirArg} is not a run directory (train --out writes one)`, { cause: error });
-    throw new InputError(`${runPath}: not readable JSON (${(error as Error).message})`, { cause: error });
-  }
+  const runPath = join(runDir, RUN_FILE);
+  const run = await readRunJsonChecked(runDir);
+  if (!run) throw new UsageError(`${runPath} not found: --run ${runDirArg} is not a run directory (train --out writes one)`);
   if (run.status !== 'done') throw new InputError(`${runPath}: status is ${JSON.stringify(run.status)}, not "done"; finish the run first (rerun the same train command)`);
   const best = field<{ trial: string; params: Record<string, unknown> }>(run.best, (v) => typeof v === 'object' && v !== null && typeof (v as { trial?: unknown }).trial === 'string', 'best', runPath);
-  const p = best.params ?? {};
+  const p: Partial<Record<keyof TrialParams, unknown>> = best.params ?? {};
   const params: HeadParamsRecord = {
     lr: field(p.lr, isPositive, 'best.params.lr', runPath),
     layer_size: field(p.layer_size, (v) => Number.isInteger(v) && (v as number) > 0, 'best.params.layer_size', runPath),
@@ -56,17 +43,17 @@ export async function readRunInputs(runDirArg: string, dataDirArg: string | unde
   };
   const seed = field<number>(run.seed, (v) => Number.isInteger(v), 'seed', runPath);
   const backbone = field<BackboneInfo & { spec?: string }>(run.backbone, (v) => typeof v === 'object' && v !== null && typeof (v as { sha256?: unknown }).sha256 === 'string', 'backbone', runPath);
-  const modelDir = join(runDir, 'model');
+  const modelDir = join(runDir, MODEL_DIR);
   const card = await readModelCard(modelDir);
-  const runDataset = (run.dataset as { path?: unknown; manifest_sha256?: unknown } | undefined) ?? {};
+  const runDataset: { path?: unknown; manifest_sha256?: unknown } = run.dataset ?? {};
   const dataDir = dataDirArg ?? (typeof runDataset.path === 'string' ? runDataset.path : undefined);
   if (!dataDir) throw new UsageError(`${runPath} names no dataset; pass --data DIR`);
   const dataset = await openDataset(resolve(dataDir));
   if (dataset.manifestSha256 !== runDataset.manifest_sha256) {
-    const message = `${join(dataDir, 'manifest.json')} is not the dataset ${runPath} was trained on (manifest sha256 ${dataset.manifestSha256.slice(0, 12)}, run ${String(runDataset.manifest_sha256).slice(0, 12)})`;
+    const message = `${join(dataDir, MANIFEST_FILE)} is not the dataset ${runPath} was trained on (manifest sha256 ${dataset.manifestSha256.slice(0, 12)}, run ${String(runDataset.manifest_sha256).slice(0, 12)})`;
     if (!dataDirArg) throw new InputError(`${message}: it was rebuilt since; retrain, or pass --data DIR to review it with this run's settings anyway`);
     log.warn(`${message}: reviewing it with this run's backbone and hyper-parameters`);
   }
-  const fineTune = (run.params as { fine_tune?: unknown } | undefined)?.fine_tune;
+  const fineTune = run.params?.fine_tune;
   return { runDir, modelDir, dataset, card, backbone, fineTuned: fineTune !== null && fineTune !== undefined, params, bestTrial: best.trial, seed };
 }

@@ -1,8 +1,8 @@
 // Test-only (excluded from the build): a dataset in prep-data's layout whose classes a tiny backbone tells apart
 // (one dominant colour per class, with noise), with a known set of labels flipped and a few outliers planted.
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createRng, csvString, deriveSeed, sha256, writeJsonAtomic, type Rng } from '@imgpipe/kit';
+import { createRng, csvString, deriveSeed, SPLIT_NAMES, type Rng, type SplitName } from '@imgpipe/kit';
 import { buildTinyConvBackbone, writeSyntheticDataset } from '@imgpipe/test-utils';
 
 export const NOISY_SIZE = 16;
@@ -76,9 +76,6 @@ export async function writeNoisyDataset(options: NoisyDatasetOptions): Promise<N
   const { dir, counts, noise, outliers = 0, duplicates = 0, seed = 11 } = options;
   const classes = options.classes ?? ['red', 'green', 'blue'];
   const k = classes.length;
-  await writeSyntheticDataset({ dir, size: NOISY_SIZE, counts, seed, classes });
-  const manifestPath = join(dir, 'manifest.json');
-  const manifest = JSON.parse(await readFile(manifestPath, 'utf8'));
   const total = counts.train + counts.val + counts.test;
   const pick = createRng(deriveSeed(seed, 'pick'));
   const order = Array.from({ length: total }, (_, i) => i).map((i) => ({ i, r: pick() })).sort((a, b) => a.r - b.r).map((e) => e.i);
@@ -88,14 +85,14 @@ export async function writeNoisyDataset(options: NoisyDatasetOptions): Promise<N
   const trueLabels: number[] = [];
   const givenLabels: number[] = [];
   const duplicateRows = new Set<number>();
+  const splits = {} as Record<SplitName, { pixels: Uint8Array; labels: number[] }>;
   let trainPixels = new Uint8Array(0);
   let source = 0;
   let row = 0;
-  for (const split of ['train', 'val', 'test'] as const) {
+  for (const split of SPLIT_NAMES) {
     const count = counts[split];
     const pixels = new Uint8Array(count * NOISY_SIZE * NOISY_SIZE * 3);
-    const rows: Record<string, unknown>[] = [];
-    const perClass = classes.map(() => 0);
+    const labels: number[] = [];
     for (let n = 0; n < count; n++, row++) {
       let truth = Math.floor(pick() * k);
       let image = outlierRows.has(row) ? outlierImage(rng, row, NOISY_SIZE) : classImage(rng, truth, NOISY_SIZE);
@@ -111,18 +108,12 @@ export async function writeNoisyDataset(options: NoisyDatasetOptions): Promise<N
       pixels.set(image, n * image.length);
       givenLabels.push(given);
       trueLabels.push(truth);
-      perClass[given]! += 1;
-      rows.push({ index: n, source: `img-${split}-${n}.png`, label: given, category: classes[given] });
+      labels.push(given);
     }
-    const csv = await csvString(['index', 'source', 'label', 'category'], rows);
     if (split === 'train') trainPixels = pixels;
-    await writeFile(join(dir, `${split}.u8`), pixels);
-    await writeFile(join(dir, `${split}.csv`), csv);
-    manifest.splits[split].pixels.sha256 = sha256(pixels);
-    manifest.splits[split].rows.sha256 = sha256(csv);
-    manifest.splits[split].per_class = perClass;
+    splits[split] = { pixels, labels };
   }
-  await writeJsonAtomic(manifestPath, manifest);
+  await writeSyntheticDataset({ dir, size: NOISY_SIZE, counts, seed, classes, pixels: (split) => splits[split].pixels, labels: (split, n) => splits[split].labels[n]! });
   return { dir, classes, flipped, outliers: outlierRows, duplicates: duplicateRows, trueLabels };
 }
 

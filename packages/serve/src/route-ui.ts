@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
+import { PLOTS_DIR } from '@imgpipe/kit';
 import { HttpError } from './http-error.js';
 import type { AppState, Reply, RouteContext } from './route-types.js';
 import { staticFile, type StaticFile, type UiState } from './ui-assets.js';
@@ -91,7 +92,7 @@ export async function uiReportPlot({ request, params }: RouteContext, state: App
   const { dir, html } = await servedReport(state);
   const name = params.file ?? '';
   if (!referencedPlots(html.toString('utf8')).has(name)) throw new HttpError(404, `no plot ${JSON.stringify(name)} in the evaluation report`);
-  const png = await readFile(join(dir, 'plots', name)).catch(() => undefined);
+  const png = await readFile(join(dir, PLOTS_DIR, name)).catch(() => undefined);
   if (!png) throw new HttpError(404, `the report links plots/${name}, which is missing beside it`);
   return fileReply(request, staticFile(png, 'image/png'));
 }

@@ -1,12 +1,10 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { weightsSha256, type ModelCard } from '@imgpipe/kit';
+import { EVAL_FILE, REPORT_FILE, weightsSha256, type ModelCard } from '@imgpipe/kit';
 
-/** The evaluation report beside a served model: eval-model writes it into the run directory the model/ sits in. */
-export const REPORT_FILE = 'report.html';
-/** eval-model's results beside it, naming the weights they were measured on. */
-const EVAL_FILE = 'eval.json';
+// The evaluation report beside a served model (REPORT_FILE) and eval-model's results naming the weights they were
+// measured on (EVAL_FILE): eval-model writes both into the run directory the model/ sits in.
 
 /** The run directory of a local model directory laid out as <run>/model, else undefined. */
 export function runDirOf(modelDir: string | undefined): string | undefined {

@@ -1,10 +1,10 @@
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { createRng, sha256, writeJsonAtomic } from '@imgpipe/kit';
+import { mkdir } from 'node:fs/promises';
+import { createRng, DATASET_FORMAT, DATASET_ROW_COLUMNS, sha256, SPLIT_NAMES, SplitFilesWriter, writeManifest, type SplitName } from '@imgpipe/kit';
 
 /**
- * A dataset directory in prep-data's layout (manifest.json, <split>.u8, <split>.csv) with random pixels, for
- * engine tests and benchmarks that need no image decoding.
+ * A dataset directory in prep-data's layout (manifest.json, <split>.u8, <split>.csv), written through kit's dataset
+ * writer, with random pixels (or `pixels(split, count)`'s), for engine tests and benchmarks that need no image
+ * decoding. Image n of a split has label n % classes (or `labels(split, n)`).
  */
 export async function writeSyntheticDataset(options: {
   dir: string;
@@ -12,28 +12,36 @@ export async function writeSyntheticDataset(options: {
   counts: { train: number; val: number; test: number };
   seed?: number;
   classes?: string[];
+  /** The split's pixels, count*size*size*3 bytes; default: uniform random bytes. */
+  pixels?: (split: SplitName, count: number) => Uint8Array;
+  /** Image n's label; default n % classes.length. */
+  labels?: (split: SplitName, n: number) => number;
 }): Promise<string> {
   const { dir, size, counts, seed = 7, classes = ['cat', 'dog'] } = options;
   const rand = createRng(seed);
-  await mkdir(dir, { recursive: true });
-  const splits: Record<string, unknown> = {};
-  for (const split of ['train', 'val', 'test'] as const) {
-    const count = counts[split];
+  const randomPixels = (_split: SplitName, count: number) => {
     const pixels = new Uint8Array(count * size * size * 3);
     for (let i = 0; i < pixels.length; i++) pixels[i] = Math.floor(rand() * 256);
-    const labels = Array.from({ length: count }, (_, i) => i % classes.length);
-    const csv = `index,source,label,category\n${labels.map((l, i) => `${i},img-${split}-${i}.png,${l},${classes[l]}`).join('\n')}${count ? '\n' : ''}`;
-    await writeFile(join(dir, `${split}.u8`), pixels);
-    await writeFile(join(dir, `${split}.csv`), csv);
-    splits[split] = {
-      count,
-      per_class: classes.map((_, c) => labels.filter((l) => l === c).length),
-      pixels: { file: `${split}.u8`, bytes: pixels.length, sha256: sha256(pixels) },
-      rows: { file: `${split}.csv`, sha256: sha256(csv) },
-    };
+    return pixels;
+  };
+  await mkdir(dir, { recursive: true });
+  const writer = await SplitFilesWriter.open(dir, { classes, columns: DATASET_ROW_COLUMNS });
+  try {
+    for (const split of SPLIT_NAMES) {
+      const count = counts[split];
+      const pixels = (options.pixels ?? randomPixels)(split, count);
+      const image = size * size * 3;
+      for (let i = 0; i < count; i++) {
+        const label = options.labels ? options.labels(split, i) : i % classes.length;
+        await writer.append(split, pixels.subarray(i * image, (i + 1) * image), { source: `img-${split}-${i}.png`, label, category: classes[label]! });
+      }
+    }
+  } catch (error) {
+    await writer.close();
+    throw error;
   }
-  await writeJsonAtomic(join(dir, 'manifest.json'), {
-    format: 'imgpipe-dataset/1',
+  await writeManifest(dir, {
+    format: DATASET_FORMAT,
     classes,
     image_size: size,
     channels: 3,
@@ -41,7 +49,7 @@ export async function writeSyntheticDataset(options: {
     dtype: 'uint8',
     fit: 'fill',
     split: { method: 'random', seed, fractions: { train: 0.7, val: 0.15, test: 0.15 } },
-    splits,
+    splits: await writer.finish(),
     source_csv_sha256: sha256('synthetic'),
     options_sha256: sha256(JSON.stringify({ size, counts, seed })),
     rejected: 0,

@@ -2,9 +2,9 @@ import { dirname, join } from 'node:path';
 import { createFeatureSet, extractFeatures, loadBackbone, readModelJson, resolveBackbone, weightPaths, type Backbone } from '@imgpipe/engines';
 import type { BackboneInfo, Dataset, Logger } from '@imgpipe/kit';
 import { appendMirrored } from './augment.js';
-import { checkFineTunable } from './fine-tune.js';
+import { checkFineTunable } from './fine-tune/fine-tune.js';
 import type { TrainOptions } from './train-options.js';
-import type { TrialFeatures } from './trial.js';
+import type { TrialFeatures } from './sweep/trial.js';
 
 export interface SplitFeatures {
   features: TrialFeatures;

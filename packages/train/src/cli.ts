@@ -1,17 +1,15 @@
 import { resolve } from 'node:path';
 import { exitCleanlyOnSignals, parseValue, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli, type ValueSpec } from '@imgpipe/kit';
 import type { TrainOptions } from './train-options.js';
-import type { BatchNormStatistics, FineTuneMode } from './fine-tune-types.js';
+import type { TrialHooks } from './trial-hooks.js';
+import type { BatchNormStatistics, FineTuneMode } from './fine-tune/fine-tune-types.js';
 
 /** Flags that may be lists although their config keys hold one value: the list is kept aside, the first value configures. */
 const LIST_FLAGS = ['epochs', 'batch-size'] as const;
 
-/** What tests inject into a real train process (see test-train-bin.ts); never read from the environment here. */
-export type TrainTestHooks = Pick<TrainOptions, 'failTrials' | 'epochDelayMs'>;
-
 export const trainCli: ToolCli = createTrainCli();
 
-export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
+export function createTrainCli(hooks: TrialHooks = {}): ToolCli {
   return {
     name: 'train',
     summary:
@@ -121,14 +119,14 @@ export function createTrainCli(hooks: TrainTestHooks = {}): ToolCli {
       }
       if (args.task !== undefined) {
         exitCleanlyOnSignals();
-        const { runTaskCommand } = await import('./task-command.js');
+        const { runTaskCommand } = await import('./tasks/task-command.js');
         await runTaskCommand(args, context, () => trainOptions(args, context), hooks);
         return;
       }
-      const options = { ...(await trainOptions(args, context)), ...hooks };
+      const options = await trainOptions(args, context);
       exitCleanlyOnSignals();
       const { runTrain } = await import('./train.js');
-      const result = await runTrain(options);
+      const result = await runTrain(options, hooks);
       writePointer(context.stdout, result.pointer);
     },
   };

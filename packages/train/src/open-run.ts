@@ -1,9 +1,8 @@
 import { join, resolve } from 'node:path';
-import { UsageError, type Logger } from '@imgpipe/kit';
-import { findUnfinishedRun, newRunDir, readFinishedTrials, readRunJson, type RunJson } from './run-dir.js';
-import { changedInputs, type RunInputs } from './run-inputs.js';
-import type { Trial } from './sweep.js';
-import type { TrialRecord } from './trial.js';
+import { readFinishedTrials, readRunJson, TRIALS_JSONL, UsageError, type Logger, type RunInputs, type RunJson, type TrialRecord } from '@imgpipe/kit';
+import { findUnfinishedRun, newRunDir } from './run-dir.js';
+import { changedInputs } from './run-inputs.js';
+import type { Trial } from './sweep/sweep.js';
 import type { TrainOptions } from './train-options.js';
 
 export interface OpenedRun {
@@ -39,7 +38,7 @@ export async function openRun(options: TrainOptions, id: RunIdentity, trials: re
     runDir = resolve(options.resume);
     previous = resumed ?? (await readResumedRun(runDir, options.resume));
     if (previous.key !== id.key) {
-      const changed = changedInputs(previous.inputs as Partial<RunInputs> | undefined, id.inputs);
+      const changed = changedInputs(previous.inputs, id.inputs);
       const what = changed ? `: ${changed.join('; ')}` : ' (or by an older train that did not record their content, so they cannot be checked)';
       throw new UsageError(`--resume ${options.resume}: that run was started with other inputs${what}; its trials would not match this command's. Rerun with its original inputs, or drop --resume to start a new run`);
     }
@@ -53,7 +52,7 @@ export async function openRun(options: TrainOptions, id: RunIdentity, trials: re
       runDir = await newRunDir(resolve(options.out), id.key);
       const stale = await findUnfinishedRun(resolve(options.out), id.command, 'command');
       if (stale) {
-        const changed = changedInputs((await readRunJson(stale))?.inputs as Partial<RunInputs> | undefined, id.inputs);
+        const changed = changedInputs((await readRunJson(stale))?.inputs, id.inputs);
         const why = changed ? `its inputs changed since (${changed.join('; ')})` : 'an older train started it without recording its inputs\' content';
         log.warn(`not resuming the unfinished run ${stale} of this command: ${why}; starting a new run ${runDir}`);
       }
@@ -63,7 +62,7 @@ export async function openRun(options: TrainOptions, id: RunIdentity, trials: re
   for (const record of finished.values()) {
     const planned = trials[record.index];
     if (!planned || planned.id !== record.trial || JSON.stringify(planned.params) !== JSON.stringify(record.params)) {
-      throw new UsageError(`${join(runDir, 'trials.jsonl')}: trial ${record.trial} does not match this command's sweep; start a new run (another --out)`);
+      throw new UsageError(`${join(runDir, TRIALS_JSONL)}: trial ${record.trial} does not match this command's sweep; start a new run (another --out)`);
     }
   }
   return { runDir, ...(previous ? { previous } : {}), finished };

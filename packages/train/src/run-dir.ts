@@ -1,30 +1,9 @@
-import { appendFile, readdir, readFile, rmdir } from 'node:fs/promises';
+import { readdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { csvString, exists, removeStaleTemps, withFileErrors, writeFileAtomic, writeJsonAtomic } from '@imgpipe/kit';
-import type { EpochRecord, TrialRecord } from './trial.js';
+import { exists, readRunJson, removeStaleTemps, RUN_FILE } from '@imgpipe/kit';
 
-/**
- * The run directory: run.json, trials.jsonl (streamed: one line per epoch and per finished trial, so a killed
- * run can resume), trials.csv and results.csv (rewritten atomically after each trial), model/ (the best trial).
- */
-export const RUN_FORMAT = 'imgpipe-run/1';
-export const RUN_FILE = 'run.json';
-export const TRIALS_JSONL = 'trials.jsonl';
-export const TRIALS_CSV = 'trials.csv';
-export const RESULTS_CSV = 'results.csv';
-
-export interface RunJson {
-  format: typeof RUN_FORMAT;
-  id: string;
-  status: 'running' | 'done' | 'failed';
-  /** sha256 of `inputs` (dataset, backbone content, search space, seed...): an unfinished run with the same key is resumed. */
-  key: string;
-  /** The command line's identity (run-inputs.ts commandKey); absent in runs written before `inputs` was recorded. */
-  command_key?: string;
-  [field: string]: unknown;
-}
-
-export type JsonlLine = ({ event: 'epoch'; trial: string } & EpochRecord) | ({ event: 'trial' } & TrialRecord);
+// Run directories under train's --out: a new one's name, an unfinished one to resume, abandoned ones to remove.
+// The files in a run directory are named, typed, read and written by @imgpipe/kit's run-dir.ts and run-trials.ts.
 
 /** yyyymmdd-hhmm-<4 hex of the key>, unique within `out`. */
 export async function newRunDir(out: string, key: string, now = new Date()): Promise<string> {
@@ -55,18 +34,6 @@ export async function removeAbandonedRunDirs(out: string): Promise<string[]> {
   return removed;
 }
 
-export async function readRunJson(dir: string): Promise<RunJson | undefined> {
-  try {
-    return JSON.parse(await readFile(join(dir, RUN_FILE), 'utf8')) as RunJson;
-  } catch {
-    return undefined;
-  }
-}
-
-export function writeRunJson(dir: string, run: RunJson): Promise<void> {
-  return writeJsonAtomic(join(dir, RUN_FILE), run);
-}
-
 /** The newest run directory under `out` that was started with the same key (or command key) and did not finish. */
 export async function findUnfinishedRun(out: string, key: string, by: 'key' | 'command' = 'key'): Promise<string | undefined> {
   const entries = await readdir(out, { withFileTypes: true }).catch(() => []);
@@ -77,97 +44,4 @@ export async function findUnfinishedRun(out: string, key: string, by: 'key' | 'c
     if (value === key && run?.status === 'running') return join(out, name);
   }
   return undefined;
-}
-
-/** Finished trials recorded in trials.jsonl (a line cut short by a kill is ignored). */
-export async function readFinishedTrials(dir: string): Promise<Map<string, TrialRecord>> {
-  const finished = new Map<string, TrialRecord>();
-  const text = await readFile(join(dir, TRIALS_JSONL), 'utf8').catch(() => '');
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    let value: JsonlLine;
-    try {
-      value = JSON.parse(line) as JsonlLine;
-    } catch {
-      continue;
-    }
-    if (value.event === 'trial') {
-      const { event: _event, ...record } = value;
-      for (const key of ['train_loss', 'train_accuracy', 'val_loss', 'val_accuracy'] as const) record[key] ??= Number.NaN;
-      finished.set(record.trial, record);
-    }
-  }
-  return finished;
-}
-
-/** Append-only trials.jsonl. On resume it is first rewritten with the finished trials' lines only. */
-export class TrialLog {
-  private queue: Promise<void> = Promise.resolve();
-  constructor(private readonly path: string) {}
-
-  static async open(dir: string, finished: Map<string, TrialRecord>): Promise<TrialLog> {
-    const path = join(dir, TRIALS_JSONL);
-    const lines: string[] = [];
-    for (const record of [...finished.values()].sort((a, b) => a.index - b.index)) {
-      for (const epoch of record.history) lines.push(JSON.stringify({ event: 'epoch', trial: record.trial, ...epoch }));
-      lines.push(JSON.stringify({ event: 'trial', ...record }));
-    }
-    await writeFileAtomic(path, lines.map((l) => `${l}\n`).join(''));
-    return new TrialLog(path);
-  }
-
-  /** Each line goes out in one write, in order. */
-  append(line: JsonlLine): Promise<void> {
-    const text = `${JSON.stringify(line)}\n`;
-    this.queue = this.queue.then(() => withFileErrors(this.path, () => appendFile(this.path, text)));
-    return this.queue;
-  }
-}
-
-const TRIAL_COLUMNS = [
-  'trial', 'status', 'lr', 'layer_size', 'dropout', 'batch_size', 'epochs', 'epochs_run', 'best_epoch',
-  'train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'seconds', 'seed', 'reason',
-] as const;
-
-/** The seed's results columns; eval-model fills test_loss and test_accuracy for the best model. */
-export const RESULT_COLUMNS = [
-  'model', 'backbone', 'lr', 'layer_size', 'dropout', 'batch_size', 'epochs',
-  'train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'best', 'status',
-] as const;
-
-function fmt(value: number): string {
-  return Number.isFinite(value) ? String(Number(value.toPrecision(8))) : '';
-}
-
-export async function writeTrialTables(dir: string, records: readonly TrialRecord[], options: { backbone: string; bestTrial?: string }): Promise<void> {
-  const sorted = [...records].sort((a, b) => a.index - b.index);
-  const trials = sorted.map((r) => ({
-    trial: r.trial,
-    status: r.status,
-    ...r.params,
-    epochs_run: r.epochs_run,
-    best_epoch: r.best_epoch || '',
-    train_loss: fmt(r.train_loss),
-    train_accuracy: fmt(r.train_accuracy),
-    val_loss: fmt(r.val_loss),
-    val_accuracy: fmt(r.val_accuracy),
-    seconds: r.seconds.toFixed(2),
-    seed: r.seed,
-    reason: r.reason ?? '',
-  }));
-  const results = sorted.map((r) => ({
-    model: r.trial,
-    backbone: options.backbone,
-    ...r.params,
-    train_loss: fmt(r.train_loss),
-    train_accuracy: fmt(r.train_accuracy),
-    val_loss: fmt(r.val_loss),
-    val_accuracy: fmt(r.val_accuracy),
-    test_loss: '',
-    test_accuracy: '',
-    best: r.trial === options.bestTrial,
-    status: r.status,
-  }));
-  await writeFileAtomic(join(dir, TRIALS_CSV), await csvString(TRIAL_COLUMNS, trials, { forSpreadsheets: true }));
-  await writeFileAtomic(join(dir, RESULTS_CSV), await csvString(RESULT_COLUMNS, results, { forSpreadsheets: true }));
 }

@@ -1,26 +1,8 @@
 import { backboneSourceSha256 } from '@imgpipe/engines';
-import { sha256, type BackboneInfo, type Dataset } from '@imgpipe/kit';
+import { sha256, type BackboneInfo, type Dataset, type RunInputs } from '@imgpipe/kit';
 import type { TrainOptions } from './train-options.js';
 
-/**
- * Everything a run's trials depend on, by content: the dataset (its manifest's sha256), the backbone (the sha256 of
- * its files, not only its name or path) and the sweep's settings. Recorded in run.json as `inputs`; its sha256 is
- * the run's key, so a run is resumed only onto the very inputs it started with.
- */
-export interface RunInputs {
-  dataset_manifest_sha256: string;
-  backbone: string;
-  backbone_sha256: string;
-  feature_layer: string;
-  preprocess: string;
-  search_space: TrainOptions['space'];
-  strategy: TrainOptions['strategy'];
-  hyper_param_runs: number;
-  seed: number;
-  patience: number | null;
-  augment: 'none' | 'flip';
-}
-
+/** run.json's `inputs` (typed in @imgpipe/kit's run-dir.ts): everything a run's trials depend on, by content. */
 export function runInputs(dataset: Dataset, options: TrainOptions, backbone: BackboneInfo): RunInputs {
   return {
     dataset_manifest_sha256: dataset.manifestSha256,

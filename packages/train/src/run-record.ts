@@ -1,18 +1,6 @@
 import type { Backbone, ConcreteDevice, Tf } from '@imgpipe/engines';
-import { packageVersion, type Dataset } from '@imgpipe/kit';
-import { RUN_FORMAT, writeRunJson, type RunJson } from './run-dir.js';
-import type { RunInputs } from './run-inputs.js';
+import { packageVersion, type Dataset, RUN_FORMAT, writeRunJson, type RunJson, type RunTimings, type RunInputs } from '@imgpipe/kit';
 import type { TrainOptions } from './train-options.js';
-
-/** run.json's timings: the sweep's, and fine-tuning's when it ran. */
-export interface RunTimings {
-  feature_extraction_seconds: number;
-  features_from_cache: boolean;
-  head_training_seconds: number;
-  total_seconds: number;
-  fine_tune_seconds?: number;
-}
-
 
 /** Versions recorded in run.json and the model card. */
 export async function runVersions(tf: Tf): Promise<Record<string, string>> {
@@ -47,8 +35,8 @@ export function startedRunJson(
     ...(run.commandKey ? { command_key: run.commandKey } : {}),
     ...(run.inputs ? { inputs: run.inputs } : {}),
     project: options.projectName ?? null,
-    created: (previous?.created as string | undefined) ?? new Date().toISOString(),
-    resumed: previous ? [...((previous.resumed as string[] | undefined) ?? []), new Date().toISOString()] : [],
+    created: previous?.created ?? new Date().toISOString(),
+    resumed: previous ? [...(previous.resumed ?? []), new Date().toISOString()] : [],
     params: {
       strategy: options.strategy,
       hyper_param_runs: options.runs,

@@ -14,7 +14,7 @@ import { createFeatureSet, loadTf, parseDevice } from '@imgpipe/engines';
 import { createRng } from '@imgpipe/kit';
 import { writeBenchResults, type BenchResult } from '@imgpipe/test-utils';
 import { buildResnet50Backbones, makeTempDir, startSlurmCluster, writeSyntheticDataset } from '@imgpipe/test-utils';
-import { runTrial } from './trial.js';
+import { runTrial } from './sweep/trial.js';
 
 const { values } = parseArgs({
   options: {

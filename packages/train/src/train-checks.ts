@@ -1,5 +1,5 @@
 import { UsageError, type Dataset } from '@imgpipe/kit';
-import type { FineTuneSettings } from './fine-tune.js';
+import type { FineTuneSettings } from './fine-tune/fine-tune.js';
 
 /** --fine-tune-epochs, --fine-tune-lr, --fine-tune-patience and --fine-tune-workers, checked before anything is loaded. */
 export function checkFineTuneSettings({ epochs, lr, workers, patience }: FineTuneSettings): void {

@@ -1,8 +1,8 @@
 import type { Device } from '@imgpipe/engines';
 import type { Logger, ProgressEvent } from '@imgpipe/kit';
 import type { Augment } from './augment.js';
-import type { FineTuneSettings } from './fine-tune.js';
-import type { SearchSpace, Strategy } from './sweep.js';
+import type { FineTuneSettings } from './fine-tune/fine-tune.js';
+import type { SearchSpace, Strategy } from './sweep/sweep.js';
 
 /** What a sweep is asked to do: the CLI's flags and config, resolved. */
 export interface TrainOptions {
@@ -38,7 +38,4 @@ export interface TrainOptions {
   onProgress?: (event: ProgressEvent) => void;
   /** Wait this long for another process's lock on the run (default: fail at once with exit 75). */
   waitLockSeconds?: number;
-  /** Test hooks: trial ids that fail as a crash would, and a pause after each epoch. */
-  failTrials?: ReadonlySet<string>;
-  epochDelayMs?: number;
 }

@@ -8,6 +8,7 @@ import { loadModel, loadTf } from '@imgpipe/engines';
 import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { runTrain } from './train.js';
 import type { TrainOptions } from './train-options.js';
+import type { TrialHooks } from './trial-hooks.js';
 import { tinyBackbone, writeLearnableDataset } from './test-dataset.js';
 
 let temp: TempDir;
@@ -31,7 +32,7 @@ before(async () => {
 });
 after(() => temp.remove());
 
-const train = (overrides: Partial<TrainOptions> = {}) => runTrain({ ...base, out: join(temp.path, `runs-${runs++}`), ...overrides });
+const train = (overrides: Partial<TrainOptions> = {}, hooks: TrialHooks = {}) => runTrain({ ...base, out: join(temp.path, `runs-${runs++}`), ...overrides }, hooks);
 
 /** trials.csv without the seconds column (wall time differs between runs). */
 async function trialsWithoutTimes(runDir: string): Promise<string[][]> {
@@ -114,7 +115,7 @@ test('a failing trial (crash or NaN loss) is recorded with its reason and the ot
   // No trial succeeded: exit 1 and run.json says failed.
   await assert.rejects(train({ space: { ...base.space, lr: [1e38] , layer_size: [8] } }), (e: Error) => e instanceof FailureError && /all 1 trials failed/.test(e.message));
 
-  const mixed = await train({ space: { ...base.space, lr: [0.01], layer_size: [4, 8, 16] }, failTrials: new Set(['t002']) });
+  const mixed = await train({ space: { ...base.space, lr: [0.01], layer_size: [4, 8, 16] } }, { failTrials: new Set(['t002']) });
   assert.deepEqual(mixed.records.map((r) => r.status), ['ok', 'failed', 'ok']);
   assert.notEqual(mixed.best.trial, 't002');
   const csv = await readFile(join(mixed.runDir, 'trials.csv'), 'utf8');
@@ -122,7 +123,7 @@ test('a failing trial (crash or NaN loss) is recorded with its reason and the ot
 
   const out = join(temp.path, 'runs-limited');
   await assert.rejects(
-    runTrain({ ...base, out, space: { ...base.space, lr: [0.01], layer_size: [4, 8, 16] }, failTrials: new Set(['t001', 't002']), maxFailedTrials: 1 }),
+    runTrain({ ...base, out, space: { ...base.space, lr: [0.01], layer_size: [4, 8, 16] }, maxFailedTrials: 1 }, { failTrials: new Set(['t001', 't002']) }),
     (e: Error) => e instanceof FailureError && /more than --max-failed-trials 1/.test(e.message),
   );
   const [runDir] = await readdir(out);
@@ -135,7 +136,7 @@ test('a failing trial (crash or NaN loss) is recorded with its reason and the ot
 test('--resume finishes a stopped run; with other settings, and --fine-tune of an ONNX backbone, it is a usage error', async () => {
   const out = join(temp.path, 'runs-resume');
   const space = { ...base.space, lr: [0.01], layer_size: [4, 8, 16] };
-  await assert.rejects(runTrain({ ...base, out, space, failTrials: new Set(['t001', 't002']), maxFailedTrials: 0 }), FailureError);
+  await assert.rejects(runTrain({ ...base, out, space, maxFailedTrials: 0 }, { failTrials: new Set(['t001', 't002']) }), FailureError);
   const [runDir] = await readdir(out);
   // The sweep stopped after t001 failed; a failed trial is a finished one, so --resume keeps it and runs t002, t003.
   const resumed = await runTrain({ ...base, out, space, resume: join(out, runDir!) });

@@ -1,22 +1,23 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { acquireLock, FailureError, openDataset, removeStaleLocks, removeStaleTemps, type Lock, silentLogger, type Logger, type Pointer, untrackTemp } from '@imgpipe/kit';
-import { loadTf, } from '@imgpipe/engines';
+import { acquireLock, MODEL_DIR, openDataset, removeStaleLocks, removeStaleTemps, silentLogger, TRIALS_CSV, untrackTemp, writeRunJson, writeTrialTables, type Lock, type Logger, type Pointer, type RunTimings, type TrialRecord } from '@imgpipe/kit';
+import { loadTf } from '@imgpipe/engines';
 import { convertTuned, extractSplitFeatures, openBackbone } from './backbone-features.js';
-import { BEST_HEAD, ensureBestHead } from './best-head.js';
-import { FINE_TUNE_DIR, fineTuneBest } from './fine-tune-step.js';
+import { BEST_HEAD, ensureBestHead } from './sweep/best-head.js';
+import { FINE_TUNE_DIR, fineTuneBest } from './fine-tune/fine-tune-step.js';
 import { openRun, readResumedRun } from './open-run.js';
 import { commandKey, runInputs, runKey } from './run-inputs.js';
-import { removeAbandonedRunDirs, writeRunJson, writeTrialTables } from './run-dir.js';
-import { runVersions, startedRunJson, writeFailedRun, type RunTimings } from './run-record.js';
-import { describeParams, planTrials, } from './sweep.js';
-import { runSweep } from './sweep-loop.js';
+import { removeAbandonedRunDirs } from './run-dir.js';
+import { runVersions, startedRunJson } from './run-record.js';
+import { planTrials } from './sweep/sweep.js';
+import { runSweep } from './sweep/sweep-loop.js';
 import { checkFineTuneSettings, checkSplits } from './train-checks.js';
-import { pickBest, type TrialRecord } from './trial.js';
 import type { TrainOptions } from './train-options.js';
+import { finishRun } from './finish-run.js';
+import type { TrialHooks } from './trial-hooks.js';
 import { writeModel } from './write-model.js';
 
-export type { FineTuneRecord } from './fine-tune-step.js';
+export type { FineTuneRecord } from './fine-tune/fine-tune-step.js';
 export type { TrainOptions } from './train-options.js';
 
 export interface TrainResult {
@@ -28,7 +29,7 @@ export interface TrainResult {
 }
 
 /** The sweep: features once per split, one head per trial, the best (on validation) saved as the model. */
-export async function runTrain(options: TrainOptions): Promise<TrainResult> {
+export async function runTrain(options: TrainOptions, hooks: TrialHooks = {}): Promise<TrainResult> {
   const log = options.log ?? silentLogger;
   const started = performance.now();
   if (options.fineTune) checkFineTuneSettings(options.fineTune);
@@ -41,7 +42,7 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
   const command = commandKey(dataset, options);
   const locks: Lock[] = [];
   try {
-    return await trainLocked(options, { dataset, trials, command, locks, log, started });
+    return await trainLocked(options, hooks, { dataset, trials, command, locks, log, started });
   } finally {
     for (const lock of locks.reverse()) await lock.release();
   }
@@ -54,6 +55,7 @@ export async function runTrain(options: TrainOptions): Promise<TrainResult> {
  */
 async function trainLocked(
   options: TrainOptions,
+  hooks: TrialHooks,
   { dataset, trials, command, locks, log, started }: { dataset: Awaited<ReturnType<typeof openDataset>>; trials: ReturnType<typeof planTrials>; command: string; locks: Lock[]; log: Logger; started: number },
 ): Promise<TrainResult> {
   const wait = { waitSeconds: options.waitLockSeconds ?? 0 };
@@ -88,7 +90,7 @@ async function trainLocked(
   const { features } = extracted;
 
   const headStarted = performance.now();
-  const { records, failures, stopped } = await runSweep({ tf, features, trials, runDir, finished, backboneName: backboneInfo.name, device, options, log });
+  const { records, failures, stopped } = await runSweep({ tf, features, trials, runDir, finished, backboneName: backboneInfo.name, device, options, hooks, log });
   const all = trials.map((t) => records.get(t.id)).filter((r): r is TrialRecord => r !== undefined);
   const headSeconds = (performance.now() - headStarted) / 1000;
   const timings: RunTimings = {
@@ -97,43 +99,30 @@ async function trainLocked(
     head_training_seconds: headSeconds,
     total_seconds: (performance.now() - started) / 1000,
   };
-  if (stopped) {
-    await writeFailedRun(runDir, run, timings);
-    throw new FailureError(`${failures} trials failed, more than --max-failed-trials ${options.maxFailedTrials}; the sweep stopped (see ${join(runDir, 'trials.csv')}); fix the cause and rerun with --resume ${runDir}`);
-  }
-  const winner = pickBest(all);
-  if (!winner) {
-    await writeFailedRun(runDir, run, timings);
-    throw new FailureError(`all ${all.length} trials failed (first: ${all[0]?.reason}); see ${join(runDir, 'trials.csv')}`);
-  }
-  await writeTrialTables(runDir, [...records.values()], { backbone: backboneInfo.name, bestTrial: winner.trial });
-  await ensureBestHead(tf, features, { runDir, winner, trial: trials[winner.index]!, patience: options.patience, log });
-
-  const modelDir = join(runDir, 'model');
-  const context = { augment: options.augment ?? 'none', winner, manifest: dataset.manifest, datasetDir: dataset.dir, manifestSha256: dataset.manifestSha256, backboneInfo, backboneFiles, versions, headModelJson: join(runDir, BEST_HEAD, 'model.json') };
-  const tuned = options.fineTune
-    ? await fineTuneBest({
-        tf, dataset, settings: options.fineTune, winner, backboneInfo: backbone.tunable!.info, backboneFiles: backbone.tunable!.files, headModelJson: context.headModelJson, runDir, run, timings, log,
-        toOnnx: (tuned) => convertTuned(tuned, options, log),
-        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      })
-    : undefined;
-  const fineTuneRecord = tuned?.record;
-  await writeModel(tf, modelDir, { ...context, ...tuned?.kept, ...(fineTuneRecord ? { fineTune: fineTuneRecord } : {}), log });
-  await rm(join(runDir, BEST_HEAD), { recursive: true, force: true });
-  await rm(join(runDir, FINE_TUNE_DIR), { recursive: true, force: true });
-  untrackTemp(join(runDir, FINE_TUNE_DIR));
-  const done = {
-    ...run,
-    status: 'done' as const,
-    timings: { ...timings, ...(fineTuneRecord ? { fine_tune_seconds: fineTuneRecord.seconds } : {}), total_seconds: (performance.now() - started) / 1000 },
-    best: { trial: winner.trial, params: winner.params, val_accuracy: winner.val_accuracy, val_loss: winner.val_loss },
-    ...(fineTuneRecord ? { fine_tune: fineTuneRecord } : {}),
-    failed_trials: failures,
-    finished: new Date().toISOString(),
-  };
-  await writeRunJson(runDir, done);
-  log.info(`best ${winner.trial} (${describeParams(winner.params)}): val_accuracy ${winner.val_accuracy.toFixed(4)} val_loss ${winner.val_loss.toFixed(4)}; features ${extracted.seconds.toFixed(1)}s${extracted.fromCache ? ' (cache)' : ''}, heads ${headSeconds.toFixed(1)}s`);
-  if (failures > 0) log.warn(`${failures} of ${all.length} trials failed; see ${join(runDir, 'trials.csv')}`);
+  const modelDir = join(runDir, MODEL_DIR);
+  const winner = await finishRun({
+    runDir, run, records: all, timings, log,
+    overBudget: stopped ? `${failures} trials failed, more than --max-failed-trials ${options.maxFailedTrials}; the sweep stopped (see ${join(runDir, TRIALS_CSV)}); fix the cause and rerun with --resume ${runDir}` : undefined,
+    summary: `; features ${extracted.seconds.toFixed(1)}s${extracted.fromCache ? ' (cache)' : ''}, heads ${headSeconds.toFixed(1)}s`,
+    doneTimings: (fineTune) => ({ ...timings, ...(fineTune ? { fine_tune_seconds: fineTune.seconds } : {}), total_seconds: (performance.now() - started) / 1000 }),
+    writeModel: async (winner) => {
+      await writeTrialTables(runDir, [...records.values()], { backbone: backboneInfo.name, bestTrial: winner.trial });
+      await ensureBestHead(tf, features, { runDir, winner, trial: trials[winner.index]!, patience: options.patience, log });
+      const context = { augment: options.augment ?? 'none', winner, manifest: dataset.manifest, datasetDir: dataset.dir, manifestSha256: dataset.manifestSha256, backboneInfo, backboneFiles, versions, headModelJson: join(runDir, BEST_HEAD, 'model.json') };
+      const tuned = options.fineTune
+        ? await fineTuneBest({
+            tf, dataset, settings: options.fineTune, winner, backboneInfo: backbone.tunable!.info, backboneFiles: backbone.tunable!.files, headModelJson: context.headModelJson, runDir, run, timings, log,
+            toOnnx: (tuned) => convertTuned(tuned, options, log),
+            ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+          })
+        : undefined;
+      const fineTuneRecord = tuned?.record;
+      await writeModel(tf, modelDir, { ...context, ...tuned?.kept, ...(fineTuneRecord ? { fineTune: fineTuneRecord } : {}), log });
+      await rm(join(runDir, BEST_HEAD), { recursive: true, force: true });
+      await rm(join(runDir, FINE_TUNE_DIR), { recursive: true, force: true });
+      untrackTemp(join(runDir, FINE_TUNE_DIR));
+      return fineTuneRecord;
+    },
+  });
   return { runDir, modelDir, best: winner, records: all, pointer: { kind: 'run', path: runDir, best: modelDir } };
 }

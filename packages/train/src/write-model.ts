@@ -1,7 +1,6 @@
 import { fileLoadHandler, saveModelDir, type Tf } from '@imgpipe/engines';
-import type { BackboneInfo, DatasetManifest, Logger, ModelCard } from '@imgpipe/kit';
-import type { FineTuneRecord } from './fine-tune-step.js';
-import type { TrialRecord } from './trial.js';
+import type { BackboneInfo, DatasetManifest, Logger, ModelCard, TrialRecord } from '@imgpipe/kit';
+import type { FineTuneRecord } from './fine-tune/fine-tune-step.js';
 
 /** What the model directory is written from: the best trial, its dataset, and the backbone and head files to copy. */
 export interface ModelSource {

@@ -3,7 +3,7 @@ import { basename, join, posix, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { contentTypeOf, copyObject, digestFile, formatS3Uri, headObject, joinKey, putObjectIf, readPublicationVersion, uploadObject, type S3Client } from '@imgpipe/s3';
 import {
-  createProgress, InputError, isRegularFile, LockedError, PUBLICATION_FILE, PUBLICATION_FORMAT, PUBLICATION_LEASE_FILE, PUBLICATION_OBJECTS_DIR, publicationId, sha256,
+  createProgress, InputError, isRegularFile, LockedError, MODEL_DIR, PUBLICATION_FILE, PUBLICATION_FORMAT, PUBLICATION_LEASE_FILE, PUBLICATION_OBJECTS_DIR, publicationId, RESULTS_CSV, sha256,
   UsageError, walkDir, writePointer, type Logger, type Pointer, type PublicationManifest, type PublicationObject,
 } from '@imgpipe/kit';
 import { acquirePublicationLease, type PublicationLease } from './lease.js';
@@ -79,12 +79,12 @@ export async function planUpload(dir: string): Promise<{ local: string; name: st
   if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) {
     throw new InputError(`${dir}: no such directory (pass --run DIR of a trained run, or pipe train/eval-model's pointer in)`);
   }
-  if (await isRegularFile(join(dir, 'model', 'card.json'))) {
+  if (await isRegularFile(join(dir, MODEL_DIR, 'card.json'))) {
     const plan: { local: string; name: string }[] = [];
     for (const file of RUN_FILES) if (await isRegularFile(join(dir, file))) plan.push({ local: join(dir, file), name: file });
     for (const sub of RUN_DIRS) {
       const files = await filesUnder(join(dir, sub));
-      if (sub === 'model') await checkListedFiles(join(dir, sub), files);
+      if (sub === MODEL_DIR) await checkListedFiles(join(dir, sub), files);
       for (const file of files) plan.push({ local: join(dir, sub, file), name: `${sub}/${file}` });
     }
     return plan;
@@ -138,7 +138,7 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
   const dir = resolve(options.cwd, options.dir);
   const prefix = options.prefix.replace(/^\/+/, '').replace(/\/*$/, '/').replace(/^\/$/, '');
   const sources = await digestSources(dir);
-  if (!sources.some((p) => p.name === 'results.csv')) log.warn('%s has no results.csv; uploading the rest', options.dir);
+  if (!sources.some((p) => p.name === RESULTS_CSV)) log.warn(`%s has no ${RESULTS_CSV}; uploading the rest`, options.dir);
   const id = publicationId(sources);
   const objectsDir = `${PUBLICATION_OBJECTS_DIR}${id}/`;
   checkKeyLengths(bucket, prefix, [PUBLICATION_FILE, PUBLICATION_LEASE_FILE, ...sources.map((s) => objectsDir + s.name)].map((k) => joinKey(prefix, k)));
@@ -262,8 +262,8 @@ async function publish(options: UploadS3Options, plan: PublishPlan): Promise<Upl
     path: options.dir,
     manifest: `${base}${PUBLICATION_FILE}`,
     id,
-    model: `${root}model/`,
-    ...(sources.some((s) => s.name === 'results.csv') ? { results: `${root}results.csv` } : {}),
+    model: `${root}${MODEL_DIR}/`,
+    ...(sources.some((s) => s.name === RESULTS_CSV) ? { results: `${root}${RESULTS_CSV}` } : {}),
     snippet: `${root}${SNIPPET_NAME}`,
     uploaded,
     copied,

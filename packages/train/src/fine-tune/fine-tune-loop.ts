@@ -1,5 +1,6 @@
 import { createProgress, createRng, deriveSeed, shuffleInPlace, silentLogger } from '@imgpipe/kit';
 import { oneHot, readRows } from './fine-tune-data.js';
+import { accumulate } from './fine-tune-optimizer.js';
 import { logEpoch } from './fine-tune-record.js';
 import { BestEpoch, scheduledLr } from './fine-tune-schedule.js';
 import type { FineTuneEpoch, FineTuneOptions, FineTuneRun } from './fine-tune-types.js';
@@ -15,6 +16,39 @@ export interface FineTuneEngine {
   validate(): Promise<{ loss: number; accuracy: number }>;
   /** Save the current weights (backbone/ and head/ under options.outDir). */
   save(): Promise<void>;
+}
+
+/** One micro-batch's part of a step: its summed loss and accuracy (over its images), and its mean loss's gradient. */
+export interface MicroBatchStep {
+  lossSum: number;
+  correct: number;
+  gradients: Float32Array[];
+}
+
+/**
+ * One optimizer step (FineTuneEngine.step) on `count` images in micro-batches of at most `microBatch`:
+ * `micro(from, n)` computes images from..from+n-1's part; their gradients, weighted by n / count, sum to the gradient
+ * of the whole batch's mean loss, which `apply` applies. Returns the batch's mean loss and accuracy. The in-process
+ * and the worker fine-tuning differ only in `micro` and `apply`.
+ */
+export async function microBatchStep(
+  count: number,
+  microBatch: number,
+  micro: (from: number, n: number) => Promise<MicroBatchStep>,
+  apply: (gradients: Float32Array[]) => unknown,
+): Promise<{ loss: number; accuracy: number }> {
+  let gradients: Float32Array[] | undefined;
+  let loss = 0;
+  let correct = 0;
+  for (let from = 0; from < count; from += microBatch) {
+    const n = Math.min(microBatch, count - from);
+    const part = await micro(from, n);
+    loss += part.lossSum;
+    correct += part.correct;
+    gradients = accumulate(gradients, part.gradients, n / count);
+  }
+  await apply(gradients!);
+  return { loss: loss / count, accuracy: correct / count };
 }
 
 /**

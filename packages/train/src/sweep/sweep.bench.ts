@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { createLogger } from '@imgpipe/kit';
 import { parseDevice } from '@imgpipe/engines';
 import { writeBenchResults, type BenchResult, buildResnet50Backbones, buildTinyConvBackbone, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
-import { runTrain } from './train.js';
+import { runTrain } from '../train.js';
 
 const { values } = parseArgs({
   options: {

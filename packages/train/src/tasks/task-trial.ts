@@ -1,13 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createFeatureSet, loadTf } from '@imgpipe/engines';
-import { FailureError, InputError, writeJsonAtomic, type Dataset, type Logger } from '@imgpipe/kit';
-import { saveHeadDir } from './best-head.js';
-import { describeParams, type Trial } from './sweep.js';
+import { FailureError, InputError, writeJsonAtomic, type Dataset, type Logger, type TrialRecord } from '@imgpipe/kit';
+import { saveHeadDir } from '../sweep/best-head.js';
+import { describeParams, type Trial } from '../sweep/sweep.js';
 import { checkIndex, readShardPart, shardPartFile } from './task-extract.js';
 import { verifyPlanInputs } from './task-inputs.js';
 import type { RunPlan, ShardPart } from './task-plan.js';
-import { runTrial, type TrialFeatures, type TrialRecord } from './trial.js';
+import { runTrial, type TrialFeatures } from '../sweep/trial.js';
+import { epochPause, injectsFailure, type TrialHooks } from '../trial-hooks.js';
 
 /** One file per trial: <run>/trials/<id>.json (the record, written last) and <run>/trials/<id>.head/ (an ok trial's head). */
 export const TRIALS_DIR = 'trials';
@@ -57,14 +58,8 @@ export async function readShardFeatures(runDir: string, plan: RunPlan, dataset: 
   return { train: sets[0]!, val: sets[1]!, dim, classes: plan.classes };
 }
 
-export interface TrialTaskHooks {
-  /** Test hooks, as in the single-process train: trial ids that fail as a crash would, a pause after each epoch. */
-  failTrials?: ReadonlySet<string>;
-  epochDelayMs?: number;
-}
-
 /** `train --task trial --index K`: trial K on the shards' features; its record (and head) in files of its own. */
-export async function runTrialTask(runDir: string, plan: RunPlan, index: number, log: Logger, hooks: TrialTaskHooks = {}): Promise<TrialRecord> {
+export async function runTrialTask(runDir: string, plan: RunPlan, index: number, log: Logger, hooks: TrialHooks = {}): Promise<TrialRecord> {
   checkIndex(index, plan.trials.length, `${plan.trials.length} trials`);
   const trial = plan.trials[index]!;
   const dataset = await verifyPlanInputs(runDir, plan);
@@ -78,11 +73,11 @@ export async function runTrialTask(runDir: string, plan: RunPlan, index: number,
   log.info(`trial ${index + 1}/${plan.trials.length} ${trial.id}: ${describeParams(trial.params)}`);
   const record = await runTrial(tf, features, trial, {
     ...(plan.options.patience !== undefined ? { patience: plan.options.patience } : {}),
-    injectFailure: hooks.failTrials?.has(trial.id) ?? false,
+    injectFailure: injectsFailure(hooks, trial.id),
     keep: (kept, model) => saveHeadDir(trialHeadDir(runDir, trial), model(), kept),
     onEpoch(epoch) {
       log.debug(`${trial.id} epoch ${epoch.epoch}/${trial.params.epochs} val_loss ${epoch.val_loss.toFixed(4)} val_accuracy ${epoch.val_accuracy.toFixed(4)}`);
-      return hooks.epochDelayMs ? new Promise((r) => setTimeout(r, hooks.epochDelayMs)) : undefined;
+      return epochPause(hooks);
     },
   });
   await writeJsonAtomic(trialFile(runDir, trial), record);

@@ -1,13 +1,4 @@
-import { createRng, deriveSeed, shuffleInPlace, UsageError } from '@imgpipe/kit';
-
-/** One point of the search space: the seed's hyper-parameters. */
-export interface TrialParams {
-  lr: number;
-  layer_size: number;
-  dropout: number;
-  batch_size: number;
-  epochs: number;
-}
+import { createRng, deriveSeed, shuffleInPlace, UsageError, type TrialParams } from '@imgpipe/kit';
 
 export interface SearchSpace {
   lr: number[];

@@ -7,12 +7,12 @@ import { execa } from 'execa';
 import { FailureError, silentLogger, UsageError, walkDir } from '@imgpipe/kit';
 import { buildTinyConvBackbone, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { extractShard } from './task-extract.js';
-import { finishRun } from './task-finish.js';
+import { finishTask as finishRun } from './task-finish.js';
 import { planRun, planShards, readPlan } from './task-plan.js';
 import { runTrialTask, trialFile } from './task-trial.js';
-import { TEST_SIZE, tinyBackbone, writeLearnableDataset } from './test-dataset.js';
-import { runTrain } from './train.js';
-import type { TrainOptions } from './train-options.js';
+import { TEST_SIZE, tinyBackbone, writeLearnableDataset } from '../test-dataset.js';
+import { runTrain } from '../train.js';
+import type { TrainOptions } from '../train-options.js';
 
 let temp: TempDir;
 let base: TrainOptions;
@@ -103,7 +103,7 @@ test('the sweep as tasks (plan, extract shards, trials, finish) gives the same t
 });
 
 test('the bin: task usage errors exit 2 naming the flag; a rerun task says it has nothing to do', async () => {
-  const bin = fileURLToPath(new URL('../bin/train.js', import.meta.url));
+  const bin = fileURLToPath(new URL('../../bin/train.js', import.meta.url));
   const train = (args: string[]) => execa(process.execPath, [bin, ...args], { env: { IMGPIPE_NO_WEBGPU: '1' }, reject: false });
   const { runDir } = await planRun({ ...base, out: join(temp.path, 'bin'), shards: 2, runId: 'r' }, silentLogger);
   const cases: [string[], RegExp][] = [
@@ -132,7 +132,7 @@ test('the bin: task usage errors exit 2 naming the flag; a rerun task says it ha
 });
 
 test('every task re-checks the plan\'s inputs: a replaced backbone, a rebuilt dataset, a damaged shard file or a cut plan.json exit 2 naming it', async () => {
-  const bin = fileURLToPath(new URL('../bin/train.js', import.meta.url));
+  const bin = fileURLToPath(new URL('../../bin/train.js', import.meta.url));
   const train = (args: string[]) => execa(process.execPath, [bin, ...args], { env: { IMGPIPE_NO_WEBGPU: '1' }, reject: false });
   const noStack = (stderr: string) => assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
   // A run of its own per case: its own copies of the dataset and backbone, planned with 2 shards, shard 0 extracted.

@@ -2,10 +2,10 @@ import { silentLogger, UsageError, type BackboneInfo } from '@imgpipe/kit';
 import { cpuThreads, readModelJson, type Tf } from '@imgpipe/engines';
 import { registerTrainingKernels } from '@imgpipe/training-kernels';
 import { evaluateSplit } from './fine-tune-data.js';
-import { trainEpochs } from './fine-tune-loop.js';
+import { microBatchStep, trainEpochs } from './fine-tune-loop.js';
 import { fineTuneResult, logStart } from './fine-tune-record.js';
 import { outputFloatsPerImage, wasmMicroBatch } from './fine-tune-memory.js';
-import { accumulate, type GradientKeeper, keepGradientsAdam } from './fine-tune-optimizer.js';
+import { type GradientKeeper, keepGradientsAdam } from './fine-tune-optimizer.js';
 import { buildFineTuneModel, disposeFineTuneModel, inputTensor, predictProbabilities, saveFineTuned, trainedParameters, type FineTuneModel } from './fine-tune-model.js';
 import { fineTuneInWorkers } from './fine-tune-parallel.js';
 import { type FineTuneMode, type FineTuneOptions, type FineTuneResult, unfrozenLayers } from './fine-tune-types.js';
@@ -117,26 +117,24 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
     logStart(log, { mode, bnStatistics, trained, epochs, lr, batchSize: options.batchSize, workers: 1 });
     const imageBytes = size * size * 3;
     const run = await trainEpochs(options, {
-      async step(pixels, targets, count, rate) {
-        let gradients: Float32Array[] | undefined;
-        let loss = 0;
-        let accuracy = 0;
-        for (let from = 0; from < count; from += microBatch) {
-          const n = Math.min(microBatch, count - from);
-          const x = inputTensor(tf, pixels.subarray(from * imageBytes, (from + n) * imageBytes), n, size, info.preprocess);
-          const y = tf.tensor2d(targets.subarray(from * classes, (from + n) * classes), [n, classes]);
-          try {
-            const [l, a] = (await model.trainOnBatch(x, y)) as number[];
-            loss += l! * n;
-            accuracy += a! * n;
-          } finally {
-            tf.dispose([x, y]);
-          }
-          gradients = accumulate(gradients, adam.take(), n / count);
-        }
-        adam.apply(gradients!, rate);
-        return { loss: loss / count, accuracy: accuracy / count };
-      },
+      step: (pixels, targets, count, rate) =>
+        microBatchStep(
+          count,
+          microBatch,
+          async (from, n) => {
+            const x = inputTensor(tf, pixels.subarray(from * imageBytes, (from + n) * imageBytes), n, size, info.preprocess);
+            const y = tf.tensor2d(targets.subarray(from * classes, (from + n) * classes), [n, classes]);
+            let sums: { lossSum: number; correct: number };
+            try {
+              const [l, a] = (await model.trainOnBatch(x, y)) as number[];
+              sums = { lossSum: l! * n, correct: a! * n };
+            } finally {
+              tf.dispose([x, y]);
+            }
+            return { ...sums, gradients: adam.take() };
+          },
+          (gradients) => adam.apply(gradients, rate),
+        ),
       validate: () => evaluateSplit(dataset, 'val', microBatch, classes, (pixels, n) => predictProbabilities(tf, model, pixels, n, size, info.preprocess)),
       save: () => saveFineTuned(built, options.outDir),
     });

@@ -8,7 +8,7 @@ import { buildMobileNetV1, buildTinyConvBackbone, makeTempDir, type TempDir } fr
 import { fineTune, type FineTuneResult } from './fine-tune.js';
 import { averageGradients, shardSizes, syncBatchNorm } from './fine-tune-parallel.js';
 import { FineTuneWorkers, type ShardStep } from './fine-tune-workers.js';
-import { TEST_SIZE, writeLearnableDataset } from './test-dataset.js';
+import { TEST_SIZE, writeLearnableDataset } from '../test-dataset.js';
 
 let temp: TempDir;
 let tf: Tf;

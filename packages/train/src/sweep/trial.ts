@@ -1,37 +1,8 @@
 import { Head, type FeatureSet, type HeadSnapshot, type Tf } from '@imgpipe/engines';
-import { messageOf } from '@imgpipe/kit';
-import type { Trial, TrialParams } from './sweep.js';
+import { messageOf, type EpochRecord, type TrialRecord } from '@imgpipe/kit';
+import type { Trial } from './sweep.js';
 
 export type LayersModelLike = ReturnType<Head['toLayersModel']>;
-
-export interface EpochRecord {
-  epoch: number;
-  train_loss: number;
-  train_accuracy: number;
-  val_loss: number;
-  val_accuracy: number;
-  seconds: number;
-}
-
-/** One finished trial, as written to trials.jsonl (event 'trial') and trials.csv. */
-export interface TrialRecord {
-  trial: string;
-  index: number;
-  params: TrialParams;
-  seed: number;
-  status: 'ok' | 'failed';
-  reason?: string;
-  /** Epochs trained (fewer than params.epochs after early stopping or a failure). */
-  epochs_run: number;
-  /** The epoch whose weights were kept (the last, or the best val loss with --patience). */
-  best_epoch: number;
-  train_loss: number;
-  train_accuracy: number;
-  val_loss: number;
-  val_accuracy: number;
-  seconds: number;
-  history: EpochRecord[];
-}
 
 export interface TrialFeatures {
   train: FeatureSet;

@@ -1,6 +1,5 @@
-import type { BackboneInfo, Dataset, Logger, ProgressEvent } from '@imgpipe/kit';
+import type { BackboneInfo, Dataset, Logger, ProgressEvent, EpochRecord } from '@imgpipe/kit';
 import type { Tf } from '@imgpipe/engines';
-import type { EpochRecord } from './trial.js';
 
 /**
  * --fine-tune: after the sweep, train a TF.js layers backbone together with the best head, end to end on the training

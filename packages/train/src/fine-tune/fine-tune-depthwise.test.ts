@@ -7,7 +7,7 @@ import { fileSaveHandler, Head, loadBackbone, loadTf, type Tf } from '@imgpipe/e
 import { buildMobileNetV1, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { fineTune, type FineTuneMode } from './fine-tune.js';
 import { outputFloatsPerImage, wasmMicroBatch, wasmTrainingBatch } from './fine-tune-memory.js';
-import { TEST_SIZE, writeLearnableDataset } from './test-dataset.js';
+import { TEST_SIZE, writeLearnableDataset } from '../test-dataset.js';
 
 let temp: TempDir;
 let dataDir: string;

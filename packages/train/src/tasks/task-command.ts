@@ -1,13 +1,11 @@
 import { resolve } from 'node:path';
 import { UsageError, writePointer, type CliContext } from '@imgpipe/kit';
 import { extractShard } from './task-extract.js';
-import { finishRun } from './task-finish.js';
+import { finishTask } from './task-finish.js';
 import { planPointer, planRun, readPlan } from './task-plan.js';
 import { runTrialTask } from './task-trial.js';
-import type { TrainOptions } from './train-options.js';
-
-/** Test hooks a test injects into trial tasks (see cli.ts createTrainCli). */
-type TrialHooks = Pick<TrainOptions, 'failTrials' | 'epochDelayMs'>;
+import type { TrainOptions } from '../train-options.js';
+import type { TrialHooks } from '../trial-hooks.js';
 
 /** `train --task plan|extract|trial|finish`: one step of the sweep, as a scheduler runs it. */
 export async function runTaskCommand(args: Record<string, unknown>, context: CliContext, sweepOptions: () => Promise<TrainOptions>, hooks: TrialHooks = {}): Promise<void> {
@@ -25,7 +23,7 @@ export async function runTaskCommand(args: Record<string, unknown>, context: Cli
   const runDir = resolve(context.cwd, String(args.run));
   const plan = await readPlan(runDir);
   if (task === 'finish') {
-    writePointer(context.stdout, await finishRun(runDir, plan, log));
+    writePointer(context.stdout, await finishTask(runDir, plan, log));
     return;
   }
   if (args.index === undefined) throw new UsageError(`--task ${task} needs --index K`);

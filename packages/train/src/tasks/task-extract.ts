@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backboneSourceSha256, checkFinite, extractFeatures } from '@imgpipe/engines';
 import { InputError, sha256, UsageError, writeFileAtomic, writeJsonAtomic, type Dataset, type Logger } from '@imgpipe/kit';
-import { openBackbone } from './backbone-features.js';
+import { openBackbone } from '../backbone-features.js';
 import { verifyPlanInputs } from './task-inputs.js';
 import { PLAN_FILE, type RunPlan, type ShardPart } from './task-plan.js';
 

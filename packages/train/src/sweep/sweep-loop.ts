@@ -1,11 +1,11 @@
-import { createProgress, formatSeconds, type Logger } from '@imgpipe/kit';
+import { createProgress, formatSeconds, type Logger, type TrialRecord, TrialLog, writeTrialTables } from '@imgpipe/kit';
 import type { ConcreteDevice, Tf } from '@imgpipe/engines';
 import pLimit from 'p-limit';
 import { saveBestHead } from './best-head.js';
-import { TrialLog, writeTrialTables } from './run-dir.js';
 import { describeParams, type Trial } from './sweep.js';
-import type { TrainOptions } from './train-options.js';
-import { isBetter, pickBest, runTrial, type LayersModelLike, type TrialFeatures, type TrialRecord } from './trial.js';
+import type { TrainOptions } from '../train-options.js';
+import { epochPause, injectsFailure, type TrialHooks } from '../trial-hooks.js';
+import { isBetter, pickBest, runTrial, type LayersModelLike, type TrialFeatures } from './trial.js';
 
 export interface SweepInput {
   tf: Tf;
@@ -18,6 +18,8 @@ export interface SweepInput {
   /** The head's device: picks the default number of parallel trials. */
   device: ConcreteDevice;
   options: TrainOptions;
+  /** Test hooks (trial-hooks.ts). */
+  hooks: TrialHooks;
   log: Logger;
 }
 
@@ -34,7 +36,7 @@ export interface SweepOutcome {
  * The sweep loop: the pending trials, `parallel` at a time, each logged to trials.jsonl and the tables, the best
  * head so far saved as it comes; stops once more than --max-failed-trials have failed.
  */
-export async function runSweep({ tf, features, trials, runDir, finished, backboneName, device, options, log }: SweepInput): Promise<SweepOutcome> {
+export async function runSweep({ tf, features, trials, runDir, finished, backboneName, device, options, hooks, log }: SweepInput): Promise<SweepOutcome> {
   const records = new Map(finished);
   let best = pickBest([...records.values()]);
   const trialLog = await TrialLog.open(runDir, finished);
@@ -67,7 +69,7 @@ export async function runSweep({ tf, features, trials, runDir, finished, backbon
     let trialEpochs = 0;
     const record = await runTrial(tf, features, trial, {
       ...(options.patience !== undefined ? { patience: options.patience } : {}),
-      injectFailure: options.failTrials?.has(trial.id) ?? false,
+      injectFailure: injectsFailure(hooks, trial.id),
       keep: keepIfBest,
       onEpoch(epoch) {
         trialEpochs += 1;
@@ -78,7 +80,7 @@ export async function runSweep({ tf, features, trials, runDir, finished, backbon
         const detail = `${position} epoch ${epoch.epoch}/${trial.params.epochs} train_loss ${epoch.train_loss.toFixed(4)} val_loss ${epoch.val_loss.toFixed(4)} val_accuracy ${epoch.val_accuracy.toFixed(4)} (${epoch.seconds.toFixed(1)}s; sweep eta ${eta})`;
         progress.update(epochsDone, detail);
         log.debug(detail);
-        return options.epochDelayMs ? new Promise((r) => setTimeout(r, options.epochDelayMs)) : undefined;
+        return epochPause(hooks);
       },
     });
     // Early stopping and failures skip epochs: count them as done for the ETA.

@@ -1,11 +1,9 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FailureError, messageOf, trackTemp, untrackTemp, UsageError, type Dataset, type Logger, type ProgressEvent, type BackboneInfo } from '@imgpipe/kit';
+import { FailureError, messageOf, trackTemp, untrackTemp, UsageError, type Dataset, type Logger, type ProgressEvent, type BackboneInfo, type TrialRecord, type RunJson, type RunTimings } from '@imgpipe/kit';
 import type { Tf } from '@imgpipe/engines';
 import { fineTune, type FineTuneResult, type FineTuneSettings } from './fine-tune.js';
-import type { RunJson } from './run-dir.js';
-import { writeFailedRun, type RunTimings } from './run-record.js';
-import type { TrialRecord } from './trial.js';
+import { writeFailedRun } from '../run-record.js';
 
 /** Where fine-tuning writes its model, in the run directory, until the model is written. */
 export const FINE_TUNE_DIR = '.fine-tune';

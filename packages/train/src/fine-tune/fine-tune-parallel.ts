@@ -1,8 +1,7 @@
 import { silentLogger } from '@imgpipe/kit';
 import { evaluateSplit } from './fine-tune-data.js';
-import { trainEpochs } from './fine-tune-loop.js';
+import { microBatchStep, trainEpochs } from './fine-tune-loop.js';
 import { wasmMicroBatch } from './fine-tune-memory.js';
-import { accumulate } from './fine-tune-optimizer.js';
 import { fineTuneResult, logStart } from './fine-tune-record.js';
 import type { FineTuneOptions, FineTuneResult } from './fine-tune-types.js';
 import { FineTuneWorkers, type ShardStep } from './fine-tune-workers.js';
@@ -67,29 +66,31 @@ export async function fineTuneInWorkers(options: FineTuneOptions, workers: numbe
     const trained = pool.ready.trainedParameters;
     logStart(log, { mode, bnStatistics, trained, epochs, lr, batchSize: options.batchSize, workers });
     const run = await trainEpochs(options, {
-      async step(pixels, targets, count, rate) {
-        let gradients: Float32Array[] | undefined;
-        let loss = 0;
-        let correct = 0;
-        for (let offset = 0; offset < count; offset += microBatch) {
-          const n = Math.min(microBatch, count - offset);
-          let start = offset;
-          const sizes = shardSizes(n, workers);
-          const steps = await pool.all<ShardStep>((i) => {
-            const [from, m] = [start, sizes[i]!];
-            start += m;
-            const shardPixels = pixels.slice(from * imageBytes, (from + m) * imageBytes);
-            const shardTargets = targets.slice(from * classes, (from + m) * classes);
-            return { message: { type: 'step', pixels: shardPixels, oneHot: shardTargets, count: m }, transfer: [shardPixels.buffer, shardTargets.buffer] };
-          });
-          loss += steps.reduce((sum, s) => sum + s.loss * s.count, 0);
-          correct += steps.reduce((sum, s) => sum + s.accuracy * s.count, 0);
-          gradients = accumulate(gradients, averageGradients(steps), n / count);
-        }
-        const copies = copiesFor(workers, gradients!);
-        await pool.all((i) => ({ message: { type: 'apply', gradients: copies[i]!, lr: rate }, transfer: copies[i]!.map((g) => g.buffer as ArrayBuffer) }));
-        return { loss: loss / count, accuracy: correct / count };
-      },
+      step: (pixels, targets, count, rate) =>
+        microBatchStep(
+          count,
+          microBatch,
+          async (offset, n) => {
+            let start = offset;
+            const sizes = shardSizes(n, workers);
+            const steps = await pool.all<ShardStep>((i) => {
+              const [from, m] = [start, sizes[i]!];
+              start += m;
+              const shardPixels = pixels.slice(from * imageBytes, (from + m) * imageBytes);
+              const shardTargets = targets.slice(from * classes, (from + m) * classes);
+              return { message: { type: 'step', pixels: shardPixels, oneHot: shardTargets, count: m }, transfer: [shardPixels.buffer, shardTargets.buffer] };
+            });
+            return {
+              lossSum: steps.reduce((sum, s) => sum + s.loss * s.count, 0),
+              correct: steps.reduce((sum, s) => sum + s.accuracy * s.count, 0),
+              gradients: averageGradients(steps),
+            };
+          },
+          (gradients) => {
+            const copies = copiesFor(workers, gradients);
+            return pool.all((i) => ({ message: { type: 'apply', gradients: copies[i]!, lr: rate }, transfer: copies[i]!.map((g) => g.buffer as ArrayBuffer) }));
+          },
+        ),
       async validate() {
         await syncBatchNorm(pool, bnStatistics === 'update');
         return evaluateSplit(

@@ -1,9 +1,9 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FailureError, replaceDirectory, tempPathFor, trackTemp, untrackTemp, writeJsonAtomic, type Logger } from '@imgpipe/kit';
+import { FailureError, replaceDirectory, tempPathFor, trackTemp, untrackTemp, writeJsonAtomic, type Logger, type TrialRecord } from '@imgpipe/kit';
 import { fileSaveHandler, type Tf } from '@imgpipe/engines';
 import type { Trial } from './sweep.js';
-import { runTrial, type LayersModelLike, type TrialFeatures, type TrialRecord } from './trial.js';
+import { runTrial, type LayersModelLike, type TrialFeatures } from './trial.js';
 
 /** The best head so far, kept in the run directory until the model is written. */
 export const BEST_HEAD = '.best-head';

@@ -1,13 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { backboneSourceSha256, verifyPixelFile } from '@imgpipe/engines';
-import { exists, InputError, openDataset, UsageError, writeJsonAtomic, type Dataset, type Logger, type Pointer } from '@imgpipe/kit';
-import { openBackbone } from './backbone-features.js';
-import { commandKey } from './run-inputs.js';
-import { findUnfinishedRun, newRunDir, readRunJson, RUN_FORMAT, writeRunJson } from './run-dir.js';
-import { planTrials, type Trial } from './sweep.js';
-import { checkSplits } from './train-checks.js';
-import type { TrainOptions } from './train-options.js';
+import { exists, InputError, openDataset, UsageError, writeJsonAtomic, type Dataset, type Logger, type Pointer, readRunJson, RUN_FORMAT, writeRunJson } from '@imgpipe/kit';
+import { openBackbone } from '../backbone-features.js';
+import { commandKey } from '../run-inputs.js';
+import { findUnfinishedRun, newRunDir } from '../run-dir.js';
+import { planTrials, type Trial } from '../sweep/sweep.js';
+import { checkSplits } from '../train-checks.js';
+import type { TrainOptions } from '../train-options.js';
 
 /**
  * plan.json: everything the later tasks (extract, trial, finish) need, so each of them takes only --run DIR and

@@ -1,0 +1,121 @@
+import { createHash, type Hash } from 'node:crypto';
+import { open, rename, writeFile, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { csvString } from './csv.js';
+import { MANIFEST_FILE, REJECTED_FILE, SPLIT_NAMES, type DatasetManifest, type SplitFiles, type SplitName } from './dataset.js';
+import { withFileErrors } from './file-errors.js';
+
+/**
+ * The writing half of the dataset directory (dataset.ts reads it): <split>.u8 (the pixels, uint8 NHWC, one image
+ * after another) and <split>.csv (one row per image, in the same order) for each split, then manifest.json, which
+ * lists them with their sizes and sha256. prep-data writes datasets through it, and so do the tests' synthetic ones.
+ */
+export const splitPixelsFile = (split: SplitName): string => `${split}.u8`;
+export const splitRowsFile = (split: SplitName): string => `${split}.csv`;
+/** Every file a dataset directory holds. */
+export const DATASET_FILES: readonly string[] = [MANIFEST_FILE, REJECTED_FILE, ...SPLIT_NAMES.flatMap((split) => [splitPixelsFile(split), splitRowsFile(split)])];
+
+/** One row of a <split>.csv before its position is known: `index` is added on append. */
+export interface SplitRowInput {
+  source: string;
+  label: number;
+  category: string;
+  [column: string]: unknown;
+}
+
+interface SplitOutput {
+  handle: FileHandle;
+  hash: Hash;
+  bytes: number;
+  rows: Record<string, unknown>[];
+  perClass: number[];
+}
+
+async function writeAll(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await handle.write(data, offset, data.length - offset, position + offset);
+    offset += bytesWritten;
+  }
+}
+
+/**
+ * Appends images to the three split pixel files (sha256 computed on the way) and collects their CSV rows. Pixel
+ * files are written as `<prefix><split>.u8` and get their final names in `finish`.
+ */
+export class SplitFilesWriter {
+  private constructor(
+    private readonly dir: string,
+    private readonly prefix: string,
+    private readonly columns: readonly string[],
+    private readonly outputs: Record<SplitName, SplitOutput>,
+  ) {}
+
+  /** `columns`: the CSV's columns in order, DATASET_ROW_COLUMNS first. */
+  static async open(dir: string, options: { classes: readonly string[]; columns: readonly string[]; prefix?: string }): Promise<SplitFilesWriter> {
+    const prefix = options.prefix ?? '';
+    const outputs = {} as Record<SplitName, SplitOutput>;
+    try {
+      for (const split of SPLIT_NAMES) {
+        outputs[split] = { handle: await open(join(dir, `${prefix}${splitPixelsFile(split)}`), 'w'), hash: createHash('sha256'), bytes: 0, rows: [], perClass: options.classes.map(() => 0) };
+      }
+    } catch (error) {
+      await Promise.all(Object.values(outputs).map((output) => output.handle.close()));
+      throw error;
+    }
+    return new SplitFilesWriter(dir, prefix, options.columns, outputs);
+  }
+
+  pixelsPath(split: SplitName): string {
+    return join(this.dir, `${this.prefix}${splitPixelsFile(split)}`);
+  }
+
+  /** Append one image and its row; returns its position in the split. */
+  async append(split: SplitName, pixels: Uint8Array, row: SplitRowInput): Promise<number> {
+    const output = this.outputs[split];
+    output.hash.update(pixels);
+    await withFileErrors(this.pixelsPath(split), () => writeAll(output.handle, pixels, output.bytes));
+    output.bytes += pixels.length;
+    output.rows.push({ index: output.rows.length, ...row });
+    output.perClass[row.label]! += 1;
+    return output.rows.length - 1;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(SPLIT_NAMES.map((split) => this.outputs[split].handle.close().catch(() => undefined)));
+  }
+
+  /** Close, give the pixel files their final names, write <split>.csv; returns the manifest's `splits`. */
+  async finish(): Promise<Record<SplitName, SplitFiles>> {
+    await this.close();
+    const result = {} as Record<SplitName, SplitFiles>;
+    for (const split of SPLIT_NAMES) {
+      const output = this.outputs[split];
+      const pixelsFile = splitPixelsFile(split);
+      const rowsFile = splitRowsFile(split);
+      if (this.prefix) await rename(this.pixelsPath(split), join(this.dir, pixelsFile));
+      const text = await csvString(this.columns, output.rows);
+      await withFileErrors(join(this.dir, rowsFile), () => writeFile(join(this.dir, rowsFile), text));
+      result[split] = {
+        count: output.rows.length,
+        per_class: output.perClass,
+        pixels: { file: pixelsFile, bytes: output.bytes, sha256: output.hash.digest('hex') },
+        rows: { file: rowsFile, sha256: createHash('sha256').update(text).digest('hex') },
+      };
+    }
+    return result;
+  }
+}
+
+/** manifest.json, written last: what makes the directory a dataset. */
+export async function writeManifest(dir: string, manifest: DatasetManifest): Promise<void> {
+  const path = join(dir, MANIFEST_FILE);
+  await withFileErrors(path, () => writeFile(path, `${JSON.stringify(manifest, null, 2)}\n`));
+}
+
+/** rejected.csv: the images left out and why. */
+export async function writeRejected(dir: string, columns: readonly string[], rows: readonly object[]): Promise<void> {
+  const path = join(dir, REJECTED_FILE);
+  const text = await csvString(columns, rows as readonly Record<string, unknown>[], { forSpreadsheets: true });
+  await withFileErrors(path, () => writeFile(path, text));
+}
