@@ -1,4 +1,3 @@
-import type { FileHandle } from 'node:fs/promises';
 import { type DecodeOptions, type DecodePool, ImageRejected, type RejectReason } from '@imgpipe/images';
 import pLimit from 'p-limit';
 
@@ -35,14 +34,5 @@ export async function decodeOutcome(pool: DecodePool, path: string, options: Dec
   } catch (error) {
     if (error instanceof ImageRejected) return { ok: false, reason: error.reason, detail: error.hint ? `${error.detail} (${error.hint})` : error.detail, ...(error.cause instanceof Error ? { cause: error.cause.message } : {}) };
     throw error;
-  }
-}
-
-/** Append bytes at the handle's current end, looping over short writes. */
-export async function writeAll(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
-  let offset = 0;
-  while (offset < data.length) {
-    const { bytesWritten } = await handle.write(data, offset, data.length - offset, position + offset);
-    offset += bytesWritten;
   }
 }
