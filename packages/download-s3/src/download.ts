@@ -42,10 +42,10 @@ export interface DownloadS3Options {
   onProgress?: (event: ProgressEvent) => void;
 }
 
-export type RowStatus = 'ok' | 'skipped' | 'failed';
+type RowStatus = 'ok' | 'skipped' | 'failed';
 
 /** One record per CSV data line, for success and failure alike. */
-export interface RowResult {
+interface RowResult {
   line: number;
   bucket: string;
   key: string;
@@ -61,7 +61,7 @@ export interface RowResult {
   row?: CsvRow;
 }
 
-export interface DownloadSummary {
+interface DownloadSummary {
   /** The rows that failed, in input order (without their CSV data). */
   failures: RowResult[];
   ok: number;
@@ -74,7 +74,7 @@ export interface DownloadSummary {
 
 const FAILURE_COLUMNS = ['line', 'bucket', 's3_image', 'local_image', 'error'] as const;
 /** The column naming each local file's content (sha256 of its bytes): prep-data's up-to-date check covers it. */
-export const LOCAL_SHA256_COLUMN = 'local_sha256';
+const LOCAL_SHA256_COLUMN = 'local_sha256';
 const SHOWN_FAILURES = 20;
 
 /**

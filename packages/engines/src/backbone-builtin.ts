@@ -5,7 +5,7 @@ import { resolveCacheDir } from './cache-dir.js';
 import { FailureError, isRegularFile, messageOf, type Logger } from '@imgpipe/kit';
 import { decodeOnnx } from './onnx-graph.js';
 
-export interface BuiltinBackbone {
+interface BuiltinBackbone {
   description: string;
   /** The file's path in the ONNX Model Zoo (onnx/models on GitHub, onnxmodelzoo/legacy_models on Hugging Face). */
   zooPath: string;

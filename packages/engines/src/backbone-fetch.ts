@@ -12,8 +12,8 @@ import { readModelJson, weightPaths } from './tfjs-io.js';
 
 export type FetchOptions = Pick<LoadBackboneOptions, 'cacheDir' | 'progress' | 'maxDownloadBytes' | 'downloadTimeoutMs'> & { log: Logger };
 
-export const DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 1024 ** 3;
-export const DEFAULT_DOWNLOAD_TIMEOUT_MS = 30_000;
+const DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 1024 ** 3;
+const DEFAULT_DOWNLOAD_TIMEOUT_MS = 30_000;
 
 /**
  * Download a backbone URL (an .onnx file, or a TF.js model.json with its weight files) into the cache, once:
@@ -56,10 +56,10 @@ export async function fetchBackbone(url: string, options: FetchOptions): Promise
 }
 
 /** Where the sha256 of a downloaded file is kept: <file>.sha256. */
-export const sidecarOf = (path: string) => `${path}.sha256`;
+const sidecarOf = (path: string) => `${path}.sha256`;
 
 /** What a download must be: its sha256, and its size when known. */
-export interface Pin {
+interface Pin {
   sha256: string;
   bytes?: number;
 }
@@ -104,7 +104,7 @@ export async function downloadToFile(url: string, path: string, options: FetchOp
 }
 
 /** The limits for downloads: options, else the environment, else the defaults. */
-export function downloadLimits(options: Pick<FetchOptions, 'maxDownloadBytes' | 'downloadTimeoutMs'>): { maxBytes: number; timeoutMs: number } {
+function downloadLimits(options: Pick<FetchOptions, 'maxDownloadBytes' | 'downloadTimeoutMs'>): { maxBytes: number; timeoutMs: number } {
   const fromEnv = (key: string, fallback: number) => {
     const text = process.env[key];
     if (text === undefined || text === '') return fallback;

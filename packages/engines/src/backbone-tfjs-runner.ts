@@ -8,7 +8,7 @@ import type { Tf } from './tfjs-parts-type.js';
 import { fileLoadHandler, readModelJson } from './tfjs-io.js';
 
 /** A TF.js model (layers or graph) cut at its feature layer, run on whatever backend tf has: used in-process and in workers. */
-export interface TfjsRunner {
+interface TfjsRunner {
   format: 'tfjs-layers' | 'tfjs-graph';
   inputSize: number;
   featureLayer: string;
@@ -16,7 +16,7 @@ export interface TfjsRunner {
   dispose(): void;
 }
 
-export interface TfjsRunnerOptions {
+interface TfjsRunnerOptions {
   featureLayer?: string;
   preprocess: PreprocessSpec;
   inputSize?: number;

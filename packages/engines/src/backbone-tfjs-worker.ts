@@ -6,7 +6,7 @@ import type { WorkerReady } from './worker-pool.js';
 import { serveBatches } from './worker-pool-serve.js';
 
 /** One worker of a TF.js WebAssembly pool: its own tf and wasm backend, one model, batches in, features out. */
-export interface WorkerInit {
+interface WorkerInit {
   modelJsonPath: string;
   featureLayer?: string;
   preprocess: PreprocessSpec;

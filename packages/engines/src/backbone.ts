@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { InputError, UsageError, exists, silentLogger, type Logger } from '@imgpipe/kit';
 import type { Backbone, LoadBackboneOptions, ResolvedBackbone } from './backbone-types.js';
 
-export type { Backbone, LoadBackboneOptions, ResolvedBackbone } from './backbone-types.js';
+export type { Backbone, LoadBackboneOptions } from './backbone-types.js';
 
 
 /**
@@ -36,7 +36,7 @@ export async function resolveBackbone(spec: string, options: LoadBackboneOptions
 }
 
 /** A local .onnx, model.json, or a directory with exactly one of them. */
-export async function resolveLocal(path: string, source = path): Promise<ResolvedBackbone> {
+async function resolveLocal(path: string, source = path): Promise<ResolvedBackbone> {
   const info = await stat(path).catch(() => undefined);
   if (!info) {
     const { BUILTIN_NAMES } = await import('./backbone-builtin.js');

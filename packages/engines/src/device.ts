@@ -14,7 +14,7 @@ export interface DeviceStatus {
   detail: string;
 }
 
-export function isDevice(value: unknown): value is Device {
+function isDevice(value: unknown): value is Device {
   return typeof value === 'string' && (DEVICES as readonly string[]).includes(value);
 }
 

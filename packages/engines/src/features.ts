@@ -6,7 +6,7 @@ import { mirrorImages } from './mirror.js';
 import { PixelHasher, verifyPixelFile } from './verified-pixels.js';
 import { type Dataset, FailureError, UsageError, sha256, writeFileAtomic, writeJsonAtomic, silentLogger, type Logger, createProgress, type ProgressEvent, type SplitName } from '@imgpipe/kit';
 
-export interface ExtractFeaturesOptions {
+interface ExtractFeaturesOptions {
   dataset: Dataset;
   split: SplitName;
   backbone: Backbone;
@@ -27,7 +27,7 @@ export interface ExtractFeaturesOptions {
   onProgress?: (event: ProgressEvent) => void;
 }
 
-export interface ExtractedFeatures {
+interface ExtractedFeatures {
   /** count*dim, row i = image i of the split, in the split's order. */
   features: Float32Array;
   count: number;
@@ -39,7 +39,7 @@ export interface ExtractedFeatures {
 }
 
 /** What the cached features depend on; any change gives a new key. Mirrored features add `view` (plain keys are unchanged). */
-export function featureCacheKey(backbone: Backbone, pixelsSha256: string, mirror = false): string {
+function featureCacheKey(backbone: Backbone, pixelsSha256: string, mirror = false): string {
   const { sha256: model, feature_layer, preprocess, input_size, layout } = backbone.info;
   return sha256(JSON.stringify({ format: 'imgpipe-features/1', model, feature_layer, preprocess, input_size, layout, pixels: pixelsSha256, ...(mirror ? { view: 'mirror' } : {}) }));
 }

@@ -15,7 +15,7 @@ import type { Tf } from './tfjs-parts-type.js';
  * step. Adam is written out (HeadAdam: 10 elementwise ops per weight instead of tf.train.adam's 17): -2.3 ms a
  * step. Together 7.7 s -> 5.7 s an epoch (2 cores shared; CPU seconds 8.0 -> 5.7).
  */
-export interface HeadParams {
+interface HeadParams {
   layer_size: number;
   dropout: number;
   lr: number;
@@ -41,12 +41,10 @@ export interface FeatureSet {
   classes: number;
 }
 
-export interface Metrics {
+interface Metrics {
   loss: number;
   accuracy: number;
 }
-
-export class TrialFailed extends Error {}
 
 export function createFeatureSet(features: Float32Array, labels: Int32Array, dim: number, classes: number): FeatureSet {
   const count = labels.length;
@@ -71,11 +69,6 @@ function batchTensors(tf: Tf, set: FeatureSet, rows: ArrayLike<number>, buffer: 
 
 /** The weights as a Head keeps them: W1 transposed (hidden x dim), see above. */
 type HeadWeightsT = { w1t: Tensor2D; b1: Tensor1D; w2: Tensor2D; b2: Tensor1D };
-
-/** Softmax probabilities of the head without dropout. */
-export function headForward(tf: Tf, w: HeadWeights, x: Tensor2D): Tensor2D {
-  return tf.tidy(() => tf.softmax(tf.add(tf.matMul(tf.relu(tf.add(tf.matMul(x, w.w1), w.b1)), w.w2), w.b2)) as Tensor2D);
-}
 
 /** x W1 + b1 computed as (W1^T x^T)^T + b1. */
 function hiddenPre(tf: Tf, w: HeadWeightsT, x: Tensor2D): Tensor2D {
@@ -183,7 +176,7 @@ function glorotUniform(rng: Rng, fanIn: number, fanOut: number): Float32Array {
   return values;
 }
 
-export interface HeadOptions extends HeadParams {
+interface HeadOptions extends HeadParams {
   inputDim: number;
   classes: number;
   /** Fixes initialisation, shuffling and dropout masks. */

@@ -46,7 +46,7 @@ async function convertedBackbone(path: string, card: ModelCard, log: Logger): Pr
 }
 
 /** The head's dense layers with their trained weights (Dropout is the identity at inference). */
-export function headLayers(head: LayersModel): DenseLayer[] {
+function headLayers(head: LayersModel): DenseLayer[] {
   const layers: DenseLayer[] = [];
   for (const layer of head.layers) {
     const kind = layer.getClassName();

@@ -4,10 +4,10 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { InputError, listModelFiles, openModelDir, safeJoin, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard, type WholeModelInfo } from '@imgpipe/kit';
 import type { LoadedModel, LoadModelOptions } from './model-types.js';
 
-export type { LoadedModel, LoadModelOptions } from './model-types.js';
+export type { LoadedModel } from './model-types.js';
 
 
-export interface SaveModelDirOptions {
+interface SaveModelDirOptions {
   card: ModelCard;
   /** The backbone's files (Backbone.files): copied flat into backbone/. */
   backboneFiles: string[];

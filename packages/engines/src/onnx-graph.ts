@@ -3,7 +3,7 @@ import { InputError, UsageError } from '@imgpipe/kit';
 
 /** Reading and editing ONNX graphs with onnx-proto: value names, graph outputs, the global-pool feature layer. */
 export const { onnx } = onnxProto;
-export type ModelProto = InstanceType<typeof onnx.ModelProto>;
+type ModelProto = InstanceType<typeof onnx.ModelProto>;
 type Node = import('onnx-proto').onnx.INodeProto;
 
 function graphOf(model: ModelProto): import('onnx-proto').onnx.IGraphProto {

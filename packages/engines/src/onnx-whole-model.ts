@@ -22,7 +22,7 @@ export interface DenseLayer {
   activation: 'linear' | 'relu' | 'softmax';
 }
 
-export interface WholeModelSpec {
+interface WholeModelSpec {
   /** The backbone's ONNX bytes and where they came from (for messages). */
   backbone: Uint8Array;
   source: string;

@@ -8,8 +8,8 @@ import { messageOf, UsageError, silentLogger, type Logger } from '@imgpipe/kit';
  * The only importer of onnxruntime-node: loads it lazily, maps devices to execution providers, and creates
  * sessions with one intra-op thread per core.
  */
-export type Ort = typeof import('onnxruntime-node');
-export type OrtSession = import('onnxruntime-node').InferenceSession;
+type Ort = typeof import('onnxruntime-node');
+type OrtSession = import('onnxruntime-node').InferenceSession;
 
 let ortModule: Ort | undefined;
 export async function loadOrt(): Promise<Ort> {
@@ -30,7 +30,7 @@ export function disableOrtTelemetry(): void {
 }
 
 /** Execution providers for a device. ONNX Runtime in Node has no wasm provider: wasm and cpu both use 'cpu'. */
-export function executionProvidersFor(device: ConcreteDevice): string[] {
+function executionProvidersFor(device: ConcreteDevice): string[] {
   switch (device) {
     case 'cuda':
       return ['cuda', 'cpu'];
@@ -69,12 +69,12 @@ export async function ortDeviceStatus(): Promise<DeviceStatus[]> {
   ];
 }
 
-export interface OnnxSession {
+interface OnnxSession {
   session: OrtSession;
   device: ConcreteDevice;
 }
 
-export interface OnnxSessionOptions {
+interface OnnxSessionOptions {
   /** Idle intra-op threads sleep rather than spin (see LoadBackboneOptions.sharedCpu). */
   sharedCpu?: boolean;
 }

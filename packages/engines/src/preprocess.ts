@@ -1,7 +1,7 @@
 import { UsageError, type PreprocessSpec } from '@imgpipe/kit';
 
 
-export const PREPROCESS_NAMES = ['torch', 'tf', 'caffe', 'efficientnet-lite', 'none'] as const;
+const PREPROCESS_NAMES = ['torch', 'tf', 'caffe', 'efficientnet-lite', 'none'] as const;
 
 /**
  * keras.applications' names: torch = [0,1] then ImageNet mean/std, tf = [-1,1], caffe = BGR minus ImageNet means;

@@ -7,7 +7,7 @@ import { InputError, safeJoin, writeFileAtomic, writeJsonAtomic } from '@imgpipe
  * TF.js models on disk without @tensorflow/tfjs-node: a load handler reading model.json and its weight files, and
  * a save handler writing model.json + weights.bin (atomically). Works for layers and graph models.
  */
-export interface TfjsIo {
+interface TfjsIo {
   getModelArtifactsForJSON: typeof io.getModelArtifactsForJSON;
   concatenateArrayBuffers: typeof io.concatenateArrayBuffers;
 }

@@ -14,7 +14,7 @@ import type { Tf } from './tfjs-parts-type.js';
 
 export type { Tf } from './tfjs-parts-type.js';
 
-export interface LoadedTf {
+interface LoadedTf {
   tf: Tf;
   /** The tf backend name: 'tensorflow' (tfjs-node / -gpu), 'wasm' or 'webgpu'. */
   backend: string;
@@ -35,16 +35,6 @@ async function importOptional(name: string): Promise<{ module?: unknown; error?:
   }
 }
 
-/** Whether an optional package can be resolved (cheap: does not load it). */
-export function isInstalled(name: string): boolean {
-  try {
-    require.resolve(name);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 let tfModule: Tf | undefined;
 let wasmRegistered = false;
 let webgpuRegistered = false;
@@ -56,7 +46,7 @@ async function baseTf(): Promise<Tf> {
 }
 
 /** The directory holding tfjs-backend-wasm's .wasm files, as a prefix for setWasmPaths. */
-export function wasmDir(): string {
+function wasmDir(): string {
   return `${join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist')}/`;
 }
 
@@ -85,7 +75,7 @@ async function useNative(name: '@tensorflow/tfjs-node' | '@tensorflow/tfjs-node-
 }
 
 /** Set up Dawn (webgpu package) as navigator.gpu, then register tfjs-backend-webgpu. Returns why not, or undefined. */
-export async function setupWebgpu(): Promise<string | undefined> {
+async function setupWebgpu(): Promise<string | undefined> {
   if (webgpuRegistered) return undefined;
   if (webgpuError) return webgpuError;
   try {

@@ -3,7 +3,6 @@ import { mirrorImages } from './mirror.js';
 
 /** Test-time augmentation: 'none', or 'flip' (average the softmax of each image and its mirror). */
 export type Tta = 'none' | 'flip';
-export const TTA_MODES: readonly Tta[] = ['none', 'flip'];
 
 /**
  * The model with test-time augmentation: for 'flip', each predict() runs the images and their mirrors in one

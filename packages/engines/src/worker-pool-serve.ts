@@ -4,7 +4,7 @@ import type { WorkerReady, WorkerReply, WorkerRequest } from './worker-pool.js';
 import { parentLogger } from '@imgpipe/kit';
 
 /** What a backbone worker opens: its ready message and the batch function. */
-export interface WorkerModel<Ready extends WorkerReady> {
+interface WorkerModel<Ready extends WorkerReady> {
   ready: Ready;
   run(pixels: Uint8Array, count: number): Promise<Float32Array>;
 }

@@ -15,7 +15,7 @@ export type WorkerReply<Ready extends WorkerReady = WorkerReady> =
   | WorkerLog;
 
 /** The worker entries of this package: each loads a model from its workerData and turns pixels into features. */
-export type WorkerEntry = 'backbone-tfjs-worker' | 'backbone-onnx-worker';
+type WorkerEntry = 'backbone-tfjs-worker' | 'backbone-onnx-worker';
 
 /** Worker threads each holding the model; a batch goes to the first idle one. */
 export class WorkerPool<Ready extends WorkerReady> {

@@ -17,7 +17,7 @@ import { renderReport } from './report.js';
 import { attachCardMetrics, writePredictions } from './run-files.js';
 import { trialLabel } from './trials.js';
 
-export interface EvalModelOptions {
+interface EvalModelOptions {
   /** A run directory (train's output): its model/ is evaluated and the files are written there. */
   runDir?: string | undefined;
   /** A model directory; the default is <runDir>/model. */
@@ -39,7 +39,7 @@ export interface EvalModelOptions {
   onProgress?: (event: ProgressEvent) => void;
 }
 
-export interface EvalModelOutcome {
+interface EvalModelOutcome {
   result: EvalResult;
   outDir: string;
   modelDir: string;

@@ -9,7 +9,7 @@ import { argmaxRows } from '@imgpipe/kit';
 /** Probabilities are clipped to [EPSILON, 1] before the log, as Keras' categorical cross-entropy does. */
 export const EPSILON = 1e-7;
 
-export interface ClassMetrics {
+interface ClassMetrics {
   label: string;
   precision: number;
   recall: number;
@@ -113,7 +113,7 @@ export function binaryRocAuc(probs: ArrayLike<number>, labels: ArrayLike<number>
   return rocAuc(scores, Array.from({ length: count }, (_, i) => labels[i] === 1));
 }
 
-export interface Mistake {
+interface Mistake {
   /** Row in the split (0-based, the order of <split>.csv and the pixels). */
   row: number;
   true: number;
@@ -139,7 +139,7 @@ export function worstMistakes(probs: ArrayLike<number>, labels: ArrayLike<number
   return wrong.slice(0, Math.max(0, limit));
 }
 
-export interface TestMetrics {
+interface TestMetrics {
   count: number;
   test_loss: number;
   test_accuracy: number;

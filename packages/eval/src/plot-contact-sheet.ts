@@ -1,6 +1,6 @@
 import { num, shorten, svgDocument, text } from './svg.js';
 
-export interface SheetTile {
+interface SheetTile {
   /** The image as PNG bytes; drawn scaled to the tile, pixel edges kept sharp. */
   png: Buffer;
   /** Up to three short lines under the image. */

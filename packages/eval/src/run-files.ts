@@ -4,7 +4,7 @@ import { argmaxRows, csvString, writeFileAtomic, writeJsonAtomic, type DatasetRo
 import { formatFloat32 } from './metrics.js';
 
 /** The columns of predictions.csv for these labels. */
-export function predictionColumns(labels: readonly string[]): string[] {
+function predictionColumns(labels: readonly string[]): string[] {
   return ['row', 'index', 'source', 'label', 'category', 'predicted', 'predicted_category', 'correct', ...labels.map((l) => `prob_${l}`)];
 }
 

@@ -2,7 +2,7 @@ import { escapeXml } from '@imgpipe/kit';
 
 /** Tiny helpers for writing SVG by hand: numbers, text (escaped with kit's escapeXml). */
 
-export const FONT = 'DejaVu Sans, Arial, Helvetica, sans-serif';
+const FONT = 'DejaVu Sans, Arial, Helvetica, sans-serif';
 
 /** A coordinate with at most two decimals, so the SVG (and the PNG made from it) is the same on every run. */
 export function num(value: number): string {

@@ -1,9 +1,8 @@
 import { InputError } from '@imgpipe/kit';
 
 export type RejectReason = 'missing' | 'empty' | 'not-an-image' | 'unsupported-format' | 'unreadable' | 'too-large' | 'too-slow' | 'decompression-bomb';
-export const REJECT_REASONS: readonly RejectReason[] = ['missing', 'empty', 'not-an-image', 'unsupported-format', 'unreadable', 'too-large', 'too-slow', 'decompression-bomb'];
 
-/** An input that cannot become pixels; `reason` is one of REJECT_REASONS (exit 2 when it ends a tool). */
+/** An input that cannot become pixels; `reason` says why (a RejectReason) (exit 2 when it ends a tool). */
 export class ImageRejected extends InputError {
   readonly reason: RejectReason;
   readonly source: string;

@@ -39,7 +39,7 @@ export const DEFAULT_MAX_PIXELS = 0x3fff * 0x3fff;
  * classic bomb, holds about 340 (deflate's 1,032:1 on 3-byte pixels), and a header promising more than its data holds
  * far more: 128 separates the two.
  */
-export const BOMB_PIXELS_PER_BYTE = 128;
+const BOMB_PIXELS_PER_BYTE = 128;
 
 /**
  * Files up to this size are read into memory and decoded from there. Given a path, libvips maps the file once per
@@ -60,7 +60,7 @@ export const RESIZE_KERNEL = 'linear';
 /** Colour transparent pixels are flattened onto (white), recorded in dataset manifests. */
 export const ALPHA_BACKGROUND = { r: 255, g: 255, b: 255 } as const;
 
-export { ImageRejected, REJECT_REASONS, type RejectReason } from './image-rejected.js';
+export { ImageRejected, type RejectReason } from './image-rejected.js';
 
 /** What the pipeline does, for manifests and model cards: two decoders that differ here give different pixels. */
 export async function imagePipelineInfo(): Promise<Record<string, string | number | boolean>> {

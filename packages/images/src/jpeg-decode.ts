@@ -8,7 +8,7 @@ import { orientRgb } from './orient.js';
  * Largest JPEG decoded by libjpeg-turbo at full size; larger ones go through sharp, whose decoder shrinks them by
  * 2, 4 or 8 on load and honours --decode-timeout.
  */
-export const TURBO_MAX_PIXELS = 16_000_000;
+const TURBO_MAX_PIXELS = 16_000_000;
 
 /**
  * Short side, in model sizes, from which sharp decodes a JPEG instead: its decoder then shrinks by 4 or 8 on load,
@@ -37,7 +37,7 @@ export function decodesWithTurbo(bytes: Uint8Array, size: number, maxPixels: num
  * handing a photo to libuv's pool and back costs about as much CPU as decoding it. Larger ones go to the pool, so as
  * not to hold up the thread (serve's event loop).
  */
-export const BLOCKING_DECODE_MAX_PIXELS = 2_000_000;
+const BLOCKING_DECODE_MAX_PIXELS = 2_000_000;
 
 /**
  * Decode an eligible JPEG (decodesWithTurbo gave its header) and hand the upright full-size RGB to `use`, whose

@@ -29,7 +29,7 @@ let turbo: TurboJpeg | undefined;
  */
 const spare: Buffer[] = [];
 
-export interface DecodedRgb {
+interface DecodedRgb {
   data: Uint8Array;
   width: number;
   height: number;

@@ -6,7 +6,7 @@ import { EXIT_OK, EXIT_USAGE, exitCodeOf, ImgpipeError, messageOf } from './erro
 import { createLogger, type Logger } from './log.js';
 import { describeValue, parseFlagValue, repeatedProblem, type ValueSpec } from './values.js';
 
-export interface CliIo {
+interface CliIo {
   stdin: NodeJS.ReadStream | NodeJS.ReadableStream;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
@@ -174,7 +174,7 @@ function parseTypedFlags(options: Record<string, ToolOption>, args: Record<strin
 }
 
 /** What a shell reports for a process killed by SIGPIPE (128 + 13), as for `yes | head`. */
-export const EXIT_BROKEN_PIPE = 141;
+const EXIT_BROKEN_PIPE = 141;
 
 /** The entry of a bin: run and exit with the tool's code, after stdout has drained. */
 export async function main(tool: ToolCli): Promise<void> {

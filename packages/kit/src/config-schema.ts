@@ -4,7 +4,7 @@ import type { ValueSpec, ValueType } from './values.js';
  * Every configuration key: the seed's sections and keys, plus the few imgpipe adds. This table drives the
  * defaults, the YAML validation, the environment variables (IMGPIPE_<SECTION>_<KEY>) and the kebab-case flags.
  */
-export interface KeySpec extends ValueSpec {
+interface KeySpec extends ValueSpec {
   default: string | number | boolean | number[];
   doc: string;
   /** The command-line flag, when it is not the leaf key in kebab-case. */

@@ -9,7 +9,6 @@ import {
   specOf,
   type ConfigKey,
   type ImgpipeConfig,
-  type KeySpec,
 } from './config-schema.js';
 
 export type ConfigOrigin = 'flag' | 'env' | 'file' | 'default';
@@ -23,7 +22,7 @@ export interface ResolvedConfig {
   filePath: string | undefined;
 }
 
-export interface ConfigSources {
+interface ConfigSources {
   /** Parsed argv from yargs (flag names as declared by `configOptions`). */
   flags?: Record<string, unknown>;
   env?: NodeJS.ProcessEnv;
@@ -158,15 +157,4 @@ function toSections(values: Map<ConfigKey, unknown>): ImgpipeConfig {
     config[section][leaf] = value;
   }
   return config as ImgpipeConfig;
-}
-
-/** The resolved configuration with secrets masked, for run.json and --debug output. */
-export function redactConfig(config: ImgpipeConfig): ImgpipeConfig {
-  const copy = structuredClone(config) as unknown as Record<string, Record<string, unknown>>;
-  for (const key of KEYS) {
-    const spec: KeySpec = CONFIG_SCHEMA[key];
-    const [section, leaf] = key.split('.') as [string, string];
-    if (spec.secret && copy[section]?.[leaf]) copy[section][leaf] = '***';
-  }
-  return copy as unknown as ImgpipeConfig;
 }

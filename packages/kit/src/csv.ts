@@ -9,7 +9,7 @@ export type CsvRow = Record<string, string>;
 /** One data line of a CSV: either a row keyed by the header, or why the line could not be read. */
 export type CsvRecord = { line: number; row: CsvRow; error?: undefined } | { line: number; row?: undefined; error: string };
 
-export interface ReadCsvOptions {
+interface ReadCsvOptions {
   /** Names the input in messages: a path, "stdin" or an s3:// URI. */
   source: string;
   /** Columns that must be in the header; a missing one is an InputError naming it. */
@@ -18,7 +18,7 @@ export interface ReadCsvOptions {
   forSpreadsheets?: boolean;
 }
 
-export interface CsvTable {
+interface CsvTable {
   columns: string[];
   records: AsyncIterable<CsvRecord>;
 }
@@ -139,7 +139,7 @@ export async function readCsvRows(input: Readable, options: ReadCsvOptions): Pro
   return { columns, rows };
 }
 
-export interface CsvWriter {
+interface CsvWriter {
   write(row: Record<string, unknown>): Promise<void>;
   end(): Promise<void>;
 }
@@ -169,7 +169,7 @@ export function fromSpreadsheetSafe(value: string): string {
   return QUOTED_FORMULA_START.test(value) && !PLAIN_NUMBER.test(value.slice(1)) ? value.slice(1) : value;
 }
 
-export interface CsvWriteOptions {
+interface CsvWriteOptions {
   /** Quote cells that a spreadsheet would run as formulas (spreadsheetSafe): for files meant for people. */
   forSpreadsheets?: boolean;
 }

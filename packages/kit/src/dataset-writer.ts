@@ -10,13 +10,13 @@ import { withFileErrors } from './file-errors.js';
  * after another) and <split>.csv (one row per image, in the same order) for each split, then manifest.json, which
  * lists them with their sizes and sha256. prep-data writes datasets through it, and so do the tests' synthetic ones.
  */
-export const splitPixelsFile = (split: SplitName): string => `${split}.u8`;
-export const splitRowsFile = (split: SplitName): string => `${split}.csv`;
+const splitPixelsFile = (split: SplitName): string => `${split}.u8`;
+const splitRowsFile = (split: SplitName): string => `${split}.csv`;
 /** Every file a dataset directory holds. */
 export const DATASET_FILES: readonly string[] = [MANIFEST_FILE, REJECTED_FILE, ...SPLIT_NAMES.flatMap((split) => [splitPixelsFile(split), splitRowsFile(split)])];
 
 /** One row of a <split>.csv before its position is known: `index` is added on append. */
-export interface SplitRowInput {
+interface SplitRowInput {
   source: string;
   label: number;
   category: string;

@@ -12,7 +12,6 @@ export const SPLIT_NAMES: readonly SplitName[] = ['train', 'val', 'test'];
 export type SplitMethod = 'random' | 'hash';
 export type SplitFractions = Record<SplitName, number>;
 export type Fit = 'fill' | 'cover';
-export const FITS: readonly Fit[] = ['fill', 'cover'];
 
 export const DATASET_FORMAT = 'imgpipe-dataset/1';
 export const MANIFEST_FILE = 'manifest.json';

@@ -6,7 +6,7 @@ import { withFileErrors } from './file-errors.js';
  * The one fsync path: a file's bytes before it is renamed into place, and its directory after, so a power loss
  * leaves either the old name or the complete new file, never an empty file under a final name.
  */
-export async function fsyncFile(path: string): Promise<void> {
+async function fsyncFile(path: string): Promise<void> {
   const handle = await open(path, 'r');
   try {
     await withFileErrors(path, () => handle.sync(), 'sync');

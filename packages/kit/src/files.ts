@@ -73,7 +73,7 @@ export async function streamToFileAtomic(source: Readable, finalPath: string): P
 }
 
 /** A write stream under a temp name; `commit` fsyncs and renames it into place, `abort` removes it. */
-export interface AtomicWriter {
+interface AtomicWriter {
   readonly stream: WriteStream;
   commit(): Promise<void>;
   abort(): Promise<void>;
@@ -144,7 +144,7 @@ export function sha256(data: string | Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-export async function sha256Stream(source: AsyncIterable<Uint8Array | string>): Promise<string> {
+async function sha256Stream(source: AsyncIterable<Uint8Array | string>): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of source) hash.update(chunk);
   return hash.digest('hex');

@@ -9,10 +9,10 @@ import { InputError } from './errors.js';
  */
 export const LABEL_DECISIONS_FILE = 'label-decisions.csv';
 export const LABEL_DECISION_COLUMNS = ['sha256', 'action', 'label', 'source', 'split', 'given_label'] as const;
-export const LABEL_DECISION_ACTIONS = ['keep', 'relabel', 'drop'] as const;
-export type LabelDecisionAction = (typeof LABEL_DECISION_ACTIONS)[number];
+const LABEL_DECISION_ACTIONS = ['keep', 'relabel', 'drop'] as const;
+type LabelDecisionAction = (typeof LABEL_DECISION_ACTIONS)[number];
 
-export interface LabelDecision {
+interface LabelDecision {
   /** 1-based line in the file (the header is line 1). */
   line: number;
   sha256: string;

@@ -14,7 +14,7 @@ export class LockedError extends ImgpipeError {
   }
 }
 
-export interface LockOwner {
+interface LockOwner {
   pid: number;
   hostname: string;
   started: string;
@@ -26,7 +26,7 @@ export interface Lock {
   release(): Promise<void>;
 }
 
-export interface LockOptions {
+interface LockOptions {
   /** What is locked, for messages: "run directory", "dataset build", "download destination". */
   what: string;
   /** The flag that names the target, for messages (e.g. --out). */

@@ -1,6 +1,6 @@
 import { format } from 'node:util';
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export interface Logger {
   debug(message: string, ...args: unknown[]): void;
@@ -11,7 +11,7 @@ export interface Logger {
   readonly verbose: boolean;
 }
 
-export interface LoggerOptions {
+interface LoggerOptions {
   name: string;
   quiet?: boolean;
   debug?: boolean;

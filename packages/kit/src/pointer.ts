@@ -9,7 +9,7 @@ export interface Pointer {
   [key: string]: unknown;
 }
 
-export function formatPointer(pointer: Pointer): string {
+function formatPointer(pointer: Pointer): string {
   return `${JSON.stringify(pointer)}\n`;
 }
 
@@ -18,7 +18,7 @@ export function writePointer(output: NodeJS.WritableStream, pointer: Pointer): v
 }
 
 /** Parse pointer lines: the last JSON object line whose kind is one of `kinds` wins. */
-export function parsePointer(text: string, kinds: readonly string[], source = 'stdin'): Pointer {
+function parsePointer(text: string, kinds: readonly string[], source = 'stdin'): Pointer {
   const lines = text.split('\n').map((line) => line.trim()).filter(Boolean);
   for (const line of lines.reverse()) {
     let value: unknown;

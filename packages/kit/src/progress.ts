@@ -21,7 +21,7 @@ export interface Progress {
   finish(detail?: string): void;
 }
 
-export interface ProgressOptions {
+interface ProgressOptions {
   label: string;
   total?: number;
   unit?: string;

@@ -44,10 +44,10 @@ export interface TrialRecord {
 }
 
 /** One line of trials.jsonl. */
-export type JsonlLine = ({ event: 'epoch'; trial: string } & EpochRecord) | ({ event: 'trial' } & TrialRecord);
+type JsonlLine = ({ event: 'epoch'; trial: string } & EpochRecord) | ({ event: 'trial' } & TrialRecord);
 
 /** trials.jsonl's text for these finished trials: each trial's epoch lines, then its record. */
-export function trialLines(records: readonly TrialRecord[]): string {
+function trialLines(records: readonly TrialRecord[]): string {
   const lines: string[] = [];
   for (const record of records) {
     for (const epoch of record.history) lines.push(JSON.stringify({ event: 'epoch', trial: record.trial, ...epoch }));
@@ -109,13 +109,13 @@ const TRIAL_COLUMNS = [
 const PARAM_COLUMNS = ['lr', 'layer_size', 'dropout', 'batch_size', 'epochs'] as const;
 
 /** The seed's results columns; eval-model fills test_loss and test_accuracy for the best model. */
-export const RESULT_COLUMNS = [
+const RESULT_COLUMNS = [
   'model', 'backbone', 'lr', 'layer_size', 'dropout', 'batch_size', 'epochs',
   'train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'best', 'status',
 ] as const;
 
 /** Eight significant digits, as the run's tables hold numbers; empty for a missing value. */
-export function tableNumber(value: number): string {
+function tableNumber(value: number): string {
   return Number.isFinite(value) ? String(Number(value.toPrecision(8))) : '';
 }
 

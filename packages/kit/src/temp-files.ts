@@ -35,7 +35,7 @@ function truncateUtf8(text: string, bytes: number): string {
 }
 
 /** The pid a temp name was made by, or undefined when the name is not one of ours. */
-export function tempOwner(name: string): number | undefined {
+function tempOwner(name: string): number | undefined {
   const match = TEMP_NAME.exec(name);
   return match ? Number(match[1]) : undefined;
 }

@@ -16,7 +16,7 @@ export interface ValueSpec {
   exclusiveMax?: boolean;
 }
 
-export type ParsedValue = { value: string | number | boolean | number[] } | { problem: string };
+type ParsedValue = { value: string | number | boolean | number[] } | { problem: string };
 
 /**
  * A command-line flag's value. A flag given more than once arrives as an array: a list flag takes the union of its

@@ -8,7 +8,7 @@ export interface DecisionsInput {
   source: string;
 }
 
-export interface AppliedDecisions {
+interface AppliedDecisions {
   items: PrepItem[];
   dropped: EarlyReject[];
   review: NonNullable<DatasetManifest['review']>;

@@ -1,7 +1,7 @@
 import { type DecodeOptions, type DecodePool, ImageRejected, type RejectReason } from '@imgpipe/images';
 import pLimit from 'p-limit';
 
-export type DecodeOutcome = { ok: true; pixels: Uint8Array } | { ok: false; reason: RejectReason; detail: string; cause?: string };
+type DecodeOutcome = { ok: true; pixels: Uint8Array } | { ok: false; reason: RejectReason; detail: string; cause?: string };
 
 /**
  * Map `fn` over `items` with at most `concurrency` calls running and at most `window` results waiting, yielding

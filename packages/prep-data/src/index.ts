@@ -1,2 +1,2 @@
 export { prepDataCli } from './cli.js';
-export { runPrepData, type PrepDataOptions, type PrepDataResult, type RejectedRow } from './prep.js';
+export { runPrepData } from './prep.js';

@@ -5,12 +5,12 @@ import { InputError, readCsv, type Progress } from '@imgpipe/kit';
 import { dedupeItems } from './dedupe.js';
 import type { EarlyReject, PrepItem } from './prep-item.js';
 
-export type { EarlyReject, PrepItem } from './prep-item.js';
+export type { PrepItem } from './prep-item.js';
 
 /** The images CSV as prep-data needs it: one item per row, the classes, and the rows already known to be unusable. */
-export const REQUIRED_COLUMNS = ['category', 'label', 'local_image'] as const;
+const REQUIRED_COLUMNS = ['category', 'label', 'local_image'] as const;
 
-export interface PrepInput {
+interface PrepInput {
   columns: string[];
   classes: string[];
   /** Rows to decode, in input order. */

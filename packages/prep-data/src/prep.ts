@@ -11,8 +11,6 @@ import { parsePrepInput } from './input.js';
 import { regroup, SplitWriter, type Placed } from './write-splits.js';
 import { describeRejected, REJECTED_COLUMNS, rejectedRow, summarise, type RejectedRow } from './report.js';
 
-export type { RejectedRow } from './report.js';
-
 export interface PrepDataOptions {
   /** The images CSV's bytes (read whole: its sha256 is part of the manifest) and a name for messages. */
   csv: Buffer;
@@ -41,7 +39,7 @@ export interface PrepDataOptions {
   onProgress?: (event: ProgressEvent) => void;
 }
 
-export interface PrepDataResult {
+interface PrepDataResult {
   pointer: Pointer;
   manifest: DatasetManifest;
   /** True when the directory was already built from the same CSV and options, so nothing was done. */

@@ -42,7 +42,7 @@ export function splitCounts(count: number, fractions: SplitFractions): Record<Sp
   return { train: counts[0]!, val: counts[1]!, test: counts[2]! };
 }
 
-export interface SplitItem {
+interface SplitItem {
   /** The image's stable identity (e.g. s3://bucket/key): what --split-by hash hashes. */
   key: string;
   label: number;

@@ -4,7 +4,7 @@ import { messageOf, SPLIT_NAMES, type Logger, type ProgressEvent, type SplitName
 import type { RunInputs } from './run-inputs.js';
 
 /** Every image of the dataset, train then val then test, with its features (count x dim, row-major). */
-export interface AllFeatures {
+interface AllFeatures {
   features: Float32Array;
   dim: number;
   count: number;
@@ -14,7 +14,7 @@ export interface AllFeatures {
   seconds: number;
 }
 
-export interface FeatureOptions {
+interface FeatureOptions {
   device: Device;
   batchSize: number;
   cacheDir?: string | undefined;

@@ -6,7 +6,7 @@
  * class reached its threshold and beats the given label), and ranked by its given label's probability (lowest
  * first). The confident joint (given x confident class), calibrated to the class counts, estimates the noise rate.
  */
-export interface ConfidentLearning {
+interface ConfidentLearning {
   /** t_j; NaN for a class nobody is labelled with. */
   thresholds: Float64Array;
   /** Per image: the confident class, or -1 when no class reaches its threshold. */

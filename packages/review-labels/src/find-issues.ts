@@ -2,7 +2,6 @@ import { confidentLearning } from './confident-learning.js';
 import { medianOf, type Neighbours } from './neighbours.js';
 
 export type IssueKind = 'mislabelled' | 'outlier' | 'near-duplicate';
-export const ISSUE_KINDS: readonly IssueKind[] = ['mislabelled', 'outlier', 'near-duplicate'];
 
 /** One suspicious image: what is wrong with it (one or more kinds), why, and how suspicious. */
 export interface Issue {
@@ -20,7 +19,7 @@ export interface Issue {
   why: string;
 }
 
-export interface FindIssuesInput {
+interface FindIssuesInput {
   probs: Float32Array;
   labels: Int32Array;
   classes: string[];

@@ -28,7 +28,7 @@ export async function contentSha256(row: DatasetRow, cwd: string): Promise<strin
   return (await isRegularFile(path)) ? sha256File(path).catch(() => '') : '';
 }
 
-export function issueColumns(classes: readonly string[]): string[] {
+function issueColumns(classes: readonly string[]): string[] {
   return ['rank', 'image', 'split', 'index', 'sha256', 'given_label', 'suggested_label', 'kind', 'score', ...classes.map((c) => `p_${c}`), 'duplicate_of', 'why'];
 }
 
@@ -60,7 +60,7 @@ export function issuesCsv(issues: readonly Issue[], pooled: readonly PooledRow[]
 }
 
 /** A thumbnail of the dataset's pixels (what the model saw) as a JPEG data: URI. */
-export async function thumbnailUri(pixels: Uint8Array, size: number): Promise<string> {
+async function thumbnailUri(pixels: Uint8Array, size: number): Promise<string> {
   const jpeg = await encodeView({ data: Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength), width: size, height: size }, 'jpeg');
   return `data:image/jpeg;base64,${jpeg.toString('base64')}`;
 }

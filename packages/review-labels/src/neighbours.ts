@@ -10,7 +10,7 @@ export interface Neighbours {
   nearestOtherCosine: Float32Array;
 }
 
-export interface NeighbourOptions {
+interface NeighbourOptions {
   tf: Tf;
   features: Float32Array;
   dim: number;
@@ -29,7 +29,7 @@ export interface NeighbourOptions {
  * Rows centred on the mean row, then scaled to unit length (a zero row stays zero). Pooled ReLU features all share
  * a large positive mean, which puts every cosine near 1; centred, the cosine tells images apart.
  */
-export function centredUnitRows(features: Float32Array, dim: number): Float32Array {
+function centredUnitRows(features: Float32Array, dim: number): Float32Array {
   const count = features.length / dim;
   const mean = new Float64Array(dim);
   for (let r = 0; r < count; r++) for (let c = 0; c < dim; c++) mean[c]! += features[r * dim + c]!;

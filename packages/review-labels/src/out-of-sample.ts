@@ -19,7 +19,7 @@ export function assignFolds(labels: Int32Array, classes: number, folds: number, 
   return fold;
 }
 
-export interface OutOfSampleOptions {
+interface OutOfSampleOptions {
   tf: Tf;
   features: Float32Array;
   labels: Int32Array;

@@ -9,7 +9,7 @@ import { outOfSampleProbabilities } from './out-of-sample.js';
 import { renderReviewPage } from './review-page.js';
 import { readRunInputs } from './run-inputs.js';
 
-export interface ReviewLabelsOptions {
+interface ReviewLabelsOptions {
   runDir: string;
   /** The dataset; default: the one run.json names. */
   dataDir?: string | undefined;

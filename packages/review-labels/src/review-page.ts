@@ -18,7 +18,7 @@ export interface PageItem {
   probabilities: number[];
 }
 
-export interface ReviewPageInput {
+interface ReviewPageInput {
   title: string;
   classes: string[];
   items: PageItem[];

@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { isMd5Etag } from './s3-objects.js';
 
-export interface FileDigest {
+interface FileDigest {
   size: number;
   md5: string;
   sha256: string;
@@ -23,18 +23,10 @@ export async function digestFile(path: string): Promise<FileDigest> {
 }
 
 /**
- * Whether a local file already holds an object: same size, and the same MD5 when the ETag is one
- * (multipart ETags are not content hashes, so size and a `sha256` metadata entry are what can be compared).
+ * The local file's digest when it holds the object, else undefined; one read. It holds it when it has the same
+ * size, and the same MD5 when the ETag is one (multipart ETags are not content hashes, so size and a `sha256`
+ * metadata entry are what can be compared).
  */
-export async function localFileMatches(path: string, object: { size: number; etag: string; metadata?: Record<string, string> }): Promise<boolean> {
-  const info = await stat(path).catch(() => undefined);
-  if (!info?.isFile() || info.size !== object.size) return false;
-  const sha = object.metadata?.sha256;
-  if (!isMd5Etag(object.etag) && !sha) return true;
-  return (await matchingDigest(path, object)) !== undefined;
-}
-
-/** The local file's digest when it holds the object (as localFileMatches decides), else undefined; one read. */
 export async function matchingDigest(path: string, object: { size: number; etag: string; metadata?: Record<string, string> }): Promise<FileDigest | undefined> {
   const info = await stat(path).catch(() => undefined);
   if (!info?.isFile() || info.size !== object.size) return undefined;

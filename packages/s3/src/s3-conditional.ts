@@ -23,7 +23,7 @@ export async function readObjectVersion(client: S3Client, bucket: string, key: s
   }
 }
 
-export interface PutIfOptions extends RetryOptions {
+interface PutIfOptions extends RetryOptions {
   /** `If-None-Match: *`: write only if the key does not exist. */
   ifNoneMatch?: '*' | undefined;
   /** `If-Match: <etag>`: write only if the key holds this ETag. */

@@ -22,7 +22,7 @@ export interface DownloadOptions extends RetryOptions {
   onBytes?: (bytes: number) => void;
 }
 
-export interface DownloadResult {
+interface DownloadResult {
   bytes: number;
   etag: string;
   /** sha256 of the bytes written (the file's content identity). */

@@ -1,7 +1,7 @@
 import { AbortMultipartUploadCommand, DeleteObjectsCommand, type DeleteObjectsCommandOutput, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { describeS3Error, withS3Retries, type RetryOptions } from './s3.js';
 
-export interface MultipartUploadInfo {
+interface MultipartUploadInfo {
   key: string;
   uploadId: string;
   initiated?: Date | undefined;

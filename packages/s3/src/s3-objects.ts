@@ -21,7 +21,7 @@ export async function createBucket(client: S3Client, bucket: string, options: Re
   }
 }
 
-export interface S3ObjectInfo {
+interface S3ObjectInfo {
   key: string;
   size: number;
   /** The ETag without quotes: an MD5 hex for single-part uploads, `md5-N` for multipart ones. */
@@ -38,7 +38,7 @@ export function isMd5Etag(etag: string): boolean {
   return /^[0-9a-f]{32}$/i.test(etag);
 }
 
-export interface ListOptions extends RetryOptions {
+interface ListOptions extends RetryOptions {
   prefix?: string;
   /** Keys per request (the server may return fewer); default the server's (1,000 on AWS). */
   pageSize?: number;
@@ -77,7 +77,7 @@ export async function* listObjects(client: S3Client, bucket: string, options: Li
   } while (token);
 }
 
-export interface HeadResult {
+interface HeadResult {
   size: number;
   etag: string;
   contentType?: string | undefined;

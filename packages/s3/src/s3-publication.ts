@@ -38,7 +38,7 @@ export async function readPublicationVersion(
   return found && { manifest: parsePublication(found.bytes.toString('utf8'), formatS3Uri(bucket, key)), etag: found.etag };
 }
 
-export interface DownloadPublicationOptions extends DownloadOptions {
+interface DownloadPublicationOptions extends DownloadOptions {
   /** Only the objects under this name in the published layout (e.g. 'model/'), placed relative to it. */
   dir?: string;
   concurrency?: number;

@@ -11,9 +11,9 @@ import { describeS3Error, withS3Retries, type RetryOptions } from './s3.js';
 import { unquoteEtag } from './s3-objects.js';
 
 /** Largest part we send: fauxqs (and some S3-compatible stores) refuse request bodies over 11 MiB. */
-export const MAX_PART_SIZE = 10 * 1024 * 1024;
+const MAX_PART_SIZE = 10 * 1024 * 1024;
 /** Objects above this size go up in parts of this size. */
-export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 
 const CONTENT_TYPES: Record<string, string> = {
   '.json': 'application/json',
@@ -36,7 +36,7 @@ export function contentTypeOf(name: string): string {
   return CONTENT_TYPES[extname(name).toLowerCase()] ?? 'application/octet-stream';
 }
 
-export interface UploadOptions extends RetryOptions {
+interface UploadOptions extends RetryOptions {
   contentType?: string;
   metadata?: Record<string, string>;
   /** Objects larger than this go up in parts of this size (at most 10 MiB). Default 8 MiB. */
@@ -50,7 +50,7 @@ export interface UploadOptions extends RetryOptions {
   sha256?: string;
 }
 
-export interface UploadResult {
+interface UploadResult {
   bytes: number;
   etag: string;
   multipart: boolean;

@@ -5,7 +5,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { type ImgpipeConfig, FailureError, ImgpipeError, InputError, UsageError, messageOf, type Logger } from '@imgpipe/kit';
 
-export interface S3ClientOptions {
+interface S3ClientOptions {
   /** Parallel requests this client should carry: the HTTP agents keep this many sockets. Default 16. */
   concurrency?: number;
   /**
@@ -74,7 +74,7 @@ class GuardedHttpHandler extends NodeHttpHandler {
   }
 }
 
-export interface S3Uri {
+interface S3Uri {
   bucket: string;
   /** The key (may be empty for a bucket root, or end with '/' for a prefix). */
   key: string;
@@ -163,7 +163,7 @@ export function isRetryableS3Error(error: unknown): boolean {
   return e?.cause !== undefined ? isRetryableS3Error(e.cause) : false;
 }
 
-export interface S3ErrorContext {
+interface S3ErrorContext {
   bucket: string;
   key?: string;
   /** What was being done: 'download', 'upload', 'list', 'read'. */

@@ -1,6 +1,6 @@
 import { UnavailableError } from './http-error.js';
 
-export interface BatcherOptions<I, O> {
+interface BatcherOptions<I, O> {
   /** Runs one batch; must return one output per input, in order. */
   predictBatch(items: I[]): Promise<O[]>;
   /** Most items per predictBatch call (1 = batching off). */

@@ -32,7 +32,7 @@ export interface Prediction {
 /** A prediction with the decoded picture it was made from, for drawing the answer on. */
 export type PredictionWithView = Prediction & Pick<ModelInputAndView, 'view' | 'format'>;
 
-export interface ClassifierOptions {
+interface ClassifierOptions {
   model: ClassifierModel;
   decode: ImageDecoder;
   /** For classifyWithViews. */

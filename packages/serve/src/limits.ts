@@ -36,9 +36,9 @@ export const LIMITS = {
   connectionsCheckingIntervalMs: { default: 1_000, describe: "How often the header and request timeouts are checked (Node's default is 30 s)" },
 } as const satisfies Record<string, Limit>;
 
-export type LimitName = keyof typeof LIMITS;
+type LimitName = keyof typeof LIMITS;
 /** The limits a flag sets. */
-export type FlagLimitName = { [K in LimitName]: (typeof LIMITS)[K] extends { flag: string } ? K : never }[LimitName];
+type FlagLimitName = { [K in LimitName]: (typeof LIMITS)[K] extends { flag: string } ? K : never }[LimitName];
 
 /** The CLI flag of a limit: its help text and default (a size as the user would write it, e.g. 32mb). */
 export function limitOption(name: FlagLimitName): ToolOption {

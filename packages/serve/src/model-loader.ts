@@ -7,7 +7,7 @@ import { InputError, silentLogger, type ImgpipeConfig, type Logger } from '@imgp
 import { loadModel, type LoadedModel, loadTf, type Device, type Tta, withTta } from '@imgpipe/engines';
 import type { ModelLoader, ServedModel } from './serve.js';
 
-export interface ModelLoaderOptions {
+interface ModelLoaderOptions {
   device: Device;
   aws: ImgpipeConfig['aws'];
   log?: Logger;
@@ -102,7 +102,7 @@ export function servedModel(
  * The V2 model name when --name is not given: the model directory's name, or its parent's when the directory
  * is the run layout's `model/` (runs/20261127-0512-ab12/model -> 20261127-0512-ab12); only [A-Za-z0-9_.-].
  */
-export function modelNameFor(spec: string): string {
+function modelNameFor(spec: string): string {
   const path = spec.replace(/^s3:\/\/[^/]+\/?/, '').replace(/\/+$/, '');
   const own = basename(path);
   const chosen = own === 'model' && basename(dirname(path)) && dirname(path) !== '.' ? basename(dirname(path)) : own;

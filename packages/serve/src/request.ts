@@ -52,7 +52,7 @@ export function parseSeedRequest(body: Record<string, unknown>, maxImages: numbe
   });
 }
 
-export interface V2InferRequest {
+interface V2InferRequest {
   id: string | undefined;
   inputName: string;
   items: ImageItem[];
@@ -103,7 +103,7 @@ export function parseV2InferRequest(body: Record<string, unknown>, maxImages: nu
 }
 
 /** Deepest nesting of a V2 input's data: far more than any tensor has dimensions, far less than a JSON depth bomb. */
-export const MAX_DATA_DEPTH = 32;
+const MAX_DATA_DEPTH = 32;
 
 /** Nested data in row-major order, without recursion (a deep list is a 400 naming the input, not a stack overflow). */
 function flattenData(data: unknown[], name: string): unknown[] {

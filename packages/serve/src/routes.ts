@@ -5,16 +5,16 @@ import { inferV2, modelMetadata, readiness } from './route-v2.js';
 import { favicon, page, uiFile, uiModel, uiReport, uiReportPlot } from './route-ui.js';
 import type { AppState, Reply, RouteContext } from './route-types.js';
 
-export type { AppState, Reply, RouteContext } from './route-types.js';
+export type { AppState, Reply } from './route-types.js';
 
-export interface Route {
+interface Route {
   method: 'GET' | 'POST';
   /** A path with {param} segments. */
   pattern: string;
   handle(context: RouteContext, state: AppState): Promise<Reply>;
 }
 
-export const ROUTES: readonly Route[] = [
+const ROUTES: readonly Route[] = [
   { method: 'POST', pattern: '/', handle: predictSeed },
   { method: 'POST', pattern: '/predict', handle: predictSeed },
   { method: 'GET', pattern: '/v2/health/live', handle: async () => ({ status: 200, body: { live: true } }) },
@@ -55,7 +55,7 @@ export const ROUTES: readonly Route[] = [
   { method: 'GET', pattern: '/ui/report/plots/{file}', handle: uiReportPlot },
 ];
 
-export interface RouteMatch {
+interface RouteMatch {
   route: Route | undefined;
   /** The pattern for metrics and logs ('unknown' when nothing matched, so labels stay bounded). */
   label: string;

@@ -12,7 +12,7 @@ export interface ServeMetrics {
   observeRequest(route: string, status: number, seconds: number): void;
 }
 
-export interface ServeGauges {
+interface ServeGauges {
   queueDepth(): number;
   pendingImages(): number;
   inFlight(): number;

@@ -8,7 +8,7 @@ import { matchRoute, requestPathname, type AppState, type Reply } from './routes
 import type { ServeMetrics } from './serve-metrics.js';
 import { SECURITY_HEADERS } from './security-headers.js';
 
-export interface HttpApp {
+interface HttpApp {
   server: Server;
   /** Requests being handled now. */
   inFlight(): number;
@@ -19,7 +19,7 @@ export interface HttpApp {
   close(graceMs: number): Promise<void>;
 }
 
-export interface HttpAppOptions {
+interface HttpAppOptions {
   state: AppState;
   metrics: ServeMetrics;
   accessLog: AccessLog;

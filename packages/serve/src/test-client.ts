@@ -1,5 +1,5 @@
 // Test-only (excluded from the build): small HTTP helpers for the serve tests and the benchmark.
-export interface JsonReply {
+interface JsonReply {
   status: number;
   headers: Headers;
   // biome-ignore lint/suspicious/noExplicitAny: test helper; replies are arbitrary JSON that the tests read by path

@@ -6,7 +6,7 @@ type NodeProto = import('onnx-proto').onnx.INodeProto;
 type TensorProto = import('onnx-proto').onnx.ITensorProto;
 
 /** An attribute value: integer arrays are INTS, integers INT, { float } FLOAT. */
-export type AttrValue = number[] | number | { float: number };
+type AttrValue = number[] | number | { float: number };
 
 const { AttributeType } = onnx.AttributeProto;
 const { DataType } = onnx.TensorProto;

@@ -17,7 +17,7 @@ function clip(ctx: ConvertContext, x: string, base: string, min: number, max: nu
   return ctx.g.node('Clip', [x, ctx.g.scalar(`${base}:min`, min), ctx.g.scalar(`${base}:max`, max)], { base });
 }
 
-export function activation(ctx: ConvertContext, layer: LayerSpec, x: Value, name: string): Value {
+function activation(ctx: ConvertContext, layer: LayerSpec, x: Value, name: string): Value {
   const { g } = ctx;
   const base = layer.name;
   const out = (value: string): Value => ({ name: value, shape: x.shape });

@@ -15,7 +15,7 @@ interface Window {
  * Output size and pads [top, left, bottom, right] as TF computes them: 'valid' pads nothing; 'same' gives
  * ceil(in / stride) outputs and pads the total needed, the extra pixel (odd totals) at the bottom/right.
  */
-export function windowPads(layer: LayerSpec, input: [number, number], w: Window): { out: [number, number]; pads: number[] } {
+function windowPads(layer: LayerSpec, input: [number, number], w: Window): { out: [number, number]; pads: number[] } {
   const out: number[] = [];
   const before: number[] = [];
   const after: number[] = [];
@@ -59,7 +59,7 @@ function windowOf(layer: LayerSpec, kernelKey: string, stridesDefault?: [number,
 }
 
 /** HWIO (TF's conv kernel) -> OIHW (ONNX's). */
-export function hwioToOihw(kernel: Float32Array, [kh, kw, cin, cout]: number[]): Float32Array {
+function hwioToOihw(kernel: Float32Array, [kh, kw, cin, cout]: number[]): Float32Array {
   const out = new Float32Array(kernel.length);
   for (let h = 0; h < kh!; h++)
     for (let x = 0; x < kw!; x++)

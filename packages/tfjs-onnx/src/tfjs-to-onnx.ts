@@ -11,7 +11,7 @@ import { decodeWeights } from './tfjs-weights.js';
  * the same NHWC float input as the TF.js model, transposes it once to NCHW, and gives the feature layer's output
  * in TF's layout under the layer's name. A layer that does not convert throws UnsupportedLayerError.
  */
-export interface ConvertTfjsOptions {
+interface ConvertTfjsOptions {
   /** Default: the model's (first) output layer, as the TF.js path uses. */
   featureLayer?: string;
   /** Height and width when the model leaves them open; default 224. */
@@ -22,7 +22,7 @@ export interface ConvertTfjsOptions {
   metadata?: Record<string, string>;
 }
 
-export interface ConvertedTfjs {
+interface ConvertedTfjs {
   bytes: Uint8Array;
   featureLayer: string;
   inputName: string;

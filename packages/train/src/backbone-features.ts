@@ -6,7 +6,7 @@ import { checkFineTunable } from './fine-tune/fine-tune.js';
 import type { TrainOptions } from './train-options.js';
 import type { TrialFeatures } from './sweep/trial.js';
 
-export interface SplitFeatures {
+interface SplitFeatures {
   features: TrialFeatures;
   /** Seconds of both backbone passes (0 from the cache). */
   seconds: number;
@@ -14,16 +14,16 @@ export interface SplitFeatures {
 }
 
 /** What opening the backbone reads of the train options. */
-export type BackboneOptions = Pick<TrainOptions, 'backbone' | 'device' | 'featureLayer' | 'preprocess' | 'cacheDir' | 'fineTune'>;
+type BackboneOptions = Pick<TrainOptions, 'backbone' | 'device' | 'featureLayer' | 'preprocess' | 'cacheDir' | 'fineTune'>;
 
 /** The TF.js layers model that --fine-tune trains: its model.json first, then its weight files. */
-export interface TunableBackbone {
+interface TunableBackbone {
   files: string[];
   info: BackboneInfo;
 }
 
 /** The backbone that extracts the sweep's features, and under --fine-tune the TF.js model that fine-tuning trains. */
-export type OpenedBackbone = Backbone & { tunable?: TunableBackbone };
+type OpenedBackbone = Backbone & { tunable?: TunableBackbone };
 
 /**
  * The backbone, checked for --fine-tune before the sweep: an ONNX or graph backbone cannot be fine-tuned, and nobody

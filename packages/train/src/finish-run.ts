@@ -5,7 +5,7 @@ import { writeFailedRun } from './run-record.js';
 import { describeParams } from './sweep/sweep.js';
 import { pickBest } from './sweep/trial.js';
 
-export interface FinishRunInput {
+interface FinishRunInput {
   runDir: string;
   /** run.json as the run started: written back as failed or done. */
   run: RunJson;

@@ -5,7 +5,7 @@ import { changedInputs } from './run-inputs.js';
 import type { Trial } from './sweep/sweep.js';
 import type { TrainOptions } from './train-options.js';
 
-export interface OpenedRun {
+interface OpenedRun {
   runDir: string;
   /** run.json of the run being resumed. */
   previous?: RunJson;
@@ -14,7 +14,7 @@ export interface OpenedRun {
 }
 
 /** This command's identity: `key` over the inputs' content, `command` over the command line (see run-inputs.ts). */
-export interface RunIdentity {
+interface RunIdentity {
   key: string;
   command: string;
   inputs: RunInputs;

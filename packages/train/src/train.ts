@@ -17,10 +17,9 @@ import { finishRun } from './finish-run.js';
 import type { TrialHooks } from './trial-hooks.js';
 import { writeModel } from './write-model.js';
 
-export type { FineTuneRecord } from './fine-tune/fine-tune-step.js';
 export type { TrainOptions } from './train-options.js';
 
-export interface TrainResult {
+interface TrainResult {
   runDir: string;
   modelDir: string;
   best: TrialRecord;

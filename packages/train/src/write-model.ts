@@ -3,7 +3,7 @@ import type { BackboneInfo, DatasetManifest, Logger, ModelCard, TrialRecord } fr
 import type { FineTuneRecord } from './fine-tune/fine-tune-step.js';
 
 /** What the model directory is written from: the best trial, its dataset, and the backbone and head files to copy. */
-export interface ModelSource {
+interface ModelSource {
   /** train --augment: recorded in the card. */
   augment?: string;
   winner: TrialRecord;

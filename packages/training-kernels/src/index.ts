@@ -1,2 +1,2 @@
 export { registerTrainingKernels } from './register-training-kernels.js';
-export { freezeBatchNormStatistics, fuseTrainingLayers, type FusedLayers } from './training-layers.js';
+export { freezeBatchNormStatistics, fuseTrainingLayers } from './training-layers.js';

@@ -33,7 +33,7 @@ type ConvLayer = Layer & {
 const FROZEN_STATISTICS = Symbol('imgpipe.frozenStatistics');
 
 /** What fuseTrainingLayers changed, by layer class. */
-export type FusedLayers = { batchNorm: number; relu6: number; unfusedConv: number };
+type FusedLayers = { batchNorm: number; relu6: number; unfusedConv: number };
 
 const one = (inputs: Tensor | Tensor[]) => (Array.isArray(inputs) ? inputs[0]! : inputs);
 

@@ -12,7 +12,7 @@ export function wasmKernel(tf: Tf, name: string): KernelFunc {
 }
 
 /** Tensors a kernel makes on the way to its output; dispose() frees all but those kept. */
-export interface KernelTemps {
+interface KernelTemps {
   run(f: KernelFunc, inputs: Record<string, TensorInfo>, attrs: Record<string, unknown>): TensorInfo;
   /** A new float32 tensor to fill from JavaScript. */
   output(shape: number[]): TensorInfo;

@@ -8,7 +8,7 @@ import { WASM_BASE64 } from './wasm-training-kernels-binary.js';
  * on its tensors in place (about 4x a JavaScript loop over the same heap). Scratch vectors are malloc'd on that heap
  * for the call. Channel counts that are not a multiple of 4 run the same arithmetic in JavaScript.
  */
-export interface SimdLoops {
+interface SimdLoops {
   /** Per channel of rows x channels data: [sum of a, sum of a * b], in f64. */
   sums(a: TensorInfo, b: TensorInfo, rows: number, channels: number): [Float64Array, Float64Array];
   /** out = a * p + b * q + k, with p, q, k per channel. */

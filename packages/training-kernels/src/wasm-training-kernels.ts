@@ -16,9 +16,9 @@ import { simdLoops } from './wasm-simd-loops.js';
  * The loops are SIMD WebAssembly (wasm-simd-loops.ts). `trainingBatchNorm` and `relu6` run the ops;
  * training-layers.ts points a model's layers at them.
  */
-export const BATCH_NORM_TRAINING = 'ImgpipeBatchNormTraining';
+const BATCH_NORM_TRAINING = 'ImgpipeBatchNormTraining';
 const BATCH_NORM_TRAINING_GRAD = 'ImgpipeBatchNormTrainingGrad';
-export const RELU6 = 'ImgpipeRelu6';
+const RELU6 = 'ImgpipeRelu6';
 const RELU6_GRAD = 'ImgpipeRelu6Grad';
 
 type Args = Parameters<KernelFunc>[0];

@@ -116,6 +116,7 @@ function modelObjects(manifest) {
  * Download a publication's model from http(s)://…/prefix/ into `dest` (default: a directory per publication id
  * under the OS temp dir), each object checked against publication.json; returns the model directory.
  * @param {string} url @param {string} [dest]
+ * @public (this snippet's API; knip: no module here imports it)
  */
 export async function downloadModel(url, dest) {
   const base = url.endsWith('/') ? url : `${url}/`;
@@ -171,6 +172,7 @@ async function resolveModelDir(spec) {
 /**
  * Load a model (see resolveModelDir) after verifying it.
  * @param {string} spec
+ * @public
  */
 export async function loadModel(spec) {
   const dir = await resolveModelDir(spec);

@@ -4,7 +4,7 @@ import { deleteObjects, formatS3Uri, joinKey, putObjectIf, readObjectVersion, ty
 import { LockedError, processAlive, PUBLICATION_LEASE_FILE, type Logger } from '@imgpipe/kit';
 
 /** A lease not renewed for this long belongs to a publisher that died: another may take it over. */
-export const LEASE_SECONDS = 600;
+const LEASE_SECONDS = 600;
 const RENEW_MS = (LEASE_SECONDS * 1000) / 5;
 
 interface LeaseBody {

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
  * prep_model.py), kept as a type-checked file in assets/ and published as it is. It depends on nothing from
  * imgpipe, only on onnxruntime-node, @tensorflow/tfjs and sharp.
  */
-export const SNIPPET_PATH = new URL('../assets/load_model.mjs', import.meta.url);
+const SNIPPET_PATH = new URL('../assets/load_model.mjs', import.meta.url);
 
 export function readSnippet(): Promise<Buffer> {
   return readFile(SNIPPET_PATH);

@@ -30,7 +30,7 @@ export interface UploadS3Options {
   signal?: AbortSignal;
 }
 
-export interface UploadItem {
+interface UploadItem {
   /** Path relative to the run directory, or the snippet's name. */
   name: string;
   key: string;
@@ -40,7 +40,7 @@ export interface UploadItem {
   bytes: number;
 }
 
-export interface UploadSummary {
+interface UploadSummary {
   items: UploadItem[];
   manifest: PublicationManifest;
   pointer: Pointer;
@@ -75,7 +75,7 @@ async function checkListedFiles(modelDir: string, files: readonly string[]): Pro
 }
 
 /** What to upload from a run (or model) directory: [relative local path, relative key]. */
-export async function planUpload(dir: string): Promise<{ local: string; name: string }[]> {
+async function planUpload(dir: string): Promise<{ local: string; name: string }[]> {
   if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) {
     throw new InputError(`${dir}: no such directory (pass --run DIR of a trained run, or pipe train/eval-model's pointer in)`);
   }
@@ -112,7 +112,7 @@ async function digestSources(dir: string): Promise<Source[]> {
 }
 
 /** S3 refuses longer keys (with an unhelpful 400 on some stores). */
-export const MAX_KEY_BYTES = 1024;
+const MAX_KEY_BYTES = 1024;
 
 /** UsageError naming the prefix when a key of the publication would be longer than S3 allows. */
 function checkKeyLengths(bucket: string, prefix: string, keys: string[]): void {

@@ -17,7 +17,7 @@ export async function readRows(dataset: Dataset, split: SplitName, rows: ArrayLi
 }
 
 /** Softmax probabilities of `n` images; `slot` (0 .. concurrency - 1) says which of the batches in flight this is. */
-export type PredictBatch = (pixels: Uint8Array, n: number, slot: number) => Promise<Float32Array>;
+type PredictBatch = (pixels: Uint8Array, n: number, slot: number) => Promise<Float32Array>;
 
 /**
  * Loss and accuracy on a split in inference mode, in batches of `batchSize`, `concurrency` of them in flight,

@@ -6,7 +6,7 @@ import { BestEpoch, scheduledLr } from './fine-tune-schedule.js';
 import type { FineTuneEpoch, FineTuneOptions, FineTuneRun } from './fine-tune-types.js';
 
 /** How a fine-tuning run trains, validates and saves (in this thread, or across workers). */
-export interface FineTuneEngine {
+interface FineTuneEngine {
   /**
    * One optimizer step on `count` images: the gradient of their mean loss, summed over micro-batches of at most
    * `microBatch` images, applied at learning rate `lr`. Returns their mean loss and accuracy.
@@ -19,7 +19,7 @@ export interface FineTuneEngine {
 }
 
 /** One micro-batch's part of a step: its summed loss and accuracy (over its images), and its mean loss's gradient. */
-export interface MicroBatchStep {
+interface MicroBatchStep {
   lossSum: number;
   correct: number;
   gradients: Float32Array[];

@@ -16,13 +16,13 @@ export type FineTuneRecord = Omit<FineTuneResult, 'backboneFiles' | 'headModelJs
   backbone_sha256: string;
 };
 
-export interface FineTuneStep {
+interface FineTuneStep {
   record: FineTuneRecord;
   /** The fine-tuned model's files, when it is kept (its validation accuracy did not drop). */
   kept?: { backboneFiles: string[]; headModelJson: string; backboneInfo: BackboneInfo };
 }
 
-export interface FineTuneStepInput {
+interface FineTuneStepInput {
   tf: Tf;
   dataset: Dataset;
   settings: FineTuneSettings;

@@ -10,7 +10,7 @@ import { buildFineTuneModel, disposeFineTuneModel, inputTensor, predictProbabili
 import { fineTuneInWorkers } from './fine-tune-parallel.js';
 import { type FineTuneMode, type FineTuneOptions, type FineTuneResult, unfrozenLayers } from './fine-tune-types.js';
 
-export type { BatchNormStatistics, FineTuneEpoch, FineTuneMode, FineTuneOptions, FineTuneResult, FineTuneSettings } from './fine-tune-types.js';
+export type { BatchNormStatistics, FineTuneMode, FineTuneResult, FineTuneSettings } from './fine-tune-types.js';
 
 type Tensor = ReturnType<Tf['tensor']>;
 

@@ -7,7 +7,7 @@ import type { TrainOptions } from '../train-options.js';
 import { epochPause, injectsFailure, type TrialHooks } from '../trial-hooks.js';
 import { isBetter, pickBest, runTrial, type LayersModelLike, type TrialFeatures } from './trial.js';
 
-export interface SweepInput {
+interface SweepInput {
   tf: Tf;
   features: TrialFeatures;
   trials: readonly Trial[];
@@ -23,7 +23,7 @@ export interface SweepInput {
   log: Logger;
 }
 
-export interface SweepOutcome {
+interface SweepOutcome {
   /** Every finished trial, by id (earlier attempts' included). */
   records: Map<string, TrialRecord>;
   /** Failed trials, earlier attempts' included. */

@@ -21,7 +21,7 @@ export interface Trial {
 export type Strategy = 'grid' | 'random';
 
 /** Every combination, lr outermost (the seed's loop order). */
-export function gridOf(space: SearchSpace): TrialParams[] {
+function gridOf(space: SearchSpace): TrialParams[] {
   const out: TrialParams[] = [];
   for (const lr of unique(space.lr))
     for (const layer_size of unique(space.layer_size))

@@ -11,7 +11,7 @@ export interface TrialFeatures {
   classes: number;
 }
 
-export interface RunTrialOptions {
+interface RunTrialOptions {
   /** Stop after this many epochs without a lower val loss, keeping the best epoch's weights. */
   patience?: number;
   onEpoch?(record: EpochRecord): void | Promise<void>;

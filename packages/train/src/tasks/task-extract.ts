@@ -7,7 +7,7 @@ import { verifyPlanInputs } from './task-inputs.js';
 import { PLAN_FILE, type RunPlan, type ShardPart } from './task-plan.js';
 
 /** Features of the planned shards: <run>/features/<split>-<start>.f32, count x dim float32, one file per part. */
-export const FEATURES_DIR = 'features';
+const FEATURES_DIR = 'features';
 
 export function shardPartFile(runDir: string, part: ShardPart): string {
   return join(runDir, FEATURES_DIR, `${part.split}-${String(part.start).padStart(9, '0')}.f32`);

@@ -50,7 +50,7 @@ export interface PlanInputs {
   backbone_sha256: string;
 }
 
-export interface PlanOptions extends TrainOptions {
+interface PlanOptions extends TrainOptions {
   /** Number of extraction shards (tasks). */
   shards: number;
   /** Name of the run directory under `out` (default: a new timestamped one, or the unfinished plan of the same command). */

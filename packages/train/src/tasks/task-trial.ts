@@ -11,7 +11,7 @@ import { runTrial, type TrialFeatures } from '../sweep/trial.js';
 import { epochPause, injectsFailure, type TrialHooks } from '../trial-hooks.js';
 
 /** One file per trial: <run>/trials/<id>.json (the record, written last) and <run>/trials/<id>.head/ (an ok trial's head). */
-export const TRIALS_DIR = 'trials';
+const TRIALS_DIR = 'trials';
 
 export function trialFile(runDir: string, trial: Trial): string {
   return join(runDir, TRIALS_DIR, `${trial.id}.json`);
@@ -32,7 +32,7 @@ export async function readTrialRecord(runDir: string, trial: Trial): Promise<Tri
 }
 
 /** Every shard's features, in split order; a shard not yet extracted, or damaged, is an error naming its task. */
-export async function readShardFeatures(runDir: string, plan: RunPlan, dataset: Dataset): Promise<TrialFeatures> {
+async function readShardFeatures(runDir: string, plan: RunPlan, dataset: Dataset): Promise<TrialFeatures> {
   const dim = plan.feature_dim;
   const missing: number[] = [];
   const damaged: string[] = [];
