@@ -1,5 +1,5 @@
 // Engines benchmark: ResNet50 at 224 with random weights, built here (nothing is downloaded) in both formats with
-// the same weights (@imgpipe/test-utils buildResnet50Backbones: ONNX written with onnx-proto, TF.js layers model
+// the same weights (engines' test helper buildResnet50Backbones, test-resnet50-model.ts: ONNX written with onnx-proto, TF.js layers model
 // saved through engines' file IO handler). Measures images/s of
 //   - ONNX Runtime: the bare engine (session.run on a ready float tensor) and the pipeline (extractFeatures:
 //     disk reads, preprocessing, batching; cache off);
@@ -8,7 +8,8 @@
 //        [--device cpu|webgpu|cuda|auto] [--workers 1,2] [--no-tfjs]
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { buildResnet50Backbones, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { buildResnet50Backbones } from '@imgpipe/engines/test-resnet50-model';
 import { loadBackbone } from '@imgpipe/engines';
 import { openTfjsRunner } from '@imgpipe/engines/backbone-tfjs-runner';
 import { writeBenchResults, type BenchResult } from '@imgpipe/test-utils';

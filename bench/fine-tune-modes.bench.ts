@@ -16,7 +16,8 @@ import { runEvalModel } from '@imgpipe/eval';
 import { fileLoadHandler, fileSaveHandler, loadTf, preprocessPixels, preprocessSpec } from '@imgpipe/engines';
 import { csvString, openDataset } from '@imgpipe/kit';
 import { runPrepData } from '@imgpipe/prep-data';
-import { buildMobileNetV1, buildPhotoSet, makeTempDir, photoSources, writeBenchResults, type BenchResult } from '@imgpipe/test-utils';
+import { buildPhotoSet, makeTempDir, photoSources, writeBenchResults, type BenchResult } from '@imgpipe/test-utils';
+import { buildMobileNetV1 } from '@imgpipe/engines/test-mobilenet-model';
 import { runTrain, type BatchNormStatistics, type FineTuneMode } from '@imgpipe/train';
 
 const { values } = parseArgs({

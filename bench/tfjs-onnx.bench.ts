@@ -1,5 +1,5 @@
 // TF.js layers backbone on ONNX Runtime vs TF.js: a MobileNet v1 shaped model (alpha 0.75, 224x224, random
-// weights, built here with @imgpipe/test-utils buildMobileNetV1; nothing is downloaded), features at its global
+// weights, built here with engines' test helper buildMobileNetV1 (test-mobilenet-model.ts); nothing is downloaded), features at its global
 // pool. Measures, in the same run, images/s of extractFeatures (disk reads, preprocessing, batching; cache off) on
 //   - TF.js WebAssembly with 2 worker threads (--device wasm, what a TF.js backbone ran on before), and
 //   - the converted ONNX model on ONNX Runtime's CPU provider (--device cpu),
@@ -7,7 +7,8 @@
 // Usage: IMGPIPE_BENCH_FILTER=tfjs-onnx node scripts/run-bench.mjs [--images 128] [--tfjs-images 64] [--batch 16] [--workers 2]
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { buildMobileNetV1, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { buildMobileNetV1 } from '@imgpipe/engines/test-mobilenet-model';
 import { loadBackbone } from '@imgpipe/engines';
 import { writeBenchResults, type BenchResult } from '@imgpipe/test-utils';
 import { openDataset } from '@imgpipe/kit';

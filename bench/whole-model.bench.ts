@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildLayersHead, loadBackbone, loadModel, loadTf, saveModelDir, type Device, type LoadBackboneOptions } from '@imgpipe/engines';
 import { createRng, MODEL_FORMAT, silentLogger } from '@imgpipe/kit';
-import { buildMobileNetV1, buildResnet50Backbones, buildTinyConvBackbone, makeTempDir, writeBenchResults, type BenchResult } from '@imgpipe/test-utils';
+import { buildTinyConvBackbone, makeTempDir, writeBenchResults, type BenchResult } from '@imgpipe/test-utils';
+import { buildMobileNetV1 } from '@imgpipe/engines/test-mobilenet-model';
+import { buildResnet50Backbones } from '@imgpipe/engines/test-resnet50-model';
 
 const { values } = parseArgs({
   options: {

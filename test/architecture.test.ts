@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { describe, it } from 'node:test';
 
 const ROOT = new URL('..', import.meta.url).pathname;
-const LAYER: Record<string, number> = { kit: 0, s3: 1, images: 1, 'tfjs-onnx': 1, engines: 2, 'training-kernels': 3, 'test-utils': 3 };
+const LAYER: Record<string, number> = { kit: 0, s3: 1, images: 1, 'tfjs-onnx': 1, engines: 2, 'training-kernels': 3, 'test-utils': 2 };
 const TOOL_LAYER = 4;
 
 interface Pkg { dir: string; name: string; deps: string[]; devDeps: string[]; external: string[] }
@@ -37,7 +37,7 @@ describe('the package graph', () => {
   const all = packages();
   const byName = new Map(all.map((p) => [p.name, p]));
 
-  it('every dependency sits in a lower layer: kit < s3, images, tfjs-onnx < engines < training-kernels, test-utils < tools', () => {
+  it('every dependency sits in a lower layer: kit < s3, images, tfjs-onnx < engines, test-utils < training-kernels < tools', () => {
     for (const pkg of all) {
       for (const dep of pkg.deps) {
         assert.ok(layerOf(dep) < layerOf(pkg.name), `${pkg.name} depends on ${dep}, which is not below it`);
@@ -93,6 +93,10 @@ describe('the package graph', () => {
       for (const dep of pkg.external) assert.ok(imported.has(dep), `${pkg.name} lists ${dep} as a dependency, but only its tests use it (or nothing does): a devDependency`);
     }
     assert.ok(!byName.get('serve')!.external.includes('sharp'), 'serve decodes through @imgpipe/images, which owns sharp');
+  });
+
+  it('test-utils stands on kit and s3 only, so every library below engines can test with it (engines keeps its TF.js test models)', () => {
+    assert.deepEqual([...byName.get('test-utils')!.deps].sort(), ['kit', 's3']);
   });
 
   it('review-labels stands on the libraries (kit, engines, images), never on another tool', () => {
@@ -162,7 +166,7 @@ register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hooks)}),
 const { createModelLoader } = await import(${JSON.stringify(pathToFileURL(join(ROOT, 'packages/serve/src/model-loader.ts')).href)});
 await import('@imgpipe/serve');
 await import('@imgpipe/eval');
-const { buildTestModelDir } = await import(${JSON.stringify(pathToFileURL(join(ROOT, 'packages/serve/src/test-model.ts')).href)});
+const { buildTestModelDir } = await import(${JSON.stringify(pathToFileURL(join(ROOT, 'packages/engines/src/test-model.ts')).href)});
 const dir = await buildTestModelDir(${JSON.stringify(temp)}, { format: 'tfjs-layers', wholeModel: false });
 const served = await createModelLoader({ device: 'wasm', aws: { endpoint: '' }, maxPixels: 4000000 })(dir);
 const { loadTf } = await import('@imgpipe/engines');

@@ -11,7 +11,7 @@ import { servedModel } from '@imgpipe/serve';
 import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { runTrain, type TrainOptions } from '@imgpipe/train';
 import { extractSplitFeatures } from '../packages/train/src/backbone-features.js';
-import { tinyBackbone, writeLearnableDataset, TEST_SIZE } from '../packages/train/src/test-dataset.js';
+import { tinyBackbone, writeLearnableDataset, TEST_SIZE } from '@imgpipe/test-utils';
 
 let temp: TempDir;
 let dataset: Dataset;

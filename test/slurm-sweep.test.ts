@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { makeTempDir, startSlurmCluster, type SlurmCluster, type TempDir } from '@imgpipe/test-utils';
 import { execa } from 'execa';
-import { tinyBackbone, writeLearnableDataset } from '../packages/train/src/test-dataset.js';
+import { tinyBackbone, writeLearnableDataset } from '@imgpipe/test-utils';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TRAIN = join(ROOT, 'packages/train/bin/train.js');

@@ -171,6 +171,9 @@ export async function sha256File(path: string): Promise<string> {
   return sha256Stream(handle.createReadStream({ highWaterMark: WHOLE_READ_BYTES }));
 }
 
+/** One read buffer for sha256FileSync, which never yields while using it: a fresh one per file kept GC busy. */
+let hashScratch: Buffer | undefined;
+
 /**
  * sha256 of a regular file, read on the calling thread (for a worker thread that does nothing else); anything but a
  * regular file is refused without being read (opened non-blocking: a FIFO cannot hang it).
@@ -181,7 +184,8 @@ export function sha256FileSync(path: string): string {
     const info = fstatSync(fd);
     if (!info.isFile()) throw Object.assign(new Error(`${path}: not a regular file`), { code: 'EISDIR' });
     const hash = createHash('sha256');
-    const buffer = Buffer.allocUnsafe(Math.min(WHOLE_READ_BYTES, Math.max(1, info.size)));
+    hashScratch ??= Buffer.allocUnsafe(WHOLE_READ_BYTES);
+    const buffer = hashScratch;
     for (;;) {
       const read = readSync(fd, buffer, 0, buffer.length, null);
       if (read === 0) break;

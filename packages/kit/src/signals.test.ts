@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { signalExitCode } from './signals.js';
+import { removeTrackedSync, trackTemp } from './temp-files.js';
 
 const SIGNALS = new URL('./signals.ts', import.meta.url).href;
 
@@ -35,4 +41,24 @@ test('stopOnSignals aborts the work on SIGINT or SIGTERM and gives the exit stat
     assert.match(stderr, /listeners 1 1\n/, 'one handler per signal; the disposed one is gone');
     assert.match(stderr, new RegExp(`stopping on ${signal}\\nreason ${signal} before ${status}\\n`));
   }
+});
+
+test('removeTrackedSync removes a tracked directory even while another thread is still writing into it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'imgpipe-tracked-'));
+  const target = join(dir, 'head.tmp');
+  await mkdir(target);
+  for (let i = 0; i < 200; i++) await writeFile(join(target, `old-${i}`), 'x');
+  // A thread that keeps adding files for 60 ms, as an async write handed to libuv's pool lands during the removal.
+  const writer = new Worker(
+    `const { writeFileSync } = require('node:fs'); const { join } = require('node:path'); const { target } = require('node:worker_threads').workerData;
+     const until = Date.now() + 60; let n = 0;
+     while (Date.now() < until) { try { writeFileSync(join(target, 'new-' + n++), 'y'); } catch { break; } }`,
+    { eval: true, workerData: { target } },
+  );
+  await new Promise((resolve) => writer.once('online', resolve));
+  trackTemp(target);
+  removeTrackedSync();
+  await new Promise((resolve) => writer.once('exit', resolve));
+  assert.equal(existsSync(target), false, 'the tracked directory is gone');
+  await rm(dir, { recursive: true, force: true });
 });

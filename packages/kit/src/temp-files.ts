@@ -77,14 +77,24 @@ export function untrackTemp(path: string): void {
   live.delete(path);
 }
 
-/** Synchronously remove every tracked path (from a signal handler or 'exit', where nothing async runs). */
+/**
+ * Synchronously remove every tracked path (from a signal handler or 'exit', where nothing async runs). A write the
+ * process had already handed to libuv's threads can still land in a directory being removed (ENOTEMPTY): retried.
+ */
 export function removeTrackedSync(): void {
-  for (const path of live) {
+  for (const path of live) removeRetryingSync(path);
+  live.clear();
+}
+
+/** rmSync, tried again (20 ms apart, for up to half a second) while files keep appearing in the directory. */
+function removeRetryingSync(path: string): void {
+  for (let attempt = 0; attempt < 25; attempt++) {
     try {
       rmSync(path, { recursive: true, force: true });
-    } catch {
-      // best effort while exiting
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOTEMPTY') return; // best effort while exiting
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
     }
   }
-  live.clear();
 }

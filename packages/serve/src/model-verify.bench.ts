@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openModelDir, silentLogger } from '@imgpipe/kit';
 import { Head, loadBackbone, loadTf, parseDevice, saveModelDir } from '@imgpipe/engines';
-import { buildResnet50Backbones, makeTempDir, writeBenchResults, type BenchResult } from '@imgpipe/test-utils';
+import { makeTempDir, writeBenchResults, type BenchResult } from '@imgpipe/test-utils';
+import { buildResnet50Backbones } from '@imgpipe/engines/test-resnet50-model';
 import { createModelLoader } from './model-loader.js';
 
 const { values } = parseArgs({ options: { repeat: { type: 'string', default: '3' }, device: { type: 'string', default: 'cpu' } }, strict: false });

@@ -9,7 +9,8 @@ import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { createModelLoader } from './model-loader.js';
 import { runServe, type ServeHandle } from './serve.js';
 import { seedBody, v2Body } from './test-client.js';
-import { buildTestModelDir, testImage } from './test-model.js';
+import { buildTestModelDir } from '@imgpipe/engines/test-model';
+import { testImage } from '@imgpipe/test-utils';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;

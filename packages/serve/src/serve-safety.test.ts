@@ -10,7 +10,8 @@ import { createModelLoader } from './model-loader.js';
 import { runServe, type ServeHandle, type ServeOptions, type ServedModel } from './serve.js';
 import { heavySvg, zeroPng } from '@imgpipe/test-utils';
 import { request, seedBody, v2Body } from './test-client.js';
-import { buildTestModelDir, testImage } from './test-model.js';
+import { buildTestModelDir } from '@imgpipe/engines/test-model';
+import { testImage } from '@imgpipe/test-utils';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;

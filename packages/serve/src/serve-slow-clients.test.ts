@@ -6,7 +6,8 @@ import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { createModelLoader } from './model-loader.js';
 import { runServe, type ServeHandle } from './serve.js';
 import { request, seedBody } from './test-client.js';
-import { buildTestModelDir, testImage } from './test-model.js';
+import { buildTestModelDir } from '@imgpipe/engines/test-model';
+import { testImage } from '@imgpipe/test-utils';
 
 const quiet = { write: () => true } as unknown as NodeJS.WritableStream;
 

@@ -24,11 +24,12 @@ import { tmpdir } from 'node:os';
 import { readJpegHeader } from '@imgpipe/images/jpeg-header';
 import { createLogger, silentLogger } from '@imgpipe/kit';
 import { loadModel, parseDevice } from '@imgpipe/engines';
-import { buildPhotoSet, writeBenchResults, type BenchResult, buildResnet50Backbones, makeTempDir } from '@imgpipe/test-utils';
+import { buildPhotoSet, writeBenchResults, type BenchResult, makeTempDir } from '@imgpipe/test-utils';
+import { buildResnet50Backbones } from '@imgpipe/engines/test-resnet50-model';
 import { join } from 'node:path';
 import { createModelLoader } from './model-loader.js';
 import { runServe } from './serve.js';
-import { buildTestModelDir } from './test-model.js';
+import { buildTestModelDir } from '@imgpipe/engines/test-model';
 
 const { values } = parseArgs({
   options: {

@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { makeTempDir, publishModelDir, startS3Server, uploadDirectory, type TempDir } from '@imgpipe/test-utils';
 import { metric, request, seedBody, v2Body } from './test-client.js';
-import { buildTestModelDir, testImage } from './test-model.js';
+import { buildTestModelDir } from '@imgpipe/engines/test-model';
+import { testImage } from '@imgpipe/test-utils';
 import { waitFor, zeroPng } from '@imgpipe/test-utils';
 
 // The real bin (bin/serve.js imports dist/main.js: run `npx tsc -b` first).

@@ -12,7 +12,8 @@ import { bombPng, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { createModelLoader } from './model-loader.js';
 import { runServe, type ServeHandle, type ServeOptions, type ServedModel } from './serve.js';
 import { metric, request, seedBody, v2Body } from './test-client.js';
-import { buildTestModelDir, TEST_LABELS, TEST_SIZE, testImage } from './test-model.js';
+import { buildTestModelDir, TEST_LABELS, TEST_SIZE } from '@imgpipe/engines/test-model';
+import { testImage } from '@imgpipe/test-utils';
 
 const DEVICE = 'wasm' as const;
 const logLines: string[] = [];

@@ -18,7 +18,8 @@ import { createRng, readStylesheet } from '@imgpipe/kit';
 import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 
 import { request, v2Body } from './test-client.js';
-import { buildTestModelDir, testImage } from './test-model.js';
+import { buildTestModelDir } from '@imgpipe/engines/test-model';
+import { testImage } from '@imgpipe/test-utils';
 
 const CHROMIUM = process.env.IMGPIPE_CHROMIUM ?? '/usr/bin/chromium';
 const BIN = fileURLToPath(new URL('../bin/serve.js', import.meta.url));

@@ -15,7 +15,8 @@ import { createModelLoader } from './model-loader.js';
 import { runServe, type ServeHandle, type ServeOptions } from './serve.js';
 import { PAGE_CSP } from './security-headers.js';
 import { request, seedBody } from './test-client.js';
-import { buildTestModelDir, testImage } from './test-model.js';
+import { buildTestModelDir } from '@imgpipe/engines/test-model';
+import { testImage } from '@imgpipe/test-utils';
 
 const sink = { write: () => true } as unknown as NodeJS.WritableStream;
 const BIN = fileURLToPath(new URL('../bin/serve.js', import.meta.url));

@@ -1,9 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants, crc32, deflateRawSync, deflateSync } from 'node:zlib';
-import type { RejectReason } from '@imgpipe/images';
 import type { Rng } from '@imgpipe/kit';
 import { drawImage } from './shapes.js';
+
+/** images' RejectReason, spelt out here because test-utils stands on kit and s3 only (images' tests use it). */
+type RejectReason = 'missing' | 'empty' | 'not-an-image' | 'unsupported-format' | 'unreadable' | 'too-large' | 'too-slow' | 'decompression-bomb';
 
 export interface BadImage {
   /** Path relative to the set's directory. */

@@ -6,7 +6,7 @@ import { writeJsonAtomic } from '@imgpipe/kit';
  * Tiny backbones for tests, the same conv net in both formats with the same weights:
  *   input (size x size x 3) -> conv1 3x3 same, relu -> conv2 3x3 stride 2 valid, relu -> global average pool
  *   ('features') -> dense ('logits', the model's output).
- * TF.js: a layers model (NHWC) saved through engines' file IO handler (tfjs-io.ts) (no tfjs-node). ONNX: a graph (NCHW, like a
+ * TF.js: a layers model (NHWC) written by hand as tfjs-layers saves it (tiny-layers-model.ts; no TF.js). ONNX: a graph (NCHW, like a
  * torch export) written with onnx-proto, whose 'features' value is not a graph output.
  */
 export interface TinyConvWeights {

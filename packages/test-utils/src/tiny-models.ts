@@ -1,9 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as tf from '@imgpipe/engines/tfjs-parts';
 import { createRng } from '@imgpipe/kit';
-import { fileSaveHandler } from '@imgpipe/engines';
 import { writeTinyGraphModel, type TinyConvWeights } from './tiny-graph-model.js';
+import { writeTinyLayersModel } from './tiny-layers-model.js';
 
 export type { TinyConvWeights } from './tiny-graph-model.js';
 import onnxProto from 'onnx-proto';
@@ -35,15 +34,6 @@ export interface TinyConvOptions {
   fixedBatch?: number;
 }
 
-/**
- * Building a model here writes weights through tf's default backend (cpu in Node without tfjs-node), whose first
- * write prints a "Hi, looks like you are running TensorFlow.js in Node.js" banner meant for apps: not for tests.
- */
-export function quietCpuBackend(): void {
-  const backend = tf.getBackend() as string | undefined; // undefined until the first op picks one (cpu here)
-  if (backend === undefined || backend === 'cpu') tf.env().set('IS_TEST', true);
-}
-
 export function tinyConvWeights(seed = 1, channels: [number, number] = [4, 8], classes = 3): TinyConvWeights {
   const rand = createRng(seed);
   const fill = (n: number, scale: number) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
@@ -63,7 +53,7 @@ export async function buildTinyConvBackbone(options: TinyConvOptions): Promise<T
   await mkdir(dir, { recursive: true });
   const common = { dir, inputSize, weights, featureDim: weights.channels[1], outputName: 'logits' };
   if (format === 'tfjs-layers') {
-    await saveTinyTfjs(dir, inputSize, weights);
+    await writeTinyLayersModel(dir, inputSize, weights);
     return { ...common, format, path: join(dir, 'model.json'), featureLayer: 'features' };
   }
   if (format === 'tfjs-graph') {
@@ -73,30 +63,6 @@ export async function buildTinyConvBackbone(options: TinyConvOptions): Promise<T
   const path = join(dir, 'model.onnx');
   await writeFile(path, tinyConvOnnx(inputSize, weights, options.fixedBatch));
   return { ...common, format, path, featureLayer: 'features' };
-}
-
-async function saveTinyTfjs(dir: string, inputSize: number, w: TinyConvWeights): Promise<void> {
-  quietCpuBackend();
-  const [c1, c2] = w.channels;
-  const input = tf.input({ shape: [inputSize, inputSize, 3], name: 'input' });
-  const conv1 = tf.layers.conv2d({ name: 'conv1', filters: c1, kernelSize: 3, padding: 'same', activation: 'relu' });
-  const conv2 = tf.layers.conv2d({ name: 'conv2', filters: c2, kernelSize: 3, strides: 2, padding: 'valid', activation: 'relu' });
-  const pool = tf.layers.globalAveragePooling2d({ name: 'features' });
-  const dense = tf.layers.dense({ name: 'logits', units: w.classes });
-  const output = dense.apply(pool.apply(conv2.apply(conv1.apply(input)))) as tf.SymbolicTensor;
-  const model = tf.model({ inputs: input, outputs: output, name: 'tiny_conv' });
-  const tensors = [
-    tf.tensor4d(w.conv1.kernel, [3, 3, 3, c1]),
-    tf.tensor1d(w.conv1.bias),
-    tf.tensor4d(w.conv2.kernel, [3, 3, c1, c2]),
-    tf.tensor1d(w.conv2.bias),
-    tf.tensor2d(w.dense.kernel, [c2, w.classes]),
-    tf.tensor1d(w.dense.bias),
-  ];
-  model.setWeights(tensors);
-  tf.dispose(tensors);
-  await model.save(fileSaveHandler(dir));
-  model.dispose();
 }
 
 /** HWIO -> OIHW */

@@ -13,7 +13,8 @@ import { execa } from 'execa';
 import { createFeatureSet, loadTf, parseDevice } from '@imgpipe/engines';
 import { createRng } from '@imgpipe/kit';
 import { writeBenchResults, type BenchResult } from '@imgpipe/test-utils';
-import { buildResnet50Backbones, makeTempDir, startSlurmCluster, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { makeTempDir, startSlurmCluster, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { buildResnet50Backbones } from '@imgpipe/engines/test-resnet50-model';
 import { runTrial } from './sweep/trial.js';
 
 const { values } = parseArgs({

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { sha256File } from '@imgpipe/kit';
 import { buildTinyConvBackbone, makeTempDir, type TempDir } from '@imgpipe/test-utils';
-import { TEST_SIZE, tinyBackbone, writeLearnableDataset } from './test-dataset.js';
+import { TEST_SIZE, tinyBackbone, writeLearnableDataset } from '@imgpipe/test-utils';
 
 const BIN = fileURLToPath(new URL('../bin/train.js', import.meta.url));
 let temp: TempDir;

@@ -9,7 +9,7 @@ import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import { runTrain } from './train.js';
 import type { TrainOptions } from './train-options.js';
 import type { TrialHooks } from './trial-hooks.js';
-import { tinyBackbone, writeLearnableDataset } from './test-dataset.js';
+import { tinyBackbone, writeLearnableDataset } from '@imgpipe/test-utils';
 
 let temp: TempDir;
 let base: Omit<TrainOptions, 'out'>;

@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createLogger, openDataset, silentLogger, type ProgressEvent } from '@imgpipe/kit';
 import { fileSaveHandler, Head, loadBackbone, loadTf, type Tf } from '@imgpipe/engines';
-import { buildMobileNetV1, makeTempDir, type TempDir } from '@imgpipe/test-utils';
+import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
+import { buildMobileNetV1 } from '@imgpipe/engines/test-mobilenet-model';
 import { fineTune, type FineTuneMode } from './fine-tune.js';
 import { outputFloatsPerImage, wasmMicroBatch, wasmTrainingBatch } from './fine-tune-memory.js';
-import { TEST_SIZE, writeLearnableDataset } from '../test-dataset.js';
+import { TEST_SIZE, writeLearnableDataset } from '@imgpipe/test-utils';
 
 let temp: TempDir;
 let dataDir: string;

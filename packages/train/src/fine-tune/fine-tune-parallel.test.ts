@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { openDataset, type BackboneInfo, type Dataset } from '@imgpipe/kit';
 import { fileSaveHandler, Head, loadBackbone, loadTf, type Tf } from '@imgpipe/engines';
-import { buildMobileNetV1, buildTinyConvBackbone, makeTempDir, type TempDir } from '@imgpipe/test-utils';
+import { buildTinyConvBackbone, makeTempDir, type TempDir } from '@imgpipe/test-utils';
+import { buildMobileNetV1 } from '@imgpipe/engines/test-mobilenet-model';
 import { fineTune, type FineTuneResult } from './fine-tune.js';
 import { averageGradients, shardSizes, syncBatchNorm } from './fine-tune-parallel.js';
 import { FineTuneWorkers, type ShardStep } from './fine-tune-workers.js';
-import { TEST_SIZE, writeLearnableDataset } from '../test-dataset.js';
+import { TEST_SIZE, writeLearnableDataset } from '@imgpipe/test-utils';
 
 let temp: TempDir;
 let tf: Tf;

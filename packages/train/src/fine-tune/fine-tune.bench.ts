@@ -13,7 +13,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileSaveHandler, Head, loadBackbone, loadTf, parseDevice } from '@imgpipe/engines';
 import { openDataset } from '@imgpipe/kit';
-import { writeBenchResults, buildMobileNetV1, buildResnet50Backbones, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { writeBenchResults, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { buildMobileNetV1 } from '@imgpipe/engines/test-mobilenet-model';
+import { buildResnet50Backbones } from '@imgpipe/engines/test-resnet50-model';
 import { fineTune, type FineTuneMode } from './fine-tune.js';
 
 const { values } = parseArgs({

@@ -9,7 +9,7 @@ import { buildTinyConvBackbone, makeTempDir, type TempDir, type TinyBackbone } f
 import { checkFineTunable, fineTune, type FineTuneMode } from './fine-tune.js';
 import { evaluateSplit } from './fine-tune-data.js';
 import { buildFineTuneModel, disposeFineTuneModel, predictProbabilities } from './fine-tune-model.js';
-import { TEST_SIZE, writeLearnableDataset } from '../test-dataset.js';
+import { TEST_SIZE, writeLearnableDataset } from '@imgpipe/test-utils';
 import { runTrain } from '../train.js';
 
 let temp: TempDir;

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger } from '@imgpipe/kit';
 import { parseDevice } from '@imgpipe/engines';
-import { writeBenchResults, type BenchResult, buildResnet50Backbones, buildTinyConvBackbone, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { writeBenchResults, type BenchResult, buildTinyConvBackbone, makeTempDir, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { buildResnet50Backbones } from '@imgpipe/engines/test-resnet50-model';
 import { runTrain } from '../train.js';
 
 const { values } = parseArgs({

@@ -10,7 +10,7 @@ import { extractShard } from './task-extract.js';
 import { finishTask as finishRun } from './task-finish.js';
 import { planRun, planShards, readPlan } from './task-plan.js';
 import { runTrialTask, trialFile } from './task-trial.js';
-import { TEST_SIZE, tinyBackbone, writeLearnableDataset } from '../test-dataset.js';
+import { TEST_SIZE, tinyBackbone, writeLearnableDataset } from '@imgpipe/test-utils';
 import { runTrain } from '../train.js';
 import type { TrainOptions } from '../train-options.js';
 

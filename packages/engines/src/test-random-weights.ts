@@ -1,4 +1,4 @@
-import * as tf from '@imgpipe/engines/tfjs-parts';
+import * as tf from './tfjs-parts.js';
 import { createRng } from '@imgpipe/kit';
 
 /**

@@ -1,6 +1,7 @@
-// Test-only (excluded from the build): a small learnable dataset in prep-data's layout and a tiny backbone.
+// A small learnable dataset in prep-data's layout and a tiny backbone, for train's tests and the cross-package ones.
 import { createRng } from '@imgpipe/kit';
-import { buildTinyConvBackbone, writeSyntheticDataset } from '@imgpipe/test-utils';
+import { writeSyntheticDataset } from './synthetic-dataset.js';
+import { buildTinyConvBackbone } from './tiny-models.js';
 
 export const TEST_SIZE = 16;
 

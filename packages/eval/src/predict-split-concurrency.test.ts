@@ -5,8 +5,8 @@ import { after, before, test } from 'node:test';
 import { makeTempDir, writeSyntheticDataset, type TempDir } from '@imgpipe/test-utils';
 import { loadModel, type LoadedModel } from '@imgpipe/engines';
 import { openDataset, silentLogger, type Dataset } from '@imgpipe/kit';
-import { predictSplit } from '../../packages/eval/src/predict-split.js';
-import { buildTestModelDir } from '../../packages/serve/src/test-model.js';
+import { predictSplit } from './predict-split.js';
+import { buildTestModelDir } from '@imgpipe/engines/test-model';
 
 const SIZE = 16;
 let temp: TempDir;

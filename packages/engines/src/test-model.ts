@@ -1,11 +1,13 @@
-// Test-only (excluded from the build by tsconfig): a tiny model directory for the serve tests, built from
+// Test-only (excluded from the build by tsconfig): a tiny model directory for the engines, eval and serve tests, built from
 // a TF.js conv backbone and a dense head with seeded weights, saved through engines' saveModelDir so that
 // loadModel reads it exactly as it reads a trained one.
 import { join } from 'node:path';
-import sharp from 'sharp';
-import { buildLayersHead, loadBackbone, loadTf, saveModelDir } from '@imgpipe/engines';
 import { createRng, type ModelCard } from '@imgpipe/kit';
 import { buildTinyConvBackbone } from '@imgpipe/test-utils';
+import { loadBackbone } from './backbone.js';
+import { buildLayersHead } from './head.js';
+import { saveModelDir } from './model-load.js';
+import { loadTf } from './tfjs-load.js';
 
 export const TEST_LABELS = ['cat', 'dog'];
 export const TEST_SIZE = 32;
@@ -64,19 +66,4 @@ export async function buildTestModelDir(
   head.dispose();
   await backbone.dispose();
   return modelDir;
-}
-
-/** A PNG of w x h pixels: a colour gradient that depends on `seed`, so images classify differently. */
-export async function testImage(seed: number, width = 40, height = 30, format: 'png' | 'jpeg' = 'png'): Promise<Buffer> {
-  const pixels = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y += 1) {
-    for (let x = 0; x < width; x += 1) {
-      const i = (y * width + x) * 3;
-      pixels[i] = ((x * 255) / width + seed * 37) % 256;
-      pixels[i + 1] = ((y * 255) / height + seed * 91) % 256;
-      pixels[i + 2] = (((x + y) * 128) / (width + height) + seed * 53) % 256;
-    }
-  }
-  const image = sharp(pixels, { raw: { width, height, channels: 3 } });
-  return format === 'png' ? image.png().toBuffer() : image.jpeg({ quality: 95 }).toBuffer();
 }

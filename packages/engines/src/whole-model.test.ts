@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildLayersHead, loadBackbone, loadModel, loadTf, saveModelDir, type LoadBackboneOptions } from '@imgpipe/engines';
 import { createRng, InputError, openModelDir, readModelCard, type ModelCard } from '@imgpipe/kit';
-import { buildMobileNetV1, buildResnet50Backbones, buildTinyConvBackbone, makeTempDir, runOnnxInPython, type TempDir } from '@imgpipe/test-utils';
+import { buildTinyConvBackbone, makeTempDir, runOnnxInPython, type TempDir } from '@imgpipe/test-utils';
+import { buildMobileNetV1 } from './test-mobilenet-model.js';
+import { buildResnet50Backbones } from './test-resnet50-model.js';
 
 // model.onnx, the whole classifier in one file, against imgpipe's two-part path (backbone + TF.js head) on the
 // same 20 images, and in runtimes that are not imgpipe's: onnx's full checker, OpenCV's DNN module and

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
-import * as tf from '@imgpipe/engines/tfjs-parts';
-import { fileSaveHandler } from '@imgpipe/engines';
-import { randomizeWeights } from './random-weights.js';
-import { quietCpuBackend } from './tiny-models.js';
+import * as tf from './tfjs-parts.js';
+import { fileSaveHandler } from './tfjs-io.js';
+import { randomizeWeights } from './test-random-weights.js';
+import { quietCpuBackend } from './test-quiet-cpu.js';
 
 /**
  * A MobileNet v1 shaped TF.js layers model with random weights (nothing is downloaded), for conversion and

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { buildTinyConvBackbone, makeTempDir, writeSyntheticDataset, type TempDir } from '@imgpipe/test-utils';
 import { extractFeatures, loadBackbone, loadModel, mirrorImages, withTta, type Backbone, type LoadedModel } from '@imgpipe/engines';
 import { openDataset, type Dataset } from '@imgpipe/kit';
-import { buildTestModelDir } from '../../packages/serve/src/test-model.js';
+import { buildTestModelDir } from './test-model.js';
 
 const SIZE = 16;
 

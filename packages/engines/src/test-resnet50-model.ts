@@ -1,9 +1,10 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as tf from '@imgpipe/engines/tfjs-parts';
+import * as tf from './tfjs-parts.js';
 import { createRng } from '@imgpipe/kit';
-import { fileSaveHandler } from '@imgpipe/engines';
-import { hwioToOihw, int, ints, onnxModel, quietCpuBackend, transpose2d, type OnnxNodeSpec } from './tiny-models.js';
+import { fileSaveHandler } from './tfjs-io.js';
+import { hwioToOihw, int, ints, onnxModel, transpose2d, type OnnxNodeSpec } from '@imgpipe/test-utils';
+import { quietCpuBackend } from './test-quiet-cpu.js';
 
 /**
  * ResNet50 (keras.applications' v1 layout: the stride on the first 1x1 conv of a stage) with random weights, in

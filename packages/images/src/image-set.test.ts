@@ -6,9 +6,9 @@ import { decodeToTensor, ImageRejected } from '@imgpipe/images';
 import { readCsvFile, readCsvRows, sha256 } from '@imgpipe/kit';
 import { createReadStream } from 'node:fs';
 import sharp from 'sharp';
-import { generateImageSet, TINY_IMAGE_SIZES, type ImageSet } from './image-set.js';
-import { listFilesRecursive } from './s3-server.js';
-import { makeTempDir, type TempDir } from './temp-dir.js';
+import { generateImageSet, TINY_IMAGE_SIZES, type ImageSet } from '@imgpipe/test-utils';
+import { listFilesRecursive } from '@imgpipe/test-utils';
+import { makeTempDir, type TempDir } from '@imgpipe/test-utils';
 
 let temp: TempDir;
 let set: ImageSet;
