@@ -15,7 +15,7 @@ import { quietCpuBackend } from './test-quiet-cpu.js';
  *   conv1 -> bn -> relu6 -> blocks x [depthwise 3x3 -> bn -> relu6 -> pointwise 1x1 -> bn -> relu6]
  *   -> global average pool (the feature layer) -> reshape -> dropout -> 1x1 conv 'conv_preds' -> reshape -> softmax
  */
-export interface MobileNetOptions {
+interface MobileNetOptions {
   dir: string;
   /** Width multiplier (keras.applications' alpha); channels are floor(filters * alpha). Default 0.5. */
   alpha?: number;

@@ -30,7 +30,7 @@ type Op =
   | { op: 'gap'; name: string; input: string }
   | { op: 'dense'; name: string; input: string; units: number; inChannels: number };
 
-export function resnet50Ops(classes = 1000): Op[] {
+function resnet50Ops(classes = 1000): Op[] {
   const ops: Op[] = [];
   ops.push({ op: 'conv', name: 'conv1', input: 'input', filters: 64, inChannels: 3, kernel: 7, stride: 2, pad: 3, relu: true });
   ops.push({ op: 'maxpool', name: 'pool1', input: 'conv1' });
@@ -84,7 +84,7 @@ function randomWeights(ops: Op[], seed: number): Map<string, { kernel: Float32Ar
   return weights;
 }
 
-export interface Resnet50Files {
+interface Resnet50Files {
   onnx: string;
   tfjs: string;
   featureLayer: 'features';
