@@ -91,10 +91,12 @@ typecheck: build
 	$(PNPM) exec tsc -p tsconfig.test.json
 	$(PNPM) exec tsc -p packages/upload-s3/assets/tsconfig.json
 
-# Biome's recommended rules (non-null assertions allowed: with noUncheckedIndexedAccess they mark checked indexes),
+# Biome's formatter (biome.json: 150 columns; `pnpm exec biome format --write .` fixes), its recommended rules
+# (non-null assertions allowed: with noUncheckedIndexedAccess they mark checked indexes),
 # no import cycles between files (dpdm, type-only imports included), every generated wasm binary matches its .wat,
 # and no dead code (knip, knip.config.ts: every export is imported somewhere, every file reached from an entry point).
 lint: install
+	$(PNPM) exec biome format .
 	$(PNPM) exec biome lint --error-on-warnings .
 	node scripts/build-wasm.mjs --check
 	$(PNPM) exec dpdm --no-tree --no-warning --no-progress --exit-code circular:1 --exclude 'dist|node_modules' 'packages/*/src/**/*.ts' 'packages/*/ui/**/*.ts'

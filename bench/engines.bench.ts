@@ -74,7 +74,12 @@ try {
   const onnxBackbone = await loadBackbone(models.onnx, { device, featureLayer: 'features', preprocess: 'torch', log });
   await onnxBackbone.extract(await dataset.readPixels('train', 0, batch), batch); // warm-up
   const onnxRun = await extractFeatures({ dataset, split: 'train', backbone: onnxBackbone, batchSize: batch, cache: false, log });
-  results.push({ name: 'onnx pipeline (extractFeatures)', unit: 'images/s', value: images / onnxRun.seconds, params: { ...params, device: onnxBackbone.device, images } });
+  results.push({
+    name: 'onnx pipeline (extractFeatures)',
+    unit: 'images/s',
+    value: images / onnxRun.seconds,
+    params: { ...params, device: onnxBackbone.device, images },
+  });
   const onnxVal = await onnxBackbone.extract(await dataset.readPixels('val', 0, Math.min(4, tfjsImages)), Math.min(4, tfjsImages));
   await onnxBackbone.dispose();
 
@@ -85,7 +90,10 @@ try {
       const { tf, backend } = await loadTf(tfDevice, log);
       const runner = await openTfjsRunner(tf, models.tfjs, { featureLayer: 'features', preprocess: torch });
       const model = await tf.loadLayersModel((await import('@imgpipe/engines')).fileLoadHandler(tf.io, models.tfjs));
-      const cut = tf.model({ inputs: model.inputs, outputs: model.getLayer('features').output as import('@imgpipe/engines/tfjs-parts').SymbolicTensor });
+      const cut = tf.model({
+        inputs: model.inputs,
+        outputs: model.getLayer('features').output as import('@imgpipe/engines/tfjs-parts').SymbolicTensor,
+      });
       const n = Math.min(batch, tfjsImages);
       const x = tf.tensor4d(preprocessPixels(await dataset.readPixels('val', 0, n), n, SIZE, torch, 'NHWC'), [n, SIZE, SIZE, 3]);
       const once = async () => {
@@ -98,7 +106,12 @@ try {
       t = performance.now();
       for (let i = 0; i < rounds; i++) await once();
       const rate = (rounds * n) / ((performance.now() - t) / 1000);
-      results.push({ name: `tfjs bare engine (${backend}, this thread)`, unit: 'images/s', value: rate, params: { ...params, device: tfDevice, images: rounds * n } });
+      results.push({
+        name: `tfjs bare engine (${backend}, this thread)`,
+        unit: 'images/s',
+        value: rate,
+        params: { ...params, device: tfDevice, images: rounds * n },
+      });
       x.dispose();
       model.dispose();
       runner.dispose();
@@ -108,8 +121,20 @@ try {
       const backbone = await loadBackbone(models.tfjs, { device: tfDevice, featureLayer: 'features', preprocess: 'torch', workers, log });
       const warm = Math.min(batch, tfjsImages);
       await Promise.all(Array.from({ length: backbone.concurrency }, async () => backbone.extract(await dataset.readPixels('val', 0, warm), warm)));
-      const run = await extractFeatures({ dataset, split: 'val', backbone, batchSize: Math.min(batch, Math.ceil(tfjsImages / workers)), cache: false, log });
-      results.push({ name: `tfjs pipeline (extractFeatures, ${tfDevice}, ${workers > 1 ? `${workers} worker threads` : 'this thread'})`, unit: 'images/s', value: tfjsImages / run.seconds, params: { ...params, device: tfDevice, workers, images: tfjsImages } });
+      const run = await extractFeatures({
+        dataset,
+        split: 'val',
+        backbone,
+        batchSize: Math.min(batch, Math.ceil(tfjsImages / workers)),
+        cache: false,
+        log,
+      });
+      results.push({
+        name: `tfjs pipeline (extractFeatures, ${tfDevice}, ${workers > 1 ? `${workers} worker threads` : 'this thread'})`,
+        unit: 'images/s',
+        value: tfjsImages / run.seconds,
+        params: { ...params, device: tfDevice, workers, images: tfjsImages },
+      });
       if (workers === workerCounts[0]) {
         let max = 0;
         let scale = 0;
@@ -117,7 +142,12 @@ try {
           max = Math.max(max, Math.abs(onnxVal[i]! - run.features[i]!));
           scale = Math.max(scale, Math.abs(onnxVal[i]!));
         }
-        results.push({ name: 'onnx vs tfjs features, max abs difference / max abs value', unit: 'ratio', value: max / scale, params: { images: onnxVal.length / 2048 } });
+        results.push({
+          name: 'onnx vs tfjs features, max abs difference / max abs value',
+          unit: 'ratio',
+          value: max / scale,
+          params: { images: onnxVal.length / 2048 },
+        });
       }
       await backbone.dispose();
     }

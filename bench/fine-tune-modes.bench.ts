@@ -43,13 +43,30 @@ try {
   const rows = [];
   for (const [label, classSources] of classes.entries()) {
     const paths = await buildPhotoSet({ dir: join(temp.path, `photos-${label}`), count: images / 2, seed: 7 + label, sources: classSources });
-    rows.push(...paths.map((path) => ({ bucket: 'bench', s3_image: `photos/${label}/${basename(path)}`, category: `set${label}`, label, local_image: path })));
+    rows.push(
+      ...paths.map((path) => ({ bucket: 'bench', s3_image: `photos/${label}/${basename(path)}`, category: `set${label}`, label, local_image: path })),
+    );
   }
   const csvPath = join(temp.path, 'images.csv');
   const csv = Buffer.from(await csvString(['bucket', 's3_image', 'category', 'label', 'local_image'], rows));
   const dataDir = join(temp.path, 'prep');
-  await runPrepData({ csv, csvSource: csvPath, out: dataDir, size, fractions: { train: 0.6, val: 0.2, test: 0.2 }, seed: 42, quiet: true, concurrency: 2 });
-  const random = await buildMobileNetV1({ dir: join(temp.path, 'mobilenet-random'), alpha: Number(values.alpha), inputSize: size, blocks: Number(values.blocks), seed: 1 });
+  await runPrepData({
+    csv,
+    csvSource: csvPath,
+    out: dataDir,
+    size,
+    fractions: { train: 0.6, val: 0.2, test: 0.2 },
+    seed: 42,
+    quiet: true,
+    concurrency: 2,
+  });
+  const random = await buildMobileNetV1({
+    dir: join(temp.path, 'mobilenet-random'),
+    alpha: Number(values.alpha),
+    inputSize: size,
+    blocks: Number(values.blocks),
+    seed: 1,
+  });
   const net = { ...random, path: await calibrateBatchNorm(random.path, dataDir, join(temp.path, 'mobilenet')) };
   const common = {
     images,
@@ -60,13 +77,25 @@ try {
   };
   const train = (name: string, mode?: FineTuneMode, bnStatistics?: BatchNormStatistics) =>
     runTrain({
-      dataDir, out: join(temp.path, `runs-${name}`), backbone: net.path, featureLayer: net.featureLayer, preprocess: 'tf',
-      cacheDir: join(temp.path, `cache-${name}`), space: { lr: [0.01, 0.1], layer_size: [64], dropout: [0.2], batch_size: [16], epochs: [30] },
-      strategy: 'grid', runs: 0, seed: 42, device: 'cpu', extractBatchSize: 32,
+      dataDir,
+      out: join(temp.path, `runs-${name}`),
+      backbone: net.path,
+      featureLayer: net.featureLayer,
+      preprocess: 'tf',
+      cacheDir: join(temp.path, `cache-${name}`),
+      space: { lr: [0.01, 0.1], layer_size: [64], dropout: [0.2], batch_size: [16], epochs: [30] },
+      strategy: 'grid',
+      runs: 0,
+      seed: 42,
+      device: 'cpu',
+      extractBatchSize: 32,
       ...(mode ? { fineTune: { mode, epochs, patience, ...(bnStatistics ? { bnStatistics } : {}) } } : {}),
     });
   await train('warm-up'); // loads TF.js and ONNX Runtime once, outside the timings
-  const runs = [{}, ...modes.flatMap((mode) => statistics.map((bnStatistics) => ({ mode, bnStatistics })))] as { mode?: FineTuneMode; bnStatistics?: BatchNormStatistics }[];
+  const runs = [{}, ...modes.flatMap((mode) => statistics.map((bnStatistics) => ({ mode, bnStatistics })))] as {
+    mode?: FineTuneMode;
+    bnStatistics?: BatchNormStatistics;
+  }[];
   for (const { mode, bnStatistics } of runs) {
     const label = mode ? `--fine-tune ${mode}${bnStatistics === 'update' ? ' --fine-tune-bn-statistics update' : ''}` : 'frozen';
     const started = performance.now();
@@ -96,12 +125,24 @@ try {
           }
         : {}),
     };
-    process.stderr.write(`fine-tune-modes bench: ${label}: train ${seconds.toFixed(1)}s, val ${trained.best.val_accuracy.toFixed(4)}${tuned ? ` -> ${tuned.val_accuracy.toFixed(4)} (${tuned.kept})` : ''}, test ${result.test_accuracy.toFixed(4)}\n`);
+    process.stderr.write(
+      `fine-tune-modes bench: ${label}: train ${seconds.toFixed(1)}s, val ${trained.best.val_accuracy.toFixed(4)}${tuned ? ` -> ${tuned.val_accuracy.toFixed(4)} (${tuned.kept})` : ''}, test ${result.test_accuracy.toFixed(4)}\n`,
+    );
     results.push(
       { name: `train wall time, ${label}`, unit: 's', value: seconds, params },
       ...(tuned ? [{ name: `fine-tuning seconds, ${label}`, unit: 's', value: tuned.seconds, params }] : []),
-      { name: `val accuracy of the saved model, ${label}`, unit: 'accuracy', value: tuned?.kept === 'fine-tuned' ? tuned.val_accuracy : trained.best.val_accuracy, params },
-      { name: `test accuracy (eval-model), ${label}`, unit: 'accuracy', value: result.test_accuracy, params: { ...params, test_loss: result.test_loss } },
+      {
+        name: `val accuracy of the saved model, ${label}`,
+        unit: 'accuracy',
+        value: tuned?.kept === 'fine-tuned' ? tuned.val_accuracy : trained.best.val_accuracy,
+        params,
+      },
+      {
+        name: `test accuracy (eval-model), ${label}`,
+        unit: 'accuracy',
+        value: result.test_accuracy,
+        params: { ...params, test_loss: result.test_loss },
+      },
     );
   }
 } finally {

@@ -29,7 +29,10 @@ const CASES: Record<string, { args: string[]; code: number }> = {
   '--help': { args: ['--help'], code: 0 },
   'usage error': { args: ['--no-such-flag'], code: 2 },
 };
-const checkouts: [label: string, root: string][] = [['current', resolve('.')], ...(values.baseline ? [['baseline', resolve(values.baseline)] as [string, string]] : [])];
+const checkouts: [label: string, root: string][] = [
+  ['current', resolve('.')],
+  ...(values.baseline ? [['baseline', resolve(values.baseline)] as [string, string]] : []),
+];
 
 /**
  * CPU seconds (user + system) of this process's children that have been waited for, from /proc (Linux; 10 ms
@@ -63,7 +66,9 @@ const median = (xs: number[]) => {
 
 const bare = ['-e', '0'];
 const commands = Object.entries(BINS).flatMap(([tool, bin]) =>
-  checkouts.flatMap(([checkout, root]) => Object.entries(CASES).map(([name, { args, code }]) => ({ tool, checkout, name, args: [resolve(root, bin), ...args], code }))),
+  checkouts.flatMap(([checkout, root]) =>
+    Object.entries(CASES).map(([name, { args, code }]) => ({ tool, checkout, name, args: [resolve(root, bin), ...args], code })),
+  ),
 );
 const samples = new Map(commands.map((c) => [c, [] as ReturnType<typeof time>[]]));
 const nodeSamples: ReturnType<typeof time>[] = [];
@@ -84,7 +89,9 @@ const summary = (runs: ReturnType<typeof time>[]) => {
 const round = (seconds: number | undefined) => (seconds === undefined ? undefined : Number(seconds.toFixed(4)));
 const bare0 = summary(nodeSamples);
 const params = { runs, machine: machineInfo() };
-const results: BenchResult[] = [{ name: 'node -e 0', unit: 's', value: bare0.wall, params: { ...params, runs: nodeSamples.length, cpu_s: round(bare0.cpu) } }];
+const results: BenchResult[] = [
+  { name: 'node -e 0', unit: 's', value: bare0.wall, params: { ...params, runs: nodeSamples.length, cpu_s: round(bare0.cpu) } },
+];
 for (const c of commands) {
   const { wall, cpu } = summary(samples.get(c)!);
   const prefix = c.checkout === 'current' ? '' : `${c.checkout} `;
@@ -94,7 +101,14 @@ for (const c of commands) {
     name: `${prefix}${c.tool} ${c.name}`,
     unit: 's',
     value: wall,
-    params: { ...params, ...checkout, args: c.args.slice(1), over_node_s: round(wall - bare0.wall), cpu_s: round(cpu), cpu_over_node_s: round(overCpu) },
+    params: {
+      ...params,
+      ...checkout,
+      args: c.args.slice(1),
+      over_node_s: round(wall - bare0.wall),
+      cpu_s: round(cpu),
+      cpu_over_node_s: round(overCpu),
+    },
   });
 }
 for (const [checkout] of checkouts) {

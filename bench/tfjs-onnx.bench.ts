@@ -44,24 +44,51 @@ try {
   const tfjs = await loadBackbone(mobilenet.path, { ...common, device: 'wasm', workers });
   const warm = await dataset.readPixels('val', 0, Math.min(batch, tfjsImages));
   await Promise.all(Array.from({ length: tfjs.concurrency }, () => tfjs.extract(warm, Math.min(batch, tfjsImages))));
-  const tfjsRun = await extractFeatures({ dataset, split: 'val', backbone: tfjs, batchSize: Math.min(batch, Math.ceil(tfjsImages / workers)), cache: false, log });
-  results.push({ name: `tfjs wasm, ${workers} worker threads (extractFeatures)`, unit: 'images/s', value: tfjsImages / tfjsRun.seconds, params: { ...model, device: 'wasm', workers, images: tfjsImages } });
+  const tfjsRun = await extractFeatures({
+    dataset,
+    split: 'val',
+    backbone: tfjs,
+    batchSize: Math.min(batch, Math.ceil(tfjsImages / workers)),
+    cache: false,
+    log,
+  });
+  results.push({
+    name: `tfjs wasm, ${workers} worker threads (extractFeatures)`,
+    unit: 'images/s',
+    value: tfjsImages / tfjsRun.seconds,
+    params: { ...model, device: 'wasm', workers, images: tfjsImages },
+  });
   await tfjs.dispose();
 
   // The same model converted to ONNX, on ONNX Runtime's CPU provider.
   const t = performance.now();
   const onnx = await loadBackbone(mobilenet.path, { ...common, device: 'cpu' });
-  results.push({ name: 'conversion to ONNX + session start (once; cached afterwards)', unit: 's', value: (performance.now() - t) / 1000, params: { engine: onnx.info.engine } });
+  results.push({
+    name: 'conversion to ONNX + session start (once; cached afterwards)',
+    unit: 's',
+    value: (performance.now() - t) / 1000,
+    params: { engine: onnx.info.engine },
+  });
   if (onnx.info.engine !== 'onnxruntime') throw new Error('the MobileNet model did not convert');
   await onnx.extract(warm, Math.min(batch, tfjsImages));
   const onnxRun = await extractFeatures({ dataset, split: 'train', backbone: onnx, batchSize: batch, cache: false, log });
-  results.push({ name: 'converted, onnxruntime cpu (extractFeatures)', unit: 'images/s', value: images / onnxRun.seconds, params: { ...model, device: onnx.device, images } });
+  results.push({
+    name: 'converted, onnxruntime cpu (extractFeatures)',
+    unit: 'images/s',
+    value: images / onnxRun.seconds,
+    params: { ...model, device: onnx.device, images },
+  });
   const onnxVal = await extractFeatures({ dataset, split: 'val', backbone: onnx, batchSize: batch, cache: false, log });
   const speedup = results[2]!.value / results[0]!.value;
   results.push({ name: 'onnxruntime / tfjs wasm images/s', unit: 'ratio', value: speedup, params: { workers } });
   let max = 0;
   for (let i = 0; i < onnxVal.features.length; i++) max = Math.max(max, Math.abs(onnxVal.features[i]! - tfjsRun.features[i]!));
-  results.push({ name: 'onnx vs tfjs features, max abs difference', unit: 'abs', value: max, params: { images: tfjsImages, dim: onnx.info.feature_dim } });
+  results.push({
+    name: 'onnx vs tfjs features, max abs difference',
+    unit: 'abs',
+    value: max,
+    params: { images: tfjsImages, dim: onnx.info.feature_dim },
+  });
   await onnx.dispose();
   const path = await writeBenchResults('tfjs-onnx', results);
   log.info(`wrote ${path}`);

@@ -10,7 +10,9 @@ import { openDataset, sha256 } from '@imgpipe/kit';
 import { makeTempDir, machineInfo, writeBenchResults, writeSyntheticDataset, type BenchResult } from '@imgpipe/test-utils';
 import { verifyPixelFile } from '@imgpipe/engines';
 
-const { values } = parseArgs({ options: { images: { type: 'string', default: '25000' }, size: { type: 'string', default: '64' }, dim: { type: 'string', default: '2048' } } });
+const { values } = parseArgs({
+  options: { images: { type: 'string', default: '25000' }, size: { type: 'string', default: '64' }, dim: { type: 'string', default: '2048' } },
+});
 const [images, size, dim] = [values.images, values.size, values.dim].map(Number) as [number, number, number];
 const counts = { train: Math.round(images * 0.8), val: Math.round(images * 0.1), test: images - Math.round(images * 0.8) - Math.round(images * 0.1) };
 const temp = await makeTempDir('imgpipe-bench-verify-');
@@ -31,10 +33,14 @@ try {
   };
   const dataset = await openDataset(join(temp.path, 'data'));
   const bytes = (counts.train + counts.val) * size * size * 3;
-  await time('verify train+val pixels (sha256, streamed)', async () => {
-    await verifyPixelFile(dataset, 'train');
-    await verifyPixelFile(dataset, 'val');
-  }, { bytes, mb_per_s: undefined });
+  await time(
+    'verify train+val pixels (sha256, streamed)',
+    async () => {
+      await verifyPixelFile(dataset, 'train');
+      await verifyPixelFile(dataset, 'val');
+    },
+    { bytes, mb_per_s: undefined },
+  );
   results.at(-1)!.params!.mb_per_s = bytes / 1e6 / results.at(-1)!.value;
   await time('verify train+val rows CSVs (open + parse + sha256)', async () => {
     const fresh = await openDataset(join(temp.path, 'data'));
@@ -43,10 +49,17 @@ try {
   });
   const features = new Float32Array((counts.train + counts.val) * dim);
   for (let i = 0; i < features.length; i += 97) features[i] = i;
-  await time('check feature cache entries (sha256 of the .f32 bytes)', async () => sha256(new Uint8Array(features.buffer)), { dim, bytes: features.byteLength });
-  await time('check features are finite', async () => {
-    for (let i = 0; i < features.length; i++) if (!Number.isFinite(features[i]!)) throw new Error('nan');
-  }, { dim });
+  await time('check feature cache entries (sha256 of the .f32 bytes)', async () => sha256(new Uint8Array(features.buffer)), {
+    dim,
+    bytes: features.byteLength,
+  });
+  await time(
+    'check features are finite',
+    async () => {
+      for (let i = 0; i < features.length; i++) if (!Number.isFinite(features[i]!)) throw new Error('nan');
+    },
+    { dim },
+  );
   console.error(`results: ${await writeBenchResults('verify', results)}`);
 } finally {
   await temp.remove();

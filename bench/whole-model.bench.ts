@@ -36,14 +36,26 @@ async function modelDir(dir: string, spec: string, options: LoadBackboneOptions)
   const rng = createRng(1);
   const dim = backbone.info.feature_dim;
   const fill = (n: number) => Float32Array.from({ length: n }, () => (rng() - 0.5) / Math.sqrt(dim));
-  const weights = { w1: tf.tensor2d(fill(dim * 512), [dim, 512]), b1: tf.tensor1d(fill(512)), w2: tf.tensor2d(fill(1024), [512, 2]), b2: tf.tensor1d(fill(2)) };
+  const weights = {
+    w1: tf.tensor2d(fill(dim * 512), [dim, 512]),
+    b1: tf.tensor1d(fill(512)),
+    w2: tf.tensor2d(fill(1024), [512, 2]),
+    b2: tf.tensor1d(fill(2)),
+  };
   const head = buildLayersHead(tf, { inputDim: dim, classes: 2, layer_size: 512, dropout: 0.5 }, weights);
   tf.dispose(Object.values(weights));
   await saveModelDir(dir, {
     card: {
-      format: MODEL_FORMAT, labels: ['cat', 'dog'], input: { size: SIZE, channels: 3, fit: 'fill' }, preprocess: backbone.info.preprocess,
-      backbone: { ...backbone.info, path: '' }, head: { path: 'head/model.json', layer_size: 512, dropout: 0.5, lr: 0.001, epochs: 1, batch_size: 32 },
-      metrics: {}, dataset: { manifest_sha256: 'bench' }, created: new Date().toISOString(), versions: {},
+      format: MODEL_FORMAT,
+      labels: ['cat', 'dog'],
+      input: { size: SIZE, channels: 3, fit: 'fill' },
+      preprocess: backbone.info.preprocess,
+      backbone: { ...backbone.info, path: '' },
+      head: { path: 'head/model.json', layer_size: 512, dropout: 0.5, lr: 0.001, epochs: 1, batch_size: 32 },
+      metrics: {},
+      dataset: { manifest_sha256: 'bench' },
+      created: new Date().toISOString(),
+      versions: {},
     },
     backboneFiles: backbone.files,
     head,
@@ -84,7 +96,12 @@ try {
     } else {
       device = name === 'mobilenet-wasm' ? 'wasm' : 'cpu';
       const mobilenet = await buildMobileNetV1({ dir: join(temp.path, name), layout: 'keras', alpha: 0.5, inputSize: SIZE });
-      dir = await modelDir(join(temp.path, `${name}-model`), mobilenet.path, { device, featureLayer: mobilenet.featureLayer, preprocess: 'tf', cacheDir: join(temp.path, 'cache') });
+      dir = await modelDir(join(temp.path, `${name}-model`), mobilenet.path, {
+        device,
+        featureLayer: mobilenet.featureLayer,
+        preprocess: 'tf',
+        cacheDir: join(temp.path, 'cache'),
+      });
     }
     const runs = { 'model.onnx': [] as { rate: number; cpuMs: number }[], 'two parts': [] as { rate: number; cpuMs: number }[] };
     for (let round = 0; round < rounds; round++) {
@@ -93,8 +110,18 @@ try {
     }
     for (const [kind, list] of Object.entries(runs)) {
       const params = { backbone: name, device, size: SIZE, batch, batches, rounds, head: '512 hidden, 2 classes' };
-      results.push({ name: `${name} ${kind}: predict`, unit: 'images/s', value: median(list.map((r) => r.rate)), params: { ...params, all: list.map((r) => Number(r.rate.toFixed(1))) } });
-      results.push({ name: `${name} ${kind}: CPU per image`, unit: 'ms', value: median(list.map((r) => r.cpuMs)), params: { ...params, all: list.map((r) => Number(r.cpuMs.toFixed(2))) } });
+      results.push({
+        name: `${name} ${kind}: predict`,
+        unit: 'images/s',
+        value: median(list.map((r) => r.rate)),
+        params: { ...params, all: list.map((r) => Number(r.rate.toFixed(1))) },
+      });
+      results.push({
+        name: `${name} ${kind}: CPU per image`,
+        unit: 'ms',
+        value: median(list.map((r) => r.cpuMs)),
+        params: { ...params, all: list.map((r) => Number(r.cpuMs.toFixed(2))) },
+      });
     }
   }
 } finally {

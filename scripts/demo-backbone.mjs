@@ -84,11 +84,25 @@ async function trainBackbone(datasetDir, dir, epochs) {
   // Averaging 4x4 first and few channels keep the training to seconds per epoch on 2 cores.
   let h = tf.layers.averagePooling2d({ name: 'shrink', poolSize: Math.max(1, Math.floor(side / 16)) }).apply(input);
   for (const [i, filters] of [8, 16, 16].entries()) {
-    h = tf.layers.conv2d({ name: `conv${i + 1}`, filters, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: seed + i }) }).apply(h);
+    h = tf.layers
+      .conv2d({
+        name: `conv${i + 1}`,
+        filters,
+        kernelSize: 3,
+        padding: 'same',
+        activation: 'relu',
+        kernelInitializer: tf.initializers.heNormal({ seed: seed + i }),
+      })
+      .apply(h);
     if (i < 2) h = tf.layers.maxPooling2d({ name: `pool${i + 1}`, poolSize: 2 }).apply(h);
   }
   const features = tf.layers.globalAveragePooling2d({ name: 'features' }).apply(h);
-  const logits = tf.layers.dense({ name: 'logits', units: classes.length, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed }) });
+  const logits = tf.layers.dense({
+    name: 'logits',
+    units: classes.length,
+    activation: 'softmax',
+    kernelInitializer: tf.initializers.glorotUniform({ seed }),
+  });
   const output = /** @type {import('@imgpipe/engines/tfjs-parts').SymbolicTensor} */ (logits.apply(features));
   const model = tf.model({ inputs: input, outputs: output, name: 'demo_backbone' });
   model.compile({ optimizer: tf.train.adam(0.003), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });

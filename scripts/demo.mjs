@@ -20,7 +20,9 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { config: { type: 'string' }, work: { type: 'string' }, 'trained-backbone': { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: { config: { type: 'string' }, work: { type: 'string' }, 'trained-backbone': { type: 'boolean', default: false } },
+});
 const config = values.config;
 const work = values.work ?? (config ? 'out' : 'demo');
 const started = Date.now();
@@ -46,7 +48,11 @@ const demoVars = {
 // net trained end to end on the generated training split only (make demo-trained-backbone).
 const trainedVars = { ...demoVars, BACKBONE: `${work}/backbone-trained/model.json` };
 let makeVars = config ? { WORK: work, CONFIG: config, MIN_ACCURACY: '0.9', SKIP_BUILD: '1' } : values['trained-backbone'] ? trainedVars : demoVars;
-const baseEnv = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, IMGPIPE_CACHE_DIR: process.env.IMGPIPE_CACHE_DIR ?? resolve(work, 'cache') };
+const baseEnv = {
+  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  ...process.env,
+  IMGPIPE_CACHE_DIR: process.env.IMGPIPE_CACHE_DIR ?? resolve(work, 'cache'),
+};
 if (!config) baseEnv.IMGPIPE_NO_WEBGPU = baseEnv.IMGPIPE_NO_WEBGPU ?? '1';
 
 let stopping = false;
@@ -110,11 +116,20 @@ async function main() {
 
   step('4/5', 'serving the model and sending it one request');
   const device = config ? [] : ['--device', 'wasm'];
-  const served = await startChild(resolve(bin('serve')), ['--model', runPointer.best, '--port', '0', ...device, ...(config ? ['--config', config] : [])], env, 'serve');
+  const served = await startChild(
+    resolve(bin('serve')),
+    ['--model', runPointer.best, '--port', '0', ...device, ...(config ? ['--config', config] : [])],
+    env,
+    'serve',
+  );
   const image = firstTestImage(readJson(`${work}/prep.json`).path);
   const request = { data: [{ path: image, encoded: readFileSync(image).toString('base64') }] };
   say(`POST ${new URL('/', served.line.url).href} ${JSON.stringify(truncateEncoded(request))}`);
-  const response = await fetch(new URL('/', served.line.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
+  const response = await fetch(new URL('/', served.line.url), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(request),
+  });
   const answer = await response.json();
   say(`HTTP ${response.status} ${JSON.stringify(truncateEncoded(answer))}`);
   if (!response.ok) throw new Error(`serve answered HTTP ${response.status}`);
@@ -132,7 +147,11 @@ function printSummary({ runPointer, evalPointer, upload, endpoint }) {
   const testCount = evaluation.count;
   const lines = [
     `test accuracy   ${(accuracy * 100).toFixed(1)}% on the test split (${testCount} images neither the backbone nor train saw; gate: 90%)`,
-    ...(config ? [] : [`backbone        ${makeVars.BACKBONE} (${makeVars === trainedVars ? 'a small conv net trained on the training split only' : 'a small conv net with random weights, built here'})`]),
+    ...(config
+      ? []
+      : [
+          `backbone        ${makeVars.BACKBONE} (${makeVars === trainedVars ? 'a small conv net trained on the training split only' : 'a small conv net with random weights, built here'})`,
+        ]),
     `run directory   ${runDir}  (run.json, trials.csv, results.csv, eval.json, report.html, plots/)`,
     `model           ${runPointer.best}`,
     `report          ${join(runDir, 'report.html')}`,
@@ -147,11 +166,15 @@ function printSummary({ runPointer, evalPointer, upload, endpoint }) {
     `  ${bin('train')} --data ${work}/prep --out ${work}/runs ${config ? `--config ${config}` : `--backbone ${makeVars.BACKBONE} --feature-layer features --device wasm ${demoVars.TRAIN_FLAGS}`}`,
     `  ${bin('eval-model')} --run ${runDir} --min-accuracy 0.9${config ? ` --config ${config}` : ' --device wasm'}`,
     `  ${bin('serve')} --model ${runPointer.best} --port 8080${config ? ` --config ${config}` : ' --device wasm'}`,
-    config ? `  make all CONFIG=${config}               the same stages as make targets` : '  CONFIG=config.yaml make demo           the same on your bucket with the real ResNet50',
+    config
+      ? `  make all CONFIG=${config}               the same stages as make targets`
+      : '  CONFIG=config.yaml make demo           the same on your bucket with the real ResNet50',
   ];
   process.stderr.write(`${lines.map((line) => `  ${line}`).join('\n')}\n`);
   // stdout: one pointer line with the demo's outcome, for scripts.
-  process.stdout.write(`${JSON.stringify({ kind: 'demo', test_accuracy: accuracy, run: runDir, model: runPointer.best, uploaded: upload.uri, seconds: Number(seconds()) })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ kind: 'demo', test_accuracy: accuracy, run: runDir, model: runPointer.best, uploaded: upload.uri, seconds: Number(seconds()) })}\n`,
+  );
 }
 
 /** The local path of the first test-split image of a dataset directory (its test.csv keeps the input's columns). */
@@ -175,7 +198,9 @@ function firstTestImage(datasetDir) {
 }
 
 function truncateEncoded(value) {
-  return JSON.parse(JSON.stringify(value), (key, v) => (key === 'encoded' && typeof v === 'string' && v.length > 40 ? `${v.slice(0, 40)}...(${v.length} chars)` : v));
+  return JSON.parse(JSON.stringify(value), (key, v) =>
+    key === 'encoded' && typeof v === 'string' && v.length > 40 ? `${v.slice(0, 40)}...(${v.length} chars)` : v,
+  );
 }
 
 function assignments(vars) {

@@ -47,7 +47,13 @@ if (!values.upload || !existsSync(csvPath)) {
     bucket: values.bucket,
     prefix: values.prefix,
     localImage: false,
-    sizes: [[96, 72], [72, 96], [80, 80], [112, 84], [128, 96]],
+    sizes: [
+      [96, 72],
+      [72, 96],
+      [80, 80],
+      [112, 84],
+      [128, 96],
+    ],
   });
   await rm(values.dir, { recursive: true, force: true });
   await rename(building, values.dir);

@@ -18,7 +18,10 @@ function* walk(dir) {
   }
 }
 
-const files = roots.flatMap((root) => [...walk(root)]).filter((f) => filters.length === 0 || filters.some((x) => f.includes(x))).sort();
+const files = roots
+  .flatMap((root) => [...walk(root)])
+  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
+  .sort();
 if (files.length === 0) {
   console.error(`no test files match ${filters.join(' ')}`);
   process.exit(2);
@@ -26,8 +29,10 @@ if (files.length === 0) {
 const result = spawnSync(
   process.execPath,
   ['--conditions=imgpipe-source', '--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=600000', ...files],
-  { stdio: 'inherit', // On Node 20 the AWS SDK announces its coming end of support for Node 20 once per process (see
-  // docs/troubleshooting.md); it is the same notice every time, so the tests turn it off.
-  env: { ...process.env, IMGPIPE_TEST: '1', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } },
+  {
+    stdio: 'inherit', // On Node 20 the AWS SDK announces its coming end of support for Node 20 once per process (see
+    // docs/troubleshooting.md); it is the same notice every time, so the tests turn it off.
+    env: { ...process.env, IMGPIPE_TEST: '1', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+  },
 );
 process.exit(result.status ?? 1);

@@ -89,7 +89,8 @@ async function hashListed(csv) {
   const { rows } = await readCsvRows(createReadStream(csv), { source: csv });
   const paths = [...new Set(rows.map((row) => row.local_image).filter(Boolean))];
   const hashes = [];
-  for (let i = 0; i < paths.length; i += 16) hashes.push(...(await Promise.all(paths.slice(i, i + 16).map(async (path) => `${path}:${await hashPath(path)}`))));
+  for (let i = 0; i < paths.length; i += 16)
+    hashes.push(...(await Promise.all(paths.slice(i, i + 16).map(async (path) => `${path}:${await hashPath(path)}`))));
   return createHash('sha256').update(hashes.join('\n')).digest('hex');
 }
 
@@ -157,6 +158,8 @@ function describeChange(before, after) {
 }
 
 function usage(message) {
-  process.stderr.write(`stamp.mjs: ${message}\nusage: node scripts/stamp.mjs STAMP [--file PATH]... [--listed CSV]... [--settings SECTIONS] [--config FILE] [--backbone] [--env NAME]... [-- OPTION...]\n`);
+  process.stderr.write(
+    `stamp.mjs: ${message}\nusage: node scripts/stamp.mjs STAMP [--file PATH]... [--listed CSV]... [--settings SECTIONS] [--config FILE] [--backbone] [--env NAME]... [-- OPTION...]\n`,
+  );
   process.exit(2);
 }

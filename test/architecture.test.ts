@@ -13,13 +13,32 @@ const ROOT = new URL('..', import.meta.url).pathname;
 const LAYER: Record<string, number> = { kit: 0, s3: 1, images: 1, 'tfjs-onnx': 1, engines: 2, 'training-kernels': 3, 'test-utils': 2 };
 const TOOL_LAYER = 4;
 
-interface Pkg { dir: string; name: string; deps: string[]; devDeps: string[]; external: string[] }
+interface Pkg {
+  dir: string;
+  name: string;
+  deps: string[];
+  devDeps: string[];
+  external: string[];
+}
 
 function packages(): Pkg[] {
   return readdirSync(join(ROOT, 'packages')).map((dir) => {
-    const json = JSON.parse(readFileSync(join(ROOT, 'packages', dir, 'package.json'), 'utf8')) as { name: string; dependencies?: Record<string, string>; devDependencies?: Record<string, string> };
-    const local = (deps: Record<string, string> = {}) => Object.keys(deps).filter((d) => d.startsWith('@imgpipe/')).map((d) => d.slice('@imgpipe/'.length));
-    return { dir, name: json.name.slice('@imgpipe/'.length), deps: local(json.dependencies), devDeps: local(json.devDependencies), external: Object.keys(json.dependencies ?? {}).filter((d) => !d.startsWith('@imgpipe/')) };
+    const json = JSON.parse(readFileSync(join(ROOT, 'packages', dir, 'package.json'), 'utf8')) as {
+      name: string;
+      dependencies?: Record<string, string>;
+      devDependencies?: Record<string, string>;
+    };
+    const local = (deps: Record<string, string> = {}) =>
+      Object.keys(deps)
+        .filter((d) => d.startsWith('@imgpipe/'))
+        .map((d) => d.slice('@imgpipe/'.length));
+    return {
+      dir,
+      name: json.name.slice('@imgpipe/'.length),
+      deps: local(json.dependencies),
+      devDeps: local(json.devDependencies),
+      external: Object.keys(json.dependencies ?? {}).filter((d) => !d.startsWith('@imgpipe/')),
+    };
   });
 }
 
@@ -42,7 +61,8 @@ describe('the package graph', () => {
       for (const dep of pkg.deps) {
         assert.ok(layerOf(dep) < layerOf(pkg.name), `${pkg.name} depends on ${dep}, which is not below it`);
       }
-      for (const dep of pkg.devDeps) assert.ok(layerOf(dep) < layerOf(pkg.name) || dep === 'test-utils', `${pkg.name} has a dev dependency on ${dep}`);
+      for (const dep of pkg.devDeps)
+        assert.ok(layerOf(dep) < layerOf(pkg.name) || dep === 'test-utils', `${pkg.name} has a dev dependency on ${dep}`);
     }
   });
 
@@ -69,10 +89,17 @@ describe('the package graph', () => {
     const engines = /^(onnxruntime-node|onnx-proto|webgpu|@tensorflow\/)/;
     for (const tool of ['download-s3', 'upload-s3']) {
       const deps = [...externals(tool)];
-      assert.deepEqual(deps.filter((d) => engines.test(d) || d === 'sharp'), [], `${tool} pulls ${deps.join(', ')}`);
+      assert.deepEqual(
+        deps.filter((d) => engines.test(d) || d === 'sharp'),
+        [],
+        `${tool} pulls ${deps.join(', ')}`,
+      );
       assert.ok(!closure(tool).has('engines') && !closure(tool).has('images'));
     }
-    assert.deepEqual([...externals('prep-data')].filter((d) => engines.test(d)), []);
+    assert.deepEqual(
+      [...externals('prep-data')].filter((d) => engines.test(d)),
+      [],
+    );
   });
 
   it('a production dependency is one that production code imports (what only tests use is a devDependency)', () => {
@@ -90,7 +117,8 @@ describe('the package graph', () => {
         .map((file) => readFileSync(file, 'utf8'))
         .join('\n');
       const imported = new Set([...code.matchAll(/(?:from |import |import\(|require\()'((?:@[\w.-]+\/)?[\w.-]+)[^']*'/g)].map((m) => m[1]));
-      for (const dep of pkg.external) assert.ok(imported.has(dep), `${pkg.name} lists ${dep} as a dependency, but only its tests use it (or nothing does): a devDependency`);
+      for (const dep of pkg.external)
+        assert.ok(imported.has(dep), `${pkg.name} lists ${dep} as a dependency, but only its tests use it (or nothing does): a devDependency`);
     }
     assert.ok(!byName.get('serve')!.external.includes('sharp'), 'serve decodes through @imgpipe/images, which owns sharp');
   });
@@ -136,9 +164,19 @@ describe('which tools load which engine parts', () => {
   it("serve and eval-model neither install nor import the training kernels (package graph and every production file's imports)", () => {
     for (const tool of ['serve', 'eval']) {
       assert.ok(!closure(tool).has('training-kernels'), `${tool} depends on training-kernels`);
-      const files = productionClosure(sourceFiles(dirOf(tool)).filter((f) => !isTestFile(f)), dirOf);
-      assert.ok([...files].some((f) => f.includes('/packages/engines/src/model-load.ts')), `${tool}'s closure reaches engines' loadModel`);
-      assert.deepEqual([...files].filter((f) => f.startsWith(trainingKernels)), [], `${tool} reaches training-kernels`);
+      const files = productionClosure(
+        sourceFiles(dirOf(tool)).filter((f) => !isTestFile(f)),
+        dirOf,
+      );
+      assert.ok(
+        [...files].some((f) => f.includes('/packages/engines/src/model-load.ts')),
+        `${tool}'s closure reaches engines' loadModel`,
+      );
+      assert.deepEqual(
+        [...files].filter((f) => f.startsWith(trainingKernels)),
+        [],
+        `${tool} reaches training-kernels`,
+      );
     }
   });
 
@@ -147,7 +185,11 @@ describe('which tools load which engine parts', () => {
       .filter((pkg) => pkg.name !== 'training-kernels')
       .flatMap((pkg) => sourceFiles(pkg.dir).filter((f) => !isTestFile(f) && readFileSync(f, 'utf8').includes("'@imgpipe/training-kernels")))
       .map((f) => f.slice(ROOT.length));
-    assert.deepEqual(importers.sort(), ['packages/train/src/fine-tune/fine-tune-model.ts', 'packages/train/src/fine-tune/fine-tune-worker.ts', 'packages/train/src/fine-tune/fine-tune.ts']);
+    assert.deepEqual(importers.sort(), [
+      'packages/train/src/fine-tune/fine-tune-model.ts',
+      'packages/train/src/fine-tune/fine-tune-worker.ts',
+      'packages/train/src/fine-tune/fine-tune.ts',
+    ]);
   });
 
   it("serve's model loading on wasm, in a process of its own, loads no training-kernels module and keeps TF.js's stock kernels", () => {
@@ -181,16 +223,35 @@ await served.dispose();
 process.stdout.write(JSON.stringify(kernels));
 process.exit(0);
 `;
-      const out = execFileSync(process.execPath, ['--conditions=imgpipe-source', '--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-      assert.deepEqual(JSON.parse(out), { backend: 'wasm', training: false, convFilterGrad: false, replacedAfterRegistering: ['Tile', 'Sum', 'Minimum'] });
+      const out = execFileSync(process.execPath, ['--conditions=imgpipe-source', '--import', 'tsx', '--input-type=module', '-e', script], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      assert.deepEqual(JSON.parse(out), {
+        backend: 'wasm',
+        training: false,
+        convFilterGrad: false,
+        replacedAfterRegistering: ['Tile', 'Sum', 'Minimum'],
+      });
       const resolved = readFileSync(log, 'utf8').split('\n');
       const marker = pathToFileURL(trainingKernels).href;
       const mark = resolved.indexOf('the test imports training-kernels');
       assert.ok(mark > 0);
       const before = resolved.slice(0, mark);
-      assert.ok(before.some((url) => url.endsWith('/packages/engines/src/model-load.ts')), 'the hook saw serve load engines');
-      assert.deepEqual(before.filter((url) => url.startsWith(marker)), [], 'training-kernels modules loaded by serve or eval-model');
-      assert.ok(resolved.some((url) => url.startsWith(`${marker}src/wasm-fast-kernels.ts`)), 'the hook sees training-kernels once the test imports it');
+      assert.ok(
+        before.some((url) => url.endsWith('/packages/engines/src/model-load.ts')),
+        'the hook saw serve load engines',
+      );
+      assert.deepEqual(
+        before.filter((url) => url.startsWith(marker)),
+        [],
+        'training-kernels modules loaded by serve or eval-model',
+      );
+      assert.ok(
+        resolved.some((url) => url.startsWith(`${marker}src/wasm-fast-kernels.ts`)),
+        'the hook sees training-kernels once the test imports it',
+      );
     } finally {
       rmSync(temp, { recursive: true, force: true });
     }

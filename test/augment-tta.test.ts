@@ -41,7 +41,12 @@ test('--augment flip trains on every training image and its mirror: twice the ro
   const pixels = await dataset.readPixels('train', 0, 24);
   const mirrored = await backbone.extract(mirrorImages(pixels, 24, TEST_SIZE), 24);
   const plain = await extractFeatures({ dataset, split: 'train', backbone, batchSize: 8, cache: false });
-  const { features } = await extractSplitFeatures(dataset, backbone, { ...base, augment: 'flip', cacheDir: join(temp.path, 'cache-direct') }, silentLogger);
+  const { features } = await extractSplitFeatures(
+    dataset,
+    backbone,
+    { ...base, augment: 'flip', cacheDir: join(temp.path, 'cache-direct') },
+    silentLogger,
+  );
   const labels = await dataset.labels('train');
   assert.equal(features.train.count, 48);
   assert.equal(features.val.count, 12);

@@ -31,7 +31,10 @@ describe('errors end a tool with one line', () => {
   before(async () => {
     temp = await makeTempDir();
     await writeFile(join(temp.path, 'a-file'), 'not a directory');
-    await writeFile(join(temp.path, 'images.csv'), `bucket,s3_image,category,label,local_image\nb,k,cat,0,${join(temp.path, 'a-file')}\nb,k2,dog,1,${join(temp.path, 'images.csv')}\n`);
+    await writeFile(
+      join(temp.path, 'images.csv'),
+      `bucket,s3_image,category,label,local_image\nb,k,cat,0,${join(temp.path, 'a-file')}\nb,k2,dog,1,${join(temp.path, 'images.csv')}\n`,
+    );
   });
   after(() => temp?.remove());
 
@@ -60,14 +63,23 @@ describe('errors end a tool with one line', () => {
     assert.match(debug.stderr, STACK_LINE);
   });
 
-  for (const [tool, flag] of [['prep-data', '--out'], ['download-s3', '--dest']] as const) {
+  for (const [tool, flag] of [
+    ['prep-data', '--out'],
+    ['download-s3', '--dest'],
+  ] as const) {
     it(`${tool} ${flag} below a file: exit 2, one line naming the flag, no stack trace`, async () => {
-      const args = tool === 'prep-data' ? ['--csv', 'images.csv', '--out', 'a-file/prep', '-q'] : ['--csv', 'images.csv', '--dest', 'a-file/data', '--bucket', 'b'];
+      const args =
+        tool === 'prep-data'
+          ? ['--csv', 'images.csv', '--out', 'a-file/prep', '-q']
+          : ['--csv', 'images.csv', '--dest', 'a-file/data', '--bucket', 'b'];
       const result = await exec(join(BIN, tool), args, temp.path);
       assert.equal(result.code, 2, result.stderr);
       assert.doesNotMatch(result.stderr, STACK_LINE);
       assert.equal(lines(result.stderr).length, 1, result.stderr);
-      assert.match(result.stderr, new RegExp(`^${tool}: error: ${flag} \\S*a-file/\\w+: cannot create the directory \\S*a-file: a file is in the way`));
+      assert.match(
+        result.stderr,
+        new RegExp(`^${tool}: error: ${flag} \\S*a-file/\\w+: cannot create the directory \\S*a-file: a file is in the way`),
+      );
     });
   }
 
@@ -75,7 +87,10 @@ describe('errors end a tool with one line', () => {
     const result = await exec(join(BIN, 'eval-model'), ['--model', 's3://bucket/models/cat-dog', '--data', 'prep'], temp.path);
     assert.equal(result.code, 2, result.stderr);
     assert.equal(lines(result.stderr).length, 1, result.stderr);
-    assert.match(result.stderr, /^eval-model: error: --model s3:\/\/bucket\/models\/cat-dog: eval-model reads a local model directory; copy it first \(aws s3 cp --recursive/);
+    assert.match(
+      result.stderr,
+      /^eval-model: error: --model s3:\/\/bucket\/models\/cat-dog: eval-model reads a local model directory; copy it first \(aws s3 cp --recursive/,
+    );
   });
 
   it("kit's main: an error outside the awaited work (an unhandled 'error' event) is one line too, exit 1", async () => {

@@ -31,7 +31,9 @@ async function run(tool: ToolCli, argv: string[], env: NodeJS.ProcessEnv = {}): 
 describe('flags, the same in every tool', () => {
   for (const tool of TOOLS) {
     it(`${tool.name}: a typed flag given bad text exits 2 and echoes the text`, async () => {
-      const typed = Object.entries(tool.options ?? {}).filter(([, option]) => option.value && option.value.type !== 'bool' && option.value.type !== 'string');
+      const typed = Object.entries(tool.options ?? {}).filter(
+        ([, option]) => option.value && option.value.type !== 'bool' && option.value.type !== 'string',
+      );
       assert.ok(typed.length > 0, `${tool.name} has typed flags`);
       for (const [name] of typed) {
         const result = await run(tool, [...(REQUIRED[tool.name] ?? []), `--${name}`, 'abc']);
@@ -57,7 +59,7 @@ describe('flags, the same in every tool', () => {
     assert.match(help.stdout, /--concurrency[\s\S]*\[integer >= 1\]/);
   });
 
-  it("a variable meant for one tool does not stop another; the tool that reads it reports it", async () => {
+  it('a variable meant for one tool does not stop another; the tool that reads it reports it', async () => {
     const env = { IMGPIPE_TRAIN_EPOCHS: 'x' };
     const upload = await run(uploadS3Cli, ['--run', '/nonexistent-imgpipe-run'], env);
     assert.doesNotMatch(upload.stderr, /IMGPIPE_TRAIN_EPOCHS/);
@@ -71,7 +73,8 @@ describe('train --list-backbones', () => {
   it('prints the four built-ins with their cache state and sources, and exits 0', async () => {
     const result = await run(trainCli, ['--list-backbones', '--cache-dir', '/nonexistent-imgpipe-cache']);
     assert.equal(result.code, 0, result.stderr);
-    for (const name of ['resnet50 (default)', 'resnet50-int8', 'mobilenetv2', 'efficientnet-lite4']) assert.ok(result.stdout.includes(`\n${name}: `) || result.stdout.startsWith(`${name}: `), name);
+    for (const name of ['resnet50 (default)', 'resnet50-int8', 'mobilenetv2', 'efficientnet-lite4'])
+      assert.ok(result.stdout.includes(`\n${name}: `) || result.stdout.startsWith(`${name}: `), name);
     assert.equal(result.stdout.match(/not cached \(would be \/nonexistent-imgpipe-cache\/backbones\//g)?.length, 4);
     assert.equal(result.stdout.match(/source 1: https:\/\/huggingface\.co\//g)?.length, 4);
   });

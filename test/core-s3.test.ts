@@ -5,7 +5,18 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pLimit from 'p-limit';
-import { createS3Client, describeS3Error, downloadObject, downloadPrefix, headObject, listObjects, parseS3Uri, readObjectBytes, safeLocalPath, uploadObject } from '@imgpipe/s3';
+import {
+  createS3Client,
+  describeS3Error,
+  downloadObject,
+  downloadPrefix,
+  headObject,
+  listObjects,
+  parseS3Uri,
+  readObjectBytes,
+  safeLocalPath,
+  uploadObject,
+} from '@imgpipe/s3';
 import { FailureError, InputError, sha256, UsageError } from '@imgpipe/kit';
 import { makeTempDir, startFaultyProxy, startS3Server, testAwsConfig, uploadDirectory, type S3Server, type TempDir } from '@imgpipe/test-utils';
 
@@ -24,7 +35,13 @@ describe('@imgpipe/s3 client against the local server', () => {
 
   it('puts and gets an object byte for byte', async () => {
     const bytes = randomBytes(4096);
-    const put = await uploadObject(server.client, 'core', 'a/b/c.bin', { bytes }, { contentType: 'application/octet-stream', metadata: { sha256: sha256(bytes) } });
+    const put = await uploadObject(
+      server.client,
+      'core',
+      'a/b/c.bin',
+      { bytes },
+      { contentType: 'application/octet-stream', metadata: { sha256: sha256(bytes) } },
+    );
     assert.equal(put.multipart, false);
     const head = await headObject(server.client, 'core', 'a/b/c.bin');
     assert.equal(head?.size, 4096);
@@ -177,9 +194,16 @@ describe('@imgpipe/s3 client against the local server', () => {
       return true;
     });
     dead.destroy();
-    const denied = describeS3Error(Object.assign(new Error('denied'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }), { bucket: 'b', key: 'k', action: 'download' });
+    const denied = describeS3Error(Object.assign(new Error('denied'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }), {
+      bucket: 'b',
+      key: 'k',
+      action: 'download',
+    });
     assert.match(denied.message, /s3:\/\/b\/k: access denied/);
-    const refused = describeS3Error(Object.assign(new Error('x'), { name: 'InvalidAccessKeyId', $metadata: { httpStatusCode: 403 } }), { bucket: 'b', key: 'k' });
+    const refused = describeS3Error(Object.assign(new Error('x'), { name: 'InvalidAccessKeyId', $metadata: { httpStatusCode: 403 } }), {
+      bucket: 'b',
+      key: 'k',
+    });
     assert.match(refused.message, /credentials were refused.*AWS_ACCESS_KEY_ID/);
   });
 });

@@ -28,7 +28,13 @@ describe('crash consistency: kill -9 at seeded moments, rerun, compare with an u
     execa(join(BIN, tool), args, { cwd, env: fx.env, reject: false, ...(input === undefined ? {} : { input }) });
 
   /** Run `start` once to time it, then KILLS times killed at a random moment and rerun each time. */
-  async function killAndRerun(tool: string, seed: number, start: (cwd: string) => ReturnType<typeof bin>, checkKilled: (cwd: string) => Promise<void>, checkDone: (cwd: string, stdout: string) => Promise<void>) {
+  async function killAndRerun(
+    tool: string,
+    seed: number,
+    start: (cwd: string) => ReturnType<typeof bin>,
+    checkKilled: (cwd: string) => Promise<void>,
+    checkDone: (cwd: string, stdout: string) => Promise<void>,
+  ) {
     const reference = join(fx.temp.path, `${tool}-reference`);
     await mkdir(reference, { recursive: true });
     const t0 = Date.now();
@@ -67,15 +73,19 @@ describe('crash consistency: kill -9 at seeded moments, rerun, compare with an u
     const start = (cwd: string) => bin('download-s3', ['--csv', CSV_URI, '--dest', 'data', '--out', 'images.csv', '--concurrency', '4'], cwd);
     const checkKilled = async (cwd: string) => {
       for (const path of await walk(join(cwd, 'data'))) {
-        if (LITTER.test(path) || !path.endsWith('.png') && !path.endsWith('.jpg') && !path.endsWith('.webp')) continue;
+        if (LITTER.test(path) || (!path.endsWith('.png') && !path.endsWith('.jpg') && !path.endsWith('.webp'))) continue;
         const key = path;
-        if (objects.has(key)) assert.equal(sha256(await readFile(join(cwd, 'data', path))), await sourceSha(key), `${path}: a final name holds complete bytes`);
+        if (objects.has(key))
+          assert.equal(sha256(await readFile(join(cwd, 'data', path))), await sourceSha(key), `${path}: a final name holds complete bytes`);
       }
       const csv = await readFile(join(cwd, 'images.csv'), 'utf8').catch(() => undefined);
       assert.ok(csv === undefined || csv.trim().split('\n').length === objects.size + 1, 'the output CSV is whole or absent');
     };
     const reference = await killAndRerun('download-s3', 11, start, checkKilled, async (cwd) => {
-      assert.equal(await readFile(join(cwd, 'images.csv'), 'utf8'), await readFile(join(fx.temp.path, 'download-s3-reference', 'images.csv'), 'utf8'));
+      assert.equal(
+        await readFile(join(cwd, 'images.csv'), 'utf8'),
+        await readFile(join(fx.temp.path, 'download-s3-reference', 'images.csv'), 'utf8'),
+      );
     });
     assert.ok((await readFile(join(reference, 'images.csv'), 'utf8')).includes('local_sha256'));
   });
@@ -92,46 +102,68 @@ describe('crash consistency: kill -9 at seeded moments, rerun, compare with an u
       }
       return dataset.manifest;
     };
-    await killAndRerun('prep-data', 12, startIn, async (cwd) => {
-      if (await readFile(join(cwd, 'prep', 'manifest.json')).catch(() => undefined)) await verified(join(cwd, 'prep'));
-      assert.deepEqual((await readdir(cwd)).filter((name) => name !== 'prep' && !name.startsWith('.')), []);
-    }, async (cwd) => {
-      const manifest = await verified(join(cwd, 'prep'));
-      const reference = await verified(join(fx.temp.path, 'prep-data-reference', 'prep'));
-      assert.deepEqual(manifest.splits, reference.splits);
-      assert.equal(manifest.images_sha256, reference.images_sha256);
-      assert.deepEqual(await litter(cwd), []);
-    });
+    await killAndRerun(
+      'prep-data',
+      12,
+      startIn,
+      async (cwd) => {
+        if (await readFile(join(cwd, 'prep', 'manifest.json')).catch(() => undefined)) await verified(join(cwd, 'prep'));
+        assert.deepEqual(
+          (await readdir(cwd)).filter((name) => name !== 'prep' && !name.startsWith('.')),
+          [],
+        );
+      },
+      async (cwd) => {
+        const manifest = await verified(join(cwd, 'prep'));
+        const reference = await verified(join(fx.temp.path, 'prep-data-reference', 'prep'));
+        assert.deepEqual(manifest.splits, reference.splits);
+        assert.equal(manifest.images_sha256, reference.images_sha256);
+        assert.deepEqual(await litter(cwd), []);
+      },
+    );
   });
 
   it('train', async () => {
     const data = join(fx.temp.path, 'prep-data-reference', 'prep');
     const start = (cwd: string) => bin('train', ['--data', data, '--out', 'runs', '--seed', '5', ...fx.trainFlags], cwd);
     const table = async (runDir: string) => {
-      const lines = (await readFile(join(runDir, 'trials.csv'), 'utf8')).trim().split('\n').map((l) => l.split(','));
+      const lines = (await readFile(join(runDir, 'trials.csv'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => l.split(','));
       const col = lines[0]!.indexOf('seconds');
       return lines.map((cells) => cells.filter((_, i) => i !== col).join(','));
     };
-    const referenceRun = async () => join(fx.temp.path, 'train-reference', 'runs', (await readdir(join(fx.temp.path, 'train-reference', 'runs'))).find((n) => !n.startsWith('.'))!);
-    await killAndRerun('train', 13, start, async (cwd) => {
-      for (const name of await readdir(join(cwd, 'runs')).catch(() => [] as string[])) {
-        if (name.startsWith('.')) continue;
-        const runJson = await readFile(join(cwd, 'runs', name, 'run.json'), 'utf8').catch(() => undefined);
-        if (runJson !== undefined) assert.doesNotThrow(() => JSON.parse(runJson), 'run.json is whole');
-        const model = await readFile(join(cwd, 'runs', name, 'model', 'card.json'), 'utf8').catch(() => undefined);
-        if (model !== undefined) assert.equal(JSON.parse(runJson!).status, 'done', 'a model directory appears only with a finished run');
-      }
-    }, async (cwd, stdout) => {
-      const runDir = resolve(cwd, JSON.parse(stdout).path as string);
-      const reference = await referenceRun();
-      assert.deepEqual(await table(runDir), await table(reference));
-      const [a, b] = await Promise.all([readFile(join(runDir, 'model', 'head', 'weights.bin')), readFile(join(reference, 'model', 'head', 'weights.bin'))]);
-      assert.ok(a.equals(b), 'the same best head');
-      const runs = [];
-      for (const name of (await readdir(join(cwd, 'runs'))).filter((n) => !n.startsWith('.'))) {
-        if (await readFile(join(cwd, 'runs', name, 'run.json')).catch(() => undefined)) runs.push(name);
-      }
-      assert.equal(runs.length, 1, 'the rerun finished the killed run instead of starting another');
-    });
+    const referenceRun = async () =>
+      join(fx.temp.path, 'train-reference', 'runs', (await readdir(join(fx.temp.path, 'train-reference', 'runs'))).find((n) => !n.startsWith('.'))!);
+    await killAndRerun(
+      'train',
+      13,
+      start,
+      async (cwd) => {
+        for (const name of await readdir(join(cwd, 'runs')).catch(() => [] as string[])) {
+          if (name.startsWith('.')) continue;
+          const runJson = await readFile(join(cwd, 'runs', name, 'run.json'), 'utf8').catch(() => undefined);
+          if (runJson !== undefined) assert.doesNotThrow(() => JSON.parse(runJson), 'run.json is whole');
+          const model = await readFile(join(cwd, 'runs', name, 'model', 'card.json'), 'utf8').catch(() => undefined);
+          if (model !== undefined) assert.equal(JSON.parse(runJson!).status, 'done', 'a model directory appears only with a finished run');
+        }
+      },
+      async (cwd, stdout) => {
+        const runDir = resolve(cwd, JSON.parse(stdout).path as string);
+        const reference = await referenceRun();
+        assert.deepEqual(await table(runDir), await table(reference));
+        const [a, b] = await Promise.all([
+          readFile(join(runDir, 'model', 'head', 'weights.bin')),
+          readFile(join(reference, 'model', 'head', 'weights.bin')),
+        ]);
+        assert.ok(a.equals(b), 'the same best head');
+        const runs = [];
+        for (const name of (await readdir(join(cwd, 'runs'))).filter((n) => !n.startsWith('.'))) {
+          if (await readFile(join(cwd, 'runs', name, 'run.json')).catch(() => undefined)) runs.push(name);
+        }
+        assert.equal(runs.length, 1, 'the rerun finished the killed run instead of starting another');
+      },
+    );
   });
 });

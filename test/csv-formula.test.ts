@@ -25,17 +25,37 @@ let runDir: string;
 const rowsOf = async (path: string, options: { forSpreadsheets?: boolean } = {}): Promise<CsvRow[]> =>
   (await readCsvRows(Readable.from([await readFile(path)]), { source: path, ...options })).rows;
 /** Cells a spreadsheet would run as a formula (plain numbers such as -0.5 are data, not formulas). */
-const formulaCells = (rows: CsvRow[]) => rows.flatMap((row) => Object.values(row)).filter((cell) => /^[=+\-@\t\r]/.test(cell) && Number.isNaN(Number(cell)));
+const formulaCells = (rows: CsvRow[]) =>
+  rows.flatMap((row) => Object.values(row)).filter((cell) => /^[=+\-@\t\r]/.test(cell) && Number.isNaN(Number(cell)));
 
 before(async () => {
   temp = await makeTempDir('imgpipe-csv-formula-');
   const set = await generateImageSet({ dir: join(temp.path, 'images'), count: 32, seed: 5, sizes: TINY_IMAGE_SIZES, classes: CLASSES, bad: true });
   dataDir = join(temp.path, 'prep');
-  await runPrepData({ csv: await readFile(set.csvPath), csvSource: set.csvPath, out: dataDir, size: SIZE, fractions: { train: 0.5, val: 0.25, test: 0.25 }, seed: 3, quiet: true, concurrency: 2 });
+  await runPrepData({
+    csv: await readFile(set.csvPath),
+    csvSource: set.csvPath,
+    out: dataDir,
+    size: SIZE,
+    fractions: { train: 0.5, val: 0.25, test: 0.25 },
+    seed: 3,
+    quiet: true,
+    concurrency: 2,
+  });
   const tiny = await buildTinyConvBackbone({ dir: join(temp.path, 'backbone'), inputSize: SIZE, format: 'onnx', seed: 1 });
   const trained = await runTrain({
-    dataDir, out: join(temp.path, 'runs'), backbone: tiny.path, featureLayer: tiny.featureLayer, preprocess: 'torch', cacheDir: join(temp.path, 'cache'),
-    space: { lr: [0.05], layer_size: [4], dropout: [0], batch_size: [16], epochs: [1] }, strategy: 'grid', runs: 0, seed: 1, device: 'wasm', extractBatchSize: 32,
+    dataDir,
+    out: join(temp.path, 'runs'),
+    backbone: tiny.path,
+    featureLayer: tiny.featureLayer,
+    preprocess: 'torch',
+    cacheDir: join(temp.path, 'cache'),
+    space: { lr: [0.05], layer_size: [4], dropout: [0], batch_size: [16], epochs: [1] },
+    strategy: 'grid',
+    runs: 0,
+    seed: 1,
+    device: 'wasm',
+    extractBatchSize: 32,
   });
   runDir = trained.runDir;
 });
@@ -49,12 +69,18 @@ test('a class named like a spreadsheet formula is quoted in the CSVs for people 
   const dataset = await openDataset(dataDir);
   assert.deepEqual(dataset.manifest.classes, CLASSES);
   const split = await rowsOf(join(dataDir, 'test.csv'));
-  assert.ok(split.some((row) => row.category === FORMULA), 'test.csv holds the class as given');
+  assert.ok(
+    split.some((row) => row.category === FORMULA),
+    'test.csv holds the class as given',
+  );
 
   // Files for people: no cell a spreadsheet would run, and the class is there behind a single quote.
   const predictions = await rowsOf(join(runDir, 'predictions.csv'));
   assert.deepEqual(formulaCells(predictions), []);
-  assert.ok(predictions.some((row) => row.category === `'${FORMULA}`), 'predictions.csv: the category is quoted');
+  assert.ok(
+    predictions.some((row) => row.category === `'${FORMULA}`),
+    'predictions.csv: the category is quoted',
+  );
   assert.ok(predictions.every((row) => row.category === `'${FORMULA}` || row.category === "'@dog"));
   const rejected = await rowsOf(join(dataDir, 'rejected.csv'));
   assert.ok(rejected.length > 0, 'the bad images are listed');

@@ -19,10 +19,19 @@ let disk: string;
 
 /** Run `command` with a `size` tmpfs mounted at `disk`, then list what is left on it (after a marker line). */
 const onFullDisk = (size: string, command: string, env: Record<string, string> = {}) =>
-  execa('unshare', ['-rm', 'sh', '-c', `mount -t tmpfs -o size=${size} tmpfs "$DISK" && ${command}; code=$?; echo "--- left:"; find "$DISK" -mindepth 1; exit $code`], {
-    env: { ...process.env, ...env, DISK: disk },
-    reject: false,
-  });
+  execa(
+    'unshare',
+    [
+      '-rm',
+      'sh',
+      '-c',
+      `mount -t tmpfs -o size=${size} tmpfs "$DISK" && ${command}; code=$?; echo "--- left:"; find "$DISK" -mindepth 1; exit $code`,
+    ],
+    {
+      env: { ...process.env, ...env, DISK: disk },
+      reject: false,
+    },
+  );
 
 before(async () => {
   temp = await makeTempDir('imgpipe-disk-full-');
@@ -45,7 +54,10 @@ test("kit's atomic write on a full disk names the file, and the final name never
     await writeFileAtomic(process.env.DISK + '/big.bin', new Uint8Array(200_000)).catch((error) => { console.error(error.message, error.code); process.exitCode = 1; });`;
   const result = await onFullDisk('64k', 'node --input-type=module -e "$SCRIPT"', { SCRIPT: script });
   assert.equal(result.exitCode, 1, result.stderr);
-  assert.match(result.stderr, new RegExp(`^${disk}/big\\.bin: cannot write: no space left on the device; free space there, or write elsewhere ENOSPC$`, 'm'));
+  assert.match(
+    result.stderr,
+    new RegExp(`^${disk}/big\\.bin: cannot write: no space left on the device; free space there, or write elsewhere ENOSPC$`, 'm'),
+  );
   assert.equal(result.stdout.split('--- left:')[1]?.trim(), '');
   assert.ok((await readFile(csvPath)).length > 0);
 });

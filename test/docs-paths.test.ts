@@ -10,14 +10,24 @@ const ROOTS = ['packages/', 'scripts/', 'test/', 'docs/', 'deploy/', 'bench/', '
 const PACKAGE_ROOTS = ['src/', 'assets/'];
 
 function documents(): string[] {
-  const docs = ['README.md', 'bench-results/README.md', ...readdirSync('docs').filter((f) => f.endsWith('.md')).map((f) => join('docs', f))];
+  const docs = [
+    'README.md',
+    'bench-results/README.md',
+    ...readdirSync('docs')
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => join('docs', f)),
+  ];
   for (const pkg of readdirSync('packages')) if (existsSync(join('packages', pkg, 'README.md'))) docs.push(join('packages', pkg, 'README.md'));
   return docs;
 }
 
 /** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens. */
 function slug(heading: string): string {
-  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+    .replace(/\s/g, '-');
 }
 
 function anchors(doc: string): Set<string> {
@@ -31,9 +41,16 @@ it('every repository path in backticks in README.md, docs/ and the package READM
     const packageDir = doc.startsWith('packages/') ? dirname(doc) : undefined;
     for (const [index, line] of readFileSync(doc, 'utf8').split('\n').entries()) {
       for (const [, token] of line.matchAll(/`([^`\s]+)`/g)) {
-        const path = token!.replace(/[.,:;)]+$/, '').split('#')[0]!.replace(/:\d+$/, '');
+        const path = token!
+          .replace(/[.,:;)]+$/, '')
+          .split('#')[0]!
+          .replace(/:\d+$/, '');
         if (/[*<>{}$]/.test(path)) continue;
-        const resolved = ROOTS.some((root) => path.startsWith(root)) ? path : packageDir && PACKAGE_ROOTS.some((root) => path.startsWith(root)) ? join(packageDir, path) : undefined;
+        const resolved = ROOTS.some((root) => path.startsWith(root))
+          ? path
+          : packageDir && PACKAGE_ROOTS.some((root) => path.startsWith(root))
+            ? join(packageDir, path)
+            : undefined;
         if (resolved && !existsSync(resolved)) missing.push(`${doc}:${index + 1}: ${path}`);
       }
     }

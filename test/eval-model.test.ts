@@ -30,7 +30,16 @@ before(async () => {
   temp = await makeTempDir('imgpipe-eval-');
   const set = await generateImageSet({ dir: join(temp.path, 'images'), count: 64, seed: 21, sizes: TINY_IMAGE_SIZES });
   dataDir = join(temp.path, 'prep');
-  await runPrepData({ csv: await readFile(set.csvPath), csvSource: set.csvPath, out: dataDir, size: SIZE, fractions: { train: 0.5, val: 0.25, test: 0.25 }, seed: 42, quiet: true, concurrency: 2 });
+  await runPrepData({
+    csv: await readFile(set.csvPath),
+    csvSource: set.csvPath,
+    out: dataDir,
+    size: SIZE,
+    fractions: { train: 0.5, val: 0.25, test: 0.25 },
+    seed: 42,
+    quiet: true,
+    concurrency: 2,
+  });
   const tiny = await buildTinyConvBackbone({ dir: join(temp.path, 'backbone'), inputSize: SIZE, format: 'onnx', seed: 1 });
   const trained = await runTrain({
     dataDir,
@@ -51,7 +60,8 @@ before(async () => {
 });
 after(() => temp.remove());
 
-const evaluate = (overrides: Partial<Parameters<typeof runEvalModel>[0]> = {}) => runEvalModel({ runDir, device: 'wasm', batchSize: 7, ...overrides });
+const evaluate = (overrides: Partial<Parameters<typeof runEvalModel>[0]> = {}) =>
+  runEvalModel({ runDir, device: 'wasm', batchSize: 7, ...overrides });
 const readEval = async (dir = runDir) => JSON.parse(await readFile(join(dir, 'eval.json'), 'utf8')) as EvalResult;
 
 async function csvRows(path: string): Promise<CsvRow[]> {
@@ -75,8 +85,14 @@ test('metrics agree with an independent computation from predictions.csv and a f
   // predictions.csv lists the test split in order.
   const rows = await csvRows(join(runDir, 'predictions.csv'));
   const testRows = await dataset.rows('test');
-  assert.deepEqual(rows.map((r) => r.source), testRows.map((r) => r.source));
-  assert.deepEqual(rows.map((r) => Number(r.label)), testRows.map((r) => r.label));
+  assert.deepEqual(
+    rows.map((r) => r.source),
+    testRows.map((r) => r.source),
+  );
+  assert.deepEqual(
+    rows.map((r) => Number(r.label)),
+    testRows.map((r) => r.label),
+  );
 
   // Its probabilities are what the saved model gives for the test pixels.
   const model = await loadModel(join(runDir, 'model'), { device: 'wasm' });
@@ -95,13 +111,22 @@ test('metrics agree with an independent computation from predictions.csv and a f
   assert.equal(result.test_accuracy, correct / count);
   const loss = -y.reduce((s, label, i) => s + Math.log(Math.max(1e-7, p[i]![label]!)), 0) / count;
   assert.ok(Math.abs(result.test_loss - loss) < 1e-6, `${result.test_loss} vs ${loss}`);
-  const cm = [[0, 0], [0, 0]];
+  const cm = [
+    [0, 0],
+    [0, 0],
+  ];
   y.forEach((label, i) => {
     cm[label]![pred[i]!]!++;
   });
   assert.deepEqual(result.confusion_matrix, cm);
-  assert.equal(cm.flat().reduce((a, b) => a + b, 0), count);
-  assert.deepEqual(rows.map((r) => Number(r.predicted)), pred);
+  assert.equal(
+    cm.flat().reduce((a, b) => a + b, 0),
+    count,
+  );
+  assert.deepEqual(
+    rows.map((r) => Number(r.predicted)),
+    pred,
+  );
   for (const [c, name] of ['cat', 'dog'].entries()) {
     const tp = cm[c]![c]!;
     const support = cm[c]![0]! + cm[c]![1]!;
@@ -129,7 +154,10 @@ test('metrics agree with an independent computation from predictions.csv and a f
     assert.equal(w.source, testRows[w.row]!.source);
     assert.equal(w.probability, Math.max(...p[w.row]!));
   }
-  assert.deepEqual(result.worst.map((w) => w.probability), result.worst.map((w) => w.probability).sort((a, b) => b - a));
+  assert.deepEqual(
+    result.worst.map((w) => w.probability),
+    result.worst.map((w) => w.probability).sort((a, b) => b - a),
+  );
 
   // Hashes, card, results.csv, pointer.
   assert.equal(result.dataset.manifest_sha256, dataset.manifestSha256);
@@ -145,7 +173,13 @@ test('metrics agree with an independent computation from predictions.csv and a f
   assert.ok(Math.abs(Number(best[0]!.test_accuracy) - result.test_accuracy) < 1e-7);
   assert.ok(Math.abs(Number(best[0]!.test_loss) - result.test_loss) < 1e-6);
   assert.ok(results.filter((r) => r.model !== bestTrial).every((r) => r.test_accuracy === ''));
-  assert.deepEqual(outcome.pointer, { kind: 'run', path: runDir, best: join(runDir, 'model'), test_accuracy: result.test_accuracy, test_loss: result.test_loss });
+  assert.deepEqual(outcome.pointer, {
+    kind: 'run',
+    path: runDir,
+    best: join(runDir, 'model'),
+    test_accuracy: result.test_accuracy,
+    test_loss: result.test_loss,
+  });
 });
 
 test('plots decode as PNGs of the expected sizes and report.html ties them together', async () => {
@@ -206,7 +240,13 @@ test('the quality gate fails below the threshold (exit 1, eval.json written, no 
     let err = '';
     stdout.on('data', (c) => (out += c));
     stderr.on('data', (c) => (err += c));
-    const code = await runCli(evalModelCli, [...args, '--device', 'wasm', '-q'], { stdout, stderr, stdin: Readable.from([]), cwd: temp.path, env: {} });
+    const code = await runCli(evalModelCli, [...args, '--device', 'wasm', '-q'], {
+      stdout,
+      stderr,
+      stdin: Readable.from([]),
+      cwd: temp.path,
+      env: {},
+    });
     return { code, out, err };
   };
   const failed = await cli(['--run', runDir, '--min-accuracy', String(accuracy + 0.01)]);
@@ -237,7 +277,10 @@ test('--model with --data and --out evaluates a model outside its run; mismatche
   assert.equal(outcome.pointer.path, out);
   assert.equal((await readModelCard(modelCopy)).metrics.test_accuracy, result.test_accuracy);
 
-  await assert.rejects(runEvalModel({ runDir: dataDir, device: 'wasm', batchSize: 16 }), (error: unknown) => error instanceof InputError && /is not a run directory/.test(error.message));
+  await assert.rejects(
+    runEvalModel({ runDir: dataDir, device: 'wasm', batchSize: 16 }),
+    (error: unknown) => error instanceof InputError && /is not a run directory/.test(error.message),
+  );
   // A dataset that is not the one the model was trained on: refused unless --data names it.
   const other = join(temp.path, 'other-prep');
   await cp(dataDir, other, { recursive: true });
@@ -247,7 +290,10 @@ test('--model with --data and --out evaluates a model outside its run; mismatche
   const card = JSON.parse(await readFile(join(modelCopy, 'card.json'), 'utf8'));
   card.dataset.path = other;
   await writeFile(join(modelCopy, 'card.json'), JSON.stringify(card));
-  await assert.rejects(runEvalModel({ modelDir: modelCopy, outDir: out, device: 'wasm', batchSize: 16 }), /not the dataset .* was trained on.*pass --data/);
+  await assert.rejects(
+    runEvalModel({ modelDir: modelCopy, outDir: out, device: 'wasm', batchSize: 16 }),
+    /not the dataset .* was trained on.*pass --data/,
+  );
   await rm(other, { recursive: true });
 });
 
@@ -259,11 +305,14 @@ test('a same-size corrupted test.u8 is refused (exit 2) instead of evaluated', a
   await writeFile(join(corrupt, 'test.u8'), pixels);
   const modelCopy = join(temp.path, 'corrupt-model');
   await cp(join(runDir, 'model'), modelCopy, { recursive: true });
-  await assert.rejects(runEvalModel({ modelDir: modelCopy, dataDir: corrupt, outDir: join(temp.path, 'corrupt-eval'), device: 'wasm', batchSize: 16 }), (error: unknown) => {
-    assert.ok(error instanceof InputError, String(error));
-    assert.match(error.message, /test\.u8: sha256 [0-9a-f]{64} does not match [0-9a-f]{64} in the dataset manifest/);
-    return true;
-  });
+  await assert.rejects(
+    runEvalModel({ modelDir: modelCopy, dataDir: corrupt, outDir: join(temp.path, 'corrupt-eval'), device: 'wasm', batchSize: 16 }),
+    (error: unknown) => {
+      assert.ok(error instanceof InputError, String(error));
+      assert.match(error.message, /test\.u8: sha256 [0-9a-f]{64} does not match [0-9a-f]{64} in the dataset manifest/);
+      return true;
+    },
+  );
   await rm(corrupt, { recursive: true });
 });
 
@@ -275,7 +324,13 @@ test('e2e: the real bin reads the run pointer on stdin and prints the run pointe
   assert.equal(lines.length, 1);
   const pointer = JSON.parse(lines[0]!);
   const result = await readEval();
-  assert.deepEqual(pointer, { kind: 'run', path: runDir, best: join(runDir, 'model'), test_accuracy: result.test_accuracy, test_loss: result.test_loss });
+  assert.deepEqual(pointer, {
+    kind: 'run',
+    path: runDir,
+    best: join(runDir, 'model'),
+    test_accuracy: result.test_accuracy,
+    test_loss: result.test_loss,
+  });
   assert.match(ok.stderr, /test_accuracy [\d.]+ test_loss [\d.]+/);
 
   const gate = await execa('node', [BIN, '--run', runDir, '--device', 'wasm', '--min-accuracy', '1.01'], { cwd: temp.path, reject: false });

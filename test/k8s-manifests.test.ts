@@ -35,7 +35,10 @@ const MODELS: Record<string, { new (data: never): { validate(): void } }> = {
 
 // biome-ignore lint/suspicious/noExplicitAny: parsed YAML manifests of many kinds, walked by path in the assertions; the schemas check their shape
 type Yaml = any;
-type Doc = { apiVersion: string; kind: string; metadata: { name?: string; generateName?: string }; spec: Record<string, Yaml> } & Record<string, Yaml>;
+type Doc = { apiVersion: string; kind: string; metadata: { name?: string; generateName?: string }; spec: Record<string, Yaml> } & Record<
+  string,
+  Yaml
+>;
 const docs: { file: string; doc: Doc }[] = [];
 const flagsOf = new Map<string, Set<string>>();
 
@@ -56,7 +59,8 @@ before(async () => {
 
 /** Every container of a manifest: pod templates, Argo templates, KServe predictors. */
 function containersOf(doc: Doc): Record<string, Yaml>[] {
-  if (doc.kind === 'Workflow') return doc.spec.templates.filter((t: { container?: unknown }) => t.container).map((t: { container: unknown }) => t.container);
+  if (doc.kind === 'Workflow')
+    return doc.spec.templates.filter((t: { container?: unknown }) => t.container).map((t: { container: unknown }) => t.container);
   if (doc.kind === 'InferenceService') return doc.spec.predictor.containers;
   return doc.spec.template?.spec?.containers ?? [];
 }
@@ -114,7 +118,8 @@ describe('deploy/k8s manifests (validated offline; not run on a cluster)', () =>
     assert.ok(fields.has('readinessProbe') && fields.has('volumeMounts'));
     for (const { file, doc } of docs) {
       for (const container of containersOf(doc)) {
-        for (const key of Object.keys(container)) assert.ok(fields.has(key), `${file}: container ${container.name ?? ''} has an unknown field ${key}`);
+        for (const key of Object.keys(container))
+          assert.ok(fields.has(key), `${file}: container ${container.name ?? ''} has an unknown field ${key}`);
       }
     }
   });
@@ -150,7 +155,8 @@ describe('deploy/k8s manifests (validated offline; not run on a cluster)', () =>
       for (const container of containersOf(doc)) {
         for (const [tool, ...words] of invocations([...(container.command ?? []), ...(container.args ?? [])].map(String))) {
           const task = words[words.indexOf('--task') + 1];
-          if (tool === 'train' && words.includes('--task') && !task!.startsWith('inputs.parameters.')) assert.ok(text.includes(`train --task ${task}`), `${file}: docs/scale-out.md does not show train --task ${task}`);
+          if (tool === 'train' && words.includes('--task') && !task!.startsWith('inputs.parameters.'))
+            assert.ok(text.includes(`train --task ${task}`), `${file}: docs/scale-out.md does not show train --task ${task}`);
         }
       }
     }
@@ -169,24 +175,37 @@ describe('deploy/k8s manifests (validated offline; not run on a cluster)', () =>
     const jobs = new Map(docs.filter((d) => d.doc.kind === 'Job').map((d) => [d.doc.metadata.name!, d.doc]));
     const planArgs = jobs.get('imgpipe-plan')!.spec.template.spec.containers[0].args as string[];
     const value = (flag: string) => planArgs[planArgs.indexOf(flag) + 1]!;
-    const trials = ['--lr', '--layer-size', '--dropout', '--batch-size', '--epochs'].reduce((n, f) => n * (planArgs.includes(f) ? value(f).split(',').length : 1), 1);
+    const trials = ['--lr', '--layer-size', '--dropout', '--batch-size', '--epochs'].reduce(
+      (n, f) => n * (planArgs.includes(f) ? value(f).split(',').length : 1),
+      1,
+    );
     assert.equal(jobs.get('imgpipe-extract')!.spec.completions, Number(value('--shards')));
     assert.equal(jobs.get('imgpipe-trials')!.spec.completions, trials);
     for (const name of ['imgpipe-extract', 'imgpipe-trials']) {
       const job = jobs.get(name)!;
       assert.equal(job.spec.completionMode, 'Indexed');
-      assert.match(job.spec.template.spec.containers[0].args.join(' '), new RegExp(`--run ${value('--out')}/${value('--run-id')} --index "\\$JOB_COMPLETION_INDEX"`));
+      assert.match(
+        job.spec.template.spec.containers[0].args.join(' '),
+        new RegExp(`--run ${value('--out')}/${value('--run-id')} --index "\\$JOB_COMPLETION_INDEX"`),
+      );
     }
     const pvc = docs.find((d) => d.doc.kind === 'PersistentVolumeClaim')!.doc;
     assert.deepEqual(pvc.spec.accessModes, ['ReadWriteMany']);
     for (const { file, doc } of docs) {
-      const volumes = doc.kind === 'Workflow' ? doc.spec.volumes : doc.spec.template?.spec?.volumes ?? [];
-      for (const v of volumes.filter((v: { persistentVolumeClaim?: unknown }) => v.persistentVolumeClaim)) assert.equal(v.persistentVolumeClaim.claimName, pvc.metadata.name, file);
+      const volumes = doc.kind === 'Workflow' ? doc.spec.volumes : (doc.spec.template?.spec?.volumes ?? []);
+      for (const v of volumes.filter((v: { persistentVolumeClaim?: unknown }) => v.persistentVolumeClaim))
+        assert.equal(v.persistentVolumeClaim.claimName, pvc.metadata.name, file);
     }
     const workflow = docs.find((d) => d.doc.kind === 'Workflow')!.doc;
-    const tasks = workflow.spec.templates.find((t: { name: string }) => t.name === workflow.spec.entrypoint).dag.tasks as { name: string; dependencies?: string[] }[];
+    const tasks = workflow.spec.templates.find((t: { name: string }) => t.name === workflow.spec.entrypoint).dag.tasks as {
+      name: string;
+      dependencies?: string[];
+    }[];
     const order = ['download', 'prep', 'plan', 'extract', 'trials', 'finish', 'eval', 'upload'];
-    assert.deepEqual(tasks.map((t) => t.name), order);
+    assert.deepEqual(
+      tasks.map((t) => t.name),
+      order,
+    );
     for (const [i, task] of tasks.entries()) assert.deepEqual(task.dependencies ?? [], i === 0 ? [] : [order[i - 1]]);
   });
 
@@ -199,7 +218,10 @@ describe('deploy/k8s manifests (validated offline; not run on a cluster)', () =>
     assert.ok(container.resources.requests.cpu && container.resources.limits.memory);
     const shutdown = Number(container.args[container.args.indexOf('--shutdown-timeout') + 1]);
     const preStop = Number(container.lifecycle.preStop.exec.command[1]);
-    assert.ok(shutdown > 0 && preStop + shutdown < pod.terminationGracePeriodSeconds, `${preStop} + ${shutdown} >= ${pod.terminationGracePeriodSeconds}`);
+    assert.ok(
+      shutdown > 0 && preStop + shutdown < pod.terminationGracePeriodSeconds,
+      `${preStop} + ${shutdown} >= ${pod.terminationGracePeriodSeconds}`,
+    );
     const service = docs.find((d) => d.doc.kind === 'Service')!.doc;
     assert.deepEqual(service.spec.selector, deployment.spec.selector.matchLabels);
     const inference = docs.find((d) => d.doc.kind === 'InferenceService')!.doc;

@@ -9,7 +9,17 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { listFilesRecursive } from '@imgpipe/test-utils';
-import { BUCKET, CSV_URI, hookedBinDir, NOISE_CSV_URI, PIPELINE, REPO, runCommand, startPipelineFixture, type PipelineFixture } from './pipeline-fixture.js';
+import {
+  BUCKET,
+  CSV_URI,
+  hookedBinDir,
+  NOISE_CSV_URI,
+  PIPELINE,
+  REPO,
+  runCommand,
+  startPipelineFixture,
+  type PipelineFixture,
+} from './pipeline-fixture.js';
 
 let fixture: PipelineFixture;
 before(async () => {
@@ -18,14 +28,28 @@ before(async () => {
 after(() => fixture?.close());
 
 const pipelineArgs = (work: string, prefix: string, extra: string[] = []) => [
-  PIPELINE, '--work', work, '--csv', CSV_URI, '--bucket', BUCKET, '--prefix', prefix, ...extra, '--', ...fixture.trainFlags,
+  PIPELINE,
+  '--work',
+  work,
+  '--csv',
+  CSV_URI,
+  '--bucket',
+  BUCKET,
+  '--prefix',
+  prefix,
+  ...extra,
+  '--',
+  ...fixture.trainFlags,
 ];
 
 test('a second run exits 75 while another holds the lock, and starts nothing', async () => {
   const work = join(fixture.temp.path, 'locked');
   await runCommand('mkdir', ['-p', work], { env: {} });
   // flock(1) holds the same lock pipeline.sh takes until we stop it.
-  const holder = spawn('flock', ['-n', join(work, '.pipeline.lock'), '-c', 'echo held; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  const holder = spawn('flock', ['-n', join(work, '.pipeline.lock'), '-c', 'echo held; exec sleep 60'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    detached: true,
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       holder.stdout.once('data', () => resolve());
@@ -50,7 +74,25 @@ test('below --min-accuracy eval-model stops the pipe: exit 13, nothing uploaded,
   const work = join(fixture.temp.path, 'gated');
   // Labels that do not depend on the images: about 50% on the test split (24 images here), never 95%.
   const env = { ...fixture.env, IMGPIPE_DATA_TRAIN_PCT: '0.25', IMGPIPE_DATA_VAL_PCT: '0.25', IMGPIPE_DATA_TEST_PCT: '0.5' };
-  const result = await runCommand('bash', [PIPELINE, '--work', work, '--csv', NOISE_CSV_URI, '--bucket', BUCKET, '--prefix', 'gated/', '--min-accuracy', '0.95', '--', ...fixture.trainFlags], { env });
+  const result = await runCommand(
+    'bash',
+    [
+      PIPELINE,
+      '--work',
+      work,
+      '--csv',
+      NOISE_CSV_URI,
+      '--bucket',
+      BUCKET,
+      '--prefix',
+      'gated/',
+      '--min-accuracy',
+      '0.95',
+      '--',
+      ...fixture.trainFlags,
+    ],
+    { env },
+  );
   assert.equal(result.code, 13, result.stderr);
   assert.match(result.stderr, /eval-model failed \(exit 1\)/);
   assert.deepEqual(await fixture.keys('gated/'), []);
@@ -67,7 +109,11 @@ test('SIGTERM during train stops every stage and leaves no half-written artifact
   const work = join(fixture.temp.path, 'killed');
   // Each epoch waits 400 ms (a test hook injected into train), so the kill lands inside the sweep.
   const bin = await hookedBinDir(join(fixture.temp.path, 'hooked-bin'));
-  const child = spawn('bash', pipelineArgs(work, 'killed/'), { cwd: REPO, env: { ...process.env, ...fixture.env, IMGPIPE_BIN_DIR: bin, IMGPIPE_TEST_EPOCH_DELAY_MS: '400' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('bash', pipelineArgs(work, 'killed/'), {
+    cwd: REPO,
+    env: { ...process.env, ...fixture.env, IMGPIPE_BIN_DIR: bin, IMGPIPE_TEST_EPOCH_DELAY_MS: '400' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const trainLog = join(work, 'logs', '3-train.log');
   const deadline = Date.now() + 180_000;
@@ -84,7 +130,9 @@ test('SIGTERM during train stops every stage and leaves no half-written artifact
   assert.equal(free.code, 0, 'a stage still holds the lock');
   // Nothing under a final name is half-written: the dataset is complete (its manifest lists files that exist
   // with their sizes), the run has no model/ or eval.json yet, and no pointer file claims success.
-  const manifest = JSON.parse(await readFile(join(work, 'prep', 'manifest.json'), 'utf8')) as { splits: Record<string, { pixels: { file: string; bytes: number } }> };
+  const manifest = JSON.parse(await readFile(join(work, 'prep', 'manifest.json'), 'utf8')) as {
+    splits: Record<string, { pixels: { file: string; bytes: number } }>;
+  };
   for (const split of Object.values(manifest.splits)) {
     const { size } = await import('node:fs/promises').then((fs) => fs.stat(join(work, 'prep', split.pixels.file)));
     assert.equal(size, split.pixels.bytes);
@@ -108,5 +156,8 @@ test('SIGTERM during train stops every stage and leaves no half-written artifact
   assert.equal(pointer.path, join(work, 'runs', run!));
   const published = await fixture.keys('killed/');
   assert.ok(published.includes('killed/publication.json'), published.join(', '));
-  assert.ok(published.some((key) => /^killed\/p\/[^/]+\/model\/card\.json$/.test(key)), published.join(', '));
+  assert.ok(
+    published.some((key) => /^killed\/p\/[^/]+\/model\/card\.json$/.test(key)),
+    published.join(', '),
+  );
 });

@@ -36,7 +36,8 @@ test('the demo runs every stage, serves one request, reports an honest test accu
   assert.match(result.stderr, /HTTP 200 \{"[^"]+\.jpg":\{"pred":"(cat|dog)"/);
   assert.match(result.stderr, /test accuracy\s+\d+\.\d% on the test split/);
   assert.match(result.stderr, /no pretrained weights can be downloaded offline/);
-  for (const tool of ['download-s3', 'prep-data', 'train', 'eval-model', 'upload-s3']) assert.match(result.stdout + result.stderr, new RegExp(`\\.bin/${tool} `));
+  for (const tool of ['download-s3', 'prep-data', 'train', 'eval-model', 'upload-s3'])
+    assert.match(result.stdout + result.stderr, new RegExp(`\\.bin/${tool} `));
   const endpoint = endpointOf(result.stderr);
   assert.ok(endpoint, 'no S3 endpoint in the output');
   assert.ok(await refused(endpoint), 'the demo left its S3 server running');
@@ -44,7 +45,10 @@ test('the demo runs every stage, serves one request, reports an honest test accu
 
 test('--trained-backbone: a small conv net trained on the training split only becomes the backbone', async () => {
   const work = join(temp.path, 'trained');
-  const result = await runCommand(process.execPath, ['scripts/demo.mjs', '--work', work, '--trained-backbone'], { env: { IMGPIPE_NO_WEBGPU: '1' }, timeoutMs: 110_000 });
+  const result = await runCommand(process.execPath, ['scripts/demo.mjs', '--work', work, '--trained-backbone'], {
+    env: { IMGPIPE_NO_WEBGPU: '1' },
+    timeoutMs: 110_000,
+  });
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stderr, /trained a small conv net end to end on the training split of \S+ only/);
   assert.match(result.stderr, /backbone\s+\S+backbone-trained\/model\.json \(a small conv net trained on the training split only\)/);
@@ -62,7 +66,12 @@ test('Ctrl-C stops the demo and the S3 server it started', async () => {
   // A process group of its own, like a terminal's foreground job: SIGINT goes to every process in it.
   const child = spawn(process.execPath, ['scripts/demo.mjs', '--work', work], {
     cwd: REPO,
-    env: { ...process.env, IMGPIPE_NO_WEBGPU: '1', IMGPIPE_BIN_DIR: await hookedBinDir(join(temp.path, 'hooked-bin')), IMGPIPE_TEST_EPOCH_DELAY_MS: '300' },
+    env: {
+      ...process.env,
+      IMGPIPE_NO_WEBGPU: '1',
+      IMGPIPE_BIN_DIR: await hookedBinDir(join(temp.path, 'hooked-bin')),
+      IMGPIPE_TEST_EPOCH_DELAY_MS: '300',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });

@@ -5,7 +5,18 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { csvString } from '@imgpipe/kit';
 import { listObjects, readObjectBytes, uploadObject } from '@imgpipe/s3';
-import { buildTinyConvBackbone, generateImageSet, makeTempDir, type ImageSet, startS3Server, TINY_IMAGE_SIZES, uploadDirectory, type S3Server, type TempDir, type TinyBackbone } from '@imgpipe/test-utils';
+import {
+  buildTinyConvBackbone,
+  generateImageSet,
+  makeTempDir,
+  type ImageSet,
+  startS3Server,
+  TINY_IMAGE_SIZES,
+  uploadDirectory,
+  type S3Server,
+  type TempDir,
+  type TinyBackbone,
+} from '@imgpipe/test-utils';
 
 // The AWS SDK warns once per process on Node < 22; the tests run on Node 20 on purpose.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -38,11 +49,21 @@ export async function startPipelineFixture(name: string, count = 48): Promise<Pi
   const temp = await makeTempDir(`imgpipe-${name}-`);
   const server = await startS3Server();
   await server.createBucket(BUCKET);
-  const set = await generateImageSet({ dir: join(temp.path, 'images'), count, seed: 8, sizes: TINY_IMAGE_SIZES, bucket: BUCKET, prefix: 'images', localImage: false });
+  const set = await generateImageSet({
+    dir: join(temp.path, 'images'),
+    count,
+    seed: 8,
+    sizes: TINY_IMAGE_SIZES,
+    bucket: BUCKET,
+    prefix: 'images',
+    localImage: false,
+  });
   await uploadDirectory(server.client, BUCKET, 'images', set.dir);
   const classes = ['cat', 'dog'];
   const noise = set.images.map((row, i) => ({ ...row, label: Math.floor(i / 2) % 2, category: classes[Math.floor(i / 2) % 2] }));
-  await uploadObject(server.client, BUCKET, 'images/noise.csv', { bytes: await csvString(['bucket', 's3_image', 'category', 'label'], noise as unknown as Record<string, unknown>[]) });
+  await uploadObject(server.client, BUCKET, 'images/noise.csv', {
+    bytes: await csvString(['bucket', 's3_image', 'category', 'label'], noise as unknown as Record<string, unknown>[]),
+  });
   const backbone = await buildTinyConvBackbone({ dir: join(temp.path, 'backbone'), inputSize: SIZE, format: 'onnx', channels: [8, 16], seed: 3 });
   return {
     temp,
@@ -56,7 +77,22 @@ export async function startPipelineFixture(name: string, count = 48): Promise<Pi
       IMGPIPE_DATA_IMG_DIMENSIONS: String(SIZE),
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     },
-    trainFlags: ['--backbone', backbone.path, '--feature-layer', backbone.featureLayer, '--device', 'wasm', '--lr', '0.01,0.05', '--layer-size', '8,16', '--epochs', '8', '--batch-size', '8'],
+    trainFlags: [
+      '--backbone',
+      backbone.path,
+      '--feature-layer',
+      backbone.featureLayer,
+      '--device',
+      'wasm',
+      '--lr',
+      '0.01,0.05',
+      '--layer-size',
+      '8,16',
+      '--epochs',
+      '8',
+      '--batch-size',
+      '8',
+    ],
     async keys(prefix) {
       const keys: string[] = [];
       for await (const object of listObjects(server.client, BUCKET, { prefix })) keys.push(object.key);
@@ -80,7 +116,11 @@ export interface Finished {
 }
 
 /** Runs a command to its end, collecting its output (no shell unless the command is bash). */
-export function runCommand(command: string, args: string[], options: { env: Record<string, string>; cwd?: string; timeoutMs?: number }): Promise<Finished> {
+export function runCommand(
+  command: string,
+  args: string[],
+  options: { env: Record<string, string>; cwd?: string; timeoutMs?: number },
+): Promise<Finished> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd: options.cwd ?? REPO, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -115,7 +155,8 @@ export async function hookedBinDir(dir: string): Promise<string> {
     await chmod(join(dir, name), 0o755);
   };
   // pnpm's bin shims find their package relative to their own path, so wrap them rather than link them.
-  for (const tool of ['download-s3', 'prep-data', 'eval-model', 'upload-s3', 'serve']) await script(tool, `"${join(REPO, 'node_modules', '.bin', tool)}"`);
+  for (const tool of ['download-s3', 'prep-data', 'eval-model', 'upload-s3', 'serve'])
+    await script(tool, `"${join(REPO, 'node_modules', '.bin', tool)}"`);
   const entry = join(REPO, 'packages', 'train', 'src', 'test-train-bin.ts');
   await script('train', `"${process.execPath}" --conditions=imgpipe-source --import "${import.meta.resolve('tsx')}" "${entry}"`);
   return dir;

@@ -33,7 +33,11 @@ async function make(vars: Record<string, string> = {}, env: Record<string, strin
     MIN_ACCURACY: '0.75',
     SKIP_BUILD: '1',
   };
-  const result = await runCommand('make', ['-C', REPO, '--no-print-directory', 'all', ...Object.entries({ ...base, ...vars }).map(([k, v]) => `${k}=${v}`)], { env: { ...fixture.env, ...env }, timeoutMs: 300_000 });
+  const result = await runCommand(
+    'make',
+    ['-C', REPO, '--no-print-directory', 'all', ...Object.entries({ ...base, ...vars }).map(([k, v]) => `${k}=${v}`)],
+    { env: { ...fixture.env, ...env }, timeoutMs: 300_000 },
+  );
   assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
   // make echoes each recipe it runs on stdout: the tools it started.
   const ran = TOOLS.filter((tool) => result.stdout.includes(`${BIN}/${tool} `) || result.stdout.includes(`node_modules/.bin/${tool} `));
@@ -48,7 +52,10 @@ test('make all runs every stage once; a second make all does no work', async () 
   const keys = await fixture.keys('made/');
   // A publication: the manifest, and the run's files under made/p/<id>/.
   assert.ok(keys.includes('made/publication.json'), keys.join(', '));
-  assert.ok(['model/card.json', 'results.csv'].every((name) => keys.some((key) => new RegExp(`^made/p/[^/]+/${name}$`).test(key))), keys.join(', '));
+  assert.ok(
+    ['model/card.json', 'results.csv'].every((name) => keys.some((key) => new RegExp(`^made/p/[^/]+/${name}$`).test(key))),
+    keys.join(', '),
+  );
   const before = await mtimes();
 
   const second = await make();
@@ -58,7 +65,7 @@ test('make all runs every stage once; a second make all does no work', async () 
   assert.equal((await readdir(join(work, 'runs'))).length, 1);
 });
 
-test('a stage reruns when its inputs\' content or its options change, with the stages after it and no others', async () => {
+test("a stage reruns when its inputs' content or its options change, with the stages after it and no others", async () => {
   // Touching a stage's input without changing its content is not a change.
   const later = new Date(Date.now() + 5000);
   await utimes(join(work, 'images.csv'), later, later);
@@ -77,7 +84,7 @@ test('a stage reruns when its inputs\' content or its options change, with the s
   assert.deepEqual((await make({ MIN_ACCURACY: '0.7', TRAIN_FLAGS: '--lr 0.01,0.05 --layer-size 8,16 --epochs 9 --batch-size 8' })).ran, []);
 });
 
-test('train reruns when a setting changes outside make\'s variables: an IMGPIPE_* variable, $IMGPIPE_CONFIG, a backbone file the config names', async () => {
+test("train reruns when a setting changes outside make's variables: an IMGPIPE_* variable, $IMGPIPE_CONFIG, a backbone file the config names", async () => {
   const vars = { MIN_ACCURACY: '0', TRAIN_FLAGS: '--lr 0.01,0.05 --layer-size 8,16 --batch-size 8' };
   const retrained = ['train', 'eval-model', 'upload-s3'];
   assert.deepEqual((await make(vars, { IMGPIPE_TRAIN_EPOCHS: '9' })).ran, retrained, 'new TRAIN_FLAGS');
@@ -99,7 +106,13 @@ test('train reruns when a setting changes outside make\'s variables: an IMGPIPE_
   assert.deepEqual(named.ran, retrained);
   assert.match(named.stderr, /stage train: options, train\.backbone, backbone .*model\.onnx changed/);
   assert.deepEqual((await make(viaConfig, { IMGPIPE_CONFIG: config })).ran, []);
-  const other = await buildTinyConvBackbone({ dir: join(fixture.temp.path, 'other-backbone'), inputSize: SIZE, format: 'onnx', channels: [8, 16], seed: 4 });
+  const other = await buildTinyConvBackbone({
+    dir: join(fixture.temp.path, 'other-backbone'),
+    inputSize: SIZE,
+    format: 'onnx',
+    channels: [8, 16],
+    seed: 4,
+  });
   await copyFile(other.path, backbone);
   const replaced = await make(viaConfig, { IMGPIPE_CONFIG: config });
   assert.deepEqual(replaced.ran.slice(0, 1), ['train']);

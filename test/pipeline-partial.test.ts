@@ -17,13 +17,29 @@ let fixture: PipelineFixture;
 before(async () => {
   fixture = await startPipelineFixture('pipeline-partial', 48);
   const first = fixture.set.images[0]!;
-  const rows = [...fixture.set.images, { bucket: BUCKET, s3_image: 'images/missing/never-uploaded.png', category: first.category, label: first.label }];
-  await uploadObject(fixture.server.client, BUCKET, 'images/partial.csv', { bytes: await csvString(['bucket', 's3_image', 'category', 'label'], rows as unknown as Record<string, unknown>[]) });
+  const rows = [
+    ...fixture.set.images,
+    { bucket: BUCKET, s3_image: 'images/missing/never-uploaded.png', category: first.category, label: first.label },
+  ];
+  await uploadObject(fixture.server.client, BUCKET, 'images/partial.csv', {
+    bytes: await csvString(['bucket', 's3_image', 'category', 'label'], rows as unknown as Record<string, unknown>[]),
+  });
 });
 after(() => fixture?.close());
 
 const pipelineArgs = (work: string, prefix: string, extra: string[] = []) => [
-  PIPELINE, '--work', work, '--csv', PARTIAL_CSV_URI, '--bucket', BUCKET, '--prefix', prefix, ...extra, '--', ...fixture.trainFlags,
+  PIPELINE,
+  '--work',
+  work,
+  '--csv',
+  PARTIAL_CSV_URI,
+  '--bucket',
+  BUCKET,
+  '--prefix',
+  prefix,
+  ...extra,
+  '--',
+  ...fixture.trainFlags,
 ];
 
 test('pipeline.sh: one missing object stops the run at download-s3 (exit 10); nothing is trained or published', async () => {
@@ -63,7 +79,10 @@ test('pipeline.sh --max-failures 1 accepts the missing image: trains on the othe
   const result = await runCommand('bash', pipelineArgs(work, 'tolerated/', ['--max-failures', '1']), { env: fixture.env });
   assert.equal(result.code, 0, result.stderr);
   const manifest = JSON.parse(await readFile(join(work, 'prep', 'manifest.json'), 'utf8')) as { splits: Record<string, { count: number }> };
-  assert.equal(Object.values(manifest.splits).reduce((sum, split) => sum + split.count, 0), 48);
+  assert.equal(
+    Object.values(manifest.splits).reduce((sum, split) => sum + split.count, 0),
+    48,
+  );
   const keys = await fixture.keys('tolerated/');
   assert.ok(keys.includes('tolerated/publication.json'), keys.join(', '));
   assert.equal(JSON.parse(await readFile(join(work, 'last-upload.json'), 'utf8')).kind, 'upload');
@@ -72,7 +91,9 @@ test('pipeline.sh --max-failures 1 accepts the missing image: trains on the othe
 test('pipeline.sh --log in a directory that does not exist: exit 2, nothing started', async () => {
   const work = join(fixture.temp.path, 'nolog');
   await mkdir(work, { recursive: true });
-  const result = await runCommand('bash', pipelineArgs(work, 'nolog/', ['--log', join(fixture.temp.path, 'no-such-dir', 'p.log')]), { env: fixture.env });
+  const result = await runCommand('bash', pipelineArgs(work, 'nolog/', ['--log', join(fixture.temp.path, 'no-such-dir', 'p.log')]), {
+    env: fixture.env,
+  });
   assert.equal(result.code, 2, result.stderr);
   assert.match(result.stderr, /--log .*no-such-dir\/p\.log: directory .* does not exist/);
   assert.deepEqual(await readdir(work), []);

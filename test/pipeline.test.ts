@@ -40,7 +40,16 @@ test('download-s3 | prep-data | train | eval-model | upload-s3 in bash publishes
   const keys = await fixture.keys('results/');
   const manifest = JSON.parse(await fixture.read('results/publication.json')) as { objects: { key: string }[] };
   assert.deepEqual(keys.sort(), ['results/publication.json', ...manifest.objects.map((o) => `results/${o.key}`)].sort());
-  for (const key of ['results.csv', 'eval.json', 'report.html', 'load_model.mjs', 'model/card.json', 'model/head/model.json', 'model/head/weights.bin', 'model/backbone/model.onnx']) {
+  for (const key of [
+    'results.csv',
+    'eval.json',
+    'report.html',
+    'load_model.mjs',
+    'model/card.json',
+    'model/head/model.json',
+    'model/head/weights.bin',
+    'model/backbone/model.onnx',
+  ]) {
     assert.ok(keys.includes(root + key), `${root}${key} missing from ${keys.join(', ')}`);
   }
   // Every file of the run's model directory went up byte for byte.
@@ -58,9 +67,15 @@ test('download-s3 | prep-data | train | eval-model | upload-s3 in bash publishes
   const card = JSON.parse(await fixture.read(`${root}model/card.json`)) as { labels: string[]; metrics: Record<string, number> };
   assert.deepEqual(card.labels, ['cat', 'dog']);
   assert.equal(card.metrics.test_accuracy, evaluation.test_accuracy);
-  assert.ok(rows.some((row) => Number(row.test_accuracy) === evaluation.test_accuracy), JSON.stringify(rows));
+  assert.ok(
+    rows.some((row) => Number(row.test_accuracy) === evaluation.test_accuracy),
+    JSON.stringify(rows),
+  );
   // The images came from the bucket through download-s3 (its local_image column led prep-data to them).
   const prepRows = parseSimpleCsv(await readFile(join(work, 'prep', 'test.csv'), 'utf8'));
   assert.equal(prepRows.length, 16);
-  assert.ok(prepRows.every((row) => row.local_image!.startsWith(join(work, 'data'))), JSON.stringify(prepRows[0]));
+  assert.ok(
+    prepRows.every((row) => row.local_image!.startsWith(join(work, 'data'))),
+    JSON.stringify(prepRows[0]),
+  );
 });

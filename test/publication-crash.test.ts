@@ -32,9 +32,16 @@ async function writeRun(dir: string, backbonePath: string, seed: number): Promis
   const layers = head.toLayersModel();
   await saveModelDir(join(dir, 'model'), {
     card: {
-      format: 'imgpipe-model/1', labels: ['cat', 'dog'], input: { size: SIZE, channels: 3, fit: 'fill' }, preprocess: backbone.info.preprocess,
-      backbone: { ...backbone.info, path: '' }, head: { path: 'head/model.json', layer_size: 4, dropout: 0, lr: 0.01, epochs: 1, batch_size: 4 },
-      metrics: { val_accuracy: seed / 100 }, dataset: { manifest_sha256: 'test' }, created: new Date().toISOString(), versions: {},
+      format: 'imgpipe-model/1',
+      labels: ['cat', 'dog'],
+      input: { size: SIZE, channels: 3, fit: 'fill' },
+      preprocess: backbone.info.preprocess,
+      backbone: { ...backbone.info, path: '' },
+      head: { path: 'head/model.json', layer_size: 4, dropout: 0, lr: 0.01, epochs: 1, batch_size: 4 },
+      metrics: { val_accuracy: seed / 100 },
+      dataset: { manifest_sha256: 'test' },
+      created: new Date().toISOString(),
+      versions: {},
     },
     backboneFiles: backbone.files,
     head: layers,
@@ -49,7 +56,9 @@ async function writeRun(dir: string, backbonePath: string, seed: number): Promis
   await writeFile(join(dir, 'plots', 'big.png'), randomBytes(12 * 1024 * 1024));
 }
 
-test('upload-s3 killed at random moments of publishing B over A: readers see a complete A or a complete B, never a mix', { timeout: 600_000 }, async () => {
+test('upload-s3 killed at random moments of publishing B over A: readers see a complete A or a complete B, never a mix', {
+  timeout: 600_000,
+}, async () => {
   await using temp = await makeTempDir();
   const server = await startS3Server();
   const proxy = await startFaultyProxy(server.endpoint, { latencyMs: 3 });
@@ -81,7 +90,9 @@ test('upload-s3 killed at random moments of publishing B over A: readers see a c
 
     const publish = (run: 'A' | 'B') =>
       execa('node', [BIN, '--run', runs[run], '--prefix', 's3://pub/models/', '--part-size', '5'], {
-        cwd: temp.path, env: { ...server.env, S3_ENDPOINT: proxy.endpoint, NODE_NO_WARNINGS: '1' }, reject: false,
+        cwd: temp.path,
+        env: { ...server.env, S3_ENDPOINT: proxy.endpoint, NODE_NO_WARNINGS: '1' },
+        reject: false,
       });
 
     /** A download of the whole publication: every file equal to A's or every file equal to B's. */
@@ -89,15 +100,21 @@ test('upload-s3 killed at random moments of publishing B over A: readers see a c
     const readWhole = async (): Promise<'A' | 'B'> => {
       const dest = join(temp.path, `read-${reads++}`);
       const { manifest } = await downloadPublication(server.client, 'pub', 'models/', dest);
-      const names = manifest.objects.map((o) => o.name).filter((n) => n !== 'load_model.mjs').sort();
+      const names = manifest.objects
+        .map((o) => o.name)
+        .filter((n) => n !== 'load_model.mjs')
+        .sort();
       const which = names.length === files.A.length && (await readFile(join(dest, 'eval.json'), 'utf8')).includes('11') ? 'A' : 'B';
       assert.deepEqual(names, files[which], 'the publication lists exactly one run');
-      for (const name of names) assert.equal(sha256(await readFile(join(dest, name))), sha256(await readFile(join(runs[which], name))), `${name} is ${which}'s`);
+      for (const name of names)
+        assert.equal(sha256(await readFile(join(dest, name))), sha256(await readFile(join(runs[which], name))), `${name} is ${which}'s`);
       return which;
     };
     /** serve's loader: the verified model, predicting what A or B computes. */
     const readServe = async (): Promise<'A' | 'B'> => {
-      const served = await createModelLoader({ device: 'wasm', aws: { ...server.aws, bucket_name: 'pub' }, log: silentLogger, maxPixels: 1e6 })('s3://pub/models/');
+      const served = await createModelLoader({ device: 'wasm', aws: { ...server.aws, bucket_name: 'pub' }, log: silentLogger, maxPixels: 1e6 })(
+        's3://pub/models/',
+      );
       try {
         const probs = [...(await served.predict(pixels, 1))];
         const which = Math.abs(probs[0]! - expected.A[0]!) < 1e-5 ? 'A' : 'B';
@@ -147,7 +164,10 @@ test('upload-s3 killed at random moments of publishing B over A: readers see a c
       done = true;
       await reader;
       const seen = [await readWhole(), await readServe(), await readSnippet()];
-      assert.ok(seen.every((s) => s === seen[0]), `after the kill every reader sees the same run: ${seen}`);
+      assert.ok(
+        seen.every((s) => s === seen[0]),
+        `after the kill every reader sees the same run: ${seen}`,
+      );
       outcomes.push(`${delay}ms:${result.signal ?? `exit ${result.exitCode}`}->${seen[0]} (${concurrent.join('')})`);
       if (seen[0] === 'B') {
         const back = await publish('A');
@@ -171,7 +191,10 @@ test('upload-s3 killed at random moments of publishing B over A: readers see a c
     const bytes = await readObjectBytes(server.client, 'pub', `models/${weights.key}`);
     bytes[0] = bytes[0]! ^ 0xff;
     await uploadObject(server.client, 'pub', `models/${weights.key}`, { bytes }, { metadata: { sha256: weights.sha256 } });
-    await assert.rejects(downloadPublishedModel(server.client, 's3://pub/models/', join(temp.path, 'corrupt')), /head\/weights\.bin: sha256 .* differs/);
+    await assert.rejects(
+      downloadPublishedModel(server.client, 's3://pub/models/', join(temp.path, 'corrupt')),
+      /head\/weights\.bin: sha256 .* differs/,
+    );
     await assert.rejects(readServe(), /weights\.bin: sha256 .* differs/);
     const snippet = await execa('node', ['load_model.mjs', `${server.endpoint}/pub/models/`], { cwd: snippetDir, reject: false });
     assert.equal(snippet.exitCode, 1);

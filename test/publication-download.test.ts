@@ -36,7 +36,9 @@ it('a missing object fails the download after the others settle, and leaves no d
   await deleteObjects(server.client, 'pub', [joinKey('m/', gone.key)]);
   slow = '.bin'; // every other object arrives late: still being written when the missing one fails
   const dest = join(temp.path, 'dest');
-  await assert.rejects(downloadPublication(server.client, 'pub', 'm/', dest, { attempts: 1 }), (error: Error) => error.message.includes('part-00.bin'));
+  await assert.rejects(downloadPublication(server.client, 'pub', 'm/', dest, { attempts: 1 }), (error: Error) =>
+    error.message.includes('part-00.bin'),
+  );
   await new Promise((resolve) => setTimeout(resolve, 1000)); // anything still in flight would land now
   assert.equal(await exists(dest), false, 'the destination is removed, after the last download settled');
 });

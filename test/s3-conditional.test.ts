@@ -18,7 +18,9 @@ describe('conditional PutObject against the local S3 server (as Amazon S3 answer
   });
 
   it('If-None-Match: * lets exactly one of many racing writers create the key', async () => {
-    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => putObjectIf(server.client, 'b', 'lease', `writer ${i}`, { ifNoneMatch: '*' })));
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => putObjectIf(server.client, 'b', 'lease', `writer ${i}`, { ifNoneMatch: '*' })),
+    );
     const won = results.flatMap((r, i) => (r === 'refused' ? [] : [i]));
     assert.equal(won.length, 1, `one winner: ${JSON.stringify(results)}`);
     assert.equal((await readObjectVersion(server.client, 'b', 'lease'))?.bytes.toString(), `writer ${won[0]}`);

@@ -85,7 +85,7 @@ describe('serve a model trained by the pipeline', () => {
     await temp?.remove();
   });
 
-  it('answers with the probabilities loadModel gives for prep-data\'s pixels of the same images', async () => {
+  it("answers with the probabilities loadModel gives for prep-data's pixels of the same images", async () => {
     const dataset = await openDataset(join(temp.path, 'prep'));
     const rows = await dataset.rows('test');
     const pixels = await dataset.readPixels('test', 0, rows.length);
@@ -100,7 +100,11 @@ describe('serve a model trained by the pipeline', () => {
     rows.forEach((row, i) => {
       const got = answer[row.fields.local_image!]!;
       const expected = Array.from(want.slice(i * classes, (i + 1) * classes));
-      assert.deepEqual(model.labels.map((label) => got.probs[label]), expected, row.source);
+      assert.deepEqual(
+        model.labels.map((label) => got.probs[label]),
+        expected,
+        row.source,
+      );
       assert.equal(got.pred, model.labels[expected.indexOf(Math.max(...expected))]);
     });
     // ... and the probabilities eval-model wrote in predictions.csv (shortest decimals that read back as the
@@ -113,7 +117,11 @@ describe('serve a model trained by the pipeline', () => {
       const csv = predictions[i]!;
       assert.equal(csv.source, row.source);
       const served = answer[row.fields.local_image!]!;
-      assert.deepEqual(model.labels.map((label) => Math.fround(Number(csv[`prob_${label}`]))), model.labels.map((label) => served.probs[label]), row.source);
+      assert.deepEqual(
+        model.labels.map((label) => Math.fround(Number(csv[`prob_${label}`]))),
+        model.labels.map((label) => served.probs[label]),
+        row.source,
+      );
       assert.equal(csv.predicted_category, served.pred);
     });
     // The V2 route gives the same numbers.

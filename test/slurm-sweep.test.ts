@@ -18,17 +18,23 @@ const RESUBMIT = join(ROOT, 'deploy/slurm/resubmit.sh');
 let temp: TempDir;
 let cluster: SlurmCluster | undefined;
 
-before(async () => {
-  temp = await makeTempDir('imgpipe-slurm-sweep-');
-  cluster = await startSlurmCluster({ cpus: 2 });
-}, { timeout: 60_000 });
+before(
+  async () => {
+    temp = await makeTempDir('imgpipe-slurm-sweep-');
+    cluster = await startSlurmCluster({ cpus: 2 });
+  },
+  { timeout: 60_000 },
+);
 after(async () => {
   await cluster?.stop();
   await temp.remove();
 });
 
 async function trialsWithoutTimes(runDir: string): Promise<string[][]> {
-  const lines = (await readFile(join(runDir, 'trials.csv'), 'utf8')).trim().split('\n').map((l) => l.split(','));
+  const lines = (await readFile(join(runDir, 'trials.csv'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => l.split(','));
   const col = lines[0]!.indexOf('seconds');
   return lines.map((cells) => cells.filter((_, i) => i !== col));
 }
@@ -39,14 +45,33 @@ interface Submitted {
   jobs: { extract: string; trials: string; finish: string; eval: string };
 }
 
-test('a sweep submitted as Slurm job arrays equals one process; a cancelled trial resubmitted alone gives the same result', { timeout: 420_000 }, async () => {
+test('a sweep submitted as Slurm job arrays equals one process; a cancelled trial resubmitted alone gives the same result', {
+  timeout: 420_000,
+}, async () => {
   const slurm = cluster!;
   const data = await writeLearnableDataset(join(temp.path, 'data'));
   const tiny = await tinyBackbone(join(temp.path, 'backbone'));
   const sweep = [
-    '--backbone', tiny.backbone, '--feature-layer', tiny.featureLayer, '--preprocess', tiny.preprocess,
-    '--cache-dir', join(temp.path, 'cache'), '--device', 'wasm',
-    '--lr', '0.001,0.01,0.05', '--layer-size', '4,16', '--epochs', '3', '--batch-size', '16', '--seed', '3',
+    '--backbone',
+    tiny.backbone,
+    '--feature-layer',
+    tiny.featureLayer,
+    '--preprocess',
+    tiny.preprocess,
+    '--cache-dir',
+    join(temp.path, 'cache'),
+    '--device',
+    'wasm',
+    '--lr',
+    '0.001,0.01,0.05',
+    '--layer-size',
+    '4,16',
+    '--epochs',
+    '3',
+    '--batch-size',
+    '16',
+    '--seed',
+    '3',
   ];
   const env = { ...slurm.env, IMGPIPE_NO_WEBGPU: '1' };
   const single = await execa(process.execPath, [TRAIN, '--data', data, '--out', join(temp.path, 'single'), ...sweep], { env, reject: false });
@@ -54,7 +79,10 @@ test('a sweep submitted as Slurm job arrays equals one process; a cancelled tria
   const singleRun = JSON.parse(single.stdout).path as string;
 
   const started = performance.now();
-  const submit = await execa(SUBMIT, ['--data', data, '--out', join(temp.path, 'runs'), '--run-id', 'sweep', '--shards', '3', ...sweep], { env, reject: false });
+  const submit = await execa(SUBMIT, ['--data', data, '--out', join(temp.path, 'runs'), '--run-id', 'sweep', '--shards', '3', ...sweep], {
+    env,
+    reject: false,
+  });
   assert.equal(submit.exitCode, 0, submit.stderr);
   const submitted = JSON.parse(submit.stdout) as Submitted;
   const runDir = submitted.path;
@@ -79,18 +107,42 @@ test('a sweep submitted as Slurm job arrays equals one process; a cancelled tria
   await slurm.waitIdle(240_000);
   const seconds = (performance.now() - started) / 1000;
   assert.deepEqual(await slurm.jobStates(again.jobs.trials), ['COMPLETED']);
-  assert.deepEqual(await slurm.jobStates(again.jobs.finish), ['COMPLETED'], await readFile(join(runDir, 'slurm/logs/finish.log'), 'utf8').catch(() => ''));
-  assert.deepEqual(await slurm.jobStates(again.jobs.eval), ['COMPLETED'], await readFile(join(runDir, 'slurm/logs/eval.log'), 'utf8').catch(() => ''));
+  assert.deepEqual(
+    await slurm.jobStates(again.jobs.finish),
+    ['COMPLETED'],
+    await readFile(join(runDir, 'slurm/logs/finish.log'), 'utf8').catch(() => ''),
+  );
+  assert.deepEqual(
+    await slurm.jobStates(again.jobs.eval),
+    ['COMPLETED'],
+    await readFile(join(runDir, 'slurm/logs/eval.log'), 'utf8').catch(() => ''),
+  );
   assert.equal((await stat(join(runDir, 'trials', 't001.json'))).mtimeMs, before.mtimeMs, 'the other trials were not rerun');
 
   assert.deepEqual(await trialsWithoutTimes(runDir), await trialsWithoutTimes(singleRun));
   const head = (dir: string) => readFile(join(dir, 'model', 'head', 'weights.bin'));
   assert.deepEqual(await head(runDir), await head(singleRun), 'the same best head weights');
   const finishLog = await readFile(join(runDir, 'slurm/logs/finish.log'), 'utf8');
-  assert.match(finishLog, new RegExp(`\\{"kind":"run","path":"${runDir}","best":"${join(runDir, 'model')}"\\}`), 'finish prints the pointer a plain train prints');
+  assert.match(
+    finishLog,
+    new RegExp(`\\{"kind":"run","path":"${runDir}","best":"${join(runDir, 'model')}"\\}`),
+    'finish prints the pointer a plain train prints',
+  );
   const evalJson = JSON.parse(await readFile(join(runDir, 'eval.json'), 'utf8'));
   assert.ok(evalJson.test_accuracy ?? evalJson.metrics?.accuracy ?? evalJson.accuracy, 'eval-model ran on the finished run');
   const logs = (await readdir(join(runDir, 'slurm/logs'))).sort();
-  assert.deepEqual(logs, ['eval.log', 'extract-0.log', 'extract-1.log', 'extract-2.log', 'finish.log', 'trial-0.log', 'trial-1.log', 'trial-2.log', 'trial-3.log', 'trial-4.log', 'trial-5.log']);
+  assert.deepEqual(logs, [
+    'eval.log',
+    'extract-0.log',
+    'extract-1.log',
+    'extract-2.log',
+    'finish.log',
+    'trial-0.log',
+    'trial-1.log',
+    'trial-2.log',
+    'trial-3.log',
+    'trial-4.log',
+    'trial-5.log',
+  ]);
   assert.ok(seconds < 240, `the Slurm sweep took ${seconds.toFixed(0)} s`);
 });

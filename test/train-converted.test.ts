@@ -22,7 +22,16 @@ after(() => temp.remove());
 test('train --device cpu with a TF.js layers backbone saves the converted ONNX backbone; eval-model and loadModel load it', async () => {
   const set = await generateImageSet({ dir: join(temp.path, 'images'), count: 48, seed: 5, sizes: TINY_IMAGE_SIZES });
   const dataDir = join(temp.path, 'prep');
-  await runPrepData({ csv: await readFile(set.csvPath), csvSource: set.csvPath, out: dataDir, size: SIZE, fractions: { train: 0.5, val: 0.25, test: 0.25 }, seed: 42, quiet: true, concurrency: 2 });
+  await runPrepData({
+    csv: await readFile(set.csvPath),
+    csvSource: set.csvPath,
+    out: dataDir,
+    size: SIZE,
+    fractions: { train: 0.5, val: 0.25, test: 0.25 },
+    seed: 42,
+    quiet: true,
+    concurrency: 2,
+  });
   const tiny = await buildTinyConvBackbone({ dir: join(temp.path, 'backbone'), inputSize: SIZE, format: 'tfjs-layers', seed: 2 });
   const cacheDir = join(temp.path, 'cache');
   const trained = await runTrain({

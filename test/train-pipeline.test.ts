@@ -24,11 +24,47 @@ test('prep-data | train: the pointer flows through stdin, the best model reloads
   const set = await generateImageSet({ dir: join(temp.path, 'images'), count: 48, seed: 11, sizes: TINY_IMAGE_SIZES });
   const tiny = await buildTinyConvBackbone({ dir: join(temp.path, 'backbone'), inputSize: SIZE, format: 'tfjs-layers', seed: 2 });
   const env = { IMGPIPE_NO_WEBGPU: '1', IMGPIPE_CACHE_DIR: join(temp.path, 'cache') };
-  const prep = await execa(process.execPath, [PREP, '--csv', set.csvPath, '--out', join(temp.path, 'prep'), '--img-dimensions', String(SIZE), '--train-pct', '0.5', '--val-pct', '0.25', '--test-pct', '0.25'], { env, reject: false });
+  const prep = await execa(
+    process.execPath,
+    [
+      PREP,
+      '--csv',
+      set.csvPath,
+      '--out',
+      join(temp.path, 'prep'),
+      '--img-dimensions',
+      String(SIZE),
+      '--train-pct',
+      '0.5',
+      '--val-pct',
+      '0.25',
+      '--test-pct',
+      '0.25',
+    ],
+    { env, reject: false },
+  );
   assert.equal(prep.exitCode, 0, prep.stderr);
   const train = await execa(
     process.execPath,
-    [TRAIN, '--out', join(temp.path, 'runs'), '--backbone', tiny.path, '--feature-layer', tiny.featureLayer, '--device', 'wasm', '--lr', '0.01,0.05', '--layer-size', '8,16', '--epochs', '4', '--batch-size', '8'],
+    [
+      TRAIN,
+      '--out',
+      join(temp.path, 'runs'),
+      '--backbone',
+      tiny.path,
+      '--feature-layer',
+      tiny.featureLayer,
+      '--device',
+      'wasm',
+      '--lr',
+      '0.01,0.05',
+      '--layer-size',
+      '8,16',
+      '--epochs',
+      '4',
+      '--batch-size',
+      '8',
+    ],
     { input: prep.stdout, env, reject: false },
   );
   assert.equal(train.exitCode, 0, train.stderr);

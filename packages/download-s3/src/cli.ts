@@ -7,16 +7,37 @@ export const downloadS3Cli: ToolCli = {
     'Download the images listed in a CSV (bucket,s3_image,category,label) from S3 into --dest; print the CSV with a ' +
     'local_image column on stdout. Files already present with the same content are skipped.',
   packageJson: new URL('../package.json', import.meta.url),
-  configKeys: ['data.images_csv', 'data.download_path', 'data.download_data', 'aws.bucket_name', 'aws.endpoint', 'aws.aws_default_region', 'aws.aws_access_key_id', 'aws.aws_secret_access_key'],
+  configKeys: [
+    'data.images_csv',
+    'data.download_path',
+    'data.download_data',
+    'aws.bucket_name',
+    'aws.endpoint',
+    'aws.aws_default_region',
+    'aws.aws_access_key_id',
+    'aws.aws_secret_access_key',
+  ],
   options: {
     concurrency: { value: { type: 'int', min: 1 }, default: 16, describe: 'Downloads in flight (and HTTP connections kept open)' },
     retries: { value: { type: 'int', min: 0 }, default: 5, describe: 'Retries per object on throttling, 5xx, resets, timeouts and stalled bodies' },
     'max-failures': { value: { type: 'int', min: 0 }, default: 0, describe: 'Failed rows tolerated before the exit code is non-zero' },
     failures: { type: 'string', describe: 'Write the failed rows with their reasons to this CSV' },
     out: { type: 'string', alias: 'o', describe: 'Write the CSV to this file (atomically) instead of stdout' },
-    shard: { type: 'string', describe: 'Only rows I, I+N, I+2N, ... (0-based data rows): shard I of N, so N machines share one download (and one --dest: each shard locks only itself); stdout has only those rows' },
-    'stall-timeout': { value: { type: 'number', min: 0, exclusiveMin: true }, default: 30, describe: 'Seconds without body data before a download is aborted and retried' },
-    'wait-lock': { value: { type: 'int', min: 0 }, default: 0, describe: 'Seconds to wait for another download into the same --dest (with --shard: the same shard of it) to finish (default: exit 75 at once)' },
+    shard: {
+      type: 'string',
+      describe:
+        'Only rows I, I+N, I+2N, ... (0-based data rows): shard I of N, so N machines share one download (and one --dest: each shard locks only itself); stdout has only those rows',
+    },
+    'stall-timeout': {
+      value: { type: 'number', min: 0, exclusiveMin: true },
+      default: 30,
+      describe: 'Seconds without body data before a download is aborted and retried',
+    },
+    'wait-lock': {
+      value: { type: 'int', min: 0 },
+      default: 0,
+      describe: 'Seconds to wait for another download into the same --dest (with --shard: the same shard of it) to finish (default: exit 75 at once)',
+    },
   },
   examples: [
     ['download-s3 --csv s3://my-bucket/images.csv --dest data/ > images-local.csv', 'download the images a CSV on S3 lists'],
@@ -27,7 +48,7 @@ export const downloadS3Cli: ToolCli = {
   async run(args, context) {
     const { config } = context.settings;
     const csv = config.data.images_csv || (isTty(context.stdin) ? '' : '-');
-    if (!csv) throw new UsageError("no input: pass --csv FILE, --csv - (stdin) or --csv s3://bucket/key.csv, or pipe the CSV in");
+    if (!csv) throw new UsageError('no input: pass --csv FILE, --csv - (stdin) or --csv s3://bucket/key.csv, or pipe the CSV in');
     const concurrency = args.concurrency as number;
     const shard = args.shard === undefined ? undefined : parseShard(String(args.shard));
     const stallSeconds = args['stall-timeout'] as number;

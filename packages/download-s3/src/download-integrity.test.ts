@@ -7,7 +7,16 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { EXIT_LOCKED, ImgpipeError, lockPathFor, readCsvRows, sha256, silentLogger } from '@imgpipe/kit';
 import { createS3Client, uploadObject } from '@imgpipe/s3';
-import { listFilesRecursive, makeTempDir, startFaultyProxy, startS3Server, testAwsConfig, capture, type S3Server, type TempDir } from '@imgpipe/test-utils';
+import {
+  listFilesRecursive,
+  makeTempDir,
+  startFaultyProxy,
+  startS3Server,
+  testAwsConfig,
+  capture,
+  type S3Server,
+  type TempDir,
+} from '@imgpipe/test-utils';
 import { runDownloadS3, type DownloadS3Options } from './download.js';
 
 const BUCKET = 'integrity';
@@ -32,14 +41,17 @@ describe('download-s3: content identity, links, locks, leftovers', () => {
     temp = await makeTempDir();
     await server.createBucket(BUCKET);
     for (const name of ['a', 'b', 'c']) await uploadObject(server.client, BUCKET, `img/${name}.jpg`, { bytes: `pixels of ${name}` });
-    await writeFile(join(temp.path, 'images.csv'), `${['bucket,s3_image,category,label', ...['a', 'b', 'c'].map((n, i) => `${BUCKET},img/${n}.jpg,c${i % 2},${i % 2}`)].join('\n')}\n`);
+    await writeFile(
+      join(temp.path, 'images.csv'),
+      `${['bucket,s3_image,category,label', ...['a', 'b', 'c'].map((n, i) => `${BUCKET},img/${n}.jpg,c${i % 2},${i % 2}`)].join('\n')}\n`,
+    );
   });
   after(async () => {
     await server.close();
     await temp.remove();
   });
 
-  it('records each file\'s sha256 in local_sha256, and the new one after the object changed', async () => {
+  it("records each file's sha256 in local_sha256, and the new one after the object changed", async () => {
     const out = capture();
     await runDownloadS3(options({ stdout: out.stream }));
     const { columns, rows } = await readCsvRows(Readable.from([out.text()]), { source: 'out' });
@@ -109,7 +121,11 @@ describe('download-s3: content identity, links, locks, leftovers', () => {
       const result = await runDownloadS3(options({ csv, dest, client, retries: 0, concurrency: 8, maxFailures: 60 }));
       assert.ok(result.failed > 0, 'some downloads failed');
       const files = await listFilesRecursive(dest).catch(() => []);
-      assert.deepEqual(files.filter((f) => f.endsWith('.tmp')), [], 'no temp file left');
+      assert.deepEqual(
+        files.filter((f) => f.endsWith('.tmp')),
+        [],
+        'no temp file left',
+      );
       for (const file of files) assert.equal((await readFile(join(dest, file))).length, 200_000, `${file} is complete`);
     } finally {
       client.destroy();
@@ -117,7 +133,7 @@ describe('download-s3: content identity, links, locks, leftovers', () => {
     }
   });
 
-  it('removes temp files of dead runs at start, keeps a live writer\'s', async () => {
+  it("removes temp files of dead runs at start, keeps a live writer's", async () => {
     const dir = join(temp.path, 'data', 'img');
     await mkdir(dir, { recursive: true });
     const dead = '.a.jpg.99999999.0badf00d.tmp';
@@ -126,16 +142,19 @@ describe('download-s3: content identity, links, locks, leftovers', () => {
     await writeFile(join(dir, live), 'filling');
     await runDownloadS3(options({}));
     const names = await readdir(dir);
-    assert.ok(!names.includes(dead), 'the dead run\'s temp file is removed');
-    assert.ok(names.includes(live), 'a live writer\'s temp file is kept');
+    assert.ok(!names.includes(dead), "the dead run's temp file is removed");
+    assert.ok(names.includes(live), "a live writer's temp file is kept");
   });
 
-  it('exits 75 while another live process holds --dest, and takes over a dead one\'s lock', async () => {
+  it("exits 75 while another live process holds --dest, and takes over a dead one's lock", async () => {
     const dest = join(temp.path, 'locked');
     await mkdir(dest, { recursive: true });
     const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
     try {
-      await writeFile(lockPathFor(dest), JSON.stringify({ pid: holder.pid, hostname: hostname(), started: new Date().toISOString(), tool: 'download-s3' }));
+      await writeFile(
+        lockPathFor(dest),
+        JSON.stringify({ pid: holder.pid, hostname: hostname(), started: new Date().toISOString(), tool: 'download-s3' }),
+      );
       await assert.rejects(runDownloadS3(options({ dest })), (error: unknown) => {
         assert.ok(error instanceof ImgpipeError);
         assert.equal(error.exitCode, EXIT_LOCKED);
@@ -146,7 +165,10 @@ describe('download-s3: content identity, links, locks, leftovers', () => {
     } finally {
       holder.kill();
     }
-    await writeFile(lockPathFor(dest), JSON.stringify({ pid: 99999999, hostname: hostname(), started: new Date().toISOString(), tool: 'download-s3' }));
+    await writeFile(
+      lockPathFor(dest),
+      JSON.stringify({ pid: 99999999, hostname: hostname(), started: new Date().toISOString(), tool: 'download-s3' }),
+    );
     const result = await runDownloadS3(options({ dest }));
     assert.equal(result.exitCode, 0);
     assert.equal(result.ok, 3);

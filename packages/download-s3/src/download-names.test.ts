@@ -30,7 +30,16 @@ describe('download-s3: keys that are hard to place on a file system', () => {
     const out = capture();
     const { log, warnings } = recordingLogger();
     const dest = join(temp.path, `data-${n}`);
-    const options: DownloadS3Options = { csv, dest, download: true, client: server.client, stdin: Readable.from([]), stdout: out.stream, cwd: temp.path, log };
+    const options: DownloadS3Options = {
+      csv,
+      dest,
+      download: true,
+      client: server.client,
+      stdin: Readable.from([]),
+      stdout: out.stream,
+      cwd: temp.path,
+      log,
+    };
     const summary = await runDownloadS3(options);
     return { summary, dest, warnings, out: out.text() };
   }
@@ -66,7 +75,10 @@ describe('download-s3: keys that are hard to place on a file system', () => {
   });
 
   it('refuses, in either order, an object whose file is where another needs a directory: exit 2 naming both', async () => {
-    for (const keys of [['nested/a.jpg', 'nested/a.jpg/b.jpg'], ['nested/a.jpg/b.jpg', 'nested/a.jpg']]) {
+    for (const keys of [
+      ['nested/a.jpg', 'nested/a.jpg/b.jpg'],
+      ['nested/a.jpg/b.jpg', 'nested/a.jpg'],
+    ]) {
       const { summary, warnings } = await download([...keys, 'ok.jpg']);
       assert.equal(summary.exitCode, EXIT_USAGE, warnings.join('\n'));
       assert.equal(summary.ok, 2, 'the first of the two and the unrelated row are downloaded');
@@ -81,10 +93,23 @@ describe('download-s3: keys that are hard to place on a file system', () => {
     await writeFile(csv, `bucket,s3_image,category,label\n..,ok.jpg,cat,0\nnames/../x,ok.jpg,cat,0\n"names?x=1",b.jpg,cat,0\nnames,ok.jpg,cat,0\n`);
     const { log, warnings } = recordingLogger();
     const dest = join(temp.path, `data-${n}`);
-    const summary = await runDownloadS3({ csv, dest, download: true, client: server.client, stdin: Readable.from([]), stdout: capture().stream, cwd: temp.path, log });
+    const summary = await runDownloadS3({
+      csv,
+      dest,
+      download: true,
+      client: server.client,
+      stdin: Readable.from([]),
+      stdout: capture().stream,
+      cwd: temp.path,
+      log,
+    });
     assert.equal(summary.exitCode, EXIT_USAGE);
     assert.equal(summary.ok, 1);
-    for (const [line, bucket] of [[2, '..'], [3, 'names/../x'], [4, 'names?x=1']] as const) {
+    for (const [line, bucket] of [
+      [2, '..'],
+      [3, 'names/../x'],
+      [4, 'names?x=1'],
+    ] as const) {
       assert.match(warnings.join('\n'), new RegExp(`line ${line}: bucket ${JSON.stringify(bucket).replace(/[.?]/g, '\\$&')} is not a bucket name`));
     }
   });

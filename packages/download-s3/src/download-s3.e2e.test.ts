@@ -17,7 +17,12 @@ describe('download-s3 (the bin, end to end)', () => {
   let server: S3Server;
   let temp: TempDir;
   const run = (args: string[], input?: string, env: Record<string, string> = {}) =>
-    execa('node', [BIN, ...args], { cwd: temp.path, env: { ...server.env, NODE_NO_WARNINGS: '1', ...env }, reject: false, ...(input === undefined ? {} : { input }) });
+    execa('node', [BIN, ...args], {
+      cwd: temp.path,
+      env: { ...server.env, NODE_NO_WARNINGS: '1', ...env },
+      reject: false,
+      ...(input === undefined ? {} : { input }),
+    });
 
   before(async () => {
     server = await startS3Server();
@@ -54,10 +59,14 @@ describe('download-s3 (the bin, end to end)', () => {
       const lines = result.stdout.trim().split('\n');
       assert.equal(lines[0], 'bucket,s3_image,category,label,local_image,local_sha256');
       const expected = Array.from({ length: 20 }, (_, n) => n).filter((n) => n % 3 === i);
-      assert.deepEqual(lines.slice(1).map((l) => l.split(',')[1]), expected.map((n) => `img/${n}.jpg`));
+      assert.deepEqual(
+        lines.slice(1).map((l) => l.split(',')[1]),
+        expected.map((n) => `img/${n}.jpg`),
+      );
       assert.match(result.stderr, new RegExp(`${expected.length} ok, 0 skipped`));
-      for (const n of expected) assert.equal(sha256(await readFile(join(temp.path, `sharded-${i}`, 'img', `${n}.jpg`))), sha256(`image ${n} `.repeat(n + 1)));
-      await assert.rejects(readFile(join(temp.path, `sharded-${i}`, 'img', `${(i + 1) % 3}.jpg`)), 'another shard\'s image is not downloaded');
+      for (const n of expected)
+        assert.equal(sha256(await readFile(join(temp.path, `sharded-${i}`, 'img', `${n}.jpg`))), sha256(`image ${n} `.repeat(n + 1)));
+      await assert.rejects(readFile(join(temp.path, `sharded-${i}`, 'img', `${(i + 1) % 3}.jpg`)), "another shard's image is not downloaded");
       for (const line of lines.slice(1)) rows.set(line.split(',')[1]!, line);
     }
     assert.equal(rows.size, 20);
@@ -90,18 +99,34 @@ describe('download-s3 (the bin, end to end)', () => {
     // Each request waits 150 ms at the proxy, so the four processes overlap: before, three exited 75 on the --dest lock.
     const proxy = await startFaultyProxy(server.endpoint, { latencyMs: 150 });
     try {
-      const shard = (i: number) => run(['--csv', 's3://e2e/images.csv', '--dest', 'shared/', '--shard', `${i}/4`, '--out', `part-${i}.csv`, '--concurrency', '1'], undefined, { S3_ENDPOINT: proxy.endpoint });
+      const shard = (i: number) =>
+        run(['--csv', 's3://e2e/images.csv', '--dest', 'shared/', '--shard', `${i}/4`, '--out', `part-${i}.csv`, '--concurrency', '1'], undefined, {
+          S3_ENDPOINT: proxy.endpoint,
+        });
       const results = await Promise.all([0, 1, 2, 3].map(shard));
       for (const result of results) assert.equal(result.exitCode, 0, result.stderr);
       const rows = [];
-      for (let i = 0; i < 4; i++) rows.push(...(await readCsvRows(Readable.from([await readFile(join(temp.path, `part-${i}.csv`))]), { source: `part-${i}.csv` })).rows);
-      assert.deepEqual(rows.map((row) => row.s3_image).sort(), Array.from({ length: 20 }, (_, n) => `img/${n}.jpg`).sort(), 'the parts are the whole CSV');
+      for (let i = 0; i < 4; i++)
+        rows.push(...(await readCsvRows(Readable.from([await readFile(join(temp.path, `part-${i}.csv`))]), { source: `part-${i}.csv` })).rows);
+      assert.deepEqual(
+        rows.map((row) => row.s3_image).sort(),
+        Array.from({ length: 20 }, (_, n) => `img/${n}.jpg`).sort(),
+        'the parts are the whole CSV',
+      );
       for (const row of rows) assert.equal(sha256(await readFile(join(temp.path, row.local_image!))), row.local_sha256);
-      for (let n = 0; n < 20; n++) assert.equal(sha256(await readFile(join(temp.path, 'shared', 'img', `${n}.jpg`))), sha256(`image ${n} `.repeat(n + 1)));
-      assert.deepEqual((await readdir(temp.path)).filter((name) => name.endsWith('.lock')), [], 'every shard released its lock');
+      for (let n = 0; n < 20; n++)
+        assert.equal(sha256(await readFile(join(temp.path, 'shared', 'img', `${n}.jpg`))), sha256(`image ${n} `.repeat(n + 1)));
+      assert.deepEqual(
+        (await readdir(temp.path)).filter((name) => name.endsWith('.lock')),
+        [],
+        'every shard released its lock',
+      );
 
       // A second process for a shard that is being downloaded exits 75; another shard goes ahead beside it.
-      await writeFile(lockPathFor(join(temp.path, 'shared.shard-1-of-4')), JSON.stringify({ pid: process.pid, hostname: hostname(), started: new Date().toISOString(), tool: 'download-s3' }));
+      await writeFile(
+        lockPathFor(join(temp.path, 'shared.shard-1-of-4')),
+        JSON.stringify({ pid: process.pid, hostname: hostname(), started: new Date().toISOString(), tool: 'download-s3' }),
+      );
       const [same, other] = await Promise.all([shard(1), shard(2)]);
       assert.equal(same.exitCode, 75, same.stderr);
       assert.match(same.stderr, /--dest shared\/ --shard 1\/4: the download destination's shard 1\/4 is locked by download-s3 \(pid \d+/);
@@ -123,14 +148,21 @@ describe('download-s3 (the bin, end to end)', () => {
       'execa strips the final newline',
     );
     // The next stage of a pipe sees the mark, not a complete table.
-    await assert.rejects(readCsvRows(Readable.from([piped.stdout]), { source: 'stdin' }), /stdin: the CSV is incomplete: download-s3: 1 of 2 rows failed/);
+    await assert.rejects(
+      readCsvRows(Readable.from([piped.stdout]), { source: 'stdin' }),
+      /stdin: the CSV is incomplete: download-s3: 1 of 2 rows failed/,
+    );
     const viaS3 = await run(['--csv', 's3://e2e/broken.csv', '--dest', 'data2', '--failures', 'failed.csv']);
     assert.equal(viaS3.exitCode, 2);
     assert.match(viaS3.stderr, /line 4: download s3:\/\/e2e\/img\/none\.jpg: no such key/);
     assert.equal(viaS3.stdout.trim().split('\n').length, 4, 'header, the two good rows and the mark');
     const tolerated = await run(['--csv', 's3://e2e/broken.csv', '--dest', 'data2', '--max-failures', '1']);
     assert.equal(tolerated.exitCode, 0);
-    assert.equal((await readCsvRows(Readable.from([tolerated.stdout]), { source: 'stdout' })).rows.length, 2, 'tolerated failures: a complete CSV of the good rows');
+    assert.equal(
+      (await readCsvRows(Readable.from([tolerated.stdout]), { source: 'stdout' })).rows.length,
+      2,
+      'tolerated failures: a complete CSV of the good rows',
+    );
     assert.match(await readFile(join(temp.path, 'failed.csv'), 'utf8'), /^line,bucket,s3_image,local_image,error\n4,e2e,img\/none\.jpg,/);
   });
 });

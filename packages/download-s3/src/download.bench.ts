@@ -20,7 +20,13 @@ import { writeBenchResults, type BenchResult, makeTempDir, startFaultyProxy, sta
 import { runDownloadS3 } from './download.js';
 
 const { values } = parseArgs({
-  options: { count: { type: 'string', default: '2000' }, size: { type: 'string', default: '4096' }, concurrency: { type: 'string', default: '1,16' }, 'latency-ms': { type: 'string', default: '0,20' }, server: { type: 'string', default: 'process' } },
+  options: {
+    count: { type: 'string', default: '2000' },
+    size: { type: 'string', default: '4096' },
+    concurrency: { type: 'string', default: '1,16' },
+    'latency-ms': { type: 'string', default: '0,20' },
+    server: { type: 'string', default: 'process' },
+  },
   strict: false,
 });
 const count = Number(values.count);
@@ -47,7 +53,13 @@ try {
   const keys = Array.from({ length: count }, (_, i) => `bench/${String(i).padStart(6, '0')}.jpg`);
   await pLimit(16).map(keys, (key) => uploadObject(setupClient, 'bench', key, { bytes: randomBytes(size) }));
   const csv = join(temp.path, 'images.csv');
-  await writeFile(csv, await csvString(['bucket', 's3_image', 'category', 'label'], keys.map((k) => ({ bucket: 'bench', s3_image: k, category: 'cat', label: 0 }))));
+  await writeFile(
+    csv,
+    await csvString(
+      ['bucket', 's3_image', 'category', 'label'],
+      keys.map((k) => ({ bucket: 'bench', s3_image: k, category: 'cat', label: 0 })),
+    ),
+  );
   const results: BenchResult[] = [];
   for (const latency of latencies) {
     const proxy = latency > 0 ? await startFaultyProxy(server.endpoint, { latencyMs: latency }) : undefined;
@@ -58,13 +70,26 @@ try {
       const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
       const started = process.hrtime.bigint();
       const summary = await runDownloadS3({
-        csv, dest: join(temp.path, `c${concurrency}${tag}`), download: true, client, concurrency,
-        stdin: Readable.from([]), stdout: sink, cwd: temp.path, log: silentLogger,
+        csv,
+        dest: join(temp.path, `c${concurrency}${tag}`),
+        download: true,
+        client,
+        concurrency,
+        stdin: Readable.from([]),
+        stdout: sink,
+        cwd: temp.path,
+        log: silentLogger,
       });
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       client.destroy();
       if (summary.ok !== count) throw new Error(`expected ${count} downloads, got ${summary.ok} (${summary.failed} failed)`);
-      const params = { concurrency, objects: count, object_bytes: size, latency_ms: latency, server: `fauxqs on loopback, ${serverMode === 'in-process' ? 'same process' : 'own process'}` };
+      const params = {
+        concurrency,
+        objects: count,
+        object_bytes: size,
+        latency_ms: latency,
+        server: `fauxqs on loopback, ${serverMode === 'in-process' ? 'same process' : 'own process'}`,
+      };
       rates.set(concurrency, count / seconds);
       results.push({ name: `objects_per_s_c${concurrency}${tag}`, unit: 'objects/s', value: count / seconds, params });
       results.push({ name: `mb_per_s_c${concurrency}${tag}`, unit: 'MB/s', value: summary.bytes / 1e6 / seconds, params });
@@ -72,7 +97,12 @@ try {
     await proxy?.close();
     const [low, high] = [Math.min(...levels), Math.max(...levels)];
     if (rates.has(low) && rates.has(high) && low !== high) {
-      results.push({ name: `speedup_c${high}_vs_c${low}${tag}`, unit: 'x', value: rates.get(high)! / rates.get(low)!, params: { objects: count, object_bytes: size, latency_ms: latency } });
+      results.push({
+        name: `speedup_c${high}_vs_c${low}${tag}`,
+        unit: 'x',
+        value: rates.get(high)! / rates.get(low)!,
+        params: { objects: count, object_bytes: size, latency_ms: latency },
+      });
     }
   }
   await writeBenchResults('download-s3', results);

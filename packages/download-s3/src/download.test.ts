@@ -67,18 +67,30 @@ describe('runDownloadS3 against the local S3 server', () => {
     assert.equal(first.exitCode, 0);
     assert.equal(first.ok, COUNT);
     assert.equal(first.failed, 0);
-    assert.deepEqual(events, [...events].sort((a, b) => a - b), 'progress never decreases');
+    assert.deepEqual(
+      events,
+      [...events].sort((a, b) => a - b),
+      'progress never decreases',
+    );
     assert.equal(events.at(-1), COUNT);
     const { columns, rows } = await readCsvRows(Readable.from([out.text()]), { source: 'out' });
     assert.deepEqual(columns, ['bucket', 's3_image', 'category', 'label', 'note', 'local_image', 'local_sha256']);
-    assert.deepEqual(rows.map((r) => r.s3_image), keys, 'input order kept');
+    assert.deepEqual(
+      rows.map((r) => r.s3_image),
+      keys,
+      'input order kept',
+    );
     assert.equal(rows[7]!.note, 'n7', 'extra columns pass through');
     for (const row of rows) {
       assert.equal(row.local_image, join(temp.path, 'data', row.s3_image!));
       assert.equal(sha256(await readFile(row.local_image!)), hashes.get(row.s3_image!), row.s3_image);
       assert.equal(row.local_sha256, hashes.get(row.s3_image!), 'local_sha256 is the content hash');
     }
-    assert.deepEqual((await readdir(join(temp.path, 'data', 'set', 'cat'))).filter((f) => f.endsWith('.tmp')), [], 'no temp files left');
+    assert.deepEqual(
+      (await readdir(join(temp.path, 'data', 'set', 'cat'))).filter((f) => f.endsWith('.tmp')),
+      [],
+      'no temp files left',
+    );
 
     const second = await runDownloadS3(options({}));
     assert.equal(second.exitCode, 0);
@@ -129,13 +141,22 @@ describe('runDownloadS3 against the local S3 server', () => {
     const [kept, mark] = out.text().split(/\n(?=")/);
     assert.equal(mark, '"#imgpipe: incomplete: download-s3: 5 of 8 rows failed (over --max-failures 0)\n', 'the good rows, then the mark');
     const { rows } = await readCsvRows(Readable.from([kept!]), { source: 'out' });
-    assert.deepEqual(rows.map((r) => r.s3_image), ['ok/a.jpg', 'ok/b.jpg', 'ok/a.jpg']);
+    assert.deepEqual(
+      rows.map((r) => r.s3_image),
+      ['ok/a.jpg', 'ok/b.jpg', 'ok/a.jpg'],
+    );
     assert.equal(rows[2]!.local_image, join(dest, 'ok', 'a.jpg'));
     assert.deepEqual(await readdir(join(temp.path, 'mixed')), ['inside'], 'nothing written beside --dest');
-    assert.deepEqual((await readdir(temp.path)).filter((f) => f.startsWith('escape')), []);
+    assert.deepEqual(
+      (await readdir(temp.path)).filter((f) => f.startsWith('escape')),
+      [],
+    );
     assert.deepEqual(await readdir(join(dest, 'ok')), ['a.jpg', 'b.jpg']);
     const listed = (await readCsvRows(Readable.from([await readFile(failures)]), { source: 'failures' })).rows;
-    assert.deepEqual(listed.map((r) => r.line), ['3', '4', '5', '6', '7']);
+    assert.deepEqual(
+      listed.map((r) => r.line),
+      ['3', '4', '5', '6', '7'],
+    );
     const text = warnings.join('\n');
     assert.match(text, /line 3: key "\.\.\/escape\.jpg" has a '\.\.' segment/);
     assert.match(text, /line 5: key "\/etc\/escape3\.jpg" is an absolute path/);
@@ -150,7 +171,9 @@ describe('runDownloadS3 against the local S3 server', () => {
     const csv = join(temp.path, 'formula.csv');
     await writeFile(csv, `bucket,s3_image,category,label\n${BUCKET},"=HYPERLINK(""http://x"")",dog,1\n`);
     const failures = join(temp.path, 'formula-failures.csv');
-    const result = await runDownloadS3(options({ csv, dest: join(temp.path, 'formula'), stdout: capture().stream, failuresPath: failures, log: silentLogger, maxFailures: 1 }));
+    const result = await runDownloadS3(
+      options({ csv, dest: join(temp.path, 'formula'), stdout: capture().stream, failuresPath: failures, log: silentLogger, maxFailures: 1 }),
+    );
     assert.equal(result.failed, 1);
     const text = await readFile(failures, 'utf8');
     assert.ok(text.includes(`"'=HYPERLINK(""http://x"")"`), text);
@@ -167,13 +190,22 @@ describe('runDownloadS3 against the local S3 server', () => {
   });
 
   it('reads the CSV from S3 and from stdin', async () => {
-    await uploadObject(server.client, BUCKET, 'lists/small.csv', { bytes: `bucket,s3_image,category,label\n${BUCKET},${keys[0]},cat,0\n${BUCKET},${keys[1]},dog,1\n` });
+    await uploadObject(server.client, BUCKET, 'lists/small.csv', {
+      bytes: `bucket,s3_image,category,label\n${BUCKET},${keys[0]},cat,0\n${BUCKET},${keys[1]},dog,1\n`,
+    });
     const fromS3 = capture();
     const a = await runDownloadS3(options({ csv: `s3://${BUCKET}/lists/small.csv`, dest: join(temp.path, 's3csv'), stdout: fromS3.stream }));
     assert.equal(a.ok, 2);
     assert.match(fromS3.text(), /set\/cat\/00000\.jpg/);
     const fromStdin = capture();
-    const b = await runDownloadS3(options({ csv: '-', stdin: Readable.from([`bucket,s3_image,category,label\n${BUCKET},${keys[2]},cat,0\n`]), dest: join(temp.path, 'stdin'), stdout: fromStdin.stream }));
+    const b = await runDownloadS3(
+      options({
+        csv: '-',
+        stdin: Readable.from([`bucket,s3_image,category,label\n${BUCKET},${keys[2]},cat,0\n`]),
+        dest: join(temp.path, 'stdin'),
+        stdout: fromStdin.stream,
+      }),
+    );
     assert.equal(b.ok, 1);
     assert.equal(sha256(await readFile(join(temp.path, 'stdin', keys[2]!))), hashes.get(keys[2]!));
   });
@@ -183,13 +215,26 @@ describe('runDownloadS3 against the local S3 server', () => {
     const client = createS3Client(testAwsConfig(proxy.endpoint), { maxAttempts: 1, concurrency: 16 });
     const subset = join(temp.path, 'subset.csv');
     const chosen = keys.slice(0, 400);
-    await writeFile(subset, await csvString(['bucket', 's3_image', 'category', 'label'], chosen.map((k) => ({ bucket: BUCKET, s3_image: k, category: 'x', label: 0 }))));
+    await writeFile(
+      subset,
+      await csvString(
+        ['bucket', 's3_image', 'category', 'label'],
+        chosen.map((k) => ({ bucket: BUCKET, s3_image: k, category: 'x', label: 0 })),
+      ),
+    );
     try {
       const dest = join(temp.path, 'faulty');
       const result = await runDownloadS3(options({ csv: subset, dest, client, retries: 20, stallMs: 500 }));
       assert.equal(result.exitCode, 0);
       assert.equal(result.ok, chosen.length);
-      for (const key of chosen) assert.equal(createHash('sha256').update(await readFile(join(dest, key))).digest('hex'), hashes.get(key), key);
+      for (const key of chosen)
+        assert.equal(
+          createHash('sha256')
+            .update(await readFile(join(dest, key)))
+            .digest('hex'),
+          hashes.get(key),
+          key,
+        );
       assert.ok(proxy.counts.dropped > 0, `connections dropped: ${JSON.stringify(proxy.counts)}`);
       assert.ok(proxy.counts.errors503 > 0, `503s answered: ${JSON.stringify(proxy.counts)}`);
     } finally {
@@ -213,9 +258,14 @@ describe('runDownloadS3 against the local S3 server', () => {
   it('with downloading off, only checks that local_image files exist', async () => {
     const csv = join(temp.path, 'local.csv');
     const present = join(temp.path, 'data', keys[0]!);
-    await writeFile(csv, `bucket,s3_image,category,label,local_image\n${BUCKET},${keys[0]},cat,0,${present}\n${BUCKET},x,dog,1,${join(temp.path, 'absent.jpg')}\n`);
+    await writeFile(
+      csv,
+      `bucket,s3_image,category,label,local_image\n${BUCKET},${keys[0]},cat,0,${present}\n${BUCKET},x,dog,1,${join(temp.path, 'absent.jpg')}\n`,
+    );
     const out = capture();
-    const result = await runDownloadS3(options({ csv, download: false, stdout: out.stream, client: createS3Client(testAwsConfig('http://127.0.0.1:1')) }));
+    const result = await runDownloadS3(
+      options({ csv, download: false, stdout: out.stream, client: createS3Client(testAwsConfig('http://127.0.0.1:1')) }),
+    );
     assert.equal(result.exitCode, 2);
     assert.equal(result.ok, 1);
     assert.match(result.failures[0]!.error ?? '', /absent\.jpg' does not exist/);

@@ -3,8 +3,43 @@ import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import pLimit from 'p-limit';
-import { createCsvWriter, createProgress, csvString, exitCodeOf, EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, messageOf, openAtomicWriter, readCsv, UsageError, writeFileAtomic, type CsvRecord, type CsvRow, type Logger, type ProgressEvent, incompleteCsvTrailer, acquireLock, type Lock, removeStaleTemps, sha256File, isRegularFile } from '@imgpipe/kit';
-import { downloadObject, headObject, isBucketName, isS3Uri, isSystemicS3Error, parseS3Uri, safeLocalPath, type S3Client, matchingDigest, openObjectStream } from '@imgpipe/s3';
+import {
+  createCsvWriter,
+  createProgress,
+  csvString,
+  exitCodeOf,
+  EXIT_FAILED,
+  EXIT_OK,
+  EXIT_USAGE,
+  InputError,
+  messageOf,
+  openAtomicWriter,
+  readCsv,
+  UsageError,
+  writeFileAtomic,
+  type CsvRecord,
+  type CsvRow,
+  type Logger,
+  type ProgressEvent,
+  incompleteCsvTrailer,
+  acquireLock,
+  type Lock,
+  removeStaleTemps,
+  sha256File,
+  isRegularFile,
+} from '@imgpipe/kit';
+import {
+  downloadObject,
+  headObject,
+  isBucketName,
+  isS3Uri,
+  isSystemicS3Error,
+  parseS3Uri,
+  safeLocalPath,
+  type S3Client,
+  matchingDigest,
+  openObjectStream,
+} from '@imgpipe/s3';
 import { inShard, type Shard } from './shard.js';
 import { refuseLinkOut } from './dest-path.js';
 import { PathClaims } from './path-claims.js';
@@ -102,7 +137,11 @@ function lockDestination(options: DownloadS3Options): Promise<Lock> {
   const shard = options.shard;
   const common = { flag: '--dest', waitSeconds: options.waitLockSeconds ?? 0 };
   if (!shard) return acquireLock(dest, { ...common, what: 'download destination', shown: options.dest });
-  return acquireLock(`${dest}.shard-${shard.index}-of-${shard.count}`, { ...common, what: `download destination's shard ${shard.index}/${shard.count}`, shown: `${options.dest} --shard ${shard.index}/${shard.count}` });
+  return acquireLock(`${dest}.shard-${shard.index}-of-${shard.count}`, {
+    ...common,
+    what: `download destination's shard ${shard.index}/${shard.count}`,
+    shown: `${options.dest} --shard ${shard.index}/${shard.count}`,
+  });
 }
 
 async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary> {
@@ -172,7 +211,9 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
       const same = byObject.get(id);
       if (same) {
         // The same object listed twice: fetched once, both rows get its result.
-        return { job: same.then((first) => finish({ ...first, line: record.line, row, bytes: 0, status: first.status === 'failed' ? 'failed' : 'skipped' })) };
+        return {
+          job: same.then((first) => finish({ ...first, line: record.line, row, bytes: 0, status: first.status === 'failed' ? 'failed' : 'skipped' })),
+        };
       }
       // Temp files of dead earlier runs are removed from each directory before this run first writes into it.
       const dir = dirname(resolve(options.cwd, path));
@@ -231,7 +272,11 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
   } catch (error) {
     await output?.abort();
     // stdout may already carry rows: end it so the next stage of a pipe cannot take them for the whole CSV.
-    if (!output) await writer.end().then(() => writeText(target, incompleteCsvTrailer(`download-s3 stopped: ${messageOf(error)}`))).catch(() => undefined);
+    if (!output)
+      await writer
+        .end()
+        .then(() => writeText(target, incompleteCsvTrailer(`download-s3 stopped: ${messageOf(error)}`)))
+        .catch(() => undefined);
     throw error;
   } finally {
     progress.finish(detail());
@@ -240,10 +285,18 @@ async function downloadAll(options: DownloadS3Options): Promise<DownloadSummary>
 
   for (const failure of failures.slice(0, SHOWN_FAILURES)) log.warn('%s: line %d: %s', input.name, failure.line, failure.error);
   if (failures.length > SHOWN_FAILURES) {
-    log.warn('... and %d more failed rows%s', failures.length - SHOWN_FAILURES, options.failuresPath ? ` (all in ${options.failuresPath})` : ' (pass --failures FILE to list them all)');
+    log.warn(
+      '... and %d more failed rows%s',
+      failures.length - SHOWN_FAILURES,
+      options.failuresPath ? ` (all in ${options.failuresPath})` : ' (pass --failures FILE to list them all)',
+    );
   }
   if (options.failuresPath) {
-    const text = await csvString(FAILURE_COLUMNS, failures.map((f) => ({ line: f.line, bucket: f.bucket, s3_image: f.key, local_image: f.path, error: f.error })), { forSpreadsheets: true });
+    const text = await csvString(
+      FAILURE_COLUMNS,
+      failures.map((f) => ({ line: f.line, bucket: f.bucket, s3_image: f.key, local_image: f.path, error: f.error })),
+      { forSpreadsheets: true },
+    );
     await writeFileAtomic(resolve(options.cwd, options.failuresPath), text);
   }
   const seconds = (Date.now() - started) / 1000;
@@ -319,7 +372,8 @@ async function fetchOne(
 async function checkLocal(row: CsvRow, line: number, options: DownloadS3Options): Promise<RowResult> {
   const path = row.local_image ?? '';
   const base = { line, bucket: row.bucket ?? '', key: row.s3_image ?? '', path, bytes: 0 };
-  if (!path) return { ...base, status: 'failed', error: `empty local_image (with --no-download-data every row must name its file)`, inputError: true };
+  if (!path)
+    return { ...base, status: 'failed', error: `empty local_image (with --no-download-data every row must name its file)`, inputError: true };
   const info = await stat(resolve(options.cwd, path)).catch(() => undefined);
   if (!info?.isFile()) {
     return { ...base, status: 'failed', error: `local_image '${path}' does not exist (download it, or drop --no-download-data)`, inputError: true };

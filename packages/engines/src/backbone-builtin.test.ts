@@ -95,7 +95,10 @@ describe('built-in backbones: pinned, from several sources', () => {
       'https://github.com/onnx/models/raw/main/validated/vision/classification/mobilenet/model/mobilenetv2-12.onnx',
     ]);
     assert.equal(builtinSources('resnet50', { HF_ENDPOINT: 'https://hf-mirror.example/' })[0], `https://hf-mirror.example${HF_PATH}`);
-    assert.deepEqual(builtinSources('resnet50', { IMGPIPE_RESNET50_URL: ' http://a/x.onnx  http://b/x.onnx ' }), ['http://a/x.onnx', 'http://b/x.onnx']);
+    assert.deepEqual(builtinSources('resnet50', { IMGPIPE_RESNET50_URL: ' http://a/x.onnx  http://b/x.onnx ' }), [
+      'http://a/x.onnx',
+      'http://b/x.onnx',
+    ]);
   });
 
   it('skips an LFS pointer, a flipped byte and a stall, takes the pinned file behind a redirect, and caches only it', async () => {
@@ -103,16 +106,19 @@ describe('built-in backbones: pinned, from several sources', () => {
     const urls = ['lfs', 'lfs-chunked', 'flipped', 'stall'].map((route) => `${base}/${route}/resnet50-v1-12.onnx`);
     await withTestPin(onnx, { urls: urls.join(' '), hf: base }, async () => {
       // The URL variable replaces the published sources: HF_ENDPOINT is not tried, so every mirror fails.
-      await assert.rejects(loadBackbone('resnet50', { device: 'cpu', cacheDir, progress: false, downloadTimeoutMs: 300, log: silentLogger }), (error: Error) => {
-        assert.ok(error instanceof FailureError);
-        for (const url of urls) assert.ok(error.message.includes(url), `names ${url}`);
-        assert.match(error.message, /not the \d+ pinned/); // the pointer text, told by its Content-Length
-        assert.match(error.message, /does not match the pinned/); // the flipped byte
-        assert.match(error.message, /IMGPIPE_DOWNLOAD_TIMEOUT_MS/); // the stall
-        assert.ok(error.message.includes(`${onnx.length} bytes, sha256 ${sha256(onnx)}`), 'says which file to put there by hand');
-        assert.ok(error.message.includes(builtinPath('resnet50', cacheDir)));
-        return true;
-      });
+      await assert.rejects(
+        loadBackbone('resnet50', { device: 'cpu', cacheDir, progress: false, downloadTimeoutMs: 300, log: silentLogger }),
+        (error: Error) => {
+          assert.ok(error instanceof FailureError);
+          for (const url of urls) assert.ok(error.message.includes(url), `names ${url}`);
+          assert.match(error.message, /not the \d+ pinned/); // the pointer text, told by its Content-Length
+          assert.match(error.message, /does not match the pinned/); // the flipped byte
+          assert.match(error.message, /IMGPIPE_DOWNLOAD_TIMEOUT_MS/); // the stall
+          assert.ok(error.message.includes(`${onnx.length} bytes, sha256 ${sha256(onnx)}`), 'says which file to put there by hand');
+          assert.ok(error.message.includes(builtinPath('resnet50', cacheDir)));
+          return true;
+        },
+      );
       assert.deepEqual(await listFiles(cacheDir), [], 'nothing refused was cached');
     });
     await withTestPin(onnx, { urls: [...urls, `${base}${HF_PATH}`].join(' ') }, async () => {

@@ -30,7 +30,7 @@ const ZOO = 'validated/vision/classification';
  */
 export const BUILTIN_BACKBONES: Record<string, BuiltinBackbone> = {
   resnet50: {
-    description: 'ImageNet ResNet50 v1 (the seed\'s model family), torch preprocessing',
+    description: "ImageNet ResNet50 v1 (the seed's model family), torch preprocessing",
     zooPath: `${ZOO}/resnet/model/resnet50-v1-12.onnx`,
     bytes: 102_576_593,
     sha256: '3f03fdef724b22947eed826f1eef1dc5c34151bb4c37d634f1db89dfa2dd1526',

@@ -70,7 +70,16 @@ describe('backbone downloads facing a hostile server', () => {
     await temp.remove();
   });
 
-  const ATTACKS = ['../../../escaped.bin', '../escaped.bin', 'a/../../escaped.bin', '/tmp/imgpipe-escaped-abs.bin', '..\\..\\escaped.bin', '%2e%2e/%2e%2e/escaped.bin', '..%2f..%2fescaped.bin', ''];
+  const ATTACKS = [
+    '../../../escaped.bin',
+    '../escaped.bin',
+    'a/../../escaped.bin',
+    '/tmp/imgpipe-escaped-abs.bin',
+    '..\\..\\escaped.bin',
+    '%2e%2e/%2e%2e/escaped.bin',
+    '..%2f..%2fescaped.bin',
+    '',
+  ];
 
   it('a model.json whose weight paths leave the cache writes nothing anywhere and names the path', async () => {
     for (const [i, path] of ATTACKS.entries()) {
@@ -79,7 +88,8 @@ describe('backbone downloads facing a hostile server', () => {
       const before = hits.length;
       await assert.rejects(
         loadBackbone(`${base}/attack/${i}/model.json`, { device: 'wasm', cacheDir, workers: 1, progress: false }),
-        (error: Error) => error instanceof InputError && error.message.includes('weightsManifest path') && error.message.includes(JSON.stringify(path)),
+        (error: Error) =>
+          error instanceof InputError && error.message.includes('weightsManifest path') && error.message.includes(JSON.stringify(path)),
         JSON.stringify(path),
       );
       assert.deepEqual(await listFiles(root), [], `nothing written for ${JSON.stringify(path)}`);
@@ -94,7 +104,10 @@ describe('backbone downloads facing a hostile server', () => {
     const json = JSON.parse(await readFile(tfjs.path, 'utf8')) as { weightsManifest: { paths: string[] }[] };
     json.weightsManifest[0]!.paths = ['../../../../etc/hostname'];
     await writeFile(tfjs.path, JSON.stringify(json));
-    await assert.rejects(loadBackbone(tfjs.path, { device: 'wasm', workers: 1 }), (error: Error) => error instanceof InputError && /weightsManifest path/.test(error.message));
+    await assert.rejects(
+      loadBackbone(tfjs.path, { device: 'wasm', workers: 1 }),
+      (error: Error) => error instanceof InputError && /weightsManifest path/.test(error.message),
+    );
     assert.throws(() => safeJoin('/models/m', '../card.json', 'card.json: head.path'), /head\.path "\.\.\/card\.json"/);
     assert.equal(safeJoin('/models/m', 'head/model.json'), '/models/m/head/model.json');
   });
@@ -127,14 +140,20 @@ describe('backbone downloads facing a hostile server', () => {
     const first = await loadBackbone(url, { device: 'cpu', cacheDir, progress: false });
     await first.dispose();
     const files = await listFiles(cacheDir);
-    assert.deepEqual(files.map((f) => f.split('/').pop()), ['tiny.onnx', 'tiny.onnx.sha256']);
+    assert.deepEqual(
+      files.map((f) => f.split('/').pop()),
+      ['tiny.onnx', 'tiny.onnx.sha256'],
+    );
     const file = join(cacheDir, files[0]!);
     assert.equal((await readFile(`${file}.sha256`, 'utf8')).trim(), sha256(onnx));
     assert.equal(first.info.sha256, sha256(onnx), 'the card records the same hash');
     const tampered = Buffer.from(onnx);
     tampered[tampered.length - 1] = tampered.at(-1)! ^ 0xff;
     await writeFile(file, tampered);
-    await assert.rejects(loadBackbone(url, { device: 'cpu', cacheDir, progress: false }), (error: Error) => error instanceof FailureError && /does not match/.test(error.message));
+    await assert.rejects(
+      loadBackbone(url, { device: 'cpu', cacheDir, progress: false }),
+      (error: Error) => error instanceof FailureError && /does not match/.test(error.message),
+    );
   });
 
   it('a built-in with a pinned sha256 refuses a download or a cached file that differs', async () => {

@@ -71,11 +71,21 @@ describe('backbones over http(s), cached', () => {
 
   it('downloads a TF.js model.json and its weight files', async () => {
     const cacheDir = join(temp.path, 'cache-tfjs');
-    const backbone = await loadBackbone(`${base}/tfjs/model.json`, { device: 'wasm', featureLayer: 'features', preprocess: 'none', cacheDir, workers: 1, progress: false });
+    const backbone = await loadBackbone(`${base}/tfjs/model.json`, {
+      device: 'wasm',
+      featureLayer: 'features',
+      preprocess: 'none',
+      cacheDir,
+      workers: 1,
+      progress: false,
+    });
     assert.equal(backbone.info.format, 'tfjs-layers');
     assert.equal(backbone.info.feature_dim, 8);
     const files = await listFiles(cacheDir);
-    assert.deepEqual(files.map((f) => f.split('/').pop()), ['model.json', 'model.json.sha256', 'weights.bin', 'weights.bin.sha256']);
+    assert.deepEqual(
+      files.map((f) => f.split('/').pop()),
+      ['model.json', 'model.json.sha256', 'weights.bin', 'weights.bin.sha256'],
+    );
     await backbone.dispose();
   });
 

@@ -6,7 +6,21 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { LoadBackboneOptions, ResolvedBackbone } from './backbone-types.js';
 import { resolveCacheDir } from './cache-dir.js';
-import { describeFileError, FailureError, InputError, UsageError, messageOf, exists, safeJoin, sha256, sha256File, tempPathFor, writeFileAtomic, type Logger, createProgress } from '@imgpipe/kit';
+import {
+  describeFileError,
+  FailureError,
+  InputError,
+  UsageError,
+  messageOf,
+  exists,
+  safeJoin,
+  sha256,
+  sha256File,
+  tempPathFor,
+  writeFileAtomic,
+  type Logger,
+  createProgress,
+} from '@imgpipe/kit';
 import { decodeOnnx } from './onnx-graph.js';
 import { readModelJson, weightPaths } from './tfjs-io.js';
 
@@ -73,12 +87,20 @@ export async function verifyCached(path: string, pinned?: string, pinnedBytes?: 
   if (!recorded && !pinned) return undefined;
   if (pinnedBytes !== undefined) {
     const size = (await stat(path)).size;
-    if (size !== pinnedBytes) throw new FailureError(`${path}: ${size} bytes, not the ${pinnedBytes} pinned for this backbone; the cached file is not the published one: delete it to download it again`);
+    if (size !== pinnedBytes)
+      throw new FailureError(
+        `${path}: ${size} bytes, not the ${pinnedBytes} pinned for this backbone; the cached file is not the published one: delete it to download it again`,
+      );
   }
   const actual = await sha256File(path);
-  for (const [expected, what] of [[recorded, `recorded at download in ${sidecarOf(path)}`], [pinned, 'pinned for this backbone']] as const) {
+  for (const [expected, what] of [
+    [recorded, `recorded at download in ${sidecarOf(path)}`],
+    [pinned, 'pinned for this backbone'],
+  ] as const) {
     if (expected && expected !== actual) {
-      throw new FailureError(`${path}: sha256 ${actual} does not match ${expected} ${what}; the cached file changed or is not the published one: delete it to download it again`);
+      throw new FailureError(
+        `${path}: sha256 ${actual} does not match ${expected} ${what}; the cached file changed or is not the published one: delete it to download it again`,
+      );
     }
   }
   return actual;
@@ -88,12 +110,19 @@ export async function verifyCached(path: string, pinned?: string, pinnedBytes?: 
  * Download url to path atomically, its sha256 recorded beside it; `check` (on the downloaded bytes) throws to
  * reject it before it lands, `pin` is the sha256 (and size) it must have.
  */
-export async function downloadToFile(url: string, path: string, options: FetchOptions, check?: (bytes: Uint8Array) => void, pin?: Pin): Promise<string> {
+export async function downloadToFile(
+  url: string,
+  path: string,
+  options: FetchOptions,
+  check?: (bytes: Uint8Array) => void,
+  pin?: Pin,
+): Promise<string> {
   await mkdir(dirname(path), { recursive: true });
   const temp = tempPathFor(path);
   try {
     const digest = await streamUrl(url, temp, options, pin?.bytes);
-    if (pin && digest !== pin.sha256) throw new FailureError(`${url}: downloaded sha256 ${digest} does not match the pinned ${pin.sha256}; not using it`);
+    if (pin && digest !== pin.sha256)
+      throw new FailureError(`${url}: downloaded sha256 ${digest} does not match the pinned ${pin.sha256}; not using it`);
     if (check) check(new Uint8Array(await readFile(temp)));
     await writeFileAtomic(sidecarOf(path), `${digest}\n`);
     await rename(temp, path);
@@ -155,7 +184,9 @@ async function streamUrl(url: string, target: string, options: FetchOptions, exp
   if (total !== undefined && expectedBytes !== undefined && total !== expectedBytes) {
     clearTimeout(timer);
     await response.body.cancel().catch(() => undefined);
-    throw new FailureError(`${url} is ${total} bytes, not the ${expectedBytes} pinned (an unserved Git LFS file answers with its pointer text); not using it`);
+    throw new FailureError(
+      `${url} is ${total} bytes, not the ${expectedBytes} pinned (an unserved Git LFS file answers with its pointer text); not using it`,
+    );
   }
   if (total !== undefined && total > maxBytes) {
     clearTimeout(timer);
@@ -195,7 +226,8 @@ async function streamUrl(url: string, target: string, options: FetchOptions, exp
     clearTimeout(timer);
   }
   if (total !== undefined && done !== total) throw new FailureError(`download of ${url} stopped at ${done} of ${total} bytes`);
-  if (expectedBytes !== undefined && done !== expectedBytes) throw new FailureError(`${url} gave ${done} bytes, not the ${expectedBytes} pinned; not using it`);
+  if (expectedBytes !== undefined && done !== expectedBytes)
+    throw new FailureError(`${url} gave ${done} bytes, not the ${expectedBytes} pinned; not using it`);
   progress.finish();
   return hash.digest('hex');
 }

@@ -13,7 +13,10 @@ import { readModelJson, weightPaths } from './tfjs-io.js';
  */
 export async function hashBackboneSpec(spec: string, options: Pick<LoadBackboneOptions, 'cacheDir' | 'log'> = {}): Promise<string> {
   const resolved = await resolveBackbone(spec, { device: 'cpu', progress: false, ...options, log: options.log ?? silentLogger });
-  const files = resolved.format === 'onnx' ? [resolved.path] : [resolved.path, ...weightPaths(await readModelJson(resolved.path), resolved.path).map((p) => join(dirname(resolved.path), p))];
+  const files =
+    resolved.format === 'onnx'
+      ? [resolved.path]
+      : [resolved.path, ...weightPaths(await readModelJson(resolved.path), resolved.path).map((p) => join(dirname(resolved.path), p))];
   const hash = createHash('sha256');
   for (const file of files) {
     try {

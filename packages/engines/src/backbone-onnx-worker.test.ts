@@ -59,10 +59,16 @@ test('in a worker thread: the same features, chunked the same for a fixed batch 
     // A batch big enough to take a while: on this thread it stalls the loop for all of it, in the worker not at all.
     const big = pixelsOf(48);
     const onThread = await longestStall(() => inline.extract(big, 48));
-    assert.ok(onThread.stallMs > onThread.workMs * 0.5, `in this thread the loop stalled ${onThread.stallMs.toFixed(0)} of ${onThread.workMs.toFixed(0)} ms`);
+    assert.ok(
+      onThread.stallMs > onThread.workMs * 0.5,
+      `in this thread the loop stalled ${onThread.stallMs.toFixed(0)} of ${onThread.workMs.toFixed(0)} ms`,
+    );
     const offThread = await longestStall(() => worker.extract(big, 48));
     assert.ok(offThread.workMs > 100, `the batch took ${offThread.workMs.toFixed(0)} ms: too short to tell`);
-    assert.ok(offThread.stallMs < Math.max(60, offThread.workMs / 4), `with a worker the loop stalled ${offThread.stallMs.toFixed(0)} of ${offThread.workMs.toFixed(0)} ms`);
+    assert.ok(
+      offThread.stallMs < Math.max(60, offThread.workMs / 4),
+      `with a worker the loop stalled ${offThread.stallMs.toFixed(0)} of ${offThread.workMs.toFixed(0)} ms`,
+    );
   } finally {
     await Promise.all(open.map((b) => b.dispose()));
   }

@@ -14,14 +14,17 @@ export async function loadOnnxBackbone(resolved: ResolvedBackbone, options: Load
   const bytes = new Uint8Array(await readFile(resolved.path));
   const model = decodeOnnx(bytes, resolved.path);
   const input = graphInput(model);
-  if (input.dims.length !== 4) throw new InputError(`ONNX backbone ${resolved.path}: expected a 4-D image input, got '${input.name}' with ${input.dims.length} dimensions`);
+  if (input.dims.length !== 4)
+    throw new InputError(`ONNX backbone ${resolved.path}: expected a 4-D image input, got '${input.name}' with ${input.dims.length} dimensions`);
   const layout = input.dims[1] === 3 ? 'NCHW' : input.dims[3] === 3 ? 'NHWC' : 'NCHW';
   const size = (layout === 'NCHW' ? input.dims[2] : input.dims[1]) ?? options.inputSize ?? 224;
   if (input.dims[1] !== 3 && input.dims[3] !== 3) log.warn(`ONNX backbone ${resolved.path}: channel dimension not fixed, assuming NCHW`);
 
   const pooled = options.featureLayer ?? resolved.featureLayer ?? (resolved.poolFeatures ? globalPoolOutput(model) : undefined);
   if (resolved.poolFeatures && pooled === undefined) {
-    throw new InputError(`ONNX backbone ${resolved.path}: no global pooling node found for its features; name the value with --feature-layer (graph outputs: ${graphOutputs(model).join(', ')})`);
+    throw new InputError(
+      `ONNX backbone ${resolved.path}: no global pooling node found for its features; name the value with --feature-layer (graph outputs: ${graphOutputs(model).join(', ')})`,
+    );
   }
   const featureLayer = pooled ?? graphOutputs(model)[0]!;
   const runBytes = exposeOutput(model, bytes, featureLayer, resolved.path);
@@ -31,7 +34,9 @@ export async function loadOnnxBackbone(resolved: ResolvedBackbone, options: Load
   }
   const preprocess = preprocessSpec(preprocessName);
   const plan: OnnxRunPlan = { inputName: input.name, featureLayer, layout, size, preprocess, maxBatch: input.dims[0] ?? Infinity };
-  const runner = options.offMainThread ? await workerRunner(runBytes, plan, options, resolved.path, log) : await openOnnxRunner(runBytes, plan, options.device, { log, sharedCpu: options.sharedCpu ?? false });
+  const runner = options.offMainThread
+    ? await workerRunner(runBytes, plan, options, resolved.path, log)
+    : await openOnnxRunner(runBytes, plan, options.device, { log, sharedCpu: options.sharedCpu ?? false });
   let probe: Float32Array;
   try {
     probe = await runner.run(new Uint8Array(size * size * 3), 1);

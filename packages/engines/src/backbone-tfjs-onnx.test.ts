@@ -67,7 +67,12 @@ describe('TF.js layers backbones on ONNX Runtime through loadBackbone', () => {
     const tfjs = await load(tiny.path, { ...options, device: 'wasm', workers: 1 });
     assert.equal(onnx.info.engine, 'onnxruntime');
     const [a, b] = [await onnx.extract(small, COUNT), await tfjs.extract(small, COUNT)];
-    const reference = tinyConvReference(tiny.weights, Float32Array.from(small, (p) => p / 127.5 - 1), COUNT, 16);
+    const reference = tinyConvReference(
+      tiny.weights,
+      Float32Array.from(small, (p) => p / 127.5 - 1),
+      COUNT,
+      16,
+    );
     assert.ok(maxDiff(a, b) <= TOLERANCE, `vs TF.js: max abs difference ${maxDiff(a, b)}`);
     assert.ok(maxDiff(a, reference) <= TOLERANCE, `vs reference: max abs difference ${maxDiff(a, reference)}`);
   });
@@ -93,7 +98,10 @@ describe('TF.js layers backbones on ONNX Runtime through loadBackbone', () => {
     assert.match(text(), /no --preprocess given, using tf/);
     assert.match(text(), /converted the TF\.js layers model to ONNX/);
     const [a, b] = [await onnx.extract(pixels, COUNT), await tfjs.extract(pixels, COUNT)];
-    assert.ok(b.some((v) => v > 0.01), 'the reference has signal');
+    assert.ok(
+      b.some((v) => v > 0.01),
+      'the reference has signal',
+    );
     assert.ok(maxDiff(a, b) <= TOLERANCE, `max abs difference ${maxDiff(a, b)}`);
   });
 
@@ -129,7 +137,10 @@ describe('TF.js layers backbones on ONNX Runtime through loadBackbone', () => {
     assert.doesNotMatch(text(), /converted the TF\.js layers model/);
     assert.match(text(), /ONNX conversion cached at/);
     assert.deepEqual((await readdir(join(cacheDir, 'converted'))).length, 1);
-    assert.deepEqual((await readdir(join(cacheDir, 'converted', (await readdir(join(cacheDir, 'converted')))[0]!))).sort(), ['conversion.json', 'model.onnx']);
+    assert.deepEqual((await readdir(join(cacheDir, 'converted', (await readdir(join(cacheDir, 'converted')))[0]!))).sort(), [
+      'conversion.json',
+      'model.onnx',
+    ]);
     assert.deepEqual(await second.extract(pixels, 2), await first.extract(pixels, 2));
   });
 
@@ -146,12 +157,20 @@ describe('TF.js layers backbones on ONNX Runtime through loadBackbone', () => {
     // No GPU, no ONNX Runtime CUDA provider and no tfjs-node-gpu here: both engines refuse, and the log says so.
     for (const device of ['cuda', 'webgpu'] as const) {
       const { log, text } = capturingLog();
-      await assert.rejects(loadBackbone(mobilenet.path, { device, featureLayer: 'global_pool', cacheDir: join(temp.path, 'cache-g'), log }), (error: Error) => {
-        assert.ok(error instanceof UsageError, error.message);
-        assert.match(error.message, new RegExp(`--device ${device} is not available`));
-        return true;
-      });
-      assert.match(text(), device === 'cuda' ? /CUDA provider is not installed, so the TF\.js layers model runs on TF\.js/ : /webgpu.*the TF\.js layers model runs on TF\.js/);
+      await assert.rejects(
+        loadBackbone(mobilenet.path, { device, featureLayer: 'global_pool', cacheDir: join(temp.path, 'cache-g'), log }),
+        (error: Error) => {
+          assert.ok(error instanceof UsageError, error.message);
+          assert.match(error.message, new RegExp(`--device ${device} is not available`));
+          return true;
+        },
+      );
+      assert.match(
+        text(),
+        device === 'cuda'
+          ? /CUDA provider is not installed, so the TF\.js layers model runs on TF\.js/
+          : /webgpu.*the TF\.js layers model runs on TF\.js/,
+      );
     }
   });
 
@@ -218,7 +237,8 @@ describe('TF.js layers backbones on ONNX Runtime through loadBackbone', () => {
       const model = await loadModel(modelDir, { device });
       const probs = await model.predict(pixels, COUNT);
       await model.dispose();
-      for (let i = 0; i < probs.length; i++) assert.ok(Math.abs(probs[i]! - expected[i]!) < 1e-5, `${device} prob ${i}: ${probs[i]} vs ${expected[i]}`);
+      for (let i = 0; i < probs.length; i++)
+        assert.ok(Math.abs(probs[i]! - expected[i]!) < 1e-5, `${device} prob ${i}: ${probs[i]} vs ${expected[i]}`);
     }
   });
 });

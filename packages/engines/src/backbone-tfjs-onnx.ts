@@ -38,10 +38,13 @@ export async function loadTfjsOnOnnx(resolved: ResolvedBackbone, options: LoadBa
   const sourceSha256 = sha256(Buffer.concat([modelBytes!, weights]));
   const recorded = (json.userDefinedMetadata as { imgpipe?: { preprocess?: string } } | undefined)?.imgpipe?.preprocess;
   const preprocess = options.preprocess ?? resolved.preprocess ?? recorded ?? 'tf';
-  if (!options.preprocess && !resolved.preprocess && !recorded) log.info(`backbone ${resolved.name}: no --preprocess given, using tf ([-1, 1]) as for keras models`);
+  if (!options.preprocess && !resolved.preprocess && !recorded)
+    log.info(`backbone ${resolved.name}: no --preprocess given, using tf ([-1, 1]) as for keras models`);
   const featureLayer = options.featureLayer ?? resolved.featureLayer;
 
-  const key = sha256(JSON.stringify({ converter: CONVERTER_VERSION, model: sourceSha256, featureLayer: featureLayer ?? null, inputSize: options.inputSize ?? null }));
+  const key = sha256(
+    JSON.stringify({ converter: CONVERTER_VERSION, model: sourceSha256, featureLayer: featureLayer ?? null, inputSize: options.inputSize ?? null }),
+  );
   const dir = join(resolveCacheDir(options.cacheDir), 'converted', key.slice(0, 16));
   const path = join(dir, 'model.onnx');
   const manifestPath = join(dir, 'conversion.json');
@@ -65,7 +68,10 @@ export async function loadTfjsOnOnnx(resolved: ResolvedBackbone, options: LoadBa
     }
     output = converted.featureLayer;
     await writeFileAtomic(path, converted.bytes);
-    await writeFileAtomic(manifestPath, `${JSON.stringify({ source: resolved.source, source_sha256: sourceSha256, feature_layer: output, converter_version: CONVERTER_VERSION }, null, 2)}\n`);
+    await writeFileAtomic(
+      manifestPath,
+      `${JSON.stringify({ source: resolved.source, source_sha256: sourceSha256, feature_layer: output, converter_version: CONVERTER_VERSION }, null, 2)}\n`,
+    );
     log.info(`backbone ${resolved.name}: converted the TF.js layers model to ONNX (${path})`);
   }
   let backbone: Backbone;

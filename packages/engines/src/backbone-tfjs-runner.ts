@@ -58,7 +58,9 @@ export async function openTfjsRunner(tf: Tf, modelJsonPath: string, options: Tfj
     } else {
       const nodes = ((json.modelTopology as { node?: { name: string }[] }).node ?? []).map((n) => n.name);
       if (options.featureLayer && !nodes.includes(options.featureLayer.replace(/:\d+$/, ''))) {
-        throw new UsageError(`--feature-layer '${options.featureLayer}' is not a node of ${modelJsonPath} (last nodes: ${nodes.slice(-5).join(', ')})`);
+        throw new UsageError(
+          `--feature-layer '${options.featureLayer}' is not a node of ${modelJsonPath} (last nodes: ${nodes.slice(-5).join(', ')})`,
+        );
       }
       const model: GraphModel = await tf.loadGraphModel(handler);
       featureLayer = options.featureLayer ?? model.outputNodes[0]!;

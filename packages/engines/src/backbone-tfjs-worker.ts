@@ -20,5 +20,8 @@ const init = workerData as WorkerInit;
 await serveBatches<TfjsWorkerReady>(async () => {
   const { tf } = await loadTf('wasm');
   const runner = await openTfjsRunner(tf, init.modelJsonPath, init);
-  return { ready: { type: 'ready', inputSize: runner.inputSize, featureLayer: runner.featureLayer, format: runner.format }, run: (pixels, count) => runner.run(pixels, count) };
+  return {
+    ready: { type: 'ready', inputSize: runner.inputSize, featureLayer: runner.featureLayer, format: runner.format },
+    run: (pixels, count) => runner.run(pixels, count),
+  };
 });

@@ -18,18 +18,35 @@ export async function loadTfjsBackbone(resolved: ResolvedBackbone, options: Load
   const { log } = options;
   const json = await readModelJson(resolved.path);
   const files = [resolved.path, ...weightPaths(json, resolved.path).map((p) => join(dirname(resolved.path), p))];
-  const hash = sha256(Buffer.concat(await Promise.all(files.map((f) => readFile(f).catch((error) => {
-    throw new InputError(`cannot read ${f} of TF.js backbone ${resolved.path}`, { cause: error });
-  })))));
+  const hash = sha256(
+    Buffer.concat(
+      await Promise.all(
+        files.map((f) =>
+          readFile(f).catch((error) => {
+            throw new InputError(`cannot read ${f} of TF.js backbone ${resolved.path}`, { cause: error });
+          }),
+        ),
+      ),
+    ),
+  );
   const recorded = (json.userDefinedMetadata as { imgpipe?: { preprocess?: string } } | undefined)?.imgpipe?.preprocess;
   const preprocessName = options.preprocess ?? resolved.preprocess ?? recorded ?? 'tf';
-  if (!options.preprocess && !resolved.preprocess && !recorded) log.info(`backbone ${resolved.name}: no --preprocess given, using tf ([-1, 1]) as for keras models`);
+  if (!options.preprocess && !resolved.preprocess && !recorded)
+    log.info(`backbone ${resolved.name}: no --preprocess given, using tf ([-1, 1]) as for keras models`);
   const preprocess = preprocessSpec(preprocessName);
   const featureLayer = options.featureLayer ?? resolved.featureLayer;
 
   const loaded = await loadTf(options.device, log);
   const workers = loaded.backend === 'wasm' ? Math.max(1, options.workers ?? cpuThreads()) : 1;
-  const base = { name: resolved.name, format: tfjsFormatOf(json), source: resolved.source, sha256: hash, layout: 'NHWC' as const, preprocess, engine: 'tfjs' as const };
+  const base = {
+    name: resolved.name,
+    format: tfjsFormatOf(json),
+    source: resolved.source,
+    sha256: hash,
+    layout: 'NHWC' as const,
+    preprocess,
+    engine: 'tfjs' as const,
+  };
 
   if (workers === 1) {
     const runner = await openTfjsRunner(loaded.tf, resolved.path, { featureLayer, preprocess, inputSize: options.inputSize });
@@ -45,7 +62,12 @@ export async function loadTfjsBackbone(resolved: ResolvedBackbone, options: Load
       },
     };
   }
-  const pool = await WorkerPool.start<TfjsWorkerReady>('backbone-tfjs-worker', workers, { modelJsonPath: resolved.path, featureLayer, preprocess, inputSize: options.inputSize }, `TF.js backbone ${resolved.path}`);
+  const pool = await WorkerPool.start<TfjsWorkerReady>(
+    'backbone-tfjs-worker',
+    workers,
+    { modelJsonPath: resolved.path, featureLayer, preprocess, inputSize: options.inputSize },
+    `TF.js backbone ${resolved.path}`,
+  );
   log.debug(`TF.js backbone on wasm: ${workers} worker threads`);
   try {
     const probe = await pool.run(new Uint8Array(pool.ready.inputSize ** 2 * 3), 1);

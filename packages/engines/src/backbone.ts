@@ -5,7 +5,6 @@ import type { Backbone, LoadBackboneOptions, ResolvedBackbone } from './backbone
 
 export type { Backbone, LoadBackboneOptions } from './backbone-types.js';
 
-
 /**
  * Load a backbone: a built-in name (resnet50, mobilenetv2, ...: BUILTIN_BACKBONES), an .onnx file, a TF.js model.json (layers or graph), a directory
  * holding one of those (a model directory's backbone/), or an http(s) URL of either (downloaded into the cache).
@@ -40,7 +39,9 @@ async function resolveLocal(path: string, source = path): Promise<ResolvedBackbo
   const info = await stat(path).catch(() => undefined);
   if (!info) {
     const { BUILTIN_NAMES } = await import('./backbone-builtin.js');
-    throw new UsageError(`backbone '${source}' is neither a built-in (${BUILTIN_NAMES.join(', ')}; train --list-backbones) nor an existing file or URL (--backbone)`);
+    throw new UsageError(
+      `backbone '${source}' is neither a built-in (${BUILTIN_NAMES.join(', ')}; train --list-backbones) nor an existing file or URL (--backbone)`,
+    );
   }
   if (info.isDirectory()) {
     for (const candidate of ['model.onnx', 'model.json']) {
@@ -50,7 +51,11 @@ async function resolveLocal(path: string, source = path): Promise<ResolvedBackbo
     if (onnx.length === 1) return resolveLocal(join(path, onnx[0]!), source);
     throw new InputError(`backbone directory ${path} holds no model.onnx, model.json or single .onnx file (--backbone)`);
   }
-  const name = source.replace(/\/+$/, '').split('/').pop()!.replace(/\.(onnx|json)$/, '');
+  const name = source
+    .replace(/\/+$/, '')
+    .split('/')
+    .pop()!
+    .replace(/\.(onnx|json)$/, '');
   if (path.endsWith('.json')) return { name, source, path, format: 'tfjs' };
   if (path.endsWith('.onnx') || (await looksLikeOnnx(path))) return { name, source, path, format: 'onnx' };
   throw new InputError(`backbone ${path} is neither an .onnx file nor a TF.js model.json (--backbone)`);

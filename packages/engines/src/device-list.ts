@@ -4,9 +4,7 @@ import type { DeviceStatus } from './device.js';
 export function formatDeviceList(list: readonly DeviceStatus[]): string {
   const width = Math.max(...list.map((d) => d.device.length), 6);
   const engineWidth = Math.max(...list.map((d) => d.engine.length), 6);
-  const lines = list.map(
-    (d) => `${d.device.padEnd(width)}  ${d.engine.padEnd(engineWidth)}  ${(d.available ? 'yes' : 'no').padEnd(9)}  ${d.detail}`,
-  );
+  const lines = list.map((d) => `${d.device.padEnd(width)}  ${d.engine.padEnd(engineWidth)}  ${(d.available ? 'yes' : 'no').padEnd(9)}  ${d.detail}`);
   return `${[`${'device'.padEnd(width)}  ${'engine'.padEnd(engineWidth)}  available  detail`, ...lines].join('\n')}\n`;
 }
 

@@ -57,7 +57,10 @@ describe('devices', () => {
   });
 
   it('ONNX Runtime webgpu without an adapter is a usage error; auto falls to cpu and logs why', async () => {
-    await assert.rejects(loadBackbone(onnxPath, { device: 'webgpu', preprocess: 'none' }), (error: Error) => error instanceof UsageError && /webgpu/.test(error.message));
+    await assert.rejects(
+      loadBackbone(onnxPath, { device: 'webgpu', preprocess: 'none' }),
+      (error: Error) => error instanceof UsageError && /webgpu/.test(error.message),
+    );
     const lines: string[] = [];
     const log = createLogger({ name: 't', stream: { write: (s: string) => lines.push(s) } as unknown as NodeJS.WritableStream });
     const backbone = await loadBackbone(onnxPath, { device: 'auto', preprocess: 'none', log });
@@ -69,7 +72,15 @@ describe('devices', () => {
   it('listDevices covers both engines, and formatDeviceList prints one line each', async () => {
     const list = await listDevices();
     const key = (d: { device: string; engine: string }) => `${d.engine}:${d.device}`;
-    assert.deepEqual(list.map(key).sort(), ['onnxruntime:cpu', 'onnxruntime:cuda', 'onnxruntime:webgpu', 'tfjs:cpu', 'tfjs:cuda', 'tfjs:wasm', 'tfjs:webgpu']);
+    assert.deepEqual(list.map(key).sort(), [
+      'onnxruntime:cpu',
+      'onnxruntime:cuda',
+      'onnxruntime:webgpu',
+      'tfjs:cpu',
+      'tfjs:cuda',
+      'tfjs:wasm',
+      'tfjs:webgpu',
+    ]);
     assert.equal(list.find((d) => key(d) === 'tfjs:wasm')!.available, true);
     assert.equal(list.find((d) => key(d) === 'tfjs:cuda')!.available, false);
     assert.equal(list.find((d) => key(d) === 'onnxruntime:cuda')!.available, false);

@@ -35,9 +35,10 @@ export const INSTALL_HINTS = {
   tfjsNodeGpu:
     'install @tensorflow/tfjs-node-gpu@4.22.0 next to imgpipe (npm i @tensorflow/tfjs-node-gpu@4.22.0; needs an NVIDIA driver, CUDA 11.8 and cuDNN 8.6, and downloads libtensorflow)',
   ortCuda:
-    "reinstall onnxruntime-node with its CUDA parts (ONNXRUNTIME_NODE_INSTALL_CUDA=v12 npm rebuild onnxruntime-node; needs an NVIDIA driver, CUDA 12 and cuDNN 9), or use --device webgpu",
+    'reinstall onnxruntime-node with its CUDA parts (ONNXRUNTIME_NODE_INSTALL_CUDA=v12 npm rebuild onnxruntime-node; needs an NVIDIA driver, CUDA 12 and cuDNN 9), or use --device webgpu',
   webgpu: 'needs a GPU with a working Vulkan (Linux), Metal (macOS) or D3D12 (Windows) driver',
-  tfjsWebgpu: 'install webgpu@0.6.2 and @tensorflow/tfjs-backend-webgpu@4.22.0 next to imgpipe (npm i webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0)',
+  tfjsWebgpu:
+    'install webgpu@0.6.2 and @tensorflow/tfjs-backend-webgpu@4.22.0 next to imgpipe (npm i webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0)',
 } as const;
 
 /**

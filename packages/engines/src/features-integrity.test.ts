@@ -51,11 +51,14 @@ describe('extractFeatures: verified pixels and a self-checking cache', () => {
         return out;
       },
     });
-    await assert.rejects(extractFeatures({ dataset, split: 'val', backbone: faulty, batchSize: 5, cacheDir: join(temp.path, 'cache-nan') }), (error: unknown) => {
-      assert.ok(error instanceof FailureError);
-      assert.equal(error.exitCode, 1);
-      assert.match(error.message, /image 1 of the val split has a non-finite feature \(NaN\)/);
-      return true;
-    });
+    await assert.rejects(
+      extractFeatures({ dataset, split: 'val', backbone: faulty, batchSize: 5, cacheDir: join(temp.path, 'cache-nan') }),
+      (error: unknown) => {
+        assert.ok(error instanceof FailureError);
+        assert.equal(error.exitCode, 1);
+        assert.match(error.message, /image 1 of the val split has a non-finite feature \(NaN\)/);
+        return true;
+      },
+    );
   });
 });

@@ -43,7 +43,10 @@ describe('extractFeatures', () => {
       for (let d = 0; d < 8; d++) assert.ok(Math.abs(result.features[i * 8 + d]! - one[d]!) < 1e-5);
     }
     const done = events.map((e) => e.done);
-    assert.deepEqual(done, [...done].sort((a, b) => a - b));
+    assert.deepEqual(
+      done,
+      [...done].sort((a, b) => a - b),
+    );
     assert.equal(events.at(-1)!.status, 'done');
     assert.equal(events.at(-1)!.done, 23);
   });

@@ -4,7 +4,19 @@ import type { Backbone } from './backbone-types.js';
 import { resolveCacheDir } from './cache-dir.js';
 import { mirrorImages } from './mirror.js';
 import { PixelHasher, verifyPixelFile } from './verified-pixels.js';
-import { type Dataset, FailureError, UsageError, sha256, writeFileAtomic, writeJsonAtomic, silentLogger, type Logger, createProgress, type ProgressEvent, type SplitName } from '@imgpipe/kit';
+import {
+  type Dataset,
+  FailureError,
+  UsageError,
+  sha256,
+  writeFileAtomic,
+  writeJsonAtomic,
+  silentLogger,
+  type Logger,
+  createProgress,
+  type ProgressEvent,
+  type SplitName,
+} from '@imgpipe/kit';
 
 interface ExtractFeaturesOptions {
   dataset: Dataset;
@@ -41,7 +53,18 @@ interface ExtractedFeatures {
 /** What the cached features depend on; any change gives a new key. Mirrored features add `view` (plain keys are unchanged). */
 function featureCacheKey(backbone: Backbone, pixelsSha256: string, mirror = false): string {
   const { sha256: model, feature_layer, preprocess, input_size, layout } = backbone.info;
-  return sha256(JSON.stringify({ format: 'imgpipe-features/1', model, feature_layer, preprocess, input_size, layout, pixels: pixelsSha256, ...(mirror ? { view: 'mirror' } : {}) }));
+  return sha256(
+    JSON.stringify({
+      format: 'imgpipe-features/1',
+      model,
+      feature_layer,
+      preprocess,
+      input_size,
+      layout,
+      pixels: pixelsSha256,
+      ...(mirror ? { view: 'mirror' } : {}),
+    }),
+  );
 }
 
 interface CacheMeta {
@@ -134,7 +157,9 @@ export async function extractFeatures(options: ExtractFeaturesOptions): Promise<
   checkFinite(features, dim, split);
   const seconds = (performance.now() - started) / 1000;
   progress.finish(`${(count / Math.max(seconds, 1e-9)).toFixed(1)} images/s`);
-  log.info(`features ${label}: ${count} images in ${seconds.toFixed(1)}s, ${(count / Math.max(seconds, 1e-9)).toFixed(1)} images/s (${backbone.info.name}, ${backbone.info.format} on ${backbone.device})`);
+  log.info(
+    `features ${label}: ${count} images in ${seconds.toFixed(1)}s, ${(count / Math.max(seconds, 1e-9)).toFixed(1)} images/s (${backbone.info.name}, ${backbone.info.format} on ${backbone.device})`,
+  );
 
   if (options.cache !== false) {
     await writeFileAtomic(dataPath, new Uint8Array(features.buffer, features.byteOffset, features.byteLength));
@@ -162,17 +187,23 @@ async function readCache(dataPath: string, metaPath: string, count: number, dim:
   try {
     meta = JSON.parse(await readFile(metaPath, 'utf8')) as CacheMeta;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') log.warn(`feature cache ${metaPath}: unreadable (${(error as Error).message}); recomputing`);
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+      log.warn(`feature cache ${metaPath}: unreadable (${(error as Error).message}); recomputing`);
     return undefined;
   }
   const bytes = await readFile(dataPath).catch(() => undefined);
   const problem =
-    meta.count !== count || meta.dim !== dim ? `lists ${meta.count} x ${meta.dim}, expected ${count} x ${dim}`
-    : !bytes ? 'its .f32 file is missing'
-    : typeof meta.sha256 !== 'string' ? 'it has no checksum (written by an older version)'
-    : bytes.length !== count * dim * 4 ? `${bytes.length} bytes, expected ${count * dim * 4}`
-    : sha256(bytes) !== meta.sha256 ? 'its checksum does not match (damaged)'
-    : undefined;
+    meta.count !== count || meta.dim !== dim
+      ? `lists ${meta.count} x ${meta.dim}, expected ${count} x ${dim}`
+      : !bytes
+        ? 'its .f32 file is missing'
+        : typeof meta.sha256 !== 'string'
+          ? 'it has no checksum (written by an older version)'
+          : bytes.length !== count * dim * 4
+            ? `${bytes.length} bytes, expected ${count * dim * 4}`
+            : sha256(bytes) !== meta.sha256
+              ? 'its checksum does not match (damaged)'
+              : undefined;
   if (problem !== undefined) {
     log.warn(`feature cache ${dataPath}: ${problem}; recomputing`);
     return undefined;
@@ -189,7 +220,9 @@ async function readCache(dataPath: string, metaPath: string, count: number, dim:
 export function checkFinite(features: Float32Array, dim: number, split: SplitName, first = 0): void {
   for (let i = 0; i < features.length; i++) {
     if (!Number.isFinite(features[i]!)) {
-      throw new FailureError(`features ${split}: image ${first + Math.floor(i / dim)} of the ${split} split has a non-finite feature (${features[i]}); check the backbone (its weights or --preprocess) and that image`);
+      throw new FailureError(
+        `features ${split}: image ${first + Math.floor(i / dim)} of the ${split} split has a non-finite feature (${features[i]}); check the backbone (its weights or --preprocess) and that image`,
+      );
     }
   }
 }

@@ -16,7 +16,7 @@ function clusters(count: number, dim: number, seed: number): { features: Float32
   const rng = createRng(seed);
   const labels = Int32Array.from({ length: count }, (_, i) => i % 2);
   const features = new Float32Array(count * dim);
-  for (let i = 0; i < count; i++) for (let d = 0; d < dim; d++) features[i * dim + d] = (rng() - 0.5) + (d < 4 ? (labels[i]! ? 1 : -1) : 0);
+  for (let i = 0; i < count; i++) for (let d = 0; d < dim; d++) features[i * dim + d] = rng() - 0.5 + (d < 4 ? (labels[i]! ? 1 : -1) : 0);
   return { features, labels };
 }
 
@@ -32,7 +32,10 @@ test('hand-written head gradients match tf.grads, with and without a dropout mas
     };
     const x = tf.tensor2d(randomArray(batch * dim, rng), [batch, dim]);
     const y = tf.cast(tf.oneHot(tf.tensor1d([0, 1, 2, 1, 0, 2], 'int32'), classes), 'float32') as Tensor2D;
-    const mask = tf.tensor2d(Float32Array.from({ length: batch * hidden }, () => (rng() < 0.5 ? 0 : 2)), [batch, hidden]);
+    const mask = tf.tensor2d(
+      Float32Array.from({ length: batch * hidden }, () => (rng() < 0.5 ? 0 : 2)),
+      [batch, hidden],
+    );
     for (const m of [undefined, mask]) {
       const lossFn = (w1: Tensor2D, b1: Tensor1D, w2: Tensor2D, b2: Tensor1D) => {
         let h = tf.relu(tf.add(tf.matMul(x, w1), b1));

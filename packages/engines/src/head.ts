@@ -214,7 +214,10 @@ export class Head {
   async trainEpoch(set: FeatureSet, onBatch?: (done: number, total: number) => void): Promise<Metrics> {
     const { tf } = this;
     const { batch_size: batchSize, dropout } = this.options;
-    const order = shuffleInPlace(Int32Array.from({ length: set.count }, (_, i) => i), this.shuffleRng);
+    const order = shuffleInPlace(
+      Int32Array.from({ length: set.count }, (_, i) => i),
+      this.shuffleRng,
+    );
     const batches = Math.ceil(set.count / batchSize);
     const sums: Tensor[] = [];
     const buffer = new Float32Array(batchSize * set.dim);
@@ -227,7 +230,13 @@ export class Head {
           const { x, y } = batchTensors(tf, set, order.subarray(start, end), buffer);
           const mask =
             dropout > 0
-              ? (tf.div(tf.cast(tf.greaterEqual(tf.randomUniform([end - start, this.options.layer_size], 0, 1, 'float32', dropoutSeed), dropout), 'float32'), 1 - dropout) as Tensor2D)
+              ? (tf.div(
+                  tf.cast(
+                    tf.greaterEqual(tf.randomUniform([end - start, this.options.layer_size], 0, 1, 'float32', dropoutSeed), dropout),
+                    'float32',
+                  ),
+                  1 - dropout,
+                ) as Tensor2D)
               : undefined;
           const { loss, correct, grads } = headGradientsT(tf, this.vars, x, y, mask);
           this.optimizer.apply([grads.w1t, grads.b1, grads.w2, grads.b2]);
@@ -324,7 +333,11 @@ export interface HeadSnapshot {
 }
 
 /** A layers model of the head's architecture; weights copied in from `weights`. */
-export function buildLayersHead(tf: Tf, options: Pick<HeadOptions, 'inputDim' | 'classes' | 'layer_size' | 'dropout'>, weights: HeadWeights): LayersModel {
+export function buildLayersHead(
+  tf: Tf,
+  options: Pick<HeadOptions, 'inputDim' | 'classes' | 'layer_size' | 'dropout'>,
+  weights: HeadWeights,
+): LayersModel {
   const model = tf.sequential({
     name: 'imgpipe_head',
     layers: [

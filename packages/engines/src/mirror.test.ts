@@ -53,7 +53,10 @@ describe('mirrored features and --tta flip', () => {
     const mirrored = await backbone.extract(mirrorImages(await dataset.readPixels('train', 0, 11), 11, SIZE), 11);
     assert.equal(flipped.features.length, mirrored.length);
     for (let i = 0; i < mirrored.length; i++) assert.ok(Math.abs(flipped.features[i]! - mirrored[i]!) < 1e-5, `feature ${i}`);
-    assert.ok(plain.features.some((v, i) => Math.abs(v - flipped.features[i]!) > 1e-4), 'random images differ from their mirrors');
+    assert.ok(
+      plain.features.some((v, i) => Math.abs(v - flipped.features[i]!) > 1e-4),
+      'random images differ from their mirrors',
+    );
     const files = (await readdir(join(cacheDir, 'features'))).sort();
     assert.deepEqual(files, [`${plain.key}.f32`, `${plain.key}.json`, `${flipped.key}.f32`, `${flipped.key}.json`].sort());
     const again = await extractFeatures({ dataset, split: 'train', backbone, batchSize: 5, cacheDir, mirror: true });
@@ -71,7 +74,10 @@ describe('mirrored features and --tta flip', () => {
     const tta = await withTta(model, 'flip').predict(pixels, n);
     assert.equal(tta.length, a.length);
     for (let i = 0; i < a.length; i++) assert.ok(Math.abs(tta[i]! - (a[i]! + b[i]!) / 2) < 1e-6, `value ${i}: ${tta[i]} vs ${(a[i]! + b[i]!) / 2}`);
-    assert.ok(a.some((v, i) => Math.abs(v - b[i]!) > 1e-6), 'the mirror changes some prediction');
+    assert.ok(
+      a.some((v, i) => Math.abs(v - b[i]!) > 1e-6),
+      'the mirror changes some prediction',
+    );
     for (let r = 0; r < n; r++) assert.ok(Math.abs(tta[r * 2]! + tta[r * 2 + 1]! - 1) < 1e-5);
     assert.equal(withTta(model, 'none'), model);
   });

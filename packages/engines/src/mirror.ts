@@ -4,7 +4,8 @@
  */
 export function mirrorImages(pixels: Uint8Array, count: number, size: number): Uint8Array {
   const row = size * 3;
-  if (pixels.length !== count * size * row) throw new RangeError(`mirrorImages: expected ${count} images of ${size}x${size}x3 (${count * size * row} bytes), got ${pixels.length}`);
+  if (pixels.length !== count * size * row)
+    throw new RangeError(`mirrorImages: expected ${count} images of ${size}x${size}x3 (${count * size * row} bytes), got ${pixels.length}`);
   const out = new Uint8Array(pixels.length);
   for (let start = 0; start < pixels.length; start += row) {
     for (let x = 0, from = start + row - 3; x < row; x += 3, from -= 3) {

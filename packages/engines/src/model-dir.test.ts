@@ -15,7 +15,13 @@ for (const format of ['onnx', 'tfjs-layers'] as const) {
     await using dir = await makeTempDir();
     const size = 16;
     const tiny = await buildTinyConvBackbone({ dir: join(dir.path, 'tiny'), inputSize: size, format, seed: 3 });
-    const backbone = await loadBackbone(tiny.path, { device: 'wasm', featureLayer: tiny.featureLayer, preprocess: 'torch', inputSize: size, workers: 1 });
+    const backbone = await loadBackbone(tiny.path, {
+      device: 'wasm',
+      featureLayer: tiny.featureLayer,
+      preprocess: 'torch',
+      inputSize: size,
+      workers: 1,
+    });
     const labels = ['cat', 'dog', 'bird'];
     const head = new Head(tf, { inputDim: backbone.info.feature_dim, classes: 3, layer_size: 6, dropout: 0.5, lr: 0.01, batch_size: 4, seed: 1 });
     const card: ModelCard = {
@@ -34,7 +40,11 @@ for (const format of ['onnx', 'tfjs-layers'] as const) {
     const modelDir = join(dir.path, 'model');
     await saveModelDir(modelDir, { card, backboneFiles: backbone.files, head: layers });
     layers.dispose();
-    assert.deepEqual((await readdir(dir.path)).filter((f) => f.startsWith('.')), [], 'no temp dir left behind');
+    assert.deepEqual(
+      (await readdir(dir.path)).filter((f) => f.startsWith('.')),
+      [],
+      'no temp dir left behind',
+    );
     const saved = await readModelCard(modelDir);
     assert.equal(saved.backbone.path, format === 'onnx' ? 'backbone/model.onnx' : 'backbone/model.json');
     assert.deepEqual(saved.labels, labels);
@@ -69,7 +79,10 @@ test('readModelCard names the file and what is wrong', async () => {
   await using dir = await makeTempDir();
   await assert.rejects(readModelCard(dir.path), (error: Error) => error instanceof InputError && error.message.includes('card.json not found'));
   await writeFile(join(dir.path, 'card.json'), JSON.stringify({ format: 'other', labels: ['a'] }));
-  await assert.rejects(readModelCard(dir.path), (error: Error) => error instanceof InputError && /format is "other".*labels must list/.test(error.message));
+  await assert.rejects(
+    readModelCard(dir.path),
+    (error: Error) => error instanceof InputError && /format is "other".*labels must list/.test(error.message),
+  );
 });
 
 // ---- a model directory is verified as a whole when loaded (issue 13) ---------------------------------------
@@ -84,9 +97,16 @@ async function savedOnnxModel(root: string): Promise<{ modelDir: string; tinyPat
   const modelDir = join(root, 'model');
   await saveModelDir(modelDir, {
     card: {
-      format: 'imgpipe-model/1', labels: ['cat', 'dog'], input: { size, channels: 3, fit: 'fill' }, preprocess: backbone.info.preprocess,
-      backbone: { ...backbone.info, path: '' }, head: { path: 'head/model.json', layer_size: 0, dropout: 0, lr: 0.01, epochs: 1, batch_size: 4 },
-      metrics: {}, dataset: { manifest_sha256: 'abc' }, created: new Date().toISOString(), versions: {},
+      format: 'imgpipe-model/1',
+      labels: ['cat', 'dog'],
+      input: { size, channels: 3, fit: 'fill' },
+      preprocess: backbone.info.preprocess,
+      backbone: { ...backbone.info, path: '' },
+      head: { path: 'head/model.json', layer_size: 0, dropout: 0, lr: 0.01, epochs: 1, batch_size: 4 },
+      metrics: {},
+      dataset: { manifest_sha256: 'abc' },
+      created: new Date().toISOString(),
+      versions: {},
     },
     backboneFiles: backbone.files,
     head: layers,
@@ -101,14 +121,19 @@ test('saveModelDir lists every file in card.json and saves the ONNX backbone wit
   await using dir = await makeTempDir();
   const { modelDir, tinyPath } = await savedOnnxModel(dir.path);
   const card = await readModelCard(modelDir);
-  assert.deepEqual(card.files?.map((f) => f.path), ['backbone/model.onnx', 'head/model.json', 'head/weights.bin', 'model.onnx']);
+  assert.deepEqual(
+    card.files?.map((f) => f.path),
+    ['backbone/model.onnx', 'head/model.json', 'head/weights.bin', 'model.onnx'],
+  );
   for (const file of card.files!) {
     const bytes = await readFile(join(modelDir, file.path));
     assert.equal(file.size, bytes.length, file.path);
     assert.equal(file.sha256, sha256(bytes), file.path);
   }
   type Session = { outputNames: readonly string[]; release(): Promise<void> };
-  const ort = createRequire(import.meta.resolve('@imgpipe/engines').replace('file://', ''))('onnxruntime-node') as { InferenceSession: { create(path: string): Promise<Session> } };
+  const ort = createRequire(import.meta.resolve('@imgpipe/engines').replace('file://', ''))('onnxruntime-node') as {
+    InferenceSession: { create(path: string): Promise<Session> };
+  };
   const session = await ort.InferenceSession.create(join(modelDir, 'backbone', 'model.onnx'));
   assert.ok(session.outputNames.includes(card.backbone.feature_layer), `outputs ${session.outputNames.join(', ')}`);
   const original = await ort.InferenceSession.create(tinyPath);
@@ -126,37 +151,61 @@ test('loadModel refuses a model directory with a changed, missing, extra or link
     await writeFile(join(target, 'card.json'), JSON.stringify(card));
   };
   const cases: [string, (target: string) => Promise<void>, RegExp][] = [
-    ['same size, changed bytes', async (t) => {
-      const path = join(t, 'head', 'weights.bin');
-      const bytes = await readFile(path);
-      bytes[3] = bytes[3]! ^ 0xff;
-      await writeFile(path, bytes);
-    }, /head\/weights\.bin: sha256 .* differs/],
-    ['truncated', async (t) => {
-      const path = join(t, 'backbone', 'model.onnx');
-      await writeFile(path, (await readFile(path)).subarray(0, 100));
-    }, /backbone\/model\.onnx: 100 bytes, .* lists/],
+    [
+      'same size, changed bytes',
+      async (t) => {
+        const path = join(t, 'head', 'weights.bin');
+        const bytes = await readFile(path);
+        bytes[3] = bytes[3]! ^ 0xff;
+        await writeFile(path, bytes);
+      },
+      /head\/weights\.bin: sha256 .* differs/,
+    ],
+    [
+      'truncated',
+      async (t) => {
+        const path = join(t, 'backbone', 'model.onnx');
+        await writeFile(path, (await readFile(path)).subarray(0, 100));
+      },
+      /backbone\/model\.onnx: 100 bytes, .* lists/,
+    ],
     ['missing', (t) => rm(join(t, 'head', 'weights.bin')), /head\/weights\.bin: missing/],
     ['extra', (t) => writeFile(join(t, 'backbone', 'extra.onnx'), 'x'), /backbone\/extra\.onnx: not listed/],
-    ['a symlink leaving it', async (t) => {
-      const outside = join(dir.path, 'outside.onnx');
-      await cp(join(t, 'backbone', 'model.onnx'), outside);
-      await rm(join(t, 'backbone', 'model.onnx'));
-      await symlink(outside, join(t, 'backbone', 'model.onnx'));
-    }, /backbone\/model\.onnx: a symbolic link/],
-    ['backbone.path outside', async (t) => {
-      await cp(join(t, 'backbone', 'model.onnx'), join(dir.path, 'elsewhere.onnx'));
-      await editCard(t, (card) => (card.backbone.path = '../elsewhere.onnx'));
-    }, /backbone\.path "\.\.\/elsewhere\.onnx" points outside/],
-    ['backbone.path absolute', async (t) => editCard(t, (card) => (card.backbone.path = join(t, 'backbone', 'model.onnx'))), /backbone\.path .* points outside/],
-    ['a weights path leaving it', async (t) => {
-      const json = JSON.parse(await readFile(join(t, 'head', 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
-      await cp(join(t, 'head', 'weights.bin'), join(dir.path, 'weights.bin'));
-      json.weightsManifest[0]!.paths = ['../../weights.bin'];
-      await writeFile(join(t, 'head', 'model.json'), JSON.stringify(json));
-      const files = await listModelFiles(t);
-      await editCard(t, (card) => (card.files = files));
-    }, /head\/model\.json: weights path "\.\.\/\.\.\/weights\.bin" points outside/],
+    [
+      'a symlink leaving it',
+      async (t) => {
+        const outside = join(dir.path, 'outside.onnx');
+        await cp(join(t, 'backbone', 'model.onnx'), outside);
+        await rm(join(t, 'backbone', 'model.onnx'));
+        await symlink(outside, join(t, 'backbone', 'model.onnx'));
+      },
+      /backbone\/model\.onnx: a symbolic link/,
+    ],
+    [
+      'backbone.path outside',
+      async (t) => {
+        await cp(join(t, 'backbone', 'model.onnx'), join(dir.path, 'elsewhere.onnx'));
+        await editCard(t, (card) => (card.backbone.path = '../elsewhere.onnx'));
+      },
+      /backbone\.path "\.\.\/elsewhere\.onnx" points outside/,
+    ],
+    [
+      'backbone.path absolute',
+      async (t) => editCard(t, (card) => (card.backbone.path = join(t, 'backbone', 'model.onnx'))),
+      /backbone\.path .* points outside/,
+    ],
+    [
+      'a weights path leaving it',
+      async (t) => {
+        const json = JSON.parse(await readFile(join(t, 'head', 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
+        await cp(join(t, 'head', 'weights.bin'), join(dir.path, 'weights.bin'));
+        json.weightsManifest[0]!.paths = ['../../weights.bin'];
+        await writeFile(join(t, 'head', 'model.json'), JSON.stringify(json));
+        const files = await listModelFiles(t);
+        await editCard(t, (card) => (card.files = files));
+      },
+      /head\/model\.json: weights path "\.\.\/\.\.\/weights\.bin" points outside/,
+    ],
     ['input size edited', (t) => editCard(t, (card) => (card.input.size = 32)), /input\.size is 32 but the backbone was recorded with input_size 16/],
     ['no files list', (t) => editCard(t, (card) => delete card.files), /card\.json: lists no files/],
   ];
@@ -164,11 +213,15 @@ test('loadModel refuses a model directory with a changed, missing, extra or link
     const target = join(dir.path, name.replace(/\W+/g, '-'));
     await cp(modelDir, target, { recursive: true });
     await damage(target);
-    await assert.rejects(loadModel(target, { device: 'wasm' }), (error: Error) => {
-      assert.ok(error instanceof InputError, `${name}: ${error.stack}`);
-      assert.match(error.message, expected, name);
-      return true;
-    }, name);
+    await assert.rejects(
+      loadModel(target, { device: 'wasm' }),
+      (error: Error) => {
+        assert.ok(error instanceof InputError, `${name}: ${error.stack}`);
+        assert.match(error.message, expected, name);
+        return true;
+      },
+      name,
+    );
   }
   const model = await loadModel(modelDir, { device: 'wasm' });
   await model.dispose();

@@ -15,7 +15,9 @@ import { readModelJson, weightPaths } from './tfjs-io.js';
  */
 export async function exportWholeModel(card: ModelCard, backboneFiles: string[], head: LayersModel, log: Logger): Promise<Uint8Array | undefined> {
   const path = backboneFiles[0]!;
-  const backbone = path.endsWith('.json') ? await convertedBackbone(path, card, log) : { backbone: new Uint8Array(await readFile(path)), featureValue: card.backbone.feature_layer, layout: card.backbone.layout };
+  const backbone = path.endsWith('.json')
+    ? await convertedBackbone(path, card, log)
+    : { backbone: new Uint8Array(await readFile(path)), featureValue: card.backbone.feature_layer, layout: card.backbone.layout };
   if (!backbone) return undefined;
   return composeWholeModel({
     ...backbone,
@@ -27,11 +29,17 @@ export async function exportWholeModel(card: ModelCard, backboneFiles: string[],
   });
 }
 
-async function convertedBackbone(path: string, card: ModelCard, log: Logger): Promise<{ backbone: Uint8Array; featureValue: string; layout: 'NHWC' } | undefined> {
+async function convertedBackbone(
+  path: string,
+  card: ModelCard,
+  log: Logger,
+): Promise<{ backbone: Uint8Array; featureValue: string; layout: 'NHWC' } | undefined> {
   const [{ tfjsFormatOf }, { convertTfjsLayers }] = await Promise.all([import('./backbone-tfjs-runner.js'), import('@imgpipe/tfjs-onnx')]);
   const json = await readModelJson(path);
   if (tfjsFormatOf(json) !== 'tfjs-layers') {
-    log.info(`model.onnx not written: the backbone ${path} is a TF.js graph model, which has no ONNX conversion; the model is served by its two parts`);
+    log.info(
+      `model.onnx not written: the backbone ${path} is a TF.js graph model, which has no ONNX conversion; the model is served by its two parts`,
+    );
     return undefined;
   }
   const weights = Buffer.concat(await Promise.all(weightPaths(json, path).map((p) => readFile(join(dirname(path), p)))));
@@ -55,8 +63,15 @@ function headLayers(head: LayersModel): DenseLayer[] {
     const [kernel, bias] = layer.getWeights();
     const [inputs, units] = kernel!.shape as [number, number];
     const activation = activationName(layer.getConfig().activation);
-    if (activation !== 'linear' && activation !== 'relu' && activation !== 'softmax') throw new InputError(`the head's layer '${layer.name}' has activation '${activation}', which model.onnx does not export`);
-    layers.push({ inputs, units, kernel: Float32Array.from(kernel!.dataSync() as Float32Array), ...(bias ? { bias: Float32Array.from(bias.dataSync() as Float32Array) } : {}), activation });
+    if (activation !== 'linear' && activation !== 'relu' && activation !== 'softmax')
+      throw new InputError(`the head's layer '${layer.name}' has activation '${activation}', which model.onnx does not export`);
+    layers.push({
+      inputs,
+      units,
+      kernel: Float32Array.from(kernel!.dataSync() as Float32Array),
+      ...(bias ? { bias: Float32Array.from(bias.dataSync() as Float32Array) } : {}),
+      activation,
+    });
   }
   return layers;
 }

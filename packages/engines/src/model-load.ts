@@ -1,11 +1,22 @@
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { InputError, listModelFiles, openModelDir, safeJoin, replaceDirectory, silentLogger, tempPathFor, writeJsonAtomic, type Logger, type ModelCard, type WholeModelInfo } from '@imgpipe/kit';
+import {
+  InputError,
+  listModelFiles,
+  openModelDir,
+  safeJoin,
+  replaceDirectory,
+  silentLogger,
+  tempPathFor,
+  writeJsonAtomic,
+  type Logger,
+  type ModelCard,
+  type WholeModelInfo,
+} from '@imgpipe/kit';
 import type { LoadedModel, LoadModelOptions } from './model-types.js';
 
 export type { LoadedModel } from './model-types.js';
-
 
 interface SaveModelDirOptions {
   card: ModelCard;
@@ -76,7 +87,6 @@ async function exposeFeatureOutput(path: string, featureLayer: string): Promise<
   if (exposed !== bytes) await writeFile(path, exposed);
 }
 
-
 /**
  * Load a model directory: model.onnx on ONNX Runtime when the card lists it, else the backbone through the engines and
  * the head with TF.js on the same device.
@@ -89,7 +99,11 @@ export async function loadModel(modelDir: string, options: LoadModelOptions): Pr
     const { loadWholeModel } = await import('./whole-model-load.js');
     return loadWholeModel(dir, card, card.onnx, { ...options, log });
   }
-  const [{ loadTf }, { loadBackbone }, { fileLoadHandler }] = await Promise.all([import('./tfjs-load.js'), import('./backbone.js'), import('./tfjs-io.js')]);
+  const [{ loadTf }, { loadBackbone }, { fileLoadHandler }] = await Promise.all([
+    import('./tfjs-load.js'),
+    import('./backbone.js'),
+    import('./tfjs-io.js'),
+  ]);
   const { tf } = await loadTf(options.device, log);
   const headPath = safeJoin(dir, card.head.path, `${join(dir, 'card.json')}: head.path`);
   let head: LayersModel;
@@ -116,7 +130,9 @@ export async function loadModel(modelDir: string, options: LoadModelOptions): Pr
   if (backbone.info.input_size !== card.input.size) {
     head.dispose();
     await backbone.dispose();
-    throw new InputError(`${join(dir, 'card.json')}: input.size is ${card.input.size} but ${join(dir, card.backbone.path)} takes ${backbone.info.input_size}x${backbone.info.input_size} images`);
+    throw new InputError(
+      `${join(dir, 'card.json')}: input.size is ${card.input.size} but ${join(dir, card.backbone.path)} takes ${backbone.info.input_size}x${backbone.info.input_size} images`,
+    );
   }
   const size = card.input.size;
   const classes = card.labels.length;
@@ -136,7 +152,8 @@ export async function loadModel(modelDir: string, options: LoadModelOptions): Pr
       const probs = tf.tidy(() => head.predict(tf.tensor2d(features, [count, dim])) as import('@tensorflow/tfjs-core').Tensor);
       try {
         const out = (await probs.data()) as Float32Array;
-        if (out.length !== count * classes) throw new InputError(`${headPath}: the head gives ${out.length / count} outputs, the card lists ${classes} labels`);
+        if (out.length !== count * classes)
+          throw new InputError(`${headPath}: the head gives ${out.length / count} outputs, the card lists ${classes} labels`);
         return out;
       } finally {
         probs.dispose();

@@ -60,7 +60,14 @@ export function globalPoolOutput(model: ModelProto): string | undefined {
     const [pooled, scale, zeroPoint] = [node.output?.[0], node.input?.[3], node.input?.[4]];
     if (!pooled || !scale) return undefined;
     const dequantized = `${pooled}_imgpipe_dequantized`;
-    graphOf(model).node!.push(onnx.NodeProto.create({ opType: 'DequantizeLinear', name: dequantized, input: zeroPoint ? [pooled, scale, zeroPoint] : [pooled, scale], output: [dequantized] }));
+    graphOf(model).node!.push(
+      onnx.NodeProto.create({
+        opType: 'DequantizeLinear',
+        name: dequantized,
+        input: zeroPoint ? [pooled, scale, zeroPoint] : [pooled, scale],
+        output: [dequantized],
+      }),
+    );
     return dequantized;
   }
   return undefined;
@@ -74,11 +81,11 @@ export function exposeOutput(model: ModelProto, bytes: Uint8Array, name: string,
   if (graphOutputs(model).includes(name)) return bytes;
   if (!valueNames(model).has(name)) {
     const sample = [...valueNames(model)].slice(-5).join(', ');
-    throw new UsageError(`--feature-layer '${name}' is not a value in ${source} (graph outputs: ${graphOutputs(model).join(', ')}; last values: ${sample})`);
+    throw new UsageError(
+      `--feature-layer '${name}' is not a value in ${source} (graph outputs: ${graphOutputs(model).join(', ')}; last values: ${sample})`,
+    );
   }
-  model.graph!.output!.push(
-    onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } }),
-  );
+  model.graph!.output!.push(onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } }));
   return onnx.ModelProto.encode(model).finish();
 }
 

@@ -24,7 +24,12 @@ export interface OnnxRunner {
 }
 
 /** An ONNX Runtime session for `model` (the feature value already exposed) and the code that feeds it. */
-export async function openOnnxRunner(model: Uint8Array, plan: OnnxRunPlan, device: Device, options: { log?: Logger; sharedCpu?: boolean } = {}): Promise<OnnxRunner> {
+export async function openOnnxRunner(
+  model: Uint8Array,
+  plan: OnnxRunPlan,
+  device: Device,
+  options: { log?: Logger; sharedCpu?: boolean } = {},
+): Promise<OnnxRunner> {
   const session = await createOnnxSession(model, device, options.log ?? silentLogger, { sharedCpu: options.sharedCpu ?? false });
   const ort = await loadOrt();
   const { size, layout, preprocess, featureLayer, inputName } = plan;

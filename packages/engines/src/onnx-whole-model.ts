@@ -87,7 +87,11 @@ function foldScalesIntoConvs(nodes: Node[], initializers: Map<string, Tensor>, a
     const factor = floatValues(constants.get(range))?.[0];
     const convs = readers.get(out) ?? [];
     const foldable = (c: Node) =>
-      c.opType === 'Conv' && c.input?.[0] === out && !c.input.slice(1).includes(out) && floatValues(constants.get(c.input[1] ?? '')) !== undefined && readers.get(c.input[1]!)?.length === 1;
+      c.opType === 'Conv' &&
+      c.input?.[0] === out &&
+      !c.input.slice(1).includes(out) &&
+      floatValues(constants.get(c.input[1] ?? '')) !== undefined &&
+      readers.get(c.input[1]!)?.length === 1;
     if (factor === undefined || convs.length === 0 || !convs.every(foldable)) continue;
     for (const conv of convs) {
       const weight = constants.get(conv.input![1]!)!;
@@ -161,8 +165,15 @@ export function composeWholeModel(spec: WholeModelSpec): Uint8Array {
   if (a.some((v) => v !== 1) || b.some((v) => v !== 0)) {
     // One BatchNormalization (mean 0, variance 1, epsilon 0): value * a[c] + b[c]. OpenCV 4.6 reads it at any batch
     // size, where a per-channel Add of a constant breaks its shape inference for batches above 1.
-    added.push(floats(name('scale'), [3], a), floats(name('offset'), [3], b), floats(name('zero'), [3], [0, 0, 0]), floats(name('one'), [3], [1, 1, 1]));
-    pre.push(node('BatchNormalization', [x, name('scale'), name('offset'), name('zero'), name('one')], name('normalised'), [floatAttr('epsilon', 0)]));
+    added.push(
+      floats(name('scale'), [3], a),
+      floats(name('offset'), [3], b),
+      floats(name('zero'), [3], [0, 0, 0]),
+      floats(name('one'), [3], [1, 1, 1]),
+    );
+    pre.push(
+      node('BatchNormalization', [x, name('scale'), name('offset'), name('zero'), name('one')], name('normalised'), [floatAttr('epsilon', 0)]),
+    );
     x = name('normalised');
   }
   if (spec.layout === 'NHWC') {
@@ -191,7 +202,9 @@ export function composeWholeModel(spec: WholeModelSpec): Uint8Array {
     const min = inputs[1] ? constantScalar(initializers, inputs[1]) : -Infinity;
     const max = inputs[2] ? constantScalar(initializers, inputs[2]) : Infinity;
     if (min === undefined || max === undefined || !Number.isFinite(min) || !Number.isFinite(max)) {
-      throw new InputError(`${source}: node ${n.name ?? n.output![0]} is a Clip without constant finite bounds, which the exported model cannot express in portable ops`);
+      throw new InputError(
+        `${source}: node ${n.name ?? n.output![0]} is a Clip without constant finite bounds, which the exported model cannot express in portable ops`,
+      );
     }
     const out = n.output![0]!;
     const range = max - min;
@@ -247,7 +260,9 @@ export function composeWholeModel(spec: WholeModelSpec): Uint8Array {
     { name: WHOLE_MODEL_INPUT, type: tensorType(DataType.UINT8, [batch, size, size, 3]), docString: 'RGB pixels, uint8, NHWC' },
     ...(graph.input ?? []).filter((i) => i.name !== imageInput && kept.has(i.name)),
   ];
-  graph.output = [{ name: WHOLE_MODEL_OUTPUT, type: tensorType(DataType.FLOAT, [batch, spec.labels.length]), docString: `softmax over ${spec.labels.join(', ')}` }];
+  graph.output = [
+    { name: WHOLE_MODEL_OUTPUT, type: tensorType(DataType.FLOAT, [batch, spec.labels.length]), docString: `softmax over ${spec.labels.join(', ')}` },
+  ];
   graph.valueInfo = [];
   graph.name = 'imgpipe_classifier';
   if (!(model.opsetImport ?? []).some((o) => !o.domain)) model.opsetImport = [...(model.opsetImport ?? []), { domain: '', version: 13 }];

@@ -63,9 +63,16 @@ export async function ortDeviceStatus(): Promise<DeviceStatus[]> {
       device: 'webgpu',
       engine: 'onnxruntime',
       available: supported.has('webgpu'),
-      detail: supported.has('webgpu') ? `WebGPU provider bundled (needs a GPU adapter at run time: ${INSTALL_HINTS.webgpu})` : 'this onnxruntime-node build has no WebGPU provider',
+      detail: supported.has('webgpu')
+        ? `WebGPU provider bundled (needs a GPU adapter at run time: ${INSTALL_HINTS.webgpu})`
+        : 'this onnxruntime-node build has no WebGPU provider',
     },
-    { device: 'cuda', engine: 'onnxruntime', available: cuda, detail: cuda ? 'CUDA provider installed' : `CUDA provider not installed: ${INSTALL_HINTS.ortCuda}` },
+    {
+      device: 'cuda',
+      engine: 'onnxruntime',
+      available: cuda,
+      detail: cuda ? 'CUDA provider installed' : `CUDA provider not installed: ${INSTALL_HINTS.ortCuda}`,
+    },
   ];
 }
 
@@ -94,7 +101,12 @@ async function tryCreate(model: Uint8Array, device: ConcreteDevice, options: Onn
  * A session for an ONNX model on a device. auto tries cuda (when installed), then webgpu, then cpu, and logs the
  * choice; an explicit device that cannot be used is a UsageError saying why.
  */
-export async function createOnnxSession(model: Uint8Array, device: Device, log: Logger = silentLogger, options: OnnxSessionOptions = {}): Promise<OnnxSession> {
+export async function createOnnxSession(
+  model: Uint8Array,
+  device: Device,
+  log: Logger = silentLogger,
+  options: OnnxSessionOptions = {},
+): Promise<OnnxSession> {
   if (device === 'cuda' && !ortCudaInstalled()) {
     throw new UsageError(`--device cuda is not available for ONNX Runtime: ${INSTALL_HINTS.ortCuda}`);
   }

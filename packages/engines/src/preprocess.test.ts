@@ -16,7 +16,10 @@ describe('preprocess', () => {
 
   it('tf: [-1, 1]', () => {
     const out = preprocessPixels(pixels, 1, 1, preprocessSpec('tf'));
-    assert.deepEqual([...out].map((v) => Number(v.toFixed(5))), [1, -1, Number((128 / 127.5 - 1).toFixed(5))]);
+    assert.deepEqual(
+      [...out].map((v) => Number(v.toFixed(5))),
+      [1, -1, Number((128 / 127.5 - 1).toFixed(5))],
+    );
   });
 
   it('caffe: BGR order minus the ImageNet means in BGR', () => {
@@ -26,7 +29,7 @@ describe('preprocess', () => {
     assert.ok(Math.abs(out[2]! - (255 - 123.68)) < 1e-4); // R
   });
 
-  it('efficientnet-lite: (x - 127) / 128, as the Model Zoo\'s EfficientNet-Lite4 expects', () => {
+  it("efficientnet-lite: (x - 127) / 128, as the Model Zoo's EfficientNet-Lite4 expects", () => {
     const out = preprocessPixels(pixels, 2, 1, preprocessSpec('efficientnet-lite'));
     assert.deepEqual([...out.subarray(0, 6)], [128 / 128, -127 / 128, 1 / 128, -117 / 128, -107 / 128, -97 / 128]);
   });
@@ -40,7 +43,10 @@ describe('preprocess', () => {
   });
 
   it('an unknown name is a usage error naming --preprocess', () => {
-    assert.throws(() => preprocessSpec('imagenet'), (error: Error) => error instanceof UsageError && /--preprocess/.test(error.message));
+    assert.throws(
+      () => preprocessSpec('imagenet'),
+      (error: Error) => error instanceof UsageError && /--preprocess/.test(error.message),
+    );
   });
 
   it('too few pixels is an error, not garbage', () => {

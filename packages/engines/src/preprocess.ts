@@ -1,6 +1,5 @@
 import { UsageError, type PreprocessSpec } from '@imgpipe/kit';
 
-
 const PREPROCESS_NAMES = ['torch', 'tf', 'caffe', 'efficientnet-lite', 'none'] as const;
 
 /**

@@ -41,15 +41,28 @@ export interface MobileNetFiles {
 
 /** [pointwise filters, stride] of MobileNet v1's 13 depthwise blocks. */
 const BLOCKS: [number, number][] = [
-  [64, 1], [128, 2], [128, 1], [256, 2], [256, 1], [512, 2],
-  [512, 1], [512, 1], [512, 1], [512, 1], [512, 1], [1024, 2], [1024, 1],
+  [64, 1],
+  [128, 2],
+  [128, 1],
+  [256, 2],
+  [256, 1],
+  [512, 2],
+  [512, 1],
+  [512, 1],
+  [512, 1],
+  [512, 1],
+  [512, 1],
+  [1024, 2],
+  [1024, 1],
 ];
 
 export async function buildMobileNetV1(options: MobileNetOptions): Promise<MobileNetFiles> {
   const { dir, alpha = 0.5, inputSize = 224, seed = 1, classes = 10, layout = 'tfjs-models', blocks = BLOCKS.length, depthMultiplier = 1 } = options;
   quietCpuBackend();
   const keras = layout === 'keras';
-  const names = keras ? { input: 'input_1', features: 'global_pool', output: 'predictions' } : { input: 'input', features: 'features', output: 'logits' };
+  const names = keras
+    ? { input: 'input_1', features: 'global_pool', output: 'predictions' }
+    : { input: 'input', features: 'features', output: 'logits' };
   const relu6 = (name: string) => (keras ? tf.layers.reLU({ maxValue: 6, name }) : tf.layers.activation({ activation: 'relu6', name }));
   const bn = (name: string) => tf.layers.batchNormalization({ name, epsilon: 1e-3, momentum: 0.99 });
   const apply = (layer: { apply(x: tf.SymbolicTensor): unknown }, x: tf.SymbolicTensor) => layer.apply(x) as tf.SymbolicTensor;
@@ -61,8 +74,28 @@ export async function buildMobileNetV1(options: MobileNetOptions): Promise<Mobil
   for (const [i, [filters, stride]] of BLOCKS.slice(0, blocks).entries()) {
     const id = i + 1;
     const padded = keras && stride === 2;
-    if (padded) x = apply(tf.layers.zeroPadding2d({ padding: [[0, 1], [0, 1]], name: `conv_pad_${id}` }), x);
-    x = apply(tf.layers.depthwiseConv2d({ name: `conv_dw_${id}`, kernelSize: 3, strides: stride, padding: padded ? 'valid' : 'same', depthMultiplier, useBias: false }), x);
+    if (padded)
+      x = apply(
+        tf.layers.zeroPadding2d({
+          padding: [
+            [0, 1],
+            [0, 1],
+          ],
+          name: `conv_pad_${id}`,
+        }),
+        x,
+      );
+    x = apply(
+      tf.layers.depthwiseConv2d({
+        name: `conv_dw_${id}`,
+        kernelSize: 3,
+        strides: stride,
+        padding: padded ? 'valid' : 'same',
+        depthMultiplier,
+        useBias: false,
+      }),
+      x,
+    );
     x = apply(relu6(`conv_dw_${id}_relu`), apply(bn(`conv_dw_${id}_bn`), x));
     channels = Math.floor(filters * alpha);
     x = apply(tf.layers.conv2d({ name: `conv_pw_${id}`, filters: channels, kernelSize: 1, padding: 'same', useBias: false }), x);
@@ -79,5 +112,10 @@ export async function buildMobileNetV1(options: MobileNetOptions): Promise<Mobil
   await model.save(fileSaveHandler(dir));
   model.dispose();
   const middle = Math.max(1, Math.ceil(Math.min(blocks, BLOCKS.length) / 2));
-  return { path: join(dir, 'model.json'), featureLayer: names.features, innerLayers: [`conv_pw_${middle}_relu`, `conv_dw_${middle}`], featureDim: channels };
+  return {
+    path: join(dir, 'model.json'),
+    featureLayer: names.features,
+    innerLayers: [`conv_pw_${middle}_relu`, `conv_dw_${middle}`],
+    featureDim: channels,
+  };
 }

@@ -19,7 +19,16 @@ export const TEST_SIZE = 32;
  */
 export async function buildTestModelDir(
   dir: string,
-  options: { labels?: string[]; seed?: number; format?: 'onnx' | 'tfjs-layers'; size?: number; channels?: [number, number]; backbone?: string; featureLayer?: string; wholeModel?: boolean } = {},
+  options: {
+    labels?: string[];
+    seed?: number;
+    format?: 'onnx' | 'tfjs-layers';
+    size?: number;
+    channels?: [number, number];
+    backbone?: string;
+    featureLayer?: string;
+    wholeModel?: boolean;
+  } = {},
 ): Promise<string> {
   const labels = options.labels ?? TEST_LABELS;
   const rng = createRng(options.seed ?? 7);
@@ -29,7 +38,13 @@ export async function buildTestModelDir(
   const size = options.size ?? TEST_SIZE;
   let backbone: Awaited<ReturnType<typeof loadBackbone>>;
   if (options.backbone) {
-    backbone = await loadBackbone(options.backbone, { device: 'wasm', inputSize: size, workers: 1, preprocess: 'torch', ...(options.featureLayer ? { featureLayer: options.featureLayer } : {}) });
+    backbone = await loadBackbone(options.backbone, {
+      device: 'wasm',
+      inputSize: size,
+      workers: 1,
+      preprocess: 'torch',
+      ...(options.featureLayer ? { featureLayer: options.featureLayer } : {}),
+    });
   } else {
     const tiny = await buildTinyConvBackbone({
       dir: join(dir, 'tiny-backbone'),

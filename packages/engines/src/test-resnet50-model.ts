@@ -108,15 +108,34 @@ function resnet50Onnx(ops: Op[], weights: Map<string, { kernel: Float32Array; bi
     const w = weights.get(op.name);
     switch (op.op) {
       case 'conv': {
-        initializers.push({ name: `${op.name}.weight`, dims: [op.filters, op.inChannels, op.kernel, op.kernel], data: hwioToOihw(w!.kernel, op.kernel, op.kernel, op.inChannels, op.filters) });
+        initializers.push({
+          name: `${op.name}.weight`,
+          dims: [op.filters, op.inChannels, op.kernel, op.kernel],
+          data: hwioToOihw(w!.kernel, op.kernel, op.kernel, op.inChannels, op.filters),
+        });
         initializers.push({ name: `${op.name}.bias`, dims: [op.filters], data: w!.bias });
-        const attrs = [ints('kernel_shape', [op.kernel, op.kernel]), ints('strides', [op.stride, op.stride]), ints('pads', [op.pad, op.pad, op.pad, op.pad])];
-        nodes.push({ op: 'Conv', inputs: [op.input, `${op.name}.weight`, `${op.name}.bias`], outputs: [op.relu ? `${op.name}_pre` : op.name], attrs, name: op.name });
+        const attrs = [
+          ints('kernel_shape', [op.kernel, op.kernel]),
+          ints('strides', [op.stride, op.stride]),
+          ints('pads', [op.pad, op.pad, op.pad, op.pad]),
+        ];
+        nodes.push({
+          op: 'Conv',
+          inputs: [op.input, `${op.name}.weight`, `${op.name}.bias`],
+          outputs: [op.relu ? `${op.name}_pre` : op.name],
+          attrs,
+          name: op.name,
+        });
         if (op.relu) nodes.push({ op: 'Relu', inputs: [`${op.name}_pre`], outputs: [op.name] });
         break;
       }
       case 'maxpool':
-        nodes.push({ op: 'MaxPool', inputs: [op.input], outputs: [op.name], attrs: [ints('kernel_shape', [3, 3]), ints('strides', [2, 2]), ints('pads', [1, 1, 1, 1])] });
+        nodes.push({
+          op: 'MaxPool',
+          inputs: [op.input],
+          outputs: [op.name],
+          attrs: [ints('kernel_shape', [3, 3]), ints('strides', [2, 2]), ints('pads', [1, 1, 1, 1])],
+        });
         break;
       case 'add':
         nodes.push({ op: 'Add', inputs: op.inputs, outputs: [`${op.name}_sum`] });
@@ -136,7 +155,12 @@ function resnet50Onnx(ops: Op[], weights: Map<string, { kernel: Float32Array; bi
   return onnxModel({ name: 'resnet50_random', input: 'input', inputDims: ['n', 3, inputSize, inputSize], outputs: ['logits'], nodes, initializers });
 }
 
-async function saveResnet50Tfjs(dir: string, ops: Op[], weights: Map<string, { kernel: Float32Array; bias: Float32Array }>, inputSize: number): Promise<void> {
+async function saveResnet50Tfjs(
+  dir: string,
+  ops: Op[],
+  weights: Map<string, { kernel: Float32Array; bias: Float32Array }>,
+  inputSize: number,
+): Promise<void> {
   quietCpuBackend();
   const values = new Map<string, tf.SymbolicTensor>();
   const input = tf.input({ shape: [inputSize, inputSize, 3], name: 'input' });
@@ -149,7 +173,14 @@ async function saveResnet50Tfjs(dir: string, ops: Op[], weights: Map<string, { k
         let padding: 'same' | 'valid' = 'valid';
         if (op.pad > 0 && op.stride === 1 && op.pad === (op.kernel - 1) / 2) padding = 'same';
         else if (op.pad > 0) x = tf.layers.zeroPadding2d({ padding: op.pad, name: `${op.name}_pad` }).apply(x) as tf.SymbolicTensor;
-        const layer = tf.layers.conv2d({ name: op.name, filters: op.filters, kernelSize: op.kernel, strides: op.stride, padding, activation: op.relu ? 'relu' : 'linear' });
+        const layer = tf.layers.conv2d({
+          name: op.name,
+          filters: op.filters,
+          kernelSize: op.kernel,
+          strides: op.stride,
+          padding,
+          activation: op.relu ? 'relu' : 'linear',
+        });
         values.set(op.name, layer.apply(x) as tf.SymbolicTensor);
         assign.push([layer, op.name]);
         break;

@@ -46,13 +46,15 @@ export function fileLoadHandler(tfio: TfjsIo, modelJsonPath: string): io.IOHandl
       return tfio.getModelArtifactsForJSON(json, async (manifest) => {
         const specs = manifest.flatMap((group) => group.weights);
         const buffers = await Promise.all(
-          manifest.flatMap((group) => group.paths).map(async (p) => {
-            const file = safeJoin(dirname(modelJsonPath), p, `${modelJsonPath}: weightsManifest path`);
-            const data = await readFile(file).catch((error) => {
-              throw new InputError(`cannot read weights ${file} of TF.js model ${modelJsonPath}`, { cause: error });
-            });
-            return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
-          }),
+          manifest
+            .flatMap((group) => group.paths)
+            .map(async (p) => {
+              const file = safeJoin(dirname(modelJsonPath), p, `${modelJsonPath}: weightsManifest path`);
+              const data = await readFile(file).catch((error) => {
+                throw new InputError(`cannot read weights ${file} of TF.js model ${modelJsonPath}`, { cause: error });
+              });
+              return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
+            }),
         );
         return [specs, tfio.concatenateArrayBuffers(buffers)];
       });

@@ -128,7 +128,7 @@ async function useWebgpu(): Promise<LoadedTf | string> {
   const why = await setupWebgpu();
   if (why) return why;
   const tf = await baseTf();
-  if (!(await tf.setBackend('webgpu'))) return "tfjs-backend-webgpu registered but failed to initialise";
+  if (!(await tf.setBackend('webgpu'))) return 'tfjs-backend-webgpu registered but failed to initialise';
   await tf.ready();
   return { tf, backend: 'webgpu', device: 'webgpu' };
 }
@@ -181,7 +181,9 @@ async function resolveTf(device: Device, log: Logger): Promise<LoadedTf> {
       ] as const) {
         const loaded = await attempt();
         if (typeof loaded !== 'string') {
-          log.info(`--device auto chose ${loaded.device} (TF.js backend ${loaded.backend})${reasons.length ? `; skipped: ${reasons.join('; ')}` : ''}`);
+          log.info(
+            `--device auto chose ${loaded.device} (TF.js backend ${loaded.backend})${reasons.length ? `; skipped: ${reasons.join('; ')}` : ''}`,
+          );
           return loaded;
         }
         reasons.push(`${name}: ${loaded}`);
@@ -214,7 +216,12 @@ export async function probeTfDevices(): Promise<DeviceStatus[]> {
         ? '@tensorflow/tfjs-node (native libtensorflow)'
         : `WebAssembly, ${threads} worker threads (${native.error}; for native speed ${INSTALL_HINTS.tfjsNode})`,
     },
-    { device: 'wasm', engine: 'tfjs', available: true, detail: `@tensorflow/tfjs-backend-wasm, single-threaded in Node: ${threads} worker threads for TF.js backbones` },
+    {
+      device: 'wasm',
+      engine: 'tfjs',
+      available: true,
+      detail: `@tensorflow/tfjs-backend-wasm, single-threaded in Node: ${threads} worker threads for TF.js backbones`,
+    },
     { device: 'webgpu', engine: 'tfjs', available: !webgpu, detail: webgpu ?? '@tensorflow/tfjs-backend-webgpu on Dawn (webgpu package)' },
   ];
 }

@@ -11,16 +11,50 @@ test('loadTf loads TF.js as its parts: no umbrella, WebGL or tfjs-data', () => {
   const loaded = Object.keys(createRequire(import.meta.url).cache)
     .map((path) => /\/node_modules\/(@tensorflow\/[^/]+)\//.exec(path)?.[1])
     .filter((name) => name !== undefined);
-  assert.deepEqual(
-    [...new Set(loaded)].sort(),
-    ['@tensorflow/tfjs-backend-cpu', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-converter', '@tensorflow/tfjs-core', '@tensorflow/tfjs-layers'],
-  );
+  assert.deepEqual([...new Set(loaded)].sort(), [
+    '@tensorflow/tfjs-backend-cpu',
+    '@tensorflow/tfjs-backend-wasm',
+    '@tensorflow/tfjs-converter',
+    '@tensorflow/tfjs-core',
+    '@tensorflow/tfjs-layers',
+  ]);
   assert.equal(tf.getBackend(), 'wasm');
 });
 
 test('the gradients of the kernels heads and fine-tuning run through are registered', () => {
-  const kernels = ['Add', 'AvgPool', 'BatchMatMul', 'Cast', 'Concat', 'Conv2D', 'DepthwiseConv2dNative', 'Exp', 'FusedBatchNorm', 'Log', 'LogSoftmax', 'MaxPool', 'Mean', 'Multiply', 'Neg', 'PadV2', 'RealDiv', 'Relu', 'Relu6', 'Reshape', 'Rsqrt', 'Sigmoid', 'Softmax', 'Sqrt', 'Square', 'Sub', 'Sum'];
-  assert.deepEqual(kernels.filter((name) => !tf.getGradient(name)), []);
+  const kernels = [
+    'Add',
+    'AvgPool',
+    'BatchMatMul',
+    'Cast',
+    'Concat',
+    'Conv2D',
+    'DepthwiseConv2dNative',
+    'Exp',
+    'FusedBatchNorm',
+    'Log',
+    'LogSoftmax',
+    'MaxPool',
+    'Mean',
+    'Multiply',
+    'Neg',
+    'PadV2',
+    'RealDiv',
+    'Relu',
+    'Relu6',
+    'Reshape',
+    'Rsqrt',
+    'Sigmoid',
+    'Softmax',
+    'Sqrt',
+    'Square',
+    'Sub',
+    'Sum',
+  ];
+  assert.deepEqual(
+    kernels.filter((name) => !tf.getGradient(name)),
+    [],
+  );
 });
 
 test('no chained ops: imgpipe calls ops as functions (tf.div(x, y)), and the Tf type rejects x.div(y)', () => {

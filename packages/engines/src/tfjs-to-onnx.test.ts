@@ -70,7 +70,10 @@ const CASES: Case[] = [
     build: (x) => {
       const bn = ap(L.batchNormalization({}), ap(L.conv2d({ filters: 4, kernelSize: 1 }), x));
       const names = ['relu', 'relu6', 'sigmoid', 'tanh', 'swish', 'hardSigmoid', 'linear', 'softmax'] as const;
-      return ap(L.concatenate({ axis: -1 }), names.map((activation) => ap(L.activation({ activation }), bn)));
+      return ap(
+        L.concatenate({ axis: -1 }),
+        names.map((activation) => ap(L.activation({ activation }), bn)),
+      );
     },
   },
   {
@@ -105,7 +108,15 @@ const CASES: Case[] = [
     name: 'ZeroPadding2D (asymmetric), MaxPooling2D and AveragePooling2D same stride 2 on odd sizes, valid pooling',
     size: 15,
     build: (x) => {
-      const p = ap(L.zeroPadding2d({ padding: [[1, 2], [0, 3]] }), ap(L.conv2d({ filters: 3, kernelSize: 1 }), x));
+      const p = ap(
+        L.zeroPadding2d({
+          padding: [
+            [1, 2],
+            [0, 3],
+          ],
+        }),
+        ap(L.conv2d({ filters: 3, kernelSize: 1 }), x),
+      );
       const m = ap(L.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' }), p);
       const a = ap(L.averagePooling2d({ poolSize: 3, strides: 2, padding: 'same' }), m);
       return ap(L.maxPooling2d({ poolSize: 2, padding: 'valid' }), ap(L.averagePooling2d({ poolSize: 2, strides: 1, padding: 'valid' }), a));
@@ -148,7 +159,13 @@ const CASES: Case[] = [
     size: 10,
     featureLayer: 'nested_backbone',
     sequential: (size) => [
-      tf.sequential({ name: 'nested_backbone', layers: [L.conv2d({ inputShape: [size, size, 3], filters: 4, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu6' }), L.globalAveragePooling2d({})] }),
+      tf.sequential({
+        name: 'nested_backbone',
+        layers: [
+          L.conv2d({ inputShape: [size, size, 3], filters: 4, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu6' }),
+          L.globalAveragePooling2d({}),
+        ],
+      }),
       tf.sequential({ layers: [L.dense({ inputShape: [4], units: 3, activation: 'softmax' })] }),
     ],
   },
@@ -156,7 +173,9 @@ const CASES: Case[] = [
     name: 'a Sequential model called inside a functional one',
     size: 9,
     build: (x) => {
-      const inner = tf.sequential({ layers: [L.conv2d({ inputShape: [9, 9, 3], filters: 3, kernelSize: 3, padding: 'same' }), L.reLU({ maxValue: 6 })] });
+      const inner = tf.sequential({
+        layers: [L.conv2d({ inputShape: [9, 9, 3], filters: 3, kernelSize: 3, padding: 'same' }), L.reLU({ maxValue: 6 })],
+      });
       return ap(L.add({}), [ap(inner, x), ap(L.conv2d({ filters: 3, kernelSize: 1 }), x)]);
     },
   },
@@ -194,7 +213,13 @@ async function bothEngines(path: string, size: number, cacheDir: string, seed: n
   const onnx = await loadBackbone(path, { device: 'cpu', preprocess: 'tf', cacheDir, log, ...cut });
   const tfjs = await loadBackbone(path, { device: 'wasm', preprocess: 'tf', workers: 1, cacheDir, ...cut });
   try {
-    return { onnx: await onnx.extract(pixels, COUNT), tfjs: await tfjs.extract(pixels, COUNT), onnxInfo: onnx.info, tfjsInfo: tfjs.info, log: lines.join('') };
+    return {
+      onnx: await onnx.extract(pixels, COUNT),
+      tfjs: await tfjs.extract(pixels, COUNT),
+      onnxInfo: onnx.info,
+      tfjsInfo: tfjs.info,
+      log: lines.join(''),
+    };
   } finally {
     await onnx.dispose();
     await tfjs.dispose();
@@ -225,14 +250,21 @@ describe('TF.js layers -> ONNX: each layer gives the features TF.js gives', () =
       assert.equal(tfjsInfo.engine, 'tfjs');
       assert.equal(onnxInfo.feature_dim, tfjsInfo.feature_dim);
       assert.equal(onnxInfo.feature_layer, tfjsInfo.feature_layer);
-      assert.ok(tfjs.some((v) => Math.abs(v) > 1e-3), 'the reference has signal');
+      assert.ok(
+        tfjs.some((v) => Math.abs(v) > 1e-3),
+        'the reference has signal',
+      );
       const diff = maxDiff(onnx, tfjs);
       assert.ok(diff <= TOLERANCE, `max abs difference ${diff}`);
     });
   });
 
   it('hard_swish (which TF.js itself cannot run): x * relu6(x + 3) / 6 of the linear model', async () => {
-    const c: Case = { name: 'hard_swish', size: 9, build: (x) => ap(L.conv2d({ name: 'conv', filters: 4, kernelSize: 3, strides: 2, padding: 'same' }), x) };
+    const c: Case = {
+      name: 'hard_swish',
+      size: 9,
+      build: (x) => ap(L.conv2d({ name: 'conv', filters: 4, kernelSize: 3, strides: 2, padding: 'same' }), x),
+    };
     const linear = await saveModel(join(temp.path, 'linear'), c, 7);
     const text = await readFile(linear, 'utf8');
     assert.match(text, /"activation": "linear"/);
@@ -240,12 +272,19 @@ describe('TF.js layers -> ONNX: each layer gives the features TF.js gives', () =
     const rand = createRng(3);
     const pixels = Uint8Array.from({ length: COUNT * 9 * 9 * 3 }, () => Math.floor(rand() * 256));
     const tfjs = await loadBackbone(linear, { device: 'wasm', preprocess: 'tf', workers: 1 });
-    const onnx = await loadBackbone(join(temp.path, 'linear', 'hard-swish.json'), { device: 'cpu', preprocess: 'tf', cacheDir: join(temp.path, 'cache') });
+    const onnx = await loadBackbone(join(temp.path, 'linear', 'hard-swish.json'), {
+      device: 'cpu',
+      preprocess: 'tf',
+      cacheDir: join(temp.path, 'cache'),
+    });
     const y = await tfjs.extract(pixels, COUNT);
     const expected = y.map((v) => (v * Math.min(Math.max(v + 3, 0), 6)) / 6);
     const got = await onnx.extract(pixels, COUNT);
     assert.equal(onnx.info.engine, 'onnxruntime');
-    assert.ok(y.some((v) => v > -3 && v < 3), `inputs reach the curved part: ${y.slice(0, 8)}`);
+    assert.ok(
+      y.some((v) => v > -3 && v < 3),
+      `inputs reach the curved part: ${y.slice(0, 8)}`,
+    );
     assert.ok(maxDiff(got, expected) <= TOLERANCE, `max abs difference ${maxDiff(got, expected)}: ${got.slice(0, 4)} vs ${expected.slice(0, 4)}`);
     activationsSeen.add('hard_swish');
     await tfjs.dispose();

@@ -10,7 +10,10 @@ export class PixelHasher {
   private next = 0;
   private readonly waiting = new Map<number, Uint8Array>();
 
-  constructor(private readonly dataset: Dataset, private readonly split: SplitName) {}
+  constructor(
+    private readonly dataset: Dataset,
+    private readonly split: SplitName,
+  ) {}
 
   /** Bytes read at `offset` of the file. */
   add(offset: number, bytes: Uint8Array): void {
@@ -24,7 +27,11 @@ export class PixelHasher {
 
   /** Throws an InputError naming the file when what was read is not what the manifest lists. */
   verify(): void {
-    checkPixels(this.dataset, this.split, this.next === this.dataset.manifest.splits[this.split].pixels.bytes ? this.hash.digest('hex') : `incomplete (${this.next} bytes hashed)`);
+    checkPixels(
+      this.dataset,
+      this.split,
+      this.next === this.dataset.manifest.splits[this.split].pixels.bytes ? this.hash.digest('hex') : `incomplete (${this.next} bytes hashed)`,
+    );
   }
 }
 

@@ -8,7 +8,12 @@ import { openOnnxRunner, type OnnxRunner, type OnnxRunPlan } from './onnx-runner
 import { WorkerPool } from './worker-pool.js';
 
 /** A verified model directory's model.onnx on ONNX Runtime: one session, uint8 pixels in, probabilities out. */
-export async function loadWholeModel(dir: string, card: ModelCard, whole: WholeModelInfo, options: LoadModelOptions & { log: Logger }): Promise<LoadedModel> {
+export async function loadWholeModel(
+  dir: string,
+  card: ModelCard,
+  whole: WholeModelInfo,
+  options: LoadModelOptions & { log: Logger },
+): Promise<LoadedModel> {
   const path = safeJoin(dir, whole.path, `${join(dir, 'card.json')}: onnx.path`);
   const bytes = new Uint8Array(await readFile(path));
   const size = card.input.size;
@@ -37,7 +42,8 @@ export async function loadWholeModel(dir: string, card: ModelCard, whole: WholeM
       }
       if (count === 0) return new Float32Array(0);
       const out = await runner.run(pixels, count);
-      if (out.length !== count * classes) throw new InputError(`${path}: gives ${out.length / count} probabilities per image, the card lists ${classes} labels`);
+      if (out.length !== count * classes)
+        throw new InputError(`${path}: gives ${out.length / count} probabilities per image, the card lists ${classes} labels`);
       return out;
     },
     dispose: () => runner.dispose(),

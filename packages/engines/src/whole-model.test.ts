@@ -92,11 +92,42 @@ describe('model.onnx: the whole classifier in one ONNX file', () => {
     const rand = createRng(11);
     pixels = Uint8Array.from({ length: COUNT * SIZE * SIZE * 3 }, () => Math.floor(rand() * 256));
     const resnet = await buildResnet50Backbones({ dir: join(temp.path, 'resnet'), inputSize: SIZE, seed: 4 });
-    dirs.resnet = await writeModelDir(join(temp.path, 'resnet-model'), resnet.onnx, { device: 'cpu', featureLayer: resnet.featureLayer, preprocess: 'torch', inputSize: SIZE });
-    const keras = await buildMobileNetV1({ dir: join(temp.path, 'mobilenet-keras'), layout: 'keras', alpha: 0.25, inputSize: SIZE, seed: 5, blocks: 4 });
-    dirs.tfjs = await writeModelDir(join(temp.path, 'tfjs-model'), keras.path, { device: 'wasm', featureLayer: keras.featureLayer, preprocess: 'tf', inputSize: SIZE, workers: 1 });
-    const tfjsModels = await buildMobileNetV1({ dir: join(temp.path, 'mobilenet-tfjs'), layout: 'tfjs-models', alpha: 0.25, inputSize: SIZE, seed: 6, blocks: 4 });
-    dirs.converted = await writeModelDir(join(temp.path, 'converted-model'), tfjsModels.path, { device: 'cpu', featureLayer: tfjsModels.featureLayer, preprocess: 'tf', inputSize: SIZE, cacheDir: join(temp.path, 'cache') });
+    dirs.resnet = await writeModelDir(join(temp.path, 'resnet-model'), resnet.onnx, {
+      device: 'cpu',
+      featureLayer: resnet.featureLayer,
+      preprocess: 'torch',
+      inputSize: SIZE,
+    });
+    const keras = await buildMobileNetV1({
+      dir: join(temp.path, 'mobilenet-keras'),
+      layout: 'keras',
+      alpha: 0.25,
+      inputSize: SIZE,
+      seed: 5,
+      blocks: 4,
+    });
+    dirs.tfjs = await writeModelDir(join(temp.path, 'tfjs-model'), keras.path, {
+      device: 'wasm',
+      featureLayer: keras.featureLayer,
+      preprocess: 'tf',
+      inputSize: SIZE,
+      workers: 1,
+    });
+    const tfjsModels = await buildMobileNetV1({
+      dir: join(temp.path, 'mobilenet-tfjs'),
+      layout: 'tfjs-models',
+      alpha: 0.25,
+      inputSize: SIZE,
+      seed: 6,
+      blocks: 4,
+    });
+    dirs.converted = await writeModelDir(join(temp.path, 'converted-model'), tfjsModels.path, {
+      device: 'cpu',
+      featureLayer: tfjsModels.featureLayer,
+      preprocess: 'tf',
+      inputSize: SIZE,
+      cacheDir: join(temp.path, 'cache'),
+    });
   });
   after(() => temp.remove());
 
@@ -115,7 +146,10 @@ describe('model.onnx: the whole classifier in one ONNX file', () => {
       assert.equal(whole.length, COUNT * LABELS.length);
       const diff = maxDiff(whole, parts);
       assert.ok(diff <= 1e-5, `max difference ${diff}`);
-      assert.ok(whole.some((p) => p > 0.01 && p < 0.99), 'probabilities are not all saturated (the comparison says something)');
+      assert.ok(
+        whole.some((p) => p > 0.01 && p < 0.99),
+        'probabilities are not all saturated (the comparison says something)',
+      );
     });
 
     it(`${what}: onnx's full checker passes; OpenCV's DNN module and onnxruntime-web (wasm) give the same probabilities within 1e-4`, async () => {
@@ -133,7 +167,10 @@ describe('model.onnx: the whole classifier in one ONNX file', () => {
       assert.ok(!python.ops.includes('Identity') && !python.ops.includes('Clip'), `plain ops only: ${python.ops.join(', ')}`);
       if (key === 'converted') {
         // Relu6 before a 'same' conv: the conv's weights take the 6, so no Mul is left for ONNX Runtime to run.
-        assert.ok((python.op_counts.HardSigmoid ?? 0) > 0 && (python.op_counts.Mul ?? 0) < python.op_counts.HardSigmoid!, JSON.stringify(python.op_counts));
+        assert.ok(
+          (python.op_counts.HardSigmoid ?? 0) > 0 && (python.op_counts.Mul ?? 0) < python.op_counts.HardSigmoid!,
+          JSON.stringify(python.op_counts),
+        );
       }
       const web = await predictOnWeb(join(modelDir, 'model.onnx'), pixels, COUNT);
       const webDiff = maxDiff(web.probabilities, expected);
@@ -143,7 +180,12 @@ describe('model.onnx: the whole classifier in one ONNX file', () => {
 
   it('a backbone exported with a fixed batch size of 1: model.onnx keeps it, and loadModel runs larger batches in chunks', async () => {
     const tiny = await buildTinyConvBackbone({ dir: join(temp.path, 'fixed-batch'), inputSize: SIZE, seed: 2, format: 'onnx', fixedBatch: 1 });
-    const dir = await writeModelDir(join(temp.path, 'fixed-batch-model'), tiny.path, { device: 'cpu', featureLayer: tiny.featureLayer, preprocess: 'torch', inputSize: SIZE });
+    const dir = await writeModelDir(join(temp.path, 'fixed-batch-model'), tiny.path, {
+      device: 'cpu',
+      featureLayer: tiny.featureLayer,
+      preprocess: 'torch',
+      inputSize: SIZE,
+    });
     const python = await runOnnxInPython(join(dir, 'model.onnx'), pixels.subarray(0, SIZE * SIZE * 3), 1, SIZE);
     assert.match(python.metadata.input!, /uint8 \[1, 32, 32, 3\]/);
     const { whole, parts } = await predictBothWays(dir, 'cpu', pixels);
@@ -151,7 +193,11 @@ describe('model.onnx: the whole classifier in one ONNX file', () => {
   });
 
   it('a changed or missing model.onnx is refused like any other file of the directory', async () => {
-    const dir = await writeModelDir(join(temp.path, 'tamper'), join(dirs.resnet!, 'backbone'), { device: 'cpu', featureLayer: 'features', inputSize: SIZE });
+    const dir = await writeModelDir(join(temp.path, 'tamper'), join(dirs.resnet!, 'backbone'), {
+      device: 'cpu',
+      featureLayer: 'features',
+      inputSize: SIZE,
+    });
     const path = join(dir, 'model.onnx');
     const bytes = await readFile(path);
     bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 1, bytes.length - 1);
@@ -162,7 +208,12 @@ describe('model.onnx: the whole classifier in one ONNX file', () => {
   });
 
   it('a directory written without model.onnx (as older versions did) loads by its two parts', async () => {
-    const dir = await writeModelDir(join(temp.path, 'older'), join(dirs.resnet!, 'backbone'), { device: 'cpu', featureLayer: 'features', inputSize: SIZE }, false);
+    const dir = await writeModelDir(
+      join(temp.path, 'older'),
+      join(dirs.resnet!, 'backbone'),
+      { device: 'cpu', featureLayer: 'features', inputSize: SIZE },
+      false,
+    );
     const card = await readModelCard(dir);
     assert.equal(card.onnx, undefined);
     assert.ok(!card.files?.some((f) => f.path === 'model.onnx'));

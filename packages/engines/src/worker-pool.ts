@@ -34,7 +34,8 @@ export class WorkerPool<Ready extends WorkerReady> {
     for (const worker of workers) {
       worker.on('message', (reply: WorkerReply<Ready>) => {
         if (reply.type !== 'result' && reply.type !== 'error') return;
-        const outcome = reply.type === 'result' ? { value: reply.features } : { error: new FailureError(`${this.what}: worker failed: ${reply.message}`) };
+        const outcome =
+          reply.type === 'result' ? { value: reply.features } : { error: new FailureError(`${this.what}: worker failed: ${reply.message}`) };
         if (this.pending.settle(reply.id, outcome)) this.release(worker);
       });
       worker.on('error', (error) => this.failAll(error));
@@ -45,7 +46,13 @@ export class WorkerPool<Ready extends WorkerReady> {
   }
 
   /** Start `count` workers of `entry` and wait until each has loaded its model; `what` names the model in errors. */
-  static async start<Ready extends WorkerReady>(entry: WorkerEntry, count: number, init: unknown, what: string, log: Logger = silentLogger): Promise<WorkerPool<Ready>> {
+  static async start<Ready extends WorkerReady>(
+    entry: WorkerEntry,
+    count: number,
+    init: unknown,
+    what: string,
+    log: Logger = silentLogger,
+  ): Promise<WorkerPool<Ready>> {
     const refused = (message: string, usage: boolean) => (usage ? new UsageError(message) : new InputError(message));
     const { workers, ready } = await startWorkers<Ready>({ moduleUrl: import.meta.url, entry, count, workerData: init, what, log, refused });
     return new WorkerPool(workers, ready[0]!, what);

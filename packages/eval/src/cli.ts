@@ -13,9 +13,17 @@ export const evalModelCli: ToolCli = {
     run: { type: 'string', describe: 'Run directory written by train (default: the run pointer on stdin)' },
     model: { type: 'string', describe: 'Model directory to evaluate instead of <run>/model' },
     data: { type: 'string', describe: 'Dataset directory (default: the one the run or the model card names)' },
-    out: { type: 'string', describe: "Where eval files go when --model is not inside a run directory" },
-    'min-accuracy': { value: { type: 'number', min: 0, max: 1 }, describe: 'Quality gate: exit 1 when test accuracy is below this, after writing eval.json' },
-    tta: { type: 'string', choices: ['none', 'flip'], describe: "Test-time augmentation: flip averages the softmax of each image and its mirror (twice the backbone work); default: the card's tta, else none. Recorded in eval.json, results.csv and the card" },
+    out: { type: 'string', describe: 'Where eval files go when --model is not inside a run directory' },
+    'min-accuracy': {
+      value: { type: 'number', min: 0, max: 1 },
+      describe: 'Quality gate: exit 1 when test accuracy is below this, after writing eval.json',
+    },
+    tta: {
+      type: 'string',
+      choices: ['none', 'flip'],
+      describe:
+        "Test-time augmentation: flip averages the softmax of each image and its mirror (twice the backbone work); default: the card's tta, else none. Recorded in eval.json, results.csv and the card",
+    },
     worst: { value: { type: 'int', min: 0 }, default: 16, describe: 'How many of the most confidently wrong test images to list and draw' },
   },
   examples: [
@@ -27,12 +35,21 @@ export const evalModelCli: ToolCli = {
   async run(args, context) {
     const worst = args.worst as number;
     const minAccuracy = args['min-accuracy'] as number | undefined;
-    if (args.out !== undefined && args.model === undefined) throw new UsageError('--out goes with --model (with a run, the files are written in the run directory)');
+    if (args.out !== undefined && args.model === undefined)
+      throw new UsageError('--out goes with --model (with a run, the files are written in the run directory)');
     let runDir = args.run as string | undefined;
     let modelDir = args.model as string | undefined;
-    if (modelDir?.startsWith('s3://')) throw new UsageError(`--model ${modelDir}: eval-model reads a local model directory; copy it first (aws s3 cp --recursive ${modelDir} model/) and pass the directory`);
+    if (modelDir?.startsWith('s3://'))
+      throw new UsageError(
+        `--model ${modelDir}: eval-model reads a local model directory; copy it first (aws s3 cp --recursive ${modelDir} model/) and pass the directory`,
+      );
     if (!modelDir) {
-      const pointer = await resolveInputPointer({ flag: runDir, flagName: '--run (or --model DIR --data DIR)', kinds: ['run', 'model', 'label-review'], stdin: context.stdin as NodeJS.ReadStream });
+      const pointer = await resolveInputPointer({
+        flag: runDir,
+        flagName: '--run (or --model DIR --data DIR)',
+        kinds: ['run', 'model', 'label-review'],
+        stdin: context.stdin as NodeJS.ReadStream,
+      });
       if (typeof pointer.path !== 'string') throw new UsageError(`the ${pointer.kind} pointer on stdin has no path`);
       if (pointer.kind === 'model') modelDir = pointer.path;
       // review-labels' pointer names the run it reviewed: train | review-labels | eval-model.

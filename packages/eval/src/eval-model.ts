@@ -1,8 +1,28 @@
 import { rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import {
-  EVAL_FILE, exists, FailureError, InputError, MANIFEST_FILE, MODEL_DIR, openDataset, PREDICTIONS_FILE, readModelCard, readRunJsonChecked, readStylesheet, readTrials, REPORT_FILE, RUN_FILE, silentLogger,
-  updateResults, UsageError, writeFileAtomic, writeJsonAtomic, type Logger, type Pointer, type ProgressEvent,
+  EVAL_FILE,
+  exists,
+  FailureError,
+  InputError,
+  MANIFEST_FILE,
+  MODEL_DIR,
+  openDataset,
+  PREDICTIONS_FILE,
+  readModelCard,
+  readRunJsonChecked,
+  readStylesheet,
+  readTrials,
+  REPORT_FILE,
+  RUN_FILE,
+  silentLogger,
+  updateResults,
+  UsageError,
+  writeFileAtomic,
+  writeJsonAtomic,
+  type Logger,
+  type Pointer,
+  type ProgressEvent,
 } from '@imgpipe/kit';
 import { loadModel, withTta, type Device, type Tta } from '@imgpipe/engines';
 import { EVAL_FORMAT, PLOT_FILES, type EvalResult, type WorstItem } from './eval-result.js';
@@ -48,15 +68,21 @@ interface EvalModelOutcome {
 
 /** Run, model and dataset directories from the options, each checked to exist, with errors naming the flag. */
 async function locate(options: EvalModelOptions) {
-  if (!options.runDir && !options.modelDir) throw new UsageError('nothing to evaluate: pass --run DIR, or --model DIR --data DIR, or pipe a run pointer on stdin');
+  if (!options.runDir && !options.modelDir)
+    throw new UsageError('nothing to evaluate: pass --run DIR, or --model DIR --data DIR, or pipe a run pointer on stdin');
   const modelDir = resolve(options.modelDir ?? join(options.runDir!, MODEL_DIR));
   let outDir: string;
   if (options.runDir) outDir = resolve(options.runDir);
   else if (options.outDir) outDir = resolve(options.outDir);
   else if (await exists(join(dirname(modelDir), RUN_FILE))) outDir = dirname(modelDir);
-  else throw new UsageError(`--model ${options.modelDir} is not inside a run directory (no run.json beside it); pass --out DIR for the evaluation files`);
+  else
+    throw new UsageError(
+      `--model ${options.modelDir} is not inside a run directory (no run.json beside it); pass --out DIR for the evaluation files`,
+    );
   if (options.runDir && !(await exists(join(outDir, RUN_FILE)))) {
-    throw new InputError(`${join(outDir, RUN_FILE)} not found: ${options.runDir} is not a run directory (train --out writes one; or pass --model DIR --data DIR)`);
+    throw new InputError(
+      `${join(outDir, RUN_FILE)} not found: ${options.runDir} is not a run directory (train --out writes one; or pass --model DIR --data DIR)`,
+    );
   }
   const run = await readRunJsonChecked(outDir);
   const card = await readModelCard(modelDir);
@@ -81,7 +107,8 @@ export async function runEvalModel(options: EvalModelOptions): Promise<EvalModel
   const log = options.log ?? silentLogger;
   const worstCount = options.worst ?? 16;
   if (!Number.isInteger(worstCount) || worstCount < 0) throw new UsageError(`expected --worst to be a non-negative integer, got ${options.worst}`);
-  if (!Number.isInteger(options.batchSize) || options.batchSize < 1) throw new UsageError(`expected --batch-size to be a positive integer, got ${options.batchSize}`);
+  if (!Number.isInteger(options.batchSize) || options.batchSize < 1)
+    throw new UsageError(`expected --batch-size to be a positive integer, got ${options.batchSize}`);
   const min = options.minAccuracy;
   if (min !== undefined && !(min >= 0 && min <= 1)) throw new UsageError(`expected --min-accuracy to be a number from 0 to 1, got ${min}`);
 
@@ -94,14 +121,19 @@ export async function runEvalModel(options: EvalModelOptions): Promise<EvalModel
     log.warn(`${message}: its test split may hold images the model was trained on`);
   }
   if (JSON.stringify(manifest.classes) !== JSON.stringify(card.labels)) {
-    throw new InputError(`${join(dataDir, MANIFEST_FILE)}: classes ${JSON.stringify(manifest.classes)} differ from the model's labels ${JSON.stringify(card.labels)} (same names in the same order needed)`);
+    throw new InputError(
+      `${join(dataDir, MANIFEST_FILE)}: classes ${JSON.stringify(manifest.classes)} differ from the model's labels ${JSON.stringify(card.labels)} (same names in the same order needed)`,
+    );
   }
   if (manifest.image_size !== card.input.size) {
-    throw new InputError(`${join(dataDir, MANIFEST_FILE)}: images are ${manifest.image_size}px, the model takes ${card.input.size}px; rebuild the dataset with prep-data --img-dimensions ${card.input.size}`);
+    throw new InputError(
+      `${join(dataDir, MANIFEST_FILE)}: images are ${manifest.image_size}px, the model takes ${card.input.size}px; rebuild the dataset with prep-data --img-dimensions ${card.input.size}`,
+    );
   }
   const tta = options.tta ?? cardTta(card.tta);
   const count = manifest.splits.test.count;
-  if (count === 0) throw new InputError(`${join(dataDir, MANIFEST_FILE)}: the test split is empty; rebuild the dataset with prep-data --test-pct > 0`);
+  if (count === 0)
+    throw new InputError(`${join(dataDir, MANIFEST_FILE)}: the test split is empty; rebuild the dataset with prep-data --test-pct > 0`);
 
   const labels = card.labels;
   const rows = await dataset.rows('test');
@@ -110,7 +142,14 @@ export async function runEvalModel(options: EvalModelOptions): Promise<EvalModel
   let probs: Float32Array;
   try {
     log.info(`evaluating ${modelDir} on ${count} test images of ${dataDir}${tta === 'none' ? '' : ` (tta ${tta})`}`);
-    probs = await predictSplit({ model: withTta(model, tta), dataset, split: 'test', batchSize: options.batchSize, log, onProgress: options.onProgress });
+    probs = await predictSplit({
+      model: withTta(model, tta),
+      dataset,
+      split: 'test',
+      batchSize: options.batchSize,
+      log,
+      onProgress: options.onProgress,
+    });
   } finally {
     await model.dispose();
   }
@@ -190,7 +229,9 @@ export async function runEvalModel(options: EvalModelOptions): Promise<EvalModel
   const summary = `test_accuracy ${metrics.test_accuracy.toFixed(4)} test_loss ${metrics.test_loss.toFixed(4)}${metrics.roc_auc === null ? '' : ` roc_auc ${metrics.roc_auc.toFixed(4)}`} on ${count} images`;
   log.info(`${summary}; wrote ${join(outDir, EVAL_FILE)} and ${join(outDir, REPORT_FILE)}`);
   if (result.gate && !result.gate.passed) {
-    throw new FailureError(`quality gate failed: test accuracy ${metrics.test_accuracy.toFixed(4)} is below --min-accuracy ${min} (${count} test images; see ${join(outDir, EVAL_FILE)})`);
+    throw new FailureError(
+      `quality gate failed: test accuracy ${metrics.test_accuracy.toFixed(4)} is below --min-accuracy ${min} (${count} test images; see ${join(outDir, EVAL_FILE)})`,
+    );
   }
   return {
     result,

@@ -49,15 +49,40 @@ for (let i = 0; i < rowsN; i++) {
 let started = performance.now();
 computeMetrics(probs, labels, ['cat', 'dog']);
 worstMistakes(probs, labels, 2, 16);
-results.push({ name: 'metrics (loss, accuracy, confusion, per-class, ROC AUC, worst 16)', unit: 'rows/s', value: rowsN / seconds(started), params: { rows: rowsN, classes: 2 } });
+results.push({
+  name: 'metrics (loss, accuracy, confusion, per-class, ROC AUC, worst 16)',
+  unit: 'rows/s',
+  value: rowsN / seconds(started),
+  params: { rows: rowsN, classes: 2 },
+});
 
 // Plots.
 const tilePixels = new Uint8Array(size * size * 3).map(() => Math.floor(Math.random() * 256));
 started = performance.now();
-const tiles = await Promise.all(Array.from({ length: 16 }, async () => ({ png: await rgbToPng(tilePixels, size, size), caption: ['cat.1234.jpg', 'true: cat', 'pred: dog 97.1%'] })));
+const tiles = await Promise.all(
+  Array.from({ length: 16 }, async () => ({
+    png: await rgbToPng(tilePixels, size, size),
+    caption: ['cat.1234.jpg', 'true: cat', 'pred: dog 97.1%'],
+  })),
+);
 await svgToPng(contactSheetSvg(tiles, 'Most confident mistakes'));
-await svgToPng(confusionMatrixSvg([[900, 100], [50, 950]], ['cat', 'dog']));
-const history = (k: number) => Array.from({ length: 10 }, (_, e) => ({ epoch: e + 1, train_loss: 1 / (e + 1 + k), val_loss: 1.1 / (e + 1 + k), train_accuracy: 0.5 + e / 25, val_accuracy: 0.5 + e / 30 }));
+await svgToPng(
+  confusionMatrixSvg(
+    [
+      [900, 100],
+      [50, 950],
+    ],
+    ['cat', 'dog'],
+  ),
+);
+const history = (k: number) =>
+  Array.from({ length: 10 }, (_, e) => ({
+    epoch: e + 1,
+    train_loss: 1 / (e + 1 + k),
+    val_loss: 1.1 / (e + 1 + k),
+    train_accuracy: 0.5 + e / 25,
+    val_accuracy: 0.5 + e / 30,
+  }));
 await svgToPng(learningCurvesSvg(Array.from({ length: 9 }, (_, k) => ({ label: `t00${k + 1}`, best: k === 4, epochs: history(k) }))));
 results.push({ name: 'render the three plots (16 tiles, 9 trials x 10 epochs)', unit: 's', value: seconds(started), params: { tile_size: size } });
 
@@ -95,7 +120,12 @@ try {
     for (const [kind, modelDir] of Object.entries(modelDirs)) {
       started = performance.now();
       await runEvalModel({ modelDir, dataDir, outDir: join(temp.path, `eval-${round}-${kind.replace(' ', '-')}`), device: 'wasm', batchSize: 32 });
-      results.push({ name: `runEvalModel end to end, tiny ONNX backbone, ${kind} (round ${round})`, unit: 'images/s', value: count / seconds(started), params: { count, size, model: kind, device: kind === 'model.onnx' ? 'cpu (onnx, wasm asked)' : 'wasm (head) / cpu (onnx)' } });
+      results.push({
+        name: `runEvalModel end to end, tiny ONNX backbone, ${kind} (round ${round})`,
+        unit: 'images/s',
+        value: count / seconds(started),
+        params: { count, size, model: kind, device: kind === 'model.onnx' ? 'cpu (onnx, wasm asked)' : 'wasm (head) / cpu (onnx)' },
+      });
     }
   }
   await mobilenetOnWasm(temp.path);
@@ -114,16 +144,29 @@ async function mobilenetOnWasm(dir: string): Promise<void> {
   const mobilenet = await buildMobileNetV1({ dir: join(dir, 'mobilenet'), layout: 'keras', alpha: 0.75, inputSize: SIZE });
   const dataDir = await writeSyntheticDataset({ dir: join(dir, 'mobilenet-data'), size: SIZE, counts: { train: 0, val: 0, test: images } });
   const dataset = await openDataset(dataDir);
-  const backbone = await loadBackbone(mobilenet.path, { device: 'wasm', workers: 1, featureLayer: mobilenet.featureLayer, preprocess: 'tf', inputSize: SIZE });
+  const backbone = await loadBackbone(mobilenet.path, {
+    device: 'wasm',
+    workers: 1,
+    featureLayer: mobilenet.featureLayer,
+    preprocess: 'tf',
+    inputSize: SIZE,
+  });
   const { tf } = await loadTf('wasm');
   const params = { layer_size: 16, dropout: 0, lr: 0.01, batch_size: 32, epochs: 1 };
   const head = new Head(tf, { ...params, inputDim: backbone.info.feature_dim, classes: 2, seed: 1 });
   const modelDir = join(dir, 'mobilenet-model');
   await saveModelDir(modelDir, {
     card: {
-      format: MODEL_FORMAT, labels: ['cat', 'dog'], input: { size: SIZE, channels: 3, fit: 'fill' }, preprocess: backbone.info.preprocess,
-      backbone: { ...backbone.info, path: '' }, head: { path: 'head/model.json', ...params }, metrics: {},
-      dataset: { manifest_sha256: dataset.manifestSha256, path: dataDir }, created: new Date().toISOString(), versions: {},
+      format: MODEL_FORMAT,
+      labels: ['cat', 'dog'],
+      input: { size: SIZE, channels: 3, fit: 'fill' },
+      preprocess: backbone.info.preprocess,
+      backbone: { ...backbone.info, path: '' },
+      head: { path: 'head/model.json', ...params },
+      metrics: {},
+      dataset: { manifest_sha256: dataset.manifestSha256, path: dataDir },
+      created: new Date().toISOString(),
+      versions: {},
     },
     backboneFiles: backbone.files,
     head: head.toLayersModel(),
@@ -145,7 +188,12 @@ async function mobilenetOnWasm(dir: string): Promise<void> {
     for (const c of cases) {
       const started = performance.now();
       await predictSplit({ model: c.model, dataset, split: 'test', batchSize: batch, log: silentLogger });
-      results.push({ name: c.name, unit: 'images/s', value: images / seconds(started), params: { ...common, concurrency: c.model.concurrency, tta: c.tta } });
+      results.push({
+        name: c.name,
+        unit: 'images/s',
+        value: images / seconds(started),
+        params: { ...common, concurrency: c.model.concurrency, tta: c.tta },
+      });
     }
   } finally {
     await model.dispose();

@@ -19,12 +19,24 @@ const close = (actual: number, expected: number, tolerance = 1e-12) =>
 
 // 3 classes, 6 rows: rows 0,1,3 right; 2 (true 1 -> 2), 4 (true 2 -> 0), 5 (true 0 -> 1) wrong.
 const probs3 = [
-  0.7, 0.2, 0.1, //
-  0.1, 0.8, 0.1,
-  0.1, 0.3, 0.6,
-  0.2, 0.2, 0.6,
-  0.5, 0.4, 0.1,
-  0.3, 0.45, 0.25,
+  0.7,
+  0.2,
+  0.1, //
+  0.1,
+  0.8,
+  0.1,
+  0.1,
+  0.3,
+  0.6,
+  0.2,
+  0.2,
+  0.6,
+  0.5,
+  0.4,
+  0.1,
+  0.3,
+  0.45,
+  0.25,
 ];
 const labels3 = [0, 1, 1, 2, 2, 0];
 
@@ -49,7 +61,10 @@ test('confusion matrix: rows true, columns predicted, adds up to the rows', () =
     [0, 1, 1],
     [1, 0, 1],
   ]);
-  assert.equal(matrix.flat().reduce((a, b) => a + b, 0), labels3.length);
+  assert.equal(
+    matrix.flat().reduce((a, b) => a + b, 0),
+    labels3.length,
+  );
 });
 
 test('per-class precision, recall, F1 and support; zero denominators give 0', () => {

@@ -110,7 +110,10 @@ export function binaryRocAuc(probs: ArrayLike<number>, labels: ArrayLike<number>
   const count = checkShapes(probs, labels, classes);
   if (classes !== 2) return null;
   const scores = Float64Array.from({ length: count }, (_, i) => probs[i * 2 + 1]!);
-  return rocAuc(scores, Array.from({ length: count }, (_, i) => labels[i] === 1));
+  return rocAuc(
+    scores,
+    Array.from({ length: count }, (_, i) => labels[i] === 1),
+  );
 }
 
 interface Mistake {

@@ -11,14 +11,24 @@ export function confusionPlotSize(classes: number): { width: number; height: num
  * The confusion matrix as an SVG heat map: rows are the true class, columns the predicted class, in label order.
  * Each cell shows its count and its share of the row (the recall of that class on the diagonal).
  */
-export function confusionMatrixSvg(matrix: readonly (readonly number[])[], labels: readonly string[], title = 'Confusion matrix (test split)'): string {
+export function confusionMatrixSvg(
+  matrix: readonly (readonly number[])[],
+  labels: readonly string[],
+  title = 'Confusion matrix (test split)',
+): string {
   const classes = labels.length;
   const { width, height, cell } = confusionPlotSize(classes);
   const left = 150;
   const top = 110;
   const body: string[] = [text(12, 24, title, { 'font-size': 15, 'font-weight': 'bold' })];
   body.push(text(left + (classes * cell) / 2, 52, 'predicted', { 'text-anchor': 'middle', 'font-size': 13 }));
-  body.push(text(18, top + (classes * cell) / 2, 'true', { 'font-size': 13, transform: `rotate(-90 18 ${num(top + (classes * cell) / 2)})`, 'text-anchor': 'middle' }));
+  body.push(
+    text(18, top + (classes * cell) / 2, 'true', {
+      'font-size': 13,
+      transform: `rotate(-90 18 ${num(top + (classes * cell) / 2)})`,
+      'text-anchor': 'middle',
+    }),
+  );
   const fontSize = Math.max(9, Math.min(16, cell / 4));
   labels.forEach((label, c) => {
     const name = shorten(label, Math.max(3, Math.floor(cell / 7)));
@@ -36,8 +46,22 @@ export function confusionMatrixSvg(matrix: readonly (readonly number[])[], label
       const y = top + r * cell;
       body.push(`<rect x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${fill}" stroke="#888" stroke-width="1"/>`);
       const colour = share > 0.6 ? '#ffffff' : '#111111';
-      body.push(text(x + cell / 2, y + cell / 2 + (cell >= 48 ? 0 : fontSize / 3), String(count), { 'text-anchor': 'middle', 'font-size': fontSize, fill: colour, 'font-weight': r === c ? 'bold' : 'normal' }));
-      if (cell >= 48) body.push(text(x + cell / 2, y + cell / 2 + fontSize, `${(share * 100).toFixed(0)}%`, { 'text-anchor': 'middle', 'font-size': fontSize * 0.7, fill: colour }));
+      body.push(
+        text(x + cell / 2, y + cell / 2 + (cell >= 48 ? 0 : fontSize / 3), String(count), {
+          'text-anchor': 'middle',
+          'font-size': fontSize,
+          fill: colour,
+          'font-weight': r === c ? 'bold' : 'normal',
+        }),
+      );
+      if (cell >= 48)
+        body.push(
+          text(x + cell / 2, y + cell / 2 + fontSize, `${(share * 100).toFixed(0)}%`, {
+            'text-anchor': 'middle',
+            'font-size': fontSize * 0.7,
+            fill: colour,
+          }),
+        );
     });
   });
   return svgDocument(width, height, body).replace('<svg ', `<svg aria-label="${escapeXml(title)}" `);

@@ -42,16 +42,35 @@ export function learningCurvesSvg(trials: readonly TrialCurve[], title = 'Learni
     body.push(axes(panel.left, panel.name, panel.max, maxEpoch, x));
     // Others first, the best last so it is drawn on top.
     for (const trial of [...trials.filter((t) => !t.best), ...trials.filter((t) => t.best)]) {
-      for (const [pick, dashed] of [[panel.train, true], [panel.val, false]] as const) {
+      for (const [pick, dashed] of [
+        [panel.train, true],
+        [panel.val, false],
+      ] as const) {
         const colour = trial.best ? (dashed ? BEST.train : BEST.val) : OTHER;
-        body.push(polyline(trial.epochs.map((e) => [e.epoch, pick(e)] as const), x, y, colour, trial.best ? 2.5 : 1.2, dashed));
+        body.push(
+          polyline(
+            trial.epochs.map((e) => [e.epoch, pick(e)] as const),
+            x,
+            y,
+            colour,
+            trial.best ? 2.5 : 1.2,
+            dashed,
+          ),
+        );
       }
     }
   }
   return svgDocument(width, height, body);
 }
 
-function polyline(points: readonly (readonly [number, number | undefined])[], x: (e: number) => number, y: (v: number) => number, colour: string, strokeWidth: number, dashed: boolean): string {
+function polyline(
+  points: readonly (readonly [number, number | undefined])[],
+  x: (e: number) => number,
+  y: (v: number) => number,
+  colour: string,
+  strokeWidth: number,
+  dashed: boolean,
+): string {
   // Non-finite values (a diverged trial) break the line rather than drawing to infinity.
   const runs: string[][] = [[]];
   for (const [epoch, value] of points) {
@@ -79,7 +98,8 @@ function axes(left: number, name: string, max: number, maxEpoch: number, x: (e: 
     parts.push(text(left - 6, yy + 4, formatTick(value), { 'text-anchor': 'end', 'font-size': 10 }));
   }
   const step = Math.max(1, Math.ceil(maxEpoch / 10));
-  for (let epoch = 1; epoch <= maxEpoch; epoch += step) parts.push(text(x(epoch), top + height + 16, String(epoch), { 'text-anchor': 'middle', 'font-size': 10 }));
+  for (let epoch = 1; epoch <= maxEpoch; epoch += step)
+    parts.push(text(x(epoch), top + height + 16, String(epoch), { 'text-anchor': 'middle', 'font-size': 10 }));
   parts.push(text(left + width / 2, top + height + 34, 'epoch', { 'text-anchor': 'middle', 'font-size': 11 }));
   parts.push(text(left, top - 8, name, { 'font-size': 13, 'font-weight': 'bold' }));
   return parts.join('');

@@ -18,7 +18,15 @@ async function decode(png: Buffer) {
 }
 
 test('confusion matrix PNG: expected size, diagonal shaded by row share', async () => {
-  const png = await svgToPng(confusionMatrixSvg([[9, 1], [5, 5]], ['cat', 'dog']));
+  const png = await svgToPng(
+    confusionMatrixSvg(
+      [
+        [9, 1],
+        [5, 5],
+      ],
+      ['cat', 'dog'],
+    ),
+  );
   const { width, height, cell } = confusionPlotSize(2);
   const { info, at } = await decode(png);
   assert.deepEqual([info.width, info.height, info.channels], [width, height, 3]);
@@ -40,8 +48,28 @@ test('confusion matrix size grows with the classes and escapes labels', async ()
 });
 
 const trials: TrialCurve[] = [
-  { label: 't1 lr=0.01', best: false, epochs: [1, 2, 3].map((epoch) => ({ epoch, train_loss: 1 / epoch, val_loss: 1.2 / epoch, train_accuracy: 0.5 + epoch / 10, val_accuracy: 0.45 + epoch / 10 })) },
-  { label: 't2 lr=0.001', best: true, epochs: [1, 2, 3].map((epoch) => ({ epoch, train_loss: 0.8 / epoch, val_loss: 0.9 / epoch, train_accuracy: 0.6 + epoch / 10, val_accuracy: 0.55 + epoch / 10 })) },
+  {
+    label: 't1 lr=0.01',
+    best: false,
+    epochs: [1, 2, 3].map((epoch) => ({
+      epoch,
+      train_loss: 1 / epoch,
+      val_loss: 1.2 / epoch,
+      train_accuracy: 0.5 + epoch / 10,
+      val_accuracy: 0.45 + epoch / 10,
+    })),
+  },
+  {
+    label: 't2 lr=0.001',
+    best: true,
+    epochs: [1, 2, 3].map((epoch) => ({
+      epoch,
+      train_loss: 0.8 / epoch,
+      val_loss: 0.9 / epoch,
+      train_accuracy: 0.6 + epoch / 10,
+      val_accuracy: 0.55 + epoch / 10,
+    })),
+  },
   { label: 't3 diverged', best: false, epochs: [{ epoch: 1, train_loss: Number.NaN, val_loss: Number.POSITIVE_INFINITY }] },
 ];
 
@@ -61,7 +89,10 @@ test('contact sheet PNG: expected size, tiles show the images', async () => {
   const red = new Uint8Array(16 * 16 * 3).map((_, i) => (i % 3 === 0 ? 230 : 10));
   const blue = new Uint8Array(16 * 16 * 3).map((_, i) => (i % 3 === 2 ? 230 : 10));
   const tiles = await Promise.all(
-    [red, blue, red, blue, red].map(async (pixels, i) => ({ png: await rgbToPng(pixels, 16, 16), caption: [`img-${i}.jpg`, 'true: cat', 'pred: dog 97.0%'] })),
+    [red, blue, red, blue, red].map(async (pixels, i) => ({
+      png: await rgbToPng(pixels, 16, 16),
+      caption: [`img-${i}.jpg`, 'true: cat', 'pred: dog 97.0%'],
+    })),
   );
   const { info, at } = await decode(await svgToPng(contactSheetSvg(tiles, 'Most confident mistakes')));
   assert.deepEqual({ width: info.width, height: info.height }, contactSheetSize(5));

@@ -63,11 +63,21 @@ test('with concurrency 2 two batches run at once and the predictions equal the o
   assert.equal(one.stats.most, 1);
   const two = counting(model.concurrency);
   const events: number[] = [];
-  const parallel = await predictSplit({ model: two.wrapped, dataset, split: 'test', batchSize: 4, log: silentLogger, onProgress: (e) => events.push(e.done) });
+  const parallel = await predictSplit({
+    model: two.wrapped,
+    dataset,
+    split: 'test',
+    batchSize: 4,
+    log: silentLogger,
+    onProgress: (e) => events.push(e.done),
+  });
   assert.equal(two.stats.most, 2, 'never more than concurrency, and more than one');
   assert.equal(two.stats.calls, 6);
   assert.deepEqual(parallel, sequential);
-  assert.deepEqual(events, [...events].sort((a, b) => a - b));
+  assert.deepEqual(
+    events,
+    [...events].sort((a, b) => a - b),
+  );
   assert.equal(events.at(-1), 23);
   // Row i is image i of the split.
   const last = await model.predict(await dataset.readPixels('test', 22, 1), 1);

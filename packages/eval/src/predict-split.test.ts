@@ -54,6 +54,9 @@ test('predictSplit fails with the first failing batch and starts no batch after 
   const { model, stats } = echoModel(2, 1);
   await assert.rejects(predictSplit({ model, dataset, split: 'test', batchSize: 2, log: silentLogger }), /batch 1 failed/);
   await sleep(200);
-  assert.ok(stats.startedAfterFailure <= 1, `${stats.startedAfterFailure} batches started after the failure: at most the one that took its slot as it failed`);
+  assert.ok(
+    stats.startedAfterFailure <= 1,
+    `${stats.startedAfterFailure} batches started after the failure: at most the one that took its slot as it failed`,
+  );
   assert.ok(stats.calls < 12, `${stats.calls} of 12 batches started`);
 });

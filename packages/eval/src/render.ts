@@ -12,7 +12,9 @@ export async function svgToPng(svg: string): Promise<Buffer> {
 /** Raw uint8 RGB pixels (HWC) to a PNG. */
 export async function rgbToPng(pixels: Uint8Array, width: number, height: number): Promise<Buffer> {
   if (pixels.length !== width * height * 3) throw new RangeError(`expected ${width}x${height}x3 bytes, got ${pixels.length}`);
-  return sharp(pixels, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  return sharp(pixels, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 /** Decode an image fully (not just its header) and give its size and format: tests use it to check plots. */

@@ -39,7 +39,9 @@ export function renderReport(result: EvalResult, trials: readonly TrialSummary[]
     ['test loss', fmt(result.test_loss)],
     ...(result.roc_auc === null ? [] : [[`ROC AUC (${result.labels[1]} vs ${result.labels[0]})`, fmt(result.roc_auc)]]),
     ['test images', String(result.count)],
-    ...(result.gate ? [['quality gate', `${result.gate.passed ? 'passed' : '<strong class="bad">failed</strong>'}: accuracy &ge; ${result.gate.min_accuracy}`]] : []),
+    ...(result.gate
+      ? [['quality gate', `${result.gate.passed ? 'passed' : '<strong class="bad">failed</strong>'}: accuracy &ge; ${result.gate.min_accuracy}`]]
+      : []),
     ['model', `${esc(result.model.path)} <span class="muted">sha256 ${esc(result.model.sha256.slice(0, 12))}</span>`],
     ['dataset', `${esc(result.dataset.path)} <span class="muted">manifest sha256 ${esc(result.dataset.manifest_sha256.slice(0, 12))}</span>`],
     ['device', esc(result.device)],
@@ -56,19 +58,34 @@ ${stylesheet}</style>
 <body>
 <h1>${esc(title)}</h1>
 <h2>Test split</h2>
-${table(['metric', 'value'], summary.map(([k, v]) => [esc(k!), v!]))}
+${table(
+  ['metric', 'value'],
+  summary.map(([k, v]) => [esc(k!), v!]),
+)}
 <h2>Per class</h2>
-${table(['class', 'precision', 'recall', 'F1', 'support'], result.labels.map((label) => {
-  const m = result.per_class[label]!;
-  return [esc(label), fmt(m.precision), fmt(m.recall), fmt(m.f1), String(m.support)];
-}))}
+${table(
+  ['class', 'precision', 'recall', 'F1', 'support'],
+  result.labels.map((label) => {
+    const m = result.per_class[label]!;
+    return [esc(label), fmt(m.precision), fmt(m.recall), fmt(m.f1), String(m.support)];
+  }),
+)}
 ${figure('confusion_matrix', 'Confusion matrix: rows are the true class, columns the predicted class')}
 <h2>Trials</h2>
 ${trials.length === 0 ? '<p class="muted">No trials.jsonl in this run.</p>' : table(['trial', ...paramKeys, 'status', 'train loss', 'train acc', 'val loss', 'val acc'], trialRows, (i) => (trials[i]!.id === best ? 'best' : ''))}
 ${figure('learning_curves', 'Learning curves: train (dashed) and validation (solid) per epoch; the best trial in colour')}
 <h2>Most confident mistakes</h2>
 ${figure('worst_mistakes', 'Test images the model got wrong with the highest confidence')}
-${wrong === 0 ? '<p>No mistakes on the test split.</p>' : result.worst.length === 0 ? `<p>${wrong} mistakes, none listed (--worst 0).</p>` : table(['row', 'source', 'true', 'predicted', 'probability'], result.worst.map((w) => [String(w.row), esc(w.source), esc(w.true), esc(w.predicted), fmt(w.probability, 3)]))}
+${
+  wrong === 0
+    ? '<p>No mistakes on the test split.</p>'
+    : result.worst.length === 0
+      ? `<p>${wrong} mistakes, none listed (--worst 0).</p>`
+      : table(
+          ['row', 'source', 'true', 'predicted', 'probability'],
+          result.worst.map((w) => [String(w.row), esc(w.source), esc(w.true), esc(w.predicted), fmt(w.probability, 3)]),
+        )
+}
 <p class="muted">Files: <a href="eval.json">eval.json</a>, <a href="${esc(result.files.predictions)}">${esc(result.files.predictions)}</a>.</p>
 </body>
 </html>

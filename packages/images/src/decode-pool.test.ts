@@ -25,7 +25,10 @@ test('the pool decodes photos, EXIF-rotated JPEGs and PNGs to the same bytes as 
   await writeFile(rotated, await sharp(photos[0]!).withMetadata({ orientation: 6 }).jpeg().toBuffer());
   const png = join(temp.path, 'photo.png');
   await writeFile(png, await sharp(photos[1]!).png().toBuffer());
-  for (const options of [{ size: 64, fit: 'fill' }, { size: 96, fit: 'cover' }] satisfies DecodeOptions[]) {
+  for (const options of [
+    { size: 64, fit: 'fill' },
+    { size: 96, fit: 'cover' },
+  ] satisfies DecodeOptions[]) {
     const paths = [...photos, rotated, png];
     const pooled = await Promise.all(paths.map((path) => pool.decode(path, options)));
     for (const [index, path] of paths.entries()) {
@@ -36,7 +39,9 @@ test('the pool decodes photos, EXIF-rotated JPEGs and PNGs to the same bytes as 
 });
 
 test('rejections cross the thread with their reason, source, detail and hint', async () => {
-  const good = await sharp({ create: { width: 300, height: 200, channels: 3, background: '#808080' } }).jpeg().toBuffer();
+  const good = await sharp({ create: { width: 300, height: 200, channels: 3, background: '#808080' } })
+    .jpeg()
+    .toBuffer();
   const files: Record<string, Uint8Array | string> = {
     'empty.jpg': new Uint8Array(0),
     'text.jpg': 'not an image at all\n',
@@ -46,13 +51,28 @@ test('rejections cross the thread with their reason, source, detail and hint', a
   };
   for (const [name, bytes] of Object.entries(files)) await writeFile(join(temp.path, name), bytes);
   execFileSync('mkfifo', [join(temp.path, 'fifo.jpg')]);
-  for (const [name, maxPixels] of [['missing.jpg'], ['empty.jpg'], ['text.jpg'], ['truncated.jpg'], ['bomb.png'], ['big.jpg', 50_000], ['fifo.jpg']] as const) {
+  for (const [name, maxPixels] of [
+    ['missing.jpg'],
+    ['empty.jpg'],
+    ['text.jpg'],
+    ['truncated.jpg'],
+    ['bomb.png'],
+    ['big.jpg', 50_000],
+    ['fifo.jpg'],
+  ] as const) {
     const path = join(temp.path, name);
     const options = { size: 8, fit: 'fill' as const, ...(maxPixels ? { maxPixels } : {}) };
-    const expected = await decodeToTensor(path, options).then(() => assert.fail(`${name} decoded`), (error: unknown) => error as ImageRejected);
+    const expected = await decodeToTensor(path, options).then(
+      () => assert.fail(`${name} decoded`),
+      (error: unknown) => error as ImageRejected,
+    );
     await assert.rejects(pool.decode(path, options), (error: unknown) => {
       assert.ok(error instanceof ImageRejected, name);
-      assert.deepEqual([error.reason, error.source, error.detail, error.hint, error.exitCode], [expected.reason, expected.source, expected.detail, expected.hint, 2], name);
+      assert.deepEqual(
+        [error.reason, error.source, error.detail, error.hint, error.exitCode],
+        [expected.reason, expected.source, expected.detail, expected.hint, 2],
+        name,
+      );
       return true;
     });
   }

@@ -43,7 +43,9 @@ export class DecodePool {
         else if (reply.type === 'identity') this.pending.settle(reply.id, { value: reply.identity });
         else if (reply.type === 'rejected') {
           const cause = reply.cause === undefined ? {} : { cause: new Error(reply.cause) };
-          this.pending.settle(reply.id, { error: new ImageRejected(reply.reason, reply.source, reply.detail, { ...cause, ...(reply.hint ? { hint: reply.hint } : {}) }) });
+          this.pending.settle(reply.id, {
+            error: new ImageRejected(reply.reason, reply.source, reply.detail, { ...cause, ...(reply.hint ? { hint: reply.hint } : {}) }),
+          });
         } else this.pending.settle(reply.id, { error: new FailureError(`image decoding: a worker failed: ${reply.message}`) });
       });
       worker.on('error', (error) => this.failAll(error));

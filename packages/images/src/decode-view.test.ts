@@ -28,7 +28,7 @@ const cases: [string, () => Promise<Buffer>][] = [
   ['16-bit png', async () => reencode(await photo(300, 200), (i) => i.toColourspace('rgb16').png())],
 ];
 
-test('the model input from decodeWithView is byte for byte decodeToTensor\'s, for fill and cover', async () => {
+test("the model input from decodeWithView is byte for byte decodeToTensor's, for fill and cover", async () => {
   for (const [name, make] of cases) {
     const bytes = await make();
     for (const fit of ['fill', 'cover'] as const) {
@@ -53,14 +53,19 @@ test('the view is the upright picture, scaled down to maxViewPixels', async () =
 
 test('encodeView keeps JPEG and WebP, turns anything else into PNG', async () => {
   const view = (await decodeWithView(await photo(120, 90), { size: 32, fit: 'fill', maxViewPixels: 1e6 })).view!;
-  for (const [format, expected] of [['jpeg', 'jpeg'], ['webp', 'webp'], ['gif', 'png'], [undefined, 'png']] as const) {
+  for (const [format, expected] of [
+    ['jpeg', 'jpeg'],
+    ['webp', 'webp'],
+    ['gif', 'png'],
+    [undefined, 'png'],
+  ] as const) {
     const meta = await sharp(await encodeView(view, format)).metadata();
     assert.equal(meta.format, expected);
     assert.deepEqual([meta.width, meta.height], [120, 90]);
   }
 });
 
-test('bad bytes are rejected with decodeToTensor\'s reasons', async () => {
+test("bad bytes are rejected with decodeToTensor's reasons", async () => {
   const good = await photo(300, 200);
   const reasons: [Buffer, string][] = [
     [good.subarray(0, good.length / 2), 'unreadable'],
@@ -68,7 +73,13 @@ test('bad bytes are rejected with decodeToTensor\'s reasons', async () => {
     [Buffer.alloc(0), 'empty'],
   ];
   for (const [bytes, reason] of reasons) {
-    await assert.rejects(decodeWithView(bytes, { size: 64, fit: 'fill', maxViewPixels: 1e6 }), (error: unknown) => error instanceof ImageRejected && error.reason === reason);
+    await assert.rejects(
+      decodeWithView(bytes, { size: 64, fit: 'fill', maxViewPixels: 1e6 }),
+      (error: unknown) => error instanceof ImageRejected && error.reason === reason,
+    );
   }
-  await assert.rejects(decodeWithView(good, { size: 64, fit: 'fill', maxViewPixels: 1e6, maxPixels: 1000 }), (error: unknown) => error instanceof ImageRejected && error.reason === 'too-large');
+  await assert.rejects(
+    decodeWithView(good, { size: 64, fit: 'fill', maxViewPixels: 1e6, maxPixels: 1000 }),
+    (error: unknown) => error instanceof ImageRejected && error.reason === 'too-large',
+  );
 });

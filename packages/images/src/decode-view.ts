@@ -1,4 +1,13 @@
-import { ALPHA_BACKGROUND, checkFormat, DEFAULT_MAX_PIXELS, decodeToTensor, ImageRejected, RESIZE_KERNEL, rejectionOf, type DecodeOptions } from './image.js';
+import {
+  ALPHA_BACKGROUND,
+  checkFormat,
+  DEFAULT_MAX_PIXELS,
+  decodeToTensor,
+  ImageRejected,
+  RESIZE_KERNEL,
+  rejectionOf,
+  type DecodeOptions,
+} from './image.js';
 import { decodesWithTurbo, withJpegUpright } from './jpeg-decode.js';
 import { encodeJpegRgb, JPEG_TURBO_VERSION } from './jpeg-turbo.js';
 import { resizeRgb } from './resize.js';
@@ -89,7 +98,15 @@ interface HeaderFacts {
 function decodesOnceExactly(meta: HeaderFacts, format: ImageFormat, options: DecodeOptions & { maxViewPixels: number }): boolean {
   const { width, height } = meta;
   if (!width || !height || width * height > options.maxViewPixels) return false;
-  if (meta.channels !== 3 || meta.hasAlpha || meta.depth !== 'uchar' || meta.space !== 'srgb' || (meta.orientation ?? 1) !== 1 || (meta.pages ?? 1) !== 1) return false;
+  if (
+    meta.channels !== 3 ||
+    meta.hasAlpha ||
+    meta.depth !== 'uchar' ||
+    meta.space !== 'srgb' ||
+    (meta.orientation ?? 1) !== 1 ||
+    (meta.pages ?? 1) !== 1
+  )
+    return false;
   const reduction = Math.min(width, height) / options.size;
   if (format === 'jpeg') return reduction < 2; // JPEGs that reach here are not decoded by libjpeg-turbo (see above)
   if (format === 'webp') return reduction <= 1;
@@ -97,14 +114,23 @@ function decodesOnceExactly(meta: HeaderFacts, format: ImageFormat, options: Dec
 }
 
 /** The upright sRGB picture (`upright`: its size with EXIF rotation applied) scaled to fit maxViewPixels. */
-async function decodeView(input: Buffer, upright: { width: number; height: number }, options: DecodeOptions & { maxViewPixels: number }, maxPixels: number): Promise<RgbImage> {
+async function decodeView(
+  input: Buffer,
+  upright: { width: number; height: number },
+  options: DecodeOptions & { maxViewPixels: number },
+  maxPixels: number,
+): Promise<RgbImage> {
   const scale = Math.min(1, Math.sqrt(options.maxViewPixels / (upright.width * upright.height)));
   const image = await openImage(input, { maxPixels, timeoutSeconds: options.timeoutSeconds });
   const { data, info } = await image
     .rotate()
     .flatten({ background: ALPHA_BACKGROUND })
     .toColourspace('srgb')
-    .resize(Math.max(1, Math.floor(upright.width * scale)), Math.max(1, Math.floor(upright.height * scale)), { fit: 'fill', kernel: RESIZE_KERNEL, fastShrinkOnLoad: true })
+    .resize(Math.max(1, Math.floor(upright.width * scale)), Math.max(1, Math.floor(upright.height * scale)), {
+      fit: 'fill',
+      kernel: RESIZE_KERNEL,
+      fastShrinkOnLoad: true,
+    })
     .removeAlpha()
     .raw({ depth: 'uchar' })
     .toBuffer({ resolveWithObject: true });
@@ -130,7 +156,11 @@ export async function encodeView(view: RgbImage, format: ImageFormat | undefined
 }
 
 /** A white-on-transparent rendering of `text` in bold sans at fontSize: one byte of coverage per pixel. */
-export async function renderTextMask(text: string, fontSize: number, box: { width: number; height: number; x: number; baseline: number }): Promise<Uint8Array> {
+export async function renderTextMask(
+  text: string,
+  fontSize: number,
+  box: { width: number; height: number; x: number; baseline: number },
+): Promise<Uint8Array> {
   const sharp = await loadSharp();
   const svg = Buffer.from(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${box.width}" height="${box.height}">` +

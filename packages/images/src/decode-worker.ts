@@ -45,7 +45,15 @@ port.on('message', async (request: DecodeRequest) => {
   } catch (error) {
     if (error instanceof ImageRejected) {
       const cause = error.cause instanceof Error ? { cause: error.cause.message } : {};
-      post({ type: 'rejected', id, reason: error.reason, source: error.source, detail: error.detail, ...(error.hint ? { hint: error.hint } : {}), ...cause });
+      post({
+        type: 'rejected',
+        id,
+        reason: error.reason,
+        source: error.source,
+        detail: error.detail,
+        ...(error.hint ? { hint: error.hint } : {}),
+        ...cause,
+      });
     } else post({ type: 'error', id, message: (error as Error).message });
   }
 });

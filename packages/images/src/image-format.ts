@@ -17,7 +17,11 @@ export function sniffImageFormat(bytes: Uint8Array): ImageFormat | undefined {
 /** Parse a comma-separated list of formats (jpg is jpeg, tif is tiff); throws naming the unknown one. */
 export function parseImageFormats(text: string): ImageFormat[] {
   const aliases: Record<string, ImageFormat> = { jpg: 'jpeg', tif: 'tiff' };
-  const formats = text.split(',').map((f) => f.trim().toLowerCase()).filter(Boolean).map((f) => aliases[f] ?? f);
+  const formats = text
+    .split(',')
+    .map((f) => f.trim().toLowerCase())
+    .filter(Boolean)
+    .map((f) => aliases[f] ?? f);
   const unknown = formats.find((f) => !(IMAGE_FORMATS as readonly string[]).includes(f));
   if (unknown !== undefined || formats.length === 0) {
     throw new RangeError(`expected a comma-separated list of ${IMAGE_FORMATS.join(', ')}, got '${text}'`);

@@ -1,6 +1,14 @@
 import { InputError } from '@imgpipe/kit';
 
-export type RejectReason = 'missing' | 'empty' | 'not-an-image' | 'unsupported-format' | 'unreadable' | 'too-large' | 'too-slow' | 'decompression-bomb';
+export type RejectReason =
+  | 'missing'
+  | 'empty'
+  | 'not-an-image'
+  | 'unsupported-format'
+  | 'unreadable'
+  | 'too-large'
+  | 'too-slow'
+  | 'decompression-bomb';
 
 /** An input that cannot become pixels; `reason` says why (a RejectReason) (exit 2 when it ends a tool). */
 export class ImageRejected extends InputError {

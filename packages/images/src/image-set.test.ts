@@ -14,7 +14,15 @@ let temp: TempDir;
 let set: ImageSet;
 before(async () => {
   temp = await makeTempDir('imgpipe-image-set-');
-  set = await generateImageSet({ dir: join(temp.path, 'a'), count: 24, seed: 5, bad: true, sizes: TINY_IMAGE_SIZES, bucket: 'pets', prefix: 'raw/v1' });
+  set = await generateImageSet({
+    dir: join(temp.path, 'a'),
+    count: 24,
+    seed: 5,
+    bad: true,
+    sizes: TINY_IMAGE_SIZES,
+    bucket: 'pets',
+    prefix: 'raw/v1',
+  });
 });
 after(() => temp.remove());
 
@@ -24,12 +32,19 @@ test('every good image decodes at its listed size; every bad one is rejected wit
   for (const row of set.images) {
     const meta = await sharp(row.local_image).metadata();
     assert.equal(meta.format, 'jpeg');
-    assert.ok(TINY_IMAGE_SIZES.some(([w, h]) => w === meta.width && h === meta.height), `${row.file} ${meta.width}x${meta.height}`);
+    assert.ok(
+      TINY_IMAGE_SIZES.some(([w, h]) => w === meta.width && h === meta.height),
+      `${row.file} ${meta.width}x${meta.height}`,
+    );
     assert.equal((await decodeToTensor(row.local_image, { size: 16, fit: 'fill' })).length, 16 * 16 * 3);
   }
   const reasons = new Set<string>();
   for (const row of set.bad) {
-    await assert.rejects(decodeToTensor(row.local_image, { size: 16, fit: 'fill' }), (error: unknown) => error instanceof ImageRejected && error.reason === row.expectedReason, row.file);
+    await assert.rejects(
+      decodeToTensor(row.local_image, { size: 16, fit: 'fill' }),
+      (error: unknown) => error instanceof ImageRejected && error.reason === row.expectedReason,
+      row.file,
+    );
     reasons.add(row.expectedReason!);
   }
   assert.deepEqual([...reasons].sort(), ['decompression-bomb', 'empty', 'not-an-image', 'unreadable']);
@@ -53,12 +68,22 @@ test('the CSV is in the seed format and matches the files', async () => {
 });
 
 test('the same seed gives the same bytes; another seed other bytes', async () => {
-  const again = await generateImageSet({ dir: join(temp.path, 'b'), count: 24, seed: 5, bad: true, sizes: TINY_IMAGE_SIZES, bucket: 'pets', prefix: 'raw/v1' });
+  const again = await generateImageSet({
+    dir: join(temp.path, 'b'),
+    count: 24,
+    seed: 5,
+    bad: true,
+    sizes: TINY_IMAGE_SIZES,
+    bucket: 'pets',
+    prefix: 'raw/v1',
+  });
   const other = await generateImageSet({ dir: join(temp.path, 'd'), count: 24, seed: 6, sizes: TINY_IMAGE_SIZES });
   for (const [index, row] of set.rows.entries()) {
     assert.equal(sha256(await readFile(again.rows[index]!.local_image)), sha256(await readFile(row.local_image)), row.file);
   }
-  const differing = await Promise.all(set.images.map(async (row, index) => sha256(await readFile(row.local_image)) !== sha256(await readFile(other.images[index]!.local_image))));
+  const differing = await Promise.all(
+    set.images.map(async (row, index) => sha256(await readFile(row.local_image)) !== sha256(await readFile(other.images[index]!.local_image))),
+  );
   assert.ok(differing.every(Boolean), 'seed 6 draws different images');
 });
 

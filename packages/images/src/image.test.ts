@@ -65,8 +65,12 @@ test('pixels of a known image match an independent decode-and-resize (PNG exactl
   const [width, height, size] = [128, 96, 32];
   const raw = knownPixels(width, height);
   const reference = areaResize(raw, width, height, size);
-  const png = await sharp(raw, { raw: { width, height, channels: 3 } }).png().toBuffer();
-  const jpeg = await sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+  const png = await sharp(raw, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
+  const jpeg = await sharp(raw, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 95 })
+    .toBuffer();
   const fromPng = await decodeToTensor(png, { size, fit: 'fill' });
   const fromJpeg = await decodeToTensor(jpeg, { size, fit: 'fill' });
   assert.equal(fromPng.length, size * size * 3);
@@ -102,7 +106,9 @@ test('every common format decodes to the same picture: JPEG, PNG, WebP, GIF (fir
     frames[i * 3] = 255;
     frames[16 * 16 * 3 + i * 3 + 2] = 255;
   }
-  const gif = await sharp(frames, { raw: { width: 16, height: 32, channels: 3, pageHeight: 16 } as never }).gif().toBuffer();
+  const gif = await sharp(frames, { raw: { width: 16, height: 32, channels: 3, pageHeight: 16 } as never })
+    .gif()
+    .toBuffer();
   const first = await decodeToTensor(gif, { size: 4, fit: 'fill' });
   const [r, , b] = pixel(first, 4, 1, 1);
   assert.ok(r > 200 && b < 60, `first frame red, got ${r},${b}`);
@@ -114,8 +120,13 @@ test('EXIF orientation is applied: a stored top-red/bottom-blue picture with ori
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) raw.set(y < height / 2 ? [230, 20, 20] : [20, 20, 230], (y * width + x) * 3);
   }
-  const plain = await sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
-  const rotated = await sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toBuffer();
+  const plain = await sharp(raw, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 95 })
+    .toBuffer();
+  const rotated = await sharp(raw, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 95 })
+    .withMetadata({ orientation: 6 })
+    .toBuffer();
   assert.equal((await sharp(rotated).metadata()).orientation, 6);
   const size = 8;
   const upright = await decodeToTensor(plain, { size, fit: 'fill' });
@@ -126,7 +137,9 @@ test('EXIF orientation is applied: a stored top-red/bottom-blue picture with ori
 });
 
 test('grayscale, alpha, 16-bit and CMYK inputs all become 3-channel sRGB', async () => {
-  const gray = await sharp(Buffer.alloc(32 * 32, 90), { raw: { width: 32, height: 32, channels: 1 } }).png().toBuffer();
+  const gray = await sharp(Buffer.alloc(32 * 32, 90), { raw: { width: 32, height: 32, channels: 1 } })
+    .png()
+    .toBuffer();
   const g = await decodeToTensor(gray, { size: 8, fit: 'fill' });
   assert.equal(g.length, 8 * 8 * 3);
   assert.deepEqual(pixel(g, 8, 3, 3), [90, 90, 90]);
@@ -134,30 +147,59 @@ test('grayscale, alpha, 16-bit and CMYK inputs all become 3-channel sRGB', async
   // Left half opaque red, right half fully transparent (whatever colour it stores): transparent becomes white.
   const rgba = Buffer.alloc(32 * 32 * 4);
   for (let i = 0; i < 32 * 32; i++) rgba.set(i % 32 < 16 ? [255, 0, 0, 255] : [0, 0, 0, 0], i * 4);
-  const alpha = await decodeToTensor(await sharp(rgba, { raw: { width: 32, height: 32, channels: 4 } }).png().toBuffer(), { size: 8, fit: 'fill' });
+  const alpha = await decodeToTensor(
+    await sharp(rgba, { raw: { width: 32, height: 32, channels: 4 } })
+      .png()
+      .toBuffer(),
+    { size: 8, fit: 'fill' },
+  );
   const [red, white] = [pixel(alpha, 8, 1, 4), pixel(alpha, 8, 6, 4)];
   assert.ok(red[0] > 250 && red[1] < 8 && red[2] < 8, `opaque red stays red, got ${red}`);
-  assert.ok(white.every((v) => v > 247), `transparent becomes white, got ${white}`);
+  assert.ok(
+    white.every((v) => v > 247),
+    `transparent becomes white, got ${white}`,
+  );
   // Half-transparent red over white.
   const half = Buffer.alloc(16 * 16 * 4);
   for (let i = 0; i < 16 * 16; i++) half.set([255, 0, 0, 128], i * 4);
-  const blended = pixel(await decodeToTensor(await sharp(half, { raw: { width: 16, height: 16, channels: 4 } }).png().toBuffer(), { size: 4, fit: 'fill' }), 4, 2, 2);
+  const blended = pixel(
+    await decodeToTensor(
+      await sharp(half, { raw: { width: 16, height: 16, channels: 4 } })
+        .png()
+        .toBuffer(),
+      { size: 4, fit: 'fill' },
+    ),
+    4,
+    2,
+    2,
+  );
   assert.ok(blended[0] > 250 && Math.abs(blended[1] - 127) < 4 && Math.abs(blended[2] - 127) < 4, `blend ${blended}`);
 
-  const deep = await sharp(knownPixels(32, 32), { raw: { width: 32, height: 32, channels: 3 } }).toColourspace('rgb16').png().toBuffer();
+  const deep = await sharp(knownPixels(32, 32), { raw: { width: 32, height: 32, channels: 3 } })
+    .toColourspace('rgb16')
+    .png()
+    .toBuffer();
   assert.equal((await sharp(deep).metadata()).depth, 'ushort');
   const d = await decodeToTensor(deep, { size: 8, fit: 'fill' });
   assert.equal(d.length, 8 * 8 * 3);
   assert.ok(meanAbsDiff(d, areaResize(knownPixels(32, 32), 32, 32, 8)) < 4);
 
-  const cmyk = await sharp(Buffer.alloc(32 * 32 * 3, 200), { raw: { width: 32, height: 32, channels: 3 } }).toColourspace('cmyk').jpeg({ quality: 95 }).toBuffer();
+  const cmyk = await sharp(Buffer.alloc(32 * 32 * 3, 200), { raw: { width: 32, height: 32, channels: 3 } })
+    .toColourspace('cmyk')
+    .jpeg({ quality: 95 })
+    .toBuffer();
   assert.equal((await sharp(cmyk).metadata()).space, 'cmyk');
   const c = pixel(await decodeToTensor(cmyk, { size: 4, fit: 'fill' }), 4, 2, 2);
-  assert.ok(c.every((v) => Math.abs(v - 200) < 20), `cmyk round trip ${c}`);
+  assert.ok(
+    c.every((v) => Math.abs(v - 200) < 20),
+    `cmyk round trip ${c}`,
+  );
 });
 
 test('bad inputs are rejected with a typed reason', async () => {
-  const good = await sharp(knownPixels(300, 200), { raw: { width: 300, height: 200, channels: 3 } }).jpeg().toBuffer();
+  const good = await sharp(knownPixels(300, 200), { raw: { width: 300, height: 200, channels: 3 } })
+    .jpeg()
+    .toBuffer();
   const files: Record<string, Uint8Array | string> = {
     'empty.jpg': new Uint8Array(0),
     'text.jpg': 'not an image at all\n',
@@ -189,7 +231,9 @@ test('bad inputs are rejected with a typed reason', async () => {
 });
 
 test('a file is decoded the same whether read whole or, past READ_WHOLE_MAX_BYTES, from disk; non-files are rejected', async () => {
-  const jpeg = await sharp(knownPixels(120, 90), { raw: { width: 120, height: 90, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  const jpeg = await sharp(knownPixels(120, 90), { raw: { width: 120, height: 90, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
   const small = join(temp.path, 'whole.jpg');
   const large = join(temp.path, 'padded.jpg');
   await writeFile(small, jpeg);

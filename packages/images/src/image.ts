@@ -134,11 +134,13 @@ async function decodeRead(input: Buffer | string, options: DecodeOptions, blocki
   const { size, fit } = options;
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   const source = typeof input === 'string' ? input : 'image';
-  const { data, bytes } = typeof input === 'string' ? (blocking ? readInputBlocking(input, scratch) : await readInput(input)) : { data: input, bytes: input.length };
+  const { data, bytes } =
+    typeof input === 'string' ? (blocking ? readInputBlocking(input, scratch) : await readInput(input)) : { data: input, bytes: input.length };
   if (bytes === 0) throw new ImageRejected('empty', source, 'the file is empty (0 bytes)');
   if (options.formats && typeof data !== 'string') checkFormat(data, options.formats, source);
   const jpeg = typeof data === 'string' ? undefined : decodesWithTurbo(data, size, maxPixels);
-  if (jpeg && typeof data !== 'string') return withJpegUpright(data, jpeg, source, (upright) => resizeRgb(upright.data, upright.width, upright.height, size, fit), blocking || undefined);
+  if (jpeg && typeof data !== 'string')
+    return withJpegUpright(data, jpeg, source, (upright) => resizeRgb(upright.data, upright.width, upright.height, size, fit), blocking || undefined);
   try {
     const image = await openImage(data, { maxPixels, timeoutSeconds: options.timeoutSeconds });
     const { data: pixels, info } = await image
@@ -164,7 +166,14 @@ export function checkFormat(bytes: Uint8Array, formats: readonly ImageFormat[], 
   const format = sniffImageFormat(bytes);
   if (format === undefined) {
     const head = Buffer.from(bytes.subarray(0, 256)).toString('latin1');
-    const other = /^\s*(<\?xml|<svg|<!DOCTYPE svg)/i.test(head) || /<svg[\s>]/i.test(head) ? 'svg' : /^....ftyp(avif|avis|heic|heix|mif1)/s.test(head) ? 'avif/heif' : head.startsWith('%PDF') ? 'pdf' : undefined;
+    const other =
+      /^\s*(<\?xml|<svg|<!DOCTYPE svg)/i.test(head) || /<svg[\s>]/i.test(head)
+        ? 'svg'
+        : /^....ftyp(avif|avis|heic|heix|mif1)/s.test(head)
+          ? 'avif/heif'
+          : head.startsWith('%PDF')
+            ? 'pdf'
+            : undefined;
     if (other) throw new ImageRejected('unsupported-format', source, `${other} is not accepted (accepted: ${formats.join(', ')})`);
     throw new ImageRejected('not-an-image', source, `not an image in an accepted format (${formats.join(', ')})`);
   }
@@ -234,7 +243,9 @@ export async function rejectionOf(error: unknown, input: Buffer | string, source
     return new ImageRejected('not-an-image', source, 'not an image sharp can read (JPEG, PNG, WebP, GIF, TIFF, AVIF)', { cause: error });
   }
   if (/pixel limit/i.test(message)) {
-    const meta = await sharp(input, { limitInputPixels: false }).metadata().catch(() => undefined);
+    const meta = await sharp(input, { limitInputPixels: false })
+      .metadata()
+      .catch(() => undefined);
     const pixels = meta?.width && meta.height ? meta.width * meta.height : undefined;
     const dims = meta?.width && meta.height ? `${meta.width}x${meta.height}` : 'its header';
     if (pixels !== undefined && pixels / bytes > BOMB_PIXELS_PER_BYTE) {
@@ -242,7 +253,8 @@ export async function rejectionOf(error: unknown, input: Buffer | string, source
     }
     return new ImageRejected('too-large', source, `${dims} is over the limit of ${maxPixels} pixels`, { cause: error, hint: 'raise --max-pixels' });
   }
-  if (/timeout/i.test(message)) return new ImageRejected('too-slow', source, 'decoding took too long', { cause: error, hint: 'raise --decode-timeout' });
+  if (/timeout/i.test(message))
+    return new ImageRejected('too-slow', source, 'decoding took too long', { cause: error, hint: 'raise --decode-timeout' });
   // libvips keeps one error buffer for all threads, so with several decodes in flight its text can belong to
   // another image or be empty: a fixed detail keeps rejected.csv deterministic; the original stays as `cause`.
   const detail = 'cannot decode: truncated or corrupt image data';
@@ -255,6 +267,8 @@ export async function imageDimensions(bytes: Buffer): Promise<{ width: number; h
   const jpeg = readJpegHeader(bytes);
   if (jpeg && jpeg.width > 0 && jpeg.height > 0) return { width: jpeg.width, height: jpeg.height };
   const sharp = await loadSharp();
-  const meta = await sharp(bytes, { limitInputPixels: false }).metadata().catch(() => undefined);
+  const meta = await sharp(bytes, { limitInputPixels: false })
+    .metadata()
+    .catch(() => undefined);
   return meta?.width && meta.height ? { width: meta.width, height: meta.height } : undefined;
 }

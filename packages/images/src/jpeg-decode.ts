@@ -44,7 +44,13 @@ const BLOCKING_DECODE_MAX_PIXELS = 2_000_000;
  * result is returned; the pixels are only valid during `use`. Corrupt or truncated data is rejected. `blocking`
  * (default: by BLOCKING_DECODE_MAX_PIXELS): decode on the calling thread.
  */
-export async function withJpegUpright<T>(bytes: Buffer, header: JpegHeader, source: string, use: (image: { data: Uint8Array; width: number; height: number }) => T, blocking?: boolean): Promise<T> {
+export async function withJpegUpright<T>(
+  bytes: Buffer,
+  header: JpegHeader,
+  source: string,
+  use: (image: { data: Uint8Array; width: number; height: number }) => T,
+  blocking?: boolean,
+): Promise<T> {
   let decoded: Awaited<ReturnType<typeof decodeJpegRgb>>;
   const pixels = header.width * header.height;
   try {

@@ -64,7 +64,10 @@ export function readJpegHeader(bytes: Uint8Array): JpegHeader | undefined {
       orientation = exifOrientation(view, start + 6, end) ?? orientation;
     } else if (marker === 0xe2 && startsWith(bytes, start, 'ICC_PROFILE\0')) {
       // One segment (sequence 1 of 1) holds the whole profile; a profile split over several is not looked into.
-      icc = icc === false && end - start > 14 && bytes[start + 12] === 1 && bytes[start + 13] === 1 && isSrgbProfile(bytes.subarray(start + 14, end)) ? 'srgb' : 'other';
+      icc =
+        icc === false && end - start > 14 && bytes[start + 12] === 1 && bytes[start + 13] === 1 && isSrgbProfile(bytes.subarray(start + 14, end))
+          ? 'srgb'
+          : 'other';
     } else if (marker === 0xee && startsWith(bytes, start, 'Adobe') && end - start >= 12) {
       adobeTransform = bytes[start + 11];
     }
@@ -98,13 +101,18 @@ function profileText(tag: Uint8Array): string | undefined {
   if (startsWith(tag, 0, 'desc')) {
     const length = view.getUint32(8);
     if (12 + length > tag.length) return undefined;
-    return Buffer.from(tag.subarray(12, 12 + length)).toString('latin1').replace(/\0+$/, '');
+    return Buffer.from(tag.subarray(12, 12 + length))
+      .toString('latin1')
+      .replace(/\0+$/, '');
   }
   if (startsWith(tag, 0, 'mluc') && tag.length >= 28 && view.getUint32(8) >= 1) {
     const length = view.getUint32(20);
     const offset = view.getUint32(24);
     if (offset + length > tag.length) return undefined;
-    return Buffer.from(tag.subarray(offset, offset + length)).swap16().toString('utf16le').replace(/\0+$/, '');
+    return Buffer.from(tag.subarray(offset, offset + length))
+      .swap16()
+      .toString('utf16le')
+      .replace(/\0+$/, '');
   }
   return undefined;
 }

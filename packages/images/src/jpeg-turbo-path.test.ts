@@ -90,7 +90,15 @@ const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 describe('the libjpeg-turbo path', () => {
   it('resizeRgb matches an independent triangle filter to within rounding, shrinking and enlarging, odd widths', () => {
     // 500 and 557 wide: reductions of 2.2x and 2.5x, whose windows span seven taps but weigh at most five (SIMD pass).
-    for (const [width, height, size] of [[373, 301, 224], [100, 61, 224], [225, 224, 224], [61, 500, 32], [500, 375, 224], [557, 375, 224], [900, 700, 224]] as const) {
+    for (const [width, height, size] of [
+      [373, 301, 224],
+      [100, 61, 224],
+      [225, 224, 224],
+      [61, 500, 32],
+      [500, 375, 224],
+      [557, 375, 224],
+      [900, 700, 224],
+    ] as const) {
       const data = picture(width, height);
       const ours = resizeRgb(data, width, height, size, 'fill');
       assert.ok(maxAbsDiff(ours, referenceResize(data, width, height, size)) <= 1.5, `${width}x${height} -> ${size}`);
@@ -111,7 +119,8 @@ describe('the libjpeg-turbo path', () => {
     const square = new Uint8Array(200 * 200 * 3);
     for (let y = 0; y < 200; y++) square.set(data.subarray((y * width + 50) * 3, (y * width + 250) * 3), y * 200 * 3);
     const [cover, cropped] = [resizeRgb(data, width, height, size, 'cover'), resizeRgb(square, 200, 200, size, 'fill')];
-    const inner = (pixels: Uint8Array) => Array.from({ length: size }, (_, y) => [...pixels.subarray((y * size + 1) * 3, (y * size + size - 1) * 3)]).flat();
+    const inner = (pixels: Uint8Array) =>
+      Array.from({ length: size }, (_, y) => [...pixels.subarray((y * size + 1) * 3, (y * size + size - 1) * 3)]).flat();
     assert.equal(differing(inner(cover), inner(cropped)), 0);
     assert.ok(differing(cover, cropped) > 0, 'the edge columns see past the crop');
   });
@@ -120,7 +129,16 @@ describe('the libjpeg-turbo path', () => {
     const raw = picture(120, 80);
     const base = sharp(raw, { raw: { width: 120, height: 80, channels: 3 } });
     const plain = readJpegHeader(await base.clone().jpeg({ quality: 90 }).toBuffer())!;
-    assert.deepEqual(plain, { width: 120, height: 80, components: 3, precision: 8, coding: 'huffman', orientation: 1, icc: false, adobeTransform: undefined });
+    assert.deepEqual(plain, {
+      width: 120,
+      height: 80,
+      components: 3,
+      precision: 8,
+      coding: 'huffman',
+      orientation: 1,
+      icc: false,
+      adobeTransform: undefined,
+    });
     assert.equal(readJpegHeader(await base.clone().jpeg({ progressive: true }).toBuffer())!.coding, 'progressive');
     const rotated = await base.clone().jpeg().withMetadata({ orientation: 6 }).toBuffer();
     assert.equal(readJpegHeader(rotated)!.orientation, 6);
@@ -134,13 +152,18 @@ describe('the libjpeg-turbo path', () => {
 
   it('is taken for a plain photo-sized JPEG: resizeRgb of the full decode, close to what sharp decodes', async () => {
     const [width, height, size] = [447, 374, 224];
-    const jpeg = await sharp(picture(width, height), { raw: { width, height, channels: 3 } }).jpeg({ quality: 85 }).toBuffer();
+    const jpeg = await sharp(picture(width, height), { raw: { width, height, channels: 3 } })
+      .jpeg({ quality: 85 })
+      .toBuffer();
     assert.ok(decodesWithTurbo(jpeg, size, Number.POSITIVE_INFINITY), 'eligible');
     const full = await decodeJpegRgb(jpeg, width * height); // never released: the test keeps it
     const pixels = await decodeToTensor(jpeg, { size, fit: 'fill' });
     assert.equal(differing(pixels, resizeRgb(full.data, width, height, size, 'fill')), 0, 'this path ran');
     const bySharp = await sharp(jpeg).raw().toBuffer();
-    assert.ok(meanAbsDiff(full.data, bySharp) < 2 && maxAbsDiff(full.data, bySharp) <= 12, `libjpeg-turbo and libvips decode alike (rounding apart): mean ${meanAbsDiff(full.data, bySharp)}, max ${maxAbsDiff(full.data, bySharp)}`);
+    assert.ok(
+      meanAbsDiff(full.data, bySharp) < 2 && maxAbsDiff(full.data, bySharp) <= 12,
+      `libjpeg-turbo and libvips decode alike (rounding apart): mean ${meanAbsDiff(full.data, bySharp)}, max ${maxAbsDiff(full.data, bySharp)}`,
+    );
     const { pixels: served, view } = await decodeWithView(jpeg, { size, fit: 'fill', maxViewPixels: 1e6 });
     assert.equal(differing(served, pixels), 0, 'serve decodes as prep-data does');
     assert.equal(differing(view!.data, full.data), 0, 'one decode gives the view too');
@@ -172,24 +195,38 @@ describe('the libjpeg-turbo path', () => {
   it("takes sRGB-tagged JPEGs too: their pixels are what sharp's colour-managed decode gives, to rounding", async () => {
     const [width, height, size] = [300, 200, 96];
     const base = sharp(picture(width, height), { raw: { width, height, channels: 3 } });
-    for (const tagged of [await base.clone().jpeg({ quality: 90 }).withIccProfile('srgb').toBuffer(), await base.clone().jpeg({ quality: 90 }).withMetadata().toBuffer()]) {
+    for (const tagged of [
+      await base.clone().jpeg({ quality: 90 }).withIccProfile('srgb').toBuffer(),
+      await base.clone().jpeg({ quality: 90 }).withMetadata().toBuffer(),
+    ]) {
       const header = decodesWithTurbo(tagged, size, Infinity);
       assert.equal(header?.icc, 'srgb');
       const decoded = await decodeToTensor(tagged, { size, fit: 'fill' });
       const managed = await sharp(tagged).toColourspace('srgb').raw().toBuffer();
-      assert.ok(meanAbsDiff(decoded, resizeRgb(managed, width, height, size, 'fill')) < 1, `mean ${meanAbsDiff(decoded, resizeRgb(managed, width, height, size, 'fill'))}`);
+      assert.ok(
+        meanAbsDiff(decoded, resizeRgb(managed, width, height, size, 'fill')) < 1,
+        `mean ${meanAbsDiff(decoded, resizeRgb(managed, width, height, size, 'fill'))}`,
+      );
       assert.equal(differing(decoded, await decodeToTensor(withoutIcc(tagged), { size, fit: 'fill' })), 0, 'the profile changes nothing');
     }
   });
 
   it('rejects a truncated JPEG as unreadable', async () => {
-    const jpeg = await sharp(picture(300, 200), { raw: { width: 300, height: 200, channels: 3 } }).jpeg().toBuffer();
+    const jpeg = await sharp(picture(300, 200), { raw: { width: 300, height: 200, channels: 3 } })
+      .jpeg()
+      .toBuffer();
     const cut = jpeg.subarray(0, Math.floor(jpeg.length * 0.6));
     assert.ok(decodesWithTurbo(cut, 224, Infinity), 'the header survives, so this path sees it');
-    await assert.rejects(decodeToTensor(cut, { size: 224, fit: 'fill' }), (error: Error) => error instanceof ImageRejected && error.reason === 'unreadable');
+    await assert.rejects(
+      decodeToTensor(cut, { size: 224, fit: 'fill' }),
+      (error: Error) => error instanceof ImageRejected && error.reason === 'unreadable',
+    );
   });
 
   it('is named in the pipeline identity recorded in dataset manifests', async () => {
-    assert.match(String((await imagePipelineInfo()).jpeg_decoder), /^libjpeg-turbo \(@julusian\/jpeg-turbo \d+\.\d+\.\d+, fast integer IDCT\) then imgpipe triangle\/1/);
+    assert.match(
+      String((await imagePipelineInfo()).jpeg_decoder),
+      /^libjpeg-turbo \(@julusian\/jpeg-turbo \d+\.\d+\.\d+, fast integer IDCT\) then imgpipe triangle\/1/,
+    );
   });
 });

@@ -2,7 +2,10 @@
  * Turn decoded RGB upright by its EXIF orientation (1-8), as viewers and sharp's rotate() do: 2 mirror, 3 rotate
  * 180, 4 flip, 5 transpose, 6 rotate 90 clockwise, 7 transverse, 8 rotate 90 anticlockwise.
  */
-export function orientRgb(image: { data: Uint8Array; width: number; height: number }, orientation: number): { data: Uint8Array; width: number; height: number } {
+export function orientRgb(
+  image: { data: Uint8Array; width: number; height: number },
+  orientation: number,
+): { data: Uint8Array; width: number; height: number } {
   if (orientation <= 1 || orientation > 8) return image;
   const { data, width: w, height: h } = image;
   const swap = orientation >= 5;

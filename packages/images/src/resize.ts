@@ -40,7 +40,7 @@ export function coefficients(inSize: number, outSize: number, offset: number, sp
     let low = Math.max(0, Math.floor(centre - support));
     let high = Math.min(inSize, Math.ceil(centre + support));
     let total = 0;
-    for (let i = low; i < high; i++) total += (window[i - low] = Math.max(0, 1 - Math.abs((i + 0.5 - centre) / support)));
+    for (let i = low; i < high; i++) total += window[i - low] = Math.max(0, 1 - Math.abs((i + 0.5 - centre) / support));
     let first = 0;
     while (high - low - first > 1 && window[first] === 0) first++;
     while (high - low > first + 1 && window[high - low - 1] === 0) high--;
@@ -73,8 +73,29 @@ declare const WebAssembly: { Module: new (bytes: Uint8Array) => object; Instance
 
 interface Kernels {
   memory: { buffer: ArrayBuffer; grow(pages: number): number };
-  vertical(src: number, srcStride: number, dst: number, dstStride: number, rows: number, bytes: number, starts: number, counts: number, weights: number, taps: number): void;
-  horizontal(src: number, srcStride: number, dst: number, rows: number, width: number, starts: number, counts: number, weights: number, taps: number): void;
+  vertical(
+    src: number,
+    srcStride: number,
+    dst: number,
+    dstStride: number,
+    rows: number,
+    bytes: number,
+    starts: number,
+    counts: number,
+    weights: number,
+    taps: number,
+  ): void;
+  horizontal(
+    src: number,
+    srcStride: number,
+    dst: number,
+    rows: number,
+    width: number,
+    starts: number,
+    counts: number,
+    weights: number,
+    taps: number,
+  ): void;
   horizontal5(src: number, srcStride: number, dst: number, rows: number, width: number, starts: number, weights: number): void;
 }
 
@@ -88,7 +109,8 @@ const align16 = (n: number) => (n + 15) & ~15;
 
 /** Resize width x height RGB pixels (rows top to bottom) to size x size: size * size * 3 bytes. */
 export function resizeRgb(pixels: Uint8Array, width: number, height: number, size: number, fit: Fit): Uint8Array {
-  if (pixels.length < width * height * 3) throw new RangeError(`resizeRgb: expected ${width * height * 3} bytes for ${width}x${height}, got ${pixels.length}`);
+  if (pixels.length < width * height * 3)
+    throw new RangeError(`resizeRgb: expected ${width * height * 3} bytes for ${width}x${height}, got ${pixels.length}`);
   const side = Math.min(width, height);
   const [spanX, spanY] = fit === 'cover' ? [side, side] : [width, height];
   const horizontal = coefficients(width, size, (width - spanX) / 2, spanX);
@@ -98,7 +120,17 @@ export function resizeRgb(pixels: Uint8Array, width: number, height: number, siz
   // Memory: source rows (padded to 16 bytes: the SIMD passes read whole 16-byte groups), the vertical pass's rows,
   // the output (with spare bytes for the 4-byte stores), then the coefficient tables.
   const hWeights = horizontal.weights8 ?? horizontal.weights;
-  const layout = [stride * height, stride * size + 16, size * size * 3 + 16, vertical.starts.byteLength, vertical.counts.byteLength, vertical.weights.byteLength, horizontal.starts.byteLength, horizontal.counts.byteLength, hWeights.byteLength];
+  const layout = [
+    stride * height,
+    stride * size + 16,
+    size * size * 3 + 16,
+    vertical.starts.byteLength,
+    vertical.counts.byteLength,
+    vertical.weights.byteLength,
+    horizontal.starts.byteLength,
+    horizontal.counts.byteLength,
+    hWeights.byteLength,
+  ];
   const offsets: number[] = [];
   let end = 0;
   for (const bytes of layout) {
@@ -109,7 +141,17 @@ export function resizeRgb(pixels: Uint8Array, width: number, height: number, siz
   const missing = end - k.memory.buffer.byteLength;
   if (missing > 0) k.memory.grow(Math.ceil(missing / 65536));
   const heap = new Uint8Array(k.memory.buffer);
-  const [src, mid, out, vStarts, vCounts, vWeights, hStarts, hCounts, hWeightsAt] = offsets as [number, number, number, number, number, number, number, number, number];
+  const [src, mid, out, vStarts, vCounts, vWeights, hStarts, hCounts, hWeightsAt] = offsets as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   if (stride === rowBytes) heap.set(pixels.subarray(0, rowBytes * height), src);
   else for (let y = 0; y < height; y++) heap.set(pixels.subarray(y * rowBytes, (y + 1) * rowBytes), src + y * stride);
   const put = (table: Int32Array | Int16Array, at: number) => heap.set(new Uint8Array(table.buffer, table.byteOffset, table.byteLength), at);

@@ -111,7 +111,11 @@ export async function runCli(tool: ToolCli, argv: string[] = process.argv.slice(
   const log = createLogger({ name: tool.name, quiet: Boolean(args.quiet), debug, stream: full.stderr });
   try {
     const settings = await resolveConfig({ flags: args, env: full.env, configPath: args.config as string | undefined, keys: configKeys });
-    const code = await tool.run(args, { ...full, log: createLogger({ name: tool.name, quiet: Boolean(args.quiet), debug: debug || settings.config.project.debug_logs, stream: full.stderr }), settings });
+    const code = await tool.run(args, {
+      ...full,
+      log: createLogger({ name: tool.name, quiet: Boolean(args.quiet), debug: debug || settings.config.project.debug_logs, stream: full.stderr }),
+      settings,
+    });
     return code ?? EXIT_OK;
   } catch (error) {
     reportError(error, log, debug, full.stderr);

@@ -22,7 +22,13 @@ export const CONFIG_SCHEMA = {
   'project.name': { type: 'string', default: 'dogs-vs-cats', doc: 'Name recorded in run.json and model cards.', flag: 'project-name' },
   'project.debug_logs': { type: 'bool', default: false, doc: 'Verbose logs and stack traces.', flag: 'debug' },
 
-  'data.download_path': { type: 'string', default: 'data/', doc: 'Where download-s3 puts images (--dest).', flag: 'dest', aliases: ['download-path'] },
+  'data.download_path': {
+    type: 'string',
+    default: 'data/',
+    doc: 'Where download-s3 puts images (--dest).',
+    flag: 'dest',
+    aliases: ['download-path'],
+  },
   'data.download_data': { type: 'bool', default: true, doc: 'Download from S3; false: rows must already carry local_image.' },
   'data.batch_size': { type: 'int', default: 32, min: 1, doc: 'Batch size for feature extraction and head training.' },
   'data.img_dimensions': { type: 'int', default: 224, min: 8, max: 4096, doc: 'Square side the images are resized to.' },
@@ -32,32 +38,52 @@ export const CONFIG_SCHEMA = {
   'data.seed': { type: 'int', default: 42, min: 0, doc: 'Seed of the train/val/test split.', flag: 'split-seed' },
   'data.images_csv': { type: 'string', default: '', doc: 'The images CSV: a path, "-" for stdin, or s3://bucket/key.csv.', flag: 'csv' },
 
-  'aws.bucket_name': { type: 'string', default: '', doc: 'Bucket for results (and the images CSV when given as a key).', flag: 'bucket', aliases: ['bucket-name'] },
+  'aws.bucket_name': {
+    type: 'string',
+    default: '',
+    doc: 'Bucket for results (and the images CSV when given as a key).',
+    flag: 'bucket',
+    aliases: ['bucket-name'],
+  },
   'aws.aws_access_key_id': { type: 'string', default: '', doc: 'Access key; empty: the standard AWS chain (env, profile).', secret: true },
   'aws.aws_secret_access_key': { type: 'string', default: '', doc: 'Secret key; empty: the standard AWS chain.', secret: true },
   'aws.aws_default_region': { type: 'string', default: 'us-east-1', doc: 'Region.', flag: 'region', env: ['AWS_REGION', 'AWS_DEFAULT_REGION'] },
-  'aws.results_upload_path': { type: 'string', default: 'results/', doc: 'Key prefix upload-s3 writes under.', flag: 'prefix', aliases: ['results-upload-path'] },
-  'aws.endpoint': { type: 'string', default: '', doc: 'S3-compatible endpoint URL (path-style addressing); empty: AWS.', env: ['S3_ENDPOINT', 'AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL'] },
+  'aws.results_upload_path': {
+    type: 'string',
+    default: 'results/',
+    doc: 'Key prefix upload-s3 writes under.',
+    flag: 'prefix',
+    aliases: ['results-upload-path'],
+  },
+  'aws.endpoint': {
+    type: 'string',
+    default: '',
+    doc: 'S3-compatible endpoint URL (path-style addressing); empty: AWS.',
+    env: ['S3_ENDPOINT', 'AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL'],
+  },
 
   'train.epochs': { type: 'int', default: 3, min: 1, doc: 'Epochs per trial.' },
   'train.lr': { type: 'number[]', default: [0.001, 0.005, 0.01], min: 0, exclusiveMin: true, doc: 'Learning rates to sweep.' },
   'train.layer_size': { type: 'int[]', default: [256, 512, 1024], min: 1, doc: 'Hidden layer sizes of the head to sweep.' },
   'train.device': { type: 'string', default: 'auto', choices: DEVICES, doc: 'auto, cpu, wasm, webgpu or cuda.' },
   'train.hyper_param_runs': { type: 'int', default: 0, min: 0, doc: 'Trial budget for --strategy random; 0: every combination.' },
-  'train.strategy': { type: 'string', default: 'grid', choices: ['grid', 'random'], doc: 'grid: every combination; random: hyper_param_runs of them.' },
-  'train.backbone': { type: 'string', default: 'resnet50', doc: 'Built-in name (resnet50, resnet50-int8, mobilenetv2, efficientnet-lite4: train --list-backbones), .onnx file, TF.js model.json, or URL.' },
+  'train.strategy': {
+    type: 'string',
+    default: 'grid',
+    choices: ['grid', 'random'],
+    doc: 'grid: every combination; random: hyper_param_runs of them.',
+  },
+  'train.backbone': {
+    type: 'string',
+    default: 'resnet50',
+    doc: 'Built-in name (resnet50, resnet50-int8, mobilenetv2, efficientnet-lite4: train --list-backbones), .onnx file, TF.js model.json, or URL.',
+  },
   'train.seed': { type: 'int', default: 42, min: 0, doc: 'Seed for initialisation, shuffling and random search.', flag: 'seed' },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof CONFIG_SCHEMA;
 
-type ValueOf<T extends ValueType> = T extends 'string'
-  ? string
-  : T extends 'int' | 'number'
-    ? number
-    : T extends 'bool'
-      ? boolean
-      : number[];
+type ValueOf<T extends ValueType> = T extends 'string' ? string : T extends 'int' | 'number' ? number : T extends 'bool' ? boolean : number[];
 
 type Sections = { [K in ConfigKey as K extends `${infer S}.${string}` ? S : never]: true };
 

@@ -2,14 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Options as YargsOption } from 'yargs';
 import { UsageError } from './errors.js';
 import { parseFlagValue, parseValue } from './values.js';
-import {
-  CONFIG_SCHEMA,
-  envNameOf,
-  flagOf,
-  specOf,
-  type ConfigKey,
-  type ImgpipeConfig,
-} from './config-schema.js';
+import { CONFIG_SCHEMA, envNameOf, flagOf, specOf, type ConfigKey, type ImgpipeConfig } from './config-schema.js';
 
 export type ConfigOrigin = 'flag' | 'env' | 'file' | 'default';
 

@@ -4,7 +4,22 @@ import { test } from 'node:test';
 import { csvString, fromSpreadsheetSafe, readCsvRows, spreadsheetSafe } from './csv.js';
 
 const VALUES = [
-  '=HYPERLINK("http://x","y")', '+1+cmd|', '-2+3', '@SUM(A1)', '\tx', '\rx', "'=x", "''-y", "'quoted", '-0.5', '+3', '1e-3', '-', 'cat', '', "'-1",
+  '=HYPERLINK("http://x","y")',
+  '+1+cmd|',
+  '-2+3',
+  '@SUM(A1)',
+  '\tx',
+  '\rx',
+  "'=x",
+  "''-y",
+  "'quoted",
+  '-0.5',
+  '+3',
+  '1e-3',
+  '-',
+  'cat',
+  '',
+  "'-1",
 ];
 
 test('spreadsheetSafe quotes what a spreadsheet would run, leaves numbers and text, and is undone exactly', () => {
@@ -21,11 +36,20 @@ test('a CSV written forSpreadsheets has no formula cell and reads back to the or
   const rows = VALUES.map((value, i) => ({ i, value, n: -i / 2 }));
   const text = await csvString(['i', 'value', 'n'], rows, { forSpreadsheets: true });
   const raw = (await readCsvRows(Readable.from([text]), { source: 'raw' })).rows;
-  assert.deepEqual(raw.filter((row) => /^[=+\-@\t\r]/.test(row.value!) && Number.isNaN(Number(row.value))), []);
+  assert.deepEqual(
+    raw.filter((row) => /^[=+\-@\t\r]/.test(row.value!) && Number.isNaN(Number(row.value))),
+    [],
+  );
   assert.equal(raw[0]!.value, `'=HYPERLINK("http://x","y")`);
   const back = (await readCsvRows(Readable.from([text]), { source: 'back', forSpreadsheets: true })).rows;
-  assert.deepEqual(back.map((row) => row.value), VALUES);
-  assert.deepEqual(back.map((row) => row.n), rows.map((row) => String(row.n)));
+  assert.deepEqual(
+    back.map((row) => row.value),
+    VALUES,
+  );
+  assert.deepEqual(
+    back.map((row) => row.n),
+    rows.map((row) => String(row.n)),
+  );
   // Without the option, values are written as given (data files).
   assert.equal((await readCsvRows(Readable.from([await csvString(['value'], [{ value: '=1+1' }])]), { source: 'data' })).rows[0]!.value, '=1+1');
 });

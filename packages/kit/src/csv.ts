@@ -43,10 +43,16 @@ export async function readCsv(input: Readable, { source, required = [] }: ReadCs
   const tail = keepTail(input);
   const parseError = (error: unknown) => {
     // The input failed (a network read that could not be resumed): that error, not a parse error.
-    if (inputError !== undefined) return inputError instanceof ImgpipeError ? inputError : new FailureError(`${source}: reading failed: ${messageOf(inputError)}`, { cause: inputError });
+    if (inputError !== undefined)
+      return inputError instanceof ImgpipeError
+        ? inputError
+        : new FailureError(`${source}: reading failed: ${messageOf(inputError)}`, { cause: inputError });
     const reason = incompleteReason(error, tail());
     if (reason !== undefined) {
-      return new InputError(`${source}: the CSV is incomplete: ${reason}; it was cut short by a stage that failed, so nothing is built from it (fix that stage and rerun it)`, { cause: error });
+      return new InputError(
+        `${source}: the CSV is incomplete: ${reason}; it was cut short by a stage that failed, so nothing is built from it (fix that stage and rerun it)`,
+        { cause: error },
+      );
     }
     return new InputError(`${source}: cannot parse CSV: ${(error as Error).message}`, { cause: error });
   };
@@ -60,7 +66,9 @@ export async function readCsv(input: Readable, { source, required = [] }: ReadCs
   const repeated = columns.findIndex((name, index) => columns.indexOf(name) !== index);
   if (repeated !== -1) {
     const name = columns[repeated]!;
-    throw new InputError(`${source}: column '${name}' appears twice in the header (columns ${columns.indexOf(name) + 1} and ${repeated + 1}); rename or remove one`);
+    throw new InputError(
+      `${source}: column '${name}' appears twice in the header (columns ${columns.indexOf(name) + 1} and ${repeated + 1}); rename or remove one`,
+    );
   }
   const missing = required.filter((name) => !columns.includes(name));
   if (missing.length > 0) {
@@ -216,11 +224,13 @@ export function createCsvWriter(output: Writable, columns: readonly string[], op
 }
 
 /** A whole CSV as a string, for small files written atomically. */
-export async function csvString(columns: readonly string[], rows: readonly Record<string, unknown>[], options: CsvWriteOptions = {}): Promise<string> {
+export async function csvString(
+  columns: readonly string[],
+  rows: readonly Record<string, unknown>[],
+  options: CsvWriteOptions = {},
+): Promise<string> {
   const { stringify } = await import('csv-stringify');
   return new Promise((resolve, reject) =>
-    stringify([...rows], stringifyOptions(columns, options), (error, text) =>
-      error ? reject(error) : resolve(text ?? ''),
-    ),
+    stringify([...rows], stringifyOptions(columns, options), (error, text) => (error ? reject(error) : resolve(text ?? ''))),
   );
 }

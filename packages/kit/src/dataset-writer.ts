@@ -13,7 +13,11 @@ import { withFileErrors } from './file-errors.js';
 const splitPixelsFile = (split: SplitName): string => `${split}.u8`;
 const splitRowsFile = (split: SplitName): string => `${split}.csv`;
 /** Every file a dataset directory holds. */
-export const DATASET_FILES: readonly string[] = [MANIFEST_FILE, REJECTED_FILE, ...SPLIT_NAMES.flatMap((split) => [splitPixelsFile(split), splitRowsFile(split)])];
+export const DATASET_FILES: readonly string[] = [
+  MANIFEST_FILE,
+  REJECTED_FILE,
+  ...SPLIT_NAMES.flatMap((split) => [splitPixelsFile(split), splitRowsFile(split)]),
+];
 
 /** One row of a <split>.csv before its position is known: `index` is added on append. */
 interface SplitRowInput {
@@ -57,7 +61,13 @@ export class SplitFilesWriter {
     const outputs = {} as Record<SplitName, SplitOutput>;
     try {
       for (const split of SPLIT_NAMES) {
-        outputs[split] = { handle: await open(join(dir, `${prefix}${splitPixelsFile(split)}`), 'w'), hash: createHash('sha256'), bytes: 0, rows: [], perClass: options.classes.map(() => 0) };
+        outputs[split] = {
+          handle: await open(join(dir, `${prefix}${splitPixelsFile(split)}`), 'w'),
+          hash: createHash('sha256'),
+          bytes: 0,
+          rows: [],
+          perClass: options.classes.map(() => 0),
+        };
       }
     } catch (error) {
       await Promise.all(Object.values(outputs).map((output) => output.handle.close()));

@@ -82,7 +82,10 @@ export async function openDataset(dir: string): Promise<Dataset> {
   try {
     text = await readFile(manifestPath, 'utf8');
   } catch (error) {
-    throw new InputError(`${manifestPath}: cannot read the dataset manifest (${(error as NodeJS.ErrnoException).code ?? error}); run prep-data --out ${dir} first`, { cause: error });
+    throw new InputError(
+      `${manifestPath}: cannot read the dataset manifest (${(error as NodeJS.ErrnoException).code ?? error}); run prep-data --out ${dir} first`,
+      { cause: error },
+    );
   }
   let manifest: DatasetManifest;
   try {
@@ -95,10 +98,15 @@ export async function openDataset(dir: string): Promise<Dataset> {
   for (const split of SPLIT_NAMES) {
     const entry = manifest.splits[split];
     const path = join(dir, entry.pixels.file);
-    const size = await stat(path).then((s) => s.size, () => -1);
+    const size = await stat(path).then(
+      (s) => s.size,
+      () => -1,
+    );
     if (size < 0) throw new InputError(`${path}: missing (listed in ${manifestPath}); rebuild with prep-data --force`);
     if (size !== entry.pixels.bytes || size !== entry.count * imageBytes) {
-      throw new InputError(`${path}: ${size} bytes, expected ${entry.count} images x ${imageBytes} = ${entry.count * imageBytes}; rebuild with prep-data --force`);
+      throw new InputError(
+        `${path}: ${size} bytes, expected ${entry.count} images x ${imageBytes} = ${entry.count * imageBytes}; rebuild with prep-data --force`,
+      );
     }
   }
 
@@ -165,11 +173,15 @@ async function readRows(dir: string, manifest: DatasetManifest, split: SplitName
   try {
     text = await readFile(path);
   } catch (error) {
-    throw new InputError(`${path}: cannot read (${(error as NodeJS.ErrnoException).code ?? error}); rebuild with prep-data --force`, { cause: error });
+    throw new InputError(`${path}: cannot read (${(error as NodeJS.ErrnoException).code ?? error}); rebuild with prep-data --force`, {
+      cause: error,
+    });
   }
   const expected = manifest.splits[split].rows.sha256;
   if (expected && sha256(text) !== expected) {
-    throw new InputError(`${path}: sha256 ${sha256(text)} does not match ${expected} in the dataset manifest; the file changed after prep-data wrote it; rebuild with prep-data --force`);
+    throw new InputError(
+      `${path}: sha256 ${sha256(text)} does not match ${expected} in the dataset manifest; the file changed after prep-data wrote it; rebuild with prep-data --force`,
+    );
   }
   const { rows } = await readCsvRows(Readable.from([text]), { source: path, required: DATASET_ROW_COLUMNS });
   if (rows.length !== manifest.splits[split].count) {

@@ -15,7 +15,8 @@ test('isRegularFile: a file or a link to one; not a directory, a FIFO, a device 
     execFileSync('mkfifo', [join(dir, 'fifo')]);
     assert.equal(await isRegularFile(join(dir, 'a.jpg')), true);
     assert.equal(await isRegularFile(join(dir, 'link.jpg')), true);
-    for (const other of [join(dir, 'sub'), join(dir, 'fifo'), '/dev/zero', join(dir, 'missing')]) assert.equal(await isRegularFile(other), false, other);
+    for (const other of [join(dir, 'sub'), join(dir, 'fifo'), '/dev/zero', join(dir, 'missing')])
+      assert.equal(await isRegularFile(other), false, other);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -137,7 +137,10 @@ export async function exists(path: string): Promise<boolean> {
 
 /** Whether `path` is a regular file (links followed): not missing, a directory, a FIFO or a device. */
 export async function isRegularFile(path: string): Promise<boolean> {
-  return stat(path).then((info) => info.isFile(), () => false);
+  return stat(path).then(
+    (info) => info.isFile(),
+    () => false,
+  );
 }
 
 export function sha256(data: string | Uint8Array): string {

@@ -42,13 +42,15 @@ export async function parseLabelDecisions(text: Buffer | string, source: string,
     const action = (row.action ?? '').trim().toLowerCase() as LabelDecisionAction;
     if (sha !== '' && !/^[0-9a-f]{64}$/.test(sha)) problems.push(`line ${line}: sha256 ${JSON.stringify(row.sha256)} is not 64 hex digits`);
     if (sha === '' && src === '') problems.push(`line ${line}: neither sha256 nor source names the image`);
-    if (!LABEL_DECISION_ACTIONS.includes(action)) problems.push(`line ${line}: action ${JSON.stringify(row.action)} is not one of ${LABEL_DECISION_ACTIONS.join(', ')}`);
+    if (!LABEL_DECISION_ACTIONS.includes(action))
+      problems.push(`line ${line}: action ${JSON.stringify(row.action)} is not one of ${LABEL_DECISION_ACTIONS.join(', ')}`);
     const decision: LabelDecision = { line, sha256: sha, source: src, action };
     if (action === 'relabel') {
       const text = (row.label ?? '').trim();
       const byName = classes.indexOf(text);
       const label = byName >= 0 ? byName : /^\d+$/.test(text) && Number(text) < classes.length ? Number(text) : -1;
-      if (label < 0) problems.push(`line ${line}: label ${JSON.stringify(row.label)} is not one of the classes (${classes.join(', ')}) or their indices`);
+      if (label < 0)
+        problems.push(`line ${line}: label ${JSON.stringify(row.label)} is not one of the classes (${classes.join(', ')}) or their indices`);
       else decision.label = label;
     }
     const key = sha || `source:${src}`;
@@ -59,6 +61,7 @@ export async function parseLabelDecisions(text: Buffer | string, source: string,
     seen.set(key, decision);
     decisions.push(decision);
   }
-  if (problems.length > 0) throw new InputError(`${source}: ${problems.slice(0, 8).join('; ')}${problems.length > 8 ? `; and ${problems.length - 8} more` : ''}`);
+  if (problems.length > 0)
+    throw new InputError(`${source}: ${problems.slice(0, 8).join('; ')}${problems.length > 8 ? `; and ${problems.length - 8} more` : ''}`);
   return decisions;
 }

@@ -53,9 +53,17 @@ export async function acquireLock(target: string, options: LockOptions): Promise
   await mkdir(dirname(path), { recursive: true }).catch((error: NodeJS.ErrnoException) => {
     // A file where a directory must go is named as such; any other failure to write there is notWritable's.
     if (error.code !== 'EEXIST' && error.code !== 'ENOTDIR') notWritable(error, target, options);
-    throw new UsageError(`${options.flag} ${options.shown ?? target}: cannot create the directory ${dirname(path)}: a file is in the way${error.path && error.path !== dirname(path) ? ` (at ${error.path})` : ''}; pass a path under a writable directory`, { cause: error });
+    throw new UsageError(
+      `${options.flag} ${options.shown ?? target}: cannot create the directory ${dirname(path)}: a file is in the way${error.path && error.path !== dirname(path) ? ` (at ${error.path})` : ''}; pass a path under a writable directory`,
+      { cause: error },
+    );
   });
-  const owner: LockOwner = { pid: process.pid, hostname: hostname(), started: new Date().toISOString(), tool: basename(process.argv[1] ?? 'imgpipe').replace(/\.[cm]?[jt]s$/, '') };
+  const owner: LockOwner = {
+    pid: process.pid,
+    hostname: hostname(),
+    started: new Date().toISOString(),
+    tool: basename(process.argv[1] ?? 'imgpipe').replace(/\.[cm]?[jt]s$/, ''),
+  };
   const deadline = Date.now() + (options.waitSeconds ?? 0) * 1000;
   for (;;) {
     try {
@@ -104,8 +112,18 @@ export async function acquireLock(target: string, options: LockOptions): Promise
 function notWritable(error: unknown, target: string, options: LockOptions): never {
   const code = (error as NodeJS.ErrnoException).code;
   if (!code || !['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ENOENT', 'EEXIST'].includes(code)) throw error;
-  const why = code === 'EROFS' ? 'on a read-only file system' : code === 'ENOTDIR' || code === 'EEXIST' ? 'a file is in the way' : code === 'ENOENT' ? 'a directory on the way is missing' : 'permission denied';
-  throw new UsageError(`${options.flag} ${options.shown ?? target}: not writable (${why}: ${(error as Error).message}); pick a directory you can write`, { cause: error });
+  const why =
+    code === 'EROFS'
+      ? 'on a read-only file system'
+      : code === 'ENOTDIR' || code === 'EEXIST'
+        ? 'a file is in the way'
+        : code === 'ENOENT'
+          ? 'a directory on the way is missing'
+          : 'permission denied';
+  throw new UsageError(
+    `${options.flag} ${options.shown ?? target}: not writable (${why}: ${(error as Error).message}); pick a directory you can write`,
+    { cause: error },
+  );
 }
 
 async function readOwner(path: string): Promise<LockOwner | undefined> {

@@ -77,7 +77,9 @@ export async function readModelCard(dir: string): Promise<ModelCard> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new InputError(
-      code === 'ENOENT' ? `${path} not found: ${dir} is not a model directory (pass the run's model/ with --model)` : `${path}: not valid JSON (${(error as Error).message})`,
+      code === 'ENOENT'
+        ? `${path} not found: ${dir} is not a model directory (pass the run's model/ with --model)`
+        : `${path}: not valid JSON (${(error as Error).message})`,
       { cause: error },
     );
   }
@@ -101,7 +103,9 @@ export async function openModelDir(dir: string): Promise<ModelCard> {
   const card = await readModelCard(dir);
   const path = join(dir, 'card.json');
   if (card.backbone.input_size !== undefined && card.backbone.input_size !== card.input.size) {
-    throw new InputError(`${path}: input.size is ${card.input.size} but the backbone was recorded with input_size ${card.backbone.input_size}; the card was edited or belongs to another model`);
+    throw new InputError(
+      `${path}: input.size is ${card.input.size} but the backbone was recorded with input_size ${card.backbone.input_size}; the card was edited or belongs to another model`,
+    );
   }
   await checkModelFiles(dir, card);
   return card;

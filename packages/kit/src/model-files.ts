@@ -48,8 +48,13 @@ async function entriesBesideCard(dir: string): Promise<DirEntry[]> {
 export async function listModelFiles(dir: string): Promise<ModelFileEntry[]> {
   const entries = await entriesBesideCard(dir);
   const odd = entries.find((e) => e.kind !== 'file');
-  if (odd) throw new InputError(`${join(dir, odd.path)}: a model directory holds plain files only, not a ${odd.kind === 'link' ? 'symbolic link' : 'special file'}`);
-  return Promise.all(entries.map(async ({ path }) => ({ path, size: (await lstat(join(dir, path))).size, sha256: await sha256File(join(dir, path)) })));
+  if (odd)
+    throw new InputError(
+      `${join(dir, odd.path)}: a model directory holds plain files only, not a ${odd.kind === 'link' ? 'symbolic link' : 'special file'}`,
+    );
+  return Promise.all(
+    entries.map(async ({ path }) => ({ path, size: (await lstat(join(dir, path))).size, sha256: await sha256File(join(dir, path)) })),
+  );
 }
 
 /** The weight files a TF.js model.json names (weightsManifest paths), relative to the model directory. */
@@ -61,11 +66,14 @@ async function weightPaths(dir: string, modelJson: string): Promise<string[]> {
     throw new InputError(`${join(dir, modelJson)}: not a readable TF.js model.json (${(error as Error).message})`, { cause: error });
   }
   const base = posix.dirname(modelJson);
-  return (json.weightsManifest ?? []).flatMap((group) => group.paths ?? []).map((p) => {
-    const joined = typeof p === 'string' && !p.startsWith('/') && !p.includes('\\') ? posix.normalize(posix.join(base, p)) : undefined;
-    if (!isInsidePath(joined)) throw new InputError(`${join(dir, modelJson)}: weights path ${JSON.stringify(p)} points outside the model directory`);
-    return joined;
-  });
+  return (json.weightsManifest ?? [])
+    .flatMap((group) => group.paths ?? [])
+    .map((p) => {
+      const joined = typeof p === 'string' && !p.startsWith('/') && !p.includes('\\') ? posix.normalize(posix.join(base, p)) : undefined;
+      if (!isInsidePath(joined))
+        throw new InputError(`${join(dir, modelJson)}: weights path ${JSON.stringify(p)} points outside the model directory`);
+      return joined;
+    });
 }
 
 /**
@@ -85,7 +93,11 @@ export async function checkModelFiles(dir: string, card: CardPaths): Promise<voi
     }
     listed.set(entry.path, entry);
   }
-  const followed = [['backbone.path', card.backbone.path], ['head.path', card.head.path], ...(card.onnx ? [['onnx.path', card.onnx.path] as const] : [])] as const;
+  const followed = [
+    ['backbone.path', card.backbone.path],
+    ['head.path', card.head.path],
+    ...(card.onnx ? [['onnx.path', card.onnx.path] as const] : []),
+  ] as const;
   for (const [what, path] of followed) {
     if (!isInsidePath(path)) throw new InputError(`${cardPath}: ${what} ${JSON.stringify(path)} points outside the model directory`);
     if (!listed.has(path)) throw new InputError(`${cardPath}: ${what} ${path} is not among the files the card lists`);
@@ -94,7 +106,8 @@ export async function checkModelFiles(dir: string, card: CardPaths): Promise<voi
   for (const { path, kind } of onDisk) {
     if (kind === 'link') throw new InputError(`${join(dir, path)}: a symbolic link in the model directory; a model directory holds plain files only`);
     if (kind !== 'file') throw new InputError(`${join(dir, path)}: not a regular file; a model directory holds plain files only`);
-    if (!listed.has(path)) throw new InputError(`${join(dir, path)}: not listed in ${cardPath}; remove it, or the directory is not the model the card describes`);
+    if (!listed.has(path))
+      throw new InputError(`${join(dir, path)}: not listed in ${cardPath}; remove it, or the directory is not the model the card describes`);
   }
   const present = new Set(onDisk.map((e) => e.path));
   for (const entry of listed.values()) {
@@ -103,7 +116,10 @@ export async function checkModelFiles(dir: string, card: CardPaths): Promise<voi
     const size = (await lstat(path)).size;
     if (size !== entry.size) throw new InputError(`${path}: ${size} bytes, ${cardPath} lists ${entry.size}; the file is truncated or changed`);
     const digest = await sha256File(path);
-    if (digest !== entry.sha256) throw new InputError(`${path}: sha256 ${digest.slice(0, 12)}… differs from ${entry.sha256.slice(0, 12)}… in ${cardPath}; the file is corrupt or changed`);
+    if (digest !== entry.sha256)
+      throw new InputError(
+        `${path}: sha256 ${digest.slice(0, 12)}… differs from ${entry.sha256.slice(0, 12)}… in ${cardPath}; the file is corrupt or changed`,
+      );
   }
   const modelJsons = [card.head.path, ...(card.backbone.format?.startsWith('tfjs') ? [card.backbone.path] : [])];
   for (const modelJson of modelJsons) {

@@ -19,7 +19,10 @@ export function writePointer(output: NodeJS.WritableStream, pointer: Pointer): v
 
 /** Parse pointer lines: the last JSON object line whose kind is one of `kinds` wins. */
 function parsePointer(text: string, kinds: readonly string[], source = 'stdin'): Pointer {
-  const lines = text.split('\n').map((line) => line.trim()).filter(Boolean);
+  const lines = text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
   for (const line of lines.reverse()) {
     let value: unknown;
     try {

@@ -43,8 +43,7 @@ export function createProgress(options: ProgressOptions): Progress {
   let done = 0;
   let lastLine = started;
   let finished = false;
-  const emit = (status: ProgressStatus, detail?: string) =>
-    onEvent?.({ status, label, done, total, ...(detail === undefined ? {} : { detail }) });
+  const emit = (status: ProgressStatus, detail?: string) => onEvent?.({ status, label, done, total, ...(detail === undefined ? {} : { detail }) });
 
   const cliProgress = !quiet && stream.isTTY ? loadCliProgress() : undefined;
   const bar = cliProgress
@@ -52,7 +51,10 @@ export function createProgress(options: ProgressOptions): Progress {
         {
           stream,
           // Without a total (a CSV still being read) there is no bar to fill: the count, the rate and the detail.
-          format: total === undefined ? `${label} {value} ${unit} | {rate}/s {detail}` : `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | ETA {eta_formatted} {detail}`,
+          format:
+            total === undefined
+              ? `${label} {value} ${unit} | {rate}/s {detail}`
+              : `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | ETA {eta_formatted} {detail}`,
           hideCursor: false,
           clearOnComplete: false,
           etaBuffer: 50,

@@ -53,10 +53,16 @@ export function parsePublication(text: string, source: string): PublicationManif
   } catch (error) {
     throw new InputError(`${source}: not valid JSON (${(error as Error).message})`, { cause: error });
   }
-  if (manifest?.format !== PUBLICATION_FORMAT) throw new InputError(`${source}: format is ${JSON.stringify(manifest?.format)}, expected '${PUBLICATION_FORMAT}'`);
+  if (manifest?.format !== PUBLICATION_FORMAT)
+    throw new InputError(`${source}: format is ${JSON.stringify(manifest?.format)}, expected '${PUBLICATION_FORMAT}'`);
   if (!Array.isArray(manifest.objects) || manifest.objects.length === 0) throw new InputError(`${source}: lists no objects`);
   for (const object of manifest.objects) {
-    if (!isInsidePath(object?.name) || !isInsidePath(object.key) || !Number.isSafeInteger(object.size) || !/^[0-9a-f]{64}$/.test(String(object.sha256))) {
+    if (
+      !isInsidePath(object?.name) ||
+      !isInsidePath(object.key) ||
+      !Number.isSafeInteger(object.size) ||
+      !/^[0-9a-f]{64}$/.test(String(object.sha256))
+    ) {
       throw new InputError(`${source}: object ${JSON.stringify(object)} needs a name and key inside the prefix, a size and a sha256`);
     }
   }

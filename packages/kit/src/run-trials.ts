@@ -88,7 +88,10 @@ export class TrialLog {
   constructor(private readonly path: string) {}
 
   static async open(dir: string, finished: Map<string, TrialRecord>): Promise<TrialLog> {
-    await writeTrialsJsonl(dir, [...finished.values()].sort((a, b) => a.index - b.index));
+    await writeTrialsJsonl(
+      dir,
+      [...finished.values()].sort((a, b) => a.index - b.index),
+    );
     return new TrialLog(join(dir, TRIALS_JSONL));
   }
 
@@ -101,8 +104,22 @@ export class TrialLog {
 }
 
 const TRIAL_COLUMNS = [
-  'trial', 'status', 'lr', 'layer_size', 'dropout', 'batch_size', 'epochs', 'epochs_run', 'best_epoch',
-  'train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'seconds', 'seed', 'reason',
+  'trial',
+  'status',
+  'lr',
+  'layer_size',
+  'dropout',
+  'batch_size',
+  'epochs',
+  'epochs_run',
+  'best_epoch',
+  'train_loss',
+  'train_accuracy',
+  'val_loss',
+  'val_accuracy',
+  'seconds',
+  'seed',
+  'reason',
 ] as const;
 
 /** The hyper-parameter columns of trials.csv and results.csv. */
@@ -110,8 +127,21 @@ const PARAM_COLUMNS = ['lr', 'layer_size', 'dropout', 'batch_size', 'epochs'] as
 
 /** The seed's results columns; eval-model fills test_loss and test_accuracy for the best model. */
 const RESULT_COLUMNS = [
-  'model', 'backbone', 'lr', 'layer_size', 'dropout', 'batch_size', 'epochs',
-  'train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'best', 'status',
+  'model',
+  'backbone',
+  'lr',
+  'layer_size',
+  'dropout',
+  'batch_size',
+  'epochs',
+  'train_loss',
+  'train_accuracy',
+  'val_loss',
+  'val_accuracy',
+  'test_loss',
+  'test_accuracy',
+  'best',
+  'status',
 ] as const;
 
 /** Eight significant digits, as the run's tables hold numbers; empty for a missing value. */
@@ -120,7 +150,11 @@ function tableNumber(value: number): string {
 }
 
 /** trials.csv and results.csv for these trials (in sweep order), written atomically. */
-export async function writeTrialTables(dir: string, records: readonly TrialRecord[], options: { backbone: string; bestTrial?: string }): Promise<void> {
+export async function writeTrialTables(
+  dir: string,
+  records: readonly TrialRecord[],
+  options: { backbone: string; bestTrial?: string },
+): Promise<void> {
   const sorted = [...records].sort((a, b) => a.index - b.index);
   const trials = sorted.map((r) => ({
     trial: r.trial,
@@ -157,7 +191,13 @@ export async function writeTrialTables(dir: string, records: readonly TrialRecor
  * Fill test_loss and test_accuracy in the run's results.csv on the row(s) of the evaluated trial (column `model`),
  * adding the columns when absent. Returns how many rows were updated (0 when there is no results.csv).
  */
-export async function updateResults(runDir: string, trial: string | null, metrics: { test_loss: number; test_accuracy: number }, log: Logger, tta?: string): Promise<number> {
+export async function updateResults(
+  runDir: string,
+  trial: string | null,
+  metrics: { test_loss: number; test_accuracy: number },
+  log: Logger,
+  tta?: string,
+): Promise<number> {
   const path = join(runDir, RESULTS_CSV);
   if (!(await exists(path))) return 0;
   const { columns, rows } = await readCsvRows(Readable.from([await readFile(path)]), { source: path, forSpreadsheets: true });
@@ -238,7 +278,9 @@ export async function readTrials(runDir: string): Promise<TrialSummary[]> {
     if (value.event !== undefined && value.event !== 'trial') return;
     const id = value.trial ?? value.id;
     if (typeof id !== 'string' || !Array.isArray(value.history)) return;
-    const params = Object.fromEntries(Object.entries((value.params as Record<string, unknown>) ?? {}).filter(([, v]) => typeof v === 'number')) as Record<string, number>;
+    const params = Object.fromEntries(
+      Object.entries((value.params as Record<string, unknown>) ?? {}).filter(([, v]) => typeof v === 'number'),
+    ) as Record<string, number>;
     const history = (value.history as Record<string, unknown>[]).map((e, i) => ({
       epoch: finite(e.epoch) ?? i + 1,
       train_loss: finite(e.train_loss) ?? undefined,

@@ -30,7 +30,10 @@ test('stopOnSignals aborts the work on SIGINT or SIGTERM and gives the exit stat
     process.stderr.write('reason ' + stop.signal.reason + ' before ' + (stop.exitCode() ?? 'none') + '\\n');
     stop.dispose();
     process.exitCode = stop.exitCode();`;
-  for (const [signal, status] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  for (const [signal, status] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));

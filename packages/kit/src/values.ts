@@ -60,7 +60,13 @@ export function parseValue(raw: unknown, spec: ValueSpec, label: string): Parsed
     }
     case 'int[]':
     case 'number[]': {
-      const items = Array.isArray(raw) ? raw.flatMap((item) => (typeof item === 'string' ? item.split(',') : [item])) : typeof raw === 'number' ? [raw] : typeof raw === 'string' ? raw.split(',') : undefined;
+      const items = Array.isArray(raw)
+        ? raw.flatMap((item) => (typeof item === 'string' ? item.split(',') : [item]))
+        : typeof raw === 'number'
+          ? [raw]
+          : typeof raw === 'string'
+            ? raw.split(',')
+            : undefined;
       const expected = `a comma-separated list of ${spec.type === 'int[]' ? 'integers' : 'numbers'}${describeBounds(spec)}`;
       if (!items || items.length === 0) return fail(expected);
       const values = items.map(toNumber);
@@ -72,7 +78,14 @@ export function parseValue(raw: unknown, spec: ValueSpec, label: string): Parsed
 
 /** What the value's kind and bounds are, for --help: "integer >= 1", "list of numbers > 0". */
 export function describeValue(spec: ValueSpec): string {
-  const kinds: Record<ValueType, string> = { string: 'text', bool: 'true/false', int: 'integer', number: 'number', 'int[]': 'list of integers', 'number[]': 'list of numbers' };
+  const kinds: Record<ValueType, string> = {
+    string: 'text',
+    bool: 'true/false',
+    int: 'integer',
+    number: 'number',
+    'int[]': 'list of integers',
+    'number[]': 'list of numbers',
+  };
   return kinds[spec.type] + describeBounds(spec);
 }
 

@@ -44,15 +44,24 @@ setInterval(() => {}, 1000);`;
   it('waits for every ready message, forwarding log lines first', async () => {
     const lines: string[] = [];
     const { workers, ready } = await start('logs', 1, 2, { ...silentLogger, info: (line) => lines.push(line) });
-    assert.deepEqual(ready, [{ type: 'ready', index: 1 }, { type: 'ready', index: 1 }]);
+    assert.deepEqual(ready, [
+      { type: 'ready', index: 1 },
+      { type: 'ready', index: 1 },
+    ]);
     assert.deepEqual(lines, ['loading', 'loading']);
     await Promise.all(workers.map((w) => w.terminate()));
   });
 
   it("a worker's own reason, a crash and an exit each fail the start with what happened", async () => {
     await assert.rejects(start('refuses', 1), (e: Error) => e instanceof InputError && e.message === 'refused: no model at m.json');
-    await assert.rejects(start('crashes', 1), (e: Error) => e instanceof FailureError && e.message === 'test model: a worker crashed while starting: bad weights');
-    await assert.rejects(start('exits', 1), (e: Error) => e instanceof FailureError && e.message === 'test model: a worker exited with code 3 while starting');
+    await assert.rejects(
+      start('crashes', 1),
+      (e: Error) => e instanceof FailureError && e.message === 'test model: a worker crashed while starting: bad weights',
+    );
+    await assert.rejects(
+      start('exits', 1),
+      (e: Error) => e instanceof FailureError && e.message === 'test model: a worker exited with code 3 while starting',
+    );
   });
 });
 

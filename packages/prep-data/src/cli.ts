@@ -20,16 +20,28 @@ export const prepDataCli: ToolCli = {
     seed: { value: { type: 'int', min: 0 }, describe: 'Same as --split-seed' },
     'max-pixels': { value: { type: 'int', min: 1 }, describe: 'Reject images whose header declares more pixels (default 268402689)' },
     'max-rejected': { value: { type: 'int', min: 0 }, describe: 'Fail (exit 2) when more images than this are rejected (default: no limit)' },
-    force: { type: 'boolean', default: false, describe: 'Rebuild even when --out already holds this dataset (only a directory prep-data made is ever replaced)' },
-    'wait-lock': { value: { type: 'int', min: 0 }, default: 0, describe: 'Seconds to wait for another build of the same --out to finish (default: exit 75 at once)' },
+    force: {
+      type: 'boolean',
+      default: false,
+      describe: 'Rebuild even when --out already holds this dataset (only a directory prep-data made is ever replaced)',
+    },
+    'wait-lock': {
+      value: { type: 'int', min: 0 },
+      default: 0,
+      describe: 'Seconds to wait for another build of the same --out to finish (default: exit 75 at once)',
+    },
     concurrency: { value: { type: 'int', min: 1 }, describe: 'Threads decoding images (default: the number of cores)' },
-    decisions: { type: 'string', describe: "Review decisions to apply (label-decisions.csv from review-labels' page): drop or relabel images, matched by content sha256; recorded in the manifest and rejected.csv, the CSV itself is never changed" },
+    decisions: {
+      type: 'string',
+      describe:
+        "Review decisions to apply (label-decisions.csv from review-labels' page): drop or relabel images, matched by content sha256; recorded in the manifest and rejected.csv, the CSV itself is never changed",
+    },
   },
   examples: [
     ['download-s3 --csv s3://bucket/images.csv --dest data/ | $0 --out prep/', 'Prepare what download-s3 fetched'],
     ['$0 --csv images.csv --img-dimensions 224 --train-pct 0.8 --val-pct 0.1 --test-pct 0.1', 'From a CSV file'],
     ['$0 --csv images.csv --split-by hash --out prep/', 'Splits that stay put when rows are appended (cron)'],
-    ['$0 --csv images.csv --decisions label-decisions.csv --out prep/', 'Apply the decisions made on review-labels\' page'],
+    ['$0 --csv images.csv --decisions label-decisions.csv --out prep/', "Apply the decisions made on review-labels' page"],
   ],
   async run(args, context) {
     const options = await cliOptions(args, context);
@@ -92,7 +104,6 @@ async function readInput(flag: string | undefined, configured: string, context: 
     throw new UsageError(`--csv ${path}: cannot read the file (${(error as NodeJS.ErrnoException).code ?? error})`, { cause: error });
   }
 }
-
 
 async function readDecisions(path: string, cwd: string): Promise<{ text: Buffer; source: string }> {
   const { readFile } = await import('node:fs/promises');

@@ -20,7 +20,13 @@ before(async () => {
   await copyFile(set.images[0]!.local_image, moved);
   const rows = set.images.map((row, i) => (i === 0 ? { ...row, local_image: moved } : row));
   csvPath = join(temp.path, 'images.csv');
-  await writeFile(csvPath, await csvString(COLUMNS, rows.map((row) => ({ ...row }))));
+  await writeFile(
+    csvPath,
+    await csvString(
+      COLUMNS,
+      rows.map((row) => ({ ...row })),
+    ),
+  );
 });
 after(() => temp.remove());
 
@@ -28,7 +34,13 @@ async function prepCli(argv: string[]) {
   const stdout = capture();
   const stderr = capture();
   const stdin = Object.assign(new PassThrough(), { isTTY: true });
-  const code = await runCli(prepDataCli, argv, { stdout: stdout.stream, stderr: stderr.stream, stdin: stdin as unknown as NodeJS.ReadStream, env: {}, cwd: temp.path });
+  const code = await runCli(prepDataCli, argv, {
+    stdout: stdout.stream,
+    stderr: stderr.stream,
+    stdin: stdin as unknown as NodeJS.ReadStream,
+    env: {},
+    cwd: temp.path,
+  });
   return { code, out: stdout.text(), err: stderr.text() };
 }
 
@@ -43,10 +55,31 @@ const source = (i: number) => `s3://${set.images[i]!.bucket}/${set.images[i]!.s3
 test('prep-data --decisions drops and relabels the images it names by content, records it all, and leaves the CSV alone', async () => {
   const classes = ['cat', 'dog'];
   const decisions = await csvString(LABEL_DECISION_COLUMNS, [
-    { sha256: await fileSha(set.images[0]!.local_image), action: 'drop', label: '', source: 'somewhere/else.jpg', split: 'train', given_label: classes[set.images[0]!.label] },
-    { sha256: await fileSha(set.images[1]!.local_image), action: 'relabel', label: classes[1 - set.images[1]!.label], source: source(1), split: 'val', given_label: '' },
+    {
+      sha256: await fileSha(set.images[0]!.local_image),
+      action: 'drop',
+      label: '',
+      source: 'somewhere/else.jpg',
+      split: 'train',
+      given_label: classes[set.images[0]!.label],
+    },
+    {
+      sha256: await fileSha(set.images[1]!.local_image),
+      action: 'relabel',
+      label: classes[1 - set.images[1]!.label],
+      source: source(1),
+      split: 'val',
+      given_label: '',
+    },
     { sha256: '', action: 'drop', label: '', source: source(2), split: 'test', given_label: '' },
-    { sha256: await fileSha(set.images[3]!.local_image), action: 'keep', label: classes[set.images[3]!.label], source: source(3), split: '', given_label: '' },
+    {
+      sha256: await fileSha(set.images[3]!.local_image),
+      action: 'keep',
+      label: classes[set.images[3]!.label],
+      source: source(3),
+      split: '',
+      given_label: '',
+    },
     { sha256: 'f'.repeat(64), action: 'drop', label: '', source: 'gone.jpg', split: '', given_label: '' },
   ]);
   const decisionsPath = join(temp.path, 'label-decisions.csv');
@@ -68,11 +101,24 @@ test('prep-data --decisions drops and relabels the images it names by content, r
   for (const row of rows) assert.equal(row.fields.content_sha256, await fileSha(row.fields.local_image!));
 
   const { manifest } = await openDataset(dir);
-  assert.deepEqual(manifest.review, { decisions_file: decisionsPath, decisions_sha256: sha256(decisions), dropped: 2, relabelled: 1, kept: 1, unmatched: 1 });
+  assert.deepEqual(manifest.review, {
+    decisions_file: decisionsPath,
+    decisions_sha256: sha256(decisions),
+    dropped: 2,
+    relabelled: 1,
+    kept: 1,
+    unmatched: 1,
+  });
   const { records } = await readCsvFile(join(dir, 'rejected.csv'));
   const rejected = [];
   for await (const record of records) rejected.push(record.row!);
-  assert.deepEqual(rejected.map((r) => [r.source, r.reason]), [[source(0), 'dropped-by-review'], [source(2), 'dropped-by-review']]);
+  assert.deepEqual(
+    rejected.map((r) => [r.source, r.reason]),
+    [
+      [source(0), 'dropped-by-review'],
+      [source(2), 'dropped-by-review'],
+    ],
+  );
   assert.match(rejected[0]!.detail!, /line 2 of .*label-decisions\.csv/);
   assert.deepEqual(await readFile(csvPath), csvBefore, 'the images CSV is never modified');
 

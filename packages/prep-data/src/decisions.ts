@@ -19,7 +19,12 @@ interface AppliedDecisions {
  * follows the picture to another path), or by its source when the decision has no sha256. `drop` removes it (listed
  * in rejected.csv as dropped-by-review), `relabel` gives it the decided class; `keep` changes nothing.
  */
-export async function applyDecisions(items: readonly PrepItem[], classes: readonly string[], input: DecisionsInput, log: Logger): Promise<AppliedDecisions> {
+export async function applyDecisions(
+  items: readonly PrepItem[],
+  classes: readonly string[],
+  input: DecisionsInput,
+  log: Logger,
+): Promise<AppliedDecisions> {
   const decisions = await parseLabelDecisions(input.text, input.source, classes);
   const bySha = new Map(decisions.filter((d) => d.sha256).map((d) => [d.sha256, d]));
   const bySource = new Map(decisions.filter((d) => !d.sha256).map((d) => [d.source, d]));
@@ -47,12 +52,21 @@ export async function applyDecisions(items: readonly PrepItem[], classes: readon
   }
   const unmatched = decisions.filter((d) => !matched.has(d.line));
   if (unmatched.length > 0) {
-    log.warn(`${input.source}: ${unmatched.length} decision${unmatched.length > 1 ? 's' : ''} name${unmatched.length > 1 ? '' : 's'} no image of this CSV (first: line ${unmatched[0]!.line}); ignored`);
+    log.warn(
+      `${input.source}: ${unmatched.length} decision${unmatched.length > 1 ? 's' : ''} name${unmatched.length > 1 ? '' : 's'} no image of this CSV (first: line ${unmatched[0]!.line}); ignored`,
+    );
   }
   log.info(`${input.source}: ${dropped.length} dropped, ${relabelled} relabelled, ${keptCount} kept as labelled by review`);
   return {
     items: kept,
     dropped,
-    review: { decisions_file: input.source, decisions_sha256: sha256(input.text), dropped: dropped.length, relabelled, kept: keptCount, unmatched: unmatched.length },
+    review: {
+      decisions_file: input.source,
+      decisions_sha256: sha256(input.text),
+      dropped: dropped.length,
+      relabelled,
+      kept: keptCount,
+      unmatched: unmatched.length,
+    },
   };
 }

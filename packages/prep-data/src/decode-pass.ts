@@ -7,7 +7,12 @@ type DecodeOutcome = { ok: true; pixels: Uint8Array } | { ok: false; reason: Rej
  * Map `fn` over `items` with at most `concurrency` calls running and at most `window` results waiting, yielding
  * results in input order: decoding runs in parallel while the output stays deterministic and memory stays bounded.
  */
-export async function* orderedMap<T, R>(items: readonly T[], fn: (item: T, index: number) => Promise<R>, concurrency: number, window = concurrency * 4): AsyncGenerator<R> {
+export async function* orderedMap<T, R>(
+  items: readonly T[],
+  fn: (item: T, index: number) => Promise<R>,
+  concurrency: number,
+  window = concurrency * 4,
+): AsyncGenerator<R> {
   const limit = pLimit(Math.max(1, concurrency));
   const pending: Promise<R>[] = [];
   let next = 0;
@@ -32,7 +37,13 @@ export async function decodeOutcome(pool: DecodePool, path: string, options: Dec
   try {
     return { ok: true, pixels: await pool.decode(path, options) };
   } catch (error) {
-    if (error instanceof ImageRejected) return { ok: false, reason: error.reason, detail: error.hint ? `${error.detail} (${error.hint})` : error.detail, ...(error.cause instanceof Error ? { cause: error.cause.message } : {}) };
+    if (error instanceof ImageRejected)
+      return {
+        ok: false,
+        reason: error.reason,
+        detail: error.hint ? `${error.detail} (${error.hint})` : error.detail,
+        ...(error.cause instanceof Error ? { cause: error.cause.message } : {}),
+      };
     throw error;
   }
 }

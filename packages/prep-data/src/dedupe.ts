@@ -10,14 +10,22 @@ import type { EarlyReject, PrepItem } from './prep-item.js';
  * kept; later ones are rejected as `duplicate`. Sets each kept item's contentSha256 (undefined when the file
  * cannot be read or is not a regular file: decoding rejects it later). Files are read on the pool's threads.
  */
-export async function dedupeItems(items: readonly PrepItem[], pool: DecodePool, progress?: Progress): Promise<{ kept: PrepItem[]; duplicates: EarlyReject[] }> {
+export async function dedupeItems(
+  items: readonly PrepItem[],
+  pool: DecodePool,
+  progress?: Progress,
+): Promise<{ kept: PrepItem[]; duplicates: EarlyReject[] }> {
   const bySource = new Map<string, PrepItem>();
   const byPath = new Map<string, PrepItem>();
   const byContent = new Map<string, PrepItem>();
   const kept: PrepItem[] = [];
   const duplicates: EarlyReject[] = [];
   const duplicate = (item: PrepItem, first: PrepItem, how: string) =>
-    duplicates.push({ item, reason: 'duplicate', detail: `${how} as line ${first.line} (${first.row.local_image ?? first.source}); kept there so it is in one split only` });
+    duplicates.push({
+      item,
+      reason: 'duplicate',
+      detail: `${how} as line ${first.line} (${first.row.local_image ?? first.source}); kept there so it is in one split only`,
+    });
   // Only regular files are read: opening a FIFO blocks for ever, /dev/zero never ends (decoding rejects both).
   const identities = await pLimit(4 * pool.concurrency).map(items, async (item) => {
     const identity = await pool.identify(item.path);

@@ -22,7 +22,8 @@ after(() => temp.remove());
 
 test('prep-data reads the CSV on stdin, writes the dataset and prints one pointer line; a rerun does nothing', async () => {
   const csv = await readFile(set.csvPath);
-  const run = (...extra: string[]) => execa('node', [BIN, '--out', 'prep', '--img-dimensions', '16', '--split-seed', '5', ...extra], { cwd: temp.path, input: csv, reject: false });
+  const run = (...extra: string[]) =>
+    execa('node', [BIN, '--out', 'prep', '--img-dimensions', '16', '--split-seed', '5', ...extra], { cwd: temp.path, input: csv, reject: false });
   const first = await run();
   assert.equal(first.exitCode, 0, first.stderr);
   assert.deepEqual(JSON.parse(first.stdout), { kind: 'dataset', path: 'prep', manifest: 'prep/manifest.json' });
@@ -44,9 +45,23 @@ test('a FIFO or a link to /dev/zero in local_image is rejected as not a regular 
   execFileSync('mkfifo', [fifo]);
   await symlink('/dev/zero', join(temp.path, 'zero.png'));
   const good = set.images.slice(0, 8);
-  const rows = [...good, { ...good[0]!, s3_image: 'special/fifo.png', local_image: fifo }, { ...good[1]!, s3_image: 'special/zero.png', local_image: join(temp.path, 'zero.png') }];
-  await writeFile(join(temp.path, 'special.csv'), await csvString(['bucket', 's3_image', 'category', 'label', 'local_image'], rows.map((row) => ({ ...row }))));
-  const run = execa('node', [BIN, '--csv', 'special.csv', '--out', 'special', '--img-dimensions', '16'], { cwd: temp.path, reject: false, timeout: 60_000 });
+  const rows = [
+    ...good,
+    { ...good[0]!, s3_image: 'special/fifo.png', local_image: fifo },
+    { ...good[1]!, s3_image: 'special/zero.png', local_image: join(temp.path, 'zero.png') },
+  ];
+  await writeFile(
+    join(temp.path, 'special.csv'),
+    await csvString(
+      ['bucket', 's3_image', 'category', 'label', 'local_image'],
+      rows.map((row) => ({ ...row })),
+    ),
+  );
+  const run = execa('node', [BIN, '--csv', 'special.csv', '--out', 'special', '--img-dimensions', '16'], {
+    cwd: temp.path,
+    reject: false,
+    timeout: 60_000,
+  });
   const result = await run.finally(async () => {
     // Should the bin be stuck opening the FIFO, a writer releases it so the test process can end.
     const writer = await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);

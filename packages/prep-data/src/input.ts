@@ -25,7 +25,13 @@ const SHOWN = 8;
  * Parse and check the CSV. Problems with the table itself (a malformed line, a label that is not an integer,
  * a label with two names, a gap in the labels) are InputErrors that name the lines; nothing is guessed.
  */
-export async function parsePrepInput(text: Buffer, source: string, cwd: string, pool: DecodePool, options: { progress?: (total: number) => Progress } = {}): Promise<PrepInput> {
+export async function parsePrepInput(
+  text: Buffer,
+  source: string,
+  cwd: string,
+  pool: DecodePool,
+  options: { progress?: (total: number) => Progress } = {},
+): Promise<PrepInput> {
   const { columns, records } = await readCsv(Readable.from([text]), { source, required: REQUIRED_COLUMNS });
   const malformed: string[] = [];
   const badLabels: number[] = [];
@@ -107,7 +113,10 @@ function classProblems(items: PrepItem[]): string[] {
   }
   for (const [name, labels] of byName) {
     if (labels.size > 1) {
-      const described = [...labels].sort((a, b) => a[0] - b[0]).map(([label, at]) => `label ${label} (${lines(at)})`).join(' and ');
+      const described = [...labels]
+        .sort((a, b) => a[0] - b[0])
+        .map(([label, at]) => `label ${label} (${lines(at)})`)
+        .join(' and ');
       problems.push(`category '${name}' names ${labels.size} labels: ${described}; give each label its own category`);
     }
   }

@@ -11,9 +11,13 @@ const OWN_FILES = new Set(DATASET_FILES);
  * and nothing but its own files). Returns the finished dataset's manifest there, if any.
  */
 export async function checkOutTarget(dir: string, out: string, cwd: string, inputs: readonly string[]): Promise<DatasetManifest | undefined> {
-  if (inside(dir, cwd)) throw new UsageError(`--out ${out} is the working directory or one above it; replacing it would delete what is there; pick a new directory (e.g. --out prep)`);
+  if (inside(dir, cwd))
+    throw new UsageError(
+      `--out ${out} is the working directory or one above it; replacing it would delete what is there; pick a new directory (e.g. --out prep)`,
+    );
   const input = inputs.find((path) => inside(dir, path));
-  if (input !== undefined) throw new UsageError(`--out ${out} holds input image ${input}; a rebuild would delete it; pick a directory of its own (e.g. --out prep)`);
+  if (input !== undefined)
+    throw new UsageError(`--out ${out} holds input image ${input}; a rebuild would delete it; pick a directory of its own (e.g. --out prep)`);
   const info = await stat(dir).catch(() => undefined);
   if (!info) return undefined;
   if (!info.isDirectory()) throw new UsageError(`--out ${out} is a file, not a directory; pick another --out`);
@@ -23,9 +27,14 @@ export async function checkOutTarget(dir: string, out: string, cwd: string, inpu
   const ours = names.includes(MANIFEST_FILE);
   if (!ours || foreign.length > 0) {
     const shown = foreign.slice(0, 3).join(', ') + (foreign.length > 3 ? ` and ${foreign.length - 3} more` : '');
-    throw new UsageError(`--out ${out} holds files prep-data did not write (${shown || names.slice(0, 3).join(', ')}); it only replaces a dataset directory it made; remove them or pick another --out`);
+    throw new UsageError(
+      `--out ${out} holds files prep-data did not write (${shown || names.slice(0, 3).join(', ')}); it only replaces a dataset directory it made; remove them or pick another --out`,
+    );
   }
-  return openDataset(dir).then((dataset) => dataset.manifest, () => undefined);
+  return openDataset(dir).then(
+    (dataset) => dataset.manifest,
+    () => undefined,
+  );
 }
 
 /** Whether `path` is `dir` or below it. */

@@ -20,19 +20,34 @@ before(async () => {
 });
 after(() => temp.remove());
 
-const csvOf = async (rows: readonly Record<string, unknown>[], columns = COLUMNS) => Buffer.from(await csvString(columns, rows as Record<string, unknown>[]));
+const csvOf = async (rows: readonly Record<string, unknown>[], columns = COLUMNS) =>
+  Buffer.from(await csvString(columns, rows as Record<string, unknown>[]));
 const prep = (csv: Buffer, overrides: Partial<PrepDataOptions>) =>
-  runPrepData({ csv, csvSource: 'test.csv', out: join(temp.path, 'out'), cwd: temp.path, size: 8, fractions: { train: 0.5, val: 0.25, test: 0.25 }, seed: 1, quiet: true, concurrency: 2, ...overrides });
-const local = (rows: readonly { bucket: string; s3_image: string; category: string; label: number; local_image: string }[]) => rows.map(({ category, label, local_image }) => ({ category, label, local_image }));
+  runPrepData({
+    csv,
+    csvSource: 'test.csv',
+    out: join(temp.path, 'out'),
+    cwd: temp.path,
+    size: 8,
+    fractions: { train: 0.5, val: 0.25, test: 0.25 },
+    seed: 1,
+    quiet: true,
+    concurrency: 2,
+    ...overrides,
+  });
+const local = (rows: readonly { bucket: string; s3_image: string; category: string; label: number; local_image: string }[]) =>
+  rows.map(({ category, label, local_image }) => ({ category, label, local_image }));
 
 test('an image changed in place (same CSV) rebuilds the dataset, with or without local_sha256', async () => {
   const dir = join(temp.path, 'stale');
   await mkdir(dir);
-  const rows = await Promise.all(set.images.slice(0, 6).map(async (row, i) => {
-    const path = join(dir, `${i}.png`);
-    await copyFile(row.local_image, path);
-    return { category: row.category, label: row.label, local_image: path };
-  }));
+  const rows = await Promise.all(
+    set.images.slice(0, 6).map(async (row, i) => {
+      const path = join(dir, `${i}.png`);
+      await copyFile(row.local_image, path);
+      return { category: row.category, label: row.label, local_image: path };
+    }),
+  );
   const out = join(temp.path, 'stale-out');
   const csv = await csvOf(rows, ['category', 'label', 'local_image']);
   const first = await prep(csv, { out });
@@ -44,7 +59,10 @@ test('an image changed in place (same CSV) rebuilds the dataset, with or without
   const pixels = SPLIT_NAMES.map((s) => second.manifest.splits[s].pixels.sha256).join();
   assert.notEqual(pixels, SPLIT_NAMES.map((s) => first.manifest.splits[s].pixels.sha256).join(), 'the new pixels are in the dataset');
   // A local_sha256 column (download-s3's) that is older than an edit in place does not hide the edit.
-  const withSha = await csvOf(rows.map((row) => ({ ...row, local_sha256: 'a'.repeat(64) })), ['category', 'label', 'local_image', 'local_sha256']);
+  const withSha = await csvOf(
+    rows.map((row) => ({ ...row, local_sha256: 'a'.repeat(64) })),
+    ['category', 'label', 'local_image', 'local_sha256'],
+  );
   assert.equal((await prep(withSha, { out })).upToDate, false);
   assert.equal((await prep(withSha, { out })).upToDate, true);
   await copyFile(set.images[8]!.local_image, rows[4]!.local_image);
@@ -54,11 +72,13 @@ test('an image changed in place (same CSV) rebuilds the dataset, with or without
 test('--force never deletes a directory prep-data did not make: inputs inside --out, the working directory', async () => {
   const dir = join(temp.path, 'inputs');
   await mkdir(dir);
-  const rows = await Promise.all(set.images.slice(0, 6).map(async (row, i) => {
-    const path = join(dir, `${i}.png`);
-    await copyFile(row.local_image, path);
-    return { category: row.category, label: row.label, local_image: path };
-  }));
+  const rows = await Promise.all(
+    set.images.slice(0, 6).map(async (row, i) => {
+      const path = join(dir, `${i}.png`);
+      await copyFile(row.local_image, path);
+      return { category: row.category, label: row.label, local_image: path };
+    }),
+  );
   const csv = await csvOf(rows, ['category', 'label', 'local_image']);
   for (const out of [dir, '.', '..']) {
     await assert.rejects(prep(csv, { out, force: true }), (error: unknown) => {
@@ -86,7 +106,10 @@ test('the same image under alias paths or another name is kept once and listed a
   const rows = [...aliases.map((path) => ({ category: image.category, label: image.label, local_image: path })), ...others];
   const result = await prep(await csvOf(rows, ['category', 'label', 'local_image']), { out: join(temp.path, 'dedupe') });
   const dupes = result.rejected.filter((row) => row.reason === 'duplicate');
-  assert.deepEqual(dupes.map((row) => row.local_image), aliases.slice(1));
+  assert.deepEqual(
+    dupes.map((row) => row.local_image),
+    aliases.slice(1),
+  );
   for (const row of dupes) assert.match(row.detail, /as line 2 \(/, 'names the kept row');
   const dataset = await openDataset(join(temp.path, 'dedupe'));
   const all = (await Promise.all(SPLIT_NAMES.map((s) => dataset.rows(s)))).flat();
@@ -98,10 +121,26 @@ test('the same image under alias paths or another name is kept once and listed a
 test('inconsistent labels and categories exit 2 naming the rows, without a huge allocation or a stack', async () => {
   const rows = set.images.slice(0, 6).map((row) => ({ category: row.category, label: row.label, local_image: row.local_image }));
   const cases: [string, Record<string, unknown>[], RegExp][] = [
-    ['one name for two labels', rows.map((r) => ({ ...r, category: 'cat' })), /category 'cat' names 2 labels: label 0 \(line[s]? [\d, ]+\) and label 1/],
-    ['a single class', rows.map((r) => ({ ...r, label: 0, category: 'cat' })), /every row has label 0 \('cat'\): a classifier needs at least two classes/],
-    ['a huge label', rows.map((r, i) => (i === 3 ? { ...r, label: 99999999, category: 'huge' } : r)), /no row has label 2 .*rows with label 99999999: line 5\)/],
-    ['a label far beyond safe integers', rows.map((r, i) => (i === 1 ? { ...r, label: '99999999999999999999999' } : r)), /'label' must be a non-negative integer on line 3/],
+    [
+      'one name for two labels',
+      rows.map((r) => ({ ...r, category: 'cat' })),
+      /category 'cat' names 2 labels: label 0 \(line[s]? [\d, ]+\) and label 1/,
+    ],
+    [
+      'a single class',
+      rows.map((r) => ({ ...r, label: 0, category: 'cat' })),
+      /every row has label 0 \('cat'\): a classifier needs at least two classes/,
+    ],
+    [
+      'a huge label',
+      rows.map((r, i) => (i === 3 ? { ...r, label: 99999999, category: 'huge' } : r)),
+      /no row has label 2 .*rows with label 99999999: line 5\)/,
+    ],
+    [
+      'a label far beyond safe integers',
+      rows.map((r, i) => (i === 1 ? { ...r, label: '99999999999999999999999' } : r)),
+      /'label' must be a non-negative integer on line 3/,
+    ],
   ];
   for (const [what, table, pattern] of cases) {
     const heapBefore = process.memoryUsage().heapUsed;
@@ -117,19 +156,32 @@ test('inconsistent labels and categories exit 2 naming the rows, without a huge 
   const stderr = new PassThrough();
   let err = '';
   stderr.on('data', (chunk) => (err += chunk));
-  const code = await runCli(prepDataCli, ['--csv', csvPath, '--out', 'cli-huge'], { stdout: new PassThrough(), stderr, stdin: Object.assign(new PassThrough(), { isTTY: true }) as unknown as NodeJS.ReadStream, env: {}, cwd: temp.path });
+  const code = await runCli(prepDataCli, ['--csv', csvPath, '--out', 'cli-huge'], {
+    stdout: new PassThrough(),
+    stderr,
+    stdin: Object.assign(new PassThrough(), { isTTY: true }) as unknown as NodeJS.ReadStream,
+    env: {},
+    cwd: temp.path,
+  });
   assert.equal(code, 2);
   assert.match(err, /line 5/);
   assert.doesNotMatch(err, /\n\s+at /, 'no stack trace');
 });
 
-test('a build of the same --out by a live process: exit 75; a dead build\'s lock and temp directory are cleaned up', async () => {
+test("a build of the same --out by a live process: exit 75; a dead build's lock and temp directory are cleaned up", async () => {
   const csv = await csvOf(local(set.images.slice(0, 6)), ['category', 'label', 'local_image']);
   const out = join(temp.path, 'locked-out');
   const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
   try {
-    await writeFile(lockPathFor(out), JSON.stringify({ pid: holder.pid, hostname: hostname(), started: new Date().toISOString(), tool: 'prep-data' }));
-    await assert.rejects(prep(csv, { out }), (error: unknown) => error instanceof ImgpipeError && error.exitCode === EXIT_LOCKED && /--out .* dataset build is locked by prep-data/.test(error.message));
+    await writeFile(
+      lockPathFor(out),
+      JSON.stringify({ pid: holder.pid, hostname: hostname(), started: new Date().toISOString(), tool: 'prep-data' }),
+    );
+    await assert.rejects(
+      prep(csv, { out }),
+      (error: unknown) =>
+        error instanceof ImgpipeError && error.exitCode === EXIT_LOCKED && /--out .* dataset build is locked by prep-data/.test(error.message),
+    );
   } finally {
     holder.kill();
   }

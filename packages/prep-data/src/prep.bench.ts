@@ -50,7 +50,9 @@ print(time.process_time() - started)
 const pil = spawnSync(values.python, ['-c', 'import PIL; print(PIL.__version__)'], { encoding: 'utf8' });
 const pilVersion = pil.status === 0 ? pil.stdout.trim() : undefined;
 if (!pilVersion) {
-  process.stderr.write(`PIL is not available from ${values.python} (${(pil.error?.message ?? pil.stderr).trim()}): reporting prep-data only; apt-get install python3-pil\n`);
+  process.stderr.write(
+    `PIL is not available from ${values.python} (${(pil.error?.message ?? pil.stderr).trim()}): reporting prep-data only; apt-get install python3-pil\n`,
+  );
 }
 
 /** Children's CPU seconds so far (user + sys of waited-for children, from /proc; USER_HZ is 100 on Linux). */
@@ -89,7 +91,10 @@ try {
     const paths = await buildPhotoSet({ dir, count });
     process.stderr.write(`photo-like set: ${count} JPEGs in ${dir} (${((Date.now() - started) / 1000).toFixed(1)}s)\n`);
     const csvPath = join(work.path, 'images.csv');
-    await writeFile(csvPath, `bucket,s3_image,category,label,local_image\n${paths.map((p, i) => `b,${i}.jpg,${i % 2 ? 'dog' : 'cat'},${i % 2},${p}`).join('\n')}\n`);
+    await writeFile(
+      csvPath,
+      `bucket,s3_image,category,label,local_image\n${paths.map((p, i) => `b,${i}.jpg,${i % 2 ? 'dog' : 'cat'},${i % 2},${p}`).join('\n')}\n`,
+    );
     const listPath = join(work.path, 'paths.txt');
     await writeFile(listPath, paths.join('\n'));
     const image = 'photo-like';
@@ -102,22 +107,46 @@ try {
       prep.push(await timed(process.execPath, [bin, '--csv', csvPath, '--out', out, '--img-dimensions', String(size), '--quiet']));
       await rm(out, { recursive: true, force: true });
       if (pilVersion) reference.push(await timed(values.python, [pilScript, listPath]));
-      process.stderr.write(`${image} run ${run + 1}: prep-data ${prep.at(-1)!.wall.toFixed(2)}s${pilVersion ? `, PIL ${reference.at(-1)!.wall.toFixed(2)}s` : ''}\n`);
+      process.stderr.write(
+        `${image} run ${run + 1}: prep-data ${prep.at(-1)!.wall.toFixed(2)}s${pilVersion ? `, PIL ${reference.at(-1)!.wall.toFixed(2)}s` : ''}\n`,
+      );
     }
     const best = (list: { wall: number; cpu: number | undefined }[]) => Math.min(...list.map((r) => r.wall));
-    const bestCpu = (list: { wall: number; cpu: number | undefined }[]) => (list.every((r) => r.cpu !== undefined) ? Math.min(...list.map((r) => r.cpu!)) : undefined);
+    const bestCpu = (list: { wall: number; cpu: number | undefined }[]) =>
+      list.every((r) => r.cpu !== undefined) ? Math.min(...list.map((r) => r.cpu!)) : undefined;
     const report = (who: string, list: { wall: number; cpu: number | undefined }[]) => {
-      results.push({ name: `${who} ${image} -> ${size}, whole process, best of ${runs}`, unit: 'images/s', value: count / best(list), params: { ...params, wall_s: list.map((r) => r.wall) } });
+      results.push({
+        name: `${who} ${image} -> ${size}, whole process, best of ${runs}`,
+        unit: 'images/s',
+        value: count / best(list),
+        params: { ...params, wall_s: list.map((r) => r.wall) },
+      });
       const cpu = bestCpu(list);
-      if (cpu !== undefined) results.push({ name: `${who} ${image} -> ${size}, whole process, CPU`, unit: 'cpu-ms/image', value: (cpu * 1000) / count, params: { ...params, cpu_s: list.map((r) => r.cpu) } });
+      if (cpu !== undefined)
+        results.push({
+          name: `${who} ${image} -> ${size}, whole process, CPU`,
+          unit: 'cpu-ms/image',
+          value: (cpu * 1000) / count,
+          params: { ...params, cpu_s: list.map((r) => r.cpu) },
+        });
     };
     report('prep-data', prep);
     if (pilVersion) {
       report('PIL single-threaded', reference);
-      results.push({ name: `prep-data vs PIL ${image} -> ${size}, wall-time ratio (PIL s / prep-data s)`, unit: 'x', value: best(reference) / best(prep), params });
+      results.push({
+        name: `prep-data vs PIL ${image} -> ${size}, wall-time ratio (PIL s / prep-data s)`,
+        unit: 'x',
+        value: best(reference) / best(prep),
+        params,
+      });
       const [pilCpu, prepCpu] = [bestCpu(reference), bestCpu(prep)];
       if (pilCpu !== undefined && prepCpu !== undefined) {
-        results.push({ name: `prep-data vs PIL ${image} -> ${size}, CPU-time ratio (PIL cpu-s / prep-data cpu-s)`, unit: 'x', value: pilCpu / prepCpu, params });
+        results.push({
+          name: `prep-data vs PIL ${image} -> ${size}, CPU-time ratio (PIL cpu-s / prep-data cpu-s)`,
+          unit: 'x',
+          value: pilCpu / prepCpu,
+          params,
+        });
       }
     }
 
@@ -138,10 +167,25 @@ try {
         theirs.push((Number(loop.stdout.trim()) * 1000) / count);
       }
     }
-    results.push({ name: `decode + resize ${image} -> ${size}, one thread, imgpipe (decodeToTensorBlocking)`, unit: 'cpu-ms/image', value: Math.min(...ours), params: { ...loopParams, cpu_ms: ours } });
+    results.push({
+      name: `decode + resize ${image} -> ${size}, one thread, imgpipe (decodeToTensorBlocking)`,
+      unit: 'cpu-ms/image',
+      value: Math.min(...ours),
+      params: { ...loopParams, cpu_ms: ours },
+    });
     if (pilVersion) {
-      results.push({ name: `decode + resize ${image} -> ${size}, one thread, PIL`, unit: 'cpu-ms/image', value: Math.min(...theirs), params: { ...loopParams, cpu_ms: theirs } });
-      results.push({ name: `decode + resize ${image} -> ${size}, CPU ratio (imgpipe / PIL: at most 1, target 0.5)`, unit: 'x', value: Math.min(...ours) / Math.min(...theirs), params: loopParams });
+      results.push({
+        name: `decode + resize ${image} -> ${size}, one thread, PIL`,
+        unit: 'cpu-ms/image',
+        value: Math.min(...theirs),
+        params: { ...loopParams, cpu_ms: theirs },
+      });
+      results.push({
+        name: `decode + resize ${image} -> ${size}, CPU ratio (imgpipe / PIL: at most 1, target 0.5)`,
+        unit: 'x',
+        value: Math.min(...ours) / Math.min(...theirs),
+        params: loopParams,
+      });
     }
   }
   await writeBenchResults('prep-data', results);

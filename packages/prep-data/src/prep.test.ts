@@ -82,7 +82,10 @@ test('the dataset reads back: pixels in row order equal a direct decode; rows ca
   // Reading every file's hash comes first, with progress of its own (a large CSV spends minutes there).
   const hashed = reported.filter((event) => event.label === 'prep-data: hash');
   assert.deepEqual([hashed[0]!.status, hashed.at(-1)!.status, hashed.at(-1)!.done, hashed.at(-1)!.total], ['start', 'done', 12, 12]);
-  assert.ok(reported.indexOf(hashed.at(-1)!) < reported.findIndex((event) => event.label === 'prep-data'), 'hashing is reported before decoding starts');
+  assert.ok(
+    reported.indexOf(hashed.at(-1)!) < reported.findIndex((event) => event.label === 'prep-data'),
+    'hashing is reported before decoding starts',
+  );
   const events = reported.filter((event) => event.label === 'prep-data');
   assert.equal(events[0]!.status, 'start');
   assert.equal(events.at(-1)!.status, 'done');
@@ -95,9 +98,23 @@ test('the dataset reads back: pixels in row order equal a direct decode; rows ca
   assert.equal(dataset.manifest.fit, 'cover');
   assert.equal(dataset.manifestSha256, sha256(await readFile(result.pointer.manifest as string)));
   const train = await dataset.rows('train');
-  assert.deepEqual(Object.keys(train[0]!.fields), ['index', 'source', 'label', 'category', 'content_sha256', 'bucket', 's3_image', 'local_image', 'note']);
-  for (const row of train) assert.equal(row.fields.content_sha256, sha256(await readFile(row.fields.local_image!)), `${row.source}: content_sha256 is the file's`);
-  assert.deepEqual([...(await dataset.labels('train'))], train.map((row) => row.label));
+  assert.deepEqual(Object.keys(train[0]!.fields), [
+    'index',
+    'source',
+    'label',
+    'category',
+    'content_sha256',
+    'bucket',
+    's3_image',
+    'local_image',
+    'note',
+  ]);
+  for (const row of train)
+    assert.equal(row.fields.content_sha256, sha256(await readFile(row.fields.local_image!)), `${row.source}: content_sha256 is the file's`);
+  assert.deepEqual(
+    [...(await dataset.labels('train'))],
+    train.map((row) => row.label),
+  );
   const imageBytes = SIZE * SIZE * 3;
   const all = await dataset.readPixels('train', 0, train.length);
   assert.equal(all.length, train.length * imageBytes);
@@ -176,7 +193,9 @@ test('every rejection reason is listed in rejected.csv and nothing else is lost'
   assert.equal(kept, 47);
   // Images rejected while decoding make the splits be redrawn over the usable ones: still exact, pixels still in row order.
   for (const split of SPLIT_NAMES) {
-    const expected = [0, 1].map((label) => splitCounts(set.images.filter((row) => row.label === label).length, result.manifest.split.fractions)[split]);
+    const expected = [0, 1].map(
+      (label) => splitCounts(set.images.filter((row) => row.label === label).length, result.manifest.split.fractions)[split],
+    );
     assert.deepEqual(result.manifest.splits[split].per_class, expected, split);
   }
   const dataset = await openDataset(result.pointer.path as string);
@@ -187,24 +206,47 @@ test('every rejection reason is listed in rejected.csv and nothing else is lost'
       assert.deepEqual(await dataset.readPixels(split, index, 1), direct, `${split} ${index}`);
     }
   }
-  assert.deepEqual((await readdir(result.pointer.path as string)).filter((name) => name.startsWith('.')), [], 'no staged files left');
+  assert.deepEqual(
+    (await readdir(result.pointer.path as string)).filter((name) => name.startsWith('.')),
+    [],
+    'no staged files left',
+  );
   // --max-rejected: 8 rejected is over 7 (exit 2 and no dataset), within 8.
   const out = join(temp.path, 'max-rejected');
-  await assert.rejects(prep(csv, { maxPixels: 100_000, maxRejected: 7, out }), (error: unknown) => error instanceof InputError && /over --max-rejected 7/.test(error.message));
+  await assert.rejects(
+    prep(csv, { maxPixels: 100_000, maxRejected: 7, out }),
+    (error: unknown) => error instanceof InputError && /over --max-rejected 7/.test(error.message),
+  );
   await assert.rejects(stat(out), { code: 'ENOENT' });
-  assert.deepEqual((await readdir(temp.path)).filter((name) => name.includes('.tmp')), [], 'no temp directory left');
+  assert.deepEqual(
+    (await readdir(temp.path)).filter((name) => name.includes('.tmp')),
+    [],
+    'no temp directory left',
+  );
   await prep(csv, { maxPixels: 100_000, maxRejected: 8 });
-  await assert.rejects(prep(await csvOf(set.bad)), (error: unknown) => error instanceof InputError && /none of the 4 images is usable/.test(error.message));
+  await assert.rejects(
+    prep(await csvOf(set.bad)),
+    (error: unknown) => error instanceof InputError && /none of the 4 images is usable/.test(error.message),
+  );
 });
 
 test('a label with two names, a gap in the labels, or a non-integer label is an input error naming the lines', async () => {
   const rows = set.images.slice(0, 4).map((row) => ({ ...row }));
   rows[3]!.category = 'puppy';
-  await assert.rejects(prep(await csvOf(rows)), (error: unknown) => error instanceof InputError && /label 1 has 2 names: 'dog' \(line 3\) and 'puppy' \(line 5\)/.test(error.message));
+  await assert.rejects(
+    prep(await csvOf(rows)),
+    (error: unknown) => error instanceof InputError && /label 1 has 2 names: 'dog' \(line 3\) and 'puppy' \(line 5\)/.test(error.message),
+  );
   const gap = set.images.slice(0, 4).map((row) => ({ ...row, label: row.label * 2 }));
-  await assert.rejects(prep(await csvOf(gap)), (error: unknown) => error instanceof InputError && /no row has label 1/.test(error.message) && /lines 3, 5/.test(error.message));
+  await assert.rejects(
+    prep(await csvOf(gap)),
+    (error: unknown) => error instanceof InputError && /no row has label 1/.test(error.message) && /lines 3, 5/.test(error.message),
+  );
   const bad = set.images.slice(0, 3).map((row, index) => ({ ...row, label: index === 1 ? 'one' : row.label }));
-  await assert.rejects(prep(await csvOf(bad)), (error: unknown) => error instanceof InputError && /non-negative integer on line 3/.test(error.message));
+  await assert.rejects(
+    prep(await csvOf(bad)),
+    (error: unknown) => error instanceof InputError && /non-negative integer on line 3/.test(error.message),
+  );
   await assert.rejects(prep(await csvOf(rows, ['bucket', 's3_image', 'category', 'label'])), /missing column 'local_image'/);
 });
 
@@ -230,8 +272,14 @@ test('a rerun with the same CSV and options does nothing; --force rebuilds; othe
   const other = join(temp.path, 'not-a-dataset');
   await mkdir(other);
   await writeFile(join(other, 'precious.txt'), 'keep me');
-  await assert.rejects(prep(csv, { out: other }), (error: unknown) => error instanceof UsageError && /holds files prep-data did not write \(precious\.txt\)/.test(error.message));
-  await assert.rejects(prep(csv, { out: other, force: true }), (error: unknown) => error instanceof UsageError && /did not write/.test(error.message));
+  await assert.rejects(
+    prep(csv, { out: other }),
+    (error: unknown) => error instanceof UsageError && /holds files prep-data did not write \(precious\.txt\)/.test(error.message),
+  );
+  await assert.rejects(
+    prep(csv, { out: other, force: true }),
+    (error: unknown) => error instanceof UsageError && /did not write/.test(error.message),
+  );
   assert.equal(await readFile(join(other, 'precious.txt'), 'utf8'), 'keep me');
 });
 

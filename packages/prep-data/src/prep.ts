@@ -2,7 +2,34 @@ import { availableParallelism } from 'node:os';
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { assignSplits, checkFractions } from './split.js';
-import { acquireLock, removeStaleTemps, trackTemp, untrackTemp, type SplitFractions, type SplitMethod, type SplitName, createProgress, packageVersion, DATASET_FORMAT, InputError, MANIFEST_FILE, REJECTED_FILE, replaceDirectory, sha256, silentLogger, tempPathFor, UsageError, type DatasetManifest, type Logger, type Pointer, type ProgressEvent, type SplitFiles, type Fit, writeManifest, writeRejected } from '@imgpipe/kit';
+import {
+  acquireLock,
+  removeStaleTemps,
+  trackTemp,
+  untrackTemp,
+  type SplitFractions,
+  type SplitMethod,
+  type SplitName,
+  createProgress,
+  packageVersion,
+  DATASET_FORMAT,
+  InputError,
+  MANIFEST_FILE,
+  REJECTED_FILE,
+  replaceDirectory,
+  sha256,
+  silentLogger,
+  tempPathFor,
+  UsageError,
+  type DatasetManifest,
+  type Logger,
+  type Pointer,
+  type ProgressEvent,
+  type SplitFiles,
+  type Fit,
+  writeManifest,
+  writeRejected,
+} from '@imgpipe/kit';
 import { checkOutTarget } from './out-dir.js';
 import { DecodePool, DEFAULT_MAX_PIXELS, imageEngineVersions, imagePipelineInfo, tuneImageEngine } from '@imgpipe/images';
 import { decodeOutcome, orderedMap } from './decode-pass.js';
@@ -64,7 +91,16 @@ export async function runPrepData(options: PrepDataOptions): Promise<PrepDataRes
   const sourceSha = sha256(options.csv);
   const preprocessing = { ...(await imagePipelineInfo()), fit, max_pixels: maxPixels };
   const decisionsSha = options.decisions ? sha256(options.decisions.text) : undefined;
-  const optionsSha = sha256(JSON.stringify({ format: DATASET_FORMAT, image_size: size, fit, split: { method, seed, fractions }, preprocessing, ...(decisionsSha ? { decisions: decisionsSha } : {}) }));
+  const optionsSha = sha256(
+    JSON.stringify({
+      format: DATASET_FORMAT,
+      image_size: size,
+      fit,
+      split: { method, seed, fractions },
+      preprocessing,
+      ...(decisionsSha ? { decisions: decisionsSha } : {}),
+    }),
+  );
   const pointer: Pointer = { kind: 'dataset', path: out, manifest: join(out, MANIFEST_FILE) };
 
   const cwd = options.cwd ?? process.cwd();
@@ -78,20 +114,49 @@ export async function runPrepData(options: PrepDataOptions): Promise<PrepDataRes
   // One set of threads reads every file: first to hash it (duplicates, the up-to-date check), then to decode it.
   const pool = await DecodePool.start(concurrency);
   try {
-    const parsed = await parsePrepInput(options.csv, options.csvSource, cwd, pool, { progress: (total) => createProgress({ ...progressOptions, label: 'prep-data: hash', total }) });
+    const parsed = await parsePrepInput(options.csv, options.csvSource, cwd, pool, {
+      progress: (total) => createProgress({ ...progressOptions, label: 'prep-data: hash', total }),
+    });
     const reviewed = options.decisions ? await applyDecisions(parsed.items, parsed.classes, options.decisions, log) : undefined;
     const input = reviewed ? { ...parsed, items: reviewed.items, early: [...parsed.early, ...reviewed.dropped] } : parsed;
     const lock = await acquireLock(finalDir, { what: 'dataset build', flag: '--out', waitSeconds: options.waitLockSeconds ?? 0 });
     try {
       await removeStaleTemps(dirname(finalDir));
-      const previous = await checkOutTarget(finalDir, out, cwd, input.items.map((item) => item.path));
+      const previous = await checkOutTarget(
+        finalDir,
+        out,
+        cwd,
+        input.items.map((item) => item.path),
+      );
       // The images' content is part of the key: an image changed in place (same CSV) rebuilds the dataset.
       const imagesSha = sha256(input.items.map((item) => `${item.source}\t${item.contentSha256 ?? 'unreadable'}`).join('\n'));
-      if (previous && previous.source_csv_sha256 === sourceSha && previous.options_sha256 === optionsSha && previous.images_sha256 === imagesSha && !options.force) {
+      if (
+        previous &&
+        previous.source_csv_sha256 === sourceSha &&
+        previous.options_sha256 === optionsSha &&
+        previous.images_sha256 === imagesSha &&
+        !options.force
+      ) {
         log.info(`${out} is up to date (same CSV, image content and options); nothing to do (--force rebuilds it)`);
         return { pointer, manifest: previous, upToDate: true, rejected: [], seconds: (Date.now() - started) / 1000 };
       }
-      return await build({ ...options, fit, method, maxPixels, pool, finalDir, input, sourceSha, optionsSha, imagesSha, preprocessing, pointer, started, log, review: reviewed?.review });
+      return await build({
+        ...options,
+        fit,
+        method,
+        maxPixels,
+        pool,
+        finalDir,
+        input,
+        sourceSha,
+        optionsSha,
+        imagesSha,
+        preprocessing,
+        pointer,
+        started,
+        log,
+        review: reviewed?.review,
+      });
     } finally {
       await lock.release();
     }
@@ -118,13 +183,16 @@ interface BuildPlan extends PrepDataOptions {
 }
 
 async function build(options: BuildPlan): Promise<PrepDataResult> {
-  const { input, finalDir, fit, method, maxPixels, pool, size, fractions, seed, out, sourceSha, optionsSha, preprocessing, pointer, started, log } = options;
+  const { input, finalDir, fit, method, maxPixels, pool, size, fractions, seed, out, sourceSha, optionsSha, preprocessing, pointer, started, log } =
+    options;
   const rejected: RejectedRow[] = input.early.map(({ item, reason, detail }) => rejectedRow(item, reason, detail));
   const checkBudget = () => {
     // Images a person dropped on review are not failures: they do not count against --max-rejected.
     const failed = rejected.filter((row) => row.reason !== 'dropped-by-review').length;
     if (options.maxRejected !== undefined && failed > options.maxRejected) {
-      throw new InputError(`${options.csvSource}: ${failed} images rejected, over --max-rejected ${options.maxRejected}; ${describeRejected(rejected)}`);
+      throw new InputError(
+        `${options.csvSource}: ${failed} images rejected, over --max-rejected ${options.maxRejected}; ${describeRejected(rejected)}`,
+      );
     }
   };
   checkBudget();
@@ -170,10 +238,19 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
       }
       progress.finish(rejected.length > 0 ? `${rejected.length} rejected` : undefined);
       if (placed.length === 0) {
-        throw new InputError(`${options.csvSource}: none of the ${input.items.length + input.early.length} images is usable; ${describeRejected(rejected)}`);
+        throw new InputError(
+          `${options.csvSource}: none of the ${input.items.length + input.early.length} images is usable; ${describeRejected(rejected)}`,
+        );
       }
       const decodeSeconds = (Date.now() - started) / 1000;
-      const final = placed.length === input.items.length ? staged : assignSplits(placed.map(({ item }) => ({ key: item.source, label: item.label })), fractions, { method, seed });
+      const final =
+        placed.length === input.items.length
+          ? staged
+          : assignSplits(
+              placed.map(({ item }) => ({ key: item.source, label: item.label })),
+              fractions,
+              { method, seed },
+            );
       if (placed.length === input.items.length || method === 'hash') {
         entries = await stage.finish();
       } else {
@@ -233,7 +310,11 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
 let versionCache: Record<string, string> | undefined;
 async function versions(): Promise<Record<string, string>> {
   if (!versionCache) {
-    versionCache = { '@imgpipe/prep-data': packageVersion(new URL('../package.json', import.meta.url)), node: process.version, ...(await imageEngineVersions()) };
+    versionCache = {
+      '@imgpipe/prep-data': packageVersion(new URL('../package.json', import.meta.url)),
+      node: process.version,
+      ...(await imageEngineVersions()),
+    };
   }
   return versionCache;
 }

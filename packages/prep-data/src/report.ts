@@ -16,7 +16,15 @@ export interface RejectedRow {
 export const REJECTED_COLUMNS = ['line', 'source', 'local_image', 'label', 'category', 'reason', 'detail'] as const;
 
 export function rejectedRow(item: PrepItem, reason: string, detail: string): RejectedRow {
-  return { line: item.line, source: item.source, local_image: item.row.local_image ?? '', label: item.label, category: item.category, reason, detail };
+  return {
+    line: item.line,
+    source: item.source,
+    local_image: item.row.local_image ?? '',
+    label: item.label,
+    category: item.category,
+    reason,
+    detail,
+  };
 }
 
 export function describeRejected(rejected: readonly RejectedRow[]): string {
@@ -27,18 +35,31 @@ export function describeRejected(rejected: readonly RejectedRow[]): string {
   return `reasons: ${[...counts].map(([reason, n]) => `${reason} ${n}`).join(', ')}; e.g. ${first.join('; ')}`;
 }
 
-export function summarise(log: Logger, manifest: DatasetManifest, rejected: readonly RejectedRow[], total: number, seconds: number, out: string): void {
+export function summarise(
+  log: Logger,
+  manifest: DatasetManifest,
+  rejected: readonly RejectedRow[],
+  total: number,
+  seconds: number,
+  out: string,
+): void {
   const { train, val, test } = manifest.splits;
-  const perClass = manifest.classes.map((name, label) => `${name} ${train.per_class[label]! + val.per_class[label]! + test.per_class[label]!}`).join(', ');
+  const perClass = manifest.classes
+    .map((name, label) => `${name} ${train.per_class[label]! + val.per_class[label]! + test.per_class[label]!}`)
+    .join(', ');
   const usable = train.count + val.count + test.count;
   const counts = new Map<string, number>();
   for (const row of rejected) counts.set(row.reason, (counts.get(row.reason) ?? 0) + 1);
-  const rejectedText = rejected.length === 0 ? 'none rejected' : `${rejected.length} rejected (${[...counts].map(([r, n]) => `${r} ${n}`).join(', ')}; see ${join(out, REJECTED_FILE)})`;
+  const rejectedText =
+    rejected.length === 0
+      ? 'none rejected'
+      : `${rejected.length} rejected (${[...counts].map(([r, n]) => `${r} ${n}`).join(', ')}; see ${join(out, REJECTED_FILE)})`;
   log.info(
     `${usable} images -> train ${train.count}, val ${val.count}, test ${test.count} (${perClass}); ${rejectedText}; ` +
       `${manifest.image_size}x${manifest.image_size} ${manifest.fit}; ${seconds.toFixed(1)}s, ${(total / Math.max(seconds, 1e-3)).toFixed(0)} images/s`,
   );
   for (const split of ['train', 'val', 'test'] as const) {
-    if (manifest.splits[split].count === 0 && manifest.split.fractions[split] > 0) log.warn(`the ${split} split is empty: too few images for --${split}-pct ${manifest.split.fractions[split]}`);
+    if (manifest.splits[split].count === 0 && manifest.split.fractions[split] > 0)
+      log.warn(`the ${split} split is empty: too few images for --${split}-pct ${manifest.split.fractions[split]}`);
   }
 }

@@ -30,7 +30,10 @@ test('splitCounts is the largest-remainder rounding: exact totals, each within 1
 test('checkFractions rejects sums off 1 by more than 1e-6 and values outside [0, 1]', () => {
   checkFractions({ train: 0.7, val: 0.15, test: 0.15 });
   checkFractions({ train: 0.7000004, val: 0.15, test: 0.15 });
-  assert.throws(() => checkFractions({ train: 0.7, val: 0.2, test: 0.2 }), (error: unknown) => error instanceof UsageError && /--train-pct/.test(error.message) && error.exitCode === 2);
+  assert.throws(
+    () => checkFractions({ train: 0.7, val: 0.2, test: 0.2 }),
+    (error: unknown) => error instanceof UsageError && /--train-pct/.test(error.message) && error.exitCode === 2,
+  );
   assert.throws(() => checkFractions({ train: 0.70001, val: 0.15, test: 0.15 }), UsageError);
   assert.throws(() => checkFractions({ train: 1.2, val: -0.1, test: -0.1 }), /--train-pct/);
 });
@@ -45,7 +48,12 @@ function items(perClass: number[]) {
 }
 
 test('random splits are stratified with exact per-class counts, seeded and deterministic', () => {
-  for (const perClass of [[10, 10], [7, 23], [1, 2, 50], [101, 99]]) {
+  for (const perClass of [
+    [10, 10],
+    [7, 23],
+    [1, 2, 50],
+    [101, 99],
+  ]) {
     for (const fractions of FRACTIONS) {
       const list = items(perClass);
       const splits = assignSplits(list, fractions, { method: 'random', seed: 42 });
@@ -82,5 +90,8 @@ test('hash splits never move an existing key when rows are appended, and follow 
   const train = after.filter((s) => s === 'train').length / after.length;
   assert.ok(train > 0.64 && train < 0.76, `train share ${train}`);
   const otherSeed = more.map((item) => hashSplit(item.key, fractions, 8));
-  assert.ok(otherSeed.some((split, index) => split !== after[index]), 'the seed changes the hash split');
+  assert.ok(
+    otherSeed.some((split, index) => split !== after[index]),
+    'the seed changes the hash split',
+  );
 });

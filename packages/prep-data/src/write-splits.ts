@@ -29,7 +29,12 @@ export class SplitWriter {
 
   /** Append one image; returns its position in the split. */
   append(split: SplitName, item: PrepItem, pixels: Uint8Array): Promise<number> {
-    const row: Record<string, unknown> & { source: string; label: number; category: string } = { source: item.source, label: item.label, category: item.category, [CONTENT_SHA256_COLUMN]: item.contentSha256 ?? '' };
+    const row: Record<string, unknown> & { source: string; label: number; category: string } = {
+      source: item.source,
+      label: item.label,
+      category: item.category,
+      [CONTENT_SHA256_COLUMN]: item.contentSha256 ?? '',
+    };
     this.passThrough.forEach((name, i) => {
       row[this.renamed[i]!] = item.row[name] ?? '';
     });

@@ -47,7 +47,11 @@ async function openRunBackbone(inputs: RunInputs, options: FeatureOptions): Prom
       options.log.warn(`backbone ${info.spec}: ${messageOf(error)}; using ${join(inputs.modelDir, card.backbone.path)}`);
     }
   }
-  return loadBackbone(join(inputs.modelDir, card.backbone.path), { ...common, featureLayer: card.backbone.feature_layer, preprocess: card.preprocess.name });
+  return loadBackbone(join(inputs.modelDir, card.backbone.path), {
+    ...common,
+    featureLayer: card.backbone.feature_layer,
+    preprocess: card.preprocess.name,
+  });
 }
 
 /** Features of train, val and test through the feature cache: only what is not cached is extracted. */

@@ -6,13 +6,20 @@ import { assignFolds } from './out-of-sample.js';
 describe('confident learning', () => {
   // Two classes; thresholds: class 0 mean p0 over rows labelled 0, class 1 mean p1 over rows labelled 1.
   const probs = Float32Array.from([
-    0.9, 0.1, // labelled 0, fits 0
-    0.8, 0.2, // labelled 0, fits 0
-    0.1, 0.9, // labelled 0, looks like 1: flagged
-    0.45, 0.55, // labelled 0, p0 under t0 and p1 under t1: counted nowhere
-    0.2, 0.8, // labelled 1
-    0.1, 0.9, // labelled 1
-    0.95, 0.05, // labelled 1, looks like 0: flagged, most suspicious
+    0.9,
+    0.1, // labelled 0, fits 0
+    0.8,
+    0.2, // labelled 0, fits 0
+    0.1,
+    0.9, // labelled 0, looks like 1: flagged
+    0.45,
+    0.55, // labelled 0, p0 under t0 and p1 under t1: counted nowhere
+    0.2,
+    0.8, // labelled 1
+    0.1,
+    0.9, // labelled 1
+    0.95,
+    0.05, // labelled 1, looks like 0: flagged, most suspicious
   ]);
   const labels = Int32Array.from([0, 0, 0, 0, 1, 1, 1]);
 

@@ -94,14 +94,21 @@ export function findIssues(input: FindIssuesInput): FoundIssues {
     if (!(z > input.outlierZ)) continue;
     const below = upperBound(sortedScores, z) / count;
     const own = classZ[i * k + labels[i]!]!;
-    add(i, 'outlier', z, below, `fits no class: ${z.toFixed(1)} robust SDs farther from its nearest class than that class's own images are (${own.toFixed(1)} from its own class, ${classes[labels[i]!]})`);
+    add(
+      i,
+      'outlier',
+      z,
+      below,
+      `fits no class: ${z.toFixed(1)} robust SDs farther from its nearest class than that class's own images are (${own.toFixed(1)} from its own class, ${classes[labels[i]!]})`,
+    );
   }
 
   // A near-duplicate must also be far closer than images of its class usually are to their neighbours: where a
   // class is tight (features of simple pictures), cosine alone would pair every image with another.
   const typical = classes.map((_, c) => {
     const own: number[] = [];
-    for (let i = 0; i < count; i++) if (labels[i] === c && Number.isFinite(neighbours.classDistance[i * k + c]!)) own.push(neighbours.classDistance[i * k + c]!);
+    for (let i = 0; i < count; i++)
+      if (labels[i] === c && Number.isFinite(neighbours.classDistance[i * k + c]!)) own.push(neighbours.classDistance[i * k + c]!);
     return own.length > 0 ? medianOf(own) : Number.POSITIVE_INFINITY;
   });
   for (let i = 0; i < count; i++) {
@@ -109,7 +116,14 @@ export function findIssues(input: FindIssuesInput): FoundIssues {
     const cosine = neighbours.nearestOtherCosine[i]!;
     if (j < 0 || !(cosine >= input.duplicateThreshold) || group[i]! < group[j]!) continue;
     if (1 - cosine > DUPLICATE_FRACTION * typical[labels[i]!]!) continue;
-    add(i, 'near-duplicate', cosine, cosine, `near-duplicate (cosine ${cosine.toFixed(4)}) of an image in another split${labels[i] === labels[j] ? '' : ` labelled ${classes[labels[j]!]}`}`, { duplicateOf: j });
+    add(
+      i,
+      'near-duplicate',
+      cosine,
+      cosine,
+      `near-duplicate (cosine ${cosine.toFixed(4)}) of an image in another split${labels[i] === labels[j] ? '' : ` labelled ${classes[labels[j]!]}`}`,
+      { duplicateOf: j },
+    );
   }
 
   const issues = [...byRow.values()].sort((a, b) => b.suspicion - a.suspicion || a.row - b.row);

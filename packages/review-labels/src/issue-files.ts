@@ -29,11 +29,30 @@ export async function contentSha256(row: DatasetRow, cwd: string): Promise<strin
 }
 
 function issueColumns(classes: readonly string[]): string[] {
-  return ['rank', 'image', 'split', 'index', 'sha256', 'given_label', 'suggested_label', 'kind', 'score', ...classes.map((c) => `p_${c}`), 'duplicate_of', 'why'];
+  return [
+    'rank',
+    'image',
+    'split',
+    'index',
+    'sha256',
+    'given_label',
+    'suggested_label',
+    'kind',
+    'score',
+    ...classes.map((c) => `p_${c}`),
+    'duplicate_of',
+    'why',
+  ];
 }
 
 /** label-issues.csv, most suspicious first. */
-export function issuesCsv(issues: readonly Issue[], pooled: readonly PooledRow[], hashes: readonly string[], probs: Float32Array, classes: readonly string[]): Promise<string> {
+export function issuesCsv(
+  issues: readonly Issue[],
+  pooled: readonly PooledRow[],
+  hashes: readonly string[],
+  probs: Float32Array,
+  classes: readonly string[],
+): Promise<string> {
   const k = classes.length;
   const rows = issues.map((issue, i) => {
     const { split, row } = pooled[issue.row]!;
@@ -66,7 +85,10 @@ async function thumbnailUri(pixels: Uint8Array, size: number): Promise<string> {
 }
 
 /** The page's items for these issues (the first of label-issues.csv, in its order). */
-export async function pageItems(issues: readonly Issue[], from: { dataset: Dataset; pooled: readonly PooledRow[]; hashes: readonly string[]; probs: Float32Array }): Promise<PageItem[]> {
+export async function pageItems(
+  issues: readonly Issue[],
+  from: { dataset: Dataset; pooled: readonly PooledRow[]; hashes: readonly string[]; probs: Float32Array },
+): Promise<PageItem[]> {
   const { dataset, pooled, hashes, probs } = from;
   const k = dataset.manifest.classes.length;
   const items: PageItem[] = [];

@@ -127,7 +127,8 @@ export function classDistanceZ(neighbours: Neighbours, labels: Int32Array, class
   const logOf = (d: number) => Math.log(d + 1e-6);
   for (let c = 0; c < classes; c++) {
     const own: number[] = [];
-    for (let i = 0; i < count; i++) if (labels[i] === c && Number.isFinite(neighbours.classDistance[i * classes + c]!)) own.push(logOf(neighbours.classDistance[i * classes + c]!));
+    for (let i = 0; i < count; i++)
+      if (labels[i] === c && Number.isFinite(neighbours.classDistance[i * classes + c]!)) own.push(logOf(neighbours.classDistance[i * classes + c]!));
     if (own.length < 3) continue;
     const median = medianOf(own);
     const mad = medianOf(own.map((v) => Math.abs(v - median)));

@@ -62,13 +62,27 @@ export async function outOfSampleProbabilities(options: OutOfSampleOptions): Pro
       continue;
     }
     const started = performance.now();
-    const trainSet = createFeatureSet(rowsOf(features, outside, dim), Int32Array.from(outside, (i) => labels[i]!), dim, classes);
-    const head = new Head(tf, { inputDim: dim, classes, layer_size: params.layer_size, dropout: params.dropout, lr: params.lr, batch_size: params.batch_size, seed: deriveSeed(seed, 'fold', k) });
+    const trainSet = createFeatureSet(
+      rowsOf(features, outside, dim),
+      Int32Array.from(outside, (i) => labels[i]!),
+      dim,
+      classes,
+    );
+    const head = new Head(tf, {
+      inputDim: dim,
+      classes,
+      layer_size: params.layer_size,
+      dropout: params.dropout,
+      lr: params.lr,
+      batch_size: params.batch_size,
+      seed: deriveSeed(seed, 'fold', k),
+    });
     try {
       let loss = Number.NaN;
       for (let epoch = 0; epoch < params.epochs; epoch++) {
         loss = (await head.trainEpoch(trainSet)).loss;
-        if (!Number.isFinite(loss)) throw new FailureError(`fold ${k + 1}/${folds}: training loss is ${loss} in epoch ${epoch + 1} (lr ${params.lr})`);
+        if (!Number.isFinite(loss))
+          throw new FailureError(`fold ${k + 1}/${folds}: training loss is ${loss} in epoch ${epoch + 1} (lr ${params.lr})`);
         progress.update(++epochsDone, `fold ${k + 1}/${folds}`);
       }
       const held = rowsOf(features, inside, dim);
@@ -80,7 +94,9 @@ export async function outOfSampleProbabilities(options: OutOfSampleOptions): Pro
         out.dispose();
         for (let r = 0; r < n; r++) probs.set(values.subarray(r * classes, (r + 1) * classes), inside[start + r]! * classes);
       }
-      log.debug(`fold ${k + 1}/${folds}: head trained on ${outside.length} images (loss ${loss.toFixed(4)}), predicted ${inside.length} in ${((performance.now() - started) / 1000).toFixed(1)}s`);
+      log.debug(
+        `fold ${k + 1}/${folds}: head trained on ${outside.length} images (loss ${loss.toFixed(4)}), predicted ${inside.length} in ${((performance.now() - started) / 1000).toFixed(1)}s`,
+      );
     } finally {
       head.dispose();
     }

@@ -45,7 +45,19 @@ const node = (args: string[]) => execa(process.execPath, args, { env: BIN_ENV })
 async function pipeline(dir: string, csvPath: string, backbone: string[], truth: Map<string, number>, decisions?: string) {
   // Splits by a hash of each image's key: dropping images leaves every other image in its split, so the test
   // images before and after the decisions can be compared one for one.
-  const prep = await node([PREP_BIN, '--csv', csvPath, '--out', join(dir, 'prep'), '--img-dimensions', String(NOISY_SIZE), '--split-by', 'hash', '-q', ...(decisions ? ['--decisions', decisions] : [])]);
+  const prep = await node([
+    PREP_BIN,
+    '--csv',
+    csvPath,
+    '--out',
+    join(dir, 'prep'),
+    '--img-dimensions',
+    String(NOISY_SIZE),
+    '--split-by',
+    'hash',
+    '-q',
+    ...(decisions ? ['--decisions', decisions] : []),
+  ]);
   const train = await node([TRAIN_BIN, ...trainArgs(JSON.parse(prep.stdout).path, backbone, join(dir, 'cache'), join(dir, 'runs'))]);
   const runDir = JSON.parse(train.stdout).path as string;
   const evaluated = JSON.parse((await node([EVAL_BIN, '--run', runDir, '--device', 'wasm', '-q'])).stdout);
@@ -63,7 +75,14 @@ function trueAccuracy(mine: Map<string, boolean>, other: Map<string, boolean>): 
 const temp = await makeTempDir('imgpipe-review-labels-bench-');
 const results: BenchResult[] = [];
 try {
-  for (const [noise, contrast] of String(values.noise).split(',').map(Number).flatMap((n) => String(values.contrast).split(',').map((c) => [n, Number(c)] as const))) {
+  for (const [noise, contrast] of String(values.noise)
+    .split(',')
+    .map(Number)
+    .flatMap((n) =>
+      String(values.contrast)
+        .split(',')
+        .map((c) => [n, Number(c)] as const),
+    )) {
     const dir = join(temp.path, `noise-${noise}-contrast-${contrast}`);
     const set = await writeNoisyImageSet({ dir: join(dir, 'images'), count: IMAGES, classes: CLASSES, noise, contrast, seed: 21 });
     const sourceOf = (s3: string) => `s3://review/${s3}`;
@@ -72,7 +91,8 @@ try {
     const backbone = await noisyBackbone(join(dir, 'backbone'));
     const before = await pipeline(join(dir, 'before'), set.csvPath, backbone, truth);
 
-    const review = () => runReviewLabels({ runDir: before.runDir, device: 'wasm', batchSize: 32, cacheDir: join(dir, 'before', 'cache'), folds: FOLDS });
+    const review = () =>
+      runReviewLabels({ runDir: before.runDir, device: 'wasm', batchSize: 32, cacheDir: join(dir, 'before', 'cache'), folds: FOLDS });
     const first = await review();
     const cached = await review();
     const issues = await rowsOf(join(before.runDir, ISSUES_FILE));
@@ -94,16 +114,44 @@ try {
     await writeFile(decisionsPath, await csvString(LABEL_DECISION_COLUMNS, decisions));
     const after = await pipeline(join(dir, 'after'), set.csvPath, backbone, truth, decisionsPath);
 
-    const params = { noise, contrast, images: IMAGES, flipped: flipped.size, flagged: mislabelled.length, folds: FOLDS, classes: CLASSES.length, image_size: NOISY_SIZE, backbone: 'tiny-conv-onnx-16', device: 'wasm', test_images_before: before.testImages, test_images_after: after.testImages };
+    const params = {
+      noise,
+      contrast,
+      images: IMAGES,
+      flipped: flipped.size,
+      flagged: mislabelled.length,
+      folds: FOLDS,
+      classes: CLASSES.length,
+      image_size: NOISY_SIZE,
+      backbone: 'tiny-conv-onnx-16',
+      device: 'wasm',
+      test_images_before: before.testImages,
+      test_images_after: after.testImages,
+    };
     results.push(
       { name: `precision at ${noise * 100}% noise, contrast ${contrast}`, unit: 'ratio', value: precision, params },
       { name: `recall at ${noise * 100}% noise, contrast ${contrast}`, unit: 'ratio', value: recall, params },
       { name: `estimated noise rate at ${noise * 100}% noise, contrast ${contrast}`, unit: 'ratio', value: cached.noiseRate, params },
-      { name: `review seconds, features cached, at ${noise * 100}% noise, contrast ${contrast}`, unit: 's', value: cached.seconds, params: { ...params, first_run_seconds: first.seconds, first_run_from_cache: first.featuresFromCache } },
+      {
+        name: `review seconds, features cached, at ${noise * 100}% noise, contrast ${contrast}`,
+        unit: 's',
+        value: cached.seconds,
+        params: { ...params, first_run_seconds: first.seconds, first_run_from_cache: first.featuresFromCache },
+      },
       { name: `test accuracy before decisions at ${noise * 100}% noise, contrast ${contrast}`, unit: 'ratio', value: before.testAccuracy, params },
       { name: `test accuracy after decisions at ${noise * 100}% noise, contrast ${contrast}`, unit: 'ratio', value: after.testAccuracy, params },
-      { name: `true-class test accuracy before decisions at ${noise * 100}% noise, contrast ${contrast}`, unit: 'ratio', value: trueAccuracy(before.rightClass, after.rightClass), params },
-      { name: `true-class test accuracy after decisions at ${noise * 100}% noise, contrast ${contrast}`, unit: 'ratio', value: trueAccuracy(after.rightClass, before.rightClass), params },
+      {
+        name: `true-class test accuracy before decisions at ${noise * 100}% noise, contrast ${contrast}`,
+        unit: 'ratio',
+        value: trueAccuracy(before.rightClass, after.rightClass),
+        params,
+      },
+      {
+        name: `true-class test accuracy after decisions at ${noise * 100}% noise, contrast ${contrast}`,
+        unit: 'ratio',
+        value: trueAccuracy(after.rightClass, before.rightClass),
+        params,
+      },
     );
   }
   await writeBenchResults('review-labels', results);

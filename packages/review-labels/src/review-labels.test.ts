@@ -27,7 +27,13 @@ describe('review-labels on a run whose dataset has 5% of its labels flipped, 4 o
 
   before(async () => {
     ({ data, runDir } = await noisyRun(join(temp.path, 'noisy'), { counts: COUNTS, noise: 0.05, outliers: 4, duplicates: 3 }));
-    result = await runReviewLabels({ runDir, device: 'wasm', batchSize: 32, cacheDir: join(temp.path, 'noisy', 'cache'), onProgress: (event) => events.push(event) });
+    result = await runReviewLabels({
+      runDir,
+      device: 'wasm',
+      batchSize: 32,
+      cacheDir: join(temp.path, 'noisy', 'cache'),
+      onProgress: (event) => events.push(event),
+    });
   });
 
   it('reports progress for each phase: never decreasing, ending done at its total', () => {
@@ -68,7 +74,22 @@ describe('review-labels on a run whose dataset has 5% of its labels flipped, 4 o
 
   it('writes label-issues.csv most suspicious first, with the out-of-sample probabilities, and the page', async () => {
     const { columns, records } = await readCsvFile(join(runDir, ISSUES_FILE));
-    assert.deepEqual(columns, ['rank', 'image', 'split', 'index', 'sha256', 'given_label', 'suggested_label', 'kind', 'score', 'p_red', 'p_green', 'p_blue', 'duplicate_of', 'why']);
+    assert.deepEqual(columns, [
+      'rank',
+      'image',
+      'split',
+      'index',
+      'sha256',
+      'given_label',
+      'suggested_label',
+      'kind',
+      'score',
+      'p_red',
+      'p_green',
+      'p_blue',
+      'duplicate_of',
+      'why',
+    ]);
     const rows = [];
     for await (const record of records) rows.push(record.row!);
     assert.equal(rows.length, result.issues.length);
@@ -133,7 +154,10 @@ it('waits for nobody: a run locked by another tool is exit 75 and nothing is wri
   const { runDir, cacheDir } = await noisyRun(join(temp.path, 'locked'), { counts: { train: 60, val: 20, test: 20 }, noise: 0, seed: 5 });
   const lock = await acquireLock(runDir, { what: 'run directory', flag: '--run' });
   try {
-    const locked = await execa(process.execPath, [REVIEW_BIN, '--run', runDir, '--cache-dir', cacheDir, '--device', 'wasm'], { env: BIN_ENV, reject: false });
+    const locked = await execa(process.execPath, [REVIEW_BIN, '--run', runDir, '--cache-dir', cacheDir, '--device', 'wasm'], {
+      env: BIN_ENV,
+      reject: false,
+    });
     assert.equal(locked.exitCode, EXIT_LOCKED, locked.stderr);
     assert.equal(await exists(join(runDir, ISSUES_FILE)), false);
   } finally {
@@ -148,10 +172,17 @@ it('waits for nobody: a run locked by another tool is exit 75 and nothing is wri
   const runJson = join(runDir, 'run.json');
   const run = JSON.parse(await readFile(runJson, 'utf8'));
   await writeFile(runJson, JSON.stringify({ ...run, dataset: { ...run.dataset, manifest_sha256: '0'.repeat(64) } }));
-  const rebuilt = await execa(process.execPath, [REVIEW_BIN, '--run', runDir, '--cache-dir', cacheDir, '--device', 'wasm'], { env: BIN_ENV, reject: false });
+  const rebuilt = await execa(process.execPath, [REVIEW_BIN, '--run', runDir, '--cache-dir', cacheDir, '--device', 'wasm'], {
+    env: BIN_ENV,
+    reject: false,
+  });
   assert.equal(rebuilt.exitCode, 2);
   assert.match(rebuilt.stderr, /manifest\.json is not the dataset .*run\.json was trained on .*pass --data DIR/);
-  const anyway = await execa(process.execPath, [REVIEW_BIN, '--run', runDir, '--data', run.dataset.path, '--cache-dir', cacheDir, '--device', 'wasm'], { env: BIN_ENV, reject: false });
+  const anyway = await execa(
+    process.execPath,
+    [REVIEW_BIN, '--run', runDir, '--data', run.dataset.path, '--cache-dir', cacheDir, '--device', 'wasm'],
+    { env: BIN_ENV, reject: false },
+  );
   assert.equal(anyway.exitCode, 0, anyway.stderr);
   assert.match(anyway.stderr, /warn: .*reviewing it with this run's backbone and hyper-parameters/);
 });

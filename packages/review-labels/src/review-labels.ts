@@ -1,6 +1,16 @@
 import { basename, join } from 'node:path';
 import { loadTf, type Device } from '@imgpipe/engines';
-import { acquireLock, readStylesheet, silentLogger, SPLIT_NAMES, UsageError, writeFileAtomic, type Logger, type Pointer, type ProgressEvent } from '@imgpipe/kit';
+import {
+  acquireLock,
+  readStylesheet,
+  silentLogger,
+  SPLIT_NAMES,
+  UsageError,
+  writeFileAtomic,
+  type Logger,
+  type Pointer,
+  type ProgressEvent,
+} from '@imgpipe/kit';
 import { allFeatures } from './all-features.js';
 import { findIssues, type FoundIssues } from './find-issues.js';
 import { contentSha256, ISSUES_FILE, issuesCsv, pageItems, REVIEW_PAGE_FILE, type PooledRow } from './issue-files.js';
@@ -50,10 +60,13 @@ function checkOptions(options: ReviewLabelsOptions) {
   const pageLimit = options.pageLimit ?? 500;
   if (!Number.isInteger(folds) || folds < 2) throw new UsageError(`expected --folds to be an integer of at least 2, got ${options.folds}`);
   if (!Number.isInteger(k) || k < 1) throw new UsageError(`expected --neighbours to be a positive integer, got ${options.neighbours}`);
-  if (!(duplicateThreshold > 0 && duplicateThreshold <= 1)) throw new UsageError(`expected --duplicate-threshold to be a number in (0, 1], got ${options.duplicateThreshold}`);
+  if (!(duplicateThreshold > 0 && duplicateThreshold <= 1))
+    throw new UsageError(`expected --duplicate-threshold to be a number in (0, 1], got ${options.duplicateThreshold}`);
   if (!Number.isFinite(outlierZ)) throw new UsageError(`expected --outlier-z to be a number, got ${options.outlierZ}`);
-  if (!Number.isInteger(pageLimit) || pageLimit < 0) throw new UsageError(`expected --page-limit to be a non-negative integer, got ${options.pageLimit}`);
-  if (!Number.isInteger(options.batchSize) || options.batchSize < 1) throw new UsageError(`expected --batch-size to be a positive integer, got ${options.batchSize}`);
+  if (!Number.isInteger(pageLimit) || pageLimit < 0)
+    throw new UsageError(`expected --page-limit to be a non-negative integer, got ${options.pageLimit}`);
+  if (!Number.isInteger(options.batchSize) || options.batchSize < 1)
+    throw new UsageError(`expected --batch-size to be a positive integer, got ${options.batchSize}`);
   return { folds, k, outlierZ, duplicateThreshold, pageLimit };
 }
 
@@ -86,11 +99,39 @@ export async function runReviewLabels(options: ReviewLabelsOptions): Promise<Rev
     const group = Int32Array.from(groups);
     const { tf } = await loadTf(options.device, log);
     const probs = await outOfSampleProbabilities({
-      tf, features: features.features, labels, dim: features.dim, classes: classes.length, folds: settings.folds, params: inputs.params, seed: inputs.seed, log, onProgress,
+      tf,
+      features: features.features,
+      labels,
+      dim: features.dim,
+      classes: classes.length,
+      folds: settings.folds,
+      params: inputs.params,
+      seed: inputs.seed,
+      log,
+      onProgress,
     });
-    const neighbours = await findNeighbours({ tf, features: features.features, dim: features.dim, labels, classes: classes.length, group, k: settings.k, quiet: log.quiet, onProgress });
+    const neighbours = await findNeighbours({
+      tf,
+      features: features.features,
+      dim: features.dim,
+      labels,
+      classes: classes.length,
+      group,
+      k: settings.k,
+      quiet: log.quiet,
+      onProgress,
+    });
     const classZ = classDistanceZ(neighbours, labels, classes.length);
-    const found = findIssues({ probs, labels, classes, group, neighbours, classZ, outlierZ: settings.outlierZ, duplicateThreshold: settings.duplicateThreshold });
+    const found = findIssues({
+      probs,
+      labels,
+      classes,
+      group,
+      neighbours,
+      classZ,
+      outlierZ: settings.outlierZ,
+      duplicateThreshold: settings.duplicateThreshold,
+    });
 
     const cwd = options.cwd ?? process.cwd();
     const hashes: string[] = [];

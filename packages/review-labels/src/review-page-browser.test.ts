@@ -35,11 +35,25 @@ async function rowsOf(path: string): Promise<CsvRow[]> {
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium (or set IMGPIPE_CHROMIUM)`);
   temp = await makeTempDir('imgpipe-review-page-');
-  set = await writeNoisyImageSet({ dir: join(temp.path, 'images'), count: 120, classes: CLASSES, noise: 0.1, name: (i) => (i % 3 === 0 ? HOSTILE_KEY.replace('.png', `-${i}.png`) : `images/image-${i}.png`) });
-  const prep = await execa(process.execPath, [PREP_BIN, '--csv', set.csvPath, '--out', join(temp.path, 'prep'), '--img-dimensions', String(NOISY_SIZE), '-q'], { env: BIN_ENV });
+  set = await writeNoisyImageSet({
+    dir: join(temp.path, 'images'),
+    count: 120,
+    classes: CLASSES,
+    noise: 0.1,
+    name: (i) => (i % 3 === 0 ? HOSTILE_KEY.replace('.png', `-${i}.png`) : `images/image-${i}.png`),
+  });
+  const prep = await execa(
+    process.execPath,
+    [PREP_BIN, '--csv', set.csvPath, '--out', join(temp.path, 'prep'), '--img-dimensions', String(NOISY_SIZE), '-q'],
+    { env: BIN_ENV },
+  );
   const data = JSON.parse(prep.stdout).path;
   const cacheDir = join(temp.path, 'cache');
-  const train = await execa(process.execPath, [TRAIN_BIN, ...trainArgs(data, await noisyBackbone(join(temp.path, 'backbone')), cacheDir, join(temp.path, 'runs'))], { env: BIN_ENV });
+  const train = await execa(
+    process.execPath,
+    [TRAIN_BIN, ...trainArgs(data, await noisyBackbone(join(temp.path, 'backbone')), cacheDir, join(temp.path, 'runs'))],
+    { env: BIN_ENV },
+  );
   runDir = JSON.parse(train.stdout).path;
   await execa(process.execPath, [REVIEW_BIN, '--run', runDir, '--cache-dir', cacheDir, '--device', 'wasm', '-q'], { env: BIN_ENV });
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
@@ -58,7 +72,10 @@ it('keyboard-only review of three issues, export, and prep-data --decisions buil
   const other = CLASSES.find((name) => name !== first.given_label)!;
   const target = first.suggested_label || other;
   const relabelKey = first.suggested_label ? 'r' : String(CLASSES.indexOf(other) + 1);
-  assert.ok(issues.some((row) => row.kind?.includes('mislabelled') && row.suggested_label), 'some issue suggests a label');
+  assert.ok(
+    issues.some((row) => row.kind?.includes('mislabelled') && row.suggested_label),
+    'some issue suggests a label',
+  );
 
   const context = await browser.newContext({ acceptDownloads: true });
   const page = await context.newPage();
@@ -75,10 +92,16 @@ it('keyboard-only review of three issues, export, and prep-data --decisions buil
   assert.equal(await page.evaluate('window.injected'), undefined);
   assert.equal(await page.locator('img').count(), await page.locator('.issue').count(), 'only the thumbnails are images');
   const sources = await page.locator('.issue .source').allTextContents();
-  assert.deepEqual(sources, issues.slice(0, sources.length).map((row) => row.image));
-  assert.ok(sources.some((s) => s.includes('<img src=x')), 'a hostile file name is on the page, as text');
+  assert.deepEqual(
+    sources,
+    issues.slice(0, sources.length).map((row) => row.image),
+  );
+  assert.ok(
+    sources.some((s) => s.includes('<img src=x')),
+    'a hostile file name is on the page, as text',
+  );
   assert.ok((await page.locator('.issue').first().textContent())!.includes(first.given_label!));
-  assert.ok(await page.locator('text=<i>dog</i> & "co"').count() > 0, 'the class name with HTML is shown as text');
+  assert.ok((await page.locator('text=<i>dog</i> & "co"').count()) > 0, 'the class name with HTML is shown as text');
   assert.equal(await page.locator('i').count(), 0);
 
   // #1 relabel, #2 drop (d), skip #3 (j), #4 keep (c); k back to #3 and drop it instead.
@@ -89,12 +112,7 @@ it('keyboard-only review of three issues, export, and prep-data --decisions buil
   await page.keyboard.press('k');
   await page.keyboard.press('k');
   await page.keyboard.press('d');
-  assert.deepEqual((await page.locator('.issue .decision').allTextContents()).slice(0, 4), [
-    `relabel to ${target}`,
-    'drop',
-    'drop',
-    'keep',
-  ]);
+  assert.deepEqual((await page.locator('.issue .decision').allTextContents()).slice(0, 4), [`relabel to ${target}`, 'drop', 'drop', 'keep']);
   assert.match((await page.locator('#status').textContent())!, /^4 of \d+ decided$/);
   const [download] = await Promise.all([page.waitForEvent('download'), page.keyboard.press('e')]);
   assert.equal(download.suggestedFilename(), 'label-decisions.csv');
@@ -105,18 +123,25 @@ it('keyboard-only review of three issues, export, and prep-data --decisions buil
   await context.close();
 
   const decisions = await rowsOf(decisionsPath);
-  assert.deepEqual(decisions.map((d) => [d.source, d.action, d.sha256]), [
-    [issues[0]!.image, 'relabel', issues[0]!.sha256],
-    [issues[1]!.image, 'drop', issues[1]!.sha256],
-    [issues[2]!.image, 'drop', issues[2]!.sha256],
-    [issues[3]!.image, 'keep', issues[3]!.sha256],
-  ]);
+  assert.deepEqual(
+    decisions.map((d) => [d.source, d.action, d.sha256]),
+    [
+      [issues[0]!.image, 'relabel', issues[0]!.sha256],
+      [issues[1]!.image, 'drop', issues[1]!.sha256],
+      [issues[2]!.image, 'drop', issues[2]!.sha256],
+      [issues[3]!.image, 'keep', issues[3]!.sha256],
+    ],
+  );
   assert.equal(decisions[0]!.label, target);
   const local = new Map(set.rows.map((r) => [`s3://review/${r.s3_image}`, r.local_image]));
   for (const d of decisions) assert.equal(d.sha256, sha256(await readFile(local.get(d.source!)!)), `${d.source}: the sha256 is the image file's`);
 
   const out = join(temp.path, 'prep-reviewed');
-  const applied = await execa(process.execPath, [PREP_BIN, '--csv', set.csvPath, '--decisions', decisionsPath, '--out', out, '--img-dimensions', String(NOISY_SIZE), '-q'], { env: BIN_ENV, reject: false });
+  const applied = await execa(
+    process.execPath,
+    [PREP_BIN, '--csv', set.csvPath, '--decisions', decisionsPath, '--out', out, '--img-dimensions', String(NOISY_SIZE), '-q'],
+    { env: BIN_ENV, reject: false },
+  );
   assert.equal(applied.exitCode, 0, applied.stderr);
   const dataset = await openDataset(out);
   const rows: DatasetRow[] = (await Promise.all(SPLIT_NAMES.map((split) => dataset.rows(split)))).flat();
@@ -125,7 +150,17 @@ it('keyboard-only review of three issues, export, and prep-data --decisions buil
   assert.ok(!bySource.has(issues[1]!.image!) && !bySource.has(issues[2]!.image!));
   assert.equal(bySource.get(issues[0]!.image!)!.category, target);
   assert.equal(bySource.get(issues[3]!.image!)!.category, issues[3]!.given_label);
-  assert.deepEqual(dataset.manifest.review, { decisions_file: decisionsPath, decisions_sha256: sha256(await readFile(decisionsPath)), dropped: 2, relabelled: 1, kept: 1, unmatched: 0 });
+  assert.deepEqual(dataset.manifest.review, {
+    decisions_file: decisionsPath,
+    decisions_sha256: sha256(await readFile(decisionsPath)),
+    dropped: 2,
+    relabelled: 1,
+    kept: 1,
+    unmatched: 0,
+  });
   const rejected = await rowsOf(join(out, 'rejected.csv'));
-  assert.deepEqual(rejected.map((r) => r.reason), ['dropped-by-review', 'dropped-by-review']);
+  assert.deepEqual(
+    rejected.map((r) => r.reason),
+    ['dropped-by-review', 'dropped-by-review'],
+  );
 });

@@ -46,7 +46,10 @@ function sha256Base64(text: string): string {
 
 /** JSON for a script block: '<' escaped, so no text in it can close the block. */
 function jsonForScript(value: unknown): string {
-  return JSON.stringify(value).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  return JSON.stringify(value)
+    .replace(/</g, '\\u003c')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
 }
 
 /**
@@ -60,7 +63,7 @@ export function renderReviewPage(input: ReviewPageInput): string {
   const script = REVIEW_PAGE_SCRIPT;
   const csp = [
     "default-src 'none'",
-    "img-src data:",
+    'img-src data:',
     `style-src 'sha256-${sha256Base64(style)}'`,
     `script-src 'sha256-${sha256Base64(script)}'`,
     "base-uri 'none'",
@@ -75,7 +78,9 @@ export function renderReviewPage(input: ReviewPageInput): string {
   const pct = (p: number | undefined) => (p === undefined ? '' : `${(p * 100).toFixed(1)}%`);
   const articles = items.map((item, i) => {
     const relabelButtons = classes
-      .map((name, c) => (c === item.given ? '' : `<button type="button" data-action="relabel" data-label="${c}" title="key ${c + 1}">relabel: ${esc(name)}</button>`))
+      .map((name, c) =>
+        c === item.given ? '' : `<button type="button" data-action="relabel" data-label="${c}" title="key ${c + 1}">relabel: ${esc(name)}</button>`,
+      )
       .join('');
     return `<article class="issue" data-index="${i}">
 <img src="${esc(item.thumbnail)}" alt="image ${item.rank}">
@@ -87,7 +92,10 @@ export function renderReviewPage(input: ReviewPageInput): string {
 </div>
 </article>`;
   });
-  const keys = classes.slice(0, 9).map((name, c) => `<kbd>${c + 1}</kbd> relabel to ${esc(name)}`).join(', ');
+  const keys = classes
+    .slice(0, 9)
+    .map((name, c) => `<kbd>${c + 1}</kbd> relabel to ${esc(name)}`)
+    .join(', ');
   return `<!doctype html>
 <html lang="en">
 <head>

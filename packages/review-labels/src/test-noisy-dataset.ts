@@ -78,7 +78,10 @@ export async function writeNoisyDataset(options: NoisyDatasetOptions): Promise<N
   const k = classes.length;
   const total = counts.train + counts.val + counts.test;
   const pick = createRng(deriveSeed(seed, 'pick'));
-  const order = Array.from({ length: total }, (_, i) => i).map((i) => ({ i, r: pick() })).sort((a, b) => a.r - b.r).map((e) => e.i);
+  const order = Array.from({ length: total }, (_, i) => i)
+    .map((i) => ({ i, r: pick() }))
+    .sort((a, b) => a.r - b.r)
+    .map((e) => e.i);
   const outlierRows = new Set(order.slice(0, outliers));
   const flipped = new Set(order.slice(outliers, outliers + Math.round(noise * total)));
   const rng = createRng(deriveSeed(seed, 'pixels'));
@@ -113,7 +116,15 @@ export async function writeNoisyDataset(options: NoisyDatasetOptions): Promise<N
     if (split === 'train') trainPixels = pixels;
     splits[split] = { pixels, labels };
   }
-  await writeSyntheticDataset({ dir, size: NOISY_SIZE, counts, seed, classes, pixels: (split) => splits[split].pixels, labels: (split, n) => splits[split].labels[n]! });
+  await writeSyntheticDataset({
+    dir,
+    size: NOISY_SIZE,
+    counts,
+    seed,
+    classes,
+    pixels: (split) => splits[split].pixels,
+    labels: (split, n) => splits[split].labels[n]!,
+  });
   return { dir, classes, flipped, outliers: outlierRows, duplicates: duplicateRows, trueLabels };
 }
 
@@ -133,14 +144,27 @@ export interface NoisyImageSet {
  * The same pictures as PNG files (lossless, NOISY_SIZE square: prep-data at that size keeps their pixels) and an
  * images CSV as download-s3 prints it, with a fraction of the labels flipped. `name(i)` makes each S3 key.
  */
-export async function writeNoisyImageSet(options: { dir: string; count: number; classes: string[]; noise: number; seed?: number; contrast?: number; name?: (i: number) => string }): Promise<NoisyImageSet> {
+export async function writeNoisyImageSet(options: {
+  dir: string;
+  count: number;
+  classes: string[];
+  noise: number;
+  seed?: number;
+  contrast?: number;
+  name?: (i: number) => string;
+}): Promise<NoisyImageSet> {
   const { dir, count, classes, noise, seed = 13 } = options;
   const { mkdir } = await import('node:fs/promises');
   const { encodeView } = await import('@imgpipe/images');
   await mkdir(dir, { recursive: true });
   const rng = createRng(deriveSeed(seed, 'pixels'));
   const pick = createRng(deriveSeed(seed, 'pick'));
-  const flips = new Set(Array.from({ length: count }, (_, i) => ({ i, r: pick() })).sort((a, b) => a.r - b.r).slice(0, Math.round(noise * count)).map((e) => e.i));
+  const flips = new Set(
+    Array.from({ length: count }, (_, i) => ({ i, r: pick() }))
+      .sort((a, b) => a.r - b.r)
+      .slice(0, Math.round(noise * count))
+      .map((e) => e.i),
+  );
   const rows: NoisyImageSet['rows'] = [];
   for (let i = 0; i < count; i++) {
     const truth = i % classes.length;
@@ -151,6 +175,12 @@ export async function writeNoisyImageSet(options: { dir: string; count: number; 
     rows.push({ s3_image: options.name?.(i) ?? `images/image-${i}.png`, local_image: file, label, truth });
   }
   const csvPath = join(dir, 'images.csv');
-  await writeFile(csvPath, await csvString(['bucket', 's3_image', 'category', 'label', 'local_image'], rows.map((r) => ({ bucket: 'review', s3_image: r.s3_image, category: classes[r.label], label: r.label, local_image: r.local_image }))));
+  await writeFile(
+    csvPath,
+    await csvString(
+      ['bucket', 's3_image', 'category', 'label', 'local_image'],
+      rows.map((r) => ({ bucket: 'review', s3_image: r.s3_image, category: classes[r.label], label: r.label, local_image: r.local_image })),
+    ),
+  );
   return { csvPath, rows };
 }

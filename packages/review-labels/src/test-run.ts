@@ -11,10 +11,34 @@ export const BIN_ENV = { IMGPIPE_NO_WEBGPU: '1' };
 
 /** One head trial, enough epochs to learn the colours: a second or two on 600 tiny images. */
 export function trainArgs(data: string, backbone: string[], cacheDir: string, out: string): string[] {
-  return ['--data', data, ...backbone, '--cache-dir', cacheDir, '--device', 'wasm', '--lr', '0.01', '--layer-size', '64', '--epochs', '10', '--batch-size', '16', '--seed', '3', '--out', out, '-q'];
+  return [
+    '--data',
+    data,
+    ...backbone,
+    '--cache-dir',
+    cacheDir,
+    '--device',
+    'wasm',
+    '--lr',
+    '0.01',
+    '--layer-size',
+    '64',
+    '--epochs',
+    '10',
+    '--batch-size',
+    '16',
+    '--seed',
+    '3',
+    '--out',
+    out,
+    '-q',
+  ];
 }
 
-export async function noisyRun(dir: string, options: Omit<NoisyDatasetOptions, 'dir'>): Promise<{ data: NoisyDataset; runDir: string; cacheDir: string }> {
+export async function noisyRun(
+  dir: string,
+  options: Omit<NoisyDatasetOptions, 'dir'>,
+): Promise<{ data: NoisyDataset; runDir: string; cacheDir: string }> {
   const data = await writeNoisyDataset({ dir: join(dir, 'data'), ...options });
   const backbone = await noisyBackbone(join(dir, 'backbone'));
   const cacheDir = join(dir, 'cache');

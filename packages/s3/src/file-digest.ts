@@ -27,7 +27,10 @@ export async function digestFile(path: string): Promise<FileDigest> {
  * size, and the same MD5 when the ETag is one (multipart ETags are not content hashes, so size and a `sha256`
  * metadata entry are what can be compared).
  */
-export async function matchingDigest(path: string, object: { size: number; etag: string; metadata?: Record<string, string> }): Promise<FileDigest | undefined> {
+export async function matchingDigest(
+  path: string,
+  object: { size: number; etag: string; metadata?: Record<string, string> },
+): Promise<FileDigest | undefined> {
   const info = await stat(path).catch(() => undefined);
   if (!info?.isFile() || info.size !== object.size) return undefined;
   const digest = await digestFile(path);

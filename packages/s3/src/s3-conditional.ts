@@ -7,7 +7,12 @@ function statusOf(error: unknown): number | undefined {
 }
 
 /** An object's bytes and the ETag they were read under, or undefined when there is no such key. */
-export async function readObjectVersion(client: S3Client, bucket: string, key: string, options: RetryOptions = {}): Promise<{ bytes: Buffer; etag: string } | undefined> {
+export async function readObjectVersion(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  options: RetryOptions = {},
+): Promise<{ bytes: Buffer; etag: string } | undefined> {
   try {
     return await withS3Retries(
       async () => {
@@ -37,7 +42,13 @@ interface PutIfOptions extends RetryOptions {
  * 404 for If-Match on a missing key). A store that ignores the headers writes unconditionally: callers that need
  * exclusion must check for that themselves; one that answers 501 NotImplemented is written to unconditionally, alike.
  */
-export async function putObjectIf(client: S3Client, bucket: string, key: string, bytes: Uint8Array | string, options: PutIfOptions): Promise<{ etag: string } | 'refused'> {
+export async function putObjectIf(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  bytes: Uint8Array | string,
+  options: PutIfOptions,
+): Promise<{ etag: string } | 'refused'> {
   const conditional = Boolean(options.ifNoneMatch || options.ifMatch);
   try {
     const result = await withS3Retries(

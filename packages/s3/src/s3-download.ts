@@ -9,7 +9,10 @@ import { isMd5Etag, listObjects, unquoteEtag } from './s3-objects.js';
 
 /** A retryable error for a body that stopped arriving, ended short, or is not the bytes its ETag names. */
 class BodyError extends Error {
-  constructor(message: string, readonly code: 'StalledBody' | 'TruncatedBody' | 'CorruptBody') {
+  constructor(
+    message: string,
+    readonly code: 'StalledBody' | 'TruncatedBody' | 'CorruptBody',
+  ) {
     super(message);
     this.name = code;
   }
@@ -36,7 +39,13 @@ interface DownloadResult {
  * body arrived (its length checked against Content-Length). Resets, 5xx, throttling, a stalled or a short body
  * are retried with backoff; the final error names the object and the fix.
  */
-export async function downloadObject(client: S3Client, bucket: string, key: string, path: string, options: DownloadOptions = {}): Promise<DownloadResult> {
+export async function downloadObject(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  path: string,
+  options: DownloadOptions = {},
+): Promise<DownloadResult> {
   const stallMs = options.stallMs ?? 30_000;
   let retries = 0;
   try {
@@ -47,12 +56,15 @@ export async function downloadObject(client: S3Client, bucket: string, key: stri
         let last = Date.now();
         let stalled = false;
         let body: Readable | undefined;
-        const watchdog = setInterval(() => {
-          if (Date.now() - last < stallMs) return;
-          stalled = true;
-          controller.abort();
-          body?.destroy(new BodyError(`no data for ${stallMs} ms`, 'StalledBody'));
-        }, Math.min(1_000, Math.max(50, stallMs / 4)));
+        const watchdog = setInterval(
+          () => {
+            if (Date.now() - last < stallMs) return;
+            stalled = true;
+            controller.abort();
+            body?.destroy(new BodyError(`no data for ${stallMs} ms`, 'StalledBody'));
+          },
+          Math.min(1_000, Math.max(50, stallMs / 4)),
+        );
         let response: GetObjectCommandOutput;
         try {
           response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: controller.signal });
@@ -121,7 +133,9 @@ export async function downloadObject(client: S3Client, bucket: string, key: stri
  * ETags are not content hashes.
  */
 function etagIsContentMd5(response: GetObjectCommandOutput): boolean {
-  return isMd5Etag(unquoteEtag(response.ETag)) && !String(response.ServerSideEncryption ?? '').startsWith('aws:kms') && !response.SSECustomerAlgorithm;
+  return (
+    isMd5Etag(unquoteEtag(response.ETag)) && !String(response.ServerSideEncryption ?? '').startsWith('aws:kms') && !response.SSECustomerAlgorithm
+  );
 }
 
 /** A whole (small) object in memory, with retries. */

@@ -1,4 +1,10 @@
-import { AbortMultipartUploadCommand, DeleteObjectsCommand, type DeleteObjectsCommandOutput, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectsCommand,
+  type DeleteObjectsCommandOutput,
+  ListMultipartUploadsCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { describeS3Error, withS3Retries, type RetryOptions } from './s3.js';
 
 interface MultipartUploadInfo {
@@ -8,7 +14,12 @@ interface MultipartUploadInfo {
 }
 
 /** Multipart uploads started and neither completed nor aborted under a prefix (ListMultipartUploads, all pages). */
-export async function listMultipartUploads(client: S3Client, bucket: string, prefix: string, options: RetryOptions = {}): Promise<MultipartUploadInfo[]> {
+export async function listMultipartUploads(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  options: RetryOptions = {},
+): Promise<MultipartUploadInfo[]> {
   const found: MultipartUploadInfo[] = [];
   let keyMarker: string | undefined;
   let uploadIdMarker: string | undefined;
@@ -17,7 +28,12 @@ export async function listMultipartUploads(client: S3Client, bucket: string, pre
       const page = await withS3Retries(
         () =>
           client.send(
-            new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix, ...(keyMarker ? { KeyMarker: keyMarker } : {}), ...(uploadIdMarker ? { UploadIdMarker: uploadIdMarker } : {}) }),
+            new ListMultipartUploadsCommand({
+              Bucket: bucket,
+              Prefix: prefix,
+              ...(keyMarker ? { KeyMarker: keyMarker } : {}),
+              ...(uploadIdMarker ? { UploadIdMarker: uploadIdMarker } : {}),
+            }),
           ),
         { ...options, what: `list multipart uploads s3://${bucket}/${prefix}` },
       );
@@ -35,7 +51,13 @@ export async function listMultipartUploads(client: S3Client, bucket: string, pre
 }
 
 /** Abort one multipart upload (its parts are deleted); one already gone is fine. */
-export async function abortMultipartUpload(client: S3Client, bucket: string, key: string, uploadId: string, options: RetryOptions = {}): Promise<void> {
+export async function abortMultipartUpload(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  uploadId: string,
+  options: RetryOptions = {},
+): Promise<void> {
   try {
     await withS3Retries(() => client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })), {
       ...options,

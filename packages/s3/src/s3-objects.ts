@@ -1,10 +1,4 @@
-import {
-  CopyObjectCommand,
-  CreateBucketCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import { CopyObjectCommand, CreateBucketCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { InputError } from '@imgpipe/kit';
 import { describeS3Error, withS3Retries, type RetryOptions } from './s3.js';
 
@@ -103,7 +97,10 @@ export async function headObject(client: S3Client, bucket: string, key: string, 
 export async function copyObject(client: S3Client, bucket: string, fromKey: string, toKey: string, options: RetryOptions = {}): Promise<void> {
   try {
     await withS3Retries(
-      () => client.send(new CopyObjectCommand({ Bucket: bucket, Key: toKey, CopySource: `${bucket}/${fromKey.split('/').map(encodeURIComponent).join('/')}` })),
+      () =>
+        client.send(
+          new CopyObjectCommand({ Bucket: bucket, Key: toKey, CopySource: `${bucket}/${fromKey.split('/').map(encodeURIComponent).join('/')}` }),
+        ),
       { ...options, what: `copy s3://${bucket}/${fromKey} to ${toKey}` },
     );
   } catch (error) {

@@ -14,7 +14,12 @@ function isMissing(error: unknown): boolean {
 }
 
 /** The publication manifest under a prefix (`<prefix>/publication.json`), or undefined when there is none. */
-export async function readPublication(client: S3Client, bucket: string, prefix: string, options: RetryOptions = {}): Promise<PublicationManifest | undefined> {
+export async function readPublication(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  options: RetryOptions = {},
+): Promise<PublicationManifest | undefined> {
   const key = joinKey(prefix, PUBLICATION_FILE);
   let bytes: Buffer;
   try {
@@ -79,10 +84,13 @@ export async function downloadPublication(
             const key = joinKey(prefix, object.key);
             const path = safeLocalPath(dest, object.name);
             const { bytes } = await downloadObject(client, bucket, key, path, options);
-            if (bytes !== object.size) throw new InputError(`${formatS3Uri(bucket, key)}: ${bytes} bytes, ${where} lists ${object.size}; refusing a changed object`);
+            if (bytes !== object.size)
+              throw new InputError(`${formatS3Uri(bucket, key)}: ${bytes} bytes, ${where} lists ${object.size}; refusing a changed object`);
             const digest = await sha256File(path);
             if (digest !== object.sha256) {
-              throw new InputError(`${formatS3Uri(bucket, key)}: sha256 ${digest.slice(0, 12)}… differs from ${object.sha256.slice(0, 12)}… in ${where}; refusing a corrupt or changed object`);
+              throw new InputError(
+                `${formatS3Uri(bucket, key)}: sha256 ${digest.slice(0, 12)}… differs from ${object.sha256.slice(0, 12)}… in ${where}; refusing a corrupt or changed object`,
+              );
             }
             return { name: object.name, path, bytes };
           }).catch((error: unknown) => {

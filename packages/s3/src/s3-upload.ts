@@ -97,7 +97,9 @@ class SendDigest extends Transform {
 }
 
 function changedError(what: string, expected: string, sent: string): FailureError {
-  return new FailureError(`${what} changed while it was being uploaded (sha256 ${expected.slice(0, 12)}… when planned, ${sent.slice(0, 12)}… when sent); nothing was committed: publish again once nothing writes to it`);
+  return new FailureError(
+    `${what} changed while it was being uploaded (sha256 ${expected.slice(0, 12)}… when planned, ${sent.slice(0, 12)}… when sent); nothing was committed: publish again once nothing writes to it`,
+  );
 }
 
 /**
@@ -155,14 +157,18 @@ export async function uploadObject(
             // The store's ETag of what it holds against what was hashed on the way.
             if (md5Etags && /^[0-9a-f]{32}(-\d+)?$/.test(etag) && etag !== digest.etag()) {
               await deleteObjects(client, bucket, [key], { retries: 2 }).catch(() => undefined);
-              throw new FailureError(`upload s3://${bucket}/${key}: the store holds ETag ${etag}, the bytes sent give ${digest.etag()}; the object was deleted, try again`);
+              throw new FailureError(
+                `upload s3://${bucket}/${key}: the store holds ETag ${etag}, the bytes sent give ${digest.etag()}; the object was deleted, try again`,
+              );
             }
             return { bytes: digest.bytes, etag, multipart: digest.bytes > partSize, sha256: streamed };
           }
           // A single PUT's ETag is the MD5 of what the store holds (where it gives the usual ETags).
           if (md5Etags && /^[0-9a-f]{32}$/.test(etag) && etag !== createHash('md5').update(whole!).digest('hex')) {
             await deleteObjects(client, bucket, [key], { retries: 2 }).catch(() => undefined);
-            throw new FailureError(`upload s3://${bucket}/${key}: the store holds ETag ${etag}, not the MD5 of the bytes sent; the object was deleted, try again`);
+            throw new FailureError(
+              `upload s3://${bucket}/${key}: the store holds ETag ${etag}, not the MD5 of the bytes sent; the object was deleted, try again`,
+            );
           }
           return { bytes: size, etag, multipart: size > partSize, sha256: sent! };
         } catch (error) {

@@ -25,7 +25,9 @@ export function createAccessLog(options: { json: boolean; log: Logger; stream: N
   if (json) {
     return (record) => {
       const { bytesIn, bytesOut, ...rest } = record;
-      stream.write(`${JSON.stringify({ time: new Date().toISOString(), level: record.status >= 500 ? 'error' : 'info', msg: 'request', ...rest, bytes_in: bytesIn, bytes_out: bytesOut })}\n`);
+      stream.write(
+        `${JSON.stringify({ time: new Date().toISOString(), level: record.status >= 500 ? 'error' : 'info', msg: 'request', ...rest, bytes_in: bytesIn, bytes_out: bytesOut })}\n`,
+      );
     };
   }
   return (r) => {
@@ -36,11 +38,23 @@ export function createAccessLog(options: { json: boolean; log: Logger; stream: N
 }
 
 /** A JSON log line for server events (start, ready, stop) with --json-logs, else the logger. */
-export function createEventLog(options: { json: boolean; log: Logger; stream: NodeJS.WritableStream }): (msg: string, fields?: Record<string, unknown>) => void {
+export function createEventLog(options: {
+  json: boolean;
+  log: Logger;
+  stream: NodeJS.WritableStream;
+}): (msg: string, fields?: Record<string, unknown>) => void {
   const { json, log, stream } = options;
   return (msg, fields = {}) => {
     if (json) stream.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'info', msg, ...fields })}\n`);
-    else log.info(`${msg}${Object.keys(fields).length ? ` ${Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ')}` : ''}`);
+    else
+      log.info(
+        `${msg}${
+          Object.keys(fields).length
+            ? ` ${Object.entries(fields)
+                .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+                .join(' ')}`
+            : ''
+        }`,
+      );
   };
 }
-

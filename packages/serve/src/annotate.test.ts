@@ -10,7 +10,11 @@ test('drawCaption darkens a banner across the top, writes white text in it, and 
   await drawCaption(view, 'dog 93.1%');
   const bannerHeight = Math.round(300 * 0.12);
   const row = (y: number) => view.data.subarray(y * 400 * 3, (y + 1) * 400 * 3);
-  for (let y = bannerHeight; y < 300; y += 1) assert.ok(row(y).every((v) => v === 100), `row ${y} changed`);
+  for (let y = bannerHeight; y < 300; y += 1)
+    assert.ok(
+      row(y).every((v) => v === 100),
+      `row ${y} changed`,
+    );
   const banner = view.data.subarray(0, bannerHeight * 400 * 3);
   const dark = banner.filter((v) => v === 40).length;
   const white = banner.filter((v) => v > 200).length;
@@ -31,7 +35,7 @@ test('a long caption on a narrow picture, odd characters and a picture shorter t
   assert.ok(view.data.subarray(0, 18 * 200 * 3).some((v) => v > 200));
 });
 
-test('annotateView encodes the drawn picture in the input\'s format', async () => {
+test("annotateView encodes the drawn picture in the input's format", async () => {
   const jpeg = await annotateView(gray(160, 120), 'jpeg', 'cat', 0.5);
   const meta = await sharp(jpeg).metadata();
   assert.deepEqual([meta.format, meta.width, meta.height], ['jpeg', 160, 120]);

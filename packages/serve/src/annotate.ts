@@ -34,7 +34,7 @@ export async function drawCaption(view: RgbImage, caption: string): Promise<void
         const x = pen + column - glyph.inkLeft;
         if (coverage === 0 || x >= width) continue;
         const at = (y * width + x) * 3;
-        for (let c = 0; c < 3; c += 1) data[at + c] = data[at + c]! + (((255 - data[at + c]!) * coverage + 127) / 255) | 0;
+        for (let c = 0; c < 3; c += 1) data[at + c] = (data[at + c]! + ((255 - data[at + c]!) * coverage + 127) / 255) | 0;
       }
     }
     pen += glyph.advance;
@@ -82,7 +82,12 @@ function glyphFor(character: string, fontSize: number): Promise<Glyph> {
 }
 
 async function renderGlyph(character: string, fontSize: number): Promise<Glyph> {
-  const box = { width: Math.ceil(fontSize * 1.6), height: Math.ceil(fontSize * 1.5), x: Math.ceil(fontSize * 0.2), baseline: Math.ceil(fontSize * 1.1) };
+  const box = {
+    width: Math.ceil(fontSize * 1.6),
+    height: Math.ceil(fontSize * 1.5),
+    x: Math.ceil(fontSize * 0.2),
+    baseline: Math.ceil(fontSize * 1.1),
+  };
   // A character the renderer refuses (a control character) is drawn as a space rather than failing the answer.
   const mask = await renderTextMask(character, fontSize, box).catch(() => new Uint8Array(box.width * box.height));
   let inkLeft = box.width;
@@ -96,5 +101,13 @@ async function renderGlyph(character: string, fontSize: number): Promise<Glyph> 
   }
   const space = Math.round(fontSize * 0.33);
   if (inkRight < 0) return { mask, width: box.width, height: box.height, baseline: box.baseline, inkLeft: 0, inkRight: -1, advance: space };
-  return { mask, width: box.width, height: box.height, baseline: box.baseline, inkLeft, inkRight, advance: inkRight - inkLeft + 1 + Math.max(1, Math.round(fontSize * 0.08)) };
+  return {
+    mask,
+    width: box.width,
+    height: box.height,
+    baseline: box.baseline,
+    inkLeft,
+    inkRight,
+    advance: inkRight - inkLeft + 1 + Math.max(1, Math.round(fontSize * 0.08)),
+  };
 }

@@ -25,9 +25,18 @@ describe('Batcher', () => {
     const fn = squarer();
     const batcher = new Batcher({ predictBatch: fn.predictBatch, maxBatch: 4, maxDelayMs: 20, maxQueue: 100 });
     const results = await Promise.all(Array.from({ length: 10 }, (_, i) => batcher.submit(i)));
-    assert.deepEqual(results, Array.from({ length: 10 }, (_, i) => i * i));
-    assert.deepEqual(fn.calls.map((c) => c.length), [4, 4, 2]);
-    assert.deepEqual(fn.calls.flat(), Array.from({ length: 10 }, (_, i) => i));
+    assert.deepEqual(
+      results,
+      Array.from({ length: 10 }, (_, i) => i * i),
+    );
+    assert.deepEqual(
+      fn.calls.map((c) => c.length),
+      [4, 4, 2],
+    );
+    assert.deepEqual(
+      fn.calls.flat(),
+      Array.from({ length: 10 }, (_, i) => i),
+    );
     assert.equal(fn.maxRunning(), 1, 'one batch at a time');
   });
 
@@ -49,7 +58,7 @@ describe('Batcher', () => {
     assert.deepEqual(fn.calls, [[1], [2], [3]]);
   });
 
-  it('keeps a request\'s items together and admits all or none when the queue is full', async () => {
+  it("keeps a request's items together and admits all or none when the queue is full", async () => {
     const fn = squarer(20);
     const batcher = new Batcher({ predictBatch: fn.predictBatch, maxBatch: 2, maxDelayMs: 0, maxQueue: 3 });
     const first = batcher.submitAll([1, 2]); // taken by the first batch on the next tick
@@ -109,9 +118,15 @@ describe('Batcher', () => {
     const fn = squarer(20);
     const batcher = new Batcher({ predictBatch: fn.predictBatch, maxBatch: 2, maxDelayMs: 0, maxQueue: 100, concurrency: 2 });
     const results = await Promise.all(Array.from({ length: 8 }, (_, i) => batcher.submit(i)));
-    assert.deepEqual(results, Array.from({ length: 8 }, (_, i) => i * i));
+    assert.deepEqual(
+      results,
+      Array.from({ length: 8 }, (_, i) => i * i),
+    );
     assert.equal(fn.maxRunning(), 2);
-    assert.deepEqual(fn.calls.map((c) => c.length), [2, 2, 2, 2]);
+    assert.deepEqual(
+      fn.calls.map((c) => c.length),
+      [2, 2, 2, 2],
+    );
   });
 
   it('refuses bad options', () => {

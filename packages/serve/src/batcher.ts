@@ -50,7 +50,8 @@ export class Batcher<I, O> {
     if (!(options.maxDelayMs >= 0)) throw new RangeError(`maxDelayMs must be >= 0, got ${options.maxDelayMs}`);
     this.#options = options;
     this.#concurrency = options.concurrency ?? 1;
-    if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) throw new RangeError(`concurrency must be a positive integer, got ${options.concurrency}`);
+    if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1)
+      throw new RangeError(`concurrency must be a positive integer, got ${options.concurrency}`);
   }
 
   /** Items waiting for a batch. */
@@ -144,17 +145,15 @@ export class Batcher<I, O> {
       outputs = Promise.reject(error);
     }
     outputs
-      .then(
-        (results) => {
-          if (!Array.isArray(results) || results.length !== batch.length) {
-            throw new Error(`predictBatch returned ${Array.isArray(results) ? results.length : typeof results} outputs for ${batch.length} inputs`);
-          }
-          this.#options.onBatch?.(batch.length, (performance.now() - started) / 1000);
-          batch.forEach((w, i) => {
-            w.resolve(results[i]!);
-          });
-        },
-      )
+      .then((results) => {
+        if (!Array.isArray(results) || results.length !== batch.length) {
+          throw new Error(`predictBatch returned ${Array.isArray(results) ? results.length : typeof results} outputs for ${batch.length} inputs`);
+        }
+        this.#options.onBatch?.(batch.length, (performance.now() - started) / 1000);
+        batch.forEach((w, i) => {
+          w.resolve(results[i]!);
+        });
+      })
       .catch((error: unknown) => {
         this.#options.onBatch?.(batch.length, (performance.now() - started) / 1000, error);
         for (const w of batch) w.reject(error);

@@ -29,7 +29,9 @@ export class ByteBudget {
   /** Reserve `bytes` more for `request`, or throw 503 (Retry-After) when the budget cannot hold them. */
   reserve(request: IncomingMessage, bytes: number): void {
     if (this.#used + bytes > this.limit) {
-      throw new UnavailableError(`server busy: ${this.#used} bytes of request bodies in flight, limit ${this.limit} (--max-inflight-bytes); retry later`);
+      throw new UnavailableError(
+        `server busy: ${this.#used} bytes of request bodies in flight, limit ${this.limit} (--max-inflight-bytes); retry later`,
+      );
     }
     this.#used += bytes;
     this.#held.set(request, (this.#held.get(request) ?? 0) + bytes);
@@ -52,7 +54,9 @@ export async function readBody(request: IncomingMessage, limit: number, budget?:
     new HttpError(413, `request body ${size} is over the limit of ${limit} bytes (--max-body)`, { headers: { connection: 'close' } });
   const encoding = request.headers['content-encoding']?.trim().toLowerCase();
   if (encoding && encoding !== 'identity') {
-    throw new HttpError(415, `Content-Encoding ${JSON.stringify(encoding)} is not accepted; send the body uncompressed`, { headers: { 'accept-encoding': 'identity', connection: 'close' } });
+    throw new HttpError(415, `Content-Encoding ${JSON.stringify(encoding)} is not accepted; send the body uncompressed`, {
+      headers: { 'accept-encoding': 'identity', connection: 'close' },
+    });
   }
   const declared = Number(request.headers['content-length']);
   const hasLength = request.headers['content-length'] !== undefined && Number.isFinite(declared);

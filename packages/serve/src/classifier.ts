@@ -84,9 +84,10 @@ export function createClassifier(options: ClassifierOptions): Classifier {
     onBatch: options.onBatch,
     async predictBatch(images) {
       const pixels = images.length === 1 ? images[0]! : new Uint8Array(images.length * area);
-      if (images.length > 1) images.forEach((image, i) => {
-        pixels.set(image, i * area);
-      });
+      if (images.length > 1)
+        images.forEach((image, i) => {
+          pixels.set(image, i * area);
+        });
       const probs = await model.predict(pixels, images.length);
       if (probs.length !== images.length * classes) {
         throw new Error(`model.predict returned ${probs.length} values for ${images.length} images of ${classes} classes`);
@@ -104,7 +105,11 @@ export function createClassifier(options: ClassifierOptions): Classifier {
     const text = error instanceof ImageRejected ? `${error.reason}: ${error.detail}` : String(error?.message ?? error);
     if (typeof error?.hint === 'string') options.onHint?.(item.name, error.hint);
     const code = typeof error?.reason === 'string' ? error.reason : undefined;
-    return new HttpError(code === 'unsupported-format' ? 415 : 400, `${item.name}: ${text}`, { item: item.name, details: code ? { reason: code } : {}, cause: reason });
+    return new HttpError(code === 'unsupported-format' ? 415 : 400, `${item.name}: ${text}`, {
+      item: item.name,
+      details: code ? { reason: code } : {},
+      cause: reason,
+    });
   }
 
   /** Signatures and the request's total pixels from the headers, before any decoding. */
@@ -125,7 +130,9 @@ export function createClassifier(options: ClassifierOptions): Classifier {
       if (pixels <= (options.maxImagePixels ?? Infinity)) total += pixels;
       if (total > limit) {
         options.onHint?.(item.name, 'raise --max-request-pixels');
-        throw new HttpError(400, `the images of this request hold more than ${limit} pixels in all (at ${item.name}); send fewer or smaller images`, { details: { reason: 'too-many-pixels' } });
+        throw new HttpError(400, `the images of this request hold more than ${limit} pixels in all (at ${item.name}); send fewer or smaller images`, {
+          details: { reason: 'too-many-pixels' },
+        });
       }
     }
   }
@@ -158,7 +165,11 @@ export function createClassifier(options: ClassifierOptions): Classifier {
   }
 
   /** Admission, header checks, decoding and batching of one request's images. */
-  async function run<T>(items: readonly ImageItem[], decodeOne: (bytes: Buffer) => Promise<T>, pixelsOf: (decoded: T) => Uint8Array): Promise<{ decoded: T[]; predictions: Prediction[] }> {
+  async function run<T>(
+    items: readonly ImageItem[],
+    decodeOne: (bytes: Buffer) => Promise<T>,
+    pixelsOf: (decoded: T) => Uint8Array,
+  ): Promise<{ decoded: T[]; predictions: Prediction[] }> {
     if (pending + items.length > maxQueue) {
       throw new UnavailableError(`server busy: ${pending} images pending, limit ${maxQueue} (--max-queue); retry later`);
     }

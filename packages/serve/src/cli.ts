@@ -4,29 +4,56 @@ import { LIMITS, limitOption } from './limits.js';
 export const serveCli: ToolCli = {
   name: 'serve',
   summary:
-    'Serve a model directory over HTTP: the seed\'s POST / (and /predict) JSON route, the Open Inference Protocol (KServe V2) ' +
+    "Serve a model directory over HTTP: the seed's POST / (and /predict) JSON route, the Open Inference Protocol (KServe V2) " +
     'REST routes, and Prometheus /metrics, with dynamic batching. Prints {"kind":"server","url":...} on stdout when ready; ' +
     'SIGTERM or SIGINT stops it gracefully.',
   packageJson: new URL('../package.json', import.meta.url),
   configKeys: ['train.device', 'aws.endpoint', 'aws.aws_default_region', 'aws.aws_access_key_id', 'aws.aws_secret_access_key'],
   options: {
-    model: { type: 'string', demandOption: true, describe: 'Model directory, or a publication s3://bucket/prefix/ (or .../prefix/model): what its publication.json lists, verified, downloaded once at start' },
+    model: {
+      type: 'string',
+      demandOption: true,
+      describe:
+        'Model directory, or a publication s3://bucket/prefix/ (or .../prefix/model): what its publication.json lists, verified, downloaded once at start',
+    },
     host: { type: 'string', default: '127.0.0.1', describe: 'Address to listen on (0.0.0.0 for every interface, e.g. in a container)' },
-    port: { value: { type: 'int', min: 0, max: 65535 }, default: 8080, describe: 'Port; 0 picks a free one (the URL is printed on stdout and stderr)' },
+    port: {
+      value: { type: 'int', min: 0, max: 65535 },
+      default: 8080,
+      describe: 'Port; 0 picks a free one (the URL is printed on stdout and stderr)',
+    },
     'max-batch': limitOption('maxBatch'),
     'max-delay-ms': limitOption('maxDelayMs'),
     'max-queue': limitOption('maxQueue'),
     'max-body': limitOption('maxBody'),
     'max-pixels': limitOption('maxPixels'),
-    echo: { type: 'string', choices: ['annotated', 'raw'], default: 'annotated', describe: 'The "encoded" image sent back: with the label drawn on it, or unchanged' },
-    tta: { type: 'string', choices: ['none', 'flip'], describe: "Test-time augmentation: flip averages the softmax of each image and its mirror (twice the backbone work per image); default: the card's tta (set by eval-model --tta), else none" },
+    echo: {
+      type: 'string',
+      choices: ['annotated', 'raw'],
+      default: 'annotated',
+      describe: 'The "encoded" image sent back: with the label drawn on it, or unchanged',
+    },
+    tta: {
+      type: 'string',
+      choices: ['none', 'flip'],
+      describe:
+        "Test-time augmentation: flip averages the softmax of each image and its mirror (twice the backbone work per image); default: the card's tta (set by eval-model --tta), else none",
+    },
     'json-logs': { type: 'boolean', default: false, describe: 'Log one JSON object per line on stderr (per request and per server event)' },
-    name: { type: 'string', describe: 'Model name in the V2 routes (/v2/models/{name}); default: the card\'s name or project, else the directory\'s (its parent\'s for a run\'s model/)' },
+    name: {
+      type: 'string',
+      describe:
+        "Model name in the V2 routes (/v2/models/{name}); default: the card's name or project, else the directory's (its parent's for a run's model/)",
+    },
     ui: { type: 'boolean', default: true, describe: 'Serve a page at GET / for browsers (drop an image, see the answer); --no-ui turns it off' },
     'max-images': limitOption('maxImages'),
     'max-request-pixels': limitOption('maxRequestPixels'),
     'max-inflight-bytes': limitOption('maxInflightBytes'),
-    formats: { type: 'string', default: 'jpeg,png,webp,gif,tiff', describe: 'Image formats accepted, checked by their signature before decoding; others (SVG, AVIF, ...) get 415' },
+    formats: {
+      type: 'string',
+      default: 'jpeg,png,webp,gif,tiff',
+      describe: 'Image formats accepted, checked by their signature before decoding; others (SVG, AVIF, ...) get 415',
+    },
     'decode-timeout': limitOption('decodeTimeoutSeconds'),
     'max-echo-pixels': limitOption('maxEchoPixels'),
     'shutdown-timeout': limitOption('shutdownTimeoutSeconds'),
@@ -36,7 +63,7 @@ export const serveCli: ToolCli = {
     ['serve --model s3://bucket/results/ --host 0.0.0.0 --json-logs', 'Serve a published model in a container'],
     [
       'curl -s localhost:8080/predict -d "{\\"data\\":[{\\"path\\":\\"x.jpg\\",\\"encoded\\":\\"$(base64 -w0 x.jpg)\\"}]}"',
-      'Classify one image with the seed\'s request format',
+      "Classify one image with the seed's request format",
     ],
   ],
   async run(args: Record<string, unknown>, context: CliContext) {
@@ -64,17 +91,22 @@ export const serveCli: ToolCli = {
 
     const { runServe } = await import('./serve.js');
     const jsonLogs = Boolean(args['json-logs']);
-    const log = jsonLogs ? createLogger({ name: 'serve', stream: context.stderr, quiet: context.log.quiet, debug: context.log.verbose, json: true }) : context.log;
+    const log = jsonLogs
+      ? createLogger({ name: 'serve', stream: context.stderr, quiet: context.log.quiet, debug: context.log.verbose, json: true })
+      : context.log;
     const { createModelLoader } = await import('./model-loader.js');
     const stop = stopOnSignals((signal) => {
       log.info(`${signal}: stopping (no new connections; finishing requests in flight)`);
       // Decodes cannot be cancelled, and exit() itself waits for them (libuv joins its thread pool), so whatever
       // still runs a second after the timeout, the process ends by the signal it was sent, its default action.
-      setTimeout(() => {
-        log.warn(`still busy ${shutdownSeconds} s after ${signal} (--shutdown-timeout); ending now`);
-        process.removeAllListeners(signal);
-        process.kill(process.pid, signal);
-      }, shutdownSeconds * 1000 + LIMITS.shutdownExitDelayMs.default).unref();
+      setTimeout(
+        () => {
+          log.warn(`still busy ${shutdownSeconds} s after ${signal} (--shutdown-timeout); ending now`);
+          process.removeAllListeners(signal);
+          process.kill(process.pid, signal);
+        },
+        shutdownSeconds * 1000 + LIMITS.shutdownExitDelayMs.default,
+      ).unref();
     });
     try {
       const handle = await runServe({
@@ -96,7 +128,14 @@ export const serveCli: ToolCli = {
         jsonLogs,
         name,
         graceMs: shutdownSeconds * 1000,
-        load: createModelLoader({ device, aws: config.aws, log, maxPixels, decodeTimeoutSeconds, ...(args.tta === undefined ? {} : { tta: args.tta as 'none' | 'flip' }) }),
+        load: createModelLoader({
+          device,
+          aws: config.aws,
+          log,
+          maxPixels,
+          decodeTimeoutSeconds,
+          ...(args.tta === undefined ? {} : { tta: args.tta as 'none' | 'flip' }),
+        }),
         stdout: context.stdout,
         stderr: context.stderr,
         log,

@@ -22,7 +22,10 @@ const keyOf = (labels: Labels) => JSON.stringify(Object.entries(labels).sort(([a
 export class Counter implements Metric {
   readonly type = 'counter';
   readonly #values = new Map<string, { labels: Labels; value: number }>();
-  constructor(readonly name: string, readonly help: string) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
   inc(labels: Labels = {}, by = 1): void {
     const key = keyOf(labels);
     const entry = this.#values.get(key) ?? { labels, value: 0 };
@@ -40,7 +43,11 @@ export class Counter implements Metric {
 export class Gauge implements Metric {
   readonly type = 'gauge';
   #value = 0;
-  constructor(readonly name: string, readonly help: string, readonly collect?: () => number) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly collect?: () => number,
+  ) {}
   set(value: number): void {
     this.#value = value;
   }
@@ -55,7 +62,11 @@ export class Gauge implements Metric {
 export class Histogram implements Metric {
   readonly type = 'histogram';
   readonly #series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
-  constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly buckets: readonly number[],
+  ) {}
   observe(value: number, labels: Labels = {}): void {
     const key = keyOf(labels);
     let series = this.#series.get(key);
@@ -96,7 +107,11 @@ export class Registry {
   render(): string {
     const out: string[] = [];
     for (const metric of this.#metrics) {
-      out.push(`# HELP ${metric.name} ${metric.help.replaceAll('\\', '\\\\').replaceAll('\n', '\\n')}`, `# TYPE ${metric.name} ${metric.type}`, ...metric.render());
+      out.push(
+        `# HELP ${metric.name} ${metric.help.replaceAll('\\', '\\\\').replaceAll('\n', '\\n')}`,
+        `# TYPE ${metric.name} ${metric.type}`,
+        ...metric.render(),
+      );
     }
     return `${out.join('\n')}\n`;
   }
@@ -108,7 +123,10 @@ export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
 export class RateWindow {
   readonly #slots: number[];
   #slot = -1;
-  constructor(readonly seconds = 10, private readonly now = () => Date.now()) {
+  constructor(
+    readonly seconds = 10,
+    private readonly now = () => Date.now(),
+  ) {
     this.#slots = new Array<number>(seconds).fill(0);
   }
   add(count: number): void {

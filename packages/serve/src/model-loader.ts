@@ -44,7 +44,15 @@ export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
       const cleanup = tempDir;
       const tta = options.tta ?? (loaded.card.tta === 'flip' ? 'flip' : 'none');
       if (tta !== 'none') log.info(`tta ${tta}: each image is predicted with its mirror (twice the backbone work)`);
-      return servedModel(loaded, { tta, name: modelNameFor(spec), maxPixels: options.maxPixels, decodeTimeoutSeconds: options.decodeTimeoutSeconds, numTensors: () => tf.memory().numTensors, cleanup: cleanup ? () => rm(cleanup, { recursive: true, force: true }) : undefined, local: !cleanup });
+      return servedModel(loaded, {
+        tta,
+        name: modelNameFor(spec),
+        maxPixels: options.maxPixels,
+        decodeTimeoutSeconds: options.decodeTimeoutSeconds,
+        numTensors: () => tf.memory().numTensors,
+        cleanup: cleanup ? () => rm(cleanup, { recursive: true, force: true }) : undefined,
+        local: !cleanup,
+      });
     } catch (error) {
       if (tempDir) await rm(tempDir, { recursive: true, force: true });
       throw error;
@@ -65,18 +73,33 @@ export async function downloadPublishedModel(client: S3Client, spec: string, des
     await downloadPublication(client, bucket, candidate, dest, { dir: 'model/' });
     return dest;
   }
-  throw new InputError(`--model ${spec}: no publication.json there${candidates.length > 1 ? ' or one level up' : ''}; publish the run with upload-s3 --prefix, or copy a model directory and pass it`);
+  throw new InputError(
+    `--model ${spec}: no publication.json there${candidates.length > 1 ? ' or one level up' : ''}; publish the run with upload-s3 --prefix, or copy a model directory and pass it`,
+  );
 }
 
 /** Wrap a loaded model for serving: decoder from its card, a name, tf's tensor count. */
 export function servedModel(
   loaded: LoadedModel,
-  options: { tta?: Tta; name: string; maxPixels: number; decodeTimeoutSeconds?: number | undefined; numTensors: () => number; cleanup?: (() => Promise<void>) | undefined; local?: boolean },
+  options: {
+    tta?: Tta;
+    name: string;
+    maxPixels: number;
+    decodeTimeoutSeconds?: number | undefined;
+    numTensors: () => number;
+    cleanup?: (() => Promise<void>) | undefined;
+    local?: boolean;
+  },
 ): ServedModel {
   const { size, fit } = loaded.card.input;
   const tta = options.tta ?? 'none';
   const model = withTta(loaded, tta);
-  const decodeOptions = { size, fit, maxPixels: options.maxPixels, ...(options.decodeTimeoutSeconds ? { timeoutSeconds: options.decodeTimeoutSeconds } : {}) };
+  const decodeOptions = {
+    size,
+    fit,
+    maxPixels: options.maxPixels,
+    ...(options.decodeTimeoutSeconds ? { timeoutSeconds: options.decodeTimeoutSeconds } : {}),
+  };
   return {
     name: [loaded.card.name, loaded.card.project].find((n): n is string => typeof n === 'string' && /^[\w.-]+$/.test(n)) ?? options.name,
     version: undefined,

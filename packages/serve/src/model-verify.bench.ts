@@ -38,9 +38,16 @@ try {
   const modelDir = join(temp.path, 'model');
   await saveModelDir(modelDir, {
     card: {
-      format: 'imgpipe-model/1', labels: ['cat', 'dog'], input: { size: 224, channels: 3, fit: 'fill' }, preprocess: backbone.info.preprocess,
-      backbone: { ...backbone.info, path: '' }, head: { path: 'head/model.json', layer_size: 64, dropout: 0, lr: 0.01, epochs: 1, batch_size: 32 },
-      metrics: {}, dataset: { manifest_sha256: 'bench' }, created: new Date().toISOString(), versions: {},
+      format: 'imgpipe-model/1',
+      labels: ['cat', 'dog'],
+      input: { size: 224, channels: 3, fit: 'fill' },
+      preprocess: backbone.info.preprocess,
+      backbone: { ...backbone.info, path: '' },
+      head: { path: 'head/model.json', layer_size: 64, dropout: 0, lr: 0.01, epochs: 1, batch_size: 32 },
+      metrics: {},
+      dataset: { manifest_sha256: 'bench' },
+      created: new Date().toISOString(),
+      versions: {},
     },
     backboneFiles: backbone.files,
     head: layers,
@@ -53,7 +60,12 @@ try {
   const params = { backbone: 'resnet50 (random weights)', mb: Number((bytes / 1e6).toFixed(1)), files: card.files?.length, device, repeat };
 
   const verify = await minMs(() => openModelDir(modelDir));
-  const loader = createModelLoader({ device, aws: { bucket_name: '', aws_access_key_id: '', aws_secret_access_key: '', aws_default_region: '', results_upload_path: '', endpoint: '' }, maxPixels: 1e8, log: silentLogger });
+  const loader = createModelLoader({
+    device,
+    aws: { bucket_name: '', aws_access_key_id: '', aws_secret_access_key: '', aws_default_region: '', results_upload_path: '', endpoint: '' },
+    maxPixels: 1e8,
+    log: silentLogger,
+  });
   const serveLoad = await minMs(async () => (await loader(modelDir)).dispose());
   const options = { device, featureLayer: card.backbone.feature_layer, preprocess: 'torch', inputSize: 224 };
   const savedBackbone = await minMs(async () => (await loadBackbone(join(modelDir, card.backbone.path), options)).dispose());
@@ -62,7 +74,12 @@ try {
     { name: 'verify model directory (sha256 of every file)', unit: 'ms', value: verify, params },
     { name: "serve's model load, verification included", unit: 'ms', value: serveLoad, params },
     { name: 'backbone load, saved file (feature output exposed)', unit: 'ms', value: savedBackbone, params },
-    { name: 'backbone load, original file (protobuf re-encoded at load, as before)', unit: 'ms', value: originalBackbone, params: { ...params, mb: Number(((await stat(files.onnx)).size / 1e6).toFixed(1)) } },
+    {
+      name: 'backbone load, original file (protobuf re-encoded at load, as before)',
+      unit: 'ms',
+      value: originalBackbone,
+      params: { ...params, mb: Number(((await stat(files.onnx)).size / 1e6).toFixed(1)) },
+    },
     { name: 'verification share of serve model load', unit: '%', value: (100 * verify) / serveLoad, params },
   ];
   await writeBenchResults('model-verify', results);

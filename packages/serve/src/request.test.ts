@@ -16,8 +16,22 @@ const rejects400 = (fn: () => unknown, pattern: RegExp, item?: string) =>
 
 describe('request parsing', () => {
   it('parses the seed request', () => {
-    const items = parseSeedRequest({ data: [{ path: 'a.jpg', encoded: b64('A') }, { path: 'b.jpg', encoded: `data:image/png;base64,${b64('BB')}` }] }, 10);
-    assert.deepEqual(items.map((i) => [i.name, i.bytes.toString()]), [['a.jpg', 'A'], ['b.jpg', 'BB']]);
+    const items = parseSeedRequest(
+      {
+        data: [
+          { path: 'a.jpg', encoded: b64('A') },
+          { path: 'b.jpg', encoded: `data:image/png;base64,${b64('BB')}` },
+        ],
+      },
+      10,
+    );
+    assert.deepEqual(
+      items.map((i) => [i.name, i.bytes.toString()]),
+      [
+        ['a.jpg', 'A'],
+        ['b.jpg', 'BB'],
+      ],
+    );
   });
 
   it('names the bad item of a seed request', () => {
@@ -26,9 +40,26 @@ describe('request parsing', () => {
     rejects400(() => parseSeedRequest({ data: [{ path: 'a', encoded: b64('x') }, 7] }, 10), /data\[1\]: expected an object/, 'data[1]');
     rejects400(() => parseSeedRequest({ data: [{ encoded: b64('x') }] }, 10), /data\[0\]: missing "path"/, 'data[0]');
     rejects400(() => parseSeedRequest({ data: [{ path: 'a.jpg' }] }, 10), /"a\.jpg".*missing "encoded"/, 'a.jpg');
-    rejects400(() => parseSeedRequest({ data: [{ path: 'a.jpg', encoded: 'not base64!' }] }, 10), /data\[0\] \("a\.jpg"\): not valid base64/, 'a.jpg');
+    rejects400(
+      () => parseSeedRequest({ data: [{ path: 'a.jpg', encoded: 'not base64!' }] }, 10),
+      /data\[0\] \("a\.jpg"\): not valid base64/,
+      'a.jpg',
+    );
     rejects400(() => parseSeedRequest({ data: [{ path: 'a.jpg', encoded: 12 }] }, 10), /expected a base64 string, got a number/, 'a.jpg');
-    rejects400(() => parseSeedRequest({ data: [{ path: 'a', encoded: b64('x') }, { path: 'a', encoded: b64('y') }] }, 10), /same path as data\[0\]/, 'a');
+    rejects400(
+      () =>
+        parseSeedRequest(
+          {
+            data: [
+              { path: 'a', encoded: b64('x') },
+              { path: 'a', encoded: b64('y') },
+            ],
+          },
+          10,
+        ),
+      /same path as data\[0\]/,
+      'a',
+    );
     rejects400(() => parseSeedRequest({ data: [1, 2, 3].map((i) => ({ path: `${i}`, encoded: b64('x') })) }, 2), /3 images.*allowed per request/);
   });
 
@@ -36,9 +67,15 @@ describe('request parsing', () => {
     const parsed = parseV2InferRequest({ id: 'r1', inputs: [{ name: 'images', shape: [2], datatype: 'BYTES', data: [b64('A'), b64('B')] }] }, 10);
     assert.equal(parsed.id, 'r1');
     assert.equal(parsed.inputName, 'images');
-    assert.deepEqual(parsed.items.map((i) => i.bytes.toString()), ['A', 'B']);
+    assert.deepEqual(
+      parsed.items.map((i) => i.bytes.toString()),
+      ['A', 'B'],
+    );
     assert.equal(parsed.outputs, undefined);
-    const nested = parseV2InferRequest({ inputs: [{ name: 'x', shape: [2, 1], datatype: 'BYTES', data: [[b64('A')], [b64('B')]] }], outputs: [{ name: 'labels' }] }, 10);
+    const nested = parseV2InferRequest(
+      { inputs: [{ name: 'x', shape: [2, 1], datatype: 'BYTES', data: [[b64('A')], [b64('B')]] }], outputs: [{ name: 'labels' }] },
+      10,
+    );
     assert.equal(nested.items.length, 2);
     assert.deepEqual(nested.outputs, ['labels']);
   });
@@ -46,8 +83,15 @@ describe('request parsing', () => {
   it('names what is wrong with a V2 request', () => {
     rejects400(() => parseV2InferRequest({}, 10), /"inputs" to be a list with one BYTES tensor/);
     rejects400(() => parseV2InferRequest({ inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }] }, 10), /datatype "BYTES"/);
-    rejects400(() => parseV2InferRequest({ inputs: [{ name: 'x', shape: [3], datatype: 'BYTES', data: [b64('A')] }] }, 10), /holds 3 elements but data has 1/);
-    rejects400(() => parseV2InferRequest({ inputs: [{ name: 'x', shape: [2], datatype: 'BYTES', data: [b64('A'), '%%%'] }] }, 10), /input "x" data\[1\]: not valid base64/, 'input "x" data[1]');
+    rejects400(
+      () => parseV2InferRequest({ inputs: [{ name: 'x', shape: [3], datatype: 'BYTES', data: [b64('A')] }] }, 10),
+      /holds 3 elements but data has 1/,
+    );
+    rejects400(
+      () => parseV2InferRequest({ inputs: [{ name: 'x', shape: [2], datatype: 'BYTES', data: [b64('A'), '%%%'] }] }, 10),
+      /input "x" data\[1\]: not valid base64/,
+      'input "x" data[1]',
+    );
     rejects400(() => parseV2InferRequest({ inputs: [{ name: 'x', shape: 'a', datatype: 'BYTES', data: [b64('A')] }] }, 10), /"shape"/);
   });
 
@@ -61,7 +105,10 @@ describe('request parsing', () => {
 
   it('parses JSON objects and byte sizes', () => {
     assert.deepEqual(parseJsonObject(Buffer.from('{"a":1}'), ''), { a: 1 });
-    assert.throws(() => parseJsonObject(Buffer.from('{"a":'), ''), (e: unknown) => e instanceof HttpError && e.status === 400 && /invalid JSON/.test(e.message));
+    assert.throws(
+      () => parseJsonObject(Buffer.from('{"a":'), ''),
+      (e: unknown) => e instanceof HttpError && e.status === 400 && /invalid JSON/.test(e.message),
+    );
     assert.throws(() => parseJsonObject(Buffer.from('[1]'), 'like X'), /expected a JSON object like X, got an array/);
     assert.throws(() => parseJsonObject(Buffer.alloc(0), ''), /empty body/);
     assert.equal(parseByteSize('512', '--max-body'), 512);

@@ -67,7 +67,10 @@ interface V2InferRequest {
 export function parseV2InferRequest(body: Record<string, unknown>, maxImages: number): V2InferRequest {
   const { inputs, id, outputs } = body;
   if (!Array.isArray(inputs) || inputs.length !== 1) {
-    throw new HttpError(400, `expected "inputs" to be a list with one BYTES tensor of base64 images, got ${Array.isArray(inputs) ? `${inputs.length} inputs` : typeOf(inputs)}`);
+    throw new HttpError(
+      400,
+      `expected "inputs" to be a list with one BYTES tensor of base64 images, got ${Array.isArray(inputs) ? `${inputs.length} inputs` : typeOf(inputs)}`,
+    );
   }
   const input = inputs[0] as Record<string, unknown> | null;
   if (input === null || typeof input !== 'object') throw new HttpError(400, `inputs[0]: expected a tensor object, got ${typeOf(input)}`);
@@ -75,7 +78,8 @@ export function parseV2InferRequest(body: Record<string, unknown>, maxImages: nu
   if (input.datatype !== 'BYTES') {
     throw new HttpError(400, `input ${JSON.stringify(name)}: expected datatype "BYTES" (base64 images), got ${JSON.stringify(input.datatype)}`);
   }
-  if (!Array.isArray(input.data)) throw new HttpError(400, `input ${JSON.stringify(name)}: expected "data" to be a list of base64 strings, got ${typeOf(input.data)}`);
+  if (!Array.isArray(input.data))
+    throw new HttpError(400, `input ${JSON.stringify(name)}: expected "data" to be a list of base64 strings, got ${typeOf(input.data)}`);
   const data = flattenData(input.data, name);
   const shape = input.shape;
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
@@ -129,7 +133,9 @@ function flattenData(data: unknown[], name: string): unknown[] {
 
 function checkCount(count: number, maxImages: number): void {
   if (count > maxImages) {
-    throw new HttpError(400, `${count} images in one request, more than the ${maxImages} allowed per request; split the request`, { details: { reason: 'too-many-images' } });
+    throw new HttpError(400, `${count} images in one request, more than the ${maxImages} allowed per request; split the request`, {
+      details: { reason: 'too-many-images' },
+    });
   }
 }
 

@@ -9,5 +9,6 @@ export const ready = (state: AppState): Classifier => {
 };
 
 export const checkModelName = (state: AppState, name: string | undefined) => {
-  if (name !== state.modelName) throw new HttpError(404, `unknown model ${JSON.stringify(name)}; this server serves ${JSON.stringify(state.modelName)}`);
+  if (name !== state.modelName)
+    throw new HttpError(404, `unknown model ${JSON.stringify(name)}; this server serves ${JSON.stringify(state.modelName)}`);
 };

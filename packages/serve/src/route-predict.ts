@@ -8,11 +8,19 @@ import { parseSeedRequest, type ImageItem } from './request.js';
 /** The seed's route: {"data":[{"path","encoded"}]} -> {path: {pred, encoded, probs}}. */
 export async function predictSeed({ request }: RouteContext, state: AppState): Promise<Reply> {
   const classifier = ready(state);
-  const body = parseJsonObject(await readBody(request, state.maxBody, state.limits.bodyBudget), 'like {"data": [{"path": "x.jpg", "encoded": "<base64>"}]}');
+  const body = parseJsonObject(
+    await readBody(request, state.maxBody, state.limits.bodyBudget),
+    'like {"data": [{"path": "x.jpg", "encoded": "<base64>"}]}',
+  );
   const items = parseSeedRequest(body, Math.min(state.maxQueue, state.limits.maxImages));
   if (state.echo === 'raw') {
     const predictions = await classifier.classify(items);
-    return answer(classifier.labels, items, predictions, items.map((item) => item.bytes.toString('base64')));
+    return answer(
+      classifier.labels,
+      items,
+      predictions,
+      items.map((item) => item.bytes.toString('base64')),
+    );
   }
   const predictions = await classifier.classifyWithViews(items);
   const encoded = await Promise.all(

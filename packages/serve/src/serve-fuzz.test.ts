@@ -46,10 +46,22 @@ describe('fuzzing both protocols with mutated valid requests (seeded)', () => {
     const modelDir = await buildTestModelDir(temp.path);
     images = [await testImage(1, 40, 30, 'png'), await testImage(2, 36, 28, 'jpeg')];
     server = await runServe({
-      model: modelDir, host: '127.0.0.1', port: 0, maxBatch: 8, maxDelayMs: 2, maxQueue: 64, maxBody: 256 * 1024, maxPixels: 4_000_000,
-      echo: 'annotated', jsonLogs: true, graceMs: 5_000, maxImages: 16,
+      model: modelDir,
+      host: '127.0.0.1',
+      port: 0,
+      maxBatch: 8,
+      maxDelayMs: 2,
+      maxQueue: 64,
+      maxBody: 256 * 1024,
+      maxPixels: 4_000_000,
+      echo: 'annotated',
+      jsonLogs: true,
+      graceMs: 5_000,
+      maxImages: 16,
       load: createModelLoader({ device: 'wasm', aws: { endpoint: '' } as never, maxPixels: 4_000_000 }),
-      stdout: quiet, stderr: quiet, log: createLogger({ name: 'serve', stream: quiet }),
+      stdout: quiet,
+      stderr: quiet,
+      log: createLogger({ name: 'serve', stream: quiet }),
     });
   });
   after(async () => {
@@ -68,7 +80,11 @@ describe('fuzzing both protocols with mutated valid requests (seeded)', () => {
       }),
       fc.tuple(fc.constantFrom(...images), fc.nat()).map(([b, n]) => b.subarray(0, n % b.length)),
       fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
-      fc.constantFrom(Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="9000" height="9000"/>'), Buffer.from('GIF89a'), Buffer.from('RIFF\0\0\0\0WEBPVP8 ')),
+      fc.constantFrom(
+        Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="9000" height="9000"/>'),
+        Buffer.from('GIF89a'),
+        Buffer.from('RIFF\0\0\0\0WEBPVP8 '),
+      ),
     );
     const base64 = fc.oneof(
       imageBytes.map((b) => b.toString('base64')),
@@ -81,17 +97,29 @@ describe('fuzzing both protocols with mutated valid requests (seeded)', () => {
     );
     const anyJson = fc.jsonValue({ maxDepth: 3 });
     const seed = fc.oneof(
-      fc.array(fc.tuple(fc.string({ maxLength: 8 }), base64), { minLength: 1, maxLength: 20 }).map((entries) => ({ data: entries.map(([path, encoded]) => ({ path, encoded })) })),
-      fc.tuple(fc.array(base64, { minLength: 1, maxLength: 3 }), anyJson).map(([encoded, extra]) => ({ data: encoded.map((e, i) => ({ path: `${i}.png`, encoded: e, extra })) })),
+      fc
+        .array(fc.tuple(fc.string({ maxLength: 8 }), base64), { minLength: 1, maxLength: 20 })
+        .map((entries) => ({ data: entries.map(([path, encoded]) => ({ path, encoded })) })),
+      fc
+        .tuple(fc.array(base64, { minLength: 1, maxLength: 3 }), anyJson)
+        .map(([encoded, extra]) => ({ data: encoded.map((e, i) => ({ path: `${i}.png`, encoded: e, extra })) })),
       anyJson.map((data) => ({ data })),
       fc.tuple(base64, anyJson).map(([encoded, path]) => ({ data: [{ path, encoded }] })),
     );
     const v2 = fc.oneof(
-      fc.array(base64, { minLength: 1, maxLength: 20 }).map((data) => v2Body([]) && { inputs: [{ name: 'images', shape: [data.length], datatype: 'BYTES', data }] }),
-      fc.tuple(fc.array(base64, { minLength: 1, maxLength: 4 }), fc.array(fc.integer({ min: -2, max: 5 }), { maxLength: 3 }), fc.constantFrom('BYTES', 'FP32', 'bytes', 7)).map(
-        ([data, shape, datatype]) => ({ inputs: [{ name: 'images', shape, datatype, data }] }),
-      ),
-      fc.tuple(base64, anyJson, anyJson).map(([b, id, outputs]) => ({ ...v2Body([]), id, outputs, inputs: [{ name: 'x', shape: [1], datatype: 'BYTES', data: [[b]] }] })),
+      fc
+        .array(base64, { minLength: 1, maxLength: 20 })
+        .map((data) => v2Body([]) && { inputs: [{ name: 'images', shape: [data.length], datatype: 'BYTES', data }] }),
+      fc
+        .tuple(
+          fc.array(base64, { minLength: 1, maxLength: 4 }),
+          fc.array(fc.integer({ min: -2, max: 5 }), { maxLength: 3 }),
+          fc.constantFrom('BYTES', 'FP32', 'bytes', 7),
+        )
+        .map(([data, shape, datatype]) => ({ inputs: [{ name: 'images', shape, datatype, data }] })),
+      fc
+        .tuple(base64, anyJson, anyJson)
+        .map(([b, id, outputs]) => ({ ...v2Body([]), id, outputs, inputs: [{ name: 'x', shape: [1], datatype: 'BYTES', data: [[b]] }] })),
       anyJson.map((inputs) => ({ inputs })),
     );
     const bodyOf = (value: unknown) => Buffer.from(JSON.stringify(value));
@@ -118,7 +146,12 @@ describe('fuzzing both protocols with mutated valid requests (seeded)', () => {
     });
 
     // Warm up, then measure memory from here.
-    for (let i = 0; i < 5; i += 1) await send(server.port, { path: '/predict', headers: { 'content-type': 'application/json' }, body: bodyOf(seedBody([{ path: 'a.png', bytes: images[0]! }])) });
+    for (let i = 0; i < 5; i += 1)
+      await send(server.port, {
+        path: '/predict',
+        headers: { 'content-type': 'application/json' },
+        body: bodyOf(seedBody([{ path: 'a.png', bytes: images[0]! }])),
+      });
     gc();
     const baseline = process.memoryUsage();
     const started = performance.now();
@@ -127,13 +160,20 @@ describe('fuzzing both protocols with mutated valid requests (seeded)', () => {
       fc.asyncProperty(cases, async (sent) => {
         const status = await send(server.port, sent);
         statuses.set(status, (statuses.get(status) ?? 0) + 1);
-        assert.ok(status < 500 || status === 503, `status ${status} for ${sent.path} ${JSON.stringify(sent.headers)} ${sent.body.subarray(0, 200).toString('latin1')}`);
+        assert.ok(
+          status < 500 || status === 503,
+          `status ${status} for ${sent.path} ${JSON.stringify(sent.headers)} ${sent.body.subarray(0, 200).toString('latin1')}`,
+        );
       }),
       { seed: 20261201, numRuns: 300, interruptAfterTimeLimit: 60_000 },
     );
     assert.ok(performance.now() - started < 90_000);
     assert.ok((statuses.get(200) ?? 0) > 0 && (statuses.get(400) ?? 0) > 0, `a mix of answers: ${JSON.stringify([...statuses])}`);
-    const health = await send(server.port, { path: '/predict', headers: { 'content-type': 'application/json' }, body: bodyOf(seedBody([{ path: 'a.png', bytes: images[0]! }])) });
+    const health = await send(server.port, {
+      path: '/predict',
+      headers: { 'content-type': 'application/json' },
+      body: bodyOf(seedBody([{ path: 'a.png', bytes: images[0]! }])),
+    });
     assert.equal(health, 200, 'still serving');
     assert.equal(server.state.limits.bodyBudget.used, 0);
     await new Promise((resolve) => setTimeout(resolve, 200));

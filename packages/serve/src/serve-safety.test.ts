@@ -100,13 +100,20 @@ describe('serve under attack', () => {
     assert.equal(bomb.status, 400);
     assert.equal(bomb.body.reason, 'decompression-bomb');
     assert.doesNotMatch(JSON.stringify(bomb.body), /--max-pixels|raise/);
-    const big = await sharp({ create: { width: 2500, height: 2000, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg().toBuffer();
+    const big = await sharp({
+      create: { width: 2500, height: 2000, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } },
+    })
+      .jpeg()
+      .toBuffer();
     logLines.length = 0;
     const tooLarge = await request(server.url, '/predict', { body: seedBody([{ path: 'big.jpg', bytes: big }]) });
     assert.equal(tooLarge.status, 400);
     assert.equal(tooLarge.body.reason, 'too-large');
     assert.doesNotMatch(JSON.stringify(tooLarge.body), /--max-pixels|raise/);
-    assert.ok(logLines.some((l) => l.includes('big.jpg') && l.includes('raise --max-pixels')), logLines.join(''));
+    assert.ok(
+      logLines.some((l) => l.includes('big.jpg') && l.includes('raise --max-pixels')),
+      logLines.join(''),
+    );
   });
 
   it('bounds the annotated echo', async () => {
@@ -129,7 +136,12 @@ describe('serve under attack', () => {
     const v2 = await request(server.url, `/v2/models/${server.state.modelName}/infer`, { body: v2Body(five.map((f) => f.bytes)) });
     assert.equal(v2.status, 400);
     const wide = await testImage(3, 60, 60);
-    const pixels = await request(server.url, '/predict', { body: seedBody([{ path: 'a.png', bytes: wide }, { path: 'b.png', bytes: wide }]) });
+    const pixels = await request(server.url, '/predict', {
+      body: seedBody([
+        { path: 'a.png', bytes: wide },
+        { path: 'b.png', bytes: wide },
+      ]),
+    });
     assert.equal(pixels.status, 400);
     assert.equal(pixels.body.reason, 'too-many-pixels');
     assert.equal((await request(server.url, '/predict', { body: seedBody([{ path: 'a.png', bytes: wide }]) })).status, 200);
@@ -147,10 +159,12 @@ describe('serve under attack', () => {
     const tiny = await testImage(4, 24, 24);
     const bigStarted = performance.now();
     let bigDone = 0;
-    const big = request(server.url, '/predict', { body: seedBody(Array.from({ length: 160 }, (_, i) => ({ path: `${i}.png`, bytes: tiny }))) }).then((r) => {
-      bigDone = performance.now();
-      return r;
-    });
+    const big = request(server.url, '/predict', { body: seedBody(Array.from({ length: 160 }, (_, i) => ({ path: `${i}.png`, bytes: tiny }))) }).then(
+      (r) => {
+        bigDone = performance.now();
+        return r;
+      },
+    );
     await new Promise((resolve) => setTimeout(resolve, 300));
     const smallStarted = performance.now();
     const small = await request(server.url, '/predict', { body: seedBody([{ path: 's.png', bytes: tiny }]) });
@@ -175,17 +189,23 @@ describe('serve under attack', () => {
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
     const send = (chunked: boolean) =>
       new Promise<{ status: number; retryAfter?: string }>((resolve) => {
-        const req = httpRequest({ port, host: '127.0.0.1', method: 'POST', path: '/predict', headers: chunked ? {} : { 'content-length': size } }, (response) => {
-          response.resume();
-          response.on('end', () => resolve({ status: response.statusCode!, retryAfter: response.headers['retry-after'] as string | undefined }));
-        });
+        const req = httpRequest(
+          { port, host: '127.0.0.1', method: 'POST', path: '/predict', headers: chunked ? {} : { 'content-length': size } },
+          (response) => {
+            response.resume();
+            response.on('end', () => resolve({ status: response.statusCode!, retryAfter: response.headers['retry-after'] as string | undefined }));
+          },
+        );
         req.on('error', () => resolve({ status: -1 })); // the server may close before all is sent
         req.end(body);
       });
     const results = await Promise.all(Array.from({ length: 48 }, (_, i) => send(i % 4 === 3)));
     clearInterval(sampler);
     const statuses = results.map((r) => r.status);
-    assert.ok(statuses.every((s) => s === 400 || s === 503 || s === -1), JSON.stringify(statuses));
+    assert.ok(
+      statuses.every((s) => s === 400 || s === 503 || s === -1),
+      JSON.stringify(statuses),
+    );
     assert.ok(statuses.filter((s) => s === 503).length >= 30, `mostly refused: ${JSON.stringify(statuses)}`);
     assert.ok(results.filter((r) => r.status === 503).every((r) => r.retryAfter === '1'));
     assert.ok(statuses.includes(400), 'some were admitted and read');
@@ -216,7 +236,10 @@ describe('serve under attack', () => {
     assert.equal(reply.headers.get('x-request-id'), reply.body.request_id);
     assert.doesNotMatch(JSON.stringify(reply.body), /boom/, 'internals stay in the log');
     const logged = logLines.map((l) => JSON.parse(l)).filter((l) => l.level === 'error');
-    assert.ok(logged.some((l) => l.msg.includes(reply.body.request_id) && l.msg.includes('boom')), JSON.stringify(logged));
+    assert.ok(
+      logged.some((l) => l.msg.includes(reply.body.request_id) && l.msg.includes('boom')),
+      JSON.stringify(logged),
+    );
     const access = logLines.map((l) => JSON.parse(l)).find((l) => l.msg === 'request');
     assert.equal(access?.status, 500);
   });

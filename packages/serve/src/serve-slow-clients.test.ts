@@ -25,10 +25,21 @@ describe('slow clients (slow headers, slow bodies, idle keep-alives)', () => {
     temp = await makeTempDir('imgpipe-serve-slow-');
     const modelDir = await buildTestModelDir(temp.path);
     server = await runServe({
-      model: modelDir, host: '127.0.0.1', port: 0, maxBatch: 8, maxDelayMs: 2, maxQueue: 64, maxBody: 1024 * 1024, maxPixels: 4_000_000,
-      echo: 'annotated', jsonLogs: true, graceMs: 2_000,
+      model: modelDir,
+      host: '127.0.0.1',
+      port: 0,
+      maxBatch: 8,
+      maxDelayMs: 2,
+      maxQueue: 64,
+      maxBody: 1024 * 1024,
+      maxPixels: 4_000_000,
+      echo: 'annotated',
+      jsonLogs: true,
+      graceMs: 2_000,
       load: createModelLoader({ device: 'wasm', aws: { endpoint: '' } as never, maxPixels: 4_000_000 }),
-      stdout: quiet, stderr: quiet, log: createLogger({ name: 'serve', stream: quiet }),
+      stdout: quiet,
+      stderr: quiet,
+      log: createLogger({ name: 'serve', stream: quiet }),
     });
   });
   after(async () => {
@@ -79,7 +90,10 @@ describe('slow clients (slow headers, slow bodies, idle keep-alives)', () => {
       const worst = latencies.at(-1)!;
       assert.ok(latencies.length >= 5 && worst < 1_000, `${latencies.length} requests, slowest ${worst.toFixed(0)} ms`);
       // keepAliveTimeout is 5 s: the idle connections are closed by the server within about 6.5 s.
-      const idleClosed = await Promise.race([Promise.all(idle.map(closed)).then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 6_500))]);
+      const idleClosed = await Promise.race([
+        Promise.all(idle.map(closed)).then(() => true),
+        new Promise((resolve) => setTimeout(() => resolve(false), 6_500)),
+      ]);
       assert.equal(idleClosed, true, 'idle kept-alive connections were closed');
     } finally {
       for (const timer of timers) clearInterval(timer);

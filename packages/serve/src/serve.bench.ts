@@ -54,11 +54,17 @@ const concurrencies = String(values.concurrency).split(',').map(Number);
 const seconds = Number(values.seconds);
 const maxBatch = Number(values['max-batch']);
 const maxDelayMs = Number(values['max-delay-ms']);
-const echoModes = String(values.echo).split(',').map((mode) => (mode === 'annotated' ? 'annotated' : 'raw'));
+const echoModes = String(values.echo)
+  .split(',')
+  .map((mode) => (mode === 'annotated' ? 'annotated' : 'raw'));
 const [photoWidth, photoHeight] = String(values.photo).split('x').map(Number) as [number, number];
-const batchingModes = String(values.batching).split(',').map((mode) => mode === 'on');
+const batchingModes = String(values.batching)
+  .split(',')
+  .map((mode) => mode === 'on');
 const device = parseDevice(values.device);
-const modelModes = String(values.model).split(',').map((mode) => (mode === 'parts' ? 'parts' : 'onnx'));
+const modelModes = String(values.model)
+  .split(',')
+  .map((mode) => (mode === 'parts' ? 'parts' : 'onnx'));
 const log = createLogger({ name: 'serve.bench' });
 
 const LOAD_GENERATOR = `
@@ -96,7 +102,12 @@ Promise.all(Array.from({ length: concurrency }, client)).then(() => {
 async function load(url: string, bodyFile: string, concurrency: number, duration: number) {
   const cpu = process.cpuUsage();
   const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) => {
-    execFile(process.execPath, ['-e', LOAD_GENERATOR, JSON.stringify({ url, bodyFile, concurrency, seconds: duration })], { maxBuffer: 64 << 20 }, (error, out) => (error ? reject(error) : resolve({ stdout: out })));
+    execFile(
+      process.execPath,
+      ['-e', LOAD_GENERATOR, JSON.stringify({ url, bodyFile, concurrency, seconds: duration })],
+      { maxBuffer: 64 << 20 },
+      (error, out) => (error ? reject(error) : resolve({ stdout: out })),
+    );
   });
   const used = process.cpuUsage(cpu);
   const run = JSON.parse(stdout) as { latencies: number[]; statuses: Record<string, number>; elapsed: number; clientCpuSeconds: number };
@@ -158,7 +169,9 @@ try {
     const suffix = modelModes.length > 1 ? ` [${modelMode === 'onnx' ? 'model.onnx' : 'two parts'}]` : '';
     const modelDir = await buildTestModelDir(join(temp.path, modelMode), { size, ...backbone, wholeModel: modelMode === 'onnx' });
     // A photo-like JPEG of the size people send (not a thumbnail): of 64 from real photographs, the one nearest --photo.
-    const photos = await Promise.all((await buildPhotoSet({ dir: join(tmpdir(), 'imgpipe-bench-photos-64'), count: 64 })).map((path) => readFile(path)));
+    const photos = await Promise.all(
+      (await buildPhotoSet({ dir: join(tmpdir(), 'imgpipe-bench-photos-64'), count: 64 })).map((path) => readFile(path)),
+    );
     const distance = (jpeg: Buffer) => {
       const header = readJpegHeader(jpeg);
       return header ? Math.abs(header.width - photoWidth) + Math.abs(header.height - photoHeight) + (header.orientation === 1 ? 0 : 1e6) : Infinity;
@@ -167,7 +180,14 @@ try {
     const chosen = readJpegHeader(image)!;
     const body = join(temp.path, 'body.json');
     await writeFile(body, JSON.stringify({ data: [{ path: 'bench.jpg', encoded: image.toString('base64') }] }));
-    const common = { model: modelMode === 'onnx' ? 'model.onnx' : 'backbone + TF.js head', size, backbone: spec === 'tiny' ? `tiny-conv ${channels.join('x')} (onnx)` : spec === 'resnet50' ? 'resnet50 random (onnx)' : spec, device, photo: `${chosen.width}x${chosen.height} photo-like`, image_bytes: image.length };
+    const common = {
+      model: modelMode === 'onnx' ? 'model.onnx' : 'backbone + TF.js head',
+      size,
+      backbone: spec === 'tiny' ? `tiny-conv ${channels.join('x')} (onnx)` : spec === 'resnet50' ? 'resnet50 random (onnx)' : spec,
+      device,
+      photo: `${chosen.width}x${chosen.height} photo-like`,
+      image_bytes: image.length,
+    };
 
     // The bare engine: model.predict on batches of max-batch, pixels already decoded. Measured before and after
     // the served runs (the machine's load drifts; the ratios use the mean of the two).
@@ -196,66 +216,95 @@ try {
     const bareBefore = await bareEngine('before');
     const served: { name: string; rps: number; cpuMs: number; params: Record<string, unknown> }[] = [];
 
-    for (const echo of echoModes) for (const batching of batchingModes) {
-      const server = await runServe({
-        model: modelDir,
-        host: '127.0.0.1',
-        port: 0,
-        maxBatch: batching ? maxBatch : 1,
-        maxDelayMs: batching ? maxDelayMs : 0,
-        maxQueue: 1024,
-        maxBody: 32 * 1024 * 1024,
-        maxPixels: 40_000_000,
-        echo,
-        jsonLogs: false,
-        graceMs: 5000,
-        load: createModelLoader({ device, aws: { endpoint: '' } as never, maxPixels: 40_000_000 }),
-        stdout: { write: () => true } as unknown as NodeJS.WritableStream,
-        stderr: process.stderr,
-        log: silentLogger,
-        quiet: true,
-      });
-      try {
-        // Steady state, as a server that has run a while: every batch size seen once (ONNX Runtime plans memory per
-        // input shape on first sight), at the largest concurrency for a few seconds.
-        await load(server.url, body, Math.max(...concurrencies), 4);
-        for (const concurrency of concurrencies) {
-          const before = await batchTotals(server.url);
-          const run = await load(server.url, body, concurrency, seconds);
-          const after = await batchTotals(server.url);
-          const meanBatch = (after.images - before.images) / Math.max(1, after.batches - before.batches);
-          const sorted = run.latencies.sort((a, b) => a - b);
-          const ok = run.statuses['200'] ?? 0;
-          const rps = ok / run.elapsed;
-          const params = { ...common, echo, concurrency, batching, mean_batch: meanBatch, max_batch: batching ? maxBatch : 1, max_delay_ms: batching ? maxDelayMs : 0, statuses: run.statuses };
-          const tag = `echo=${echo} c=${concurrency} batching=${batching ? 'on' : 'off'}${suffix}`;
-          const cpuMs = (1000 * run.cpuSeconds) / Math.max(1, ok);
-          const clientCpuMs = (1000 * run.clientCpuSeconds) / Math.max(1, ok);
-          results.push({ name: `requests/s ${tag}`, unit: 'requests/s', value: rps, params });
-          results.push({ name: `CPU per request ${tag}`, unit: 'ms', value: cpuMs, params: { echo, concurrency, batching } });
-          // The load generator shares the machine's cores: its CPU per request is what the server could not use.
-          results.push({ name: `load generator CPU per request ${tag}`, unit: 'ms', value: clientCpuMs, params: { echo, concurrency, batching } });
-          results.push({ name: `p50 latency ${tag}`, unit: 'ms', value: percentile(sorted, 50), params: { echo, concurrency, batching } });
-          results.push({ name: `p99 latency ${tag}`, unit: 'ms', value: percentile(sorted, 99), params: { echo, concurrency, batching } });
-          served.push({ name: `vs bare engine ${tag}`, rps, cpuMs, params: { echo, concurrency, batching } });
-          log.info(`${tag}: ${rps.toFixed(1)} requests/s, p50 ${percentile(sorted, 50).toFixed(0)} ms, ${cpuMs.toFixed(1)} CPU-ms per request (load generator ${clientCpuMs.toFixed(1)}), mean batch ${meanBatch.toFixed(1)}`);
+    for (const echo of echoModes)
+      for (const batching of batchingModes) {
+        const server = await runServe({
+          model: modelDir,
+          host: '127.0.0.1',
+          port: 0,
+          maxBatch: batching ? maxBatch : 1,
+          maxDelayMs: batching ? maxDelayMs : 0,
+          maxQueue: 1024,
+          maxBody: 32 * 1024 * 1024,
+          maxPixels: 40_000_000,
+          echo,
+          jsonLogs: false,
+          graceMs: 5000,
+          load: createModelLoader({ device, aws: { endpoint: '' } as never, maxPixels: 40_000_000 }),
+          stdout: { write: () => true } as unknown as NodeJS.WritableStream,
+          stderr: process.stderr,
+          log: silentLogger,
+          quiet: true,
+        });
+        try {
+          // Steady state, as a server that has run a while: every batch size seen once (ONNX Runtime plans memory per
+          // input shape on first sight), at the largest concurrency for a few seconds.
+          await load(server.url, body, Math.max(...concurrencies), 4);
+          for (const concurrency of concurrencies) {
+            const before = await batchTotals(server.url);
+            const run = await load(server.url, body, concurrency, seconds);
+            const after = await batchTotals(server.url);
+            const meanBatch = (after.images - before.images) / Math.max(1, after.batches - before.batches);
+            const sorted = run.latencies.sort((a, b) => a - b);
+            const ok = run.statuses['200'] ?? 0;
+            const rps = ok / run.elapsed;
+            const params = {
+              ...common,
+              echo,
+              concurrency,
+              batching,
+              mean_batch: meanBatch,
+              max_batch: batching ? maxBatch : 1,
+              max_delay_ms: batching ? maxDelayMs : 0,
+              statuses: run.statuses,
+            };
+            const tag = `echo=${echo} c=${concurrency} batching=${batching ? 'on' : 'off'}${suffix}`;
+            const cpuMs = (1000 * run.cpuSeconds) / Math.max(1, ok);
+            const clientCpuMs = (1000 * run.clientCpuSeconds) / Math.max(1, ok);
+            results.push({ name: `requests/s ${tag}`, unit: 'requests/s', value: rps, params });
+            results.push({ name: `CPU per request ${tag}`, unit: 'ms', value: cpuMs, params: { echo, concurrency, batching } });
+            // The load generator shares the machine's cores: its CPU per request is what the server could not use.
+            results.push({ name: `load generator CPU per request ${tag}`, unit: 'ms', value: clientCpuMs, params: { echo, concurrency, batching } });
+            results.push({ name: `p50 latency ${tag}`, unit: 'ms', value: percentile(sorted, 50), params: { echo, concurrency, batching } });
+            results.push({ name: `p99 latency ${tag}`, unit: 'ms', value: percentile(sorted, 99), params: { echo, concurrency, batching } });
+            served.push({ name: `vs bare engine ${tag}`, rps, cpuMs, params: { echo, concurrency, batching } });
+            log.info(
+              `${tag}: ${rps.toFixed(1)} requests/s, p50 ${percentile(sorted, 50).toFixed(0)} ms, ${cpuMs.toFixed(1)} CPU-ms per request (load generator ${clientCpuMs.toFixed(1)}), mean batch ${meanBatch.toFixed(1)}`,
+            );
+          }
+        } finally {
+          await server.close();
         }
-      } finally {
-        await server.close();
       }
-    }
     const bare = (bareBefore + (await bareEngine('after'))) / 2;
     const bareCpu = (bareCpuMs[0]! + bareCpuMs[1]!) / 2;
     const pilMs = pilRequestCpuMs(body, size);
-    if (pilMs !== undefined) results.push({ name: `PIL per-request work (decode, resize, caption, JPEG q80, base64, JSON)${suffix}`, unit: 'cpu-ms', value: pilMs, params: common });
+    if (pilMs !== undefined)
+      results.push({
+        name: `PIL per-request work (decode, resize, caption, JPEG q80, base64, JSON)${suffix}`,
+        unit: 'cpu-ms',
+        value: pilMs,
+        params: common,
+      });
     for (const { name, rps, cpuMs, params } of served) {
       results.push({ name, unit: '%', value: (100 * rps) / bare, params: { ...params, bare_images_per_s: bare } });
       // The same ratio from CPU time: what the served rate would be against the bare one were this process alone.
       results.push({ name: `${name} (CPU time)`, unit: '%', value: (100 * bareCpu) / cpuMs, params: { ...params, bare_cpu_ms_per_image: bareCpu } });
       // serve's own work per request: its CPU per request beyond the bare engine's per image (batch --max-batch).
       const own = cpuMs - bareCpu;
-      results.push({ name: `serve's own CPU per request ${name.slice('vs bare engine '.length)}`, unit: 'cpu-ms', value: own, params: { ...params, bare_cpu_ms_per_image: bareCpu } });
-      if (pilMs !== undefined) results.push({ name: `serve's own CPU per request / PIL's ${name.slice('vs bare engine '.length)}`, unit: 'x', value: own / pilMs, params: { ...params, pil_cpu_ms: pilMs } });
+      results.push({
+        name: `serve's own CPU per request ${name.slice('vs bare engine '.length)}`,
+        unit: 'cpu-ms',
+        value: own,
+        params: { ...params, bare_cpu_ms_per_image: bareCpu },
+      });
+      if (pilMs !== undefined)
+        results.push({
+          name: `serve's own CPU per request / PIL's ${name.slice('vs bare engine '.length)}`,
+          unit: 'x',
+          value: own / pilMs,
+          params: { ...params, pil_cpu_ms: pilMs },
+        });
       log.info(`${name}: serve's own ${own.toFixed(2)} CPU-ms per request${pilMs === undefined ? '' : `, PIL's ${pilMs.toFixed(2)}`}`);
     }
   }

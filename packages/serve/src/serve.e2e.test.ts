@@ -50,19 +50,27 @@ describe('serve bin (end to end)', () => {
       // A request waits up to 5 s for its batch to fill; SIGTERM arrives meanwhile and the answer still comes
       // (at once: shutting down flushes the batcher).
       const inFlight = request(pointer.url, '/v2/models/pets/infer', { body: v2Body([image]) });
-      while ((metric((await request(pointer.url, '/metrics')).body, 'imgpipe_serve_queue_depth') ?? 0) < 1) await new Promise((r) => setTimeout(r, 10));
+      while ((metric((await request(pointer.url, '/metrics')).body, 'imgpipe_serve_queue_depth') ?? 0) < 1)
+        await new Promise((r) => setTimeout(r, 10));
       const stopped = performance.now();
       server.child.kill('SIGTERM');
       assert.equal((await inFlight).status, 200);
       assert.deepEqual(await server.exited, { code: 0, signal: null });
       assert.ok(performance.now() - stopped < 4000, 'the batch ran at shutdown rather than after --max-delay-ms');
       const lines = server.stderr().split('\n').filter(Boolean);
-      assert.deepEqual(lines.filter((l) => !l.startsWith('{')), [], 'with --json-logs every stderr line is JSON');
+      assert.deepEqual(
+        lines.filter((l) => !l.startsWith('{')),
+        [],
+        'with --json-logs every stderr line is JSON',
+      );
       const events = lines.map((l) => JSON.parse(l));
       assert.ok(events.some((e) => e.msg === 'request' && e.path === '/predict' && e.status === 200 && e.images === 1));
       assert.ok(events.some((e) => e.msg === 'ready'));
       assert.ok(events.some((e) => e.msg === 'stopped'));
-      assert.ok(events.some((e) => e.level === 'info' && /SIGTERM/.test(e.msg)), 'logger lines are JSON too');
+      assert.ok(
+        events.some((e) => e.level === 'info' && /SIGTERM/.test(e.msg)),
+        'logger lines are JSON too',
+      );
     } finally {
       server.child.kill('SIGKILL');
     }
@@ -99,17 +107,38 @@ describe('serve bin (end to end)', () => {
 
   it('exits within --shutdown-timeout (plus a second) even while long decodes run', async () => {
     const server = start([
-      '--model', modelDir, '--port', '0', '--device', 'wasm', '--json-logs', '--shutdown-timeout', '0',
-      '--max-pixels', '4000000000', '--max-request-pixels', '10000000000', '--decode-timeout', '120',
+      '--model',
+      modelDir,
+      '--port',
+      '0',
+      '--device',
+      'wasm',
+      '--json-logs',
+      '--shutdown-timeout',
+      '0',
+      '--max-pixels',
+      '4000000000',
+      '--max-request-pixels',
+      '10000000000',
+      '--decode-timeout',
+      '120',
     ]);
     try {
       const pointer = JSON.parse(await server.firstLine);
       // 3.6 gigapixels of zeros: about 3.5 s of decoding each on a quiet machine (longer under load), and sharp
       // cannot cancel a decode. Before the fix the process waited for every decode, however long.
       const heavy = zeroPng(60_000, 60_000);
-      const inFlight = request(pointer.url, '/predict', { body: seedBody([{ path: 'a.png', bytes: heavy }, { path: 'b.png', bytes: heavy }]) }).catch((error: unknown) => error);
+      const inFlight = request(pointer.url, '/predict', {
+        body: seedBody([
+          { path: 'a.png', bytes: heavy },
+          { path: 'b.png', bytes: heavy },
+        ]),
+      }).catch((error: unknown) => error);
       // Both images are admitted (body read and parsed) once the server counts them pending; decoding follows.
-      await waitFor(async () => metric((await request(pointer.url, '/metrics')).body, 'imgpipe_serve_pending_images') === 2, 'the images to be decoding');
+      await waitFor(
+        async () => metric((await request(pointer.url, '/metrics')).body, 'imgpipe_serve_pending_images') === 2,
+        'the images to be decoding',
+      );
       await new Promise((resolve) => setTimeout(resolve, 300));
       const stopped = performance.now();
       server.child.kill('SIGTERM');

@@ -124,15 +124,22 @@ describe('serve over HTTP with a real model', () => {
     assert.deepEqual(pointer, { kind: 'server', url: server.url, model: modelDir, name: 'pets' });
   });
 
-  it('answers the seed route with loadModel\'s probabilities and an annotated image', async () => {
+  it("answers the seed route with loadModel's probabilities and an annotated image", async () => {
     const want = await expected(images.map((i) => i.bytes));
     for (const route of ['/', '/predict']) {
       const reply = await request(server.url, route, { body: seedBody(images) });
       assert.equal(reply.status, 200, JSON.stringify(reply.body));
-      assert.deepEqual(Object.keys(reply.body), images.map((i) => i.path));
+      assert.deepEqual(
+        Object.keys(reply.body),
+        images.map((i) => i.path),
+      );
       for (const [i, image] of images.entries()) {
         const answer = reply.body[image.path];
-        assert.deepEqual(TEST_LABELS.map((label) => answer.probs[label]), want[i], image.path);
+        assert.deepEqual(
+          TEST_LABELS.map((label) => answer.probs[label]),
+          want[i],
+          image.path,
+        );
         const best = want[i]![0]! >= want[i]![1]! ? 'cat' : 'dog';
         assert.equal(answer.pred, best);
         const returned = Buffer.from(answer.encoded, 'base64');
@@ -157,7 +164,10 @@ describe('serve over HTTP with a real model', () => {
     assert.deepEqual(probs.data, want.flat());
     assert.deepEqual(labels, { name: 'labels', datatype: 'BYTES', shape: [bytes.length], data: want.map((p) => (p[0]! >= p[1]! ? 'cat' : 'dog')) });
     const only = await request(server.url, '/v2/models/pets/infer', { body: { ...v2Body(bytes.slice(0, 1)), outputs: [{ name: 'labels' }] } });
-    assert.deepEqual(only.body.outputs.map((o: { name: string }) => o.name), ['labels']);
+    assert.deepEqual(
+      only.body.outputs.map((o: { name: string }) => o.name),
+      ['labels'],
+    );
     assert.equal((await request(server.url, '/v2/models/nope/infer', { body: v2Body(bytes) })).status, 404);
   });
 
@@ -171,12 +181,36 @@ describe('serve over HTTP with a real model', () => {
       ['missing data', {}, /"data" to be a list/],
       ['missing path', { data: [{ encoded: good.bytes.toString('base64') }] }, /data\[0\]: missing "path"/, { item: 'data[0]' }],
       ['missing encoded', { data: [{ path: 'a.png' }] }, /missing "encoded"/, { item: 'a.png' }],
-      ['bad base64', { data: [{ path: 'ok.png', encoded: good.bytes.toString('base64') }, { path: 'b.png', encoded: '@@not base64@@' }] }, /"b\.png"\): not valid base64/, { item: 'b.png' }],
-      ['not an image', seedBody([good, { path: 'notes.jpg', bytes: notImage }]), /notes\.jpg: not-an-image/, { item: 'notes.jpg', reason: 'not-an-image' }],
+      [
+        'bad base64',
+        {
+          data: [
+            { path: 'ok.png', encoded: good.bytes.toString('base64') },
+            { path: 'b.png', encoded: '@@not base64@@' },
+          ],
+        },
+        /"b\.png"\): not valid base64/,
+        { item: 'b.png' },
+      ],
+      [
+        'not an image',
+        seedBody([good, { path: 'notes.jpg', bytes: notImage }]),
+        /notes\.jpg: not-an-image/,
+        { item: 'notes.jpg', reason: 'not-an-image' },
+      ],
       ['truncated image', seedBody([{ path: 'cut.jpg', bytes: truncated }]), /cut\.jpg: unreadable/, { item: 'cut.jpg', reason: 'unreadable' }],
-      ['decompression bomb', seedBody([{ path: 'bomb.png', bytes: bombPng(50_000, 50_000) }]), /bomb\.png: decompression-bomb/, { item: 'bomb.png', reason: 'decompression-bomb' }],
+      [
+        'decompression bomb',
+        seedBody([{ path: 'bomb.png', bytes: bombPng(50_000, 50_000) }]),
+        /bomb\.png: decompression-bomb/,
+        { item: 'bomb.png', reason: 'decompression-bomb' },
+      ],
       ['V2 wrong datatype', { inputs: [{ name: 'images', shape: [1], datatype: 'FP32', data: [1] }] }, /datatype "BYTES"/],
-      ['V2 data nested 10,000 lists deep', `{"inputs":[{"name":"images","datatype":"BYTES","shape":[1],"data":${'['.repeat(10_000)}"QQ=="${']'.repeat(10_000)}}]}`, /input "images": "data" is nested more than 32 lists deep/],
+      [
+        'V2 data nested 10,000 lists deep',
+        `{"inputs":[{"name":"images","datatype":"BYTES","shape":[1],"data":${'['.repeat(10_000)}"QQ=="${']'.repeat(10_000)}}]}`,
+        /input "images": "data" is nested more than 32 lists deep/,
+      ],
       ['V2 not an image', v2Body([notImage]), /input "images" data\[0\]: not-an-image/, { item: 'input "images" data[0]' }],
     ];
     const before = await request(server.url, '/metrics');
@@ -199,7 +233,8 @@ describe('serve over HTTP with a real model', () => {
     }
     const after = await request(server.url, '/metrics');
     assert.equal(
-      (metric(after.body, 'imgpipe_serve_requests_total{route="/predict",status="400"}') ?? 0) - (metric(before.body, 'imgpipe_serve_requests_total{route="/predict",status="400"}') ?? 0),
+      (metric(after.body, 'imgpipe_serve_requests_total{route="/predict",status="400"}') ?? 0) -
+        (metric(before.body, 'imgpipe_serve_requests_total{route="/predict",status="400"}') ?? 0),
       cases.filter(([n]) => !n.startsWith('V2')).length,
     );
     assert.equal((await request(server.url, '/v2/health/ready')).status, 200);
@@ -232,7 +267,9 @@ describe('serve over HTTP with a real model', () => {
   it('accepts an absolute-form request target, as RFC 9112 says a server must', async () => {
     const { host, port } = new URL(server.url);
     const answer = await new Promise<string>((resolve) => {
-      const socket = connect(Number(port), '127.0.0.1', () => socket.end(`GET http://${host}/v2/health/ready?x=1 HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`));
+      const socket = connect(Number(port), '127.0.0.1', () =>
+        socket.end(`GET http://${host}/v2/health/ready?x=1 HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+      );
       let text = '';
       socket.on('data', (chunk) => (text += chunk.toString()));
       socket.on('close', () => resolve(text));
@@ -256,7 +293,11 @@ describe('serve over HTTP with a real model', () => {
     assert.match(big, /--max-body/);
     const small = await exchange('POST /predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\n', '{}');
     assert.match(small, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 400 /, 'a body within the limit is invited and read');
-    const gzipped = await fetch(new URL('/predict', server.url), { method: 'POST', body: gzipSync('{}'), headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+    const gzipped = await fetch(new URL('/predict', server.url), {
+      method: 'POST',
+      body: gzipSync('{}'),
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+    });
     assert.equal(gzipped.status, 415);
     assert.match(((await gzipped.json()) as { error: string }).error, /Content-Encoding "gzip" is not accepted; send the body uncompressed/);
   });
@@ -278,8 +319,20 @@ describe('serve over HTTP with a real model', () => {
     assert.match(await talk('\x16\x03\x01 this is not HTTP\r\n\r\n', false), /^HTTP\/1\.1 400 Bad Request/);
     assert.equal((await request(server.url, '/predict', { body: seedBody([images[0]!]) })).status, 200);
     await new Promise((r) => setTimeout(r, 50));
-    assert.ok(!logLines.some((l) => /"status":500|internal error|serve: error/.test(l)), `no 500s, no errors logged: ${logLines.filter((l) => /error/.test(l)).slice(-2).join("")}`);
-    assert.ok(logLines.some((l) => /"status":499/.test(l)), `the hang-up is logged as 499: ${logLines.filter((l) => l.includes("\"status\":4")).slice(-3).join("")}`);
+    assert.ok(
+      !logLines.some((l) => /"status":500|internal error|serve: error/.test(l)),
+      `no 500s, no errors logged: ${logLines
+        .filter((l) => /error/.test(l))
+        .slice(-2)
+        .join('')}`,
+    );
+    assert.ok(
+      logLines.some((l) => /"status":499/.test(l)),
+      `the hang-up is logged as 499: ${logLines
+        .filter((l) => l.includes('"status":4'))
+        .slice(-3)
+        .join('')}`,
+    );
   });
 
   it('exposes Prometheus metrics', async () => {
@@ -295,11 +348,21 @@ describe('serve over HTTP with a real model', () => {
     assert.equal(metric(text, 'imgpipe_serve_queue_depth'), 0);
     assert.equal(metric(text, 'imgpipe_serve_pending_images'), 0);
     assert.equal(metric(text, 'imgpipe_serve_ready'), 1);
-    assert.equal(metric(text, 'imgpipe_serve_tf_num_tensors'), 0, 'the model runs as model.onnx: TF.js holds no tensors (the head is in the ONNX session)');
+    assert.equal(
+      metric(text, 'imgpipe_serve_tf_num_tensors'),
+      0,
+      'the model runs as model.onnx: TF.js holds no tensors (the head is in the ONNX session)',
+    );
     assert.ok((metric(text, 'process_resident_memory_bytes') ?? 0) > 1e6);
     const logged = logLines.filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l));
-    assert.ok(logged.some((l) => l.path === '/predict' && l.status === 200 && l.images === 1 && l.bytes_in > 100 && l.bytes_out > 100), 'one JSON log line per request');
-    assert.ok(logged.some((l) => l.status === 400 && /not-an-image/.test(l.error)), 'errors are logged with their message');
+    assert.ok(
+      logged.some((l) => l.path === '/predict' && l.status === 200 && l.images === 1 && l.bytes_in > 100 && l.bytes_out > 100),
+      'one JSON log line per request',
+    );
+    assert.ok(
+      logged.some((l) => l.status === 400 && /not-an-image/.test(l.error)),
+      'errors are logged with their message',
+    );
   });
 
   it('serves 2,000 requests from 16 concurrent clients with no errors and a flat tensor count', async () => {
@@ -313,9 +376,10 @@ describe('serve over HTTP with a real model', () => {
         while (next < total) {
           const i = next++;
           const image = images[i % images.length]!;
-          const reply = i % 5 === 0
-            ? await request(server.url, '/v2/models/pets/infer', { body: v2Body([image.bytes]) })
-            : await request(server.url, '/predict', { body: seedBody([image]) });
+          const reply =
+            i % 5 === 0
+              ? await request(server.url, '/v2/models/pets/infer', { body: v2Body([image.bytes]) })
+              : await request(server.url, '/predict', { body: seedBody([image]) });
           statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1);
         }
       }),
@@ -334,7 +398,8 @@ describe('serve over HTTP with a real model', () => {
       const named = [...images.slice(0, 2), { path: '__proto__', bytes: images[2]!.bytes }];
       const reply = await request(raw.url, '/predict', { body: seedBody(named) });
       assert.equal(reply.status, 200);
-      for (const image of named) assert.equal(Object.getOwnPropertyDescriptor(reply.body, image.path)?.value.encoded, image.bytes.toString('base64'), image.path);
+      for (const image of named)
+        assert.equal(Object.getOwnPropertyDescriptor(reply.body, image.path)?.value.encoded, image.bytes.toString('base64'), image.path);
       // Default V2 name: the model directory's, or its parent's when it is the run layout's model/.
       assert.equal(raw.state.modelName, basename(temp.path));
       assert.equal((await request(raw.url, `/v2/models/${basename(temp.path)}`)).status, 200);
@@ -422,7 +487,10 @@ describe('serve over HTTP with a real model', () => {
     await assert.rejects(fetch(new URL('/v2/health/live', stopping.url)), 'no new connections once closing');
     control.open();
     const replies = await Promise.all(inFlight);
-    assert.deepEqual(replies.map((r) => r.status), [200, 200, 200]);
+    assert.deepEqual(
+      replies.map((r) => r.status),
+      [200, 200, 200],
+    );
     await closed;
     assert.equal(stopping.state.shuttingDown, true);
   });

@@ -95,7 +95,9 @@ export function createHttpApp({ state, metrics, accessLog, log }: HttpAppOptions
       try {
         if (!m.route) {
           if (m.allowed.length > 0) {
-            throw new HttpError(405, `${req.method} is not allowed on ${pathname}; use ${m.allowed.join(' or ')}`, { headers: { allow: m.allowed.join(', ') } });
+            throw new HttpError(405, `${req.method} is not allowed on ${pathname}; use ${m.allowed.join(' or ')}`, {
+              headers: { allow: m.allowed.join(', ') },
+            });
           }
           throw new HttpError(404, `no route ${req.method} ${pathname}; routes: POST / and /predict, /v2/..., GET /metrics`);
         }

@@ -28,7 +28,9 @@ async function read(path: string): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (error) {
-    throw new FailureError(`serve's page: cannot read ${path} (${messageOf(error)}); build it with \`pnpm run build\`, or pass --no-ui`, { cause: error });
+    throw new FailureError(`serve's page: cannot read ${path} (${messageOf(error)}); build it with \`pnpm run build\`, or pass --no-ui`, {
+      cause: error,
+    });
   }
 }
 
@@ -38,7 +40,12 @@ async function read(path: string): Promise<Buffer> {
  */
 export async function loadUiAssets(): Promise<UiAssets> {
   const at = (relative: string) => fileURLToPath(new URL(relative, PACKAGE_ROOT));
-  const [html, shared, page, script] = await Promise.all([read(at('ui/index.html')), read(STYLESHEET_PATH), read(at('ui/page.css')), read(at('dist/ui/app.js'))]);
+  const [html, shared, page, script] = await Promise.all([
+    read(at('ui/index.html')),
+    read(STYLESHEET_PATH),
+    read(at('ui/page.css')),
+    read(at('dist/ui/app.js')),
+  ]);
   return {
     page: staticFile(html, 'text/html; charset=utf-8'),
     files: new Map([

@@ -36,7 +36,9 @@ interface Upload {
 async function noisePng(side: number): Promise<Buffer> {
   const rng = createRng(3);
   const pixels = Buffer.from(Array.from({ length: side * side * 3 }, () => Math.floor(rng() * 256)));
-  return sharp(pixels, { raw: { width: side, height: side, channels: 3 } }).png().toBuffer();
+  return sharp(pixels, { raw: { width: side, height: side, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 /**
@@ -55,7 +57,9 @@ async function watch(page: Page) {
     console,
     violations: () => page.evaluate('window.cspViolations') as Promise<string[]>,
     unexpected: (...refusals: number[]) =>
-      console.filter((line) => !refusals.some((status) => line.startsWith(`error: Failed to load resource: the server responded with a status of ${status} `))),
+      console.filter(
+        (line) => !refusals.some((status) => line.startsWith(`error: Failed to load resource: the server responded with a status of ${status} `)),
+      ),
   };
 }
 
@@ -79,7 +83,14 @@ describe('serve: the page in headless Chromium', () => {
     card.metrics = { ...card.metrics, test_accuracy: TEST_ACCURACY };
     await writeFile(cardPath, JSON.stringify(card));
     // eval.json names the weights the report is about (serve shows a report only for the weights it serves).
-    const weights = createHash('sha256').update((card.files as { path: string; sha256: string }[]).map((f) => `${f.path} ${f.sha256}\n`).sort().join('')).digest('hex');
+    const weights = createHash('sha256')
+      .update(
+        (card.files as { path: string; sha256: string }[])
+          .map((f) => `${f.path} ${f.sha256}\n`)
+          .sort()
+          .join(''),
+      )
+      .digest('hex');
     await writeFile(join(temp.path, 'eval.json'), JSON.stringify({ model: { path: 'model', sha256: weights } }));
     await mkdir(join(temp.path, 'plots'));
     await writeFile(join(temp.path, 'plots', 'confusion-matrix.png'), await testImage(5, 120, 120));
@@ -89,9 +100,13 @@ describe('serve: the page in headless Chromium', () => {
         '<body><h1>Evaluation</h1><figure><img src="plots/confusion-matrix.png" alt="Confusion matrix"></figure></body></html>',
     );
 
-    server = spawn(process.execPath, [BIN, '--model', modelDir, '--port', '0', '--device', 'wasm', '--name', 'pets', '--max-body', String(MAX_BODY)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    server = spawn(
+      process.execPath,
+      [BIN, '--model', modelDir, '--port', '0', '--device', 'wasm', '--name', 'pets', '--max-body', String(MAX_BODY)],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     const [line] = (await once(createInterface({ input: server.stdout! }), 'line')) as [string];
     ({ url, name } = JSON.parse(line) as { url: string; name: string });
 
@@ -136,11 +151,25 @@ describe('serve: the page in headless Chromium', () => {
       assert.equal(await card.locator('.label').textContent(), want.label, upload.name);
       const rows = [];
       for (const li of await card.locator('.probs li').all()) {
-        rows.push({ label: await li.getAttribute('data-label'), prob: Number(await li.getAttribute('data-prob')), text: await li.locator('.value').textContent() });
+        rows.push({
+          label: await li.getAttribute('data-label'),
+          prob: Number(await li.getAttribute('data-prob')),
+          text: await li.locator('.value').textContent(),
+        });
       }
-      assert.deepEqual(rows.map((r) => r.label), ['cat', 'dog']);
-      assert.deepEqual(rows.map((r) => r.prob), want.probs, `${upload.name}: the probabilities shown are the API's`);
-      assert.deepEqual(rows.map((r) => r.text), want.probs.map((p) => `${(p * 100).toFixed(1)} %`));
+      assert.deepEqual(
+        rows.map((r) => r.label),
+        ['cat', 'dog'],
+      );
+      assert.deepEqual(
+        rows.map((r) => r.prob),
+        want.probs,
+        `${upload.name}: the probabilities shown are the API's`,
+      );
+      assert.deepEqual(
+        rows.map((r) => r.text),
+        want.probs.map((p) => `${(p * 100).toFixed(1)} %`),
+      );
       assert.match((await card.locator('.time').textContent()) ?? '', /^server \d+\.\d ms · round trip \d+ ms$/);
       assert.equal(await card.locator('img').getAttribute('alt'), upload.name);
     }
@@ -161,7 +190,9 @@ describe('serve: the page in headless Chromium', () => {
     await page.waitForLoadState('networkidle');
     const sizes = await Promise.all(wire);
     const bytes = sizes.reduce((a, b) => a + b, 0);
-    t.diagnostic(`first load: ${sizes.length} responses, ${bytes} bytes over the wire; interactive ${interactive.toFixed(0)} ms after goto, ${inPage} ms on the page's clock`);
+    t.diagnostic(
+      `first load: ${sizes.length} responses, ${bytes} bytes over the wire; interactive ${interactive.toFixed(0)} ms after goto, ${inPage} ms on the page's clock`,
+    );
     assert.equal(sizes.length, 4, 'the page, its stylesheet, its script and the model card');
     assert.ok(bytes < 40_000, `the page stays small: ${bytes} bytes`);
     // A second load: the browser revalidates its copies by ETag (304s), so only headers and the card travel.
@@ -172,7 +203,9 @@ describe('serve: the page in headless Chromium', () => {
     const interactiveAgain = performance.now() - again;
     await page.waitForLoadState('networkidle');
     const bytesAgain = (await Promise.all(wire)).reduce((a, b) => a + b, 0);
-    t.diagnostic(`reload: ${bytesAgain} bytes over the wire; interactive ${interactiveAgain.toFixed(0)} ms after reload, ${await page.locator('html').getAttribute('data-ready')} ms on the page's clock`);
+    t.diagnostic(
+      `reload: ${bytesAgain} bytes over the wire; interactive ${interactiveAgain.toFixed(0)} ms after reload, ${await page.locator('html').getAttribute('data-ready')} ms on the page's clock`,
+    );
     assert.ok(bytesAgain < bytes / 2, `revalidated, not downloaded again: ${bytesAgain} bytes`);
 
     // The model card.
@@ -184,7 +217,11 @@ describe('serve: the page in headless Chromium', () => {
     assert.equal(card['Input size'], '32 × 32 px');
     assert.equal(card['Test accuracy'], '93.8 %');
     assert.ok(card.Backbone && card.Trained, JSON.stringify(card));
-    assert.deepEqual(await page.locator('#links a').evaluateAll((as) => as.map((a) => a.getAttribute('href'))), ['v2/models/pets', 'metrics', 'ui/report/report.html']);
+    assert.deepEqual(await page.locator('#links a').evaluateAll((as) => as.map((a) => a.getAttribute('href'))), [
+      'v2/models/pets',
+      'metrics',
+      'ui/report/report.html',
+    ]);
     assert.equal(await page.getByLabel('Images to classify').getAttribute('id'), 'file', 'the file input is labelled');
 
     // Two images through the file input, then a text file and one over --max-body.
@@ -205,19 +242,27 @@ describe('serve: the page in headless Chromium', () => {
     const shots = { light: join(temp.path, 'page-light.png'), dark: join(temp.path, 'page-dark.png'), phone: join(temp.path, 'page-phone.png') };
     await page.screenshot({ path: shots.light, fullPage: true });
     await page.emulateMedia({ colorScheme: 'dark' });
-    assert.equal(await page.evaluate('getComputedStyle(document.body).backgroundColor'), 'rgb(21, 24, 28)', 'dark colours when the system asks for them');
+    assert.equal(
+      await page.evaluate('getComputedStyle(document.body).backgroundColor'),
+      'rgb(21, 24, 28)',
+      'dark colours when the system asks for them',
+    );
     await page.screenshot({ path: shots.dark, fullPage: true });
     await page.emulateMedia({ colorScheme: 'light' });
     await page.setViewportSize({ width: 390, height: 844 });
     assert.equal(await page.evaluate('document.documentElement.scrollWidth'), 390, 'no sideways scrolling at phone width');
     await page.screenshot({ path: shots.phone, fullPage: true });
-    t.diagnostic(`screenshots: ${Object.values(shots).join(' ')}${process.env.IMGPIPE_KEEP_SCREENSHOTS ? '' : ' (removed after the test; IMGPIPE_KEEP_SCREENSHOTS=1 keeps them)'}`);
+    t.diagnostic(
+      `screenshots: ${Object.values(shots).join(' ')}${process.env.IMGPIPE_KEEP_SCREENSHOTS ? '' : ' (removed after the test; IMGPIPE_KEEP_SCREENSHOTS=1 keeps them)'}`,
+    );
 
     // The CSP held: nothing refused, nothing logged. Then a control: the same listener does see a refused inline script.
     assert.deepEqual(await violations(), []);
     assert.deepEqual(unexpected(400), [], 'nothing in the console but the refused text file');
     assert.equal(console.length, 1, console.join('\n'));
-    await page.evaluate(`{ const script = document.createElement('script'); script.textContent = 'document.title = "injected"'; document.body.append(script); }`);
+    await page.evaluate(
+      `{ const script = document.createElement('script'); script.textContent = 'document.title = "injected"'; document.body.append(script); }`,
+    );
     await page.waitForFunction('window.cspViolations.length > 0');
     assert.deepEqual(await violations(), ['script-src-elem inline']);
     assert.notEqual(await page.title(), 'injected');
@@ -253,7 +298,7 @@ describe('serve: the page in headless Chromium', () => {
     await checkCards(page, images);
     // On to the report link with Tab, and open it with Enter.
     for (let i = 0; i < 10 && (await focused()) !== 'ui/report/report.html'; i += 1) await page.keyboard.press('Tab');
-    assert.equal(await focused(), 'ui/report/report.html', 'Tab reaches the model card\'s links');
+    assert.equal(await focused(), 'ui/report/report.html', "Tab reaches the model card's links");
     await Promise.all([page.waitForURL(/\/ui\/report\/report\.html$/), page.keyboard.press('Enter')]);
     assert.equal(await page.locator('h1').textContent(), 'Evaluation');
     assert.deepEqual(await violations(), []);

@@ -23,7 +23,10 @@ export async function findReport(runDir: string | undefined, card: ModelCard | u
   if (!html) return { problem: 'no evaluation report for the served model (run eval-model on its run directory)' };
   const served = Array.isArray(card?.files) ? weightsSha256(card.files) : undefined;
   if (served === undefined || (await evaluatedWeights(runDir)) !== served) {
-    return { problem: 'the evaluation report beside the served model is for other weights: its run directory was replaced or retrained after this model was loaded (restart serve to serve that run)' };
+    return {
+      problem:
+        'the evaluation report beside the served model is for other weights: its run directory was replaced or retrained after this model was loaded (restart serve to serve that run)',
+    };
   }
   return { html };
 }
@@ -49,5 +52,12 @@ export function referencedPlots(html: string): Set<string> {
  */
 export function reportCsp(html: string): string {
   const hashes = [...html.matchAll(/<style>([\s\S]*?)<\/style>/g)].map((m) => `'sha256-${createHash('sha256').update(m[1]!).digest('base64')}'`);
-  return ["default-src 'none'", "img-src 'self'", `style-src ${hashes.join(' ') || "'none'"}`, "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'"].join('; ');
+  return [
+    "default-src 'none'",
+    "img-src 'self'",
+    `style-src ${hashes.join(' ') || "'none'"}`,
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ');
 }

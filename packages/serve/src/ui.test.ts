@@ -61,7 +61,14 @@ const html = { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' };
 /** What eval-model records as model.sha256: sha256 over the sorted "<path> <sha256>" lines of the model's files. */
 async function weightsOf(modelDir: string): Promise<string> {
   const card = JSON.parse(await readFile(join(modelDir, 'card.json'), 'utf8')) as { files: { path: string; sha256: string }[] };
-  return createHash('sha256').update(card.files.map((f) => `${f.path} ${f.sha256}\n`).sort().join('')).digest('hex');
+  return createHash('sha256')
+    .update(
+      card.files
+        .map((f) => `${f.path} ${f.sha256}\n`)
+        .sort()
+        .join(''),
+    )
+    .digest('hex');
 }
 
 describe('serve: the page for browsers (HTTP level)', () => {
@@ -150,7 +157,7 @@ describe('serve: the page for browsers (HTTP level)', () => {
     for (const link of Object.values(body.links) as string[]) assert.equal((await fetch(new URL(link, server.url))).status, 200, link);
   });
 
-  it('serves the run\'s report read-only: the file and the plots it links, under a script-free CSP', async () => {
+  it("serves the run's report read-only: the file and the plots it links, under a script-free CSP", async () => {
     const report = await fetch(new URL('/ui/report/report.html', server.url));
     assert.equal(report.status, 200);
     assert.equal(await report.text(), REPORT);
@@ -176,7 +183,7 @@ describe('serve: the page for browsers (HTTP level)', () => {
     }
   });
 
-  it('serves no other model\'s report after the run directory is replaced, and its 404s name no local path', async () => {
+  it("serves no other model's report after the run directory is replaced, and its 404s name no local path", async () => {
     const evalJson = await readFile(join(temp.path, 'eval.json'), 'utf8');
     const other = `<!doctype html><html><body>another model's report<img src="plots/confusion-matrix.png" alt="c"></body></html>`;
     try {
@@ -200,7 +207,7 @@ describe('serve: the page for browsers (HTTP level)', () => {
       await writeFile(join(temp.path, 'report.html'), REPORT);
       await writeFile(join(temp.path, 'eval.json'), evalJson);
     }
-    assert.equal((await fetch(new URL('/ui/report/report.html', server.url))).status, 200, 'the served model\'s own report again');
+    assert.equal((await fetch(new URL('/ui/report/report.html', server.url))).status, 200, "the served model's own report again");
   });
 
   it('turns the page off with ui: false (404; GET / for programs as before)', async () => {
@@ -222,8 +229,10 @@ describe('serve: the page for browsers (HTTP level)', () => {
     }
   });
 
-  it('serve --no-ui (the real bin) answers 404 for the page\'s files', async () => {
-    const child = spawn(process.execPath, [BIN, '--model', modelDir, '--port', '0', '--device', 'wasm', '--no-ui'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  it("serve --no-ui (the real bin) answers 404 for the page's files", async () => {
+    const child = spawn(process.execPath, [BIN, '--model', modelDir, '--port', '0', '--device', 'wasm', '--no-ui'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     try {
       const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
       const { url } = JSON.parse(line) as { url: string };

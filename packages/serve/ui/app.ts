@@ -150,7 +150,10 @@ class ResultCard {
     // Base64 in JSON: 4 bytes per 3, plus the envelope.
     const encodedSize = Math.ceil(file.size / 3) * 4 + 200;
     if (encodedSize > model.max_body) {
-      this.refuse(`Too large: ${size(file.size)}; this server takes images up to about ${size((model.max_body - 200) * 0.75)}.`, `request bodies over ${model.max_body} bytes are refused (serve --max-body)`);
+      this.refuse(
+        `Too large: ${size(file.size)}; this server takes images up to about ${size((model.max_body - 200) * 0.75)}.`,
+        `request bodies over ${model.max_body} bytes are refused (serve --max-body)`,
+      );
       return;
     }
     this.show('pending', el('p', 'muted', 'Classifying…'));

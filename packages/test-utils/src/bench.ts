@@ -27,7 +27,10 @@ export function machineInfo(): MachineInfo {
 function currentCommit(): string {
   try {
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
     return dirty ? `${head}+changes` : head;
   } catch {
     return 'unknown';
@@ -38,7 +41,11 @@ function currentCommit(): string {
  * Write one benchmark file, bench-results/<suite>.json (or $IMGPIPE_BENCH_DIR), and echo each figure on stderr.
  * Benchmarks are scripts named *.bench.ts, run by `pnpm bench`; timing lives here, never in tests.
  */
-export async function writeBenchResults(suite: string, results: BenchResult[], dir = process.env.IMGPIPE_BENCH_DIR ?? 'bench-results'): Promise<string> {
+export async function writeBenchResults(
+  suite: string,
+  results: BenchResult[],
+  dir = process.env.IMGPIPE_BENCH_DIR ?? 'bench-results',
+): Promise<string> {
   const path = join(dir, `${suite}.json`);
   await writeJsonAtomic(path, { suite, date: new Date().toISOString(), commit: currentCommit(), machine: machineInfo(), results });
   for (const r of results) {

@@ -44,7 +44,11 @@ export async function runOnnxInPython(modelPath: string, pixels: Uint8Array, cou
   const dir = await mkdtemp(join(tmpdir(), 'imgpipe-onnx-python-'));
   try {
     await writeFile(join(dir, 'pixels.bin'), pixels);
-    const { stdout } = await promisify(execFile)(DEBIAN_PYTHON, ['-c', SCRIPT, modelPath, join(dir, 'pixels.bin'), String(count), String(size), join(dir, 'out.bin')], { maxBuffer: 1 << 24 });
+    const { stdout } = await promisify(execFile)(
+      DEBIAN_PYTHON,
+      ['-c', SCRIPT, modelPath, join(dir, 'pixels.bin'), String(count), String(size), join(dir, 'out.bin')],
+      { maxBuffer: 1 << 24 },
+    );
     const info = JSON.parse(stdout.trim().split('\n').at(-1)!) as Omit<PythonOnnxResult, 'probabilities'>;
     const bytes = await readFile(join(dir, 'out.bin'));
     return { ...info, probabilities: new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)) };

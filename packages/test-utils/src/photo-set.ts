@@ -14,7 +14,8 @@ import sharp from 'sharp';
  */
 export const PHOTO_SOURCE_DIRS = ['/usr/lib/python3/dist-packages/skimage/data', '/usr/share/opencv4/samples/data', '/usr/share/opencv/samples/data'];
 
-const COLOUR_PHOTOS = /^(chelsea|coffee|astronaut|rocket|motorcycle_left|motorcycle_right|hubble_deep_field|retina|ihc|color|lena|baboon|fruits|messi5|home|building|graf1|starry_night|apple|orange|aero1|aero3|board|pic\d|ml|butterfly)\.(png|jpe?g)$/i;
+const COLOUR_PHOTOS =
+  /^(chelsea|coffee|astronaut|rocket|motorcycle_left|motorcycle_right|hubble_deep_field|retina|ihc|color|lena|baboon|fruits|messi5|home|building|graf1|starry_night|apple|orange|aero1|aero3|board|pic\d|ml|butterfly)\.(png|jpe?g)$/i;
 
 export async function photoSources(dirs: readonly string[] = PHOTO_SOURCE_DIRS): Promise<string[]> {
   const found: string[] = [];
@@ -39,7 +40,9 @@ export async function buildPhotoSet(options: PhotoSetOptions): Promise<string[]>
     throw new Error(`no source photographs found in ${PHOTO_SOURCE_DIRS.join(', ')}: apt-get install python3-skimage`);
   }
   await mkdir(options.dir, { recursive: true });
-  const decoded = await Promise.all(sources.map((path) => sharp(path).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true })));
+  const decoded = await Promise.all(
+    sources.map((path) => sharp(path).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true })),
+  );
   const random = createRng(options.seed ?? 2025);
   const paths: string[] = [];
   for (let i = 0; i < options.count; i++) {

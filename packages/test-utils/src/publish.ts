@@ -17,10 +17,19 @@ export async function publishModelDir(client: S3Client, bucket: string, prefix: 
   );
   const id = publicationId(files);
   for (const file of files) {
-    await uploadObject(client, bucket, joinKey(prefix, `p/${id}/${file.name}`), { bytes: file.bytes }, { contentType: contentTypeOf(file.name), metadata: { sha256: file.sha256 } });
+    await uploadObject(
+      client,
+      bucket,
+      joinKey(prefix, `p/${id}/${file.name}`),
+      { bytes: file.bytes },
+      { contentType: contentTypeOf(file.name), metadata: { sha256: file.sha256 } },
+    );
   }
   const manifest: PublicationManifest = {
-    format: PUBLICATION_FORMAT, id, run: 'test', created: new Date().toISOString(),
+    format: PUBLICATION_FORMAT,
+    id,
+    run: 'test',
+    created: new Date().toISOString(),
     objects: files.map((f) => ({ name: f.name, key: `p/${id}/${f.name}`, size: f.size, sha256: f.sha256 })),
   };
   await uploadObject(client, bucket, joinKey(prefix, PUBLICATION_FILE), { bytes: JSON.stringify(manifest) }, { contentType: 'application/json' });

@@ -2,7 +2,8 @@ import type { buildApp } from 'fauxqs';
 
 type FauxqsApp = ReturnType<typeof buildApp>;
 
-const errorXml = (code: string, message: string) => `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+const errorXml = (code: string, message: string) =>
+  `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`;
 const PRECONDITION_FAILED = errorXml('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
 const NO_SUCH_KEY = errorXml('NoSuchKey', 'The specified key does not exist.');
 
@@ -40,7 +41,10 @@ export function addConditionalWrites(app: FauxqsApp): void {
       (ifMatch !== undefined && (etag === undefined || (ifMatch !== '*' && unquote(String(ifMatch)) !== unquote(etag))));
     if (!refused) return;
     const missing = etag === undefined;
-    return reply.status(missing ? 404 : 412).header('content-type', 'application/xml').send(missing ? NO_SUCH_KEY : PRECONDITION_FAILED);
+    return reply
+      .status(missing ? 404 : 412)
+      .header('content-type', 'application/xml')
+      .send(missing ? NO_SUCH_KEY : PRECONDITION_FAILED);
   });
   const done = async (request: object) => {
     releases.get(request)?.();

@@ -24,7 +24,10 @@ export function addListMultipartUploads(app: FauxqsApp): void {
       '<?xml version="1.0" encoding="UTF-8"?>',
       '<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
       `<Bucket>${escapeXml(bucket)}</Bucket><Prefix>${escapeXml(prefix)}</Prefix><IsTruncated>false</IsTruncated>`,
-      ...listed.map(([id, u]) => `<Upload><Key>${escapeXml(u.key)}</Key><UploadId>${escapeXml(id)}</UploadId><Initiated>${u.initiated.toISOString()}</Initiated></Upload>`),
+      ...listed.map(
+        ([id, u]) =>
+          `<Upload><Key>${escapeXml(u.key)}</Key><UploadId>${escapeXml(id)}</UploadId><Initiated>${u.initiated.toISOString()}</Initiated></Upload>`,
+      ),
       '</ListMultipartUploadsResult>',
     ].join('');
     await reply.header('content-type', 'application/xml').status(200).send(xml);

@@ -67,7 +67,12 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
     app.addHook('onRequest', async (request) => {
       const url = new URL(request.url, 'http://localhost');
       const [, bucket = '', ...rest] = url.pathname.split('/');
-      await beforeRequest({ method: request.method, bucket: decodeURIComponent(bucket), key: rest.map(decodeURIComponent).join('/'), query: url.searchParams });
+      await beforeRequest({
+        method: request.method,
+        bucket: decodeURIComponent(bucket),
+        key: rest.map(decodeURIComponent).join('/'),
+        query: url.searchParams,
+      });
     });
   }
   addListMultipartUploads(app);
@@ -113,9 +118,17 @@ export async function listFilesRecursive(dir: string): Promise<string[]> {
  * Put every file under `dir` into `s3://bucket/prefix/...` (the relative path becomes the rest of the key), e.g.
  * a generated image set for the tests and the demo. Returns the keys, sorted.
  */
-export async function uploadDirectory(client: S3Client, bucket: string, prefix: string, dir: string, options: { concurrency?: number } = {}): Promise<string[]> {
+export async function uploadDirectory(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  dir: string,
+  options: { concurrency?: number } = {},
+): Promise<string[]> {
   const files = await listFilesRecursive(dir);
   const keys = files.map((file) => joinKey(prefix, file));
-  await pLimit(options.concurrency ?? 16).map(files, (file, index) => uploadObject(client, bucket, keys[index]!, { path: join(dir, file) }, { contentType: contentTypeOf(file) }));
+  await pLimit(options.concurrency ?? 16).map(files, (file, index) =>
+    uploadObject(client, bucket, keys[index]!, { path: join(dir, file) }, { contentType: contentTypeOf(file) }),
+  );
   return keys;
 }

@@ -35,7 +35,7 @@ export function drawShapesSvg(rng: Rng, label: number, width: number, height: nu
 
   const subjects = rng() < 0.25 ? 2 : 1;
   for (let i = 0; i < subjects; i++) {
-    const size = short * between(0.28, 0.45) / (subjects === 2 ? 1.25 : 1);
+    const size = (short * between(0.28, 0.45)) / (subjects === 2 ? 1.25 : 1);
     const cx = between(size * 0.8, width - size * 0.8);
     const cy = between(size * 0.8, height - size * 0.8);
     const angle = between(-25, 25);
@@ -106,5 +106,7 @@ export async function drawImage(rng: Rng, label: number, width: number, height: 
       data[i] = Math.max(0, Math.min(255, Math.round(data[i]! + table[j]!)));
     }
   }
-  return sharp(data, { raw: { width, height, channels: 3 } }).jpeg({ quality }).toBuffer();
+  return sharp(data, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality })
+    .toBuffer();
 }

@@ -109,7 +109,10 @@ export async function startSlurmCluster(options: { cpus?: number } = {}): Promis
     const jobs = (await command('squeue', ['-h', '-o', '%A']).catch(() => '')).split('\n').filter(Boolean);
     if (jobs.length > 0) {
       await command('scancel', jobs).catch(() => '');
-      await waitFor(async () => (await command('squeue', ['-h', '-o', '%A']).catch(() => '')).trim() === '', 'the jobs to end', { timeoutMs: 20_000, intervalMs: 250 }).catch(() => undefined);
+      await waitFor(async () => (await command('squeue', ['-h', '-o', '%A']).catch(() => '')).trim() === '', 'the jobs to end', {
+        timeoutMs: 20_000,
+        intervalMs: 250,
+      }).catch(() => undefined);
     }
     // slurmd first (it ends the jobs' step daemons), then the controller, then munge.
     for (const child of [...children].reverse()) await stopChild(child);
@@ -135,15 +138,26 @@ export async function startSlurmCluster(options: { cpus?: number } = {}): Promis
     await mkdir(join(dir, 'spool'));
     await writeFile(join(dir, 'munge', 'key'), randomBytes(1024), { mode: 0o400 });
     await start('munged', 'munged', [
-      '--foreground', '--force', `--key-file=${join(dir, 'munge', 'key')}`, `--socket=${join(dir, 'munge', 'socket')}`,
-      `--pid-file=${join(dir, 'munge', 'pid')}`, `--log-file=${join(dir, 'munge', 'log')}`, `--seed-file=${join(dir, 'munge', 'seed')}`,
+      '--foreground',
+      '--force',
+      `--key-file=${join(dir, 'munge', 'key')}`,
+      `--socket=${join(dir, 'munge', 'socket')}`,
+      `--pid-file=${join(dir, 'munge', 'pid')}`,
+      `--log-file=${join(dir, 'munge', 'log')}`,
+      `--seed-file=${join(dir, 'munge', 'seed')}`,
     ]);
     const ports = { ctld: await freePort(), slurmd: await freePort() };
     await writeFile(env.SLURM_CONF!, slurmConf(dir, hostname(), ports, options.cpus ?? 2));
-    await waitFor(async () => (await readFile(join(dir, 'munge', 'pid'), 'utf8').catch(() => '')) !== '', 'munged to start', { timeoutMs: 10_000, intervalMs: 250 });
+    await waitFor(async () => (await readFile(join(dir, 'munge', 'pid'), 'utf8').catch(() => '')) !== '', 'munged to start', {
+      timeoutMs: 10_000,
+      intervalMs: 250,
+    });
     await start('slurmctld', 'slurmctld', ['-D', '-f', env.SLURM_CONF!]);
     await start('slurmd', 'slurmd', ['-D', '-f', env.SLURM_CONF!]);
-    await waitFor(async () => /idle/.test(await command('sinfo', ['-h', '-o', '%T']).catch(() => '')), 'the node to be idle', { timeoutMs: 30_000, intervalMs: 250 });
+    await waitFor(async () => /idle/.test(await command('sinfo', ['-h', '-o', '%T']).catch(() => '')), 'the node to be idle', {
+      timeoutMs: 30_000,
+      intervalMs: 250,
+    });
   } catch (error) {
     const text = await logs();
     await stop();
@@ -156,7 +170,10 @@ export async function startSlurmCluster(options: { cpus?: number } = {}): Promis
     logs,
     stop,
     async waitIdle(timeoutMs) {
-      await waitFor(async () => (await command('squeue', ['-h', '-o', '%i'])).trim() === '', 'the queue to empty', { timeoutMs, intervalMs: 250 }).catch(async (error: Error) => {
+      await waitFor(async () => (await command('squeue', ['-h', '-o', '%i'])).trim() === '', 'the queue to empty', {
+        timeoutMs,
+        intervalMs: 250,
+      }).catch(async (error: Error) => {
         throw new Error(`${error.message}\n${await command('squeue', []).catch(() => '')}\n${await logs()}`);
       });
     },
@@ -166,4 +183,3 @@ export async function startSlurmCluster(options: { cpus?: number } = {}): Promis
     },
   };
 }
-

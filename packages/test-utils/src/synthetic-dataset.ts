@@ -33,7 +33,11 @@ export async function writeSyntheticDataset(options: {
       const image = size * size * 3;
       for (let i = 0; i < count; i++) {
         const label = options.labels ? options.labels(split, i) : i % classes.length;
-        await writer.append(split, pixels.subarray(i * image, (i + 1) * image), { source: `img-${split}-${i}.png`, label, category: classes[label]! });
+        await writer.append(split, pixels.subarray(i * image, (i + 1) * image), {
+          source: `img-${split}-${i}.png`,
+          label,
+          category: classes[label]!,
+        });
       }
     }
   } catch (error) {

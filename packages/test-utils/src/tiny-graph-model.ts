@@ -44,7 +44,12 @@ export async function writeTinyGraphModel(dir: string, inputSize: number, w: Tin
       dilations: { list: { i: ['1', '1', '1', '1'] } },
     },
   });
-  const op = (name: string, type: string, input: string[], attr: Record<string, unknown> = {}) => ({ name, op: type, input, attr: { T: { type: 'DT_FLOAT' }, ...attr } });
+  const op = (name: string, type: string, input: string[], attr: Record<string, unknown> = {}) => ({
+    name,
+    op: type,
+    input,
+    attr: { T: { type: 'DT_FLOAT' }, ...attr },
+  });
   const weights: { name: string; shape: number[]; dtype: 'float32' | 'int32'; data: Float32Array | Int32Array }[] = [
     { name: 'conv1/kernel', shape: [3, 3, 3, c1], dtype: 'float32', data: w.conv1.kernel },
     { name: 'conv1/bias', shape: [c1], dtype: 'float32', data: w.conv1.bias },

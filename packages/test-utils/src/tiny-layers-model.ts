@@ -46,10 +46,20 @@ function conv2d(name: string, from: string, filters: number, strides: number, pa
 export async function writeTinyLayersModel(dir: string, inputSize: number, w: TinyConvWeights): Promise<void> {
   const [c1, c2] = w.channels;
   const layers = [
-    { name: 'input', class_name: 'InputLayer', config: { batch_input_shape: [null, inputSize, inputSize, 3], dtype: 'float32', sparse: false, name: 'input' }, inbound_nodes: [] },
+    {
+      name: 'input',
+      class_name: 'InputLayer',
+      config: { batch_input_shape: [null, inputSize, inputSize, 3], dtype: 'float32', sparse: false, name: 'input' },
+      inbound_nodes: [],
+    },
     conv2d('conv1', 'input', c1, 1, 'same'),
     conv2d('conv2', 'conv1', c2, 2, 'valid'),
-    { name: 'features', class_name: 'GlobalAveragePooling2D', config: { data_format: 'channels_last', name: 'features', trainable: true }, inbound_nodes: inbound('conv2') },
+    {
+      name: 'features',
+      class_name: 'GlobalAveragePooling2D',
+      config: { data_format: 'channels_last', name: 'features', trainable: true },
+      inbound_nodes: inbound('conv2'),
+    },
     {
       name: 'logits',
       class_name: 'Dense',
@@ -78,7 +88,10 @@ export async function writeTinyLayersModel(dir: string, inputSize: number, w: Ti
     ['logits/kernel', [c2, w.classes], w.dense.kernel],
     ['logits/bias', [w.classes], w.dense.bias],
   ];
-  await writeFileAtomic(join(dir, 'weights.bin'), Buffer.concat(weights.map(([, , data]) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength))));
+  await writeFileAtomic(
+    join(dir, 'weights.bin'),
+    Buffer.concat(weights.map(([, , data]) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength))),
+  );
   await writeJsonAtomic(join(dir, 'model.json'), {
     format: 'layers-model',
     generatedBy: `TensorFlow.js tfjs-layers v${TFJS_LAYERS_VERSION}`,

@@ -9,7 +9,6 @@ import onnxProto from 'onnx-proto';
 
 const { onnx } = onnxProto;
 
-
 export interface TinyBackbone {
   format: 'onnx' | 'tfjs-layers' | 'tfjs-graph';
   /** model.onnx or model.json */
@@ -90,7 +89,8 @@ function floatTensor(name: string, dims: number[], data: Float32Array) {
   });
 }
 
-export const ints = (name: string, values: number[]) => onnx.AttributeProto.create({ name, ints: values, type: onnx.AttributeProto.AttributeType.INTS });
+export const ints = (name: string, values: number[]) =>
+  onnx.AttributeProto.create({ name, ints: values, type: onnx.AttributeProto.AttributeType.INTS });
 export const int = (name: string, value: number) => onnx.AttributeProto.create({ name, i: value, type: onnx.AttributeProto.AttributeType.INT });
 
 export type OnnxNodeSpec = { op: string; inputs: string[]; outputs: string[]; attrs?: ReturnType<typeof ints>[]; name?: string };
@@ -115,7 +115,13 @@ export function onnxModel(options: {
       input: [{ name: options.input, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape } } }],
       output: options.outputs.map((name) => ({ name, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } })),
       initializer: options.initializers.map((t) => floatTensor(t.name, t.dims, t.data)),
-      node: options.nodes.map((n, i) => ({ name: n.name ?? `${n.op}_${i}`, opType: n.op, input: n.inputs, output: n.outputs, attribute: n.attrs ?? [] })),
+      node: options.nodes.map((n, i) => ({
+        name: n.name ?? `${n.op}_${i}`,
+        opType: n.op,
+        input: n.inputs,
+        output: n.outputs,
+        attribute: n.attrs ?? [],
+      })),
     },
   });
   return onnx.ModelProto.encode(model).finish();
@@ -137,9 +143,19 @@ export function tinyConvOnnx(inputSize: number, w: TinyConvWeights, fixedBatch?:
       { name: 'fc.bias', dims: [w.classes], data: w.dense.bias },
     ],
     nodes: [
-      { op: 'Conv', inputs: ['input', 'conv1.weight', 'conv1.bias'], outputs: ['conv1'], attrs: [ints('kernel_shape', [3, 3]), ints('pads', [1, 1, 1, 1])] },
+      {
+        op: 'Conv',
+        inputs: ['input', 'conv1.weight', 'conv1.bias'],
+        outputs: ['conv1'],
+        attrs: [ints('kernel_shape', [3, 3]), ints('pads', [1, 1, 1, 1])],
+      },
       { op: 'Relu', inputs: ['conv1'], outputs: ['relu1'] },
-      { op: 'Conv', inputs: ['relu1', 'conv2.weight', 'conv2.bias'], outputs: ['conv2'], attrs: [ints('kernel_shape', [3, 3]), ints('strides', [2, 2])] },
+      {
+        op: 'Conv',
+        inputs: ['relu1', 'conv2.weight', 'conv2.bias'],
+        outputs: ['conv2'],
+        attrs: [ints('kernel_shape', [3, 3]), ints('strides', [2, 2])],
+      },
       { op: 'Relu', inputs: ['conv2'], outputs: ['relu2'] },
       { op: 'GlobalAveragePool', inputs: ['relu2'], outputs: ['pool'] },
       { op: 'Flatten', inputs: ['pool'], outputs: ['features'], attrs: [int('axis', 1)] },
@@ -179,7 +195,8 @@ export function tinyConvReference(w: TinyConvWeights, input: Float32Array, count
           let sum = w.conv2.bias[o]!;
           for (let ky = 0; ky < 3; ky++)
             for (let kx = 0; kx < 3; kx++)
-              for (let i = 0; i < c1; i++) sum += a[((2 * y + ky) * size + 2 * x + kx) * c1 + i]! * w.conv2.kernel[((ky * 3 + kx) * c1 + i) * c2 + o]!;
+              for (let i = 0; i < c1; i++)
+                sum += a[((2 * y + ky) * size + 2 * x + kx) * c1 + i]! * w.conv2.kernel[((ky * 3 + kx) * c1 + i) * c2 + o]!;
           total += Math.max(0, sum);
         }
       out[n * c2 + o] = total / (size2 * size2);

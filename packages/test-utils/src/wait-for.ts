@@ -1,5 +1,9 @@
 /** Poll `check` until it holds; fails naming `what` after `timeoutMs`. */
-export async function waitFor(check: () => boolean | Promise<boolean>, what: string, options: { timeoutMs?: number; intervalMs?: number } = {}): Promise<void> {
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  options: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<void> {
   const { timeoutMs = 60_000, intervalMs = 20 } = options;
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {

@@ -77,7 +77,9 @@ export class OnnxGraphBuilder {
   }): Uint8Array {
     const valueInfo = (v: { name: string; dims: (number | string)[] }) => ({
       name: v.name,
-      type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: v.dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
+      type: {
+        tensorType: { elemType: DataType.FLOAT, shape: { dim: v.dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } },
+      },
     });
     const model = onnx.ModelProto.create({
       irVersion: 7,

@@ -8,7 +8,9 @@ export function activationName(value: unknown): string {
   let name: unknown = value ?? 'linear';
   if (typeof name === 'object') name = (name as { config?: unknown; class_name?: unknown }).config ?? (name as { class_name?: unknown }).class_name;
   if (typeof name === 'object' && name !== null) name = (name as { name?: unknown }).name;
-  return String(name).replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
+  return String(name)
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .toLowerCase();
 }
 
 export const ACTIVATIONS = ['linear', 'relu', 'relu6', 'sigmoid', 'tanh', 'swish', 'hard_swish', 'hard_sigmoid', 'softmax'] as const;
@@ -35,7 +37,9 @@ function activation(ctx: ConvertContext, layer: LayerSpec, x: Value, name: strin
     case 'swish':
       return out(g.node('Mul', [x.name, g.node('Sigmoid', [x.name], { base })], { base }));
     case 'hard_swish': // Keras: x * relu6(x + 3) / 6
-      return out(g.node('Mul', [x.name, g.node('HardSigmoid', [x.name], { base, attrs: { alpha: { float: 1 / 6 }, beta: { float: 0.5 } } })], { base }));
+      return out(
+        g.node('Mul', [x.name, g.node('HardSigmoid', [x.name], { base, attrs: { alpha: { float: 1 / 6 }, beta: { float: 0.5 } } })], { base }),
+      );
     case 'hard_sigmoid': // TF.js: clip(0.2 x + 0.5, 0, 1)
       return out(g.node('HardSigmoid', [x.name], { base, attrs: { alpha: { float: 0.2 }, beta: { float: 0.5 } } }));
     case 'softmax': // over TF's last axis: the channels, axis 1 of an NCHW value
@@ -59,7 +63,11 @@ export const activationLayer: LayerConverter = (ctx, layer, inputs) => applyActi
 /** ReLU(max_value): relu, or a clip at max_value (6: relu6); negative_slope and threshold other than 0 do not convert. */
 export const reluLayer: LayerConverter = (ctx, layer, inputs) => {
   const x = single(layer, inputs);
-  const { max_value: max, negative_slope: slope, threshold } = layer.config as { max_value?: number | null; negative_slope?: number; threshold?: number };
+  const {
+    max_value: max,
+    negative_slope: slope,
+    threshold,
+  } = layer.config as { max_value?: number | null; negative_slope?: number; threshold?: number };
   if ((slope ?? 0) !== 0 || (threshold ?? 0) !== 0) unsupported(layer, 'has a negative_slope or threshold other than 0');
   if (max === null || max === undefined) return activation(ctx, layer, x, 'relu');
   return { name: clip(ctx, x.name, layer.name, 0, max), shape: x.shape };

@@ -69,7 +69,15 @@ function hwioToOihw(kernel: Float32Array, [kh, kw, cin, cout]: number[]): Float3
 }
 
 /** One ONNX Conv: kernel given HWIO (TF's shape), output channels out. */
-function conv(ctx: ConvertContext, layer: LayerSpec, x: Value, kernel: { shape: number[]; data: Float32Array }, w: Window, group: number, bias?: Float32Array): Value {
+function conv(
+  ctx: ConvertContext,
+  layer: LayerSpec,
+  x: Value,
+  kernel: { shape: number[]; data: Float32Array },
+  w: Window,
+  group: number,
+  bias?: Float32Array,
+): Value {
   const { out, pads } = windowPads(layer, [x.shape[0]!, x.shape[1]!], w);
   const [kh, kw, cin, cout] = kernel.shape as [number, number, number, number];
   const weight = ctx.g.floats(`${layer.name}:weight`, [cout, cin, kh, kw], hwioToOihw(kernel.data, kernel.shape));
@@ -149,7 +157,12 @@ export const zeroPadding2d: LayerConverter = (ctx, layer, inputs) => {
   const x = spatialInput(layer, inputs);
   const p = layer.config.padding ?? 1;
   const [[top, bottom], [left, right]] =
-    typeof p === 'number' ? [[p, p], [p, p]] : (p as unknown[]).map((v) => (typeof v === 'number' ? [v, v] : (v as number[]))) as [number[], number[]];
+    typeof p === 'number'
+      ? [
+          [p, p],
+          [p, p],
+        ]
+      : ((p as unknown[]).map((v) => (typeof v === 'number' ? [v, v] : (v as number[]))) as [number[], number[]]);
   const pads = ctx.g.int64s(`${layer.name}:pads`, [0, 0, top!, left!, 0, 0, bottom!, right!]);
   const name = ctx.g.node('Pad', [x.name, pads], { base: layer.name });
   return { name, shape: [x.shape[0]! + top! + bottom!, x.shape[1]! + left! + right!, x.shape[2]!] };

@@ -45,12 +45,20 @@ function elementwise(op: 'Add' | 'Mul'): LayerConverter {
 const concatenate: LayerConverter = (ctx, layer, inputs) => {
   const rank = inputs[0]!.shape.length + 1;
   if (inputs.some((v) => v.shape.length + 1 !== rank)) unsupported(layer, 'concatenates inputs of different ranks');
-  const tfAxis = ((layer.config.axis as number | undefined) ?? -1) < 0 ? ((layer.config.axis as number | undefined) ?? -1) + rank : (layer.config.axis as number);
+  const tfAxis =
+    ((layer.config.axis as number | undefined) ?? -1) < 0 ? ((layer.config.axis as number | undefined) ?? -1) + rank : (layer.config.axis as number);
   if (tfAxis === 0) unsupported(layer, 'concatenates along the batch axis');
   const axis = rank === 4 ? TO_NCHW.indexOf(tfAxis) : tfAxis;
   const shape = [...inputs[0]!.shape];
   shape[tfAxis - 1] = inputs.reduce((sum, v) => sum + v.shape[tfAxis - 1]!, 0);
-  return { name: ctx.g.node('Concat', inputs.map((v) => v.name), { base: layer.name, attrs: { axis } }), shape };
+  return {
+    name: ctx.g.node(
+      'Concat',
+      inputs.map((v) => v.name),
+      { base: layer.name, attrs: { axis } },
+    ),
+    shape,
+  };
 };
 
 /** Flatten in TF's element order: NCHW values go back to NHWC first. */

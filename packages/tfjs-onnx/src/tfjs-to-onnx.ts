@@ -42,7 +42,8 @@ export function convertTfjsLayers(json: io.ModelJSON, weightData: Uint8Array, op
     throw new UsageError(`--feature-layer '${featureLayer}' is not a layer of ${source} (layers: ${[...topology.layers.keys()].join(', ')})`);
   }
   const inputLayer = topology.layers.get(topology.inputs[0]!.layer)!;
-  if (topology.inputs.length !== 1) throw new UnsupportedLayerError(inputLayer.name, 'InputLayer', `is one of ${topology.inputs.length} model inputs (one image input converts)`);
+  if (topology.inputs.length !== 1)
+    throw new UnsupportedLayerError(inputLayer.name, 'InputLayer', `is one of ${topology.inputs.length} model inputs (one image input converts)`);
   const inputSize = imageSize(inputLayer, options.inputSize, source);
   const feature = { layer: featureLayer, node: 0, tensor: 0 };
   checkSupported(topology, feature);
@@ -60,16 +61,25 @@ export function convertTfjsLayers(json: io.ModelJSON, weightData: Uint8Array, op
       throw new UnsupportedLayerError(layer.name, layer.className, `has no weight '${layer.name}/${suffix}' in the weight files`);
     },
   };
-  const input: Value = { name: g.node('Transpose', [inputName], { base: inputLayer.name, attrs: { perm: TO_NCHW } }), shape: [inputSize, inputSize, 3] };
+  const input: Value = {
+    name: g.node('Transpose', [inputName], { base: inputLayer.name, attrs: { perm: TO_NCHW } }),
+    shape: [inputSize, inputSize, 3],
+  };
   const values = new Map<string, Value>();
   const valueFor = (ref: TensorRef): Value => {
     const key = `${ref.layer}:${ref.node}`;
     const known = values.get(key);
     if (known) return known;
     const layer = topology.layers.get(ref.layer)!;
-    if (ref.tensor !== 0) throw new UnsupportedLayerError(layer.name, layer.className, `is used through its output ${ref.tensor} (one output per layer converts)`);
+    if (ref.tensor !== 0)
+      throw new UnsupportedLayerError(layer.name, layer.className, `is used through its output ${ref.tensor} (one output per layer converts)`);
     const inputs = () => callOf(layer, ref.node).map(valueFor);
-    const value = layer.className === 'InputLayer' ? input : layer.className === NESTED_MODEL ? inputs()[0]! : LAYER_CONVERTERS[layer.className]!(ctx, layer, inputs());
+    const value =
+      layer.className === 'InputLayer'
+        ? input
+        : layer.className === NESTED_MODEL
+          ? inputs()[0]!
+          : LAYER_CONVERTERS[layer.className]!(ctx, layer, inputs());
     values.set(key, value);
     return value;
   };

@@ -11,15 +11,21 @@ test('decodeWeights: float32, uint8 and float16 quantized weights by name; non-f
   const tail = new Uint8Array(Float32Array.of(3).buffer);
   const data = new Uint8Array([...f32, ...u8, ...f16, ...i32, ...tail]);
   const manifest = [
-    { paths: ['a.bin'], weights: [
-      { name: 'conv/kernel', shape: [2], dtype: 'float32' as const },
-      { name: 'conv/bias', shape: [3], dtype: 'float32' as const, quantization: { dtype: 'uint8' as const, scale: 0.5, min: -1 } },
-    ] },
-    { paths: ['b.bin'], weights: [
-      { name: 'bn/gamma', shape: [2, 2], dtype: 'float32' as const, quantization: { dtype: 'float16' as const } },
-      { name: 'step', shape: [], dtype: 'int32' as const },
-      { name: 'bn/beta', shape: [1], dtype: 'float32' as const },
-    ] },
+    {
+      paths: ['a.bin'],
+      weights: [
+        { name: 'conv/kernel', shape: [2], dtype: 'float32' as const },
+        { name: 'conv/bias', shape: [3], dtype: 'float32' as const, quantization: { dtype: 'uint8' as const, scale: 0.5, min: -1 } },
+      ],
+    },
+    {
+      paths: ['b.bin'],
+      weights: [
+        { name: 'bn/gamma', shape: [2, 2], dtype: 'float32' as const, quantization: { dtype: 'float16' as const } },
+        { name: 'step', shape: [], dtype: 'int32' as const },
+        { name: 'bn/beta', shape: [1], dtype: 'float32' as const },
+      ],
+    },
   ];
   const weights = decodeWeights(manifest, data, 'model.json');
   assert.deepEqual([...weights.keys()], ['conv/kernel', 'conv/bias', 'bn/gamma', 'bn/beta']);
@@ -28,5 +34,8 @@ test('decodeWeights: float32, uint8 and float16 quantized weights by name; non-f
   assert.deepEqual(weights.get('bn/gamma')!.shape, [2, 2]);
   assert.deepEqual([...weights.get('bn/gamma')!.data], [1, -2, 0.5, Math.fround(2 ** -24)]);
   assert.deepEqual([...weights.get('bn/beta')!.data], [3]);
-  assert.throws(() => decodeWeights(manifest, data.subarray(0, 15), 'model.json'), (error: Error) => error instanceof InputError && /model\.json: the weight files end before weight bn\/gamma/.test(error.message));
+  assert.throws(
+    () => decodeWeights(manifest, data.subarray(0, 15), 'model.json'),
+    (error: Error) => error instanceof InputError && /model\.json: the weight files end before weight bn\/gamma/.test(error.message),
+  );
 });

@@ -23,7 +23,13 @@ test('a TF.js layers backbone runs converted on ONNX Runtime, under --fine-tune 
   assert.equal(tunable.files[0], tiny.path, 'fine-tuning reads the TF.js model.json');
   await tuned.dispose();
   // Described as loadBackbone describes the TF.js model itself (its hash, feature layer, size, preprocessing).
-  const onTfjs = await loadBackbone(tiny.path, { device: 'wasm', featureLayer: 'features', cacheDir: join(temp.path, 'cache'), inputSize: 16, workers: 1 });
+  const onTfjs = await loadBackbone(tiny.path, {
+    device: 'wasm',
+    featureLayer: 'features',
+    cacheDir: join(temp.path, 'cache'),
+    inputSize: 16,
+    workers: 1,
+  });
   assert.equal(onTfjs.info.engine, 'tfjs');
   assert.deepEqual(tunable.info, onTfjs.info);
   assert.deepEqual(tunable.files, onTfjs.files, 'model.json and its weight files');

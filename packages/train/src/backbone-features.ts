@@ -42,7 +42,10 @@ export async function openBackbone(options: BackboneOptions, inputSize: number, 
   const backbone = await loadBackbone(options.backbone, loadOptions);
   if (!options.fineTune) return backbone;
   try {
-    const tunable = backbone.info.converted_from === 'tfjs-layers' ? await tfjsOfConverted(backbone.info, options.backbone, loadOptions) : { files: backbone.files, info: backbone.info };
+    const tunable =
+      backbone.info.converted_from === 'tfjs-layers'
+        ? await tfjsOfConverted(backbone.info, options.backbone, loadOptions)
+        : { files: backbone.files, info: backbone.info };
     await checkFineTunable(tunable.info, tunable.files[0]!, options.fineTune.mode);
     return Object.assign(backbone, { tunable });
   } catch (error) {
@@ -72,7 +75,9 @@ export async function convertTuned(tuned: TunableBackbone, options: BackboneOpti
     return undefined;
   }
   try {
-    return backbone.info.engine === 'onnxruntime' ? { files: backbone.files, info: { ...backbone.info, name: tuned.info.name, source: tuned.info.source } } : undefined;
+    return backbone.info.engine === 'onnxruntime'
+      ? { files: backbone.files, info: { ...backbone.info, name: tuned.info.name, source: tuned.info.source } }
+      : undefined;
   } finally {
     await backbone.dispose();
   }

@@ -1,5 +1,14 @@
 import { resolve } from 'node:path';
-import { exitCleanlyOnSignals, parseValue, resolveInputPointer, UsageError, writePointer, type CliContext, type ToolCli, type ValueSpec } from '@imgpipe/kit';
+import {
+  exitCleanlyOnSignals,
+  parseValue,
+  resolveInputPointer,
+  UsageError,
+  writePointer,
+  type CliContext,
+  type ToolCli,
+  type ValueSpec,
+} from '@imgpipe/kit';
 import type { TrainOptions } from './train-options.js';
 import type { TrialHooks } from './trial-hooks.js';
 import type { BatchNormStatistics, FineTuneMode } from './fine-tune/fine-tune-types.js';
@@ -17,21 +26,49 @@ export function createTrainCli(hooks: TrialHooks = {}): ToolCli {
       'and keep the best trial on the validation split. Writes a run directory (run.json, trials.jsonl, trials.csv, ' +
       'results.csv, model/) and prints one JSON pointer line on stdout.',
     packageJson: new URL('../package.json', import.meta.url),
-    configKeys: ['train.epochs', 'train.lr', 'train.layer_size', 'train.device', 'train.hyper_param_runs', 'train.strategy', 'train.backbone', 'train.seed', 'data.batch_size'],
+    configKeys: [
+      'train.epochs',
+      'train.lr',
+      'train.layer_size',
+      'train.device',
+      'train.hyper_param_runs',
+      'train.strategy',
+      'train.backbone',
+      'train.seed',
+      'data.batch_size',
+    ],
     options: {
       data: { type: 'string', describe: 'Dataset directory (prep-data --out); default: the dataset pointer on stdin' },
       out: { type: 'string', default: 'runs/', describe: 'Directory that gets the new run directory' },
-      dropout: { value: { type: 'number[]', min: 0, max: 1, exclusiveMax: true }, default: '0.5', describe: 'Dropout rates to sweep, comma-separated' },
-      patience: { value: { type: 'int', min: 1 }, describe: 'Early stopping: stop a trial after this many epochs without a lower val loss, keeping its best epoch' },
+      dropout: {
+        value: { type: 'number[]', min: 0, max: 1, exclusiveMax: true },
+        default: '0.5',
+        describe: 'Dropout rates to sweep, comma-separated',
+      },
+      patience: {
+        value: { type: 'int', min: 1 },
+        describe: 'Early stopping: stop a trial after this many epochs without a lower val loss, keeping its best epoch',
+      },
       parallel: { value: { type: 'int', min: 1 }, describe: 'Trials trained at once (default: 1 on cpu/wasm, 3 on webgpu/cuda)' },
-      'wait-lock': { value: { type: 'int', min: 0 }, default: 0, describe: 'Seconds to wait for another train of the same command or run directory to finish (default: exit 75 at once)' },
-      'max-failed-trials': { value: { type: 'int', min: 0 }, describe: 'Stop the sweep (exit 1) when more trials than this fail (NaN loss, out of memory); default: no limit' },
-      resume: { type: 'string', describe: 'Finish this interrupted run directory: its finished trials are kept, the rest run (an unfinished run of the same command under --out is found without it)' },
+      'wait-lock': {
+        value: { type: 'int', min: 0 },
+        default: 0,
+        describe: 'Seconds to wait for another train of the same command or run directory to finish (default: exit 75 at once)',
+      },
+      'max-failed-trials': {
+        value: { type: 'int', min: 0 },
+        describe: 'Stop the sweep (exit 1) when more trials than this fail (NaN loss, out of memory); default: no limit',
+      },
+      resume: {
+        type: 'string',
+        describe:
+          'Finish this interrupted run directory: its finished trials are kept, the rest run (an unfinished run of the same command under --out is found without it)',
+      },
       'fine-tune': {
         type: 'string',
         describe:
           'After the sweep, train a TF.js layers backbone end to end with the best head (the sweep still extracts on ONNX Runtime): ' +
-          'bn = only its BatchNormalization layers\' gamma and beta (cheapest, safest: small data sets, hundreds to a few thousand images); ' +
+          "bn = only its BatchNormalization layers' gamma and beta (cheapest, safest: small data sets, hundreds to a few thousand images); " +
           'last:N = its last N layers with weights up to the feature layer, conv kernels included, the rest frozen (a few thousand ' +
           'images or more; on MobileNet v1 a block is 4 such layers: depthwise, BN, pointwise, BN); all = every backbone weight (the ' +
           'default when the flag has no value; large data sets, tens of thousands of images, else it overfits). BatchNormalization ' +
@@ -42,28 +79,52 @@ export function createTrainCli(hooks: TrialHooks = {}): ToolCli {
         type: 'string',
         choices: ['frozen', 'update'],
         default: 'frozen',
-        describe: 'frozen: BatchNormalization normalises with its moving statistics while fine-tuning and never changes them (the usual recipe); update: with each batch\'s statistics, which small batches make noisy',
+        describe:
+          "frozen: BatchNormalization normalises with its moving statistics while fine-tuning and never changes them (the usual recipe); update: with each batch's statistics, which small batches make noisy",
       },
-      'fine-tune-epochs': { value: { type: 'int', min: 1 }, default: 2, describe: 'Most epochs of --fine-tune; validated after each, the best epoch is kept' },
+      'fine-tune-epochs': {
+        value: { type: 'int', min: 1 },
+        default: 2,
+        describe: 'Most epochs of --fine-tune; validated after each, the best epoch is kept',
+      },
       'fine-tune-lr': {
         value: { type: 'number', min: 0, exclusiveMin: true },
-        describe: 'Peak Adam learning rate of --fine-tune, warmed up to over the first tenth of the steps, then decayed along a cosine; default: the best trial\'s lr / 10',
+        describe:
+          "Peak Adam learning rate of --fine-tune, warmed up to over the first tenth of the steps, then decayed along a cosine; default: the best trial's lr / 10",
       },
-      'fine-tune-patience': { value: { type: 'int', min: 1 }, describe: 'Stop --fine-tune after this many epochs without a better val accuracy (the best epoch is kept either way); default: run every epoch' },
+      'fine-tune-patience': {
+        value: { type: 'int', min: 1 },
+        describe:
+          'Stop --fine-tune after this many epochs without a better val accuracy (the best epoch is kept either way); default: run every epoch',
+      },
       'fine-tune-workers': {
         value: { type: 'int', min: 1 },
-        describe: 'Worker threads sharing each --fine-tune batch on wasm (default: one per CPU thread, at most the batch size; recorded in run.json, the same count reruns identically)',
+        describe:
+          'Worker threads sharing each --fine-tune batch on wasm (default: one per CPU thread, at most the batch size; recorded in run.json, the same count reruns identically)',
       },
-      augment: { type: 'string', choices: ['none', 'flip'], default: 'none', describe: 'flip: also train the heads on the features of horizontally mirrored training images (one more backbone pass over the train split, cached)' },
-      'feature-layer': { type: 'string', describe: 'Backbone layer (TF.js) or value (ONNX) whose output are the features; default: the backbone\'s pooled output' },
-      preprocess: { type: 'string', choices: ['torch', 'tf', 'caffe', 'efficientnet-lite', 'none'], describe: 'Pixel normalisation the backbone expects; default: what the backbone records' },
+      augment: {
+        type: 'string',
+        choices: ['none', 'flip'],
+        default: 'none',
+        describe:
+          'flip: also train the heads on the features of horizontally mirrored training images (one more backbone pass over the train split, cached)',
+      },
+      'feature-layer': {
+        type: 'string',
+        describe: "Backbone layer (TF.js) or value (ONNX) whose output are the features; default: the backbone's pooled output",
+      },
+      preprocess: {
+        type: 'string',
+        choices: ['torch', 'tf', 'caffe', 'efficientnet-lite', 'none'],
+        describe: 'Pixel normalisation the backbone expects; default: what the backbone records',
+      },
       'cache-dir': { type: 'string', describe: 'Cache for backbones and features (default $IMGPIPE_CACHE_DIR or ~/.cache/imgpipe)' },
       'list-devices': { type: 'boolean', default: false, describe: 'Print the devices and whether each is available, then exit' },
       'list-backbones': {
         type: 'boolean',
         default: false,
         describe:
-          'Print the built-in backbones (resnet50: the seed\'s model, the default; resnet50-int8 or mobilenetv2: less CPU time; ' +
+          "Print the built-in backbones (resnet50: the seed's model, the default; resnet50-int8 or mobilenetv2: less CPU time; " +
           'efficientnet-lite4: the most accurate) with size, input, feature size, ImageNet top-1, whether cached, and sources; then exit',
       },
       task: {
@@ -75,16 +136,26 @@ export function createTrainCli(hooks: TrialHooks = {}): ToolCli {
           '(writes model/ and prints the pointer a plain train prints). Each task is idempotent; see docs/scale-out.md',
       },
       run: { type: 'string', describe: 'The planned run directory (--task extract, trial, finish)' },
-      index: { value: { type: 'int', min: 0 }, describe: 'Which extraction shard or trial, from 0 (--task extract, trial; e.g. $SLURM_ARRAY_TASK_ID, $JOB_COMPLETION_INDEX)' },
-      shards: { value: { type: 'int', min: 1 }, default: 1, describe: 'Number of extraction shards (tasks) the plan cuts the train and val images into (--task plan)' },
+      index: {
+        value: { type: 'int', min: 0 },
+        describe: 'Which extraction shard or trial, from 0 (--task extract, trial; e.g. $SLURM_ARRAY_TASK_ID, $JOB_COMPLETION_INDEX)',
+      },
+      shards: {
+        value: { type: 'int', min: 1 },
+        default: 1,
+        describe: 'Number of extraction shards (tasks) the plan cuts the train and val images into (--task plan)',
+      },
       'run-id': { type: 'string', describe: 'Name of the run directory under --out (--task plan); default: a new timestamped one' },
     },
     examples: [
-      ['prep-data --csv images.csv --out prep/ | $0 --out runs/', 'The seed\'s 3x3 grid (lr x layer size) on the prepared dataset'],
+      ['prep-data --csv images.csv --out prep/ | $0 --out runs/', "The seed's 3x3 grid (lr x layer size) on the prepared dataset"],
       ['$0 --data prep/ --lr 0.001,0.01 --layer-size 256 --dropout 0.3,0.5 --epochs 3,5', 'A custom grid'],
       ['$0 --data prep/ --strategy random --hyper-param-runs 4 --seed 7', 'Four random distinct combinations'],
       ['$0 --data prep/ --resume runs/20261127-0512-ab12', 'Finish an interrupted sweep'],
-      ['$0 --data prep/ --backbone mobilenet/model.json --fine-tune bn --fine-tune-epochs 1', 'Then fine-tune a TF.js backbone\'s BatchNorm layers (slow)'],
+      [
+        '$0 --data prep/ --backbone mobilenet/model.json --fine-tune bn --fine-tune-epochs 1',
+        "Then fine-tune a TF.js backbone's BatchNorm layers (slow)",
+      ],
       ['$0 --data prep/ --augment flip', 'Train the heads on every image and its mirror'],
       ['$0 --list-devices', 'Which devices work here'],
       ['$0 --list-backbones', 'The built-in backbones, their sources and whether they are cached'],
@@ -95,7 +166,10 @@ export function createTrainCli(hooks: TrialHooks = {}): ToolCli {
     configure: (argv) =>
       argv
         .describe('epochs', 'Epochs per trial; a comma-separated list sweeps them. [train.epochs; default: 3]')
-        .describe('batch-size', 'Head batch size; a comma-separated list sweeps them (the first is also the feature-extraction batch). [data.batch_size; default: 32]')
+        .describe(
+          'batch-size',
+          'Head batch size; a comma-separated list sweeps them (the first is also the feature-extraction batch). [data.batch_size; default: 32]',
+        )
         .middleware((args) => {
           for (const flag of LIST_FLAGS) {
             // Given more than once: the union, as for the other list flags (kit's parseValue).
@@ -143,17 +217,28 @@ function list(raw: unknown, flag: string): number[] {
 function fineTuneOptions(args: Record<string, unknown>): Pick<TrainOptions, 'fineTune'> {
   const raw = args['fine-tune'];
   if (raw === undefined || raw === 'none' || raw === 'false') {
-    for (const flag of ['fine-tune-lr', 'fine-tune-workers', 'fine-tune-patience']) if (args[flag] !== undefined) throw new UsageError(`--${flag} needs --fine-tune all|bn|last:N`);
+    for (const flag of ['fine-tune-lr', 'fine-tune-workers', 'fine-tune-patience'])
+      if (args[flag] !== undefined) throw new UsageError(`--${flag} needs --fine-tune all|bn|last:N`);
     return {};
   }
   const mode = raw === '' || raw === 'true' ? 'all' : String(raw);
-  if (mode !== 'all' && mode !== 'bn' && !/^last:[1-9]\d*$/.test(mode)) throw new UsageError(`expected --fine-tune to be all, bn, last:N (N >= 1) or none, got '${String(raw)}'`);
+  if (mode !== 'all' && mode !== 'bn' && !/^last:[1-9]\d*$/.test(mode))
+    throw new UsageError(`expected --fine-tune to be all, bn, last:N (N >= 1) or none, got '${String(raw)}'`);
   const epochs = args['fine-tune-epochs'] as number;
   const lr = args['fine-tune-lr'] as number | undefined;
   const workers = args['fine-tune-workers'] as number | undefined;
   const patience = args['fine-tune-patience'] as number | undefined;
   const bnStatistics = args['fine-tune-bn-statistics'] as BatchNormStatistics;
-  return { fineTune: { mode: mode as FineTuneMode, bnStatistics, epochs, ...(lr === undefined ? {} : { lr }), ...(workers === undefined ? {} : { workers }), ...(patience === undefined ? {} : { patience }) } };
+  return {
+    fineTune: {
+      mode: mode as FineTuneMode,
+      bnStatistics,
+      epochs,
+      ...(lr === undefined ? {} : { lr }),
+      ...(workers === undefined ? {} : { workers }),
+      ...(patience === undefined ? {} : { patience }),
+    },
+  };
 }
 
 async function trainOptions(args: Record<string, unknown>, context: CliContext): Promise<TrainOptions> {

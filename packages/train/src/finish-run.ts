@@ -51,7 +51,9 @@ export async function finishRun(input: FinishRunInput): Promise<TrialRecord> {
     failed_trials: failures,
     finished: new Date().toISOString(),
   });
-  log.info(`best ${winner.trial} (${describeParams(winner.params)}): val_accuracy ${winner.val_accuracy.toFixed(4)} val_loss ${winner.val_loss.toFixed(4)}${input.summary ?? ''}`);
+  log.info(
+    `best ${winner.trial} (${describeParams(winner.params)}): val_accuracy ${winner.val_accuracy.toFixed(4)} val_loss ${winner.val_loss.toFixed(4)}${input.summary ?? ''}`,
+  );
   if (failures > 0) log.warn(`${failures} of ${records.length} trials failed; see ${join(runDir, TRIALS_CSV)}`);
   return winner;
 }

@@ -40,7 +40,9 @@ export async function openRun(options: TrainOptions, id: RunIdentity, trials: re
     if (previous.key !== id.key) {
       const changed = changedInputs(previous.inputs, id.inputs);
       const what = changed ? `: ${changed.join('; ')}` : ' (or by an older train that did not record their content, so they cannot be checked)';
-      throw new UsageError(`--resume ${options.resume}: that run was started with other inputs${what}; its trials would not match this command's. Rerun with its original inputs, or drop --resume to start a new run`);
+      throw new UsageError(
+        `--resume ${options.resume}: that run was started with other inputs${what}; its trials would not match this command's. Rerun with its original inputs, or drop --resume to start a new run`,
+      );
     }
   } else {
     const found = await findUnfinishedRun(resolve(options.out), id.key);
@@ -53,7 +55,7 @@ export async function openRun(options: TrainOptions, id: RunIdentity, trials: re
       const stale = await findUnfinishedRun(resolve(options.out), id.command, 'command');
       if (stale) {
         const changed = changedInputs((await readRunJson(stale))?.inputs, id.inputs);
-        const why = changed ? `its inputs changed since (${changed.join('; ')})` : 'an older train started it without recording its inputs\' content';
+        const why = changed ? `its inputs changed since (${changed.join('; ')})` : "an older train started it without recording its inputs' content";
         log.warn(`not resuming the unfinished run ${stale} of this command: ${why}; starting a new run ${runDir}`);
       }
     }
@@ -62,7 +64,9 @@ export async function openRun(options: TrainOptions, id: RunIdentity, trials: re
   for (const record of finished.values()) {
     const planned = trials[record.index];
     if (!planned || planned.id !== record.trial || JSON.stringify(planned.params) !== JSON.stringify(record.params)) {
-      throw new UsageError(`${join(runDir, TRIALS_JSONL)}: trial ${record.trial} does not match this command's sweep; start a new run (another --out)`);
+      throw new UsageError(
+        `${join(runDir, TRIALS_JSONL)}: trial ${record.trial} does not match this command's sweep; start a new run (another --out)`,
+      );
     }
   }
   return { runDir, ...(previous ? { previous } : {}), finished };

@@ -37,7 +37,11 @@ export async function removeAbandonedRunDirs(out: string): Promise<string[]> {
 /** The newest run directory under `out` that was started with the same key (or command key) and did not finish. */
 export async function findUnfinishedRun(out: string, key: string, by: 'key' | 'command' = 'key'): Promise<string | undefined> {
   const entries = await readdir(out, { withFileTypes: true }).catch(() => []);
-  const names = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort().reverse();
+  const names = entries
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort()
+    .reverse();
   for (const name of names) {
     const run = await readRunJson(join(out, name));
     const value = by === 'key' ? run?.key : (run?.command_key ?? run?.key);

@@ -69,7 +69,8 @@ export function changedInputs(before: Partial<RunInputs> | undefined, after: Run
   if (!before || typeof before !== 'object') return undefined;
   const changed: string[] = [];
   for (const name of Object.keys(LABELS) as (keyof RunInputs)[]) {
-    if (JSON.stringify(before[name] ?? null) !== JSON.stringify(after[name])) changed.push(`${LABELS[name]} (${short(before[name] ?? null)} -> ${short(after[name])})`);
+    if (JSON.stringify(before[name] ?? null) !== JSON.stringify(after[name]))
+      changed.push(`${LABELS[name]} (${short(before[name] ?? null)} -> ${short(after[name])})`);
   }
   return changed;
 }

@@ -46,13 +46,18 @@ export function startedRunJson(
       extract_batch_size: options.extractBatchSize,
       augment: options.augment ?? 'none',
       trials: run.trials,
-      fine_tune: options.fineTune ? { mode: options.fineTune.mode, epochs: options.fineTune.epochs, lr: options.fineTune.lr ?? 'best lr / 10' } : null,
+      fine_tune: options.fineTune
+        ? { mode: options.fineTune.mode, epochs: options.fineTune.epochs, lr: options.fineTune.lr ?? 'best lr / 10' }
+        : null,
     },
     seed: options.seed,
     device: { requested: options.device, head: run.device, tfjs_backend: run.backend, backbone: backbone.device },
     backbone: { spec: options.backbone, ...backbone.info },
     dataset: {
-      path: dataset.dir, manifest_sha256: dataset.manifestSha256, classes: manifest.classes, image_size: manifest.image_size,
+      path: dataset.dir,
+      manifest_sha256: dataset.manifestSha256,
+      classes: manifest.classes,
+      image_size: manifest.image_size,
       counts: { train: manifest.splits.train.count, val: manifest.splits.val.count },
       training_rows: manifest.splits.train.count * (options.augment === 'flip' ? 2 : 1),
     },

@@ -55,18 +55,48 @@ const temp = await makeTempDir('imgpipe-bench-scale-');
 const cluster = await startSlurmCluster({ cpus: 2 });
 try {
   const images = Number(values.images);
-  const counts = { train: Math.round(images * 0.7), val: Math.round(images * 0.15), test: images - Math.round(images * 0.7) - Math.round(images * 0.15) };
+  const counts = {
+    train: Math.round(images * 0.7),
+    val: Math.round(images * 0.15),
+    test: images - Math.round(images * 0.7) - Math.round(images * 0.15),
+  };
   const dataDir = await writeSyntheticDataset({ dir: join(temp.path, 'data'), size: 224, counts });
   const backbone = (await buildResnet50Backbones({ dir: join(temp.path, 'models') })).onnx;
   const sweep = [
-    '--backbone', backbone, '--feature-layer', 'features', '--preprocess', 'torch', '--device', values.device!,
-    '--lr', '0.001,0.005,0.01', '--layer-size', '256,512,1024', '--epochs', '3', '--batch-size', '32', '--seed', '42',
+    '--backbone',
+    backbone,
+    '--feature-layer',
+    'features',
+    '--preprocess',
+    'torch',
+    '--device',
+    values.device!,
+    '--lr',
+    '0.001,0.005,0.01',
+    '--layer-size',
+    '256,512,1024',
+    '--epochs',
+    '3',
+    '--batch-size',
+    '32',
+    '--seed',
+    '42',
   ];
   const env = { ...cluster.env, IMGPIPE_NO_WEBGPU: '1' };
-  const params = { images: counts.train + counts.val, trials: 9, shards: Number(values.shards), backbone: 'resnet50 (random weights) onnx', device: values.device };
+  const params = {
+    images: counts.train + counts.val,
+    trials: 9,
+    shards: Number(values.shards),
+    backbone: 'resnet50 (random weights) onnx',
+    device: values.device,
+  };
 
   let started = performance.now();
-  const single = await execa(process.execPath, [TRAIN, '--data', dataDir, '--out', join(temp.path, 'single'), '--cache-dir', join(temp.path, 'cache-single'), ...sweep], { env });
+  const single = await execa(
+    process.execPath,
+    [TRAIN, '--data', dataDir, '--out', join(temp.path, 'single'), '--cache-dir', join(temp.path, 'cache-single'), ...sweep],
+    { env },
+  );
   const singleSeconds = (performance.now() - started) / 1000;
   const singleRun = JSON.parse(await readFile(join(JSON.parse(single.stdout).path, 'run.json'), 'utf8'));
   results.push({ name: 'one process: wall seconds', unit: 's', value: singleSeconds, params });
@@ -75,7 +105,23 @@ try {
 
   started = performance.now();
   const submittedAt = Date.now();
-  const submit = await execa(join(ROOT, 'deploy/slurm/submit-sweep.sh'), ['--data', dataDir, '--out', join(temp.path, 'runs'), '--run-id', 'bench', '--shards', values.shards!, '--cache-dir', join(temp.path, 'cache-slurm'), ...sweep], { env });
+  const submit = await execa(
+    join(ROOT, 'deploy/slurm/submit-sweep.sh'),
+    [
+      '--data',
+      dataDir,
+      '--out',
+      join(temp.path, 'runs'),
+      '--run-id',
+      'bench',
+      '--shards',
+      values.shards!,
+      '--cache-dir',
+      join(temp.path, 'cache-slurm'),
+      ...sweep,
+    ],
+    { env },
+  );
   const submitted = JSON.parse(submit.stdout) as { path: string; jobs: Record<string, string> };
   const planSeconds = (performance.now() - started) / 1000;
   await cluster.waitIdle(1_800_000);
@@ -92,16 +138,36 @@ try {
   const span = (list: { start: number; end: number }[]) => (Math.max(...list.map((t) => t.end)) - Math.min(...list.map((t) => t.start))) / 1000;
   const busy = (list: { start: number; end: number }[]) => list.reduce((s, t) => s + (t.end - t.start) / 1000, 0);
   results.push({ name: 'slurm: plan seconds (on the submit host)', unit: 's', value: planSeconds, params });
-  results.push({ name: 'slurm: wall seconds, submit to finish done', unit: 's', value: (finish[0]!.end - submittedAt) / 1000, params: { ...params, note: 'second resolution' } });
+  results.push({
+    name: 'slurm: wall seconds, submit to finish done',
+    unit: 's',
+    value: (finish[0]!.end - submittedAt) / 1000,
+    params: { ...params, note: 'second resolution' },
+  });
   results.push({ name: 'slurm: extraction phase seconds (first start to last end)', unit: 's', value: span(extract), params });
   results.push({ name: 'slurm: extraction task-seconds (sum)', unit: 's', value: busy(extract), params });
   results.push({ name: 'slurm: extraction seconds inside the tasks (sum)', unit: 's', value: run.timings.feature_extraction_seconds, params });
   results.push({ name: 'slurm: trials phase seconds (first start to last end)', unit: 's', value: span(trials), params });
   results.push({ name: 'slurm: trial task-seconds (sum)', unit: 's', value: busy(trials), params });
   results.push({ name: 'slurm: training seconds inside the trial tasks (sum)', unit: 's', value: run.timings.head_training_seconds, params });
-  results.push({ name: 'slurm: overhead per trial task (task wall - training)', unit: 's', value: (busy(trials) - run.timings.head_training_seconds) / trials.length, params });
-  results.push({ name: 'slurm: overhead per extraction task (task wall - extraction)', unit: 's', value: (busy(extract) - run.timings.feature_extraction_seconds) / extract.length, params });
-  results.push({ name: 'slurm: gap extraction end -> first trial start', unit: 's', value: (Math.min(...trials.map((t) => t.start)) - Math.max(...extract.map((t) => t.end))) / 1000, params });
+  results.push({
+    name: 'slurm: overhead per trial task (task wall - training)',
+    unit: 's',
+    value: (busy(trials) - run.timings.head_training_seconds) / trials.length,
+    params,
+  });
+  results.push({
+    name: 'slurm: overhead per extraction task (task wall - extraction)',
+    unit: 's',
+    value: (busy(extract) - run.timings.feature_extraction_seconds) / extract.length,
+    params,
+  });
+  results.push({
+    name: 'slurm: gap extraction end -> first trial start',
+    unit: 's',
+    value: (Math.min(...trials.map((t) => t.start)) - Math.max(...extract.map((t) => t.end))) / 1000,
+    params,
+  });
   results.push({ name: 'slurm: finish task seconds', unit: 's', value: busy(finish), params });
 } finally {
   await cluster.stop();

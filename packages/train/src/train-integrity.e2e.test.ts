@@ -19,14 +19,35 @@ before(async () => {
   data = await writeLearnableDataset(join(temp.path, 'data'));
   const tiny = await tinyBackbone(join(temp.path, 'backbone'));
   common = [
-    '--backbone', tiny.backbone, '--feature-layer', tiny.featureLayer, '--preprocess', tiny.preprocess,
-    '--device', 'wasm', '--lr', '0.001,0.01', '--layer-size', '4', '--epochs', '3', '--batch-size', '16', '--seed', '3',
+    '--backbone',
+    tiny.backbone,
+    '--feature-layer',
+    tiny.featureLayer,
+    '--preprocess',
+    tiny.preprocess,
+    '--device',
+    'wasm',
+    '--lr',
+    '0.001,0.01',
+    '--layer-size',
+    '4',
+    '--epochs',
+    '3',
+    '--batch-size',
+    '16',
+    '--seed',
+    '3',
   ];
 });
 after(() => temp.remove());
 
-const trainBin = (args: string[], env: Record<string, string> = {}) => execa(process.execPath, [BIN, ...args], { env: { IMGPIPE_NO_WEBGPU: '1', ...env }, reject: false });
-const jsonl = async (runDir: string) => (await readFile(join(runDir, 'trials.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { event: string; trial: string });
+const trainBin = (args: string[], env: Record<string, string> = {}) =>
+  execa(process.execPath, [BIN, ...args], { env: { IMGPIPE_NO_WEBGPU: '1', ...env }, reject: false });
+const jsonl = async (runDir: string) =>
+  (await readFile(join(runDir, 'trials.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { event: string; trial: string });
 
 test('two identical train commands at once: one run with correct trial lines; the other exits 75', async () => {
   const out = join(temp.path, 'overlap');
@@ -40,9 +61,16 @@ test('two identical train commands at once: one run with correct trial lines; th
   const runs = (await readdir(out)).filter((name) => !name.startsWith('.'));
   assert.equal(runs.length, 1, 'one run directory');
   const lines = await jsonl(join(out, runs[0]!));
-  assert.deepEqual(lines.filter((l) => l.event === 'trial').map((l) => l.trial), ['t001', 't002']);
+  assert.deepEqual(
+    lines.filter((l) => l.event === 'trial').map((l) => l.trial),
+    ['t001', 't002'],
+  );
   assert.equal(lines.filter((l) => l.event === 'epoch').length, 6, 'three epochs per trial, none duplicated');
-  assert.deepEqual((await readdir(out)).filter((name) => name.startsWith('.')), [], 'locks released, no temp files');
+  assert.deepEqual(
+    (await readdir(out)).filter((name) => name.startsWith('.')),
+    [],
+    'locks released, no temp files',
+  );
   // Waiting instead: the second command resumes nothing and finds the finished run's command already done.
   const waited = await trainBin([...args, '--wait-lock', '60']);
   assert.equal(waited.exitCode, 0, waited.stderr);
@@ -64,9 +92,14 @@ test('a same-size corrupted train.u8 is refused (exit 2) and poisons no cache; t
 });
 
 test('SIGTERM and SIGINT stop train with 143 and 130, leaving no temp file or lock', async () => {
-  for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+  for (const [signal, code] of [
+    ['SIGTERM', 143],
+    ['SIGINT', 130],
+  ] as const) {
     const out = join(temp.path, `signal-${signal}`);
-    const child = trainBin([...common, '--data', data, '--cache-dir', join(temp.path, 'cache-signal'), '--out', out], { IMGPIPE_TEST_EPOCH_DELAY_MS: '300' });
+    const child = trainBin([...common, '--data', data, '--cache-dir', join(temp.path, 'cache-signal'), '--out', out], {
+      IMGPIPE_TEST_EPOCH_DELAY_MS: '300',
+    });
     for (let i = 0; i < 600; i++) {
       await new Promise((r) => setTimeout(r, 50));
       const runs = (await readdir(out).catch(() => [])).filter((name) => !name.startsWith('.'));
@@ -85,7 +118,21 @@ test('SIGINT while fine-tuning in worker threads: exit 130, no fine-tuning direc
   const tfjs = await buildTinyConvBackbone({ dir: join(temp.path, 'tfjs-backbone'), inputSize: TEST_SIZE, format: 'tfjs-layers', seed: 1 });
   const args = [...common];
   args.splice(0, 6, '--backbone', tfjs.path, '--feature-layer', 'features', '--preprocess', 'torch');
-  const child = trainBin([...args, '--data', data, '--cache-dir', join(temp.path, 'cache-signal'), '--out', out, '--fine-tune', 'all', '--fine-tune-epochs', '200', '--fine-tune-workers', '2']);
+  const child = trainBin([
+    ...args,
+    '--data',
+    data,
+    '--cache-dir',
+    join(temp.path, 'cache-signal'),
+    '--out',
+    out,
+    '--fine-tune',
+    'all',
+    '--fine-tune-epochs',
+    '200',
+    '--fine-tune-workers',
+    '2',
+  ]);
   let stderr = '';
   await new Promise<void>((resolve, reject) => {
     child.stderr!.on('data', (chunk: Buffer) => {

@@ -20,10 +20,26 @@ before(async () => {
   const data = await writeLearnableDataset(join(temp.path, 'data'));
   const tiny = await tinyBackbone(join(temp.path, 'backbone'));
   common = [
-    '--data', data,
-    '--backbone', tiny.backbone, '--feature-layer', tiny.featureLayer, '--preprocess', tiny.preprocess,
-    '--cache-dir', join(temp.path, 'cache'), '--device', 'wasm',
-    '--lr', '0.001,0.01,0.05', '--epochs', '3', '--batch-size', '16', '--seed', '3',
+    '--data',
+    data,
+    '--backbone',
+    tiny.backbone,
+    '--feature-layer',
+    tiny.featureLayer,
+    '--preprocess',
+    tiny.preprocess,
+    '--cache-dir',
+    join(temp.path, 'cache'),
+    '--device',
+    'wasm',
+    '--lr',
+    '0.001,0.01,0.05',
+    '--epochs',
+    '3',
+    '--batch-size',
+    '16',
+    '--seed',
+    '3',
   ];
 });
 after(() => temp.remove());
@@ -36,14 +52,20 @@ function trainBin(args: string[], hooks: Record<string, string> = {}) {
 }
 
 async function trialsWithoutTimes(runDir: string): Promise<string[][]> {
-  const lines = (await readFile(join(runDir, 'trials.csv'), 'utf8')).trim().split('\n').map((l) => l.split(','));
+  const lines = (await readFile(join(runDir, 'trials.csv'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => l.split(','));
   const col = lines[0]!.indexOf('seconds');
   return lines.map((cells) => cells.filter((_, i) => i !== col));
 }
 
 async function trialLines(runDir: string): Promise<{ event: string; trial: string; epoch?: number }[]> {
   const text = await readFile(join(runDir, 'trials.jsonl'), 'utf8').catch(() => '');
-  return text.split('\n').filter((l) => l.endsWith('}')).map((l) => JSON.parse(l));
+  return text
+    .split('\n')
+    .filter((l) => l.endsWith('}'))
+    .map((l) => JSON.parse(l));
 }
 
 test('a sweep killed mid-way and rerun with the same command ends with the same trials.csv as an uninterrupted one', async () => {
@@ -86,10 +108,19 @@ test('a sweep killed mid-way and rerun with the same command ends with the same 
   assert.equal(JSON.parse(rerun.stdout).path, runDir);
   assert.deepEqual(await trialsWithoutTimes(runDir!), await trialsWithoutTimes(pointer.path));
   const lines = await trialLines(runDir!);
-  assert.deepEqual(lines.filter((l) => l.event === 'trial').map((l) => l.trial).sort(), ['t001', 't002', 't003', 't004', 't005', 't006']);
+  assert.deepEqual(
+    lines
+      .filter((l) => l.event === 'trial')
+      .map((l) => l.trial)
+      .sort(),
+    ['t001', 't002', 't003', 't004', 't005', 't006'],
+  );
   assert.equal(lines.filter((l) => l.event === 'epoch').length, 18, 'one line per epoch, none duplicated');
   assert.equal(JSON.parse(await readFile(join(runDir!, 'run.json'), 'utf8')).status, 'done');
-  const [a, b] = await Promise.all([readFile(join(runDir!, 'model', 'head', 'weights.bin')), readFile(join(pointer.path, 'model', 'head', 'weights.bin'))]);
+  const [a, b] = await Promise.all([
+    readFile(join(runDir!, 'model', 'head', 'weights.bin')),
+    readFile(join(pointer.path, 'model', 'head', 'weights.bin')),
+  ]);
   assert.ok(a.equals(b), 'the same best head');
 });
 
@@ -123,12 +154,20 @@ test('a killed run whose backbone file was then replaced in place is not resumed
 
   const resumed = await trainBin([...args, '--resume', killedDir]);
   assert.equal(resumed.exitCode, 2, resumed.stderr);
-  assert.match(resumed.stderr, new RegExp(`--resume ${killedDir}: that run was started with other inputs: the backbone's content .*${oldSha.slice(0, 12)}.* -> ${newSha.slice(0, 12)}`));
+  assert.match(
+    resumed.stderr,
+    new RegExp(
+      `--resume ${killedDir}: that run was started with other inputs: the backbone's content .*${oldSha.slice(0, 12)}.* -> ${newSha.slice(0, 12)}`,
+    ),
+  );
   assert.equal(resumed.stdout, '');
 
   const rerun = await trainBin(args);
   assert.equal(rerun.exitCode, 0, rerun.stderr);
-  assert.match(rerun.stderr, new RegExp(`not resuming the unfinished run ${killedDir} of this command: its inputs changed since \\(the backbone's content`));
+  assert.match(
+    rerun.stderr,
+    new RegExp(`not resuming the unfinished run ${killedDir} of this command: its inputs changed since \\(the backbone's content`),
+  );
   const runDir = JSON.parse(rerun.stdout).path;
   assert.notEqual(runDir, killedDir);
   assert.equal((await trialLines(runDir)).filter((l) => l.event === 'trial').length, 3, 'every trial trained on the new backbone');
@@ -168,16 +207,27 @@ test('repeated list flags are one list; a repeated single-value flag is one clea
   const tmp = join(temp.path, 'tmpdir');
   await mkdir(tmp);
   const withoutLr = common.filter((arg, i) => arg !== '--lr' && common[i - 1] !== '--lr');
-  const child = execa(process.execPath, [BIN, ...withoutLr, '--lr', '0.001', '--lr', '0.01,0.05', '--layer-size', '4', '--out', join(temp.path, 'repeated')], {
-    env: { IMGPIPE_NO_WEBGPU: '1', TMPDIR: tmp },
-    reject: false,
-  });
+  const child = execa(
+    process.execPath,
+    [BIN, ...withoutLr, '--lr', '0.001', '--lr', '0.01,0.05', '--layer-size', '4', '--out', join(temp.path, 'repeated')],
+    {
+      env: { IMGPIPE_NO_WEBGPU: '1', TMPDIR: tmp },
+      reject: false,
+    },
+  );
   const run = await child;
   assert.equal(run.exitCode, 0, run.stderr);
   const rows = (await readFile(join(JSON.parse(run.stdout).path, 'trials.csv'), 'utf8')).trim().split('\n').slice(1);
-  assert.deepEqual(rows.map((row) => row.split(',')[2]), ['0.001', '0.01', '0.05']);
+  assert.deepEqual(
+    rows.map((row) => row.split(',')[2]),
+    ['0.001', '0.01', '0.05'],
+  );
   // onnxruntime-node 1.30 opens $TMPDIR/mat-debug-<pid>.log in every process that creates a session, and leaves it.
-  assert.deepEqual((await readdir(tmp)).filter((name) => name.startsWith('mat-debug-')), [], `the backbone's process (pid ${child.pid}) left a debug log`);
+  assert.deepEqual(
+    (await readdir(tmp)).filter((name) => name.startsWith('mat-debug-')),
+    [],
+    `the backbone's process (pid ${child.pid}) left a debug log`,
+  );
 
   for (const [args, message] of [
     [['--seed', '1'], /expected --seed once, got it 2 times \('3', '1'\); give one value/], // common has --seed 3

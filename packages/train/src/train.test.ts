@@ -32,11 +32,15 @@ before(async () => {
 });
 after(() => temp.remove());
 
-const train = (overrides: Partial<TrainOptions> = {}, hooks: TrialHooks = {}) => runTrain({ ...base, out: join(temp.path, `runs-${runs++}`), ...overrides }, hooks);
+const train = (overrides: Partial<TrainOptions> = {}, hooks: TrialHooks = {}) =>
+  runTrain({ ...base, out: join(temp.path, `runs-${runs++}`), ...overrides }, hooks);
 
 /** trials.csv without the seconds column (wall time differs between runs). */
 async function trialsWithoutTimes(runDir: string): Promise<string[][]> {
-  const lines = (await readFile(join(runDir, 'trials.csv'), 'utf8')).trim().split('\n').map((l) => l.split(','));
+  const lines = (await readFile(join(runDir, 'trials.csv'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => l.split(','));
   const col = lines[0]!.indexOf('seconds');
   assert.ok(col > 0);
   return lines.map((cells) => cells.filter((_, i) => i !== col));
@@ -51,7 +55,10 @@ test('a 3x3 grid runs 9 trials, keeps the best on validation, and its saved mode
   assert.equal(new Set(result.records.map((r) => `${r.params.lr}/${r.params.layer_size}`)).size, 9);
   assert.ok(result.records.every((r) => r.status === 'ok' && r.history.length === 2));
   for (const r of result.records) {
-    assert.ok(r.val_accuracy < result.best.val_accuracy || (r.val_accuracy === result.best.val_accuracy && r.val_loss >= result.best.val_loss), `${r.trial} beats the pick`);
+    assert.ok(
+      r.val_accuracy < result.best.val_accuracy || (r.val_accuracy === result.best.val_accuracy && r.val_loss >= result.best.val_loss),
+      `${r.trial} beats the pick`,
+    );
   }
   assert.ok(result.best.val_accuracy > 0.6, `best val accuracy ${result.best.val_accuracy}`);
   assert.deepEqual(result.pointer, { kind: 'run', path: result.runDir, best: join(result.runDir, 'model') });
@@ -62,12 +69,18 @@ test('a 3x3 grid runs 9 trials, keeps the best on validation, and its saved mode
   assert.equal(run.status, 'done');
   assert.equal(run.best.trial, result.best.trial);
   assert.ok(run.timings.feature_extraction_seconds > 0 && run.timings.head_training_seconds > 0);
-  const jsonl = (await readFile(join(result.runDir, 'trials.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const jsonl = (await readFile(join(result.runDir, 'trials.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.equal(jsonl.filter((l) => l.event === 'epoch').length, 18);
   assert.equal(jsonl.filter((l) => l.event === 'trial').length, 9);
   const results = (await readFile(join(result.runDir, 'results.csv'), 'utf8')).trim().split('\n');
   assert.equal(results.length, 10);
-  assert.match(results[0]!, /^model,backbone,lr,layer_size,dropout,batch_size,epochs,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,best,status$/);
+  assert.match(
+    results[0]!,
+    /^model,backbone,lr,layer_size,dropout,batch_size,epochs,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,best,status$/,
+  );
   assert.equal(results.filter((l) => l.includes(',true,')).length, 1);
 
   const card = await readModelCard(result.modelDir);
@@ -101,7 +114,11 @@ test('random search with a budget runs that many distinct combinations from the 
     assert.ok(base.space.lr.includes(r.params.lr) && base.space.layer_size.includes(r.params.layer_size) && [0, 0.5].includes(r.params.dropout));
   }
   const again = await train({ strategy: 'random', runs: 4, space: { ...base.space, dropout: [0, 0.5] } });
-  assert.deepEqual(again.records.map((r) => JSON.stringify(r.params)), keys, 'same seed, same draw');
+  assert.deepEqual(
+    again.records.map((r) => JSON.stringify(r.params)),
+    keys,
+    'same seed, same draw',
+  );
 });
 
 test('a failing trial (crash or NaN loss) is recorded with its reason and the others finish', async () => {
@@ -113,17 +130,26 @@ test('a failing trial (crash or NaN loss) is recorded with its reason and the ot
   assert.match(nan!.reason!, /loss is (NaN|Infinity)/);
   assert.equal(result.best.trial, 't001');
   // No trial succeeded: exit 1 and run.json says failed.
-  await assert.rejects(train({ space: { ...base.space, lr: [1e38] , layer_size: [8] } }), (e: Error) => e instanceof FailureError && /all 1 trials failed/.test(e.message));
+  await assert.rejects(
+    train({ space: { ...base.space, lr: [1e38], layer_size: [8] } }),
+    (e: Error) => e instanceof FailureError && /all 1 trials failed/.test(e.message),
+  );
 
   const mixed = await train({ space: { ...base.space, lr: [0.01], layer_size: [4, 8, 16] } }, { failTrials: new Set(['t002']) });
-  assert.deepEqual(mixed.records.map((r) => r.status), ['ok', 'failed', 'ok']);
+  assert.deepEqual(
+    mixed.records.map((r) => r.status),
+    ['ok', 'failed', 'ok'],
+  );
   assert.notEqual(mixed.best.trial, 't002');
   const csv = await readFile(join(mixed.runDir, 'trials.csv'), 'utf8');
   assert.match(csv, /t002,failed,.*injected failure/);
 
   const out = join(temp.path, 'runs-limited');
   await assert.rejects(
-    runTrain({ ...base, out, space: { ...base.space, lr: [0.01], layer_size: [4, 8, 16] }, maxFailedTrials: 1 }, { failTrials: new Set(['t001', 't002']) }),
+    runTrain(
+      { ...base, out, space: { ...base.space, lr: [0.01], layer_size: [4, 8, 16] }, maxFailedTrials: 1 },
+      { failTrials: new Set(['t001', 't002']) },
+    ),
     (e: Error) => e instanceof FailureError && /more than --max-failed-trials 1/.test(e.message),
   );
   const [runDir] = await readdir(out);
@@ -141,11 +167,23 @@ test('--resume finishes a stopped run; with other settings, and --fine-tune of a
   // The sweep stopped after t001 failed; a failed trial is a finished one, so --resume keeps it and runs t002, t003.
   const resumed = await runTrain({ ...base, out, space, resume: join(out, runDir!) });
   assert.equal(resumed.runDir, join(out, runDir!));
-  assert.deepEqual(resumed.records.map((r) => r.status), ['failed', 'ok', 'ok']);
-  const jsonl = (await readFile(join(resumed.runDir, 'trials.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
-  assert.deepEqual(jsonl.filter((l) => l.event === 'trial').map((l) => l.trial), ['t001', 't002', 't003']);
+  assert.deepEqual(
+    resumed.records.map((r) => r.status),
+    ['failed', 'ok', 'ok'],
+  );
+  const jsonl = (await readFile(join(resumed.runDir, 'trials.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    jsonl.filter((l) => l.event === 'trial').map((l) => l.trial),
+    ['t001', 't002', 't003'],
+  );
 
-  await assert.rejects(runTrain({ ...base, out, space, seed: 1, resume: resumed.runDir }), (e: Error) => e instanceof UsageError && /other inputs: --seed \(42 -> 1\)/.test(e.message));
+  await assert.rejects(
+    runTrain({ ...base, out, space, seed: 1, resume: resumed.runDir }),
+    (e: Error) => e instanceof UsageError && /other inputs: --seed \(42 -> 1\)/.test(e.message),
+  );
   // An ONNX backbone cannot be fine-tuned: a usage error before the sweep starts (no trial runs).
   const onnxOut = join(temp.path, 'runs-fine-tune-onnx');
   await assert.rejects(

@@ -1,6 +1,22 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { acquireLock, MODEL_DIR, openDataset, removeStaleLocks, removeStaleTemps, silentLogger, TRIALS_CSV, untrackTemp, writeRunJson, writeTrialTables, type Lock, type Logger, type Pointer, type RunTimings, type TrialRecord } from '@imgpipe/kit';
+import {
+  acquireLock,
+  MODEL_DIR,
+  openDataset,
+  removeStaleLocks,
+  removeStaleTemps,
+  silentLogger,
+  TRIALS_CSV,
+  untrackTemp,
+  writeRunJson,
+  writeTrialTables,
+  type Lock,
+  type Logger,
+  type Pointer,
+  type RunTimings,
+  type TrialRecord,
+} from '@imgpipe/kit';
 import { loadTf } from '@imgpipe/engines';
 import { convertTuned, extractSplitFeatures, openBackbone } from './backbone-features.js';
 import { BEST_HEAD, ensureBestHead } from './sweep/best-head.js';
@@ -55,13 +71,35 @@ export async function runTrain(options: TrainOptions, hooks: TrialHooks = {}): P
 async function trainLocked(
   options: TrainOptions,
   hooks: TrialHooks,
-  { dataset, trials, command, locks, log, started }: { dataset: Awaited<ReturnType<typeof openDataset>>; trials: ReturnType<typeof planTrials>; command: string; locks: Lock[]; log: Logger; started: number },
+  {
+    dataset,
+    trials,
+    command,
+    locks,
+    log,
+    started,
+  }: {
+    dataset: Awaited<ReturnType<typeof openDataset>>;
+    trials: ReturnType<typeof planTrials>;
+    command: string;
+    locks: Lock[];
+    log: Logger;
+    started: number;
+  },
 ): Promise<TrainResult> {
   const wait = { waitSeconds: options.waitLockSeconds ?? 0 };
   await removeStaleLocks(resolve(options.out));
   const resumed = options.resume ? await readResumedRun(options.resume, options.resume) : undefined;
   if (options.resume) locks.push(await acquireLock(resolve(options.resume), { what: 'run directory', flag: '--resume', ...wait }));
-  else locks.push(await acquireLock(join(resolve(options.out), `train-${command.slice(0, 16)}`), { what: 'run of this same command (dataset, backbone, search space, seed)', flag: '--out', shown: options.out, ...wait }));
+  else
+    locks.push(
+      await acquireLock(join(resolve(options.out), `train-${command.slice(0, 16)}`), {
+        what: 'run of this same command (dataset, backbone, search space, seed)',
+        flag: '--out',
+        shown: options.out,
+        ...wait,
+      }),
+    );
 
   if (!options.resume) await removeAbandonedRunDirs(resolve(options.out));
 
@@ -82,14 +120,37 @@ async function trainLocked(
     throw error;
   }
   const versions = await runVersions(tf);
-  const run = startedRunJson(options, { runDir, key, commandKey: command, inputs, previous, trials: trials.length, device, backend, backbone, dataset, versions });
+  const run = startedRunJson(options, {
+    runDir,
+    key,
+    commandKey: command,
+    inputs,
+    previous,
+    trials: trials.length,
+    device,
+    backend,
+    backbone,
+    dataset,
+    versions,
+  });
   await writeRunJson(runDir, run);
   log.info(`run ${runDir}: ${trials.length} trials (${options.strategy}), ${finished.size} already finished`);
   const extracted = await extractSplitFeatures(dataset, backbone, options, log);
   const { features } = extracted;
 
   const headStarted = performance.now();
-  const { records, failures, stopped } = await runSweep({ tf, features, trials, runDir, finished, backboneName: backboneInfo.name, device, options, hooks, log });
+  const { records, failures, stopped } = await runSweep({
+    tf,
+    features,
+    trials,
+    runDir,
+    finished,
+    backboneName: backboneInfo.name,
+    device,
+    options,
+    hooks,
+    log,
+  });
   const all = trials.map((t) => records.get(t.id)).filter((r): r is TrialRecord => r !== undefined);
   const headSeconds = (performance.now() - headStarted) / 1000;
   const timings: RunTimings = {
@@ -100,17 +161,47 @@ async function trainLocked(
   };
   const modelDir = join(runDir, MODEL_DIR);
   const winner = await finishRun({
-    runDir, run, records: all, timings, log,
-    overBudget: stopped ? `${failures} trials failed, more than --max-failed-trials ${options.maxFailedTrials}; the sweep stopped (see ${join(runDir, TRIALS_CSV)}); fix the cause and rerun with --resume ${runDir}` : undefined,
+    runDir,
+    run,
+    records: all,
+    timings,
+    log,
+    overBudget: stopped
+      ? `${failures} trials failed, more than --max-failed-trials ${options.maxFailedTrials}; the sweep stopped (see ${join(runDir, TRIALS_CSV)}); fix the cause and rerun with --resume ${runDir}`
+      : undefined,
     summary: `; features ${extracted.seconds.toFixed(1)}s${extracted.fromCache ? ' (cache)' : ''}, heads ${headSeconds.toFixed(1)}s`,
-    doneTimings: (fineTune) => ({ ...timings, ...(fineTune ? { fine_tune_seconds: fineTune.seconds } : {}), total_seconds: (performance.now() - started) / 1000 }),
+    doneTimings: (fineTune) => ({
+      ...timings,
+      ...(fineTune ? { fine_tune_seconds: fineTune.seconds } : {}),
+      total_seconds: (performance.now() - started) / 1000,
+    }),
     writeModel: async (winner) => {
       await writeTrialTables(runDir, [...records.values()], { backbone: backboneInfo.name, bestTrial: winner.trial });
       await ensureBestHead(tf, features, { runDir, winner, trial: trials[winner.index]!, patience: options.patience, log });
-      const context = { augment: options.augment ?? 'none', winner, manifest: dataset.manifest, datasetDir: dataset.dir, manifestSha256: dataset.manifestSha256, backboneInfo, backboneFiles, versions, headModelJson: join(runDir, BEST_HEAD, 'model.json') };
+      const context = {
+        augment: options.augment ?? 'none',
+        winner,
+        manifest: dataset.manifest,
+        datasetDir: dataset.dir,
+        manifestSha256: dataset.manifestSha256,
+        backboneInfo,
+        backboneFiles,
+        versions,
+        headModelJson: join(runDir, BEST_HEAD, 'model.json'),
+      };
       const tuned = options.fineTune
         ? await fineTuneBest({
-            tf, dataset, settings: options.fineTune, winner, backboneInfo: backbone.tunable!.info, backboneFiles: backbone.tunable!.files, headModelJson: context.headModelJson, runDir, run, timings, log,
+            tf,
+            dataset,
+            settings: options.fineTune,
+            winner,
+            backboneInfo: backbone.tunable!.info,
+            backboneFiles: backbone.tunable!.files,
+            headModelJson: context.headModelJson,
+            runDir,
+            run,
+            timings,
+            log,
             toOnnx: (tuned) => convertTuned(tuned, options, log),
             ...(options.onProgress ? { onProgress: options.onProgress } : {}),
           })

@@ -30,7 +30,14 @@ export async function writeModel(tf: Tf, modelDir: string, context: ModelSource)
     input: { size: manifest.image_size, channels: 3, fit: manifest.fit },
     preprocess: backboneInfo.preprocess,
     backbone: { ...backboneInfo, path: '' },
-    head: { path: 'head/model.json', layer_size: winner.params.layer_size, dropout: winner.params.dropout, lr: winner.params.lr, epochs: winner.params.epochs, batch_size: winner.params.batch_size },
+    head: {
+      path: 'head/model.json',
+      layer_size: winner.params.layer_size,
+      dropout: winner.params.dropout,
+      lr: winner.params.lr,
+      epochs: winner.params.epochs,
+      batch_size: winner.params.batch_size,
+    },
     metrics: {
       train_loss: tuned?.train_loss ?? winner.train_loss,
       train_accuracy: tuned?.train_accuracy ?? winner.train_accuracy,

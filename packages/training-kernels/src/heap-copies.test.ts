@@ -17,7 +17,8 @@ test('swapLeadingAxes: [a, b, row] -> [b, a, row]', () => {
   const input = counting(2 * 3 * 4);
   const out = new Float32Array(input.length);
   swapLeadingAxes(input, out, 2, 3, 4);
-  for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) for (let k = 0; k < 4; k++) assert.equal(out[(j * 2 + i) * 4 + k], input[(i * 3 + j) * 4 + k]);
+  for (let i = 0; i < 2; i++)
+    for (let j = 0; j < 3; j++) for (let k = 0; k < 4; k++) assert.equal(out[(j * 2 + i) * 4 + k], input[(i * 3 + j) * 4 + k]);
 });
 
 test('rotateFilter: [fh, fw, ci, co] -> rotated 180 degrees, [fh, fw, co, ci]', () => {
@@ -28,5 +29,6 @@ test('rotateFilter: [fh, fw, ci, co] -> rotated 180 degrees, [fh, fw, co, ci]', 
   for (let a = 0; a < fh; a++)
     for (let b = 0; b < fw; b++)
       for (let c = 0; c < ci; c++)
-        for (let o = 0; o < co; o++) assert.equal(out[((a * fw + b) * co + o) * ci + c], filter[(((fh - 1 - a) * fw + (fw - 1 - b)) * ci + c) * co + o]);
+        for (let o = 0; o < co; o++)
+          assert.equal(out[((a * fw + b) * co + o) * ci + c], filter[(((fh - 1 - a) * fw + (fw - 1 - b)) * ci + c) * co + o]);
 });

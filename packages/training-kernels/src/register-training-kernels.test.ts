@@ -10,14 +10,22 @@ import { registerTrainingKernels } from './register-training-kernels.js';
 const { tf } = await loadTf('wasm');
 
 test('loadTf alone registers none of the training kernels; registerTrainingKernels adds and replaces them, once', () => {
-  const stock = { Tile: tf.getKernel('Tile', 'wasm')?.kernelFunc, Sum: tf.getKernel('Sum', 'wasm')?.kernelFunc, Minimum: tf.getKernel('Minimum', 'wasm')?.kernelFunc };
+  const stock = {
+    Tile: tf.getKernel('Tile', 'wasm')?.kernelFunc,
+    Sum: tf.getKernel('Sum', 'wasm')?.kernelFunc,
+    Minimum: tf.getKernel('Minimum', 'wasm')?.kernelFunc,
+  };
   for (const kernelFunc of Object.values(stock)) assert.equal(typeof kernelFunc, 'function');
   assert.equal(tf.getKernel('Conv2DBackpropFilter', 'wasm'), undefined);
   assert.equal(tf.getKernel('ImgpipeBatchNormTraining', 'wasm'), undefined);
   registerTrainingKernels(tf);
   assert.ok(tf.getKernel('Conv2DBackpropFilter', 'wasm'));
   assert.ok(tf.getKernel('ImgpipeBatchNormTraining', 'wasm'));
-  const replaced = { Tile: tf.getKernel('Tile', 'wasm')?.kernelFunc, Sum: tf.getKernel('Sum', 'wasm')?.kernelFunc, Minimum: tf.getKernel('Minimum', 'wasm')?.kernelFunc };
+  const replaced = {
+    Tile: tf.getKernel('Tile', 'wasm')?.kernelFunc,
+    Sum: tf.getKernel('Sum', 'wasm')?.kernelFunc,
+    Minimum: tf.getKernel('Minimum', 'wasm')?.kernelFunc,
+  };
   for (const name of ['Tile', 'Sum', 'Minimum'] as const) assert.notEqual(replaced[name], stock[name], name);
   registerTrainingKernels(tf);
   assert.equal(tf.getKernel('Tile', 'wasm')?.kernelFunc, replaced.Tile, 'registering again changes nothing');
@@ -25,8 +33,12 @@ test('loadTf alone registers none of the training kernels; registerTrainingKerne
 
 test('a conv net trains through the loaded tf: every weight gets a gradient, and one matches central differences', () => {
   const input = tf.input({ shape: [6, 6, 2] });
-  let h = tf.layers.conv2d({ filters: 3, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }).apply(input);
-  h = tf.layers.depthwiseConv2d({ kernelSize: 3, strides: 2, activation: 'relu6', depthwiseInitializer: tf.initializers.glorotUniform({ seed: 2 }) }).apply(h);
+  let h = tf.layers
+    .conv2d({ filters: 3, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) })
+    .apply(input);
+  h = tf.layers
+    .depthwiseConv2d({ kernelSize: 3, strides: 2, activation: 'relu6', depthwiseInitializer: tf.initializers.glorotUniform({ seed: 2 }) })
+    .apply(h);
   h = tf.layers.batchNormalization().apply(h);
   h = tf.layers.globalAveragePooling2d({}).apply(h);
   const logits = tf.layers.dense({ units: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }).apply(h) as SymbolicTensor;

@@ -17,17 +17,46 @@ type LayersModel = ReturnType<Tf['model']>;
  */
 function buildModel(seed: number): LayersModel {
   const input = tf.input({ shape: [9, 9, 3] });
-  let t = tf.layers.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'same', useBias: false, kernelInitializer: tf.initializers.glorotNormal({ seed }), name: 'conv1' }).apply(input);
+  let t = tf.layers
+    .conv2d({
+      filters: 8,
+      kernelSize: 3,
+      strides: 2,
+      padding: 'same',
+      useBias: false,
+      kernelInitializer: tf.initializers.glorotNormal({ seed }),
+      name: 'conv1',
+    })
+    .apply(input);
   t = tf.layers.batchNormalization({ name: 'bn1' }).apply(t);
   t = tf.layers.reLU({ maxValue: 6, name: 'relu1' }).apply(t);
-  t = tf.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', useBias: false, depthwiseInitializer: tf.initializers.glorotNormal({ seed: seed + 1 }), name: 'dw' }).apply(t);
+  t = tf.layers
+    .depthwiseConv2d({
+      kernelSize: 3,
+      padding: 'same',
+      useBias: false,
+      depthwiseInitializer: tf.initializers.glorotNormal({ seed: seed + 1 }),
+      name: 'dw',
+    })
+    .apply(t);
   t = tf.layers.batchNormalization({ name: 'bn2' }).apply(t);
   t = tf.layers.activation({ activation: 'relu6', name: 'relu2' }).apply(t);
-  t = tf.layers.conv2d({ filters: 6, kernelSize: 1, useBias: true, kernelInitializer: tf.initializers.glorotNormal({ seed: seed + 2 }), biasInitializer: 'ones', name: 'pw' }).apply(t);
+  t = tf.layers
+    .conv2d({
+      filters: 6,
+      kernelSize: 1,
+      useBias: true,
+      kernelInitializer: tf.initializers.glorotNormal({ seed: seed + 2 }),
+      biasInitializer: 'ones',
+      name: 'pw',
+    })
+    .apply(t);
   t = tf.layers.batchNormalization({ name: 'bn3', momentum: 0.9 }).apply(t);
   t = tf.layers.reLU({ maxValue: 6, name: 'relu3' }).apply(t);
   t = tf.layers.globalAveragePooling2d({}).apply(t);
-  t = tf.layers.dense({ units: 2, activation: 'softmax', kernelInitializer: tf.initializers.glorotNormal({ seed: seed + 3 }), name: 'head' }).apply(t);
+  t = tf.layers
+    .dense({ units: 2, activation: 'softmax', kernelInitializer: tf.initializers.glorotNormal({ seed: seed + 3 }), name: 'head' })
+    .apply(t);
   const model = tf.model({ inputs: input, outputs: t as never });
   for (const layer of model.layers) {
     if (layer.getClassName() !== 'BatchNormalization') continue;
@@ -116,7 +145,8 @@ test('a fused training step runs the fused kernels: no filter gradient for froze
     for (const name of ['ImgpipeBatchNormTraining', 'ImgpipeBatchNormTrainingGrad', 'ImgpipeRelu6', 'ImgpipeRelu6Grad', 'Conv2DBackpropInput']) {
       assert.ok(kernels.has(name), `${name} ran`);
     }
-    for (const name of ['Conv2DBackpropFilter', 'FusedConv2D', 'FusedBatchNorm', 'Minimum', 'ClipByValue']) assert.ok(!kernels.has(name), `${name} did not run`);
+    for (const name of ['Conv2DBackpropFilter', 'FusedConv2D', 'FusedBatchNorm', 'Minimum', 'ClipByValue'])
+      assert.ok(!kernels.has(name), `${name} did not run`);
   } finally {
     tf.dispose([x, y]);
     model.dispose();
@@ -141,9 +171,14 @@ test('fused training steps leak no tensors', () => {
 test('with every layer training, the conv on the input skips its input gradient and the gradients still match', async () => {
   const reference = buildModel(13);
   const fused = buildModel(13);
-  assert.deepEqual(fuseTrainingLayers(tf, fused), { batchNorm: 3, relu6: 3, unfusedConv: 1 }, 'conv1 reads the input; pw is fed by trainable weights');
+  assert.deepEqual(
+    fuseTrainingLayers(tf, fused),
+    { batchNorm: 3, relu6: 3, unfusedConv: 1 },
+    'conv1 reads the input; pw is fed by trainable weights',
+  );
   const { x, y } = inputs();
-  const inputGradients = async (model: LayersModel) => (await tf.profile(() => void step(model, x, y))).kernels.filter((k) => k.name === 'Conv2DBackpropInput').length;
+  const inputGradients = async (model: LayersModel) =>
+    (await tf.profile(() => void step(model, x, y))).kernels.filter((k) => k.name === 'Conv2DBackpropInput').length;
   try {
     const expected = step(reference, x, y);
     const actual = step(fused, x, y);

@@ -73,7 +73,10 @@ function replacementCall(tf: Tf, layer: Layer, trainableFeeds: (layer: Layer) =>
       const rank = (bn.inputSpec?.[0] as { ndim?: number } | undefined)?.ndim;
       const lastAxis = bn.axis === -1 || (rank !== undefined && bn.axis === rank - 1);
       if (!lastAxis || !bn.gamma || !bn.beta || FROZEN_STATISTICS in bn) return undefined;
-      return { kind: 'batchNorm', call: (inputs, kwargs) => (kwargs?.training ? batchNormTrainingCall(tf, bn, one(inputs)) : original(inputs, kwargs)) };
+      return {
+        kind: 'batchNorm',
+        call: (inputs, kwargs) => (kwargs?.training ? batchNormTrainingCall(tf, bn, one(inputs)) : original(inputs, kwargs)),
+      };
     }
     case 'ReLU':
       if ((layer as ReluLayer).maxValue !== 6) return undefined;
@@ -144,7 +147,10 @@ function batchNormTrainingCall(tf: Tf, layer: BatchNormLayer, x: Tensor): Tensor
   return tf.tidy(() => {
     const [y, mean, variance] = trainingBatchNorm(tf, x, layer.gamma!.read(), layer.beta!.read(), layer.epsilon);
     // As tfjs-layers: moving = moving - (moving - batch) * (1 - momentum).
-    for (const [variable, value] of [[layer.movingMean, mean], [layer.movingVariance, variance]] as const) {
+    for (const [variable, value] of [
+      [layer.movingMean, mean],
+      [layer.movingVariance, variance],
+    ] as const) {
       tf.tidy(() => {
         const moving = variable.read();
         variable.write(tf.sub(moving, tf.mul(tf.sub(moving, value), 1 - layer.momentum)));
@@ -156,7 +162,14 @@ function batchNormTrainingCall(tf: Tf, layer: BatchNormLayer, x: Tensor): Tensor
 
 function unfusedConvCall(tf: Tf, layer: ConvLayer, x: Tensor): Tensor {
   return tf.tidy(() => {
-    let y: Tensor = tf.conv2d(x as never, layer.kernel.read() as never, layer.strides as [number, number], layer.padding, 'NHWC', layer.dilationRate as [number, number]);
+    let y: Tensor = tf.conv2d(
+      x as never,
+      layer.kernel.read() as never,
+      layer.strides as [number, number],
+      layer.padding,
+      'NHWC',
+      layer.dilationRate as [number, number],
+    );
     if (layer.bias) y = tf.add(y, layer.bias.read());
     const activation = layer.activation.getClassName();
     if (activation === 'relu6') return relu6(tf, y);

@@ -10,7 +10,11 @@ registerTrainingKernels(tf);
 
 test('wasm conv gradient fast paths (1x1 filter and input gradients as matmuls, image filter gradients by im2col, strided image input gradients by col2im) match the cpu backend', async () => {
   const rng = createRng(3);
-  const random = (shape: number[]) => tf.tensor4d(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng() - 0.5), shape as [number, number, number, number]);
+  const random = (shape: number[]) =>
+    tf.tensor4d(
+      Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng() - 0.5),
+      shape as [number, number, number, number],
+    );
   const cases = [
     { x: [2, 7, 5, 6], f: [1, 1, 6, 4], stride: 1, pad: 'same' as const }, // filter and input: matmuls
     { x: [2, 6, 6, 5], f: [1, 1, 5, 3], stride: 1, pad: 'valid' as const },
@@ -38,7 +42,10 @@ test('wasm conv gradient fast paths (1x1 filter and input gradients as matmuls, 
     tf.env().set('PROD', false);
     for (const [i, name] of ['input', 'filter'].entries()) {
       const [a, b] = [wasm[i]!.dataSync(), cpu[i]!.dataSync()];
-      assert.ok(b.some((v) => Math.abs(v) > 0.1), `${label}: ${name} gradient is not trivially zero`);
+      assert.ok(
+        b.some((v) => Math.abs(v) > 0.1),
+        `${label}: ${name} gradient is not trivially zero`,
+      );
       let max = 0;
       for (let j = 0; j < a.length; j++) max = Math.max(max, Math.abs(a[j]! - b[j]!));
       assert.ok(max < 1e-5, `${label}: ${name} gradient differs by ${max}`);

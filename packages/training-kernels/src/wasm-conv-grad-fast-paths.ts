@@ -29,7 +29,14 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
   const batchMatMul = wasmKernel(tf, 'BatchMatMul');
   const infoOf = (xShape: number[], filterShape: number[], attrs: Attrs): ConvInfo =>
     (tf.backend_util.computeConv2DInfo as unknown as (...args: unknown[]) => ConvInfo)(
-      xShape, filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast',
+      xShape,
+      filterShape,
+      attrs.strides,
+      1,
+      attrs.pad,
+      attrs.dimRoundingMode,
+      false,
+      'channelsLast',
     );
   /** A conv on an image as columns: K = kh * kw * ci values per output pixel, P = n * oh * ow output pixels. */
   const imageGeometry = (xShape: number[], filterShape: number[], attrs: Attrs) => {
@@ -90,27 +97,29 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     }
   };
 
-  const filterFastPath = (general: KernelFunc): KernelFunc => (args) => {
-    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
-    const attrs = args.attrs as unknown as Attrs & { filterShape: number[] };
-    const [fh, fw, ci, co] = attrs.filterShape as [number, number, number, number];
-    if (attrs.dataFormat === 'NCHW') return general(args);
-    if (ci <= 4 && (fh > 1 || fw > 1)) return imageFilterGradient(args);
-    if (fh !== 1 || fw !== 1) return general(args);
-    const P = pointwisePixels(x.shape, attrs.filterShape, attrs);
-    if (P === undefined) return general(args);
-    const t = kernelTemps(args.backend);
-    const backend = args.backend as unknown as WasmBackend;
-    try {
-      const a = t.output([1, ci, P]);
-      transposeInto(backend.typedArrayFromHeap(x), backend.typedArrayFromHeap(a), P, ci);
-      const b = t.run(reshape, { x: dy }, { shape: [1, P, co] });
-      const product = t.run(batchMatMul, { a, b }, { transposeA: false, transposeB: false });
-      return reshape({ inputs: { x: product }, attrs: { shape: [1, 1, ci, co] } as never, backend: args.backend }) as TensorInfo;
-    } finally {
-      t.dispose();
-    }
-  };
+  const filterFastPath =
+    (general: KernelFunc): KernelFunc =>
+    (args) => {
+      const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+      const attrs = args.attrs as unknown as Attrs & { filterShape: number[] };
+      const [fh, fw, ci, co] = attrs.filterShape as [number, number, number, number];
+      if (attrs.dataFormat === 'NCHW') return general(args);
+      if (ci <= 4 && (fh > 1 || fw > 1)) return imageFilterGradient(args);
+      if (fh !== 1 || fw !== 1) return general(args);
+      const P = pointwisePixels(x.shape, attrs.filterShape, attrs);
+      if (P === undefined) return general(args);
+      const t = kernelTemps(args.backend);
+      const backend = args.backend as unknown as WasmBackend;
+      try {
+        const a = t.output([1, ci, P]);
+        transposeInto(backend.typedArrayFromHeap(x), backend.typedArrayFromHeap(a), P, ci);
+        const b = t.run(reshape, { x: dy }, { shape: [1, P, co] });
+        const product = t.run(batchMatMul, { a, b }, { transposeA: false, transposeB: false });
+        return reshape({ inputs: { x: product }, attrs: { shape: [1, 1, ci, co] } as never, backend: args.backend }) as TensorInfo;
+      } finally {
+        t.dispose();
+      }
+    };
 
   /** dx [P, ci] = dy [P, co] . W^T, W the filter as [ci, co]. */
   const pointwiseInputGradient = (args: Parameters<KernelFunc>[0], general: KernelFunc) => {
@@ -132,46 +141,48 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     }
   };
 
-  const inputFastPath = (general: KernelFunc): KernelFunc => (args) => {
-    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
-    const attrs = args.attrs as unknown as Attrs & { inputShape: number[] };
-    const [kh, kw, ci, co] = filter.shape as [number, number, number, number];
-    if (attrs.dataFormat === 'NCHW') return general(args);
-    if (kh === 1 && kw === 1) return pointwiseInputGradient(args, general);
-    if (ci > 4) return general(args);
-    const { n, H, W, oh, ow, sh, sw, top, left, K, P } = imageGeometry(attrs.inputShape, filter.shape, attrs);
-    if (sh === 1 && sw === 1) return general(args);
-    const t = kernelTemps(args.backend);
-    const backend = args.backend as unknown as WasmBackend;
-    try {
-      const w2 = t.run(reshape, { x: filter }, { shape: [K, co] });
-      const wT = t.run(transpose, { x: w2 }, { perm: [1, 0] });
-      const b = t.run(reshape, { x: wT }, { shape: [1, co, K] });
-      const a = t.run(reshape, { x: dy }, { shape: [1, P, co] });
-      const cols = t.run(batchMatMul, { a, b }, { transposeA: false, transposeB: false }); // [1, P, K]
-      const out = backend.makeOutput(attrs.inputShape, 'float32');
-      const colv = backend.typedArrayFromHeap(cols);
-      const dx = backend.typedArrayFromHeap(out);
-      dx.fill(0);
-      for (let bi = 0, p = 0; bi < n; bi++)
-        for (let i = 0; i < oh; i++)
-          for (let j = 0; j < ow; j++, p++)
-            for (let fa = 0; fa < kh; fa++) {
-              const r = i * sh + fa - top;
-              if (r < 0 || r >= H) continue;
-              for (let fb = 0; fb < kw; fb++) {
-                const s = j * sw + fb - left;
-                if (s < 0 || s >= W) continue;
-                const src = p * K + (fa * kw + fb) * ci;
-                const dst = ((bi * H + r) * W + s) * ci;
-                for (let c = 0; c < ci; c++) dx[dst + c]! += colv[src + c]!;
+  const inputFastPath =
+    (general: KernelFunc): KernelFunc =>
+    (args) => {
+      const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+      const attrs = args.attrs as unknown as Attrs & { inputShape: number[] };
+      const [kh, kw, ci, co] = filter.shape as [number, number, number, number];
+      if (attrs.dataFormat === 'NCHW') return general(args);
+      if (kh === 1 && kw === 1) return pointwiseInputGradient(args, general);
+      if (ci > 4) return general(args);
+      const { n, H, W, oh, ow, sh, sw, top, left, K, P } = imageGeometry(attrs.inputShape, filter.shape, attrs);
+      if (sh === 1 && sw === 1) return general(args);
+      const t = kernelTemps(args.backend);
+      const backend = args.backend as unknown as WasmBackend;
+      try {
+        const w2 = t.run(reshape, { x: filter }, { shape: [K, co] });
+        const wT = t.run(transpose, { x: w2 }, { perm: [1, 0] });
+        const b = t.run(reshape, { x: wT }, { shape: [1, co, K] });
+        const a = t.run(reshape, { x: dy }, { shape: [1, P, co] });
+        const cols = t.run(batchMatMul, { a, b }, { transposeA: false, transposeB: false }); // [1, P, K]
+        const out = backend.makeOutput(attrs.inputShape, 'float32');
+        const colv = backend.typedArrayFromHeap(cols);
+        const dx = backend.typedArrayFromHeap(out);
+        dx.fill(0);
+        for (let bi = 0, p = 0; bi < n; bi++)
+          for (let i = 0; i < oh; i++)
+            for (let j = 0; j < ow; j++, p++)
+              for (let fa = 0; fa < kh; fa++) {
+                const r = i * sh + fa - top;
+                if (r < 0 || r >= H) continue;
+                for (let fb = 0; fb < kw; fb++) {
+                  const s = j * sw + fb - left;
+                  if (s < 0 || s >= W) continue;
+                  const src = p * K + (fa * kw + fb) * ci;
+                  const dst = ((bi * H + r) * W + s) * ci;
+                  for (let c = 0; c < ci; c++) dx[dst + c]! += colv[src + c]!;
+                }
               }
-            }
-      return out;
-    } finally {
-      t.dispose();
-    }
-  };
+        return out;
+      } finally {
+        t.dispose();
+      }
+    };
 
   for (const [name, wrap] of [
     ['Conv2DBackpropFilter', filterFastPath],
@@ -184,4 +195,3 @@ export function registerWasmConvGradFastPaths(tf: Tf): void {
     REPLACED.add(tf.getKernel(name, 'wasm')!);
   }
 }
-

@@ -69,9 +69,19 @@ test('wasm depthwise conv gradient kernels match loops and the cpu backend (stri
   assert.equal(tf.getBackend(), 'wasm');
   assert.ok(tf.getKernel('DepthwiseConv2dNativeBackpropInput', 'wasm') && tf.getKernel('DepthwiseConv2dNativeBackpropFilter', 'wasm'));
   const rng = createRng(7);
-  const random = (shape: number[]) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng() - 0.5), shape);
+  const random = (shape: number[]) =>
+    tf.tensor(
+      Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng() - 0.5),
+      shape,
+    );
   // 8 channels take the SIMD filter gradient (multiplier 1), 5 the JavaScript one.
-  for (const [c, ch] of CASES.flatMap((c) => [[c, 5], [c, 8]] as const)) {
+  for (const [c, ch] of CASES.flatMap(
+    (c) =>
+      [
+        [c, 5],
+        [c, 8],
+      ] as const,
+  )) {
     const label = `${JSON.stringify(c)} ${ch} channels`;
     const xs = [2, c.size[0], c.size[1], ch];
     const fs = [c.k[0], c.k[1], ch, c.m];

@@ -34,7 +34,14 @@ export function registerWasmDepthwiseGradKernels(tf: Tf): void {
   const infoOf = (xShape: number[], filterShape: number[], attrs: Attrs): ConvInfo => {
     if (attrs.dataFormat === 'NCHW') throw new Error("wasm depthwise conv gradients support dataFormat 'NHWC' only");
     return (tf.backend_util.computeConv2DInfo as unknown as (...args: unknown[]) => ConvInfo)(
-      xShape, filterShape, attrs.strides, attrs.dilations ?? 1, attrs.pad, attrs.dimRoundingMode, true, 'channelsLast',
+      xShape,
+      filterShape,
+      attrs.strides,
+      attrs.dilations ?? 1,
+      attrs.pad,
+      attrs.dimRoundingMode,
+      true,
+      'channelsLast',
     );
   };
   /** dx as a depthwise convolution (XNNPACK) of dy, zero-upsampled by the stride, with the filter rotated 180 degrees. */

@@ -50,9 +50,13 @@ test("engines' wasm replacements (Tile, comparisons, Min/Max, Select, LogicalAnd
     assert.deepEqual(wasm[i]!.shape, cpu[i]!.shape, name);
     assert.equal(wasm[i]!.dtype, cpu[i]!.dtype, name);
     const [a, b] = [wasm[i]!.dataSync(), cpu[i]!.dataSync()];
-    for (let j = 0; j < a.length; j++) assert.ok(Math.abs(a[j]! - b[j]!) <= 1e-5 * Math.max(1, Math.abs(b[j]!)), `${name}: element ${j}: ${a[j]} vs ${b[j]}`);
+    for (let j = 0; j < a.length; j++)
+      assert.ok(Math.abs(a[j]! - b[j]!) <= 1e-5 * Math.max(1, Math.abs(b[j]!)), `${name}: element ${j}: ${a[j]} vs ${b[j]}`);
   });
-  assert.ok(cpu.some((r) => r.dtype === 'bool' && r.dataSync().some((e) => e === 1) && r.dataSync().some((e) => e === 0)), 'the masks have both values');
+  assert.ok(
+    cpu.some((r) => r.dtype === 'bool' && r.dataSync().some((e) => e === 1) && r.dataSync().some((e) => e === 0)),
+    'the masks have both values',
+  );
   tf.dispose([...wasm, ...cpu, x, x2, v, s, mask, variance, other]);
 });
 

@@ -44,12 +44,36 @@ export function registerWasmFastKernels(tf: Tf): void {
   });
 
   // One loop per op (no shared callback), so that each stays monomorphic.
-  replace('Greater', (original) => binary(original, 'bool', (a, b, o, sa, sb) => { for (let i = 0, x = 0, y = 0; i < o.length; i++, x += sa, y += sb) o[i] = a[x]! > b[y]! ? 1 : 0; }));
-  replace('GreaterEqual', (original) => binary(original, 'bool', (a, b, o, sa, sb) => { for (let i = 0, x = 0, y = 0; i < o.length; i++, x += sa, y += sb) o[i] = a[x]! >= b[y]! ? 1 : 0; }));
-  replace('Less', (original) => binary(original, 'bool', (a, b, o, sa, sb) => { for (let i = 0, x = 0, y = 0; i < o.length; i++, x += sa, y += sb) o[i] = a[x]! < b[y]! ? 1 : 0; }));
-  replace('LessEqual', (original) => binary(original, 'bool', (a, b, o, sa, sb) => { for (let i = 0, x = 0, y = 0; i < o.length; i++, x += sa, y += sb) o[i] = a[x]! <= b[y]! ? 1 : 0; }));
-  replace('Minimum', (original) => binary(original, 'float32', (a, b, o, sa, sb) => { for (let i = 0, x = 0, y = 0; i < o.length; i++, x += sa, y += sb) o[i] = Math.min(a[x]!, b[y]!); }));
-  replace('Maximum', (original) => binary(original, 'float32', (a, b, o, sa, sb) => { for (let i = 0, x = 0, y = 0; i < o.length; i++, x += sa, y += sb) o[i] = Math.max(a[x]!, b[y]!); }));
+  replace('Greater', (original) =>
+    binary(original, 'bool', (a, b, o, sa, sb) => {
+      for (let i = 0, x = 0, y = 0; i < o.length; i++, x += sa, y += sb) o[i] = a[x]! > b[y]! ? 1 : 0;
+    }),
+  );
+  replace('GreaterEqual', (original) =>
+    binary(original, 'bool', (a, b, o, sa, sb) => {
+      for (let i = 0, x = 0, y = 0; i < o.length; i++, x += sa, y += sb) o[i] = a[x]! >= b[y]! ? 1 : 0;
+    }),
+  );
+  replace('Less', (original) =>
+    binary(original, 'bool', (a, b, o, sa, sb) => {
+      for (let i = 0, x = 0, y = 0; i < o.length; i++, x += sa, y += sb) o[i] = a[x]! < b[y]! ? 1 : 0;
+    }),
+  );
+  replace('LessEqual', (original) =>
+    binary(original, 'bool', (a, b, o, sa, sb) => {
+      for (let i = 0, x = 0, y = 0; i < o.length; i++, x += sa, y += sb) o[i] = a[x]! <= b[y]! ? 1 : 0;
+    }),
+  );
+  replace('Minimum', (original) =>
+    binary(original, 'float32', (a, b, o, sa, sb) => {
+      for (let i = 0, x = 0, y = 0; i < o.length; i++, x += sa, y += sb) o[i] = Math.min(a[x]!, b[y]!);
+    }),
+  );
+  replace('Maximum', (original) =>
+    binary(original, 'float32', (a, b, o, sa, sb) => {
+      for (let i = 0, x = 0, y = 0; i < o.length; i++, x += sa, y += sb) o[i] = Math.max(a[x]!, b[y]!);
+    }),
+  );
   replace('LogicalAnd', (original) => (args) => {
     const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
     if (a.shape.join() !== b.shape.join() || a.dtype !== 'bool' || b.dtype !== 'bool') return original(args);
@@ -85,7 +109,8 @@ export function registerWasmFastKernels(tf: Tf): void {
     const { x, mean, variance, offset, scale } = args.inputs as Record<string, TensorInfo | undefined>;
     const { varianceEpsilon } = args.attrs as unknown as { varianceEpsilon: number };
     const channels = x!.shape.at(-1)!;
-    const perChannel = (v: TensorInfo | undefined) => v === undefined || v === null || size(v.shape) === 1 || (v.shape.length === 1 && v.shape[0] === channels);
+    const perChannel = (v: TensorInfo | undefined) =>
+      v === undefined || v === null || size(v.shape) === 1 || (v.shape.length === 1 && v.shape[0] === channels);
     if (x!.dtype !== 'float32' || ![mean, variance, offset, scale].every(perChannel)) return original(args);
     const backend = args.backend as unknown as WasmBackend;
     const out = backend.makeOutput(x!.shape, 'float32');
@@ -141,7 +166,12 @@ export function registerWasmFastKernels(tf: Tf): void {
  */
 type BinaryLoop = (a: Float32Array, b: Float32Array, out: Float32Array | Uint8Array, aStep: number, bStep: number) => void;
 
-function binaryKernel(original: KernelFunc, dtype: 'bool' | 'float32', loop: BinaryLoop, broadcastShape: (a: number[], b: number[]) => number[]): KernelFunc {
+function binaryKernel(
+  original: KernelFunc,
+  dtype: 'bool' | 'float32',
+  loop: BinaryLoop,
+  broadcastShape: (a: number[], b: number[]) => number[],
+): KernelFunc {
   return (args: Args) => {
     const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
     const [na, nb] = [size(a.shape), size(b.shape)];
@@ -151,7 +181,13 @@ function binaryKernel(original: KernelFunc, dtype: 'bool' | 'float32', loop: Bin
     if (size(shape) !== Math.max(na, nb)) return original(args);
     const backend = args.backend as unknown as WasmBackend;
     const out = backend.makeOutput(shape, dtype);
-    loop(backend.typedArrayFromHeap(a) as Float32Array, backend.typedArrayFromHeap(b) as Float32Array, backend.typedArrayFromHeap(out) as Float32Array | Uint8Array, na === 1 && nb !== 1 ? 0 : 1, nb === 1 && na !== 1 ? 0 : 1);
+    loop(
+      backend.typedArrayFromHeap(a) as Float32Array,
+      backend.typedArrayFromHeap(b) as Float32Array,
+      backend.typedArrayFromHeap(out) as Float32Array | Uint8Array,
+      na === 1 && nb !== 1 ? 0 : 1,
+      nb === 1 && na !== 1 ? 0 : 1,
+    );
     return out;
   };
 }

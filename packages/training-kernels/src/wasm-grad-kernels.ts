@@ -30,7 +30,14 @@ export function registerWasmGradKernels(tf: Tf): void {
   const convInfoOf = (inShape: number[], filterShape: number[], attrs: Record<string, unknown>): ConvInfo => {
     if (attrs.dataFormat === 'NCHW') throw new Error("wasm conv gradients support dataFormat 'NHWC' only");
     return (tf.backend_util.computeConv2DInfo as unknown as (...args: unknown[]) => ConvInfo)(
-      inShape, filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast',
+      inShape,
+      filterShape,
+      attrs.strides,
+      1,
+      attrs.pad,
+      attrs.dimRoundingMode,
+      false,
+      'channelsLast',
     );
   };
 
@@ -48,7 +55,8 @@ export function registerWasmGradKernels(tf: Tf): void {
       const heap = (info: TensorInfo) => (backend as WasmBackend).typedArrayFromHeap(info);
       rotateFilter(heap(filter), heap(swapped), fh, fw, ci, co);
       const out = t.run(conv2d, { x: input, filter: swapped }, { strides: [1, 1], dilations: [1, 1], pad, dataFormat: 'NHWC' });
-      if (out.shape.join() !== [n, H, W, ci].join()) throw new Error(`wasm Conv2DBackpropInput: got [${out.shape.join(', ')}], expected [${inputShape.join(', ')}]`);
+      if (out.shape.join() !== [n, H, W, ci].join())
+        throw new Error(`wasm Conv2DBackpropInput: got [${out.shape.join(', ')}], expected [${inputShape.join(', ')}]`);
       return t.keep(out);
     } finally {
       t.dispose();
@@ -66,7 +74,14 @@ export function registerWasmGradKernels(tf: Tf): void {
     };
     if (dataFormat === 'NCHW') throw new Error("wasm Conv2DBackpropFilter supports dataFormat 'NHWC' only");
     const info = (tf.backend_util.computeConv2DInfo as unknown as (...args: unknown[]) => ConvInfo)(
-      x.shape, filterShape, strides, 1, pad, dimRoundingMode, false, 'channelsLast',
+      x.shape,
+      filterShape,
+      strides,
+      1,
+      pad,
+      dimRoundingMode,
+      false,
+      'channelsLast',
     );
     const { inHeight: H, inWidth: W, inChannels: ci, batchSize: n, outHeight: oh, outWidth: ow, outChannels: co } = info;
     const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw } = info;
@@ -81,9 +96,19 @@ export function registerWasmGradKernels(tf: Tf): void {
       const heap = (info: TensorInfo) => (backend as unknown as WasmBackend).typedArrayFromHeap(info);
       const dyt = t.output([oh, ow, n, co]);
       swapLeadingAxes(heap(dy), heap(dyt), n, oh * ow, co);
-      const padding = [[0, 0], [top, Math.max(0, needH - H)], [left, Math.max(0, needW - W)], [0, 0]];
-      const out = t.run(conv2d, { x: xt, filter: dyt }, { strides: [1, 1], dilations: [sh, sw], pad: padding, dataFormat: 'NHWC', dimRoundingMode: undefined });
-      if (out.shape.join() !== [ci, fh, fw, co].join()) throw new Error(`wasm Conv2DBackpropFilter: got [${out.shape.join(', ')}], expected [${[ci, fh, fw, co].join(', ')}]`);
+      const padding = [
+        [0, 0],
+        [top, Math.max(0, needH - H)],
+        [left, Math.max(0, needW - W)],
+        [0, 0],
+      ];
+      const out = t.run(
+        conv2d,
+        { x: xt, filter: dyt },
+        { strides: [1, 1], dilations: [sh, sw], pad: padding, dataFormat: 'NHWC', dimRoundingMode: undefined },
+      );
+      if (out.shape.join() !== [ci, fh, fw, co].join())
+        throw new Error(`wasm Conv2DBackpropFilter: got [${out.shape.join(', ')}], expected [${[ci, fh, fw, co].join(', ')}]`);
       const result = t.keep(t.output(filterShape)); // [ci, fh, fw, co] -> [fh, fw, ci, co]
       swapLeadingAxes(heap(out), heap(result), ci, fh * fw, co);
       return result;

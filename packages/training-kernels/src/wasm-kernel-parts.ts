@@ -60,13 +60,33 @@ export interface ConvGeometry {
  * (extent - 1 - top before; after, whatever makes the output H x W, cropping dy where that is negative) under which
  * a stride-1 correlation with the rotated filter gives the input gradient. `kernel` names the caller in errors.
  */
-export function fullCorrelationInput(tf: Tf, t: KernelTemps, dy: TensorInfo, g: ConvGeometry, kernel: string): { input: TensorInfo; pad: number[][] } {
+export function fullCorrelationInput(
+  tf: Tf,
+  t: KernelTemps,
+  dy: TensorInfo,
+  g: ConvGeometry,
+  kernel: string,
+): { input: TensorInfo; pad: number[][] } {
   const [n, oh, ow, c] = dy.shape as [number, number, number, number];
   const reshape = wasmKernel(tf, 'Reshape');
   let input = dy;
   if (g.sh > 1 || g.sw > 1) {
     const six = t.run(reshape, { x: dy }, { shape: [n, oh, 1, ow, 1, c] });
-    const padded = t.run(wasmKernel(tf, 'PadV2'), { x: six }, { paddings: [[0, 0], [0, 0], [0, g.sh - 1], [0, 0], [0, g.sw - 1], [0, 0]], constantValue: 0 });
+    const padded = t.run(
+      wasmKernel(tf, 'PadV2'),
+      { x: six },
+      {
+        paddings: [
+          [0, 0],
+          [0, 0],
+          [0, g.sh - 1],
+          [0, 0],
+          [0, g.sw - 1],
+          [0, 0],
+        ],
+        constantValue: 0,
+      },
+    );
     input = t.run(reshape, { x: padded }, { shape: [n, oh * g.sh, ow * g.sw, c] });
   }
   const padTop = (g.fh - 1) * g.dh - g.top;
@@ -78,7 +98,15 @@ export function fullCorrelationInput(tf: Tf, t: KernelTemps, dy: TensorInfo, g: 
     const size = [n, oh * g.sh + Math.min(0, padBottom), ow * g.sw + Math.min(0, padRight), c];
     input = t.run(wasmKernel(tf, 'Slice'), { x: input }, { begin: [0, 0, 0, 0], size });
   }
-  return { input, pad: [[0, 0], [padTop, Math.max(0, padBottom)], [padLeft, Math.max(0, padRight)], [0, 0]] };
+  return {
+    input,
+    pad: [
+      [0, 0],
+      [padTop, Math.max(0, padBottom)],
+      [padLeft, Math.max(0, padRight)],
+      [0, 0],
+    ],
+  };
 }
 
 /**

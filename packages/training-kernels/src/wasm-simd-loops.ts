@@ -45,7 +45,8 @@ const instances = new WeakMap<Memory, SimdLoops>();
 export function simdLoops(backend: WasmBackend): SimdLoops {
   const module = (backend as unknown as { wasm: EmscriptenModule }).wasm;
   const memory = module.asm?.memory;
-  if (!memory) throw new Error('this @tensorflow/tfjs-backend-wasm does not expose its memory as Module.asm.memory (imgpipe is built against 4.22.0)');
+  if (!memory)
+    throw new Error('this @tensorflow/tfjs-backend-wasm does not expose its memory as Module.asm.memory (imgpipe is built against 4.22.0)');
   let loops = instances.get(memory);
   if (!loops) {
     compiled ??= new WebAssembly.Module(Buffer.from(WASM_BASE64, 'base64'));

@@ -102,7 +102,15 @@ function batchNormFrame<const Names extends readonly string[]>(args: Args, x: Te
 
 function batchNormTrainingKernel(args: Args): TensorInfo[] {
   const [x] = floatInputs(args, ['x']) as [TensorInfo];
-  const { backend, loops, epsilon, channels, rows, perChannel: [gamma, beta], outputs } = batchNormFrame(args, x, ['gamma', 'beta']);
+  const {
+    backend,
+    loops,
+    epsilon,
+    channels,
+    rows,
+    perChannel: [gamma, beta],
+    outputs,
+  } = batchNormFrame(args, x, ['gamma', 'beta']);
   const [out, meanOut, varianceOut] = outputs;
   const [sum, sumSquares] = loops.sums(x, x, rows, channels);
   const mean = backend.typedArrayFromHeap(meanOut);
@@ -129,7 +137,15 @@ function batchNormTrainingKernel(args: Args): TensorInfo[] {
  */
 function batchNormTrainingGradKernel(args: Args): TensorInfo[] {
   const [dy, x] = floatInputs(args, ['dy', 'x']) as [TensorInfo, TensorInfo];
-  const { backend, loops, epsilon, channels, rows, perChannel: [gamma, mean, variance], outputs } = batchNormFrame(args, x, ['gamma', 'mean', 'variance']);
+  const {
+    backend,
+    loops,
+    epsilon,
+    channels,
+    rows,
+    perChannel: [gamma, mean, variance],
+    outputs,
+  } = batchNormFrame(args, x, ['gamma', 'mean', 'variance']);
   const [dxOut, dGammaOut, dBetaOut] = outputs;
   const [sumDy, sumDyX] = loops.sums(dy, x, rows, channels);
   const dGamma = backend.typedArrayFromHeap(dGammaOut);

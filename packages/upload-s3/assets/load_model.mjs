@@ -87,7 +87,8 @@ async function verifyFiles(dir, files, listedIn, ignore) {
 async function verifyModelDir(dir, card) {
   const where = join(dir, 'card.json');
   if (!Array.isArray(card.files)) throw new Error(`${where}: lists no files; re-save the model with a current imgpipe`);
-  for (const file of card.files) if (!inside(file.path)) throw new Error(`${where}: file ${JSON.stringify(file.path)} points outside the model directory`);
+  for (const file of card.files)
+    if (!inside(file.path)) throw new Error(`${where}: file ${JSON.stringify(file.path)} points outside the model directory`);
   const followed = [['backbone.path', card.backbone.path], ['head.path', card.head.path], ...(card.onnx ? [['onnx.path', card.onnx.path]] : [])];
   for (const [what, path] of followed) {
     if (!inside(path)) throw new Error(`${where}: ${what} ${JSON.stringify(path)} points outside the model directory`);
@@ -102,8 +103,10 @@ async function verifyModelDir(dir, card) {
 /** @param {string} text @param {string} source @returns {Publication} */
 function parsePublication(text, source) {
   const manifest = JSON.parse(text);
-  if (manifest?.format !== 'imgpipe-publication/1' || !Array.isArray(manifest.objects)) throw new Error(`${source}: not an imgpipe publication manifest`);
-  for (const o of manifest.objects) if (!inside(o?.name) || !inside(o.key)) throw new Error(`${source}: object ${JSON.stringify(o)} points outside the prefix`);
+  if (manifest?.format !== 'imgpipe-publication/1' || !Array.isArray(manifest.objects))
+    throw new Error(`${source}: not an imgpipe publication manifest`);
+  for (const o of manifest.objects)
+    if (!inside(o?.name) || !inside(o.key)) throw new Error(`${source}: object ${JSON.stringify(o)} points outside the prefix`);
   return manifest;
 }
 
@@ -165,7 +168,12 @@ async function resolveModelDir(spec) {
   for (const file of listed) {
     if (!file.path.startsWith(`p/${manifest.id}/`)) throw new Error(`${manifestPath}: object ${file.path} is outside p/${manifest.id}/`);
   }
-  await verifyFiles(root, listed.map((f) => ({ ...f, path: f.path.slice((`p/${manifest.id}/`).length) })), manifestPath, new Set());
+  await verifyFiles(
+    root,
+    listed.map((f) => ({ ...f, path: f.path.slice(`p/${manifest.id}/`.length) })),
+    manifestPath,
+    new Set(),
+  );
   return join(root, 'model');
 }
 
@@ -266,12 +274,15 @@ function fileHandler(tf, modelJsonPath) {
       return tf.io.getModelArtifactsForJSON(json, async (manifest) => {
         const specs = manifest.flatMap((group) => group.weights);
         const buffers = await Promise.all(
-          manifest.flatMap((group) => group.paths).map(async (p) => {
-            const rel = posix.normalize(posix.join(posix.dirname(modelJsonPath.split('\\').join('/')), p));
-            if (p.startsWith('/') || p.split('/').includes('..')) throw new Error(`${modelJsonPath}: weights path ${p} points outside the model directory`);
-            const data = await readFile(rel);
-            return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
-          }),
+          manifest
+            .flatMap((group) => group.paths)
+            .map(async (p) => {
+              const rel = posix.normalize(posix.join(posix.dirname(modelJsonPath.split('\\').join('/')), p));
+              if (p.startsWith('/') || p.split('/').includes('..'))
+                throw new Error(`${modelJsonPath}: weights path ${p} points outside the model directory`);
+              const data = await readFile(rel);
+              return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+            }),
         );
         return [specs, tf.io.concatenateArrayBuffers(/** @type {ArrayBuffer[]} */ (buffers))];
       });
@@ -306,7 +317,9 @@ function preprocess(pixels, size, spec, layout) {
   const out = new Float32Array(plane * 3);
   for (let p = 0; p < plane; p++) {
     for (let c = 0; c < 3; c++) {
-      const value = (/** @type {number} */ (pixels[p * 3 + /** @type {number} */ (src[c])]) * spec.scale - /** @type {number} */ (spec.mean[c])) / /** @type {number} */ (spec.std[c]);
+      const value =
+        /** @type {number} */ ((pixels[p * 3 + /** @type {number} */ (src[c])]) * spec.scale - /** @type {number} */ (spec.mean[c])) /
+        /** @type {number} */ (spec.std[c]);
       out[layout === 'NCHW' ? c * plane + p : p * 3 + c] = value;
     }
   }
@@ -326,7 +339,9 @@ async function loadBackbone(tf, dir, card) {
     const output = featureLayer ?? session.outputNames[0] ?? '';
     if (!session.outputNames.includes(output)) {
       await session.release();
-      throw new Error(`${path}: feature layer ${output} is not a graph output (outputs: ${session.outputNames.join(', ')}); re-save the model with a current imgpipe`);
+      throw new Error(
+        `${path}: feature layer ${output} is not a graph output (outputs: ${session.outputNames.join(', ')}); re-save the model with a current imgpipe`,
+      );
     }
     const inputName = session.inputNames[0] ?? '';
     return {
@@ -359,7 +374,10 @@ async function loadBackbone(tf, dir, card) {
   if (card.backbone.format === 'tfjs-layers') {
     const loaded = await tf.loadLayersModel(fileHandler(tf, path));
     const layer = featureLayer ? loaded.layers.find((l) => l.name === featureLayer) : undefined;
-    const model = layer && layer !== loaded.layers.at(-1) ? tf.model({ inputs: loaded.inputs, outputs: /** @type {import('@tensorflow/tfjs').SymbolicTensor} */ (layer.output) }) : loaded;
+    const model =
+      layer && layer !== loaded.layers.at(-1)
+        ? tf.model({ inputs: loaded.inputs, outputs: /** @type {import('@tensorflow/tfjs').SymbolicTensor} */ (layer.output) })
+        : loaded;
     return {
       async extract(input) {
         const out = tf.tidy(() => /** @type {import('@tensorflow/tfjs').Tensor} */ (model.predict(tf.tensor(input.data, input.dims))).reshape([-1]));
@@ -388,7 +406,9 @@ async function main(argv) {
   try {
     if (images.length === 0) {
       const { labels, input, backbone, metrics } = model.card;
-      process.stdout.write(`${JSON.stringify({ model: model.dir, labels, input, backbone: { name: backbone.name, format: backbone.format }, metrics })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ model: model.dir, labels, input, backbone: { name: backbone.name, format: backbone.format }, metrics })}\n`,
+      );
     }
     for (const image of images) {
       const { label, probabilities } = await model.classify(image);

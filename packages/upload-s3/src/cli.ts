@@ -11,7 +11,14 @@ export const uploadS3Cli: ToolCli = {
     'the same content are skipped. One publisher per prefix (the PREFIX/publication.lock lease): another exits 75. ' +
     'SIGINT/SIGTERM abort the multipart uploads in flight and exit 130/143. Prints one JSON pointer line.',
   packageJson: new URL('../package.json', import.meta.url),
-  configKeys: ['aws.bucket_name', 'aws.results_upload_path', 'aws.endpoint', 'aws.aws_default_region', 'aws.aws_access_key_id', 'aws.aws_secret_access_key'],
+  configKeys: [
+    'aws.bucket_name',
+    'aws.results_upload_path',
+    'aws.endpoint',
+    'aws.aws_default_region',
+    'aws.aws_access_key_id',
+    'aws.aws_secret_access_key',
+  ],
   options: {
     run: { type: 'string', describe: 'The run directory (or a model directory); default: the run pointer on stdin' },
     concurrency: { value: { type: 'int', min: 1 }, default: 8, describe: 'Uploads in flight' },
@@ -45,7 +52,20 @@ export const uploadS3Cli: ToolCli = {
     const client = createS3Client(config.aws, { concurrency, maxAttempts: 1 });
     const stop = stopOnSignals((signal) => context.log.warn(`${signal}: aborting the uploads in flight; no manifest is written`));
     try {
-      await runUploadS3({ dir, client, bucket, prefix, concurrency, retries, partSize: partMiB * 1024 * 1024, stdout: context.stdout, stderr: context.stderr, cwd: context.cwd, log: context.log, signal: stop.signal });
+      await runUploadS3({
+        dir,
+        client,
+        bucket,
+        prefix,
+        concurrency,
+        retries,
+        partSize: partMiB * 1024 * 1024,
+        stdout: context.stdout,
+        stderr: context.stderr,
+        cwd: context.cwd,
+        log: context.log,
+        signal: stop.signal,
+      });
     } catch (error) {
       if (!stop.signal.aborted) throw error;
     } finally {

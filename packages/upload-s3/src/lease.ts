@@ -51,19 +51,31 @@ function heldBy(body: LeaseBody | undefined): string {
  * renewed while held. Where the store ignores conditional writes (`exclusive` false) a warning says so, and the
  * callers' clean-up keeps whatever a newer publication lists.
  */
-export async function acquirePublicationLease(client: S3Client, bucket: string, prefix: string, options: RetryOptions & { log: Logger }): Promise<PublicationLease> {
+export async function acquirePublicationLease(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  options: RetryOptions & { log: Logger },
+): Promise<PublicationLease> {
   const key = joinKey(prefix, PUBLICATION_LEASE_FILE);
   const uri = formatS3Uri(bucket, key);
   const token = randomUUID();
   const acquired = new Date();
   const body = (): string =>
     `${JSON.stringify({
-      format: 'imgpipe-publication-lease/1', token, tool: 'upload-s3', pid: process.pid, hostname: hostname(),
-      acquired: acquired.toISOString(), expires: new Date(Date.now() + LEASE_SECONDS * 1000).toISOString(),
+      format: 'imgpipe-publication-lease/1',
+      token,
+      tool: 'upload-s3',
+      pid: process.pid,
+      hostname: hostname(),
+      acquired: acquired.toISOString(),
+      expires: new Date(Date.now() + LEASE_SECONDS * 1000).toISOString(),
     } satisfies LeaseBody)}\n`;
   const put = { ...options, contentType: 'application/json' };
   const busy = (holder: LeaseBody | undefined) =>
-    new LockedError(`${uri}: another publisher holds this prefix (${heldBy(holder)}); try again when it is done (a lease not renewed for ${LEASE_SECONDS} s is taken over)`);
+    new LockedError(
+      `${uri}: another publisher holds this prefix (${heldBy(holder)}); try again when it is done (a lease not renewed for ${LEASE_SECONDS} s is taken over)`,
+    );
 
   let etag: string | undefined;
   for (let tries = 0; etag === undefined; tries++) {
@@ -75,7 +87,12 @@ export async function acquirePublicationLease(client: S3Client, bucket: string, 
     } else if (existing) {
       const dead = holder !== undefined && holder.hostname === hostname() && !processAlive(holder.pid);
       if (holder && !dead && Date.parse(holder.expires) > Date.now()) throw busy(holder);
-      options.log.warn('%s: taking over the lease of a publisher that %s (%s)', uri, dead ? 'is no longer running' : 'stopped renewing it', heldBy(holder));
+      options.log.warn(
+        '%s: taking over the lease of a publisher that %s (%s)',
+        uri,
+        dead ? 'is no longer running' : 'stopped renewing it',
+        heldBy(holder),
+      );
       const taken = await putObjectIf(client, bucket, key, body(), { ...put, ifMatch: existing.etag });
       if (taken === 'refused') throw busy(holder);
       etag = taken.etag;
@@ -90,11 +107,16 @@ export async function acquirePublicationLease(client: S3Client, bucket: string, 
   const exclusive = probe === 'refused';
   if (probe !== 'refused') {
     etag = probe.etag;
-    options.log.warn('%s: this S3 store ignores conditional writes (If-None-Match), so two publishers to this prefix are not excluded; clean-up keeps what a newer publication lists', uri);
+    options.log.warn(
+      '%s: this S3 store ignores conditional writes (If-None-Match), so two publishers to this prefix are not excluded; clean-up keeps what a newer publication lists',
+      uri,
+    );
   }
 
   const renew = async () => {
-    const next = await putObjectIf(client, bucket, key, body(), { ...put, retries: 2, ...(exclusive && etag ? { ifMatch: etag } : {}) }).catch(() => undefined);
+    const next = await putObjectIf(client, bucket, key, body(), { ...put, retries: 2, ...(exclusive && etag ? { ifMatch: etag } : {}) }).catch(
+      () => undefined,
+    );
     if (next !== 'refused') {
       if (next) etag = next.etag;
       return;
@@ -115,7 +137,9 @@ export async function acquirePublicationLease(client: S3Client, bucket: string, 
       const now = await readObjectVersion(client, bucket, key, options);
       const holder = now && parseLease(now.bytes);
       if (holder?.token !== token) {
-        throw new LockedError(`${uri}: the lease was lost before the commit (${holder ? heldBy(holder) : 'the lease was removed'}); nothing was committed, publish again`);
+        throw new LockedError(
+          `${uri}: the lease was lost before the commit (${holder ? heldBy(holder) : 'the lease was removed'}); nothing was committed, publish again`,
+        );
       }
     },
     async release() {

@@ -1,5 +1,15 @@
 import pLimit from 'p-limit';
-import { abortMultipartUpload, deleteObjects, headObject, joinKey, listMultipartUploads, listObjects, readPublication, type RetryOptions, type S3Client } from '@imgpipe/s3';
+import {
+  abortMultipartUpload,
+  deleteObjects,
+  headObject,
+  joinKey,
+  listMultipartUploads,
+  listObjects,
+  readPublication,
+  type RetryOptions,
+  type S3Client,
+} from '@imgpipe/s3';
 import { PUBLICATION_FILE, PUBLICATION_LEASE_FILE, type PublicationManifest } from '@imgpipe/kit';
 import { RUN_DIRS, RUN_FILES, SNIPPET_NAME } from './layout.js';
 
@@ -7,12 +17,23 @@ import { RUN_DIRS, RUN_FILES, SNIPPET_NAME } from './layout.js';
  * Abort the multipart uploads under `keyPrefix` that were started before `before` (a killed publisher's). Returns
  * how many. A server without ListMultipartUploads gets a warning, not a failure: the publication does not depend on it.
  */
-export async function abortUploadsUnder(client: S3Client, bucket: string, keyPrefix: string, before: Date, options: RetryOptions = {}): Promise<number> {
+export async function abortUploadsUnder(
+  client: S3Client,
+  bucket: string,
+  keyPrefix: string,
+  before: Date,
+  options: RetryOptions = {},
+): Promise<number> {
   let uploads: Awaited<ReturnType<typeof listMultipartUploads>>;
   try {
     uploads = await listMultipartUploads(client, bucket, keyPrefix, options);
   } catch (error) {
-    options.log?.warn('cannot list multipart uploads under s3://%s/%s, so stale ones are not aborted: %s', bucket, keyPrefix, (error as Error).message);
+    options.log?.warn(
+      'cannot list multipart uploads under s3://%s/%s, so stale ones are not aborted: %s',
+      bucket,
+      keyPrefix,
+      (error as Error).message,
+    );
     return 0;
   }
   const stale = uploads.filter((u) => u.initiated !== undefined && u.initiated.getTime() < before.getTime());
@@ -34,9 +55,12 @@ async function provenFlatLayout(client: S3Client, bucket: string, prefix: string
   if (!(await headObject(client, bucket, joinKey(prefix, SNIPPET_NAME), options))?.metadata.sha256) return [];
   const names = [...RUN_FILES, SNIPPET_NAME];
   for (const dir of RUN_DIRS) {
-    for await (const object of listObjects(client, bucket, { ...options, prefix: `${joinKey(prefix, dir)}/` })) names.push(object.key.slice(prefix.length));
+    for await (const object of listObjects(client, bucket, { ...options, prefix: `${joinKey(prefix, dir)}/` }))
+      names.push(object.key.slice(prefix.length));
   }
-  const heads = await pLimit(8).map(names.filter(isFlatLayout), async (name) => ((await headObject(client, bucket, joinKey(prefix, name), options))?.metadata.sha256 ? name : undefined));
+  const heads = await pLimit(8).map(names.filter(isFlatLayout), async (name) =>
+    (await headObject(client, bucket, joinKey(prefix, name), options))?.metadata.sha256 ? name : undefined,
+  );
   return heads.filter((name): name is string => name !== undefined);
 }
 
@@ -56,7 +80,9 @@ export async function supersededKeys(
   const keep = new Set([...ours, PUBLICATION_FILE, PUBLICATION_LEASE_FILE]);
   const listed = new Set([...(current?.objects ?? []).map((o) => o.key), ...(current?.superseded ?? [])]);
   const candidates = [...listed].filter((key) => !keep.has(key));
-  const present = await pLimit(8).map(candidates, async (key) => ((await headObject(client, bucket, joinKey(prefix, key), options)) ? key : undefined));
+  const present = await pLimit(8).map(candidates, async (key) =>
+    (await headObject(client, bucket, joinKey(prefix, key), options)) ? key : undefined,
+  );
   const flat = (await provenFlatLayout(client, bucket, prefix, options)).filter((key) => !keep.has(key) && !listed.has(key));
   return [...present.filter((key): key is string => key !== undefined), ...flat].sort();
 }
@@ -77,12 +103,22 @@ export async function removeSuperseded(
   if (!options.exclusive && doomed.length > 0) {
     const now = await readPublication(client, bucket, prefix, options).catch(() => undefined);
     if (now?.id !== manifest.id) {
-      options.log?.warn('s3://%s/%s was replaced by another publication (%s) after this one was committed; leaving clean-up to it', bucket, joinKey(prefix, PUBLICATION_FILE), now?.id ?? 'none');
+      options.log?.warn(
+        's3://%s/%s was replaced by another publication (%s) after this one was committed; leaving clean-up to it',
+        bucket,
+        joinKey(prefix, PUBLICATION_FILE),
+        now?.id ?? 'none',
+      );
       return 0;
     }
     const listed = new Set(now.objects.map((o) => o.key));
     doomed = doomed.filter((key) => !listed.has(key));
   }
-  await deleteObjects(client, bucket, doomed.map((key) => joinKey(prefix, key)), options);
+  await deleteObjects(
+    client,
+    bucket,
+    doomed.map((key) => joinKey(prefix, key)),
+    options,
+  );
   return doomed.length;
 }

@@ -58,21 +58,37 @@ describe('upload-s3 (the bin): what it deletes, who publishes, what it commits',
     it(`deletes only what an earlier publication listed, never others' objects (--prefix '${prefix}')`, async () => {
       const bucket = `shared${prefix ? '-data' : '-root'}`;
       await server.createBucket(bucket);
-      const theirs = ['p/partners.csv', 'model/legacy.h5', 'results.csv', 'plots/sales.png', 'report.html', 'load_model.mjs', 'notes.txt'].map((n) => prefix + n);
+      const theirs = ['p/partners.csv', 'model/legacy.h5', 'results.csv', 'plots/sales.png', 'report.html', 'load_model.mjs', 'notes.txt'].map(
+        (n) => prefix + n,
+      );
       for (const key of theirs) await uploadObject(server.client, bucket, key, { bytes: `theirs: ${key}` });
 
       const first = await run(server, ['--run', 'runs/a', '--bucket', bucket, '--prefix', prefix]);
       assert.equal(first.exitCode, 0, first.stderr);
       const firstId = (JSON.parse(first.stdout) as { id: string }).id;
-      assert.deepEqual(await keysOf(server, bucket), [...theirs, `${prefix}publication.json`, ...['load_model.mjs', 'model/card.json', 'model/head/model.json', 'results.csv'].map((n) => `${prefix}p/${firstId}/${n}`)].sort());
+      assert.deepEqual(
+        await keysOf(server, bucket),
+        [
+          ...theirs,
+          `${prefix}publication.json`,
+          ...['load_model.mjs', 'model/card.json', 'model/head/model.json', 'results.csv'].map((n) => `${prefix}p/${firstId}/${n}`),
+        ].sort(),
+      );
 
       const second = await run(server, ['--run', 'runs/b', '--bucket', bucket, '--prefix', prefix]);
       assert.equal(second.exitCode, 0, second.stderr);
       const manifest = await verified(server, bucket, prefix);
       const keys = await keysOf(server, bucket);
       for (const key of theirs) assert.ok(keys.includes(key), `${key} survives`);
-      assert.deepEqual(keys.filter((k) => k.includes(`p/${firstId}/`)), [], 'the first publication, which the manifest listed, is removed');
-      assert.deepEqual(keys.filter((k) => !theirs.includes(k)), [`${prefix}publication.json`, ...manifest.objects.map((o) => prefix + o.key)].sort());
+      assert.deepEqual(
+        keys.filter((k) => k.includes(`p/${firstId}/`)),
+        [],
+        'the first publication, which the manifest listed, is removed',
+      );
+      assert.deepEqual(
+        keys.filter((k) => !theirs.includes(k)),
+        [`${prefix}publication.json`, ...manifest.objects.map((o) => prefix + o.key)].sort(),
+      );
       for (const key of theirs) assert.equal((await readObjectBytes(server.client, bucket, key)).toString(), `theirs: ${key}`);
     });
   }
@@ -86,7 +102,10 @@ describe('upload-s3 (the bin): what it deletes, who publishes, what it commits',
     const result = await run(server, ['--run', 'runs/a', '--bucket', bucket, '--prefix', 'old/']);
     assert.equal(result.exitCode, 0, result.stderr);
     const manifest = await verified(server, bucket, 'old/');
-    assert.deepEqual(await keysOf(server, bucket), ['old/model/theirs.h5', 'old/publication.json', ...manifest.objects.map((o) => `old/${o.key}`)].sort());
+    assert.deepEqual(
+      await keysOf(server, bucket),
+      ['old/model/theirs.h5', 'old/publication.json', ...manifest.objects.map((o) => `old/${o.key}`)].sort(),
+    );
   });
 
   it('a second publisher to the prefix exits 75 while the first holds the lease; the committed publication verifies', async () => {
@@ -97,7 +116,10 @@ describe('upload-s3 (the bin): what it deletes, who publishes, what it commits',
     };
     try {
       const first = run(server, ['--run', 'runs/a', '--bucket', bucket, '--prefix', 'models/', '--concurrency', '1']);
-      await waitFor(async () => (await headObject(server.client, bucket, 'models/publication.lock')) !== undefined, 'the first publisher to take the lease');
+      await waitFor(
+        async () => (await headObject(server.client, bucket, 'models/publication.lock')) !== undefined,
+        'the first publisher to take the lease',
+      );
       const second = await run(server, ['--run', 'runs/b', '--bucket', bucket, '--prefix', 'models/']);
       const winner = await first;
       assert.equal(winner.exitCode, 0, winner.stderr);
@@ -114,7 +136,15 @@ describe('upload-s3 (the bin): what it deletes, who publishes, what it commits',
   it('the lease of a publisher that died (expired, or its process on this host gone) is taken over', async () => {
     const bucket = 'stale';
     await server.createBucket(bucket);
-    const dead = { format: 'imgpipe-publication-lease/1', token: 'dead', tool: 'upload-s3', pid: 1, hostname: 'gone', acquired: '2026-01-01T00:00:00.000Z', expires: '2026-01-01T00:10:00.000Z' };
+    const dead = {
+      format: 'imgpipe-publication-lease/1',
+      token: 'dead',
+      tool: 'upload-s3',
+      pid: 1,
+      hostname: 'gone',
+      acquired: '2026-01-01T00:00:00.000Z',
+      expires: '2026-01-01T00:10:00.000Z',
+    };
     await uploadObject(server.client, bucket, 'm/publication.lock', { bytes: JSON.stringify(dead) });
     const result = await run(server, ['--run', 'runs/a', '--bucket', bucket, '--prefix', 'm/']);
     assert.equal(result.exitCode, 0, result.stderr);
@@ -134,7 +164,15 @@ describe('upload-s3 (the bin): what it deletes, who publishes, what it commits',
   it('a publisher whose lease was taken over while it uploaded commits nothing and exits 75', async () => {
     const bucket = 'taken';
     await server.createBucket(bucket);
-    const other = { format: 'imgpipe-publication-lease/1', token: 'other', tool: 'upload-s3', pid: 1, hostname: 'elsewhere', acquired: new Date().toISOString(), expires: new Date(Date.now() + 600_000).toISOString() };
+    const other = {
+      format: 'imgpipe-publication-lease/1',
+      token: 'other',
+      tool: 'upload-s3',
+      pid: 1,
+      hostname: 'elsewhere',
+      acquired: new Date().toISOString(),
+      expires: new Date(Date.now() + 600_000).toISOString(),
+    };
     let taken = false;
     hook = async (request) => {
       if (request.bucket === bucket && request.key.includes('/p/') && !taken) {
@@ -148,7 +186,11 @@ describe('upload-s3 (the bin): what it deletes, who publishes, what it commits',
       assert.equal(result.exitCode, 75, result.stderr);
       assert.match(result.stderr, /m\/publication\.lock: the lease was lost before the commit \(upload-s3 pid 1 on elsewhere/);
       assert.equal(await headObject(server.client, bucket, 'm/publication.json'), undefined, 'nothing committed');
-      assert.equal(JSON.parse((await readObjectBytes(server.client, bucket, 'm/publication.lock')).toString()).token, 'other', "the other's lease is left alone");
+      assert.equal(
+        JSON.parse((await readObjectBytes(server.client, bucket, 'm/publication.lock')).toString()).token,
+        'other',
+        "the other's lease is left alone",
+      );
     } finally {
       hook = undefined;
     }
@@ -167,7 +209,10 @@ describe('upload-s3 (the bin): what it deletes, who publishes, what it commits',
           run(loose, ['--run', 'runs/b', '--bucket', bucket, '--prefix', 'models/', '--concurrency', '1']),
         ]);
         for (const result of results) assert.ok(result.exitCode === 0 || result.exitCode === 75, `exit ${result.exitCode}: ${result.stderr}`);
-        assert.ok(results.some((r) => r.exitCode === 0), 'one of them published');
+        assert.ok(
+          results.some((r) => r.exitCode === 0),
+          'one of them published',
+        );
         assert.match(results.map((r) => r.stderr).join('\n'), /ignores conditional writes/);
         await verified(loose, bucket, 'models/');
       }
@@ -191,10 +236,14 @@ describe('upload-s3 (the bin): what it deletes, who publishes, what it commits',
     try {
       const result = await run(server, ['--run', 'runs/nine', '--bucket', bucket, '--prefix', 'm/', '--concurrency', '1']);
       assert.ok(rewritten, 'the file was rewritten during the upload');
-      const manifest = await readObjectBytes(server.client, bucket, 'm/publication.json').then((b) => JSON.parse(b.toString()) as PublicationManifest, () => undefined);
+      const manifest = await readObjectBytes(server.client, bucket, 'm/publication.json').then(
+        (b) => JSON.parse(b.toString()) as PublicationManifest,
+        () => undefined,
+      );
       if (manifest) {
         // Committed: then every hash it lists is the stored object's.
-        for (const object of manifest.objects) assert.equal(sha256(await readObjectBytes(server.client, bucket, `m/${object.key}`)), object.sha256, object.name);
+        for (const object of manifest.objects)
+          assert.equal(sha256(await readObjectBytes(server.client, bucket, `m/${object.key}`)), object.sha256, object.name);
       } else {
         assert.equal(result.exitCode, 1, result.stderr);
         assert.match(result.stderr, /runs\/nine\/results\.csv changed while it was being uploaded/);
@@ -228,7 +277,11 @@ describe('upload-s3 (the bin): what it deletes, who publishes, what it commits',
       assert.equal(result.exitCode, 1, result.stderr);
       assert.match(result.stderr, /plots\/big\.png changed while it was being uploaded/);
       assert.equal(await headObject(server.client, bucket, 'm/publication.json'), undefined, 'nothing committed');
-      assert.deepEqual((await keysOf(server, bucket, 'm/')).filter((k) => k.endsWith('big.png')), [], 'the object sent with the wrong content is deleted');
+      assert.deepEqual(
+        (await keysOf(server, bucket, 'm/')).filter((k) => k.endsWith('big.png')),
+        [],
+        'the object sent with the wrong content is deleted',
+      );
 
       // Left alone, the same file goes up in parts, its ETag checked against the bytes sent, and is committed true.
       const again = await run(server, ['--run', 'runs/nine-big', '--bucket', bucket, '--prefix', 'm/', '--part-size', '5']);

@@ -17,7 +17,12 @@ describe('upload-s3 (the bin, end to end)', () => {
   let server: S3Server;
   let temp: TempDir;
   const run = (args: string[], input?: string) =>
-    execa('node', [BIN, ...args], { cwd: temp.path, env: { ...server.env, NODE_NO_WARNINGS: '1' }, reject: false, ...(input === undefined ? {} : { input }) });
+    execa('node', [BIN, ...args], {
+      cwd: temp.path,
+      env: { ...server.env, NODE_NO_WARNINGS: '1' },
+      reject: false,
+      ...(input === undefined ? {} : { input }),
+    });
 
   before(async () => {
     server = await startS3Server();
@@ -35,7 +40,10 @@ describe('upload-s3 (the bin, end to end)', () => {
   });
 
   it('publishes a run named by a pointer on stdin, then by --run, and prints one pointer line', async () => {
-    const piped = await run(['--bucket', 'pub', '--prefix', 'results/'], `${JSON.stringify({ kind: 'run', path: 'runs/r', best: 'runs/r/model' })}\n`);
+    const piped = await run(
+      ['--bucket', 'pub', '--prefix', 'results/'],
+      `${JSON.stringify({ kind: 'run', path: 'runs/r', best: 'runs/r/model' })}\n`,
+    );
     assert.equal(piped.exitCode, 0, piped.stderr);
     const pointer = JSON.parse(piped.stdout) as { kind: string; id: string; uploaded: number; objects: string[] };
     assert.equal(pointer.kind, 'upload');
@@ -43,7 +51,10 @@ describe('upload-s3 (the bin, end to end)', () => {
     const keys: string[] = [];
     for await (const object of listObjects(server.client, 'pub', { prefix: 'results/' })) keys.push(object.key);
     const root = `results/p/${pointer.id}/`;
-    assert.deepEqual(keys.sort(), ['results/publication.json', ...['load_model.mjs', 'model/card.json', 'model/head/model.json', 'results.csv'].map((n) => root + n)].sort());
+    assert.deepEqual(
+      keys.sort(),
+      ['results/publication.json', ...['load_model.mjs', 'model/card.json', 'model/head/model.json', 'results.csv'].map((n) => root + n)].sort(),
+    );
 
     const again = await run(['--run', 'runs/r', '--prefix', 's3://pub/results/']);
     assert.equal(again.exitCode, 0, again.stderr);
@@ -60,7 +71,9 @@ describe('upload-s3 (the bin, end to end)', () => {
     const proxy = await startFaultyProxy(server.endpoint, { latencyMs: 20 });
     try {
       const child = execa('node', [BIN, '--run', 'runs/big', '--prefix', 's3://pub/big/', '--part-size', '5'], {
-        cwd: temp.path, env: { ...server.env, S3_ENDPOINT: proxy.endpoint, NODE_NO_WARNINGS: '1' }, reject: false,
+        cwd: temp.path,
+        env: { ...server.env, S3_ENDPOINT: proxy.endpoint, NODE_NO_WARNINGS: '1' },
+        reject: false,
       });
       const deadline = Date.now() + 60_000;
       while ((await listMultipartUploads(server.client, 'pub', 'big/')).length === 0) {

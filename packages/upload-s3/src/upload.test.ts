@@ -20,7 +20,13 @@ const HEAD_BIAS = [0.05, -0.1];
 // The snippet's runtime dependencies are this package's devDependencies (a user installs them beside the snippet).
 const SNIPPET_MODULES = fileURLToPath(new URL('../node_modules/', import.meta.url));
 
-interface Preprocess { name: string; scale: number; mean: number[]; std: number[]; channel_order: 'RGB' | 'BGR' }
+interface Preprocess {
+  name: string;
+  scale: number;
+  mean: number[];
+  std: number[];
+  channel_order: 'RGB' | 'BGR';
+}
 const TORCH_BGR: Preprocess = { name: 'torch', scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], channel_order: 'BGR' };
 const TF_RGB: Preprocess = { name: 'tf', scale: 1 / 127.5, mean: [1, 1, 1], std: [1, 1, 1], channel_order: 'RGB' };
 
@@ -51,7 +57,12 @@ function png(pixels: Uint8Array, size: number): Buffer {
   ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit, RGB, no interlace
   const rows = Buffer.alloc(size * (size * 3 + 1));
   for (let y = 0; y < size; y++) Buffer.from(pixels.subarray(y * size * 3, (y + 1) * size * 3)).copy(rows, y * (size * 3 + 1) + 1);
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(rows)), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(rows)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 /** features = per-channel mean of the preprocessed image (a global average pool); then softmax(features . W + b). */
@@ -113,11 +124,25 @@ async function writeModelDir(dir: string, format: 'onnx' | 'tfjs-layers' | 'conv
   } else {
     layout = 'NHWC';
     backbonePath = 'backbone/model.json';
-    await writeLayersModel(join(dir, 'backbone'), [{ class_name: 'GlobalAveragePooling2D', config: { name: 'features', trainable: true, batch_input_shape: [null, SIZE, SIZE, 3], dtype: 'float32', data_format: 'channels_last' } }], []);
+    await writeLayersModel(
+      join(dir, 'backbone'),
+      [
+        {
+          class_name: 'GlobalAveragePooling2D',
+          config: { name: 'features', trainable: true, batch_input_shape: [null, SIZE, SIZE, 3], dtype: 'float32', data_format: 'channels_last' },
+        },
+      ],
+      [],
+    );
   }
   if (format === 'converted') {
     // What train saves for a TF.js layers backbone that ran on ONNX Runtime: the converted ONNX file (NHWC input).
-    const converted = await loadBackbone(join(dir, backbonePath), { device: 'cpu', featureLayer: 'features', preprocess: 'tf', cacheDir: join(dir, 'cache') });
+    const converted = await loadBackbone(join(dir, backbonePath), {
+      device: 'cpu',
+      featureLayer: 'features',
+      preprocess: 'tf',
+      cacheDir: join(dir, 'cache'),
+    });
     await converted.dispose();
     backbonePath = 'backbone/model.onnx';
     await copyFile(converted.files[0]!, join(dir, backbonePath));
@@ -131,9 +156,20 @@ async function writeModelDir(dir: string, format: 'onnx' | 'tfjs-layers' | 'conv
       {
         class_name: 'Dense',
         config: {
-          name: 'dense', units: 2, activation: 'softmax', use_bias: true, trainable: true, batch_input_shape: [null, 3], dtype: 'float32',
-          kernel_initializer: { class_name: 'Zeros', config: {} }, bias_initializer: { class_name: 'Zeros', config: {} },
-          kernel_regularizer: null, bias_regularizer: null, activity_regularizer: null, kernel_constraint: null, bias_constraint: null,
+          name: 'dense',
+          units: 2,
+          activation: 'softmax',
+          use_bias: true,
+          trainable: true,
+          batch_input_shape: [null, 3],
+          dtype: 'float32',
+          kernel_initializer: { class_name: 'Zeros', config: {} },
+          bias_initializer: { class_name: 'Zeros', config: {} },
+          kernel_regularizer: null,
+          bias_regularizer: null,
+          activity_regularizer: null,
+          kernel_constraint: null,
+          bias_constraint: null,
         },
       },
     ],
@@ -149,8 +185,17 @@ async function writeModelDir(dir: string, format: 'onnx' | 'tfjs-layers' | 'conv
     input: { size: SIZE, channels: 3, fit: 'fill' },
     preprocess: preprocessSpec,
     backbone: {
-      name: `tiny-${format}`, format: format === 'converted' ? 'onnx' : format, source: 'test', sha256: '', input_size: SIZE, layout, preprocess: preprocessSpec,
-      feature_layer: 'features', feature_dim: 3, path: backbonePath, ...(format === 'converted' ? { converted_from: 'tfjs-layers' } : {}),
+      name: `tiny-${format}`,
+      format: format === 'converted' ? 'onnx' : format,
+      source: 'test',
+      sha256: '',
+      input_size: SIZE,
+      layout,
+      preprocess: preprocessSpec,
+      feature_layer: 'features',
+      feature_dim: 3,
+      path: backbonePath,
+      ...(format === 'converted' ? { converted_from: 'tfjs-layers' } : {}),
     },
     head: { path: 'head/model.json', layer_size: 0, dropout: 0, lr: 0.01, epochs: 1, batch_size: 1 },
     metrics: { val_accuracy: 0.5 },
@@ -167,7 +212,14 @@ describe('runUploadS3 against the local S3 server', () => {
   let temp: TempDir;
   let runDir: string;
   const options = (extra: Partial<UploadS3Options> = {}): UploadS3Options => ({
-    dir: runDir, client: server.client, bucket: 'results', prefix: 'runs/r1/', stdout: capture().stream, cwd: temp.path, log: silentLogger, ...extra,
+    dir: runDir,
+    client: server.client,
+    bucket: 'results',
+    prefix: 'runs/r1/',
+    stdout: capture().stream,
+    cwd: temp.path,
+    log: silentLogger,
+    ...extra,
   });
 
   before(async () => {
@@ -176,7 +228,10 @@ describe('runUploadS3 against the local S3 server', () => {
     await server.createBucket('results');
     runDir = join(temp.path, 'run');
     await writeModelDir(join(runDir, 'model'), 'onnx');
-    await writeFile(join(runDir, 'results.csv'), 'layer_size,lr,train_loss,val_loss,test_loss,val_accuracy,test_accuracy\n0,0.01,0.6,0.65,0.66,0.5,0.5\n');
+    await writeFile(
+      join(runDir, 'results.csv'),
+      'layer_size,lr,train_loss,val_loss,test_loss,val_accuracy,test_accuracy\n0,0.01,0.6,0.65,0.66,0.5,0.5\n',
+    );
     await writeJsonAtomic(join(runDir, 'eval.json'), { accuracy: 0.5 });
     await writeFile(join(runDir, 'report.html'), '<html><body>report</body></html>');
     await mkdir(join(runDir, 'plots'));
@@ -195,8 +250,15 @@ describe('runUploadS3 against the local S3 server', () => {
     return keys.sort();
   };
   const NAMES = [
-    'eval.json', 'load_model.mjs', 'model/backbone/model.onnx', 'model/card.json', 'model/head/model.json', 'model/head/weights.bin',
-    'plots/confusion.png', 'report.html', 'results.csv',
+    'eval.json',
+    'load_model.mjs',
+    'model/backbone/model.onnx',
+    'model/card.json',
+    'model/head/model.json',
+    'model/head/weights.bin',
+    'plots/confusion.png',
+    'report.html',
+    'results.csv',
   ];
 
   it('publishes under p/<id>/ and commits with publication.json written last; a second run sends nothing', async () => {
@@ -204,13 +266,24 @@ describe('runUploadS3 against the local S3 server', () => {
     const first = await runUploadS3(options({ stdout: out.stream }));
     const lines = out.text().trim().split('\n');
     assert.equal(lines.length, 1, 'one pointer line');
-    const pointer = JSON.parse(lines[0]!) as { kind: string; id: string; objects: string[]; uploaded: number; snippet: string; model: string; manifest: string };
+    const pointer = JSON.parse(lines[0]!) as {
+      kind: string;
+      id: string;
+      objects: string[];
+      uploaded: number;
+      snippet: string;
+      model: string;
+      manifest: string;
+    };
     assert.equal(pointer.kind, 'upload');
     const root = `runs/r1/p/${pointer.id}/`;
     assert.equal(pointer.manifest, 's3://results/runs/r1/publication.json');
     assert.equal(pointer.snippet, `s3://results/${root}load_model.mjs`);
     assert.equal(pointer.model, `s3://results/${root}model/`);
-    assert.deepEqual([...pointer.objects].sort(), NAMES.map((n) => `s3://results/${root}${n}`));
+    assert.deepEqual(
+      [...pointer.objects].sort(),
+      NAMES.map((n) => `s3://results/${root}${n}`),
+    );
     assert.equal(pointer.uploaded, NAMES.length);
     assert.deepEqual(await listKeys('runs/r1/'), ['runs/r1/publication.json', ...NAMES.map((n) => root + n)].sort());
     const manifest = JSON.parse((await readObjectBytes(server.client, 'results', 'runs/r1/publication.json')).toString()) as PublicationManifest;
@@ -226,7 +299,10 @@ describe('runUploadS3 against the local S3 server', () => {
     }
     assert.equal((await headObject(server.client, 'results', `${root}model/card.json`))?.contentType, 'application/json');
     assert.match((await headObject(server.client, 'results', `${root}load_model.mjs`))?.contentType ?? '', /^text\/javascript/);
-    assert.equal(first.items.every((i) => i.status === 'uploaded'), true);
+    assert.equal(
+      first.items.every((i) => i.status === 'uploaded'),
+      true,
+    );
 
     const second = await runUploadS3(options());
     assert.equal(second.pointer.uploaded, 0, 'nothing sent again');
@@ -236,11 +312,18 @@ describe('runUploadS3 against the local S3 server', () => {
     // A changed file makes a new publication: the rest is copied on the server, and the old one is removed.
     await writeFile(join(runDir, 'results.csv'), 'layer_size,lr\n1,0.1\n');
     const third = await runUploadS3(options());
-    assert.deepEqual(third.items.filter((i) => i.status === 'uploaded').map((i) => i.name), ['results.csv']);
+    assert.deepEqual(
+      third.items.filter((i) => i.status === 'uploaded').map((i) => i.name),
+      ['results.csv'],
+    );
     assert.equal(third.pointer.copied, NAMES.length - 1);
     const newRoot = `runs/r1/p/${third.manifest.id}/`;
     assert.notEqual(newRoot, root);
-    assert.deepEqual(await listKeys('runs/r1/'), ['runs/r1/publication.json', ...NAMES.map((n) => newRoot + n)].sort(), 'nothing of the old publication left');
+    assert.deepEqual(
+      await listKeys('runs/r1/'),
+      ['runs/r1/publication.json', ...NAMES.map((n) => newRoot + n)].sort(),
+      'nothing of the old publication left',
+    );
     assert.equal((await readObjectBytes(server.client, 'results', `${newRoot}results.csv`)).toString(), 'layer_size,lr\n1,0.1\n');
   });
 
@@ -267,7 +350,10 @@ describe('runUploadS3 against the local S3 server', () => {
       [...(result.manifest.superseded ?? [])].sort(),
       [...earlier.objects.map((o) => o.key), 'load_model.mjs', 'model/card.json', 'plots/old.png', 'results.csv'].sort(),
     );
-    assert.deepEqual(await listKeys(prefix), [`${prefix}notes.txt`, `${prefix}p/0123456789abcdef/model/card.json`, `${prefix}publication.json`, ...NAMES.map((n) => root + n)].sort());
+    assert.deepEqual(
+      await listKeys(prefix),
+      [`${prefix}notes.txt`, `${prefix}p/0123456789abcdef/model/card.json`, `${prefix}publication.json`, ...NAMES.map((n) => root + n)].sort(),
+    );
   });
 
   it('the uploaded snippet loads the model (a publication downloaded or by URL, a model dir) and predicts what the model computes', async () => {
@@ -290,14 +376,23 @@ describe('runUploadS3 against the local S3 server', () => {
 
     const tfjsModel = join(fetched, 'model-tfjs');
     const url = `${server.endpoint}/results/runs/snippet/`;
-    const cases: [string, Preprocess][] = [['.', TORCH_BGR], [url, TORCH_BGR], ['model-tfjs', await writeModelDir(tfjsModel, 'tfjs-layers')], ['model-converted', await writeModelDir(join(fetched, 'model-converted'), 'converted')]];
+    const cases: [string, Preprocess][] = [
+      ['.', TORCH_BGR],
+      [url, TORCH_BGR],
+      ['model-tfjs', await writeModelDir(tfjsModel, 'tfjs-layers')],
+      ['model-converted', await writeModelDir(join(fetched, 'model-converted'), 'converted')],
+    ];
     for (const [dir, spec] of cases) {
       const result = await execa('node', ['load_model.mjs', dir, 'image.png'], { cwd: fetched, reject: false });
       assert.equal(result.exitCode, 0, result.stderr);
       const printed = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as { label: string; probabilities: Record<string, number> };
       const expected = expectedProbabilities(pixels, spec);
       assert.equal(printed.label, LABELS[expected[1]! > expected[0]! ? 1 : 0], dir);
-      for (const [i, label] of LABELS.entries()) assert.ok(Math.abs(printed.probabilities[label]! - expected[i]!) < 1e-4, `${dir} ${label}: ${printed.probabilities[label]} vs ${expected[i]}`);
+      for (const [i, label] of LABELS.entries())
+        assert.ok(
+          Math.abs(printed.probabilities[label]! - expected[i]!) < 1e-4,
+          `${dir} ${label}: ${printed.probabilities[label]} vs ${expected[i]}`,
+        );
     }
   });
 
@@ -305,11 +400,29 @@ describe('runUploadS3 against the local S3 server', () => {
     const dir = join(temp.path, 'whole');
     const modelDir = join(dir, 'model');
     const spec = await writeModelDir(modelDir, 'onnx'); // NCHW, BGR: the channel reorder happens in the graph too
-    const head = [{ inputs: 3, units: 2, kernel: Float32Array.from(HEAD_KERNEL), bias: Float32Array.from(HEAD_BIAS), activation: 'softmax' as const }];
+    const head = [
+      { inputs: 3, units: 2, kernel: Float32Array.from(HEAD_KERNEL), bias: Float32Array.from(HEAD_BIAS), activation: 'softmax' as const },
+    ];
     const backbone = await readFile(join(modelDir, 'backbone', 'model.onnx'));
     const card = JSON.parse(await readFile(join(modelDir, 'card.json'), 'utf8'));
-    await writeFile(join(modelDir, 'model.onnx'), composeWholeModel({ backbone, source: 'test', featureValue: 'features', layout: 'NCHW', inputSize: SIZE, preprocess: card.preprocess, head, labels: LABELS }));
-    await writeJsonAtomic(join(modelDir, 'card.json'), { ...card, onnx: { path: 'model.onnx', input: 'pixels', output: 'probabilities', opset: 13 }, files: await listModelFiles(modelDir) });
+    await writeFile(
+      join(modelDir, 'model.onnx'),
+      composeWholeModel({
+        backbone,
+        source: 'test',
+        featureValue: 'features',
+        layout: 'NCHW',
+        inputSize: SIZE,
+        preprocess: card.preprocess,
+        head,
+        labels: LABELS,
+      }),
+    );
+    await writeJsonAtomic(join(modelDir, 'card.json'), {
+      ...card,
+      onnx: { path: 'model.onnx', input: 'pixels', output: 'probabilities', opset: 13 },
+      files: await listModelFiles(modelDir),
+    });
     await copyFile(new URL('../assets/load_model.mjs', import.meta.url), join(dir, 'load_model.mjs'));
     for (const name of ['onnxruntime-node', 'sharp']) {
       await mkdir(join(dir, 'node_modules'), { recursive: true });
@@ -321,11 +434,17 @@ describe('runUploadS3 against the local S3 server', () => {
     const tmp = join(dir, 'tmp');
     await mkdir(tmp);
     const { ORT_DISABLE_TELEMETRY: _set, ...env } = process.env; // as a user's own process has it: not set
-    const result = await execa('node', ['load_model.mjs', 'model', 'image.png'], { cwd: dir, reject: false, extendEnv: false, env: { ...env, TMPDIR: tmp } });
+    const result = await execa('node', ['load_model.mjs', 'model', 'image.png'], {
+      cwd: dir,
+      reject: false,
+      extendEnv: false,
+      env: { ...env, TMPDIR: tmp },
+    });
     assert.equal(result.exitCode, 0, result.stderr);
     const printed = JSON.parse(result.stdout.trim()) as { probabilities: Record<string, number> };
     const expected = expectedProbabilities(pixels, spec);
-    for (const [i, label] of LABELS.entries()) assert.ok(Math.abs(printed.probabilities[label]! - expected[i]!) < 1e-5, `${label}: ${printed.probabilities[label]} vs ${expected[i]}`);
+    for (const [i, label] of LABELS.entries())
+      assert.ok(Math.abs(printed.probabilities[label]! - expected[i]!) < 1e-5, `${label}: ${printed.probabilities[label]} vs ${expected[i]}`);
     assert.deepEqual(await readdir(tmp), [], 'onnxruntime-node left no mat-debug log behind');
     await writeFile(join(modelDir, 'model.onnx'), 'changed');
     const refused = await execa('node', ['load_model.mjs', 'model', 'image.png'], { cwd: dir, reject: false });
@@ -350,7 +469,10 @@ describe('runUploadS3 against the local S3 server', () => {
       assert.match(error.message, /linked-run\/model\/backbone\/model\.onnx: listed in .*card\.json but missing; the model directory is incomplete/);
       return error.name === 'InputError';
     });
-    await assert.rejects(runUploadS3(options({ dir: join(linked, 'model'), prefix: 'linked/' })), /model\/backbone\/model\.onnx: listed in .*card\.json but missing/);
+    await assert.rejects(
+      runUploadS3(options({ dir: join(linked, 'model'), prefix: 'linked/' })),
+      /model\/backbone\/model\.onnx: listed in .*card\.json but missing/,
+    );
     assert.deepEqual(await listKeys('linked/'), before, 'nothing published');
     assert.deepEqual(before, []);
   });

@@ -1,10 +1,38 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join, posix, resolve } from 'node:path';
 import pLimit from 'p-limit';
-import { contentTypeOf, copyObject, digestFile, formatS3Uri, headObject, joinKey, putObjectIf, readPublicationVersion, uploadObject, type S3Client } from '@imgpipe/s3';
 import {
-  createProgress, InputError, isRegularFile, LockedError, MODEL_DIR, PUBLICATION_FILE, PUBLICATION_FORMAT, PUBLICATION_LEASE_FILE, PUBLICATION_OBJECTS_DIR, publicationId, RESULTS_CSV, sha256,
-  UsageError, walkDir, writePointer, type Logger, type Pointer, type PublicationManifest, type PublicationObject,
+  contentTypeOf,
+  copyObject,
+  digestFile,
+  formatS3Uri,
+  headObject,
+  joinKey,
+  putObjectIf,
+  readPublicationVersion,
+  uploadObject,
+  type S3Client,
+} from '@imgpipe/s3';
+import {
+  createProgress,
+  InputError,
+  isRegularFile,
+  LockedError,
+  MODEL_DIR,
+  PUBLICATION_FILE,
+  PUBLICATION_FORMAT,
+  PUBLICATION_LEASE_FILE,
+  PUBLICATION_OBJECTS_DIR,
+  publicationId,
+  RESULTS_CSV,
+  sha256,
+  UsageError,
+  walkDir,
+  writePointer,
+  type Logger,
+  type Pointer,
+  type PublicationManifest,
+  type PublicationObject,
 } from '@imgpipe/kit';
 import { acquirePublicationLease, type PublicationLease } from './lease.js';
 import { abortUploadsUnder, removeSuperseded, supersededKeys } from './leftovers.js';
@@ -46,8 +74,6 @@ interface UploadSummary {
   pointer: Pointer;
 }
 
-
-
 const hidden = (path: string) => posix.basename(path).startsWith('.');
 
 /**
@@ -58,7 +84,9 @@ async function filesUnder(dir: string): Promise<string[]> {
   const entries = await walkDir(dir).catch(() => []);
   const odd = entries.find((e) => (e.kind === 'link' || e.kind === 'other') && !hidden(e.path));
   if (odd) {
-    throw new InputError(`${join(dir, odd.path)}: a ${odd.kind === 'link' ? 'symbolic link' : 'special file'}; upload-s3 publishes plain files only (put the file itself there)`);
+    throw new InputError(
+      `${join(dir, odd.path)}: a ${odd.kind === 'link' ? 'symbolic link' : 'special file'}; upload-s3 publishes plain files only (put the file itself there)`,
+    );
   }
   return entries.filter((e) => e.kind === 'file' && !hidden(e.path)).map((e) => e.path);
 }
@@ -70,13 +98,20 @@ async function checkListedFiles(modelDir: string, files: readonly string[]): Pro
   const present = new Set(files);
   const missing = card.files.map((f) => (f as { path?: unknown })?.path).find((path) => typeof path !== 'string' || !present.has(path));
   if (missing !== undefined) {
-    throw new InputError(`${join(modelDir, String(missing))}: listed in ${join(modelDir, 'card.json')} but missing; the model directory is incomplete, so it is not published`);
+    throw new InputError(
+      `${join(modelDir, String(missing))}: listed in ${join(modelDir, 'card.json')} but missing; the model directory is incomplete, so it is not published`,
+    );
   }
 }
 
 /** What to upload from a run (or model) directory: [relative local path, relative key]. */
 async function planUpload(dir: string): Promise<{ local: string; name: string }[]> {
-  if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) {
+  if (
+    !(await stat(dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    ))
+  ) {
     throw new InputError(`${dir}: no such directory (pass --run DIR of a trained run, or pipe train/eval-model's pointer in)`);
   }
   if (await isRegularFile(join(dir, MODEL_DIR, 'card.json'))) {
@@ -141,7 +176,11 @@ export async function runUploadS3(options: UploadS3Options): Promise<UploadSumma
   if (!sources.some((p) => p.name === RESULTS_CSV)) log.warn(`%s has no ${RESULTS_CSV}; uploading the rest`, options.dir);
   const id = publicationId(sources);
   const objectsDir = `${PUBLICATION_OBJECTS_DIR}${id}/`;
-  checkKeyLengths(bucket, prefix, [PUBLICATION_FILE, PUBLICATION_LEASE_FILE, ...sources.map((s) => objectsDir + s.name)].map((k) => joinKey(prefix, k)));
+  checkKeyLengths(
+    bucket,
+    prefix,
+    [PUBLICATION_FILE, PUBLICATION_LEASE_FILE, ...sources.map((s) => objectsDir + s.name)].map((k) => joinKey(prefix, k)),
+  );
   const retry = { retries: options.retries ?? 5, log, ...(signal ? { signal } : {}) };
   const lease = await acquirePublicationLease(client, bucket, prefix, retry);
   try {
@@ -182,7 +221,13 @@ async function publish(options: UploadS3Options, plan: PublishPlan): Promise<Upl
   const current = found?.manifest;
   const published = new Map((current?.objects ?? []).map((o) => [`${o.size} ${o.sha256}`, joinKey(prefix, o.key)]));
   const totalBytes = sources.reduce((sum, s) => sum + s.size, 0);
-  const progress = createProgress({ label: 'upload', total: sources.length, unit: 'files', quiet: log.quiet, ...(options.stderr ? { stream: options.stderr } : {}) });
+  const progress = createProgress({
+    label: 'upload',
+    total: sources.length,
+    unit: 'files',
+    quiet: log.quiet,
+    ...(options.stderr ? { stream: options.stderr } : {}),
+  });
   const limit = pLimit(options.concurrency ?? 8);
   let sent = 0;
   const settled = await Promise.allSettled(
@@ -198,7 +243,12 @@ async function publish(options: UploadS3Options, plan: PublishPlan): Promise<Upl
           return { name: source.name, key, uri, status: 'skipped', bytes: 0 };
         }
         const from = published.get(`${source.size} ${source.sha256}`);
-        const copied = from !== undefined && (await copyObject(client, bucket, from, key, retry).then(() => true, () => false));
+        const copied =
+          from !== undefined &&
+          (await copyObject(client, bucket, from, key, retry).then(
+            () => true,
+            () => false,
+          ));
         if (!copied) {
           await uploadObject(client, bucket, key, source.source, {
             ...retry,
@@ -210,7 +260,9 @@ async function publish(options: UploadS3Options, plan: PublishPlan): Promise<Upl
         }
         const check = await headObject(client, bucket, key, retry);
         if (check?.size !== source.size || check.metadata.sha256 !== source.sha256) {
-          throw new Error(`${uri}: after upload it holds ${check?.size ?? 'no'} bytes (sha256 ${check?.metadata.sha256 ?? 'none'}), expected ${source.size} (${source.sha256})`);
+          throw new Error(
+            `${uri}: after upload it holds ${check?.size ?? 'no'} bytes (sha256 ${check?.metadata.sha256 ?? 'none'}), expected ${source.size} (${source.sha256})`,
+          );
         }
         if (copied) {
           progress.increment(1);
@@ -224,7 +276,8 @@ async function publish(options: UploadS3Options, plan: PublishPlan): Promise<Upl
   );
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed || signal?.aborted) {
-    if (signal?.aborted) await abortUploadsUnder(client, bucket, `${joinKey(prefix, objectsDir)}/`, new Date(Date.now() + 60_000), { retries: 2 }).catch(() => 0);
+    if (signal?.aborted)
+      await abortUploadsUnder(client, bucket, `${joinKey(prefix, objectsDir)}/`, new Date(Date.now() + 60_000), { retries: 2 }).catch(() => 0);
     throw signal?.aborted ? signal.reason : failed!.reason;
   }
   const items = settled.map((r) => (r as PromiseFulfilledResult<UploadItem>).value);
@@ -235,8 +288,22 @@ async function publish(options: UploadS3Options, plan: PublishPlan): Promise<Upl
   if (current?.id === id) {
     manifest = current;
   } else {
-    const superseded = await supersededKeys(client, bucket, prefix, current, objects.map((o) => o.key), retry);
-    manifest = { format: PUBLICATION_FORMAT, id, run: basename(dir), created: new Date().toISOString(), objects, ...(superseded.length > 0 ? { superseded } : {}) };
+    const superseded = await supersededKeys(
+      client,
+      bucket,
+      prefix,
+      current,
+      objects.map((o) => o.key),
+      retry,
+    );
+    manifest = {
+      format: PUBLICATION_FORMAT,
+      id,
+      run: basename(dir),
+      created: new Date().toISOString(),
+      objects,
+      ...(superseded.length > 0 ? { superseded } : {}),
+    };
     signal?.throwIfAborted();
     await lease.check();
     // The commit: from here on readers see this publication. Conditional on the manifest read above, so a
@@ -247,14 +314,27 @@ async function publish(options: UploadS3Options, plan: PublishPlan): Promise<Upl
       ...(found ? { ifMatch: found.etag } : unreadable ? {} : { ifNoneMatch: '*' }),
     });
     // Refused, unless it was this very write, retried after its reply was lost.
-    if (committed === 'refused' && (await readPublicationVersion(client, bucket, prefix, retry).catch(() => undefined))?.manifest.created !== manifest.created) {
-      throw new LockedError(`${base}${PUBLICATION_FILE}: another publication was committed there while this one was being made; nothing was committed, publish again`);
+    if (
+      committed === 'refused' &&
+      (await readPublicationVersion(client, bucket, prefix, retry).catch(() => undefined))?.manifest.created !== manifest.created
+    ) {
+      throw new LockedError(
+        `${base}${PUBLICATION_FILE}: another publication was committed there while this one was being made; nothing was committed, publish again`,
+      );
     }
   }
   const removed = await removeSuperseded(client, bucket, prefix, manifest, { ...retry, exclusive: lease.exclusive });
   const uploaded = items.filter((i) => i.status === 'uploaded').length;
   const copied = items.filter((i) => i.status === 'copied').length;
-  log.info('publication %s under %s: %d uploaded, %d copied, %d already there, %d old objects removed', id, base, uploaded, copied, items.length - uploaded - copied, removed);
+  log.info(
+    'publication %s under %s: %d uploaded, %d copied, %d already there, %d old objects removed',
+    id,
+    base,
+    uploaded,
+    copied,
+    items.length - uploaded - copied,
+    removed,
+  );
   const root = `${base}${objectsDir}`;
   const pointer: Pointer = {
     kind: 'upload',

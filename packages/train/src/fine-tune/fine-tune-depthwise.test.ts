@@ -23,7 +23,14 @@ before(async () => {
 after(() => temp.remove());
 
 /** Fine-tune a small MobileNet-shaped backbone (stride-2 depthwise blocks) on wasm; returns the log and progress. */
-async function fineTuneMobileNet(name: string, mode: FineTuneMode, layout: 'keras' | 'tfjs-models', epochs: number, leaks = { tensors: 0, bytes: 0 }, workers?: number) {
+async function fineTuneMobileNet(
+  name: string,
+  mode: FineTuneMode,
+  layout: 'keras' | 'tfjs-models',
+  epochs: number,
+  leaks = { tensors: 0, bytes: 0 },
+  workers?: number,
+) {
   const net = await buildMobileNetV1({ dir: join(temp.path, name), alpha: 0.25, inputSize: TEST_SIZE, blocks: 4, layout, seed: 2 });
   const backbone = await loadBackbone(net.path, { device: 'wasm', featureLayer: net.featureLayer, preprocess: 'torch', workers: 1 });
   await backbone.dispose();
@@ -60,17 +67,29 @@ async function fineTuneMobileNet(name: string, mode: FineTuneMode, layout: 'kera
 }
 
 test('fine-tuning a MobileNet-shaped backbone runs on wasm (no cpu fallback), reports per-epoch progress, keeps tensors flat', async () => {
-  for (const [mode, layout] of [['all', 'keras'], ['bn', 'tfjs-models']] as const) {
+  for (const [mode, layout] of [
+    ['all', 'keras'],
+    ['bn', 'tfjs-models'],
+  ] as const) {
     const { result, lines, events } = await fineTuneMobileNet(`mobilenet-${mode}`, mode, layout, 3);
     assert.ok(!lines.some((l) => /cpu backend|warn/.test(l)), `${mode}: no fallback warning: ${lines.join('')}`);
     assert.equal(result.history.length, 3);
-    assert.ok(result.history.every((e) => Number.isFinite(e.train_loss) && Number.isFinite(e.val_loss)), `${mode}: finite losses`);
-    assert.ok(lines.some((l) => /fine-tune epoch 3\/3: .*training images\/s/.test(l)), `${mode}: the epoch line gives images/s: ${lines.join('')}`);
+    assert.ok(
+      result.history.every((e) => Number.isFinite(e.train_loss) && Number.isFinite(e.val_loss)),
+      `${mode}: finite losses`,
+    );
+    assert.ok(
+      lines.some((l) => /fine-tune epoch 3\/3: .*training images\/s/.test(l)),
+      `${mode}: the epoch line gives images/s: ${lines.join('')}`,
+    );
     for (let epoch = 1; epoch <= 3; epoch++) {
       const mine = events.filter((e) => e.label === `fine-tune epoch ${epoch}/3`);
       assert.equal(mine[0]!.status, 'start');
       assert.equal(mine.at(-1)!.status, 'done');
-      assert.ok(mine.every((e) => e.total === 20 && e.done <= 20), `${mode}: counted in images`);
+      assert.ok(
+        mine.every((e) => e.total === 20 && e.done <= 20),
+        `${mode}: counted in images`,
+      );
       assert.equal(mine.at(-1)!.done, 20);
       for (let i = 1; i < mine.length; i++) assert.ok(mine[i]!.done >= mine[i - 1]!.done, 'progress never decreases');
     }
@@ -93,7 +112,7 @@ test('a gradient kernel missing on wasm falls back to the cpu backend with a war
       // this thread's wasm, not from a worker's.
       const leaks = kernelName === 'Step' ? { tensors: 2, bytes: 8 } : undefined;
       const { result, lines } = await fineTuneMobileNet(`fallback-${kernelName}`, 'all', 'tfjs-models', 1, leaks, 1);
-      const warning = lines.find((l) => l.startsWith('train: warn: fine-tuning on TF.js\'s JavaScript cpu backend'));
+      const warning = lines.find((l) => l.startsWith("train: warn: fine-tuning on TF.js's JavaScript cpu backend"));
       assert.ok(warning?.includes(kernelName), `warns naming ${kernelName}: ${lines.join('')}`);
       assert.equal(result.history.length, 1);
     } finally {
@@ -117,7 +136,13 @@ test('fine-tuning on wasm splits a batch into micro-batches that fit its heap, a
   assert.equal(wasmMicroBatch(32, 2, 7.72e6, 'frozen', log), 32, 'shards of 16 fit');
   assert.deepEqual(lines, []);
   assert.equal(wasmMicroBatch(32, 1, 7.72e6, 'frozen', log), 17);
-  assert.match(lines[0]!, /batches of 32 as 2 micro-batches of at most 17, gradients accumulated.*the same updates as one batch \(BatchNormalization statistics are frozen\)/);
+  assert.match(
+    lines[0]!,
+    /batches of 32 as 2 micro-batches of at most 17, gradients accumulated.*the same updates as one batch \(BatchNormalization statistics are frozen\)/,
+  );
   assert.equal(wasmMicroBatch(64, 2, 7.72e6, 'update', log), 34);
-  assert.match(lines[1]!, /batches of 64 as 2 micro-batches of at most 34.*each of 2 workers.*normalises each micro-batch's shards with its own statistics/);
+  assert.match(
+    lines[1]!,
+    /batches of 64 as 2 micro-batches of at most 34.*each of 2 workers.*normalises each micro-batch's shards with its own statistics/,
+  );
 });

@@ -69,8 +69,17 @@ export async function trainEpochs(options: FineTuneOptions, engine: FineTuneEngi
   const history: FineTuneEpoch[] = [];
   for (let epoch = 1; epoch <= epochs; epoch++) {
     const epochStart = performance.now();
-    const progress = createProgress({ label: `fine-tune epoch ${epoch}/${epochs}`, total: count, unit: 'images', quiet: log.quiet, onEvent: options.onProgress });
-    const order = shuffleInPlace(Int32Array.from({ length: count }, (_, i) => i), rng);
+    const progress = createProgress({
+      label: `fine-tune epoch ${epoch}/${epochs}`,
+      total: count,
+      unit: 'images',
+      quiet: log.quiet,
+      onEvent: options.onProgress,
+    });
+    const order = shuffleInPlace(
+      Int32Array.from({ length: count }, (_, i) => i),
+      rng,
+    );
     const rowsOf = (b: number) => order.subarray(b * batchSize, Math.min(count, (b + 1) * batchSize));
     let lossSum = 0;
     let correct = 0;
@@ -79,7 +88,12 @@ export async function trainEpochs(options: FineTuneOptions, engine: FineTuneEngi
       const rows = rowsOf(b);
       const pixels = await next;
       if (b + 1 < batches) next = readRows(dataset, 'train', rowsOf(b + 1), imageBytes); // read while this batch trains
-      const step = await engine.step(pixels, oneHot(rows, labels, classes), rows.length, scheduledLr(lr, (epoch - 1) * batches + b, epochs * batches));
+      const step = await engine.step(
+        pixels,
+        oneHot(rows, labels, classes),
+        rows.length,
+        scheduledLr(lr, (epoch - 1) * batches + b, epochs * batches),
+      );
       if (!Number.isFinite(step.loss)) throw new Error(`fine-tuning loss is ${step.loss} in epoch ${epoch} (--fine-tune-lr ${lr} too high?)`);
       lossSum += step.loss * rows.length;
       correct += step.accuracy * rows.length;
@@ -89,13 +103,22 @@ export async function trainEpochs(options: FineTuneOptions, engine: FineTuneEngi
     const trainSeconds = (performance.now() - epochStart) / 1000;
     progress.finish();
     const val = await engine.validate();
-    const record = { epoch, train_loss: lossSum / count, train_accuracy: correct / count, val_loss: val.loss, val_accuracy: val.accuracy, seconds: (performance.now() - epochStart) / 1000 };
+    const record = {
+      epoch,
+      train_loss: lossSum / count,
+      train_accuracy: correct / count,
+      val_loss: val.loss,
+      val_accuracy: val.accuracy,
+      seconds: (performance.now() - epochStart) / 1000,
+    };
     history.push(record);
     const best = keeper.offer(record);
     logEpoch(log, epochs, record, count, trainSeconds, best);
     if (best) await engine.save();
     if (keeper.stop && epoch < epochs) {
-      log.info(`fine-tuning stopped early: no better val accuracy in ${options.patience} epoch${options.patience === 1 ? '' : 's'} (--fine-tune-patience); keeping epoch ${keeper.best!.epoch}`);
+      log.info(
+        `fine-tuning stopped early: no better val accuracy in ${options.patience} epoch${options.patience === 1 ? '' : 's'} (--fine-tune-patience); keeping epoch ${keeper.best!.epoch}`,
+      );
       break;
     }
   }

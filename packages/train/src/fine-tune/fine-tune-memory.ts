@@ -16,7 +16,13 @@ const BYTES_PER_OUTPUT_FLOAT = 6 * 4;
  * warning, with what it changes: nothing with frozen BatchNormalization statistics, each micro-batch's statistics with
  * --fine-tune-bn-statistics update.
  */
-export function wasmMicroBatch(batchSize: number, workers: number, outputFloatsPerImage: number, bnStatistics: 'frozen' | 'update', log: Logger): number {
+export function wasmMicroBatch(
+  batchSize: number,
+  workers: number,
+  outputFloatsPerImage: number,
+  bnStatistics: 'frozen' | 'update',
+  log: Logger,
+): number {
   const shard = Math.ceil(batchSize / workers);
   const fits = wasmTrainingBatch(shard, outputFloatsPerImage);
   if (fits >= shard) return batchSize;

@@ -48,7 +48,12 @@ export async function buildFineTuneModel(
     const headLayers = new Set(head.layers);
     const backbone = model.layers.filter((layer) => !headLayers.has(layer) && layer.weights.length > 0);
     const last = unfrozenLayers(mode);
-    const keep = mode === 'bn' ? backbone.filter((layer) => layer.getClassName() === 'BatchNormalization') : last === undefined ? backbone : backbone.slice(Math.max(0, backbone.length - last));
+    const keep =
+      mode === 'bn'
+        ? backbone.filter((layer) => layer.getClassName() === 'BatchNormalization')
+        : last === undefined
+          ? backbone
+          : backbone.slice(Math.max(0, backbone.length - last));
     const trained = new Set(keep);
     for (const layer of backbone) {
       if (!trained.has(layer) && layer.trainable) {
@@ -57,13 +62,18 @@ export async function buildFineTuneModel(
       }
     }
     if (last !== undefined) {
-      log.debug(`--fine-tune ${mode}: training ${keep.map((layer) => layer.name).join(', ')} of the backbone's ${backbone.length} layers with weights`);
-      if (last > backbone.length) log.warn(`--fine-tune ${mode}: the backbone has ${backbone.length} layers with weights up to its feature layer, so all of them train`);
+      log.debug(
+        `--fine-tune ${mode}: training ${keep.map((layer) => layer.name).join(', ')} of the backbone's ${backbone.length} layers with weights`,
+      );
+      if (last > backbone.length)
+        log.warn(`--fine-tune ${mode}: the backbone has ${backbone.length} layers with weights up to its feature layer, so all of them train`);
     }
     if (bnStatistics === 'frozen') freezeBatchNormStatistics(tf, model);
     const fused = fuseTrainingLayers(tf, model);
     if (fused.batchNorm + fused.relu6 + fused.unfusedConv > 0) {
-      log.debug(`fine-tuning with fused training layers: ${fused.batchNorm} BatchNormalization, ${fused.relu6} ReLU6, ${fused.unfusedConv} Conv2D unfused (frozen, or on the input)`);
+      log.debug(
+        `fine-tuning with fused training layers: ${fused.batchNorm} BatchNormalization, ${fused.relu6} ReLU6, ${fused.unfusedConv} Conv2D unfused (frozen, or on the input)`,
+      );
     }
     return { model, full, head, frozen };
   } catch (error) {
@@ -82,7 +92,14 @@ export function inputTensor(tf: Tf, pixels: Uint8Array, n: number, size: number,
  * Softmax rows of n images in inference mode: the same computation as loadModel's predict (backbone to the feature
  * layer, then the head), so a model saved from fine-tuning reproduces these numbers. The array owns its buffer.
  */
-export async function predictProbabilities(tf: Tf, model: LayersModel, pixels: Uint8Array, n: number, size: number, preprocess: PreprocessSpec): Promise<Float32Array> {
+export async function predictProbabilities(
+  tf: Tf,
+  model: LayersModel,
+  pixels: Uint8Array,
+  n: number,
+  size: number,
+  preprocess: PreprocessSpec,
+): Promise<Float32Array> {
   const probs = tf.tidy(() => model.predict(inputTensor(tf, pixels, n, size, preprocess)) as Tensor);
   try {
     return new Float32Array((await probs.data()) as Float32Array);

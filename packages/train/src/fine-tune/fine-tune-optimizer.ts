@@ -30,7 +30,8 @@ export function keepGradientsAdam(tf: Tf, model: LayersModel, lr: number): Gradi
         return;
       }
       const list = Array.isArray(gradients) ? gradients : names.map((name) => ({ name, tensor: gradients[name]! }));
-      if (list.map((g) => g.name).join('\n') !== names.join('\n')) throw new Error('trainOnBatch computed gradients of other variables than the trainable weights');
+      if (list.map((g) => g.name).join('\n') !== names.join('\n'))
+        throw new Error('trainOnBatch computed gradients of other variables than the trainable weights');
       this.kept = list.map((g) => new Float32Array(g.tensor.dataSync() as Float32Array));
     }
   }

@@ -57,7 +57,17 @@ export async function fineTuneInWorkers(options: FineTuneOptions, workers: numbe
   const classes = dataset.manifest.classes.length;
   const pool = await FineTuneWorkers.start(
     workers,
-    { backboneModelJson: options.backboneModelJson, headModelJson: options.headModelJson, featureLayer: info.feature_layer, mode, bnStatistics, lr, inputSize: size, preprocess: info.preprocess, classes },
+    {
+      backboneModelJson: options.backboneModelJson,
+      headModelJson: options.headModelJson,
+      featureLayer: info.feature_layer,
+      mode,
+      bnStatistics,
+      lr,
+      inputSize: size,
+      preprocess: info.preprocess,
+      classes,
+    },
     log,
   );
   try {
@@ -78,7 +88,10 @@ export async function fineTuneInWorkers(options: FineTuneOptions, workers: numbe
               start += m;
               const shardPixels = pixels.slice(from * imageBytes, (from + m) * imageBytes);
               const shardTargets = targets.slice(from * classes, (from + m) * classes);
-              return { message: { type: 'step', pixels: shardPixels, oneHot: shardTargets, count: m }, transfer: [shardPixels.buffer, shardTargets.buffer] };
+              return {
+                message: { type: 'step', pixels: shardPixels, oneHot: shardTargets, count: m },
+                transfer: [shardPixels.buffer, shardTargets.buffer],
+              };
             });
             return {
               lossSum: steps.reduce((sum, s) => sum + s.loss * s.count, 0),
@@ -88,7 +101,10 @@ export async function fineTuneInWorkers(options: FineTuneOptions, workers: numbe
           },
           (gradients) => {
             const copies = copiesFor(workers, gradients);
-            return pool.all((i) => ({ message: { type: 'apply', gradients: copies[i]!, lr: rate }, transfer: copies[i]!.map((g) => g.buffer as ArrayBuffer) }));
+            return pool.all((i) => ({
+              message: { type: 'apply', gradients: copies[i]!, lr: rate },
+              transfer: copies[i]!.map((g) => g.buffer as ArrayBuffer),
+            }));
           },
         ),
       async validate() {
@@ -104,7 +120,18 @@ export async function fineTuneInWorkers(options: FineTuneOptions, workers: numbe
       },
       save: () => pool.request(0, { type: 'save', outDir: options.outDir }),
     });
-    return await fineTuneResult(options.outDir, { mode, bnStatistics, epochs, lr, batchSize: options.batchSize, microBatch, workers, trained, run, started });
+    return await fineTuneResult(options.outDir, {
+      mode,
+      bnStatistics,
+      epochs,
+      lr,
+      batchSize: options.batchSize,
+      microBatch,
+      workers,
+      trained,
+      run,
+      started,
+    });
   } finally {
     await pool.close();
   }

@@ -5,8 +5,16 @@ import type { FineTuneRun } from './fine-tune-types.js';
 import type { BatchNormStatistics, FineTuneEpoch, FineTuneMode, FineTuneResult } from './fine-tune-types.js';
 
 /** The line fine-tuning starts with. */
-export function logStart(log: Logger, run: { mode: FineTuneMode; bnStatistics: BatchNormStatistics; trained: number; epochs: number; lr: number; batchSize: number; workers: number }): void {
-  const layers = run.mode === 'all' ? 'the whole backbone' : run.mode === 'bn' ? "the backbone's BatchNormalization layers (gamma, beta)" : `the backbone's last ${run.mode.slice(5)} layers with weights`;
+export function logStart(
+  log: Logger,
+  run: { mode: FineTuneMode; bnStatistics: BatchNormStatistics; trained: number; epochs: number; lr: number; batchSize: number; workers: number },
+): void {
+  const layers =
+    run.mode === 'all'
+      ? 'the whole backbone'
+      : run.mode === 'bn'
+        ? "the backbone's BatchNormalization layers (gamma, beta)"
+        : `the backbone's last ${run.mode.slice(5)} layers with weights`;
   const what = `${layers}${run.bnStatistics === 'frozen' ? ' (BatchNormalization statistics frozen)' : ' (BatchNormalization on batch statistics)'}`;
   const split = run.workers > 1 ? ` split across ${run.workers} worker threads` : '';
   log.info(
@@ -24,7 +32,18 @@ export function logEpoch(log: Logger, epochs: number, record: FineTuneEpoch, tra
 /** The result of a fine-tuning run whose best epoch's model is saved in outDir (backbone/ and head/). */
 export async function fineTuneResult(
   outDir: string,
-  run: { mode: FineTuneMode; bnStatistics: BatchNormStatistics; epochs: number; lr: number; batchSize: number; microBatch: number; workers: number; trained: number; run: FineTuneRun; started: number },
+  run: {
+    mode: FineTuneMode;
+    bnStatistics: BatchNormStatistics;
+    epochs: number;
+    lr: number;
+    batchSize: number;
+    microBatch: number;
+    workers: number;
+    trained: number;
+    run: FineTuneRun;
+    started: number;
+  },
 ): Promise<FineTuneResult> {
   const saved = await tfjsFiles(join(outDir, 'backbone', 'model.json'));
   const { history, best } = run.run;

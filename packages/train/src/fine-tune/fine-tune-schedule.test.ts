@@ -18,7 +18,14 @@ test('the learning rate warms up linearly to lr, then decays along a cosine towa
 });
 
 test('BestEpoch keeps the highest val accuracy (then lowest val loss) and stops after patience epochs without one', () => {
-  const epoch = (n: number, val_accuracy: number, val_loss: number) => ({ epoch: n, train_loss: 0, train_accuracy: 0, val_loss, val_accuracy, seconds: 0 });
+  const epoch = (n: number, val_accuracy: number, val_loss: number) => ({
+    epoch: n,
+    train_loss: 0,
+    train_accuracy: 0,
+    val_loss,
+    val_accuracy,
+    seconds: 0,
+  });
   const keeper = new BestEpoch(2);
   assert.equal(keeper.offer(epoch(1, 0.8, 0.5)), true);
   assert.equal(keeper.offer(epoch(2, 0.9, 0.6)), true, 'higher accuracy wins despite a higher loss');

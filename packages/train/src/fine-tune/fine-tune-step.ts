@@ -1,6 +1,19 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FailureError, messageOf, trackTemp, untrackTemp, UsageError, type Dataset, type Logger, type ProgressEvent, type BackboneInfo, type TrialRecord, type RunJson, type RunTimings } from '@imgpipe/kit';
+import {
+  FailureError,
+  messageOf,
+  trackTemp,
+  untrackTemp,
+  UsageError,
+  type Dataset,
+  type Logger,
+  type ProgressEvent,
+  type BackboneInfo,
+  type TrialRecord,
+  type RunJson,
+  type RunTimings,
+} from '@imgpipe/kit';
 import type { Tf } from '@imgpipe/engines';
 import { fineTune, type FineTuneResult, type FineTuneSettings } from './fine-tune.js';
 import { writeFailedRun } from '../run-record.js';
@@ -71,7 +84,12 @@ export async function fineTuneBest(input: FineTuneStepInput): Promise<FineTuneSt
     await rm(outDir, { recursive: true, force: true });
     untrackTemp(outDir);
     await writeFailedRun(runDir, input.run, input.timings);
-    throw error instanceof UsageError ? error : new FailureError(`fine-tuning ${winner.trial} failed: ${messageOf(error)}; the sweep's results are in ${runDir} (rerun without --fine-tune to write its model)`, { cause: error });
+    throw error instanceof UsageError
+      ? error
+      : new FailureError(
+          `fine-tuning ${winner.trial} failed: ${messageOf(error)}; the sweep's results are in ${runDir} (rerun without --fine-tune to write its model)`,
+          { cause: error },
+        );
   }
   // Kept only when validation accuracy does not drop (the sweep's number is on the same val split).
   const kept = tuned.val_accuracy >= winner.val_accuracy;

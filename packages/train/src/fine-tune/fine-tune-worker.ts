@@ -33,7 +33,8 @@ try {
   const handle = async (request: FineTuneRequest): Promise<{ value: unknown; transfer?: ArrayBuffer[] }> => {
     switch (request.type) {
       case 'step': {
-        if (request.count === 0) return { value: { count: 0, loss: 0, accuracy: 0, gradients: null, tensors: tf.memory().numTensors } satisfies ShardStep };
+        if (request.count === 0)
+          return { value: { count: 0, loss: 0, accuracy: 0, gradients: null, tensors: tf.memory().numTensors } satisfies ShardStep };
         const x = inputTensor(tf, request.pixels, request.count, size, init.preprocess);
         const y = tf.tensor2d(request.oneHot, [request.count, init.classes]);
         try {
@@ -60,10 +61,16 @@ try {
         });
         return { value: null };
       case 'digest':
-        return { value: sha256(Buffer.concat(model.trainableWeights.map((w) => {
-            const data = w.read().dataSync() as Float32Array;
-            return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-          }))) };
+        return {
+          value: sha256(
+            Buffer.concat(
+              model.trainableWeights.map((w) => {
+                const data = w.read().dataSync() as Float32Array;
+                return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+              }),
+            ),
+          ),
+        };
       case 'predict': {
         const p = await predictProbabilities(tf, model, request.pixels, request.count, size, init.preprocess);
         return { value: p, transfer: [p.buffer as ArrayBuffer] };

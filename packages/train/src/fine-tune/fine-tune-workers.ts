@@ -1,5 +1,14 @@
 import type { Worker } from 'node:worker_threads';
-import { FailureError, PendingReplies, silentLogger, startWorkers, type Logger, type PreprocessSpec, type WorkerFailure, type WorkerLog } from '@imgpipe/kit';
+import {
+  FailureError,
+  PendingReplies,
+  silentLogger,
+  startWorkers,
+  type Logger,
+  type PreprocessSpec,
+  type WorkerFailure,
+  type WorkerLog,
+} from '@imgpipe/kit';
 import type { BatchNormStatistics, FineTuneMode } from './fine-tune-types.js';
 
 /** What each fine-tuning worker builds: the same model from the same files as fineTune does in-process. */
@@ -77,7 +86,15 @@ export class FineTuneWorkers {
   static async start(count: number, init: FineTuneWorkerInit, log: Logger = silentLogger): Promise<FineTuneWorkers> {
     const refused = (message: string) => new FailureError(`a fine-tuning worker failed to build the model: ${message}`);
     const what = 'fine-tuning';
-    const { workers, ready } = await startWorkers<FineTuneWorkerReady>({ moduleUrl: import.meta.url, entry: 'fine-tune-worker', count, workerData: init, what, log, refused });
+    const { workers, ready } = await startWorkers<FineTuneWorkerReady>({
+      moduleUrl: import.meta.url,
+      entry: 'fine-tune-worker',
+      count,
+      workerData: init,
+      what,
+      log,
+      refused,
+    });
     if (ready.some((r) => r.variables.join('\n') !== ready[0]!.variables.join('\n'))) {
       await Promise.all(workers.map((w) => w.terminate()));
       throw new FailureError('fine-tuning workers built models with different trainable variables');

@@ -41,7 +41,10 @@ try {
   const { tf, backend } = await loadTf(device);
   tf.env().set('IS_TEST', false); // test-utils mutes a banner with it, which also turns on tfjs's kernel leak checks
   const files = mobilenet
-    ? { tfjs: (await buildMobileNetV1({ dir: join(temp.path, 'mobilenet'), alpha: Number(values.alpha), inputSize: size })).path, featureLayer: 'features' }
+    ? {
+        tfjs: (await buildMobileNetV1({ dir: join(temp.path, 'mobilenet'), alpha: Number(values.alpha), inputSize: size })).path,
+        featureLayer: 'features',
+      }
     : await buildResnet50Backbones({ dir: join(temp.path, 'resnet'), inputSize: size });
   await writeSyntheticDataset({ dir: join(temp.path, 'data'), size, counts: { train: images, val: valCount, test: 0 } });
   const dataset = await openDataset(join(temp.path, 'data'));
@@ -62,8 +65,18 @@ try {
     let first: { at: number; cpu: NodeJS.CpuUsage; done: number } | undefined;
     let last: { at: number; cpu: NodeJS.CpuUsage; done: number } | undefined;
     const result = await fineTune({
-      tf, dataset, backboneModelJson: files.tfjs, backboneInfo: info, headModelJson: join(temp.path, 'head', 'model.json'),
-      mode, epochs: 1, lr: 1e-4, batchSize: batch, seed: 1, outDir: join(temp.path, `out-${workers}`), workers,
+      tf,
+      dataset,
+      backboneModelJson: files.tfjs,
+      backboneInfo: info,
+      headModelJson: join(temp.path, 'head', 'model.json'),
+      mode,
+      epochs: 1,
+      lr: 1e-4,
+      batchSize: batch,
+      seed: 1,
+      outDir: join(temp.path, `out-${workers}`),
+      workers,
       onProgress: (event) => {
         if (event.status !== 'progress') return;
         const now = { at: performance.now(), cpu: process.cpuUsage(), done: event.done };
@@ -76,8 +89,20 @@ try {
     const cpuSeconds = (last.cpu.user + last.cpu.system - first.cpu.user - first.cpu.system) / 1e6;
     const trained = last.done - first.done;
     const epoch = result.history[0]!;
-    const params = { images, val: valCount, size, batch, device, backend: values['cpu-backend'] ? 'cpu' : backend, backbone: name, mode, workers: result.workers };
-    process.stderr.write(`fine-tune bench: ${result.workers} worker(s): ${(trained / seconds).toFixed(2)} training images/s, ${(trained / cpuSeconds).toFixed(2)} per CPU-second\n`);
+    const params = {
+      images,
+      val: valCount,
+      size,
+      batch,
+      device,
+      backend: values['cpu-backend'] ? 'cpu' : backend,
+      backbone: name,
+      mode,
+      workers: result.workers,
+    };
+    process.stderr.write(
+      `fine-tune bench: ${result.workers} worker(s): ${(trained / seconds).toFixed(2)} training images/s, ${(trained / cpuSeconds).toFixed(2)} per CPU-second\n`,
+    );
     results.push(
       { name: 'fine-tune training images/s (batches after the first)', unit: 'images/s', value: trained / seconds, params },
       { name: 'fine-tune training images per CPU-second of the process', unit: 'images/cpu-s', value: trained / cpuSeconds, params },

@@ -68,7 +68,11 @@ test('train --fine-tune all: run.json and the card record both results; the kept
     fineTune: { mode: 'all', epochs: 2 },
   });
   assert.equal(tf.memory().numTensors, tensors, 'no tensors left after sweep and fine-tuning');
-  assert.deepEqual((await readdir(result.runDir)).sort(), ['model', 'results.csv', 'run.json', 'trials.csv', 'trials.jsonl'], 'no temporary directories left');
+  assert.deepEqual(
+    (await readdir(result.runDir)).sort(),
+    ['model', 'results.csv', 'run.json', 'trials.csv', 'trials.jsonl'],
+    'no temporary directories left',
+  );
   const run = JSON.parse(await readFile(join(result.runDir, 'run.json'), 'utf8'));
   const record = run.fine_tune;
   assert.equal(run.backbone.engine, 'onnxruntime', "the sweep's features were extracted by the converted ONNX graph");
@@ -112,7 +116,13 @@ test('fineTune changes the backbone weights (all) or only BatchNormalization one
   // A tiny backbone with BatchNormalization: conv -> bn -> relu -> global pool ('features').
   const bnDir = join(temp.path, 'bn-backbone');
   const input = tf.input({ shape: [TEST_SIZE, TEST_SIZE, 3] });
-  const conv = tf.layers.conv2d({ name: 'conv', filters: 6, kernelSize: 3, strides: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) });
+  const conv = tf.layers.conv2d({
+    name: 'conv',
+    filters: 6,
+    kernelSize: 3,
+    strides: 2,
+    kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }),
+  });
   const bn = tf.layers.batchNormalization({ name: 'bn' });
   const pool = tf.layers.globalAveragePooling2d({ name: 'features' });
   const relu = tf.layers.activation({ activation: 'relu' });
@@ -121,7 +131,10 @@ test('fineTune changes the backbone weights (all) or only BatchNormalization one
   net.dispose();
 
   const dataset = await openDataset(dataDir);
-  for (const [mode, path] of [['all', tiny.path], ['bn', join(bnDir, 'model.json')]] as const) {
+  for (const [mode, path] of [
+    ['all', tiny.path],
+    ['bn', join(bnDir, 'model.json')],
+  ] as const) {
     const backbone = await loadBackbone(path, { device: 'wasm', featureLayer: 'features', preprocess: 'torch', workers: 1 });
     await checkFineTunable(backbone.info, backbone.files[0]!, mode);
     const head = new Head(tf, { inputDim: backbone.info.feature_dim, classes: 2, layer_size: 8, dropout: 0.5, lr: 0.01, batch_size: 8, seed: 1 });
@@ -152,7 +165,10 @@ test('fineTune changes the backbone weights (all) or only BatchNormalization one
     });
     assert.equal(tf.memory().numTensors, tensors, `${mode}: no tensors left`);
     assert.equal(tf.getBackend(), 'wasm');
-    assert.ok(lines.some((l) => l.includes('fine-tuning')), 'it logs what it trains');
+    assert.ok(
+      lines.some((l) => l.includes('fine-tuning')),
+      'it logs what it trains',
+    );
     // Conv2D's filter gradient comes from engines' wasm kernel: no fallback to the JavaScript cpu backend.
     assert.ok(!lines.some((l) => l.includes('cpu backend')), lines.join(''));
     assert.equal(tuned.history.length, 1);
@@ -179,16 +195,23 @@ test('fineTune changes the backbone weights (all) or only BatchNormalization one
   }
   // bn on a backbone without BatchNormalization is a usage error naming the alternative.
   const plain = await loadBackbone(tiny.path, { device: 'wasm', featureLayer: 'features', preprocess: 'torch', workers: 1 });
-  await assert.rejects(checkFineTunable(plain.info, plain.files[0]!, 'bn'), (e: Error) => e instanceof UsageError && /--fine-tune all/.test(e.message));
+  await assert.rejects(
+    checkFineTunable(plain.info, plain.files[0]!, 'bn'),
+    (e: Error) => e instanceof UsageError && /--fine-tune all/.test(e.message),
+  );
   await plain.dispose();
 });
 
 /** conv -> bn -> relu -> conv2 -> bn2 -> relu -> global pool ('features'), saved as a TF.js layers model.json. */
 async function saveTwoBlockBackbone(dir: string): Promise<string> {
   const input = tf.input({ shape: [TEST_SIZE, TEST_SIZE, 3] });
-  let t = tf.layers.conv2d({ name: 'conv', filters: 6, kernelSize: 3, strides: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }).apply(input);
+  let t = tf.layers
+    .conv2d({ name: 'conv', filters: 6, kernelSize: 3, strides: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) })
+    .apply(input);
   t = tf.layers.activation({ activation: 'relu' }).apply(tf.layers.batchNormalization({ name: 'bn' }).apply(t));
-  t = tf.layers.conv2d({ name: 'conv2', filters: 8, kernelSize: 3, strides: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }).apply(t);
+  t = tf.layers
+    .conv2d({ name: 'conv2', filters: 8, kernelSize: 3, strides: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) })
+    .apply(t);
   t = tf.layers.activation({ activation: 'relu' }).apply(tf.layers.batchNormalization({ name: 'bn2' }).apply(t));
   const net = tf.model({ inputs: input, outputs: tf.layers.globalAveragePooling2d({ name: 'features' }).apply(t) as ReturnType<Tf['input']> });
   await net.save(fileSaveHandler(dir));
@@ -210,11 +233,25 @@ test('--fine-tune modes train exactly their layers; BatchNormalization statistic
   const before = await weightsByLayer(path);
   const run = async (mode: FineTuneMode, extra: { bnStatistics?: 'update'; workers?: number } = {}) => {
     const outDir = join(temp.path, `two-blocks-${mode.replace(':', '-')}-${extra.bnStatistics ?? 'frozen'}-${extra.workers ?? 'n'}`);
-    const tuned = await fineTune({ tf, dataset, backboneModelJson: path, backboneInfo: backbone.info, headModelJson: join(headDir, 'model.json'), mode, epochs: 1, lr: 0.01, batchSize: 8, seed: 3, outDir, ...extra });
+    const tuned = await fineTune({
+      tf,
+      dataset,
+      backboneModelJson: path,
+      backboneInfo: backbone.info,
+      headModelJson: join(headDir, 'model.json'),
+      mode,
+      epochs: 1,
+      lr: 0.01,
+      batchSize: 8,
+      seed: 3,
+      outDir,
+      ...extra,
+    });
     return { tuned, after: await weightsByLayer(tuned.backboneFiles[0]!) };
   };
   // [gamma, beta, moving mean, moving variance] of a BatchNormalization layer; [kernel, bias] of a conv.
-  const changed = (after: Map<string, number[][]>, layer: string, index: number) => JSON.stringify(after.get(layer)![index]) !== JSON.stringify(before.get(layer)![index]);
+  const changed = (after: Map<string, number[][]>, layer: string, index: number) =>
+    JSON.stringify(after.get(layer)![index]) !== JSON.stringify(before.get(layer)![index]);
 
   for (const workers of [1, 2]) {
     const { tuned, after } = await run('bn', { workers });
@@ -238,11 +275,13 @@ test('--fine-tune modes train exactly their layers; BatchNormalization statistic
 
   const all = await run('all');
   for (const layer of ['conv', 'conv2']) assert.ok(changed(all.after, layer, 0), `all: ${layer} trained`);
-  for (const layer of ['bn', 'bn2']) assert.deepEqual(all.after.get(layer)!.slice(2), before.get(layer)!.slice(2), `all: ${layer} moving statistics byte-identical`);
+  for (const layer of ['bn', 'bn2'])
+    assert.deepEqual(all.after.get(layer)!.slice(2), before.get(layer)!.slice(2), `all: ${layer} moving statistics byte-identical`);
 
   const updated = await run('all', { bnStatistics: 'update' });
   assert.equal(updated.tuned.bn_statistics, 'update');
-  for (const layer of ['bn', 'bn2']) assert.ok(changed(updated.after, layer, 2) && changed(updated.after, layer, 3), `update: ${layer} moving statistics follow the batches`);
+  for (const layer of ['bn', 'bn2'])
+    assert.ok(changed(updated.after, layer, 2) && changed(updated.after, layer, 3), `update: ${layer} moving statistics follow the batches`);
 
   await assert.rejects(checkFineTunable(backbone.info, path, 'last:0'), (e: Error) => e instanceof UsageError && /last:N/.test(e.message));
 });
@@ -257,27 +296,50 @@ test('fine-tuning saves its best epoch, not its last, and --fine-tune-patience s
   await headModel.save(fileSaveHandler(headDir));
   headModel.dispose();
   head.dispose();
-  const common = { tf, dataset, backboneModelJson: tiny.path, backboneInfo: backbone.info, headModelJson: join(headDir, 'model.json'), mode: 'all' as const, lr: 1, batchSize: 8, seed: 3 };
+  const common = {
+    tf,
+    dataset,
+    backboneModelJson: tiny.path,
+    backboneInfo: backbone.info,
+    headModelJson: join(headDir, 'model.json'),
+    mode: 'all' as const,
+    lr: 1,
+    batchSize: 8,
+    seed: 3,
+  };
   // A learning rate this high overshoots after the second epoch (val accuracy 0.917, 1, 0.708, 0.833, 0.833).
   const tuned = await fineTune({ ...common, epochs: 5, outDir: join(temp.path, 'best-epoch') });
   const losses = tuned.history.map((h) => `${h.val_accuracy.toFixed(3)}/${h.val_loss.toFixed(4)}`).join(' ');
   assert.equal(tuned.epochs_run, 5);
   assert.ok(tuned.best_epoch < tuned.epochs_run, `an earlier epoch is the best: ${losses}`);
   const best = tuned.history[tuned.best_epoch - 1]!;
-  for (const h of tuned.history) assert.ok(h.val_accuracy < best.val_accuracy || (h.val_accuracy === best.val_accuracy && h.val_loss >= best.val_loss), `epoch ${h.epoch} is not better: ${losses}`);
+  for (const h of tuned.history)
+    assert.ok(
+      h.val_accuracy < best.val_accuracy || (h.val_accuracy === best.val_accuracy && h.val_loss >= best.val_loss),
+      `epoch ${h.epoch} is not better: ${losses}`,
+    );
   assert.equal(tuned.val_accuracy, best.val_accuracy);
   assert.equal(tuned.val_loss, best.val_loss);
   // The saved files give the best epoch's val loss, not the last one's.
   const saved = await buildFineTuneModel(tf, tuned.backboneFiles[0]!, tuned.headModelJson, 'features', 'all');
   const size = backbone.info.input_size;
-  const val = await evaluateSplit(dataset, 'val', 8, 2, (pixels, n) => predictProbabilities(tf, saved.model, pixels, n, size, backbone.info.preprocess));
+  const val = await evaluateSplit(dataset, 'val', 8, 2, (pixels, n) =>
+    predictProbabilities(tf, saved.model, pixels, n, size, backbone.info.preprocess),
+  );
   disposeFineTuneModel(saved);
   assert.ok(Math.abs(val.loss - best.val_loss) < 1e-6, `saved model's val loss ${val.loss} vs best epoch's ${best.val_loss} (${losses})`);
-  assert.ok(Math.abs(val.loss - tuned.history.at(-1)!.val_loss) > 1e-4, 'and not the last epoch\'s');
+  assert.ok(Math.abs(val.loss - tuned.history.at(-1)!.val_loss) > 1e-4, "and not the last epoch's");
 
   // Patience 1: it stops at the first epoch that is not better, with the same epochs up to there.
   const patient = await fineTune({ ...common, epochs: 5, patience: 1, outDir: join(temp.path, 'best-epoch-patience') });
-  const firstWorse = tuned.history.findIndex((h, i) => i > 0 && !tuned.history.slice(0, i).every((e) => h.val_accuracy > e.val_accuracy || (h.val_accuracy === e.val_accuracy && h.val_loss < e.val_loss)));
+  const firstWorse = tuned.history.findIndex(
+    (h, i) =>
+      i > 0 &&
+      !tuned.history.slice(0, i).every((e) => h.val_accuracy > e.val_accuracy || (h.val_accuracy === e.val_accuracy && h.val_loss < e.val_loss)),
+  );
   assert.equal(patient.epochs_run, firstWorse + 1, losses);
-  assert.deepEqual(patient.history.map(({ seconds: _, ...e }) => e), tuned.history.slice(0, firstWorse + 1).map(({ seconds: _, ...e }) => e));
+  assert.deepEqual(
+    patient.history.map(({ seconds: _, ...e }) => e),
+    tuned.history.slice(0, firstWorse + 1).map(({ seconds: _, ...e }) => e),
+  );
 });

@@ -6,7 +6,15 @@ import { microBatchStep, trainEpochs } from './fine-tune-loop.js';
 import { fineTuneResult, logStart } from './fine-tune-record.js';
 import { outputFloatsPerImage, wasmMicroBatch } from './fine-tune-memory.js';
 import { type GradientKeeper, keepGradientsAdam } from './fine-tune-optimizer.js';
-import { buildFineTuneModel, disposeFineTuneModel, inputTensor, predictProbabilities, saveFineTuned, trainedParameters, type FineTuneModel } from './fine-tune-model.js';
+import {
+  buildFineTuneModel,
+  disposeFineTuneModel,
+  inputTensor,
+  predictProbabilities,
+  saveFineTuned,
+  trainedParameters,
+  type FineTuneModel,
+} from './fine-tune-model.js';
 import { fineTuneInWorkers } from './fine-tune-parallel.js';
 import { type FineTuneMode, type FineTuneOptions, type FineTuneResult, unfrozenLayers } from './fine-tune-types.js';
 
@@ -23,10 +31,13 @@ export async function checkFineTunable(info: BackboneInfo, modelJsonPath: string
     );
   }
   if (info.format === 'tfjs-graph') {
-    throw new UsageError(`--fine-tune needs a TF.js layers backbone, but ${modelJsonPath} is a TF.js graph model, whose weights TF.js cannot train; ${drop}`);
+    throw new UsageError(
+      `--fine-tune needs a TF.js layers backbone, but ${modelJsonPath} is a TF.js graph model, whose weights TF.js cannot train; ${drop}`,
+    );
   }
   const last = unfrozenLayers(mode);
-  if (last !== undefined && !(Number.isInteger(last) && last >= 1)) throw new UsageError(`expected --fine-tune last:N with N an integer >= 1, got ${mode}`);
+  if (last !== undefined && !(Number.isInteger(last) && last >= 1))
+    throw new UsageError(`expected --fine-tune last:N with N an integer >= 1, got ${mode}`);
   if (mode === 'bn') {
     const json = await readModelJson(modelJsonPath);
     if (!JSON.stringify(json.modelTopology).includes('"BatchNormalization"')) {
@@ -108,7 +119,8 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
     parts = await buildFineTuneModel(tf, options.backboneModelJson, options.headModelJson, info.feature_layer, mode, bnStatistics, log);
     const built = parts;
     const { model } = built;
-    const fits = tf.getBackend() === 'wasm' ? wasmMicroBatch(options.batchSize, 1, outputFloatsPerImage(model.layers), bnStatistics, log) : options.batchSize;
+    const fits =
+      tf.getBackend() === 'wasm' ? wasmMicroBatch(options.batchSize, 1, outputFloatsPerImage(model.layers), bnStatistics, log) : options.batchSize;
     const microBatch = Math.min(fits, options.microBatch ?? fits);
     const trained = trainedParameters(model);
     const adam = keepGradientsAdam(tf, model, lr);
@@ -135,10 +147,22 @@ async function fineTuneHere(options: FineTuneOptions): Promise<FineTuneResult> {
           },
           (gradients) => adam.apply(gradients, rate),
         ),
-      validate: () => evaluateSplit(dataset, 'val', microBatch, classes, (pixels, n) => predictProbabilities(tf, model, pixels, n, size, info.preprocess)),
+      validate: () =>
+        evaluateSplit(dataset, 'val', microBatch, classes, (pixels, n) => predictProbabilities(tf, model, pixels, n, size, info.preprocess)),
       save: () => saveFineTuned(built, options.outDir),
     });
-    return await fineTuneResult(options.outDir, { mode, bnStatistics, epochs, lr, batchSize: options.batchSize, microBatch, workers: 1, trained, run, started });
+    return await fineTuneResult(options.outDir, {
+      mode,
+      bnStatistics,
+      epochs,
+      lr,
+      batchSize: options.batchSize,
+      microBatch,
+      workers: 1,
+      trained,
+      run,
+      started,
+    });
   } finally {
     keeper?.optimizer.dispose();
     if (parts) disposeFineTuneModel(parts);

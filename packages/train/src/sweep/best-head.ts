@@ -36,7 +36,10 @@ export async function ensureBestHead(
   run: { runDir: string; winner: TrialRecord; trial: Trial; patience: number | undefined; log: Logger },
 ): Promise<void> {
   const { runDir, winner } = run;
-  const savedId = await readFile(join(runDir, BEST_HEAD, 'trial.json'), 'utf8').then((t) => (JSON.parse(t) as { trial: string }).trial, () => undefined);
+  const savedId = await readFile(join(runDir, BEST_HEAD, 'trial.json'), 'utf8').then(
+    (t) => (JSON.parse(t) as { trial: string }).trial,
+    () => undefined,
+  );
   if (savedId === winner.trial) return;
   run.log.info(`retraining ${winner.trial} to save its head (same seed, same weights)`);
   const again = await runTrial(tf, features, run.trial, {

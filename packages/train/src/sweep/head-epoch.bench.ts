@@ -76,7 +76,12 @@ if (values.fit) {
     const seconds = ((performance.now() - t) / 1000) * (count / fitCount);
     tf.dispose([x, y]);
     model.dispose();
-    results.push({ name: `epoch seconds with model.fit, layer ${layerSize}`, unit: 's', value: seconds, params: { count, measured_on: fitCount, dim, layer_size: layerSize, batch, device, backend, method: 'model.fit (scaled)' } });
+    results.push({
+      name: `epoch seconds with model.fit, layer ${layerSize}`,
+      unit: 's',
+      value: seconds,
+      params: { count, measured_on: fitCount, dim, layer_size: layerSize, batch, device, backend, method: 'model.fit (scaled)' },
+    });
   }
 }
 await writeBenchResults('train-head-epoch', results);

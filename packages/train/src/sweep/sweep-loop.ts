@@ -36,7 +36,18 @@ interface SweepOutcome {
  * The sweep loop: the pending trials, `parallel` at a time, each logged to trials.jsonl and the tables, the best
  * head so far saved as it comes; stops once more than --max-failed-trials have failed.
  */
-export async function runSweep({ tf, features, trials, runDir, finished, backboneName, device, options, hooks, log }: SweepInput): Promise<SweepOutcome> {
+export async function runSweep({
+  tf,
+  features,
+  trials,
+  runDir,
+  finished,
+  backboneName,
+  device,
+  options,
+  hooks,
+  log,
+}: SweepInput): Promise<SweepOutcome> {
   const records = new Map(finished);
   let best = pickBest([...records.values()]);
   const trialLog = await TrialLog.open(runDir, finished);
@@ -94,7 +105,9 @@ export async function runSweep({ tf, features, trials, runDir, finished, backbon
       log.warn(`${position} ${trial.id} failed: ${record.reason}`);
       if (options.maxFailedTrials !== undefined && failures > options.maxFailedTrials) stopped = true;
     } else {
-      log.info(`${position} ${trial.id} done: val_accuracy ${record.val_accuracy.toFixed(4)} val_loss ${record.val_loss.toFixed(4)} train_loss ${record.train_loss.toFixed(4)} (${record.seconds.toFixed(1)}s)`);
+      log.info(
+        `${position} ${trial.id} done: val_accuracy ${record.val_accuracy.toFixed(4)} val_loss ${record.val_loss.toFixed(4)} train_loss ${record.train_loss.toFixed(4)} (${record.seconds.toFixed(1)}s)`,
+      );
     }
   };
   await pLimit(Math.max(1, parallel)).map(pending, runOne);

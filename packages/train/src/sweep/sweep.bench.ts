@@ -31,7 +31,10 @@ try {
   const size = resnet ? 224 : 32;
   const backbone = resnet
     ? { backbone: (await buildResnet50Backbones({ dir: join(temp.path, 'models') })).onnx, featureLayer: 'features' }
-    : await buildTinyConvBackbone({ dir: join(temp.path, 'models'), inputSize: size, format: 'onnx' }).then((t) => ({ backbone: t.path, featureLayer: t.featureLayer }));
+    : await buildTinyConvBackbone({ dir: join(temp.path, 'models'), inputSize: size, format: 'onnx' }).then((t) => ({
+        backbone: t.path,
+        featureLayer: t.featureLayer,
+      }));
   const train = Math.round(images * 0.7);
   const val = Math.round(images * 0.15);
   const dataDir = await writeSyntheticDataset({ dir: join(temp.path, 'data'), size, counts: { train, val, test: images - train - val } });

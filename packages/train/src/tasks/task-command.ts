@@ -8,11 +8,17 @@ import type { TrainOptions } from '../train-options.js';
 import type { TrialHooks } from '../trial-hooks.js';
 
 /** `train --task plan|extract|trial|finish`: one step of the sweep, as a scheduler runs it. */
-export async function runTaskCommand(args: Record<string, unknown>, context: CliContext, sweepOptions: () => Promise<TrainOptions>, hooks: TrialHooks = {}): Promise<void> {
+export async function runTaskCommand(
+  args: Record<string, unknown>,
+  context: CliContext,
+  sweepOptions: () => Promise<TrainOptions>,
+  hooks: TrialHooks = {},
+): Promise<void> {
   const task = String(args.task);
   const log = context.log;
   if (task === 'plan') {
-    if (args.run !== undefined || args.index !== undefined) throw new UsageError('--task plan takes the sweep flags and --out [--run-id ID]; --run and --index go with the other tasks');
+    if (args.run !== undefined || args.index !== undefined)
+      throw new UsageError('--task plan takes the sweep flags and --out [--run-id ID]; --run and --index go with the other tasks');
     const options = await sweepOptions();
     const shards = args.shards as number;
     const { runDir, plan } = await planRun({ ...options, shards, ...(args['run-id'] !== undefined ? { runId: String(args['run-id']) } : {}) }, log);

@@ -33,7 +33,11 @@ interface PartMarker {
  * A part's features, verified as the single-process feature cache verifies its entries: the marker is there, the
  * file has its size and sha256, every value is finite. `missing`: not extracted yet; `problem`: damaged.
  */
-export async function readShardPart(runDir: string, part: ShardPart, dim: number): Promise<{ features: Float32Array } | { missing: true } | { problem: string }> {
+export async function readShardPart(
+  runDir: string,
+  part: ShardPart,
+  dim: number,
+): Promise<{ features: Float32Array } | { missing: true } | { problem: string }> {
   const file = shardPartFile(runDir, part);
   let marker: PartMarker;
   try {
@@ -45,11 +49,15 @@ export async function readShardPart(runDir: string, part: ShardPart, dim: number
   const bytes = await readFile(file).catch(() => undefined);
   const expected = part.count * dim * 4;
   const problem =
-    marker.count !== part.count || marker.dim !== dim ? `its marker lists ${marker.count} x ${marker.dim} features, the plan ${part.count} x ${dim}`
-    : !bytes ? 'the file is missing'
-    : bytes.length !== expected ? `${bytes.length} bytes, expected ${expected}`
-    : sha256(bytes) !== marker.sha256 ? 'its checksum does not match (damaged)'
-    : undefined;
+    marker.count !== part.count || marker.dim !== dim
+      ? `its marker lists ${marker.count} x ${marker.dim} features, the plan ${part.count} x ${dim}`
+      : !bytes
+        ? 'the file is missing'
+        : bytes.length !== expected
+          ? `${bytes.length} bytes, expected ${expected}`
+          : sha256(bytes) !== marker.sha256
+            ? 'its checksum does not match (damaged)'
+            : undefined;
   if (problem !== undefined) return { problem };
   const features = new Float32Array(part.count * dim);
   new Uint8Array(features.buffer).set(bytes!);
@@ -68,7 +76,8 @@ async function writeShardPart(runDir: string, part: ShardPart, features: Float32
 }
 
 export function checkIndex(index: number, count: number, what: string): void {
-  if (!Number.isInteger(index) || index < 0 || index >= count) throw new UsageError(`expected --index to be one of the plan's ${what}, 0..${count - 1}, got ${index}`);
+  if (!Number.isInteger(index) || index < 0 || index >= count)
+    throw new UsageError(`expected --index to be one of the plan's ${what}, 0..${count - 1}, got ${index}`);
 }
 
 /** A view of one part of a split, so engines' batched extraction (extractFeatures) runs over it as over a whole split. */
@@ -103,11 +112,24 @@ export async function extractShard(runDir: string, plan: RunPlan, index: number,
   let seconds = 0;
   try {
     if (backboneSourceSha256(backbone.info) !== plan.inputs.backbone_sha256) {
-      throw new InputError(`${join(runDir, PLAN_FILE)}: the backbone ${options.backbone} changed since the run was planned (replaced while this task started?); plan a new run`);
+      throw new InputError(
+        `${join(runDir, PLAN_FILE)}: the backbone ${options.backbone} changed since the run was planned (replaced while this task started?); plan a new run`,
+      );
     }
     for (const part of todo) {
-      const extracted = await extractFeatures({ dataset: partView(dataset, part), split: part.split, backbone, batchSize: options.extractBatchSize, cache: false, verifyPixels: false, log });
-      if (extracted.dim !== plan.feature_dim) throw new UsageError(`backbone ${options.backbone} gives ${extracted.dim} features, the plan says ${plan.feature_dim}; was the backbone file replaced?`);
+      const extracted = await extractFeatures({
+        dataset: partView(dataset, part),
+        split: part.split,
+        backbone,
+        batchSize: options.extractBatchSize,
+        cache: false,
+        verifyPixels: false,
+        log,
+      });
+      if (extracted.dim !== plan.feature_dim)
+        throw new UsageError(
+          `backbone ${options.backbone} gives ${extracted.dim} features, the plan says ${plan.feature_dim}; was the backbone file replaced?`,
+        );
       await writeShardPart(runDir, part, extracted.features, plan.feature_dim);
       images += part.count;
       seconds += extracted.seconds;

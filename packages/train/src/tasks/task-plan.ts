@@ -1,7 +1,19 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { backboneSourceSha256, verifyPixelFile } from '@imgpipe/engines';
-import { exists, InputError, openDataset, UsageError, writeJsonAtomic, type Dataset, type Logger, type Pointer, readRunJson, RUN_FORMAT, writeRunJson } from '@imgpipe/kit';
+import {
+  exists,
+  InputError,
+  openDataset,
+  UsageError,
+  writeJsonAtomic,
+  type Dataset,
+  type Logger,
+  type Pointer,
+  readRunJson,
+  RUN_FORMAT,
+  writeRunJson,
+} from '@imgpipe/kit';
 import { openBackbone } from '../backbone-features.js';
 import { commandKey } from '../run-inputs.js';
 import { findUnfinishedRun, newRunDir } from '../run-dir.js';
@@ -19,7 +31,20 @@ export const PLAN_FORMAT = 'imgpipe-plan/1';
 /** What the tasks reuse of the command that planned the run. */
 export type PlannedOptions = Pick<
   TrainOptions,
-  'dataDir' | 'space' | 'strategy' | 'runs' | 'seed' | 'device' | 'backbone' | 'featureLayer' | 'preprocess' | 'cacheDir' | 'extractBatchSize' | 'patience' | 'maxFailedTrials' | 'projectName'
+  | 'dataDir'
+  | 'space'
+  | 'strategy'
+  | 'runs'
+  | 'seed'
+  | 'device'
+  | 'backbone'
+  | 'featureLayer'
+  | 'preprocess'
+  | 'cacheDir'
+  | 'extractBatchSize'
+  | 'patience'
+  | 'maxFailedTrials'
+  | 'projectName'
 >;
 
 /** Images [start, start+count) of one split; start is a multiple of the extraction batch size. */
@@ -89,11 +114,16 @@ export async function readPlan(runDir: string): Promise<RunPlan> {
   try {
     plan = JSON.parse(text) as RunPlan;
   } catch (error) {
-    throw new InputError(`${path}: not valid JSON (${(error as Error).message}); the file is damaged or cut short: plan the run again (train --task plan with another --run-id)`, { cause: error });
+    throw new InputError(
+      `${path}: not valid JSON (${(error as Error).message}); the file is damaged or cut short: plan the run again (train --task plan with another --run-id)`,
+      { cause: error },
+    );
   }
   if (plan?.format !== PLAN_FORMAT) throw new InputError(`${path}: expected format ${PLAN_FORMAT}, got ${String(plan?.format)}`);
   if (typeof plan.inputs?.dataset_manifest_sha256 !== 'string' || typeof plan.inputs.backbone_sha256 !== 'string') {
-    throw new InputError(`${path}: records no input hashes (written by an older train, or damaged), so its tasks cannot check their inputs; plan the run again`);
+    throw new InputError(
+      `${path}: records no input hashes (written by an older train, or damaged), so its tasks cannot check their inputs; plan the run again`,
+    );
   }
   return plan;
 }
@@ -106,7 +136,8 @@ export function planPointer(runDir: string, plan: RunPlan): Pointer {
 export async function planRun(options: PlanOptions, log: Logger): Promise<{ runDir: string; plan: RunPlan; planned: boolean }> {
   if (options.fineTune) throw new UsageError('--fine-tune runs in a single-process train only (drop --task, or drop --fine-tune)');
   if (options.resume) throw new UsageError('--resume goes with a single-process train; a planned run resumes by rerunning its unfinished tasks');
-  if (!Number.isInteger(options.shards) || options.shards < 1) throw new UsageError(`expected --shards to be a positive integer, got ${options.shards}`);
+  if (!Number.isInteger(options.shards) || options.shards < 1)
+    throw new UsageError(`expected --shards to be a positive integer, got ${options.shards}`);
   if (options.runId !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(options.runId)) {
     throw new UsageError(`expected --run-id to be a directory name (letters, digits, . _ -), got '${options.runId}'`);
   }
@@ -137,7 +168,12 @@ async function findPlannedRun(out: string, key: string): Promise<string | undefi
   return found && (await readPlan(found).catch(() => undefined)) ? found : undefined;
 }
 
-async function buildPlan(dataset: Dataset, options: PlanOptions, run: { runDir: string; key: string; trials: Trial[] }, log: Logger): Promise<RunPlan> {
+async function buildPlan(
+  dataset: Dataset,
+  options: PlanOptions,
+  run: { runDir: string; key: string; trials: Trial[] },
+  log: Logger,
+): Promise<RunPlan> {
   // The backbone is opened once here: a wrong input size fails now rather than in every task, and a built-in
   // backbone is fetched into the cache once. The CPU will do for that, whatever device the tasks use.
   const backbone = await openBackbone({ ...options, device: 'cpu' }, dataset.manifest.image_size, log);

@@ -41,13 +41,18 @@ async function readShardFeatures(runDir: string, plan: RunPlan, dataset: Dataset
     for (const part of parts) {
       const result = await readShardPart(runDir, part, dim);
       if ('features' in result) read.set(part, result.features);
-      else if ('problem' in result) damaged.push(`${shardPartFile(runDir, part)}: ${result.problem}; rerun train --task extract --run ${runDir} --index ${k} to extract it again`);
+      else if ('problem' in result)
+        damaged.push(
+          `${shardPartFile(runDir, part)}: ${result.problem}; rerun train --task extract --run ${runDir} --index ${k} to extract it again`,
+        );
       else if (!missing.includes(k)) missing.push(k);
     }
   }
   if (damaged.length > 0) throw new InputError(damaged.join('\n'));
   if (missing.length > 0) {
-    throw new FailureError(`extraction shards ${missing.join(',')} of ${runDir} are not done; run train --task extract --run ${runDir} --index K for each first`);
+    throw new FailureError(
+      `extraction shards ${missing.join(',')} of ${runDir} are not done; run train --task extract --run ${runDir} --index K for each first`,
+    );
   }
   const sets = [];
   for (const split of ['train', 'val'] as const) {
@@ -76,12 +81,17 @@ export async function runTrialTask(runDir: string, plan: RunPlan, index: number,
     injectFailure: injectsFailure(hooks, trial.id),
     keep: (kept, model) => saveHeadDir(trialHeadDir(runDir, trial), model(), kept),
     onEpoch(epoch) {
-      log.debug(`${trial.id} epoch ${epoch.epoch}/${trial.params.epochs} val_loss ${epoch.val_loss.toFixed(4)} val_accuracy ${epoch.val_accuracy.toFixed(4)}`);
+      log.debug(
+        `${trial.id} epoch ${epoch.epoch}/${trial.params.epochs} val_loss ${epoch.val_loss.toFixed(4)} val_accuracy ${epoch.val_accuracy.toFixed(4)}`,
+      );
       return epochPause(hooks);
     },
   });
   await writeJsonAtomic(trialFile(runDir, trial), record);
   if (record.status === 'failed') log.warn(`trial ${trial.id} failed: ${record.reason}`);
-  else log.info(`trial ${trial.id} done: val_accuracy ${record.val_accuracy.toFixed(4)} val_loss ${record.val_loss.toFixed(4)} (${record.seconds.toFixed(1)}s)`);
+  else
+    log.info(
+      `trial ${trial.id} done: val_accuracy ${record.val_accuracy.toFixed(4)} val_loss ${record.val_loss.toFixed(4)} (${record.seconds.toFixed(1)}s)`,
+    );
   return record;
 }

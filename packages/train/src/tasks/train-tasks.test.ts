@@ -36,7 +36,10 @@ before(async () => {
 after(() => temp.remove());
 
 async function trialsWithoutTimes(runDir: string): Promise<string[][]> {
-  const lines = (await readFile(join(runDir, 'trials.csv'), 'utf8')).trim().split('\n').map((l) => l.split(','));
+  const lines = (await readFile(join(runDir, 'trials.csv'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => l.split(','));
   const col = lines[0]!.indexOf('seconds');
   assert.ok(col > 0);
   return lines.map((cells) => cells.filter((_, i) => i !== col));
@@ -48,7 +51,10 @@ test('planShards cuts the train then val batches into exactly N contiguous shard
   const flat = shards.flat();
   for (const split of ['train', 'val'] as const) {
     const parts = flat.filter((p) => p.split === split);
-    assert.equal(parts.reduce((n, p) => n + p.count, 0), split === 'train' ? 80 : 40);
+    assert.equal(
+      parts.reduce((n, p) => n + p.count, 0),
+      split === 'train' ? 80 : 40,
+    );
     for (const [i, p] of parts.entries()) {
       assert.equal(p.start % 16, 0);
       if (i > 0) assert.equal(p.start, parts[i - 1]!.start + parts[i - 1]!.count, 'contiguous');
@@ -91,7 +97,10 @@ test('the sweep as tasks (plan, extract shards, trials, finish) gives the same t
   const run = JSON.parse(await readFile(join(runDir, 'run.json'), 'utf8'));
   assert.equal(run.status, 'done');
   assert.equal(run.best.trial, single.best.trial);
-  const jsonl = (await readFile(join(runDir, 'trials.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const jsonl = (await readFile(join(runDir, 'trials.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.equal(jsonl.filter((l) => l.event === 'trial').length, 6);
   assert.equal(jsonl.filter((l) => l.event === 'epoch').length, 12);
 
@@ -119,9 +128,40 @@ test('the bin: task usage errors exit 2 naming the flag; a rerun task says it ha
     assert.equal(result.exitCode, 2, `${args.join(' ')}: ${result.stderr}`);
     assert.match(result.stderr, message);
   }
-  const plan = await train(['--task', 'plan', '--data', base.dataDir, '--out', join(temp.path, 'bin'), '--run-id', 'r', '--shards', '2',
-    '--backbone', base.backbone, '--feature-layer', base.featureLayer!, '--preprocess', base.preprocess!, '--cache-dir', base.cacheDir!, '--device', 'wasm',
-    '--lr', '0.001,0.01,0.05', '--layer-size', '4,16', '--dropout', '0.5', '--batch-size', '16', '--epochs', '2', '--seed', '42']);
+  const plan = await train([
+    '--task',
+    'plan',
+    '--data',
+    base.dataDir,
+    '--out',
+    join(temp.path, 'bin'),
+    '--run-id',
+    'r',
+    '--shards',
+    '2',
+    '--backbone',
+    base.backbone,
+    '--feature-layer',
+    base.featureLayer!,
+    '--preprocess',
+    base.preprocess!,
+    '--cache-dir',
+    base.cacheDir!,
+    '--device',
+    'wasm',
+    '--lr',
+    '0.001,0.01,0.05',
+    '--layer-size',
+    '4,16',
+    '--dropout',
+    '0.5',
+    '--batch-size',
+    '16',
+    '--epochs',
+    '2',
+    '--seed',
+    '42',
+  ]);
   assert.equal(plan.exitCode, 0, plan.stderr);
   assert.deepEqual(JSON.parse(plan.stdout), { kind: 'run', path: runDir, plan: join(runDir, 'plan.json'), shards: 2, trials: 6 });
   assert.match(plan.stderr, /already planned/);
@@ -131,7 +171,7 @@ test('the bin: task usage errors exit 2 naming the flag; a rerun task says it ha
   assert.match(again.stderr, /extraction shard 1: already done; nothing to do/);
 });
 
-test('every task re-checks the plan\'s inputs: a replaced backbone, a rebuilt dataset, a damaged shard file or a cut plan.json exit 2 naming it', async () => {
+test("every task re-checks the plan's inputs: a replaced backbone, a rebuilt dataset, a damaged shard file or a cut plan.json exit 2 naming it", async () => {
   const bin = fileURLToPath(new URL('../../bin/train.js', import.meta.url));
   const train = (args: string[]) => execa(process.execPath, [bin, ...args], { env: { IMGPIPE_NO_WEBGPU: '1' }, reject: false });
   const noStack = (stderr: string) => assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
@@ -139,8 +179,16 @@ test('every task re-checks the plan\'s inputs: a replaced backbone, a rebuilt da
   const planned = async (name: string) => {
     const dataDir = join(temp.path, `inputs-${name}`, 'data');
     await cp(base.dataDir, dataDir, { recursive: true });
-    const backbone = await buildTinyConvBackbone({ dir: join(temp.path, `inputs-${name}`, 'backbone'), inputSize: TEST_SIZE, format: 'onnx', seed: 1 });
-    const { runDir } = await planRun({ ...base, dataDir, backbone: backbone.path, out: join(temp.path, 'inputs-runs'), shards: 2, runId: name }, silentLogger);
+    const backbone = await buildTinyConvBackbone({
+      dir: join(temp.path, `inputs-${name}`, 'backbone'),
+      inputSize: TEST_SIZE,
+      format: 'onnx',
+      seed: 1,
+    });
+    const { runDir } = await planRun(
+      { ...base, dataDir, backbone: backbone.path, out: join(temp.path, 'inputs-runs'), shards: 2, runId: name },
+      silentLogger,
+    );
     const first = await train(['--task', 'extract', '--run', runDir, '--index', '0']);
     assert.equal(first.exitCode, 0, first.stderr);
     return { runDir, dataDir, backbone };
@@ -148,7 +196,11 @@ test('every task re-checks the plan\'s inputs: a replaced backbone, a rebuilt da
 
   const swapped = await planned('backbone');
   await buildTinyConvBackbone({ dir: dirname(swapped.backbone.path), inputSize: TEST_SIZE, format: 'onnx', seed: 9 });
-  for (const args of [['--task', 'extract', '--index', '1'], ['--task', 'trial', '--index', '0'], ['--task', 'finish']]) {
+  for (const args of [
+    ['--task', 'extract', '--index', '1'],
+    ['--task', 'trial', '--index', '0'],
+    ['--task', 'finish'],
+  ]) {
     const result = await train([...args, '--run', swapped.runDir]);
     assert.equal(result.exitCode, 2, `${args.join(' ')}: ${result.stderr}`);
     assert.match(result.stderr, new RegExp(`plan\\.json: the backbone ${swapped.backbone.path} changed since the run was planned`));
@@ -170,7 +222,10 @@ test('every task re-checks the plan\'s inputs: a replaced backbone, a rebuilt da
   await writeFile(file, new Uint8Array(new Float32Array(part.count * plan.feature_dim).fill(Number.NaN).buffer));
   const trial = await train(['--task', 'trial', '--run', damaged.runDir, '--index', '0']);
   assert.equal(trial.exitCode, 2, trial.stderr);
-  assert.match(trial.stderr, new RegExp(`${file}: its checksum does not match \\(damaged\\); rerun train --task extract --run ${damaged.runDir} --index 0`));
+  assert.match(
+    trial.stderr,
+    new RegExp(`${file}: its checksum does not match \\(damaged\\); rerun train --task extract --run ${damaged.runDir} --index 0`),
+  );
   noStack(trial.stderr);
   const again = await train(['--task', 'extract', '--run', damaged.runDir, '--index', '0']);
   assert.equal(again.exitCode, 0, again.stderr);
