@@ -2,7 +2,7 @@ import { workerData } from 'node:worker_threads';
 import type { ConcreteDevice, Device } from './device.js';
 import { openOnnxRunner, type OnnxRunPlan } from './onnx-runner.js';
 import type { WorkerReady } from './worker-pool.js';
-import { serveBatches } from './worker-pool-serve.js';
+import { serveBatches } from './worker-pool-thread.js';
 
 /**
  * An ONNX backbone in a worker thread: onnxruntime-node runs a session synchronously on the calling thread, so a

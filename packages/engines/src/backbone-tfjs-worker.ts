@@ -3,7 +3,7 @@ import { openTfjsRunner } from './backbone-tfjs-runner.js';
 import type { PreprocessSpec } from '@imgpipe/kit';
 import { loadTf } from './tfjs-load.js';
 import type { WorkerReady } from './worker-pool.js';
-import { serveBatches } from './worker-pool-serve.js';
+import { serveBatches } from './worker-pool-thread.js';
 
 /** One worker of a TF.js WebAssembly pool: its own tf and wasm backend, one model, batches in, features out. */
 interface WorkerInit {

@@ -8,7 +8,7 @@ import { buildTinyConvBackbone, makeTempDir, type TempDir } from '@imgpipe/test-
 import { buildMobileNetV1 } from '@imgpipe/engines/test-mobilenet-model';
 import { fineTune, type FineTuneResult } from './fine-tune.js';
 import { averageGradients, shardSizes, syncBatchNorm } from './fine-tune-parallel.js';
-import { FineTuneWorkers, type ShardStep } from './fine-tune-workers.js';
+import { FineTuneWorkers, type ShardStep } from './fine-tune-worker-pool.js';
 import { TEST_SIZE, writeLearnableDataset } from '@imgpipe/test-utils';
 
 let temp: TempDir;

@@ -4,7 +4,7 @@ import { microBatchStep, trainEpochs } from './fine-tune-loop.js';
 import { wasmMicroBatch } from './fine-tune-memory.js';
 import { fineTuneResult, logStart } from './fine-tune-record.js';
 import type { FineTuneOptions, FineTuneResult } from './fine-tune-types.js';
-import { FineTuneWorkers, type ShardStep } from './fine-tune-workers.js';
+import { FineTuneWorkers, type ShardStep } from './fine-tune-worker-pool.js';
 
 /** Contiguous shard sizes of `n` images over `workers`: the first n % workers get one more. */
 export function shardSizes(n: number, workers: number): number[] {

@@ -5,7 +5,7 @@ import { registerTrainingKernels } from '@imgpipe/training-kernels';
 import { outputFloatsPerImage } from './fine-tune-memory.js';
 import { keepGradientsAdam } from './fine-tune-optimizer.js';
 import { buildFineTuneModel, inputTensor, predictProbabilities, saveFineTuned, trainedParameters } from './fine-tune-model.js';
-import type { FineTuneReply, FineTuneRequest, FineTuneWorkerInit, ShardStep } from './fine-tune-workers.js';
+import type { FineTuneReply, FineTuneRequest, FineTuneWorkerInit, ShardStep } from './fine-tune-worker-pool.js';
 
 /**
  * One fine-tuning worker (FineTuneWorkers): its own TF.js wasm, the fine-tuning model built as in-process, and an
