@@ -317,9 +317,8 @@ function preprocess(pixels, size, spec, layout) {
   const out = new Float32Array(plane * 3);
   for (let p = 0; p < plane; p++) {
     for (let c = 0; c < 3; c++) {
-      const value =
-        /** @type {number} */ ((pixels[p * 3 + /** @type {number} */ (src[c])]) * spec.scale - /** @type {number} */ (spec.mean[c])) /
-        /** @type {number} */ (spec.std[c]);
+      const channel = src[c] ?? c;
+      const value = ((pixels[p * 3 + channel] ?? 0) * spec.scale - (spec.mean[c] ?? 0)) / (spec.std[c] ?? 1);
       out[layout === 'NCHW' ? c * plane + p : p * 3 + c] = value;
     }
   }
