@@ -65,3 +65,25 @@ test('removeTrackedSync removes a tracked directory even while another thread is
   assert.equal(existsSync(target), false, 'the tracked directory is gone');
   await rm(dir, { recursive: true, force: true });
 });
+
+test('removeTrackedSync also removes a tracked path created just after its first pass (a mkdir or rename already queued)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'imgpipe-tracked-late-'));
+  const target = join(dir, '.head.tmp');
+  const go = new Int32Array(new SharedArrayBuffer(4));
+  // The thread waits for the go, then creates the directory 10 ms later, as a queued rename lands after the removal.
+  const late = new Worker(
+    `const { mkdirSync, writeFileSync } = require('node:fs'); const { join } = require('node:path');
+     const { target, go } = require('node:worker_threads').workerData;
+     Atomics.wait(go, 0, 0); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+     mkdirSync(target); writeFileSync(join(target, 'weights.bin'), 'w');`,
+    { eval: true, workerData: { target, go } },
+  );
+  await new Promise((resolve) => late.once('online', resolve));
+  trackTemp(target);
+  Atomics.store(go, 0, 1);
+  Atomics.notify(go, 0);
+  removeTrackedSync();
+  await new Promise((resolve) => late.once('exit', resolve));
+  assert.equal(existsSync(target), false, 'the late directory is gone');
+  await rm(dir, { recursive: true, force: true });
+});

@@ -78,12 +78,24 @@ export function untrackTemp(path: string): void {
 }
 
 /**
- * Synchronously remove every tracked path (from a signal handler or 'exit', where nothing async runs). A write the
- * process had already handed to libuv's threads can still land in a directory being removed (ENOTEMPTY): retried.
+ * Synchronously remove every tracked path (from a signal handler or 'exit', where nothing async runs). File work
+ * already handed to libuv's threads goes on meanwhile: a write can land in a directory being removed (ENOTEMPTY:
+ * retried), and a mkdir or rename can create a tracked path just after it was removed, so a second pass follows a
+ * moment later.
  */
 export function removeTrackedSync(): void {
+  if (live.size === 0) return;
+  for (const path of live) removeRetryingSync(path);
+  pauseSync(SETTLE_MS);
   for (const path of live) removeRetryingSync(path);
   live.clear();
+}
+
+/** How long file operations already queued on libuv's threads get to land before the second pass. */
+const SETTLE_MS = 50;
+
+function pauseSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** rmSync, tried again (20 ms apart, for up to half a second) while files keep appearing in the directory. */
@@ -94,7 +106,7 @@ function removeRetryingSync(path: string): void {
       return;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOTEMPTY') return; // best effort while exiting
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+      pauseSync(20);
     }
   }
 }
