@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { cp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -6,7 +7,7 @@ import { test } from 'node:test';
 import type { Tensor2D } from '@imgpipe/engines/tfjs-parts';
 import { buildTinyConvBackbone, makeTempDir } from '@imgpipe/test-utils';
 import { loadBackbone, Head, loadModel, saveModelDir, loadTf } from '@imgpipe/engines';
-import { InputError, listModelFiles, readModelCard, sha256, type ModelCard, createRng } from '@imgpipe/kit';
+import { InputError, listModelFiles, readModelCard, removeTrackedSync, sha256, type ModelCard, createRng } from '@imgpipe/kit';
 
 const { tf } = await loadTf('wasm');
 
@@ -225,4 +226,22 @@ test('loadModel refuses a model directory with a changed, missing, extra or link
   }
   const model = await loadModel(modelDir, { device: 'wasm' });
   await model.dispose();
+});
+
+test('saveModelDir tracks its temp directory, so a signal that stops the process mid-save removes it', async () => {
+  await using dir = await makeTempDir();
+  const saving = savedOnnxModel(dir.path).then(
+    () => undefined,
+    () => undefined,
+  );
+  let temp: string | undefined;
+  for (let i = 0; i < 5000 && !temp; i++) {
+    temp = (await readdir(dir.path)).find((name) => name.startsWith('.model.') && name.endsWith('.tmp'));
+    if (!temp) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  assert.ok(temp, 'the save made its temp directory');
+  // What kit's signal handler does before exiting.
+  removeTrackedSync();
+  assert.equal(existsSync(join(dir.path, temp)), false, `${temp} removed`);
+  await saving;
 });

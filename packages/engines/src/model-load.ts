@@ -9,6 +9,8 @@ import {
   replaceDirectory,
   silentLogger,
   tempPathFor,
+  trackTemp,
+  untrackTemp,
   writeJsonAtomic,
   type Logger,
   type ModelCard,
@@ -40,6 +42,7 @@ export async function saveModelDir(dir: string, options: SaveModelDirOptions): P
   const { fileSaveHandler } = await import('./tfjs-io.js');
   const finalDir = resolve(dir);
   const temp = tempPathFor(finalDir);
+  trackTemp(temp); // removed if a signal stops the process while the model is written
   try {
     await mkdir(join(temp, 'backbone'), { recursive: true });
     if (options.backboneFiles.length === 0) throw new Error('saveModelDir: no backbone files');
@@ -62,6 +65,8 @@ export async function saveModelDir(dir: string, options: SaveModelDirOptions): P
   } catch (error) {
     await rm(temp, { recursive: true, force: true });
     throw error;
+  } finally {
+    untrackTemp(temp);
   }
 }
 

@@ -6,7 +6,6 @@ import {
   joinKey,
   listMultipartUploads,
   listObjects,
-  readPublication,
   type RetryOptions,
   type S3Client,
 } from '@imgpipe/s3';
@@ -89,8 +88,10 @@ export async function supersededKeys(
 
 /**
  * After the commit: delete what `manifest.superseded` names. Where other publishers are not excluded (a store that
- * ignores conditional writes), the manifest is read again first: if another publication has been committed since,
- * clean-up is left to it, and nothing a committed manifest lists is ever deleted. Returns the count.
+ * ignores conditional writes), nothing is deleted: between any check of the committed manifest and the delete,
+ * another publisher can commit a manifest that lists those very objects (seen in CI: a publication whose
+ * results.csv had just been deleted). They stay listed as superseded, so the first publication to a store that
+ * honours conditional writes removes them. Returns the count deleted.
  */
 export async function removeSuperseded(
   client: S3Client,
@@ -99,20 +100,15 @@ export async function removeSuperseded(
   manifest: PublicationManifest,
   options: RetryOptions & { exclusive: boolean },
 ): Promise<number> {
-  let doomed = manifest.superseded ?? [];
+  const doomed = manifest.superseded ?? [];
   if (!options.exclusive && doomed.length > 0) {
-    const now = await readPublication(client, bucket, prefix, options).catch(() => undefined);
-    if (now?.id !== manifest.id) {
-      options.log?.warn(
-        's3://%s/%s was replaced by another publication (%s) after this one was committed; leaving clean-up to it',
-        bucket,
-        joinKey(prefix, PUBLICATION_FILE),
-        now?.id ?? 'none',
-      );
-      return 0;
-    }
-    const listed = new Set(now.objects.map((o) => o.key));
-    doomed = doomed.filter((key) => !listed.has(key));
+    options.log?.warn(
+      "s3://%s/%s: the store ignores conditional writes, so the %d superseded objects are kept (listed in the manifest's superseded): another publisher may be committing a manifest that lists them",
+      bucket,
+      prefix,
+      doomed.length,
+    );
+    return 0;
   }
   await deleteObjects(
     client,
