@@ -1,12 +1,13 @@
 // DecodePool: prep-data's decode threads give decodeToTensor's pixels and its rejections, reason for reason.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { bombPng, buildPhotoSet, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import sharp from 'sharp';
-import { DecodePool, decodeToTensor, ImageRejected, type DecodeOptions } from '@imgpipe/images';
+import { DecodePool, decodeToTensor, identifyWhileStarting, ImageRejected, type DecodeOptions } from '@imgpipe/images';
+import { identifyFile } from '@imgpipe/images/file-identity';
 
 let temp: TempDir;
 let pool: DecodePool;
@@ -31,9 +32,16 @@ test('the pool decodes photos, EXIF-rotated JPEGs and PNGs to the same bytes as 
   ] satisfies DecodeOptions[]) {
     const paths = [...photos, rotated, png];
     const pooled = await Promise.all(paths.map((path) => pool.decode(path, options)));
+    // Written by the threads into shared memory: one buffer per image, next to each other, none overwritten.
+    const bytes = options.size * options.size * 3;
+    const shared = new SharedArrayBuffer(paths.length * bytes);
+    const targets = paths.map((_, i) => new Uint8Array(shared, i * bytes, bytes));
+    const intoShared = await Promise.all(paths.map((path, i) => pool.decode(path, options, targets[i])));
     for (const [index, path] of paths.entries()) {
       const direct = await decodeToTensor(path, options);
       assert.equal(Buffer.compare(Buffer.from(pooled[index]!), Buffer.from(direct)), 0, `${path} ${options.fit}`);
+      assert.equal(intoShared[index], targets[index], 'the answer is the shared buffer');
+      assert.equal(Buffer.compare(Buffer.from(targets[index]!), Buffer.from(direct)), 0, `${path} ${options.fit}, into shared memory`);
     }
   }
 });
@@ -78,4 +86,32 @@ test('rejections cross the thread with their reason, source, detail and hint', a
   }
   // The pool still answers after rejections.
   assert.equal((await pool.decode(join(temp.path, 'big.jpg'), { size: 8, fit: 'fill' })).length, 8 * 8 * 3);
+});
+
+test('decode into memory that is not shared is refused before anything is sent', () => {
+  assert.throws(() => pool.decode('x.jpg', { size: 8, fit: 'fill' }, new Uint8Array(8 * 8 * 3)), /SharedArrayBuffer/);
+});
+
+test('identifyWhileStarting: the same identities whether this thread, the threads or both hash the files', async () => {
+  const photos = await buildPhotoSet({ dir: join(temp.path, 'identify'), count: 40 });
+  const duplicate = join(temp.path, 'identify', 'copy.jpg');
+  await writeFile(duplicate, await readFile(photos[0]!));
+  const paths = [...photos, duplicate, join(temp.path, 'nowhere.jpg'), temp.path];
+  const expected = paths.map(identifyFile);
+  assert.equal(expected[photos.length]!.content, expected[0]!.content, 'a copy has the same content hash');
+  assert.equal(expected.at(-2)!.content, undefined, 'a missing file has no content');
+  assert.equal(expected.at(-1)!.content, undefined, 'a directory has no content');
+  let counted = 0;
+  const never = new Promise<DecodePool>(() => undefined);
+  assert.deepEqual(await identifyWhileStarting(paths, never, () => counted++), expected, 'threads still starting: all hashed here');
+  assert.equal(counted, paths.length);
+  assert.deepEqual(await identifyWhileStarting(paths, Promise.resolve(pool)), expected, 'threads ready');
+  const failed = Promise.reject(new Error('no threads'));
+  assert.deepEqual(await identifyWhileStarting(paths, failed), expected, 'threads that failed to start');
+  const starting = DecodePool.start(1);
+  try {
+    assert.deepEqual(await identifyWhileStarting(paths, starting), expected, 'threads that start part way');
+  } finally {
+    await (await starting).close();
+  }
 });

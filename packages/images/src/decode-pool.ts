@@ -2,25 +2,25 @@ import type { Worker } from 'node:worker_threads';
 import { FailureError, PendingReplies, startWorkers, type WorkerFailure } from '@imgpipe/kit';
 import { ImageRejected, type RejectReason } from './image-rejected.js';
 import type { DecodeOptions } from './image.js';
+import { identifyFile, type FileIdentity } from './file-identity.js';
 
-export type DecodeRequest = { id: number; path: string; options: DecodeOptions } | { id: number; path: string; identify: true };
+export type { FileIdentity } from './file-identity.js';
 
-/** A file's identity for finding duplicates: its real path (links resolved) and the sha256 of a regular file's bytes. */
-export interface FileIdentity {
-  real: string;
-  /** undefined when it is not a regular file or cannot be read (decoding then says why). */
-  content: string | undefined;
-}
+export type DecodeRequest = { id: number; path: string; options: DecodeOptions; into?: Uint8Array } | { id: number; identify: string[] };
 
 export type DecodeReply =
   | { type: 'ready' }
-  | { type: 'result'; id: number; pixels: Uint8Array }
-  | { type: 'identity'; id: number; identity: FileIdentity }
+  /** `pixels` is missing when they were written into the request's shared `into`. */
+  | { type: 'result'; id: number; pixels?: Uint8Array }
+  | { type: 'identities'; id: number; identities: FileIdentity[] }
   | { type: 'rejected'; id: number; reason: RejectReason; source: string; detail: string; hint?: string; cause?: string }
   | WorkerFailure;
 
 /** Requests kept in flight per thread, so that a thread never waits for its next request after a result. */
 const IN_FLIGHT_PER_THREAD = 2;
+
+/** Files hashed per message: one message per file cost more than hashing a photo. */
+const IDENTIFY_BATCH = 64;
 
 /**
  * Threads that each read, decode and resize whole images (decodeToTensorBlocking), or hash files: one message each way per image,
@@ -28,7 +28,9 @@ const IN_FLIGHT_PER_THREAD = 2;
  * decodeToTensor; rejections arrive as ImageRejected with the same reason and detail.
  */
 export class DecodePool {
-  private readonly pending = new PendingReplies<Uint8Array | FileIdentity>();
+  private readonly pending = new PendingReplies<Uint8Array | FileIdentity[]>();
+  /** Requests whose pixels the thread writes into shared memory, by id. */
+  private readonly targets = new Map<number, Uint8Array>();
   private readonly load: number[];
   private broken: Error | undefined;
   private closing = false;
@@ -39,8 +41,10 @@ export class DecodePool {
       worker.on('message', (reply: DecodeReply) => {
         if (reply.type === 'ready') return;
         this.load[index]! -= 1;
-        if (reply.type === 'result') this.pending.settle(reply.id, { value: reply.pixels });
-        else if (reply.type === 'identity') this.pending.settle(reply.id, { value: reply.identity });
+        const into = this.targets.get(reply.id);
+        this.targets.delete(reply.id);
+        if (reply.type === 'result') this.pending.settle(reply.id, { value: reply.pixels ?? into! });
+        else if (reply.type === 'identities') this.pending.settle(reply.id, { value: reply.identities });
         else if (reply.type === 'rejected') {
           const cause = reply.cause === undefined ? {} : { cause: new Error(reply.cause) };
           this.pending.settle(reply.id, {
@@ -73,17 +77,34 @@ export class DecodePool {
     return this.workers.length * IN_FLIGHT_PER_THREAD;
   }
 
-  /** decodeToTensor(path, options) on the least busy thread. */
-  decode(path: string, options: DecodeOptions): Promise<Uint8Array> {
-    return this.send<Uint8Array>((id) => ({ id, path, options }));
+  /**
+   * decodeToTensor(path, options) on the least busy thread. With `into` (size * size * 3 bytes of a SharedArrayBuffer)
+   * the thread writes the pixels there and the answer is `into`: no buffer is made or moved per image.
+   */
+  decode(path: string, options: DecodeOptions, into?: Uint8Array): Promise<Uint8Array> {
+    if (into && !(into.buffer instanceof SharedArrayBuffer)) throw new TypeError('DecodePool.decode: `into` must be a view of a SharedArrayBuffer');
+    return this.send<Uint8Array>((id) => {
+      if (into) this.targets.set(id, into);
+      return { id, path, options, ...(into ? { into } : {}) };
+    });
   }
 
-  /** The file's real path and content hash, read on a thread (prep-data's duplicate check reads every file first). */
-  identify(path: string): Promise<FileIdentity> {
-    return this.send<FileIdentity>((id) => ({ id, path, identify: true }));
+  /** The files' real paths and content hashes (identifyFile), read on the threads in batches; `onEach` counts them. */
+  async identifyAll(paths: readonly string[], onEach?: () => void): Promise<FileIdentity[]> {
+    const batches: Promise<FileIdentity[]>[] = [];
+    for (let start = 0; start < paths.length; start += IDENTIFY_BATCH) {
+      const batch = paths.slice(start, start + IDENTIFY_BATCH);
+      batches.push(
+        this.send<FileIdentity[]>((id) => ({ id, identify: batch })).then((identities) => {
+          if (onEach) for (const _ of identities) onEach();
+          return identities;
+        }),
+      );
+    }
+    return (await Promise.all(batches)).flat();
   }
 
-  private send<R extends Uint8Array | FileIdentity>(request: (id: number) => DecodeRequest): Promise<R> {
+  private send<R extends Uint8Array | FileIdentity[]>(request: (id: number) => DecodeRequest): Promise<R> {
     if (this.broken) return Promise.reject(this.broken);
     let index = 0;
     for (let i = 1; i < this.workers.length; i++) if (this.load[i]! < this.load[index]!) index = i;
@@ -96,10 +117,39 @@ export class DecodePool {
   private failAll(error: Error) {
     this.broken ??= new FailureError(`image decoding: a worker crashed: ${error.message}`, { cause: error });
     this.pending.failAll(this.broken);
+    this.targets.clear();
   }
 
   async close(): Promise<void> {
     this.closing = true;
     await Promise.all(this.workers.map((worker) => worker.terminate()));
   }
+}
+
+/**
+ * identifyAll on threads that are still starting (DecodePool.start's promise): until they are ready, the calling
+ * thread hashes files itself, a few at a time between turns of the event loop, so that their start-up (a tenth of a
+ * second) is not waited out; the threads take the rest. Without threads (they failed to start) it hashes them all.
+ */
+export async function identifyWhileStarting(paths: readonly string[], threads: Promise<DecodePool>, onEach?: () => void): Promise<FileIdentity[]> {
+  let ready: DecodePool | undefined;
+  let failed = false;
+  threads.then(
+    (pool) => {
+      ready = pool;
+    },
+    () => {
+      failed = true;
+    },
+  );
+  const identities: FileIdentity[] = [];
+  while (identities.length < paths.length && !ready) {
+    for (const path of paths.slice(identities.length, identities.length + 8)) {
+      identities.push(identifyFile(path));
+      onEach?.();
+    }
+    if (!failed) await new Promise((resolve) => setImmediate(resolve));
+  }
+  if (identities.length === paths.length) return identities;
+  return [...identities, ...(await ready!.identifyAll(paths.slice(identities.length), onEach))];
 }

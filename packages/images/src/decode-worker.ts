@@ -1,40 +1,29 @@
 import { parentPort } from 'node:worker_threads';
-import { realpathSync } from 'node:fs';
-import { sha256FileSync } from '@imgpipe/kit';
-import type { DecodeReply, DecodeRequest, FileIdentity } from './decode-pool.js';
+import type { DecodeReply, DecodeRequest } from './decode-pool.js';
+import { identifyFile } from './file-identity.js';
 import { ImageRejected } from './image-rejected.js';
 import { decodeToTensorBlocking } from './image.js';
 
-/** The thread side of DecodePool: one image (or file to hash) per request, the pixels moved (not copied) back. */
+/**
+ * The thread side of DecodePool: one image (or file to hash) per request, the pixels written into the request's shared
+ * memory or moved (not copied) back.
+ */
 const port = parentPort!;
 const post = (reply: DecodeReply, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);
 
-/** The file's identity; a file that cannot be resolved or read has none of that part, as kit's async readers. */
-function identify(path: string): FileIdentity {
-  let real = path;
-  try {
-    real = realpathSync(path);
-  } catch {
-    // a missing file keeps its path; decoding rejects it
-  }
-  let content: string | undefined;
-  try {
-    content = sha256FileSync(path);
-  } catch {
-    content = undefined;
-  }
-  return { real, content };
-}
-
 port.on('message', async (request: DecodeRequest) => {
-  const { id, path } = request;
+  const { id } = request;
   if ('identify' in request) {
-    post({ type: 'identity', id, identity: identify(path) });
+    post({ type: 'identities', id, identities: request.identify.map(identifyFile) });
     return;
   }
-  const { options } = request;
+  const { path, options, into } = request;
   try {
-    const pixels = await decodeToTensorBlocking(path, options);
+    const pixels = await decodeToTensorBlocking(path, options, into);
+    if (into) {
+      post({ type: 'result', id });
+      return;
+    }
     const whole = pixels.byteOffset === 0 && pixels.byteLength === pixels.buffer.byteLength;
     try {
       post({ type: 'result', id, pixels }, whole ? [pixels.buffer as ArrayBuffer] : []);

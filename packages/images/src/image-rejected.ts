@@ -1,4 +1,4 @@
-import { InputError } from '@imgpipe/kit';
+import { InputError } from '@imgpipe/kit/errors';
 
 export type RejectReason =
   | 'missing'

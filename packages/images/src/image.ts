@@ -2,10 +2,10 @@ import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { Fit } from '@imgpipe/kit';
 import { ImageRejected } from './image-rejected.js';
-import { decodesWithTurbo, SHRINK_ON_LOAD_FROM, withJpegUpright } from './jpeg-decode.js';
+import { decodeJpegResized, decodesWithTurbo, SHRINK_ON_LOAD_FROM } from './jpeg-decode.js';
 import { readJpegHeader } from './jpeg-header.js';
 import { JPEG_TURBO_VERSION } from './jpeg-turbo.js';
-import { RESIZE_IDENTITY, resizeRgb } from './resize.js';
+import { RESIZE_IDENTITY } from './resize.js';
 import { sniffImageFormat, type ImageFormat } from './image-format.js';
 import { loadSharp, openImage } from './sharp-module.js';
 
@@ -103,16 +103,17 @@ export function decodeToTensor(input: Buffer | string, options: DecodeOptions): 
 
 /**
  * decodeToTensor for a thread that does nothing else (a decode worker, see decode-pool.ts): the file is read and a
- * plain JPEG decoded on the calling thread, without the round trips to libuv's thread pool. Same pixels.
+ * plain JPEG decoded on the calling thread, without the round trips to libuv's thread pool. Same pixels, written into
+ * `into` (size * size * 3 bytes) when given, so that a caller that reuses its buffers allocates nothing per image.
  */
-export function decodeToTensorBlocking(input: Buffer | string, options: DecodeOptions): Promise<Uint8Array> {
-  return decodeImage(input, options, true);
+export function decodeToTensorBlocking(input: Buffer | string, options: DecodeOptions, into?: Uint8Array): Promise<Uint8Array> {
+  return decodeImage(input, options, true, into);
 }
 
-async function decodeImage(input: Buffer | string, options: DecodeOptions, blocking: boolean): Promise<Uint8Array> {
+async function decodeImage(input: Buffer | string, options: DecodeOptions, blocking: boolean, into?: Uint8Array): Promise<Uint8Array> {
   const scratch = blocking && typeof input === 'string' ? takeReadScratch() : undefined;
   try {
-    return await decodeRead(input, options, blocking, scratch);
+    return await decodeRead(input, options, blocking, scratch, into);
   } finally {
     if (scratch) readScratch = scratch;
   }
@@ -130,7 +131,13 @@ function takeReadScratch(): Buffer {
   return taken;
 }
 
-async function decodeRead(input: Buffer | string, options: DecodeOptions, blocking: boolean, scratch: Buffer | undefined): Promise<Uint8Array> {
+async function decodeRead(
+  input: Buffer | string,
+  options: DecodeOptions,
+  blocking: boolean,
+  scratch: Buffer | undefined,
+  into: Uint8Array | undefined,
+): Promise<Uint8Array> {
   const { size, fit } = options;
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   const source = typeof input === 'string' ? input : 'image';
@@ -139,8 +146,7 @@ async function decodeRead(input: Buffer | string, options: DecodeOptions, blocki
   if (bytes === 0) throw new ImageRejected('empty', source, 'the file is empty (0 bytes)');
   if (options.formats && typeof data !== 'string') checkFormat(data, options.formats, source);
   const jpeg = typeof data === 'string' ? undefined : decodesWithTurbo(data, size, maxPixels);
-  if (jpeg && typeof data !== 'string')
-    return withJpegUpright(data, jpeg, source, (upright) => resizeRgb(upright.data, upright.width, upright.height, size, fit), blocking || undefined);
+  if (jpeg && typeof data !== 'string') return decodeJpegResized(data, jpeg, source, { size, fit, into }, blocking || undefined);
   try {
     const image = await openImage(data, { maxPixels, timeoutSeconds: options.timeoutSeconds });
     const { data: pixels, info } = await image
@@ -154,7 +160,9 @@ async function decodeRead(input: Buffer | string, options: DecodeOptions, blocki
     if (info.channels !== 3 || info.width !== size || info.height !== size || pixels.length !== size * size * 3) {
       throw new ImageRejected('unreadable', source, `decoded to ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
     }
-    return new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.length);
+    if (!into) return new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.length);
+    into.set(pixels);
+    return into;
   } catch (error) {
     if (error instanceof ImageRejected) throw error;
     throw await rejectionOf(error, data, source, bytes, maxPixels);

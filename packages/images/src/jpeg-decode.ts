@@ -1,8 +1,10 @@
 import { ImageRejected } from './image-rejected.js';
 import { readJpegHeader } from './jpeg-header.js';
-import { decodeJpegRgb, JPEG_TURBO_VERSION } from './jpeg-turbo.js';
+import { decodeJpegRgb, decodeJpegRgbInto, JPEG_TURBO_VERSION } from './jpeg-turbo.js';
 import type { JpegHeader } from './jpeg-header.js';
 import { orientRgb } from './orient.js';
+import { prepareResize, resizeRgb } from './resize.js';
+import type { Fit } from '@imgpipe/kit';
 
 /**
  * Largest JPEG decoded by libjpeg-turbo at full size; larger ones go through sharp, whose decoder shrinks them by
@@ -63,4 +65,30 @@ export async function withJpegUpright<T>(
   } finally {
     decoded.release();
   }
+}
+
+/**
+ * Decode an eligible JPEG (decodesWithTurbo gave its header) and resize it to size x size, into `into` when given.
+ * Blocking decodes of upright pictures write straight into the resize's memory, saving a copy of the full-size
+ * picture; the rest go through withJpegUpright. Same pixels either way.
+ */
+export async function decodeJpegResized(
+  bytes: Buffer,
+  header: JpegHeader,
+  source: string,
+  target: { size: number; fit: Fit; into?: Uint8Array | undefined },
+  blocking?: boolean,
+): Promise<Uint8Array> {
+  const { size, fit, into } = target;
+  const upright = header.orientation <= 1 || header.orientation > 8;
+  if (!upright || !(blocking ?? header.width * header.height <= BLOCKING_DECODE_MAX_PIXELS)) {
+    return withJpegUpright(bytes, header, source, (image) => resizeRgb(image.data, image.width, image.height, size, fit, into), blocking);
+  }
+  const prepared = prepareResize(header.width, header.height, size, fit);
+  try {
+    decodeJpegRgbInto(bytes, prepared.source);
+  } catch (error) {
+    throw new ImageRejected('unreadable', source, 'cannot decode: truncated or corrupt image data', { cause: error });
+  }
+  return prepared.run(into);
 }

@@ -4,10 +4,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import { decodeToTensor, decodeWithView, ImageRejected, imagePipelineInfo } from '@imgpipe/images';
-import { decodesWithTurbo } from '@imgpipe/images/jpeg-decode';
+import { decodeJpegResized, decodesWithTurbo } from '@imgpipe/images/jpeg-decode';
 import { decodeJpegRgb } from '@imgpipe/images/jpeg-turbo';
 import { readJpegHeader } from '@imgpipe/images/jpeg-header';
-import { coefficients, resizeRgb } from '@imgpipe/images/resize';
+import { coefficients, prepareResize, resizeRgb } from '@imgpipe/images/resize';
 
 /** A smooth picture with detail (so every resize tap matters), as raw RGB. */
 function picture(width: number, height: number): Uint8Array {
@@ -110,6 +110,44 @@ describe('the libjpeg-turbo path', () => {
       let sum = 0;
       for (let k = 0; k < weights.counts[o]!; k++) sum += weights.weights[o * weights.taps + k]!;
       assert.equal(sum, 16384, 'fixed-point weights sum to one');
+    }
+  });
+
+  it('a prepared resize runs only while it is the latest, and writes into a given buffer', () => {
+    const [width, height, size] = [131, 97, 48];
+    const data = picture(width, height);
+    const expected = resizeRgb(data, width, height, size, 'fill');
+    const first = prepareResize(width, height, size, 'fill');
+    prepareResize(50, 50, 16, 'fill');
+    assert.throws(() => first.run(), /another resize was prepared/);
+    const into = new Uint8Array(size * size * 3);
+    assert.equal(resizeRgb(data, width, height, size, 'fill', into), into);
+    assert.equal(differing(into, expected), 0);
+    assert.throws(() => resizeRgb(data, width, height, size, 'fill', new Uint8Array(10)), /target/);
+  });
+
+  it('a JPEG decoded straight into the resize gives the pixels of a decode then a resize', async () => {
+    // Widths whose rows are not a multiple of 16 bytes: the vertical pass reads past each source row.
+    for (const [width, height, size, fit] of [
+      [373, 301, 224, 'fill'],
+      [500, 375, 224, 'cover'],
+      [61, 45, 32, 'fill'],
+      [640, 427, 100, 'cover'],
+    ] as const) {
+      const jpeg = await sharp(picture(width, height), { raw: { width, height, channels: 3 } })
+        .jpeg({ quality: 85 })
+        .toBuffer();
+      const header = readJpegHeader(jpeg)!;
+      const full = await decodeJpegRgb(jpeg, width * height); // never released: the test keeps it
+      const expected = resizeRgb(full.data, width, height, size, fit);
+      const inPlace = await decodeJpegResized(jpeg, header, 'test', { size, fit }, true);
+      const viaCopy = await decodeJpegResized(jpeg, header, 'test', { size, fit }, false);
+      assert.equal(differing(inPlace, expected), 0, `${width}x${height} ${fit}, in place`);
+      assert.equal(differing(viaCopy, expected), 0, `${width}x${height} ${fit}, on libuv's pool`);
+      await assert.rejects(
+        decodeJpegResized(jpeg.subarray(0, jpeg.length >> 1), header, 'half.jpg', { size, fit }, true),
+        (error: unknown) => error instanceof ImageRejected && error.reason === 'unreadable' && error.source === 'half.jpg',
+      );
     }
   });
 

@@ -64,6 +64,16 @@ export async function decodeJpegRgb(bytes: Buffer, pixels: number, blocking = fa
 }
 
 /**
+ * Decode a JPEG to 8-bit RGB at full size on the calling thread, into `out` (exactly width * height * 3 bytes, from its
+ * header), e.g. the source of a prepared resize; throws on corrupt or truncated data.
+ */
+export function decodeJpegRgbInto(bytes: Buffer, out: Uint8Array): void {
+  turbo ??= require('@julusian/jpeg-turbo') as TurboJpeg;
+  const decoded = turbo.decompressSync(bytes, Buffer.from(out.buffer, out.byteOffset, out.byteLength), { format: turbo.FORMAT_RGB });
+  if (decoded.width * decoded.height * 3 !== out.byteLength) throw new Error(`decoded ${decoded.width}x${decoded.height}, not the header's size`);
+}
+
+/**
  * Encode 8-bit RGB as a baseline JPEG (4:2:0, plain Huffman tables) on the calling thread: for serve's echo, where
  * sharp's pipeline costs more than the encoding itself for a photo-sized picture.
  */

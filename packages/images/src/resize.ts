@@ -107,21 +107,36 @@ function loadKernels(): Kernels {
 
 const align16 = (n: number) => (n + 15) & ~15;
 
-/** Resize width x height RGB pixels (rows top to bottom) to size x size: size * size * 3 bytes. */
-export function resizeRgb(pixels: Uint8Array, width: number, height: number, size: number, fit: Fit): Uint8Array {
-  if (pixels.length < width * height * 3)
-    throw new RangeError(`resizeRgb: expected ${width * height * 3} bytes for ${width}x${height}, got ${pixels.length}`);
+/** A resize whose source pixels are written straight into the kernels' memory (see prepareResize). */
+interface PreparedResize {
+  /** width * height * 3 bytes for the source pixels (rows top to bottom, unpadded), valid until `run`. */
+  source: Uint8Array;
+  /** Resize into `into` (size * size * 3 bytes) when given, else into a new array; returns the pixels. */
+  run(into?: Uint8Array): Uint8Array;
+}
+
+/** Bumped by every prepareResize: the kernels have one memory, so only the latest prepared resize may run. */
+let generation = 0;
+
+/**
+ * Lay out a resize of width x height RGB pixels to size x size in the kernels' memory. The caller writes the source
+ * pixels into `source` (a decoder can write there directly, saving a copy of the full-size picture) and calls `run`
+ * before preparing another resize.
+ */
+export function prepareResize(width: number, height: number, size: number, fit: Fit): PreparedResize {
   const side = Math.min(width, height);
   const [spanX, spanY] = fit === 'cover' ? [side, side] : [width, height];
   const horizontal = coefficients(width, size, (width - spanX) / 2, spanX);
   const vertical = coefficients(height, size, (height - spanY) / 2, spanY);
   const rowBytes = width * 3;
+  // The vertical pass works in whole 16-byte groups: it reads up to 15 bytes past a source row (the next row's, or
+  // the spare bytes after the last one) and writes rows of `stride` bytes.
   const stride = align16(rowBytes);
-  // Memory: source rows (padded to 16 bytes: the SIMD passes read whole 16-byte groups), the vertical pass's rows,
-  // the output (with spare bytes for the 4-byte stores), then the coefficient tables.
+  // Memory: source rows, the vertical pass's rows, the output (with spare bytes for the 4-byte stores), then the
+  // coefficient tables.
   const hWeights = horizontal.weights8 ?? horizontal.weights;
   const layout = [
-    stride * height,
+    rowBytes * height + 16,
     stride * size + 16,
     size * size * 3 + 16,
     vertical.starts.byteLength,
@@ -152,8 +167,6 @@ export function resizeRgb(pixels: Uint8Array, width: number, height: number, siz
     number,
     number,
   ];
-  if (stride === rowBytes) heap.set(pixels.subarray(0, rowBytes * height), src);
-  else for (let y = 0; y < height; y++) heap.set(pixels.subarray(y * rowBytes, (y + 1) * rowBytes), src + y * stride);
   const put = (table: Int32Array | Int16Array, at: number) => heap.set(new Uint8Array(table.buffer, table.byteOffset, table.byteLength), at);
   put(vertical.starts, vStarts);
   put(vertical.counts, vCounts);
@@ -161,8 +174,28 @@ export function resizeRgb(pixels: Uint8Array, width: number, height: number, siz
   put(horizontal.starts, hStarts);
   put(horizontal.counts, hCounts);
   put(hWeights, hWeightsAt);
-  k.vertical(src, stride, mid, stride, size, stride, vStarts, vCounts, vWeights, vertical.taps);
-  if (horizontal.weights8) k.horizontal5(mid, stride, out, size, size, hStarts, hWeightsAt);
-  else k.horizontal(mid, stride, out, size, size, hStarts, hCounts, hWeightsAt, horizontal.taps);
-  return heap.slice(out, out + size * size * 3);
+  const prepared = ++generation;
+  return {
+    source: heap.subarray(src, src + rowBytes * height),
+    run(into?: Uint8Array): Uint8Array {
+      if (prepared !== generation) throw new Error('resize: another resize was prepared before this one ran');
+      if (into && into.length !== size * size * 3) throw new RangeError(`resize: expected a ${size * size * 3}-byte target, got ${into.length}`);
+      k.vertical(src, rowBytes, mid, stride, size, stride, vStarts, vCounts, vWeights, vertical.taps);
+      if (horizontal.weights8) k.horizontal5(mid, stride, out, size, size, hStarts, hWeightsAt);
+      else k.horizontal(mid, stride, out, size, size, hStarts, hCounts, hWeightsAt, horizontal.taps);
+      const result = heap.subarray(out, out + size * size * 3);
+      if (!into) return result.slice();
+      into.set(result);
+      return into;
+    },
+  };
+}
+
+/** Resize width x height RGB pixels (rows top to bottom) to size x size: size * size * 3 bytes, in `into` when given. */
+export function resizeRgb(pixels: Uint8Array, width: number, height: number, size: number, fit: Fit, into?: Uint8Array): Uint8Array {
+  if (pixels.length < width * height * 3)
+    throw new RangeError(`resizeRgb: expected ${width * height * 3} bytes for ${width}x${height}, got ${pixels.length}`);
+  const prepared = prepareResize(width, height, size, fit);
+  prepared.source.set(pixels.subarray(0, width * height * 3));
+  return prepared.run(into);
 }

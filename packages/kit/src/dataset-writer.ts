@@ -1,4 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
+import { writeSync } from 'node:fs';
 import { open, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { csvString } from './csv.js';
@@ -31,16 +32,27 @@ interface SplitOutput {
   handle: FileHandle;
   hash: Hash;
   bytes: number;
+  /** Bytes written when the last early flush started, and that flush while it runs (see EARLY_FLUSH_BYTES). */
+  flushedAt: number;
+  flushing: Promise<void> | undefined;
   rows: Record<string, unknown>[];
   perClass: number[];
 }
 
-async function writeAll(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+/**
+ * Every this many bytes a pixel file's data so far is flushed to disk in the background (fdatasync on libuv's pool),
+ * so that the fsync before the directory is renamed into place finds little left to write: measured, that final
+ * fsync otherwise held prep-data idle for a tenth of its wall time.
+ */
+const EARLY_FLUSH_BYTES = 32 * 1024 * 1024;
+
+/**
+ * On the calling thread: an image is a few hundred kilobytes into the page cache, where a hop to libuv's pool and back
+ * costs more than the write (measured in prep-data's profile).
+ */
+function writeAll(handle: FileHandle, data: Uint8Array, position: number): void {
   let offset = 0;
-  while (offset < data.length) {
-    const { bytesWritten } = await handle.write(data, offset, data.length - offset, position + offset);
-    offset += bytesWritten;
-  }
+  while (offset < data.length) offset += writeSync(handle.fd, data, offset, data.length - offset, position + offset);
 }
 
 /**
@@ -65,6 +77,8 @@ export class SplitFilesWriter {
           handle: await open(join(dir, `${prefix}${splitPixelsFile(split)}`), 'w'),
           hash: createHash('sha256'),
           bytes: 0,
+          flushedAt: 0,
+          flushing: undefined,
           rows: [],
           perClass: options.classes.map(() => 0),
         };
@@ -80,18 +94,29 @@ export class SplitFilesWriter {
     return join(this.dir, `${this.prefix}${splitPixelsFile(split)}`);
   }
 
-  /** Append one image and its row; returns its position in the split. */
+  /** Append one image and its row, written before this returns (so `pixels` may be reused); its position in the split. */
   async append(split: SplitName, pixels: Uint8Array, row: SplitRowInput): Promise<number> {
     const output = this.outputs[split];
     output.hash.update(pixels);
-    await withFileErrors(this.pixelsPath(split), () => writeAll(output.handle, pixels, output.bytes));
+    await withFileErrors(this.pixelsPath(split), async () => writeAll(output.handle, pixels, output.bytes));
     output.bytes += pixels.length;
+    if (output.bytes - output.flushedAt >= EARLY_FLUSH_BYTES && !output.flushing) {
+      output.flushedAt = output.bytes;
+      // A failure here shows again in the fsync that makes the files durable, which reports it.
+      output.flushing = output.handle
+        .datasync()
+        .catch(() => undefined)
+        .finally(() => {
+          output.flushing = undefined;
+        });
+    }
     output.rows.push({ index: output.rows.length, ...row });
     output.perClass[row.label]! += 1;
     return output.rows.length - 1;
   }
 
   async close(): Promise<void> {
+    await Promise.all(SPLIT_NAMES.map((split) => this.outputs[split].flushing));
     await Promise.all(SPLIT_NAMES.map((split) => this.outputs[split].handle.close().catch(() => undefined)));
   }
 

@@ -44,10 +44,18 @@ export const prepDataCli: ToolCli = {
     ['$0 --csv images.csv --decisions label-decisions.csv --out prep/', "Apply the decisions made on review-labels' page"],
   ],
   async run(args, context) {
-    const options = await cliOptions(args, context);
+    const { closeDecodeThreads, runPrepData, startDecodeThreads } = await import('./prep.js');
+    // The threads start (a tenth of a second) while the CSV is read, or while the download before the pipe finishes.
+    const decodeThreads = startDecodeThreads(args.concurrency as number | undefined);
+    let options: Awaited<ReturnType<typeof cliOptions>>;
+    try {
+      options = await cliOptions(args, context);
+    } catch (error) {
+      await closeDecodeThreads(decodeThreads);
+      throw error;
+    }
     exitCleanlyOnSignals();
-    const { runPrepData } = await import('./prep.js');
-    const result = await runPrepData(options);
+    const result = await runPrepData({ ...options, decodeThreads });
     writePointer(context.stdout, result.pointer);
   },
 };

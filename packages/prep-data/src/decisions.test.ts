@@ -143,4 +143,9 @@ test('a bad decisions file is exit 2 naming its lines; nothing is built', async 
   const missing = await prepCli(['--csv', csvPath, '--decisions', 'nope.csv', '--out', 'bad-out']);
   assert.equal(missing.code, 2);
   assert.match(missing.err, /--decisions nope.csv: cannot read the file \(ENOENT\)/);
+  // The decode threads, started before the CSV is read, are closed again: a thread left running would keep this
+  // test process alive.
+  const noCsv = await prepCli(['--csv', 'nope.csv', '--out', 'bad-out']);
+  assert.equal(noCsv.code, 2);
+  assert.match(noCsv.err, /--csv nope.csv: cannot read the file \(ENOENT\)/);
 });

@@ -32,10 +32,20 @@ export async function* orderedMap<T, R>(
   }
 }
 
-/** Decode one image; a rejection becomes an outcome, anything else (a bug, out of memory) propagates. */
-export async function decodeOutcome(pool: DecodePool, path: string, options: DecodeOptions): Promise<DecodeOutcome> {
+/**
+ * `count` buffers of `bytes` each in one SharedArrayBuffer, for the decode threads to write images into: item i gets
+ * buffer i % count, so nothing is allocated or moved per image.
+ */
+export function sharedBuffers(count: number, bytes: number): (index: number) => Uint8Array {
+  const memory = new SharedArrayBuffer(count * bytes);
+  const views = Array.from({ length: count }, (_, i) => new Uint8Array(memory, i * bytes, bytes));
+  return (index) => views[index % count]!;
+}
+
+/** Decode one image (into `into` when given); a rejection becomes an outcome, anything else (a bug, out of memory) propagates. */
+export async function decodeOutcome(pool: DecodePool, path: string, options: DecodeOptions, into?: Uint8Array): Promise<DecodeOutcome> {
   try {
-    return { ok: true, pixels: await pool.decode(path, options) };
+    return { ok: true, pixels: await pool.decode(path, options, into) };
   } catch (error) {
     if (error instanceof ImageRejected)
       return {

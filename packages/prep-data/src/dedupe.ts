@@ -1,6 +1,5 @@
-import type { DecodePool } from '@imgpipe/images';
+import { identifyWhileStarting, type DecodePool } from '@imgpipe/images';
 import type { Progress } from '@imgpipe/kit';
-import pLimit from 'p-limit';
 import type { EarlyReject, PrepItem } from './prep-item.js';
 
 /**
@@ -8,11 +7,12 @@ import type { EarlyReject, PrepItem } from './prep-item.js';
  * `//`, `../x/`, symbolic links: compared by real path), or the same bytes under another name (by the sha256 of
  * the file as it is now: download-s3's local_sha256 column may be older than an edit in place). The first row is
  * kept; later ones are rejected as `duplicate`. Sets each kept item's contentSha256 (undefined when the file
- * cannot be read or is not a regular file: decoding rejects it later). Files are read on the pool's threads.
+ * cannot be read or is not a regular file: decoding rejects it later). Files are read on the decode threads, and on
+ * this one while those start.
  */
 export async function dedupeItems(
   items: readonly PrepItem[],
-  pool: DecodePool,
+  threads: Promise<DecodePool>,
   progress?: Progress,
 ): Promise<{ kept: PrepItem[]; duplicates: EarlyReject[] }> {
   const bySource = new Map<string, PrepItem>();
@@ -27,11 +27,11 @@ export async function dedupeItems(
       detail: `${how} as line ${first.line} (${first.row.local_image ?? first.source}); kept there so it is in one split only`,
     });
   // Only regular files are read: opening a FIFO blocks for ever, /dev/zero never ends (decoding rejects both).
-  const identities = await pLimit(4 * pool.concurrency).map(items, async (item) => {
-    const identity = await pool.identify(item.path);
-    progress?.increment();
-    return identity;
-  });
+  const identities = await identifyWhileStarting(
+    items.map((item) => item.path),
+    threads,
+    () => progress?.increment(),
+  );
   progress?.finish();
   items.forEach((item, index) => {
     const { real, content } = identities[index]!;

@@ -29,7 +29,7 @@ export async function parsePrepInput(
   text: Buffer,
   source: string,
   cwd: string,
-  pool: DecodePool,
+  threads: Promise<DecodePool>,
   options: { progress?: (total: number) => Progress } = {},
 ): Promise<PrepInput> {
   const { columns, records } = await readCsv(Readable.from([text]), { source, required: REQUIRED_COLUMNS });
@@ -72,7 +72,7 @@ export async function parsePrepInput(
     else listed.push(item);
   }
   // Every file is read once here (its sha256): for a large CSV the first long step, so it shows progress.
-  const { kept, duplicates } = await dedupeItems(listed, pool, options.progress?.(listed.length));
+  const { kept, duplicates } = await dedupeItems(listed, threads, options.progress?.(listed.length));
   early.push(...duplicates);
   return { columns, classes, items: kept, early };
 }

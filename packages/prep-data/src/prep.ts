@@ -32,7 +32,7 @@ import {
 } from '@imgpipe/kit';
 import { checkOutTarget } from './out-dir.js';
 import { DecodePool, DEFAULT_MAX_PIXELS, imageEngineVersions, imagePipelineInfo, tuneImageEngine } from '@imgpipe/images';
-import { decodeOutcome, orderedMap } from './decode-pass.js';
+import { decodeOutcome, orderedMap, sharedBuffers } from './decode-pass.js';
 import { applyDecisions, type DecisionsInput } from './decisions.js';
 import { parsePrepInput } from './input.js';
 import { regroup, SplitWriter, type Placed } from './write-splits.js';
@@ -58,6 +58,8 @@ export interface PrepDataOptions {
   waitLockSeconds?: number;
   /** Threads decoding images (default: the number of cores). */
   concurrency?: number;
+  /** The decode threads, when started early (startDecodeThreads: they take a tenth of a second); closed when done. */
+  decodeThreads?: Promise<DecodePool>;
   /** Review decisions to apply (label-decisions.csv): drops and relabels, matched by image content. */
   decisions?: DecisionsInput;
   log?: Logger;
@@ -75,18 +77,43 @@ interface PrepDataResult {
   seconds: number;
 }
 
+/**
+ * Start prep-data's decode threads (default: one per core) without waiting for them, so that they start while the
+ * caller reads its input; pass the promise to runPrepData as decodeThreads.
+ */
+export function startDecodeThreads(concurrency = availableParallelism()): Promise<DecodePool> {
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`expected --concurrency to be a positive integer, got ${concurrency}`);
+  const starting = DecodePool.start(concurrency);
+  starting.catch(() => undefined); // awaited by runPrepData, or closed unused by closeDecodeThreads
+  return starting;
+}
+
+/** Close decode threads from startDecodeThreads (nothing to do when they failed to start). */
+export async function closeDecodeThreads(starting: Promise<DecodePool>): Promise<void> {
+  const pool = await starting.catch(() => undefined);
+  await pool?.close();
+}
+
 /** Decode, resize and split the images of a CSV into a dataset directory (see docs/internals.md). */
 export async function runPrepData(options: PrepDataOptions): Promise<PrepDataResult> {
+  const threads = options.decodeThreads ?? startDecodeThreads(options.concurrency);
+  try {
+    return await prepare(options, threads);
+  } finally {
+    await closeDecodeThreads(threads);
+  }
+}
+
+async function prepare(options: PrepDataOptions, threads: Promise<DecodePool>): Promise<PrepDataResult> {
   const started = Date.now();
+  const phases: Phases = { started: performance.now(), hashed: 0 };
   const log = options.log ?? silentLogger;
   const fit = options.fit ?? 'fill';
   const method = options.splitBy ?? 'random';
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
-  const concurrency = options.concurrency ?? availableParallelism();
   const { size, fractions, seed, out } = options;
   checkFractions(fractions);
   if (!Number.isInteger(size) || size < 1) throw new UsageError(`expected --img-dimensions to be a positive integer, got ${size}`);
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`expected --concurrency to be a positive integer, got ${concurrency}`);
 
   const sourceSha = sha256(options.csv);
   const preprocessing = { ...(await imagePipelineInfo()), fit, max_pixels: maxPixels };
@@ -112,57 +139,62 @@ export async function runPrepData(options: PrepDataOptions): Promise<PrepDataRes
     ...(options.onProgress ? { onEvent: options.onProgress } : {}),
   };
   // One set of threads reads every file: first to hash it (duplicates, the up-to-date check), then to decode it.
-  const pool = await DecodePool.start(concurrency);
+  // This thread hashes files too until they have started.
+  const parsed = await parsePrepInput(options.csv, options.csvSource, cwd, threads, {
+    progress: (total) => createProgress({ ...progressOptions, label: 'prep-data: hash', total }),
+  });
+  phases.hashed = performance.now();
+  const pool = await threads;
+  const reviewed = options.decisions ? await applyDecisions(parsed.items, parsed.classes, options.decisions, log) : undefined;
+  const input = reviewed ? { ...parsed, items: reviewed.items, early: [...parsed.early, ...reviewed.dropped] } : parsed;
+  const lock = await acquireLock(finalDir, { what: 'dataset build', flag: '--out', waitSeconds: options.waitLockSeconds ?? 0 });
   try {
-    const parsed = await parsePrepInput(options.csv, options.csvSource, cwd, pool, {
-      progress: (total) => createProgress({ ...progressOptions, label: 'prep-data: hash', total }),
-    });
-    const reviewed = options.decisions ? await applyDecisions(parsed.items, parsed.classes, options.decisions, log) : undefined;
-    const input = reviewed ? { ...parsed, items: reviewed.items, early: [...parsed.early, ...reviewed.dropped] } : parsed;
-    const lock = await acquireLock(finalDir, { what: 'dataset build', flag: '--out', waitSeconds: options.waitLockSeconds ?? 0 });
-    try {
-      await removeStaleTemps(dirname(finalDir));
-      const previous = await checkOutTarget(
-        finalDir,
-        out,
-        cwd,
-        input.items.map((item) => item.path),
-      );
-      // The images' content is part of the key: an image changed in place (same CSV) rebuilds the dataset.
-      const imagesSha = sha256(input.items.map((item) => `${item.source}\t${item.contentSha256 ?? 'unreadable'}`).join('\n'));
-      if (
-        previous &&
-        previous.source_csv_sha256 === sourceSha &&
-        previous.options_sha256 === optionsSha &&
-        previous.images_sha256 === imagesSha &&
-        !options.force
-      ) {
-        log.info(`${out} is up to date (same CSV, image content and options); nothing to do (--force rebuilds it)`);
-        return { pointer, manifest: previous, upToDate: true, rejected: [], seconds: (Date.now() - started) / 1000 };
-      }
-      return await build({
-        ...options,
-        fit,
-        method,
-        maxPixels,
-        pool,
-        finalDir,
-        input,
-        sourceSha,
-        optionsSha,
-        imagesSha,
-        preprocessing,
-        pointer,
-        started,
-        log,
-        review: reviewed?.review,
-      });
-    } finally {
-      await lock.release();
+    await removeStaleTemps(dirname(finalDir));
+    const previous = await checkOutTarget(
+      finalDir,
+      out,
+      cwd,
+      input.items.map((item) => item.path),
+    );
+    // The images' content is part of the key: an image changed in place (same CSV) rebuilds the dataset.
+    const imagesSha = sha256(input.items.map((item) => `${item.source}\t${item.contentSha256 ?? 'unreadable'}`).join('\n'));
+    if (
+      previous &&
+      previous.source_csv_sha256 === sourceSha &&
+      previous.options_sha256 === optionsSha &&
+      previous.images_sha256 === imagesSha &&
+      !options.force
+    ) {
+      log.info(`${out} is up to date (same CSV, image content and options); nothing to do (--force rebuilds it)`);
+      return { pointer, manifest: previous, upToDate: true, rejected: [], seconds: (Date.now() - started) / 1000 };
     }
+    return await build({
+      ...options,
+      fit,
+      method,
+      maxPixels,
+      pool,
+      finalDir,
+      input,
+      sourceSha,
+      optionsSha,
+      imagesSha,
+      preprocessing,
+      pointer,
+      started,
+      phases,
+      log,
+      review: reviewed?.review,
+    });
   } finally {
-    await pool.close();
+    await lock.release();
   }
+}
+
+/** When each phase ended (performance.now()), for --debug's timings. */
+interface Phases {
+  started: number;
+  hashed: number;
 }
 
 interface BuildPlan extends PrepDataOptions {
@@ -178,6 +210,7 @@ interface BuildPlan extends PrepDataOptions {
   preprocessing: Record<string, string | number | boolean>;
   pointer: Pointer;
   started: number;
+  phases: Phases;
   log: Logger;
   review: DatasetManifest['review'];
 }
@@ -223,7 +256,12 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
     try {
       let done = 0;
       const decodeOptions = { size, fit, maxPixels };
-      for await (const outcome of orderedMap(input.items, (item) => decodeOutcome(pool, item.path, decodeOptions), pool.concurrency)) {
+      const window = pool.concurrency * 4;
+      // orderedMap starts image i + window only once image i is handed out, and each image is written before the next
+      // is taken: window + 1 buffers are enough for no buffer to hold two images at once.
+      const buffers = sharedBuffers(window + 1, imageBytes);
+      const decoding = orderedMap(input.items, (item, i) => decodeOutcome(pool, item.path, decodeOptions, buffers(i)), pool.concurrency, window);
+      for await (const outcome of decoding) {
         const index = done++;
         const item = input.items[index]!;
         if (outcome.ok) {
@@ -242,7 +280,7 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
           `${options.csvSource}: none of the ${input.items.length + input.early.length} images is usable; ${describeRejected(rejected)}`,
         );
       }
-      const decodeSeconds = (Date.now() - started) / 1000;
+      const decoded = performance.now();
       const final =
         placed.length === input.items.length
           ? staged
@@ -267,7 +305,11 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
         entries = await target.finish();
         log.debug(`regrouped ${placed.length} images after ${input.items.length - placed.length} decode-time rejections`);
       }
-      log.debug(`timings: read+decode ${decodeSeconds.toFixed(2)}s, finish ${((Date.now() - started) / 1000 - decodeSeconds).toFixed(2)}s`);
+      const { started: begun, hashed } = options.phases;
+      const seconds = (from: number, to: number) => `${((to - from) / 1000).toFixed(2)}s`;
+      log.debug(
+        `timings: CSV and hashes ${seconds(begun, hashed)}, decode ${seconds(hashed, decoded)}, split files ${seconds(decoded, performance.now())}`,
+      );
     } finally {
       await stage.close();
     }
