@@ -1,21 +1,30 @@
-;; The two passes of resize.ts's separable resize of 8-bit RGB, on this module's own memory. Weights are i32 in
-;; 2.14 fixed point that sum to 16384 per output sample, so results stay within 0..255. Pointers are byte offsets.
+;; The two passes of resize.ts's separable resize of 8-bit RGB, on this module's own memory. Weights are in 2.14
+;; fixed point (i16 in the SIMD passes, i32 in the general horizontal one) and sum to 16384 per output sample, so
+;; results stay within 0..255. Pointers are byte offsets.
 ;; Built into resize-kernels-binary.ts by scripts/build-wasm.mjs.
 (module
   (memory (export "memory") 1)
 
-  ;; Rows: dst[y, x] = (8192 + sum_k src[starts[y] + k, x] * weights[y * taps + k]) >> 14 for x < bytes (a multiple
-  ;; of 16), k < counts[y]; sixteen bytes at a time in SIMD.
+  ;; Rows: dst[y, x] = (8192 + sum_k src[starts[y] + k, x] * w[y, k]) >> 14 for x < bytes (a multiple of 16),
+  ;; k < counts[y]; sixteen bytes at a time in SIMD, the taps two at a time: the bytes of source rows a and b are
+  ;; interleaved and widened to i16 pairs (a_x, b_x), and one dot product with (w_a, w_b) gives four sums at once.
+  ;; pairs holds, per output row, maxPairs vectors of i16 (w_a, w_b) x 4; an odd count's last pair has w_b = 0 and
+  ;; reads the row after a (the caller lays out more memory after the source, so the read stays within memory).
   (func (export "vertical")
       (param $src i32) (param $srcStride i32) (param $dst i32) (param $dstStride i32) (param $rows i32) (param $bytes i32)
-      (param $starts i32) (param $counts i32) (param $weights i32) (param $taps i32)
+      (param $starts i32) (param $counts i32) (param $pairs i32) (param $maxPairs i32)
     (local $y i32) (local $x i32) (local $k i32) (local $n i32) (local $p i32) (local $w i32) (local $out i32)
-    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $v v128) (local $lo v128) (local $hi v128) (local $wv v128)
+    (local $row i32) (local $wrow i32)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $va v128) (local $vb v128)
+    (local $lo v128) (local $hi v128) (local $wv v128)
     (block $done
-      (loop $row
+      (loop $rowloop
         (br_if $done (i32.ge_u (local.get $y) (local.get $rows)))
         (local.set $n (i32.load (i32.add (local.get $counts) (i32.shl (local.get $y) (i32.const 2)))))
         (local.set $out (i32.add (local.get $dst) (i32.mul (local.get $y) (local.get $dstStride))))
+        (local.set $row (i32.add (local.get $src)
+          (i32.mul (i32.load (i32.add (local.get $starts) (i32.shl (local.get $y) (i32.const 2)))) (local.get $srcStride))))
+        (local.set $wrow (i32.add (local.get $pairs) (i32.shl (i32.mul (local.get $y) (local.get $maxPairs)) (i32.const 4))))
         (local.set $x (i32.const 0))
         (block $row_done
           (loop $column
@@ -24,25 +33,25 @@
             (local.set $a1 (local.get $a0))
             (local.set $a2 (local.get $a0))
             (local.set $a3 (local.get $a0))
-            (local.set $p (i32.add (i32.add (local.get $src) (local.get $x))
-              (i32.mul (i32.load (i32.add (local.get $starts) (i32.shl (local.get $y) (i32.const 2)))) (local.get $srcStride))))
-            (local.set $w (i32.add (local.get $weights) (i32.shl (i32.mul (local.get $y) (local.get $taps)) (i32.const 2))))
+            (local.set $p (i32.add (local.get $row) (local.get $x)))
+            (local.set $w (local.get $wrow))
             (local.set $k (i32.const 0))
             (block $taps_done
-              (loop $tap
+              (loop $pair
                 (br_if $taps_done (i32.ge_u (local.get $k) (local.get $n)))
-                (local.set $v (v128.load (local.get $p)))
-                (local.set $wv (i16x8.splat (i32.load (local.get $w))))
-                (local.set $lo (i16x8.extend_low_i8x16_u (local.get $v)))
-                (local.set $hi (i16x8.extend_high_i8x16_u (local.get $v)))
-                (local.set $a0 (i32x4.add (local.get $a0) (i32x4.extmul_low_i16x8_s (local.get $lo) (local.get $wv))))
-                (local.set $a1 (i32x4.add (local.get $a1) (i32x4.extmul_high_i16x8_s (local.get $lo) (local.get $wv))))
-                (local.set $a2 (i32x4.add (local.get $a2) (i32x4.extmul_low_i16x8_s (local.get $hi) (local.get $wv))))
-                (local.set $a3 (i32x4.add (local.get $a3) (i32x4.extmul_high_i16x8_s (local.get $hi) (local.get $wv))))
-                (local.set $p (i32.add (local.get $p) (local.get $srcStride)))
-                (local.set $w (i32.add (local.get $w) (i32.const 4)))
-                (local.set $k (i32.add (local.get $k) (i32.const 1)))
-                (br $tap)))
+                (local.set $va (v128.load (local.get $p)))
+                (local.set $vb (v128.load (i32.add (local.get $p) (local.get $srcStride))))
+                (local.set $wv (v128.load (local.get $w)))
+                (local.set $lo (i8x16.shuffle 0 16 1 17 2 18 3 19 4 20 5 21 6 22 7 23 (local.get $va) (local.get $vb)))
+                (local.set $hi (i8x16.shuffle 8 24 9 25 10 26 11 27 12 28 13 29 14 30 15 31 (local.get $va) (local.get $vb)))
+                (local.set $a0 (i32x4.add (local.get $a0) (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_u (local.get $lo)) (local.get $wv))))
+                (local.set $a1 (i32x4.add (local.get $a1) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_u (local.get $lo)) (local.get $wv))))
+                (local.set $a2 (i32x4.add (local.get $a2) (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_u (local.get $hi)) (local.get $wv))))
+                (local.set $a3 (i32x4.add (local.get $a3) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_u (local.get $hi)) (local.get $wv))))
+                (local.set $p (i32.add (local.get $p) (i32.shl (local.get $srcStride) (i32.const 1))))
+                (local.set $w (i32.add (local.get $w) (i32.const 16)))
+                (local.set $k (i32.add (local.get $k) (i32.const 2)))
+                (br $pair)))
             (v128.store (i32.add (local.get $out) (local.get $x))
               (i8x16.narrow_i16x8_u
                 (i16x8.narrow_i32x4_s (i32x4.shr_s (local.get $a0) (i32.const 14)) (i32x4.shr_s (local.get $a1) (i32.const 14)))
@@ -50,9 +59,9 @@
             (local.set $x (i32.add (local.get $x) (i32.const 16)))
             (br $column)))
         (local.set $y (i32.add (local.get $y) (i32.const 1)))
-        (br $row))))
+        (br $rowloop))))
 
-  ;; Columns of RGB pixels: dst[y, x, c] = (8192 + sum_k src[y, starts[x] + k, c] * weights[x * taps + k]) >> 14 for
+    ;; Columns of RGB pixels: dst[y, x, c] = (8192 + sum_k src[y, starts[x] + k, c] * weights[x * taps + k]) >> 14 for
   ;; x < width, k < counts[x]; dst rows are width * 3 bytes, unpadded.
   (func (export "horizontal")
       (param $src i32) (param $srcStride i32) (param $dst i32) (param $rows i32) (param $width i32)
@@ -95,14 +104,16 @@
         (local.set $y (i32.add (local.get $y) (i32.const 1)))
         (br $rowloop))))
 
-  ;; The horizontal pass for filters of at most five taps (every weights row padded to eight i16), SIMD per pixel: one
-  ;; 16-byte load holds the five RGB source pixels; swizzles widen each channel to i16 lanes, dot products with the
-  ;; weights and two rounds of pairwise adds give R, G and B. Stores four bytes per pixel, so dst needs one spare byte.
+  ;; The horizontal pass for filters of at most five taps, SIMD per pixel: one 16-byte load at offsets[x] (a byte
+  ;; offset into the row) holds the five RGB source pixels. Two swizzles widen them to i16 lanes (r0 r1 g0 g1 b0 b1 r2
+  ;; r3) and (g2 g3 b2 b3 r4 g4 b4 0); with each pixel's two weight vectors (w0 w1 w0 w1 w0 w1 w2 w3) and (w2 w3 w2 w3
+  ;; w4 w4 w4 0), two dot products and one widening multiply give the partial sums, which one shuffle and three adds
+  ;; bring to R, G and B. Stores four bytes per pixel, so dst needs one spare byte.
   (func (export "horizontal5")
       (param $src i32) (param $srcStride i32) (param $dst i32) (param $rows i32) (param $width i32)
-      (param $starts i32) (param $weights i32)
-    (local $y i32) (local $x i32) (local $row i32) (local $v v128) (local $w v128)
-    (local $r v128) (local $g v128) (local $b v128) (local $s1 v128) (local $s2 v128) (local $sum v128)
+      (param $offsets i32) (param $weights i32)
+    (local $y i32) (local $x i32) (local $row i32) (local $v v128) (local $w1 v128) (local $w23 v128)
+    (local $d1 v128) (local $v23 v128) (local $sum v128)
     (block $done
       (loop $rowloop
         (br_if $done (i32.ge_u (local.get $y) (local.get $rows)))
@@ -112,24 +123,19 @@
           (loop $column
             (br_if $row_done (i32.ge_u (local.get $x) (local.get $width)))
             (local.set $v (v128.load (i32.add (local.get $row)
-              (i32.mul (i32.load (i32.add (local.get $starts) (i32.shl (local.get $x) (i32.const 2)))) (i32.const 3)))))
-            (local.set $w (v128.load (i32.add (local.get $weights) (i32.shl (local.get $x) (i32.const 4)))))
-            (local.set $r (i32x4.dot_i16x8_s (local.get $w)
-              (i8x16.swizzle (local.get $v) (v128.const i8x16 0 16 3 16 6 16 9 16 12 16 16 16 16 16 16 16))))
-            (local.set $g (i32x4.dot_i16x8_s (local.get $w)
-              (i8x16.swizzle (local.get $v) (v128.const i8x16 1 16 4 16 7 16 10 16 13 16 16 16 16 16 16 16))))
-            (local.set $b (i32x4.dot_i16x8_s (local.get $w)
-              (i8x16.swizzle (local.get $v) (v128.const i8x16 2 16 5 16 8 16 11 16 14 16 16 16 16 16 16 16))))
-            ;; s1 = [r0+r1, r2+r3, g0+g1, g2+g3], s2 = [b0+b1, b2+b3, ...]
-            (local.set $s1 (i32x4.add
-              (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $r) (local.get $g))
-              (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $r) (local.get $g))))
-            (local.set $s2 (i32x4.add
-              (i8x16.shuffle 0 1 2 3 8 9 10 11 0 1 2 3 8 9 10 11 (local.get $b) (local.get $b))
-              (i8x16.shuffle 4 5 6 7 12 13 14 15 4 5 6 7 12 13 14 15 (local.get $b) (local.get $b))))
-            (local.set $sum (i32x4.shr_s (i32x4.add (i32x4.splat (i32.const 8192)) (i32x4.add
-              (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $s1) (local.get $s2))
-              (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $s1) (local.get $s2)))) (i32.const 14)))
+              (i32.load (i32.add (local.get $offsets) (i32.shl (local.get $x) (i32.const 2)))))))
+            (local.set $w1 (v128.load (i32.add (local.get $weights) (i32.shl (local.get $x) (i32.const 5)))))
+            (local.set $w23 (v128.load offset=16 (i32.add (local.get $weights) (i32.shl (local.get $x) (i32.const 5)))))
+            (local.set $d1 (i32x4.dot_i16x8_s (local.get $w1)
+              (i8x16.swizzle (local.get $v) (v128.const i8x16 0 16 3 16 1 16 4 16 2 16 5 16 6 16 9 16))))
+            (local.set $v23 (i8x16.swizzle (local.get $v) (v128.const i8x16 7 16 10 16 8 16 11 16 12 16 13 16 14 16 16 16)))
+            ;; d1 = [r01 g01 b01 r23]; dot(v23) = [g23 b23 . .]; extmul_high(v23) = [r4 g4 b4 0]
+            (local.set $sum (i32x4.add
+              (i32x4.add (local.get $d1) (i32x4.extmul_high_i16x8_s (local.get $v23) (local.get $w23)))
+              (i32x4.add (i32x4.splat (i32.const 8192))
+                (i8x16.shuffle 12 13 14 15 16 17 18 19 20 21 22 23 0 1 2 3
+                  (local.get $d1) (i32x4.dot_i16x8_s (local.get $v23) (local.get $w23))))))
+            (local.set $sum (i32x4.shr_s (local.get $sum) (i32.const 14)))
             (v128.store32_lane 0 (local.get $dst)
               (i8x16.narrow_i16x8_u (i16x8.narrow_i32x4_s (local.get $sum) (local.get $sum)) (local.get $sum)))
             (local.set $dst (i32.add (local.get $dst) (i32.const 3)))

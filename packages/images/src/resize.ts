@@ -4,8 +4,9 @@ import { WASM_BASE64 } from './resize-kernels-binary.js';
 /**
  * imgpipe's own resize of 8-bit RGB to a square: a triangle filter widened by the reduction factor (an antialiased
  * bilinear resize, as PIL's `resize(..., BILINEAR)` computes it), separable, in 2.14 fixed point. The vertical pass
- * runs sixteen bytes at a time in SIMD WebAssembly, the horizontal one per pixel (resize-kernels.wat). `fit`: fill
- * stretches the whole picture; cover takes the centred square of side min(width, height).
+ * runs sixteen bytes and two taps at a time in SIMD WebAssembly, the horizontal one per pixel, in SIMD when no output
+ * sample weighs more than five inputs (resize-kernels.wat). `fit`: fill stretches the whole picture; cover takes the
+ * centred square of side min(width, height).
  */
 export const RESIZE_IDENTITY = 'imgpipe triangle/1 (antialiased bilinear, 2.14 fixed point, vertical pass first)';
 
@@ -16,8 +17,9 @@ interface Coefficients {
   counts: Int32Array;
   weights: Int32Array;
   taps: number;
-  /** The weights as eight i16 per output sample, when no sample weighs more than five inputs (SIMD horizontal pass). */
-  weights8: Int16Array | undefined;
+  /** The tables of the SIMD passes, made on first use (see verticalPairs and fiveTaps). */
+  pairs?: { table: Int16Array; maxPairs: number };
+  fiveTaps?: { offsets: Int32Array; weights: Int16Array } | null;
 }
 
 const coefficientCache = new Map<string, Coefficients>();
@@ -56,16 +58,46 @@ export function coefficients(inSize: number, outSize: number, offset: number, sp
     }
     weights[o * taps + ((count - 1) >> 1)]! += one - sum;
   }
-  // Nonzero weights, not the window's width, decide: a reduction up to 2.5x weighs at most five input samples.
-  let weights8: Int16Array | undefined;
-  if (Math.max(...counts) <= 5) {
-    weights8 = new Int16Array(outSize * 8);
-    for (let o = 0; o < outSize; o++) for (let k = 0; k < counts[o]!; k++) weights8[o * 8 + k] = weights[o * taps + k]!;
-  }
-  const result = { starts, counts, weights, taps, weights8 };
+  const result: Coefficients = { starts, counts, weights, taps };
   if (coefficientCache.size > 256) coefficientCache.clear();
   coefficientCache.set(key, result);
   return result;
+}
+
+/** The vertical pass's weights two taps at a time: per output row, maxPairs vectors of i16 (w_a, w_b) x 4. */
+function verticalPairs(c: Coefficients): { table: Int16Array; maxPairs: number } {
+  if (c.pairs) return c.pairs;
+  const maxPairs = Math.ceil(Math.max(...c.counts) / 2);
+  const table = new Int16Array(c.counts.length * maxPairs * 8);
+  c.counts.forEach((count, o) => {
+    for (let k = 0; k < count; k++) {
+      const at = (o * maxPairs + (k >> 1)) * 8 + (k & 1);
+      for (let lane = 0; lane < 8; lane += 2) table[at + lane] = c.weights[o * c.taps + k]!;
+    }
+  });
+  c.pairs = { table, maxPairs };
+  return c.pairs;
+}
+
+/**
+ * The SIMD horizontal pass's tables, when no output sample weighs more than five inputs (nonzero weights, not the
+ * window's width, decide: a reduction up to 2.5x qualifies): each sample's byte offset in the row, and its weights as
+ * two vectors of i16, (w0 w1 w0 w1 w0 w1 w2 w3) and (w2 w3 w2 w3 w4 w4 w4 0). undefined otherwise.
+ */
+export function fiveTaps(c: Coefficients): { offsets: Int32Array; weights: Int16Array } | undefined {
+  if (c.fiveTaps !== undefined) return c.fiveTaps ?? undefined;
+  if (Math.max(...c.counts) > 5) {
+    c.fiveTaps = null;
+    return undefined;
+  }
+  const offsets = c.starts.map((start) => start * 3);
+  const weights = new Int16Array(c.counts.length * 16);
+  c.counts.forEach((count, o) => {
+    const w = (k: number) => (k < count ? c.weights[o * c.taps + k]! : 0);
+    weights.set([w(0), w(1), w(0), w(1), w(0), w(1), w(2), w(3), w(2), w(3), w(2), w(3), w(4), w(4), w(4), 0], o * 16);
+  });
+  c.fiveTaps = { offsets, weights };
+  return c.fiveTaps;
 }
 
 // Node's WebAssembly global, typed here: the project's lib settings (ES2023, no DOM) leave it out.
@@ -82,8 +114,8 @@ interface Kernels {
     bytes: number,
     starts: number,
     counts: number,
-    weights: number,
-    taps: number,
+    pairs: number,
+    maxPairs: number,
   ): void;
   horizontal(
     src: number,
@@ -96,7 +128,7 @@ interface Kernels {
     weights: number,
     taps: number,
   ): void;
-  horizontal5(src: number, srcStride: number, dst: number, rows: number, width: number, starts: number, weights: number): void;
+  horizontal5(src: number, srcStride: number, dst: number, rows: number, width: number, offsets: number, weights: number): void;
 }
 
 let kernels: Kernels | undefined;
@@ -130,21 +162,23 @@ export function prepareResize(width: number, height: number, size: number, fit: 
   const vertical = coefficients(height, size, (height - spanY) / 2, spanY);
   const rowBytes = width * 3;
   // The vertical pass works in whole 16-byte groups: it reads up to 15 bytes past a source row (the next row's, or
-  // the spare bytes after the last one) and writes rows of `stride` bytes.
+  // the spare bytes after the last one) and writes rows of `stride` bytes. For an odd number of taps it also reads
+  // the row after the last one, weighted 0: past the source, that is the vertical pass's own rows, laid out next.
   const stride = align16(rowBytes);
+  const pairs = verticalPairs(vertical);
+  const five = fiveTaps(horizontal);
   // Memory: source rows, the vertical pass's rows, the output (with spare bytes for the 4-byte stores), then the
   // coefficient tables.
-  const hWeights = horizontal.weights8 ?? horizontal.weights;
   const layout = [
     rowBytes * height + 16,
     stride * size + 16,
     size * size * 3 + 16,
     vertical.starts.byteLength,
     vertical.counts.byteLength,
-    vertical.weights.byteLength,
-    horizontal.starts.byteLength,
+    pairs.table.byteLength,
+    (five?.offsets ?? horizontal.starts).byteLength,
     horizontal.counts.byteLength,
-    hWeights.byteLength,
+    (five?.weights ?? horizontal.weights).byteLength,
   ];
   const offsets: number[] = [];
   let end = 0;
@@ -156,7 +190,7 @@ export function prepareResize(width: number, height: number, size: number, fit: 
   const missing = end - k.memory.buffer.byteLength;
   if (missing > 0) k.memory.grow(Math.ceil(missing / 65536));
   const heap = new Uint8Array(k.memory.buffer);
-  const [src, mid, out, vStarts, vCounts, vWeights, hStarts, hCounts, hWeightsAt] = offsets as [
+  const [src, mid, out, vStarts, vCounts, vPairs, hStarts, hCounts, hWeights] = offsets as [
     number,
     number,
     number,
@@ -170,19 +204,19 @@ export function prepareResize(width: number, height: number, size: number, fit: 
   const put = (table: Int32Array | Int16Array, at: number) => heap.set(new Uint8Array(table.buffer, table.byteOffset, table.byteLength), at);
   put(vertical.starts, vStarts);
   put(vertical.counts, vCounts);
-  put(vertical.weights, vWeights);
-  put(horizontal.starts, hStarts);
+  put(pairs.table, vPairs);
+  put(five?.offsets ?? horizontal.starts, hStarts);
   put(horizontal.counts, hCounts);
-  put(hWeights, hWeightsAt);
+  put(five?.weights ?? horizontal.weights, hWeights);
   const prepared = ++generation;
   return {
     source: heap.subarray(src, src + rowBytes * height),
     run(into?: Uint8Array): Uint8Array {
       if (prepared !== generation) throw new Error('resize: another resize was prepared before this one ran');
       if (into && into.length !== size * size * 3) throw new RangeError(`resize: expected a ${size * size * 3}-byte target, got ${into.length}`);
-      k.vertical(src, rowBytes, mid, stride, size, stride, vStarts, vCounts, vWeights, vertical.taps);
-      if (horizontal.weights8) k.horizontal5(mid, stride, out, size, size, hStarts, hWeightsAt);
-      else k.horizontal(mid, stride, out, size, size, hStarts, hCounts, hWeightsAt, horizontal.taps);
+      k.vertical(src, rowBytes, mid, stride, size, stride, vStarts, vCounts, vPairs, pairs.maxPairs);
+      if (five) k.horizontal5(mid, stride, out, size, size, hStarts, hWeights);
+      else k.horizontal(mid, stride, out, size, size, hStarts, hCounts, hWeights, horizontal.taps);
       const result = heap.subarray(out, out + size * size * 3);
       if (!into) return result.slice();
       into.set(result);

@@ -7,7 +7,7 @@
 // is faster). CPU seconds per process come from /proc (children's user+sys), a figure that holds up better than wall
 // time when other work shares the cores. Without PIL the benchmark says so and reports prep-data only.
 // Then the work itself, without either process's start-up, CSV or output: decode + resize on one thread, CPU ms per
-// image, imgpipe's decodeToTensorBlocking (what each prep-data decode thread runs) against the PIL loop's own CPU time
+// image, imgpipe's decodeToTensorBlocking into a reused buffer (what each prep-data decode thread runs) against the PIL loop's own CPU time
 // (time.process_time around the loop), best of --runs each.
 // The photo set stays under the OS temp dir (imgpipe-bench-photos-*) so reruns skip making it; --fresh remakes it.
 // Needs `pnpm run build` (the bin runs dist/).
@@ -154,10 +154,13 @@ try {
     const loopParams = { ...params, threads: 1 };
     const ours: number[] = [];
     const theirs: number[] = [];
+    // Into one buffer, reused, as each prep-data decode thread writes into shared memory (PIL's loop makes a bytes
+    // object per image: its allocator recycles them).
+    const into = new Uint8Array(size * size * 3);
     for (let run = 0; run < runs; run++) {
       const cpu = process.cpuUsage();
       for (const path of paths) {
-        if ((await decodeToTensorBlocking(path, { size, fit: 'fill' })).length !== size * size * 3) throw new Error('bad decode');
+        if ((await decodeToTensorBlocking(path, { size, fit: 'fill' }, into)) !== into) throw new Error('bad decode');
       }
       const used = process.cpuUsage(cpu);
       ours.push((used.user + used.system) / 1000 / count);

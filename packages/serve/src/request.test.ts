@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { createRng } from '@imgpipe/kit';
 import { parseByteSize, parseJsonObject } from './body.js';
 import { HttpError } from './http-error.js';
 import { decodeBase64, parseSeedRequest, parseV2InferRequest } from './request.js';
@@ -101,6 +102,37 @@ describe('request parsing', () => {
     rejects400(() => decodeBase64('', 'x'), /empty image/);
     rejects400(() => decodeBase64('QUJDR', 'x'), /not valid base64/);
     rejects400(() => decodeBase64('QU=JD', 'x'), /not valid base64/);
+  });
+
+  it('the quick path for plain base64 accepts and refuses exactly what the strict checks do', () => {
+    // The strict checks alone, as they were before the quick path: strip a data: URL and whitespace, then the alphabet,
+    // at most two '=' at the end, and no length that leaves a single character over.
+    const strict = (text: string): Buffer | undefined => {
+      const compact = text.replace(/^data:[\w.+-]+\/[\w.+-]+(?:;[\w-]+=[\w.-]+)*;base64,/i, '').replace(/\s+/g, '');
+      if (compact.length === 0 || !/^[A-Za-z0-9+/\-_]*={0,2}$/.test(compact) || compact.replace(/=+$/, '').length % 4 === 1) return undefined;
+      return Buffer.from(compact, 'base64');
+    };
+    const alphabet = 'AQgw+/-_=== \n*.:;,é';
+    const next = createRng(7);
+    const samples = ['data:image/jpeg;base64,QUJD', 'QUJD=', 'QQ', 'QQ=', 'QQ==', 'Q===', 'QUJD\n', '=QUJD'];
+    for (let i = 0; i < 20_000; i++) {
+      const base = Buffer.from(Array.from({ length: Math.floor(next() * 9) }, () => Math.floor(next() * 256))).toString('base64');
+      const chars = [...base];
+      for (let edits = Math.floor(next() * 3); edits > 0; edits--) {
+        chars.splice(Math.floor(next() * (chars.length + 1)), next() < 0.5 ? 1 : 0, alphabet[Math.floor(next() * alphabet.length)]!);
+      }
+      samples.push(chars.join(''));
+    }
+    for (const text of samples) {
+      const expected = strict(text);
+      let got: Buffer | undefined;
+      try {
+        got = decodeBase64(text, 'x');
+      } catch (error) {
+        assert.ok(error instanceof HttpError && error.status === 400, JSON.stringify(text));
+      }
+      assert.equal(got?.toString('hex'), expected?.toString('hex'), JSON.stringify(text));
+    }
   });
 
   it('parses JSON objects and byte sizes', () => {
