@@ -7,7 +7,7 @@ import { decodeToTensor, decodeWithView, ImageRejected, imagePipelineInfo } from
 import { decodeJpegResized, decodesWithTurbo } from '@imgpipe/images/jpeg-decode';
 import { decodeJpegRgb } from '@imgpipe/images/jpeg-turbo';
 import { readJpegHeader } from '@imgpipe/images/jpeg-header';
-import { coefficients, fiveTaps, prepareResize, resizeRgb } from '@imgpipe/images/resize';
+import { coefficients, horizontalGroups, prepareResize, resizeRgb } from '@imgpipe/images/resize';
 
 /** A smooth picture with detail (so every resize tap matters), as raw RGB. */
 function picture(width: number, height: number): Uint8Array {
@@ -89,7 +89,8 @@ const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 
 describe('the libjpeg-turbo path', () => {
   it('resizeRgb matches an independent triangle filter to within rounding, shrinking and enlarging, odd widths', () => {
-    // 500 and 557 wide: reductions of 2.2x and 2.5x, whose windows span seven taps but weigh at most five (SIMD pass).
+    // 500 and 557 wide: reductions of 2.2x and 2.5x, whose windows span seven taps but weigh at most five (one group of
+    // the horizontal pass); 900 and 1700 wide take two and four groups.
     for (const [width, height, size] of [
       [373, 301, 224],
       [100, 61, 224],
@@ -98,13 +99,16 @@ describe('the libjpeg-turbo path', () => {
       [500, 375, 224],
       [557, 375, 224],
       [900, 700, 224],
+      [1700, 850, 224],
     ] as const) {
       const data = picture(width, height);
       const ours = resizeRgb(data, width, height, size, 'fill');
       assert.ok(maxAbsDiff(ours, referenceResize(data, width, height, size)) <= 1.5, `${width}x${height} -> ${size}`);
     }
-    assert.ok(fiveTaps(coefficients(500, 224, 0, 500)) && fiveTaps(coefficients(557, 224, 0, 557)), 'the five-tap SIMD pass');
-    assert.equal(fiveTaps(coefficients(900, 224, 0, 900)), undefined, 'the general pass');
+    assert.equal(horizontalGroups(coefficients(500, 224, 0, 500)).groups, 1, '2.2x: five taps at most');
+    assert.equal(horizontalGroups(coefficients(557, 224, 0, 557)).groups, 1, '2.5x: five taps at most');
+    assert.equal(horizontalGroups(coefficients(900, 224, 0, 900)).groups, 2, '4x: two groups of five');
+    assert.equal(horizontalGroups(coefficients(1700, 224, 0, 1700)).groups, 4, '7.6x: four groups of five');
     const weights = coefficients(373, 224, 0, 373);
     for (let o = 0; o < 224; o++) {
       let sum = 0;

@@ -4,8 +4,8 @@ import { WASM_BASE64 } from './resize-kernels-binary.js';
 /**
  * imgpipe's own resize of 8-bit RGB to a square: a triangle filter widened by the reduction factor (an antialiased
  * bilinear resize, as PIL's `resize(..., BILINEAR)` computes it), separable, in 2.14 fixed point. The vertical pass
- * runs sixteen bytes and two taps at a time in SIMD WebAssembly, the horizontal one per pixel, in SIMD when no output
- * sample weighs more than five inputs (resize-kernels.wat). `fit`: fill stretches the whole picture; cover takes the
+ * runs sixteen bytes and two taps at a time in SIMD WebAssembly, the horizontal one a pixel and five taps at a time
+ * (resize-kernels.wat). `fit`: fill stretches the whole picture; cover takes the
  * centred square of side min(width, height).
  */
 export const RESIZE_IDENTITY = 'imgpipe triangle/1 (antialiased bilinear, 2.14 fixed point, vertical pass first)';
@@ -17,9 +17,9 @@ interface Coefficients {
   counts: Int32Array;
   weights: Int32Array;
   taps: number;
-  /** The tables of the SIMD passes, made on first use (see verticalPairs and fiveTaps). */
+  /** The tables of the SIMD passes, made on first use (see verticalPairs and horizontalGroups). */
   pairs?: { table: Int16Array; maxPairs: number };
-  fiveTaps?: { offsets: Int32Array; weights: Int16Array } | null;
+  groups?: { offsets: Int32Array; weights: Int16Array; groups: number };
 }
 
 const coefficientCache = new Map<string, Coefficients>();
@@ -80,24 +80,22 @@ function verticalPairs(c: Coefficients): { table: Int16Array; maxPairs: number }
 }
 
 /**
- * The SIMD horizontal pass's tables, when no output sample weighs more than five inputs (nonzero weights, not the
- * window's width, decide: a reduction up to 2.5x qualifies): each sample's byte offset in the row, and its weights as
- * two vectors of i16, (w0 w1 w0 w1 w0 w1 w2 w3) and (w2 w3 w2 w3 w4 w4 w4 0). undefined otherwise.
+ * The horizontal pass's tables: each output sample's byte offset in the row, and its weights five taps at a time, as
+ * two vectors of i16 per group, (w0 w1 w0 w1 w0 w1 w2 w3) and (w2 w3 w2 w3 w4 w4 w4 0); taps past its count weigh 0.
  */
-export function fiveTaps(c: Coefficients): { offsets: Int32Array; weights: Int16Array } | undefined {
-  if (c.fiveTaps !== undefined) return c.fiveTaps ?? undefined;
-  if (Math.max(...c.counts) > 5) {
-    c.fiveTaps = null;
-    return undefined;
-  }
+export function horizontalGroups(c: Coefficients): { offsets: Int32Array; weights: Int16Array; groups: number } {
+  if (c.groups) return c.groups;
+  const groups = Math.ceil(Math.max(...c.counts) / 5);
   const offsets = c.starts.map((start) => start * 3);
-  const weights = new Int16Array(c.counts.length * 16);
+  const weights = new Int16Array(c.counts.length * groups * 16);
   c.counts.forEach((count, o) => {
-    const w = (k: number) => (k < count ? c.weights[o * c.taps + k]! : 0);
-    weights.set([w(0), w(1), w(0), w(1), w(0), w(1), w(2), w(3), w(2), w(3), w(2), w(3), w(4), w(4), w(4), 0], o * 16);
+    for (let g = 0; g < groups; g++) {
+      const w = (k: number) => (5 * g + k < count ? c.weights[o * c.taps + 5 * g + k]! : 0);
+      weights.set([w(0), w(1), w(0), w(1), w(0), w(1), w(2), w(3), w(2), w(3), w(2), w(3), w(4), w(4), w(4), 0], (o * groups + g) * 16);
+    }
   });
-  c.fiveTaps = { offsets, weights };
-  return c.fiveTaps;
+  c.groups = { offsets, weights, groups };
+  return c.groups;
 }
 
 // Node's WebAssembly global, typed here: the project's lib settings (ES2023, no DOM) leave it out.
@@ -117,17 +115,7 @@ interface Kernels {
     pairs: number,
     maxPairs: number,
   ): void;
-  horizontal(
-    src: number,
-    srcStride: number,
-    dst: number,
-    rows: number,
-    width: number,
-    starts: number,
-    counts: number,
-    weights: number,
-    taps: number,
-  ): void;
+  horizontal(src: number, srcStride: number, dst: number, rows: number, width: number, offsets: number, weights: number, groups: number): void;
   horizontal5(src: number, srcStride: number, dst: number, rows: number, width: number, offsets: number, weights: number): void;
 }
 
@@ -166,7 +154,7 @@ export function prepareResize(width: number, height: number, size: number, fit: 
   // the row after the last one, weighted 0: past the source, that is the vertical pass's own rows, laid out next.
   const stride = align16(rowBytes);
   const pairs = verticalPairs(vertical);
-  const five = fiveTaps(horizontal);
+  const columns = horizontalGroups(horizontal);
   // Memory: source rows, the vertical pass's rows, the output (with spare bytes for the 4-byte stores), then the
   // coefficient tables.
   const layout = [
@@ -176,9 +164,8 @@ export function prepareResize(width: number, height: number, size: number, fit: 
     vertical.starts.byteLength,
     vertical.counts.byteLength,
     pairs.table.byteLength,
-    (five?.offsets ?? horizontal.starts).byteLength,
-    horizontal.counts.byteLength,
-    (five?.weights ?? horizontal.weights).byteLength,
+    columns.offsets.byteLength,
+    columns.weights.byteLength,
   ];
   const offsets: number[] = [];
   let end = 0;
@@ -190,24 +177,13 @@ export function prepareResize(width: number, height: number, size: number, fit: 
   const missing = end - k.memory.buffer.byteLength;
   if (missing > 0) k.memory.grow(Math.ceil(missing / 65536));
   const heap = new Uint8Array(k.memory.buffer);
-  const [src, mid, out, vStarts, vCounts, vPairs, hStarts, hCounts, hWeights] = offsets as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+  const [src, mid, out, vStarts, vCounts, vPairs, hOffsets, hWeights] = offsets as [number, number, number, number, number, number, number, number];
   const put = (table: Int32Array | Int16Array, at: number) => heap.set(new Uint8Array(table.buffer, table.byteOffset, table.byteLength), at);
   put(vertical.starts, vStarts);
   put(vertical.counts, vCounts);
   put(pairs.table, vPairs);
-  put(five?.offsets ?? horizontal.starts, hStarts);
-  put(horizontal.counts, hCounts);
-  put(five?.weights ?? horizontal.weights, hWeights);
+  put(columns.offsets, hOffsets);
+  put(columns.weights, hWeights);
   const prepared = ++generation;
   return {
     source: heap.subarray(src, src + rowBytes * height),
@@ -215,8 +191,8 @@ export function prepareResize(width: number, height: number, size: number, fit: 
       if (prepared !== generation) throw new Error('resize: another resize was prepared before this one ran');
       if (into && into.length !== size * size * 3) throw new RangeError(`resize: expected a ${size * size * 3}-byte target, got ${into.length}`);
       k.vertical(src, rowBytes, mid, stride, size, stride, vStarts, vCounts, vPairs, pairs.maxPairs);
-      if (five) k.horizontal5(mid, stride, out, size, size, hStarts, hWeights);
-      else k.horizontal(mid, stride, out, size, size, hStarts, hCounts, hWeights, horizontal.taps);
+      if (columns.groups === 1) k.horizontal5(mid, stride, out, size, size, hOffsets, hWeights);
+      else k.horizontal(mid, stride, out, size, size, hOffsets, hWeights, columns.groups);
       const result = heap.subarray(out, out + size * size * 3);
       if (!into) return result.slice();
       into.set(result);
