@@ -4,6 +4,7 @@ import sharp, { type Sharp } from 'sharp';
 import { createRng } from '@imgpipe/kit';
 import { drawImage } from '@imgpipe/test-utils';
 import { decodeToTensor, decodeWithView, encodeView, ImageRejected } from '@imgpipe/images';
+import { decodeJpegRgb } from '@imgpipe/images/jpeg-turbo';
 
 const rng = createRng(11);
 const photo = (width: number, height: number) => drawImage(rng, 1, width, height);
@@ -38,6 +39,19 @@ test("the model input from decodeWithView is byte for byte decodeToTensor's, for
       assert.equal(view?.data.length, view!.width * view!.height * 3, name);
     }
   }
+});
+
+test('views given back are reused, and a reused buffer holds the new picture whole', async () => {
+  const [large, small] = [await photo(480, 360), await photo(320, 200)];
+  const first = await decodeWithView(large, { size: 224, fit: 'fill', maxViewPixels: 4_000_000 });
+  const firstBuffer = first.view!.data.buffer;
+  first.view!.release?.();
+  const second = await decodeWithView(small, { size: 224, fit: 'fill', maxViewPixels: 4_000_000 });
+  assert.equal(second.view!.data.buffer, firstBuffer, 'the released buffer was taken again');
+  const expected = (await decodeJpegRgb(small, 320 * 200)).data; // never released: the test keeps it
+  assert.equal(Buffer.compare(second.view!.data, Buffer.from(expected)), 0, 'the view is the second picture, whole');
+  const third = await decodeWithView(large, { size: 224, fit: 'fill', maxViewPixels: 4_000_000 });
+  assert.notEqual(third.view!.data.buffer, firstBuffer, 'a view still in use is not handed out twice');
 });
 
 test('the view is the upright picture, scaled down to maxViewPixels', async () => {

@@ -8,9 +8,8 @@ import {
   rejectionOf,
   type DecodeOptions,
 } from './image.js';
-import { decodesWithTurbo, withJpegUpright } from './jpeg-decode.js';
-import { encodeJpegRgb, JPEG_TURBO_VERSION } from './jpeg-turbo.js';
-import { resizeRgb } from './resize.js';
+import { decodeJpegWithView, decodesWithTurbo } from './jpeg-decode.js';
+import { encodeJpegRgb, encodeJpegRgbBase64, JPEG_TURBO_VERSION } from './jpeg-turbo.js';
 import { escapeXml } from '@imgpipe/kit';
 import { sniffImageFormat, type ImageFormat } from './image-format.js';
 import { loadSharp, openImage } from './sharp-module.js';
@@ -20,6 +19,8 @@ export interface RgbImage {
   data: Buffer;
   width: number;
   height: number;
+  /** Give the buffer back for reuse (when it came from one kept for that); `data` must not be used after. */
+  release?(): void;
 }
 
 export interface ModelInputAndView {
@@ -46,11 +47,7 @@ export async function decodeWithView(input: Buffer, options: DecodeOptions & { m
   const format = sniffImageFormat(input);
   const jpeg = format === 'jpeg' ? decodesWithTurbo(input, options.size, maxPixels) : undefined;
   if (jpeg && jpeg.width * jpeg.height <= options.maxViewPixels) {
-    return withJpegUpright(input, jpeg, 'image', (upright) => ({
-      pixels: resizeRgb(upright.data, upright.width, upright.height, options.size, options.fit),
-      view: { data: Buffer.from(upright.data), width: upright.width, height: upright.height },
-      format,
-    }));
+    return { ...(await decodeJpegWithView(input, jpeg, 'image', options)), format };
   }
   const sharp = await loadSharp();
   // sharp's constructor throws (rather than rejects) on some inputs, e.g. none at all: decodeToTensor says why.
@@ -135,6 +132,12 @@ async function decodeView(
     .raw({ depth: 'uchar' })
     .toBuffer({ resolveWithObject: true });
   return { data, width: info.width, height: info.height };
+}
+
+/** encodeView as base64 text, for a JSON answer: a JPEG is encoded into a reused buffer and turned into text at once. */
+export async function encodeViewBase64(view: RgbImage, format: ImageFormat | undefined): Promise<string> {
+  if (format === 'jpeg' && JPEG_TURBO_VERSION) return encodeJpegRgbBase64(view.data, view.width, view.height, 80);
+  return (await encodeView(view, format)).toString('base64');
 }
 
 /**

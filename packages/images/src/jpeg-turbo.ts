@@ -6,6 +6,8 @@ interface TurboJpeg {
   decompress(image: Buffer, out: Buffer, options: { format: number }): Promise<TurboDecoded>;
   decompressSync(image: Buffer, out: Buffer, options: { format: number }): TurboDecoded;
   compressSync(raw: Buffer, options: { format: number; width: number; height: number; quality: number; subsampling: number }): Buffer;
+  compressSync(raw: Buffer, out: Buffer, options: { format: number; width: number; height: number; quality: number; subsampling: number }): Buffer;
+  bufferSize(options: { width: number; height: number; subsampling: number }): number;
   SAMP_420: number;
 }
 
@@ -81,4 +83,20 @@ export function encodeJpegRgb(data: Uint8Array, width: number, height: number, q
   turbo ??= require('@julusian/jpeg-turbo') as TurboJpeg;
   const raw = Buffer.from(data.buffer, data.byteOffset, width * height * 3);
   return turbo.compressSync(raw, { format: turbo.FORMAT_RGB, width, height, quality, subsampling: turbo.SAMP_420 });
+}
+
+/** The output buffer of encodeJpegRgbBase64, reused: its bytes become text before it returns. */
+let encodeScratch: Buffer | undefined;
+
+/**
+ * encodeJpegRgb as base64 text, encoded into a reused buffer (a fresh one per call is external memory that keeps V8
+ * collecting garbage: serve encodes one per request).
+ */
+export function encodeJpegRgbBase64(data: Uint8Array, width: number, height: number, quality: number): string {
+  turbo ??= require('@julusian/jpeg-turbo') as TurboJpeg;
+  const raw = Buffer.from(data.buffer, data.byteOffset, width * height * 3);
+  const bound = turbo.bufferSize({ width, height, subsampling: turbo.SAMP_420 });
+  if (!encodeScratch || encodeScratch.length < bound) encodeScratch = Buffer.allocUnsafe(bound);
+  const options = { format: turbo.FORMAT_RGB, width, height, quality, subsampling: turbo.SAMP_420 };
+  return turbo.compressSync(raw, encodeScratch, options).toString('base64');
 }

@@ -35,9 +35,27 @@ test('a long caption on a narrow picture, odd characters and a picture shorter t
   assert.ok(view.data.subarray(0, 18 * 200 * 3).some((v) => v > 200));
 });
 
-test("annotateView encodes the drawn picture in the input's format", async () => {
-  const jpeg = await annotateView(gray(160, 120), 'jpeg', 'cat', 0.5);
+test("annotateView encodes the drawn picture in the input's format, as base64", async () => {
+  const jpeg = Buffer.from(await annotateView(gray(160, 120), 'jpeg', 'cat', 0.5), 'base64');
   const meta = await sharp(jpeg).metadata();
   assert.deepEqual([meta.format, meta.width, meta.height], ['jpeg', 160, 120]);
-  assert.equal((await sharp(await annotateView(gray(16, 16), 'gif', 'cat', 0.5)).metadata()).format, 'png');
+  const png = Buffer.from(await annotateView(gray(16, 16), 'gif', 'cat', 0.5), 'base64');
+  assert.equal((await sharp(png).metadata()).format, 'png');
+});
+
+test('answers encoded one after another into the reused buffer stay whole and distinct', async () => {
+  // A larger picture after a smaller one (the buffer grows), then a smaller one again: each text decodes to its own
+  // picture, not to bytes left over from another.
+  const sizes = [
+    [64, 48],
+    [320, 240],
+    [40, 30],
+  ] as const;
+  const texts = await Promise.all(sizes.map(([w, h], i) => annotateView(gray(w, h, 40 + 80 * i), 'jpeg', `c${i}`, 0.9)));
+  for (const [i, text] of texts.entries()) {
+    const { data, info } = await sharp(Buffer.from(text, 'base64')).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([info.width, info.height], sizes[i]);
+    const bottom = data[(info.height - 1) * info.width * 3]!;
+    assert.ok(Math.abs(bottom - (40 + 80 * i)) <= 3, `picture ${i}: grey ${bottom}`);
+  }
 });

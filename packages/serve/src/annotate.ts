@@ -1,15 +1,15 @@
-import { encodeView, renderTextMask, type ImageFormat, type RgbImage } from '@imgpipe/images';
+import { encodeViewBase64, renderTextMask, type ImageFormat, type RgbImage } from '@imgpipe/images';
 
 export type EchoMode = 'annotated' | 'raw';
 
 /**
  * The picture sent back with the predicted label on it: a dark banner across the top with "label 98.1%" in white,
  * drawn straight into the pixels the model's input came from (upright, sRGB, already within --max-echo-pixels), and
- * encoded in the input's format (JPEG stays JPEG, WebP stays WebP, anything else becomes PNG).
+ * encoded in the input's format (JPEG stays JPEG, WebP stays WebP, anything else becomes PNG), as base64.
  */
-export async function annotateView(view: RgbImage, format: ImageFormat | undefined, label: string, probability: number): Promise<Buffer> {
+export async function annotateView(view: RgbImage, format: ImageFormat | undefined, label: string, probability: number): Promise<string> {
   await drawCaption(view, `${label} ${(probability * 100).toFixed(1)}%`);
-  return encodeView(view, format);
+  return encodeViewBase64(view, format);
 }
 
 /** Darken the top of `view` to 40% and write `caption` on it in white, in place. */

@@ -25,9 +25,15 @@ export async function predictSeed({ request }: RouteContext, state: AppState): P
   const predictions = await classifier.classifyWithViews(items);
   const encoded = await Promise.all(
     predictions.map(async ({ view, format, label, probs, index }, i) => {
-      // The drawing is a courtesy: should it fail, send the image back as is rather than fail the whole request.
-      const annotated = view ? await annotateView(view, format, label, probs[index]!).catch(() => items[i]!.bytes) : items[i]!.bytes;
-      return annotated.toString('base64');
+      if (!view) return items[i]!.bytes.toString('base64');
+      try {
+        return await annotateView(view, format, label, probs[index]!);
+      } catch {
+        // The drawing is a courtesy: should it fail, send the image back as is rather than fail the whole request.
+        return items[i]!.bytes.toString('base64');
+      } finally {
+        view.release?.();
+      }
     }),
   );
   return answer(classifier.labels, items, predictions, encoded);
