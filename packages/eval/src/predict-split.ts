@@ -25,11 +25,20 @@ export async function predictSplit(options: {
   const imageBytes = dataset.manifest.image_size * dataset.manifest.image_size * dataset.manifest.channels;
   const batches = Array.from({ length: Math.ceil(count / batchSize) }, (_, b) => b * batchSize);
   let done = 0;
+  // The first failure fails the split: a batch that starts, or finishes reading its pixels, after it predicts nothing.
+  let failed = false;
   const predictBatch = async (start: number) => {
+    if (failed) return;
     const n = Math.min(batchSize, count - start);
     const pixels = await dataset.readPixels(split, start, n);
+    if (failed) return;
     hasher.add(start * imageBytes, pixels);
-    out.set(await model.predict(pixels, n), start * classes);
+    try {
+      out.set(await model.predict(pixels, n), start * classes);
+    } catch (error) {
+      failed = true;
+      throw error;
+    }
     done += n;
     progress.update(done);
   };
