@@ -5,6 +5,7 @@ import type { JpegHeader } from './jpeg-header.js';
 import { orientRgb } from './orient.js';
 import { prepareResize, resizeRgb } from './resize.js';
 import type { Fit } from '@imgpipe/kit';
+import { SpareBuffers } from './spare-buffers.js';
 
 /**
  * Largest JPEG decoded by libjpeg-turbo at full size; larger ones go through sharp, whose decoder shrinks them by
@@ -41,6 +42,16 @@ export function decodesWithTurbo(bytes: Uint8Array, size: number, maxPixels: num
  */
 const BLOCKING_DECODE_MAX_PIXELS = 2_000_000;
 
+/** Whether a JPEG is decoded on the calling thread straight into a buffer of the caller's: upright, and `blocking`. */
+function decodesInPlace(header: JpegHeader, blocking: boolean | undefined): boolean {
+  const upright = header.orientation <= 1 || header.orientation > 8;
+  return upright && (blocking ?? header.width * header.height <= BLOCKING_DECODE_MAX_PIXELS);
+}
+
+function corrupt(source: string, error: unknown): ImageRejected {
+  return new ImageRejected('unreadable', source, 'cannot decode: truncated or corrupt image data', { cause: error });
+}
+
 /**
  * Decode an eligible JPEG (decodesWithTurbo gave its header) and hand the upright full-size RGB to `use`, whose
  * result is returned; the pixels are only valid during `use`. Corrupt or truncated data is rejected. `blocking`
@@ -58,7 +69,7 @@ async function withJpegUpright<T>(
   try {
     decoded = await decodeJpegRgb(bytes, pixels, blocking ?? pixels <= BLOCKING_DECODE_MAX_PIXELS);
   } catch (error) {
-    throw new ImageRejected('unreadable', source, 'cannot decode: truncated or corrupt image data', { cause: error });
+    throw corrupt(source, error);
   }
   try {
     return use(orientRgb(decoded, header.orientation));
@@ -80,50 +91,20 @@ export async function decodeJpegResized(
   blocking?: boolean,
 ): Promise<Uint8Array> {
   const { size, fit, into } = target;
-  const upright = header.orientation <= 1 || header.orientation > 8;
-  if (!upright || !(blocking ?? header.width * header.height <= BLOCKING_DECODE_MAX_PIXELS)) {
+  if (!decodesInPlace(header, blocking)) {
     return withJpegUpright(bytes, header, source, (image) => resizeRgb(image.data, image.width, image.height, size, fit, into), blocking);
   }
   const prepared = prepareResize(header.width, header.height, size, fit);
   try {
     decodeJpegRgbInto(bytes, prepared.source);
   } catch (error) {
-    throw new ImageRejected('unreadable', source, 'cannot decode: truncated or corrupt image data', { cause: error });
+    throw corrupt(source, error);
   }
   return prepared.run(into);
 }
 
-/**
- * Buffers that hold a picture from its decode until its echo is encoded (serve's views), reused through `release`:
- * a fresh half-megabyte buffer per request is external memory that keeps V8 collecting garbage, and fresh pages to
- * fault in (measured: half again the decode's time). Kept up to SPARE_VIEW_BYTES in all: a server has as many views
- * alive as images in flight.
- */
-const spareViews: Buffer[] = [];
-const SPARE_VIEW_BYTES = 64 * 1024 * 1024;
-let spareViewBytes = 0;
-
-/** A view of `width` x `height` RGB from the spare ones when one is large enough; `release` gives it back. */
-function takeView(width: number, height: number): { data: Buffer; width: number; height: number; release(): void } {
-  const bytes = width * height * 3;
-  // The one given back last that fits: the likeliest to be in the CPU's caches still.
-  const index = spareViews.findLastIndex((buffer) => buffer.length >= bytes);
-  const buffer = index >= 0 ? spareViews.splice(index, 1)[0]! : Buffer.allocUnsafe(bytes);
-  if (index >= 0) spareViewBytes -= buffer.length;
-  let released = false;
-  return {
-    data: buffer.subarray(0, bytes),
-    width,
-    height,
-    release() {
-      if (released) return;
-      released = true;
-      if (spareViewBytes + buffer.length > SPARE_VIEW_BYTES) return;
-      spareViews.push(buffer);
-      spareViewBytes += buffer.length;
-    },
-  };
-}
+/** Buffers that hold a picture from its decode until its echo is encoded (serve's views): as many are in use as images in flight. */
+const views = new SpareBuffers(64 * 1024 * 1024);
 
 /**
  * An eligible JPEG's model input (as decodeJpegResized gives it) and its upright full-size picture, for drawing on.
@@ -137,19 +118,20 @@ export async function decodeJpegWithView(
   target: { size: number; fit: Fit },
 ): Promise<{ pixels: Uint8Array; view: { data: Buffer; width: number; height: number; release?(): void } }> {
   const { size, fit } = target;
-  const upright = header.orientation <= 1 || header.orientation > 8;
-  if (!upright || header.width * header.height > BLOCKING_DECODE_MAX_PIXELS) {
+  const { width, height } = header;
+  if (!decodesInPlace(header, undefined)) {
     return withJpegUpright(bytes, header, source, (image) => ({
       pixels: resizeRgb(image.data, image.width, image.height, size, fit),
       view: { data: Buffer.from(image.data), width: image.width, height: image.height },
     }));
   }
-  const view = takeView(header.width, header.height);
+  const { buffer, release } = views.take(width * height * 3);
+  const data = buffer.subarray(0, width * height * 3);
   try {
-    decodeJpegRgbInto(bytes, view.data);
+    decodeJpegRgbInto(bytes, data);
   } catch (error) {
-    view.release();
-    throw new ImageRejected('unreadable', source, 'cannot decode: truncated or corrupt image data', { cause: error });
+    release();
+    throw corrupt(source, error);
   }
-  return { pixels: resizeRgb(view.data, header.width, header.height, size, fit), view };
+  return { pixels: resizeRgb(data, width, height, size, fit), view: { data, width, height, release } };
 }

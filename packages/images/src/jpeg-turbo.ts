@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { SpareBuffers } from './spare-buffers.js';
 
 /** The only importer of @julusian/jpeg-turbo: libjpeg-turbo's TurboJPEG API, prebuilt, decoding on libuv's threads. */
 interface TurboJpeg {
@@ -25,11 +26,8 @@ export const JPEG_TURBO_VERSION: string | undefined =
 
 let turbo: TurboJpeg | undefined;
 
-/**
- * Output buffers to decode into, reused: a fresh half-megabyte buffer per photo is external memory that makes V8
- * collect garbage far more often (measured: a third of the decode's CPU).
- */
-const spare: Buffer[] = [];
+/** Output buffers to decode into, reused. */
+const outputs = new SpareBuffers(64 * 1024 * 1024);
 
 interface DecodedRgb {
   data: Uint8Array;
@@ -46,14 +44,7 @@ interface DecodedRgb {
  */
 export async function decodeJpegRgb(bytes: Buffer, pixels: number, blocking = false): Promise<DecodedRgb> {
   turbo ??= require('@julusian/jpeg-turbo') as TurboJpeg;
-  const index = spare.findIndex((buffer) => buffer.length >= pixels * 3);
-  const out = index >= 0 ? spare.splice(index, 1)[0]! : Buffer.allocUnsafe(pixels * 3);
-  let released = false;
-  const release = () => {
-    if (released) return;
-    released = true;
-    if (spare.length < 8 && out.length <= 64 * 1024 * 1024) spare.push(out);
-  };
+  const { buffer: out, release } = outputs.take(pixels * 3);
   try {
     const options = { format: turbo.FORMAT_RGB };
     const decoded = blocking ? turbo.decompressSync(bytes, out, options) : await turbo.decompress(bytes, out, options);

@@ -105,7 +105,6 @@ export async function runPrepData(options: PrepDataOptions): Promise<PrepDataRes
 }
 
 async function prepare(options: PrepDataOptions, threads: Promise<DecodePool>): Promise<PrepDataResult> {
-  const started = Date.now();
   const phases: Phases = { started: performance.now(), hashed: 0 };
   const log = options.log ?? silentLogger;
   const fit = options.fit ?? 'fill';
@@ -166,7 +165,7 @@ async function prepare(options: PrepDataOptions, threads: Promise<DecodePool>): 
       !options.force
     ) {
       log.info(`${out} is up to date (same CSV, image content and options); nothing to do (--force rebuilds it)`);
-      return { pointer, manifest: previous, upToDate: true, rejected: [], seconds: (Date.now() - started) / 1000 };
+      return { pointer, manifest: previous, upToDate: true, rejected: [], seconds: (performance.now() - phases.started) / 1000 };
     }
     return await build({
       ...options,
@@ -181,7 +180,6 @@ async function prepare(options: PrepDataOptions, threads: Promise<DecodePool>): 
       imagesSha,
       preprocessing,
       pointer,
-      started,
       phases,
       log,
       review: reviewed?.review,
@@ -191,7 +189,7 @@ async function prepare(options: PrepDataOptions, threads: Promise<DecodePool>): 
   }
 }
 
-/** When each phase ended (performance.now()), for --debug's timings. */
+/** When prep-data started and when its hash pass ended (performance.now()): the summary's seconds, --debug's timings. */
 interface Phases {
   started: number;
   hashed: number;
@@ -209,14 +207,13 @@ interface BuildPlan extends PrepDataOptions {
   imagesSha: string;
   preprocessing: Record<string, string | number | boolean>;
   pointer: Pointer;
-  started: number;
   phases: Phases;
   log: Logger;
   review: DatasetManifest['review'];
 }
 
 async function build(options: BuildPlan): Promise<PrepDataResult> {
-  const { input, finalDir, fit, method, maxPixels, pool, size, fractions, seed, out, sourceSha, optionsSha, preprocessing, pointer, started, log } =
+  const { input, finalDir, fit, method, maxPixels, pool, size, fractions, seed, out, sourceSha, optionsSha, preprocessing, pointer, phases, log } =
     options;
   const rejected: RejectedRow[] = input.early.map(({ item, reason, detail }) => rejectedRow(item, reason, detail));
   const checkBudget = () => {
@@ -305,10 +302,10 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
         entries = await target.finish();
         log.debug(`regrouped ${placed.length} images after ${input.items.length - placed.length} decode-time rejections`);
       }
-      const { started: begun, hashed } = options.phases;
+      const { started, hashed } = phases;
       const seconds = (from: number, to: number) => `${((to - from) / 1000).toFixed(2)}s`;
       log.debug(
-        `timings: CSV and hashes ${seconds(begun, hashed)}, decode ${seconds(hashed, decoded)}, split files ${seconds(decoded, performance.now())}`,
+        `timings: CSV and hashes ${seconds(started, hashed)}, decode ${seconds(hashed, decoded)}, split files ${seconds(decoded, performance.now())}`,
       );
     } finally {
       await stage.close();
@@ -340,7 +337,7 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
     await writeManifest(buildDir, manifest);
     await replaceDirectory(buildDir, finalDir);
 
-    const seconds = (Date.now() - started) / 1000;
+    const seconds = (performance.now() - phases.started) / 1000;
     summarise(log, manifest, rejected, input.items.length, seconds, out);
     return { pointer, manifest, upToDate: false, rejected, seconds };
   } finally {
