@@ -23,9 +23,10 @@ const IN_FLIGHT_PER_THREAD = 2;
 const IDENTIFY_BATCH = 64;
 
 /**
- * Threads that each read, decode and resize whole images (decodeToTensorBlocking), or hash files: one message each way per image,
- * where decoding on the main thread hops to libuv's pool and back for the read and the JPEG decode. Same pixels as
- * decodeToTensor; rejections arrive as ImageRejected with the same reason and detail.
+ * Threads that each read, decode and resize whole images (decodeToTensorBlocking): one message each way per image,
+ * where decoding on the main thread hops to libuv's pool and back for the read and the JPEG decode. They also hash
+ * files, IDENTIFY_BATCH to a message. Same pixels as decodeToTensor; rejections arrive as ImageRejected with the same
+ * reason and detail.
  */
 export class DecodePool {
   private readonly pending = new PendingReplies<Uint8Array | FileIdentity[]>();

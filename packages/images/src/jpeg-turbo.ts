@@ -24,7 +24,8 @@ const require = createRequire(import.meta.url);
 export const JPEG_TURBO_VERSION: string | undefined =
   Number(process.versions.napi) >= 10 ? (require('@julusian/jpeg-turbo/package.json') as { version: string }).version : undefined;
 
-let turbo: TurboJpeg | undefined;
+let loaded: TurboJpeg | undefined;
+const turboJpeg = (): TurboJpeg => (loaded ??= require('@julusian/jpeg-turbo') as TurboJpeg);
 
 /** Output buffers to decode into, reused. */
 const outputs = new SpareBuffers(64 * 1024 * 1024);
@@ -43,7 +44,7 @@ interface DecodedRgb {
  * hops to libuv's pool and back, which cost as much CPU as decoding a small photo.
  */
 export async function decodeJpegRgb(bytes: Buffer, pixels: number, blocking = false): Promise<DecodedRgb> {
-  turbo ??= require('@julusian/jpeg-turbo') as TurboJpeg;
+  const turbo = turboJpeg();
   const { buffer: out, release } = outputs.take(pixels * 3);
   try {
     const options = { format: turbo.FORMAT_RGB };
@@ -61,19 +62,21 @@ export async function decodeJpegRgb(bytes: Buffer, pixels: number, blocking = fa
  * header), e.g. the source of a prepared resize; throws on corrupt or truncated data.
  */
 export function decodeJpegRgbInto(bytes: Buffer, out: Uint8Array): void {
-  turbo ??= require('@julusian/jpeg-turbo') as TurboJpeg;
+  const turbo = turboJpeg();
   const decoded = turbo.decompressSync(bytes, Buffer.from(out.buffer, out.byteOffset, out.byteLength), { format: turbo.FORMAT_RGB });
   if (decoded.width * decoded.height * 3 !== out.byteLength) throw new Error(`decoded ${decoded.width}x${decoded.height}, not the header's size`);
 }
 
 /**
  * Encode 8-bit RGB as a baseline JPEG (4:2:0, plain Huffman tables) on the calling thread: for serve's echo, where
- * sharp's pipeline costs more than the encoding itself for a photo-sized picture.
+ * sharp's pipeline costs more than the encoding itself for a photo-sized picture. Into `out` when given (large
+ * enough: bufferSize), else into a new buffer; the result is a view of it.
  */
-export function encodeJpegRgb(data: Uint8Array, width: number, height: number, quality: number): Buffer {
-  turbo ??= require('@julusian/jpeg-turbo') as TurboJpeg;
+export function encodeJpegRgb(data: Uint8Array, width: number, height: number, quality: number, out?: Buffer): Buffer {
+  const turbo = turboJpeg();
   const raw = Buffer.from(data.buffer, data.byteOffset, width * height * 3);
-  return turbo.compressSync(raw, { format: turbo.FORMAT_RGB, width, height, quality, subsampling: turbo.SAMP_420 });
+  const options = { format: turbo.FORMAT_RGB, width, height, quality, subsampling: turbo.SAMP_420 };
+  return out ? turbo.compressSync(raw, out, options) : turbo.compressSync(raw, options);
 }
 
 /** The output buffer of encodeJpegRgbBase64, reused: its bytes become text before it returns. */
@@ -84,10 +87,8 @@ let encodeScratch: Buffer | undefined;
  * collecting garbage: serve encodes one per request).
  */
 export function encodeJpegRgbBase64(data: Uint8Array, width: number, height: number, quality: number): string {
-  turbo ??= require('@julusian/jpeg-turbo') as TurboJpeg;
-  const raw = Buffer.from(data.buffer, data.byteOffset, width * height * 3);
+  const turbo = turboJpeg();
   const bound = turbo.bufferSize({ width, height, subsampling: turbo.SAMP_420 });
   if (!encodeScratch || encodeScratch.length < bound) encodeScratch = Buffer.allocUnsafe(bound);
-  const options = { format: turbo.FORMAT_RGB, width, height, quality, subsampling: turbo.SAMP_420 };
-  return turbo.compressSync(raw, encodeScratch, options).toString('base64');
+  return encodeJpegRgb(data, width, height, quality, encodeScratch).toString('base64');
 }
