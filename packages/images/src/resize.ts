@@ -67,16 +67,24 @@ export function coefficients(inSize: number, outSize: number, offset: number, sp
 /** The vertical pass's weights two taps at a time: per output row, maxPairs vectors of i16 (w_a, w_b) x 4. */
 function verticalPairs(c: Coefficients): { table: Int16Array; maxPairs: number } {
   if (c.pairs) return c.pairs;
-  const maxPairs = Math.ceil(Math.max(...c.counts) / 2);
-  const table = new Int16Array(c.counts.length * maxPairs * 8);
-  c.counts.forEach((count, o) => {
-    for (let k = 0; k < count; k++) {
+  const { counts, weights, taps } = c;
+  const maxPairs = (maxOf(counts) + 1) >> 1;
+  const table = new Int16Array(counts.length * maxPairs * 8);
+  for (let o = 0; o < counts.length; o++) {
+    for (let k = 0; k < counts[o]!; k++) {
+      const weight = weights[o * taps + k]!;
       const at = (o * maxPairs + (k >> 1)) * 8 + (k & 1);
-      for (let lane = 0; lane < 8; lane += 2) table[at + lane] = c.weights[o * c.taps + k]!;
+      table[at] = table[at + 2] = table[at + 4] = table[at + 6] = weight;
     }
-  });
+  }
   c.pairs = { table, maxPairs };
   return c.pairs;
+}
+
+function maxOf(values: Int32Array): number {
+  let max = 0;
+  for (const value of values) if (value > max) max = value;
+  return max;
 }
 
 /**
@@ -85,15 +93,23 @@ function verticalPairs(c: Coefficients): { table: Int16Array; maxPairs: number }
  */
 export function horizontalGroups(c: Coefficients): { offsets: Int32Array; weights: Int16Array; groups: number } {
   if (c.groups) return c.groups;
-  const groups = Math.ceil(Math.max(...c.counts) / 5);
-  const offsets = c.starts.map((start) => start * 3);
-  const weights = new Int16Array(c.counts.length * groups * 16);
-  c.counts.forEach((count, o) => {
+  const { counts, starts, taps } = c;
+  const groups = Math.ceil(maxOf(counts) / 5);
+  const offsets = new Int32Array(counts.length);
+  const weights = new Int16Array(counts.length * groups * 16);
+  const w = new Int32Array(5);
+  for (let o = 0; o < counts.length; o++) {
+    offsets[o] = starts[o]! * 3;
     for (let g = 0; g < groups; g++) {
-      const w = (k: number) => (5 * g + k < count ? c.weights[o * c.taps + 5 * g + k]! : 0);
-      weights.set([w(0), w(1), w(0), w(1), w(0), w(1), w(2), w(3), w(2), w(3), w(2), w(3), w(4), w(4), w(4), 0], (o * groups + g) * 16);
+      for (let k = 0; k < 5; k++) w[k] = 5 * g + k < counts[o]! ? c.weights[o * taps + 5 * g + k]! : 0;
+      const at = (o * groups + g) * 16;
+      weights[at] = weights[at + 2] = weights[at + 4] = w[0]!;
+      weights[at + 1] = weights[at + 3] = weights[at + 5] = w[1]!;
+      weights[at + 6] = weights[at + 8] = weights[at + 10] = w[2]!;
+      weights[at + 7] = weights[at + 9] = weights[at + 11] = w[3]!;
+      weights[at + 12] = weights[at + 13] = weights[at + 14] = w[4]!;
     }
-  });
+  }
   c.groups = { offsets, weights, groups };
   return c.groups;
 }
