@@ -1,7 +1,7 @@
 // DecodePool: prep-data's decode threads give decodeToTensor's pixels and its rejections, reason for reason.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { bombPng, buildPhotoSet, makeTempDir, type TempDir } from '@imgpipe/test-utils';
@@ -113,5 +113,25 @@ test('identifyWhileStarting: the same identities whether this thread, the thread
     assert.deepEqual(await identifyWhileStarting(paths, starting), expected, 'threads that start part way');
   } finally {
     await (await starting).close();
+  }
+});
+
+test('decodeWithIdentity: the pixels or the rejection of decode, with the identity identifyFile gives', async () => {
+  const photos = await buildPhotoSet({ dir: join(temp.path, 'with-identity'), count: 3 });
+  const link = join(temp.path, 'with-identity', 'link.jpg');
+  await symlink(photos[0]!, link);
+  const text = join(temp.path, 'with-identity', 'text.jpg');
+  await writeFile(text, 'not an image');
+  const empty = join(temp.path, 'with-identity', 'empty.jpg');
+  await writeFile(empty, '');
+  const options: DecodeOptions = { size: 32, fit: 'fill' };
+  for (const path of [...photos, link, text, empty, join(temp.path, 'nowhere.jpg'), temp.path]) {
+    const { identity, outcome } = await pool.decodeWithIdentity(path, options);
+    assert.deepEqual(identity, identifyFile(path), path);
+    const plain = await pool.decode(path, options).catch((error: unknown) => error);
+    if (plain instanceof ImageRejected) {
+      assert.ok('rejected' in outcome, path);
+      assert.deepEqual([outcome.rejected.reason, outcome.rejected.detail], [plain.reason, plain.detail], path);
+    } else assert.deepEqual('pixels' in outcome && outcome.pixels, plain, path);
   }
 });

@@ -1,19 +1,30 @@
 import type { Worker } from 'node:worker_threads';
 import { FailureError, PendingReplies, startWorkers, type WorkerFailure } from '@imgpipe/kit';
 import { ImageRejected, type RejectReason } from './image-rejected.js';
-import type { DecodeOptions } from './image.js';
+import type { DecodeOptions, IdentifiedDecode } from './image.js';
 import { identifyFile, type FileIdentity } from './file-identity.js';
 
 export type { FileIdentity } from './file-identity.js';
 
-export type DecodeRequest = { id: number; path: string; options: DecodeOptions; into?: Uint8Array } | { id: number; identify: string[] };
+export type DecodeRequest =
+  | { id: number; path: string; options: DecodeOptions; into?: Uint8Array; withIdentity?: true }
+  | { id: number; identify: string[] };
 
 export type DecodeReply =
   | { type: 'ready' }
-  /** `pixels` is missing when they were written into the request's shared `into`. */
-  | { type: 'result'; id: number; pixels?: Uint8Array }
+  /** `pixels` is missing when they were written into the request's shared `into`; `identity` answers withIdentity. */
+  | { type: 'result'; id: number; pixels?: Uint8Array; identity?: FileIdentity }
   | { type: 'identities'; id: number; identities: FileIdentity[] }
-  | { type: 'rejected'; id: number; reason: RejectReason; source: string; detail: string; hint?: string; cause?: string }
+  | {
+      type: 'rejected';
+      id: number;
+      reason: RejectReason;
+      source: string;
+      detail: string;
+      hint?: string;
+      cause?: string;
+      identity?: FileIdentity;
+    }
   | WorkerFailure;
 
 /** Requests kept in flight per thread, so that a thread never waits for its next request after a result. */
@@ -29,7 +40,7 @@ const IDENTIFY_BATCH = 64;
  * reason and detail.
  */
 export class DecodePool {
-  private readonly pending = new PendingReplies<Uint8Array | FileIdentity[]>();
+  private readonly pending = new PendingReplies<Uint8Array | FileIdentity[] | IdentifiedDecode>();
   /** Requests whose pixels the thread writes into shared memory, by id. */
   private readonly targets = new Map<number, Uint8Array>();
   private readonly load: number[];
@@ -44,13 +55,14 @@ export class DecodePool {
         this.load[index]! -= 1;
         const into = this.targets.get(reply.id);
         this.targets.delete(reply.id);
-        if (reply.type === 'result') this.pending.settle(reply.id, { value: reply.pixels ?? into! });
-        else if (reply.type === 'identities') this.pending.settle(reply.id, { value: reply.identities });
+        if (reply.type === 'result') {
+          const pixels = reply.pixels ?? into!;
+          this.pending.settle(reply.id, { value: reply.identity ? { identity: reply.identity, outcome: { pixels } } : pixels });
+        } else if (reply.type === 'identities') this.pending.settle(reply.id, { value: reply.identities });
         else if (reply.type === 'rejected') {
           const cause = reply.cause === undefined ? {} : { cause: new Error(reply.cause) };
-          this.pending.settle(reply.id, {
-            error: new ImageRejected(reply.reason, reply.source, reply.detail, { ...cause, ...(reply.hint ? { hint: reply.hint } : {}) }),
-          });
+          const rejected = new ImageRejected(reply.reason, reply.source, reply.detail, { ...cause, ...(reply.hint ? { hint: reply.hint } : {}) });
+          this.pending.settle(reply.id, reply.identity ? { value: { identity: reply.identity, outcome: { rejected } } } : { error: rejected });
         } else this.pending.settle(reply.id, { error: new FailureError(`image decoding: a worker failed: ${reply.message}`) });
       });
       worker.on('error', (error) => this.failAll(error));
@@ -83,10 +95,27 @@ export class DecodePool {
    * the thread writes the pixels there and the answer is `into`: no buffer is made or moved per image.
    */
   decode(path: string, options: DecodeOptions, into?: Uint8Array): Promise<Uint8Array> {
+    return this.sendDecode<Uint8Array>(path, options, into, false);
+  }
+
+  /**
+   * decode, and the file's identity (identifyFile's) from the same read: decodeFileIdentified on a thread. A rejection
+   * is part of the answer, with the identity.
+   */
+  decodeWithIdentity(path: string, options: DecodeOptions, into?: Uint8Array): Promise<IdentifiedDecode> {
+    return this.sendDecode<IdentifiedDecode>(path, options, into, true);
+  }
+
+  private sendDecode<R extends Uint8Array | IdentifiedDecode>(
+    path: string,
+    options: DecodeOptions,
+    into: Uint8Array | undefined,
+    withIdentity: boolean,
+  ) {
     if (into && !(into.buffer instanceof SharedArrayBuffer)) throw new TypeError('DecodePool.decode: `into` must be a view of a SharedArrayBuffer');
-    return this.send<Uint8Array>((id) => {
+    return this.send<R>((id) => {
       if (into) this.targets.set(id, into);
-      return { id, path, options, ...(into ? { into } : {}) };
+      return { id, path, options, ...(into ? { into } : {}), ...(withIdentity ? { withIdentity: true as const } : {}) };
     });
   }
 
@@ -105,7 +134,7 @@ export class DecodePool {
     return (await Promise.all(batches)).flat();
   }
 
-  private send<R extends Uint8Array | FileIdentity[]>(request: (id: number) => DecodeRequest): Promise<R> {
+  private send<R extends Uint8Array | FileIdentity[] | IdentifiedDecode>(request: (id: number) => DecodeRequest): Promise<R> {
     if (this.broken) return Promise.reject(this.broken);
     let index = 0;
     for (let i = 1; i < this.workers.length; i++) if (this.load[i]! < this.load[index]!) index = i;

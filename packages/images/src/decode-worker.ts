@@ -1,8 +1,8 @@
 import { parentPort } from 'node:worker_threads';
 import type { DecodeReply, DecodeRequest } from './decode-pool.js';
-import { identifyFile } from './file-identity.js';
+import { identifyFile, type FileIdentity } from './file-identity.js';
 import { ImageRejected } from './image-rejected.js';
-import { decodeToTensorBlocking } from './image.js';
+import { decodeFileIdentified, decodeToTensorBlocking } from './image.js';
 
 /**
  * The thread side of DecodePool: one image (or file to hash) per request, the pixels written into the request's shared
@@ -19,31 +19,47 @@ port.on('message', async (request: DecodeRequest) => {
   }
   const { path, options, into } = request;
   try {
-    const pixels = await decodeToTensorBlocking(path, options, into);
-    if (into) {
-      post({ type: 'result', id });
+    if (request.withIdentity) {
+      const { identity, outcome } = await decodeFileIdentified(path, options, into);
+      if ('rejected' in outcome) postRejected(id, outcome.rejected, identity);
+      else postPixels(id, into ? undefined : outcome.pixels, identity);
       return;
     }
-    const whole = pixels.byteOffset === 0 && pixels.byteLength === pixels.buffer.byteLength;
-    try {
-      post({ type: 'result', id, pixels }, whole ? [pixels.buffer as ArrayBuffer] : []);
-    } catch {
-      // sharp's output lives in memory V8 cannot hand over: copied instead.
-      post({ type: 'result', id, pixels });
-    }
+    const pixels = await decodeToTensorBlocking(path, options, into);
+    postPixels(id, into ? undefined : pixels);
   } catch (error) {
-    if (error instanceof ImageRejected) {
-      const cause = error.cause instanceof Error ? { cause: error.cause.message } : {};
-      post({
-        type: 'rejected',
-        id,
-        reason: error.reason,
-        source: error.source,
-        detail: error.detail,
-        ...(error.hint ? { hint: error.hint } : {}),
-        ...cause,
-      });
-    } else post({ type: 'error', id, message: (error as Error).message });
+    if (error instanceof ImageRejected) postRejected(id, error);
+    else post({ type: 'error', id, message: (error as Error).message });
   }
 });
 post({ type: 'ready' });
+
+/** The pixels moved back, or none when they were written into the request's shared memory. */
+function postPixels(id: number, pixels: Uint8Array | undefined, identity?: FileIdentity) {
+  const withIdentity = identity ? { identity } : {};
+  if (!pixels) {
+    post({ type: 'result', id, ...withIdentity });
+    return;
+  }
+  const whole = pixels.byteOffset === 0 && pixels.byteLength === pixels.buffer.byteLength;
+  try {
+    post({ type: 'result', id, pixels, ...withIdentity }, whole ? [pixels.buffer as ArrayBuffer] : []);
+  } catch {
+    // sharp's output lives in memory V8 cannot hand over: copied instead.
+    post({ type: 'result', id, pixels, ...withIdentity });
+  }
+}
+
+function postRejected(id: number, error: ImageRejected, identity?: FileIdentity) {
+  const cause = error.cause instanceof Error ? { cause: error.cause.message } : {};
+  post({
+    type: 'rejected',
+    id,
+    reason: error.reason,
+    source: error.source,
+    detail: error.detail,
+    ...(error.hint ? { hint: error.hint } : {}),
+    ...cause,
+    ...(identity ? { identity } : {}),
+  });
+}

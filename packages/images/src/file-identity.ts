@@ -10,18 +10,24 @@ export interface FileIdentity {
 
 /** The file's identity, read on the calling thread; a file that cannot be resolved or read has none of that part. */
 export function identifyFile(path: string): FileIdentity {
-  let real = path;
+  return { real: realPathOf(path), content: contentOf(path) };
+}
+
+/** The path with links resolved; a missing file keeps its path (decoding rejects it). */
+export function realPathOf(path: string): string {
   try {
-    real = realpathSync(path);
+    return realpathSync(path);
   } catch {
-    // a missing file keeps its path; decoding rejects it
+    return path;
   }
-  let content: string | undefined;
+}
+
+/** sha256 of a regular file's bytes; undefined for anything else or a file that cannot be read. */
+export function contentOf(path: string): string | undefined {
   try {
     // Opened without blocking and read only when it is a regular file: a FIFO or /dev/zero cannot hold it up.
-    content = sha256FileSync(path);
+    return sha256FileSync(path);
   } catch {
-    content = undefined;
+    return undefined;
   }
-  return { real, content };
 }

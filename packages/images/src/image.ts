@@ -7,6 +7,8 @@ import { readJpegHeader } from './jpeg-header.js';
 import { JPEG_TURBO_VERSION } from './jpeg-turbo.js';
 import { RESIZE_IDENTITY } from './resize.js';
 import { sniffImageFormat, type ImageFormat } from './image-format.js';
+import { contentOf, realPathOf, type FileIdentity } from './file-identity.js';
+import { sha256 } from '@imgpipe/kit/files';
 import { loadSharp, openImage } from './sharp-module.js';
 
 /**
@@ -110,10 +112,41 @@ export function decodeToTensorBlocking(input: Buffer | string, options: DecodeOp
   return decodeImage(input, options, true, into);
 }
 
-async function decodeImage(input: Buffer | string, options: DecodeOptions, blocking: boolean, into?: Uint8Array): Promise<Uint8Array> {
+/** What a decode of a file found out about the file itself: see decodeFileIdentified. */
+export interface IdentifiedDecode {
+  identity: FileIdentity;
+  /** The pixels, or why the image was rejected. */
+  outcome: { pixels: Uint8Array } | { rejected: ImageRejected };
+}
+
+/**
+ * decodeToTensorBlocking of a file together with the file's identity (identifyFile's real path and content sha256),
+ * from the same read: one pass over the files where a caller needs both (prep-data's fresh builds). A rejection comes
+ * back with the identity instead of being thrown; any other error is thrown.
+ */
+export async function decodeFileIdentified(path: string, options: DecodeOptions, into?: Uint8Array): Promise<IdentifiedDecode> {
+  let content: string | undefined;
+  let outcome: IdentifiedDecode['outcome'];
+  try {
+    outcome = { pixels: await decodeImage(path, options, true, into, (bytes) => (content = sha256(bytes))) };
+  } catch (error) {
+    if (!(error instanceof ImageRejected)) throw error;
+    outcome = { rejected: error };
+  }
+  // Not read whole (larger than READ_WHOLE_MAX_BYTES, or not readable): hashed as identifyFile does.
+  return { identity: { real: realPathOf(path), content: content ?? contentOf(path) }, outcome };
+}
+
+async function decodeImage(
+  input: Buffer | string,
+  options: DecodeOptions,
+  blocking: boolean,
+  into?: Uint8Array,
+  onRead?: (bytes: Uint8Array) => void,
+): Promise<Uint8Array> {
   const scratch = blocking && typeof input === 'string' ? takeReadScratch() : undefined;
   try {
-    return await decodeRead(input, options, blocking, scratch, into);
+    return await decodeRead(input, options, blocking, scratch, into, onRead);
   } finally {
     if (scratch) readScratch = scratch;
   }
@@ -137,12 +170,14 @@ async function decodeRead(
   blocking: boolean,
   scratch: Buffer | undefined,
   into: Uint8Array | undefined,
+  onRead: ((bytes: Uint8Array) => void) | undefined,
 ): Promise<Uint8Array> {
   const { size, fit } = options;
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   const source = typeof input === 'string' ? input : 'image';
   const { data, bytes } =
     typeof input === 'string' ? (blocking ? readInputBlocking(input, scratch) : await readInput(input)) : { data: input, bytes: input.length };
+  if (typeof data !== 'string') onRead?.(data);
   if (bytes === 0) throw new ImageRejected('empty', source, 'the file is empty (0 bytes)');
   if (options.formats && typeof data !== 'string') checkFormat(data, options.formats, source);
   const jpeg = typeof data === 'string' ? undefined : decodesWithTurbo(data, size, maxPixels);

@@ -1,7 +1,10 @@
-import { type DecodeOptions, type DecodePool, ImageRejected, type RejectReason } from '@imgpipe/images';
+import { type DecodeOptions, type DecodePool, type FileIdentity, ImageRejected, type RejectReason } from '@imgpipe/images';
 import pLimit from 'p-limit';
 
-type DecodeOutcome = { ok: true; pixels: Uint8Array } | { ok: false; reason: RejectReason; detail: string; cause?: string };
+type DecodeOutcome = ({ ok: true; pixels: Uint8Array } | { ok: false; reason: RejectReason; detail: string; cause?: string }) & {
+  /** The file's identity, when asked for. */
+  identity?: FileIdentity;
+};
 
 /**
  * Map `fn` over `items` with at most `concurrency` calls running and at most `window` results waiting, yielding
@@ -42,18 +45,34 @@ export function sharedBuffers(count: number, bytes: number): (index: number) => 
   return (index) => views[index % count]!;
 }
 
-/** Decode one image (into `into` when given); a rejection becomes an outcome, anything else (a bug, out of memory) propagates. */
-export async function decodeOutcome(pool: DecodePool, path: string, options: DecodeOptions, into?: Uint8Array): Promise<DecodeOutcome> {
+/**
+ * Decode one image (into `into` when given); a rejection becomes an outcome, anything else (a bug, out of memory)
+ * propagates. `withIdentity`: the file's identity comes with it, from the same read (DecodePool.decodeWithIdentity).
+ */
+export async function decodeOutcome(
+  pool: DecodePool,
+  path: string,
+  options: DecodeOptions,
+  into: Uint8Array | undefined,
+  withIdentity: boolean,
+): Promise<DecodeOutcome> {
+  if (withIdentity) {
+    const { identity, outcome } = await pool.decodeWithIdentity(path, options, into);
+    return { ...('rejected' in outcome ? rejection(outcome.rejected) : { ok: true, pixels: outcome.pixels }), identity };
+  }
   try {
     return { ok: true, pixels: await pool.decode(path, options, into) };
   } catch (error) {
-    if (error instanceof ImageRejected)
-      return {
-        ok: false,
-        reason: error.reason,
-        detail: error.hint ? `${error.detail} (${error.hint})` : error.detail,
-        ...(error.cause instanceof Error ? { cause: error.cause.message } : {}),
-      };
+    if (error instanceof ImageRejected) return rejection(error);
     throw error;
   }
+}
+
+function rejection(error: ImageRejected): DecodeOutcome {
+  return {
+    ok: false,
+    reason: error.reason,
+    detail: error.hint ? `${error.detail} (${error.hint})` : error.detail,
+    ...(error.cause instanceof Error ? { cause: error.cause.message } : {}),
+  };
 }

@@ -1,8 +1,6 @@
 import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import type { DecodePool } from '@imgpipe/images';
-import { InputError, readCsv, type Progress } from '@imgpipe/kit';
-import { dedupeItems } from './dedupe.js';
+import { InputError, readCsv } from '@imgpipe/kit';
 import type { EarlyReject, PrepItem } from './prep-item.js';
 
 export type { PrepItem } from './prep-item.js';
@@ -13,9 +11,9 @@ const REQUIRED_COLUMNS = ['category', 'label', 'local_image'] as const;
 interface PrepInput {
   columns: string[];
   classes: string[];
-  /** Rows to decode, in input order. */
+  /** Rows to decode, in input order (duplicates among them are found by the Deduper, dedupe.ts). */
   items: PrepItem[];
-  /** Rows dropped before decoding: empty local_image, or an image listed twice (the later row is dropped). */
+  /** Rows dropped before decoding: empty local_image (and, once dedupeItems ran, the later rows of an image listed twice). */
   early: EarlyReject[];
 }
 
@@ -25,13 +23,7 @@ const SHOWN = 8;
  * Parse and check the CSV. Problems with the table itself (a malformed line, a label that is not an integer,
  * a label with two names, a gap in the labels) are InputErrors that name the lines; nothing is guessed.
  */
-export async function parsePrepInput(
-  text: Buffer,
-  source: string,
-  cwd: string,
-  threads: Promise<DecodePool>,
-  options: { progress?: (total: number) => Progress } = {},
-): Promise<PrepInput> {
+export async function parsePrepInput(text: Buffer, source: string, cwd: string): Promise<PrepInput> {
   const { columns, records } = await readCsv(Readable.from([text]), { source, required: REQUIRED_COLUMNS });
   const malformed: string[] = [];
   const badLabels: number[] = [];
@@ -71,10 +63,7 @@ export async function parsePrepInput(
     if (item.path === '') early.push({ item, reason: 'missing', detail: 'local_image is empty (download the image first with download-s3)' });
     else listed.push(item);
   }
-  // Every file is read once here (its sha256): for a large CSV the first long step, so it shows progress.
-  const { kept, duplicates } = await dedupeItems(listed, threads, options.progress?.(listed.length));
-  early.push(...duplicates);
-  return { columns, classes, items: kept, early };
+  return { columns, classes, items: listed, early };
 }
 
 /** Each label one name, each name one label, at least two classes, labels 0..N-1 without gaps. */

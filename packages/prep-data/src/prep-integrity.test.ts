@@ -5,7 +5,19 @@ import { hostname } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, test } from 'node:test';
-import { csvString, EXIT_LOCKED, ImgpipeError, InputError, lockPathFor, openDataset, runCli, sha256, SPLIT_NAMES, UsageError } from '@imgpipe/kit';
+import {
+  csvString,
+  EXIT_LOCKED,
+  LABEL_DECISION_COLUMNS,
+  ImgpipeError,
+  InputError,
+  lockPathFor,
+  openDataset,
+  runCli,
+  sha256,
+  SPLIT_NAMES,
+  UsageError,
+} from '@imgpipe/kit';
 import { generateImageSet, makeTempDir, TINY_IMAGE_SIZES, type ImageSet, type TempDir } from '@imgpipe/test-utils';
 import { prepDataCli } from './cli.js';
 import { runPrepData, type PrepDataOptions } from './prep.js';
@@ -116,6 +128,34 @@ test('the same image under alias paths or another name is kept once and listed a
   assert.equal(all.length, 1 + others.length, 'one copy of the image in the dataset');
   const rejectedCsv = await readFile(join(temp.path, 'dedupe', 'rejected.csv'), 'utf8');
   assert.match(rejectedCsv, /alias\/copy\.png,\d,[^,]*,duplicate,the same content/);
+});
+
+test('a fresh build hashes each file as it decodes it: the dataset and rejections of a build that hashes first', async () => {
+  const dir = join(temp.path, 'one-pass');
+  await mkdir(dir);
+  const [first, second] = [set.images[0]!, set.images[1]!];
+  await copyFile(first.local_image, join(dir, 'copy.png'));
+  await writeFile(join(dir, 'broken.png'), 'not an image at all');
+  const rows = [
+    ...set.images.slice(0, 8).map(({ category, label, local_image }) => ({ category, label, local_image })),
+    { category: first.category, label: first.label, local_image: join(dir, 'copy.png') },
+    { category: second.category, label: second.label, local_image: `./${relative(temp.path, second.local_image)}` },
+    { category: first.category, label: first.label, local_image: join(dir, 'broken.png') },
+    { category: second.category, label: second.label, local_image: join(dir, 'missing.png') },
+  ];
+  const csv = await csvOf(rows, ['category', 'label', 'local_image']);
+  const onePass = await prep(csv, { out: join(temp.path, 'one-pass-out') });
+  // Review decisions need every file's hash before decoding: with none to apply, the same images, hashed first.
+  const noDecisions = { text: Buffer.from(`${LABEL_DECISION_COLUMNS.join(',')}\n`), source: 'none.csv' };
+  const hashedFirst = await prep(csv, { out: join(temp.path, 'hashed-first-out'), decisions: noDecisions });
+  assert.deepEqual(
+    onePass.rejected.map((row) => row.reason),
+    ['duplicate', 'duplicate', 'not-an-image', 'missing'],
+  );
+  assert.deepEqual(onePass.rejected, hashedFirst.rejected);
+  assert.deepEqual(onePass.manifest.splits, hashedFirst.manifest.splits, 'the same pixels and rows in the same splits');
+  assert.equal(onePass.manifest.images_sha256, hashedFirst.manifest.images_sha256);
+  assert.equal((await prep(csv, { out: join(temp.path, 'one-pass-out') })).upToDate, true, 'its rerun sees nothing changed');
 });
 
 test('inconsistent labels and categories exit 2 naming the rows, without a huge allocation or a stack', async () => {

@@ -34,7 +34,8 @@ import { checkOutTarget } from './out-dir.js';
 import { DecodePool, DEFAULT_MAX_PIXELS, imageEngineVersions, imagePipelineInfo, tuneImageEngine } from '@imgpipe/images';
 import { decodeOutcome, orderedMap, sharedBuffers } from './decode-pass.js';
 import { applyDecisions, type DecisionsInput } from './decisions.js';
-import { parsePrepInput } from './input.js';
+import { parsePrepInput, type PrepItem } from './input.js';
+import { Deduper, dedupeItems } from './dedupe.js';
 import { regroup, SplitWriter, type Placed } from './write-splits.js';
 import { describeRejected, REJECTED_COLUMNS, rejectedRow, summarise, type RejectedRow } from './report.js';
 
@@ -137,15 +138,7 @@ async function prepare(options: PrepDataOptions, threads: Promise<DecodePool>): 
     ...(options.stderr ? { stream: options.stderr } : {}),
     ...(options.onProgress ? { onEvent: options.onProgress } : {}),
   };
-  // One set of threads reads every file: first to hash it (duplicates, the up-to-date check), then to decode it.
-  // This thread hashes files too until they have started.
-  const parsed = await parsePrepInput(options.csv, options.csvSource, cwd, threads, {
-    progress: (total) => createProgress({ ...progressOptions, label: 'prep-data: hash', total }),
-  });
-  phases.hashed = performance.now();
-  const pool = await threads;
-  const reviewed = options.decisions ? await applyDecisions(parsed.items, parsed.classes, options.decisions, log) : undefined;
-  const input = reviewed ? { ...parsed, items: reviewed.items, early: [...parsed.early, ...reviewed.dropped] } : parsed;
+  const parsed = await parsePrepInput(options.csv, options.csvSource, cwd);
   const lock = await acquireLock(finalDir, { what: 'dataset build', flag: '--out', waitSeconds: options.waitLockSeconds ?? 0 });
   try {
     await removeStaleTemps(dirname(finalDir));
@@ -153,40 +146,43 @@ async function prepare(options: PrepDataOptions, threads: Promise<DecodePool>): 
       finalDir,
       out,
       cwd,
-      input.items.map((item) => item.path),
+      parsed.items.map((item) => item.path),
     );
-    // The images' content is part of the key: an image changed in place (same CSV) rebuilds the dataset.
-    const imagesSha = sha256(input.items.map((item) => `${item.source}\t${item.contentSha256 ?? 'unreadable'}`).join('\n'));
-    if (
-      previous &&
-      previous.source_csv_sha256 === sourceSha &&
-      previous.options_sha256 === optionsSha &&
-      previous.images_sha256 === imagesSha &&
-      !options.force
-    ) {
+    const plan = { ...options, fit, method, maxPixels, finalDir, sourceSha, optionsSha, preprocessing, pointer, phases, log };
+    const mayBeUpToDate = previous?.source_csv_sha256 === sourceSha && previous.options_sha256 === optionsSha && !options.force;
+    if (!mayBeUpToDate && !options.decisions) {
+      // A fresh build reads each file once: the decode threads hash it as they decode it, and duplicates are found
+      // as the images come back.
+      const pool = await threads;
+      phases.hashed = performance.now();
+      return await build({ ...plan, pool, input: parsed, deduplicated: false });
+    }
+    // The up-to-date check and review decisions need every file's hash first: one set of threads reads every file
+    // to hash it, then again to decode it (this thread hashes files too until they have started). For a large CSV
+    // this is the first long step, so it shows progress.
+    const { kept, duplicates } = await dedupeItems(
+      parsed.items,
+      threads,
+      createProgress({ ...progressOptions, label: 'prep-data: hash', total: parsed.items.length }),
+    );
+    phases.hashed = performance.now();
+    const pool = await threads;
+    const deduplicated = { ...parsed, items: kept, early: [...parsed.early, ...duplicates] };
+    const reviewed = options.decisions ? await applyDecisions(kept, parsed.classes, options.decisions, log) : undefined;
+    const input = reviewed ? { ...deduplicated, items: reviewed.items, early: [...deduplicated.early, ...reviewed.dropped] } : deduplicated;
+    if (mayBeUpToDate && previous.images_sha256 === imagesShaOf(input.items)) {
       log.info(`${out} is up to date (same CSV, image content and options); nothing to do (--force rebuilds it)`);
       return { pointer, manifest: previous, upToDate: true, rejected: [], seconds: (performance.now() - phases.started) / 1000 };
     }
-    return await build({
-      ...options,
-      fit,
-      method,
-      maxPixels,
-      pool,
-      finalDir,
-      input,
-      sourceSha,
-      optionsSha,
-      imagesSha,
-      preprocessing,
-      pointer,
-      phases,
-      log,
-      review: reviewed?.review,
-    });
+    return await build({ ...plan, pool, input, deduplicated: true, review: reviewed?.review });
   } finally {
     await lock.release();
   }
+}
+
+/** The images' content is part of the up-to-date key: an image changed in place (same CSV) rebuilds the dataset. */
+function imagesShaOf(items: readonly PrepItem[]): string {
+  return sha256(items.map((item) => `${item.source}\t${item.contentSha256 ?? 'unreadable'}`).join('\n'));
 }
 
 /** When prep-data started and when its hash pass ended (performance.now()): the summary's seconds, --debug's timings. */
@@ -202,14 +198,15 @@ interface BuildPlan extends PrepDataOptions {
   pool: DecodePool;
   finalDir: string;
   input: Awaited<ReturnType<typeof parsePrepInput>>;
+  /** Whether dedupeItems already ran over input.items (each then has its contentSha256); if not, the decodes dedupe. */
+  deduplicated: boolean;
   sourceSha: string;
   optionsSha: string;
-  imagesSha: string;
   preprocessing: Record<string, string | number | boolean>;
   pointer: Pointer;
   phases: Phases;
   log: Logger;
-  review: DatasetManifest['review'];
+  review?: DatasetManifest['review'] | undefined;
 }
 
 async function build(options: BuildPlan): Promise<PrepDataResult> {
@@ -241,6 +238,11 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
     const staged = assignSplits(candidates, fractions, { method, seed });
     const stage = await SplitWriter.open(buildDir, '.stage-', input.classes, input.columns);
     const placed: Placed[] = [];
+    // A duplicate found as the decodes come back is rejected like an image that fails to decode (its pixels are not
+    // written): the splits are then redrawn over the images placed, the splits a build that deduplicated first draws.
+    const deduper = options.deduplicated ? undefined : new Deduper();
+    /** input.items less the duplicates, in input order: what the up-to-date key hashes. */
+    const kept: PrepItem[] = [];
     const progress = createProgress({
       label: 'prep-data',
       total: input.items.length,
@@ -257,17 +259,31 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
       // orderedMap starts image i + window only once image i is handed out, and each image is written before the next
       // is taken: window + 1 buffers are enough for no buffer to hold two images at once.
       const buffers = sharedBuffers(window + 1, imageBytes);
-      const decoding = orderedMap(input.items, (item, i) => decodeOutcome(pool, item.path, decodeOptions, buffers(i)), pool.concurrency, window);
+      const withIdentity = !options.deduplicated;
+      const decoding = orderedMap(
+        input.items,
+        (item, i) => decodeOutcome(pool, item.path, decodeOptions, buffers(i), withIdentity),
+        pool.concurrency,
+        window,
+      );
       for await (const outcome of decoding) {
         const index = done++;
-        const item = input.items[index]!;
-        if (outcome.ok) {
-          const split = staged[index]!;
-          placed.push({ item, from: { split, position: await stage.append(split, item, outcome.pixels) }, split });
-        } else {
-          rejected.push(rejectedRow(item, outcome.reason, outcome.detail));
-          log.debug(`rejected line ${item.line} ${item.path}: ${outcome.reason}: ${outcome.detail}${outcome.cause ? ` (${outcome.cause})` : ''}`);
+        const checked = deduper ? deduper.check(input.items[index]!, outcome.identity!) : { kept: input.items[index]! };
+        if ('duplicate' in checked) {
+          const { item, reason, detail } = checked.duplicate;
+          rejected.push(rejectedRow(item, reason, detail));
           checkBudget();
+        } else {
+          const item = checked.kept;
+          kept.push(item);
+          if (outcome.ok) {
+            const split = staged[index]!;
+            placed.push({ item, from: { split, position: await stage.append(split, item, outcome.pixels) }, split });
+          } else {
+            rejected.push(rejectedRow(item, outcome.reason, outcome.detail));
+            log.debug(`rejected line ${item.line} ${item.path}: ${outcome.reason}: ${outcome.detail}${outcome.cause ? ` (${outcome.cause})` : ''}`);
+            checkBudget();
+          }
         }
         progress.update(done, rejected.length > 0 ? `${rejected.length} rejected` : undefined);
       }
@@ -325,7 +341,7 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
       splits: entries,
       source_csv_sha256: sourceSha,
       options_sha256: optionsSha,
-      images_sha256: options.imagesSha,
+      images_sha256: imagesShaOf(kept),
       rejected: rejected.length,
       created: new Date().toISOString(),
       versions: await versions(),
