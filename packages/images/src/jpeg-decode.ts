@@ -42,11 +42,12 @@ export function decodesWithTurbo(bytes: Uint8Array, size: number, maxPixels: num
  */
 const BLOCKING_DECODE_MAX_PIXELS = 2_000_000;
 
-/** Whether a JPEG is decoded on the calling thread straight into a buffer of the caller's: upright, and `blocking`. */
+/** Whether a JPEG is decoded on the calling thread, straight into a buffer of the caller's. */
 function decodesInPlace(header: JpegHeader, blocking: boolean | undefined): boolean {
-  const upright = header.orientation <= 1 || header.orientation > 8;
-  return upright && (blocking ?? header.width * header.height <= BLOCKING_DECODE_MAX_PIXELS);
+  return blocking ?? header.width * header.height <= BLOCKING_DECODE_MAX_PIXELS;
 }
+
+const upright = (header: JpegHeader) => header.orientation <= 1 || header.orientation > 8;
 
 function corrupt(source: string, error: unknown): ImageRejected {
   return new ImageRejected('unreadable', source, 'cannot decode: truncated or corrupt image data', { cause: error });
@@ -80,8 +81,9 @@ async function withJpegUpright<T>(
 
 /**
  * Decode an eligible JPEG (decodesWithTurbo gave its header) and resize it to size x size, into `into` when given.
- * Blocking decodes of upright pictures write straight into the resize's memory, saving a copy of the full-size
- * picture; the rest go through withJpegUpright. Same pixels either way.
+ * Blocking decodes write straight into the resize's memory, which turns the picture upright itself, saving a copy (and
+ * for a rotated one an allocation) of the full-size picture; the rest go through withJpegUpright. Same pixels either
+ * way.
  */
 export async function decodeJpegResized(
   bytes: Buffer,
@@ -94,7 +96,7 @@ export async function decodeJpegResized(
   if (!decodesInPlace(header, blocking)) {
     return withJpegUpright(bytes, header, source, (image) => resizeRgb(image.data, image.width, image.height, size, fit, into), blocking);
   }
-  const prepared = prepareResize(header.width, header.height, size, fit);
+  const prepared = prepareResize(header.width, header.height, size, fit, header.orientation);
   try {
     decodeJpegRgbInto(bytes, prepared.source);
   } catch (error) {
@@ -119,7 +121,7 @@ export async function decodeJpegWithView(
 ): Promise<{ pixels: Uint8Array; view: { data: Buffer; width: number; height: number; release?(): void } }> {
   const { size, fit } = target;
   const { width, height } = header;
-  if (!decodesInPlace(header, undefined)) {
+  if (!upright(header) || !decodesInPlace(header, undefined)) {
     return withJpegUpright(bytes, header, source, (image) => ({
       pixels: resizeRgb(image.data, image.width, image.height, size, fit),
       view: { data: Buffer.from(image.data), width: image.width, height: image.height },

@@ -8,6 +8,7 @@ import { decodeJpegResized, decodesWithTurbo } from '@imgpipe/images/jpeg-decode
 import { decodeJpegRgb } from '@imgpipe/images/jpeg-turbo';
 import { readJpegHeader } from '@imgpipe/images/jpeg-header';
 import { coefficients, horizontalGroups, prepareResize, resizeRgb } from '@imgpipe/images/resize';
+import { orientRgb } from '@imgpipe/images/orient';
 
 /** A smooth picture with detail (so every resize tap matters), as raw RGB. */
 function picture(width: number, height: number): Uint8Array {
@@ -132,18 +133,25 @@ describe('the libjpeg-turbo path', () => {
 
   it('a JPEG decoded straight into the resize gives the pixels of a decode then a resize', async () => {
     // Widths whose rows are not a multiple of 16 bytes: the vertical pass reads past each source row.
-    for (const [width, height, size, fit] of [
-      [373, 301, 224, 'fill'],
-      [500, 375, 224, 'cover'],
-      [61, 45, 32, 'fill'],
-      [640, 427, 100, 'cover'],
+    for (const [width, height, size, fit, orientation] of [
+      [373, 301, 224, 'fill', 1],
+      [500, 375, 224, 'cover', 1],
+      [61, 45, 32, 'fill', 1],
+      [640, 427, 100, 'cover', 1],
+      [373, 301, 224, 'fill', 6],
+      [61, 45, 32, 'cover', 8],
+      [61, 45, 32, 'fill', 3],
     ] as const) {
-      const jpeg = await sharp(picture(width, height), { raw: { width, height, channels: 3 } })
-        .jpeg({ quality: 85 })
-        .toBuffer();
+      const jpeg = withoutIcc(
+        await sharp(picture(width, height), { raw: { width, height, channels: 3 } })
+          .jpeg({ quality: 85 })
+          .withMetadata({ orientation })
+          .toBuffer(),
+      );
       const header = readJpegHeader(jpeg)!;
-      const full = await decodeJpegRgb(jpeg, width * height); // never released: the test keeps it
-      const expected = resizeRgb(full.data, width, height, size, fit);
+      assert.equal(header.orientation, orientation);
+      const full = orientRgb(await decodeJpegRgb(jpeg, width * height), orientation); // never released: the test keeps it
+      const expected = resizeRgb(full.data, full.width, full.height, size, fit);
       const inPlace = await decodeJpegResized(jpeg, header, 'test', { size, fit }, true);
       const viaCopy = await decodeJpegResized(jpeg, header, 'test', { size, fit }, false);
       assert.equal(differing(inPlace, expected), 0, `${width}x${height} ${fit}, in place`);
@@ -152,6 +160,24 @@ describe('the libjpeg-turbo path', () => {
         decodeJpegResized(jpeg.subarray(0, jpeg.length >> 1), header, 'half.jpg', { size, fit }, true),
         (error: unknown) => error instanceof ImageRejected && error.reason === 'unreadable' && error.source === 'half.jpg',
       );
+    }
+  });
+
+  it('a prepared resize turns a stored picture upright as orientRgb does, for every EXIF orientation', () => {
+    for (const [width, height, size, fit] of [
+      [131, 97, 48, 'fill'],
+      [97, 131, 64, 'cover'],
+      [5, 3, 8, 'fill'],
+    ] as const) {
+      const stored = picture(width, height);
+      for (let orientation = 1; orientation <= 8; orientation++) {
+        const upright = orientRgb({ data: stored, width, height }, orientation);
+        const expected = resizeRgb(upright.data, upright.width, upright.height, size, fit);
+        const prepared = prepareResize(width, height, size, fit, orientation);
+        assert.equal(prepared.source.length, width * height * 3);
+        prepared.source.set(stored);
+        assert.equal(differing(prepared.run(), expected), 0, `${width}x${height} ${fit}, orientation ${orientation}`);
+      }
     }
   });
 

@@ -143,4 +143,26 @@
             (br $column)))
         (local.set $y (i32.add (local.get $y) (i32.const 1)))
         (br $rowloop))))
+
+  ;; Turn RGB upright (orient.ts's orientationWalk): dst[y, x] = src[first + y * rowStep + x * step], rows of width
+  ;; pixels, unpadded; byte offsets, steps may be negative. Moves four bytes per pixel, so src and dst each need a
+  ;; spare byte after them.
+  (func (export "orient")
+      (param $src i32) (param $dst i32) (param $width i32) (param $height i32) (param $first i32) (param $step i32)
+      (param $rowStep i32)
+    (local $y i32) (local $p i32) (local $end i32)
+    (block $done
+      (loop $rowloop
+        (br_if $done (i32.ge_u (local.get $y) (local.get $height)))
+        (local.set $p (i32.add (local.get $src) (i32.add (local.get $first) (i32.mul (local.get $y) (local.get $rowStep)))))
+        (local.set $end (i32.add (local.get $dst) (i32.mul (local.get $width) (i32.const 3))))
+        (block $row_done
+          (loop $pixel
+            (br_if $row_done (i32.ge_u (local.get $dst) (local.get $end)))
+            (i32.store (local.get $dst) (i32.load (local.get $p)))
+            (local.set $dst (i32.add (local.get $dst) (i32.const 3)))
+            (local.set $p (i32.add (local.get $p) (local.get $step)))
+            (br $pixel)))
+        (local.set $y (i32.add (local.get $y) (i32.const 1)))
+        (br $rowloop))))
 )

@@ -1,5 +1,6 @@
 import type { Fit } from '@imgpipe/kit';
 import { WASM_BASE64 } from './resize-kernels-binary.js';
+import { orientationWalk } from './orient.js';
 
 /**
  * imgpipe's own resize of 8-bit RGB to a square: a triangle filter widened by the reduction factor (an antialiased
@@ -22,13 +23,23 @@ interface Coefficients {
   groups?: { offsets: Int32Array; weights: Int16Array; groups: number };
 }
 
+/**
+ * Axes seen lately, least recently used first. Photos come in a few hundred sizes (399 axis lengths among the bench's
+ * 2,000), and building an axis's tables costs a twentieth of a photo's resize; an entry for a photo-sized axis is
+ * about 20 KB.
+ */
 const coefficientCache = new Map<string, Coefficients>();
+const CACHED_AXES = 512;
 
 /** Weights of each output sample over the input samples of the window [offset, offset + span) of an axis. */
 export function coefficients(inSize: number, outSize: number, offset: number, span: number): Coefficients {
   const key = `${inSize},${outSize},${offset},${span}`;
   const cached = coefficientCache.get(key);
-  if (cached) return cached;
+  if (cached) {
+    coefficientCache.delete(key);
+    coefficientCache.set(key, cached);
+    return cached;
+  }
   const scale = span / outSize;
   const support = Math.max(1, scale);
   const taps = Math.ceil(support) * 2 + 1;
@@ -59,7 +70,7 @@ export function coefficients(inSize: number, outSize: number, offset: number, sp
     weights[o * taps + ((count - 1) >> 1)]! += one - sum;
   }
   const result: Coefficients = { starts, counts, weights, taps };
-  if (coefficientCache.size > 256) coefficientCache.clear();
+  if (coefficientCache.size >= CACHED_AXES) coefficientCache.delete(coefficientCache.keys().next().value!);
   coefficientCache.set(key, result);
   return result;
 }
@@ -133,6 +144,7 @@ interface Kernels {
   ): void;
   horizontal(src: number, srcStride: number, dst: number, rows: number, width: number, offsets: number, weights: number, groups: number): void;
   horizontal5(src: number, srcStride: number, dst: number, rows: number, width: number, offsets: number, weights: number): void;
+  orient(src: number, dst: number, width: number, height: number, first: number, step: number, rowStep: number): void;
 }
 
 let kernels: Kernels | undefined;
@@ -145,7 +157,10 @@ const align16 = (n: number) => (n + 15) & ~15;
 
 /** A resize whose source pixels are written straight into the kernels' memory (see prepareResize). */
 interface PreparedResize {
-  /** width * height * 3 bytes for the source pixels (rows top to bottom, unpadded), valid until `run`. */
+  /**
+   * width * height * 3 bytes for the source pixels as stored (rows top to bottom, unpadded), valid until `run`, which
+   * turns them upright first when an orientation was given.
+   */
   source: Uint8Array;
   /** Resize into `into` (size * size * 3 bytes) when given, else into a new array; returns the pixels. */
   run(into?: Uint8Array): Uint8Array;
@@ -157,9 +172,12 @@ let generation = 0;
 /**
  * Lay out a resize of width x height RGB pixels to size x size in the kernels' memory. The caller writes the source
  * pixels into `source` (a decoder can write there directly, saving a copy of the full-size picture) and calls `run`
- * before preparing another resize.
+ * before preparing another resize. With an EXIF `orientation` (2-8), `source` takes the picture as stored and `run`
+ * resizes it upright (as orientRgb turns it).
  */
-export function prepareResize(width: number, height: number, size: number, fit: Fit): PreparedResize {
+export function prepareResize(storedWidth: number, storedHeight: number, size: number, fit: Fit, orientation = 1): PreparedResize {
+  const walk = orientation >= 2 && orientation <= 8 ? orientationWalk(orientation, storedWidth, storedHeight) : undefined;
+  const [width, height] = walk ? [walk.width, walk.height] : [storedWidth, storedHeight];
   const side = Math.min(width, height);
   const [spanX, spanY] = fit === 'cover' ? [side, side] : [width, height];
   const horizontal = coefficients(width, size, (width - spanX) / 2, spanX);
@@ -171,8 +189,8 @@ export function prepareResize(width: number, height: number, size: number, fit: 
   const stride = align16(rowBytes);
   const pairs = verticalPairs(vertical);
   const columns = horizontalGroups(horizontal);
-  // Memory: source rows, the vertical pass's rows, the output (with spare bytes for the 4-byte stores), then the
-  // coefficient tables.
+  // Memory: source rows, the vertical pass's rows, the output (with spare bytes for the 4-byte stores), the
+  // coefficient tables, then the picture as stored when it is turned upright into the source rows first.
   const layout = [
     rowBytes * height + 16,
     stride * size + 16,
@@ -182,6 +200,7 @@ export function prepareResize(width: number, height: number, size: number, fit: 
     pairs.table.byteLength,
     columns.offsets.byteLength,
     columns.weights.byteLength,
+    walk ? rowBytes * height + 16 : 0,
   ];
   const offsets: number[] = [];
   let end = 0;
@@ -193,7 +212,17 @@ export function prepareResize(width: number, height: number, size: number, fit: 
   const missing = end - k.memory.buffer.byteLength;
   if (missing > 0) k.memory.grow(Math.ceil(missing / 65536));
   const heap = new Uint8Array(k.memory.buffer);
-  const [src, mid, out, vStarts, vCounts, vPairs, hOffsets, hWeights] = offsets as [number, number, number, number, number, number, number, number];
+  const [src, mid, out, vStarts, vCounts, vPairs, hOffsets, hWeights, stored] = offsets as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   const put = (table: Int32Array | Int16Array, at: number) => heap.set(new Uint8Array(table.buffer, table.byteOffset, table.byteLength), at);
   put(vertical.starts, vStarts);
   put(vertical.counts, vCounts);
@@ -202,10 +231,11 @@ export function prepareResize(width: number, height: number, size: number, fit: 
   put(columns.weights, hWeights);
   const prepared = ++generation;
   return {
-    source: heap.subarray(src, src + rowBytes * height),
+    source: walk ? heap.subarray(stored, stored + rowBytes * height) : heap.subarray(src, src + rowBytes * height),
     run(into?: Uint8Array): Uint8Array {
       if (prepared !== generation) throw new Error('resize: another resize was prepared before this one ran');
       if (into && into.length !== size * size * 3) throw new RangeError(`resize: expected a ${size * size * 3}-byte target, got ${into.length}`);
+      if (walk) k.orient(stored, src, width, height, walk.first, walk.step, walk.rowStep);
       k.vertical(src, rowBytes, mid, stride, size, stride, vStarts, vCounts, vPairs, pairs.maxPairs);
       if (columns.groups === 1) k.horizontal5(mid, stride, out, size, size, hOffsets, hWeights);
       else k.horizontal(mid, stride, out, size, size, hOffsets, hWeights, columns.groups);
