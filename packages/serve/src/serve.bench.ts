@@ -14,8 +14,9 @@
 // The load generator is a child process (keep-alive sockets, one per client, each client sends its next request
 // when the previous answer arrives), so the CPU time this process uses per answered image is the server's own:
 // reported beside requests/s, since it holds on a machine whose other load makes wall-clock rates drift. serve's own
-// CPU per request (that minus the bare engine's CPU per image) is compared with the seed's per-request work done by
-// PIL in Python on the same body (Debian's python3 with python3-pil), measured in the same run.
+// CPU per request (that minus the bare engine's CPU per image, at --max-batch and again at the batch size serve ran:
+// one image per batch at one client) is compared with the seed's per-request work done by PIL in Python on the same
+// body (Debian's python3 with python3-pil), measured in the same run.
 import { execFile, spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -193,20 +194,24 @@ try {
     // the served runs (the machine's load drifts; the ratios use the mean of the two).
     const pixels = new Uint8Array(maxBatch * size * size * 3).map((_, i) => (i * 7) % 256);
     const bareCpuMs: number[] = [];
-    const bareEngine = async (when: string) => {
+    const bareRun = async (batch: number) => {
       const model = await loadModel(modelDir, { device, log: silentLogger });
-      await model.predict(pixels, maxBatch);
+      const input = pixels.subarray(0, batch * size * size * 3);
+      await model.predict(input, batch);
       let images = 0;
       const cpu = process.cpuUsage();
       const began = performance.now();
-      while (performance.now() - began < seconds * 1000 || images < 3 * maxBatch) {
-        await model.predict(pixels, maxBatch);
-        images += maxBatch;
+      while (performance.now() - began < seconds * 1000 || images < 3 * batch) {
+        await model.predict(input, batch);
+        images += batch;
       }
       const rate = images / ((performance.now() - began) / 1000);
       const used = process.cpuUsage(cpu);
-      const cpuMs = (used.user + used.system) / 1000 / images;
       await model.dispose();
+      return { rate, cpuMs: (used.user + used.system) / 1000 / images };
+    };
+    const bareEngine = async (when: string) => {
+      const { rate, cpuMs } = await bareRun(maxBatch);
       results.push({ name: `bare engine batched (${when})${suffix}`, unit: 'images/s', value: rate, params: { ...common, batch: maxBatch } });
       results.push({ name: `bare engine CPU per image (${when})${suffix}`, unit: 'ms', value: cpuMs, params: { ...common, batch: maxBatch } });
       log.info(`${modelMode}: bare engine ${when}: ${rate.toFixed(1)} images/s at batch ${maxBatch}, ${cpuMs.toFixed(1)} CPU-ms per image`);
@@ -214,7 +219,7 @@ try {
       return rate;
     };
     const bareBefore = await bareEngine('before');
-    const served: { name: string; rps: number; cpuMs: number; params: Record<string, unknown> }[] = [];
+    const served: { name: string; rps: number; cpuMs: number; meanBatch: number; params: Record<string, unknown> }[] = [];
 
     for (const echo of echoModes)
       for (const batching of batchingModes) {
@@ -267,7 +272,7 @@ try {
             results.push({ name: `load generator CPU per request ${tag}`, unit: 'ms', value: clientCpuMs, params: { echo, concurrency, batching } });
             results.push({ name: `p50 latency ${tag}`, unit: 'ms', value: percentile(sorted, 50), params: { echo, concurrency, batching } });
             results.push({ name: `p99 latency ${tag}`, unit: 'ms', value: percentile(sorted, 99), params: { echo, concurrency, batching } });
-            served.push({ name: `vs bare engine ${tag}`, rps, cpuMs, params: { echo, concurrency, batching } });
+            served.push({ name: `vs bare engine ${tag}`, rps, cpuMs, meanBatch, params: { echo, concurrency, batching } });
             log.info(
               `${tag}: ${rps.toFixed(1)} requests/s, p50 ${percentile(sorted, 50).toFixed(0)} ms, ${cpuMs.toFixed(1)} CPU-ms per request (load generator ${clientCpuMs.toFixed(1)}), mean batch ${meanBatch.toFixed(1)}`,
             );
@@ -286,7 +291,18 @@ try {
         value: pilMs,
         params: common,
       });
-    for (const { name, rps, cpuMs, params } of served) {
+    // The engine's CPU per image depends on the batch size: at one client every batch is one image. Beside the
+    // figures against --max-batch, serve's own CPU against the bare engine at the batch size serve actually ran.
+    const bareAtBatch = new Map<number, number>();
+    for (const { meanBatch } of served) {
+      const batch = Math.max(1, Math.round(meanBatch));
+      if (bareAtBatch.has(batch) || batch === maxBatch) continue;
+      const { cpuMs } = await bareRun(batch);
+      bareAtBatch.set(batch, cpuMs);
+      results.push({ name: `bare engine CPU per image at batch ${batch}${suffix}`, unit: 'ms', value: cpuMs, params: { ...common, batch } });
+      log.info(`${modelMode}: bare engine at batch ${batch}: ${cpuMs.toFixed(1)} CPU-ms per image`);
+    }
+    for (const { name, rps, cpuMs, meanBatch, params } of served) {
       results.push({ name, unit: '%', value: (100 * rps) / bare, params: { ...params, bare_images_per_s: bare } });
       // The same ratio from CPU time: what the served rate would be against the bare one were this process alone.
       results.push({ name: `${name} (CPU time)`, unit: '%', value: (100 * bareCpu) / cpuMs, params: { ...params, bare_cpu_ms_per_image: bareCpu } });
@@ -305,7 +321,20 @@ try {
           value: own / pilMs,
           params: { ...params, pil_cpu_ms: pilMs },
         });
-      log.info(`${name}: serve's own ${own.toFixed(2)} CPU-ms per request${pilMs === undefined ? '' : `, PIL's ${pilMs.toFixed(2)}`}`);
+      const batch = Math.max(1, Math.round(meanBatch));
+      const ownAtBatch = cpuMs - (bareAtBatch.get(batch) ?? bareCpu);
+      const tag = `${name.slice('vs bare engine '.length)}, against the bare engine at batch ${batch}`;
+      results.push({ name: `serve's own CPU per request ${tag}`, unit: 'cpu-ms', value: ownAtBatch, params: { ...params, mean_batch: meanBatch } });
+      if (pilMs !== undefined)
+        results.push({
+          name: `serve's own CPU per request / PIL's ${tag}`,
+          unit: 'x',
+          value: ownAtBatch / pilMs,
+          params: { ...params, pil_cpu_ms: pilMs },
+        });
+      log.info(
+        `${name}: serve's own ${own.toFixed(2)} CPU-ms per request (${ownAtBatch.toFixed(2)} against the bare engine at batch ${batch})${pilMs === undefined ? '' : `, PIL's ${pilMs.toFixed(2)}`}`,
+      );
     }
   }
   await writeBenchResults('serve', results);
