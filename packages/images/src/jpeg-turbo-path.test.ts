@@ -91,7 +91,7 @@ const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 describe('the libjpeg-turbo path', () => {
   it('resizeRgb matches an independent triangle filter to within rounding, shrinking and enlarging, odd widths', () => {
     // 500 and 557 wide: reductions of 2.2x and 2.5x, whose windows span seven taps but weigh at most five (one group of
-    // the horizontal pass); 900 and 1700 wide take two and four groups.
+    // the horizontal pass, four pixels at a time); 900 and 1700 wide take two and four groups.
     for (const [width, height, size] of [
       [373, 301, 224],
       [100, 61, 224],
@@ -101,6 +101,9 @@ describe('the libjpeg-turbo path', () => {
       [557, 375, 224],
       [900, 700, 224],
       [1700, 850, 224],
+      // Outputs whose width is not a multiple of four: the horizontal pass's last pixels one at a time.
+      [90, 70, 37],
+      [61, 45, 30],
     ] as const) {
       const data = picture(width, height);
       const ours = resizeRgb(data, width, height, size, 'fill');

@@ -5,7 +5,7 @@ import { orientationWalk } from './orient.js';
 /**
  * imgpipe's own resize of 8-bit RGB to a square: a triangle filter widened by the reduction factor (an antialiased
  * bilinear resize, as PIL's `resize(..., BILINEAR)` computes it), separable, in 2.14 fixed point. The vertical pass
- * runs sixteen bytes and two taps at a time in SIMD WebAssembly, the horizontal one a pixel and five taps at a time
+ * runs sixteen bytes and two taps at a time in SIMD WebAssembly, the horizontal one five taps at a time for four pixels
  * (resize-kernels.wat). `fit`: fill stretches the whole picture; cover takes the
  * centred square of side min(width, height).
  */
