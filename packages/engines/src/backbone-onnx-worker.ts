@@ -1,4 +1,4 @@
-import { workerData } from 'node:worker_threads';
+import { workerInit } from '@imgpipe/kit/worker-thread';
 import type { ConcreteDevice, Device } from './device.js';
 import { openOnnxRunner, type OnnxRunPlan } from './onnx-runner.js';
 import type { WorkerReady } from './worker-pool.js';
@@ -17,7 +17,7 @@ export interface OnnxWorkerInit {
 export interface OnnxWorkerReady extends WorkerReady {
   device: ConcreteDevice;
 }
-const init = workerData as OnnxWorkerInit;
+const init = workerInit<OnnxWorkerInit>();
 await serveBatches<OnnxWorkerReady>(async (log) => {
   const runner = await openOnnxRunner(init.model, init.plan, init.device, { log, sharedCpu: init.sharedCpu });
   return { ready: { type: 'ready', inputSize: init.plan.size, device: runner.device }, run: runner.run };

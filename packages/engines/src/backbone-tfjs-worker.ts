@@ -1,4 +1,4 @@
-import { workerData } from 'node:worker_threads';
+import { workerInit } from '@imgpipe/kit/worker-thread';
 import { openTfjsRunner } from './backbone-tfjs-runner.js';
 import type { PreprocessSpec } from '@imgpipe/kit';
 import { loadTf } from './tfjs-load.js';
@@ -16,7 +16,7 @@ export interface TfjsWorkerReady extends WorkerReady {
   featureLayer: string;
   format: 'tfjs-layers' | 'tfjs-graph';
 }
-const init = workerData as WorkerInit;
+const init = workerInit<WorkerInit>();
 await serveBatches<TfjsWorkerReady>(async () => {
   const { tf } = await loadTf('wasm');
   const runner = await openTfjsRunner(tf, init.modelJsonPath, init);

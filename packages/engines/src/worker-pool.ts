@@ -29,6 +29,7 @@ export class WorkerPool<Ready extends WorkerReady> {
     private readonly workers: Worker[],
     readonly ready: Ready,
     private readonly what: string,
+    private readonly stop: () => Promise<void>,
   ) {
     this.idle = [...workers];
     for (const worker of workers) {
@@ -54,8 +55,8 @@ export class WorkerPool<Ready extends WorkerReady> {
     log: Logger = silentLogger,
   ): Promise<WorkerPool<Ready>> {
     const refused = (message: string, usage: boolean) => (usage ? new UsageError(message) : new InputError(message));
-    const { workers, ready } = await startWorkers<Ready>({ moduleUrl: import.meta.url, entry, count, workerData: init, what, log, refused });
-    return new WorkerPool(workers, ready[0]!, what);
+    const { workers, ready, stop } = await startWorkers<Ready>({ moduleUrl: import.meta.url, entry, count, workerData: init, what, log, refused });
+    return new WorkerPool(workers, ready[0]!, what, stop);
   }
 
   async run(pixels: Uint8Array, count: number): Promise<Float32Array> {
@@ -82,6 +83,6 @@ export class WorkerPool<Ready extends WorkerReady> {
 
   async close() {
     this.closing = true;
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    await this.stop();
   }
 }

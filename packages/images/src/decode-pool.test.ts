@@ -1,8 +1,10 @@
 // DecodePool: prep-data's decode threads give decodeToTensor's pixels and its rejections, reason for reason.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { bombPng, buildPhotoSet, makeTempDir, type TempDir } from '@imgpipe/test-utils';
 import sharp from 'sharp';
@@ -133,5 +135,36 @@ test('decodeWithIdentity: the pixels or the rejection of decode, with the identi
       assert.ok('rejected' in outcome, path);
       assert.deepEqual([outcome.rejected.reason, outcome.rejected.detail], [plain.reason, plain.detail], path);
     } else assert.deepEqual('pixels' in outcome && outcome.pixels, plain, path);
+  }
+});
+
+test('closing the pool, or process.exit, while threads are inside libjpeg-turbo ends the process normally', async () => {
+  // Ending a thread inside a native decode aborted the whole process (exit 134, "terminate called after throwing an
+  // instance of 'Napi::Error'"): prep-data on a full disk or on SIGTERM, about 2 runs in 5 here.
+  const photos = await buildPhotoSet({ dir: join(temp.path, 'stopped'), count: 20 });
+  const images = pathToFileURL(fileURLToPath(new URL('../dist/index.js', import.meta.url))).href;
+  const script = join(temp.path, 'stop-mid-decode.mjs');
+  await writeFile(
+    script,
+    `import { DecodePool } from ${JSON.stringify(images)};
+const [how, wait] = process.argv.slice(2);
+const pool = await DecodePool.start(2);
+for (const path of ${JSON.stringify(photos)}.concat(${JSON.stringify(photos)})) pool.decode(path, { size: 224, fit: 'fill' }).catch(() => {});
+await new Promise((resolve) => setTimeout(resolve, Number(wait)));
+if (how === 'exit') process.exit(3);
+await pool.close();`,
+  );
+  const run = promisify(execFile);
+  for (const how of ['close', 'exit']) {
+    const waits = Array.from({ length: 10 }, (_, i) => i * 3);
+    const outcomes = await Promise.all(
+      waits.map((wait) =>
+        run(process.execPath, [script, how, String(wait)]).then(
+          () => ({ code: 0, stderr: '' }),
+          (error: { code: number; stderr: string }) => error,
+        ),
+      ),
+    );
+    for (const [i, { code, stderr }] of outcomes.entries()) assert.equal(code, how === 'exit' ? 3 : 0, `${how} after ${waits[i]} ms: ${stderr}`);
   }
 });

@@ -47,7 +47,10 @@ export class DecodePool {
   private broken: Error | undefined;
   private closing = false;
 
-  private constructor(private readonly workers: Worker[]) {
+  private constructor(
+    private readonly workers: Worker[],
+    private readonly stop: () => Promise<void>,
+  ) {
     this.load = workers.map(() => 0);
     workers.forEach((worker, index) => {
       worker.on('message', (reply: DecodeReply) => {
@@ -74,7 +77,7 @@ export class DecodePool {
 
   /** Start `threads` decode workers and wait until each is ready. */
   static async start(threads: number): Promise<DecodePool> {
-    const { workers } = await startWorkers<{ type: 'ready' }>({
+    const { workers, stop } = await startWorkers<{ type: 'ready' }>({
       moduleUrl: import.meta.url,
       entry: 'decode-worker',
       count: Math.max(1, threads),
@@ -82,7 +85,7 @@ export class DecodePool {
       what: 'image decoding',
       refused: (message) => new FailureError(`image decoding: a worker could not start: ${message}`),
     });
-    return new DecodePool(workers);
+    return new DecodePool(workers, stop);
   }
 
   /** How many decodes to keep in flight to keep every thread busy. */
@@ -150,9 +153,10 @@ export class DecodePool {
     this.targets.clear();
   }
 
+  /** Stop the threads once each has finished the image it is on; requests still queued are never answered. */
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(this.workers.map((worker) => worker.terminate()));
+    await this.stop();
   }
 }
 

@@ -1,4 +1,5 @@
 import { parentPort } from 'node:worker_threads';
+import { answerRequests } from '@imgpipe/kit/worker-thread';
 import type { DecodeReply, DecodeRequest } from './decode-pool.js';
 import { identifyFile, type FileIdentity } from './file-identity.js';
 import { ImageRejected } from './image-rejected.js';
@@ -11,7 +12,7 @@ import { decodeFileIdentified, decodeToTensorBlocking } from './image.js';
 const port = parentPort!;
 const post = (reply: DecodeReply, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);
 
-port.on('message', async (request: DecodeRequest) => {
+answerRequests(async (request: DecodeRequest) => {
   const { id } = request;
   if ('identify' in request) {
     post({ type: 'identities', id, identities: request.identify.map(identifyFile) });

@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { FailureError, InputError } from './errors.js';
 import { silentLogger } from './log.js';
 import { PendingReplies, startWorkers, type WorkerStart } from './worker-threads.js';
+
+/** The thread side, built (the entries below are plain JavaScript): `tsc -b` before the tests. */
+const WORKER_THREAD = pathToFileURL(fileURLToPath(new URL('../dist/worker-thread.js', import.meta.url))).href;
 
 /** Worker entries written for the test: each does what its name says, then says ready with its workerData. */
 const ENTRIES: Record<string, string> = {
@@ -21,9 +26,10 @@ describe('startWorkers: threads that say ready, or why not', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'imgpipe-workers-'));
     for (const [name, misbehave] of Object.entries(ENTRIES)) {
-      const body = `import { parentPort, workerData } from 'node:worker_threads';
+      const body = `import { parentPort } from 'node:worker_threads';
+import { workerInit } from ${JSON.stringify(WORKER_THREAD)};
 ${misbehave}
-parentPort.postMessage({ type: 'ready', index: workerData });
+parentPort.postMessage({ type: 'ready', index: workerInit() });
 setInterval(() => {}, 1000);`;
       await writeFile(join(dir, `${name}.js`), body);
     }
@@ -43,13 +49,13 @@ setInterval(() => {}, 1000);`;
 
   it('waits for every ready message, forwarding log lines first', async () => {
     const lines: string[] = [];
-    const { workers, ready } = await start('logs', 1, 2, { ...silentLogger, info: (line) => lines.push(line) });
+    const { ready, stop } = await start('logs', 1, 2, { ...silentLogger, info: (line) => lines.push(line) });
     assert.deepEqual(ready, [
       { type: 'ready', index: 1 },
       { type: 'ready', index: 1 },
     ]);
     assert.deepEqual(lines, ['loading', 'loading']);
-    await Promise.all(workers.map((w) => w.terminate()));
+    await stop();
   });
 
   it("a worker's own reason, a crash and an exit each fail the start with what happened", async () => {
@@ -62,6 +68,60 @@ setInterval(() => {}, 1000);`;
       start('exits', 1),
       (e: Error) => e instanceof FailureError && e.message === 'test model: a worker exited with code 3 while starting',
     );
+  });
+});
+
+describe('stopping threads: never inside their work (a native call ended there aborts the process)', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'imgpipe-workers-stop-'));
+    // Each request blocks the thread for its number of milliseconds, as a native call does, then counts itself done.
+    const body = `import { parentPort } from 'node:worker_threads';
+import { answerRequests, workerInit } from ${JSON.stringify(WORKER_THREAD)};
+const done = workerInit();
+answerRequests((ms) => {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  Atomics.add(done, 0, 1);
+});
+parentPort.postMessage({ type: 'ready' });`;
+    await writeFile(join(dir, 'blocks.js'), body);
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('stop waits for the request a thread is inside, and the requests still queued are dropped', async () => {
+    const done = new Int32Array(new SharedArrayBuffer(4));
+    const { workers, stop } = await startWorkers({
+      moduleUrl: pathToFileURL(join(dir, 'caller.js')).href,
+      entry: 'blocks',
+      count: 1,
+      workerData: done,
+      what: 'test',
+      refused: (message) => new InputError(message),
+    });
+    for (let i = 0; i < 3; i++) workers[0]!.postMessage(150);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const started = Date.now();
+    await stop();
+    assert.equal(Atomics.load(done, 0), 1, 'the first request finished, the two queued behind it were dropped');
+    assert.ok(Date.now() - started >= 100, 'stop waited for the request in progress');
+  });
+
+  it('process.exit waits for the request in progress before the thread ends with the process', () => {
+    const script = `import { startWorkers } from ${JSON.stringify(pathToFileURL(fileURLToPath(new URL('../dist/worker-threads.js', import.meta.url))).href)};
+const done = new Int32Array(new SharedArrayBuffer(4));
+const { workers } = await startWorkers({
+  moduleUrl: ${JSON.stringify(pathToFileURL(join(dir, 'caller.js')).href)}, entry: 'blocks', count: 1, workerData: done, what: 'test', refused: Error,
+});
+workers[0].postMessage(150);
+workers[0].postMessage(150);
+setTimeout(() => {
+  process.on('exit', () => console.log('requests done at exit:', Atomics.load(done, 0)));
+  process.exit(3);
+}, 30);`;
+    writeFileSync(join(dir, 'exits.mjs'), script);
+    const result = spawnSync(process.execPath, [join(dir, 'exits.mjs')], { encoding: 'utf8' });
+    assert.equal(result.status, 3, result.stderr);
+    assert.equal(result.stdout.trim(), 'requests done at exit: 1');
   });
 });
 

@@ -1,6 +1,8 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parentPort, Worker } from 'node:worker_threads';
 import { FailureError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
+import { GATE_BUSY, GATE_CLOSED, type GatedWorkerData } from './worker-thread.js';
 
 /** A worker's log line, written by the parent to its logger. */
 export type WorkerLog = { type: 'log'; level: 'debug' | 'info' | 'warn'; message: string };
@@ -12,7 +14,7 @@ export type WorkerFailure = { type: 'error'; id: number; message: string; usage?
  * Start the worker entry `entry` that sits beside the module at `moduleUrl` (pass import.meta.url): from dist/ the
  * .js file; from sources (tests, benchmarks under tsx) the .ts file through a bootstrap that registers tsx in the worker.
  */
-function startWorkerThread(moduleUrl: string, entry: string, workerData: unknown): Worker {
+function startWorkerThread(moduleUrl: string, entry: string, workerData: GatedWorkerData): Worker {
   if (!moduleUrl.endsWith('.ts')) return new Worker(new URL(`./${entry}.js`, moduleUrl), { workerData });
   const tsx = import.meta.resolve('tsx/esm/api');
   const source = new URL(`./${entry}.ts`, moduleUrl).href;
@@ -31,12 +33,22 @@ export interface WorkerStart {
   refused(message: string, usage: boolean): Error;
 }
 
+/** Threads started together: `stop` ends them all once none is inside its work (worker-thread.ts says why). */
+export interface StartedWorkers<Ready> {
+  workers: Worker[];
+  ready: Ready[];
+  stop(): Promise<void>;
+}
+
 /**
  * Start `count` threads of an entry, their log lines forwarded, and wait for each one's 'ready' message. If any says
- * why it cannot start, crashes or exits first, every thread is terminated and the start fails.
+ * why it cannot start, crashes or exits first, every thread is stopped and the start fails. The entry reads its
+ * workerData with workerInit() and answers with answerRequests() (@imgpipe/kit/worker-thread).
  */
-export async function startWorkers<Ready extends { type: 'ready' }>(start: WorkerStart): Promise<{ workers: Worker[]; ready: Ready[] }> {
-  const workers = Array.from({ length: start.count }, () => startWorkerThread(start.moduleUrl, start.entry, start.workerData));
+export async function startWorkers<Ready extends { type: 'ready' }>(start: WorkerStart): Promise<StartedWorkers<Ready>> {
+  const gate = new Int32Array(new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT));
+  const workers = Array.from({ length: start.count }, () => startWorkerThread(start.moduleUrl, start.entry, { gate, init: start.workerData }));
+  const stop = stopWhenIdle(workers, gate);
   for (const worker of workers) forwardWorkerLogs(worker, start.log ?? silentLogger);
   const readyOf = (worker: Worker) =>
     new Promise<Ready>((resolve, reject) => {
@@ -51,10 +63,43 @@ export async function startWorkers<Ready extends { type: 'ready' }>(start: Worke
       worker.once('exit', (code) => reject(new FailureError(`${start.what}: a worker exited with code ${code} while starting`)));
     });
   try {
-    return { workers, ready: await Promise.all(workers.map(readyOf)) };
+    return { workers, ready: await Promise.all(workers.map(readyOf)), stop };
   } catch (error) {
-    await Promise.all(workers.map((w) => w.terminate()));
+    await stop();
     throw error;
+  }
+}
+
+/** How long a close waits for a thread to leave its work, and process.exit (which blocks meanwhile) for all of them. */
+const CLOSE_PATIENCE_MS = 30_000;
+const EXIT_PATIENCE_MS = 5_000;
+
+/** The gates of the threads that are running, closed on process.exit. */
+const openGates = new Set<Int32Array>();
+
+function stopWhenIdle(workers: Worker[], gate: Int32Array): () => Promise<void> {
+  if (openGates.size === 0) process.on('exit', closeGatesOnExit);
+  openGates.add(gate);
+  let stopping: Promise<void> | undefined;
+  const stop = async () => {
+    Atomics.store(gate, GATE_CLOSED, 1);
+    const deadline = Date.now() + CLOSE_PATIENCE_MS;
+    while (Atomics.load(gate, GATE_BUSY) > 0 && Date.now() < deadline) await sleep(1);
+    await Promise.all(workers.map((w) => w.terminate()));
+    openGates.delete(gate);
+    if (openGates.size === 0) process.off('exit', closeGatesOnExit);
+  };
+  return () => (stopping ??= stop());
+}
+
+/** process.exit ends every thread: first let each one leave its work (this thread blocks until they do). */
+function closeGatesOnExit() {
+  for (const gate of openGates) Atomics.store(gate, GATE_CLOSED, 1);
+  const deadline = Date.now() + EXIT_PATIENCE_MS;
+  for (const gate of openGates) {
+    for (let busy = Atomics.load(gate, GATE_BUSY); busy > 0 && Date.now() < deadline; busy = Atomics.load(gate, GATE_BUSY)) {
+      Atomics.wait(gate, GATE_BUSY, busy, deadline - Date.now());
+    }
   }
 }
 

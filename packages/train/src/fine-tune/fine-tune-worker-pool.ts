@@ -67,6 +67,7 @@ export class FineTuneWorkers {
   private constructor(
     private readonly workers: Worker[],
     readonly ready: FineTuneWorkerReady,
+    private readonly stop: () => Promise<void>,
   ) {
     for (const worker of workers) {
       worker.on('message', (reply: FineTuneReply) => {
@@ -86,7 +87,7 @@ export class FineTuneWorkers {
   static async start(count: number, init: FineTuneWorkerInit, log: Logger = silentLogger): Promise<FineTuneWorkers> {
     const refused = (message: string) => new FailureError(`a fine-tuning worker failed to build the model: ${message}`);
     const what = 'fine-tuning';
-    const { workers, ready } = await startWorkers<FineTuneWorkerReady>({
+    const { workers, ready, stop } = await startWorkers<FineTuneWorkerReady>({
       moduleUrl: import.meta.url,
       entry: 'fine-tune-worker',
       count,
@@ -96,10 +97,10 @@ export class FineTuneWorkers {
       refused,
     });
     if (ready.some((r) => r.variables.join('\n') !== ready[0]!.variables.join('\n'))) {
-      await Promise.all(workers.map((w) => w.terminate()));
+      await stop();
       throw new FailureError('fine-tuning workers built models with different trainable variables');
     }
-    return new FineTuneWorkers(workers, ready[0]!);
+    return new FineTuneWorkers(workers, ready[0]!, stop);
   }
 
   /** Send one request to worker `index` (buffers in `transfer` move to it) and wait for its answer. */
@@ -129,6 +130,6 @@ export class FineTuneWorkers {
 
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    await this.stop();
   }
 }

@@ -1,5 +1,6 @@
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { parentLogger, sha256 } from '@imgpipe/kit';
+import { workerInit } from '@imgpipe/kit/worker-thread';
 import { loadTf } from '@imgpipe/engines';
 import { registerTrainingKernels } from '@imgpipe/training-kernels';
 import { outputFloatsPerImage } from './fine-tune-memory.js';
@@ -13,7 +14,7 @@ import type { FineTuneReply, FineTuneRequest, FineTuneWorkerInit, ShardStep } fr
  * the compiled loss and accuracy) but keeps the gradients instead of applying them; the parent averages every
  * worker's and sends the average back to be applied here, so every worker's trainable weights stay the same.
  */
-const init = workerData as FineTuneWorkerInit;
+const init = workerInit<FineTuneWorkerInit>();
 const port = parentPort!;
 const post = (reply: FineTuneReply, transfer: ArrayBuffer[] = []) => port.postMessage(reply, transfer);
 
@@ -81,6 +82,8 @@ try {
     }
   };
   let queue = Promise.resolve();
+  // Not answerRequests: TF.js on WebAssembly makes no native call, so the pool may end this thread mid-step at once
+  // (a signal need not wait for a step of several seconds).
   port.on('message', (request: FineTuneRequest & { id: number }) => {
     queue = queue.then(async () => {
       try {
