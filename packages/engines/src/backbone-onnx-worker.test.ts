@@ -73,3 +73,22 @@ test('in a worker thread: the same features, chunked the same for a fixed batch 
     await Promise.all(open.map((b) => b.dispose()));
   }
 });
+
+test('the batch buffers the worker hands back carry later batches of other sizes, with the same features', async () => {
+  const inline = await loadBackbone(model.path, { device: 'cpu', featureLayer: 'features', preprocess: 'torch' });
+  const worker = await loadBackbone(model.path, { device: 'cpu', featureLayer: 'features', preprocess: 'torch', offMainThread: true });
+  try {
+    // Larger batches first: the smaller ones after them run in larger buffers than they fill.
+    for (const sizes of [
+      [6, 2],
+      [1, 5, 3],
+      [4, 4, 1],
+    ]) {
+      const batches = sizes.map((count, i) => ({ count, pixels: pixelsOf(count).map((v) => (v + i * 37) % 256) }));
+      const served = await Promise.all(batches.map(({ pixels, count }) => worker.extract(pixels, count)));
+      for (const [i, { pixels, count }] of batches.entries()) assert.deepEqual(served[i], await inline.extract(pixels, count), `batch of ${count}`);
+    }
+  } finally {
+    await Promise.all([inline.dispose(), worker.dispose()]);
+  }
+});

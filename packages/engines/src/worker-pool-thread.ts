@@ -28,7 +28,8 @@ export async function serveBatches<Ready extends WorkerReady>(open: (log: Logger
   answerRequests(async (request: WorkerRequest) => {
     try {
       const features = await model.run(request.pixels, request.count);
-      post({ type: 'result', id: request.id, features }, [features.buffer as ArrayBuffer]);
+      const { pixels } = request;
+      post({ type: 'result', id: request.id, features, pixels }, [features.buffer as ArrayBuffer, pixels.buffer as ArrayBuffer]);
     } catch (error) {
       post({ type: 'error', id: request.id, message: (error as Error).message, usage: false });
     }

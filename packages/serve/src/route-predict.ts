@@ -1,5 +1,5 @@
 import { annotateView } from './annotate.js';
-import { parseJsonObject, readBody } from './body.js';
+import { parseJsonObject, readBodyText } from './body.js';
 import type { Prediction } from './classifier.js';
 import { ready } from './route-common.js';
 import type { AppState, Reply, RouteContext } from './route-types.js';
@@ -9,7 +9,7 @@ import { parseSeedRequest, type ImageItem } from './request.js';
 export async function predictSeed({ request }: RouteContext, state: AppState): Promise<Reply> {
   const classifier = ready(state);
   const body = parseJsonObject(
-    await readBody(request, state.maxBody, state.limits.bodyBudget),
+    await readBodyText(request, state.maxBody, state.limits.bodyBudget),
     'like {"data": [{"path": "x.jpg", "encoded": "<base64>"}]}',
   );
   const items = parseSeedRequest(body, Math.min(state.maxQueue, state.limits.maxImages));

@@ -1,4 +1,4 @@
-import { parseJsonObject, readBody } from './body.js';
+import { parseJsonObject, readBodyText } from './body.js';
 import type { Classifier } from './classifier.js';
 import { HttpError } from './http-error.js';
 import { checkModelName, ready } from './route-common.js';
@@ -9,7 +9,7 @@ import { parseV2InferRequest } from './request.js';
 export async function inferV2({ request, params }: RouteContext, state: AppState): Promise<Reply> {
   checkModelName(state, params.name);
   const classifier = ready(state);
-  const body = parseJsonObject(await readBody(request, state.maxBody, state.limits.bodyBudget), 'with "inputs" (Open Inference Protocol)');
+  const body = parseJsonObject(await readBodyText(request, state.maxBody, state.limits.bodyBudget), 'with "inputs" (Open Inference Protocol)');
   const parsed = parseV2InferRequest(body, Math.min(state.maxQueue, state.limits.maxImages));
   const predictions = await classifier.classify(parsed.items);
   const n = predictions.length;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { basename } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
@@ -262,6 +263,28 @@ describe('serve over HTTP with a real model', () => {
     assert.equal(wrong.status, 405);
     assert.equal(wrong.headers.get('allow'), 'POST');
     assert.equal((await request(server.url, '/predict', { body: seedBody([images[0]!]) })).status, 200, 'still serving');
+  });
+
+  it('reads a body whose UTF-8 characters arrive split between reads', async () => {
+    const path = 'chat-été-🐱.jpg';
+    const body = Buffer.from(JSON.stringify(seedBody([{ path, bytes: images[0]!.bytes }])));
+    const cat = body.indexOf(Buffer.from('🐱'));
+    const { host, port } = new URL(server.url);
+    const answer = await new Promise<string>((resolve) => {
+      const socket = connect(Number(port), '127.0.0.1', async () => {
+        socket.write(
+          `POST /predict HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+        );
+        socket.write(body.subarray(0, cat + 2)); // half of the cat
+        await sleep(50);
+        socket.write(body.subarray(cat + 2));
+      });
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk.toString()));
+      socket.on('close', () => resolve(text));
+    });
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    assert.deepEqual(Object.keys(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))), [path]);
   });
 
   it('accepts an absolute-form request target, as RFC 9112 says a server must', async () => {
