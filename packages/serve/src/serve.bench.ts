@@ -11,14 +11,18 @@
 // --model: how the model directory is served: `onnx`, model.onnx on one ONNX Runtime session (the default where the
 // directory has it), or `parts`, a directory without model.onnx (the backbone, then the TF.js head), as before.
 //
-// The load generator is a child process (keep-alive sockets, one per client, each client sends its next request
-// when the previous answer arrives), so the CPU time this process uses per answered image is the server's own:
-// reported beside requests/s, since it holds on a machine whose other load makes wall-clock rates drift. serve's own
+// serve runs as users run it, its bin (dist/: `make bench` builds first) in a process of its own, and the load
+// generator is another (keep-alive sockets, one per client, each client sends its next request when the previous
+// answer arrives). The CPU time of serve's process (/proc/<pid>/stat) per answered request is reported beside
+// requests/s, since it holds on a machine whose other load makes wall-clock rates drift. serve's own
 // CPU per request (that minus the bare engine's CPU per image, at --max-batch and again at the batch size serve ran:
 // one image per batch at one client) is compared with the seed's per-request work done by PIL in Python on the same
 // body (Debian's python3 with python3-pil), measured in the same run.
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -28,8 +32,6 @@ import { loadModel, parseDevice } from '@imgpipe/engines';
 import { buildPhotoSet, writeBenchResults, type BenchResult, makeTempDir } from '@imgpipe/test-utils';
 import { buildResnet50Backbones } from '@imgpipe/engines/test-resnet50-model';
 import { join } from 'node:path';
-import { createModelLoader } from './model-loader.js';
-import { runServe } from './serve.js';
 import { buildTestModelDir } from '@imgpipe/engines/test-model';
 
 const { values } = parseArgs({
@@ -100,8 +102,40 @@ Promise.all(Array.from({ length: concurrency }, client)).then(() => {
 });
 `;
 
-async function load(url: string, bodyFile: string, concurrency: number, duration: number) {
-  const cpu = process.cpuUsage();
+const SERVE_BIN = fileURLToPath(new URL('../bin/serve.js', import.meta.url));
+
+/** serve's bin in a process of its own, once it has printed its URL; `cpuSeconds` is that process's CPU time so far. */
+async function startServe(args: string[]): Promise<{ url: string; cpuSeconds(): number; close(): Promise<void> }> {
+  if (!existsSync(fileURLToPath(new URL('../dist/cli.js', import.meta.url)))) throw new Error('serve is not built: run `make build` first');
+  const child = spawn(process.execPath, [SERVE_BIN, ...args, '--host', '127.0.0.1', '--port', '0', '--quiet'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`serve exited with code ${code} before it was ready`)));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const pointer = JSON.parse(line) as { kind?: string; url?: string };
+      if (pointer.kind === 'server' && pointer.url) resolve(pointer.url);
+    });
+  });
+  // utime and stime, in clock ticks (100 per second on Linux), after the command's name, which may hold spaces.
+  const cpuSeconds = () => {
+    const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  };
+  return {
+    url,
+    cpuSeconds,
+    close: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+async function load(url: string, bodyFile: string, concurrency: number, duration: number, serverCpuSeconds: () => number) {
+  const cpu = serverCpuSeconds();
   const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) => {
     execFile(
       process.execPath,
@@ -110,9 +144,9 @@ async function load(url: string, bodyFile: string, concurrency: number, duration
       (error, out) => (error ? reject(error) : resolve({ stdout: out })),
     );
   });
-  const used = process.cpuUsage(cpu);
+  const used = serverCpuSeconds() - cpu;
   const run = JSON.parse(stdout) as { latencies: number[]; statuses: Record<string, number>; elapsed: number; clientCpuSeconds: number };
-  return { ...run, cpuSeconds: (used.user + used.system) / 1e6 };
+  return { ...run, cpuSeconds: used };
 }
 
 /** Batches run and images in them so far, from the server's own /metrics. */
@@ -223,31 +257,18 @@ try {
 
     for (const echo of echoModes)
       for (const batching of batchingModes) {
-        const server = await runServe({
-          model: modelDir,
-          host: '127.0.0.1',
-          port: 0,
-          maxBatch: batching ? maxBatch : 1,
-          maxDelayMs: batching ? maxDelayMs : 0,
-          maxQueue: 1024,
-          maxBody: 32 * 1024 * 1024,
-          maxPixels: 40_000_000,
-          echo,
-          jsonLogs: false,
-          graceMs: 5000,
-          load: createModelLoader({ device, aws: { endpoint: '' } as never, maxPixels: 40_000_000 }),
-          stdout: { write: () => true } as unknown as NodeJS.WritableStream,
-          stderr: process.stderr,
-          log: silentLogger,
-          quiet: true,
-        });
+        const server = await startServe([
+          ...['--model', modelDir, '--device', String(values.device), '--echo', echo],
+          ...['--max-batch', String(batching ? maxBatch : 1), '--max-delay-ms', String(batching ? maxDelayMs : 0)],
+          ...['--max-queue', '1024', '--max-body', '32mb', '--max-pixels', '40000000'],
+        ]);
         try {
           // Steady state, as a server that has run a while: every batch size seen once (ONNX Runtime plans memory per
           // input shape on first sight), at the largest concurrency for a few seconds.
-          await load(server.url, body, Math.max(...concurrencies), 4);
+          await load(server.url, body, Math.max(...concurrencies), 4, server.cpuSeconds);
           for (const concurrency of concurrencies) {
             const before = await batchTotals(server.url);
-            const run = await load(server.url, body, concurrency, seconds);
+            const run = await load(server.url, body, concurrency, seconds, server.cpuSeconds);
             const after = await batchTotals(server.url);
             const meanBatch = (after.images - before.images) / Math.max(1, after.batches - before.batches);
             const sorted = run.latencies.sort((a, b) => a - b);
