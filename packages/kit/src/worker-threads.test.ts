@@ -75,13 +75,15 @@ describe('stopping threads: never inside their work (a native call ended there a
   let dir: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'imgpipe-workers-stop-'));
-    // Each request blocks the thread for its number of milliseconds, as a native call does, then counts itself done.
+    // Each request counts itself started, blocks the thread for its number of milliseconds (as a native call does),
+    // then counts itself done: cells 0 and 1 of the shared workerData.
     const body = `import { parentPort } from 'node:worker_threads';
 import { answerRequests, workerInit } from ${JSON.stringify(WORKER_THREAD)};
-const done = workerInit();
+const counts = workerInit();
 answerRequests((ms) => {
+  Atomics.add(counts, 0, 1);
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-  Atomics.add(done, 0, 1);
+  Atomics.add(counts, 1, 1);
 });
 parentPort.postMessage({ type: 'ready' });`;
     await writeFile(join(dir, 'blocks.js'), body);
@@ -89,39 +91,36 @@ parentPort.postMessage({ type: 'ready' });`;
   after(() => rm(dir, { recursive: true, force: true }));
 
   it('stop waits for the request a thread is inside, and the requests still queued are dropped', async () => {
-    const done = new Int32Array(new SharedArrayBuffer(4));
+    const counts = new Int32Array(new SharedArrayBuffer(8));
     const { workers, stop } = await startWorkers({
       moduleUrl: pathToFileURL(join(dir, 'caller.js')).href,
       entry: 'blocks',
       count: 1,
-      workerData: done,
+      workerData: counts,
       what: 'test',
       refused: (message) => new InputError(message),
     });
-    for (let i = 0; i < 3; i++) workers[0]!.postMessage(150);
-    await new Promise((resolve) => setTimeout(resolve, 30));
-    const started = Date.now();
+    for (let i = 0; i < 3; i++) workers[0]!.postMessage(400);
+    while (Atomics.load(counts, 0) === 0) await new Promise((resolve) => setTimeout(resolve, 1));
     await stop();
-    assert.equal(Atomics.load(done, 0), 1, 'the first request finished, the two queued behind it were dropped');
-    assert.ok(Date.now() - started >= 100, 'stop waited for the request in progress');
+    assert.deepEqual([...counts], [1, 1], 'the first request finished, the two queued behind it were dropped');
   });
 
   it('process.exit waits for the request in progress before the thread ends with the process', () => {
     const script = `import { startWorkers } from ${JSON.stringify(pathToFileURL(fileURLToPath(new URL('../dist/worker-threads.js', import.meta.url))).href)};
-const done = new Int32Array(new SharedArrayBuffer(4));
+const counts = new Int32Array(new SharedArrayBuffer(8));
 const { workers } = await startWorkers({
-  moduleUrl: ${JSON.stringify(pathToFileURL(join(dir, 'caller.js')).href)}, entry: 'blocks', count: 1, workerData: done, what: 'test', refused: Error,
+  moduleUrl: ${JSON.stringify(pathToFileURL(join(dir, 'caller.js')).href)}, entry: 'blocks', count: 1, workerData: counts, what: 'test', refused: Error,
 });
-workers[0].postMessage(150);
-workers[0].postMessage(150);
-setTimeout(() => {
-  process.on('exit', () => console.log('requests done at exit:', Atomics.load(done, 0)));
-  process.exit(3);
-}, 30);`;
+workers[0].postMessage(400);
+workers[0].postMessage(400);
+while (Atomics.load(counts, 0) === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+process.on('exit', () => console.log('requests started and done at exit:', [...counts].join(' ')));
+process.exit(3);`;
     writeFileSync(join(dir, 'exits.mjs'), script);
     const result = spawnSync(process.execPath, [join(dir, 'exits.mjs')], { encoding: 'utf8' });
     assert.equal(result.status, 3, result.stderr);
-    assert.equal(result.stdout.trim(), 'requests done at exit: 1');
+    assert.equal(result.stdout.trim(), 'requests started and done at exit: 1 1');
   });
 });
 
