@@ -106,7 +106,7 @@ const SERVE_BIN = fileURLToPath(new URL('../bin/serve.js', import.meta.url));
 
 /** serve's bin in a process of its own, once it has printed its URL; `cpuSeconds` is that process's CPU time so far. */
 async function startServe(args: string[]): Promise<{ url: string; cpuSeconds(): number; close(): Promise<void> }> {
-  if (!existsSync(fileURLToPath(new URL('../dist/cli.js', import.meta.url)))) throw new Error('serve is not built: run `make build` first');
+  if (!existsSync(fileURLToPath(new URL('../dist/cli.js', import.meta.url)))) throw new Error('serve is not built: run pnpm run build first');
   const child = spawn(process.execPath, [SERVE_BIN, ...args, '--host', '127.0.0.1', '--port', '0', '--quiet'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
