@@ -27,8 +27,12 @@ export type DecodeReply =
     }
   | WorkerFailure;
 
-/** Requests kept in flight per thread, so that a thread never waits for its next request after a result. */
-const IN_FLIGHT_PER_THREAD = 2;
+/**
+ * Requests kept in flight per thread, so that a thread never waits for its next request after a result, even while the
+ * calling thread is off the CPU (with as many decode threads as cores, it is the one thread too many). Measured on 2
+ * cores, 2,000 photos: prep-data's wall time fell 7% from 2 to 16; 32 gained nothing more.
+ */
+const IN_FLIGHT_PER_THREAD = 16;
 
 /** Files hashed per message: one message per file cost more than hashing a photo. */
 const IDENTIFY_BATCH = 64;
@@ -86,6 +90,10 @@ export class DecodePool {
       refused: (message) => new FailureError(`image decoding: a worker could not start: ${message}`),
     });
     return new DecodePool(workers, stop);
+  }
+
+  get threads(): number {
+    return this.workers.length;
   }
 
   /** How many decodes to keep in flight to keep every thread busy. */

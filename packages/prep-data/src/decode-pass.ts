@@ -35,6 +35,20 @@ export async function* orderedMap<T, R>(
   }
 }
 
+/** The most memory the shared buffers of decoded images may take (see decodeWindow). */
+export const DECODE_BUFFER_BYTES = 64 * 1024 * 1024;
+
+/**
+ * How many decodes to keep in flight (the pool's concurrency, at least one per thread) and how many results may wait
+ * to be written in order (twice that): the window's buffers stay under DECODE_BUFFER_BYTES, so at a large
+ * --img-dimensions fewer decodes run ahead.
+ */
+export function decodeWindow(pool: Pick<DecodePool, 'threads' | 'concurrency'>, imageBytes: number): { inFlight: number; window: number } {
+  const affordable = Math.floor(DECODE_BUFFER_BYTES / imageBytes / 2) - 1;
+  const inFlight = Math.max(pool.threads, Math.min(pool.concurrency, affordable));
+  return { inFlight, window: inFlight * 2 };
+}
+
 /**
  * `count` buffers of `bytes` each in one SharedArrayBuffer, for the decode threads to write images into: item i gets
  * buffer i % count, so nothing is allocated or moved per image.

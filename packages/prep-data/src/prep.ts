@@ -32,7 +32,7 @@ import {
 } from '@imgpipe/kit';
 import { checkOutTarget } from './out-dir.js';
 import { DecodePool, DEFAULT_MAX_PIXELS, imageEngineVersions, imagePipelineInfo, tuneImageEngine } from '@imgpipe/images';
-import { decodeOutcome, orderedMap, sharedBuffers } from './decode-pass.js';
+import { decodeOutcome, decodeWindow, orderedMap, sharedBuffers } from './decode-pass.js';
 import { applyDecisions, type DecisionsInput } from './decisions.js';
 import { parsePrepInput, type PrepItem } from './input.js';
 import { Deduper, dedupeItems } from './dedupe.js';
@@ -255,7 +255,7 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
     try {
       let done = 0;
       const decodeOptions = { size, fit, maxPixels };
-      const window = pool.concurrency * 4;
+      const { inFlight, window } = decodeWindow(pool, imageBytes);
       // orderedMap starts image i + window only once image i is handed out, and each image is written before the next
       // is taken: window + 1 buffers are enough for no buffer to hold two images at once.
       const buffers = sharedBuffers(window + 1, imageBytes);
@@ -263,7 +263,7 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
       const decoding = orderedMap(
         input.items,
         (item, i) => decodeOutcome(pool, item.path, decodeOptions, buffers(i), withIdentity),
-        pool.concurrency,
+        inFlight,
         window,
       );
       for await (const outcome of decoding) {
@@ -288,6 +288,8 @@ async function build(options: BuildPlan): Promise<PrepDataResult> {
         progress.update(done, rejected.length > 0 ? `${rejected.length} rejected` : undefined);
       }
       progress.finish(rejected.length > 0 ? `${rejected.length} rejected` : undefined);
+      // The threads end (a few milliseconds each) while the split files are finished; runPrepData awaits it.
+      pool.close().catch(() => undefined);
       if (placed.length === 0) {
         throw new InputError(
           `${options.csvSource}: none of the ${input.items.length + input.early.length} images is usable; ${describeRejected(rejected)}`,
