@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { csvString, fromSpreadsheetSafe, readCsvRows, spreadsheetSafe } from './csv.js';
+import { csvString, csvText, fromSpreadsheetSafe, readCsvRows, spreadsheetSafe } from './csv.js';
 
 const VALUES = [
   '=HYPERLINK("http://x","y")',
@@ -52,4 +52,16 @@ test('a CSV written forSpreadsheets has no formula cell and reads back to the or
   );
   // Without the option, values are written as given (data files).
   assert.equal((await readCsvRows(Readable.from([await csvString(['value'], [{ value: '=1+1' }])]), { source: 'data' })).rows[0]!.value, '=1+1');
+});
+
+test('csvText put together in parts is csvString of all the rows, header included, with no rows too', async () => {
+  const rows = VALUES.map((value, i) => ({ i, value, flag: i % 2 === 0, missing: undefined }));
+  const columns = ['i', 'value', 'flag', 'missing'];
+  for (const options of [{}, { forSpreadsheets: true }]) {
+    const parts = await csvText(columns, options);
+    for (let start = 0; start < rows.length; start += 3) parts.add(rows.slice(start, start + 3));
+    parts.add([]);
+    assert.equal(parts.text(), await csvString(columns, rows, options));
+    assert.equal((await csvText(columns, options)).text(), await csvString(columns, [], options));
+  }
 });

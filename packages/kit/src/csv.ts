@@ -190,6 +190,31 @@ function stringifyOptions(columns: readonly string[], options: CsvWriteOptions) 
   };
 }
 
+/** A CSV put together a few rows at a time, in memory (see csvText). */
+export interface CsvText {
+  /** Add rows (formatted now). */
+  add(rows: readonly Record<string, unknown>[]): void;
+  /** The whole CSV so far, the header first: what csvString gives for the same rows. */
+  text(): string;
+}
+
+/**
+ * A CSV formatted as its rows arrive, for a file written whole at the end: the formatting happens while the rows come
+ * in (prep-data: while images decode), not all at once when the file is due. csv-stringify loads here.
+ */
+export async function csvText(columns: readonly string[], options: CsvWriteOptions = {}): Promise<CsvText> {
+  const { stringify } = await import('csv-stringify/sync');
+  const header = stringify([], stringifyOptions(columns, options));
+  const rowOptions = { ...stringifyOptions(columns, options), header: false };
+  const parts = [header];
+  return {
+    add(rows) {
+      if (rows.length > 0) parts.push(stringify(rows as Record<string, unknown>[], rowOptions));
+    },
+    text: () => parts.join(''),
+  };
+}
+
 /**
  * A streaming CSV writer (csv-stringify) with a fixed header, honouring back-pressure. csv-stringify loads when a
  * writer is made, not with kit (every tool's start-up); the first write or end waits for it.
@@ -223,14 +248,15 @@ export function createCsvWriter(output: Writable, columns: readonly string[], op
   };
 }
 
-/** A whole CSV as a string, for small files written atomically. */
+/**
+ * A whole CSV as a string, for small files written atomically. csv-stringify's synchronous API: the same output as its
+ * stream without a stream's work per row (measured: half the time for prep-data's 2,000 rows).
+ */
 export async function csvString(
   columns: readonly string[],
   rows: readonly Record<string, unknown>[],
   options: CsvWriteOptions = {},
 ): Promise<string> {
-  const { stringify } = await import('csv-stringify');
-  return new Promise((resolve, reject) =>
-    stringify([...rows], stringifyOptions(columns, options), (error, text) => (error ? reject(error) : resolve(text ?? ''))),
-  );
+  const { stringify } = await import('csv-stringify/sync');
+  return stringify(rows as Record<string, unknown>[], stringifyOptions(columns, options));
 }

@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { writeSync } from 'node:fs';
 import { open, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { csvString } from './csv.js';
+import { csvString, csvText, type CsvText } from './csv.js';
 import { MANIFEST_FILE, REJECTED_FILE, SPLIT_NAMES, type DatasetManifest, type SplitFiles, type SplitName } from './dataset.js';
 import { withFileErrors } from './file-errors.js';
 
@@ -35,9 +35,15 @@ interface SplitOutput {
   /** Bytes written when the last early flush started, and that flush while it runs (see EARLY_FLUSH_BYTES). */
   flushedAt: number;
   flushing: Promise<void> | undefined;
+  count: number;
+  /** Rows not yet added to `csv`: they are formatted CSV_ROWS_AT_ONCE at a time, as images arrive. */
   rows: Record<string, unknown>[];
+  csv: CsvText;
   perClass: number[];
 }
+
+/** Rows formatted at once into a split's CSV: the file is then mostly formatted when the last image arrives. */
+const CSV_ROWS_AT_ONCE = 256;
 
 /**
  * Every this many bytes a pixel file's data so far is flushed to disk in the background (fdatasync on libuv's pool),
@@ -63,7 +69,6 @@ export class SplitFilesWriter {
   private constructor(
     private readonly dir: string,
     private readonly prefix: string,
-    private readonly columns: readonly string[],
     private readonly outputs: Record<SplitName, SplitOutput>,
   ) {}
 
@@ -79,7 +84,9 @@ export class SplitFilesWriter {
           bytes: 0,
           flushedAt: 0,
           flushing: undefined,
+          count: 0,
           rows: [],
+          csv: await csvText(options.columns),
           perClass: options.classes.map(() => 0),
         };
       }
@@ -87,7 +94,7 @@ export class SplitFilesWriter {
       await Promise.all(Object.values(outputs).map((output) => output.handle.close()));
       throw error;
     }
-    return new SplitFilesWriter(dir, prefix, options.columns, outputs);
+    return new SplitFilesWriter(dir, prefix, outputs);
   }
 
   pixelsPath(split: SplitName): string {
@@ -110,9 +117,14 @@ export class SplitFilesWriter {
           output.flushing = undefined;
         });
     }
-    output.rows.push({ index: output.rows.length, ...row });
+    const index = output.count++;
+    output.rows.push({ index, ...row });
+    if (output.rows.length >= CSV_ROWS_AT_ONCE) {
+      output.csv.add(output.rows);
+      output.rows = [];
+    }
     output.perClass[row.label]! += 1;
-    return output.rows.length - 1;
+    return index;
   }
 
   async close(): Promise<void> {
@@ -129,10 +141,12 @@ export class SplitFilesWriter {
       const pixelsFile = splitPixelsFile(split);
       const rowsFile = splitRowsFile(split);
       if (this.prefix) await rename(this.pixelsPath(split), join(this.dir, pixelsFile));
-      const text = await csvString(this.columns, output.rows);
+      output.csv.add(output.rows);
+      output.rows = [];
+      const text = output.csv.text();
       await withFileErrors(join(this.dir, rowsFile), () => writeFile(join(this.dir, rowsFile), text));
       result[split] = {
-        count: output.rows.length,
+        count: output.count,
         per_class: output.perClass,
         pixels: { file: pixelsFile, bytes: output.bytes, sha256: output.hash.digest('hex') },
         rows: { file: rowsFile, sha256: createHash('sha256').update(text).digest('hex') },
