@@ -6,7 +6,11 @@
 //
 //   IMGPIPE_BENCH_FILTER=serve node scripts/run-bench.mjs [--backbone resnet50|tiny|model.onnx] [--size 224]
 //     [--channels 16,32 (tiny)] [--photo 500x375] [--concurrency 1,8,32] [--seconds 6] [--max-batch 32]
-//     [--max-delay-ms 5] [--echo annotated,raw] [--batching on|on,off] [--device cpu] [--model onnx,parts]
+//     [--max-delay-ms 5] [--echo annotated,raw] [--batching on|on,off] [--device cpu] [--model onnx,parts] [--rounds 1]
+//
+// --rounds: serve is started that many times, the bare engine measured before, between and after them, and for each
+// concurrency the round with the median CPU per request is reported (every round's figures are in its params): with
+// ResNet50 the engine's CPU per image differs between processes by more than serve's own work does.
 //
 // --model: how the model directory is served: `onnx`, model.onnx on one ONNX Runtime session (the default where the
 // directory has it), or `parts`, a directory without model.onnx (the backbone, then the TF.js head), as before.
@@ -48,6 +52,7 @@ const { values } = parseArgs({
     batching: { type: 'string', default: 'on' },
     device: { type: 'string', default: 'cpu' },
     model: { type: 'string', default: 'onnx' },
+    rounds: { type: 'string', default: '1' },
   },
   strict: false,
 });
@@ -68,6 +73,7 @@ const device = parseDevice(values.device);
 const modelModes = String(values.model)
   .split(',')
   .map((mode) => (mode === 'parts' ? 'parts' : 'onnx'));
+const rounds = Math.max(1, Number(values.rounds));
 const log = createLogger({ name: 'serve.bench' });
 
 const LOAD_GENERATOR = `
@@ -187,6 +193,18 @@ print(best)
   return run.status === 0 ? Number(run.stdout.trim()) : undefined;
 }
 
+/** One served run at one concurrency: what the load generator and serve's /proc and /metrics gave. */
+interface ServedRun {
+  rps: number;
+  cpuMs: number;
+  clientCpuMs: number;
+  meanBatch: number;
+  /** Sorted. */
+  latencies: number[];
+  statuses: Record<string, number>;
+}
+
+const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 const temp = await makeTempDir('imgpipe-serve-bench-');
@@ -252,58 +270,75 @@ try {
       bareCpuMs.push(cpuMs);
       return rate;
     };
-    const bareBefore = await bareEngine('before');
+    const bareRates = [await bareEngine('before')];
     const served: { name: string; rps: number; cpuMs: number; meanBatch: number; params: Record<string, unknown> }[] = [];
 
     for (const echo of echoModes)
       for (const batching of batchingModes) {
-        const server = await startServe([
-          ...['--model', modelDir, '--device', String(values.device), '--echo', echo],
-          ...['--max-batch', String(batching ? maxBatch : 1), '--max-delay-ms', String(batching ? maxDelayMs : 0)],
-          ...['--max-queue', '1024', '--max-body', '32mb', '--max-pixels', '40000000'],
-        ]);
-        try {
-          // Steady state, as a server that has run a while: every batch size seen once (ONNX Runtime plans memory per
-          // input shape on first sight), at the largest concurrency for a few seconds.
-          await load(server.url, body, Math.max(...concurrencies), 4, server.cpuSeconds);
-          for (const concurrency of concurrencies) {
-            const before = await batchTotals(server.url);
-            const run = await load(server.url, body, concurrency, seconds, server.cpuSeconds);
-            const after = await batchTotals(server.url);
-            const meanBatch = (after.images - before.images) / Math.max(1, after.batches - before.batches);
-            const sorted = run.latencies.sort((a, b) => a - b);
-            const ok = run.statuses['200'] ?? 0;
-            const rps = ok / run.elapsed;
-            const params = {
-              ...common,
-              echo,
-              concurrency,
-              batching,
-              mean_batch: meanBatch,
-              max_batch: batching ? maxBatch : 1,
-              max_delay_ms: batching ? maxDelayMs : 0,
-              statuses: run.statuses,
-            };
-            const tag = `echo=${echo} c=${concurrency} batching=${batching ? 'on' : 'off'}${suffix}`;
-            const cpuMs = (1000 * run.cpuSeconds) / Math.max(1, ok);
-            const clientCpuMs = (1000 * run.clientCpuSeconds) / Math.max(1, ok);
-            results.push({ name: `requests/s ${tag}`, unit: 'requests/s', value: rps, params });
-            results.push({ name: `CPU per request ${tag}`, unit: 'ms', value: cpuMs, params: { echo, concurrency, batching } });
-            // The load generator shares the machine's cores: its CPU per request is what the server could not use.
-            results.push({ name: `load generator CPU per request ${tag}`, unit: 'ms', value: clientCpuMs, params: { echo, concurrency, batching } });
-            results.push({ name: `p50 latency ${tag}`, unit: 'ms', value: percentile(sorted, 50), params: { echo, concurrency, batching } });
-            results.push({ name: `p99 latency ${tag}`, unit: 'ms', value: percentile(sorted, 99), params: { echo, concurrency, batching } });
-            served.push({ name: `vs bare engine ${tag}`, rps, cpuMs, meanBatch, params: { echo, concurrency, batching } });
-            log.info(
-              `${tag}: ${rps.toFixed(1)} requests/s, p50 ${percentile(sorted, 50).toFixed(0)} ms, ${cpuMs.toFixed(1)} CPU-ms per request (load generator ${clientCpuMs.toFixed(1)}), mean batch ${meanBatch.toFixed(1)}`,
-            );
+        /** Per concurrency, one run per round: each round is a serve process of its own. */
+        const runs = new Map<number, ServedRun[]>(concurrencies.map((concurrency) => [concurrency, []]));
+        for (let round = 1; round <= rounds; round++) {
+          if (round > 1) bareRates.push(await bareEngine(`between rounds ${round - 1} and ${round}`));
+          const server = await startServe([
+            ...['--model', modelDir, '--device', String(values.device), '--echo', echo],
+            ...['--max-batch', String(batching ? maxBatch : 1), '--max-delay-ms', String(batching ? maxDelayMs : 0)],
+            ...['--max-queue', '1024', '--max-body', '32mb', '--max-pixels', '40000000'],
+          ]);
+          try {
+            // Steady state, as a server that has run a while: every batch size seen once (ONNX Runtime plans memory
+            // per input shape on first sight), at the largest concurrency for a few seconds.
+            await load(server.url, body, Math.max(...concurrencies), 4, server.cpuSeconds);
+            for (const concurrency of concurrencies) {
+              const before = await batchTotals(server.url);
+              const run = await load(server.url, body, concurrency, seconds, server.cpuSeconds);
+              const after = await batchTotals(server.url);
+              const ok = run.statuses['200'] ?? 0;
+              const servedRun: ServedRun = {
+                rps: ok / run.elapsed,
+                cpuMs: (1000 * run.cpuSeconds) / Math.max(1, ok),
+                clientCpuMs: (1000 * run.clientCpuSeconds) / Math.max(1, ok),
+                meanBatch: (after.images - before.images) / Math.max(1, after.batches - before.batches),
+                latencies: run.latencies.sort((a, b) => a - b),
+                statuses: run.statuses,
+              };
+              runs.get(concurrency)!.push(servedRun);
+              log.info(
+                `echo=${echo} c=${concurrency}${rounds > 1 ? ` round ${round}` : ''}: ${servedRun.rps.toFixed(1)} requests/s, p50 ${percentile(servedRun.latencies, 50).toFixed(0)} ms, ${servedRun.cpuMs.toFixed(1)} CPU-ms per request (load generator ${servedRun.clientCpuMs.toFixed(1)}), mean batch ${servedRun.meanBatch.toFixed(1)}`,
+              );
+            }
+          } finally {
+            await server.close();
           }
-        } finally {
-          await server.close();
+        }
+        for (const concurrency of concurrencies) {
+          // The round with the median CPU per request stands for the concurrency; every round's figures are in params.
+          const all = runs.get(concurrency)!;
+          const chosen = [...all].sort((a, b) => a.cpuMs - b.cpuMs)[Math.floor((all.length - 1) / 2)]!;
+          const params = {
+            ...common,
+            echo,
+            concurrency,
+            batching,
+            mean_batch: chosen.meanBatch,
+            max_batch: batching ? maxBatch : 1,
+            max_delay_ms: batching ? maxDelayMs : 0,
+            statuses: chosen.statuses,
+            ...(rounds > 1 ? { rounds, cpu_ms_per_round: all.map((run) => run.cpuMs), requests_per_s_per_round: all.map((run) => run.rps) } : {}),
+          };
+          const tag = `echo=${echo} c=${concurrency} batching=${batching ? 'on' : 'off'}${suffix}`;
+          const short = { echo, concurrency, batching };
+          results.push({ name: `requests/s ${tag}`, unit: 'requests/s', value: chosen.rps, params });
+          results.push({ name: `CPU per request ${tag}`, unit: 'ms', value: chosen.cpuMs, params: short });
+          // The load generator shares the machine's cores: its CPU per request is what the server could not use.
+          results.push({ name: `load generator CPU per request ${tag}`, unit: 'ms', value: chosen.clientCpuMs, params: short });
+          results.push({ name: `p50 latency ${tag}`, unit: 'ms', value: percentile(chosen.latencies, 50), params: short });
+          results.push({ name: `p99 latency ${tag}`, unit: 'ms', value: percentile(chosen.latencies, 99), params: short });
+          served.push({ name: `vs bare engine ${tag}`, rps: chosen.rps, cpuMs: chosen.cpuMs, meanBatch: chosen.meanBatch, params: short });
         }
       }
-    const bare = (bareBefore + (await bareEngine('after'))) / 2;
-    const bareCpu = (bareCpuMs[0]! + bareCpuMs[1]!) / 2;
+    bareRates.push(await bareEngine('after'));
+    const bare = mean(bareRates);
+    const bareCpu = mean(bareCpuMs);
     const pilMs = pilRequestCpuMs(body, size);
     if (pilMs !== undefined)
       results.push({
