@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { csvString, csvText, fromSpreadsheetSafe, readCsvRows, spreadsheetSafe } from './csv.js';
+import { csvString, csvText, fromSpreadsheetSafe, incompleteCsvTrailer, readCsv, readCsvRows, readCsvText, spreadsheetSafe } from './csv.js';
 
 const VALUES = [
   '=HYPERLINK("http://x","y")',
@@ -63,5 +63,33 @@ test('csvText put together in parts is csvString of all the rows, header include
     parts.add([]);
     assert.equal(parts.text(), await csvString(columns, rows, options));
     assert.equal((await csvText(columns, options)).text(), await csvString(columns, [], options));
+  }
+});
+
+test('readCsvText reads what readCsv reads from the same text: the same columns, records and errors', async () => {
+  const outcome = async (read: () => Promise<{ columns: string[]; records: AsyncIterable<unknown> }>) => {
+    try {
+      const { columns, records } = await read();
+      const all: unknown[] = [];
+      for await (const record of records) all.push(record);
+      return { columns, all };
+    } catch (error) {
+      return { error: `${(error as Error).constructor.name}: ${(error as Error).message}` };
+    }
+  };
+  const texts = [
+    '\ufeffa,b,c\n1,2,3\n\n"x, ""y""",z,"multi\nline"\n4,5\n6,7,8,9\n',
+    'a,b\r\n1,2\r\n',
+    '',
+    'a,a,b\n1,2,3\n',
+    'b,c\n1,2\n',
+    'a,b,c\n1,"2,3\n',
+    `a,b,c\n1,2,3\n${incompleteCsvTrailer('download-s3 stopped: 3 failures')}`,
+  ];
+  for (const text of texts) {
+    const options = { source: 'images.csv', required: ['a'] };
+    const expected = await outcome(() => readCsv(Readable.from([Buffer.from(text)]), options));
+    assert.deepEqual(await outcome(() => readCsvText(Buffer.from(text), options)), expected, JSON.stringify(text));
+    assert.deepEqual(await outcome(() => readCsvText(text, options)), expected, JSON.stringify(text));
   }
 });

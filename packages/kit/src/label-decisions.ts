@@ -1,5 +1,4 @@
-import { Readable } from 'node:stream';
-import { readCsv } from './csv.js';
+import { readCsvText } from './csv.js';
 import { InputError } from './errors.js';
 
 /**
@@ -27,7 +26,7 @@ interface LabelDecision {
  * problem is reported at once, naming the line; an image decided twice with different outcomes is an error.
  */
 export async function parseLabelDecisions(text: Buffer | string, source: string, classes: readonly string[]): Promise<LabelDecision[]> {
-  const { records } = await readCsv(Readable.from([text]), { source, required: ['sha256', 'action', 'label'] });
+  const { records } = await readCsvText(text, { source, required: ['sha256', 'action', 'label'] });
   const problems: string[] = [];
   const decisions: LabelDecision[] = [];
   const seen = new Map<string, LabelDecision>();

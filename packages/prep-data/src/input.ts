@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
-import { Readable } from 'node:stream';
-import { InputError, readCsv } from '@imgpipe/kit';
+import { InputError, readCsvText } from '@imgpipe/kit';
 import type { EarlyReject, PrepItem } from './prep-item.js';
 
 export type { PrepItem } from './prep-item.js';
@@ -24,7 +23,7 @@ const SHOWN = 8;
  * a label with two names, a gap in the labels) are InputErrors that name the lines; nothing is guessed.
  */
 export async function parsePrepInput(text: Buffer, source: string, cwd: string): Promise<PrepInput> {
-  const { columns, records } = await readCsv(Readable.from([text]), { source, required: REQUIRED_COLUMNS });
+  const { columns, records } = await readCsvText(text, { source, required: REQUIRED_COLUMNS });
   const malformed: string[] = [];
   const badLabels: number[] = [];
   const noCategory: number[] = [];
