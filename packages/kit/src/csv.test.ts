@@ -54,15 +54,21 @@ test('a CSV written forSpreadsheets has no formula cell and reads back to the or
   assert.equal((await readCsvRows(Readable.from([await csvString(['value'], [{ value: '=1+1' }])]), { source: 'data' })).rows[0]!.value, '=1+1');
 });
 
-test('csvText put together in parts is csvString of all the rows, header included, with no rows too', async () => {
+test('csvText put together in parts is the CSV of all the rows at once, and reads back to them', async () => {
   const rows = VALUES.map((value, i) => ({ i, value, flag: i % 2 === 0, missing: undefined }));
   const columns = ['i', 'value', 'flag', 'missing'];
   for (const options of [{}, { forSpreadsheets: true }]) {
     const parts = await csvText(columns, options);
     for (let start = 0; start < rows.length; start += 3) parts.add(rows.slice(start, start + 3));
     parts.add([]);
-    assert.equal(parts.text(), await csvString(columns, rows, options));
-    assert.equal((await csvText(columns, options)).text(), await csvString(columns, [], options));
+    const whole = await csvString(columns, rows, options);
+    assert.equal(parts.text(), whole);
+    const back = (await readCsvRows(Readable.from([whole]), { source: 'back', ...options })).rows;
+    assert.deepEqual(
+      back,
+      rows.map((row) => ({ i: String(row.i), value: row.value, flag: String(row.flag), missing: '' })),
+    );
+    assert.equal((await csvText(columns, options)).text(), 'i,value,flag,missing\n');
   }
 });
 
