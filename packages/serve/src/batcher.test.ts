@@ -51,6 +51,20 @@ describe('Batcher', () => {
     assert.deepEqual(fn.calls, [[3]]);
   });
 
+  it('starts at once when nothing more is coming, and waits for what is', async () => {
+    const fn = squarer(1);
+    let coming = 1;
+    const batcher = new Batcher({ predictBatch: fn.predictBatch, maxBatch: 64, maxDelayMs: 60_000, maxQueue: 100, moreComing: () => coming > 0 });
+    const first = batcher.submit(1);
+    await sleep(50);
+    assert.deepEqual(fn.calls, [], 'waits while another item is on its way');
+    coming = 0;
+    const timeout = sleep(5_000, 'still waiting', { ref: false });
+    assert.deepEqual(await Promise.race([Promise.all([first, batcher.submit(2)]), timeout]), [1, 4]);
+    assert.deepEqual(fn.calls, [[1, 2]], 'the item that was coming joined the batch');
+    assert.equal(await Promise.race([batcher.submit(3), timeout]), 9, 'one item alone does not wait maxDelayMs');
+  });
+
   it('with maxBatch 1 runs every item alone (batching off)', async () => {
     const fn = squarer(1);
     const batcher = new Batcher({ predictBatch: fn.predictBatch, maxBatch: 1, maxDelayMs: 50, maxQueue: 100 });

@@ -14,6 +14,11 @@ interface BatcherOptions<I, O> {
    * Runtime; a pool of N TF.js WebAssembly workers wants N).
    */
   concurrency?: number;
+  /**
+   * Whether more items are on their way (a request being decoded): when it says no, a batch that would wait for
+   * others to join starts at once, since none can join but a request not yet arrived. Without it, always yes.
+   */
+  moreComing?(): boolean;
   /** Called after each batch with its size and duration. */
   onBatch?(size: number, seconds: number, error?: unknown): void;
 }
@@ -103,7 +108,8 @@ export class Batcher<I, O> {
     if (this.#running >= this.#concurrency || this.#queued === 0 || this.#immediate !== undefined) return;
     const { maxBatch, maxDelayMs } = this.#options;
     const waited = performance.now() - Math.min(...this.#groups.map((g) => g[0]!.enqueued));
-    if (this.#flushing || this.#queued >= maxBatch || waited >= maxDelayMs) {
+    const nothingComing = this.#options.moreComing?.() === false;
+    if (this.#flushing || this.#queued >= maxBatch || waited >= maxDelayMs || nothingComing) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
       // setImmediate rather than a direct call: items submitted in the same tick join this batch.

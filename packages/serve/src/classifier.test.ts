@@ -39,3 +39,40 @@ test('batches are put together in kept buffers, and every image gets its own ans
   }
   assert.ok(seen.size >= 1 && seen.size <= 2, `${seen.size} batch buffers for 30 or more batches: at most one per batch running at once`);
 });
+
+test('a request does not wait for a batch to fill while no other is being decoded; one being decoded joins it', async () => {
+  const batches: number[] = [];
+  const model: ClassifierModel = {
+    labels: ['dark', 'light'],
+    inputSize: SIZE,
+    async predict(_pixels, count) {
+      batches.push(count);
+      return Float32Array.from({ length: count * 2 }, () => 0.5);
+    },
+  };
+  let releaseSlow: () => void = () => {};
+  const slowDecoded = new Promise<void>((resolve) => {
+    releaseSlow = resolve;
+  });
+  const decode = async (bytes: Buffer) => {
+    if (bytes[0] === 0) await slowDecoded;
+    return new Uint8Array(AREA).fill(bytes[0]!);
+  };
+  const classifier = createClassifier({
+    model,
+    decode,
+    decodeWithView: async (bytes) => ({ pixels: await decode(bytes), view: undefined, format: undefined }),
+    maxBatch: 8,
+    maxDelayMs: 60_000,
+    maxQueue: 1000,
+  });
+  const timeout = sleep(5_000, 'still waiting', { ref: false });
+  assert.notEqual(await Promise.race([classifier.classify([{ name: 'alone', bytes: Buffer.from([1]) }]), timeout]), 'still waiting');
+  const slow = classifier.classify([{ name: 'slow', bytes: Buffer.from([0]) }]);
+  const quick = classifier.classify([{ name: 'quick', bytes: Buffer.from([2]) }]);
+  await sleep(50);
+  assert.deepEqual(batches, [1], 'the decoded request waits for the one being decoded');
+  releaseSlow();
+  assert.notEqual(await Promise.race([Promise.all([slow, quick]), timeout]), 'still waiting');
+  assert.deepEqual(batches, [1, 2]);
+});

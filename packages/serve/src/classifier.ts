@@ -78,6 +78,9 @@ export function createClassifier(options: ClassifierOptions): Classifier {
   // Buffers to put a batch together in, kept from batch to batch (as many as run at once): a new one per batch is
   // external memory that makes V8 collect garbage (2-5 MB for a served batch of ResNet50).
   const batchBuffers: Uint8Array[] = [];
+  let pending = 0;
+  /** Images admitted and not yet in the batcher's queue. */
+  let decoding = 0;
   const batcher = new Batcher<Uint8Array, Float32Array>({
     maxBatch: options.maxBatch,
     maxDelayMs: options.maxDelayMs,
@@ -85,6 +88,7 @@ export function createClassifier(options: ClassifierOptions): Classifier {
     // Admission below already bounds the queue; this is a second guard.
     maxQueue,
     onBatch: options.onBatch,
+    moreComing: () => decoding > 0,
     async predictBatch(images) {
       const bytes = images.length * area;
       const spare = images.length === 1 ? undefined : batchBuffers.pop();
@@ -107,7 +111,6 @@ export function createClassifier(options: ClassifierOptions): Classifier {
       return images.map((_, i) => probs.slice(i * classes, (i + 1) * classes));
     },
   });
-  let pending = 0;
 
   const perRequest = Math.max(1, options.decodeConcurrency ?? LIMITS.decodesPerRequest.default);
 
@@ -186,11 +189,18 @@ export function createClassifier(options: ClassifierOptions): Classifier {
       throw new UnavailableError(`server busy: ${pending} images pending, limit ${maxQueue} (--max-queue); retry later`);
     }
     pending += items.length;
+    decoding += items.length;
     try {
-      await checkItems(items);
-      const decoded = await decodeAll(items, decodeOne);
-      const pixels = decoded.map(pixelsOf);
-      for (const image of pixels) if (image.length !== area) throw new Error(`decoder returned ${image.length} bytes, expected ${area}`);
+      let pixels: Uint8Array[];
+      let decoded: T[];
+      try {
+        await checkItems(items);
+        decoded = await decodeAll(items, decodeOne);
+        pixels = decoded.map(pixelsOf);
+        for (const image of pixels) if (image.length !== area) throw new Error(`decoder returned ${image.length} bytes, expected ${area}`);
+      } finally {
+        decoding -= items.length;
+      }
       const probs = await batcher.submitAll(pixels);
       const predictions = probs.map((p) => {
         const index = argmax(p);

@@ -21,7 +21,7 @@ export const LIMITS = {
     flag: 'max-delay-ms',
     value: { type: 'number', min: 0 },
     default: 5,
-    describe: 'How long the first waiting image may wait for others to fill a batch',
+    describe: 'How long the first waiting image may wait for others to fill a batch (none while no other is being decoded)',
   },
   maxQueue: {
     flag: 'max-queue',

@@ -37,7 +37,10 @@ describe('serve bin (end to end)', () => {
   after(() => temp?.remove());
 
   it('serves, logs JSON per request, and exits 0 on SIGTERM with a request in flight', async () => {
-    const server = start(['--model', modelDir, '--port', '0', '--device', 'wasm', '--json-logs', '--name', 'pets', '--max-delay-ms', '5000']);
+    const server = start([
+      ...['--model', modelDir, '--port', '0', '--device', 'wasm', '--json-logs', '--name', 'pets', '--max-delay-ms', '5000'],
+      ...['--max-pixels', '1000000000', '--max-request-pixels', '1000000000'],
+    ]);
     try {
       const pointer = JSON.parse(await server.firstLine);
       assert.equal(pointer.kind, 'server');
@@ -47,16 +50,20 @@ describe('serve bin (end to end)', () => {
       const reply = await request(pointer.url, '/predict', { body: seedBody([{ path: 'x.png', bytes: image }]) });
       assert.equal(reply.status, 200);
       assert.ok(['cat', 'dog'].includes(reply.body['x.png'].pred));
-      // A request waits up to 5 s for its batch to fill; SIGTERM arrives meanwhile and the answer still comes
-      // (at once: shutting down flushes the batcher).
+      // A request waits up to 5 s for its batch to fill while another request's image is being decoded (900
+      // megapixels of PNG); SIGTERM arrives meanwhile and both answers still come, the waiting one at once
+      // (shutting down flushes the batcher).
+      const metrics = async () => (await request(pointer.url, '/metrics')).body;
+      const decoding = request(pointer.url, '/v2/models/pets/infer', { body: v2Body([zeroPng(30_000, 30_000)]) });
+      await waitFor(async () => metric(await metrics(), 'imgpipe_serve_pending_images') === 1, 'the large image to be decoding');
       const inFlight = request(pointer.url, '/v2/models/pets/infer', { body: v2Body([image]) });
-      while ((metric((await request(pointer.url, '/metrics')).body, 'imgpipe_serve_queue_depth') ?? 0) < 1)
-        await new Promise((r) => setTimeout(r, 10));
+      await waitFor(async () => (metric(await metrics(), 'imgpipe_serve_queue_depth') ?? 0) >= 1, 'the small image to wait for a batch');
       const stopped = performance.now();
       server.child.kill('SIGTERM');
       assert.equal((await inFlight).status, 200);
-      assert.deepEqual(await server.exited, { code: 0, signal: null });
       assert.ok(performance.now() - stopped < 4000, 'the batch ran at shutdown rather than after --max-delay-ms');
+      assert.equal((await decoding).status, 200);
+      assert.deepEqual(await server.exited, { code: 0, signal: null });
       const lines = server.stderr().split('\n').filter(Boolean);
       assert.deepEqual(
         lines.filter((l) => !l.startsWith('{')),
