@@ -415,6 +415,24 @@ describe('serve over HTTP with a real model', () => {
     assert.ok(batched / batches > 1, `dynamic batching should coalesce concurrent requests (mean batch ${batched / batches})`);
   });
 
+  it('answers in JSON that any parser reads, whatever the paths hold', async () => {
+    const paths = ['say "cheese".jpg', 'back\\slash\nnew line\u0000.png', 'chat-été-\u{1F408}.png', '\u2028\u2029', '__proto__', 'constructor'];
+    const named = paths.map((path, i) => ({ path, bytes: images[i]!.bytes }));
+    const reply = await request(server.url, '/predict', { body: seedBody(named) });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.headers.get('content-type'), 'application/json; charset=utf-8');
+    const body = reply.body as Record<string, { pred: string; encoded: string; probs: Record<string, number> }>;
+    assert.deepEqual(Object.keys(body), paths);
+    const probs = await expected(named.map((image) => image.bytes));
+    for (const [i, path] of paths.entries()) {
+      const answer = Object.getOwnPropertyDescriptor(body, path)?.value as (typeof body)[string];
+      assert.deepEqual(Object.keys(answer), ['pred', 'encoded', 'probs'], path);
+      assert.deepEqual(Object.keys(answer.probs), TEST_LABELS, path);
+      for (const [c, label] of TEST_LABELS.entries()) assert.ok(Math.abs(answer.probs[label]! - probs[i]![c]!) < 1e-5, `${path}: ${label}`);
+      assert.match(answer.encoded, /^[A-Za-z0-9+/]+={0,2}$/, path);
+    }
+  });
+
   it('echoes images unchanged with --echo raw', async () => {
     const raw = await runServe(options(modelDir, { echo: 'raw', maxBatch: 1 }));
     try {

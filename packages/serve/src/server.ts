@@ -4,6 +4,7 @@ import type { AccessLog } from './access-log.js';
 import { bodyBytes } from './body.js';
 import { HttpError, UnavailableError } from './http-error.js';
 import { LIMITS } from './limits.js';
+import { JSON_CONTENT_TYPE } from './route-common.js';
 import { matchRoute, requestPathname, type AppState, type Reply } from './routes.js';
 import type { ServeMetrics } from './serve-metrics.js';
 import { SECURITY_HEADERS } from './security-headers.js';
@@ -137,7 +138,7 @@ export function createHttpApp({ state, metrics, accessLog, log }: HttpAppOptions
         : JSON.stringify(reply.body);
     const length = typeof body === 'string' ? Buffer.byteLength(body, 'utf8') : body.length;
     const headers: Record<string, string | number> = {
-      'content-type': reply.contentType ?? 'application/json; charset=utf-8',
+      'content-type': reply.contentType ?? JSON_CONTENT_TYPE,
       'content-length': length,
       ...SECURITY_HEADERS,
       ...reply.headers,
