@@ -8,6 +8,12 @@ import { createClassifier, type ClassifierModel } from './classifier.js';
 const SIZE = 4;
 const AREA = SIZE * SIZE * 3;
 
+/** A classifier of batches of up to 8 over `model`, with `decode` for both decoders (no view). */
+function classifierOf(model: ClassifierModel, decode: (bytes: Buffer) => Promise<Uint8Array>, maxDelayMs: number) {
+  const decodeWithView = async (bytes: Buffer) => ({ pixels: await decode(bytes), view: undefined, format: undefined });
+  return createClassifier({ model, decode, decodeWithView, maxBatch: 8, maxDelayMs, maxQueue: 1000 });
+}
+
 test('batches are put together in kept buffers, and every image gets its own answer', async () => {
   const seen = new Set<ArrayBufferLike>();
   // Two labels; the probability of the second is the image's first byte / 255 (every byte of an image is the same).
@@ -24,14 +30,7 @@ test('batches are put together in kept buffers, and every image gets its own ans
     },
   };
   const decode = async (bytes: Buffer) => new Uint8Array(AREA).fill(bytes[0]!);
-  const classifier = createClassifier({
-    model,
-    decode,
-    decodeWithView: async (bytes) => ({ pixels: await decode(bytes), view: undefined, format: undefined }),
-    maxBatch: 8,
-    maxDelayMs: 2,
-    maxQueue: 1000,
-  });
+  const classifier = classifierOf(model, decode, 2);
   for (let wave = 0; wave < 10; wave++) {
     const values = Array.from({ length: 20 }, (_, i) => (wave * 20 + i) % 256);
     const answers = await Promise.all(values.map((value) => classifier.classify([{ name: `${value}`, bytes: Buffer.from([value]) }])));
@@ -58,14 +57,7 @@ test('a request does not wait for a batch to fill while no other is being decode
     if (bytes[0] === 0) await slowDecoded;
     return new Uint8Array(AREA).fill(bytes[0]!);
   };
-  const classifier = createClassifier({
-    model,
-    decode,
-    decodeWithView: async (bytes) => ({ pixels: await decode(bytes), view: undefined, format: undefined }),
-    maxBatch: 8,
-    maxDelayMs: 60_000,
-    maxQueue: 1000,
-  });
+  const classifier = classifierOf(model, decode, 60_000);
   const timeout = sleep(5_000, 'still waiting', { ref: false });
   assert.notEqual(await Promise.race([classifier.classify([{ name: 'alone', bytes: Buffer.from([1]) }]), timeout]), 'still waiting');
   const slow = classifier.classify([{ name: 'slow', bytes: Buffer.from([0]) }]);
